@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs LAMMPS (`lmp`, one thread) and `orquesta sim` (optimized kernel, one
+# thread and all threads) on the same 2-D Lennard-Jones system and prints
+# particle-steps per second for both and their ratio.
+#
+#   bench/lammps_vs_orquesta.sh [N:STEPS ...]     default: 10000:2000 100000:200
+#
+# Installs Debian's `lammps` package if `lmp` is missing (needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v lmp >/dev/null 2>&1; then
+  echo "installing LAMMPS (Debian package lammps)..." >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq lammps >/dev/null
+fi
+cargo build --release --quiet
+ORQ=target/release/orquesta
+ALL=$(nproc)
+
+cases=("$@")
+[ ${#cases[@]} -gt 0 ] || cases=(10000:2000 100000:200)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+lammps_rate() { # N STEPS -> particle-steps/s
+  local n=$1 steps=$2 k
+  k=$(python3 -c "import math; print(math.isqrt($n))")
+  if [ $((k * k)) -ne "$n" ]; then echo "N must be a perfect square for LAMMPS' sq lattice" >&2; exit 2; fi
+  cat >"$work/in.lj2d" <<LMP
+units lj
+dimension 2
+boundary p p p
+atom_style atomic
+lattice sq 0.5
+region box block 0 $k 0 $k -0.5 0.5
+create_box 1 box
+create_atoms 1 box
+mass 1 1.0
+velocity all create 1.0 87287 loop geom
+pair_style lj/cut 2.5
+pair_modify shift yes
+pair_coeff 1 1 1.0 1.0 2.5
+neighbor 0.3 bin
+fix 1 all nve
+fix 2 all enforce2d
+timestep 0.005
+thermo $steps
+run $steps
+LMP
+  (cd "$work" && OMP_NUM_THREADS=1 lmp -in in.lj2d -log none -screen "$work/out.txt" >/dev/null)
+  # "Loop time of 1.234 on 1 procs for 2000 steps with 10000 atoms"
+  awk '/^Loop time of/ {printf "%.0f\n", $(NF-1) * $(NF-4) / $4}' "$work/out.txt"
+}
+
+orquesta_rate() { # N STEPS THREADS -> particle-steps/s
+  "$ORQ" sim --particles "$1" --steps "$2" --seed 87287 --algorithm optimized --threads "$3" --compact \
+    | python3 -c "import json,sys; print(round(json.load(sys.stdin)['result']['metrics']['particle_steps_per_second']))"
+}
+
+printf '%-9s %-6s %16s %16s %9s %16s %9s\n' N steps "LAMMPS ps/s" "orquesta 1 thr" ratio "orquesta ${ALL} thr" ratio
+for c in "${cases[@]}"; do
+  n=${c%%:*}; steps=${c##*:}
+  l=$(lammps_rate "$n" "$steps")
+  o1=$(orquesta_rate "$n" "$steps" 1)
+  oa=$(orquesta_rate "$n" "$steps" "$ALL")
+  printf '%-9s %-6s %16s %16s %8.2fx %16s %8.2fx\n' "$n" "$steps" "$l" "$o1" \
+    "$(python3 -c "print($o1/$l)")" "$oa" "$(python3 -c "print($oa/$l)")"
+done

@@ -1,0 +1,227 @@
+//! The kernel trait, the per-run context kernels report to, and the one
+//! registry of kernels and aliases.
+//!
+//! Adding a kernel: write a file with a type implementing [`Kernel`] and add
+//! one line to [`KERNELS`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::system::{Physics, State};
+use super::{optimized, reference};
+
+/// A way of integrating the system. Kernels own their step loop (so that a
+/// multi-threaded kernel can keep its threads for the whole run) and report
+/// the energies of every step to the [`Run`].
+pub trait Kernel: Send + Sync {
+    /// The name tasks use, e.g. `optimized`.
+    fn name(&self) -> &'static str;
+    /// One line for `--help` and `/status`.
+    fn summary(&self) -> &'static str;
+    /// What a run would cost, checked against the limits before it starts.
+    fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate;
+    /// Integrates `state` for `run.steps()` steps (fewer if the run says
+    /// stop) and returns the final state in original particle order.
+    ///
+    /// Must call [`Run::record`] once with the step-0 energies and then once
+    /// after every completed step.
+    fn run(&self, state: State, run: &mut Run<'_>) -> State;
+}
+
+/// The cost of a run as a kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Pair distance evaluations over the whole run.
+    pub pair_evaluations: f64,
+    /// Peak bytes of simulation state.
+    pub memory_bytes: f64,
+}
+
+/// Every kernel, in the order they are listed to users.
+pub static KERNELS: &[&dyn Kernel] = &[&reference::Reference, &optimized::Optimized];
+
+/// The seed's algorithm names, kept so that its task files run unchanged.
+pub static ALIASES: &[(&str, &str)] = &[("python", "reference"), ("cython", "optimized")];
+
+/// Finds a kernel by name or alias.
+pub fn lookup(name: &str) -> Option<&'static dyn Kernel> {
+    let resolved = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, target)| target);
+    KERNELS.iter().copied().find(|k| k.name() == resolved)
+}
+
+/// Every name a task may use: kernel names, then aliases.
+pub fn algorithm_names() -> Vec<&'static str> {
+    KERNELS
+        .iter()
+        .map(|k| k.name())
+        .chain(ALIASES.iter().map(|(a, _)| *a))
+        .collect()
+}
+
+/// Shared between a running simulation and whoever watches it: a cancel
+/// flag and the count of completed steps, both readable from any thread.
+#[derive(Debug, Default)]
+pub struct Control {
+    cancel: AtomicBool,
+    steps_done: AtomicU64,
+}
+
+impl Control {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the simulation to stop; it does so within about one step.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Steps completed so far.
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a run stopped before its last step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    Cancelled,
+    /// An energy became NaN or infinite after this many steps.
+    Unstable {
+        step: u64,
+    },
+}
+
+/// What a kernel sees of one run: the physics, the step budget, the thread
+/// budget, and the recorder of energies.
+pub struct Run<'a> {
+    physics: Physics,
+    steps: u64,
+    threads: usize,
+    control: &'a Control,
+    pub(crate) energies: EnergyLog,
+    pub(crate) stop: Option<Stop>,
+    pub(crate) memory_bytes: u64,
+}
+
+/// Energies seen so far: the initial and latest values and the largest
+/// deviation of the total from its initial value.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EnergyLog {
+    pub initial: Option<(f64, f64)>,
+    pub last: (f64, f64),
+    pub max_drift: f64,
+    pub steps_recorded: u64,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(physics: Physics, steps: u64, threads: usize, control: &'a Control) -> Self {
+        Self {
+            physics,
+            steps,
+            threads: threads.max(1),
+            control,
+            energies: EnergyLog::default(),
+            stop: None,
+            memory_bytes: 0,
+        }
+    }
+
+    pub fn physics(&self) -> &Physics {
+        &self.physics
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Threads the kernel may use. Results must not depend on it.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The control block shared with whoever started the run.
+    pub fn control(&self) -> &'a Control {
+        self.control
+    }
+
+    /// True once the run has been cancelled; kernels with long steps poll
+    /// this inside a step.
+    pub fn cancelled(&self) -> bool {
+        self.control.is_cancelled()
+    }
+
+    /// Bytes of simulation state the kernel holds, reported in the metrics.
+    pub fn note_memory(&mut self, bytes: u64) {
+        self.memory_bytes = self.memory_bytes.max(bytes);
+    }
+
+    /// Records the total potential and kinetic energy after a step (the
+    /// first call is step 0). Returns false when the kernel must stop.
+    pub fn record(&mut self, potential: f64, kinetic: f64) -> bool {
+        let log = &mut self.energies;
+        match log.initial {
+            None => log.initial = Some((potential, kinetic)),
+            Some((p0, k0)) => {
+                log.steps_recorded += 1;
+                self.control
+                    .steps_done
+                    .store(log.steps_recorded, Ordering::Relaxed);
+                let drift = ((potential + kinetic) - (p0 + k0)).abs() / self.physics.num_particles as f64;
+                if drift > log.max_drift {
+                    log.max_drift = drift;
+                }
+            }
+        }
+        log.last = (potential, kinetic);
+        if !(potential.is_finite() && kinetic.is_finite()) {
+            self.stop = Some(Stop::Unstable {
+                step: log.steps_recorded,
+            });
+            return false;
+        }
+        if self.control.is_cancelled() {
+            self.stop = Some(Stop::Cancelled);
+            return false;
+        }
+        true
+    }
+
+    /// Marks the run cancelled from inside a step (after [`Self::cancelled`]).
+    pub fn stop_cancelled(&mut self) {
+        self.stop = Some(Stop::Cancelled);
+    }
+
+    /// True when the run must stop before its next step.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_resolve_to_kernels() {
+        assert_eq!(lookup("python").unwrap().name(), "reference");
+        assert_eq!(lookup("cython").unwrap().name(), "optimized");
+        assert_eq!(lookup("reference").unwrap().name(), "reference");
+        assert!(lookup("fortran").is_none());
+        assert!(lookup("").is_none());
+    }
+
+    #[test]
+    fn every_alias_points_at_a_registered_kernel() {
+        for (alias, target) in ALIASES {
+            assert!(lookup(target).is_some(), "{alias} -> {target}");
+            assert!(KERNELS.iter().all(|k| k.name() != *alias));
+        }
+    }
+}

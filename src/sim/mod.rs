@@ -1,0 +1,384 @@
+//! The particle simulation every task runs: a 2-D Lennard-Jones fluid
+//! (DESIGN.md "The simulation"). Pure computation: no actix, no I/O.
+//!
+//! - [`system`]: parameters, the initial lattice and velocities, the pair
+//!   potential;
+//! - [`kernel`]: the [`Kernel`] trait, the registry and aliases, the
+//!   [`Control`] block for cancellation and progress;
+//! - [`reference`] and [`optimized`]: the two kernels;
+//! - this file: parameter validation against [`Limits`], and [`simulate`],
+//!   which runs a kernel and turns its energies into [`Metrics`].
+
+pub mod kernel;
+pub mod optimized;
+pub mod reference;
+pub mod rng;
+pub mod system;
+
+use std::fmt;
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use kernel::{algorithm_names, lookup, Control, Kernel, Stop, KERNELS};
+pub use system::{Physics, State};
+
+/// The parameters of one task as its file gives them; optional ones take
+/// the DESIGN.md defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SimParams {
+    pub num_particles: u64,
+    pub num_steps: u64,
+    pub seed: u64,
+    pub density: Option<f64>,
+    pub temperature: Option<f64>,
+    pub dt: Option<f64>,
+    pub cutoff: Option<f64>,
+}
+
+/// Bounds that keep one task from taking a worker's memory or time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_particles: u64,
+    /// Largest N · num_steps.
+    pub max_particle_steps: f64,
+    /// Largest estimated count of pair evaluations (what bounds `reference`).
+    pub max_pair_evaluations: f64,
+    /// Largest estimated simulation memory.
+    pub max_memory_bytes: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_particles: 2_000_000,
+            max_particle_steps: 1e11,
+            max_pair_evaluations: 2e12,
+            max_memory_bytes: 4e9,
+        }
+    }
+}
+
+/// One problem with a task's parameters: which field, and what is wrong
+/// and how to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl ParamError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl SimParams {
+    /// Checks every parameter and the run's cost against `limits`; on
+    /// failure lists every problem found, not just the first.
+    pub fn validate(&self, kernel: &dyn Kernel, limits: &Limits) -> Result<Physics, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        let mut positive = |field: &'static str, value: Option<f64>, default: f64| {
+            let v = value.unwrap_or(default);
+            if !v.is_finite() {
+                errors.push(ParamError::new(
+                    field,
+                    format!("expected a finite number, found {v}"),
+                ));
+            } else if v <= 0.0 {
+                errors.push(ParamError::new(
+                    field,
+                    format!("expected a number > 0, found {v}"),
+                ));
+            }
+            v
+        };
+        let density = positive("density", self.density, system::DEFAULT_DENSITY);
+        let dt = positive("dt", self.dt, system::DEFAULT_DT);
+        let cutoff = positive("cutoff", self.cutoff, system::DEFAULT_CUTOFF);
+        let temperature = self.temperature.unwrap_or(system::DEFAULT_TEMPERATURE);
+        if !temperature.is_finite() || temperature < 0.0 {
+            errors.push(ParamError::new(
+                "temperature",
+                format!("expected a finite number ≥ 0, found {temperature}"),
+            ));
+        }
+
+        let n = self.num_particles;
+        if n < 2 {
+            errors.push(ParamError::new(
+                "num_particles",
+                format!("expected a whole number ≥ 2, found {n}"),
+            ));
+        } else if n > limits.max_particles {
+            errors.push(ParamError::new(
+                "num_particles",
+                format!(
+                    "{n} is more than this worker's limit of {}; split the system or raise the limit",
+                    limits.max_particles
+                ),
+            ));
+        } else if errors.is_empty() {
+            let box_len = (n as f64 / density).sqrt();
+            if box_len < 2.0 * cutoff {
+                let min_n = (density * 4.0 * cutoff * cutoff).ceil() as u64;
+                errors.push(ParamError::new(
+                    "num_particles",
+                    format!(
+                        "expected a whole number ≥ {min_n}, found {n}: at density {density} the box side \
+                         would be {box_len:.4}, smaller than 2 × cutoff = {}; use more particles, a lower \
+                         density or a smaller cutoff",
+                        2.0 * cutoff
+                    ),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let physics = Physics {
+            num_particles: n as usize,
+            density,
+            temperature,
+            dt,
+            cutoff,
+        };
+        let particle_steps = n as f64 * self.num_steps as f64;
+        if particle_steps > limits.max_particle_steps {
+            errors.push(ParamError::new(
+                "num_steps",
+                format!(
+                    "num_particles × num_steps = {particle_steps:.3e} is more than the limit of {:.3e}; \
+                     split the run into shorter tasks",
+                    limits.max_particle_steps
+                ),
+            ));
+        }
+        let estimate = kernel.estimate(&physics, self.num_steps);
+        if estimate.pair_evaluations > limits.max_pair_evaluations {
+            errors.push(ParamError::new(
+                "num_steps",
+                format!(
+                    "this run needs about {:.3e} pair evaluations with `{}`, more than the limit of {:.3e}; \
+                     use the optimized kernel, fewer particles or fewer steps",
+                    estimate.pair_evaluations,
+                    kernel.name(),
+                    limits.max_pair_evaluations
+                ),
+            ));
+        }
+        if estimate.memory_bytes > limits.max_memory_bytes {
+            errors.push(ParamError::new(
+                "num_particles",
+                format!(
+                    "this run needs about {:.1} MB, more than the limit of {:.1} MB; \
+                     use fewer particles or a lower density",
+                    estimate.memory_bytes / 1e6,
+                    limits.max_memory_bytes / 1e6
+                ),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(physics)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimStatus {
+    Completed,
+    Cancelled,
+    Failed(String),
+}
+
+impl SimStatus {
+    /// The seed's `result.status` word.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SimStatus::Completed => "completed",
+            SimStatus::Cancelled => "cancelled",
+            SimStatus::Failed(_) => "failed",
+        }
+    }
+}
+
+/// `result.metrics` of a finished simulation (DESIGN.md "Output").
+/// Energies are per particle. A value is absent only when the run became
+/// unstable and it is not finite: JSON never carries NaN or infinity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    pub particles_processed: u64,
+    pub steps_completed: u64,
+    pub memory_used: String,
+    pub memory_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub potential_energy_initial: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinetic_energy_initial: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_energy_initial: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub potential_energy_final: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinetic_energy_final: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_energy_final: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_final: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_energy_drift: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_checksum: Option<f64>,
+    pub particle_steps_per_second: f64,
+    pub kernel: &'static str,
+    pub threads: usize,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    pub status: SimStatus,
+    pub metrics: Metrics,
+    /// Wall time of the whole run, set-up included, in seconds.
+    pub elapsed: f64,
+    /// The final state, in original particle order.
+    pub state: State,
+}
+
+impl SimReport {
+    /// The seed's `result.output`: one line a person can read.
+    pub fn output(&self) -> String {
+        let m = &self.metrics;
+        match &self.status {
+            SimStatus::Completed => format!(
+                "simulation completed: {} particles, {} steps, E/N {:.6} -> {:.6}",
+                m.particles_processed,
+                m.steps_completed,
+                m.total_energy_initial.unwrap_or(f64::NAN),
+                m.total_energy_final.unwrap_or(f64::NAN)
+            ),
+            SimStatus::Cancelled => format!("simulation cancelled after {} of its steps", m.steps_completed),
+            SimStatus::Failed(reason) => format!("simulation failed: {reason}"),
+        }
+    }
+}
+
+/// Options of one run that are not physics.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Threads the kernel may use (1 = single-threaded).
+    pub threads: usize,
+    pub limits: Limits,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why a simulation could not start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown algorithm {name:?}: expected one of {}", algorithm_names().join(", "))]
+    UnknownAlgorithm { name: String },
+    #[error("invalid parameters: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    InvalidParameters(Vec<ParamError>),
+}
+
+/// Validates, builds the initial state, runs `algorithm` and measures it.
+pub fn simulate(
+    algorithm: &str,
+    params: &SimParams,
+    options: &RunOptions,
+    control: &Control,
+) -> Result<SimReport, SimError> {
+    let started = Instant::now();
+    let kernel = lookup(algorithm).ok_or_else(|| SimError::UnknownAlgorithm {
+        name: algorithm.to_string(),
+    })?;
+    let physics = params
+        .validate(kernel, &options.limits)
+        .map_err(SimError::InvalidParameters)?;
+    let state = State::initial(&physics, params.seed);
+    let mut run = kernel::Run::new(physics, params.num_steps, options.threads, control);
+    let stepping = Instant::now();
+    let state = kernel.run(state, &mut run);
+    let stepping_secs = stepping.elapsed().as_secs_f64();
+    let report = measure(kernel, &physics, &run, state, stepping_secs, started);
+    Ok(report)
+}
+
+fn measure(
+    kernel: &dyn Kernel,
+    physics: &Physics,
+    run: &kernel::Run<'_>,
+    state: State,
+    stepping_secs: f64,
+    started: Instant,
+) -> SimReport {
+    let n = physics.num_particles as f64;
+    let log = run.energies;
+    let (p0, k0) = log.initial.unwrap_or((f64::NAN, f64::NAN));
+    let (p1, k1) = log.last;
+    let steps = log.steps_recorded;
+    let status = match run.stop {
+        None => SimStatus::Completed,
+        Some(Stop::Cancelled) => SimStatus::Cancelled,
+        Some(Stop::Unstable { step }) => SimStatus::Failed(format!(
+            "the simulation became unstable (energy not finite) at step {step}: \
+             particles overlap or the time step is too large; lower dt or density"
+        )),
+    };
+    let stable = |v: f64| v.is_finite().then_some(v);
+    let finite_final = p1.is_finite() && k1.is_finite();
+    let checksum = system::position_checksum(&state.pos);
+    let memory = run.memory_bytes;
+    let metrics = Metrics {
+        particles_processed: physics.num_particles as u64,
+        steps_completed: steps,
+        memory_used: format!("{:.1} MB", memory as f64 / 1e6),
+        memory_bytes: memory,
+        potential_energy_initial: stable(p0 / n),
+        kinetic_energy_initial: stable(k0 / n),
+        total_energy_initial: stable((p0 + k0) / n),
+        potential_energy_final: stable(p1 / n),
+        kinetic_energy_final: stable(k1 / n),
+        total_energy_final: stable((p1 + k1) / n),
+        temperature_final: stable(2.0 * k1 / (2.0 * n - 2.0)),
+        max_energy_drift: if finite_final { stable(log.max_drift) } else { None },
+        position_checksum: if finite_final { stable(checksum) } else { None },
+        particle_steps_per_second: if steps > 0 && stepping_secs > 0.0 {
+            n * steps as f64 / stepping_secs
+        } else {
+            0.0
+        },
+        kernel: kernel.name(),
+        threads: run.threads(),
+    };
+    SimReport {
+        status,
+        metrics,
+        elapsed: started.elapsed().as_secs_f64(),
+        state,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,5 @@
+//! Integration tests: each module starts the real `orquesta` binary as a
+//! separate process. One test binary for all of them saves link time.
+
+mod common;
+mod sim_cli;
