@@ -3,11 +3,25 @@
 //! # Layout
 //! - [`sim`]: the 2-D Lennard-Jones simulation every task runs; pure
 //!   computation, usable as a library (kernels `reference` and `optimized`).
-//! - [`task`]: the task and result shapes of the seed's JSON files.
+//! - [`task`]: the task and result shapes of the seed's JSON files, and the
+//!   validator every entry point shares.
+//! - [`worker`]: a worker node (its own actix system): [`actors::executor`],
+//!   [`actors::simulation`] and the HTTP routes of [`api::worker`];
+//!   [`held_results`] keeps results until the orchestrator picks them up.
+//! - [`config`], [`logging`], [`files`], [`time`], [`process`]: support.
 //! - [`cli`]: the `orquesta` command line (thin: parse, then call in).
 //! - [`bench`]: the `orquesta bench …` measurements.
 
+pub mod actors;
+pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod config;
+pub mod files;
+pub mod held_results;
+pub mod logging;
+pub mod process;
 pub mod sim;
 pub mod task;
+pub mod time;
+pub mod worker;

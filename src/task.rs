@@ -1,10 +1,536 @@
-//! The seed's JSON shapes: a task's result as workers return it and as
-//! `results/task_results_*.json` stores it.
+//! The seed's task and result shapes, and the one validator that the
+//! worker, the orchestrator and `orquesta validate` share: every problem is
+//! reported with its path in the JSON, what was expected and what was found.
+
+use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::sim::SimReport;
+use crate::sim::{self, Limits, SimParams, SimReport};
+
+/// Longest task id accepted.
+pub const MAX_TASK_ID_LEN: usize = 128;
+
+/// A task's id: 1 to 128 letters, digits, `.`, `_`, `-` or `:`. Ids go
+/// into URLs and logs, never into file names, and cannot look like paths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(Arc<str>);
+
+impl Serialize for TaskId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl TaskId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("expected a non-empty id, found \"\"".into());
+        }
+        if s.len() > MAX_TASK_ID_LEN {
+            return Err(format!(
+                "expected at most {MAX_TASK_ID_LEN} characters, found {}",
+                s.len()
+            ));
+        }
+        if let Some(bad) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')))
+        {
+            return Err(format!(
+                "expected only letters, digits, '.', '_', '-' or ':', found {bad:?} in {}",
+                short(s)
+            ));
+        }
+        if s == "." || s == ".." {
+            return Err(format!("{s:?} is not a usable id"));
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TaskId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Task priority; `medium` when a task gives none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// 0 for high: the order tasks leave the queue in.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Kernels that exist only for fault tests; refused unless the process runs
+/// with `ORQUESTA_TEST_KERNELS=1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TestKernel {
+    /// Sleeps `parameters.seconds`, cancellable.
+    Sleep { seconds: f64 },
+    /// The kernel panics.
+    Panic,
+    /// The whole worker process aborts.
+    Abort,
+}
+
+pub const TEST_KERNEL_NAMES: [&str; 3] = ["__sleep", "__panic", "__abort"];
+
+/// True when `ORQUESTA_TEST_KERNELS=1` is set.
+pub fn test_kernels_enabled() -> bool {
+    std::env::var("ORQUESTA_TEST_KERNELS").is_ok_and(|v| v == "1")
+}
+
+/// What running a task means once it is validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    Simulation { kernel: &'static str, params: SimParams },
+    Test(TestKernel),
+}
+
+impl Work {
+    /// Particles and steps, for progress displays (0 for test kernels).
+    pub fn size(&self) -> (u64, u64) {
+        match self {
+            Work::Simulation { params, .. } => (params.num_particles, params.num_steps),
+            Work::Test(_) => (0, 0),
+        }
+    }
+
+    /// The kernel that runs it (test kernels by their own name).
+    pub fn kernel(&self) -> &'static str {
+        match self {
+            Work::Simulation { kernel, .. } => kernel,
+            Work::Test(TestKernel::Sleep { .. }) => "__sleep",
+            Work::Test(TestKernel::Panic) => "__panic",
+            Work::Test(TestKernel::Abort) => "__abort",
+        }
+    }
+}
+
+/// A validated task. `parameters` and unknown fields are kept as written so
+/// that results echo exactly what the user gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub task_id: TaskId,
+    pub algorithm: String,
+    pub parameters: Value,
+    pub priority: Priority,
+    pub description: Option<String>,
+    pub extra: Map<String, Value>,
+    pub work: Work,
+}
+
+impl Task {
+    /// The task in the seed's JSON shape, unknown fields included.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("task_id".into(), Value::String(self.task_id.to_string()));
+        map.insert("algorithm".into(), Value::String(self.algorithm.clone()));
+        map.insert("parameters".into(), self.parameters.clone());
+        map.insert("priority".into(), Value::String(self.priority.as_str().into()));
+        if let Some(d) = &self.description {
+            map.insert("description".into(), Value::String(d.clone()));
+        }
+        for (k, v) in &self.extra {
+            map.insert(k.clone(), v.clone());
+        }
+        Value::Object(map)
+    }
+}
+
+/// One problem in a task file or request: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Path in the JSON, e.g. `tasks[7].parameters.num_particles`.
+    pub path: String,
+    /// What was expected and what was found, and how to fix it.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A JSON value described for an error message: `"abc" (a string)`, `-4`.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("{b} (a boolean)"),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{} (a string)", short(s)),
+        Value::Array(a) => format!("an array of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// A string quoted and cut to a readable length.
+fn short(s: &str) -> String {
+    if s.chars().count() > 40 {
+        let cut: String = s.chars().take(40).collect();
+        format!("{cut:?}…")
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// Joins a path and a field: `tasks[3]` + `priority`.
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Fields of a task that the validator reads; everything else is kept.
+const TASK_FIELDS: [&str; 5] = ["task_id", "algorithm", "parameters", "priority", "description"];
+
+/// Checks tasks against the kernels and limits of this process.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    pub limits: Limits,
+    pub test_kernels: bool,
+    /// Algorithm names accepted here (None: every registered one).
+    pub algorithms: Option<Vec<String>>,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            test_kernels: test_kernels_enabled(),
+            algorithms: None,
+        }
+    }
+}
+
+impl Validator {
+    /// Every algorithm name a task may use here.
+    pub fn algorithm_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = match &self.algorithms {
+            Some(list) => list.clone(),
+            None => sim::algorithm_names().into_iter().map(String::from).collect(),
+        };
+        if self.test_kernels {
+            names.extend(TEST_KERNEL_NAMES.iter().map(|s| s.to_string()));
+        }
+        names
+    }
+
+    /// Validates one task at `path` (e.g. `tasks[3]`, or "" for a request
+    /// body), listing every problem.
+    pub fn task(&self, v: &Value, path: &str) -> Result<Task, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let Some(obj) = v.as_object() else {
+            return Err(vec![FieldError::new(
+                path,
+                format!(
+                    "expected a task object with task_id, algorithm and parameters, found {}",
+                    describe(v)
+                ),
+            )]);
+        };
+        let task_id = match obj.get("task_id") {
+            None => {
+                errors.push(FieldError::new(
+                    join(path, "task_id"),
+                    "required: a unique id such as \"task_001\"",
+                ));
+                None
+            }
+            Some(Value::String(s)) => TaskId::parse(s)
+                .map_err(|e| errors.push(FieldError::new(join(path, "task_id"), e)))
+                .ok(),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "task_id"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+                None
+            }
+        };
+        let priority = match obj.get("priority") {
+            None | Some(Value::Null) => Some(Priority::Medium),
+            Some(Value::String(s)) => Priority::parse(s).or_else(|| {
+                errors.push(FieldError::new(
+                    join(path, "priority"),
+                    format!("expected \"high\", \"medium\" or \"low\", found {}", short(s)),
+                ));
+                None
+            }),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "priority"),
+                    format!(
+                        "expected \"high\", \"medium\" or \"low\", found {}",
+                        describe(other)
+                    ),
+                ));
+                None
+            }
+        };
+        let description = match obj.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "description"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+                None
+            }
+        };
+        let algorithm = match obj.get("algorithm") {
+            None => {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!("required: one of {}", self.algorithm_names().join(", ")),
+                ));
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+                None
+            }
+        };
+        let parameters = obj.get("parameters");
+        let work = algorithm
+            .as_deref()
+            .and_then(|a| self.work(a, parameters, path, &mut errors));
+        match (task_id, priority, algorithm, work) {
+            (Some(task_id), Some(priority), Some(algorithm), Some(work)) if errors.is_empty() => Ok(Task {
+                task_id,
+                algorithm,
+                parameters: parameters.cloned().unwrap_or(Value::Object(Map::new())),
+                priority,
+                description,
+                extra: obj
+                    .iter()
+                    .filter(|(k, _)| !TASK_FIELDS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                work,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Resolves the algorithm and checks its parameters.
+    fn work(
+        &self,
+        algorithm: &str,
+        parameters: Option<&Value>,
+        path: &str,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Work> {
+        let at = |field: &str| join(&join(path, "parameters"), field);
+        if TEST_KERNEL_NAMES.contains(&algorithm) {
+            if !self.test_kernels {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!(
+                        "{algorithm:?} is a test kernel, enabled only when the process runs with \
+                         ORQUESTA_TEST_KERNELS=1; use one of {}",
+                        self.algorithm_names().join(", ")
+                    ),
+                ));
+                return None;
+            }
+            return match algorithm {
+                "__sleep" => {
+                    let seconds = parameters.and_then(|p| p.get("seconds"));
+                    match seconds.and_then(Value::as_f64) {
+                        Some(s) if (0.0..=3600.0).contains(&s) => {
+                            Some(Work::Test(TestKernel::Sleep { seconds: s }))
+                        }
+                        _ => {
+                            errors.push(FieldError::new(
+                                at("seconds"),
+                                format!(
+                                    "expected a number of seconds from 0 to 3600, found {}",
+                                    seconds.map_or("nothing".into(), describe)
+                                ),
+                            ));
+                            None
+                        }
+                    }
+                }
+                "__panic" => Some(Work::Test(TestKernel::Panic)),
+                _ => Some(Work::Test(TestKernel::Abort)),
+            };
+        }
+        let allowed = self
+            .algorithms
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == algorithm));
+        let kernel = sim::lookup(algorithm).filter(|_| allowed);
+        let Some(kernel) = kernel else {
+            errors.push(FieldError::new(
+                join(path, "algorithm"),
+                format!(
+                    "expected one of {}, found {}",
+                    self.algorithm_names().join(", "),
+                    short(algorithm)
+                ),
+            ));
+            return None;
+        };
+        let Some(params) = parameters else {
+            errors.push(FieldError::new(
+                join(path, "parameters"),
+                "required: an object with num_particles, num_steps and seed",
+            ));
+            return None;
+        };
+        let Some(obj) = params.as_object() else {
+            errors.push(FieldError::new(
+                join(path, "parameters"),
+                format!(
+                    "expected an object with num_particles, num_steps and seed, found {}",
+                    describe(params)
+                ),
+            ));
+            return None;
+        };
+        let before = errors.len();
+        let mut whole = |field: &str, what: &str| -> u64 {
+            match obj.get(field) {
+                None => {
+                    errors.push(FieldError::new(at(field), format!("required: {what}")));
+                    0
+                }
+                Some(v) => whole_number(v).unwrap_or_else(|e| {
+                    errors.push(FieldError::new(at(field), e));
+                    0
+                }),
+            }
+        };
+        let num_particles = whole("num_particles", "the number of particles, a whole number ≥ 2");
+        let num_steps = whole("num_steps", "the number of time steps, a whole number ≥ 0");
+        let seed = whole(
+            "seed",
+            "the random seed, a whole number from 0 to 18446744073709551615",
+        );
+        let mut real = |field: &str| -> Option<f64> {
+            match obj.get(field) {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(other) => {
+                    errors.push(FieldError::new(
+                        at(field),
+                        format!("expected a number, found {}", describe(other)),
+                    ));
+                    None
+                }
+            }
+        };
+        let params = SimParams {
+            num_particles,
+            num_steps,
+            seed,
+            density: real("density"),
+            temperature: real("temperature"),
+            dt: real("dt"),
+            cutoff: real("cutoff"),
+        };
+        if errors.len() > before {
+            return None;
+        }
+        match params.validate(kernel, &self.limits) {
+            Ok(_) => Some(Work::Simulation {
+                kernel: kernel.name(),
+                params,
+            }),
+            Err(problems) => {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| FieldError::new(at(p.field), p.message)),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A JSON number that is a whole number from 0 to u64::MAX (an integral
+/// float such as `1e3` counts).
+fn whole_number(v: &Value) -> Result<u64, String> {
+    let Value::Number(n) = v else {
+        return Err(format!("expected a whole number, found {}", describe(v)));
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return Err(format!("expected a whole number ≥ 0, found {i}"));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&f) => Ok(f as u64),
+        Some(f) if f.fract() == 0.0 && f > 0.0 => Err(format!(
+            "expected a whole number from 0 to 18446744073709551615, found {n}"
+        )),
+        Some(f) if f < 0.0 => Err(format!("expected a whole number ≥ 0, found {n}")),
+        _ => Err(format!("expected a whole number, found {n}")),
+    }
+}
 
 /// One task's result in the seed's shape (`task_id`, `algorithm`,
 /// `parameters`, `execution_time`, `result`), plus the fields the
@@ -41,7 +567,7 @@ impl TaskResult {
     /// The result of a simulation that ran (to the end or not).
     pub fn from_report(task_id: &str, algorithm: &str, parameters: Value, report: &SimReport) -> Self {
         let error = match &report.status {
-            crate::sim::SimStatus::Failed(reason) => Some(reason.clone()),
+            sim::SimStatus::Failed(reason) => Some(reason.clone()),
             _ => None,
         };
         Self {
@@ -60,5 +586,167 @@ impl TaskResult {
             priority: None,
             attempt_id: None,
         }
+    }
+
+    /// A result for a task that did not run to a report (a test kernel, a
+    /// panic): `status` with `output` and optional `error`.
+    pub fn other(
+        task: &Task,
+        status: &str,
+        execution_time: f64,
+        output: String,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            task_id: task.task_id.to_string(),
+            algorithm: task.algorithm.clone(),
+            parameters: task.parameters.clone(),
+            execution_time,
+            result: ResultBody {
+                status: status.to_string(),
+                metrics: Value::Object(Map::new()),
+                output,
+                error,
+            },
+            worker_id: None,
+            completed_at: None,
+            priority: None,
+            attempt_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn validator() -> Validator {
+        Validator {
+            limits: Limits::default(),
+            test_kernels: false,
+            algorithms: None,
+        }
+    }
+
+    fn errors(v: Value) -> Vec<String> {
+        validator()
+            .task(&v, "tasks[0]")
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_seeds_task_is_valid_and_round_trips() {
+        let v = json!({"task_id": "task_001", "algorithm": "python",
+            "parameters": {"num_particles": 100, "num_steps": 500, "seed": 123},
+            "priority": "high", "description": "Simulación Python - 100 partículas", "owner": "ana"});
+        let task = validator().task(&v, "").unwrap();
+        assert_eq!(task.task_id.as_str(), "task_001");
+        assert_eq!(task.priority, Priority::High);
+        assert_eq!(task.work.kernel(), "reference");
+        assert_eq!(task.extra["owner"], "ana");
+        assert_eq!(task.to_json(), v);
+    }
+
+    #[test]
+    fn priority_defaults_to_medium() {
+        let v = json!({"task_id": "a", "algorithm": "cython",
+            "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+        assert_eq!(validator().task(&v, "").unwrap().priority, Priority::Medium);
+    }
+
+    #[test]
+    fn every_problem_has_a_path_and_an_expectation() {
+        let e = errors(json!({"task_id": 7, "algorithm": "fortran", "priority": "urgent"}));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("tasks[0].task_id: expected a string, found 7"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("tasks[0].priority: expected \"high\""), "{e:?}");
+        assert!(
+            e[2].contains("tasks[0].algorithm: expected one of reference, optimized"),
+            "{e:?}"
+        );
+
+        let e = errors(json!({"task_id": "t", "algorithm": "python",
+            "parameters": {"num_particles": -4, "num_steps": "10", "seed": 1.5, "dt": "small"}}));
+        assert_eq!(
+            e,
+            [
+                "tasks[0].parameters.num_particles: expected a whole number ≥ 0, found -4",
+                "tasks[0].parameters.num_steps: expected a whole number, found \"10\" (a string)",
+                "tasks[0].parameters.seed: expected a whole number, found 1.5",
+                "tasks[0].parameters.dt: expected a number, found \"small\" (a string)",
+            ]
+        );
+
+        let e = errors(json!({"task_id": "t", "algorithm": "python",
+            "parameters": {"num_particles": 4, "num_steps": 10, "seed": 1}}));
+        assert!(e[0].starts_with("tasks[0].parameters.num_particles: expected a whole number ≥ 13, found 4"));
+
+        let e = errors(json!({"task_id": "t", "algorithm": "python"}));
+        assert_eq!(
+            e,
+            ["tasks[0].parameters: required: an object with num_particles, num_steps and seed"]
+        );
+        let e = errors(json!("just a string"));
+        assert!(e[0].contains("expected a task object"), "{e:?}");
+    }
+
+    #[test]
+    fn ids_that_look_like_paths_are_refused() {
+        for bad in ["../etc/passwd", "a/b", "", "..", "x y", "tab\t", "é"] {
+            assert!(TaskId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(TaskId::parse(&"x".repeat(129)).is_err());
+        for good in ["task_001", "batch-7.3", "run:2024:01", "A"] {
+            assert!(TaskId::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn test_kernels_need_the_switch() {
+        let v = json!({"task_id": "t", "algorithm": "__sleep", "parameters": {"seconds": 1}});
+        let e = validator().task(&v, "").unwrap_err();
+        assert!(e[0].message.contains("ORQUESTA_TEST_KERNELS=1"), "{e:?}");
+        let on = Validator {
+            test_kernels: true,
+            ..validator()
+        };
+        assert_eq!(
+            on.task(&v, "").unwrap().work,
+            Work::Test(TestKernel::Sleep { seconds: 1.0 })
+        );
+        let bad = json!({"task_id": "t", "algorithm": "__sleep", "parameters": {"seconds": -1}});
+        assert!(on.task(&bad, "").is_err());
+    }
+
+    #[test]
+    fn a_restricted_worker_refuses_other_algorithms() {
+        let v = Validator {
+            algorithms: Some(vec!["python".into(), "reference".into()]),
+            ..validator()
+        };
+        let task = json!({"task_id": "t", "algorithm": "cython",
+            "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+        let e = v.task(&task, "").unwrap_err();
+        assert!(
+            e[0].message.contains("expected one of python, reference"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn whole_numbers() {
+        assert_eq!(whole_number(&json!(1e3)), Ok(1000));
+        assert_eq!(whole_number(&json!(u64::MAX)), Ok(u64::MAX));
+        assert!(whole_number(&json!(1e30)).unwrap_err().contains("from 0 to"));
+        assert!(whole_number(&json!(null)).is_err());
+        assert!(whole_number(&json!(true)).is_err());
     }
 }

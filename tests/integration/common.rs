@@ -1,7 +1,18 @@
-//! Helpers shared by the integration tests: the binary's path and running
-//! it to completion.
+//! Helpers shared by the integration tests: running the real binary,
+//! starting long-lived processes on free ports in temporary folders, a
+//! small blocking HTTP client, and signals.
 
-use std::process::{Command, Output};
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The `orquesta` binary that cargo built for these tests.
 pub fn orquesta() -> Command {
@@ -19,4 +30,231 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A running `orquesta` process; killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    /// `127.0.0.1:PORT` from its "listening on" line.
+    pub addr: String,
+    pub dir: PathBuf,
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `orquesta ARGS…` in `dir` and waits (at most 30 s) for the
+    /// `listening on http://HOST:PORT` line.
+    pub fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let mut cmd = orquesta();
+        cmd.args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("WORKER_ID")
+            .env_remove("WORKER_PORT")
+            .env("RUST_LOG", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("orquesta starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for pipe in pipes {
+            let (tx, output) = (tx.clone(), Arc::clone(&output));
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(rest.trim().to_string());
+                    }
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "no 'listening on' line; output:\n{}",
+                    output.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Proc {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits for the process to exit, at most `limit`; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http("GET", &self.addr, path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Response {
+        http("POST", &self.addr, path, Some(body.as_bytes()))
+    }
+
+    pub fn delete(&self, path: &str) -> Response {
+        http("DELETE", &self.addr, path, None)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A complete HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; raw body bytes.
+pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Response {
+    http_raw(addr, &request_bytes(method, addr, path, body))
+}
+
+pub fn request_bytes(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
+    let body = body.unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// Sends raw request bytes and reads the whole response (60 s limit).
+pub fn http_raw(addr: &str, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+/// Polls `check` every 20 ms until it is true or `limit` passes.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A task body in the seed's shape.
+pub fn sim_task(id: &str, algorithm: &str, n: u64, steps: u64, seed: u64) -> String {
+    format!(
+        r#"{{"task_id": "{id}", "algorithm": "{algorithm}", "parameters": {{"num_particles": {n}, "num_steps": {steps}, "seed": {seed}}}, "priority": "high"}}"#
+    )
+}
+
+pub fn sleep_task(id: &str, seconds: f64) -> String {
+    format!(r#"{{"task_id": "{id}", "algorithm": "__sleep", "parameters": {{"seconds": {seconds}}}}}"#)
 }

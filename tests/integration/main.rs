@@ -3,3 +3,4 @@
 
 mod common;
 mod sim_cli;
+mod worker;

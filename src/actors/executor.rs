@@ -1,0 +1,557 @@
+//! Executor: the worker node's one stateful actor. It admits tasks (or
+//! refuses them: full, already running, draining), hands them to the
+//! [`SimulationActor`] pool, and keeps what the worker knows: tasks running
+//! now, results held for pickup, recent history and metrics. The HTTP
+//! handlers in `api::worker` talk only to it.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::simulation::{Outcome, RunTask, SimulationActor};
+use crate::held_results::HeldResults;
+use crate::sim::Control;
+use crate::task::{Task, TaskId, TaskResult};
+
+/// What the Executor needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    pub worker_id: String,
+    pub capacity: usize,
+    pub algorithms: Vec<String>,
+    pub threads_per_task: usize,
+    pub history_size: usize,
+    /// Where `worker_<id>_state.json` is kept current (None: nowhere).
+    pub state_file: Option<PathBuf>,
+}
+
+/// A task running now.
+struct Running {
+    task: Arc<Task>,
+    attempt_id: Option<u64>,
+    control: Arc<Control>,
+    started: Instant,
+    started_at: String,
+    /// The HTTP request waiting for it, if it is still there.
+    waiter: Option<oneshot::Sender<Arc<TaskResult>>>,
+}
+
+/// Per-algorithm execution times, for means and percentiles.
+#[derive(Default)]
+struct AlgorithmStats {
+    count: u64,
+    total_secs: f64,
+    /// The most recent times (bounded), for percentiles.
+    recent: VecDeque<f64>,
+}
+
+const RECENT_TIMES: usize = 1024;
+
+#[derive(Default)]
+struct Stats {
+    completed: u64,
+    failed: u64,
+    cancelled: u64,
+    refused_full: u64,
+    particle_steps: f64,
+    stepping_secs: f64,
+    busy_secs: f64,
+    by_algorithm: HashMap<String, AlgorithmStats>,
+}
+
+pub struct Executor {
+    settings: Arc<ExecutorSettings>,
+    sims: Addr<SimulationActor>,
+    running: HashMap<TaskId, Running>,
+    held: HeldResults,
+    history: VecDeque<Arc<TaskResult>>,
+    stats: Stats,
+    draining: bool,
+    started: Instant,
+    state_dirty: bool,
+}
+
+impl Executor {
+    pub fn new(settings: ExecutorSettings, sims: Addr<SimulationActor>, held: HeldResults) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            sims,
+            running: HashMap::new(),
+            held,
+            history: VecDeque::new(),
+            stats: Stats::default(),
+            draining: false,
+            started: Instant::now(),
+            state_dirty: true,
+        }
+    }
+}
+
+impl Actor for Executor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.write_state(ctx));
+        ctx.run_interval(Duration::from_secs(60), |act, _| act.held.expire());
+    }
+}
+
+/// Sent by `POST /execute`: run a task. Answers with a receiver that gets
+/// the result when the simulation ends, or a refusal.
+#[derive(Message)]
+#[rtype(result = "Result<oneshot::Receiver<Arc<TaskResult>>, Refusal>")]
+pub struct Execute {
+    pub task: Task,
+    pub attempt_id: Option<u64>,
+}
+
+/// Why a task was not admitted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("worker is full: {running} of {capacity} task slots are busy; retry later")]
+    Full { running: usize, capacity: usize },
+    #[error("task {task_id} is already running on this worker")]
+    AlreadyRunning {
+        task_id: String,
+        attempt_id: Option<u64>,
+    },
+    #[error("worker is shutting down and accepts no new tasks")]
+    Draining,
+}
+
+impl Handler<Execute> for Executor {
+    type Result = Result<oneshot::Receiver<Arc<TaskResult>>, Refusal>;
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Err(Refusal::Draining);
+        }
+        if let Some(r) = self.running.get(&msg.task.task_id) {
+            return Err(Refusal::AlreadyRunning {
+                task_id: msg.task.task_id.to_string(),
+                attempt_id: r.attempt_id,
+            });
+        }
+        if self.running.len() >= self.settings.capacity {
+            self.stats.refused_full += 1;
+            return Err(Refusal::Full {
+                running: self.running.len(),
+                capacity: self.settings.capacity,
+            });
+        }
+        let task = Arc::new(msg.task);
+        let control = Arc::new(Control::new());
+        let (tx, rx) = oneshot::channel();
+        let task_id = task.task_id.clone();
+        tracing::info!(task = %task_id, attempt = ?msg.attempt_id, algorithm = %task.algorithm, "task started");
+        self.running.insert(
+            task_id.clone(),
+            Running {
+                task: Arc::clone(&task),
+                attempt_id: msg.attempt_id,
+                control: Arc::clone(&control),
+                started: Instant::now(),
+                started_at: crate::time::now_iso(),
+                waiter: Some(tx),
+            },
+        );
+        self.state_dirty = true;
+        self.sims
+            .send(RunTask { task, control })
+            .into_actor(self)
+            .map(move |outcome, act, _| act.finished(task_id, outcome))
+            .spawn(ctx);
+        Ok(rx)
+    }
+}
+
+impl Executor {
+    /// Records a finished task: result held for pickup, history, metrics,
+    /// and the waiting request answered if it is still there.
+    fn finished(&mut self, task_id: TaskId, outcome: Result<Outcome, MailboxError>) {
+        let Some(running) = self.running.remove(&task_id) else {
+            return;
+        };
+        let elapsed = running.started.elapsed().as_secs_f64();
+        let outcome = outcome.unwrap_or_else(|e| Outcome {
+            result: TaskResult::other(
+                &running.task,
+                "failed",
+                elapsed,
+                "simulation failed".into(),
+                Some(format!("the simulation thread was lost: {e}")),
+            ),
+            particle_steps: 0.0,
+            stepping_secs: 0.0,
+        });
+        let mut result = outcome.result;
+        result.worker_id = Some(self.settings.worker_id.clone());
+        result.completed_at = Some(crate::time::now_iso());
+        result.priority = Some(running.task.priority.as_str().to_string());
+        result.attempt_id = running.attempt_id;
+        let status = result.result.status.clone();
+        match status.as_str() {
+            "completed" => self.stats.completed += 1,
+            "cancelled" => self.stats.cancelled += 1,
+            _ => self.stats.failed += 1,
+        }
+        self.stats.particle_steps += outcome.particle_steps;
+        self.stats.stepping_secs += outcome.stepping_secs;
+        self.stats.busy_secs += elapsed;
+        let alg = self
+            .stats
+            .by_algorithm
+            .entry(result.algorithm.clone())
+            .or_default();
+        alg.count += 1;
+        alg.total_secs += result.execution_time;
+        alg.recent.push_back(result.execution_time);
+        if alg.recent.len() > RECENT_TIMES {
+            alg.recent.pop_front();
+        }
+        tracing::info!(task = %task_id, attempt = ?running.attempt_id, %status,
+            seconds = result.execution_time, "task finished");
+
+        let result = Arc::new(result);
+        self.held.insert(Arc::clone(&result));
+        self.history.push_front(Arc::clone(&result));
+        self.history.truncate(self.settings.history_size);
+        if let Some(waiter) = running.waiter {
+            if waiter.send(result).is_err() {
+                tracing::info!(task = %task_id, "the requester left; result held for pickup");
+            }
+        }
+        self.state_dirty = true;
+    }
+
+    fn current(&self) -> Vec<Value> {
+        let mut list: Vec<&Running> = self.running.values().collect();
+        list.sort_by_key(|r| r.started);
+        list.iter()
+            .map(|r| {
+                let (n, steps) = r.task.work.size();
+                let done = r.control.steps_done();
+                json!({
+                    "task_id": r.task.task_id,
+                    "attempt_id": r.attempt_id,
+                    "algorithm": r.task.algorithm,
+                    "kernel": r.task.work.kernel(),
+                    "num_particles": n,
+                    "num_steps": steps,
+                    "steps_done": done,
+                    "progress": if steps > 0 { done as f64 / steps as f64 } else { 0.0 },
+                    "elapsed_seconds": r.started.elapsed().as_secs_f64(),
+                    "started_at": r.started_at,
+                    "cancelling": r.control.is_cancelled(),
+                })
+            })
+            .collect()
+    }
+
+    fn state_word(&self) -> &'static str {
+        if self.draining {
+            "draining"
+        } else if self.running.len() >= self.settings.capacity {
+            "full"
+        } else if self.running.is_empty() {
+            "idle"
+        } else {
+            "busy"
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            worker_id: self.settings.worker_id.clone(),
+            state: self.state_word(),
+            capacity: self.settings.capacity,
+            running: self.running.len(),
+            algorithms: self.settings.algorithms.clone(),
+            threads_per_task: self.settings.threads_per_task,
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            version: env!("CARGO_PKG_VERSION"),
+            tasks_completed: self.stats.completed,
+            tasks_failed: self.stats.failed,
+            tasks_cancelled: self.stats.cancelled,
+            results_held: self.held.len(),
+        }
+    }
+
+    fn metrics(&self) -> Value {
+        let uptime = self.started.elapsed().as_secs_f64();
+        let running_busy: f64 = self
+            .running
+            .values()
+            .map(|r| r.started.elapsed().as_secs_f64())
+            .sum();
+        let busy = (self.stats.busy_secs + running_busy) / (uptime * self.settings.capacity as f64).max(1e-9);
+        let (resident, peak) = crate::process::memory();
+        let mut per_algorithm = serde_json::Map::new();
+        let mut names: Vec<&String> = self.stats.by_algorithm.keys().collect();
+        names.sort();
+        for name in names {
+            let a = &self.stats.by_algorithm[name];
+            let mut times: Vec<f64> = a.recent.iter().copied().collect();
+            times.sort_by(f64::total_cmp);
+            per_algorithm.insert(
+                name.clone(),
+                json!({
+                    "tasks": a.count,
+                    "mean_seconds": a.total_secs / a.count.max(1) as f64,
+                    "p50_seconds": percentile(&times, 0.50),
+                    "p90_seconds": percentile(&times, 0.90),
+                    "p99_seconds": percentile(&times, 0.99),
+                    "max_seconds": times.last().copied().unwrap_or(0.0),
+                }),
+            );
+        }
+        json!({
+            "worker_id": self.settings.worker_id,
+            "tasks_completed": self.stats.completed,
+            "tasks_failed": self.stats.failed,
+            "tasks_cancelled": self.stats.cancelled,
+            "tasks_running": self.running.len(),
+            "refused_full": self.stats.refused_full,
+            "per_algorithm": per_algorithm,
+            "particle_steps_total": self.stats.particle_steps,
+            "particle_steps_per_second": if self.stats.stepping_secs > 0.0 {
+                self.stats.particle_steps / self.stats.stepping_secs
+            } else { 0.0 },
+            "busy_fraction": busy.min(1.0),
+            "uptime_seconds": uptime,
+            "memory": {
+                "resident_bytes": resident,
+                "peak_resident_bytes": peak,
+            },
+            "results_held": self.held.len(),
+        })
+    }
+
+    /// Writes `worker_<id>_state.json` off the actor's thread.
+    fn write_state(&mut self, _ctx: &mut Context<Self>) {
+        if !self.state_dirty {
+            return;
+        }
+        self.state_dirty = false;
+        let Some(path) = self.settings.state_file.clone() else {
+            return;
+        };
+        let snapshot = json!({
+            "status": self.status(),
+            "current": self.current(),
+            "updated_at": crate::time::now_iso(),
+        });
+        actix_rt::task::spawn_blocking(move || {
+            let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+            if let Err(e) = crate::files::write_atomic(&path, &text) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the worker state file");
+            }
+        });
+    }
+}
+
+/// Nearest-rank percentile of sorted values (0 when there are none).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `GET /status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub worker_id: String,
+    pub state: &'static str,
+    pub capacity: usize,
+    pub running: usize,
+    pub algorithms: Vec<String>,
+    pub threads_per_task: usize,
+    pub uptime_seconds: f64,
+    pub version: &'static str,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub tasks_cancelled: u64,
+    pub results_held: usize,
+}
+
+/// Sent by `GET /status` and `GET /health`.
+#[derive(Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for Executor {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+/// Sent by `GET /metrics`.
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct GetMetrics;
+
+impl Handler<GetMetrics> for Executor {
+    type Result = MessageResult<GetMetrics>;
+    fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.metrics())
+    }
+}
+
+/// Sent by `GET /history`: the newest `limit` results, newest first.
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<TaskResult>>")]
+pub struct GetHistory {
+    pub limit: usize,
+}
+
+impl Handler<GetHistory> for Executor {
+    type Result = MessageResult<GetHistory>;
+    fn handle(&mut self, msg: GetHistory, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.history.iter().take(msg.limit).cloned().collect())
+    }
+}
+
+/// Sent by `GET /current`: tasks running now with their progress.
+#[derive(Message)]
+#[rtype(result = "Vec<Value>")]
+pub struct GetCurrent;
+
+impl Handler<GetCurrent> for Executor {
+    type Result = MessageResult<GetCurrent>;
+    fn handle(&mut self, _: GetCurrent, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.current())
+    }
+}
+
+/// Sent by `POST /cancel/{task_id}`: true if the task was running (it
+/// stops within about one simulation step).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Cancel {
+    pub task_id: String,
+}
+
+impl Handler<Cancel> for Executor {
+    type Result = bool;
+    fn handle(&mut self, msg: Cancel, _: &mut Self::Context) -> bool {
+        match self.running.iter().find(|(id, _)| id.as_str() == msg.task_id) {
+            Some((id, r)) => {
+                tracing::info!(task = %id, "cancel requested");
+                r.control.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Sent by `GET /results/{task_id}`.
+#[derive(Message)]
+#[rtype(result = "Option<Arc<TaskResult>>")]
+pub struct GetResult {
+    pub task_id: String,
+}
+
+impl Handler<GetResult> for Executor {
+    type Result = Option<Arc<TaskResult>>;
+    fn handle(&mut self, msg: GetResult, _: &mut Self::Context) -> Self::Result {
+        self.held.get(&msg.task_id)
+    }
+}
+
+/// Sent by `DELETE /results/{task_id}` and `POST /results/ack`: frees held
+/// results; answers how many were held.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct AckResults {
+    pub task_ids: Vec<String>,
+}
+
+impl Handler<AckResults> for Executor {
+    type Result = usize;
+    fn handle(&mut self, msg: AckResults, _: &mut Self::Context) -> usize {
+        let freed = msg.task_ids.iter().filter(|id| self.held.ack(id)).count();
+        if freed > 0 {
+            self.state_dirty = true;
+        }
+        freed
+    }
+}
+
+/// Sent at shutdown: stop admitting tasks. Answers how many still run.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
+impl Handler<Drain> for Executor {
+    type Result = usize;
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> usize {
+        if !self.draining {
+            tracing::info!(running = self.running.len(), "draining: no new tasks accepted");
+        }
+        self.draining = true;
+        self.state_dirty = true;
+        self.running.len()
+    }
+}
+
+/// Sent at shutdown after the drain timeout: cancel everything still running.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CancelAll;
+
+impl Handler<CancelAll> for Executor {
+    type Result = usize;
+    fn handle(&mut self, _: CancelAll, _: &mut Self::Context) -> usize {
+        for (id, r) in &self.running {
+            tracing::warn!(task = %id, "drain timeout: cancelling");
+            r.control.cancel();
+        }
+        self.running.len()
+    }
+}
+
+/// Sent last at shutdown: results journal and state file to disk.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Flush> for Executor {
+    type Result = ();
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.held.flush();
+        if let Some(path) = &self.settings.state_file {
+            let snapshot = json!({
+                "status": self.status(),
+                "current": self.current(),
+                "updated_at": crate::time::now_iso(),
+            });
+            let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+            let _ = crate::files::write_atomic(path, &text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.9), 90.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+    }
+}

@@ -1,0 +1,4 @@
+//! HTTP routes: thin handlers that parse, ask an actor, render JSON.
+
+pub mod error;
+pub mod worker;

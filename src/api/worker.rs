@@ -1,0 +1,250 @@
+//! The worker node's HTTP front (seed README "Endpoints API / Worker" and
+//! DESIGN.md "Orchestrator ↔ worker protocol"). Every handler parses,
+//! sends one message to the [`Executor`], and renders the answer.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{read_json, unknown_route, wrong_method, ApiError};
+use crate::actors::executor::{
+    AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
+};
+use crate::task::{TaskId, Validator};
+
+/// Largest `/execute` body: a task is a few hundred bytes.
+pub const EXECUTE_BODY_LIMIT: usize = 1 << 20;
+
+/// What the handlers share.
+pub struct WorkerApi {
+    pub executor: Addr<Executor>,
+    pub validator: Arc<Validator>,
+    pub history_size: usize,
+}
+
+/// Registers every route of the worker node.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/execute").route(web::post().to(execute)))
+        .service(resource("/cancel/{task_id}").route(web::post().to(cancel)))
+        .service(resource("/status").route(web::get().to(status)))
+        .service(resource("/health").route(web::get().to(health)))
+        .service(resource("/metrics").route(web::get().to(metrics)))
+        .service(resource("/history").route(web::get().to(history)))
+        .service(resource("/current").route(web::get().to(current)))
+        .service(resource("/results/ack").route(web::post().to(ack_many)))
+        .service(
+            resource("/results/{task_id}")
+                .route(web::get().to(get_result))
+                .route(web::delete().to(ack_one)),
+        )
+        .default_service(web::to(unknown_route));
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(wrong_method))
+}
+
+fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("worker is stopping: {e}"),
+    )
+}
+
+fn path_task_id(raw: &str) -> Result<TaskId, ApiError> {
+    TaskId::parse(raw).map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
+}
+
+/// `POST /execute`: runs one task and answers with its result when it ends.
+async fn execute(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let mut body = read_json(payload, EXECUTE_BODY_LIMIT).await?;
+    let attempt_id = match body.as_object_mut().and_then(|o| o.remove("attempt_id")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ApiError::invalid(
+                "invalid attempt_id",
+                &[crate::task::FieldError::new(
+                    "attempt_id",
+                    format!("expected a whole number ≥ 0, found {}", crate::task::describe(&v)),
+                )],
+            )
+        })?),
+    };
+    let task = api.validator.task(&body, "").map_err(|errors| {
+        let summary = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::invalid(format!("invalid task: {summary}"), &errors)
+    })?;
+    let receiver = api
+        .executor
+        .send(Execute { task, attempt_id })
+        .await
+        .map_err(mailbox)?
+        .map_err(|refusal| match &refusal {
+            Refusal::Full { running, capacity } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, refusal.to_string())
+                    .with("running", json!(running))
+                    .with("capacity", json!(capacity));
+                e.retry_after = Some(1);
+                e
+            }
+            Refusal::AlreadyRunning { task_id, attempt_id } => {
+                ApiError::new(StatusCode::CONFLICT, refusal.to_string())
+                    .with("task_id", json!(task_id))
+                    .with("attempt_id", json!(attempt_id))
+            }
+            Refusal::Draining => {
+                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string());
+                e.retry_after = Some(5);
+                e
+            }
+        })?;
+    let result = receiver.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "worker stopped before the task finished",
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(&*result))
+}
+
+/// `POST /cancel/{task_id}`.
+async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    let running = api
+        .executor
+        .send(Cancel {
+            task_id: task_id.to_string(),
+        })
+        .await
+        .map_err(mailbox)?;
+    if running {
+        Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "cancelled": true})))
+    } else {
+        Err(ApiError::not_found(format!(
+            "task {task_id} is not running on this worker"
+        )))
+    }
+}
+
+/// `GET /status`.
+async fn status(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
+    let status = api.executor.send(GetStatus).await.map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+/// `GET /health`: 200 while the worker takes tasks, 503 while it drains.
+async fn health(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
+    let s = api.executor.send(GetStatus).await.map_err(mailbox)?;
+    let body = json!({
+        "status": if s.state == "draining" { "draining" } else { "healthy" },
+        "worker_id": s.worker_id,
+        "running": s.running,
+        "capacity": s.capacity,
+        "version": s.version,
+    });
+    let code = if s.state == "draining" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(code).json(body))
+}
+
+/// `GET /metrics`.
+async fn metrics(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
+    let m = api.executor.send(GetMetrics).await.map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(m))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /history[?limit=N]`: the latest results, newest first.
+async fn history(
+    api: web::Data<WorkerApi>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(api.history_size);
+    let results = api.executor.send(GetHistory { limit }).await.map_err(mailbox)?;
+    let results: Vec<&crate::task::TaskResult> = results.iter().map(|r| &**r).collect();
+    Ok(HttpResponse::Ok().json(json!({"results": results, "count": results.len()})))
+}
+
+/// `GET /current`: tasks running now.
+async fn current(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
+    let tasks = api.executor.send(GetCurrent).await.map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(json!({"count": tasks.len(), "tasks": tasks})))
+}
+
+/// `GET /results/{task_id}`: the last finished result held for the task.
+async fn get_result(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    match api
+        .executor
+        .send(GetResult {
+            task_id: task_id.to_string(),
+        })
+        .await
+        .map_err(mailbox)?
+    {
+        Some(result) => Ok(HttpResponse::Ok().json(&*result)),
+        None => Err(ApiError::not_found(format!(
+            "no result held for task {task_id} (never run here, still running, or already acknowledged)"
+        ))),
+    }
+}
+
+/// `DELETE /results/{task_id}`: acknowledges (frees) a held result.
+async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    let freed = api
+        .executor
+        .send(AckResults {
+            task_ids: vec![task_id.to_string()],
+        })
+        .await
+        .map_err(mailbox)?;
+    if freed == 1 {
+        Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "acknowledged": true})))
+    } else {
+        Err(ApiError::not_found(format!("no result held for task {task_id}")))
+    }
+}
+
+/// `POST /results/ack` with `{"task_ids": [...]}`: acknowledges many.
+async fn ack_many(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let body = read_json(payload, 16 << 20).await?;
+    let ids = body
+        .get("task_ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("expected {\"task_ids\": [\"id\", ...]}"))?;
+    let mut task_ids = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        match id.as_str() {
+            Some(s) => task_ids.push(s.to_string()),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "task_ids[{i}]: expected a string, found {}",
+                    crate::task::describe(id)
+                )))
+            }
+        }
+    }
+    let requested = task_ids.len();
+    let freed = api
+        .executor
+        .send(AckResults { task_ids })
+        .await
+        .map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(json!({"requested": requested, "acknowledged": freed})))
+}

@@ -1,0 +1,346 @@
+//! Results a worker keeps until the orchestrator acknowledges them
+//! (DESIGN.md protocol: `GET/DELETE /results/{task_id}`), for at least the
+//! retention time and up to a bounded count, and across a restart: every
+//! result and acknowledgement is appended to a journal file that is
+//! replayed and compacted at start.
+//!
+//! The journal is written by its own thread, so the Executor never waits
+//! on the disk. Lines are flushed as soon as the thread is idle; a result
+//! lost in a crash before that is re-run by the orchestrator (execution is
+//! at-least-once).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::TaskResult;
+
+/// One journal line.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Entry {
+    /// A finished result and when it finished (seconds since the epoch).
+    Result {
+        at: f64,
+        result: TaskResult,
+    },
+    Ack {
+        task_id: String,
+    },
+}
+
+enum Command {
+    Append(String),
+    /// Rewrite the journal with exactly these lines.
+    Compact(Vec<String>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// The held results and the journal behind them.
+pub struct HeldResults {
+    by_id: HashMap<String, (u64, f64, Arc<TaskResult>)>,
+    /// Insertion order, for eviction; stale entries are skipped lazily.
+    order: VecDeque<(u64, String)>,
+    next_seq: u64,
+    max_count: usize,
+    retention: Duration,
+    journal: Option<mpsc::Sender<Command>>,
+    journal_lines: usize,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl HeldResults {
+    /// Results held in memory only (tests, or a folder that cannot be written).
+    pub fn in_memory(max_count: usize, retention: Duration) -> Self {
+        Self {
+            by_id: HashMap::new(),
+            order: VecDeque::new(),
+            next_seq: 0,
+            max_count,
+            retention,
+            journal: None,
+            journal_lines: 0,
+        }
+    }
+
+    /// Replays the journal at `path` (if any), drops what expired, rewrites
+    /// it compacted, and keeps appending to it.
+    pub fn open(path: &Path, max_count: usize, retention: Duration) -> std::io::Result<Self> {
+        let mut held = Self::in_memory(max_count, retention);
+        if let Ok(file) = File::open(path) {
+            for line in BufReader::new(file).lines() {
+                let Ok(line) = line else { break };
+                // a torn last line after a crash is skipped
+                match serde_json::from_str::<Entry>(&line) {
+                    Ok(Entry::Result { at, result }) => held.insert_at(at, Arc::new(result)),
+                    Ok(Entry::Ack { task_id }) => {
+                        held.by_id.remove(&task_id);
+                    }
+                    Err(_) => continue,
+                }
+            }
+        }
+        held.expire();
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let lines = held.snapshot_lines();
+        held.journal_lines = lines.len();
+        rewrite(path, &lines)?;
+        held.journal = Some(spawn_writer(path.to_path_buf())?);
+        Ok(held)
+    }
+
+    fn snapshot_lines(&self) -> Vec<String> {
+        let mut live: Vec<&(u64, f64, Arc<TaskResult>)> = self.by_id.values().collect();
+        live.sort_by_key(|e| e.0);
+        live.iter()
+            .filter_map(|(_, at, r)| {
+                serde_json::to_string(&Entry::Result {
+                    at: *at,
+                    result: (**r).clone(),
+                })
+                .ok()
+            })
+            .collect()
+    }
+
+    fn insert_at(&mut self, at: f64, result: Arc<TaskResult>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.push_back((seq, result.task_id.clone()));
+        self.by_id.insert(result.task_id.clone(), (seq, at, result));
+        while self.by_id.len() > self.max_count {
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        while let Some((seq, id)) = self.order.pop_front() {
+            if self.by_id.get(&id).is_some_and(|e| e.0 == seq) {
+                self.by_id.remove(&id);
+                return;
+            }
+        }
+    }
+
+    /// Keeps `result` for pickup, replacing an older one of the same task.
+    pub fn insert(&mut self, result: Arc<TaskResult>) {
+        let at = now_secs();
+        if let Some(tx) = &self.journal {
+            if let Ok(line) = serde_json::to_string(&Entry::Result {
+                at,
+                result: (*result).clone(),
+            }) {
+                let _ = tx.send(Command::Append(line));
+                self.journal_lines += 1;
+            }
+        }
+        self.insert_at(at, result);
+        self.maybe_compact();
+    }
+
+    pub fn get(&self, task_id: &str) -> Option<Arc<TaskResult>> {
+        self.by_id.get(task_id).map(|e| Arc::clone(&e.2))
+    }
+
+    /// Acknowledges (frees) a result; true if it was held.
+    pub fn ack(&mut self, task_id: &str) -> bool {
+        let held = self.by_id.remove(task_id).is_some();
+        if held {
+            if let Some(tx) = &self.journal {
+                if let Ok(line) = serde_json::to_string(&Entry::Ack {
+                    task_id: task_id.to_string(),
+                }) {
+                    let _ = tx.send(Command::Append(line));
+                    self.journal_lines += 1;
+                }
+            }
+            self.maybe_compact();
+        }
+        held
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Drops results held longer than the retention time.
+    pub fn expire(&mut self) {
+        let oldest_kept = now_secs() - self.retention.as_secs_f64();
+        while let Some((seq, id)) = self.order.front() {
+            match self.by_id.get(id) {
+                Some(e) if e.0 == *seq && e.1 >= oldest_kept => break,
+                Some(e) if e.0 == *seq => {
+                    let id = id.clone();
+                    self.by_id.remove(&id);
+                    self.order.pop_front();
+                }
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Rewrites the journal when it holds far more lines than live results.
+    fn maybe_compact(&mut self) {
+        if self.journal_lines > 4 * self.by_id.len() + 10_000 {
+            if let Some(tx) = &self.journal {
+                let lines = self.snapshot_lines();
+                self.journal_lines = lines.len();
+                let _ = tx.send(Command::Compact(lines));
+            }
+        }
+    }
+
+    /// Blocks until everything sent so far is on disk (shutdown only).
+    pub fn flush(&self) {
+        if let Some(tx) = &self.journal {
+            let (done_tx, done_rx) = mpsc::channel();
+            if tx.send(Command::Flush(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn rewrite(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    crate::files::write_atomic(path, text.as_bytes())
+}
+
+fn spawn_writer(path: PathBuf) -> std::io::Result<mpsc::Sender<Command>> {
+    let open = |path: &Path| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(BufWriter::new)
+    };
+    let mut out = open(&path)?;
+    let (tx, rx) = mpsc::channel::<Command>();
+    std::thread::Builder::new()
+        .name("result-journal".into())
+        .spawn(move || {
+            let handle = |cmd: Command, out: &mut BufWriter<File>| match cmd {
+                Command::Append(line) => {
+                    let _ = writeln!(out, "{line}");
+                }
+                Command::Compact(lines) => {
+                    let _ = out.flush();
+                    if rewrite(&path, &lines).is_ok() {
+                        if let Ok(fresh) = open(&path) {
+                            *out = fresh;
+                        }
+                    }
+                }
+                Command::Flush(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                }
+            };
+            while let Ok(cmd) = rx.recv() {
+                handle(cmd, &mut out);
+                // drain what is queued, then flush once
+                while let Ok(cmd) = rx.try_recv() {
+                    handle(cmd, &mut out);
+                }
+                if let Err(e) = out.flush() {
+                    tracing::warn!(error = %e, "cannot write the result journal");
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::task::ResultBody;
+
+    fn result(id: &str) -> Arc<TaskResult> {
+        Arc::new(TaskResult {
+            task_id: id.into(),
+            algorithm: "python".into(),
+            parameters: json!({}),
+            execution_time: 0.5,
+            result: ResultBody {
+                status: "completed".into(),
+                metrics: json!({}),
+                output: "ok".into(),
+                error: None,
+            },
+            worker_id: None,
+            completed_at: None,
+            priority: None,
+            attempt_id: Some(1),
+        })
+    }
+
+    #[test]
+    fn survives_a_restart_without_acknowledged_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held.jsonl");
+        {
+            let mut held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
+            held.insert(result("a"));
+            held.insert(result("b"));
+            assert!(held.ack("a"));
+            assert!(!held.ack("zzz"));
+            held.flush();
+        }
+        // a torn line, as a crash mid-write leaves
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"result\": {\"at\": 1").unwrap();
+        drop(f);
+        let held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
+        assert!(held.get("a").is_none());
+        assert_eq!(held.get("b").unwrap().attempt_id, Some(1));
+        assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn the_count_is_bounded_oldest_first() {
+        let mut held = HeldResults::in_memory(2, Duration::from_secs(3600));
+        for id in ["a", "b", "c"] {
+            held.insert(result(id));
+        }
+        assert!(held.get("a").is_none());
+        assert!(held.get("b").is_some() && held.get("c").is_some());
+        // replacing a result moves it to the back
+        held.insert(result("b"));
+        held.insert(result("d"));
+        assert!(held.get("c").is_none() && held.get("b").is_some());
+    }
+
+    #[test]
+    fn expired_results_are_dropped() {
+        let mut held = HeldResults::in_memory(10, Duration::ZERO);
+        held.insert(result("a"));
+        std::thread::sleep(Duration::from_millis(5));
+        held.expire();
+        assert!(held.is_empty());
+    }
+}

@@ -1,0 +1,101 @@
+//! UTC timestamps in the two forms DESIGN.md fixes: ISO 8601 with `Z` in
+//! JSON, `YYYYMMDD_HHMMSS` in file names. No time-zone database needed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Calendar date and time of day in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub millis: u32,
+}
+
+impl Utc {
+    pub fn now() -> Self {
+        Self::from_system(SystemTime::now())
+    }
+
+    pub fn from_system(t: SystemTime) -> Self {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        Self::from_unix(since.as_secs() as i64, since.subsec_millis())
+    }
+
+    pub fn from_unix(secs: i64, millis: u32) -> Self {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        Self {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+            millis,
+        }
+    }
+
+    /// `2024-01-15T10:30:00.123Z`
+    pub fn iso(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
+        )
+    }
+
+    /// `20240115_103000`
+    pub fn compact(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}_{:02}{:02}{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// `2024-01-15`
+    pub fn date(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// ISO 8601 of now, the form every JSON timestamp takes.
+pub fn now_iso() -> String {
+    Utc::now().iso()
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
+/// public-domain algorithm for the proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(Utc::from_unix(0, 0).iso(), "1970-01-01T00:00:00.000Z");
+        // 2024-01-15T10:30:00Z, the seed's example
+        let t = Utc::from_unix(1_705_314_600, 5);
+        assert_eq!(t.iso(), "2024-01-15T10:30:00.005Z");
+        assert_eq!(t.compact(), "20240115_103000");
+        assert_eq!(t.date(), "2024-01-15");
+        // a leap day
+        assert_eq!(Utc::from_unix(951_782_400, 0).date(), "2000-02-29");
+        assert_eq!(Utc::from_unix(-1, 0).iso(), "1969-12-31T23:59:59.000Z");
+    }
+}

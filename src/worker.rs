@@ -1,0 +1,220 @@
+//! A worker node (the seed's `worker_service.py`): its own actix system
+//! with an [`Executor`], a `SyncArbiter` of [`SimulationActor`]s and the
+//! HTTP front of `api::worker`. [`run`] owns start-up and the shutdown
+//! order: stop admitting, drain, cancel what is left, flush, stop.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flush, GetStatus};
+use crate::actors::simulation::SimulationActor;
+use crate::api::error::ApiError;
+use crate::api::worker::{self as routes, WorkerApi};
+use crate::held_results::HeldResults;
+use crate::sim::Limits;
+use crate::task::{TaskId, Validator};
+
+/// Everything a worker node is started with.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// None: `worker-<port>`.
+    pub worker_id: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub capacity: usize,
+    /// None: every registered kernel and alias.
+    pub algorithms: Option<Vec<String>>,
+    pub history_size: usize,
+    pub logs_dir: PathBuf,
+    pub drain_timeout: Duration,
+    pub limits: Limits,
+    pub test_kernels: bool,
+    /// How long unacknowledged results are kept at least.
+    pub result_retention: Duration,
+    pub max_held_results: usize,
+    /// HTTP threads.
+    pub http_workers: usize,
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot listen on {addr}: {source}; is another process using the port? pick another with --port (0 = any free port)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("invalid worker id {id:?}: {reason}")]
+    BadId { id: String, reason: String },
+    #[error("invalid --algorithms: {0}")]
+    BadAlgorithms(String),
+    #[error("--capacity must be at least 1")]
+    ZeroCapacity,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks the configured algorithm names; unknown ones are an error.
+fn algorithm_list(config: &WorkerConfig) -> Result<Option<Vec<String>>, WorkerError> {
+    let Some(list) = &config.algorithms else {
+        return Ok(None);
+    };
+    let known = crate::sim::algorithm_names();
+    let mut out = Vec::new();
+    for name in list {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        if !known.contains(&name) {
+            return Err(WorkerError::BadAlgorithms(format!(
+                "{name:?} is not a kernel; expected some of {}",
+                known.join(", ")
+            )));
+        }
+        out.push(name.to_string());
+    }
+    if out.is_empty() {
+        return Err(WorkerError::BadAlgorithms("the list is empty".into()));
+    }
+    Ok(Some(out))
+}
+
+/// Starts a worker node and blocks until it has shut down.
+pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    if config.capacity == 0 {
+        return Err(WorkerError::ZeroCapacity);
+    }
+    let algorithms = algorithm_list(&config)?;
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&addr).map_err(|source| WorkerError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let local = listener.local_addr()?;
+    let worker_id = config
+        .worker_id
+        .clone()
+        .unwrap_or_else(|| format!("worker-{}", local.port()));
+    TaskId::parse(&worker_id).map_err(|reason| WorkerError::BadId {
+        id: worker_id.clone(),
+        reason,
+    })?;
+    if let Some(w) = crate::logging::init(Some(&config.logs_dir.join("worker_service.log"))) {
+        eprintln!("warning: {w}");
+    }
+    let validator = Arc::new(Validator {
+        limits: config.limits,
+        test_kernels: config.test_kernels,
+        algorithms: algorithms.clone(),
+    });
+    let threads_per_task = (crate::process::available_threads() / config.capacity).max(1);
+    let held_path = config.logs_dir.join(format!("worker_{worker_id}_results.jsonl"));
+    let held = HeldResults::open(&held_path, config.max_held_results, config.result_retention).unwrap_or_else(|e| {
+        tracing::warn!(path = %held_path.display(), error = %e, "cannot keep results on disk; holding them in memory");
+        HeldResults::in_memory(config.max_held_results, config.result_retention)
+    });
+    if !held.is_empty() {
+        tracing::info!(
+            count = held.len(),
+            "results from before a restart held for pickup"
+        );
+    }
+    let settings = ExecutorSettings {
+        worker_id: worker_id.clone(),
+        capacity: config.capacity,
+        algorithms: validator.algorithm_names(),
+        threads_per_task,
+        history_size: config.history_size,
+        state_file: Some(config.logs_dir.join(format!("worker_{worker_id}_state.json"))),
+    };
+
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let limits = config.limits;
+        let sims = SyncArbiter::start(config.capacity, move || SimulationActor {
+            threads: threads_per_task,
+            limits,
+        });
+        let executor = Executor::new(settings, sims, held).start();
+        let api = web::Data::new(WorkerApi {
+            executor: executor.clone(),
+            validator,
+            history_size: config.history_size,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(api.clone())
+                .app_data(json_errors_for_extractors())
+                .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+                .configure(routes::configure)
+        })
+        .workers(config.http_workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        println!("listening on http://{local}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");
+
+        let handle = server.handle();
+        let drain_timeout = config.drain_timeout;
+        actix_rt::spawn(async move {
+            wait_for_signal().await;
+            shutdown(executor, drain_timeout).await;
+            handle.stop(true).await;
+        });
+        server.await
+    })?;
+    tracing::info!("worker node stopped");
+    Ok(())
+}
+
+fn json_errors_for_extractors() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::bad_request(format!("invalid query: {e}")).into())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
+        tokio_select_either(term.recv(), actix_rt::signal::ctrl_c()).await;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_rt::signal::ctrl_c().await;
+    }
+}
+
+/// Waits for whichever of two futures finishes first.
+async fn tokio_select_either<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
+    futures_util::future::select(Box::pin(a), Box::pin(b)).await;
+}
+
+/// The shutdown order: stop admitting, let running tasks finish up to the
+/// drain timeout, cancel the rest, write everything down.
+async fn shutdown(executor: Addr<Executor>, drain_timeout: Duration) {
+    tracing::info!("shutdown requested");
+    let deadline = Instant::now() + drain_timeout;
+    let mut running = executor.send(Drain).await.unwrap_or(0);
+    while running > 0 && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        running = executor.send(GetStatus).await.map_or(0, |s| s.running);
+    }
+    if running > 0 {
+        executor.send(CancelAll).await.ok();
+        let cancel_deadline = Instant::now() + Duration::from_secs(10);
+        while running > 0 && Instant::now() < cancel_deadline {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            running = executor.send(GetStatus).await.map_or(0, |s| s.running);
+        }
+    }
+    executor.send(Flush).await.ok();
+}
