@@ -166,3 +166,268 @@ fn print_row(row: &Measurement, earlier: &[Measurement], json: bool) {
         );
     }
 }
+
+#[derive(Args, Debug)]
+pub struct WorkerBenchArgs {
+    /// A running worker to measure [default: start one here on a free port].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Tasks to send.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Requests in flight at once (one keep-alive connection each).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Capacity of the worker started here.
+    #[arg(long, default_value_t = 8)]
+    pub capacity: usize,
+}
+
+/// A child process started for a benchmark; killed when dropped.
+pub struct Child {
+    child: std::process::Child,
+    pub addr: String,
+    _dir: Option<tempdir::TempDir>,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `orquesta ARGS…` (this same binary) and waits for its
+/// `listening on http://…` line. Its output is drained and dropped.
+pub fn spawn_self(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    dir: &std::path::Path,
+) -> std::io::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.trim().to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(addr) => Ok((child, addr)),
+        Err(_) => {
+            let _ = child.kill();
+            Err(std::io::Error::other(
+                "the child process printed no 'listening on' line",
+            ))
+        }
+    }
+}
+
+/// Temporary folders for benchmark children, removed on drop.
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> std::io::Result<Self> {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&path)?;
+            Ok(Self(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Requests per second of tiny tasks (N = 16, one step) on `/execute`,
+/// with keep-alive connections on loopback.
+pub fn worker(args: &WorkerBenchArgs) -> ExitCode {
+    let mut _child = None;
+    let base = match &args.url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let dir = match tempdir::TempDir::new("orquesta-bench") {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: cannot make a temporary folder: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let capacity = args.capacity.to_string();
+            let logs = dir.path().join("logs");
+            let logs = logs.to_string_lossy().into_owned();
+            match spawn_self(
+                &[
+                    "worker",
+                    "--worker-id",
+                    "bench",
+                    "--port",
+                    "0",
+                    "--capacity",
+                    &capacity,
+                    "--logs-dir",
+                    &logs,
+                ],
+                &[("RUST_LOG", "warn")],
+                dir.path(),
+            ) {
+                Ok((child, addr)) => {
+                    let url = format!("http://{addr}");
+                    _child = Some(Child {
+                        child,
+                        addr,
+                        _dir: Some(dir),
+                    });
+                    url
+                }
+                Err(e) => {
+                    eprintln!("error: cannot start a worker: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let requests = args.requests.max(1);
+    let concurrency = args.concurrency.clamp(1, requests);
+    let outcome = actix_rt::System::new().block_on(drive_worker(base.clone(), requests, concurrency));
+    match outcome {
+        Ok(report) => {
+            println!(
+                "worker /execute, tiny tasks (N=16, 1 step), {concurrency} keep-alive connections, {base}"
+            );
+            println!("  requests        {}", report.done);
+            println!("  refused (429)   {}", report.refused);
+            println!("  seconds         {:.3}", report.seconds);
+            println!("  requests/s      {:.0}", report.done as f64 / report.seconds);
+            println!(
+                "  latency ms      p50 {:.3}  p90 {:.3}  p99 {:.3}",
+                report.latency_ms(0.50),
+                report.latency_ms(0.90),
+                report.latency_ms(0.99)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct DriveReport {
+    done: usize,
+    refused: usize,
+    seconds: f64,
+    latencies: Vec<f64>,
+}
+
+impl DriveReport {
+    fn latency_ms(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
+        self.latencies[rank - 1] * 1e3
+    }
+}
+
+async fn drive_worker(base: String, requests: usize, concurrency: usize) -> Result<DriveReport, String> {
+    use std::time::Instant;
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .finish();
+    let batch = format!("{:x}", std::process::id());
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for lane in 0..concurrency {
+        let client = client.clone();
+        let (base, batch) = (base.clone(), batch.clone());
+        handles.push(actix_rt::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut refused = 0usize;
+            let mut i = lane;
+            let mut acks: Vec<String> = Vec::new();
+            while i < requests {
+                let task_id = format!("bench-{batch}-{i}");
+                let body = serde_json::json!({
+                    "task_id": task_id, "algorithm": "optimized",
+                    "parameters": {"num_particles": 16, "num_steps": 1, "seed": i},
+                });
+                let t0 = Instant::now();
+                let mut resp = client
+                    .post(format!("{base}/execute"))
+                    .send_json(&body)
+                    .await
+                    .map_err(|e| format!("request failed: {e}"))?;
+                let _ = resp
+                    .body()
+                    .limit(1 << 20)
+                    .await
+                    .map_err(|e| format!("reading a response: {e}"))?;
+                match resp.status().as_u16() {
+                    200 => {
+                        latencies.push(t0.elapsed().as_secs_f64());
+                        acks.push(task_id);
+                        i += concurrency;
+                    }
+                    429 => refused += 1,
+                    other => return Err(format!("unexpected status {other}")),
+                }
+                if acks.len() >= 500 {
+                    let ids = std::mem::take(&mut acks);
+                    let _ = client
+                        .post(format!("{base}/results/ack"))
+                        .send_json(&serde_json::json!({ "task_ids": ids }))
+                        .await;
+                }
+            }
+            if !acks.is_empty() {
+                let _ = client
+                    .post(format!("{base}/results/ack"))
+                    .send_json(&serde_json::json!({ "task_ids": acks }))
+                    .await;
+            }
+            Ok::<_, String>((latencies, refused))
+        }));
+    }
+    let mut report = DriveReport {
+        done: 0,
+        refused: 0,
+        seconds: 0.0,
+        latencies: Vec::new(),
+    };
+    for h in handles {
+        let (lat, refused) = h.await.map_err(|e| format!("a client task died: {e}"))??;
+        report.done += lat.len();
+        report.refused += refused;
+        report.latencies.extend(lat);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.latencies.sort_by(f64::total_cmp);
+    Ok(report)
+}

@@ -133,6 +133,9 @@ pub enum BenchCommand {
     /// thread and on all threads.
     #[command(after_help = "Example:\n  orquesta bench sim --sizes 100,1000,10000,100000")]
     Sim(bench::SimBenchArgs),
+    /// Requests per second of tiny tasks on a worker's /execute.
+    #[command(after_help = "Example:\n  orquesta bench worker --requests 20000 --concurrency 8")]
+    Worker(bench::WorkerBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -146,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => run_sim(&args),
         Command::Worker(args) => run_worker(args),
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
+        Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
     }
 }
 
@@ -153,7 +157,7 @@ pub use crate::process::available_threads;
 
 /// A duration in seconds from a flag, checked.
 fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
-    if value.is_finite() && value >= 0.0 && value < 1e9 {
+    if (0.0..1e9).contains(&value) {
         Ok(std::time::Duration::from_secs_f64(value))
     } else {
         Err(format!("{flag} must be a number of seconds ≥ 0, found {value}"))

@@ -28,7 +28,7 @@ enum Entry {
     /// A finished result and when it finished (seconds since the epoch).
     Result {
         at: f64,
-        result: TaskResult,
+        result: Box<TaskResult>,
     },
     Ack {
         task_id: String,
@@ -83,7 +83,7 @@ impl HeldResults {
                 let Ok(line) = line else { break };
                 // a torn last line after a crash is skipped
                 match serde_json::from_str::<Entry>(&line) {
-                    Ok(Entry::Result { at, result }) => held.insert_at(at, Arc::new(result)),
+                    Ok(Entry::Result { at, result }) => held.insert_at(at, Arc::from(result)),
                     Ok(Entry::Ack { task_id }) => {
                         held.by_id.remove(&task_id);
                     }
@@ -109,7 +109,7 @@ impl HeldResults {
             .filter_map(|(_, at, r)| {
                 serde_json::to_string(&Entry::Result {
                     at: *at,
-                    result: (**r).clone(),
+                    result: Box::new((**r).clone()),
                 })
                 .ok()
             })
@@ -141,7 +141,7 @@ impl HeldResults {
         if let Some(tx) = &self.journal {
             if let Ok(line) = serde_json::to_string(&Entry::Result {
                 at,
-                result: (*result).clone(),
+                result: Box::new((*result).clone()),
             }) {
                 let _ = tx.send(Command::Append(line));
                 self.journal_lines += 1;

@@ -480,3 +480,32 @@ fn bad_worker_configuration_stops_start_up_with_a_message() {
         assert!(err.contains(phrase), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn start_worker_sh_starts_a_worker_from_the_seeds_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/start_worker.sh");
+    let bin = env!("CARGO_BIN_EXE_orquesta");
+    // the script cds to its own folder; logs go to the temp dir
+    let logs = dir.path().join("logs");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(script)
+        .args(["--logs-dir", logs.to_str().unwrap()])
+        .env("WORKER_ID", "script_w")
+        .env("WORKER_PORT", "0")
+        .env("ORQUESTA_BIN", bin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .find(|l| l.contains("listening on http://"))
+        .expect("a listening line");
+    let addr = line.split("http://").nth(1).unwrap().trim().to_string();
+    let status = crate::common::http("GET", &addr, "/status", None).json();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status["worker_id"], "script_w");
+    assert!(logs.join("worker_script_w_state.json").exists() || logs.join("worker_service.log").exists());
+}
