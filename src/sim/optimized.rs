@@ -12,6 +12,22 @@
 //! summed strip by strip in strip order. Threads only decide who does which
 //! strip, never what is computed.
 //!
+//! # Where the time goes, and what keeps it low
+//! - The pair loop takes two neighbours at a time in SSE2 registers (one
+//!   `divpd` for two pairs). Every x86-64 has SSE2; other architectures run
+//!   the same lane operations on `[f64; 2]` ([`Portable`]), IEEE operation
+//!   for IEEE operation, so the bits are the same everywhere. There is no
+//!   FMA anywhere.
+//! - Positions are wrapped into the box only when the lists are rebuilt
+//!   (and when the state is handed back). Between builds a particle may
+//!   stray up to half the skin outside [0, L), so a listed pair's plain
+//!   difference is already its minimum image unless the pair was found
+//!   across the periodic boundary. Only particles of the cells on the
+//!   boundary (first and last column, last row) have such pairs; only they
+//!   pay for the minimum-image test.
+//! - A small skin ([`skin_env()`]): with rebuilds this cheap, fewer listed pairs
+//!   beyond the cut-off pay for more frequent rebuilds.
+//!
 //! Boxes too small for a 3 × 3 cell stencil (e.g. N = 16 at ρ = 0.5) use one
 //! strip whose neighbour list is built from all pairs.
 
@@ -25,8 +41,11 @@ use super::system::{wrap, LennardJones, Physics, State};
 pub struct Optimized;
 
 /// Extra distance beyond the cut-off kept in the neighbour lists; lists are
-/// rebuilt once any particle has moved half of it.
-fn skin() -> f64 {
+/// rebuilt once any particle has moved half of it. A constant, not a
+/// setting: the skin decides the order of the force sums, so it is part of
+/// what makes a result reproducible on every worker. Chosen by measurement
+/// (N = 10⁴ and 10⁵ at the default density) for the fastest steps.
+fn skin_env() -> f64 {
     std::env::var("ORQ_SKIN")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -34,6 +53,8 @@ fn skin() -> f64 {
 }
 /// Strips are sized to hold about this many particles.
 const PARTICLES_PER_STRIP: usize = 1024;
+/// Largest N this kernel handles: lists store byte offsets as u32.
+const MAX_PARTICLES: usize = (u32::MAX as usize) / 16 - 1;
 /// Below this many particles a second thread costs more than it saves.
 const MIN_PARTICLES_FOR_THREADS: usize = 4096;
 
@@ -48,7 +69,7 @@ impl Kernel for Optimized {
 
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate {
         let n = physics.num_particles as f64;
-        let reach = physics.cutoff + skin();
+        let reach = physics.cutoff + skin_env();
         // half of the neighbours within the list cut-off, at least one
         let listed = (std::f64::consts::PI * reach * reach * physics.density / 2.0).min(n);
         Estimate {
@@ -139,6 +160,7 @@ impl Grid {
         }
     }
 
+    /// The cell of a position inside [0, L)².
     fn cell_of(&self, p: [f64; 2]) -> usize {
         let cx = ((p[0] / self.cell_len) as usize).min(self.cells - 1);
         let cy = ((p[1] / self.cell_len) as usize).min(self.cells - 1);
@@ -146,8 +168,12 @@ impl Grid {
     }
 }
 
-/// Per-particle arrays, in cell-sorted order.
+/// Per-particle arrays, in cell-sorted order, with one slot more than
+/// there are particles: slot `n` holds [`Particles::SENTINEL`], the
+/// neighbour that pads a particle's list to an even length.
 struct Particles {
+    /// Positions, wrapped into [0, L) at the last list build and not since
+    /// (module docs).
     pos: Vec<[f64; 2]>,
     vel: Vec<[f64; 2]>,
     force: Vec<[f64; 2]>,
@@ -161,6 +187,16 @@ struct Particles {
     scratch_cell: Vec<u32>,
     scratch_vec: Vec<[f64; 2]>,
     scratch_idx: Vec<u32>,
+    scratch_next: Vec<u32>,
+}
+
+/// A run of consecutive particles of one strip, and whether their listed
+/// pairs may cross the periodic boundary (so need the minimum image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    start: u32,
+    end: u32,
+    crosses: bool,
 }
 
 /// One strip's share: its particle range, its half neighbour list (CSR) and
@@ -168,8 +204,19 @@ struct Particles {
 #[derive(Default)]
 struct Strip {
     range: Range<usize>,
-    list_start: Vec<u32>,
+    /// The strip's particles in order, cut where the need for the minimum
+    /// image changes.
+    segments: Vec<Segment>,
+    /// Where each particle's neighbours start in `list`, in pairs of
+    /// entries (CSR, one more entry than particles).
+    chunk_start: Vec<u32>,
+    /// Neighbours as byte offsets into the particle arrays
+    /// ([`offset_of`]), each particle's padded to an even count with
+    /// [`Particles::SENTINEL`]'s slot, so that they go two by two.
     list: Vec<u32>,
+    /// The particle (byte offset) whose neighbours each pair of `list`
+    /// entries are.
+    owner: Vec<u32>,
     potential: f64,
     kinetic: f64,
     max_disp_sq: f64,
@@ -219,24 +266,32 @@ impl<'c> Sim<'c> {
         let physics = *run.physics();
         let n = state.pos.len();
         let box_len = state.box_len;
-        let list_cut = physics.cutoff + skin();
+        let list_cut = physics.cutoff + skin_env();
         let grid = Grid::new(box_len, list_cut, n);
         let strips = grid
             .strip_rows
             .iter()
             .map(|_| UnsafeCell::new(Strip::default()))
             .collect();
+        assert!(
+            n <= MAX_PARTICLES,
+            "{n} particles is more than the optimized kernel holds"
+        );
         let ncells = grid.cells * grid.cells;
+        let (mut pos, mut vel) = (state.pos, state.vel);
+        pos.push(Particles::SENTINEL);
+        vel.push([0.0; 2]);
         let mut particles = Particles {
-            pos: state.pos,
-            vel: state.vel,
-            force: vec![[0.0; 2]; n],
-            built_at: vec![[0.0; 2]; n],
+            pos,
+            vel,
+            force: vec![[0.0; 2]; n + 1],
+            built_at: vec![[0.0; 2]; n + 1],
             orig: (0..n as u32).collect(),
             cell_start: vec![0; ncells + 1],
             scratch_cell: vec![0; n],
-            scratch_vec: vec![[0.0; 2]; n],
+            scratch_vec: vec![[0.0; 2]; n + 1],
             scratch_idx: vec![0; n],
+            scratch_next: vec![0; ncells],
         };
         let raw = Raw::of(&mut particles);
         Self {
@@ -262,7 +317,7 @@ impl<'c> Sim<'c> {
         let per_particle = 5 * vec2 + 3 * std::mem::size_of::<u32>();
         // lists hold about 7 entries a particle at ρ = 0.5, more when denser
         let lists = self.n * 8 * std::mem::size_of::<u32>();
-        (self.n * per_particle + p.cell_start.len() * 4 + lists) as u64
+        (self.n * per_particle + p.cell_start.len() * 8 + lists) as u64
     }
 
     fn into_state(self) -> State {
@@ -270,7 +325,8 @@ impl<'c> Sim<'c> {
         let mut pos = vec![[0.0; 2]; self.n];
         let mut vel = vec![[0.0; 2]; self.n];
         for (k, &o) in p.orig.iter().enumerate() {
-            pos[o as usize] = p.pos[k];
+            let [x, y] = p.pos[k];
+            pos[o as usize] = [wrap(x, self.box_len), wrap(y, self.box_len)];
             vel[o as usize] = p.vel[k];
         }
         State {
@@ -290,35 +346,46 @@ impl<'c> Sim<'c> {
         d
     }
 
-    /// Sorts particles by cell (counting sort, stable) and records where each
-    /// strip's particles now lie. Driver only, with no phase open.
+    /// Wraps positions back into the box, sorts particles by cell (counting
+    /// sort, stable) and records where each strip's particles now lie.
+    /// Driver only, with no phase open.
     fn sort_by_cell(&self) {
         // SAFETY: no phase is open, so the driver is the only user.
         let p = unsafe { &mut *self.particles.get() };
+        let l = self.box_len;
         if self.grid.cells == 0 {
+            for x in &mut p.pos[..self.n] {
+                *x = [wrap(x[0], l), wrap(x[1], l)];
+            }
+            // SAFETY: as above.
             let strip = unsafe { &mut *self.strips[0].get() };
             strip.range = 0..self.n;
+            strip.segments.clear();
+            strip.segments.push(Segment {
+                start: 0,
+                end: self.n as u32,
+                crosses: true,
+            });
             p.built_at.copy_from_slice(&p.pos);
             return;
         }
         let ncells = self.grid.cells * self.grid.cells;
         p.cell_start.iter_mut().for_each(|c| *c = 0);
-        for (i, &pos) in p.pos.iter().enumerate() {
-            let c = self.grid.cell_of(pos);
+        for (i, x) in p.pos[..self.n].iter_mut().enumerate() {
+            *x = [wrap(x[0], l), wrap(x[1], l)];
+            let c = self.grid.cell_of(*x);
             p.scratch_cell[i] = c as u32;
             p.cell_start[c + 1] += 1;
         }
         for c in 0..ncells {
             p.cell_start[c + 1] += p.cell_start[c];
         }
-        // destination of each particle, reusing scratch_idx
-        {
-            let mut next: Vec<u32> = p.cell_start[..ncells].to_vec();
-            for i in 0..self.n {
-                let c = p.scratch_cell[i] as usize;
-                p.scratch_idx[i] = next[c];
-                next[c] += 1;
-            }
+        // destination of each particle, into scratch_idx
+        p.scratch_next.copy_from_slice(&p.cell_start[..ncells]);
+        for i in 0..self.n {
+            let c = p.scratch_cell[i] as usize;
+            p.scratch_idx[i] = p.scratch_next[c];
+            p.scratch_next[c] += 1;
         }
         for field in [&mut p.pos, &mut p.vel, &mut p.force] {
             for (&to, &value) in p.scratch_idx.iter().zip(field.iter()) {
@@ -326,18 +393,42 @@ impl<'c> Sim<'c> {
             }
             std::mem::swap(field, &mut p.scratch_vec);
         }
+        // the slot past the particles came along from the scratch buffer
+        p.pos[self.n] = Particles::SENTINEL;
+        p.vel[self.n] = [0.0; 2];
+        p.force[self.n] = [0.0; 2];
         let mut orig = std::mem::take(&mut p.scratch_cell);
         for i in 0..self.n {
             orig[p.scratch_idx[i] as usize] = p.orig[i];
         }
         p.scratch_cell = std::mem::replace(&mut p.orig, orig);
         p.built_at.copy_from_slice(&p.pos);
+        // SAFETY: as above.
         unsafe { *self.raw.get() = Raw::of(p) };
+        let cells = self.grid.cells;
+        let start_of = |c: usize| p.cell_start[c];
         for (k, rows) in self.grid.strip_rows.iter().enumerate() {
+            // SAFETY: as above.
             let strip = unsafe { &mut *self.strips[k].get() };
-            let first = p.cell_start[rows.start * self.grid.cells] as usize;
-            let last = p.cell_start[rows.end * self.grid.cells] as usize;
+            let first = start_of(rows.start * cells) as usize;
+            let last = start_of(rows.end * cells) as usize;
             strip.range = first..last;
+            strip.segments.clear();
+            let mut push = |start: u32, end: u32, crosses: bool| match strip.segments.last_mut() {
+                Some(s) if s.crosses == crosses && s.end == start => s.end = end,
+                _ if start == end => {}
+                _ => strip.segments.push(Segment { start, end, crosses }),
+            };
+            for cy in rows.clone() {
+                let row = cy * cells;
+                let last_row = cy + 1 == cells;
+                // first column (its up-left cell wraps), the middle, the
+                // last column (its right and up-right cells wrap); the last
+                // row's upper cells all wrap
+                push(start_of(row), start_of(row + 1), true);
+                push(start_of(row + 1), start_of(row + cells - 1), last_row);
+                push(start_of(row + cells - 1), start_of(row + cells), true);
+            }
         }
     }
 
@@ -367,11 +458,13 @@ impl<'c> Sim<'c> {
         }
     }
 
-    /// First half kick, drift, wrap; clears forces; measures displacement.
+    /// First half kick and drift (no wrap: see the module docs); clears
+    /// forces; measures the displacement since the last build.
+    #[inline(never)]
     unsafe fn kick_drift(&self, k: usize) {
         let strip = &mut *self.strips[k].get();
         let r = *self.raw.get();
-        let (half_dt, dt, l) = (0.5 * self.dt, self.dt, self.box_len);
+        let (half_dt, dt) = (0.5 * self.dt, self.dt);
         let mut max_disp_sq: f64 = 0.0;
         for i in strip.range.clone() {
             let f = *r.force.add(i);
@@ -379,14 +472,18 @@ impl<'c> Sim<'c> {
             v[0] += half_dt * f[0];
             v[1] += half_dt * f[1];
             let pos = &mut *r.pos.add(i);
-            let x = wrap(pos[0] + dt * v[0], l);
-            let y = wrap(pos[1] + dt * v[1], l);
+            let x = pos[0] + dt * v[0];
+            let y = pos[1] + dt * v[1];
             *pos = [x, y];
             *r.force.add(i) = [0.0, 0.0];
             let built = *r.built_at.add(i);
-            let dx = self.min_image(x - built[0]);
-            let dy = self.min_image(y - built[1]);
-            max_disp_sq = max_disp_sq.max(dx * dx + dy * dy);
+            let (dx, dy) = (x - built[0], y - built[1]);
+            let disp_sq = dx * dx + dy * dy;
+            // one `maxsd`; `f64::max` adds a NaN test to the loop's chain
+            // (a NaN position shows up in the energy and stops the run)
+            if disp_sq > max_disp_sq {
+                max_disp_sq = disp_sq;
+            }
         }
         strip.max_disp_sq = max_disp_sq;
     }
@@ -404,6 +501,7 @@ impl<'c> Sim<'c> {
     }
 
     /// Second half kick; kinetic energy of the strip.
+    #[inline(never)]
     unsafe fn kick(&self, k: usize, half_dt: f64) {
         let strip = &mut *self.strips[k].get();
         let r = *self.raw.get();
@@ -418,66 +516,89 @@ impl<'c> Sim<'c> {
         strip.kinetic = 0.5 * sum_v2;
     }
 
-    /// Builds strip `k`'s half neighbour list from the cell sort.
+    /// Builds strip `k`'s half neighbour list from the cell sort. Positions
+    /// are inside the box here (the sort wrapped them).
+    #[inline(never)]
     unsafe fn build_list(&self, k: usize) {
+        #[cfg(target_arch = "x86_64")]
+        self.build_list_with::<Sse2>(k);
+        #[cfg(not(target_arch = "x86_64"))]
+        self.build_list_with::<Portable>(k);
+    }
+
+    /// [`Self::build_list`] with the lane implementation `V`.
+    #[inline(always)]
+    unsafe fn build_list_with<V: Lanes>(&self, k: usize) {
         let strip = &mut *self.strips[k].get();
         // nothing writes particles during this phase
         let p = &*self.particles.get();
         let pos = &p.pos;
         let range = strip.range.clone();
         strip.list.clear();
-        strip.list_start.clear();
-        strip.list_start.push(0);
+        strip.owner.clear();
+        strip.chunk_start.clear();
+        strip.chunk_start.push(0);
+        let sentinel = self.n;
         if self.grid.cells == 0 {
             for i in range {
-                let mut cand = CandidateWriter::new(&mut strip.list, self.n - i - 1);
+                let mut cand = CandidateWriter::new(&mut strip.list, self.n - i);
                 for j in (i + 1)..self.n {
                     let dx = self.min_image(pos[i][0] - pos[j][0]);
                     let dy = self.min_image(pos[i][1] - pos[j][1]);
                     cand.offer(j, dx * dx + dy * dy < self.list_cut_sq);
                 }
-                cand.finish();
-                strip.list_start.push(strip.list.len() as u32);
+                cand.finish(i, sentinel, &mut strip.owner);
+                strip.chunk_start.push(strip.owner.len() as u32);
             }
             return;
         }
         let cells = self.grid.cells;
         let l = self.box_len;
         let start_of = |c: usize| p.cell_start[c] as usize;
+        let cut_sq = V::splat(self.list_cut_sq);
         for cy in self.grid.strip_rows[k].clone() {
-            let up = (cy + 1) % cells;
-            let shift_y = if cy + 1 == cells { l } else { 0.0 };
+            let (up, shift_y) = if cy + 1 == cells { (0, l) } else { (cy + 1, 0.0) };
             for cx in 0..cells {
-                let left = (cx + cells - 1) % cells;
-                let right = (cx + 1) % cells;
-                let shift_left = if cx == 0 { -l } else { 0.0 };
-                let shift_right = if cx + 1 == cells { l } else { 0.0 };
-                // the four forward cells of the half stencil, each with the
-                // offset that brings its particles next to this cell
-                let forward = [
-                    (cy * cells + right, shift_right, 0.0),
-                    (up * cells + left, shift_left, shift_y),
-                    (up * cells + cx, 0.0, shift_y),
-                    (up * cells + right, shift_right, shift_y),
-                ];
                 let c = cy * cells + cx;
                 let own_end = start_of(c + 1);
-                let forward_count: usize = forward.iter().map(|f| start_of(f.0 + 1) - start_of(f.0)).sum();
+                // The forward cells of the half stencil (right, up-left, up,
+                // up-right) as runs of consecutive particles, each with the
+                // offset that brings its particles next to this cell: cells
+                // that are neighbours in memory too are merged into one run.
+                let mut runs = [(0, 0, 0.0, 0.0); 4];
+                let mut nruns = 0;
+                let mut add = |cells_run: Range<usize>, sx: f64, sy: f64| {
+                    runs[nruns] = (start_of(cells_run.start), start_of(cells_run.end), sx, sy);
+                    nruns += 1;
+                };
+                // the right cell follows this one in memory unless it wraps
+                let own_run_end = if cx + 1 < cells {
+                    start_of(c + 2)
+                } else {
+                    add(cy * cells..cy * cells + 1, l, 0.0);
+                    own_end
+                };
+                let row = up * cells;
+                if cx == 0 {
+                    add(row + cells - 1..row + cells, -l, shift_y);
+                    add(row..row + 2, 0.0, shift_y);
+                } else if cx + 1 == cells {
+                    add(row + cx - 1..row + cx + 1, 0.0, shift_y);
+                    add(row..row + 1, l, shift_y);
+                } else {
+                    add(row + cx - 1..row + cx + 2, 0.0, shift_y);
+                }
+                let runs = &runs[..nruns];
+                let forward: usize = runs.iter().map(|r| r.1 - r.0).sum();
                 for i in start_of(c)..own_end {
-                    let [xi, yi] = pos[i];
-                    let mut cand = CandidateWriter::new(&mut strip.list, own_end - i - 1 + forward_count);
-                    for (j, pj) in pos.iter().enumerate().take(own_end).skip(i + 1) {
-                        let (dx, dy) = (xi - pj[0], yi - pj[1]);
-                        cand.offer(j, dx * dx + dy * dy < self.list_cut_sq);
+                    let pi = V::load(&pos[i]);
+                    let mut cand = CandidateWriter::new(&mut strip.list, own_run_end - i + forward);
+                    offer_run(&mut cand, pos, pi, i + 1..own_run_end, [0.0, 0.0], cut_sq);
+                    for &(from, to, sx, sy) in runs {
+                        offer_run(&mut cand, pos, pi, from..to, [sx, sy], cut_sq);
                     }
-                    for &(nc, sx, sy) in &forward {
-                        for (j, pj) in pos.iter().enumerate().take(start_of(nc + 1)).skip(start_of(nc)) {
-                            let (dx, dy) = (xi - (pj[0] + sx), yi - (pj[1] + sy));
-                            cand.offer(j, dx * dx + dy * dy < self.list_cut_sq);
-                        }
-                    }
-                    cand.finish();
-                    strip.list_start.push(strip.list.len() as u32);
+                    cand.finish(i, sentinel, &mut strip.owner);
+                    strip.chunk_start.push(strip.owner.len() as u32);
                 }
             }
         }
@@ -485,56 +606,37 @@ impl<'c> Sim<'c> {
 
     /// Pair forces of strip `k`'s list; potential energy of the strip.
     unsafe fn forces(&self, k: usize) {
+        #[cfg(target_arch = "x86_64")]
+        self.forces_with::<Sse2>(k);
+        #[cfg(not(target_arch = "x86_64"))]
+        self.forces_with::<Portable>(k);
+    }
+
+    /// [`Self::forces`] with the lane implementation `V`: both give the
+    /// same bits (tested).
+    #[inline(always)]
+    unsafe fn forces_with<V: Lanes>(&self, k: usize) {
         let strip = &mut *self.strips[k].get();
         let r = *self.raw.get();
-        let lj = self.lj;
-        let (cutoff_sq, shift) = (lj.cutoff_sq, lj.shift);
-        let (box_len, half_box) = (self.box_len, self.half_box);
-        let min_image = |mut d: f64| {
-            if d > half_box {
-                d -= box_len;
-            } else if d < -half_box {
-                d += box_len;
-            }
-            d
-        };
-        let mut potential = 0.0;
-        let start = strip.range.start;
-        for (a, i) in strip.range.clone().enumerate() {
-            if a % 4096 == 4095 && self.control.is_cancelled() {
+        let consts = PairConsts::<V>::new(&self.lj, self.box_len);
+        let mut sums = PotentialSums::<V>::new();
+        let first = strip.range.start;
+        for seg in &strip.segments {
+            if self.control.is_cancelled() {
                 self.interrupted.store(true, Ordering::Relaxed);
                 break;
             }
-            let [xi, yi] = *r.pos.add(i);
-            let (mut fxi, mut fyi) = (0.0, 0.0);
-            let from = strip.list_start[i - start] as usize;
-            let to = strip.list_start[i - start + 1] as usize;
-            for &j in &strip.list[from..to] {
-                let j = j as usize;
-                let pj = *r.pos.add(j);
-                let dx = min_image(xi - pj[0]);
-                let dy = min_image(yi - pj[1]);
-                let r2 = dx * dx + dy * dy;
-                // Branch-free: about one listed pair in five lies beyond the
-                // cut-off, too often for the branch predictor. Outside, sr2
-                // is 0 and so are the force and the energy.
-                let mask = ((r2 < cutoff_sq) as u64).wrapping_neg();
-                let sr2 = f64::from_bits((1.0 / r2).to_bits() & mask);
-                let sr6 = sr2 * sr2 * sr2;
-                potential += 4.0 * sr6 * (sr6 - 1.0) - f64::from_bits(shift.to_bits() & mask);
-                let factor = 24.0 * sr2 * sr6 * (2.0 * sr6 - 1.0);
-                let (fx, fy) = (factor * dx, factor * dy);
-                fxi += fx;
-                fyi += fy;
-                let fj = &mut *r.force.add(j);
-                fj[0] -= fx;
-                fj[1] -= fy;
+            let chunk = |i: u32| strip.chunk_start[i as usize - first] as usize;
+            let chunks = chunk(seg.start)..chunk(seg.end);
+            let owner = &strip.owner[chunks.clone()];
+            let list = &strip.list[2 * chunks.start..2 * chunks.end];
+            if seg.crosses {
+                pair_forces::<V, true>(r, &consts, owner, list, &mut sums);
+            } else {
+                pair_forces::<V, false>(r, &consts, owner, list, &mut sums);
             }
-            let f = &mut *r.force.add(i);
-            f[0] += fxi;
-            f[1] += fyi;
         }
-        strip.potential = potential;
+        strip.potential = sums.total();
     }
 
     fn max_displacement_sq(&self) -> f64 {
@@ -559,6 +661,29 @@ impl<'c> Sim<'c> {
     }
 }
 
+impl Particles {
+    /// A position so far from the box that it is beyond the cut-off of any
+    /// particle, minimum image or not, while its square stays finite: a
+    /// pair with it has force and energy exactly zero.
+    const SENTINEL: [f64; 2] = [1e100, 1e100];
+}
+
+/// The byte offset of particle `i` in a `[f64; 2]` array, as lists store
+/// it: `(n + 1) · 16` always fits a u32 ([`MAX_PARTICLES`]).
+#[inline(always)]
+fn offset_of(i: usize) -> u32 {
+    (i * std::mem::size_of::<[f64; 2]>()) as u32
+}
+
+/// The element at byte offset `offset` of the array at `base`.
+///
+/// # Safety
+/// `offset` is [`offset_of`] an index of the array.
+#[inline(always)]
+unsafe fn at(base: *mut [f64; 2], offset: u32) -> *mut [f64; 2] {
+    base.cast::<u8>().add(offset as usize).cast()
+}
+
 impl Raw {
     fn of(p: &mut Particles) -> Self {
         Self {
@@ -570,19 +695,352 @@ impl Raw {
     }
 }
 
+/// Two f64 lanes and the few IEEE operations the pair loop needs, each
+/// applied lane by lane (so an implementation cannot change a bit).
+/// Masks are lanes with every bit set (true) or clear (false).
+trait Lanes: Copy {
+    fn splat(v: f64) -> Self;
+    /// # Safety
+    /// `p` is valid for reads.
+    unsafe fn load(p: *const [f64; 2]) -> Self;
+    /// # Safety
+    /// `p` is valid for writes.
+    unsafe fn store(self, p: *mut [f64; 2]);
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    /// Bitwise and, with a mask.
+    fn and(self, mask: Self) -> Self;
+    /// Mask of `self < o`.
+    fn lt(self, o: Self) -> Self;
+    /// `[self[0], o[0]]`.
+    fn lows(self, o: Self) -> Self;
+    /// `[self[1], o[1]]`.
+    fn highs(self, o: Self) -> Self;
+    fn to_array(self) -> [f64; 2];
+    /// The sign bits of a mask: bit 0 for lane 0, bit 1 for lane 1.
+    fn mask_bits(self) -> usize;
+}
+
+/// Lanes in an SSE2 register: one instruction per operation.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Sse2(std::arch::x86_64::__m128d);
+
+// SSE2 is part of the x86-64 baseline, so these intrinsics are always
+// available; newer compilers consider the register-only ones safe, older
+// ones (the crate's minimum Rust) need the `unsafe` blocks.
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)]
+impl Lanes for Sse2 {
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_set1_pd(v) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const [f64; 2]) -> Self {
+        Self(std::arch::x86_64::_mm_loadu_pd(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut [f64; 2]) {
+        std::arch::x86_64::_mm_storeu_pd(p.cast(), self.0)
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_add_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_sub_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_mul_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_div_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn and(self, mask: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_and_pd(self.0, mask.0) })
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_cmplt_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn lows(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_unpacklo_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn highs(self, o: Self) -> Self {
+        // SAFETY: SSE2 is baseline on x86-64.
+        Self(unsafe { std::arch::x86_64::_mm_unpackhi_pd(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; 2] {
+        let mut out = [0.0; 2];
+        // SAFETY: `out` is two f64s.
+        unsafe { std::arch::x86_64::_mm_storeu_pd(out.as_mut_ptr(), self.0) };
+        out
+    }
+    #[inline(always)]
+    fn mask_bits(self) -> usize {
+        // SAFETY: SSE2 is baseline on x86-64.
+        (unsafe { std::arch::x86_64::_mm_movemask_pd(self.0) }) as usize
+    }
+}
+
+/// Lanes as two plain f64s: what other architectures run, and what the
+/// tests check [`Sse2`] against.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+#[derive(Clone, Copy)]
+struct Portable([f64; 2]);
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+impl Portable {
+    #[inline(always)]
+    fn map(self, o: Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        Self([f(self.0[0], o.0[0]), f(self.0[1], o.0[1])])
+    }
+}
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+impl Lanes for Portable {
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Self([v, v])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const [f64; 2]) -> Self {
+        Self(*p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut [f64; 2]) {
+        *p = self.0
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.map(o, |a, b| a + b)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        self.map(o, |a, b| a - b)
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        self.map(o, |a, b| a * b)
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        self.map(o, |a, b| a / b)
+    }
+    #[inline(always)]
+    fn and(self, mask: Self) -> Self {
+        self.map(mask, |a, m| f64::from_bits(a.to_bits() & m.to_bits()))
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Self {
+        self.map(o, |a, b| f64::from_bits(if a < b { u64::MAX } else { 0 }))
+    }
+    #[inline(always)]
+    fn lows(self, o: Self) -> Self {
+        Self([self.0[0], o.0[0]])
+    }
+    #[inline(always)]
+    fn highs(self, o: Self) -> Self {
+        Self([self.0[1], o.0[1]])
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; 2] {
+        self.0
+    }
+    #[inline(always)]
+    fn mask_bits(self) -> usize {
+        (self.0[0].to_bits() >> 63) as usize | ((self.0[1].to_bits() >> 63) as usize) << 1
+    }
+}
+
+/// The constants of the pair loop, splatted once per strip.
+struct PairConsts<V> {
+    cutoff_sq: V,
+    /// The energy shift over 4 (see [`pair_forces`] for the factors).
+    quarter_shift: V,
+    one: V,
+    half: V,
+    forty_eight: V,
+    box_len: V,
+    half_box: V,
+    minus_half_box: V,
+}
+
+impl<V: Lanes> PairConsts<V> {
+    fn new(lj: &LennardJones, box_len: f64) -> Self {
+        Self {
+            cutoff_sq: V::splat(lj.cutoff_sq),
+            quarter_shift: V::splat(0.25 * lj.shift),
+            one: V::splat(1.0),
+            half: V::splat(0.5),
+            forty_eight: V::splat(48.0),
+            box_len: V::splat(box_len),
+            half_box: V::splat(0.5 * box_len),
+            minus_half_box: V::splat(-0.5 * box_len),
+        }
+    }
+
+    /// Minimum image of a separation `[dx, dy]`, without branches: ± L
+    /// where a component is past ± L / 2.
+    #[inline(always)]
+    fn min_image(&self, d: V) -> V {
+        let above = self.half_box.lt(d);
+        let below = d.lt(self.minus_half_box);
+        d.sub(self.box_len.and(above)).add(self.box_len.and(below))
+    }
+}
+
+/// A strip's potential energy over 4 as it is summed, pairs taken two at a
+/// time adding into two lanes.
+struct PotentialSums<V> {
+    lanes: V,
+}
+
+impl<V: Lanes> PotentialSums<V> {
+    fn new() -> Self {
+        Self { lanes: V::splat(0.0) }
+    }
+
+    /// The potential energy: the sums times 4, exact (a power of two).
+    fn total(&self) -> f64 {
+        let [a, b] = self.lanes.to_array();
+        4.0 * (a + b)
+    }
+}
+
+/// Forces of the pairs `(owner[k], list[2k])` and `(owner[k], list[2k +
+/// 1])` for every k, accumulated into `r.force`; pair energies into `sums`.
+///
+/// The pairs go two at a time, one per lane, in one flat loop: each
+/// particle's list was padded to an even length, so the loop has no branch
+/// that depends on the data (a loop per particle, with its odd last
+/// neighbour, mispredicted about once a particle). The separations
+/// `d1 = [dx1, dy1]` and `d2` are formed in place, their squares transposed
+/// so that one register holds both `r²`, and one division serves both
+/// pairs. Beyond the cut-off a pair's `1/r²` is masked to zero, which zeroes
+/// its force and energy: about one listed pair in five lies out there, too
+/// many for a branch. With `MIN_IMAGE` false the plain separation is used
+/// (module docs: valid for particles whose pairs never cross the boundary).
+///
+/// Factors are rearranged, exactly, to save operations: with s = 1/r² and
+/// s6 = s³, the energy 4·s6·(s6 − 1) − shift is summed as s6·(s6 − 1) −
+/// shift/4 and multiplied by 4 once per strip, and the force factor
+/// 24·s·s6·(2·s6 − 1) is computed as 48·s·s6·(s6 − 1/2). Scaling by a power
+/// of two is exact in binary floating point, so these give the same bits as
+/// the textbook forms (outside overflow, where the run fails either way).
+///
+/// # Safety
+/// Every entry of `owner` and `list` is [`offset_of`] a slot of the
+/// particle arrays; the two pairs of a step are different particles; no
+/// other thread touches the forces written here (module docs).
+#[inline(always)]
+unsafe fn pair_forces<V: Lanes, const MIN_IMAGE: bool>(
+    r: Raw,
+    c: &PairConsts<V>,
+    owner: &[u32],
+    list: &[u32],
+    sums: &mut PotentialSums<V>,
+) {
+    let mut pot = sums.lanes;
+    for (&i, jj) in owner.iter().zip(list.chunks_exact(2)) {
+        let (j1, j2) = (jj[0], jj[1]);
+        let pi = V::load(at(r.pos, i));
+        let mut d1 = pi.sub(V::load(at(r.pos, j1)));
+        let mut d2 = pi.sub(V::load(at(r.pos, j2)));
+        if MIN_IMAGE {
+            d1 = c.min_image(d1);
+            d2 = c.min_image(d2);
+        }
+        let (s1, s2) = (d1.mul(d1), d2.mul(d2));
+        // [dx1² + dy1², dx2² + dy2²]
+        let r2 = s1.lows(s2).add(s1.highs(s2));
+        let inside = r2.lt(c.cutoff_sq);
+        let sr2 = c.one.div(r2).and(inside);
+        let sr6 = sr2.mul(sr2).mul(sr2);
+        let energy = sr6.mul(sr6.sub(c.one)).sub(c.quarter_shift.and(inside));
+        pot = pot.add(energy);
+        let factor = c.forty_eight.mul(sr2).mul(sr6).mul(sr6.sub(c.half));
+        let f1 = d1.mul(factor.lows(factor));
+        let f2 = d2.mul(factor.highs(factor));
+        let fi = at(r.force, i);
+        V::load(fi).add(f1.add(f2)).store(fi);
+        V::load(at(r.force, j1)).sub(f1).store(at(r.force, j1));
+        V::load(at(r.force, j2)).sub(f2).store(at(r.force, j2));
+    }
+    sums.lanes = pot;
+}
+
+/// Offers the particles `run` as neighbours of the particle at `pi`, two
+/// at a time: near when `|pi - (pj + shift)|² < cut_sq`. The same IEEE
+/// operations for every lane implementation, so the same lists.
+#[inline(always)]
+fn offer_run<V: Lanes>(
+    cand: &mut CandidateWriter<'_>,
+    pos: &[[f64; 2]],
+    pi: V,
+    run: Range<usize>,
+    shift: [f64; 2],
+    cut_sq: V,
+) {
+    // SAFETY: `shift` is two f64s.
+    let shift = unsafe { V::load(&shift) };
+    let candidates = &pos[run.clone()];
+    let mut pairs = candidates.chunks_exact(2);
+    let mut j = run.start;
+    for pj in &mut pairs {
+        // SAFETY: both are elements of `pos`.
+        let (p1, p2) = unsafe { (V::load(&pj[0]), V::load(&pj[1])) };
+        let d1 = pi.sub(p1.add(shift));
+        let d2 = pi.sub(p2.add(shift));
+        let (s1, s2) = (d1.mul(d1), d2.mul(d2));
+        let near = s1.lows(s2).add(s1.highs(s2)).lt(cut_sq).mask_bits();
+        cand.offer(j, near & 1 != 0);
+        cand.offer(j + 1, near & 2 != 0);
+        j += 2;
+    }
+    if let [pj] = pairs.remainder() {
+        // SAFETY: an element of `pos`.
+        let d = pi.sub(unsafe { V::load(pj) }.add(shift));
+        let [dx, dy] = d.to_array();
+        cand.offer(j, dx * dx + dy * dy < cut_sq.to_array()[0]);
+    }
+}
+
 /// Appends candidate neighbours without a branch per candidate: each is
 /// written, and the length only moves past it when it is near.
 struct CandidateWriter<'v> {
     list: &'v mut Vec<u32>,
+    /// `list`'s buffer, held apart so that the compiler need not reload it
+    /// after every write.
+    ptr: *mut u32,
     len: usize,
 }
 
 impl<'v> CandidateWriter<'v> {
-    /// Makes room for `max` more entries.
+    /// Makes room for `max` more entries (the padding included).
     fn new(list: &'v mut Vec<u32>, max: usize) -> Self {
         list.reserve(max);
         let len = list.len();
-        Self { list, len }
+        let ptr = list.as_mut_ptr();
+        Self { list, ptr, len }
     }
 
     #[inline(always)]
@@ -590,13 +1048,20 @@ impl<'v> CandidateWriter<'v> {
         debug_assert!(self.len < self.list.capacity());
         // SAFETY: `new` reserved room for every offer; only entries below
         // `len` are ever exposed (in `finish`).
-        unsafe { *self.list.as_mut_ptr().add(self.len) = j as u32 };
+        unsafe { *self.ptr.add(self.len) = offset_of(j) };
         self.len += near as usize;
     }
 
-    fn finish(self) {
+    /// Keeps the near candidates of particle `i`, padded to an even count
+    /// with `sentinel` (`new` reserved room for that too), and records `i`
+    /// as the owner of each pair of them.
+    fn finish(mut self, i: usize, sentinel: usize, owner: &mut Vec<u32>) {
+        let start = self.list.len();
+        self.offer(sentinel, (self.len - start) % 2 == 1);
         // SAFETY: entries below `len` were all written by `offer`.
         unsafe { self.list.set_len(self.len) };
+        let pairs = (self.len - start) / 2;
+        owner.extend(std::iter::repeat_n(offset_of(i), pairs));
     }
 }
 
@@ -624,7 +1089,7 @@ impl Driver<'_> {
     }
 
     fn integrate(&self, run: &mut Run<'_>) {
-        let skin_half_sq = 0.25 * skin() * skin();
+        let skin_half_sq = 0.25 * skin_env() * skin_env();
         self.rebuild();
         self.forces();
         self.phase(Phase::Kinetic);
@@ -745,5 +1210,145 @@ fn backoff(spins: &mut u32) {
         std::thread::yield_now();
     } else {
         std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::rng::SplitMix64;
+
+    const BOX: f64 = 12.0;
+
+    /// A jittered 12 × 12 lattice (no two particles closer than 0.4) plus
+    /// the sentinel slot, and every pair i < j within `reach` (minimum
+    /// image) listed the way the kernel lists them: padded, with owners.
+    fn setup(reach: f64) -> (Vec<[f64; 2]>, Vec<u32>, Vec<u32>) {
+        let mut rng = SplitMix64::new(7);
+        let mut pos: Vec<[f64; 2]> = (0..144)
+            .map(|s| {
+                let jitter = |rng: &mut SplitMix64| 0.6 * (rng.next_unit() - 0.5);
+                [
+                    (s % 12) as f64 + 0.5 + jitter(&mut rng),
+                    (s / 12) as f64 + 0.5 + jitter(&mut rng),
+                ]
+            })
+            .collect();
+        let n = pos.len();
+        pos.push(Particles::SENTINEL);
+        let image = |d: f64| d - BOX * (d / BOX).round();
+        let (mut owner, mut list) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let mut cand = CandidateWriter::new(&mut list, n - i);
+            for j in i + 1..n {
+                let (dx, dy) = (image(pos[i][0] - pos[j][0]), image(pos[i][1] - pos[j][1]));
+                cand.offer(j, dx * dx + dy * dy < reach * reach);
+            }
+            cand.finish(i, n, &mut owner);
+        }
+        (pos, owner, list)
+    }
+
+    /// Forces and potential energy of the listed pairs with lanes `V`.
+    fn forces<V: Lanes, const MIN_IMAGE: bool>(
+        pos: &mut [[f64; 2]],
+        owner: &[u32],
+        list: &[u32],
+    ) -> (Vec<[f64; 2]>, f64) {
+        let mut force = vec![[0.0; 2]; pos.len()];
+        let r = Raw {
+            pos: pos.as_mut_ptr(),
+            vel: std::ptr::null_mut(),
+            force: force.as_mut_ptr(),
+            built_at: std::ptr::null_mut(),
+        };
+        let consts = PairConsts::<V>::new(&LennardJones::new(2.5), BOX);
+        let mut sums = PotentialSums::<V>::new();
+        // SAFETY: `setup` lists offsets of `pos`, distinct in each pair.
+        unsafe { pair_forces::<V, MIN_IMAGE>(r, &consts, owner, list, &mut sums) };
+        (force, sums.total())
+    }
+
+    fn bits(force: &[[f64; 2]], energy: f64) -> Vec<u64> {
+        force
+            .iter()
+            .flat_map(|f| [f[0].to_bits(), f[1].to_bits()])
+            .chain([energy.to_bits()])
+            .collect()
+    }
+
+    #[test]
+    fn portable_lanes_give_the_sse2_bits_in_the_pair_loop() {
+        let (mut pos, owner, list) = setup(2.8);
+        assert!(list.len() > 1000 && list.len() % 2 == 0);
+        let (f, e) = forces::<Portable, true>(&mut pos, &owner, &list);
+        assert!(e.is_finite() && e != 0.0);
+        // Newton's third law: the forces sum to zero
+        let total: f64 = f.iter().map(|f| f[0] + f[1]).sum();
+        assert!(total.abs() < 1e-9, "{total}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (f2, e2) = forces::<Sse2, true>(&mut pos, &owner, &list);
+            assert_eq!(bits(&f, e), bits(&f2, e2));
+            let (f, e) = forces::<Portable, false>(&mut pos, &owner, &list);
+            let (f2, e2) = forces::<Sse2, false>(&mut pos, &owner, &list);
+            assert_eq!(bits(&f, e), bits(&f2, e2));
+        }
+    }
+
+    #[test]
+    fn the_factored_pair_terms_equal_the_textbook_ones() {
+        // one pair at a time: the kernel's energy and force against
+        // `LennardJones::pair`, bit for bit (the module docs' claim)
+        let lj = LennardJones::new(2.5);
+        for k in 0..2000 {
+            let r = 0.8 + 1.8 * k as f64 / 2000.0;
+            let mut pos = vec![[1.0, 1.0], [1.0 + r, 1.0], Particles::SENTINEL];
+            let (owner, list) = (vec![0], vec![offset_of(1), offset_of(2)]);
+            let (f, e) = forces::<Portable, true>(&mut pos, &owner, &list);
+            let dx = pos[0][0] - pos[1][0];
+            let r2 = dx * dx + 0.0 * 0.0;
+            let (energy, factor) = if r2 < lj.cutoff_sq {
+                lj.pair(r2)
+            } else {
+                (0.0, 0.0)
+            };
+            // equal as numbers, so equal bits but for the sign of a zero
+            assert_eq!(e, energy, "r = {r}");
+            assert_eq!(f[0][0], factor * dx, "r = {r}");
+            assert_eq!(f[1][0], -(factor * dx), "r = {r}");
+        }
+    }
+
+    #[test]
+    fn portable_lanes_give_the_sse2_neighbour_lists() {
+        let (pos, _, _) = setup(2.8);
+        let cut_sq = 2.8 * 2.8;
+        let lists = |lanes: &dyn Fn(&mut CandidateWriter<'_>, usize)| {
+            let mut list = Vec::new();
+            for i in 0..144 {
+                let mut cand = CandidateWriter::new(&mut list, 144);
+                lanes(&mut cand, i);
+                cand.finish(i, 144, &mut Vec::new());
+            }
+            list
+        };
+        let portable = lists(&|cand, i| {
+            // SAFETY: an element of `pos`.
+            let pi = unsafe { Portable::load(&pos[i]) };
+            offer_run(cand, &pos, pi, 0..144, [BOX, -BOX], Portable::splat(cut_sq));
+            offer_run(cand, &pos, pi, i + 1..144, [0.0, 0.0], Portable::splat(cut_sq));
+        });
+        assert!(portable.len() > 1000);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let sse2 = lists(&|cand, i| {
+                // SAFETY: an element of `pos`.
+                let pi = unsafe { Sse2::load(&pos[i]) };
+                offer_run(cand, &pos, pi, 0..144, [BOX, -BOX], Sse2::splat(cut_sq));
+                offer_run(cand, &pos, pi, i + 1..144, [0.0, 0.0], Sse2::splat(cut_sq));
+            });
+            assert_eq!(portable, sse2);
+        }
     }
 }
