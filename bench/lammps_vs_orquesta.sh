@@ -4,6 +4,15 @@
 # particle-steps per second for both and their ratio.
 #
 #   bench/lammps_vs_orquesta.sh [N:STEPS ...]     default: 10000:2000 100000:200
+#   ORQUESTA=path/to/orquesta bench/lammps_vs_orquesta.sh ...   (no build)
+#
+# Both run the same physics at density 0.5 (LJ cut at 2.5, shifted, dt 0.005,
+# skin 0.3 in LAMMPS). LAMMPS' `lattice sq` region is a × b sites: a perfect
+# square N gets a = b = sqrt(N), exactly orquesta's start. Any other N gets
+# the a × b = N closest to square (100000 -> 250 × 400), a rectangular box at
+# the same density: the per-particle cost is the same, so the particle-steps
+# per second compare fairly with orquesta's square box of N particles. An N
+# whose closest factors are further apart than 1:4 (e.g. a prime) is refused.
 #
 # Installs Debian's `lammps` package if `lmp` is missing (needs root or sudo).
 set -euo pipefail
@@ -15,8 +24,13 @@ if ! command -v lmp >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq lammps >/dev/null
 fi
-cargo build --release --quiet
-ORQ=target/release/orquesta
+# ORQUESTA=path/to/orquesta measures that binary instead of building one
+if [ -n "${ORQUESTA:-}" ]; then
+  ORQ=$ORQUESTA
+else
+  cargo build --release --quiet
+  ORQ=target/release/orquesta
+fi
 ALL=$(nproc)
 
 cases=("$@")
@@ -25,17 +39,30 @@ cases=("$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+lattice_sides() { # N -> "a b" with a * b = N, a <= b, as close to square as can be
+  python3 - "$1" <<'PY'
+import math, sys
+n = int(sys.argv[1])
+a = next(d for d in range(math.isqrt(n), 0, -1) if n % d == 0)
+b = n // a
+if b > 4 * a:
+    sys.exit(f"N = {n}: the closest factors are {a} x {b}, too far from square for a fair "
+             "comparison; pick an N with two close factors (e.g. 250 x 400 = 100000)")
+print(a, b)
+PY
+}
+
 lammps_rate() { # N STEPS -> particle-steps/s
-  local n=$1 steps=$2 k
-  k=$(python3 -c "import math; print(math.isqrt($n))")
-  if [ $((k * k)) -ne "$n" ]; then echo "N must be a perfect square for LAMMPS' sq lattice" >&2; exit 2; fi
+  local n=$1 steps=$2 sides a b
+  sides=$(lattice_sides "$n") || exit 2
+  read -r a b <<<"$sides"
   cat >"$work/in.lj2d" <<LMP
 units lj
 dimension 2
 boundary p p p
 atom_style atomic
 lattice sq 0.5
-region box block 0 $k 0 $k -0.5 0.5
+region box block 0 $a 0 $b -0.5 0.5
 create_box 1 box
 create_atoms 1 box
 mass 1 1.0
