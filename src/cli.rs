@@ -42,9 +42,59 @@ pub enum Command {
                             \"parameters\": {\"num_particles\": 100, \"num_steps\": 500, \"seed\": 123}}'"
     )]
     Worker(WorkerArgs),
+    /// Start the orchestrator: watches task_queues/, dispatches to the
+    /// workers of config_workers.json, serves the REST API on port 5000.
+    #[command(
+        after_help = "Examples:\n  orquesta orchestrator\n  orquesta orchestrator --port 5000 --config config_workers.json\n\n\
+                            Then drop a file:  cp tareas_manuales_ejemplo.json task_queues/\n\
+                            and watch:         curl localhost:5000/stats"
+    )]
+    Orchestrator(OrchestratorArgs),
+    /// The orchestrator plus a worker process for every entry of
+    /// config_workers.json on this machine: a local cluster in one command.
+    #[command(after_help = "Examples:\n  orquesta up\n  orquesta up --config my_workers.json --port 5050")]
+    Up(OrchestratorArgs),
+    /// Run one task file on a temporary local cluster, print a summary and
+    /// exit (non-zero if any task failed). Results go to results/.
+    #[command(
+        after_help = "Examples:\n  orquesta run tareas_manuales_ejemplo.json\n  orquesta run my_batch.json --config config_workers.json"
+    )]
+    Run(RunArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OrchestratorArgs {
+    /// Address of the REST API [env ORCHESTRATOR_HOST, default 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port of the REST API; 0 = any free port [env ORCHESTRATOR_PORT, default 5000].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The workers file [env WORKERS_CONFIG, default config_workers.json].
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The task file (the seed's format).
+    pub file: std::path::PathBuf,
+    #[command(flatten)]
+    pub common: OrchestratorArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Load and validate .env and config_workers.json, print the effective
+    /// settings, and check whether each worker answers (the seed's
+    /// `python config_manager.py`).
+    Check(OrchestratorArgs),
 }
 
 #[derive(Args, Debug)]
@@ -148,6 +198,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => run_sim(&args),
         Command::Worker(args) => run_worker(args),
+        Command::Orchestrator(args) => crate::commands::orchestrator(&args),
+        Command::Up(args) => crate::commands::up(&args),
+        Command::Run(args) => crate::commands::run(&args),
+        Command::Config(ConfigCommand::Check(args)) => crate::commands::config_check(&args),
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
     }

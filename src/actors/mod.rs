@@ -1,5 +1,16 @@
-//! The actors. Worker node: [`executor`] (admission, held results,
-//! metrics) and [`simulation`] (the CPU-bound pool).
+//! The actors, one per file, each with its messages beside it.
+//!
+//! Orchestrator: [`file_watcher`] → [`task_queue`] (the source of truth,
+//! durable through `store`) ↔ [`load_balancer`] → one [`worker_proxy`] per
+//! worker; [`results_store`] writes results and statistics.
+//!
+//! Worker node: [`executor`] (admission, held results, metrics) and
+//! [`simulation`] (the CPU-bound pool).
 
 pub mod executor;
+pub mod file_watcher;
+pub mod load_balancer;
+pub mod results_store;
 pub mod simulation;
+pub mod task_queue;
+pub mod worker_proxy;

@@ -140,7 +140,7 @@ fn a_full_worker_refuses_with_retry_after_and_duplicates_get_409() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(r.json()["error"].as_str().unwrap().contains("full"));
-    let dup = w.post("/execute", &format!(r#"{{"task_id": "long", "algorithm": "__sleep", "parameters": {{"seconds": 1}}, "attempt_id": 9}}"#));
+    let dup = w.post("/execute", r#"{"task_id": "long", "algorithm": "__sleep", "parameters": {"seconds": 1}, "attempt_id": 9}"#);
     assert_eq!(dup.status, 409, "{}", dup.text());
     let first = long.join().unwrap();
     assert_eq!(first.status, 200);
@@ -208,9 +208,7 @@ fn a_client_that_leaves_does_not_cancel_and_the_result_is_picked_up() {
     let w = worker(dir.path(), &[]);
     {
         let mut s = TcpStream::connect(&w.addr).unwrap();
-        let body = format!(
-            r#"{{"task_id": "orphan", "algorithm": "__sleep", "parameters": {{"seconds": 0.5}}, "attempt_id": 77}}"#
-        );
+        let body = r#"{"task_id": "orphan", "algorithm": "__sleep", "parameters": {"seconds": 0.5}, "attempt_id": 77}"#;
         s.write_all(&request_bytes("POST", &w.addr, "/execute", Some(body.as_bytes())))
             .unwrap();
         wait_until(Duration::from_secs(10), "the task to start", || {

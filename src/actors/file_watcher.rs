@@ -1,0 +1,434 @@
+//! FileWatcher: the drop folder `task_queues/`. A `notify` watch plus a
+//! full scan at start and a slow rescan (events can be missed) find
+//! `*.json` files; a file is read once its writer has closed it or it has
+//! stayed unchanged for the quiet period. It is validated all-or-nothing,
+//! handed to TaskQueue, and moved to `processed/<YYYYMMDD_HHMMSS>_<name>`
+//! only after TaskQueue has committed it; a bad file goes to `rejected/`
+//! with `<name>.error.txt` listing every problem. Names starting with `.`
+//! or ending in `.part`/`.tmp`, and other files, are left alone.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use notify::{EventKind, RecursiveMode, Watcher};
+
+use super::task_queue::{SubmitBatch, SubmitError, Submitted, TaskQueue};
+use crate::store::{Ingest, Op, Store};
+use crate::task::{FieldError, Validator};
+use crate::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
+
+/// Folder and timing settings.
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    pub dir: PathBuf,
+    pub quiet: Duration,
+    pub rescan: Duration,
+    pub max_bytes: u64,
+}
+
+/// A file seen and not yet ingested.
+struct Candidate {
+    len: u64,
+    modified: Option<SystemTime>,
+    /// Last time its size or time changed.
+    changed: Instant,
+    /// Its writer closed it (inotify): no need to wait the quiet period.
+    closed: bool,
+    /// Read while incomplete (truncated JSON) this long ago.
+    incomplete_since: Option<Instant>,
+}
+
+pub struct FileWatcher {
+    settings: WatchSettings,
+    validator: Arc<Validator>,
+    queue: Addr<TaskQueue>,
+    store: Store,
+    candidates: HashMap<PathBuf, Candidate>,
+    busy: bool,
+    watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// A truncated file is rejected only after staying unchanged this long.
+fn stale_after(quiet: Duration) -> Duration {
+    (quiet * 20).max(Duration::from_secs(10))
+}
+
+/// Whether a directory entry is a task file to read.
+pub fn is_task_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.')
+        && !name.ends_with(".part")
+        && !name.ends_with(".tmp")
+        && name.to_ascii_lowercase().ends_with(".json")
+}
+
+enum Read {
+    Good(Box<TaskBatch>, Ingest),
+    Bad(Rejection),
+    Incomplete,
+    Gone,
+}
+
+impl FileWatcher {
+    pub fn new(
+        settings: WatchSettings,
+        validator: Arc<Validator>,
+        queue: Addr<TaskQueue>,
+        store: Store,
+    ) -> Self {
+        Self {
+            settings,
+            validator,
+            queue,
+            store,
+            candidates: HashMap::new(),
+            busy: false,
+            watcher: None,
+        }
+    }
+
+    fn note(&mut self, path: PathBuf, closed: bool) {
+        if path.parent() != Some(self.settings.dir.as_path()) || !is_task_file(&path) {
+            return;
+        }
+        let Ok(meta) = fs::metadata(&path) else {
+            self.candidates.remove(&path);
+            return;
+        };
+        if !meta.is_file() {
+            return;
+        }
+        let (len, modified) = (meta.len(), meta.modified().ok());
+        let c = self.candidates.entry(path).or_insert(Candidate {
+            len,
+            modified,
+            changed: Instant::now(),
+            closed: false,
+            incomplete_since: None,
+        });
+        if c.len != len || c.modified != modified {
+            c.len = len;
+            c.modified = modified;
+            c.changed = Instant::now();
+            c.closed = false;
+            c.incomplete_since = None;
+        }
+        c.closed |= closed;
+    }
+
+    fn scan(&mut self) {
+        let Ok(entries) = fs::read_dir(&self.settings.dir) else {
+            tracing::warn!(dir = %self.settings.dir.display(), "cannot read the task folder");
+            return;
+        };
+        for e in entries.flatten() {
+            self.note(e.path(), false);
+        }
+    }
+
+    /// Ingests the next file that is ready, one at a time.
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let quiet = self.settings.quiet;
+        let mut ready: Vec<(&PathBuf, &Candidate)> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| {
+                c.incomplete_since.is_none() && (c.closed || c.changed.elapsed() >= quiet)
+                    || c.incomplete_since
+                        .is_some_and(|t| t.elapsed() >= stale_after(quiet))
+            })
+            .collect();
+        // oldest first, so files are taken in the order they were dropped
+        ready.sort_by_key(|(p, c)| (c.modified, (*p).clone()));
+        let Some((path, c)) = ready.first() else { return };
+        let path = (*path).clone();
+        let give_up_waiting = c.incomplete_since.is_some();
+        self.busy = true;
+        let (validator, max_bytes) = (Arc::clone(&self.validator), self.settings.max_bytes);
+        let read_path = path.clone();
+        actix_rt::task::spawn_blocking(move || read_file(&read_path, &validator, max_bytes))
+            .into_actor(self)
+            .map(move |read, act, ctx| {
+                let read =
+                    read.unwrap_or_else(|e| Read::Bad(Rejection::one("", format!("reading failed: {e}"))));
+                match read {
+                    Read::Gone => {
+                        act.candidates.remove(&path);
+                        act.busy = false;
+                    }
+                    Read::Incomplete if !give_up_waiting => {
+                        // a slow copy: wait for more bytes
+                        if let Some(c) = act.candidates.get_mut(&path) {
+                            c.incomplete_since = Some(Instant::now());
+                            c.closed = false;
+                        }
+                        act.busy = false;
+                    }
+                    Read::Incomplete => {
+                        let mut r = Rejection::one(
+                            "",
+                            "the JSON ends too early and the file has not grown since: it is truncated",
+                        );
+                        r.incomplete = true;
+                        act.reject(&path, r);
+                        act.busy = false;
+                    }
+                    Read::Bad(r) => {
+                        act.reject(&path, r);
+                        act.busy = false;
+                    }
+                    Read::Good(batch, ingest) => act.submit(path, *batch, ingest, ctx),
+                }
+                act.check(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn submit(&mut self, path: PathBuf, batch: TaskBatch, ingest: Ingest, ctx: &mut Context<Self>) {
+        let name = ingest.name.clone();
+        for w in &batch.warnings {
+            tracing::warn!(file = %name, "{w}");
+        }
+        let count = batch.tasks.len();
+        let sha = ingest.sha256.clone();
+        self.queue
+            .send(SubmitBatch {
+                tasks: batch.tasks,
+                ingest: Some(ingest),
+                source: name.clone(),
+            })
+            .into_actor(self)
+            .map(move |reply, act, ctx| {
+                act.busy = false;
+                match reply {
+                    Ok(Ok(Submitted::Queued { .. })) => {
+                        tracing::info!(file = %name, tasks = count, "task file queued");
+                        act.move_processed(&path, &name, &sha);
+                    }
+                    Ok(Ok(Submitted::AlreadyIngested)) => {
+                        tracing::info!(file = %name, "file was queued before a restart; moving it now");
+                        act.move_processed(&path, &name, &sha);
+                    }
+                    Ok(Err(SubmitError::Duplicates(ids))) => {
+                        let shown: Vec<String> = ids.iter().take(50).cloned().collect();
+                        let more = ids.len().saturating_sub(50);
+                        let mut message = format!(
+                            "{} task id{} already known to the orchestrator (was this file dropped before?): {}",
+                            ids.len(),
+                            if ids.len() == 1 { " is" } else { "s are" },
+                            shown.join(", ")
+                        );
+                        if more > 0 {
+                            message.push_str(&format!(" and {more} more"));
+                        }
+                        message.push_str("; give these tasks new ids to run them again");
+                        act.reject(&path, Rejection::many(vec![FieldError::new("tasks", message)]));
+                    }
+                    Ok(Err(SubmitError::Store(e))) => {
+                        tracing::error!(file = %name, error = %e, "cannot queue a task file; will try again");
+                        if let Some(c) = act.candidates.get_mut(&path) {
+                            c.changed = Instant::now();
+                            c.closed = false;
+                        }
+                    }
+                    Err(e) => tracing::error!(file = %name, error = %e, "the task queue is gone"),
+                }
+                act.check(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn move_processed(&mut self, path: &Path, name: &str, sha: &str) {
+        self.candidates.remove(path);
+        let dest_dir = self.settings.dir.join("processed");
+        let dest = unique(
+            &dest_dir,
+            &format!("{}_{name}", crate::time::Utc::now().compact()),
+        );
+        match fs::create_dir_all(&dest_dir).and_then(|_| fs::rename(path, &dest)) {
+            Ok(()) => self.store.submit(vec![Op::IngestMoved {
+                sha256: sha.to_string(),
+                name: name.to_string(),
+                moved_to: dest.to_string_lossy().into_owned(),
+            }]),
+            Err(e) => tracing::error!(file = %name, error = %e,
+                "queued, but cannot move it to processed/; it will not be queued twice"),
+        }
+    }
+
+    fn reject(&mut self, path: &Path, rejection: Rejection) {
+        self.candidates.remove(path);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file")
+            .to_string();
+        tracing::warn!(file = %name, problems = rejection.problems.len(), summary = %rejection.summary(), "task file rejected");
+        let dir = self.settings.dir.join("rejected");
+        let dest = if dir.join(&name).exists() || dir.join(format!("{name}.error.txt")).exists() {
+            unique(&dir, &format!("{}_{name}", crate::time::Utc::now().compact()))
+        } else {
+            dir.join(&name)
+        };
+        let report_path = PathBuf::from(format!("{}.error.txt", dest.display()));
+        let dest_name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&name)
+            .to_string();
+        let result = fs::create_dir_all(&dir)
+            .and_then(|_| crate::files::write_atomic(&report_path, rejection.report(&dest_name).as_bytes()))
+            .and_then(|_| fs::rename(path, &dest));
+        if let Err(e) = result {
+            tracing::error!(file = %name, error = %e, "cannot move a rejected file to rejected/");
+        }
+    }
+}
+
+/// `dir/name`, or `dir/name` with `_1`, `_2`… before the extension if taken.
+fn unique(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    (1..)
+        .map(|n| dir.join(format!("{stem}_{n}.{ext}")))
+        .find(|p| !p.exists())
+        .expect("some name is free")
+}
+
+fn read_file(path: &Path, validator: &Validator, max_bytes: u64) -> Read {
+    let Ok(meta) = fs::metadata(path) else {
+        return Read::Gone;
+    };
+    if meta.len() > max_bytes {
+        return Read::Bad(Rejection::one(
+            "",
+            format!(
+                "the file is {} bytes, more than TASK_FILE_MAX_BYTES = {max_bytes}; split it into smaller files \
+                 or raise the limit",
+                meta.len()
+            ),
+        ));
+    }
+    let Ok(bytes) = fs::read(path) else {
+        return Read::Gone;
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    match parse_bytes(&bytes, validator) {
+        Ok(batch) => Read::Good(
+            Box::new(batch),
+            Ingest {
+                name,
+                size: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            },
+        ),
+        Err(r) if r.incomplete => Read::Incomplete,
+        Err(r) => Read::Bad(r),
+    }
+}
+
+impl Actor for FileWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for sub in ["", "processed", "rejected"] {
+            let d = self.settings.dir.join(sub);
+            if let Err(e) = fs::create_dir_all(&d) {
+                tracing::error!(dir = %d.display(), error = %e, "cannot create the task folder");
+            }
+        }
+        // events name absolute paths
+        if let Ok(abs) = fs::canonicalize(&self.settings.dir) {
+            self.settings.dir = abs;
+        }
+        let dir = self.settings.dir.clone();
+        let me = ctx.address();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let closed = matches!(
+                    event.kind,
+                    EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+                );
+                me.do_send(Touched {
+                    paths: event.paths,
+                    closed,
+                });
+            }
+        });
+        match watcher {
+            Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => self.watcher = Some(w),
+                Err(e) => tracing::warn!(error = %e, "cannot watch the task folder; scanning it instead"),
+            },
+            Err(e) => tracing::warn!(error = %e, "no file watching here; scanning the task folder instead"),
+        }
+        self.scan();
+        let tick = (self.settings.quiet / 4).clamp(Duration::from_millis(10), Duration::from_millis(100));
+        ctx.run_interval(tick, |act, ctx| act.check(ctx));
+        ctx.run_interval(self.settings.rescan, |act, ctx| {
+            act.scan();
+            act.check(ctx);
+        });
+        self.check(ctx);
+    }
+}
+
+/// Sent from notify's thread: something happened to these paths.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Touched {
+    pub paths: Vec<PathBuf>,
+    pub closed: bool,
+}
+
+impl Handler<Touched> for FileWatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Touched, ctx: &mut Self::Context) {
+        for p in msg.paths {
+            self.note(p, msg.closed);
+        }
+        if msg.closed {
+            self.check(ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_files_that_are_not_temporary() {
+        for good in ["a.json", "tareas.JSON", "x.y.json"] {
+            assert!(is_task_file(Path::new(good)), "{good}");
+        }
+        for bad in [".a.json", "a.json.part", "a.json.tmp", "a.txt", "json", "a.json~"] {
+            assert!(!is_task_file(Path::new(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unique_names_do_not_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = unique(dir.path(), "f.json");
+        fs::write(&a, "x").unwrap();
+        let b = unique(dir.path(), "f.json");
+        assert_eq!(b.file_name().unwrap(), "f_1.json");
+    }
+}

@@ -1,0 +1,547 @@
+//! LoadBalancer: knows every worker's state (from its WorkerProxy) and load
+//! (from TaskQueue's assignments and releases), and places tasks: only on a
+//! worker that is up, has a free slot and runs the task's kernel, chosen
+//! among those by the [`Strategy`] of `LOAD_BALANCING_ALGORITHM`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::task_queue::{CapacityAvailable, TaskQueue};
+use super::worker_proxy::WorkerProxy;
+use crate::config::{Balancing, WorkerEntry};
+
+/// A worker's name.
+pub type WorkerId = Arc<str>;
+
+/// What a strategy sees of one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub in_flight: usize,
+    pub capacity: usize,
+}
+
+/// Picks one worker among the eligible ones. Adding a strategy: implement
+/// this and add a line to [`strategy`].
+pub trait Strategy: Send {
+    fn name(&self) -> &'static str;
+    /// Index of the chosen worker; `eligible(i)` says whether worker `i`
+    /// (in `config_workers.json` order) may take the task.
+    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
+}
+
+/// Each eligible worker in turn, in configuration order.
+#[derive(Default)]
+pub struct RoundRobin {
+    next: usize,
+}
+
+impl Strategy for RoundRobin {
+    fn name(&self) -> &'static str {
+        "round_robin"
+    }
+
+    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = loads.len();
+        (0..n)
+            .map(|k| (self.next + k) % n)
+            .find(|&i| eligible(i))
+            .inspect(|&i| {
+                self.next = i + 1;
+            })
+    }
+}
+
+/// The eligible worker with the lowest in-flight / capacity; ties go to
+/// fewer tasks in flight, then to configuration order.
+pub struct LeastLoaded;
+
+impl Strategy for LeastLoaded {
+    fn name(&self) -> &'static str {
+        "least_loaded"
+    }
+
+    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        (0..loads.len()).filter(|&i| eligible(i)).min_by(|&a, &b| {
+            let (la, lb) = (loads[a], loads[b]);
+            // la.in/la.cap vs lb.in/lb.cap without floating point
+            (la.in_flight * lb.capacity)
+                .cmp(&(lb.in_flight * la.capacity))
+                .then(la.in_flight.cmp(&lb.in_flight))
+                .then(a.cmp(&b))
+        })
+    }
+}
+
+/// The strategy for a setting.
+pub fn strategy(b: Balancing) -> Box<dyn Strategy> {
+    match b {
+        Balancing::RoundRobin => Box::<RoundRobin>::default(),
+        Balancing::LeastLoaded => Box::new(LeastLoaded),
+    }
+}
+
+/// One worker as the LoadBalancer keeps it.
+struct Slot {
+    id: WorkerId,
+    entry: WorkerEntry,
+    proxy: Option<Addr<WorkerProxy>>,
+    up: bool,
+    /// min(configured, reported by the worker)
+    capacity: usize,
+    /// Kernels both configured and offered by the worker.
+    kernels: Vec<&'static str>,
+    in_flight: usize,
+    /// After a 429: the worker said it is full; wait before sending more.
+    cooldown_until: Option<Instant>,
+    state: String,
+    last_heartbeat: Option<SystemTime>,
+    completed: u64,
+    failed: u64,
+    busy_secs: f64,
+}
+
+impl Slot {
+    fn has_room(&self, now: Instant) -> bool {
+        self.up && self.in_flight < self.capacity && self.cooldown_until.is_none_or(|t| t <= now)
+    }
+}
+
+pub struct LoadBalancer {
+    workers: Vec<Slot>,
+    by_id: HashMap<WorkerId, usize>,
+    strategy: Box<dyn Strategy>,
+    queue: Option<Addr<TaskQueue>>,
+}
+
+impl LoadBalancer {
+    pub fn new(entries: &[WorkerEntry], balancing: Balancing) -> Self {
+        let workers: Vec<Slot> = entries
+            .iter()
+            .map(|e| Slot {
+                id: Arc::from(e.id.as_str()),
+                entry: e.clone(),
+                proxy: None,
+                up: false,
+                capacity: e.capacity,
+                kernels: e.kernels(),
+                in_flight: 0,
+                cooldown_until: None,
+                state: "unknown".into(),
+                last_heartbeat: None,
+                completed: 0,
+                failed: 0,
+                busy_secs: 0.0,
+            })
+            .collect();
+        let by_id = workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (Arc::clone(&w.id), i))
+            .collect();
+        Self {
+            workers,
+            by_id,
+            strategy: strategy(balancing),
+            queue: None,
+        }
+    }
+
+    fn loads(&self) -> Vec<Load> {
+        self.workers
+            .iter()
+            .map(|w| Load {
+                in_flight: w.in_flight,
+                capacity: w.capacity.max(1),
+            })
+            .collect()
+    }
+
+    fn notify_room(&self) {
+        if let Some(q) = &self.queue {
+            q.do_send(CapacityAvailable);
+        }
+    }
+
+    /// Why a task of `kernel` cannot be placed now, and per worker why not.
+    fn explain(&self, kernel: &str) -> Explanation {
+        let now = Instant::now();
+        let mut per_worker = Vec::new();
+        let (mut capable, mut capable_up, mut room) = (0, 0, 0);
+        for w in &self.workers {
+            let why = if !w.kernels.contains(&kernel) {
+                format!("does not run {kernel} (runs {})", w.kernels.join(", "))
+            } else {
+                capable += 1;
+                if !w.up {
+                    format!("is {}", w.state)
+                } else {
+                    capable_up += 1;
+                    if w.in_flight >= w.capacity {
+                        format!("is full ({}/{} tasks)", w.in_flight, w.capacity)
+                    } else if w.cooldown_until.is_some_and(|t| t > now) {
+                        "said it was full (429); waiting before sending more".to_string()
+                    } else {
+                        room += 1;
+                        format!("has room ({}/{} tasks)", w.in_flight, w.capacity)
+                    }
+                }
+            };
+            per_worker.push(WorkerReason {
+                worker_id: w.id.to_string(),
+                reason: why,
+            });
+        }
+        let summary = if capable == 0 {
+            format!(
+                "no configured worker runs {kernel}; add it to a worker's algorithms in config_workers.json"
+            )
+        } else if capable_up == 0 {
+            format!("every worker that runs {kernel} is down")
+        } else if room == 0 {
+            format!("every worker that runs {kernel} is busy")
+        } else {
+            "a worker has room; the task is about to be dispatched".into()
+        };
+        Explanation { summary, per_worker }
+    }
+}
+
+impl Actor for LoadBalancer {
+    type Context = Context<Self>;
+}
+
+/// Sent once at start-up: who to tell when room appears, and each
+/// worker's proxy.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wire {
+    pub queue: Addr<TaskQueue>,
+    pub proxies: Vec<(String, Addr<WorkerProxy>)>,
+}
+
+impl Handler<Wire> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: Wire, _: &mut Self::Context) {
+        self.queue = Some(msg.queue);
+        for (id, proxy) in msg.proxies {
+            if let Some(&i) = self.by_id.get(id.as_str()) {
+                self.workers[i].proxy = Some(proxy);
+            }
+        }
+    }
+}
+
+/// Sent by a WorkerProxy when its worker comes up, goes down or reports
+/// its own capacity and algorithms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerUpdate {
+    pub worker_id: WorkerId,
+    pub up: bool,
+    pub capacity: usize,
+    pub kernels: Vec<&'static str>,
+    pub state: String,
+    pub heartbeat: Option<SystemTime>,
+}
+
+impl Handler<WorkerUpdate> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerUpdate, _: &mut Self::Context) {
+        let Some(&i) = self.by_id.get(&msg.worker_id) else {
+            return;
+        };
+        let w = &mut self.workers[i];
+        let was_up = w.up;
+        w.up = msg.up;
+        w.capacity = msg.capacity;
+        w.kernels = msg.kernels;
+        w.state = msg.state;
+        if msg.heartbeat.is_some() {
+            w.last_heartbeat = msg.heartbeat;
+        }
+        if !msg.up {
+            // its attempts are reported lost by the proxy, one by one
+            w.cooldown_until = None;
+        }
+        if msg.up && !was_up {
+            tracing::info!(worker = %w.id, capacity = w.capacity, kernels = ?w.kernels, "worker up");
+            self.notify_room();
+        } else if !msg.up && was_up {
+            tracing::warn!(worker = %w.id, state = %w.state, "worker down");
+        }
+    }
+}
+
+/// Sent by WorkerProxy on each heartbeat: only the time.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat {
+    pub worker_id: WorkerId,
+    pub at: SystemTime,
+}
+
+impl Handler<Heartbeat> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) {
+        if let Some(&i) = self.by_id.get(&msg.worker_id) {
+            self.workers[i].last_heartbeat = Some(msg.at);
+        }
+    }
+}
+
+/// A placement: which worker, through which proxy.
+#[derive(Clone)]
+pub struct Placement {
+    pub worker_id: WorkerId,
+    pub proxy: Addr<WorkerProxy>,
+}
+
+/// Sent by TaskQueue: place these tasks (task id, kernel), in this order.
+/// Answers one entry per task; a placed task counts as in flight on its
+/// worker until [`Release`].
+#[derive(Message)]
+#[rtype(result = "Vec<Option<Placement>>")]
+pub struct Assign {
+    pub kernels: Vec<&'static str>,
+}
+
+impl Handler<Assign> for LoadBalancer {
+    type Result = MessageResult<Assign>;
+    fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(msg.kernels.len());
+        let mut loads = self.loads();
+        for kernel in msg.kernels {
+            let workers = &self.workers;
+            let eligible = |i: usize| {
+                let w = &workers[i];
+                w.proxy.is_some()
+                    && w.kernels.contains(&kernel)
+                    && w.up
+                    && loads[i].in_flight < w.capacity
+                    && w.cooldown_until.is_none_or(|t| t <= now)
+            };
+            match self.strategy.pick(&loads, &eligible) {
+                Some(i) => {
+                    loads[i].in_flight += 1;
+                    let w = &mut self.workers[i];
+                    w.in_flight += 1;
+                    out.push(Some(Placement {
+                        worker_id: Arc::clone(&w.id),
+                        proxy: w.proxy.clone().expect("eligible workers have a proxy"),
+                    }));
+                }
+                None => out.push(None),
+            }
+        }
+        MessageResult(out)
+    }
+}
+
+/// How an attempt ended, for the per-worker counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ended {
+    Completed {
+        seconds: f64,
+    },
+    Failed,
+    /// Not an attempt (refused, cancelled before it ran).
+    Nothing,
+}
+
+/// Sent by TaskQueue when an attempt placed on `worker_id` ends.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    pub worker_id: WorkerId,
+    pub ended: Ended,
+}
+
+impl Handler<Release> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: Release, _: &mut Self::Context) {
+        let Some(&i) = self.by_id.get(&msg.worker_id) else {
+            return;
+        };
+        let w = &mut self.workers[i];
+        let was_full = !w.has_room(Instant::now());
+        w.in_flight = w.in_flight.saturating_sub(1);
+        match msg.ended {
+            Ended::Completed { seconds } => {
+                w.completed += 1;
+                w.busy_secs += seconds;
+            }
+            Ended::Failed => w.failed += 1,
+            Ended::Nothing => {}
+        }
+        if was_full && w.has_room(Instant::now()) {
+            self.notify_room();
+        }
+    }
+}
+
+/// Sent by TaskQueue at start-up for attempts adopted from before a
+/// restart: they occupy a slot until released.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reserve {
+    pub worker_id: WorkerId,
+}
+
+impl Handler<Reserve> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: Reserve, _: &mut Self::Context) {
+        if let Some(&i) = self.by_id.get(&msg.worker_id) {
+            self.workers[i].in_flight += 1;
+        }
+    }
+}
+
+/// Sent by a WorkerProxy when its worker answered 429: no more tasks to it
+/// for `retry_after`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerFull {
+    pub worker_id: WorkerId,
+    pub retry_after: Duration,
+}
+
+impl Handler<WorkerFull> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerFull, ctx: &mut Self::Context) {
+        if let Some(&i) = self.by_id.get(&msg.worker_id) {
+            self.workers[i].cooldown_until = Some(Instant::now() + msg.retry_after);
+            ctx.run_later(msg.retry_after, |act, _| act.notify_room());
+        }
+    }
+}
+
+/// Why a queued task waits.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub summary: String,
+    pub per_worker: Vec<WorkerReason>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerReason {
+    pub worker_id: String,
+    pub reason: String,
+}
+
+/// Sent by the API for a queued task: why is nothing running it?
+#[derive(Message)]
+#[rtype(result = "Explanation")]
+pub struct Explain {
+    pub kernel: String,
+}
+
+impl Handler<Explain> for LoadBalancer {
+    type Result = MessageResult<Explain>;
+    fn handle(&mut self, msg: Explain, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.explain(&msg.kernel))
+    }
+}
+
+/// A worker as `GET /workers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub address: String,
+    pub state: String,
+    pub up: bool,
+    pub capacity: usize,
+    pub configured_capacity: usize,
+    pub in_flight: usize,
+    pub load: f64,
+    pub algorithms: Vec<String>,
+    pub kernels: Vec<&'static str>,
+    pub last_heartbeat: Option<String>,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub mean_execution_time: Option<f64>,
+}
+
+/// Sent by the API, the stats writer and `orquesta status`.
+#[derive(Message)]
+#[rtype(result = "Vec<WorkerInfo>")]
+pub struct Workers;
+
+impl Handler<Workers> for LoadBalancer {
+    type Result = MessageResult<Workers>;
+    fn handle(&mut self, _: Workers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.workers
+                .iter()
+                .map(|w| WorkerInfo {
+                    id: w.id.to_string(),
+                    host: w.entry.host.clone(),
+                    port: w.entry.port,
+                    address: w.entry.address(),
+                    state: w.state.clone(),
+                    up: w.up,
+                    capacity: w.capacity,
+                    configured_capacity: w.entry.capacity,
+                    in_flight: w.in_flight,
+                    load: w.in_flight as f64 / w.capacity.max(1) as f64,
+                    algorithms: w.entry.algorithms.clone(),
+                    kernels: w.kernels.clone(),
+                    last_heartbeat: w.last_heartbeat.map(|t| crate::time::Utc::from_system(t).iso()),
+                    tasks_completed: w.completed,
+                    tasks_failed: w.failed,
+                    mean_execution_time: (w.completed > 0).then(|| w.busy_secs / w.completed as f64),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Sent by the API: the name of the strategy in use.
+#[derive(Message)]
+#[rtype(result = "&'static str")]
+pub struct StrategyName;
+
+impl Handler<StrategyName> for LoadBalancer {
+    type Result = MessageResult<StrategyName>;
+    fn handle(&mut self, _: StrategyName, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.strategy.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loads(v: &[(usize, usize)]) -> Vec<Load> {
+        v.iter()
+            .map(|&(in_flight, capacity)| Load { in_flight, capacity })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_rotates_over_eligible_workers_only() {
+        let mut rr = RoundRobin::default();
+        let l = loads(&[(0, 9), (0, 9), (0, 9), (0, 9)]);
+        let eligible = |i: usize| i != 2;
+        let picks: Vec<_> = (0..6).map(|_| rr.pick(&l, &eligible).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 3, 0, 1, 3]);
+        assert_eq!(rr.pick(&l, &|_| false), None);
+    }
+
+    #[test]
+    fn least_loaded_compares_ratios_and_breaks_ties_by_order() {
+        let mut ll = LeastLoaded;
+        // 1/3 < 1/2
+        assert_eq!(ll.pick(&loads(&[(1, 2), (1, 3)]), &|_| true), Some(1));
+        // equal ratio 0: fewer in flight wins, then order
+        assert_eq!(ll.pick(&loads(&[(0, 1), (0, 3)]), &|_| true), Some(0));
+        assert_eq!(ll.pick(&loads(&[(2, 4), (1, 2)]), &|_| true), Some(1));
+        assert_eq!(ll.pick(&loads(&[(0, 1), (5, 9)]), &|i| i == 1), Some(1));
+    }
+}

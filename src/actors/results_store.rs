@@ -1,0 +1,327 @@
+//! ResultsStore: writes results in the seed's shape to
+//! `results/task_results_<YYYYMMDD_HHMMSS>[_<n>].json`, one file per flush
+//! window, each completed task in exactly one file once; refreshes
+//! `results/orchestrator_stats.json` and `logs/worker_state.json`.
+//!
+//! Exactly once, across crashes: a file's name is committed with its task
+//! ids before the file is written (temp file + rename), and marked written
+//! after. On restart a result whose file exists is marked written; one
+//! whose file does not is written again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+
+use super::load_balancer::{LoadBalancer, Workers};
+use super::task_queue::{QueueStats, TaskQueue};
+use crate::files::write_atomic;
+use crate::store::{Op, ReadPool, Store};
+use crate::task::TaskResult;
+
+pub struct ResultsStore {
+    store: Store,
+    results_dir: PathBuf,
+    logs_dir: PathBuf,
+    flush_interval: Duration,
+    buffer: Vec<TaskResult>,
+    flushing: bool,
+    /// `FlushNow` callers waiting for the buffer to reach disk.
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Set once wired: where the stats come from.
+    sources: Option<(Addr<TaskQueue>, Addr<LoadBalancer>, std::sync::Arc<ReadPool>)>,
+    files_written: u64,
+    last_file: Option<String>,
+    balancing: &'static str,
+}
+
+impl ResultsStore {
+    pub fn new(
+        store: Store,
+        results_dir: &Path,
+        logs_dir: &Path,
+        flush_interval: Duration,
+        balancing: &'static str,
+    ) -> Self {
+        Self {
+            store,
+            results_dir: results_dir.to_path_buf(),
+            logs_dir: logs_dir.to_path_buf(),
+            flush_interval,
+            buffer: Vec::new(),
+            flushing: false,
+            waiters: Vec::new(),
+            sources: None,
+            files_written: 0,
+            last_file: None,
+            balancing,
+        }
+    }
+
+    /// A file name not used yet: `task_results_<ts>.json`, then `_1`, `_2`…
+    fn next_file(&self) -> PathBuf {
+        let stamp = crate::time::Utc::now().compact();
+        let mut n = 0;
+        loop {
+            let name = if n == 0 {
+                format!("task_results_{stamp}.json")
+            } else {
+                format!("task_results_{stamp}_{n}.json")
+            };
+            let path = self.results_dir.join(&name);
+            if !path.exists() && self.last_file.as_deref() != Some(name.as_str()) {
+                return path;
+            }
+            n += 1;
+        }
+    }
+
+    /// Writes the buffered results to a new file.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return; // the running flush flushes again when it ends
+        }
+        if self.buffer.is_empty() {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+            return;
+        }
+        self.flushing = true;
+        let results = std::mem::take(&mut self.buffer);
+        let path = self.next_file();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        self.last_file = Some(name.clone());
+        let ids: Vec<String> = results.iter().map(|r| r.task_id.clone()).collect();
+        let store = self.store.clone();
+        let file_key = path.to_string_lossy().into_owned();
+        async move {
+            if let Err(e) = store
+                .apply(vec![Op::AssignResultsFile {
+                    task_ids: ids,
+                    file: file_key.clone(),
+                }])
+                .await
+            {
+                return Err((e.to_string(), results));
+            }
+            let count = results.len();
+            let write_path = path.clone();
+            let written = actix_rt::task::spawn_blocking(move || {
+                let text = match serde_json::to_vec_pretty(&results) {
+                    Ok(t) => t,
+                    Err(e) => return Err((e.to_string(), results)),
+                };
+                match write_atomic(&write_path, &text) {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err((format!("{}: {e}", write_path.display()), results)),
+                }
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => Ok((count, file_key)),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err((e.to_string(), Vec::new())),
+            }
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            act.flushing = false;
+            match res {
+                Ok((count, file_key)) => {
+                    act.store.submit(vec![Op::MarkWritten { file: file_key }]);
+                    act.files_written += 1;
+                    tracing::info!(file = %name, results = count, "results written");
+                }
+                Err((e, results)) => {
+                    tracing::error!(error = %e, "cannot write a results file; will retry");
+                    act.buffer.extend(results);
+                }
+            }
+            if !act.waiters.is_empty() {
+                act.flush(ctx);
+            }
+        })
+        .spawn(ctx);
+    }
+
+    /// Refreshes `orchestrator_stats.json` and `logs/worker_state.json`.
+    fn write_stats(&mut self, ctx: &mut Context<Self>) {
+        let Some((queue, lb, read)) = self.sources.clone() else {
+            return;
+        };
+        let stats_path = self.results_dir.join("orchestrator_stats.json");
+        let workers_path = self.logs_dir.join("worker_state.json");
+        let files = self.files_written;
+        let balancing = self.balancing;
+        async move {
+            let live = queue.send(QueueStats).await.ok()?;
+            let workers = lb.send(Workers).await.ok()?;
+            let counts = actix_rt::task::spawn_blocking(move || read.counts())
+                .await
+                .ok()?
+                .ok();
+            let now = crate::time::now_iso();
+            let by_status: Value = counts
+                .as_ref()
+                .map(|(s, _)| Value::Object(s.iter().map(|(k, v)| (k.clone(), json!(v))).collect()))
+                .unwrap_or(Value::Null);
+            let stats = json!({
+                "updated_at": now,
+                "tasks_by_status": by_status,
+                "live": live,
+                "workers": workers.iter().map(|w| json!({
+                    "id": w.id, "state": w.state, "in_flight": w.in_flight, "capacity": w.capacity,
+                    "tasks_completed": w.tasks_completed, "tasks_failed": w.tasks_failed,
+                    "mean_execution_time": w.mean_execution_time,
+                })).collect::<Vec<_>>(),
+                "results_files_written": files,
+                "load_balancing_algorithm": balancing,
+            });
+            let state = json!({"updated_at": now, "workers": workers});
+            actix_rt::task::spawn_blocking(move || {
+                if let Err(e) = write_atomic(
+                    &stats_path,
+                    &serde_json::to_vec_pretty(&stats).unwrap_or_default(),
+                ) {
+                    tracing::warn!(error = %e, "cannot write orchestrator_stats.json");
+                }
+                if let Err(e) = write_atomic(
+                    &workers_path,
+                    &serde_json::to_vec_pretty(&state).unwrap_or_default(),
+                ) {
+                    tracing::warn!(error = %e, "cannot write worker_state.json");
+                }
+            })
+            .await
+            .ok()
+        }
+        .into_actor(self)
+        .map(|_, _, _| ())
+        .spawn(ctx);
+    }
+}
+
+impl Actor for ResultsStore {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.flush_interval, |act, ctx| act.flush(ctx));
+        ctx.run_interval(Duration::from_secs(2), |act, ctx| act.write_stats(ctx));
+    }
+}
+
+/// Sent by TaskQueue after a result is committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordResult {
+    pub result: TaskResult,
+}
+
+impl Handler<RecordResult> for ResultsStore {
+    type Result = ();
+    fn handle(&mut self, msg: RecordResult, ctx: &mut Self::Context) {
+        self.buffer.push(msg.result);
+        // a very large backlog is written at once rather than per window
+        if self.buffer.len() >= 100_000 {
+            self.flush(ctx);
+        }
+    }
+}
+
+/// Sent at start-up: where stats come from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WireStats {
+    pub queue: Addr<TaskQueue>,
+    pub lb: Addr<LoadBalancer>,
+    pub read: std::sync::Arc<ReadPool>,
+}
+
+impl Handler<WireStats> for ResultsStore {
+    type Result = ();
+    fn handle(&mut self, msg: WireStats, ctx: &mut Self::Context) {
+        self.sources = Some((msg.queue, msg.lb, msg.read));
+        self.write_stats(ctx);
+    }
+}
+
+/// Sent at start-up with completed results not yet in a file.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecoverResults {
+    /// (task_id, result JSON, file assigned before the crash)
+    pub unwritten: Vec<(String, String, Option<String>)>,
+}
+
+impl Handler<RecoverResults> for ResultsStore {
+    type Result = ();
+    fn handle(&mut self, msg: RecoverResults, _: &mut Self::Context) {
+        let mut written_files = std::collections::BTreeSet::new();
+        let mut again = 0;
+        for (task_id, json, file) in msg.unwritten {
+            match file {
+                // the rename happened: the file holds it
+                Some(f) if Path::new(&f).exists() => {
+                    written_files.insert(f);
+                }
+                _ => match serde_json::from_str::<TaskResult>(&json) {
+                    Ok(r) => {
+                        again += 1;
+                        self.buffer.push(r);
+                    }
+                    Err(e) => tracing::error!(task = %task_id, error = %e, "a stored result cannot be read"),
+                },
+            }
+        }
+        for f in written_files {
+            self.store.submit(vec![Op::MarkWritten { file: f }]);
+        }
+        if again > 0 {
+            tracing::info!(
+                results = again,
+                "results from before the restart will be written now"
+            );
+        }
+    }
+}
+
+/// Sent at shutdown and by `orquesta run`: write what is buffered now;
+/// answers when everything received so far is on disk.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushNow;
+
+impl Handler<FlushNow> for ResultsStore {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: FlushNow, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiters.push(tx);
+        self.flush(ctx);
+        self.write_stats(ctx);
+        Box::pin(
+            async move {
+                let _ = rx.await;
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Sent by `orquesta run` before it exits: anything still buffered or
+/// being written?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Idle;
+
+impl Handler<Idle> for ResultsStore {
+    type Result = bool;
+    fn handle(&mut self, _: Idle, _: &mut Self::Context) -> bool {
+        self.buffer.is_empty() && !self.flushing
+    }
+}

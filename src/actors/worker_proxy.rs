@@ -1,0 +1,654 @@
+//! WorkerProxy: the orchestrator's side of one worker (DESIGN.md
+//! "Orchestrator ↔ worker protocol"). It heartbeats the worker, tells the
+//! LoadBalancer when it is up or down and what it can run, sends it
+//! attempts over a pooled `awc` client, enforces `TASK_TIMEOUT`, and reports
+//! every outcome to TaskQueue. Results are acknowledged to the worker only
+//! after TaskQueue has committed them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use awc::error::SendRequestError;
+use serde_json::Value;
+
+use super::load_balancer::{Heartbeat, LoadBalancer, WorkerFull, WorkerId, WorkerUpdate};
+use super::task_queue::{AttemptOutcome, OutcomeKind, TaskQueue};
+use crate::config::{resolve_kernel, WorkerEntry};
+use crate::task::TaskResult;
+
+/// Timers and limits of a proxy (runtime settings, so tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySettings {
+    pub heartbeat_interval: Duration,
+    pub worker_timeout: Duration,
+    pub task_timeout: Option<Duration>,
+}
+
+/// An attempt sent to the worker and not yet answered.
+struct InFlight {
+    attempt_id: u64,
+    started: Instant,
+}
+
+pub struct WorkerProxy {
+    id: WorkerId,
+    entry: WorkerEntry,
+    base: String,
+    settings: ProxySettings,
+    client: awc::Client,
+    lb: Addr<LoadBalancer>,
+    queue: Addr<TaskQueue>,
+    up: bool,
+    /// Last time the worker answered anything.
+    last_ok: Instant,
+    heartbeat_pending: bool,
+    status_pending: bool,
+    in_flight: HashMap<String, InFlight>,
+    /// Attempts from before a restart (or refused with 409) whose result
+    /// is fetched with `GET /results/{id}`.
+    adopted: HashMap<String, u64>,
+    acks: Vec<String>,
+}
+
+impl WorkerProxy {
+    pub fn new(
+        entry: WorkerEntry,
+        settings: ProxySettings,
+        lb: Addr<LoadBalancer>,
+        queue: Addr<TaskQueue>,
+    ) -> Self {
+        let client = awc::Client::builder()
+            .timeout(settings.worker_timeout)
+            .disable_redirects()
+            .finish();
+        Self {
+            id: Arc::from(entry.id.as_str()),
+            base: format!("http://{}", entry.address()),
+            entry,
+            settings,
+            client,
+            lb,
+            queue,
+            up: false,
+            last_ok: Instant::now(),
+            heartbeat_pending: false,
+            status_pending: false,
+            in_flight: HashMap::new(),
+            adopted: HashMap::new(),
+            acks: Vec::new(),
+        }
+    }
+
+    fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
+        self.queue.do_send(AttemptOutcome {
+            task_id,
+            attempt_id,
+            worker_id: Arc::clone(&self.id),
+            kind,
+        });
+    }
+
+    /// One heartbeat: `GET /health`, at most one in flight.
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.up && self.last_ok.elapsed() > self.settings.worker_timeout {
+            let secs = self.settings.worker_timeout.as_secs_f64();
+            self.mark_down(format!("down (no answer for {secs:.1} s)"));
+        }
+        if self.heartbeat_pending {
+            return;
+        }
+        self.heartbeat_pending = true;
+        let request = self
+            .client
+            .get(format!("{}/health", self.base))
+            .timeout(self.settings.worker_timeout)
+            .send();
+        async move {
+            let mut resp = request.await?;
+            let _ = resp.body().limit(64 << 10).await;
+            Ok::<_, SendRequestError>(resp.status().as_u16())
+        }
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            act.heartbeat_pending = false;
+            match res {
+                // 503 = draining: alive, but takes no tasks
+                Ok(200) => act.alive(ctx),
+                Ok(503) => {
+                    act.last_ok = Instant::now();
+                    if act.up {
+                        act.mark_down("draining (shutting down)".into());
+                    }
+                }
+                Ok(code) => {
+                    act.last_ok = Instant::now();
+                    if act.up {
+                        act.mark_down(format!("down (health answered {code})"));
+                    }
+                }
+                Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
+                Err(_) => {} // no answer: judged by WORKER_TIMEOUT
+            }
+        })
+        .spawn(ctx);
+    }
+
+    /// The worker answered its health check.
+    fn alive(&mut self, ctx: &mut Context<Self>) {
+        self.last_ok = Instant::now();
+        self.lb.do_send(Heartbeat {
+            worker_id: Arc::clone(&self.id),
+            at: SystemTime::now(),
+        });
+        if !self.up {
+            self.fetch_status(ctx);
+        } else {
+            self.poll_adopted(ctx);
+            self.flush_acks(ctx);
+        }
+    }
+
+    /// A refused connection marks the worker down at once, after one quick
+    /// re-check (a restart in progress may refuse for a moment).
+    fn refused(&mut self, error: String, ctx: &mut Context<Self>) {
+        if !self.up {
+            return;
+        }
+        let request = self
+            .client
+            .get(format!("{}/health", self.base))
+            .timeout(Duration::from_secs(1))
+            .send();
+        async move { request.await.map(|r| r.status().as_u16()) }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(200) => act.alive(ctx),
+                _ => act.mark_down(format!("down (connection refused: {error})")),
+            })
+            .spawn(ctx);
+    }
+
+    /// `GET /status`: the worker's own capacity and algorithms; then up.
+    fn fetch_status(&mut self, ctx: &mut Context<Self>) {
+        if self.status_pending {
+            return;
+        }
+        self.status_pending = true;
+        let request = self.client.get(format!("{}/status", self.base)).send();
+        async move {
+            let mut resp = request.await.map_err(|e| e.to_string())?;
+            let body = resp.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<Value>(&body).map_err(|e| format!("status is not JSON: {e}"))
+        }
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            act.status_pending = false;
+            match res {
+                Ok(status) => act.came_up(status, ctx),
+                Err(e) => tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status"),
+            }
+        })
+        .spawn(ctx);
+    }
+
+    fn came_up(&mut self, status: Value, ctx: &mut Context<Self>) {
+        let reported = status.get("capacity").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let capacity = if reported == 0 {
+            self.entry.capacity
+        } else {
+            reported.min(self.entry.capacity)
+        };
+        let offered: Vec<&'static str> = status
+            .get("algorithms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(resolve_kernel)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // configured ∩ offered, plus the test kernels a worker offers only
+        // when they are switched on there
+        let mut kernels: Vec<&'static str> = self
+            .entry
+            .kernels()
+            .into_iter()
+            .filter(|k| offered.contains(k))
+            .collect();
+        for k in offered.iter().copied().filter(|k| k.starts_with("__")) {
+            if !kernels.contains(&k) {
+                kernels.push(k);
+            }
+        }
+        if kernels.is_empty() {
+            tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, ?offered,
+                "the worker offers none of its configured algorithms");
+        }
+        if status.get("worker_id").and_then(Value::as_str) != Some(self.entry.id.as_str()) {
+            tracing::warn!(worker = %self.id, reported = ?status.get("worker_id"),
+                "the worker at this address reports another id");
+        }
+        self.up = true;
+        self.lb.do_send(WorkerUpdate {
+            worker_id: Arc::clone(&self.id),
+            up: true,
+            capacity,
+            kernels,
+            state: "up".into(),
+            heartbeat: Some(SystemTime::now()),
+        });
+        self.poll_adopted(ctx);
+    }
+
+    fn mark_down(&mut self, state: String) {
+        let was_up = self.up;
+        self.up = false;
+        self.lb.do_send(WorkerUpdate {
+            worker_id: Arc::clone(&self.id),
+            up: false,
+            capacity: self.entry.capacity,
+            kernels: self.entry.kernels(),
+            state: state.clone(),
+            heartbeat: None,
+        });
+        if was_up {
+            for (task_id, f) in std::mem::take(&mut self.in_flight) {
+                self.report(
+                    task_id,
+                    f.attempt_id,
+                    OutcomeKind::Lost(format!("worker {} {state}", self.id)),
+                );
+            }
+            for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
+                self.report(
+                    task_id,
+                    attempt_id,
+                    OutcomeKind::Lost(format!("worker {} {state}", self.id)),
+                );
+            }
+        }
+    }
+
+    /// Results of adopted attempts: picked up if the worker holds them,
+    /// lost if it neither holds nor runs them.
+    fn poll_adopted(&mut self, ctx: &mut Context<Self>) {
+        if self.adopted.is_empty() {
+            return;
+        }
+        let ids: Vec<(String, u64)> = self
+            .adopted
+            .iter()
+            .take(64)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let client = self.client.clone();
+        let base = self.base.clone();
+        async move {
+            let current = fetch_json(&client, &format!("{base}/current")).await.ok();
+            let running: Vec<String> = current
+                .as_ref()
+                .and_then(|c| c.get("tasks"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.get("task_id").and_then(Value::as_str).map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut found = Vec::new();
+            for (task_id, attempt_id) in ids {
+                match fetch_json(&client, &format!("{base}/results/{task_id}")).await {
+                    Ok(v) => found.push((task_id, attempt_id, Some(v))),
+                    Err(FetchError::NotFound) if current.is_some() && !running.contains(&task_id) => {
+                        found.push((task_id, attempt_id, None))
+                    }
+                    Err(_) => {}
+                }
+            }
+            found
+        }
+        .into_actor(self)
+        .map(|found, act, _| {
+            for (task_id, attempt_id, result) in found {
+                if act.adopted.remove(&task_id).is_none() {
+                    continue;
+                }
+                let kind = match result {
+                    Some(v) => check_result(&task_id, None, v),
+                    None => OutcomeKind::Lost("the worker neither runs nor holds it (it restarted?)".into()),
+                };
+                act.report(task_id, attempt_id, kind);
+            }
+        })
+        .spawn(ctx);
+    }
+
+    fn flush_acks(&mut self, ctx: &mut Context<Self>) {
+        if self.acks.is_empty() || !self.up {
+            return;
+        }
+        let ids = std::mem::take(&mut self.acks);
+        let request = self
+            .client
+            .post(format!("{}/results/ack", self.base))
+            .send_json(&serde_json::json!({ "task_ids": ids }));
+        async move { request.await.map(|r| r.status().is_success()) }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if !matches!(res, Ok(true)) {
+                    tracing::debug!(worker = %act.id, "acknowledging results failed; the worker frees them later");
+                }
+            })
+            .spawn(ctx);
+    }
+}
+
+/// Why a JSON fetch failed.
+enum FetchError {
+    NotFound,
+    Other,
+}
+
+async fn fetch_json(client: &awc::Client, url: &str) -> Result<Value, FetchError> {
+    let mut resp = client.get(url).send().await.map_err(|_| FetchError::Other)?;
+    if resp.status().as_u16() == 404 {
+        return Err(FetchError::NotFound);
+    }
+    if !resp.status().is_success() {
+        return Err(FetchError::Other);
+    }
+    let body = resp.body().limit(16 << 20).await.map_err(|_| FetchError::Other)?;
+    serde_json::from_slice(&body).map_err(|_| FetchError::Other)
+}
+
+/// Checks what a worker returned for an attempt; a worker that lies
+/// (garbage, another task's id, another attempt's id) fails the attempt.
+fn check_result(task_id: &str, attempt_id: Option<u64>, v: Value) -> OutcomeKind {
+    let result: TaskResult = match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => return OutcomeKind::Failed(format!("the worker returned an invalid result: {e}")),
+    };
+    if result.task_id != task_id {
+        return OutcomeKind::Failed(format!(
+            "the worker returned a result for task {:?} instead of {task_id:?}",
+            result.task_id
+        ));
+    }
+    if let (Some(ours), Some(theirs)) = (attempt_id, result.attempt_id) {
+        if ours != theirs {
+            return OutcomeKind::Failed(format!("the worker returned attempt {theirs} for attempt {ours}"));
+        }
+    }
+    match result.result.status.as_str() {
+        "completed" | "failed" | "cancelled" => OutcomeKind::Result(Box::new(result)),
+        other => OutcomeKind::Failed(format!("the worker returned an unknown status {other:?}")),
+    }
+}
+
+impl Actor for WorkerProxy {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.heartbeat(ctx);
+        ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.heartbeat(ctx));
+    }
+}
+
+/// Sent by TaskQueue: run this attempt on the worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunAttempt {
+    pub task_id: String,
+    pub attempt_id: u64,
+    /// The task's JSON; `attempt_id` is added to it here.
+    pub body: Arc<str>,
+}
+
+impl Handler<RunAttempt> for WorkerProxy {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunAttempt, ctx: &mut Self::Context) {
+        let RunAttempt {
+            task_id,
+            attempt_id,
+            body,
+        } = msg;
+        self.in_flight.insert(
+            task_id.clone(),
+            InFlight {
+                attempt_id,
+                started: Instant::now(),
+            },
+        );
+        let payload = with_attempt_id(&body, attempt_id);
+        // no limit unless TASK_TIMEOUT: simulations may run for hours
+        let timeout = self
+            .settings
+            .task_timeout
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        let request = self
+            .client
+            .post(format!("{}/execute", self.base))
+            .timeout(timeout)
+            .insert_header(("content-type", "application/json"))
+            .send_body(payload);
+        async move {
+            let mut resp = request.await?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body = resp.body().limit(64 << 20).await.ok();
+            Ok::<_, SendRequestError>((status, retry_after, body))
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            let still_ours = act
+                .in_flight
+                .get(&task_id)
+                .is_some_and(|f| f.attempt_id == attempt_id);
+            let kind = match res {
+                Ok((200, _, Some(body))) => match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) => check_result(&task_id, Some(attempt_id), v),
+                    Err(e) => OutcomeKind::Failed(format!("the worker returned invalid JSON: {e}")),
+                },
+                Ok((200, _, None)) => OutcomeKind::Failed("the worker's answer could not be read".into()),
+                Ok((429, retry, _)) => {
+                    let retry_after = Duration::from_secs(retry.unwrap_or(1).clamp(1, 60));
+                    act.lb.do_send(WorkerFull {
+                        worker_id: Arc::clone(&act.id),
+                        retry_after,
+                    });
+                    OutcomeKind::Refused("the worker is full (429)".into())
+                }
+                Ok((409, _, _)) => {
+                    // already running there under another attempt: wait for its result
+                    act.in_flight.remove(&task_id);
+                    act.adopted.insert(task_id.clone(), attempt_id);
+                    return;
+                }
+                Ok((503, _, _)) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
+                Ok((code, _, body)) => {
+                    let detail = body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                        .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
+                        .unwrap_or_default();
+                    OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
+                }
+                Err(SendRequestError::Connect(e)) => {
+                    // nothing reached the worker
+                    act.refused(e.to_string(), ctx);
+                    OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
+                }
+                Err(SendRequestError::Timeout) => {
+                    let limit = act.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
+                    let cancel = act.client.post(format!("{}/cancel/{task_id}", act.base)).send();
+                    actix_rt::spawn(async move {
+                        let _ = cancel.await;
+                    });
+                    OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s"))
+                }
+                Err(e) => OutcomeKind::Lost(format!("the connection to the worker broke: {e}")),
+            };
+            if still_ours {
+                act.in_flight.remove(&task_id);
+            } else if !matches!(kind, OutcomeKind::Result(_)) {
+                return; // already reported lost with the worker; only a real result still counts
+            }
+            act.report(task_id, attempt_id, kind);
+        })
+        .spawn(ctx);
+    }
+}
+
+/// `{"task_id": …}` → `{"attempt_id": N, "task_id": …}` without re-parsing.
+fn with_attempt_id(body: &str, attempt_id: u64) -> String {
+    let trimmed = body.trim_start();
+    match trimmed.strip_prefix('{') {
+        Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"attempt_id\":{attempt_id}}}"),
+        Some(rest) => format!("{{\"attempt_id\":{attempt_id},{rest}"),
+        None => body.to_string(),
+    }
+}
+
+/// Sent by TaskQueue: stop this task on the worker (cancelled by a user,
+/// or another attempt already finished it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelOnWorker {
+    pub task_id: String,
+}
+
+impl Handler<CancelOnWorker> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: CancelOnWorker, _: &mut Self::Context) {
+        self.in_flight.remove(&msg.task_id);
+        self.adopted.remove(&msg.task_id);
+        self.acks.push(msg.task_id.clone());
+        let request = self
+            .client
+            .post(format!("{}/cancel/{}", self.base, msg.task_id))
+            .send();
+        actix_rt::spawn(async move {
+            let _ = request.await;
+        });
+    }
+}
+
+/// Sent by TaskQueue once a result from this worker is committed: the
+/// worker may free it (sent in batches with the heartbeat).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AckResult {
+    pub task_id: String,
+}
+
+impl Handler<AckResult> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: AckResult, ctx: &mut Self::Context) {
+        self.acks.push(msg.task_id);
+        if self.acks.len() >= 512 {
+            self.flush_acks(ctx);
+        }
+    }
+}
+
+/// Sent by TaskQueue at start-up for tasks that were running here before a
+/// restart: adopt them (their results are fetched, or they are reported
+/// lost).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt {
+    pub task_id: String,
+    pub attempt_id: u64,
+}
+
+impl Handler<Adopt> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: Adopt, _: &mut Self::Context) {
+        self.adopted.insert(msg.task_id, msg.attempt_id);
+    }
+}
+
+/// Sent at shutdown: acknowledge what is pending.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushAcks;
+
+impl Handler<FlushAcks> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, _: FlushAcks, ctx: &mut Self::Context) {
+        self.flush_acks(ctx);
+    }
+}
+
+/// How long attempts on this worker have been running, for `/workers/{id}`.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, u64, f64)>")]
+pub struct InFlightAttempts;
+
+impl Handler<InFlightAttempts> for WorkerProxy {
+    type Result = MessageResult<InFlightAttempts>;
+    fn handle(&mut self, _: InFlightAttempts, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.in_flight
+                .iter()
+                .map(|(id, f)| (id.clone(), f.attempt_id, f.started.elapsed().as_secs_f64()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn attempt_ids_are_added_to_the_body() {
+        assert_eq!(
+            with_attempt_id(r#"{"task_id":"a"}"#, 7),
+            r#"{"attempt_id":7,"task_id":"a"}"#
+        );
+        assert_eq!(with_attempt_id("{}", 7), r#"{"attempt_id":7}"#);
+        let v: Value = serde_json::from_str(&with_attempt_id(r#" { "x": 1 }"#, 3)).unwrap();
+        assert_eq!(v, json!({"attempt_id": 3, "x": 1}));
+    }
+
+    fn result(task_id: &str, attempt: Option<u64>, status: &str) -> Value {
+        json!({"task_id": task_id, "algorithm": "python", "parameters": {}, "execution_time": 0.1,
+               "result": {"status": status, "metrics": {}, "output": ""}, "attempt_id": attempt})
+    }
+
+    #[test]
+    fn lying_workers_fail_the_attempt() {
+        assert!(matches!(
+            check_result("a", Some(1), result("a", Some(1), "completed")),
+            OutcomeKind::Result(_)
+        ));
+        assert!(
+            matches!(check_result("a", Some(1), result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
+        );
+        assert!(
+            matches!(check_result("a", Some(1), result("a", Some(2), "completed")), OutcomeKind::Failed(m) if m.contains("attempt 2"))
+        );
+        assert!(
+            matches!(check_result("a", Some(1), result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
+        );
+        assert!(
+            matches!(check_result("a", Some(1), json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
+        );
+        // an adopted result may carry any attempt id
+        assert!(matches!(
+            check_result("a", None, result("a", Some(9), "completed")),
+            OutcomeKind::Result(_)
+        ));
+    }
+}

@@ -1,0 +1,428 @@
+//! The orchestrator's REST API (seed README "Endpoints API / Orchestrator",
+//! port 5000). Handlers parse, ask an actor or the read-only database
+//! pool, and render JSON; errors are JSON with the right status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::error::{read_json, unknown_route, wrong_method, ApiError};
+use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerInfo, Workers};
+use crate::actors::task_queue::{
+    CancelTask, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
+};
+use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
+use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
+use crate::task::{Priority, TaskId, Validator};
+use crate::taskfile;
+
+/// What the handlers share.
+pub struct OrchestratorApi {
+    pub queue: Addr<TaskQueue>,
+    pub lb: Addr<LoadBalancer>,
+    pub proxies: HashMap<String, Addr<WorkerProxy>>,
+    pub read: Arc<ReadPool>,
+    pub validator: Arc<Validator>,
+    pub max_body: usize,
+    pub started: Instant,
+}
+
+/// Registers every route of the orchestrator.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/").route(web::get().to(index)))
+        .service(
+            resource("/tasks")
+                .route(web::get().to(list_tasks))
+                .route(web::post().to(create_tasks)),
+        )
+        .service(
+            resource("/tasks/{task_id}")
+                .route(web::get().to(get_task))
+                .route(web::delete().to(cancel_task)),
+        )
+        .service(resource("/tasks/{task_id}/retry").route(web::post().to(retry_task)))
+        .service(resource("/workers").route(web::get().to(list_workers)))
+        .service(resource("/workers/{worker_id}").route(web::get().to(get_worker)))
+        .service(resource("/stats").route(web::get().to(stats)))
+        .service(resource("/stats/performance").route(web::get().to(performance)))
+        .service(resource("/health").route(web::get().to(health)))
+        .default_service(web::to(unknown_route));
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(wrong_method))
+}
+
+fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("orchestrator is stopping: {e}"),
+    )
+}
+
+fn db(e: StoreError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("database unavailable: {e}"),
+    )
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("busy: {e}")))?
+        .map_err(db)
+}
+
+fn path_task_id(raw: &str) -> Result<TaskId, ApiError> {
+    TaskId::parse(raw).map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
+}
+
+/// `GET /`: what is here.
+async fn index() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service": "orquesta orchestrator",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": [
+            "GET /tasks?status=&priority=&algorithm=&worker=&limit=&offset=",
+            "POST /tasks", "GET /tasks/{task_id}", "DELETE /tasks/{task_id}", "POST /tasks/{task_id}/retry",
+            "GET /workers", "GET /workers/{worker_id}",
+            "GET /stats", "GET /stats/performance", "GET /health",
+        ],
+    }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    priority: Option<String>,
+    algorithm: Option<String>,
+    worker: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+const STATUSES: [&str; 5] = ["queued", "running", "completed", "failed", "cancelled"];
+
+/// `GET /tasks`: `{"tasks": [...], "total": N, "limit", "offset"}`, in
+/// arrival order, filtered.
+async fn list_tasks(
+    api: web::Data<OrchestratorApi>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    if let Some(s) = &q.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "status: expected one of {}, found {s:?}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let priority = match &q.priority {
+        None => None,
+        Some(p) => Some(
+            Priority::parse(p)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("priority: expected high, medium or low, found {p:?}"))
+                })?
+                .rank(),
+        ),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: expected 1 to 10000, found {limit}"
+        )));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let filter = TaskFilter {
+        status: q.status.clone(),
+        priority,
+        algorithm: q.algorithm.clone(),
+        worker: q.worker.clone(),
+    };
+    let read = Arc::clone(&api.read);
+    let (tasks, total) = blocking(move || read.tasks(&filter, limit, offset)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "tasks": tasks,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "returned": tasks.len(),
+    })))
+}
+
+/// `POST /tasks`: one task, a list of tasks, or a whole task file; the same
+/// validation as dropped files; all or nothing.
+async fn create_tasks(
+    api: web::Data<OrchestratorApi>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(payload, api.max_body).await?;
+    let file = match body {
+        Value::Object(ref o) if o.contains_key("tasks") => body,
+        Value::Array(_) => json!({ "tasks": body }),
+        Value::Object(_) => json!({ "tasks": [body] }),
+        other => {
+            return Err(ApiError::invalid(
+                "expected a task object, an array of tasks, or a task file",
+                &[crate::task::FieldError::new(
+                    "",
+                    format!("found {}", crate::task::describe(&other)),
+                )],
+            ))
+        }
+    };
+    let batch = taskfile::parse_value(&file, &api.validator)
+        .map_err(|r| ApiError::invalid(format!("invalid tasks: {}", r.summary()), &r.problems))?;
+    let ids: Vec<String> = batch
+        .tasks
+        .iter()
+        .take(1000)
+        .map(|t| t.task_id.to_string())
+        .collect();
+    let count = batch.tasks.len();
+    let reply = api
+        .queue
+        .send(SubmitBatch {
+            tasks: batch.tasks,
+            ingest: None,
+            source: "api".into(),
+        })
+        .await
+        .map_err(mailbox)?;
+    match reply {
+        Ok(Submitted::Queued { .. }) | Ok(Submitted::AlreadyIngested) => {
+            Ok(HttpResponse::Created().json(json!({
+                "queued": count,
+                "task_ids": ids,
+                "warnings": batch.warnings,
+            })))
+        }
+        Err(SubmitError::Duplicates(d)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{} task id(s) already exist; nothing was queued", d.len()),
+        )
+        .with("duplicates", json!(d))),
+        Err(SubmitError::Store(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
+}
+
+/// `GET /tasks/{id}`: status, attempts, worker, timings, result; for a
+/// queued task, why it waits.
+async fn get_task(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    let read = Arc::clone(&api.read);
+    let id = task_id.to_string();
+    let found = blocking(move || read.task(&id)).await?;
+    let Some((view, attempts)) = found else {
+        return Err(ApiError::not_found(format!("no task {task_id}")));
+    };
+    let mut out = serde_json::to_value(&view).unwrap_or_default();
+    out["attempts_detail"] = json!(attempts);
+    if view.status == "queued" {
+        let waiting = api
+            .queue
+            .send(WhyWaiting {
+                task_id: task_id.to_string(),
+                kernel: view.kernel.clone(),
+            })
+            .await
+            .map_err(mailbox)?;
+        out["waiting"] = json!(waiting);
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `DELETE /tasks/{id}`: cancel. 409 if it already ended.
+async fn cancel_task(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    let outcome = api
+        .queue
+        .send(CancelTask {
+            task_id: task_id.to_string(),
+        })
+        .await
+        .map_err(mailbox)?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    match outcome {
+        CancelOutcome::Cancelled { was, worker_id } => Ok(HttpResponse::Ok().json(json!({
+            "task_id": task_id, "status": "cancelled", "was": was, "worker_id": worker_id,
+        }))),
+        CancelOutcome::AlreadyEnded { status } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("task {task_id} has already ended ({status}); nothing was changed"),
+        )
+        .with("status", json!(status))),
+        CancelOutcome::NotFound => Err(ApiError::not_found(format!("no task {task_id}"))),
+    }
+}
+
+/// `POST /tasks/{id}/retry`: a failed or cancelled task back to the queue.
+async fn retry_task(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    let outcome = api
+        .queue
+        .send(RetryTask {
+            task_id: task_id.to_string(),
+        })
+        .await
+        .map_err(mailbox)?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    match outcome {
+        RetryOutcome::Queued { .. } => {
+            Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "status": "queued"})))
+        }
+        RetryOutcome::NotRetryable { status } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("task {task_id} is {status}; only failed or cancelled tasks can be retried"),
+        )
+        .with("status", json!(status))),
+        RetryOutcome::NotFound => Err(ApiError::not_found(format!("no task {task_id}"))),
+    }
+}
+
+/// `GET /workers`.
+async fn list_workers(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
+    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let up = workers.iter().filter(|w| w.up).count();
+    Ok(HttpResponse::Ok().json(json!({"workers": workers, "total": workers.len(), "up": up})))
+}
+
+/// `GET /workers/{id}`: one worker with the attempts it runs now.
+async fn get_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let Some(w) = workers.into_iter().find(|w| w.id == id) else {
+        return Err(ApiError::not_found(format!(
+            "no worker {id:?} in config_workers.json"
+        )));
+    };
+    let running = match api.proxies.get(&id) {
+        Some(p) => p.send(InFlightAttempts).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut out = serde_json::to_value(&w).unwrap_or_default();
+    out["running_tasks"] = json!(running
+        .iter()
+        .map(|(t, a, s)| json!({"task_id": t, "attempt_id": a, "elapsed_seconds": s}))
+        .collect::<Vec<_>>());
+    Ok(HttpResponse::Ok().json(out))
+}
+
+fn worker_summary(workers: &[WorkerInfo]) -> Value {
+    let capacity: usize = workers.iter().filter(|w| w.up).map(|w| w.capacity).sum();
+    let in_flight: usize = workers.iter().map(|w| w.in_flight).sum();
+    json!({
+        "total": workers.len(),
+        "up": workers.iter().filter(|w| w.up).count(),
+        "capacity_up": capacity,
+        "in_flight": in_flight,
+        "utilisation": if capacity > 0 { in_flight as f64 / capacity as f64 } else { 0.0 },
+    })
+}
+
+/// `GET /stats`: the orchestrator at a glance.
+async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
+    let read = Arc::clone(&api.read);
+    let (by_status, by_priority) = blocking(move || read.counts()).await?;
+    let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
+    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let strategy = api.lb.send(StrategyName).await.map_err(mailbox)?;
+    let mut status_map: Map<String, Value> = STATUSES.iter().map(|s| (s.to_string(), json!(0))).collect();
+    let mut total = 0;
+    for (s, n) in by_status {
+        total += n;
+        status_map.insert(s, json!(n));
+    }
+    let mut prio: Map<String, Value> = Map::new();
+    for (p, s, n) in by_priority {
+        let entry = prio.entry(p).or_insert_with(|| json!({}));
+        entry[s] = json!(n);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "tasks": {"total": total, "by_status": status_map, "by_priority": prio},
+        "workers": worker_summary(&workers),
+        "queue": live["queue"],
+        "since_start": live["since_start"],
+        "throughput": live["throughput"],
+        "uptime_seconds": api.started.elapsed().as_secs_f64(),
+        "load_balancing_algorithm": strategy,
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+/// `GET /stats/performance`: throughput, queue wait and execution time per
+/// algorithm and per worker, utilisation.
+async fn performance(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
+    let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
+    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    if live["performance_monitoring"] == json!(false) {
+        return Ok(HttpResponse::Ok().json(json!({
+            "performance_monitoring": false,
+            "note": "PERFORMANCE_MONITORING=false: only throughput is collected",
+            "throughput": live["throughput"],
+        })));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "performance_monitoring": true,
+        "throughput": live["throughput"],
+        "queue_wait_seconds": live["queue_wait_seconds"],
+        "execution_time_seconds": live["execution_time_seconds"],
+        "execution_time_by_worker_seconds": live["execution_time_by_worker_seconds"],
+        "utilisation": worker_summary(&workers),
+        "workers": workers.iter().map(|w| json!({
+            "id": w.id, "load": w.load, "in_flight": w.in_flight, "capacity": w.capacity,
+            "tasks_completed": w.tasks_completed, "mean_execution_time": w.mean_execution_time,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /health`.
+async fn health(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
+    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let read = Arc::clone(&api.read);
+    let db_ok = blocking(move || read.counts()).await.is_ok();
+    let up = workers.iter().filter(|w| w.up).count();
+    let status = if !db_ok {
+        "unhealthy"
+    } else if up == 0 {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(HttpResponse::build(code).json(json!({
+        "status": status,
+        "database": if db_ok { "ok" } else { "unavailable" },
+        "workers_up": up,
+        "workers_total": workers.len(),
+        "uptime_seconds": api.started.elapsed().as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}

@@ -1,0 +1,239 @@
+//! The orchestrator (the seed's `elastic_orchestrator_v6.py`): opens the
+//! durable queue, reconciles what a crash left, wires the actor tree
+//! (FileWatcher → TaskQueue ↔ LoadBalancer → WorkerProxy per worker;
+//! ResultsStore) and the REST API. [`shutdown`] owns the stop order: stop
+//! intake, write results, acknowledge, commit.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::file_watcher::{FileWatcher, WatchSettings};
+use crate::actors::load_balancer::{LoadBalancer, Wire, WorkerId};
+use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
+use crate::actors::task_queue::{QueueSettings, Recover, TaskQueue};
+use crate::actors::worker_proxy::{FlushAcks, ProxySettings, WorkerProxy};
+use crate::api::error::ApiError;
+use crate::api::orchestrator::{self as routes, OrchestratorApi};
+use crate::config::{Settings, WorkerEntry};
+use crate::store::{self, ReadPool, Store, StoreError};
+use crate::task::Validator;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("cannot listen on {addr}: {source}; is another orchestrator running? pick another port with --port (0 = any free port)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running orchestrator's handles.
+pub struct Started {
+    pub queue: Addr<TaskQueue>,
+    pub lb: Addr<LoadBalancer>,
+    pub results: Addr<ResultsStore>,
+    pub watcher: Option<Addr<FileWatcher>>,
+    pub proxies: HashMap<String, Addr<WorkerProxy>>,
+    pub store: Store,
+    pub read: Arc<ReadPool>,
+    pub server: actix_web::dev::ServerHandle,
+    pub local_addr: std::net::SocketAddr,
+}
+
+/// Starts everything inside the current actix system. `watch`: whether
+/// the drop folder is watched (`orquesta run` submits its file directly).
+pub fn start(
+    settings: &Settings,
+    workers: &[WorkerEntry],
+    watch: bool,
+) -> Result<(Started, actix_web::dev::Server), OrchestratorError> {
+    let addr = format!("{}:{}", settings.host, settings.port);
+    let listener = TcpListener::bind(&addr).map_err(|source| OrchestratorError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let local_addr = listener.local_addr()?;
+
+    let conn = store::open(&settings.db_path, settings.sync_full)?;
+    let boot = store::next_boot(&conn)?;
+    let recovery = store::recover(&conn)?;
+    if !recovery.counts.is_empty() {
+        tracing::info!(counts = ?recovery.counts, running = recovery.running.len(),
+            unwritten_results = recovery.unwritten.len(), "queue restored from the database");
+    }
+    let store = Store::start(conn);
+    let read = Arc::new(ReadPool::new(&settings.db_path));
+    let validator = Arc::new(Validator {
+        limits: settings.limits,
+        test_kernels: settings.test_kernels,
+        algorithms: None,
+    });
+
+    let lb = LoadBalancer::new(workers, settings.balancing).start();
+    let results = ResultsStore::new(
+        store.clone(),
+        &settings.results_dir,
+        &settings.logs_dir,
+        settings.flush_interval,
+        settings.balancing.as_str(),
+    )
+    .start();
+    let proxy_settings = ProxySettings {
+        heartbeat_interval: settings.heartbeat_interval,
+        worker_timeout: settings.worker_timeout,
+        task_timeout: settings.task_timeout,
+    };
+    let queue_settings = QueueSettings {
+        max_retries: settings.max_retries,
+        retry_base: settings.retry_base,
+        retry_max: settings.retry_max,
+        sweep_interval: settings.distribution_interval,
+        performance: settings.performance_monitoring,
+    };
+    let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
+    let queue = {
+        let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
+        let workers = workers.to_vec();
+        let proxies = &mut proxies;
+        TaskQueue::create(move |ctx| {
+            let me = ctx.address();
+            let mut by_id: HashMap<WorkerId, Addr<WorkerProxy>> = HashMap::new();
+            for w in workers {
+                let proxy = WorkerProxy::new(w.clone(), proxy_settings, lb.clone(), me.clone()).start();
+                by_id.insert(Arc::from(w.id.as_str()), proxy.clone());
+                proxies.insert(w.id.clone(), proxy);
+            }
+            TaskQueue::new(store, lb, results, by_id, queue_settings, boot)
+        })
+    };
+    lb.do_send(Wire {
+        queue: queue.clone(),
+        proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    });
+    results.do_send(WireStats {
+        queue: queue.clone(),
+        lb: lb.clone(),
+        read: Arc::clone(&read),
+    });
+    results.do_send(RecoverResults {
+        unwritten: recovery.unwritten,
+    });
+    queue.do_send(Recover {
+        running: recovery.running,
+        queued_kernels: recovery.queued_kernels,
+    });
+    let watcher = watch.then(|| {
+        FileWatcher::new(
+            WatchSettings {
+                dir: settings.task_queue_dir.clone(),
+                quiet: settings.file_quiet,
+                rescan: settings.rescan_interval,
+                max_bytes: settings.max_file_bytes,
+            },
+            Arc::clone(&validator),
+            queue.clone(),
+            store.clone(),
+        )
+        .start()
+    });
+
+    let api = web::Data::new(OrchestratorApi {
+        queue: queue.clone(),
+        lb: lb.clone(),
+        proxies: proxies.clone(),
+        read: Arc::clone(&read),
+        validator,
+        max_body: settings.max_file_bytes.min(usize::MAX as u64) as usize,
+        started: Instant::now(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(api.clone())
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::bad_request(format!("invalid query: {e}")).into()),
+            )
+            .app_data(
+                web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
+            )
+            .configure(routes::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    tracing::info!(%local_addr, workers = workers.len(), balancing = settings.balancing.as_str(),
+        "orchestrator started");
+    Ok((
+        Started {
+            queue,
+            lb,
+            results,
+            watcher,
+            proxies,
+            store,
+            read,
+            server: server.handle(),
+            local_addr,
+        },
+        server,
+    ))
+}
+
+/// The stop order: no new files, no new requests, results on disk,
+/// acknowledgements sent, every change committed.
+pub async fn shutdown(started: &Started) {
+    tracing::info!("orchestrator stopping");
+    if let Some(w) = &started.watcher {
+        w.do_send(StopWatching);
+    }
+    started.server.stop(true).await;
+    let _ = started.results.send(FlushNow).await;
+    for p in started.proxies.values() {
+        let _ = p.send(FlushAcks).await;
+    }
+    // give the acknowledgements a moment on the wire
+    actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    let store = started.store.clone();
+    let _ = actix_rt::task::spawn_blocking(move || store.sync()).await;
+    tracing::info!("orchestrator stopped");
+}
+
+/// Stops an actor (the FileWatcher at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopWatching;
+
+impl Handler<StopWatching> for FileWatcher {
+    type Result = ();
+    fn handle(&mut self, _: StopWatching, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// `orquesta orchestrator`: serves until SIGTERM or Ctrl-C.
+pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), OrchestratorError> {
+    actix_rt::System::new().block_on(async move {
+        let (started, server) = start(&settings, &workers, true)?;
+        announce(&started);
+        let server = actix_rt::spawn(server);
+        crate::worker::wait_for_signal().await;
+        shutdown(&started).await;
+        let _ = server.await;
+        Ok(())
+    })
+}
+
+/// Prints the line scripts and tests wait for.
+pub fn announce(started: &Started) {
+    println!("listening on http://{}", started.local_addr);
+    let _ = std::io::stdout().flush();
+}

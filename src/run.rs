@@ -1,0 +1,183 @@
+//! `orquesta run FILE`: an in-process orchestrator on a temporary queue,
+//! one batch submitted directly, a wait until every task has ended, and a
+//! summary. Ctrl-C stops it cleanly (finished results are still written).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::actors::results_store::FlushNow;
+use crate::actors::task_queue::{LiveCount, SubmitBatch};
+use crate::config::{Settings, WorkerEntry};
+use crate::store::TaskFilter;
+use crate::taskfile::TaskBatch;
+
+/// What `orquesta run` prints at the end.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub unfinished: u64,
+    pub wall_seconds: f64,
+    /// worker → (completed, failed or lost attempts)
+    pub per_worker: Vec<(String, u64, u64)>,
+    pub failures: Vec<(String, String)>,
+    pub results_files: Vec<String>,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn all_completed(&self) -> bool {
+        self.completed == self.total && !self.interrupted
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        if self.interrupted {
+            writeln!(f, "Interrupted: tasks that had not ended were left unfinished.")?;
+        }
+        writeln!(f, "{:<12} {:>8}", "tasks", self.total)?;
+        writeln!(f, "{:<12} {:>8}", "completed", self.completed)?;
+        writeln!(f, "{:<12} {:>8}", "failed", self.failed)?;
+        if self.cancelled > 0 {
+            writeln!(f, "{:<12} {:>8}", "cancelled", self.cancelled)?;
+        }
+        if self.unfinished > 0 {
+            writeln!(f, "{:<12} {:>8}", "unfinished", self.unfinished)?;
+        }
+        writeln!(f, "{:<12} {:>8.2} s", "wall time", self.wall_seconds)?;
+        if self.wall_seconds > 0.0 {
+            writeln!(
+                f,
+                "{:<12} {:>8.1} tasks/s",
+                "throughput",
+                self.completed as f64 / self.wall_seconds
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(f, "{:<14} {:>10} {:>10}", "worker", "completed", "failed")?;
+        for (w, c, x) in &self.per_worker {
+            writeln!(f, "{w:<14} {c:>10} {x:>10}")?;
+        }
+        if !self.failures.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Failed tasks:")?;
+            for (id, e) in &self.failures {
+                writeln!(f, "  {id}: {e}")?;
+            }
+        }
+        if !self.results_files.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Results:")?;
+            for r in &self.results_files {
+                writeln!(f, "  {r}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `batch` to the end on `workers` and returns the summary.
+pub fn run_batch(
+    settings: &Settings,
+    workers: &[WorkerEntry],
+    batch: TaskBatch,
+    name: &str,
+) -> Result<Summary, String> {
+    actix_rt::System::new().block_on(async move {
+        let (started, server) =
+            crate::orchestrator::start(settings, workers, false).map_err(|e| e.to_string())?;
+        crate::orchestrator::announce(&started);
+        let server = actix_rt::spawn(server);
+        let t0 = Instant::now();
+        let total = batch.tasks.len() as u64;
+        eprintln!("running {total} tasks from {name} on {} workers", workers.len());
+        started
+            .queue
+            .send(SubmitBatch {
+                tasks: batch.tasks,
+                ingest: None,
+                source: name.to_string(),
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut interrupted = false;
+        let signal = crate::worker::wait_for_signal();
+        futures_util::pin_mut!(signal);
+        let mut last_report = Instant::now();
+        loop {
+            let tick = actix_rt::time::sleep(Duration::from_millis(25));
+            futures_util::pin_mut!(tick);
+            if let futures_util::future::Either::Left(_) =
+                futures_util::future::select(&mut signal, tick).await
+            {
+                interrupted = true;
+                eprintln!("interrupted: stopping");
+                break;
+            }
+            let live = started.queue.send(LiveCount).await.unwrap_or(0);
+            if live == 0 {
+                break;
+            }
+            if last_report.elapsed() >= Duration::from_secs(2) {
+                last_report = Instant::now();
+                eprintln!(
+                    "  {} of {total} tasks not ended yet ({:.0} s)",
+                    live,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let _ = started.results.send(FlushNow).await;
+        let read = std::sync::Arc::clone(&started.read);
+        let summary = actix_rt::task::spawn_blocking(move || -> Result<Summary, String> {
+            let (by_status, _) = read.counts().map_err(|e| e.to_string())?;
+            let count = |s: &str| by_status.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+            let mut per_worker: Vec<(String, u64, u64)> = Vec::new();
+            for (w, outcome, n) in read.by_worker().map_err(|e| e.to_string())? {
+                let row = match per_worker.iter_mut().find(|r| r.0 == w) {
+                    Some(r) => r,
+                    None => {
+                        per_worker.push((w.clone(), 0, 0));
+                        per_worker.last_mut().expect("just pushed")
+                    }
+                };
+                match outcome.as_str() {
+                    "completed" => row.1 += n,
+                    "failed" | "lost" => row.2 += n,
+                    _ => {}
+                }
+            }
+            let failed = TaskFilter {
+                status: Some("failed".into()),
+                ..TaskFilter::default()
+            };
+            let (failures, _) = read.tasks(&failed, 20, 0).map_err(|e| e.to_string())?;
+            Ok(Summary {
+                total,
+                completed: count("completed"),
+                failed: count("failed"),
+                cancelled: count("cancelled"),
+                unfinished: count("queued") + count("running"),
+                wall_seconds: wall,
+                per_worker,
+                failures: failures
+                    .into_iter()
+                    .map(|t| (t.task_id, t.error.unwrap_or_default()))
+                    .collect(),
+                results_files: read.results_files().map_err(|e| e.to_string())?,
+                interrupted,
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        crate::orchestrator::shutdown(&started).await;
+        let _ = server.await;
+        Ok(summary)
+    })
+}
