@@ -50,8 +50,11 @@ pub struct Optimized;
 const SKIN: f64 = 0.3;
 /// Strips are sized to hold about this many particles.
 const PARTICLES_PER_STRIP: usize = 1024;
-/// Largest N this kernel handles: lists store byte offsets as u32.
-const MAX_PARTICLES: usize = (u32::MAX as usize) / 16 - 1;
+/// Largest N this kernel handles: lists store byte offsets as u32, and
+/// the sentinel slots come after the particles.
+const MAX_PARTICLES: usize = (u32::MAX as usize) / 32;
+/// Slots between two strips' sentinels: 128 bytes.
+const SENTINEL_SPACING: usize = 8;
 /// Below this many particles a second thread costs more than it saves.
 const MIN_PARTICLES_FOR_THREADS: usize = 4096;
 
@@ -165,9 +168,9 @@ impl Grid {
     }
 }
 
-/// Per-particle arrays, in cell-sorted order, with one slot more than
-/// there are particles: slot `n` holds [`Particles::SENTINEL`], the
-/// neighbour that pads a particle's list to an even length.
+/// Per-particle arrays, in cell-sorted order, followed by the sentinel
+/// slots ([`Sim::sentinel`]): each strip pads its particles' lists to an
+/// even length with a neighbour at [`Particles::SENTINEL`] of its own.
 struct Particles {
     /// Positions, wrapped into [0, L) at the last list build and not since
     /// (module docs).
@@ -275,18 +278,19 @@ impl<'c> Sim<'c> {
             "{n} particles is more than the optimized kernel holds"
         );
         let ncells = grid.cells * grid.cells;
+        let slots = n + SENTINEL_SPACING * grid.strip_rows.len();
         let (mut pos, mut vel) = (state.pos, state.vel);
-        pos.push(Particles::SENTINEL);
-        vel.push([0.0; 2]);
+        pos.resize(slots, Particles::SENTINEL);
+        vel.resize(slots, [0.0; 2]);
         let mut particles = Particles {
             pos,
             vel,
-            force: vec![[0.0; 2]; n + 1],
-            built_at: vec![[0.0; 2]; n + 1],
+            force: vec![[0.0; 2]; slots],
+            built_at: vec![[0.0; 2]; slots],
             orig: (0..n as u32).collect(),
             cell_start: vec![0; ncells + 1],
             scratch_cell: vec![0; n],
-            scratch_vec: vec![[0.0; 2]; n + 1],
+            scratch_vec: vec![[0.0; 2]; slots],
             scratch_idx: vec![0; n],
             scratch_next: vec![0; ncells],
         };
@@ -390,10 +394,10 @@ impl<'c> Sim<'c> {
             }
             std::mem::swap(field, &mut p.scratch_vec);
         }
-        // the slot past the particles came along from the scratch buffer
-        p.pos[self.n] = Particles::SENTINEL;
-        p.vel[self.n] = [0.0; 2];
-        p.force[self.n] = [0.0; 2];
+        // the slots past the particles came along from the scratch buffer
+        p.pos[self.n..].fill(Particles::SENTINEL);
+        p.vel[self.n..].fill([0.0; 2]);
+        p.force[self.n..].fill([0.0; 2]);
         let mut orig = std::mem::take(&mut p.scratch_cell);
         for i in 0..self.n {
             orig[p.scratch_idx[i] as usize] = p.orig[i];
@@ -538,7 +542,7 @@ impl<'c> Sim<'c> {
         strip.owner.clear();
         strip.chunk_start.clear();
         strip.chunk_start.push(0);
-        let sentinel = self.n;
+        let sentinel = self.sentinel(k);
         if self.grid.cells == 0 {
             for i in range {
                 let mut cand = CandidateWriter::new(&mut strip.list, self.n - i);
@@ -661,6 +665,16 @@ impl<'c> Sim<'c> {
     }
 }
 
+impl Sim<'_> {
+    /// Strip `k`'s sentinel slot. Every strip has its own, a cache line or
+    /// two from any other's, because the pair loop writes (zero) forces
+    /// into it: one slot shared by all strips would be a data race, and a
+    /// cache line that the cores pass to and fro on every other pair.
+    fn sentinel(&self, k: usize) -> usize {
+        self.n + SENTINEL_SPACING * k
+    }
+}
+
 impl Particles {
     /// A position so far from the box that it is beyond the cut-off of any
     /// particle, minimum image or not, while its square stays finite: a
@@ -669,7 +683,7 @@ impl Particles {
 }
 
 /// The byte offset of particle `i` in a `[f64; 2]` array, as lists store
-/// it: `(n + 1) · 16` always fits a u32 ([`MAX_PARTICLES`]).
+/// it: it always fits a u32 ([`MAX_PARTICLES`]).
 #[inline(always)]
 fn offset_of(i: usize) -> u32 {
     (i * std::mem::size_of::<[f64; 2]>()) as u32
