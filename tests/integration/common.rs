@@ -68,7 +68,7 @@ impl Proc {
             let (tx, output) = (tx.clone(), Arc::clone(&output));
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                    if let Some(rest) = line.strip_prefix("listening on http://") {
                         let _ = tx.send(rest.trim().to_string());
                     }
                     output.lock().unwrap().push(line);
@@ -254,4 +254,152 @@ pub fn sim_task(id: &str, algorithm: &str, n: u64, steps: u64, seed: u64) -> Str
 
 pub fn sleep_task(id: &str, seconds: f64) -> String {
     format!(r#"{{"task_id": "{id}", "algorithm": "__sleep", "parameters": {{"seconds": {seconds}}}}}"#)
+}
+
+/// Timers short enough for tests, as environment for an orchestrator.
+pub const FAST: &[(&str, &str)] = &[
+    ("HEARTBEAT_INTERVAL", "0.1"),
+    ("WORKER_TIMEOUT", "2"),
+    ("RESULTS_FLUSH_INTERVAL", "0.2"),
+    ("FILE_QUIET_PERIOD", "0.1"),
+    ("RESCAN_INTERVAL", "0.5"),
+    ("TASK_DISTRIBUTION_INTERVAL", "0.5"),
+    ("RETRY_BACKOFF_BASE", "0.05"),
+    ("RETRY_BACKOFF_MAX", "0.5"),
+    ("DB_SYNC", "normal"),
+    ("ORQUESTA_TEST_KERNELS", "1"),
+];
+
+/// A worker to start for a cluster: id, capacity, algorithms, host.
+pub struct WorkerSpec {
+    pub id: &'static str,
+    pub capacity: usize,
+    pub algorithms: &'static str,
+    pub host: &'static str,
+}
+
+impl WorkerSpec {
+    pub fn new(id: &'static str, capacity: usize) -> Self {
+        Self {
+            id,
+            capacity,
+            algorithms: "python,cython",
+            host: "127.0.0.1",
+        }
+    }
+}
+
+/// Worker processes and an orchestrator in one temporary folder.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub workers: Vec<Proc>,
+    pub orchestrator: Option<Proc>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts the workers, writes config_workers.json with their real
+    /// ports, then starts the orchestrator.
+    pub fn start(specs: &[WorkerSpec], env: &[(&str, &str)]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut workers = Vec::new();
+        let mut entries = Vec::new();
+        for s in specs {
+            let cap = s.capacity.to_string();
+            let w = Proc::start(
+                dir.path(),
+                &[
+                    "worker",
+                    "--worker-id",
+                    s.id,
+                    "--host",
+                    s.host,
+                    "--port",
+                    "0",
+                    "--capacity",
+                    &cap,
+                ],
+                &[("ORQUESTA_TEST_KERNELS", "1")],
+            );
+            let port: u16 = w.addr.rsplit(':').next().unwrap().parse().unwrap();
+            let algorithms: Vec<&str> = s.algorithms.split(',').collect();
+            entries.push(serde_json::json!({"id": s.id, "host": s.host, "port": port,
+                "capacity": s.capacity, "algorithms": algorithms}));
+            workers.push(w);
+        }
+        std::fs::write(
+            dir.path().join("config_workers.json"),
+            serde_json::to_string_pretty(&serde_json::json!({ "workers": entries })).unwrap(),
+        )
+        .unwrap();
+        let mut c = Cluster {
+            dir,
+            workers,
+            orchestrator: None,
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        c.start_orchestrator();
+        c
+    }
+
+    pub fn start_orchestrator(&mut self) {
+        let mut env: Vec<(&str, &str)> = FAST.to_vec();
+        for (k, v) in &self.extra_env {
+            env.push((k.as_str(), v.as_str()));
+        }
+        self.orchestrator = Some(Proc::start(
+            self.dir.path(),
+            &["orchestrator", "--port", "0"],
+            &env,
+        ));
+    }
+
+    pub fn orch(&self) -> &Proc {
+        self.orchestrator.as_ref().expect("orchestrator running")
+    }
+
+    /// Waits until the orchestrator sees every worker up.
+    pub fn wait_workers_up(&self) {
+        let n = self.workers.len();
+        wait_until(Duration::from_secs(20), "workers up", || {
+            self.orch().get("/workers").json()["up"] == serde_json::json!(n)
+        });
+    }
+
+    pub fn task(&self, id: &str) -> Value {
+        let r = self.orch().get(&format!("/tasks/{id}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    pub fn status_of(&self, id: &str) -> String {
+        self.task(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the orchestrator counts `n` tasks of `status`.
+    pub fn wait_count(&self, status: &str, n: u64, limit: Duration) {
+        wait_until(limit, &format!("{n} {status}"), || {
+            self.orch().get("/stats").json()["tasks"]["by_status"][status].as_u64() == Some(n)
+        });
+    }
+
+    /// Every result in results/task_results_*.json.
+    pub fn results(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("results")) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("task_results_") && name.ends_with(".json") {
+                let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+                out.extend(v.as_array().unwrap().iter().cloned());
+            }
+        }
+        out
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
 }

@@ -2,5 +2,6 @@
 //! separate process. One test binary for all of them saves link time.
 
 mod common;
+mod orchestrator;
 mod sim_cli;
 mod worker;

@@ -140,7 +140,10 @@ fn a_full_worker_refuses_with_retry_after_and_duplicates_get_409() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(r.json()["error"].as_str().unwrap().contains("full"));
-    let dup = w.post("/execute", r#"{"task_id": "long", "algorithm": "__sleep", "parameters": {"seconds": 1}, "attempt_id": 9}"#);
+    let dup = w.post(
+        "/execute",
+        r#"{"task_id": "long", "algorithm": "__sleep", "parameters": {"seconds": 1}, "attempt_id": 9}"#,
+    );
     assert_eq!(dup.status, 409, "{}", dup.text());
     let first = long.join().unwrap();
     assert_eq!(first.status, 200);
