@@ -186,6 +186,10 @@ pub enum BenchCommand {
     /// Requests per second of tiny tasks on a worker's /execute.
     #[command(after_help = "Example:\n  orquesta bench worker --requests 20000 --concurrency 8")]
     Worker(bench::WorkerBenchArgs),
+    /// End-to-end tasks/s of tiny tasks dropped as one file on a local
+    /// cluster of separate processes, and drop-to-first-dispatch latency.
+    #[command(after_help = "Example:\n  orquesta bench e2e --tasks 10000 --workers 2 --capacity 8")]
+    E2e(bench::E2eBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -204,6 +208,7 @@ pub fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => crate::commands::config_check(&args),
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
+        Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
     }
 }
 

@@ -67,6 +67,32 @@ pub fn now_iso() -> String {
     Utc::now().iso()
 }
 
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the form this
+/// crate writes.
+pub fn parse_iso(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let frac: f64 = format!("0.{frac}").parse().ok()?;
+    let days = days_from_civil(y, m as u32, day as u32);
+    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + frac)
+}
+
+/// (year, month, day) to days since 1970-01-01 (Hinnant's inverse).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
 /// public-domain algorithm for the proleptic Gregorian calendar.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -97,5 +123,11 @@ mod tests {
         // a leap day
         assert_eq!(Utc::from_unix(951_782_400, 0).date(), "2000-02-29");
         assert_eq!(Utc::from_unix(-1, 0).iso(), "1969-12-31T23:59:59.000Z");
+        assert_eq!(parse_iso("2024-01-15T10:30:00.005Z"), Some(1_705_314_600.005));
+        assert_eq!(parse_iso("2000-02-29T00:00:00Z"), Some(951_782_400.0));
+        for secs in [0i64, 951_782_400, 1_705_314_600, 4_102_444_800] {
+            assert_eq!(parse_iso(&Utc::from_unix(secs, 0).iso()), Some(secs as f64));
+        }
+        assert_eq!(parse_iso("yesterday"), None);
     }
 }
