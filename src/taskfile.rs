@@ -111,6 +111,8 @@ fn nesting_depth(bytes: &[u8]) -> usize {
 
 /// Parses and validates the bytes of a task file.
 pub fn parse_bytes(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, Rejection> {
+    // editors on Windows start UTF-8 files with a byte order mark
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::one(
             "",
@@ -325,6 +327,98 @@ mod tests {
         assert!(problems(&[b'{', 0xff, b'}'])[0].contains("UTF-8"));
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert!(problems(deep.as_bytes())[0].contains("nested"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let mut bytes = b"\xef\xbb\xbf".to_vec();
+        bytes.extend_from_slice(json!({"tasks": [task("a")]}).to_string().as_bytes());
+        assert_eq!(parse_bytes(&bytes, &validator()).unwrap().tasks.len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 2000, ..Default::default() })]
+
+        /// No input, however broken, makes the parser panic.
+        #[test]
+        fn any_bytes_are_answered_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_bytes(&bytes, &validator());
+        }
+
+        /// Text that is nearly a task file: a valid file with one byte
+        /// changed, cut, or spliced.
+        #[test]
+        fn mangled_task_files_are_answered_without_panic(
+            at in 0usize..400,
+            byte in proptest::num::u8::ANY,
+            cut in 0usize..400,
+        ) {
+            let good = json!({"metadata": {"total_tasks": 2}, "tasks": [task("a"),
+                {"task_id": "b", "algorithm": "cython", "priority": "low",
+                 "parameters": {"num_particles": 400, "num_steps": 10, "seed": 18446744073709551615u64, "dt": 0.001}}]})
+                .to_string()
+                .into_bytes();
+            let mut changed = good.clone();
+            let i = at % changed.len();
+            changed[i] = byte;
+            let _ = parse_bytes(&changed, &validator());
+            let _ = parse_bytes(&good[..cut.min(good.len())], &validator());
+            let mut spliced = good[..i].to_vec();
+            spliced.extend_from_slice(&good[cut.min(good.len())..]);
+            let _ = parse_bytes(&spliced, &validator());
+        }
+
+        /// Any JSON value where a task file, a task or its parameters go.
+        #[test]
+        fn any_json_is_answered_without_panic(v in json_value()) {
+            let _ = parse_value(&v, &validator());
+            let _ = parse_value(&json!({"tasks": [v.clone()]}), &validator());
+            let _ = parse_value(&json!({"tasks": [{"task_id": "t", "algorithm": "python", "parameters": v.clone()}]}), &validator());
+            let _ = parse_value(&json!({"metadata": v, "tasks": [task("t")]}), &validator());
+        }
+    }
+
+    /// Arbitrary JSON, nested a few levels, with the values that matter to
+    /// a validator (negative, huge, fractional, non-ASCII, empty).
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<u64>().prop_map(|u| json!(u)),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,12}".prop_map(Value::String),
+            prop_oneof![
+                Just("python"),
+                Just("cython"),
+                Just("high"),
+                Just("task_1"),
+                Just("__sleep")
+            ]
+            .prop_map(|s| Value::String(s.into())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("task_id".to_string()),
+                        Just("algorithm".to_string()),
+                        Just("parameters".to_string()),
+                        Just("num_particles".to_string()),
+                        Just("num_steps".to_string()),
+                        Just("seed".to_string()),
+                        Just("priority".to_string()),
+                        Just("tasks".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct WorkerProxy {
     heartbeat_pending: bool,
     status_pending: bool,
     in_flight: HashMap<String, InFlight>,
+    /// Kernels agreed with the worker when it was last up.
+    kernels: Vec<&'static str>,
     /// Attempts from before a restart (or refused with 409) whose result
     /// is fetched with `GET /results/{id}`.
     adopted: HashMap<String, u64>,
@@ -76,6 +78,7 @@ impl WorkerProxy {
             heartbeat_pending: false,
             status_pending: false,
             in_flight: HashMap::new(),
+            kernels: Vec::new(),
             adopted: HashMap::new(),
             acks: Vec::new(),
         }
@@ -92,9 +95,17 @@ impl WorkerProxy {
 
     /// One heartbeat: `GET /health`, at most one in flight.
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.up && self.last_ok.elapsed() > self.settings.worker_timeout {
+        if self.last_ok.elapsed() > self.settings.worker_timeout {
             let secs = self.settings.worker_timeout.as_secs_f64();
-            self.mark_down(format!("down (no answer for {secs:.1} s)"));
+            if self.up {
+                self.mark_down(format!("down (no answer for {secs:.1} s)"));
+            } else if !self.adopted.is_empty() {
+                // adopted after a restart from a worker that never came back
+                for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
+                    let why = format!("worker {} has not answered for {secs:.1} s", self.id);
+                    self.report(task_id, attempt_id, OutcomeKind::Lost(why));
+                }
+            }
         }
         if self.heartbeat_pending {
             return;
@@ -232,6 +243,7 @@ impl WorkerProxy {
                 "the worker at this address reports another id");
         }
         self.up = true;
+        self.kernels = kernels.clone();
         self.lb.do_send(WorkerUpdate {
             worker_id: Arc::clone(&self.id),
             up: true,
@@ -250,7 +262,11 @@ impl WorkerProxy {
             worker_id: Arc::clone(&self.id),
             up: false,
             capacity: self.entry.capacity,
-            kernels: self.entry.kernels(),
+            kernels: if self.kernels.is_empty() {
+                self.entry.kernels()
+            } else {
+                self.kernels.clone()
+            },
             state: state.clone(),
             heartbeat: None,
         });
@@ -481,7 +497,7 @@ impl Handler<RunAttempt> for WorkerProxy {
                         .unwrap_or_default();
                     OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
                 }
-                Err(SendRequestError::Connect(e)) => {
+                Err(SendRequestError::Connect(e)) if never_connected(&e) => {
                     // nothing reached the worker
                     act.refused(e.to_string(), ctx);
                     OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
@@ -504,6 +520,21 @@ impl Handler<RunAttempt> for WorkerProxy {
             act.report(task_id, attempt_id, kind);
         })
         .spawn(ctx);
+    }
+}
+
+/// True when a connection error proves the request never reached the
+/// worker. A pooled connection that breaks ("disconnected", reset) may
+/// have carried it: that attempt is lost, not refused.
+fn never_connected(e: &awc::error::ConnectError) -> bool {
+    use awc::error::ConnectError;
+    match e {
+        ConnectError::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        ConnectError::Resolver(_)
+        | ConnectError::NoRecords
+        | ConnectError::Unresolved
+        | ConnectError::Timeout => true,
+        _ => false,
     }
 }
 

@@ -1,7 +1,10 @@
 //! Integration tests: each module starts the real `orquesta` binary as a
 //! separate process. One test binary for all of them saves link time.
 
+mod bad_input;
 mod common;
+mod faults;
 mod orchestrator;
 mod sim_cli;
+mod tools;
 mod worker;
