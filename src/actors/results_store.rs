@@ -325,3 +325,149 @@ impl Handler<Idle> for ResultsStore {
         self.buffer.is_empty() && !self.flushing
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{self, NewTask, ReadPool};
+    use crate::task::ResultBody;
+
+    fn result(id: &str) -> TaskResult {
+        TaskResult {
+            task_id: id.into(),
+            algorithm: "python".into(),
+            parameters: json!({"num_particles": 100}),
+            execution_time: 0.25,
+            result: ResultBody {
+                status: "completed".into(),
+                metrics: json!({"steps_completed": 5}),
+                output: "ok".into(),
+                error: None,
+            },
+            worker_id: Some("w1".into()),
+            completed_at: Some("2024-01-15T10:30:00.000Z".into()),
+            priority: Some("high".into()),
+            attempt_id: None,
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("task_results_")
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn results_are_written_once_and_recovered_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("q.db");
+        let results_dir = dir.path().join("results");
+        actix_rt::System::new().block_on(async {
+            let store = Store::start(store::open(&db, false).unwrap());
+            let ids = ["a", "b", "c"];
+            store
+                .apply(vec![Op::Insert {
+                    tasks: ids
+                        .iter()
+                        .map(|id| NewTask {
+                            task_id: id.to_string(),
+                            priority: 0,
+                            algorithm: "python".into(),
+                            kernel: "reference".into(),
+                            body: "{}".into(),
+                        })
+                        .collect(),
+                    ingest: None,
+                    source: "test".into(),
+                }])
+                .await
+                .unwrap();
+            for id in ids {
+                store
+                    .apply(vec![Op::Ended {
+                        task_id: id.into(),
+                        status: "completed",
+                        result: Some(serde_json::to_string(&result(id)).unwrap()),
+                        error: None,
+                        worker_id: Some("w1".into()),
+                        at: store::now(),
+                    }])
+                    .await
+                    .unwrap();
+            }
+            let rs = ResultsStore::new(
+                store.clone(),
+                &results_dir,
+                dir.path(),
+                Duration::from_secs(3600),
+                "round_robin",
+            )
+            .start();
+            rs.send(RecordResult { result: result("a") }).await.unwrap();
+            rs.send(RecordResult { result: result("b") }).await.unwrap();
+            rs.send(FlushNow).await.unwrap();
+            let written = files(&results_dir);
+            assert_eq!(written.len(), 1);
+            let name = written[0].file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.len() == "task_results_20240115_103000.json".len(), "{name}");
+            let content: Vec<TaskResult> =
+                serde_json::from_slice(&std::fs::read(&written[0]).unwrap()).unwrap();
+            assert_eq!(content, vec![result("a"), result("b")]);
+            // nothing new: no empty file
+            rs.send(FlushNow).await.unwrap();
+            assert_eq!(files(&results_dir).len(), 1);
+            let store2 = store.clone();
+            actix_rt::task::spawn_blocking(move || store2.sync())
+                .await
+                .unwrap();
+
+            // what a restart finds: a and b written, c not yet
+            let conn = store::open(&db, false).unwrap();
+            let rec = store::recover(&conn).unwrap();
+            assert_eq!(
+                rec.unwritten.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
+                ["c"]
+            );
+            // a crash after the file was named but before it was marked:
+            // the file exists, so the result is not written again
+            let mut unwritten = rec.unwritten.clone();
+            unwritten.push((
+                "a".into(),
+                serde_json::to_string(&result("a")).unwrap(),
+                Some(written[0].to_string_lossy().into_owned()),
+            ));
+            // and one named for a file that never reached the disk
+            unwritten.push((
+                "b".into(),
+                serde_json::to_string(&result("b")).unwrap(),
+                Some("/nowhere/lost.json".into()),
+            ));
+            rs.send(RecoverResults { unwritten }).await.unwrap();
+            rs.send(FlushNow).await.unwrap();
+            let written = files(&results_dir);
+            assert_eq!(written.len(), 2);
+            let second: Vec<TaskResult> =
+                serde_json::from_slice(&std::fs::read(&written[1]).unwrap()).unwrap();
+            let ids: Vec<&str> = second.iter().map(|r| r.task_id.as_str()).collect();
+            assert_eq!(ids, ["c", "b"]);
+            let read = ReadPool::new(&db);
+            let store3 = store.clone();
+            actix_rt::task::spawn_blocking(move || store3.sync())
+                .await
+                .unwrap();
+            assert_eq!(read.results_files().unwrap().len(), 2);
+        });
+    }
+}
