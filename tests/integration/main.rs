@@ -2,9 +2,9 @@
 //! separate process. One test binary for all of them saves link time.
 
 mod bad_input;
+mod commands;
 mod common;
 mod faults;
 mod orchestrator;
 mod sim_cli;
-mod tools;
 mod worker;
