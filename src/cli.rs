@@ -66,6 +66,64 @@ pub enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Write a task file: step by step in a terminal, or from flags in
+    /// scripts (the seed's manual_task_generator.py).
+    #[command(
+        long_about = "Write a task file in the seed's format. Run in a terminal without task flags, it asks                       one question per setting (Enter takes the default shown), checks every answer, shows                       a preview and asks for confirmation. With any task flag it asks nothing: omitted flags                       take their defaults. Task ids get a batch prefix made of the time and random bits                       (or --prefix), so files of different runs can always be dropped together. The file                       is written to a temporary name and renamed, so the orchestrator never sees half of it.",
+        after_help = "Examples:\n  orquesta gen                                    # step by step, in a terminal\n  \
+                      orquesta gen --count 50 --algorithm mix --particles 100..2000 --steps 500 --priority mix\n  \
+                      orquesta gen -c 10 -a cython -n 1000 -s 100..300 -p high --seed 42 --prefix run1 -o run1.json\n  \
+                      orquesta gen --count 3 --output -                # print instead of writing\n\n\
+                      The file lands in task_queues/tasks_<YYYYMMDD_HHMMSS>.json unless --output says otherwise."
+    )]
+    Gen(crate::tools::gen::GenArgs),
+    /// Check task files with the orchestrator's own validator: every
+    /// problem with its path in the JSON, or a one-line summary.
+    #[command(
+        after_help = "Examples:\n  orquesta validate tareas_manuales_ejemplo.json\n  \
+                      orquesta validate task_queues/*.json      # also finds ids that two files share\n  \
+                      orquesta gen --count 5 --output - | orquesta validate -\n\n\
+                      Exit status: 0 when every file is valid, 1 otherwise. A problem reads\n  \
+                      tasks[7].parameters.num_particles: expected a whole number ≥ 13, found 5: …"
+    )]
+    Validate(crate::tools::validate::ValidateArgs),
+    /// Print the JSON Schema of a task file (also in
+    /// schema/task_file.schema.json) for editors that validate as you type.
+    #[command(
+        after_help = "Examples:\n  orquesta schema > schema/task_file.schema.json\n  \
+                            orquesta schema | python -m json.tool"
+    )]
+    Schema,
+    /// Validate a task file, then drop it into task_queues/ (or POST it to
+    /// --url); --wait follows it with a progress bar to the end.
+    #[command(
+        after_help = "Examples:\n  orquesta submit my_batch.json                       # drop it into task_queues/\n  \
+                      orquesta submit my_batch.json --wait                # and follow it to the end\n  \
+                      orquesta submit my_batch.json --url http://10.0.0.5:5000 --wait --timeout 3600\n\n\
+                      Exit status: 0 when submitted (with --wait: when every task completed), 1 otherwise."
+    )]
+    Submit(crate::tools::submit::SubmitArgs),
+    /// The orchestrator at a glance: workers (state, load, tasks done, mean
+    /// time) and the queue by status and priority.
+    #[command(
+        after_help = "Examples:\n  orquesta status\n  orquesta status --watch          # redraw every 2 s\n  \
+                            orquesta status --url http://10.0.0.5:5000 --json | jq .stats.tasks"
+    )]
+    Status(crate::tools::status::StatusArgs),
+    /// Check that the orchestrator and every worker answer (the seed's
+    /// test_communication.py): round-trip times and what fails.
+    #[command(
+        after_help = "Examples:\n  orquesta ping\n  orquesta ping --url http://10.0.0.5:5000 --config config_workers.json\n\n\
+                            Exit status: 0 when everything answered with this version, 1 otherwise."
+    )]
+    Ping(crate::tools::ping::PingArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
+                            orquesta completions zsh > \"${fpath[1]}/_orquesta\"\n  \
+                            orquesta completions fish > ~/.config/fish/completions/orquesta.fish"
+    )]
+    Completions(crate::tools::completions::CompletionsArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -209,6 +267,13 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
+        Command::Gen(args) => crate::tools::gen::run(&args),
+        Command::Validate(args) => crate::tools::validate::run(&args),
+        Command::Schema => crate::tools::schema::run(),
+        Command::Submit(args) => crate::tools::submit::run(&args),
+        Command::Status(args) => crate::tools::status::run(&args),
+        Command::Ping(args) => crate::tools::ping::run(&args),
+        Command::Completions(args) => crate::tools::completions::run(&args),
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`config`], [`logging`], [`files`], [`time`], [`process`]: support.
 //! - [`cli`]: the `orquesta` command line (thin: parse, then call in).
 //! - [`bench`]: the `orquesta bench …` measurements.
+//! - [`tools`]: tools for people: `gen`, `validate`, `schema`, `submit`,
+//!   `status`, `ping`, `completions`.
 
 pub mod actors;
 pub mod api;
@@ -35,4 +37,5 @@ pub mod store;
 pub mod task;
 pub mod taskfile;
 pub mod time;
+pub mod tools;
 pub mod worker;

@@ -7,4 +7,5 @@ mod common;
 mod faults;
 mod orchestrator;
 mod sim_cli;
+mod tools;
 mod worker;

@@ -1,0 +1,588 @@
+//! `orquesta gen`: writes a task file in the seed's format (the seed's
+//! `manual_task_generator.py`). With flags it is a script's tool; in a
+//! terminal without task flags it hands over to [`super::interactive`].
+//! Both build a [`Plan`], check it against the same validator the
+//! orchestrator uses, and place the file atomically.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use super::place;
+use super::validate::{local_validator, summary};
+use crate::task::{Priority, Validator};
+use crate::time::Utc;
+
+/// Tasks written when `--count` is not given.
+pub const DEFAULT_COUNT: &str = "10";
+/// The seed's two algorithm names, drawn at random per task.
+pub const DEFAULT_ALGORITHM: &str = "mix";
+pub const DEFAULT_PARTICLES: &str = "100..1000";
+pub const DEFAULT_STEPS: &str = "100..1000";
+pub const DEFAULT_PRIORITY: &str = "mix";
+pub const DEFAULT_DESCRIPTION: &str = "Particle simulation tasks";
+/// `metadata.created_by` of every generated file.
+pub const CREATED_BY: &str = "orquesta gen";
+/// Most tasks one file may hold (far below the orchestrator's file limit).
+pub const MAX_COUNT: u64 = 1_000_000;
+/// `mix` means the seed's algorithm names.
+const MIX_ALGORITHMS: [&str; 2] = ["python", "cython"];
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct GenArgs {
+    /// Number of tasks [default: 10].
+    #[arg(long, short = 'c', value_name = "N")]
+    pub count: Option<String>,
+    /// python, cython, reference, optimized, a comma-separated list to draw
+    /// from, or mix (= python,cython) [default: mix].
+    #[arg(long, short = 'a', value_name = "NAME")]
+    pub algorithm: Option<String>,
+    /// Particles per task: N or MIN..MAX, drawn uniformly; at least 13 at
+    /// the default density [default: 100..1000].
+    #[arg(long, short = 'n', value_name = "RANGE")]
+    pub particles: Option<String>,
+    /// Time steps per task: N or MIN..MAX [default: 100..1000].
+    #[arg(long, short = 's', value_name = "RANGE")]
+    pub steps: Option<String>,
+    /// high, medium, low, a comma-separated list to draw from, or mix
+    /// (= all three) [default: mix].
+    #[arg(long, short = 'p', value_name = "PRIORITY")]
+    pub priority: Option<String>,
+    /// Seed of the generator: the same seed gives the same parameters
+    /// (with --prefix, the same ids too) [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// metadata.description of the file [default: "Particle simulation tasks"].
+    #[arg(long, short = 'd', value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Task ids are PREFIX_001, PREFIX_002, … [default: batch_<time>_<random>,
+    /// so that ids never collide with another run's].
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Where to write; `-` prints to standard output [default:
+    /// task_queues/tasks_<YYYYMMDD_HHMMSS>.json, in TASK_QUEUE_DIR if set].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace --output if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl GenArgs {
+    /// True if any flag that shapes the tasks was given (then `gen` never
+    /// asks questions).
+    pub fn has_task_flags(&self) -> bool {
+        self.count.is_some()
+            || self.algorithm.is_some()
+            || self.particles.is_some()
+            || self.steps.is_some()
+            || self.priority.is_some()
+            || self.seed.is_some()
+            || self.description.is_some()
+            || self.prefix.is_some()
+    }
+}
+
+/// An inclusive range of whole numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}..{}", self.min, self.max)
+        }
+    }
+}
+
+/// Everything that decides a generated file's tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub count: u64,
+    pub algorithms: Vec<String>,
+    pub particles: Range,
+    pub steps: Range,
+    pub priorities: Vec<Priority>,
+    pub seed: u64,
+    pub description: String,
+    pub prefix: String,
+}
+
+/// Where the file goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Stdout,
+    Path {
+        path: PathBuf,
+        replace: bool,
+    },
+    /// `dir/stem.json`, or `stem_2.json`, … if taken.
+    FreeName {
+        dir: PathBuf,
+        stem: String,
+    },
+}
+
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of tasks from 1 to {MAX_COUNT}, found {:?}",
+            s.trim()
+        )),
+    }
+}
+
+/// `mix`, one name, or a comma-separated list of names.
+pub fn parse_algorithms(s: &str) -> Result<Vec<String>, String> {
+    let s = s.trim();
+    if s == "mix" {
+        return Ok(MIX_ALGORITHMS.iter().map(|a| a.to_string()).collect());
+    }
+    let names = crate::sim::algorithm_names();
+    let mut out: Vec<String> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if !names.contains(&part) {
+            return Err(format!(
+                "expected {}, mix, or a comma-separated list of them, found {part:?}",
+                names.join(", ")
+            ));
+        }
+        if !out.iter().any(|a| a == part) {
+            out.push(part.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// `N` or `MIN..MAX` (inclusive).
+pub fn parse_range(s: &str) -> Result<Range, String> {
+    let s = s.trim();
+    let number = |t: &str| t.trim().parse::<u64>().ok();
+    let range = match s.split_once("..") {
+        None => number(s).map(|n| Range { min: n, max: n }),
+        Some((a, b)) => number(a)
+            .zip(number(b.trim_start_matches('=')))
+            .map(|(min, max)| Range { min, max }),
+    };
+    let range =
+        range.ok_or_else(|| format!("expected a whole number or MIN..MAX such as 100..1000, found {s:?}"))?;
+    if range.min > range.max {
+        return Err(format!("expected MIN ≤ MAX, found {}..{}", range.min, range.max));
+    }
+    Ok(range)
+}
+
+/// `mix`, one priority, or a comma-separated list.
+pub fn parse_priorities(s: &str) -> Result<Vec<Priority>, String> {
+    let s = s.trim();
+    if s == "mix" {
+        return Ok(Priority::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let p = Priority::parse(part).ok_or_else(|| {
+            format!("expected high, medium, low, mix, or a comma-separated list of them, found {part:?}")
+        })?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "expected a whole number from 0 to 18446744073709551615, found {:?}",
+            s.trim()
+        )
+    })
+}
+
+/// A prefix that makes valid ids (`PREFIX_001`).
+pub fn parse_prefix(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    crate::task::TaskId::parse(&format!("{s}_0000001"))
+        .map(|_| s.to_string())
+        .map_err(|e| format!("the prefix makes ids like {s:?}_001, which are invalid: {e}"))
+}
+
+/// Checks one worst-case task against the validator.
+fn probe(validator: &Validator, algorithm: &str, n: u64, steps: u64) -> Result<(), String> {
+    let task = json!({"task_id": "probe", "algorithm": algorithm,
+        "parameters": {"num_particles": n, "num_steps": steps, "seed": 0}});
+    validator.task(&task, "").map(|_| ()).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The smallest particle count the simulation accepts at its default
+/// density and cut-off (13 at density 0.5, cut-off 2.5).
+pub fn min_particles(validator: &Validator) -> u64 {
+    (2..=1_000_000u64)
+        .find(|&n| probe(validator, "reference", n, 0).is_ok())
+        .unwrap_or(2)
+}
+
+/// Both ends of a particle range must be simulations the workers accept.
+pub fn check_particles(validator: &Validator, algorithms: &[String], particles: Range) -> Result<(), String> {
+    for algorithm in algorithms {
+        for n in [particles.min, particles.max] {
+            probe(validator, algorithm, n, 0).map_err(|e| format!("{n} particles: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The largest task (most particles, most steps) must fit the limits.
+pub fn check_steps(
+    validator: &Validator,
+    algorithms: &[String],
+    particles: Range,
+    steps: Range,
+) -> Result<(), String> {
+    for algorithm in algorithms {
+        probe(validator, algorithm, particles.max, steps.max).map_err(|e| {
+            format!(
+                "the largest task ({algorithm}, {} particles, {} steps) is too big: {e}",
+                particles.max, steps.max
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// SplitMix64: small, fast, and the same on every machine.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn within(&mut self, r: Range) -> u64 {
+        match (r.max - r.min).checked_add(1) {
+            Some(span) => r.min + self.next() % span,
+            None => self.next(),
+        }
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// A random number from the operating system's randomness (std seeds
+/// `RandomState` from it).
+pub fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A generator seed short enough to type back.
+pub fn random_seed() -> u64 {
+    random_u64() % 1_000_000
+}
+
+/// `batch_20240115_103000_3fa9c1`: time plus 24 random bits, so that two
+/// runs never share ids.
+pub fn batch_prefix(now: &Utc) -> String {
+    format!("batch_{}_{:06x}", now.compact(), random_u64() & 0xff_ffff)
+}
+
+/// The drop folder: `TASK_QUEUE_DIR` if set, else `task_queues`.
+pub fn queue_dir() -> PathBuf {
+    std::env::var("TASK_QUEUE_DIR")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .map_or_else(|| PathBuf::from("task_queues"), PathBuf::from)
+}
+
+/// `tasks_20240115_103000`
+pub fn default_stem(now: &Utc) -> String {
+    format!("tasks_{}", now.compact())
+}
+
+/// The task file of a plan, in the seed's format and key order.
+pub fn build(plan: &Plan, creation_date: &str) -> Value {
+    let mut rng = SplitMix64(plan.seed);
+    let width = plan.count.to_string().len().max(3);
+    let tasks: Vec<Value> = (1..=plan.count)
+        .map(|i| {
+            let algorithm = rng.pick(&plan.algorithms).clone();
+            let n = rng.within(plan.particles);
+            let steps = rng.within(plan.steps);
+            let priority = *rng.pick(&plan.priorities);
+            let seed = rng.next() % 1_000_000;
+            let mut task = Map::new();
+            task.insert("task_id".into(), json!(format!("{}_{i:0width$}", plan.prefix)));
+            task.insert("algorithm".into(), json!(algorithm));
+            task.insert(
+                "parameters".into(),
+                json!({"num_particles": n, "num_steps": steps, "seed": seed}),
+            );
+            task.insert("priority".into(), json!(priority.as_str()));
+            task.insert(
+                "description".into(),
+                json!(format!("{algorithm} simulation, {n} particles, {steps} steps")),
+            );
+            Value::Object(task)
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "creation_date": creation_date,
+            "description": plan.description,
+            "total_tasks": plan.count,
+            "created_by": CREATED_BY,
+        },
+        "tasks": tasks,
+    })
+}
+
+/// Checks the built file with the orchestrator's validator, places it, and
+/// prints where it went; the file's path on success.
+pub fn write(plan: &Plan, output: &Output, validator: &Validator) -> Result<Option<PathBuf>, String> {
+    let file = build(plan, &Utc::now().date());
+    let batch = crate::taskfile::parse_value(&file, validator).map_err(|r| {
+        format!(
+            "the generated file does not pass validation, which is a bug in orquesta gen: {}",
+            r.summary()
+        )
+    })?;
+    let mut text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
+    text.push('\n');
+    let written = match output {
+        Output::Stdout => {
+            super::table::print_text(&text);
+            eprintln!("{} (generator seed {})", summary(&batch.tasks), plan.seed);
+            return Ok(None);
+        }
+        Output::Path { path, replace } => place::write_new(path, text.as_bytes(), *replace)
+            .map(|()| path.clone())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "{} already exists; pass --force to replace it, or choose another --output",
+                    path.display()
+                ),
+                _ => format!("cannot write {}: {e}", path.display()),
+            })?,
+        Output::FreeName { dir, stem } => place::write_free_name(dir, stem, text.as_bytes())
+            .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?,
+    };
+    println!(
+        "wrote {}: {} (generator seed {})",
+        written.display(),
+        summary(&batch.tasks),
+        plan.seed
+    );
+    Ok(Some(written))
+}
+
+/// The plan from flags, every omitted one at its default.
+pub fn plan_from_flags(args: &GenArgs, validator: &Validator) -> Result<Plan, String> {
+    let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
+    let count = parse_count(&or(&args.count, DEFAULT_COUNT)).map_err(|e| format!("--count: {e}"))?;
+    let algorithms =
+        parse_algorithms(&or(&args.algorithm, DEFAULT_ALGORITHM)).map_err(|e| format!("--algorithm: {e}"))?;
+    let particles = parse_range(&or(&args.particles, DEFAULT_PARTICLES))
+        .and_then(|r| check_particles(validator, &algorithms, r).map(|()| r))
+        .map_err(|e| format!("--particles: {e}"))?;
+    let steps = parse_range(&or(&args.steps, DEFAULT_STEPS))
+        .and_then(|r| check_steps(validator, &algorithms, particles, r).map(|()| r))
+        .map_err(|e| format!("--steps: {e}"))?;
+    let priorities =
+        parse_priorities(&or(&args.priority, DEFAULT_PRIORITY)).map_err(|e| format!("--priority: {e}"))?;
+    let prefix = match &args.prefix {
+        Some(p) => parse_prefix(p).map_err(|e| format!("--prefix: {e}"))?,
+        None => batch_prefix(&Utc::now()),
+    };
+    Ok(Plan {
+        count,
+        algorithms,
+        particles,
+        steps,
+        priorities,
+        seed: args.seed.unwrap_or_else(random_seed),
+        description: or(&args.description, DEFAULT_DESCRIPTION),
+        prefix,
+    })
+}
+
+/// Where `--output` sends the file.
+pub fn output_from_flags(args: &GenArgs) -> Output {
+    match &args.output {
+        Some(p) if p.as_os_str() == "-" => Output::Stdout,
+        Some(p) => Output::Path {
+            path: p.clone(),
+            replace: args.force,
+        },
+        None => Output::FreeName {
+            dir: queue_dir(),
+            stem: default_stem(&Utc::now()),
+        },
+    }
+}
+
+/// `orquesta gen`.
+pub fn run(args: &GenArgs) -> ExitCode {
+    let validator = local_validator();
+    if !args.has_task_flags() && std::io::stdin().is_terminal() {
+        return super::interactive::run(args, &validator);
+    }
+    let plan = match plan_from_flags(args, &validator) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match write(&plan, &output_from_flags(args), &validator) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// True if `path` names a file inside the drop folder `dir`.
+pub fn is_in_dir(path: &Path, dir: &Path) -> bool {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (parent.canonicalize(), dir.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(seed: u64) -> Plan {
+        Plan {
+            count: 200,
+            algorithms: parse_algorithms("mix").unwrap(),
+            particles: parse_range("13..40").unwrap(),
+            steps: parse_range("0..5").unwrap(),
+            priorities: parse_priorities("mix").unwrap(),
+            seed,
+            description: "d".into(),
+            prefix: "t".into(),
+        }
+    }
+
+    #[test]
+    fn answers_are_parsed_or_explained() {
+        assert_eq!(parse_range("100..1000"), Ok(Range { min: 100, max: 1000 }));
+        assert_eq!(parse_range(" 50 "), Ok(Range { min: 50, max: 50 }));
+        assert_eq!(parse_range("1..=3"), Ok(Range { min: 1, max: 3 }));
+        assert_eq!(parse_range("9..2").unwrap_err(), "expected MIN ≤ MAX, found 9..2");
+        assert!(parse_range("lots").unwrap_err().contains("such as 100..1000"));
+        assert_eq!(
+            parse_count("0").unwrap_err(),
+            "expected a whole number of tasks from 1 to 1000000, found \"0\""
+        );
+        assert_eq!(
+            parse_algorithms("reference, python").unwrap(),
+            ["reference", "python"]
+        );
+        assert!(parse_algorithms("fortran")
+            .unwrap_err()
+            .contains("found \"fortran\""));
+        assert_eq!(
+            parse_priorities("low,high,low").unwrap(),
+            [Priority::Low, Priority::High]
+        );
+        assert!(parse_priorities("urgent").is_err());
+        assert!(parse_prefix("my batch").is_err());
+        assert_eq!(parse_prefix("task").unwrap(), "task");
+    }
+
+    #[test]
+    fn the_particle_minimum_is_the_simulations() {
+        let v = Validator::default();
+        assert_eq!(min_particles(&v), 13);
+        let e = check_particles(&v, &["python".into()], Range { min: 5, max: 100 }).unwrap_err();
+        assert!(
+            e.starts_with("5 particles: expected a whole number ≥ 13, found 5"),
+            "{e}"
+        );
+        let e = check_steps(
+            &v,
+            &["python".into()],
+            Range {
+                min: 13,
+                max: 1_000_000,
+            },
+            Range {
+                min: 0,
+                max: 1_000_000,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("the largest task (python, 1000000 particles, 1000000 steps) is too big"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_file_and_ranges_hold() {
+        let a = build(&plan(7), "2024-01-15");
+        assert_eq!(a, build(&plan(7), "2024-01-15"));
+        assert_ne!(a["tasks"], build(&plan(8), "2024-01-15")["tasks"]);
+        let tasks = a["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 200);
+        assert_eq!(a["metadata"]["total_tasks"], 200);
+        assert_eq!(tasks[0]["task_id"], "t_001");
+        for t in tasks {
+            let n = t["parameters"]["num_particles"].as_u64().unwrap();
+            assert!((13..=40).contains(&n));
+            assert!(t["parameters"]["num_steps"].as_u64().unwrap() <= 5);
+        }
+        for p in ["high", "medium", "low"] {
+            assert!(tasks.iter().any(|t| t["priority"] == p), "{p}");
+        }
+        let keys: Vec<&String> = tasks[0].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["task_id", "algorithm", "parameters", "priority", "description"]
+        );
+    }
+
+    #[test]
+    fn batch_prefixes_differ() {
+        let now = Utc::now();
+        assert_ne!(batch_prefix(&now), batch_prefix(&now));
+        assert!(parse_prefix(&batch_prefix(&now)).is_ok());
+    }
+}

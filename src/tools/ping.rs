@@ -1,0 +1,325 @@
+//! `orquesta ping`: what the seed's `test_communication.py` did. Reaches
+//! the orchestrator (`GET /health`), every worker it knows (addresses from
+//! `GET /workers`) and every worker of `config_workers.json` directly
+//! (`GET /health` and `GET /status`), and prints the round-trip times and
+//! what fails: name resolution, refused, timed out, wrong version, auth.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+use super::client::{self, Endpoint};
+use super::table::Table;
+use crate::probe::{Answer, ProbeError};
+
+#[derive(Args, Debug)]
+pub struct PingArgs {
+    /// The orchestrator [default: http://ORCHESTRATOR_HOST:ORCHESTRATOR_PORT,
+    /// else http://127.0.0.1:5000].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Workers file whose workers are checked directly [default:
+    /// WORKERS_CONFIG, else config_workers.json; skipped if that is missing].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Seconds each request may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    pub timeout: f64,
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub ok: bool,
+    pub rtt: Option<Duration>,
+    /// What was found (the state) or what went wrong.
+    pub note: String,
+}
+
+/// Judges one answer: reachable, not refused for auth, JSON, and the same
+/// version as this binary.
+pub fn judge(result: Result<Answer, ProbeError>, describe: impl Fn(&Value) -> String) -> Check {
+    let answer = match result {
+        Ok(a) => a,
+        Err(e) => {
+            let note = match e {
+                ProbeError::Resolve(addr) => format!("name resolution failed: cannot resolve {addr}"),
+                ProbeError::Refused(addr) => format!("connection refused: nothing listens on {addr}"),
+                ProbeError::Timeout(d) => {
+                    format!("timed out after {}", super::table::duration(d.as_secs_f64()))
+                }
+                ProbeError::Other(m) => m,
+            };
+            return Check {
+                ok: false,
+                rtt: None,
+                note,
+            };
+        }
+    };
+    let rtt = Some(answer.elapsed);
+    let fail = |note: String| Check { ok: false, rtt, note };
+    if answer.status == 401 || answer.status == 403 {
+        return fail(format!(
+            "authentication refused (HTTP {}): the server wants credentials orquesta does not send; \
+             is something else listening there?",
+            answer.status
+        ));
+    }
+    let Ok(body) = serde_json::from_str::<Value>(&answer.body) else {
+        return fail(format!(
+            "HTTP {} with a body that is not JSON: not an orquesta server?",
+            answer.status
+        ));
+    };
+    if !(200..300).contains(&answer.status) {
+        let why = body["error"]
+            .as_str()
+            .or_else(|| body["status"].as_str())
+            .unwrap_or("no reason given");
+        return fail(format!("HTTP {}: {why}", answer.status));
+    }
+    let expected = env!("CARGO_PKG_VERSION");
+    match body["version"].as_str() {
+        Some(v) if v == expected => Check {
+            ok: true,
+            rtt,
+            note: describe(&body),
+        },
+        Some(v) => fail(format!("wrong version: {v}, expected {expected}")),
+        None => fail(format!("wrong version: none reported, expected {expected}")),
+    }
+}
+
+/// A worker to check and who knows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    id: String,
+    addr: String,
+    known_to: &'static str,
+}
+
+fn worker_health(body: &Value) -> String {
+    body["status"].as_str().unwrap_or("answered").to_string()
+}
+
+fn worker_status(body: &Value) -> String {
+    let algorithms: Vec<&str> = body["algorithms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "{}, {} running of {}, {}",
+        body["state"].as_str().unwrap_or("?"),
+        body["running"].as_u64().unwrap_or(0),
+        body["capacity"].as_u64().unwrap_or(0),
+        algorithms.join(" ")
+    )
+}
+
+/// `orquesta ping`.
+pub fn run(args: &PingArgs) -> ExitCode {
+    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: --url: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 3600.0) {
+        eprintln!(
+            "error: --timeout: expected a number of seconds from 0 to 3600, found {}",
+            args.timeout
+        );
+        return ExitCode::from(2);
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut table = Table::new(&["target", "address", "check", "result", "time", "note"]).right(&[4]);
+    let mut checks: Vec<bool> = Vec::new();
+    let mut add = |table: &mut Table, target: &str, addr: &str, path: &str, c: Check| {
+        checks.push(c.ok);
+        table.row(vec![
+            target.to_string(),
+            addr.to_string(),
+            path.to_string(),
+            if c.ok { "ok".into() } else { "FAILED".into() },
+            c.rtt
+                .map_or_else(|| "-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)),
+            c.note,
+        ]);
+    };
+
+    let health = client::request(&endpoint, "GET", "/health", None, timeout);
+    let orchestrator_up = health.is_ok();
+    let check = judge(health, |b| {
+        format!(
+            "{}, {} of {} workers up",
+            b["status"].as_str().unwrap_or("?"),
+            b["workers_up"].as_u64().unwrap_or(0),
+            b["workers_total"].as_u64().unwrap_or(0)
+        )
+    });
+    add(&mut table, "orchestrator", &endpoint.addr, "/health", check);
+
+    let mut targets: Vec<Target> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if orchestrator_up {
+        match client::get_json(&endpoint, "/workers", timeout) {
+            Ok(v) => {
+                for w in v["workers"].as_array().into_iter().flatten() {
+                    targets.push(Target {
+                        id: w["id"].as_str().unwrap_or("?").to_string(),
+                        addr: w["address"].as_str().unwrap_or("?").to_string(),
+                        known_to: "orchestrator",
+                    });
+                }
+            }
+            Err(e) => notes.push(format!("GET /workers failed: {e}")),
+        }
+    }
+    let explicit = args.config.is_some();
+    let config = args.config.clone().unwrap_or_else(|| {
+        std::env::var("WORKERS_CONFIG")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .map_or_else(|| PathBuf::from("config_workers.json"), PathBuf::from)
+    });
+    let mut config_failed = false;
+    match std::fs::read(&config) {
+        Ok(bytes) => match crate::config::parse_workers(&bytes) {
+            Ok(entries) => {
+                for e in entries {
+                    let addr = e.address();
+                    match targets.iter_mut().find(|t| t.id == e.id && t.addr == addr) {
+                        Some(t) => t.known_to = "both",
+                        None => targets.push(Target {
+                            id: e.id.clone(),
+                            addr,
+                            known_to: "config",
+                        }),
+                    }
+                }
+            }
+            Err(problems) => {
+                config_failed = true;
+                notes.push(format!(
+                    "{} is invalid: {}",
+                    config.display(),
+                    problems.join("; ")
+                ));
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => notes.push(format!(
+            "{} not found: only the orchestrator's workers were checked",
+            config.display()
+        )),
+        Err(e) => {
+            config_failed = true;
+            notes.push(format!("cannot read {}: {e}", config.display()));
+        }
+    }
+
+    for t in &targets {
+        let label = format!("{} ({})", t.id, t.known_to);
+        let ep = Endpoint::parse(&t.addr).unwrap_or(Endpoint { addr: t.addr.clone() });
+        let health = client::request(&ep, "GET", "/health", None, timeout);
+        let check = judge(health, worker_health);
+        let healthy = check.ok;
+        add(&mut table, &label, &t.addr, "/health", check);
+        // /status only tells more about a worker that answered /health well
+        if healthy {
+            let status = client::request(&ep, "GET", "/status", None, timeout);
+            add(
+                &mut table,
+                &label,
+                &t.addr,
+                "/status",
+                judge(status, worker_status),
+            );
+        }
+    }
+
+    println!("orquesta ping (version {}):\n", env!("CARGO_PKG_VERSION"));
+    println!("{}", table.render(""));
+    for n in &notes {
+        println!("note: {n}");
+    }
+    let failed = checks.iter().filter(|ok| !**ok).count();
+    println!(
+        "\n{} of {} checks ok{}",
+        checks.len() - failed,
+        checks.len(),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    if failed == 0 && !config_failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Result<Answer, ProbeError> {
+        Ok(Answer {
+            status,
+            body: body.into(),
+            elapsed: Duration::from_millis(2),
+        })
+    }
+
+    #[test]
+    fn every_kind_of_failure_is_named() {
+        let v = env!("CARGO_PKG_VERSION");
+        let ok = judge(
+            answer(200, &format!(r#"{{"status": "healthy", "version": "{v}"}}"#)),
+            worker_health,
+        );
+        assert_eq!((ok.ok, ok.note.as_str()), (true, "healthy"));
+        let cases = [
+            (
+                answer(200, r#"{"version": "0.0.1"}"#),
+                format!("wrong version: 0.0.1, expected {v}"),
+            ),
+            (
+                answer(200, r#"{"status": "ok"}"#),
+                format!("wrong version: none reported, expected {v}"),
+            ),
+            (answer(401, ""), "authentication refused (HTTP 401)".to_string()),
+            (answer(403, "{}"), "authentication refused (HTTP 403)".to_string()),
+            (
+                answer(503, r#"{"status": "draining"}"#),
+                "HTTP 503: draining".to_string(),
+            ),
+            (
+                answer(200, "<html>"),
+                "HTTP 200 with a body that is not JSON".to_string(),
+            ),
+            (
+                Err(ProbeError::Resolve("x.invalid:1".into())),
+                "name resolution failed".to_string(),
+            ),
+            (
+                Err(ProbeError::Refused("127.0.0.1:9".into())),
+                "connection refused: nothing listens on 127.0.0.1:9".to_string(),
+            ),
+            (
+                Err(ProbeError::Timeout(Duration::from_secs(3))),
+                "timed out after 3.00 s".to_string(),
+            ),
+        ];
+        for (result, expected) in cases {
+            let c = judge(result, worker_health);
+            assert!(!c.ok && c.note.starts_with(&expected), "{expected:?} vs {c:?}");
+        }
+    }
+}

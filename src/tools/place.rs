@@ -1,0 +1,144 @@
+//! Putting a finished file in place for `gen` and `submit`: written to a
+//! temporary `.NAME.PID.tmp` beside it (a name the FileWatcher ignores),
+//! flushed, then linked or renamed into place in one step, so that the
+//! orchestrator never sees half a file. Ctrl-C is held off while the
+//! temporary exists, so an interrupt leaves either the whole file or
+//! nothing.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Signals held off while a temporary file exists.
+const HELD_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Blocks [`HELD_SIGNALS`] for this thread until dropped; one that arrives
+/// meanwhile is delivered then.
+struct SignalsHeld {
+    previous: libc::sigset_t,
+}
+
+impl SignalsHeld {
+    fn new() -> Self {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it,
+        // and pthread_sigmask only changes this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in HELD_SIGNALS {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
+            Self { previous }
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The temporary name used while writing `path`.
+fn temporary(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path`. With `replace` an existing file is replaced
+/// (temp + rename); without it an existing file is an `AlreadyExists`
+/// error and is left untouched (temp + hard link, which never replaces).
+pub fn write_new(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let _held = SignalsHeld::new();
+    if replace {
+        return crate::files::write_atomic(path, bytes);
+    }
+    if path.exists() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the file exists"));
+    }
+    let tmp = temporary(path);
+    let written = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let placed = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // a file system without hard links: check, then rename
+        Err(_) if path.exists() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "the file exists")),
+        Err(_) => fs::rename(&tmp, path),
+    };
+    let _ = fs::remove_file(&tmp);
+    placed
+}
+
+/// Writes `bytes` under the first free name of `dir/STEM.json`,
+/// `dir/STEM_2.json`, … and returns it.
+pub fn write_free_name(dir: &Path, stem: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    for n in 1..=1000u32 {
+        let name = if n == 1 {
+            format!("{stem}.json")
+        } else {
+            format!("{stem}_{n}.json")
+        };
+        let path = dir.join(name);
+        match write_new(&path, bytes, false) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{stem}.json to {stem}_1000.json all exist in {}", dir.display()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn never_replaces_unless_asked_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue/a.json");
+        write_new(&path, b"one", false).unwrap();
+        let e = write_new(&path, b"two", false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        write_new(&path, b"three", true).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"three");
+        assert_eq!(names(&dir.path().join("queue")), ["a.json"]);
+    }
+
+    #[test]
+    fn free_names_count_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_free_name(dir.path(), "tasks_x", b"1").unwrap();
+        let b = write_free_name(dir.path(), "tasks_x", b"2").unwrap();
+        assert!(a.ends_with("tasks_x.json") && b.ends_with("tasks_x_2.json"));
+        assert_eq!(names(dir.path()), ["tasks_x.json", "tasks_x_2.json"]);
+    }
+}

@@ -1,0 +1,149 @@
+//! Aligned plain-text tables, load bars and number formats for the tools'
+//! terminal output, and printing that a closed pipe does not turn into a
+//! panic (`orquesta schema | head`).
+
+use std::io::Write;
+
+/// Writes `text` to standard output; a reader that went away (broken
+/// pipe) ends the output quietly.
+pub fn print_text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// A table: a header row and data rows, columns padded to the widest cell.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    right_aligned: Vec<bool>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            right_aligned: vec![false; header.len()],
+        }
+    }
+
+    /// Aligns these columns (numbers) to the right.
+    pub fn right(mut self, columns: &[usize]) -> Self {
+        for &c in columns {
+            if let Some(r) = self.right_aligned.get_mut(c) {
+                *r = true;
+            }
+        }
+        self
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The table as lines joined by `\n`, each line indented by `indent`
+    /// and without trailing spaces.
+    pub fn render(&self, indent: &str) -> String {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (c, cell) in row.iter().enumerate().take(columns) {
+                widths[c] = widths[c].max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut out = String::from(indent);
+            for (c, width) in widths.iter().enumerate() {
+                let cell = cells.get(c).map(String::as_str).unwrap_or("");
+                let pad = width - cell.chars().count().min(*width);
+                if c > 0 {
+                    out.push_str("  ");
+                }
+                if self.right_aligned[c] {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(cell);
+                } else {
+                    out.push_str(cell);
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+            out.trim_end().to_string()
+        };
+        let mut lines = vec![line(&self.header)];
+        lines.extend(self.rows.iter().map(|r| line(r)));
+        lines.join("\n")
+    }
+}
+
+/// A bar of `width` cells filled to `fraction` (clamped to 0..=1), e.g.
+/// `█████░░░░░`.
+pub fn bar(fraction: f64, width: usize) -> String {
+    let f = if fraction.is_finite() {
+        fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let filled = (f * width as f64).round() as usize;
+    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// A whole number with thousands separators: `4,100,000`.
+pub fn thousands(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Seconds for people: `850 ms`, `2.41 s`, `3 min 05 s`.
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        "-".into()
+    } else if seconds < 1.0 {
+        format!("{:.0} ms", seconds * 1000.0)
+    } else if seconds < 60.0 {
+        format!("{seconds:.2} s")
+    } else {
+        let whole = seconds.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_and_numbers_align_right() {
+        let mut t = Table::new(&["name", "count"]).right(&[1]);
+        t.row(vec!["worker1".into(), "7".into()]);
+        t.row(vec!["w2".into(), "1234".into()]);
+        assert_eq!(
+            t.render("  "),
+            "  name     count\n  worker1      7\n  w2        1234"
+        );
+    }
+
+    #[test]
+    fn bars_numbers_and_durations() {
+        assert_eq!(bar(0.5, 4), "██░░");
+        assert_eq!(bar(2.0, 3), "███");
+        assert_eq!(bar(f64::NAN, 2), "░░");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(4_100_000), "4,100,000");
+        assert_eq!(duration(0.25), "250 ms");
+        assert_eq!(duration(2.414), "2.41 s");
+        assert_eq!(duration(185.0), "3 min 05 s");
+    }
+}
