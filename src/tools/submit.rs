@@ -282,7 +282,7 @@ pub fn run(args: &SubmitArgs) -> ExitCode {
     };
     // where the batch will appear in GET /tasks; also proves the
     // orchestrator is there before anything is submitted
-    let window_start = if args.wait {
+    let mut window_start = if args.wait {
         match known_tasks(&endpoint) {
             Ok(n) => n,
             Err(e) => {
@@ -312,6 +312,8 @@ pub fn run(args: &SubmitArgs) -> ExitCode {
                 dest.file_name().map(|n| n.to_string_lossy().into_owned())
             }
             Ok((dest, false)) => {
+                // the orchestrator may have queued it before `window_start` was read
+                window_start = 0;
                 println!("{} is already in the drop folder: {what}", dest.display());
                 dest.file_name().map(|n| n.to_string_lossy().into_owned())
             }
