@@ -450,23 +450,43 @@ impl Validator {
             return None;
         };
         let before = errors.len();
-        let mut whole = |field: &str, what: &str| -> u64 {
+        // the least N whose box holds twice the cut-off, at the density and
+        // cut-off given (or their defaults), so that messages can say it
+        let given = |f: &str, default: f64| {
+            obj.get(f)
+                .and_then(Value::as_f64)
+                .filter(|v| *v > 0.0)
+                .unwrap_or(default)
+        };
+        let (rho, rc) = (given("density", 0.5), given("cutoff", 2.5));
+        let least_n = ((rho * 4.0 * rc * rc).ceil() as u64).max(2);
+        let mut whole = |field: &str, what: &str, least: u64| -> u64 {
             match obj.get(field) {
                 None => {
                     errors.push(FieldError::new(at(field), format!("required: {what}")));
                     0
                 }
                 Some(v) => whole_number(v).unwrap_or_else(|e| {
+                    let e = if least > 0 {
+                        e.replace("a whole number ≥ 0", &format!("a whole number ≥ {least}"))
+                    } else {
+                        e
+                    };
                     errors.push(FieldError::new(at(field), e));
                     0
                 }),
             }
         };
-        let num_particles = whole("num_particles", "the number of particles, a whole number ≥ 2");
-        let num_steps = whole("num_steps", "the number of time steps, a whole number ≥ 0");
+        let num_particles = whole(
+            "num_particles",
+            &format!("the number of particles, a whole number ≥ {least_n}"),
+            least_n,
+        );
+        let num_steps = whole("num_steps", "the number of time steps, a whole number ≥ 0", 0);
         let seed = whole(
             "seed",
             "the random seed, a whole number from 0 to 18446744073709551615",
+            0,
         );
         let mut real = |field: &str| -> Option<f64> {
             match obj.get(field) {
@@ -678,7 +698,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "tasks[0].parameters.num_particles: expected a whole number ≥ 0, found -4",
+                "tasks[0].parameters.num_particles: expected a whole number ≥ 13, found -4",
                 "tasks[0].parameters.num_steps: expected a whole number, found \"10\" (a string)",
                 "tasks[0].parameters.seed: expected a whole number, found 1.5",
                 "tasks[0].parameters.dt: expected a number, found \"small\" (a string)",

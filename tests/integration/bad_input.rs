@@ -128,7 +128,7 @@ fn bad_files_are_rejected_with_a_report_and_nothing_runs() {
         (
             "negative_particles",
             with_param("ng", "num_particles", json!(-4)).into_bytes(),
-            "num_particles: expected a whole number ≥ 0, found -4",
+            "num_particles: expected a whole number ≥ 13, found -4",
         ),
         (
             "too_few_particles",
@@ -351,7 +351,7 @@ fn bad_requests_get_json_errors_and_change_nothing() {
     ];
     assert!(cases.len() >= 15);
     for (method, path, body, code, phrase) in &cases {
-        let body = (!body.is_empty()).then(|| body.as_bytes());
+        let body = (!body.is_empty()).then_some(body.as_bytes());
         let r = http_raw(&o.addr, &request_bytes(method, &o.addr, path, body));
         assert_eq!(r.status, *code, "{method} {path}: {}", r.text());
         let v = r.json();

@@ -267,7 +267,7 @@ fn validate_prints_every_problem_or_a_summary() {
          \x20 tasks[1].task_id: duplicate id \"a\", also used by tasks[0]: every task_id must be unique\n\
          \x20 tasks[1].algorithm: expected one of reference, optimized, python, cython, found \"fortran\"\n\
          \x20 tasks[2].priority: expected \"high\", \"medium\" or \"low\", found \"urgent\"\n\
-         \x20 tasks[2].parameters.num_particles: expected a whole number ≥ 0, found -4\n\
+         \x20 tasks[2].parameters.num_particles: expected a whole number ≥ 13, found -4\n\
          \x20 tasks[3].parameters.num_particles: expected a whole number ≥ 13, found 5: at density 0.5 the box \
          side would be 3.1623, smaller than 2 × cutoff = 5; use more particles, a lower density or a smaller cutoff\n\
          cut.json: 1 problem found\n\
