@@ -86,18 +86,17 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-/// `orquesta orchestrator`.
-pub fn orchestrator(args: &OrchestratorArgs) -> ExitCode {
-    let settings = match settings(args) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let workers = match required_workers(&settings) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+/// Settings and workers for a command that serves, logging started; or
+/// the exit code after the message saying what to fix.
+fn load_for_serving(args: &OrchestratorArgs) -> Result<(Settings, Vec<WorkerEntry>), ExitCode> {
+    let settings = settings(args)?;
+    let workers = required_workers(&settings)?;
     init_logging(&settings);
-    match crate::orchestrator::serve(settings, workers) {
+    Ok((settings, workers))
+}
+
+fn served(outcome: Result<(), crate::orchestrator::OrchestratorError>) -> ExitCode {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -106,17 +105,20 @@ pub fn orchestrator(args: &OrchestratorArgs) -> ExitCode {
     }
 }
 
+/// `orquesta orchestrator`.
+pub fn orchestrator(args: &OrchestratorArgs) -> ExitCode {
+    match load_for_serving(args) {
+        Ok((settings, workers)) => served(crate::orchestrator::serve(settings, workers)),
+        Err(code) => code,
+    }
+}
+
 /// `orquesta up`: local workers as child processes, then the orchestrator.
 pub fn up(args: &OrchestratorArgs) -> ExitCode {
-    let settings = match settings(args) {
-        Ok(s) => s,
+    let (settings, workers) = match load_for_serving(args) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let workers = match required_workers(&settings) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    init_logging(&settings);
     let local: Vec<WorkerEntry> = workers.iter().filter(|w| w.is_local()).cloned().collect();
     for w in workers.iter().filter(|w| !w.is_local()) {
         tracing::info!(worker = %w.id, address = %w.address(), "remote worker: start it on its own machine");
@@ -130,13 +132,7 @@ pub fn up(args: &OrchestratorArgs) -> ExitCode {
     };
     let outcome = crate::orchestrator::serve(settings, workers);
     children.stop(Duration::from_secs(40));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    served(outcome)
 }
 
 /// `orquesta run FILE`.

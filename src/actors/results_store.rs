@@ -124,7 +124,13 @@ impl ResultsStore {
             })
             .await;
             match written {
-                Ok(Ok(())) => Ok((count, file_key)),
+                Ok(Ok(())) => {
+                    // committed before anyone waiting on FlushNow hears back
+                    if let Err(e) = store.apply(vec![Op::MarkWritten { file: file_key.clone() }]).await {
+                        tracing::error!(error = %e, "cannot mark a results file written; a restart checks the file");
+                    }
+                    Ok(count)
+                }
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err((e.to_string(), Vec::new())),
             }
@@ -133,8 +139,7 @@ impl ResultsStore {
         .map(move |res, act, ctx| {
             act.flushing = false;
             match res {
-                Ok((count, file_key)) => {
-                    act.store.submit(vec![Op::MarkWritten { file: file_key }]);
+                Ok(count) => {
                     act.files_written += 1;
                     tracing::info!(file = %name, results = count, "results written");
                 }

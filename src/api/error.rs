@@ -115,3 +115,19 @@ pub async fn wrong_method(req: actix_web::HttpRequest) -> HttpResponse {
     )
     .error_response()
 }
+
+/// A resource whose other methods answer a JSON 405.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(wrong_method))
+}
+
+/// The actor behind a handler has stopped: the process is shutting down.
+pub fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shutting down: {e}"))
+}
+
+/// A task id taken from the path, checked.
+pub fn path_task_id(raw: &str) -> Result<crate::task::TaskId, ApiError> {
+    crate::task::TaskId::parse(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
+}

@@ -12,14 +12,14 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::error::{read_json, unknown_route, wrong_method, ApiError};
+use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError};
 use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerInfo, Workers};
 use crate::actors::task_queue::{
     CancelTask, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
 use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
 use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
-use crate::task::{Priority, TaskId, Validator};
+use crate::task::{Priority, Validator};
 use crate::taskfile;
 
 /// What the handlers share.
@@ -55,17 +55,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(unknown_route));
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(wrong_method))
-}
-
-fn mailbox(e: actix::MailboxError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("orchestrator is stopping: {e}"),
-    )
-}
-
 fn db(e: StoreError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -80,10 +69,6 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("busy: {e}")))?
         .map_err(db)
-}
-
-fn path_task_id(raw: &str) -> Result<TaskId, ApiError> {
-    TaskId::parse(raw).map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
 }
 
 /// `GET /`: what is here.

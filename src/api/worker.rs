@@ -10,11 +10,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::{read_json, unknown_route, wrong_method, ApiError};
+use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError};
 use crate::actors::executor::{
     AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
 };
-use crate::task::{TaskId, Validator};
+use crate::task::Validator;
 
 /// Largest `/execute` body: a task is a few hundred bytes.
 pub const EXECUTE_BODY_LIMIT: usize = 1 << 20;
@@ -42,21 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(ack_one)),
         )
         .default_service(web::to(unknown_route));
-}
-
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(wrong_method))
-}
-
-fn mailbox(e: actix::MailboxError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("worker is stopping: {e}"),
-    )
-}
-
-fn path_task_id(raw: &str) -> Result<TaskId, ApiError> {
-    TaskId::parse(raw).map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
 }
 
 /// `POST /execute`: runs one task and answers with its result when it ends.
