@@ -55,6 +55,9 @@ const PARTICLES_PER_STRIP: usize = 1024;
 const MAX_PARTICLES: usize = (u32::MAX as usize) / 32;
 /// Slots between two strips' sentinels: 128 bytes.
 const SENTINEL_SPACING: usize = 8;
+/// Arrays moved by the sort, one Permute unit each: positions,
+/// velocities, forces, original indices.
+const PERMUTED_ARRAYS: usize = 4;
 /// Below this many particles a second thread costs more than it saves.
 const MIN_PARTICLES_FOR_THREADS: usize = 4096;
 
@@ -114,6 +117,8 @@ enum Phase {
     ForcesOdd = 3,
     Kick = 4,
     Kinetic = 5,
+    /// The counting sort's moves, one array per unit.
+    Permute = 6,
 }
 
 impl Phase {
@@ -124,7 +129,8 @@ impl Phase {
             2 => Phase::ForcesEven,
             3 => Phase::ForcesOdd,
             4 => Phase::Kick,
-            _ => Phase::Kinetic,
+            5 => Phase::Kinetic,
+            _ => Phase::Permute,
         }
     }
 }
@@ -186,6 +192,9 @@ struct Particles {
     // scratch for the counting sort
     scratch_cell: Vec<u32>,
     scratch_vec: Vec<[f64; 2]>,
+    scratch_vel: Vec<[f64; 2]>,
+    scratch_force: Vec<[f64; 2]>,
+    scratch_orig: Vec<u32>,
     scratch_idx: Vec<u32>,
     scratch_next: Vec<u32>,
 }
@@ -258,7 +267,8 @@ struct Raw {
 // Kick touch only the strip's own particle range; ForcesEven/ForcesOdd
 // write forces in the strip's range plus the first cell row of the next
 // strip, and strips of one parity never share those (module docs). The
-// counting sort runs on the driver while no phase is open.
+// counting sort is planned and finished on the driver while no phase is
+// open; its Permute phase gives each array (and its scratch) to one unit.
 unsafe impl Sync for Sim<'_> {}
 
 impl<'c> Sim<'c> {
@@ -291,6 +301,9 @@ impl<'c> Sim<'c> {
             cell_start: vec![0; ncells + 1],
             scratch_cell: vec![0; n],
             scratch_vec: vec![[0.0; 2]; slots],
+            scratch_vel: vec![[0.0; 2]; slots],
+            scratch_force: vec![[0.0; 2]; slots],
+            scratch_orig: vec![0; n],
             scratch_idx: vec![0; n],
             scratch_next: vec![0; ncells],
         };
@@ -347,10 +360,12 @@ impl<'c> Sim<'c> {
         d
     }
 
-    /// Wraps positions back into the box, sorts particles by cell (counting
-    /// sort, stable) and records where each strip's particles now lie.
-    /// Driver only, with no phase open.
-    fn sort_by_cell(&self) {
+    /// Wraps positions back into the box and plans the counting sort by
+    /// cell (stable): where each particle goes. The moves themselves are
+    /// the Permute phase, then [`Self::sort_finish`]. Returns false when
+    /// there is nothing to sort (a box too small for cells). Driver only,
+    /// with no phase open.
+    fn sort_by_cell(&self) -> bool {
         // SAFETY: no phase is open, so the driver is the only user.
         let p = unsafe { &mut *self.particles.get() };
         let l = self.box_len;
@@ -368,7 +383,7 @@ impl<'c> Sim<'c> {
                 crosses: true,
             });
             p.built_at.copy_from_slice(&p.pos);
-            return;
+            return false;
         }
         let ncells = self.grid.cells * self.grid.cells;
         p.cell_start.iter_mut().for_each(|c| *c = 0);
@@ -388,22 +403,69 @@ impl<'c> Sim<'c> {
             p.scratch_idx[i] = p.scratch_next[c];
             p.scratch_next[c] += 1;
         }
-        for field in [&mut p.pos, &mut p.vel, &mut p.force] {
-            for (&to, &value) in p.scratch_idx.iter().zip(field.iter()) {
-                p.scratch_vec[to as usize] = value;
+        true
+    }
+
+    /// Moves one array to its sorted order (a unit of [`Phase::Permute`]):
+    /// positions, velocities, forces or original indices. Pure data
+    /// movement, so who does it never changes a bit.
+    ///
+    /// # Safety
+    /// Only inside the Permute phase, each unit on one thread: units touch
+    /// disjoint fields, reached through raw field pointers so that no
+    /// thread holds a reference to the whole `Particles`.
+    unsafe fn permute(&self, unit: usize) {
+        let p = self.particles.get();
+        let to = &*std::ptr::addr_of!((*p).scratch_idx);
+        let n = self.n;
+        let move_vec = |field: *mut Vec<[f64; 2]>, scratch: *mut Vec<[f64; 2]>, pad: [f64; 2]| {
+            let (field, scratch) = (&mut *field, &mut *scratch);
+            for (&t, &value) in to.iter().zip(field.iter()) {
+                scratch[t as usize] = value;
             }
-            std::mem::swap(field, &mut p.scratch_vec);
+            std::mem::swap(field, scratch);
+            // the slots past the particles came along from the scratch buffer
+            field[n..].fill(pad);
+        };
+        match unit {
+            0 => {
+                move_vec(
+                    std::ptr::addr_of_mut!((*p).pos),
+                    std::ptr::addr_of_mut!((*p).scratch_vec),
+                    Particles::SENTINEL,
+                );
+                let built_at = &mut *std::ptr::addr_of_mut!((*p).built_at);
+                built_at.copy_from_slice(&*std::ptr::addr_of!((*p).pos));
+            }
+            1 => move_vec(
+                std::ptr::addr_of_mut!((*p).vel),
+                std::ptr::addr_of_mut!((*p).scratch_vel),
+                [0.0; 2],
+            ),
+            2 => move_vec(
+                std::ptr::addr_of_mut!((*p).force),
+                std::ptr::addr_of_mut!((*p).scratch_force),
+                [0.0; 2],
+            ),
+            _ => {
+                let orig = &mut *std::ptr::addr_of_mut!((*p).orig);
+                let sorted = &mut *std::ptr::addr_of_mut!((*p).scratch_orig);
+                for (i, &t) in to.iter().enumerate() {
+                    sorted[t as usize] = orig[i];
+                }
+                std::mem::swap(orig, sorted);
+            }
         }
-        // the slots past the particles came along from the scratch buffer
-        p.pos[self.n..].fill(Particles::SENTINEL);
-        p.vel[self.n..].fill([0.0; 2]);
-        p.force[self.n..].fill([0.0; 2]);
-        let mut orig = std::mem::take(&mut p.scratch_cell);
-        for i in 0..self.n {
-            orig[p.scratch_idx[i] as usize] = p.orig[i];
+    }
+
+    /// After the moves: fresh pointers and each strip's particle ranges.
+    /// Driver only, with no phase open.
+    fn sort_finish(&self) {
+        // SAFETY: no phase is open, so the driver is the only user.
+        let p = unsafe { &mut *self.particles.get() };
+        if self.grid.cells == 0 {
+            return;
         }
-        p.scratch_cell = std::mem::replace(&mut p.orig, orig);
-        p.built_at.copy_from_slice(&p.pos);
         // SAFETY: as above.
         unsafe { *self.raw.get() = Raw::of(p) };
         let cells = self.grid.cells;
@@ -446,6 +508,7 @@ impl<'c> Sim<'c> {
             Phase::ForcesOdd => self.forces(2 * unit + 1),
             Phase::Kick => self.kick(unit, 0.5 * self.dt),
             Phase::Kinetic => self.kinetic(unit),
+            Phase::Permute => self.permute(unit),
         }
     }
 
@@ -455,6 +518,7 @@ impl<'c> Sim<'c> {
         match phase {
             Phase::ForcesEven => strips.div_ceil(2),
             Phase::ForcesOdd => strips / 2,
+            Phase::Permute => PERMUTED_ARRAYS,
             _ => strips,
         }
     }
@@ -1109,7 +1173,10 @@ impl Driver<'_> {
     }
 
     fn rebuild(&self) {
-        self.sim.sort_by_cell();
+        if self.sim.sort_by_cell() {
+            self.phase(Phase::Permute);
+            self.sim.sort_finish();
+        }
         self.phase(Phase::BuildLists);
     }
 
