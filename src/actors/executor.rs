@@ -333,6 +333,15 @@ impl Executor {
         })
     }
 
+    /// What `worker_<id>_state.json` holds.
+    fn snapshot(&self) -> Value {
+        json!({
+            "status": self.status(),
+            "current": self.current(),
+            "updated_at": crate::time::now_iso(),
+        })
+    }
+
     /// Writes `worker_<id>_state.json` off the actor's thread.
     fn write_state(&mut self, _ctx: &mut Context<Self>) {
         if !self.state_dirty {
@@ -342,11 +351,7 @@ impl Executor {
         let Some(path) = self.settings.state_file.clone() else {
             return;
         };
-        let snapshot = json!({
-            "status": self.status(),
-            "current": self.current(),
-            "updated_at": crate::time::now_iso(),
-        });
+        let snapshot = self.snapshot();
         actix_rt::task::spawn_blocking(move || {
             let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
             if let Err(e) = crate::files::write_atomic(&path, &text) {
@@ -530,12 +535,7 @@ impl Handler<Flush> for Executor {
     fn handle(&mut self, _: Flush, _: &mut Self::Context) {
         self.held.flush();
         if let Some(path) = &self.settings.state_file {
-            let snapshot = json!({
-                "status": self.status(),
-                "current": self.current(),
-                "updated_at": crate::time::now_iso(),
-            });
-            let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+            let text = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
             let _ = crate::files::write_atomic(path, &text);
         }
     }
