@@ -194,6 +194,10 @@ pub struct WorkerArgs {
     /// HTTP threads.
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
+    /// Threads each simulation may use [default: cores / capacity, so that a
+    /// full worker never oversubscribes its machine].
+    #[arg(long, env = "WORKER_THREADS_PER_TASK")]
+    pub threads_per_task: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -320,6 +324,7 @@ fn run_worker(args: WorkerArgs) -> ExitCode {
         result_retention,
         max_held_results: 100_000,
         http_workers: args.http_workers,
+        threads_per_task: args.threads_per_task,
     };
     match crate::worker::run(config) {
         Ok(()) => ExitCode::SUCCESS,

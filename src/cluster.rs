@@ -24,7 +24,15 @@ pub enum ClusterError {
     Start { id: String, reason: String },
 }
 
-fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path) -> std::io::Result<Command> {
+/// Threads per task for workers that share this machine: its cores over
+/// the task slots of all of them, so that they never oversubscribe it
+/// together.
+fn shared_threads(entries: &[WorkerEntry]) -> usize {
+    let slots: usize = entries.iter().map(|e| e.capacity).sum();
+    (crate::process::available_threads() / slots.max(1)).max(1)
+}
+
+fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> std::io::Result<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
     let host = if entry.host == "localhost" {
         "127.0.0.1".to_string()
@@ -45,6 +53,8 @@ fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path) -> std::io::Result<C
         &entry.algorithms.join(","),
         "--logs-dir",
         &logs_dir.to_string_lossy(),
+        "--threads-per-task",
+        &threads.to_string(),
     ])
     .env_remove("WORKER_ID")
     .env_remove("WORKER_PORT")
@@ -127,9 +137,10 @@ impl LocalWorkers {
             children: Arc::clone(&children),
             stopping: Arc::clone(&stopping),
         };
+        let threads = shared_threads(entries);
         for entry in entries {
             let port = if free_ports { 0 } else { entry.port };
-            let cmd = command(entry, port, logs_dir).map_err(|e| ClusterError::Start {
+            let cmd = command(entry, port, logs_dir, threads).map_err(|e| ClusterError::Start {
                 id: entry.id.clone(),
                 reason: e.to_string(),
             })?;
@@ -166,7 +177,7 @@ impl LocalWorkers {
                     }
                     restarts[i].push(Instant::now());
                     eprintln!("{id} | exited ({status}); restarting");
-                    let started = command(&supervised[i], supervised[i].port, &logs_dir)
+                    let started = command(&supervised[i], supervised[i].port, &logs_dir, threads)
                         .map_err(|e| e.to_string())
                         .and_then(|cmd| launch(id, cmd).map_err(|e| e.to_string()));
                     match started {

@@ -40,6 +40,9 @@ pub struct WorkerConfig {
     pub max_held_results: usize,
     /// HTTP threads.
     pub http_workers: usize,
+    /// Threads each simulation may use (None: cores / capacity). `orquesta
+    /// up` sets it when several workers share one machine.
+    pub threads_per_task: Option<usize>,
 }
 
 /// Why a worker could not start.
@@ -111,7 +114,10 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         test_kernels: config.test_kernels,
         algorithms: algorithms.clone(),
     });
-    let threads_per_task = (crate::process::available_threads() / config.capacity).max(1);
+    let threads_per_task = config
+        .threads_per_task
+        .unwrap_or(crate::process::available_threads() / config.capacity)
+        .max(1);
     let held_path = config.logs_dir.join(format!("worker_{worker_id}_results.jsonl"));
     let held = HeldResults::open(&held_path, config.max_held_results, config.result_retention).unwrap_or_else(|e| {
         tracing::warn!(path = %held_path.display(), error = %e, "cannot keep results on disk; holding them in memory");

@@ -36,6 +36,10 @@ fn up_runs_a_local_cluster_that_processes_the_example_and_stops_cleanly() {
     wait_until(Duration::from_secs(30), "both workers up", || {
         up.get("/workers").json()["up"] == 2
     });
+    // two workers on one machine share its cores instead of each taking all
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let status = crate::common::http("GET", &format!("127.0.0.1:{p1}"), "/status", None).json();
+    assert_eq!(status["threads_per_task"], json!((cores / 2).max(1)), "{status}");
     std::fs::create_dir_all(dir.path().join("task_queues")).unwrap();
     std::fs::copy(
         EXAMPLE,
