@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::cli::available_threads;
+use crate::cluster::KillOnDrop;
+use crate::files::TempDir;
 use crate::sim::{self, lookup, Control, Limits, RunOptions, SimParams, SimStatus, KERNELS};
 
 #[derive(Args, Debug)]
@@ -183,127 +185,45 @@ pub struct WorkerBenchArgs {
     pub capacity: usize,
 }
 
-/// A child process started for a benchmark; killed when dropped.
-pub struct Child {
-    child: std::process::Child,
-    pub addr: String,
-    _dir: Option<tempdir::TempDir>,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `orquesta ARGS…` (this same binary) and waits for its
-/// `listening on http://…` line. Its output is drained and dropped.
-pub fn spawn_self(
-    args: &[&str],
-    envs: &[(&str, &str)],
-    dir: &std::path::Path,
-) -> std::io::Result<(std::process::Child, String)> {
-    use std::io::BufRead;
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.trim().to_string());
-            }
-        }
-    });
-    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-        Ok(addr) => Ok((child, addr)),
-        Err(_) => {
-            let _ = child.kill();
-            Err(std::io::Error::other(
-                "the child process printed no 'listening on' line",
-            ))
-        }
-    }
-}
-
-/// Temporary folders for benchmark children, removed on drop.
-pub mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new(prefix: &str) -> std::io::Result<Self> {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&path)?;
-            Ok(Self(path))
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// Starts `orquesta ARGS…` (this binary) quietly in `dir` and waits until
+/// it listens; its address.
+fn start_self(id: &str, args: &[&str], dir: &std::path::Path) -> Result<(KillOnDrop, String), String> {
+    let cmd = crate::cluster::self_command(args, &[("RUST_LOG", "warn")], dir).map_err(|e| e.to_string())?;
+    let (child, addr) = crate::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
+    Ok((KillOnDrop(child), addr))
 }
 
 /// Requests per second of tiny tasks (N = 16, one step) on `/execute`,
 /// with keep-alive connections on loopback.
 pub fn worker(args: &WorkerBenchArgs) -> ExitCode {
-    let mut _child = None;
+    // kept alive until the measurement ends: the worker, then its folder
+    let mut _started: Option<(KillOnDrop, TempDir)> = None;
     let base = match &args.url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
-            let dir = match tempdir::TempDir::new("orquesta-bench") {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("error: cannot make a temporary folder: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let capacity = args.capacity.to_string();
-            let logs = dir.path().join("logs");
-            let logs = logs.to_string_lossy().into_owned();
-            match spawn_self(
-                &[
-                    "worker",
-                    "--worker-id",
-                    "bench",
-                    "--port",
-                    "0",
-                    "--capacity",
-                    &capacity,
-                    "--logs-dir",
-                    &logs,
-                ],
-                &[("RUST_LOG", "warn")],
-                dir.path(),
-            ) {
-                Ok((child, addr)) => {
-                    let url = format!("http://{addr}");
-                    _child = Some(Child {
-                        child,
-                        addr,
-                        _dir: Some(dir),
-                    });
-                    url
+            let started = TempDir::new("orquesta-bench")
+                .map_err(|e| e.to_string())
+                .and_then(|dir| {
+                    let capacity = args.capacity.to_string();
+                    let logs = dir.path().join("logs").to_string_lossy().into_owned();
+                    let worker_args = [
+                        "worker",
+                        "--worker-id",
+                        "bench",
+                        "--port",
+                        "0",
+                        "--capacity",
+                        &capacity,
+                        "--logs-dir",
+                        &logs,
+                    ];
+                    let (child, addr) = start_self("bench", &worker_args, dir.path())?;
+                    Ok((child, dir, addr))
+                });
+            match started {
+                Ok((child, dir, addr)) => {
+                    _started = Some((child, dir));
+                    format!("http://{addr}")
                 }
                 Err(e) => {
                     eprintln!("error: cannot start a worker: {e}");
@@ -468,13 +388,14 @@ fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
 
 fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     use std::time::{Duration, Instant};
-    let dir = tempdir::TempDir::new("orquesta-e2e").map_err(|e| e.to_string())?;
+    let dir = TempDir::new("orquesta-e2e").map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let mut entries = Vec::new();
     let capacity = args.capacity.to_string();
     for i in 1..=args.workers.max(1) {
         let id = format!("w{i}");
-        let (child, addr) = spawn_self(
+        let (child, addr) = start_self(
+            &id,
             &[
                 "worker",
                 "--worker-id",
@@ -484,37 +405,18 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
                 "--capacity",
                 &capacity,
             ],
-            &[("RUST_LOG", "warn")],
             dir.path(),
-        )
-        .map_err(|e| format!("cannot start a worker: {e}"))?;
-        let port = addr.rsplit(':').next().unwrap_or("0").to_string();
-        entries.push(
-            serde_json::json!({"id": id, "host": "127.0.0.1", "port": port.parse::<u16>().unwrap_or(0),
-            "capacity": args.capacity}),
-        );
-        children.push(Child {
-            child,
-            addr,
-            _dir: None,
-        });
+        )?;
+        entries.push(serde_json::json!({"id": id, "host": "127.0.0.1",
+            "port": crate::cluster::port_of(&addr).unwrap_or(0), "capacity": args.capacity}));
+        children.push(child);
     }
     std::fs::write(
         dir.path().join("config_workers.json"),
         serde_json::json!({ "workers": entries }).to_string(),
     )
     .map_err(|e| e.to_string())?;
-    let (orch, addr) = spawn_self(
-        &["orchestrator", "--port", "0"],
-        &[("RUST_LOG", "warn")],
-        dir.path(),
-    )
-    .map_err(|e| format!("cannot start the orchestrator: {e}"))?;
-    let _orch = Child {
-        child: orch,
-        addr: addr.clone(),
-        _dir: None,
-    };
+    let (_orchestrator, addr) = start_self("orchestrator", &["orchestrator", "--port", "0"], dir.path())?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while get_json(&addr, "/workers")?["up"].as_u64() != Some(args.workers.max(1) as u64) {
         if Instant::now() > deadline {

@@ -33,40 +33,56 @@ fn shared_threads(entries: &[WorkerEntry]) -> usize {
 }
 
 fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> std::io::Result<Command> {
-    let mut cmd = Command::new(std::env::current_exe()?);
     let host = if entry.host == "localhost" {
         "127.0.0.1".to_string()
     } else {
         entry.host.clone()
     };
-    cmd.args([
+    let (port, capacity, threads) = (port.to_string(), entry.capacity.to_string(), threads.to_string());
+    let (algorithms, logs_dir) = (entry.algorithms.join(","), logs_dir.to_string_lossy());
+    let args = [
         "worker",
         "--worker-id",
         &entry.id,
         "--host",
         &host,
         "--port",
-        &port.to_string(),
+        &port,
         "--capacity",
-        &entry.capacity.to_string(),
+        &capacity,
         "--algorithms",
-        &entry.algorithms.join(","),
+        &algorithms,
         "--logs-dir",
-        &logs_dir.to_string_lossy(),
+        &logs_dir,
         "--threads-per-task",
-        &threads.to_string(),
-    ])
-    .env_remove("WORKER_ID")
-    .env_remove("WORKER_PORT")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+        &threads,
+    ];
+    let mut cmd = self_command(&args, &[], &std::env::current_dir()?)?;
+    // the flags say who it is, not the environment of `up`
+    cmd.env_remove("WORKER_ID").env_remove("WORKER_PORT");
     Ok(cmd)
 }
 
-/// Starts `cmd`, forwards its output prefixed with `id`, and returns the
-/// child and the port from its `listening on` line.
-fn launch(id: &str, mut cmd: Command) -> Result<(Child, u16), ClusterError> {
+/// `orquesta ARGS…` (this same binary) in `dir`, output piped, ready for
+/// [`launch`].
+pub fn self_command(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> std::io::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    Ok(cmd)
+}
+
+/// Starts `cmd` (stdout and stderr piped) and waits, at most 30 s, for its
+/// `listening on http://HOST:PORT` line; returns the child and `HOST:PORT`.
+/// Its stderr is always forwarded prefixed with `id`, its stdout only with
+/// `echo`; both are drained so the child never blocks on a full pipe.
+pub fn launch(id: &str, mut cmd: Command, echo: bool) -> Result<(Child, String), ClusterError> {
     let fail = |reason: String| ClusterError::Start {
         id: id.to_string(),
         reason,
@@ -81,10 +97,11 @@ fn launch(id: &str, mut cmd: Command) -> Result<(Child, u16), ClusterError> {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("listening on http://") {
-                    let port = rest.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
-                    let _ = tx.send(port);
+                    let _ = tx.send(rest.trim().to_string());
                 }
-                println!("{id} | {line}");
+                if echo {
+                    println!("{id} | {line}");
+                }
             }
         });
     }
@@ -104,11 +121,8 @@ fn launch(id: &str, mut cmd: Command) -> Result<(Child, u16), ClusterError> {
     drop(tx);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(port)) => return Ok((child, port)),
-            Ok(None) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+            return Ok((child, addr));
         }
         if let Ok(Some(status)) = child.try_wait() {
             std::thread::sleep(Duration::from_millis(50));
@@ -119,6 +133,22 @@ fn launch(id: &str, mut cmd: Command) -> Result<(Child, u16), ClusterError> {
             let _ = child.kill();
             return Err(fail("it did not start listening within 30 s".into()));
         }
+    }
+}
+
+/// The port of `HOST:PORT`.
+pub fn port_of(addr: &str) -> Option<u16> {
+    addr.rsplit(':').next().and_then(|p| p.parse().ok())
+}
+
+/// A child process killed when dropped (benchmarks' orchestrators and
+/// workers).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -144,7 +174,11 @@ impl LocalWorkers {
                 id: entry.id.clone(),
                 reason: e.to_string(),
             })?;
-            let (child, real_port) = launch(&entry.id, cmd)?;
+            let (child, addr) = launch(&entry.id, cmd, true)?;
+            let real_port = port_of(&addr).ok_or_else(|| ClusterError::Start {
+                id: entry.id.clone(),
+                reason: format!("it announced an address without a port: {addr}"),
+            })?;
             children
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -179,7 +213,7 @@ impl LocalWorkers {
                     eprintln!("{id} | exited ({status}); restarting");
                     let started = command(&supervised[i], supervised[i].port, &logs_dir, threads)
                         .map_err(|e| e.to_string())
-                        .and_then(|cmd| launch(id, cmd).map_err(|e| e.to_string()));
+                        .and_then(|cmd| launch(id, cmd, true).map_err(|e| e.to_string()));
                     match started {
                         Ok((new_child, _)) => *child = new_child,
                         Err(e) => {

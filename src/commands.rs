@@ -190,7 +190,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
         Err(code) => return code,
     };
-    let state = match crate::bench::tempdir::TempDir::new("orquesta-run") {
+    let state = match crate::files::TempDir::new("orquesta-run") {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot make a temporary folder: {e}");

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::task::TaskResult;
 
-/// One journal line.
-#[derive(Serialize, Deserialize)]
+/// One journal line, as read back.
+#[derive(Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Entry {
     /// A finished result and when it finished (seconds since the epoch).
@@ -33,6 +33,14 @@ enum Entry {
     Ack {
         task_id: String,
     },
+}
+
+/// The same lines, written without copying the result.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum EntryRef<'a> {
+    Result { at: f64, result: &'a TaskResult },
+    Ack { task_id: &'a str },
 }
 
 enum Command {
@@ -106,13 +114,7 @@ impl HeldResults {
         let mut live: Vec<&(u64, f64, Arc<TaskResult>)> = self.by_id.values().collect();
         live.sort_by_key(|e| e.0);
         live.iter()
-            .filter_map(|(_, at, r)| {
-                serde_json::to_string(&Entry::Result {
-                    at: *at,
-                    result: Box::new((**r).clone()),
-                })
-                .ok()
-            })
+            .filter_map(|(_, at, r)| serde_json::to_string(&EntryRef::Result { at: *at, result: r }).ok())
             .collect()
     }
 
@@ -138,17 +140,19 @@ impl HeldResults {
     /// Keeps `result` for pickup, replacing an older one of the same task.
     pub fn insert(&mut self, result: Arc<TaskResult>) {
         let at = now_secs();
+        self.append(&EntryRef::Result { at, result: &result });
+        self.insert_at(at, result);
+        self.maybe_compact();
+    }
+
+    /// Queues one journal line (nothing when held in memory only).
+    fn append(&mut self, entry: &EntryRef<'_>) {
         if let Some(tx) = &self.journal {
-            if let Ok(line) = serde_json::to_string(&Entry::Result {
-                at,
-                result: Box::new((*result).clone()),
-            }) {
+            if let Ok(line) = serde_json::to_string(entry) {
                 let _ = tx.send(Command::Append(line));
                 self.journal_lines += 1;
             }
         }
-        self.insert_at(at, result);
-        self.maybe_compact();
     }
 
     pub fn get(&self, task_id: &str) -> Option<Arc<TaskResult>> {
@@ -159,14 +163,7 @@ impl HeldResults {
     pub fn ack(&mut self, task_id: &str) -> bool {
         let held = self.by_id.remove(task_id).is_some();
         if held {
-            if let Some(tx) = &self.journal {
-                if let Ok(line) = serde_json::to_string(&Entry::Ack {
-                    task_id: task_id.to_string(),
-                }) {
-                    let _ = tx.send(Command::Append(line));
-                    self.journal_lines += 1;
-                }
-            }
+            self.append(&EntryRef::Ack { task_id });
             self.maybe_compact();
         }
         held
