@@ -481,7 +481,7 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
                 args.tasks
             ));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let wall = t0.elapsed().as_secs_f64();
     let rate = args.tasks as f64 / wall;
@@ -493,6 +493,11 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     println!("  drop to last result      {wall:.3} s");
     println!("  throughput               {rate:.0} tasks/s");
     println!("  wall time per task       {:.1} µs", 1e6 / rate);
+    let since = get_json(&addr, "/stats")?["since_start"].clone();
+    println!(
+        "  attempts refused / lost  {} / {}",
+        since["refused_attempts"], since["lost_attempts"]
+    );
     if !latencies.is_empty() {
         println!(
             "  drop-to-first-dispatch   median {:.1} ms, max {:.1} ms ({} samples)",
