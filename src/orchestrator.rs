@@ -13,7 +13,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
-use crate::actors::file_watcher::{FileWatcher, WatchSettings};
+use crate::actors::file_watcher::{FileWatcher, StopWatching, WatchSettings};
 use crate::actors::load_balancer::{LoadBalancer, Wire, WorkerId};
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{QueueSettings, Recover, TaskQueue};
@@ -21,8 +21,8 @@ use crate::actors::worker_proxy::{FlushAcks, ProxySettings, WorkerProxy};
 use crate::api::error::ApiError;
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{Settings, WorkerEntry};
+use crate::model::task::Validator;
 use crate::store::{self, ReadPool, Store, StoreError};
-use crate::task::Validator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
@@ -207,25 +207,13 @@ pub async fn shutdown(started: &Started) {
     tracing::info!("orchestrator stopped");
 }
 
-/// Stops an actor (the FileWatcher at shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopWatching;
-
-impl Handler<StopWatching> for FileWatcher {
-    type Result = ();
-    fn handle(&mut self, _: StopWatching, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
 /// `orquesta orchestrator`: serves until SIGTERM or Ctrl-C.
 pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), OrchestratorError> {
     actix_rt::System::new().block_on(async move {
         let (started, server) = start(&settings, &workers, true)?;
         announce(&started);
         let server = actix_rt::spawn(server);
-        crate::worker::wait_for_signal().await;
+        crate::util::signal::wait_for_signal().await;
         shutdown(&started).await;
         let _ = server.await;
         Ok(())

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::executor::held_results::HeldResults;
 use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flush, GetStatus};
 use crate::actors::simulation::SimulationActor;
 use crate::api::error::ApiError;
 use crate::api::worker::{self as routes, WorkerApi};
-use crate::held_results::HeldResults;
+use crate::model::task::{TaskId, Validator};
 use crate::sim::Limits;
-use crate::task::{TaskId, Validator};
 
 /// Everything a worker node is started with.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         id: worker_id.clone(),
         reason,
     })?;
-    if let Some(w) = crate::logging::init(Some(&config.logs_dir.join("worker_service.log"))) {
+    if let Some(w) = crate::util::logging::init(Some(&config.logs_dir.join("worker_service.log"))) {
         eprintln!("warning: {w}");
     }
     let validator = Arc::new(Validator {
@@ -116,7 +116,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     });
     let threads_per_task = config
         .threads_per_task
-        .unwrap_or(crate::process::available_threads() / config.capacity)
+        .unwrap_or(crate::util::machine::available_threads() / config.capacity)
         .max(1);
     let held_path = config.logs_dir.join(format!("worker_{worker_id}_results.jsonl"));
     let held = HeldResults::open(&held_path, config.max_held_results, config.result_retention).unwrap_or_else(|e| {
@@ -170,7 +170,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;
         actix_rt::spawn(async move {
-            wait_for_signal().await;
+            crate::util::signal::wait_for_signal().await;
             shutdown(executor, drain_timeout).await;
             handle.stop(true).await;
         });
@@ -183,25 +183,6 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
 fn json_errors_for_extractors() -> web::QueryConfig {
     web::QueryConfig::default()
         .error_handler(|e, _| ApiError::bad_request(format!("invalid query: {e}")).into())
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
-        tokio_select_either(term.recv(), actix_rt::signal::ctrl_c()).await;
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = actix_rt::signal::ctrl_c().await;
-    }
-}
-
-/// Waits for whichever of two futures finishes first.
-async fn tokio_select_either<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
-    futures_util::future::select(Box::pin(a), Box::pin(b)).await;
 }
 
 /// The shutdown order: stop admitting, let running tasks finish up to the

@@ -17,9 +17,9 @@ use actix::prelude::*;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::task_queue::{SubmitBatch, SubmitError, Submitted, TaskQueue};
+use crate::model::task::{FieldError, Validator};
+use crate::model::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
 use crate::store::{Ingest, Op, Store};
-use crate::task::{FieldError, Validator};
-use crate::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
 
 /// Folder and timing settings.
 #[derive(Debug, Clone)]
@@ -252,7 +252,7 @@ impl FileWatcher {
         let dest_dir = self.settings.dir.join("processed");
         let dest = unique(
             &dest_dir,
-            &format!("{}_{name}", crate::time::Utc::now().compact()),
+            &format!("{}_{name}", crate::util::time::Utc::now().compact()),
         );
         match fs::create_dir_all(&dest_dir).and_then(|_| fs::rename(path, &dest)) {
             Ok(()) => self.store.submit(vec![Op::IngestMoved {
@@ -275,7 +275,10 @@ impl FileWatcher {
         tracing::warn!(file = %name, problems = rejection.problems.len(), summary = %rejection.summary(), "task file rejected");
         let dir = self.settings.dir.join("rejected");
         let dest = if dir.join(&name).exists() || dir.join(format!("{name}.error.txt")).exists() {
-            unique(&dir, &format!("{}_{name}", crate::time::Utc::now().compact()))
+            unique(
+                &dir,
+                &format!("{}_{name}", crate::util::time::Utc::now().compact()),
+            )
         } else {
             dir.join(&name)
         };
@@ -286,7 +289,9 @@ impl FileWatcher {
             .unwrap_or(&name)
             .to_string();
         let result = fs::create_dir_all(&dir)
-            .and_then(|_| crate::files::write_atomic(&report_path, rejection.report(&dest_name).as_bytes()))
+            .and_then(|_| {
+                crate::util::fs::write_atomic(&report_path, rejection.report(&dest_name).as_bytes())
+            })
             .and_then(|_| fs::rename(path, &dest));
         if let Err(e) = result {
             tracing::error!(file = %name, error = %e, "cannot move a rejected file to rejected/");
@@ -406,6 +411,18 @@ impl Handler<Touched> for FileWatcher {
         if msg.closed {
             self.check(ctx);
         }
+    }
+}
+
+/// Sent by the orchestrator at shutdown: stop taking files.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopWatching;
+
+impl Handler<StopWatching> for FileWatcher {
+    type Result = ();
+    fn handle(&mut self, _: StopWatching, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

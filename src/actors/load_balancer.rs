@@ -492,7 +492,9 @@ impl Handler<Workers> for LoadBalancer {
                     load: w.in_flight as f64 / w.capacity.max(1) as f64,
                     algorithms: w.entry.algorithms.clone(),
                     kernels: w.kernels.clone(),
-                    last_heartbeat: w.last_heartbeat.map(|t| crate::time::Utc::from_system(t).iso()),
+                    last_heartbeat: w
+                        .last_heartbeat
+                        .map(|t| crate::util::time::Utc::from_system(t).iso()),
                     tasks_completed: w.completed,
                     tasks_failed: w.failed,
                     mean_execution_time: (w.completed > 0).then(|| w.busy_secs / w.completed as f64),

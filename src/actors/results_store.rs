@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use super::load_balancer::{LoadBalancer, Workers};
 use super::task_queue::{QueueStats, TaskQueue};
-use crate::files::write_atomic;
+use crate::model::task::TaskResult;
 use crate::store::{Op, ReadPool, Store};
-use crate::task::TaskResult;
+use crate::util::fs::write_atomic;
 
 pub struct ResultsStore {
     store: Store,
@@ -61,7 +61,7 @@ impl ResultsStore {
 
     /// A file name not used yet: `task_results_<ts>.json`, then `_1`, `_2`…
     fn next_file(&self) -> PathBuf {
-        let stamp = crate::time::Utc::now().compact();
+        let stamp = crate::util::time::Utc::now().compact();
         let mut n = 0;
         loop {
             let name = if n == 0 {
@@ -171,7 +171,7 @@ impl ResultsStore {
                 .await
                 .ok()?
                 .ok();
-            let now = crate::time::now_iso();
+            let now = crate::util::time::now_iso();
             let by_status: Value = counts
                 .as_ref()
                 .map(|(s, _)| Value::Object(s.iter().map(|(k, v)| (k.clone(), json!(v))).collect()))
@@ -336,8 +336,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::model::task::ResultBody;
     use crate::store::{self, NewTask, ReadPool};
-    use crate::task::ResultBody;
 
     fn result(id: &str) -> TaskResult {
         TaskResult {

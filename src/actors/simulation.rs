@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::model::task::{Task, TaskResult, TestKernel, Work};
 use crate::sim::{self, Control, Limits, RunOptions, SimError};
-use crate::task::{Task, TaskResult, TestKernel, Work};
 
 /// One simulation thread.
 pub struct SimulationActor {

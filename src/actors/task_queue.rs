@@ -20,8 +20,8 @@ use super::load_balancer::{
 use super::results_store::{RecordResult, ResultsStore};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, WorkerProxy};
 use crate::config::resolve_kernel;
+use crate::model::task::{Task, TaskResult};
 use crate::store::{self, CancelOutcome, Ingest, NewTask, Op, QueuedRow, Reply, RetryOutcome, Store};
-use crate::task::{Task, TaskResult};
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.
 const WINDOW: usize = 20_000;
@@ -1223,7 +1223,7 @@ mod tests {
     use super::*;
     use crate::actors::load_balancer::Wire;
     use crate::config::Balancing;
-    use crate::task::Validator;
+    use crate::model::task::Validator;
 
     fn tasks(ids: &[(&str, &str)]) -> Vec<Task> {
         let v = Validator {

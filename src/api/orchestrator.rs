@@ -18,9 +18,9 @@ use crate::actors::task_queue::{
     CancelTask, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
 use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
+use crate::model::task::{Priority, Validator};
+use crate::model::taskfile;
 use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
-use crate::task::{Priority, Validator};
-use crate::taskfile;
 
 /// What the handlers share.
 pub struct OrchestratorApi {
@@ -160,9 +160,9 @@ async fn create_tasks(
         other => {
             return Err(ApiError::invalid(
                 "expected a task object, an array of tasks, or a task file",
-                &[crate::task::FieldError::new(
+                &[crate::model::task::FieldError::new(
                     "",
-                    format!("found {}", crate::task::describe(&other)),
+                    format!("found {}", crate::model::task::describe(&other)),
                 )],
             ))
         }

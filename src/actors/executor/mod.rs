@@ -4,6 +4,8 @@
 //! now, results held for pickup, recent history and metrics. The HTTP
 //! handlers in `api::worker` talk only to it.
 
+pub mod held_results;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,10 +16,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::simulation::{Outcome, RunTask, SimulationActor};
-use crate::held_results::HeldResults;
+use crate::actors::executor::held_results::HeldResults;
+use crate::actors::simulation::{Outcome, RunTask, SimulationActor};
+use crate::model::task::{Task, TaskId, TaskResult};
 use crate::sim::Control;
-use crate::task::{Task, TaskId, TaskResult};
 
 /// What the Executor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -157,7 +159,7 @@ impl Handler<Execute> for Executor {
                 attempt_id: msg.attempt_id,
                 control: Arc::clone(&control),
                 started: Instant::now(),
-                started_at: crate::time::now_iso(),
+                started_at: crate::util::time::now_iso(),
                 waiter: Some(tx),
             },
         );
@@ -192,7 +194,7 @@ impl Executor {
         });
         let mut result = outcome.result;
         result.worker_id = Some(self.settings.worker_id.clone());
-        result.completed_at = Some(crate::time::now_iso());
+        result.completed_at = Some(crate::util::time::now_iso());
         result.priority = Some(running.task.priority.as_str().to_string());
         result.attempt_id = running.attempt_id;
         let status = result.result.status.clone();
@@ -291,7 +293,7 @@ impl Executor {
             .map(|r| r.started.elapsed().as_secs_f64())
             .sum();
         let busy = (self.stats.busy_secs + running_busy) / (uptime * self.settings.capacity as f64).max(1e-9);
-        let (resident, peak) = crate::process::memory();
+        let (resident, peak) = crate::util::machine::memory();
         let mut per_algorithm = serde_json::Map::new();
         let mut names: Vec<&String> = self.stats.by_algorithm.keys().collect();
         names.sort();
@@ -338,7 +340,7 @@ impl Executor {
         json!({
             "status": self.status(),
             "current": self.current(),
-            "updated_at": crate::time::now_iso(),
+            "updated_at": crate::util::time::now_iso(),
         })
     }
 
@@ -354,7 +356,7 @@ impl Executor {
         let snapshot = self.snapshot();
         actix_rt::task::spawn_blocking(move || {
             let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
-            if let Err(e) = crate::files::write_atomic(&path, &text) {
+            if let Err(e) = crate::util::fs::write_atomic(&path, &text) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the worker state file");
             }
         });
@@ -536,7 +538,7 @@ impl Handler<Flush> for Executor {
         self.held.flush();
         if let Some(path) = &self.settings.state_file {
             let text = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
-            let _ = crate::files::write_atomic(path, &text);
+            let _ = crate::util::fs::write_atomic(path, &text);
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn write_new(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
     }
     let _held = SignalsHeld::new();
     if replace {
-        return crate::files::write_atomic(path, bytes);
+        return crate::util::fs::write_atomic(path, bytes);
     }
     if path.exists() {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the file exists"));

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::actors::results_store::FlushNow;
 use crate::actors::task_queue::{LiveCount, SubmitBatch};
 use crate::config::{Settings, WorkerEntry};
+use crate::model::taskfile::TaskBatch;
 use crate::store::TaskFilter;
-use crate::taskfile::TaskBatch;
 
 /// What `orquesta run` prints at the end.
 #[derive(Debug, Default)]
@@ -106,7 +106,7 @@ pub fn run_batch(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let mut interrupted = false;
-        let signal = crate::worker::wait_for_signal();
+        let signal = crate::util::signal::wait_for_signal();
         futures_util::pin_mut!(signal);
         let mut last_report = Instant::now();
         loop {

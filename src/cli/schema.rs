@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 
+use crate::model::task::{Priority, Validator, MAX_TASK_ID_LEN};
 use crate::sim::{system, Limits};
-use crate::task::{Priority, Validator, MAX_TASK_ID_LEN};
 
 /// Where the checked-in copy lives, relative to the repository.
 pub const SCHEMA_PATH: &str = "schema/task_file.schema.json";

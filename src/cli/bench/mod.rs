@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cli::available_threads;
-use crate::cluster::KillOnDrop;
-use crate::files::TempDir;
+use crate::cli::cluster::KillOnDrop;
 use crate::sim::{self, lookup, Control, Limits, RunOptions, SimParams, SimStatus, KERNELS};
+use crate::util::fs::TempDir;
+use crate::util::machine::available_threads;
 
 #[derive(Args, Debug)]
 pub struct SimBenchArgs {
@@ -188,8 +188,9 @@ pub struct WorkerBenchArgs {
 /// Starts `orquesta ARGS…` (this binary) quietly in `dir` and waits until
 /// it listens; its address.
 fn start_self(id: &str, args: &[&str], dir: &std::path::Path) -> Result<(KillOnDrop, String), String> {
-    let cmd = crate::cluster::self_command(args, &[("RUST_LOG", "warn")], dir).map_err(|e| e.to_string())?;
-    let (child, addr) = crate::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
+    let cmd =
+        crate::cli::cluster::self_command(args, &[("RUST_LOG", "warn")], dir).map_err(|e| e.to_string())?;
+    let (child, addr) = crate::cli::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
     Ok((KillOnDrop(child), addr))
 }
 
@@ -382,7 +383,8 @@ pub fn e2e(args: &E2eBenchArgs) -> ExitCode {
 }
 
 fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
-    let a = crate::probe::get(addr, path, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let a =
+        crate::cli::probe::get(addr, path, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
     serde_json::from_str(&a.body).map_err(|e| format!("{path}: {e}"))
 }
 
@@ -408,7 +410,7 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
             dir.path(),
         )?;
         entries.push(serde_json::json!({"id": id, "host": "127.0.0.1",
-            "port": crate::cluster::port_of(&addr).unwrap_or(0), "capacity": args.capacity}));
+            "port": crate::cli::cluster::port_of(&addr).unwrap_or(0), "capacity": args.capacity}));
         children.push(child);
     }
     std::fs::write(
@@ -440,11 +442,11 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
         std::fs::write(queue.join(format!("latency_{i}.json")), text).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let a = crate::probe::get(&addr, &format!("/tasks/{id}"), Duration::from_secs(5))
+            let a = crate::cli::probe::get(&addr, &format!("/tasks/{id}"), Duration::from_secs(5))
                 .map_err(|e| e.to_string())?;
             if a.status == 200 {
                 let v: serde_json::Value = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
-                if let Some(started) = v["started_at"].as_str().and_then(crate::time::parse_iso) {
+                if let Some(started) = v["started_at"].as_str().and_then(crate::util::time::parse_iso) {
                     latencies.push(started - dropped);
                     break;
                 }

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::TaskResult;
+use crate::model::task::TaskResult;
 
 /// One journal line, as read back.
 #[derive(Deserialize)]
@@ -223,7 +223,7 @@ fn rewrite(path: &Path, lines: &[String]) -> std::io::Result<()> {
         text.push_str(l);
         text.push('\n');
     }
-    crate::files::write_atomic(path, text.as_bytes())
+    crate::util::fs::write_atomic(path, text.as_bytes())
 }
 
 fn spawn_writer(path: PathBuf) -> std::io::Result<mpsc::Sender<Command>> {
@@ -275,7 +275,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::task::ResultBody;
+    use crate::model::task::ResultBody;
 
     fn result(id: &str) -> Arc<TaskResult> {
         Arc::new(TaskResult {

@@ -23,7 +23,7 @@ pub fn now() -> f64 {
 
 /// ISO 8601 of a database time.
 pub fn iso(t: f64) -> String {
-    crate::time::Utc::from_unix(t.floor() as i64, ((t.fract() * 1000.0) as u32).min(999)).iso()
+    crate::util::time::Utc::from_unix(t.floor() as i64, ((t.fract() * 1000.0) as u32).min(999)).iso()
 }
 
 #[derive(Debug, thiserror::Error)]

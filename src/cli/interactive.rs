@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use super::gen::{self, GenArgs, Output, Plan, Range};
 use super::table::{thousands, Table};
-use crate::task::Validator;
-use crate::time::Utc;
+use crate::model::task::Validator;
+use crate::util::time::Utc;
 
 /// Standard input ended (Ctrl-D) before the guide was done.
 #[derive(Debug, PartialEq)]

@@ -29,7 +29,7 @@ pub enum ClusterError {
 /// together.
 fn shared_threads(entries: &[WorkerEntry]) -> usize {
     let slots: usize = entries.iter().map(|e| e.capacity).sum();
-    (crate::process::available_threads() / slots.max(1)).max(1)
+    (crate::util::machine::available_threads() / slots.max(1)).max(1)
 }
 
 fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> std::io::Result<Command> {

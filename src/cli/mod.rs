@@ -1,14 +1,30 @@
 //! The `orquesta` command line: parses arguments and calls into the
 //! library. Each subcommand is one function here or one module elsewhere.
 
+pub mod bench;
+pub mod client;
+pub mod cluster;
+pub mod commands;
+pub mod completions;
+pub mod gen;
+pub mod interactive;
+pub mod ping;
+pub mod place;
+pub mod probe;
+pub mod run;
+pub mod schema;
+pub mod status;
+pub mod submit;
+pub mod table;
+pub mod validate;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::bench;
+use crate::model::task::TaskResult;
 use crate::sim::{self, Control, Limits, RunOptions, SimError, SimParams, SimStatus};
-use crate::task::TaskResult;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -76,7 +92,7 @@ pub enum Command {
                       orquesta gen --count 3 --output -                # print instead of writing\n\n\
                       The file lands in task_queues/tasks_<YYYYMMDD_HHMMSS>.json unless --output says otherwise."
     )]
-    Gen(crate::tools::gen::GenArgs),
+    Gen(crate::cli::gen::GenArgs),
     /// Check task files with the orchestrator's own validator: every
     /// problem with its path in the JSON, or a one-line summary.
     #[command(
@@ -86,7 +102,7 @@ pub enum Command {
                       Exit status: 0 when every file is valid, 1 otherwise. A problem reads\n  \
                       tasks[7].parameters.num_particles: expected a whole number ≥ 13, found 5: …"
     )]
-    Validate(crate::tools::validate::ValidateArgs),
+    Validate(crate::cli::validate::ValidateArgs),
     /// Print the JSON Schema of a task file (also in
     /// schema/task_file.schema.json) for editors that validate as you type.
     #[command(
@@ -102,28 +118,28 @@ pub enum Command {
                       orquesta submit my_batch.json --url http://10.0.0.5:5000 --wait --timeout 3600\n\n\
                       Exit status: 0 when submitted (with --wait: when every task completed), 1 otherwise."
     )]
-    Submit(crate::tools::submit::SubmitArgs),
+    Submit(crate::cli::submit::SubmitArgs),
     /// The orchestrator at a glance: workers (state, load, tasks done, mean
     /// time) and the queue by status and priority.
     #[command(
         after_help = "Examples:\n  orquesta status\n  orquesta status --watch          # redraw every 2 s\n  \
                             orquesta status --url http://10.0.0.5:5000 --json | jq .stats.tasks"
     )]
-    Status(crate::tools::status::StatusArgs),
+    Status(crate::cli::status::StatusArgs),
     /// Check that the orchestrator and every worker answer (the seed's
     /// test_communication.py): round-trip times and what fails.
     #[command(
         after_help = "Examples:\n  orquesta ping\n  orquesta ping --url http://10.0.0.5:5000 --config config_workers.json\n\n\
                             Exit status: 0 when everything answered with this version, 1 otherwise."
     )]
-    Ping(crate::tools::ping::PingArgs),
+    Ping(crate::cli::ping::PingArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
                             orquesta completions zsh > \"${fpath[1]}/_orquesta\"\n  \
                             orquesta completions fish > ~/.config/fish/completions/orquesta.fish"
     )]
-    Completions(crate::tools::completions::CompletionsArgs),
+    Completions(crate::cli::completions::CompletionsArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -264,24 +280,24 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => run_sim(&args),
         Command::Worker(args) => run_worker(args),
-        Command::Orchestrator(args) => crate::commands::orchestrator(&args),
-        Command::Up(args) => crate::commands::up(&args),
-        Command::Run(args) => crate::commands::run(&args),
-        Command::Config(ConfigCommand::Check(args)) => crate::commands::config_check(&args),
+        Command::Orchestrator(args) => crate::cli::commands::orchestrator(&args),
+        Command::Up(args) => crate::cli::commands::up(&args),
+        Command::Run(args) => crate::cli::commands::run(&args),
+        Command::Config(ConfigCommand::Check(args)) => crate::cli::commands::config_check(&args),
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
-        Command::Gen(args) => crate::tools::gen::run(&args),
-        Command::Validate(args) => crate::tools::validate::run(&args),
-        Command::Schema => crate::tools::schema::run(),
-        Command::Submit(args) => crate::tools::submit::run(&args),
-        Command::Status(args) => crate::tools::status::run(&args),
-        Command::Ping(args) => crate::tools::ping::run(&args),
-        Command::Completions(args) => crate::tools::completions::run(&args),
+        Command::Gen(args) => crate::cli::gen::run(&args),
+        Command::Validate(args) => crate::cli::validate::run(&args),
+        Command::Schema => crate::cli::schema::run(),
+        Command::Submit(args) => crate::cli::submit::run(&args),
+        Command::Status(args) => crate::cli::status::run(&args),
+        Command::Ping(args) => crate::cli::ping::run(&args),
+        Command::Completions(args) => crate::cli::completions::run(&args),
     }
 }
 
-pub use crate::process::available_threads;
+pub use crate::util::machine::available_threads;
 
 /// A duration in seconds from a flag, checked.
 fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
@@ -320,7 +336,7 @@ fn run_worker(args: WorkerArgs) -> ExitCode {
             max_particle_steps: args.max_particle_steps,
             ..Limits::default()
         },
-        test_kernels: crate::task::test_kernels_enabled(),
+        test_kernels: crate::model::task::test_kernels_enabled(),
         result_retention,
         max_held_results: 100_000,
         http_workers: args.http_workers,

@@ -1,5 +1,5 @@
 //! `orquesta validate FILE…`: the orchestrator's own validator
-//! ([`crate::taskfile::parse_bytes`]) run locally. Every problem is printed
+//! ([`crate::model::taskfile::parse_bytes`]) run locally. Every problem is printed
 //! with its path in the JSON; a good file gets a one-line summary (tasks
 //! per algorithm and priority, total work in particle-steps).
 
@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::table::thousands;
-use crate::task::{Priority, Task, Validator};
-use crate::taskfile::{self, Rejection, TaskBatch};
+use crate::model::task::{Priority, Task, Validator};
+use crate::model::taskfile::{self, Rejection, TaskBatch};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -121,7 +121,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         for (i, t) in batch.tasks.iter().enumerate() {
             let id = t.task_id.to_string();
             match seen.get(&id) {
-                Some((other, j)) if several => shared.push(crate::task::FieldError::new(
+                Some((other, j)) if several => shared.push(crate::model::task::FieldError::new(
                     format!("tasks[{i}].task_id"),
                     format!(
                         "duplicate id {id:?}, also used by tasks[{j}] of {other}: dropped together, \

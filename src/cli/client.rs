@@ -1,14 +1,14 @@
 //! How the tools reach an orchestrator or a worker: the address from a URL
 //! the user typed (or the orchestrator's own `ORCHESTRATOR_HOST` /
 //! `ORCHESTRATOR_PORT`, else 127.0.0.1:5000), and JSON over the blocking
-//! HTTP client of [`crate::probe`], trying every address a name resolves to.
+//! HTTP client of [`crate::cli::probe`], trying every address a name resolves to.
 
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::probe::{self, Answer, ProbeError};
+use crate::cli::probe::{self, Answer, ProbeError};
 
 /// The port an orchestrator listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5000;

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cli::cluster::LocalWorkers;
 use crate::cli::{OrchestratorArgs, RunArgs};
-use crate::cluster::LocalWorkers;
 use crate::config::{self, Settings, WorkerEntry, SETTINGS};
 
 /// The example workers file printed when none is found.
@@ -81,7 +81,7 @@ fn required_workers(settings: &Settings) -> Result<Vec<WorkerEntry>, ExitCode> {
 }
 
 fn init_logging(settings: &Settings) {
-    if let Some(w) = crate::logging::init(Some(&settings.logs_dir.join("elastic_orchestrator.log"))) {
+    if let Some(w) = crate::util::logging::init(Some(&settings.logs_dir.join("elastic_orchestrator.log"))) {
         eprintln!("warning: {w}");
     }
 }
@@ -142,7 +142,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     // the file first: a bad file should not start anything
-    let validator = crate::task::Validator {
+    let validator = crate::model::task::Validator {
         limits: settings.limits,
         test_kernels: settings.test_kernels,
         algorithms: None,
@@ -154,7 +154,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let batch = match crate::taskfile::parse_bytes(&bytes, &validator) {
+    let batch = match crate::model::taskfile::parse_bytes(&bytes, &validator) {
         Ok(b) => b,
         Err(r) => {
             eprintln!(
@@ -173,7 +173,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let workers = match workers_file(&settings.workers_file) {
         Ok(Some(w)) if !w.is_empty() => w,
         Ok(_) => {
-            let cores = crate::process::available_threads();
+            let cores = crate::util::machine::available_threads();
             let per = (cores / 2).max(1);
             (1..=2)
                 .map(|i| WorkerEntry {
@@ -190,7 +190,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
         Err(code) => return code,
     };
-    let state = match crate::files::TempDir::new("orquesta-run") {
+    let state = match crate::util::fs::TempDir::new("orquesta-run") {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot make a temporary folder: {e}");
@@ -220,7 +220,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("file")
         .to_string();
-    let outcome = crate::run::run_batch(&settings, &actual, batch, &name);
+    let outcome = crate::cli::run::run_batch(&settings, &actual, batch, &name);
     children.stop(Duration::from_secs(10));
     drop(state);
     match outcome {
@@ -277,7 +277,7 @@ pub fn config_check(args: &OrchestratorArgs) -> ExitCode {
                 s.worker_timeout.min(Duration::from_secs(3))
             });
             for w in &workers {
-                let answer = crate::probe::get(&w.address(), "/status", timeout);
+                let answer = crate::cli::probe::get(&w.address(), "/status", timeout);
                 let verdict = match &answer {
                     Ok(a) if a.status == 200 => {
                         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();

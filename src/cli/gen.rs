@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use super::place;
 use super::validate::{local_validator, summary};
-use crate::task::{Priority, Validator};
-use crate::time::Utc;
+use crate::model::task::{Priority, Validator};
+use crate::util::time::Utc;
 
 /// Tasks written when `--count` is not given.
 pub const DEFAULT_COUNT: &str = "10";
@@ -213,7 +213,7 @@ pub fn parse_seed(s: &str) -> Result<u64, String> {
 /// A prefix that makes valid ids (`PREFIX_001`).
 pub fn parse_prefix(s: &str) -> Result<String, String> {
     let s = s.trim();
-    crate::task::TaskId::parse(&format!("{s}_0000001"))
+    crate::model::task::TaskId::parse(&format!("{s}_0000001"))
         .map(|_| s.to_string())
         .map_err(|e| format!("the prefix makes ids like {s:?}_001, which are invalid: {e}"))
 }
@@ -369,7 +369,7 @@ pub fn build(plan: &Plan, creation_date: &str) -> Value {
 /// prints where it went; the file's path on success.
 pub fn write(plan: &Plan, output: &Output, validator: &Validator) -> Result<Option<PathBuf>, String> {
     let file = build(plan, &Utc::now().date());
-    let batch = crate::taskfile::parse_value(&file, validator).map_err(|r| {
+    let batch = crate::model::taskfile::parse_value(&file, validator).map_err(|r| {
         format!(
             "the generated file does not pass validation, which is a bug in orquesta gen: {}",
             r.summary()

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::client::{self, Endpoint};
 use super::table::Table;
-use crate::probe::{Answer, ProbeError};
+use crate::cli::probe::{Answer, ProbeError};
 
 #[derive(Args, Debug)]
 pub struct PingArgs {
