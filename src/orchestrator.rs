@@ -21,7 +21,7 @@ use crate::actors::worker_proxy::{FlushAcks, ProxySettings, WorkerProxy};
 use crate::api::error::ApiError;
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{Settings, WorkerEntry};
-use crate::model::task::Validator;
+use crate::model::Validator;
 use crate::store::{self, ReadPool, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

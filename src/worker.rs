@@ -17,7 +17,7 @@ use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flus
 use crate::actors::simulation::SimulationActor;
 use crate::api::error::ApiError;
 use crate::api::worker::{self as routes, WorkerApi};
-use crate::model::task::{TaskId, Validator};
+use crate::model::{TaskId, Validator};
 use crate::sim::Limits;
 
 /// Everything a worker node is started with.

@@ -17,8 +17,8 @@ use actix::prelude::*;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::task_queue::{SubmitBatch, SubmitError, Submitted, TaskQueue};
-use crate::model::task::{FieldError, Validator};
 use crate::model::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
+use crate::model::{FieldError, Validator};
 use crate::store::{Ingest, Op, Store};
 
 /// Folder and timing settings.

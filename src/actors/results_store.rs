@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::load_balancer::{LoadBalancer, Workers};
 use super::task_queue::{QueueStats, TaskQueue};
-use crate::model::task::TaskResult;
+use crate::model::TaskResult;
 use crate::store::{Op, ReadPool, Store};
 use crate::util::fs::write_atomic;
 
@@ -336,7 +336,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::task::ResultBody;
+    use crate::model::ResultBody;
     use crate::store::{self, NewTask, ReadPool};
 
     fn result(id: &str) -> TaskResult {

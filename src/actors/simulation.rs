@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::model::task::{Task, TaskResult, TestKernel, Work};
+use crate::model::{Task, TaskResult, TestKernel, Work};
 use crate::sim::{self, Control, Limits, RunOptions, SimError};
 
 /// One simulation thread.

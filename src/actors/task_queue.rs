@@ -20,7 +20,7 @@ use super::load_balancer::{
 use super::results_store::{RecordResult, ResultsStore};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, WorkerProxy};
 use crate::config::resolve_kernel;
-use crate::model::task::{Task, TaskResult};
+use crate::model::{Task, TaskResult};
 use crate::store::{self, CancelOutcome, Ingest, NewTask, Op, QueuedRow, Reply, RetryOutcome, Store};
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.
@@ -1223,7 +1223,7 @@ mod tests {
     use super::*;
     use crate::actors::load_balancer::Wire;
     use crate::config::Balancing;
-    use crate::model::task::Validator;
+    use crate::model::Validator;
 
     fn tasks(ids: &[(&str, &str)]) -> Vec<Task> {
         let v = Validator {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::load_balancer::{Heartbeat, LoadBalancer, WorkerFull, WorkerId, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, OutcomeKind, TaskQueue};
 use crate::config::{resolve_kernel, WorkerEntry};
-use crate::model::task::TaskResult;
+use crate::model::TaskResult;
 
 /// Timers and limits of a proxy (runtime settings, so tests shorten them).
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
-use crate::model::task::FieldError;
+use crate::model::FieldError;
 
 /// An error answered as JSON with its HTTP status.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ pub fn mailbox(e: actix::MailboxError) -> ApiError {
 }
 
 /// A task id taken from the path, checked.
-pub fn path_task_id(raw: &str) -> Result<crate::model::task::TaskId, ApiError> {
-    crate::model::task::TaskId::parse(raw)
+pub fn path_task_id(raw: &str) -> Result<crate::model::TaskId, ApiError> {
+    crate::model::TaskId::parse(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
 }

@@ -18,8 +18,8 @@ use crate::actors::task_queue::{
     CancelTask, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
 use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
-use crate::model::task::{Priority, Validator};
 use crate::model::taskfile;
+use crate::model::{Priority, Validator};
 use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
 
 /// What the handlers share.
@@ -160,9 +160,9 @@ async fn create_tasks(
         other => {
             return Err(ApiError::invalid(
                 "expected a task object, an array of tasks, or a task file",
-                &[crate::model::task::FieldError::new(
+                &[crate::model::FieldError::new(
                     "",
-                    format!("found {}", crate::model::task::describe(&other)),
+                    format!("found {}", crate::model::describe(&other)),
                 )],
             ))
         }

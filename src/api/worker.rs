@@ -14,7 +14,7 @@ use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, Ap
 use crate::actors::executor::{
     AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
 };
-use crate::model::task::Validator;
+use crate::model::Validator;
 
 /// Largest `/execute` body: a task is a few hundred bytes.
 pub const EXECUTE_BODY_LIMIT: usize = 1 << 20;
@@ -52,11 +52,11 @@ async fn execute(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<Htt
         Some(v) => Some(v.as_u64().ok_or_else(|| {
             ApiError::invalid(
                 "invalid attempt_id",
-                &[crate::model::task::FieldError::new(
+                &[crate::model::FieldError::new(
                     "attempt_id",
                     format!(
                         "expected a whole number ≥ 0, found {}",
-                        crate::model::task::describe(&v)
+                        crate::model::describe(&v)
                     ),
                 )],
             )
@@ -164,7 +164,7 @@ async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(api.history_size);
     let results = api.executor.send(GetHistory { limit }).await.map_err(mailbox)?;
-    let results: Vec<&crate::model::task::TaskResult> = results.iter().map(|r| &**r).collect();
+    let results: Vec<&crate::model::TaskResult> = results.iter().map(|r| &**r).collect();
     Ok(HttpResponse::Ok().json(json!({"results": results, "count": results.len()})))
 }
 
@@ -223,7 +223,7 @@ async fn ack_many(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<Ht
             None => {
                 return Err(ApiError::bad_request(format!(
                     "task_ids[{i}]: expected a string, found {}",
-                    crate::model::task::describe(id)
+                    crate::model::describe(id)
                 )))
             }
         }

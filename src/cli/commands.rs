@@ -142,7 +142,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     // the file first: a bad file should not start anything
-    let validator = crate::model::task::Validator {
+    let validator = crate::model::Validator {
         limits: settings.limits,
         test_kernels: settings.test_kernels,
         algorithms: None,

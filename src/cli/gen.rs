@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::place;
 use super::validate::{local_validator, summary};
-use crate::model::task::{Priority, Validator};
+use crate::model::{Priority, Validator};
 use crate::util::time::Utc;
 
 /// Tasks written when `--count` is not given.
@@ -213,7 +213,7 @@ pub fn parse_seed(s: &str) -> Result<u64, String> {
 /// A prefix that makes valid ids (`PREFIX_001`).
 pub fn parse_prefix(s: &str) -> Result<String, String> {
     let s = s.trim();
-    crate::model::task::TaskId::parse(&format!("{s}_0000001"))
+    crate::model::TaskId::parse(&format!("{s}_0000001"))
         .map(|_| s.to_string())
         .map_err(|e| format!("the prefix makes ids like {s:?}_001, which are invalid: {e}"))
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use super::gen::{self, GenArgs, Output, Plan, Range};
 use super::table::{thousands, Table};
-use crate::model::task::Validator;
+use crate::model::Validator;
 use crate::util::time::Utc;
 
 /// Standard input ended (Ctrl-D) before the guide was done.

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::model::task::TaskResult;
+use crate::model::TaskResult;
 use crate::sim::{self, Control, Limits, RunOptions, SimError, SimParams, SimStatus};
 
 #[derive(Parser, Debug)]
@@ -336,7 +336,7 @@ fn run_worker(args: WorkerArgs) -> ExitCode {
             max_particle_steps: args.max_particle_steps,
             ..Limits::default()
         },
-        test_kernels: crate::model::task::test_kernels_enabled(),
+        test_kernels: crate::model::test_kernels_enabled(),
         result_retention,
         max_held_results: 100_000,
         http_workers: args.http_workers,

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::model::task::{Priority, Validator, MAX_TASK_ID_LEN};
+use crate::model::{Priority, Validator, MAX_TASK_ID_LEN};
 use crate::sim::{system, Limits};
 
 /// Where the checked-in copy lives, relative to the repository.

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::table::thousands;
-use crate::model::task::{Priority, Task, Validator};
 use crate::model::taskfile::{self, Rejection, TaskBatch};
+use crate::model::{Priority, Task, Validator};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -121,7 +121,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         for (i, t) in batch.tasks.iter().enumerate() {
             let id = t.task_id.to_string();
             match seen.get(&id) {
-                Some((other, j)) if several => shared.push(crate::model::task::FieldError::new(
+                Some((other, j)) if several => shared.push(crate::model::FieldError::new(
                     format!("tasks[{i}].task_id"),
                     format!(
                         "duplicate id {id:?}, also used by tasks[{j}] of {other}: dropped together, \

@@ -97,7 +97,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::model::task::{describe, TaskId};
+use crate::model::{describe, TaskId};
 use crate::sim::Limits;
 
 /// How the LoadBalancer picks among eligible workers
@@ -406,7 +406,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             max_particle_steps,
             ..Limits::default()
         },
-        test_kernels: crate::model::task::test_kernels_enabled(),
+        test_kernels: crate::model::test_kernels_enabled(),
     })
 }
 
@@ -456,7 +456,7 @@ impl WorkerEntry {
 /// A kernel name for an algorithm name or alias; test kernels by their own
 /// name.
 pub fn resolve_kernel(name: &str) -> Option<&'static str> {
-    if let Some(t) = crate::model::task::TEST_KERNEL_NAMES.iter().find(|t| **t == name) {
+    if let Some(t) = crate::model::TEST_KERNEL_NAMES.iter().find(|t| **t == name) {
         return Some(t);
     }
     crate::sim::lookup(name).map(|k| k.name())

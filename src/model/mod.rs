@@ -1,5 +1,15 @@
-//! The domain types both processes share: tasks and their ids, the task
+//! The domain types both processes share: ids, tasks, statuses, the task
 //! file, validation, results.
 
+pub mod id;
+pub mod result;
+pub mod status;
 pub mod task;
 pub mod taskfile;
+pub mod validate;
+
+pub use id::{TaskId, WorkerId, MAX_TASK_ID_LEN};
+pub use result::{ResultBody, TaskResult};
+pub use status::{AttemptEnd, RunStatus, TaskStatus};
+pub use task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};
+pub use validate::{describe, FieldError, Validator};

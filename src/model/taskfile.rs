@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::model::task::{describe, FieldError, Task, Validator};
+use crate::model::{describe, FieldError, Task, Validator};
 
 /// Deepest nesting accepted before parsing (serde_json stops at 128 on its
 /// own; this gives a clearer message, earlier).

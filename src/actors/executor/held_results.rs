@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::task::TaskResult;
+use crate::model::TaskResult;
 
 /// One journal line, as read back.
 #[derive(Deserialize)]
@@ -275,7 +275,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::task::ResultBody;
+    use crate::model::ResultBody;
 
     fn result(id: &str) -> Arc<TaskResult> {
         Arc::new(TaskResult {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::executor::held_results::HeldResults;
 use crate::actors::simulation::{Outcome, RunTask, SimulationActor};
-use crate::model::task::{Task, TaskId, TaskResult};
+use crate::model::{Task, TaskId, TaskResult};
 use crate::sim::Control;
 
 /// What the Executor needs to know about its node.

@@ -1,0 +1,523 @@
+//! The one validator that the worker, the orchestrator and `orquesta
+//! validate` share: every problem is reported with its path in the JSON,
+//! what was expected and what was found.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::id::TaskId;
+use super::task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};
+use crate::sim::{self, Limits, SimParams};
+
+/// One problem in a task file or request: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Path in the JSON, e.g. `tasks[7].parameters.num_particles`.
+    pub path: String,
+    /// What was expected and what was found, and how to fix it.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A JSON value described for an error message: `"abc" (a string)`, `-4`.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("{b} (a boolean)"),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{} (a string)", short(s)),
+        Value::Array(a) => format!("an array of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// A string quoted and cut to a readable length.
+pub(crate) fn short(s: &str) -> String {
+    if s.chars().count() > 40 {
+        let cut: String = s.chars().take(40).collect();
+        format!("{cut:?}…")
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// Joins a path and a field: `tasks[3]` + `priority`.
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Fields of a task that the validator reads; everything else is kept.
+const TASK_FIELDS: [&str; 5] = ["task_id", "algorithm", "parameters", "priority", "description"];
+
+/// Checks tasks against the kernels and limits of this process.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    pub limits: Limits,
+    pub test_kernels: bool,
+    /// Algorithm names accepted here (None: every registered one).
+    pub algorithms: Option<Vec<String>>,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            test_kernels: test_kernels_enabled(),
+            algorithms: None,
+        }
+    }
+}
+
+impl Validator {
+    /// Every algorithm name a task may use here.
+    pub fn algorithm_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = match &self.algorithms {
+            Some(list) => list.clone(),
+            None => sim::algorithm_names().into_iter().map(String::from).collect(),
+        };
+        if self.test_kernels {
+            names.extend(TEST_KERNEL_NAMES.iter().map(|s| s.to_string()));
+        }
+        names
+    }
+
+    /// Validates one task at `path` (e.g. `tasks[3]`, or "" for a request
+    /// body), listing every problem.
+    pub fn task(&self, v: &Value, path: &str) -> Result<Task, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let Some(obj) = v.as_object() else {
+            return Err(vec![FieldError::new(
+                path,
+                format!(
+                    "expected a task object with task_id, algorithm and parameters, found {}",
+                    describe(v)
+                ),
+            )]);
+        };
+        let task_id = match obj.get("task_id") {
+            None => {
+                errors.push(FieldError::new(
+                    join(path, "task_id"),
+                    "required: a unique id such as \"task_001\"",
+                ));
+                None
+            }
+            Some(Value::String(s)) => TaskId::parse(s)
+                .map_err(|e| errors.push(FieldError::new(join(path, "task_id"), e)))
+                .ok(),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "task_id"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+                None
+            }
+        };
+        let priority = match obj.get("priority") {
+            None | Some(Value::Null) => Some(Priority::Medium),
+            Some(Value::String(s)) => Priority::parse(s).or_else(|| {
+                errors.push(FieldError::new(
+                    join(path, "priority"),
+                    format!("expected \"high\", \"medium\" or \"low\", found {}", short(s)),
+                ));
+                None
+            }),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "priority"),
+                    format!(
+                        "expected \"high\", \"medium\" or \"low\", found {}",
+                        describe(other)
+                    ),
+                ));
+                None
+            }
+        };
+        let description = match obj.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "description"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+                None
+            }
+        };
+        let algorithm = match obj.get("algorithm") {
+            None => {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!("required: one of {}", self.algorithm_names().join(", ")),
+                ));
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!("expected a string, found {}", describe(other)),
+                ));
+                None
+            }
+        };
+        let parameters = obj.get("parameters");
+        let work = algorithm
+            .as_deref()
+            .and_then(|a| self.work(a, parameters, path, &mut errors));
+        match (task_id, priority, algorithm, work) {
+            (Some(task_id), Some(priority), Some(algorithm), Some(work)) if errors.is_empty() => Ok(Task {
+                task_id,
+                algorithm,
+                parameters: parameters.cloned().unwrap_or(Value::Object(Map::new())),
+                priority,
+                description,
+                extra: obj
+                    .iter()
+                    .filter(|(k, _)| !TASK_FIELDS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                work,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Resolves the algorithm and checks its parameters.
+    fn work(
+        &self,
+        algorithm: &str,
+        parameters: Option<&Value>,
+        path: &str,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Work> {
+        let at = |field: &str| join(&join(path, "parameters"), field);
+        if TEST_KERNEL_NAMES.contains(&algorithm) {
+            if !self.test_kernels {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!(
+                        "{algorithm:?} is a test kernel, enabled only when the process runs with \
+                         ORQUESTA_TEST_KERNELS=1; use one of {}",
+                        self.algorithm_names().join(", ")
+                    ),
+                ));
+                return None;
+            }
+            return match algorithm {
+                "__sleep" => {
+                    let seconds = parameters.and_then(|p| p.get("seconds"));
+                    match seconds.and_then(Value::as_f64) {
+                        Some(s) if (0.0..=3600.0).contains(&s) => {
+                            Some(Work::Test(TestKernel::Sleep { seconds: s }))
+                        }
+                        _ => {
+                            errors.push(FieldError::new(
+                                at("seconds"),
+                                format!(
+                                    "expected a number of seconds from 0 to 3600, found {}",
+                                    seconds.map_or("nothing".into(), describe)
+                                ),
+                            ));
+                            None
+                        }
+                    }
+                }
+                "__panic" => Some(Work::Test(TestKernel::Panic)),
+                _ => Some(Work::Test(TestKernel::Abort)),
+            };
+        }
+        let allowed = self
+            .algorithms
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == algorithm));
+        let kernel = sim::lookup(algorithm).filter(|_| allowed);
+        let Some(kernel) = kernel else {
+            errors.push(FieldError::new(
+                join(path, "algorithm"),
+                format!(
+                    "expected one of {}, found {}",
+                    self.algorithm_names().join(", "),
+                    short(algorithm)
+                ),
+            ));
+            return None;
+        };
+        let Some(params) = parameters else {
+            errors.push(FieldError::new(
+                join(path, "parameters"),
+                "required: an object with num_particles, num_steps and seed",
+            ));
+            return None;
+        };
+        let Some(obj) = params.as_object() else {
+            errors.push(FieldError::new(
+                join(path, "parameters"),
+                format!(
+                    "expected an object with num_particles, num_steps and seed, found {}",
+                    describe(params)
+                ),
+            ));
+            return None;
+        };
+        let before = errors.len();
+        // the least N whose box holds twice the cut-off, at the density and
+        // cut-off given (or their defaults), so that messages can say it
+        let given = |f: &str, default: f64| {
+            obj.get(f)
+                .and_then(Value::as_f64)
+                .filter(|v| *v > 0.0)
+                .unwrap_or(default)
+        };
+        let (rho, rc) = (given("density", 0.5), given("cutoff", 2.5));
+        let least_n = ((rho * 4.0 * rc * rc).ceil() as u64).max(2);
+        let mut whole = |field: &str, what: &str, least: u64| -> u64 {
+            match obj.get(field) {
+                None => {
+                    errors.push(FieldError::new(at(field), format!("required: {what}")));
+                    0
+                }
+                Some(v) => whole_number(v).unwrap_or_else(|e| {
+                    let e = if least > 0 {
+                        e.replace("a whole number ≥ 0", &format!("a whole number ≥ {least}"))
+                    } else {
+                        e
+                    };
+                    errors.push(FieldError::new(at(field), e));
+                    0
+                }),
+            }
+        };
+        let num_particles = whole(
+            "num_particles",
+            &format!("the number of particles, a whole number ≥ {least_n}"),
+            least_n,
+        );
+        let num_steps = whole("num_steps", "the number of time steps, a whole number ≥ 0", 0);
+        let seed = whole(
+            "seed",
+            "the random seed, a whole number from 0 to 18446744073709551615",
+            0,
+        );
+        let mut real = |field: &str| -> Option<f64> {
+            match obj.get(field) {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(other) => {
+                    errors.push(FieldError::new(
+                        at(field),
+                        format!("expected a number, found {}", describe(other)),
+                    ));
+                    None
+                }
+            }
+        };
+        let params = SimParams {
+            num_particles,
+            num_steps,
+            seed,
+            density: real("density"),
+            temperature: real("temperature"),
+            dt: real("dt"),
+            cutoff: real("cutoff"),
+        };
+        if errors.len() > before {
+            return None;
+        }
+        match params.validate(kernel, &self.limits) {
+            Ok(_) => Some(Work::Simulation {
+                kernel: kernel.name(),
+                params,
+            }),
+            Err(problems) => {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| FieldError::new(at(p.field), p.message)),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A JSON number that is a whole number from 0 to u64::MAX (an integral
+/// float such as `1e3` counts).
+fn whole_number(v: &Value) -> Result<u64, String> {
+    let Value::Number(n) = v else {
+        return Err(format!("expected a whole number, found {}", describe(v)));
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return Err(format!("expected a whole number ≥ 0, found {i}"));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&f) => Ok(f as u64),
+        Some(f) if f.fract() == 0.0 && f > 0.0 => Err(format!(
+            "expected a whole number from 0 to 18446744073709551615, found {n}"
+        )),
+        Some(f) if f < 0.0 => Err(format!("expected a whole number ≥ 0, found {n}")),
+        _ => Err(format!("expected a whole number, found {n}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn validator() -> Validator {
+        Validator {
+            limits: Limits::default(),
+            test_kernels: false,
+            algorithms: None,
+        }
+    }
+
+    fn errors(v: Value) -> Vec<String> {
+        validator()
+            .task(&v, "tasks[0]")
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_seeds_task_is_valid_and_round_trips() {
+        let v = json!({"task_id": "task_001", "algorithm": "python",
+            "parameters": {"num_particles": 100, "num_steps": 500, "seed": 123},
+            "priority": "high", "description": "Simulación Python - 100 partículas", "owner": "ana"});
+        let task = validator().task(&v, "").unwrap();
+        assert_eq!(task.task_id.as_str(), "task_001");
+        assert_eq!(task.priority, Priority::High);
+        assert_eq!(task.work.kernel(), "reference");
+        assert_eq!(task.extra["owner"], "ana");
+        assert_eq!(task.to_json(), v);
+    }
+
+    #[test]
+    fn priority_defaults_to_medium() {
+        let v = json!({"task_id": "a", "algorithm": "cython",
+            "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+        assert_eq!(validator().task(&v, "").unwrap().priority, Priority::Medium);
+    }
+
+    #[test]
+    fn every_problem_has_a_path_and_an_expectation() {
+        let e = errors(json!({"task_id": 7, "algorithm": "fortran", "priority": "urgent"}));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("tasks[0].task_id: expected a string, found 7"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("tasks[0].priority: expected \"high\""), "{e:?}");
+        assert!(
+            e[2].contains("tasks[0].algorithm: expected one of reference, optimized"),
+            "{e:?}"
+        );
+
+        let e = errors(json!({"task_id": "t", "algorithm": "python",
+            "parameters": {"num_particles": -4, "num_steps": "10", "seed": 1.5, "dt": "small"}}));
+        assert_eq!(
+            e,
+            [
+                "tasks[0].parameters.num_particles: expected a whole number ≥ 13, found -4",
+                "tasks[0].parameters.num_steps: expected a whole number, found \"10\" (a string)",
+                "tasks[0].parameters.seed: expected a whole number, found 1.5",
+                "tasks[0].parameters.dt: expected a number, found \"small\" (a string)",
+            ]
+        );
+
+        let e = errors(json!({"task_id": "t", "algorithm": "python",
+            "parameters": {"num_particles": 4, "num_steps": 10, "seed": 1}}));
+        assert!(e[0].starts_with("tasks[0].parameters.num_particles: expected a whole number ≥ 13, found 4"));
+
+        let e = errors(json!({"task_id": "t", "algorithm": "python"}));
+        assert_eq!(
+            e,
+            ["tasks[0].parameters: required: an object with num_particles, num_steps and seed"]
+        );
+        let e = errors(json!("just a string"));
+        assert!(e[0].contains("expected a task object"), "{e:?}");
+    }
+
+    #[test]
+    fn ids_that_look_like_paths_are_refused() {
+        for bad in ["../etc/passwd", "a/b", "", "..", "x y", "tab\t", "é"] {
+            assert!(TaskId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(TaskId::parse(&"x".repeat(129)).is_err());
+        for good in ["task_001", "batch-7.3", "run:2024:01", "A"] {
+            assert!(TaskId::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn test_kernels_need_the_switch() {
+        let v = json!({"task_id": "t", "algorithm": "__sleep", "parameters": {"seconds": 1}});
+        let e = validator().task(&v, "").unwrap_err();
+        assert!(e[0].message.contains("ORQUESTA_TEST_KERNELS=1"), "{e:?}");
+        let on = Validator {
+            test_kernels: true,
+            ..validator()
+        };
+        assert_eq!(
+            on.task(&v, "").unwrap().work,
+            Work::Test(TestKernel::Sleep { seconds: 1.0 })
+        );
+        let bad = json!({"task_id": "t", "algorithm": "__sleep", "parameters": {"seconds": -1}});
+        assert!(on.task(&bad, "").is_err());
+    }
+
+    #[test]
+    fn a_restricted_worker_refuses_other_algorithms() {
+        let v = Validator {
+            algorithms: Some(vec!["python".into(), "reference".into()]),
+            ..validator()
+        };
+        let task = json!({"task_id": "t", "algorithm": "cython",
+            "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+        let e = v.task(&task, "").unwrap_err();
+        assert!(
+            e[0].message.contains("expected one of python, reference"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn whole_numbers() {
+        assert_eq!(whole_number(&json!(1e3)), Ok(1000));
+        assert_eq!(whole_number(&json!(u64::MAX)), Ok(u64::MAX));
+        assert!(whole_number(&json!(1e30)).unwrap_err().contains("from 0 to"));
+        assert!(whole_number(&json!(null)).is_err());
+        assert!(whole_number(&json!(true)).is_err());
+    }
+}
