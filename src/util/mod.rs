@@ -4,4 +4,5 @@ pub mod fs;
 pub mod logging;
 pub mod machine;
 pub mod signal;
+pub mod stats;
 pub mod time;

@@ -20,6 +20,7 @@ use crate::actors::executor::held_results::HeldResults;
 use crate::actors::simulation::{Outcome, RunTask, SimulationActor};
 use crate::model::{Task, TaskId, TaskResult};
 use crate::sim::Control;
+use crate::util::stats::percentile;
 
 /// What the Executor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -363,15 +364,6 @@ impl Executor {
     }
 }
 
-/// Nearest-rank percentile of sorted values (0 when there are none).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// `GET /status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -540,20 +532,5 @@ impl Handler<Flush> for Executor {
             let text = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
             let _ = crate::util::fs::write_atomic(path, &text);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.9), 90.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-        assert_eq!(percentile(&[3.0], 0.99), 3.0);
     }
 }
