@@ -1,5 +1,8 @@
-//! The one JSON error shape of every endpoint, `{"error": "...", ...}`,
-//! and the helpers that read request bodies without trusting them.
+//! The one JSON error shape of every endpoint of both servers,
+//! `{"error": "...", "code": "...", ...}`: [`ErrorCode`] is the stable,
+//! machine-readable part and the only place an error meets its HTTP
+//! status; `error` is the text for people. Also the helpers that read
+//! request bodies without trusting them.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse, ResponseError};
@@ -8,20 +11,102 @@ use serde_json::{json, Map, Value};
 
 use crate::model::FieldError;
 
-/// An error answered as JSON with its HTTP status.
+/// What went wrong, for programs: each code has one HTTP status. README
+/// "Errors" lists them; add a variant there too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The body is not JSON (the answer says where it breaks).
+    MalformedJson,
+    /// The body is empty where a JSON object is expected.
+    EmptyBody,
+    /// A path segment, query parameter or body field has the wrong shape.
+    BadRequest,
+    /// Tasks that break the rules; `errors` lists every problem with its path.
+    InvalidTask,
+    /// The body is over the size limit (`limit_bytes`).
+    BodyTooLarge,
+    /// No such task, result or worker.
+    NotFound,
+    /// No endpoint with this path.
+    UnknownEndpoint,
+    /// The path exists, the method does not.
+    MethodNotAllowed,
+    /// Task ids the orchestrator already knows (`duplicates`).
+    DuplicateTaskIds,
+    /// The task has ended and cannot be cancelled.
+    AlreadyEnded,
+    /// The task is not failed or cancelled, so it cannot be retried.
+    NotRetryable,
+    /// The worker already runs this task (`attempt_id` names the run).
+    AlreadyRunning,
+    /// The worker has no free slot; try again after `Retry-After`.
+    WorkerFull,
+    /// The process is draining or shutting down.
+    ShuttingDown,
+    /// The database or another internal part cannot answer now; retry.
+    Unavailable,
+    /// A bug: the process could not answer.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidTask => "invalid_task",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UnknownEndpoint => "unknown_endpoint",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::DuplicateTaskIds => "duplicate_task_ids",
+            ErrorCode::AlreadyEnded => "already_ended",
+            ErrorCode::NotRetryable => "not_retryable",
+            ErrorCode::AlreadyRunning => "already_running",
+            ErrorCode::WorkerFull => "worker_full",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The one mapping from codes to HTTP statuses.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MalformedJson | ErrorCode::EmptyBody | ErrorCode::BadRequest => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::InvalidTask => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::NotFound | ErrorCode::UnknownEndpoint => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::DuplicateTaskIds
+            | ErrorCode::AlreadyEnded
+            | ErrorCode::NotRetryable
+            | ErrorCode::AlreadyRunning => StatusCode::CONFLICT,
+            ErrorCode::WorkerFull => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::ShuttingDown | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answered as JSON with the status of its code.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
+    pub code: ErrorCode,
     pub body: Map<String, Value>,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let mut body = Map::new();
         body.insert("error".into(), Value::String(message.into()));
+        body.insert("code".into(), Value::String(code.as_str().into()));
         Self {
-            status,
+            code,
             body,
             retry_after: None,
         }
@@ -32,37 +117,46 @@ impl ApiError {
         self
     }
 
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     /// 422 listing every problem with its path.
     pub fn invalid(message: impl Into<String>, errors: &[FieldError]) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message).with("errors", json!(errors))
+        Self::new(ErrorCode::InvalidTask, message).with("errors", json!(errors))
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+        Self::new(ErrorCode::Internal, message)
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.status, Value::Object(self.body.clone()))
+        write!(f, "{}: {}", self.code.status(), Value::Object(self.body.clone()))
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.code.status());
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
@@ -78,7 +172,7 @@ pub async fn read_json(mut payload: web::Payload, limit: usize) -> Result<Value,
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BodyTooLarge,
                 format!("request body is larger than the limit of {limit} bytes"),
             )
             .with("limit_bytes", json!(limit)));
@@ -91,12 +185,13 @@ pub async fn read_json(mut payload: web::Payload, limit: usize) -> Result<Value,
 /// Parses a body as JSON with an error that says where it breaks.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            ErrorCode::EmptyBody,
             "request body is empty: expected a JSON object",
         ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("malformed JSON: {e}"))
+        ApiError::new(ErrorCode::MalformedJson, format!("malformed JSON: {e}"))
             .with("line", json!(e.line()))
             .with("column", json!(e.column()))
     })
@@ -104,13 +199,17 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 /// JSON 404 for paths no route knows.
 pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
-    ApiError::not_found(format!("no endpoint {} {}", req.method(), req.path())).error_response()
+    ApiError::new(
+        ErrorCode::UnknownEndpoint,
+        format!("no endpoint {} {}", req.method(), req.path()),
+    )
+    .error_response()
 }
 
 /// JSON 405 for a known path with the wrong method.
 pub async fn wrong_method(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
     .error_response()
@@ -123,7 +222,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 
 /// The actor behind a handler has stopped: the process is shutting down.
 pub fn mailbox(e: actix::MailboxError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shutting down: {e}"))
+    ApiError::new(ErrorCode::ShuttingDown, format!("shutting down: {e}"))
 }
 
 /// A task id taken from the path, checked.

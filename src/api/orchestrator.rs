@@ -12,7 +12,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError};
+use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
 use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerInfo, Workers};
 use crate::actors::task_queue::{
     CancelTask, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
@@ -55,11 +55,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(unknown_route));
 }
 
-fn db(e: StoreError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("database unavailable: {e}"),
-    )
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::unavailable(format!("database unavailable: {e}"))
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Duplicates(d) => ApiError::new(
+                ErrorCode::DuplicateTaskIds,
+                format!("{} task id(s) already exist; nothing was queued", d.len()),
+            )
+            .with("duplicates", json!(d)),
+            SubmitError::Store(e) => ApiError::unavailable(e),
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -67,8 +79,8 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     web::block(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("busy: {e}")))?
-        .map_err(db)
+        .map_err(|e| ApiError::unavailable(format!("busy: {e}")))?
+        .map_err(ApiError::from)
 }
 
 /// `GET /`: what is here.
@@ -193,12 +205,7 @@ async fn create_tasks(
                 "warnings": batch.warnings,
             })))
         }
-        Err(SubmitError::Duplicates(d)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("{} task id(s) already exist; nothing was queued", d.len()),
-        )
-        .with("duplicates", json!(d))),
-        Err(SubmitError::Store(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -244,13 +251,13 @@ async fn cancel_task(
         })
         .await
         .map_err(mailbox)?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+        .map_err(ApiError::unavailable)?;
     match outcome {
         CancelOutcome::Cancelled { was, worker_id } => Ok(HttpResponse::Ok().json(json!({
             "task_id": task_id, "status": "cancelled", "was": was, "worker_id": worker_id,
         }))),
         CancelOutcome::AlreadyEnded { status } => Err(ApiError::new(
-            StatusCode::CONFLICT,
+            ErrorCode::AlreadyEnded,
             format!("task {task_id} has already ended ({status}); nothing was changed"),
         )
         .with("status", json!(status))),
@@ -271,13 +278,13 @@ async fn retry_task(
         })
         .await
         .map_err(mailbox)?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+        .map_err(ApiError::unavailable)?;
     match outcome {
         RetryOutcome::Queued { .. } => {
             Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "status": "queued"})))
         }
         RetryOutcome::NotRetryable { status } => Err(ApiError::new(
-            StatusCode::CONFLICT,
+            ErrorCode::NotRetryable,
             format!("task {task_id} is {status}; only failed or cancelled tasks can be retried"),
         )
         .with("status", json!(status))),

@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError};
+use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
 use crate::actors::executor::{
     AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
 };
@@ -44,6 +44,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(unknown_route));
 }
 
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            Refusal::Full { running, capacity } => ApiError::new(ErrorCode::WorkerFull, message)
+                .with("running", json!(running))
+                .with("capacity", json!(capacity))
+                .retry_after(1),
+            Refusal::AlreadyRunning { task_id, attempt_id } => {
+                ApiError::new(ErrorCode::AlreadyRunning, message)
+                    .with("task_id", json!(task_id))
+                    .with("attempt_id", json!(attempt_id))
+            }
+            Refusal::Draining => ApiError::new(ErrorCode::ShuttingDown, message).retry_after(5),
+        }
+    }
+}
+
 /// `POST /execute`: runs one task and answers with its result when it ends.
 async fn execute(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let mut body = read_json(payload, EXECUTE_BODY_LIMIT).await?;
@@ -75,31 +93,10 @@ async fn execute(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<Htt
         .send(Execute { task, attempt_id })
         .await
         .map_err(mailbox)?
-        .map_err(|refusal| match &refusal {
-            Refusal::Full { running, capacity } => {
-                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, refusal.to_string())
-                    .with("running", json!(running))
-                    .with("capacity", json!(capacity));
-                e.retry_after = Some(1);
-                e
-            }
-            Refusal::AlreadyRunning { task_id, attempt_id } => {
-                ApiError::new(StatusCode::CONFLICT, refusal.to_string())
-                    .with("task_id", json!(task_id))
-                    .with("attempt_id", json!(attempt_id))
-            }
-            Refusal::Draining => {
-                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string());
-                e.retry_after = Some(5);
-                e
-            }
-        })?;
-    let result = receiver.await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "worker stopped before the task finished",
-        )
-    })?;
+        .map_err(ApiError::from)?;
+    let result = receiver
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::ShuttingDown, "worker stopped before the task finished"))?;
     Ok(HttpResponse::Ok().json(&*result))
 }
 
