@@ -50,6 +50,25 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::EmptyBody,
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidTask,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownEndpoint,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::DuplicateTaskIds,
+        ErrorCode::AlreadyEnded,
+        ErrorCode::NotRetryable,
+        ErrorCode::AlreadyRunning,
+        ErrorCode::WorkerFull,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MalformedJson => "malformed_json",
@@ -229,4 +248,30 @@ pub fn mailbox(e: actix::MailboxError) -> ApiError {
 pub fn path_task_id(raw: &str) -> Result<crate::model::TaskId, ApiError> {
     crate::model::TaskId::parse(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_in_the_readme_table_with_its_status() {
+        let readme = include_str!("../../README.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+            assert!(readme.contains(&row), "README \"Errors\" lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn a_body_carries_the_text_and_the_code() {
+        let e = ApiError::new(ErrorCode::WorkerFull, "full")
+            .with("capacity", serde_json::json!(2))
+            .retry_after(1);
+        assert_eq!(e.code.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            Value::Object(e.body),
+            serde_json::json!({"error": "full", "code": "worker_full", "capacity": 2})
+        );
+    }
 }
