@@ -271,14 +271,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::sim::Limits;
 
     fn validator() -> Validator {
-        Validator {
-            limits: Limits::default(),
-            test_kernels: false,
-            algorithms: None,
-        }
+        Validator::standard()
     }
 
     fn task(id: &str) -> Value {

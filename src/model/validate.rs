@@ -93,6 +93,16 @@ impl Default for Validator {
 }
 
 impl Validator {
+    /// Every registered kernel within the default limits and no test
+    /// kernels, whatever the environment says: for tools and tests.
+    pub fn standard() -> Self {
+        Self {
+            limits: Limits::default(),
+            test_kernels: false,
+            algorithms: None,
+        }
+    }
+
     /// Every algorithm name a task may use here.
     pub fn algorithm_names(&self) -> Vec<String> {
         let mut names: Vec<String> = match &self.algorithms {
@@ -394,11 +404,7 @@ mod tests {
     use super::*;
 
     fn validator() -> Validator {
-        Validator {
-            limits: Limits::default(),
-            test_kernels: false,
-            algorithms: None,
-        }
+        Validator::standard()
     }
 
     fn errors(v: Value) -> Vec<String> {

@@ -142,6 +142,14 @@ fn run_exits_non_zero_when_a_task_fails_and_2_for_a_bad_file() {
     assert!(!clean.path().join("results").exists(), "nothing ran");
 }
 
+fn config_check(dir: &std::path::Path) -> std::process::Output {
+    orquesta()
+        .args(["config", "check"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_check_validates_and_asks_every_worker() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,11 +173,7 @@ fn config_check_validates_and_asks_every_worker() {
         "WORKER_TIMEOUT=300  # the seed's value\n",
     )
     .unwrap();
-    let out = orquesta()
-        .args(["config", "check"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = config_check(dir.path());
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("WORKER_TIMEOUT") && text.contains("300"), "{text}");
@@ -181,11 +185,7 @@ fn config_check_validates_and_asks_every_worker() {
         "MANUAL_MODE=false\nLOAD_BALANCING_ALGORITHM=random\n",
     )
     .unwrap();
-    let out = orquesta()
-        .args(["config", "check"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = config_check(dir.path());
     assert_eq!(out.status.code(), Some(2));
     let text = stdout(&out);
     assert!(
@@ -206,34 +206,31 @@ fn config_check_validates_and_asks_every_worker() {
     assert!(stderr(&out).contains("MANUAL_MODE=false"), "{}", stderr(&out));
 }
 
-#[test]
-fn a_missing_or_broken_workers_file_is_explained() {
-    let dir = tempfile::tempdir().unwrap();
+/// `orquesta orchestrator` in `dir`, expected to refuse to start (exit 2);
+/// what it said.
+fn refused_start(dir: &std::path::Path) -> String {
     let out = orquesta()
         .args(["orchestrator", "--port", "0"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("config_workers.json not found"),
-        "{}",
-        stderr(&out)
-    );
+    stderr(&out)
+}
+
+#[test]
+fn a_missing_or_broken_workers_file_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = refused_start(dir.path());
+    assert!(said.contains("config_workers.json not found"), "{said}");
     std::fs::write(
         dir.path().join("config_workers.json"),
         r#"{"workers": [{"id": "w", "host": "127.0.0.1", "port": 99999}]}"#,
     )
     .unwrap();
-    let out = orquesta()
-        .args(["orchestrator", "--port", "0"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let said = refused_start(dir.path());
     assert!(
-        stderr(&out).contains("workers[0].port: expected a port from 1 to 65535"),
-        "{}",
-        stderr(&out)
+        said.contains("workers[0].port: expected a port from 1 to 65535"),
+        "{said}"
     );
 }

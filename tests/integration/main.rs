@@ -8,4 +8,6 @@ mod faults;
 mod orchestrator;
 mod sim_cli;
 mod tools;
+mod tools_cluster;
+mod tools_terminal;
 mod worker;

@@ -365,22 +365,23 @@ fn bad_requests_get_clear_json_errors() {
     assert_eq!(w.get("/metrics").json()["tasks_completed"], 0, "nothing bad ran");
 }
 
+/// Posts a sleeping task from another thread and waits until it runs.
+fn start_sleeping(w: &Proc, id: &str, seconds: f64) -> std::thread::JoinHandle<crate::common::Response> {
+    let addr = w.addr.clone();
+    let body = sleep_task(id, seconds);
+    let running =
+        std::thread::spawn(move || crate::common::http("POST", &addr, "/execute", Some(body.as_bytes())));
+    wait_until(Duration::from_secs(10), "the task to start", || {
+        w.get("/current").json()["count"] == 1
+    });
+    running
+}
+
 #[test]
 fn sigterm_drains_running_tasks_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = worker(dir.path(), &["--drain-timeout", "20"]);
-    let addr = w.addr.clone();
-    let running = std::thread::spawn(move || {
-        crate::common::http(
-            "POST",
-            &addr,
-            "/execute",
-            Some(sleep_task("draining", 1.0).as_bytes()),
-        )
-    });
-    wait_until(Duration::from_secs(10), "the task to start", || {
-        w.get("/current").json()["count"] == 1
-    });
+    let running = start_sleeping(&w, "draining", 1.0);
     w.signal(libc::SIGTERM);
     wait_until(Duration::from_secs(5), "draining", || {
         w.get("/health").status == 503
@@ -401,18 +402,7 @@ fn sigterm_drains_running_tasks_then_exits_zero() {
 fn sigterm_cancels_what_outlives_the_drain_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = worker(dir.path(), &["--drain-timeout", "0.3"]);
-    let addr = w.addr.clone();
-    let running = std::thread::spawn(move || {
-        crate::common::http(
-            "POST",
-            &addr,
-            "/execute",
-            Some(sleep_task("slow", 60.0).as_bytes()),
-        )
-    });
-    wait_until(Duration::from_secs(10), "the task to start", || {
-        w.get("/current").json()["count"] == 1
-    });
+    let running = start_sleeping(&w, "slow", 60.0);
     let asked = Instant::now();
     w.signal(libc::SIGTERM);
     assert_eq!(w.wait_exit(Duration::from_secs(20)), Some(0), "{}", w.log());
