@@ -1,6 +1,7 @@
 //! Small support pieces with no knowledge of tasks or actors.
 
 pub mod fs;
+pub mod lock;
 pub mod logging;
 pub mod machine;
 pub mod signal;
