@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cli::client::{self, Endpoint};
 use crate::cli::cluster::LocalWorkers;
 use crate::cli::{OrchestratorArgs, RunArgs};
 use crate::config::{self, Settings, WorkerEntry, SETTINGS};
@@ -190,7 +191,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
         Err(code) => return code,
     };
-    let state = match crate::util::fs::TempDir::new("orquesta-run") {
+    let state = match tempfile::Builder::new().prefix("orquesta-run-").tempdir() {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot make a temporary folder: {e}");
@@ -277,7 +278,9 @@ pub fn config_check(args: &OrchestratorArgs) -> ExitCode {
                 s.worker_timeout.min(Duration::from_secs(3))
             });
             for w in &workers {
-                let answer = crate::cli::probe::get(&w.address(), "/status", timeout);
+                let addr = w.address();
+                let endpoint = Endpoint::parse(&addr).unwrap_or(Endpoint { addr });
+                let answer = client::request(&endpoint, "GET", "/status", None, timeout);
                 let verdict = match &answer {
                     Ok(a) if a.status == 200 => {
                         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();

@@ -10,7 +10,6 @@ pub mod gen;
 pub mod interactive;
 pub mod ping;
 pub mod place;
-pub mod probe;
 pub mod run;
 pub mod schema;
 pub mod status;
