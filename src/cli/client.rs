@@ -321,10 +321,7 @@ mod tests {
             .port();
         let ep = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
         let e = get_json(&ep, "/health", Duration::from_secs(2)).unwrap_err();
-        assert!(
-            matches!(e, CallError::Unreachable(NoAnswer::Refused(_))),
-            "{e:?}"
-        );
+        assert!(matches!(e, CallError::Unreachable(NoAnswer::Refused(_))), "{e:?}");
         assert!(unreachable_hint(&ep, &e).contains("orquesta orchestrator"));
     }
 

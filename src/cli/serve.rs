@@ -104,4 +104,3 @@ pub(super) fn served(outcome: Result<(), crate::orchestrator::OrchestratorError>
         }
     }
 }
-

@@ -191,7 +191,12 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Respon
     let headers = response
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = response
         .body_mut()

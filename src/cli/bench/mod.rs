@@ -8,8 +8,8 @@ use clap::Args;
 use crate::cli::client::{self, Answer, Endpoint};
 use crate::cli::cluster::KillOnDrop;
 use crate::sim::{self, lookup, Control, Limits, RunOptions, SimParams, SimStatus, KERNELS};
-use tempfile::TempDir;
 use crate::util::machine::available_threads;
+use tempfile::TempDir;
 
 #[derive(Args, Debug)]
 pub struct SimBenchArgs {
@@ -203,7 +203,9 @@ pub fn worker(args: &WorkerBenchArgs) -> ExitCode {
     let base = match &args.url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
-            let started = tempfile::Builder::new().prefix("orquesta-bench-").tempdir()
+            let started = tempfile::Builder::new()
+                .prefix("orquesta-bench-")
+                .tempdir()
                 .map_err(|e| e.to_string())
                 .and_then(|dir| {
                     let capacity = args.capacity.to_string();
@@ -398,7 +400,10 @@ fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
 
 fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     use std::time::{Duration, Instant};
-    let dir = tempfile::Builder::new().prefix("orquesta-e2e-").tempdir().map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("orquesta-e2e-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let mut entries = Vec::new();
     let capacity = args.capacity.to_string();
