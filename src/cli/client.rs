@@ -1,14 +1,13 @@
 //! How the tools reach an orchestrator or a worker: the address from a URL
 //! the user typed (or the orchestrator's own `ORCHESTRATOR_HOST` /
-//! `ORCHESTRATOR_PORT`, else 127.0.0.1:5000), and JSON over the blocking
-//! HTTP client of [`crate::cli::probe`], trying every address a name resolves to.
+//! `ORCHESTRATOR_PORT`, else 127.0.0.1:5000), and JSON over `ureq`'s
+//! blocking HTTP client, trying every address a name resolves to. Used by
+//! `submit`, `status`, `ping`, `config check` and the benches.
 
-use std::net::ToSocketAddrs;
-use std::time::Duration;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-use crate::cli::probe::{self, Answer, ProbeError};
 
 /// The port an orchestrator listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5000;
@@ -109,11 +108,32 @@ impl Endpoint {
     }
 }
 
+/// Why a request got no answer, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoAnswer {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("connection refused (nothing listens on {0})")]
+    Refused(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An answer: status, body, round-trip time.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub elapsed: Duration,
+}
+
 /// Why a call did not give the JSON expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
     #[error("{0}")]
-    Unreachable(ProbeError),
+    Unreachable(NoAnswer),
     #[error("HTTP {status}: {message}")]
     Status {
         status: u16,
@@ -125,30 +145,82 @@ pub enum CallError {
 }
 
 /// One request to `endpoint`; every address its name resolves to is tried
-/// until one accepts the connection.
+/// until one accepts the connection, each with the whole `timeout`.
 pub fn request(
     endpoint: &Endpoint,
     method: &str,
     path: &str,
     body: Option<&[u8]>,
     timeout: Duration,
-) -> Result<Answer, ProbeError> {
-    let addrs: Vec<std::net::SocketAddr> = endpoint
+) -> Result<Answer, NoAnswer> {
+    let addrs: Vec<SocketAddr> = endpoint
         .addr
         .to_socket_addrs()
-        .map_err(|_| ProbeError::Resolve(endpoint.addr.clone()))?
+        .map_err(|_| NoAnswer::Resolve(endpoint.addr.clone()))?
         .collect();
     if addrs.is_empty() {
-        return Err(ProbeError::Resolve(endpoint.addr.clone()));
+        return Err(NoAnswer::Resolve(endpoint.addr.clone()));
     }
-    let mut last = ProbeError::Refused(endpoint.addr.clone());
+    let mut last = NoAnswer::Refused(endpoint.addr.clone());
     for sock in addrs {
-        match probe::request(method, &sock.to_string(), path, body, timeout) {
-            Err(ProbeError::Refused(_)) => last = ProbeError::Refused(endpoint.addr.clone()),
+        match request_to(sock, method, path, body.unwrap_or_default(), timeout) {
+            Err(NoAnswer::Refused(_)) => last = NoAnswer::Refused(endpoint.addr.clone()),
             other => return other,
         }
     }
     Err(last)
+}
+
+/// One request to one address, with one overall timeout; a JSON content
+/// type, no keep-alive (a fresh agent per call), no proxy, no redirects.
+fn request_to(
+    sock: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Answer, NoAnswer> {
+    let started = Instant::now();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        // callers judge the status themselves and read the error body
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .proxy(None)
+        .accept(ureq::config::AutoHeaderValue::None)
+        .user_agent(concat!("orquesta/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{sock}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .map_err(|e| NoAnswer::Other(e.to_string()))?;
+    let no_answer = |e: ureq::Error| match e {
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused(sock.to_string()),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => NoAnswer::Timeout(timeout),
+            _ => NoAnswer::Other(io.to_string()),
+        },
+        ureq::Error::Timeout(_) => NoAnswer::Timeout(timeout),
+        ureq::Error::HostNotFound => NoAnswer::Resolve(sock.to_string()),
+        other => NoAnswer::Other(other.to_string()),
+    };
+    let mut response = agent.run(request).map_err(no_answer)?;
+    let status = response.status().as_u16();
+    // no size limit: a page of /tasks may be large, and the server bounds it
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(no_answer)?;
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// A request whose answer must be JSON; a status outside 2xx is an error
@@ -249,10 +321,62 @@ mod tests {
             .port();
         let ep = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
         let e = get_json(&ep, "/health", Duration::from_secs(2)).unwrap_err();
-        assert!(
-            matches!(e, CallError::Unreachable(ProbeError::Refused(_))),
-            "{e:?}"
-        );
+        assert!(matches!(e, CallError::Unreachable(NoAnswer::Refused(_))), "{e:?}");
         assert!(unreachable_hint(&ep, &e).contains("orquesta orchestrator"));
+    }
+
+    /// A server on a free port that answers one connection with `raw`.
+    fn answer_once(raw: &'static [u8]) -> Endpoint {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(raw);
+        });
+        Endpoint { addr }
+    }
+
+    #[test]
+    fn refused_and_unresolvable_are_told_apart() {
+        // a port that was free a moment ago
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ep = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let e = request(&ep, "GET", "/", None, Duration::from_secs(2)).unwrap_err();
+        assert!(matches!(e, NoAnswer::Refused(_)), "{e:?}");
+        let ep = Endpoint::parse("no-such-host.invalid:80").unwrap();
+        let e = request(&ep, "GET", "/", None, Duration::from_secs(2)).unwrap_err();
+        assert!(matches!(e, NoAnswer::Resolve(_)), "{e:?}");
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        let ep = answer_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        );
+        let a = request(&ep, "GET", "/", None, Duration::from_secs(5)).unwrap();
+        assert_eq!((a.status, a.body.as_str()), (200, "abcde"));
+    }
+
+    #[test]
+    fn an_error_status_comes_back_with_its_body() {
+        let ep = answer_once(
+            b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: 37\r\n\
+              Connection: close\r\n\r\n{\"error\": \"only failed or cancelled\"}",
+        );
+        let e = call_json(&ep, "POST", "/tasks/x/retry", None, Duration::from_secs(5)).unwrap_err();
+        match e {
+            CallError::Status { status, message, .. } => {
+                assert_eq!((status, message.as_str()), (409, "only failed or cancelled"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use super::place;
 use super::validate::{local_validator, summary};
 use crate::model::{Priority, Validator};
+use crate::sim::rng::SplitMix64;
 use crate::util::time::Utc;
 
 /// Tasks written when `--count` is not given.
@@ -267,28 +268,17 @@ pub fn check_steps(
     Ok(())
 }
 
-/// SplitMix64: small, fast, and the same on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// A value of `r` drawn from `rng`.
+fn within(rng: &mut SplitMix64, r: Range) -> u64 {
+    match (r.max - r.min).checked_add(1) {
+        Some(span) => r.min + rng.next_u64() % span,
+        None => rng.next_u64(),
     }
+}
 
-    fn within(&mut self, r: Range) -> u64 {
-        match (r.max - r.min).checked_add(1) {
-            Some(span) => r.min + self.next() % span,
-            None => self.next(),
-        }
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
+/// One of `items` drawn from `rng`.
+fn pick<'a, T>(rng: &mut SplitMix64, items: &'a [T]) -> &'a T {
+    &items[(rng.next_u64() % items.len() as u64) as usize]
 }
 
 /// A random number from the operating system's randomness (std seeds
@@ -330,15 +320,15 @@ pub fn default_stem(now: &Utc) -> String {
 
 /// The task file of a plan, in the seed's format and key order.
 pub fn build(plan: &Plan, creation_date: &str) -> Value {
-    let mut rng = SplitMix64(plan.seed);
+    let mut rng = SplitMix64::new(plan.seed);
     let width = plan.count.to_string().len().max(3);
     let tasks: Vec<Value> = (1..=plan.count)
         .map(|i| {
-            let algorithm = rng.pick(&plan.algorithms).clone();
-            let n = rng.within(plan.particles);
-            let steps = rng.within(plan.steps);
-            let priority = *rng.pick(&plan.priorities);
-            let seed = rng.next() % 1_000_000;
+            let algorithm = pick(&mut rng, &plan.algorithms).clone();
+            let n = within(&mut rng, plan.particles);
+            let steps = within(&mut rng, plan.steps);
+            let priority = *pick(&mut rng, &plan.priorities);
+            let seed = rng.next_u64() % 1_000_000;
             let mut task = Map::new();
             task.insert("task_id".into(), json!(format!("{}_{i:0width$}", plan.prefix)));
             task.insert("algorithm".into(), json!(algorithm));

@@ -1,30 +1,38 @@
-//! The `orquesta` command line: parses arguments and calls into the
-//! library. Each subcommand is one function here or one module elsewhere.
+//! The `orquesta` command line: the clap `Cli`/`Command` enums and the
+//! dispatch in [`main`]. Every subcommand is one file beside this one
+//! (`sim.rs`, `orchestrator.rs`, `up.rs`, `run.rs`, `config_check.rs`, …;
+//! benches under `bench/`); `serve.rs` holds what the serving ones share,
+//! and `client.rs`, `cluster.rs`, `table.rs`, `interactive.rs`, `place.rs`
+//! are helpers of several.
 
 pub mod bench;
 pub mod client;
 pub mod cluster;
-pub mod commands;
 pub mod completions;
+pub mod config_check;
 pub mod gen;
 pub mod interactive;
+pub mod orchestrator;
 pub mod ping;
 pub mod place;
-pub mod probe;
 pub mod run;
 pub mod schema;
+mod serve;
+pub mod sim;
 pub mod status;
 pub mod submit;
 pub mod table;
+pub mod up;
 pub mod validate;
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Map, Value};
 
-use crate::model::TaskResult;
-use crate::sim::{self, Control, Limits, RunOptions, SimError, SimParams, SimStatus};
+pub use self::orchestrator::OrchestratorArgs;
+pub use self::run::RunArgs;
+pub use self::sim::SimArgs;
+use crate::sim::Limits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -142,27 +150,6 @@ pub enum Command {
     Completions(crate::cli::completions::CompletionsArgs),
 }
 
-#[derive(Args, Debug, Clone, Default)]
-pub struct OrchestratorArgs {
-    /// Address of the REST API [env ORCHESTRATOR_HOST, default 127.0.0.1].
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Port of the REST API; 0 = any free port [env ORCHESTRATOR_PORT, default 5000].
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// The workers file [env WORKERS_CONFIG, default config_workers.json].
-    #[arg(long)]
-    pub config: Option<std::path::PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// The task file (the seed's format).
-    pub file: std::path::PathBuf,
-    #[command(flatten)]
-    pub common: OrchestratorArgs,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Load and validate .env and config_workers.json, print the effective
@@ -216,45 +203,6 @@ pub struct WorkerArgs {
     pub threads_per_task: Option<usize>,
 }
 
-#[derive(Args, Debug)]
-#[command(allow_negative_numbers = true)]
-pub struct SimArgs {
-    /// Number of particles N.
-    #[arg(long, short = 'n')]
-    pub particles: u64,
-    /// Number of time steps (0 gives the initial state).
-    #[arg(long, short = 's')]
-    pub steps: u64,
-    /// Seed of the initial velocities (any 64-bit unsigned integer).
-    #[arg(long)]
-    pub seed: u64,
-    /// Kernel: reference, optimized, or the seed's aliases python, cython.
-    #[arg(long, short = 'a', default_value = "optimized")]
-    pub algorithm: String,
-    /// Threads for the optimized kernel (default: every core). Results do
-    /// not depend on it.
-    #[arg(long, short = 't')]
-    pub threads: Option<usize>,
-    /// Reduced density ρ [default: 0.5].
-    #[arg(long)]
-    pub density: Option<f64>,
-    /// Initial temperature T0 [default: 1.0].
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Time step [default: 0.005].
-    #[arg(long)]
-    pub dt: Option<f64>,
-    /// Cut-off radius [default: 2.5].
-    #[arg(long)]
-    pub cutoff: Option<f64>,
-    /// Task id to put in the result.
-    #[arg(long, default_value = "local")]
-    pub task_id: String,
-    /// Print the JSON on one line.
-    #[arg(long)]
-    pub compact: bool,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Particle-steps per second of each kernel over several N, on one
@@ -278,12 +226,12 @@ pub fn main() -> ExitCode {
         eprintln!("warning: {p}");
     }
     match cli.command {
-        Command::Sim(args) => run_sim(&args),
+        Command::Sim(args) => crate::cli::sim::run(&args),
         Command::Worker(args) => run_worker(args),
-        Command::Orchestrator(args) => crate::cli::commands::orchestrator(&args),
-        Command::Up(args) => crate::cli::commands::up(&args),
-        Command::Run(args) => crate::cli::commands::run(&args),
-        Command::Config(ConfigCommand::Check(args)) => crate::cli::commands::config_check(&args),
+        Command::Orchestrator(args) => crate::cli::orchestrator::run(&args),
+        Command::Up(args) => crate::cli::up::run(&args),
+        Command::Run(args) => crate::cli::run::run(&args),
+        Command::Config(ConfigCommand::Check(args)) => crate::cli::config_check::run(&args),
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
@@ -349,78 +297,4 @@ fn run_worker(args: WorkerArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn run_sim(args: &SimArgs) -> ExitCode {
-    let params = SimParams {
-        num_particles: args.particles,
-        num_steps: args.steps,
-        seed: args.seed,
-        density: args.density,
-        temperature: args.temperature,
-        dt: args.dt,
-        cutoff: args.cutoff,
-    };
-    let options = RunOptions {
-        threads: args.threads.unwrap_or_else(available_threads).max(1),
-        limits: Limits::default(),
-    };
-    let control = Control::new();
-    match sim::simulate(&args.algorithm, &params, &options, &control) {
-        Ok(report) => {
-            let result =
-                TaskResult::from_report(&args.task_id, &args.algorithm, parameters_json(&params), &report);
-            let text = if args.compact {
-                serde_json::to_string(&result)
-            } else {
-                serde_json::to_string_pretty(&result)
-            };
-            println!("{}", text.expect("a result always serialises"));
-            if report.status == SimStatus::Completed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(err) => {
-            match err {
-                SimError::InvalidParameters(errors) => {
-                    eprintln!("error: invalid parameters");
-                    for e in errors {
-                        eprintln!("  {}: {}", flag_of(e.field), e.message);
-                    }
-                }
-                other => eprintln!("error: {other}"),
-            }
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The flag a parameter comes from, so messages point at what to change.
-fn flag_of(field: &str) -> String {
-    match field {
-        "num_particles" => "--particles".into(),
-        "num_steps" => "--steps".into(),
-        other => format!("--{other}"),
-    }
-}
-
-/// The `parameters` object of the task that `orquesta sim` runs.
-fn parameters_json(p: &SimParams) -> Value {
-    let mut map = Map::new();
-    map.insert("num_particles".into(), json!(p.num_particles));
-    map.insert("num_steps".into(), json!(p.num_steps));
-    map.insert("seed".into(), json!(p.seed));
-    for (name, value) in [
-        ("density", p.density),
-        ("temperature", p.temperature),
-        ("dt", p.dt),
-        ("cutoff", p.cutoff),
-    ] {
-        if let Some(v) = value {
-            map.insert(name.into(), json!(v));
-        }
-    }
-    Value::Object(map)
 }

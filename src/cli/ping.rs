@@ -11,9 +11,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
-use super::client::{self, Endpoint};
+use super::client::{self, Answer, Endpoint, NoAnswer};
 use super::table::Table;
-use crate::cli::probe::{Answer, ProbeError};
 
 #[derive(Args, Debug)]
 pub struct PingArgs {
@@ -41,17 +40,17 @@ pub struct Check {
 
 /// Judges one answer: reachable, not refused for auth, JSON, and the same
 /// version as this binary.
-pub fn judge(result: Result<Answer, ProbeError>, describe: impl Fn(&Value) -> String) -> Check {
+pub fn judge(result: Result<Answer, NoAnswer>, describe: impl Fn(&Value) -> String) -> Check {
     let answer = match result {
         Ok(a) => a,
         Err(e) => {
             let note = match e {
-                ProbeError::Resolve(addr) => format!("name resolution failed: cannot resolve {addr}"),
-                ProbeError::Refused(addr) => format!("connection refused: nothing listens on {addr}"),
-                ProbeError::Timeout(d) => {
+                NoAnswer::Resolve(addr) => format!("name resolution failed: cannot resolve {addr}"),
+                NoAnswer::Refused(addr) => format!("connection refused: nothing listens on {addr}"),
+                NoAnswer::Timeout(d) => {
                     format!("timed out after {}", super::table::duration(d.as_secs_f64()))
                 }
-                ProbeError::Other(m) => m,
+                NoAnswer::Other(m) => m,
             };
             return Check {
                 ok: false,
@@ -269,7 +268,7 @@ pub fn run(args: &PingArgs) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn answer(status: u16, body: &str) -> Result<Answer, ProbeError> {
+    fn answer(status: u16, body: &str) -> Result<Answer, NoAnswer> {
         Ok(Answer {
             status,
             body: body.into(),
@@ -305,15 +304,15 @@ mod tests {
                 "HTTP 200 with a body that is not JSON".to_string(),
             ),
             (
-                Err(ProbeError::Resolve("x.invalid:1".into())),
+                Err(NoAnswer::Resolve("x.invalid:1".into())),
                 "name resolution failed".to_string(),
             ),
             (
-                Err(ProbeError::Refused("127.0.0.1:9".into())),
+                Err(NoAnswer::Refused("127.0.0.1:9".into())),
                 "connection refused: nothing listens on 127.0.0.1:9".to_string(),
             ),
             (
-                Err(ProbeError::Timeout(Duration::from_secs(3))),
+                Err(NoAnswer::Timeout(Duration::from_secs(3))),
                 "timed out after 3.00 s".to_string(),
             ),
         ];

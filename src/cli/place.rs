@@ -1,12 +1,13 @@
 //! Putting a finished file in place for `gen` and `submit`: written to a
-//! temporary `.NAME.PID.tmp` beside it (a name the FileWatcher ignores),
-//! flushed, then linked or renamed into place in one step, so that the
+//! temporary beside it ([`crate::util::fs::temp_beside`], a name the
+//! FileWatcher ignores), flushed, then renamed into place in one step
+//! (without replacing an existing file unless asked), so that the
 //! orchestrator never sees half a file. Ctrl-C is held off while the
 //! temporary exists, so an interrupt leaves either the whole file or
 //! nothing.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Signals held off while a temporary file exists.
@@ -44,15 +45,10 @@ impl Drop for SignalsHeld {
     }
 }
 
-/// The temporary name used while writing `path`.
-fn temporary(path: &Path) -> PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
 /// Writes `bytes` to `path`. With `replace` an existing file is replaced
 /// (temp + rename); without it an existing file is an `AlreadyExists`
-/// error and is left untouched (temp + hard link, which never replaces).
+/// error and is left untouched (temp + a rename or hard link that never
+/// replaces).
 pub fn write_new(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
@@ -64,25 +60,16 @@ pub fn write_new(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
     if path.exists() {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the file exists"));
     }
-    let tmp = temporary(path);
-    let written = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let placed = match fs::hard_link(&tmp, path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+    let tmp = crate::util::fs::temp_beside(path, bytes)?;
+    // rename without replacing (or link, then unlink, where the file
+    // system has no such rename); the temporary is removed on failure
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(e.error),
         // a file system without hard links: check, then rename
         Err(_) if path.exists() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "the file exists")),
-        Err(_) => fs::rename(&tmp, path),
-    };
-    let _ = fs::remove_file(&tmp);
-    placed
+        Err(e) => e.file.persist(path).map(drop).map_err(|e| e.error),
+    }
 }
 
 /// Writes `bytes` under the first free name of `dir/STEM.json`,

@@ -3,13 +3,132 @@
 //! summary. Ctrl-C stops it cleanly (finished results are still written).
 
 use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Args;
+
+use super::cluster::LocalWorkers;
+use super::orchestrator::OrchestratorArgs;
+use super::serve::{init_logging, settings, workers_file};
 use crate::actors::results_store::FlushNow;
 use crate::actors::task_queue::{LiveCount, SubmitBatch};
 use crate::config::{Settings, WorkerEntry};
 use crate::model::taskfile::TaskBatch;
 use crate::store::TaskFilter;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The task file (the seed's format).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub common: OrchestratorArgs,
+}
+
+/// `orquesta run FILE`.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let mut settings = match settings(&args.common) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // the file first: a bad file should not start anything
+    let validator = crate::model::Validator {
+        limits: settings.limits,
+        test_kernels: settings.test_kernels,
+        algorithms: None,
+    };
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let batch = match crate::model::taskfile::parse_bytes(&bytes, &validator) {
+        Ok(b) => b,
+        Err(r) => {
+            eprintln!(
+                "error: {} is not a valid task file; nothing was run:",
+                args.file.display()
+            );
+            for p in &r.problems {
+                eprintln!("  - {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    for w in &batch.warnings {
+        eprintln!("warning: {w}");
+    }
+    let workers = match workers_file(&settings.workers_file) {
+        Ok(Some(w)) if !w.is_empty() => w,
+        Ok(_) => {
+            let cores = crate::util::machine::available_threads();
+            let per = (cores / 2).max(1);
+            (1..=2)
+                .map(|i| WorkerEntry {
+                    id: format!("worker{i}"),
+                    host: "127.0.0.1".into(),
+                    port: 5000 + i,
+                    capacity: per,
+                    algorithms: crate::sim::algorithm_names()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                })
+                .collect()
+        }
+        Err(code) => return code,
+    };
+    let state = match tempfile::Builder::new().prefix("orquesta-run-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot make a temporary folder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    settings.db_path = state.path().join("queue.db");
+    settings.task_queue_dir = state.path().join("task_queues");
+    settings.logs_dir = state.path().join("logs");
+    if args.common.port.is_none() && std::env::var_os("ORCHESTRATOR_PORT").is_none() {
+        settings.port = 0;
+    }
+    init_logging(&settings);
+    let (local, remote): (Vec<WorkerEntry>, Vec<WorkerEntry>) =
+        workers.into_iter().partition(|w| w.is_local());
+    let (children, mut actual) = match LocalWorkers::start(&local, &settings.logs_dir, true) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    actual.extend(remote);
+    let name = args
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file")
+        .to_string();
+    let outcome = run_batch(&settings, &actual, batch, &name);
+    children.stop(Duration::from_secs(10));
+    drop(state);
+    match outcome {
+        Ok(summary) => {
+            print!("{summary}");
+            if summary.all_completed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// What `orquesta run` prints at the end.
 #[derive(Debug, Default)]

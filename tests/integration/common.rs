@@ -1,11 +1,10 @@
 //! Helpers shared by the integration tests: running the real binary,
-//! starting long-lived processes on free ports in temporary folders, a
-//! small blocking HTTP client, and signals.
+//! starting long-lived processes on free ports in temporary folders, HTTP
+//! requests (through `ureq`), and signals.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -170,11 +169,50 @@ impl Response {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; raw body bytes.
+/// One HTTP request with a JSON content type (60 s limit); any status
+/// comes back as a response, raw body bytes.
 pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Response {
-    http_raw(addr, &request_bytes(method, addr, path, body))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"));
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: reading the body: {e}"));
+    Response {
+        status: response.status().as_u16(),
+        headers,
+        body,
+    }
 }
 
+/// The bytes of one HTTP/1.1 request with `Connection: close`, for tests
+/// that write to a socket themselves (a client that leaves mid-request).
 pub fn request_bytes(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
     let body = body.unwrap_or_default();
     let mut req = format!(
@@ -187,53 +225,18 @@ pub fn request_bytes(method: &str, addr: &str, path: &str, body: Option<&[u8]>) 
     req
 }
 
-/// Sends raw request bytes and reads the whole response (60 s limit).
+/// Sends a request made by [`request_bytes`] (any method, any body bytes,
+/// invalid UTF-8 included) through [`http`].
 pub fn http_raw(addr: &str, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    stream.write_all(request).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Response {
-    let split = raw
+    let split = request
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 2 + size + 2..];
-    }
-    out
+        .expect("a request from request_bytes");
+    let head = String::from_utf8_lossy(&request[..split]);
+    let mut line = head.split(' ');
+    let (method, path) = (line.next().unwrap(), line.next().unwrap());
+    let body = &request[split + 4..];
+    http(method, addr, path, (!body.is_empty()).then_some(body))
 }
 
 /// Polls `check` every 20 ms until it is true or `limit` passes.

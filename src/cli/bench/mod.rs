@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::cli::client::{self, Answer, Endpoint};
 use crate::cli::cluster::KillOnDrop;
 use crate::sim::{self, lookup, Control, Limits, RunOptions, SimParams, SimStatus, KERNELS};
-use crate::util::fs::TempDir;
 use crate::util::machine::available_threads;
+use tempfile::TempDir;
 
 #[derive(Args, Debug)]
 pub struct SimBenchArgs {
@@ -202,7 +203,9 @@ pub fn worker(args: &WorkerBenchArgs) -> ExitCode {
     let base = match &args.url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
-            let started = TempDir::new("orquesta-bench")
+            let started = tempfile::Builder::new()
+                .prefix("orquesta-bench-")
+                .tempdir()
                 .map_err(|e| e.to_string())
                 .and_then(|dir| {
                     let capacity = args.capacity.to_string();
@@ -382,15 +385,25 @@ pub fn e2e(args: &E2eBenchArgs) -> ExitCode {
     }
 }
 
+/// `GET http://{addr}{path}`, any status.
+fn http_get(addr: &str, path: &str, timeout: std::time::Duration) -> Result<Answer, String> {
+    let endpoint = Endpoint {
+        addr: addr.to_string(),
+    };
+    client::request(&endpoint, "GET", path, None, timeout).map_err(|e| e.to_string())
+}
+
 fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
-    let a =
-        crate::cli::probe::get(addr, path, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let a = http_get(addr, path, std::time::Duration::from_secs(10))?;
     serde_json::from_str(&a.body).map_err(|e| format!("{path}: {e}"))
 }
 
 fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     use std::time::{Duration, Instant};
-    let dir = TempDir::new("orquesta-e2e").map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("orquesta-e2e-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let mut entries = Vec::new();
     let capacity = args.capacity.to_string();
@@ -442,8 +455,7 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
         std::fs::write(queue.join(format!("latency_{i}.json")), text).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let a = crate::cli::probe::get(&addr, &format!("/tasks/{id}"), Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
+            let a = http_get(&addr, &format!("/tasks/{id}"), Duration::from_secs(5))?;
             if a.status == 200 {
                 let v: serde_json::Value = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
                 if let Some(started) = v["started_at"].as_str().and_then(crate::util::time::parse_iso) {

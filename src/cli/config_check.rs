@@ -1,0 +1,91 @@
+//! `orquesta config check`: the effective settings and where each comes
+//! from, the workers file, and whether each worker answers (the seed's
+//! `python config_manager.py`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::client::{self, Endpoint};
+use super::orchestrator::OrchestratorArgs;
+use super::serve::{env_with_flags, workers_file, WORKERS_EXAMPLE};
+use crate::config::{self, SETTINGS};
+
+/// `orquesta config check`.
+pub fn run(args: &OrchestratorArgs) -> ExitCode {
+    let env = env_with_flags(args);
+    let mut ok = true;
+    println!("Settings (flags > environment > .env > default):");
+    for (key, default, meaning) in SETTINGS {
+        let (value, from) = match env.get(*key) {
+            Some(v) => (v.clone(), "set"),
+            None => (default.to_string(), "default"),
+        };
+        println!("  {key:<28} {value:<22} {from:<8} {meaning}");
+    }
+    let settings = match config::settings_from_env(&env) {
+        Ok(s) => {
+            println!("Settings are valid.");
+            Some(s)
+        }
+        Err(problems) => {
+            ok = false;
+            println!("Settings have problems:");
+            for p in problems {
+                println!("  - {p}");
+            }
+            None
+        }
+    };
+    let path = args
+        .config
+        .clone()
+        .or_else(|| env.get("WORKERS_CONFIG").map(Into::into))
+        .unwrap_or_else(|| "config_workers.json".into());
+    println!("\nWorkers ({}):", path.display());
+    match workers_file(&path) {
+        Ok(Some(workers)) => {
+            let timeout = settings.as_ref().map_or(Duration::from_secs(2), |s| {
+                s.worker_timeout.min(Duration::from_secs(3))
+            });
+            for w in &workers {
+                let addr = w.address();
+                let endpoint = Endpoint::parse(&addr).unwrap_or(Endpoint { addr });
+                let answer = client::request(&endpoint, "GET", "/status", None, timeout);
+                let verdict = match &answer {
+                    Ok(a) if a.status == 200 => {
+                        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();
+                        format!(
+                            "answers in {:.1} ms (id {}, capacity {}, {})",
+                            a.elapsed.as_secs_f64() * 1e3,
+                            v["worker_id"].as_str().unwrap_or("?"),
+                            v["capacity"],
+                            v["state"].as_str().unwrap_or("?")
+                        )
+                    }
+                    Ok(a) => format!("answers {} (is it an orquesta worker?)", a.status),
+                    Err(e) => format!("does not answer: {e}"),
+                };
+                println!(
+                    "  {:<12} {:<22} capacity {:<3} {:<28} {}",
+                    w.id,
+                    w.address(),
+                    w.capacity,
+                    w.algorithms.join(","),
+                    verdict
+                );
+            }
+        }
+        Ok(None) => {
+            ok = false;
+            println!("  not found: create it, for example:\n{WORKERS_EXAMPLE}");
+        }
+        Err(_) => ok = false,
+    }
+    if ok {
+        println!("\nConfiguration is valid.");
+        ExitCode::SUCCESS
+    } else {
+        println!("\nConfiguration is invalid: fix the problems above.");
+        ExitCode::from(2)
+    }
+}
