@@ -11,11 +11,13 @@
 set -uo pipefail  # not -e: a grep that finds nothing is the good case
 cd "$(dirname "$0")/.."
 
-orch_files() { ls src/orchestrator.rs src/api/orchestrator.rs \
-  src/actors/{file_watcher,task_queue,load_balancer,worker_proxy,results_store}.rs 2>/dev/null
-  find src/store src/actors/task_queue -name '*.rs' 2>/dev/null; }
-worker_files() { ls src/worker.rs src/api/worker.rs src/actors/simulation.rs 2>/dev/null
-  find src/actors/executor -name '*.rs' 2>/dev/null; }
+# an actor is one file or one folder: actors/NAME.rs or actors/NAME/
+actor_files() { local n; for n in "$@"; do
+  find "src/actors/$n.rs" "src/actors/$n" -name '*.rs' 2>/dev/null; done; }
+orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/store -name '*.rs' 2>/dev/null
+  actor_files file_watcher task_queue load_balancer worker_proxy results_store; }
+worker_files() { find src/worker.rs src/api/worker.rs -name '*.rs' 2>/dev/null
+  actor_files executor simulation; }
 shared_files() { find src/model src/util src/config -name '*.rs' 2>/dev/null; }
 sim_files() { find src/sim -name '*.rs' 2>/dev/null; }
 not_cli_files() { find src -name '*.rs' -not -path 'src/cli/*' -not -path src/main.rs; }
