@@ -219,8 +219,9 @@ impl FileWatcher {
                         act.move_processed(&path, &name, &sha);
                     }
                     Ok(Err(e @ SubmitError::Duplicates(_))) => {
-                        let message =
-                            format!("{e} (was this file dropped before? give these tasks new ids to run them again)");
+                        let message = format!(
+                            "{e} (was this file dropped before? give these tasks new ids to run them again)"
+                        );
                         act.reject(&path, Rejection::many(vec![FieldError::new("tasks", message)]));
                     }
                     Ok(Err(SubmitError::Store(e))) => {
@@ -245,9 +246,7 @@ impl FileWatcher {
             &format!("{}_{name}", crate::util::time::Utc::now().compact()),
         );
         match fs::create_dir_all(&dest_dir).and_then(|_| fs::rename(path, &dest)) {
-            Ok(()) => self
-                .store
-                .ingest_moved(sha, name, &dest.to_string_lossy()),
+            Ok(()) => self.store.ingest_moved(sha, name, &dest.to_string_lossy()),
             Err(e) => tracing::error!(file = %name, error = %e,
                 "queued, but cannot move it to processed/; it will not be queued twice"),
         }

@@ -30,7 +30,11 @@ pub struct ResultsStore {
     /// `FlushNow` callers waiting for the buffer to reach disk.
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Set once wired: where the stats come from.
-    sources: Option<(Recipient<QueueStats>, Addr<LoadBalancer>, std::sync::Arc<ReadPool>)>,
+    sources: Option<(
+        Recipient<QueueStats>,
+        Addr<LoadBalancer>,
+        std::sync::Arc<ReadPool>,
+    )>,
     files_written: u64,
     last_file: Option<String>,
     balancing: &'static str,
@@ -168,7 +172,13 @@ impl ResultsStore {
             let now = crate::util::time::now_iso();
             let by_status: Value = counts
                 .as_ref()
-                .map(|(s, _)| Value::Object(s.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect()))
+                .map(|(s, _)| {
+                    Value::Object(
+                        s.iter()
+                            .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+                            .collect(),
+                    )
+                })
                 .unwrap_or(Value::Null);
             let stats = json!({
                 "updated_at": now,
@@ -435,7 +445,10 @@ mod tests {
             let conn = store::open(&db, false).unwrap();
             let rec = store::recover(&conn).unwrap();
             assert_eq!(
-                rec.unwritten.iter().map(|u| u.task_id.as_str()).collect::<Vec<_>>(),
+                rec.unwritten
+                    .iter()
+                    .map(|u| u.task_id.as_str())
+                    .collect::<Vec<_>>(),
                 ["c"]
             );
             // a crash after the file was named but before it was marked:

@@ -15,8 +15,7 @@ use serde_json::{json, Map, Value};
 use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
 use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerInfo, Workers};
 use crate::actors::task_queue::{
-    CancelTask, QueueError, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue,
-    WhyWaiting,
+    CancelTask, QueueError, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
 use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
 use crate::model::taskfile;
@@ -253,7 +252,7 @@ async fn cancel_task(
         .map_err(mailbox)??;
     match outcome {
         CancelOutcome::Cancelled { was, worker_id } => Ok(HttpResponse::Ok().json(json!({
-            "task_id": task_id, "status": "cancelled", "was": was, "worker_id": worker_id,
+            "task_id": task_id, "status": TaskStatus::Cancelled, "was": was, "worker_id": worker_id,
         }))),
         CancelOutcome::AlreadyEnded { status } => Err(ApiError::new(
             ErrorCode::AlreadyEnded,
@@ -279,7 +278,7 @@ async fn retry_task(
         .map_err(mailbox)??;
     match outcome {
         RetryOutcome::Queued { .. } => {
-            Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "status": "queued"})))
+            Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "status": TaskStatus::Queued})))
         }
         RetryOutcome::NotRetryable { status } => Err(ApiError::new(
             ErrorCode::NotRetryable,

@@ -233,7 +233,10 @@ impl Store {
     }
 
     /// Applies `changes` as one job and answers after the commit.
-    pub fn persist_now(&self, changes: Vec<Change>) -> impl Future<Output = Result<(), StoreError>> + 'static {
+    pub fn persist_now(
+        &self,
+        changes: Vec<Change>,
+    ) -> impl Future<Output = Result<(), StoreError>> + 'static {
         let reply = self.send(changes.into_iter().map(Op::Change).collect());
         async move { reply.await.map(|_| ()) }
     }
@@ -334,12 +337,16 @@ impl Store {
 
     /// The results file is on disk; answers after the commit.
     pub fn mark_written(&self, file: &str) -> impl Future<Output = Result<(), StoreError>> + 'static {
-        self.persist_now(vec![Change::MarkWritten { file: file.to_string() }])
+        self.persist_now(vec![Change::MarkWritten {
+            file: file.to_string(),
+        }])
     }
 
     /// The results file is on disk; nobody waits for the commit.
     pub fn mark_written_later(&self, file: &str) {
-        self.persist(vec![Change::MarkWritten { file: file.to_string() }]);
+        self.persist(vec![Change::MarkWritten {
+            file: file.to_string(),
+        }]);
     }
 
     /// An ingested file was moved to `moved_to`.

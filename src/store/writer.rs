@@ -186,7 +186,15 @@ fn insert(
              VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
         )?;
         for t in &tasks {
-            insert.execute(params![t.task_id, t.priority, t.algorithm, t.kernel, t.body, source, at])?;
+            insert.execute(params![
+                t.task_id,
+                t.priority,
+                t.algorithm,
+                t.kernel,
+                t.body,
+                source,
+                at
+            ])?;
             seqs.push(db.last_insert_rowid());
         }
     }
@@ -194,7 +202,13 @@ fn insert(
         db.prepare_cached(
             "INSERT INTO ingests(name, size, sha256, tasks, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![ing.name, ing.size as i64, ing.sha256, tasks.len() as i64, at])?;
+        .execute(params![
+            ing.name,
+            ing.size as i64,
+            ing.sha256,
+            tasks.len() as i64,
+            at
+        ])?;
     }
     Ok(InsertOutcome::Inserted { seqs })
 }
@@ -215,7 +229,11 @@ fn cancel(db: &Connection, task_id: &str) -> rusqlite::Result<CancelOutcome> {
             .execute(params![task_id, unix_now()])?;
             CancelOutcome::Cancelled {
                 was,
-                worker_id: if was == TaskStatus::Running { worker_id } else { None },
+                worker_id: if was == TaskStatus::Running {
+                    worker_id
+                } else {
+                    None
+                },
             }
         }
     })

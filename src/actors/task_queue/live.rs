@@ -107,7 +107,9 @@ pub struct RetryPolicy {
 /// How a worker's slot was freed, for its counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Freed {
-    Completed { seconds: f64 },
+    Completed {
+        seconds: f64,
+    },
     Failed,
     /// Not an attempt (refused, cancelled, placed too late).
     Nothing,
@@ -122,10 +124,21 @@ pub enum Send {
         attempt_id: u64,
         body: Arc<str>,
     },
-    CancelOnWorker { worker: WorkerId, task_id: String },
-    Ack { worker: WorkerId, task_id: String },
-    Release { worker: WorkerId, freed: Freed },
-    Reserve { worker: WorkerId },
+    CancelOnWorker {
+        worker: WorkerId,
+        task_id: String,
+    },
+    Ack {
+        worker: WorkerId,
+        task_id: String,
+    },
+    Release {
+        worker: WorkerId,
+        freed: Freed,
+    },
+    Reserve {
+        worker: WorkerId,
+    },
     Adopt {
         worker: WorkerId,
         task_id: String,
@@ -148,8 +161,15 @@ pub struct Completion {
 /// A figure for `/stats/performance`.
 #[derive(Debug, Clone)]
 pub enum Sample {
-    QueueWait { algorithm: String, seconds: f64 },
-    Execution { algorithm: String, worker: WorkerId, seconds: f64 },
+    QueueWait {
+        algorithm: String,
+        seconds: f64,
+    },
+    Execution {
+        algorithm: String,
+        worker: WorkerId,
+        seconds: f64,
+    },
 }
 
 /// What one event asks of the actor.
@@ -284,7 +304,11 @@ impl LiveTasks {
     pub(super) fn take(&mut self, task_id: &str) -> Option<(Entry, Option<Running>)> {
         match self.place.remove(task_id)? {
             Place::Ready => self.queues.values_mut().find_map(|kq| {
-                let key = kq.ready.iter().find(|(_, e)| e.task_id == task_id).map(|(k, _)| *k)?;
+                let key = kq
+                    .ready
+                    .iter()
+                    .find(|(_, e)| e.task_id == task_id)
+                    .map(|(k, _)| *k)?;
                 kq.ready.remove(&key).map(|e| (e, None))
             }),
             Place::Delayed(due) => {

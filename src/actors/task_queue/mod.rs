@@ -32,6 +32,8 @@
 
 mod dispatch;
 mod live;
+#[cfg(test)]
+mod live_tests;
 mod outcome;
 mod queries;
 #[cfg(test)]
@@ -51,7 +53,9 @@ use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
 use super::results_store::RecordResult;
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
 use crate::model::{Task, WorkerId};
-use crate::store::{CancelOutcome, InsertOutcome, Ingest, NewTask, RetryOutcome, Store, StoreError, WasRunning};
+use crate::store::{
+    CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, Store, StoreError, WasRunning,
+};
 use crate::util::time::unix_now;
 use live::{Freed, Send};
 
@@ -106,7 +110,11 @@ impl Peers {
     /// The LoadBalancer's and the ResultsStore's recipients, and the proxies.
     pub fn new<L, R>(lb: &Addr<L>, results: &Addr<R>, proxies: HashMap<WorkerId, ProxyPeer>) -> Self
     where
-        L: Actor<Context = Context<L>> + Handler<Assign> + Handler<Release> + Handler<Reserve> + Handler<Explain>,
+        L: Actor<Context = Context<L>>
+            + Handler<Assign>
+            + Handler<Release>
+            + Handler<Reserve>
+            + Handler<Explain>,
         R: Actor<Context = Context<R>> + Handler<RecordResult>,
     {
         Self {
@@ -408,12 +416,17 @@ impl Handler<CancelTask> for TaskQueue {
     fn handle(&mut self, msg: CancelTask, _: &mut Self::Context) -> Self::Result {
         let task_id = msg.task_id;
         self.live.cancel_asked(&task_id);
-        Box::pin(self.store.cancel(&task_id).into_actor(self).map(move |reply, act, ctx| {
-            let fx = act.live.cancel_answered(&task_id, reply.as_ref().ok());
-            act.apply(fx, ctx);
-            act.try_dispatch(ctx);
-            Ok(reply?)
-        }))
+        Box::pin(
+            self.store
+                .cancel(&task_id)
+                .into_actor(self)
+                .map(move |reply, act, ctx| {
+                    let fx = act.live.cancel_answered(&task_id, reply.as_ref().ok());
+                    act.apply(fx, ctx);
+                    act.try_dispatch(ctx);
+                    Ok(reply?)
+                }),
+        )
     }
 }
 
@@ -429,14 +442,19 @@ impl Handler<RetryTask> for TaskQueue {
     type Result = ResponseActFuture<Self, Result<RetryOutcome, QueueError>>;
 
     fn handle(&mut self, msg: RetryTask, _: &mut Self::Context) -> Self::Result {
-        Box::pin(self.store.retry(&msg.task_id).into_actor(self).map(|reply, act, ctx| {
-            let outcome = reply?;
-            if let RetryOutcome::Queued { row } = &outcome {
-                act.live.retried(row.clone());
-                act.try_dispatch(ctx);
-            }
-            Ok(outcome)
-        }))
+        Box::pin(
+            self.store
+                .retry(&msg.task_id)
+                .into_actor(self)
+                .map(|reply, act, ctx| {
+                    let outcome = reply?;
+                    if let RetryOutcome::Queued { row } = &outcome {
+                        act.live.retried(row.clone());
+                        act.try_dispatch(ctx);
+                    }
+                    Ok(outcome)
+                }),
+        )
     }
 }
 

@@ -61,7 +61,11 @@ impl Performance {
             .rev()
             .take_while(|t| since.is_none_or(|s| **t >= s))
             .count();
-        n as f64 / window.as_secs_f64().min(started.elapsed().as_secs_f64()).max(1e-3)
+        n as f64
+            / window
+                .as_secs_f64()
+                .min(started.elapsed().as_secs_f64())
+                .max(1e-3)
     }
 }
 
@@ -157,7 +161,8 @@ impl Handler<QueueStats> for TaskQueue {
     type Result = MessageResult<QueueStats>;
     fn handle(&mut self, _: QueueStats, _: &mut Self::Context) -> Self::Result {
         let perf = &self.performance;
-        let summarize = |m: &BTreeMap<String, Samples>| m.iter().map(|(k, s)| (k.clone(), s.summary())).collect();
+        let summarize =
+            |m: &BTreeMap<String, Samples>| m.iter().map(|(k, s)| (k.clone(), s.summary())).collect();
         let uptime = self.started.elapsed().as_secs_f64();
         MessageResult(QueueSnapshot {
             uptime_seconds: uptime,

@@ -1,5 +1,4 @@
-//! TaskQueue's tests: the actor driven message by message, and
-//! [`LiveTasks`] driven event by event, by hand and by proptest.
+//! TaskQueue's actor tests: driven message by message.
 
 use std::collections::HashMap;
 use std::time::Duration;
