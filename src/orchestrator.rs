@@ -119,7 +119,7 @@ pub fn start(
     });
     results.do_send(WireStats {
         queue: queue.clone().recipient(),
-        lb: lb.clone(),
+        lb: lb.clone().recipient(),
         read: Arc::clone(&read),
     });
     results.do_send(RecoverResults {
@@ -138,7 +138,7 @@ pub fn start(
                 max_bytes: settings.max_file_bytes,
             },
             Arc::clone(&validator),
-            queue.clone(),
+            queue.clone().recipient(),
             store.clone(),
         )
         .start()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::task_queue::{SubmitBatch, SubmitError, Submitted, TaskQueue};
+use super::task_queue::{SubmitBatch, SubmitError, Submitted};
 use crate::model::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
 use crate::model::{FieldError, Validator};
 use crate::store::{Ingest, Store};
@@ -45,7 +45,7 @@ struct Candidate {
 pub struct FileWatcher {
     settings: WatchSettings,
     validator: Arc<Validator>,
-    queue: Addr<TaskQueue>,
+    queue: Recipient<SubmitBatch>,
     store: Store,
     candidates: HashMap<PathBuf, Candidate>,
     busy: bool,
@@ -79,7 +79,7 @@ impl FileWatcher {
     pub fn new(
         settings: WatchSettings,
         validator: Arc<Validator>,
-        queue: Addr<TaskQueue>,
+        queue: Recipient<SubmitBatch>,
         store: Store,
     ) -> Self {
         Self {

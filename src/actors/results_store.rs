@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::{json, Value};
 
-use super::load_balancer::{LoadBalancer, Workers};
+use super::load_balancer::Workers;
 use super::task_queue::QueueStats;
 use crate::model::TaskResult;
 use crate::store::{ReadPool, Store, Unwritten};
@@ -32,7 +32,7 @@ pub struct ResultsStore {
     /// Set once wired: where the stats come from.
     sources: Option<(
         Recipient<QueueStats>,
-        Addr<LoadBalancer>,
+        Recipient<Workers>,
         std::sync::Arc<ReadPool>,
     )>,
     files_written: u64,
@@ -248,7 +248,7 @@ impl Handler<RecordResult> for ResultsStore {
 #[rtype(result = "()")]
 pub struct WireStats {
     pub queue: Recipient<QueueStats>,
-    pub lb: Addr<LoadBalancer>,
+    pub lb: Recipient<Workers>,
     pub read: std::sync::Arc<ReadPool>,
 }
 
