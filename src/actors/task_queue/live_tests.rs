@@ -39,19 +39,40 @@ fn result(task_id: &str, status: RunStatus) -> TaskResult {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Submit { count: usize, priority: u8 },
-    Dispatch { max: usize, choice: usize },
-    Outcome { pick: usize, kind: u8 },
-    CancelAsk { pick: usize },
+    Submit {
+        count: usize,
+        priority: u8,
+    },
+    /// Tasks handed to the LoadBalancer; its answer comes later.
+    Take {
+        max: usize,
+    },
+    /// The LoadBalancer answers what was taken, then a batch is taken and answered.
+    Dispatch {
+        max: usize,
+        choice: usize,
+    },
+    Outcome {
+        pick: usize,
+        kind: u8,
+    },
+    CancelAsk {
+        pick: usize,
+    },
     CancelAnswer,
-    Retry { pick: usize },
-    Advance { ms: u64 },
+    Retry {
+        pick: usize,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         1 => (1usize..4, 0u8..3).prop_map(|(count, priority)| Event::Submit { count, priority }),
         3 => (1usize..6, 0usize..16).prop_map(|(max, choice)| Event::Dispatch { max, choice }),
+        1 => (1usize..4).prop_map(|max| Event::Take { max }),
         4 => (0usize..64, 0u8..7).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
         1 => (0usize..64).prop_map(|pick| Event::CancelAsk { pick }),
         1 => Just(Event::CancelAnswer),
@@ -73,6 +94,8 @@ struct Model {
     /// The open attempt of each task.
     open: HashMap<String, u64>,
     pending_cancels: Vec<String>,
+    /// Taken for placement, not answered yet.
+    assigning: Vec<String>,
 }
 
 impl Model {
@@ -91,6 +114,7 @@ impl Model {
             issued: Vec::new(),
             open: HashMap::new(),
             pending_cancels: Vec::new(),
+            assigning: Vec::new(),
         }
     }
 
@@ -182,9 +206,17 @@ impl Model {
                 }
                 self.live.submitted(new, seqs, self.now);
             }
+            Event::Take { max } => {
+                if self.assigning.is_empty() {
+                    self.assigning = self.live.take_batch(max).into_iter().map(|(t, _)| t).collect();
+                }
+            }
             Event::Dispatch { max, choice } => {
-                let batch = self.live.take_batch(max);
-                for (n, (task_id, _)) in batch.into_iter().enumerate() {
+                let mut batch = std::mem::take(&mut self.assigning);
+                if batch.is_empty() {
+                    batch = self.live.take_batch(max).into_iter().map(|(t, _)| t).collect();
+                }
+                for (n, task_id) in batch.into_iter().enumerate() {
                     // the LoadBalancer: a worker with room, or none
                     let w = (0..CAPACITY.len())
                         .map(|k| (choice + n + k) % CAPACITY.len())
