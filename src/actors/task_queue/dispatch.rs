@@ -5,7 +5,7 @@
 
 use actix::prelude::*;
 
-use super::live::{Effects, Entry, LiveTasks, Place, Running, Sample, Send, WINDOW};
+use super::live::{Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
 use super::{ProxyPeer, TaskQueue};
 use crate::actors::load_balancer::Assign;
 use crate::model::WorkerId;
@@ -55,7 +55,7 @@ impl LiveTasks {
         let Some(mut entry) = self.placing.remove(task_id) else {
             // cancelled or finished while being placed
             if let Some(worker) = worker {
-                fx.send.push(Send::Release {
+                fx.send.push(Outbound::Release {
                     worker,
                     freed: super::live::Freed::Nothing,
                 });
@@ -79,7 +79,7 @@ impl LiveTasks {
             worker_id: worker.clone(),
             at: now,
         });
-        fx.send.push(Send::Run {
+        fx.send.push(Outbound::Run {
             worker: worker.clone(),
             task_id: entry.task_id.clone(),
             attempt_id,

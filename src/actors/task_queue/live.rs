@@ -117,7 +117,7 @@ pub enum Freed {
 
 /// A message the actor must send.
 #[derive(Debug, Clone)]
-pub enum Send {
+pub enum Outbound {
     Run {
         worker: WorkerId,
         task_id: String,
@@ -177,7 +177,7 @@ pub enum Sample {
 pub struct Effects {
     /// Changes to commit, as one job, without waiting.
     pub persist: Vec<Change>,
-    pub send: Vec<Send>,
+    pub send: Vec<Outbound>,
     pub completion: Option<Completion>,
     /// Times at which backoffs expire.
     pub wake_at: Vec<f64>,
@@ -382,11 +382,11 @@ impl LiveTasks {
         if let Some(CancelOutcome::Cancelled { .. }) = outcome {
             self.counters.cancelled += 1;
             if let Some((_, Some(r))) = self.take(task_id) {
-                fx.send.push(Send::Release {
+                fx.send.push(Outbound::Release {
                     worker: r.worker.clone(),
                     freed: Freed::Nothing,
                 });
-                fx.send.push(Send::CancelOnWorker {
+                fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,
                     task_id: task_id.to_string(),
                 });
@@ -416,12 +416,12 @@ impl LiveTasks {
             match (was.attempt_id, was.worker_id) {
                 (Some(attempt_id), Some(worker)) if known(&worker) => {
                     tracing::info!(task = %task_id, %worker, attempt_id, "adopting a task that was running before the restart");
-                    fx.send.push(Send::Adopt {
+                    fx.send.push(Outbound::Adopt {
                         worker: worker.clone(),
                         task_id: task_id.clone(),
                         attempt_id,
                     });
-                    fx.send.push(Send::Reserve {
+                    fx.send.push(Outbound::Reserve {
                         worker: worker.clone(),
                     });
                     self.place.insert(task_id.clone(), Place::Running);

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::live::{Effects, Freed, LiveTasks, Place, RetryPolicy, Send};
+use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy};
 use super::OutcomeKind;
 use crate::model::{ResultBody, RunStatus, TaskResult, TaskStatus, WorkerId};
 use crate::store::{CancelOutcome, Change, NewTask, QueuedRow};
@@ -156,7 +156,7 @@ impl Model {
         }
         for s in &fx.send {
             match s {
-                Send::Run {
+                Outbound::Run {
                     worker,
                     task_id,
                     attempt_id,
@@ -167,12 +167,12 @@ impl Model {
                     assert_eq!(prev, None, "two open attempts of {task_id}");
                     self.issued.push((task_id.clone(), *attempt_id, worker.clone()));
                 }
-                Send::Release { worker, .. } => {
+                Outbound::Release { worker, .. } => {
                     let i: usize = worker.as_str()[1..].parse().unwrap();
                     assert!(self.in_flight[i] > 0, "released more than was placed on {worker}");
                     self.in_flight[i] -= 1;
                 }
-                Send::CancelOnWorker { task_id, .. } => {
+                Outbound::CancelOnWorker { task_id, .. } => {
                     self.open.remove(task_id);
                 }
                 _ => {}
@@ -414,7 +414,7 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
     )));
     assert!(fx.send.iter().any(|s| matches!(
         s,
-        Send::Release {
+        Outbound::Release {
             freed: Freed::Nothing,
             ..
         }

@@ -57,7 +57,7 @@ use crate::store::{
     CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, Store, StoreError, WasRunning,
 };
 use crate::util::time::unix_now;
-use live::{Freed, Send};
+use live::{Freed, Outbound};
 
 /// Retry and window settings.
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +197,7 @@ impl TaskQueue {
         }
     }
 
-    fn send(&self, s: Send) {
+    fn send(&self, s: Outbound) {
         let proxy = |w: &WorkerId| {
             let p = self.peers.proxies.get(w);
             if p.is_none() {
@@ -206,7 +206,7 @@ impl TaskQueue {
             p
         };
         match s {
-            Send::Run {
+            Outbound::Run {
                 worker,
                 task_id,
                 attempt_id,
@@ -220,17 +220,17 @@ impl TaskQueue {
                     });
                 }
             }
-            Send::CancelOnWorker { worker, task_id } => {
+            Outbound::CancelOnWorker { worker, task_id } => {
                 if let Some(p) = proxy(&worker) {
                     p.cancel.do_send(CancelOnWorker { task_id });
                 }
             }
-            Send::Ack { worker, task_id } => {
+            Outbound::Ack { worker, task_id } => {
                 if let Some(p) = self.peers.proxies.get(&worker) {
                     p.ack.do_send(AckResult { task_id });
                 }
             }
-            Send::Adopt {
+            Outbound::Adopt {
                 worker,
                 task_id,
                 attempt_id,
@@ -239,7 +239,7 @@ impl TaskQueue {
                     p.adopt.do_send(Adopt { task_id, attempt_id });
                 }
             }
-            Send::Release { worker, freed } => self.peers.release.do_send(Release {
+            Outbound::Release { worker, freed } => self.peers.release.do_send(Release {
                 worker_id: Arc::from(worker.as_str()),
                 ended: match freed {
                     Freed::Completed { seconds } => Ended::Completed { seconds },
@@ -247,7 +247,7 @@ impl TaskQueue {
                     Freed::Nothing => Ended::Nothing,
                 },
             }),
-            Send::Reserve { worker } => self.peers.reserve.do_send(Reserve {
+            Outbound::Reserve { worker } => self.peers.reserve.do_send(Reserve {
                 worker_id: Arc::from(worker.as_str()),
             }),
         }

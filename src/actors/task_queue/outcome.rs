@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Sample, Send};
+use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
 use crate::model::{AttemptEnd, Priority, RunStatus, TaskResult, TaskStatus, WorkerId};
 use crate::store::Change;
 use crate::util::time::iso_at;
@@ -51,7 +51,7 @@ impl LiveTasks {
                         self.counters.late_results_ignored += 1;
                         tracing::info!(task = %task_id, attempt_id, %worker,
                             "result for a task that already ended: ignored");
-                        fx.send.push(Send::Ack {
+                        fx.send.push(Outbound::Ack {
                             worker: worker.clone(),
                             task_id: task_id.to_string(),
                         });
@@ -61,7 +61,7 @@ impl LiveTasks {
                 if !is_current {
                     return fx;
                 }
-                fx.send.push(Send::Ack {
+                fx.send.push(Outbound::Ack {
                     worker: worker.clone(),
                     task_id: task_id.to_string(),
                 });
@@ -80,7 +80,7 @@ impl LiveTasks {
         };
         let r = self.running.remove(task_id).expect("the current attempt runs");
         self.place.remove(task_id);
-        fx.send.push(Send::Release {
+        fx.send.push(Outbound::Release {
             worker: r.worker,
             freed: if end == AttemptEnd::Failed {
                 Freed::Failed
@@ -186,12 +186,12 @@ impl LiveTasks {
         };
         let seconds = result.execution_time;
         if let Some(r) = running {
-            fx.send.push(Send::Release {
+            fx.send.push(Outbound::Release {
                 worker: r.worker.clone(),
                 freed: Freed::Completed { seconds },
             });
             if r.attempt_id != attempt_id {
-                fx.send.push(Send::CancelOnWorker {
+                fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,
                     task_id: task_id.to_string(),
                 });
