@@ -14,14 +14,14 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::file_watcher::{FileWatcher, StopWatching, WatchSettings};
-use crate::actors::load_balancer::{LoadBalancer, Wire, WorkerId};
+use crate::actors::load_balancer::{LoadBalancer, Wire};
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
-use crate::actors::task_queue::{QueueSettings, Recover, TaskQueue};
+use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxySettings, WorkerProxy};
 use crate::api::error::ApiError;
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{Settings, WorkerEntry};
-use crate::model::Validator;
+use crate::model::{Validator, WorkerId};
 use crate::store::{self, ReadPool, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,13 +104,13 @@ pub fn start(
         let proxies = &mut proxies;
         TaskQueue::create(move |ctx| {
             let me = ctx.address();
-            let mut by_id: HashMap<WorkerId, Addr<WorkerProxy>> = HashMap::new();
+            let mut by_id: HashMap<WorkerId, ProxyPeer> = HashMap::new();
             for w in workers {
                 let proxy = WorkerProxy::new(w.clone(), proxy_settings, lb.clone(), me.clone()).start();
-                by_id.insert(Arc::from(w.id.as_str()), proxy.clone());
+                by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
                 proxies.insert(w.id.clone(), proxy);
             }
-            TaskQueue::new(store, lb, results, by_id, queue_settings, boot)
+            TaskQueue::new(store, Peers::new(&lb, &results, by_id), queue_settings, boot)
         })
     };
     lb.do_send(Wire {
@@ -118,8 +118,8 @@ pub fn start(
         proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     });
     results.do_send(WireStats {
-        queue: queue.clone(),
-        lb: lb.clone(),
+        queue: queue.clone().recipient(),
+        lb: lb.clone().recipient(),
         read: Arc::clone(&read),
     });
     results.do_send(RecoverResults {
@@ -138,7 +138,7 @@ pub fn start(
                 max_bytes: settings.max_file_bytes,
             },
             Arc::clone(&validator),
-            queue.clone(),
+            queue.clone().recipient(),
             store.clone(),
         )
         .start()

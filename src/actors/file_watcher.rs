@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::task_queue::{SubmitBatch, SubmitError, Submitted, TaskQueue};
+use super::task_queue::{SubmitBatch, SubmitError, Submitted};
 use crate::model::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
 use crate::model::{FieldError, Validator};
-use crate::store::{Ingest, Op, Store};
+use crate::store::{Ingest, Store};
 
 /// Folder and timing settings.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ struct Candidate {
 pub struct FileWatcher {
     settings: WatchSettings,
     validator: Arc<Validator>,
-    queue: Addr<TaskQueue>,
+    queue: Recipient<SubmitBatch>,
     store: Store,
     candidates: HashMap<PathBuf, Candidate>,
     busy: bool,
@@ -79,7 +79,7 @@ impl FileWatcher {
     pub fn new(
         settings: WatchSettings,
         validator: Arc<Validator>,
-        queue: Addr<TaskQueue>,
+        queue: Recipient<SubmitBatch>,
         store: Store,
     ) -> Self {
         Self {
@@ -218,19 +218,10 @@ impl FileWatcher {
                         tracing::info!(file = %name, "file was queued before a restart; moving it now");
                         act.move_processed(&path, &name, &sha);
                     }
-                    Ok(Err(SubmitError::Duplicates(ids))) => {
-                        let shown: Vec<String> = ids.iter().take(50).cloned().collect();
-                        let more = ids.len().saturating_sub(50);
-                        let mut message = format!(
-                            "{} task id{} already known to the orchestrator (was this file dropped before?): {}",
-                            ids.len(),
-                            if ids.len() == 1 { " is" } else { "s are" },
-                            shown.join(", ")
+                    Ok(Err(e @ SubmitError::Duplicates(_))) => {
+                        let message = format!(
+                            "{e} (was this file dropped before? give these tasks new ids to run them again)"
                         );
-                        if more > 0 {
-                            message.push_str(&format!(" and {more} more"));
-                        }
-                        message.push_str("; give these tasks new ids to run them again");
                         act.reject(&path, Rejection::many(vec![FieldError::new("tasks", message)]));
                     }
                     Ok(Err(SubmitError::Store(e))) => {
@@ -255,11 +246,7 @@ impl FileWatcher {
             &format!("{}_{name}", crate::util::time::Utc::now().compact()),
         );
         match fs::create_dir_all(&dest_dir).and_then(|_| fs::rename(path, &dest)) {
-            Ok(()) => self.store.submit(vec![Op::IngestMoved {
-                sha256: sha.to_string(),
-                name: name.to_string(),
-                moved_to: dest.to_string_lossy().into_owned(),
-            }]),
+            Ok(()) => self.store.ingest_moved(sha, name, &dest.to_string_lossy()),
             Err(e) => tracing::error!(file = %name, error = %e,
                 "queued, but cannot move it to processed/; it will not be queued twice"),
         }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::{json, Value};
 
-use super::load_balancer::{LoadBalancer, Workers};
-use super::task_queue::{QueueStats, TaskQueue};
+use super::load_balancer::Workers;
+use super::task_queue::QueueStats;
 use crate::model::TaskResult;
-use crate::store::{Op, ReadPool, Store};
+use crate::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
 
 pub struct ResultsStore {
@@ -30,7 +30,11 @@ pub struct ResultsStore {
     /// `FlushNow` callers waiting for the buffer to reach disk.
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Set once wired: where the stats come from.
-    sources: Option<(Addr<TaskQueue>, Addr<LoadBalancer>, std::sync::Arc<ReadPool>)>,
+    sources: Option<(
+        Recipient<QueueStats>,
+        Recipient<Workers>,
+        std::sync::Arc<ReadPool>,
+    )>,
     files_written: u64,
     last_file: Option<String>,
     balancing: &'static str,
@@ -101,13 +105,7 @@ impl ResultsStore {
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
-            if let Err(e) = store
-                .apply(vec![Op::AssignResultsFile {
-                    task_ids: ids,
-                    file: file_key.clone(),
-                }])
-                .await
-            {
+            if let Err(e) = store.assign_results_file(ids, &file_key).await {
                 return Err((e.to_string(), results));
             }
             let count = results.len();
@@ -126,7 +124,7 @@ impl ResultsStore {
             match written {
                 Ok(Ok(())) => {
                     // committed before anyone waiting on FlushNow hears back
-                    if let Err(e) = store.apply(vec![Op::MarkWritten { file: file_key.clone() }]).await {
+                    if let Err(e) = store.mark_written(&file_key).await {
                         tracing::error!(error = %e, "cannot mark a results file written; a restart checks the file");
                     }
                     Ok(count)
@@ -174,7 +172,13 @@ impl ResultsStore {
             let now = crate::util::time::now_iso();
             let by_status: Value = counts
                 .as_ref()
-                .map(|(s, _)| Value::Object(s.iter().map(|(k, v)| (k.clone(), json!(v))).collect()))
+                .map(|(s, _)| {
+                    Value::Object(
+                        s.iter()
+                            .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+                            .collect(),
+                    )
+                })
                 .unwrap_or(Value::Null);
             let stats = json!({
                 "updated_at": now,
@@ -243,8 +247,8 @@ impl Handler<RecordResult> for ResultsStore {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WireStats {
-    pub queue: Addr<TaskQueue>,
-    pub lb: Addr<LoadBalancer>,
+    pub queue: Recipient<QueueStats>,
+    pub lb: Recipient<Workers>,
     pub read: std::sync::Arc<ReadPool>,
 }
 
@@ -260,8 +264,7 @@ impl Handler<WireStats> for ResultsStore {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RecoverResults {
-    /// (task_id, result JSON, file assigned before the crash)
-    pub unwritten: Vec<(String, String, Option<String>)>,
+    pub unwritten: Vec<Unwritten>,
 }
 
 impl Handler<RecoverResults> for ResultsStore {
@@ -269,7 +272,12 @@ impl Handler<RecoverResults> for ResultsStore {
     fn handle(&mut self, msg: RecoverResults, _: &mut Self::Context) {
         let mut written_files = std::collections::BTreeSet::new();
         let mut again = 0;
-        for (task_id, json, file) in msg.unwritten {
+        for Unwritten {
+            task_id,
+            result: json,
+            file,
+        } in msg.unwritten
+        {
             match file {
                 // the rename happened: the file holds it
                 Some(f) if Path::new(&f).exists() => {
@@ -285,7 +293,7 @@ impl Handler<RecoverResults> for ResultsStore {
             }
         }
         for f in written_files {
-            self.store.submit(vec![Op::MarkWritten { file: f }]);
+            self.store.mark_written_later(&f);
         }
         if again > 0 {
             tracing::info!(
@@ -336,8 +344,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::ResultBody;
-    use crate::store::{self, NewTask, ReadPool};
+    use crate::model::{ResultBody, RunStatus, TaskStatus, WorkerId};
+    use crate::store::{self, Change, NewTask, ReadPool};
+    use crate::util::time::unix_now;
 
     fn result(id: &str) -> TaskResult {
         TaskResult {
@@ -346,7 +355,7 @@ mod tests {
             parameters: json!({"num_particles": 100}),
             execution_time: 0.25,
             result: ResultBody {
-                status: "completed".into(),
+                status: RunStatus::Completed.as_str().into(),
                 metrics: json!({"steps_completed": 5}),
                 output: "ok".into(),
                 error: None,
@@ -382,32 +391,26 @@ mod tests {
         actix_rt::System::new().block_on(async {
             let store = Store::start(store::open(&db, false).unwrap());
             let ids = ["a", "b", "c"];
-            store
-                .apply(vec![Op::Insert {
-                    tasks: ids
-                        .iter()
-                        .map(|id| NewTask {
-                            task_id: id.to_string(),
-                            priority: 0,
-                            algorithm: "python".into(),
-                            kernel: "reference".into(),
-                            body: "{}".into(),
-                        })
-                        .collect(),
-                    ingest: None,
-                    source: "test".into(),
-                }])
-                .await
-                .unwrap();
+            let new = ids
+                .iter()
+                .map(|id| NewTask {
+                    task_id: id.to_string(),
+                    priority: 0,
+                    algorithm: "python".into(),
+                    kernel: "reference".into(),
+                    body: "{}".into(),
+                })
+                .collect();
+            store.insert_batch(new, None, "test".into()).await.unwrap();
             for id in ids {
                 store
-                    .apply(vec![Op::Ended {
+                    .persist_now(vec![Change::Ended {
                         task_id: id.into(),
-                        status: "completed",
+                        status: TaskStatus::Completed,
                         result: Some(serde_json::to_string(&result(id)).unwrap()),
                         error: None,
-                        worker_id: Some("w1".into()),
-                        at: store::now(),
+                        worker_id: Some(WorkerId::new("w1")),
+                        at: unix_now(),
                     }])
                     .await
                     .unwrap();
@@ -442,23 +445,26 @@ mod tests {
             let conn = store::open(&db, false).unwrap();
             let rec = store::recover(&conn).unwrap();
             assert_eq!(
-                rec.unwritten.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
+                rec.unwritten
+                    .iter()
+                    .map(|u| u.task_id.as_str())
+                    .collect::<Vec<_>>(),
                 ["c"]
             );
             // a crash after the file was named but before it was marked:
             // the file exists, so the result is not written again
             let mut unwritten = rec.unwritten.clone();
-            unwritten.push((
-                "a".into(),
-                serde_json::to_string(&result("a")).unwrap(),
-                Some(written[0].to_string_lossy().into_owned()),
-            ));
+            unwritten.push(Unwritten {
+                task_id: "a".into(),
+                result: serde_json::to_string(&result("a")).unwrap(),
+                file: Some(written[0].to_string_lossy().into_owned()),
+            });
             // and one named for a file that never reached the disk
-            unwritten.push((
-                "b".into(),
-                serde_json::to_string(&result("b")).unwrap(),
-                Some("/nowhere/lost.json".into()),
-            ));
+            unwritten.push(Unwritten {
+                task_id: "b".into(),
+                result: serde_json::to_string(&result("b")).unwrap(),
+                file: Some("/nowhere/lost.json".into()),
+            });
             rs.send(RecoverResults { unwritten }).await.unwrap();
             rs.send(FlushNow).await.unwrap();
             let written = files(&results_dir);

@@ -15,11 +15,11 @@ use serde_json::{json, Map, Value};
 use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
 use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerInfo, Workers};
 use crate::actors::task_queue::{
-    CancelTask, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
+    CancelTask, QueueError, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
 use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
 use crate::model::taskfile;
-use crate::model::{Priority, Validator};
+use crate::model::{Priority, TaskStatus, Validator};
 use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
 
 /// What the handlers share.
@@ -63,13 +63,19 @@ impl From<StoreError> for ApiError {
 
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
+        match &e {
+            SubmitError::Duplicates(d) => {
+                ApiError::new(ErrorCode::DuplicateTaskIds, e.to_string()).with("duplicates", json!(d))
+            }
+            SubmitError::Store(_) => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
         match e {
-            SubmitError::Duplicates(d) => ApiError::new(
-                ErrorCode::DuplicateTaskIds,
-                format!("{} task id(s) already exist; nothing was queued", d.len()),
-            )
-            .with("duplicates", json!(d)),
-            SubmitError::Store(e) => ApiError::unavailable(e),
+            QueueError::Unavailable(why) => ApiError::new(ErrorCode::Unavailable, why),
         }
     }
 }
@@ -107,8 +113,6 @@ struct ListQuery {
     offset: Option<usize>,
 }
 
-const STATUSES: [&str; 5] = ["queued", "running", "completed", "failed", "cancelled"];
-
 /// `GET /tasks`: `{"tasks": [...], "total": N, "limit", "offset"}`, in
 /// arrival order, filtered.
 async fn list_tasks(
@@ -116,23 +120,18 @@ async fn list_tasks(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
-    if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "status: expected one of {}, found {s:?}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(
+            s.parse::<TaskStatus>()
+                .map_err(|e| ApiError::bad_request(format!("status: {e}")))?,
+        ),
+    };
     let priority = match &q.priority {
         None => None,
-        Some(p) => Some(
-            Priority::parse(p)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!("priority: expected high, medium or low, found {p:?}"))
-                })?
-                .rank(),
-        ),
+        Some(p) => Some(Priority::parse(p).ok_or_else(|| {
+            ApiError::bad_request(format!("priority: expected high, medium or low, found {p:?}"))
+        })?),
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
@@ -142,7 +141,7 @@ async fn list_tasks(
     }
     let offset = q.offset.unwrap_or(0);
     let filter = TaskFilter {
-        status: q.status.clone(),
+        status,
         priority,
         algorithm: q.algorithm.clone(),
         worker: q.worker.clone(),
@@ -224,7 +223,7 @@ async fn get_task(
     };
     let mut out = serde_json::to_value(&view).unwrap_or_default();
     out["attempts_detail"] = json!(attempts);
-    if view.status == "queued" {
+    if view.status == TaskStatus::Queued {
         let waiting = api
             .queue
             .send(WhyWaiting {
@@ -250,11 +249,10 @@ async fn cancel_task(
             task_id: task_id.to_string(),
         })
         .await
-        .map_err(mailbox)?
-        .map_err(ApiError::unavailable)?;
+        .map_err(mailbox)??;
     match outcome {
         CancelOutcome::Cancelled { was, worker_id } => Ok(HttpResponse::Ok().json(json!({
-            "task_id": task_id, "status": "cancelled", "was": was, "worker_id": worker_id,
+            "task_id": task_id, "status": TaskStatus::Cancelled, "was": was, "worker_id": worker_id,
         }))),
         CancelOutcome::AlreadyEnded { status } => Err(ApiError::new(
             ErrorCode::AlreadyEnded,
@@ -277,11 +275,10 @@ async fn retry_task(
             task_id: task_id.to_string(),
         })
         .await
-        .map_err(mailbox)?
-        .map_err(ApiError::unavailable)?;
+        .map_err(mailbox)??;
     match outcome {
         RetryOutcome::Queued { .. } => {
-            Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "status": "queued"})))
+            Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "status": TaskStatus::Queued})))
         }
         RetryOutcome::NotRetryable { status } => Err(ApiError::new(
             ErrorCode::NotRetryable,
@@ -342,23 +339,26 @@ async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError
     let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
     let workers = api.lb.send(Workers).await.map_err(mailbox)?;
     let strategy = api.lb.send(StrategyName).await.map_err(mailbox)?;
-    let mut status_map: Map<String, Value> = STATUSES.iter().map(|s| (s.to_string(), json!(0))).collect();
+    let mut status_map: Map<String, Value> = TaskStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), json!(0)))
+        .collect();
     let mut total = 0;
     for (s, n) in by_status {
         total += n;
-        status_map.insert(s, json!(n));
+        status_map.insert(s.as_str().to_string(), json!(n));
     }
     let mut prio: Map<String, Value> = Map::new();
     for (p, s, n) in by_priority {
-        let entry = prio.entry(p).or_insert_with(|| json!({}));
-        entry[s] = json!(n);
+        let entry = prio.entry(p.as_str()).or_insert_with(|| json!({}));
+        entry[s.as_str()] = json!(n);
     }
     Ok(HttpResponse::Ok().json(json!({
         "tasks": {"total": total, "by_status": status_map, "by_priority": prio},
         "workers": worker_summary(&workers),
-        "queue": live["queue"],
-        "since_start": live["since_start"],
-        "throughput": live["throughput"],
+        "queue": live.queue,
+        "since_start": live.since_start,
+        "throughput": live.throughput,
         "uptime_seconds": api.started.elapsed().as_secs_f64(),
         "load_balancing_algorithm": strategy,
         "version": env!("CARGO_PKG_VERSION"),
@@ -370,19 +370,19 @@ async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError
 async fn performance(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
     let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
     let workers = api.lb.send(Workers).await.map_err(mailbox)?;
-    if live["performance_monitoring"] == json!(false) {
+    if !live.performance_monitoring {
         return Ok(HttpResponse::Ok().json(json!({
             "performance_monitoring": false,
             "note": "PERFORMANCE_MONITORING=false: only throughput is collected",
-            "throughput": live["throughput"],
+            "throughput": live.throughput,
         })));
     }
     Ok(HttpResponse::Ok().json(json!({
         "performance_monitoring": true,
-        "throughput": live["throughput"],
-        "queue_wait_seconds": live["queue_wait_seconds"],
-        "execution_time_seconds": live["execution_time_seconds"],
-        "execution_time_by_worker_seconds": live["execution_time_by_worker_seconds"],
+        "throughput": live.throughput,
+        "queue_wait_seconds": live.queue_wait_seconds,
+        "execution_time_seconds": live.execution_time_seconds,
+        "execution_time_by_worker_seconds": live.execution_time_by_worker_seconds,
         "utilisation": worker_summary(&workers),
         "workers": workers.iter().map(|w| json!({
             "id": w.id, "load": w.load, "in_flight": w.in_flight, "capacity": w.capacity,

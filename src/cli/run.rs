@@ -16,6 +16,7 @@ use crate::actors::results_store::FlushNow;
 use crate::actors::task_queue::{LiveCount, SubmitBatch};
 use crate::config::{Settings, WorkerEntry};
 use crate::model::taskfile::TaskBatch;
+use crate::model::{AttemptEnd, TaskStatus};
 use crate::store::TaskFilter;
 
 #[derive(Args, Debug)]
@@ -256,7 +257,7 @@ pub fn run_batch(
         let read = std::sync::Arc::clone(&started.read);
         let summary = actix_rt::task::spawn_blocking(move || -> Result<Summary, String> {
             let (by_status, _) = read.counts().map_err(|e| e.to_string())?;
-            let count = |s: &str| by_status.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+            let count = |s: TaskStatus| by_status.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
             let mut per_worker: Vec<(String, u64, u64)> = Vec::new();
             for (w, outcome, n) in read.by_worker().map_err(|e| e.to_string())? {
                 let row = match per_worker.iter_mut().find(|r| r.0 == w) {
@@ -266,23 +267,23 @@ pub fn run_batch(
                         per_worker.last_mut().expect("just pushed")
                     }
                 };
-                match outcome.as_str() {
-                    "completed" => row.1 += n,
-                    "failed" | "lost" => row.2 += n,
+                match outcome {
+                    Some(AttemptEnd::Completed) => row.1 += n,
+                    Some(AttemptEnd::Failed | AttemptEnd::Lost) => row.2 += n,
                     _ => {}
                 }
             }
             let failed = TaskFilter {
-                status: Some("failed".into()),
+                status: Some(TaskStatus::Failed),
                 ..TaskFilter::default()
             };
             let (failures, _) = read.tasks(&failed, 20, 0).map_err(|e| e.to_string())?;
             Ok(Summary {
                 total,
-                completed: count("completed"),
-                failed: count("failed"),
-                cancelled: count("cancelled"),
-                unfinished: count("queued") + count("running"),
+                completed: count(TaskStatus::Completed),
+                failed: count(TaskStatus::Failed),
+                cancelled: count(TaskStatus::Cancelled),
+                unfinished: count(TaskStatus::Queued) + count(TaskStatus::Running),
                 wall_seconds: wall,
                 per_worker,
                 failures: failures

@@ -35,6 +35,15 @@ impl Priority {
     pub fn rank(self) -> u8 {
         self as u8
     }
+
+    /// The priority of a rank (the database's form); past low is low.
+    pub fn from_rank(rank: u8) -> Self {
+        match rank {
+            0 => Priority::High,
+            1 => Priority::Medium,
+            _ => Priority::Low,
+        }
+    }
 }
 
 /// Kernels that exist only for fault tests; refused unless the process runs

@@ -67,6 +67,19 @@ pub fn now_iso() -> String {
     Utc::now().iso()
 }
 
+/// Seconds since the epoch, as a float: the form times take in the
+/// orchestrator's database.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// ISO 8601 of a time in seconds since the epoch (millisecond precision).
+pub fn iso_at(t: f64) -> String {
+    Utc::from_unix(t.floor() as i64, ((t.fract() * 1000.0) as u32).min(999)).iso()
+}
+
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the form this
 /// crate writes.
 pub fn parse_iso(s: &str) -> Option<f64> {

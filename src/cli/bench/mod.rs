@@ -451,7 +451,7 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     for i in 0..args.latency_samples {
         let id = format!("lat{i}");
         let text = serde_json::json!({ "tasks": [tiny(id.clone(), i)] }).to_string();
-        let dropped = crate::store::now();
+        let dropped = crate::util::time::unix_now();
         std::fs::write(queue.join(format!("latency_{i}.json")), text).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

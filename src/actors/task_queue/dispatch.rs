@@ -1,0 +1,212 @@
+//! Dispatch: ready tasks, in priority order across kernels, to the
+//! LoadBalancer and from its placements to attempts; paging queued tasks
+//! in from the database as a kernel's window runs low. The transitions
+//! are [`LiveTasks`] methods; the actor half sends and awaits.
+
+use actix::prelude::*;
+
+use super::live::{Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
+use super::{ProxyPeer, TaskQueue};
+use crate::actors::load_balancer::Assign;
+use crate::model::WorkerId;
+use crate::store::{Change, QueuedRow};
+use crate::util::time::unix_now;
+
+/// Tasks handed to the LoadBalancer in one message.
+const DISPATCH_BATCH: usize = 512;
+
+/// A page of queued tasks to read from the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest {
+    pub kernel: &'static str,
+    pub after: Option<(u8, i64)>,
+    pub limit: usize,
+}
+
+impl LiveTasks {
+    /// Event: dispatch. Moves up to `max` ready tasks, best first across
+    /// kernels that are not blocked, to placing; answers (id, kernel).
+    pub fn take_batch(&mut self, max: usize) -> Vec<(String, &'static str)> {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let next = self
+                .queues
+                .iter()
+                .filter(|(k, _)| !self.blocked.contains(*k))
+                .filter_map(|(k, q)| q.ready.first_key_value().map(|(key, _)| (*key, *k)))
+                .min();
+            let Some((key, kernel)) = next else { break };
+            let entry = self
+                .queues
+                .get_mut(kernel)
+                .and_then(|q| q.ready.remove(&key))
+                .expect("the key was just seen");
+            self.place.insert(entry.task_id.clone(), Place::Placing);
+            batch.push((entry.task_id.clone(), kernel));
+            self.placing.insert(entry.task_id.clone(), entry);
+        }
+        batch
+    }
+
+    /// Event: the LoadBalancer placed a task on `worker` (or found no
+    /// room: `None`). A placed task starts its attempt.
+    pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>, now: f64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(mut entry) = self.placing.remove(task_id) else {
+            // cancelled or finished while being placed
+            if let Some(worker) = worker {
+                fx.send.push(Outbound::Release {
+                    worker,
+                    freed: super::live::Freed::Nothing,
+                });
+            }
+            return fx;
+        };
+        let Some(worker) = worker else {
+            self.blocked.insert(entry.kernel);
+            self.put_ready(entry);
+            return fx;
+        };
+        let attempt_id = self.attempt_id();
+        entry.attempts += 1;
+        fx.samples.push(Sample::QueueWait {
+            algorithm: entry.algorithm.clone(),
+            seconds: (now - entry.created_at).max(0.0),
+        });
+        fx.persist.push(Change::AttemptStarted {
+            task_id: entry.task_id.clone(),
+            attempt_id,
+            worker_id: worker.clone(),
+            at: now,
+        });
+        fx.send.push(Outbound::Run {
+            worker: worker.clone(),
+            task_id: entry.task_id.clone(),
+            attempt_id,
+            body: entry.body.clone(),
+        });
+        self.place.insert(entry.task_id.clone(), Place::Running);
+        self.running.insert(
+            entry.task_id.clone(),
+            Running {
+                entry,
+                attempt_id,
+                worker,
+            },
+        );
+        fx
+    }
+
+    /// Event: dispatch. The kernels whose window ran low and whose next
+    /// page may be read now (marked as paging until [`Self::paged_in`]).
+    pub fn pages_wanted(&mut self) -> Vec<PageRequest> {
+        let mut out = Vec::new();
+        for (kernel, kq) in self.queues.iter_mut() {
+            if !kq.more_in_db || kq.paging || kq.ready.len() > WINDOW / 4 {
+                continue;
+            }
+            kq.paging = true;
+            out.push(PageRequest {
+                kernel,
+                after: kq.frontier,
+                limit: WINDOW - kq.ready.len(),
+            });
+        }
+        out
+    }
+
+    /// Event: a page read for `req` (empty if the read failed).
+    pub fn paged_in(&mut self, req: &PageRequest, rows: Vec<QueuedRow>, now: f64) -> Effects {
+        let mut fx = Effects::default();
+        let full_page = rows.len() == req.limit;
+        let last = rows.last().map(|r| (r.priority, r.seq));
+        let skip = std::mem::take(&mut self.cancelled_while_paging);
+        for row in rows {
+            if self.place.contains_key(&row.task_id)
+                || self.cancelling.contains_key(&row.task_id)
+                || skip.contains(&row.task_id)
+            {
+                continue;
+            }
+            let due = row.next_attempt_at.filter(|t| *t > now);
+            let Some(entry) = Entry::from_row(row) else {
+                continue;
+            };
+            match due {
+                Some(t) => self.delay_until(entry, t, &mut fx),
+                None => self.put_ready(entry),
+            }
+        }
+        if let Some(kq) = self.queues.get_mut(req.kernel) {
+            kq.paging = false;
+            if last.is_some() {
+                kq.frontier = last.max(kq.frontier);
+            }
+            kq.more_in_db = full_page;
+        }
+        fx
+    }
+}
+
+impl TaskQueue {
+    /// Hands the next tasks to the LoadBalancer and starts those it
+    /// places; reads pages of kernels whose window runs low.
+    pub(super) fn try_dispatch(&mut self, ctx: &mut Context<Self>) {
+        if self.dispatching {
+            self.dispatch_again = true;
+            return;
+        }
+        let batch = self.live.take_batch(DISPATCH_BATCH);
+        for req in self.live.pages_wanted() {
+            self.read_page(req, ctx);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.dispatching = true;
+        let kernels = batch.iter().map(|(_, k)| *k).collect();
+        self.peers
+            .assign
+            .send(Assign { kernels })
+            .into_actor(self)
+            .map(move |placements, act, ctx| {
+                act.dispatching = false;
+                let placements = placements.unwrap_or_default();
+                let mut placed_any = false;
+                for (i, (task_id, _)) in batch.into_iter().enumerate() {
+                    let placement = placements.get(i).and_then(|p| p.as_ref());
+                    let worker = placement.map(|p| {
+                        let id = WorkerId::new(&p.worker_id);
+                        act.peers
+                            .proxies
+                            .entry(id.clone())
+                            .or_insert_with(|| ProxyPeer::of(&p.proxy));
+                        id
+                    });
+                    placed_any |= worker.is_some() && act.live.place_of(&task_id) == Some(Place::Placing);
+                    let fx = act.live.placed(&task_id, worker, unix_now());
+                    act.apply(fx, ctx);
+                }
+                if placed_any || std::mem::take(&mut act.dispatch_again) {
+                    act.try_dispatch(ctx);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn read_page(&mut self, req: PageRequest, ctx: &mut Context<Self>) {
+        self.store
+            .page(req.kernel, req.after, req.limit)
+            .into_actor(self)
+            .map(move |rows, act, ctx| {
+                let rows = rows.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read queued tasks from the database");
+                    Vec::new()
+                });
+                let fx = act.live.paged_in(&req, rows, unix_now());
+                act.apply(fx, ctx);
+                act.try_dispatch(ctx);
+            })
+            .spawn(ctx);
+    }
+}

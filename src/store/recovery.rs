@@ -1,0 +1,78 @@
+//! What a restarted orchestrator finds in its database: the attempts that
+//! were running, the results not yet in a results file, the kernels with
+//! queued tasks. Read once, before the writer thread starts.
+
+use rusqlite::Connection;
+
+use super::writer::{queued_row, QUEUED_COLUMNS};
+use super::{QueuedRow, StoreError};
+use crate::model::{TaskStatus, WorkerId};
+
+/// A task that was running when the orchestrator stopped.
+#[derive(Debug, Clone)]
+pub struct WasRunning {
+    pub row: QueuedRow,
+    pub attempt_id: Option<u64>,
+    pub worker_id: Option<WorkerId>,
+}
+
+/// A completed result not yet marked written to a results file.
+#[derive(Debug, Clone)]
+pub struct Unwritten {
+    pub task_id: String,
+    /// The result's JSON.
+    pub result: String,
+    /// The file assigned before the crash, if any.
+    pub file: Option<String>,
+}
+
+/// What a restarted orchestrator finds in its database.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub running: Vec<WasRunning>,
+    pub unwritten: Vec<Unwritten>,
+    /// Kernels that have queued tasks.
+    pub queued_kernels: Vec<String>,
+    pub counts: Vec<(TaskStatus, i64)>,
+}
+
+/// Reads what a restart must reconcile (on the writer's connection,
+/// before the writer thread starts).
+pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
+    let mut rec = Recovery::default();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {QUEUED_COLUMNS}, current_attempt, worker_id FROM tasks WHERE status = 'running'"
+    ))?;
+    rec.running = stmt
+        .query_map([], |r| {
+            let attempt: Option<i64> = r.get(9)?;
+            let worker: Option<String> = r.get(10)?;
+            Ok(WasRunning {
+                row: queued_row(r)?,
+                attempt_id: attempt.map(|a| a as u64),
+                worker_id: worker.as_deref().map(WorkerId::new),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT task_id, result, results_file FROM tasks WHERE written = 0 AND status = 'completed' ORDER BY seq",
+    )?;
+    rec.unwritten = stmt
+        .query_map([], |r| {
+            Ok(Unwritten {
+                task_id: r.get(0)?,
+                result: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                file: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare("SELECT DISTINCT kernel FROM tasks WHERE status = 'queued'")?;
+    rec.queued_kernels = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+    rec.counts = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rec)
+}

@@ -1,0 +1,262 @@
+//! Read views for the REST API and `orquesta run`: read-only connections
+//! ([`ReadPool`]) on blocking threads, tasks and attempts as the API shows
+//! them, counts by status.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::model::{AttemptEnd, Priority, TaskStatus};
+use crate::util::time::iso_at;
+
+/// A task as the REST API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub algorithm: String,
+    pub kernel: String,
+    pub parameters: serde_json::Value,
+    pub description: Option<String>,
+    pub source: String,
+    pub created_at: String,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_file: Option<String>,
+}
+
+/// One attempt as the REST API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub attempt_id: u64,
+    pub worker_id: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// `None` while it runs.
+    pub outcome: Option<AttemptEnd>,
+    pub error: Option<String>,
+}
+
+/// Filters of `GET /tasks`.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub priority: Option<Priority>,
+    pub algorithm: Option<String>,
+    pub worker: Option<String>,
+}
+
+/// Task counts by status, and by (priority, status).
+pub type Counts = (Vec<(TaskStatus, u64)>, Vec<(Priority, TaskStatus, u64)>);
+
+/// Attempts per worker and how they ended (`None`: still running).
+pub type ByWorker = Vec<(String, Option<AttemptEnd>, u64)>;
+
+const VIEW_COLUMNS: &str = "task_id, status, priority, algorithm, kernel, body, source, created_at, attempts,
+    worker_id, started_at, finished_at, next_attempt_at, error, result, results_file";
+
+fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskView> {
+    let body: String = r.get(5)?;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let result: Option<String> = r.get(14)?;
+    let result: Option<serde_json::Value> = result.and_then(|s| serde_json::from_str(&s).ok());
+    let execution_time = result
+        .as_ref()
+        .and_then(|v| v.get("execution_time"))
+        .and_then(|v| v.as_f64());
+    Ok(TaskView {
+        task_id: r.get(0)?,
+        status: r.get(1)?,
+        priority: Priority::from_rank(r.get::<_, i64>(2)? as u8),
+        algorithm: r.get(3)?,
+        kernel: r.get(4)?,
+        parameters: body.get("parameters").cloned().unwrap_or_default(),
+        description: body.get("description").and_then(|d| d.as_str()).map(String::from),
+        source: r.get(6)?,
+        created_at: iso_at(r.get(7)?),
+        attempts: r.get::<_, i64>(8)? as u32,
+        worker_id: r.get(9)?,
+        started_at: r.get::<_, Option<f64>>(10)?.map(iso_at),
+        finished_at: r.get::<_, Option<f64>>(11)?.map(iso_at),
+        next_attempt_at: r.get::<_, Option<f64>>(12)?.map(iso_at),
+        error: r.get(13)?,
+        execution_time,
+        result: if with_result { result } else { None },
+        results_file: r.get(15)?,
+    })
+}
+
+/// Read-only connections for the REST API, reused across requests.
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.pragma_update(None, "busy_timeout", 5000)?;
+                c
+            }
+        };
+        let out = f(&conn)?;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        Ok(out)
+    }
+
+    /// One task with its attempts.
+    pub fn task(&self, task_id: &str) -> Result<Option<(TaskView, Vec<AttemptView>)>, StoreError> {
+        self.with(|db| {
+            let view = db
+                .prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM tasks WHERE task_id = ?1"))?
+                .query_row(params![task_id], |r| task_view(r, true))
+                .optional()?;
+            let Some(view) = view else { return Ok(None) };
+            let attempts = db
+                .prepare_cached(
+                    "SELECT attempt_id, worker_id, started_at, ended_at, outcome, error FROM attempts
+                     WHERE task_id = ?1 ORDER BY started_at, attempt_id",
+                )?
+                .query_map(params![task_id], |r| {
+                    Ok(AttemptView {
+                        attempt_id: r.get::<_, i64>(0)? as u64,
+                        worker_id: r.get(1)?,
+                        started_at: iso_at(r.get(2)?),
+                        ended_at: r.get::<_, Option<f64>>(3)?.map(iso_at),
+                        outcome: r.get(4)?,
+                        error: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((view, attempts)))
+        })
+    }
+
+    /// A page of tasks in queue order, and how many match in all.
+    pub fn tasks(
+        &self,
+        filter: &TaskFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<TaskView>, u64), StoreError> {
+        self.with(|db| {
+            let mut clauses = Vec::new();
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(s) = filter.status {
+                clauses.push("status = ?");
+                args.push(s.as_str().to_string().into());
+            }
+            if let Some(p) = filter.priority {
+                clauses.push("priority = ?");
+                args.push(i64::from(p.rank()).into());
+            }
+            if let Some(a) = &filter.algorithm {
+                clauses.push("(algorithm = ? OR kernel = ?)");
+                args.push(a.clone().into());
+                args.push(a.clone().into());
+            }
+            if let Some(w) = &filter.worker {
+                clauses.push("worker_id = ?");
+                args.push(w.clone().into());
+            }
+            let where_ = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
+            let total: i64 = db
+                .prepare_cached(&format!("SELECT COUNT(*) FROM tasks {where_}"))?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let mut page_args = args.clone();
+            page_args.push((limit as i64).into());
+            page_args.push((offset as i64).into());
+            let rows = db
+                .prepare_cached(&format!(
+                    "SELECT {VIEW_COLUMNS} FROM tasks {where_} ORDER BY seq LIMIT ? OFFSET ?"
+                ))?
+                .query_map(params_from_iter(page_args.iter()), |r| task_view(r, false))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((rows, total as u64))
+        })
+    }
+
+    /// Attempts per worker and outcome (`None`: not ended yet).
+    pub fn by_worker(&self) -> Result<ByWorker, StoreError> {
+        self.with(|db| {
+            db.prepare_cached(
+                "SELECT worker_id, outcome, COUNT(*) FROM attempts
+                 GROUP BY worker_id, outcome ORDER BY worker_id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    /// Results files written so far.
+    pub fn results_files(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|db| {
+            db.prepare_cached(
+                "SELECT DISTINCT results_file FROM tasks WHERE results_file IS NOT NULL AND written = 1
+                 ORDER BY results_file",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    /// Task counts by status and by priority.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        self.with(|db| {
+            let by_status = db
+                .prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?
+                .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let by_priority = db
+                .prepare_cached("SELECT priority, status, COUNT(*) FROM tasks GROUP BY priority, status")?
+                .query_map([], |r| {
+                    Ok((
+                        Priority::from_rank(r.get::<_, i64>(0)? as u8),
+                        r.get(1)?,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((by_status, by_priority))
+        })
+    }
+}

@@ -1,0 +1,377 @@
+//! The writer thread: the only connection that changes the database.
+//! Jobs of [`Op`]s arrive on a channel; every job waiting is applied in one
+//! transaction (group commit), each inside its own savepoint, and answered
+//! only after the commit.
+
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::{CancelOutcome, Change, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
+use crate::model::TaskStatus;
+use crate::util::time::unix_now;
+
+/// One job's worth of work (or a read that must be ordered with the writes).
+#[derive(Debug)]
+pub(super) enum Op {
+    /// All or nothing: refused if any id exists; a file whose ingest was
+    /// committed but never moved is recognised instead.
+    Insert {
+        tasks: Vec<NewTask>,
+        ingest: Option<Ingest>,
+        source: String,
+    },
+    /// Cancels a task if it has not ended.
+    Cancel { task_id: String },
+    /// Failed or cancelled back to queued.
+    Retry { task_id: String },
+    /// Queued tasks of a kernel after a (priority, seq) key, in order.
+    Page {
+        kernel: String,
+        after: Option<(u8, i64)>,
+        limit: usize,
+    },
+    /// A change nobody reads an answer from.
+    Change(Change),
+}
+
+/// The answer to one [`Op`].
+#[derive(Debug)]
+pub(super) enum Reply {
+    Done,
+    Insert(InsertOutcome),
+    Cancel(CancelOutcome),
+    Retry(RetryOutcome),
+    Page(Vec<QueuedRow>),
+}
+
+pub(super) type JobReply = oneshot::Sender<Result<Vec<Reply>, String>>;
+
+pub(super) struct Job {
+    pub ops: Vec<Op>,
+    pub reply: Option<JobReply>,
+}
+
+pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies: Vec<Result<Vec<Reply>, String>> = Vec::with_capacity(jobs.len());
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for job in &mut jobs {
+                // each job all-or-nothing inside the group's transaction
+                tx.execute_batch("SAVEPOINT job")?;
+                match apply_ops(&tx, std::mem::take(&mut job.ops)) {
+                    Ok(r) => {
+                        tx.execute_batch("RELEASE job")?;
+                        replies.push(Ok(r));
+                    }
+                    Err(e) => {
+                        tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                        tracing::error!(error = %e, "a database change failed and was rolled back");
+                        replies.push(Err(e.to_string()));
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "database commit failed");
+        }
+        for (job, reply) in jobs.into_iter().zip(
+            replies
+                .into_iter()
+                .chain(std::iter::repeat_with(|| Err("not applied".into()))),
+        ) {
+            if let Some(tx) = job.reply {
+                let _ = tx.send(match &outcome {
+                    Ok(()) => reply,
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRow> {
+    Ok(QueuedRow {
+        seq: r.get(0)?,
+        task_id: r.get(1)?,
+        priority: r.get::<_, i64>(2)? as u8,
+        kernel: r.get(3)?,
+        algorithm: r.get(4)?,
+        body: r.get(5)?,
+        attempts: r.get::<_, i64>(6)? as u32,
+        next_attempt_at: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+pub(super) const QUEUED_COLUMNS: &str =
+    "seq, task_id, priority, kernel, algorithm, body, attempts, next_attempt_at, created_at";
+
+fn apply_ops(db: &Connection, ops: Vec<Op>) -> rusqlite::Result<Vec<Reply>> {
+    let mut replies = Vec::with_capacity(ops.len());
+    for op in ops {
+        replies.push(apply_op(db, op)?);
+        // a refused insert leaves the rest of the job undone
+        if matches!(
+            replies.last(),
+            Some(Reply::Insert(
+                InsertOutcome::Duplicates(_) | InsertOutcome::AlreadyIngested
+            ))
+        ) {
+            break;
+        }
+    }
+    Ok(replies)
+}
+
+fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
+    match op {
+        Op::Insert {
+            tasks,
+            ingest,
+            source,
+        } => insert(db, tasks, ingest, source).map(Reply::Insert),
+        Op::Cancel { task_id } => cancel(db, &task_id).map(Reply::Cancel),
+        Op::Retry { task_id } => retry(db, &task_id).map(Reply::Retry),
+        Op::Page { kernel, after, limit } => page(db, &kernel, after, limit).map(Reply::Page),
+        Op::Change(change) => apply_change(db, change).map(|()| Reply::Done),
+    }
+}
+
+fn insert(
+    db: &Connection,
+    tasks: Vec<NewTask>,
+    ingest: Option<Ingest>,
+    source: String,
+) -> rusqlite::Result<InsertOutcome> {
+    if let Some(ing) = &ingest {
+        let earlier: Option<Option<String>> = db
+            .prepare_cached(
+                "SELECT moved_to FROM ingests WHERE sha256 = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![ing.sha256, ing.name], |r| r.get(0))
+            .optional()?;
+        if let Some(None) = earlier {
+            // committed before a crash, never moved: the same file
+            return Ok(InsertOutcome::AlreadyIngested);
+        }
+    }
+    let mut dups = Vec::new();
+    {
+        let mut exists = db.prepare_cached("SELECT 1 FROM tasks WHERE task_id = ?1")?;
+        for t in &tasks {
+            if exists.exists(params![t.task_id])? {
+                dups.push(t.task_id.clone());
+            }
+        }
+    }
+    if !dups.is_empty() {
+        return Ok(InsertOutcome::Duplicates(dups));
+    }
+    let at = unix_now();
+    let mut seqs = Vec::with_capacity(tasks.len());
+    {
+        let mut insert = db.prepare_cached(
+            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
+        )?;
+        for t in &tasks {
+            insert.execute(params![
+                t.task_id,
+                t.priority,
+                t.algorithm,
+                t.kernel,
+                t.body,
+                source,
+                at
+            ])?;
+            seqs.push(db.last_insert_rowid());
+        }
+    }
+    if let Some(ing) = ingest {
+        db.prepare_cached(
+            "INSERT INTO ingests(name, size, sha256, tasks, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            ing.name,
+            ing.size as i64,
+            ing.sha256,
+            tasks.len() as i64,
+            at
+        ])?;
+    }
+    Ok(InsertOutcome::Inserted { seqs })
+}
+
+fn cancel(db: &Connection, task_id: &str) -> rusqlite::Result<CancelOutcome> {
+    let row: Option<(TaskStatus, Option<String>)> = db
+        .prepare_cached("SELECT status, worker_id FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => CancelOutcome::NotFound,
+        Some((status, _)) if status.has_ended() => CancelOutcome::AlreadyEnded { status },
+        Some((was, worker_id)) => {
+            db.prepare_cached(
+                "UPDATE tasks SET status = 'cancelled', finished_at = ?2, current_attempt = NULL,
+                 written = 1, error = 'cancelled by request' WHERE task_id = ?1",
+            )?
+            .execute(params![task_id, unix_now()])?;
+            CancelOutcome::Cancelled {
+                was,
+                worker_id: if was == TaskStatus::Running {
+                    worker_id
+                } else {
+                    None
+                },
+            }
+        }
+    })
+}
+
+fn retry(db: &Connection, task_id: &str) -> rusqlite::Result<RetryOutcome> {
+    let status: Option<TaskStatus> = db
+        .prepare_cached("SELECT status FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| r.get(0))
+        .optional()?;
+    Ok(match status {
+        None => RetryOutcome::NotFound,
+        Some(s) if s.is_retryable() => {
+            db.prepare_cached(
+                "UPDATE tasks SET status = 'queued', attempts = 0, next_attempt_at = NULL, error = NULL,
+                 finished_at = NULL, created_at = ?2 WHERE task_id = ?1",
+            )?
+            .execute(params![task_id, unix_now()])?;
+            let row = db
+                .prepare_cached(&format!("SELECT {QUEUED_COLUMNS} FROM tasks WHERE task_id = ?1"))?
+                .query_row(params![task_id], queued_row)?;
+            RetryOutcome::Queued { row }
+        }
+        Some(status) => RetryOutcome::NotRetryable { status },
+    })
+}
+
+fn page(
+    db: &Connection,
+    kernel: &str,
+    after: Option<(u8, i64)>,
+    limit: usize,
+) -> rusqlite::Result<Vec<QueuedRow>> {
+    match after {
+        None => db
+            .prepare_cached(&format!(
+                "SELECT {QUEUED_COLUMNS} FROM tasks WHERE status = 'queued' AND kernel = ?1
+                 ORDER BY priority, seq LIMIT ?2"
+            ))?
+            .query_map(params![kernel, limit as i64], queued_row)?
+            .collect(),
+        Some((p, s)) => db
+            .prepare_cached(&format!(
+                "SELECT {QUEUED_COLUMNS} FROM tasks WHERE status = 'queued' AND kernel = ?1
+                 AND (priority > ?2 OR (priority = ?2 AND seq > ?3))
+                 ORDER BY priority, seq LIMIT ?4"
+            ))?
+            .query_map(params![kernel, p, s, limit as i64], queued_row)?
+            .collect(),
+    }
+}
+
+fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
+    match change {
+        Change::AttemptStarted {
+            task_id,
+            attempt_id,
+            worker_id,
+            at,
+        } => {
+            db.prepare_cached(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2, worker_id = ?3,
+                 current_attempt = ?4, next_attempt_at = NULL
+                 WHERE task_id = ?1 AND status IN ('queued', 'running')",
+            )?
+            .execute(params![task_id, at, worker_id.as_str(), attempt_id as i64])?;
+            db.prepare_cached(
+                "INSERT OR REPLACE INTO attempts(attempt_id, task_id, worker_id, started_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![attempt_id as i64, task_id, worker_id.as_str(), at])?;
+        }
+        Change::AttemptEnded {
+            attempt_id,
+            end,
+            error,
+            at,
+        } => {
+            db.prepare_cached(
+                "UPDATE attempts SET ended_at = ?2, outcome = ?3, error = ?4 WHERE attempt_id = ?1",
+            )?
+            .execute(params![attempt_id as i64, at, end, error])?;
+        }
+        Change::Ended {
+            task_id,
+            status,
+            result,
+            error,
+            worker_id,
+            at,
+        } => {
+            db.prepare_cached(
+                "UPDATE tasks SET status = ?2, result = COALESCE(?3, result), error = ?4,
+                 worker_id = COALESCE(?5, worker_id), finished_at = ?6, current_attempt = NULL,
+                 next_attempt_at = NULL, written = CASE WHEN ?2 = 'completed' THEN 0 ELSE 1 END
+                 WHERE task_id = ?1",
+            )?
+            .execute(params![
+                task_id,
+                status,
+                result,
+                error,
+                worker_id.as_ref().map(|w| w.as_str()),
+                at
+            ])?;
+        }
+        Change::Requeue {
+            task_id,
+            attempts,
+            next_at,
+            error,
+        } => {
+            db.prepare_cached(
+                "UPDATE tasks SET status = 'queued', attempts = ?2, next_attempt_at = ?3, error = ?4,
+                 current_attempt = NULL
+                 WHERE task_id = ?1 AND status IN ('queued', 'running')",
+            )?
+            .execute(params![task_id, attempts as i64, next_at, error])?;
+        }
+        Change::AssignResultsFile { task_ids, file } => {
+            let mut stmt = db.prepare_cached("UPDATE tasks SET results_file = ?2 WHERE task_id = ?1")?;
+            for id in task_ids {
+                stmt.execute(params![id, file])?;
+            }
+        }
+        Change::MarkWritten { file } => {
+            db.prepare_cached("UPDATE tasks SET written = 1 WHERE results_file = ?1 AND written = 0")?
+                .execute(params![file])?;
+        }
+        Change::IngestMoved {
+            sha256,
+            name,
+            moved_to,
+        } => {
+            db.prepare_cached(
+                "UPDATE ingests SET moved_to = ?3 WHERE sha256 = ?1 AND name = ?2 AND moved_to IS NULL",
+            )?
+            .execute(params![sha256, name, moved_to])?;
+        }
+    }
+    Ok(())
+}
