@@ -314,15 +314,17 @@ mod tests {
 
     #[test]
     fn a_refused_port_is_reported_as_refused() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let ep = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let ep = refused_endpoint();
         let e = get_json(&ep, "/health", Duration::from_secs(2)).unwrap_err();
         assert!(matches!(e, CallError::Unreachable(NoAnswer::Refused(_))), "{e:?}");
         assert!(unreachable_hint(&ep, &e).contains("orquesta orchestrator"));
+    }
+
+    /// A port that was free a moment ago: nothing listens there.
+    fn refused_endpoint() -> Endpoint {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap()
     }
 
     /// A server on a free port that answers one connection with `raw`.
@@ -341,13 +343,7 @@ mod tests {
 
     #[test]
     fn refused_and_unresolvable_are_told_apart() {
-        // a port that was free a moment ago
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let ep = Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let ep = refused_endpoint();
         let e = request(&ep, "GET", "/", None, Duration::from_secs(2)).unwrap_err();
         assert!(matches!(e, NoAnswer::Refused(_)), "{e:?}");
         let ep = Endpoint::parse("no-such-host.invalid:80").unwrap();

@@ -97,15 +97,7 @@ pub fn write_free_name(dir: &Path, stem: &str, bytes: &[u8]) -> io::Result<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::util::fs::names;
 
     #[test]
     fn never_replaces_unless_asked_and_leaves_no_temporary() {
