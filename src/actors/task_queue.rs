@@ -19,8 +19,8 @@ use super::load_balancer::{
 };
 use super::results_store::{RecordResult, ResultsStore};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, WorkerProxy};
-use crate::config::resolve_kernel;
 use crate::model::{Task, TaskResult};
+use crate::sim::resolve_kernel;
 use crate::store::{self, CancelOutcome, Ingest, NewTask, Op, QueuedRow, Reply, RetryOutcome, Store};
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.

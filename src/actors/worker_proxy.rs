@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use super::load_balancer::{Heartbeat, LoadBalancer, WorkerFull, WorkerId, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, OutcomeKind, TaskQueue};
-use crate::config::{resolve_kernel, WorkerEntry};
+use crate::config::WorkerEntry;
 use crate::model::TaskResult;
+use crate::sim::resolve_kernel;
 
 /// Timers and limits of a proxy (runtime settings, so tests shorten them).
 #[derive(Debug, Clone, Copy)]
