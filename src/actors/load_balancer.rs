@@ -2,20 +2,60 @@
 //! (from TaskQueue's assignments and releases), and places tasks: only on a
 //! worker that is up, has a free slot and runs the task's kernel, chosen
 //! among those by the [`Strategy`] of `LOAD_BALANCING_ALGORITHM`.
+//!
+//! Every change to a worker's row is published to a [`WorkerBoard`], a
+//! concurrent map the API reads for `GET /workers` without a round trip
+//! through this actor's mailbox (busy with placements under load).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use dashmap::DashMap;
 use serde::Serialize;
 
-use super::task_queue::{CapacityAvailable, TaskQueue};
+use super::task_queue::CapacityAvailable;
 use super::worker_proxy::WorkerProxy;
 use crate::config::{Balancing, WorkerEntry};
+pub use crate::model::WorkerId;
 
-/// A worker's name.
-pub type WorkerId = Arc<str>;
+/// A worker's state as the orchestrator sees it; why it is so travels
+/// beside it (`state_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Not heard from yet.
+    Unknown,
+    /// Answers its heartbeat and takes tasks.
+    Up,
+    /// Refused connections, stopped answering, or answered badly.
+    Down,
+    /// Alive but shutting down (its `/health` answers 503): no new tasks.
+    Draining,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Unknown => "unknown",
+            WorkerState::Up => "up",
+            WorkerState::Down => "down",
+            WorkerState::Draining => "draining",
+        }
+    }
+
+    pub fn is_up(self) -> bool {
+        self == WorkerState::Up
+    }
+}
+
+impl fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What a strategy sees of one worker.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +137,8 @@ struct Slot {
     in_flight: usize,
     /// After a 429: the worker said it is full; wait before sending more.
     cooldown_until: Option<Instant>,
-    state: String,
+    state: WorkerState,
+    state_reason: Option<String>,
     last_heartbeat: Option<SystemTime>,
     completed: u64,
     failed: u64,
@@ -110,11 +151,83 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// The row of `GET /workers`.
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            id: self.id.to_string(),
+            host: self.entry.host.clone(),
+            port: self.entry.port,
+            address: self.entry.address(),
+            state: self.state,
+            state_reason: self.state_reason.clone(),
+            up: self.up,
+            capacity: self.capacity,
+            configured_capacity: self.entry.capacity,
+            in_flight: self.in_flight,
+            load: self.in_flight as f64 / self.capacity.max(1) as f64,
+            algorithms: self.entry.algorithms.clone(),
+            kernels: self.kernels.clone(),
+            last_heartbeat: self
+                .last_heartbeat
+                .map(|t| crate::util::time::Utc::from_system(t).iso()),
+            tasks_completed: self.completed,
+            tasks_failed: self.failed,
+            mean_execution_time: (self.completed > 0).then(|| self.busy_secs / self.completed as f64),
+        }
+    }
+
+    /// How a reason names the state: `down (no answer for 30.0 s)`.
+    fn state_text(&self) -> String {
+        match &self.state_reason {
+            Some(r) => format!("{} ({r})", self.state),
+            None => self.state.to_string(),
+        }
+    }
+}
+
+/// Every worker's latest [`WorkerInfo`], written by the LoadBalancer when
+/// a row changes and read by the API from any thread without a message.
+/// Cheap to clone (shared).
+#[derive(Clone)]
+pub struct WorkerBoard {
+    rows: Arc<DashMap<WorkerId, WorkerInfo>>,
+    /// `config_workers.json` order, the order of `GET /workers`.
+    order: Arc<[WorkerId]>,
+}
+
+impl WorkerBoard {
+    fn new(order: Vec<WorkerId>) -> Self {
+        Self {
+            rows: Arc::new(DashMap::new()),
+            order: order.into(),
+        }
+    }
+
+    /// Every worker, in configuration order.
+    pub fn list(&self) -> Vec<WorkerInfo> {
+        self.order
+            .iter()
+            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
+            .collect()
+    }
+
+    /// One worker by id.
+    pub fn get(&self, id: &str) -> Option<WorkerInfo> {
+        self.rows.get(id).map(|r| r.value().clone())
+    }
+
+    fn publish(&self, slot: &Slot) {
+        self.rows.insert(slot.id.clone(), slot.info());
+    }
+}
+
 pub struct LoadBalancer {
     workers: Vec<Slot>,
     by_id: HashMap<WorkerId, usize>,
     strategy: Box<dyn Strategy>,
-    queue: Option<Addr<TaskQueue>>,
+    queue: Option<Recipient<CapacityAvailable>>,
+    board: WorkerBoard,
 }
 
 impl LoadBalancer {
@@ -122,7 +235,7 @@ impl LoadBalancer {
         let workers: Vec<Slot> = entries
             .iter()
             .map(|e| Slot {
-                id: Arc::from(e.id.as_str()),
+                id: WorkerId::new(&e.id),
                 entry: e.clone(),
                 proxy: None,
                 up: false,
@@ -130,7 +243,8 @@ impl LoadBalancer {
                 kernels: e.kernels(),
                 in_flight: 0,
                 cooldown_until: None,
-                state: "unknown".into(),
+                state: WorkerState::Unknown,
+                state_reason: None,
                 last_heartbeat: None,
                 completed: 0,
                 failed: 0,
@@ -140,14 +254,30 @@ impl LoadBalancer {
         let by_id = workers
             .iter()
             .enumerate()
-            .map(|(i, w)| (Arc::clone(&w.id), i))
+            .map(|(i, w)| (w.id.clone(), i))
             .collect();
+        let board = WorkerBoard::new(workers.iter().map(|w| w.id.clone()).collect());
+        for w in &workers {
+            board.publish(w);
+        }
         Self {
             workers,
             by_id,
             strategy: strategy(balancing),
             queue: None,
+            board,
         }
+    }
+
+    /// The live snapshot of every worker, for the API (take it before
+    /// starting the actor).
+    pub fn board(&self) -> WorkerBoard {
+        self.board.clone()
+    }
+
+    /// Publishes worker `i`'s row after a change.
+    fn changed(&self, i: usize) {
+        self.board.publish(&self.workers[i]);
     }
 
     fn loads(&self) -> Vec<Load> {
@@ -177,7 +307,7 @@ impl LoadBalancer {
             } else {
                 capable += 1;
                 if !w.up {
-                    format!("is {}", w.state)
+                    format!("is {}", w.state_text())
                 } else {
                     capable_up += 1;
                     if w.in_flight >= w.capacity {
@@ -219,7 +349,7 @@ impl Actor for LoadBalancer {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wire {
-    pub queue: Addr<TaskQueue>,
+    pub queue: Recipient<CapacityAvailable>,
     pub proxies: Vec<(String, Addr<WorkerProxy>)>,
 }
 
@@ -241,10 +371,11 @@ impl Handler<Wire> for LoadBalancer {
 #[rtype(result = "()")]
 pub struct WorkerUpdate {
     pub worker_id: WorkerId,
-    pub up: bool,
+    pub state: WorkerState,
+    /// Why it is in that state (none when up).
+    pub reason: Option<String>,
     pub capacity: usize,
     pub kernels: Vec<&'static str>,
-    pub state: String,
     pub heartbeat: Option<SystemTime>,
 }
 
@@ -256,23 +387,26 @@ impl Handler<WorkerUpdate> for LoadBalancer {
         };
         let w = &mut self.workers[i];
         let was_up = w.up;
-        w.up = msg.up;
+        let up = msg.state.is_up();
+        w.up = up;
         w.capacity = msg.capacity;
         w.kernels = msg.kernels;
         w.state = msg.state;
+        w.state_reason = msg.reason;
         if msg.heartbeat.is_some() {
             w.last_heartbeat = msg.heartbeat;
         }
-        if !msg.up {
+        if !up {
             // its attempts are reported lost by the proxy, one by one
             w.cooldown_until = None;
         }
-        if msg.up && !was_up {
+        if up && !was_up {
             tracing::info!(worker = %w.id, capacity = w.capacity, kernels = ?w.kernels, "worker up");
             self.notify_room();
-        } else if !msg.up && was_up {
-            tracing::warn!(worker = %w.id, state = %w.state, "worker down");
+        } else if !up && was_up {
+            tracing::warn!(worker = %w.id, state = %w.state_text(), "worker down");
         }
+        self.changed(i);
     }
 }
 
@@ -289,6 +423,7 @@ impl Handler<Heartbeat> for LoadBalancer {
     fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             self.workers[i].last_heartbeat = Some(msg.at);
+            self.changed(i);
         }
     }
 }
@@ -331,9 +466,10 @@ impl Handler<Assign> for LoadBalancer {
                     let w = &mut self.workers[i];
                     w.in_flight += 1;
                     out.push(Some(Placement {
-                        worker_id: Arc::clone(&w.id),
+                        worker_id: w.id.clone(),
                         proxy: w.proxy.clone().expect("eligible workers have a proxy"),
                     }));
+                    self.changed(i);
                 }
                 None => out.push(None),
             }
@@ -381,6 +517,7 @@ impl Handler<Release> for LoadBalancer {
         if was_full && w.has_room(Instant::now()) {
             self.notify_room();
         }
+        self.changed(i);
     }
 }
 
@@ -397,6 +534,7 @@ impl Handler<Reserve> for LoadBalancer {
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             self.workers[i].in_flight += 1;
+            self.changed(i);
         }
     }
 }
@@ -454,7 +592,10 @@ pub struct WorkerInfo {
     pub host: String,
     pub port: u16,
     pub address: String,
-    pub state: String,
+    pub state: WorkerState,
+    /// Why the worker is in that state, e.g. "no answer for 30.0 s"; null
+    /// when up or not heard from yet.
+    pub state_reason: Option<String>,
     pub up: bool,
     pub capacity: usize,
     pub configured_capacity: usize,
@@ -476,31 +617,7 @@ pub struct Workers;
 impl Handler<Workers> for LoadBalancer {
     type Result = MessageResult<Workers>;
     fn handle(&mut self, _: Workers, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.workers
-                .iter()
-                .map(|w| WorkerInfo {
-                    id: w.id.to_string(),
-                    host: w.entry.host.clone(),
-                    port: w.entry.port,
-                    address: w.entry.address(),
-                    state: w.state.clone(),
-                    up: w.up,
-                    capacity: w.capacity,
-                    configured_capacity: w.entry.capacity,
-                    in_flight: w.in_flight,
-                    load: w.in_flight as f64 / w.capacity.max(1) as f64,
-                    algorithms: w.entry.algorithms.clone(),
-                    kernels: w.kernels.clone(),
-                    last_heartbeat: w
-                        .last_heartbeat
-                        .map(|t| crate::util::time::Utc::from_system(t).iso()),
-                    tasks_completed: w.completed,
-                    tasks_failed: w.failed,
-                    mean_execution_time: (w.completed > 0).then(|| w.busy_secs / w.completed as f64),
-                })
-                .collect(),
-        )
+        MessageResult(self.workers.iter().map(Slot::info).collect())
     }
 }
 

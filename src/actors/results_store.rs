@@ -346,7 +346,7 @@ mod tests {
             parameters: json!({"num_particles": 100}),
             execution_time: 0.25,
             result: ResultBody {
-                status: "completed".into(),
+                status: crate::model::RunStatus::Completed,
                 metrics: json!({"steps_completed": 5}),
                 output: "ok".into(),
                 error: None,

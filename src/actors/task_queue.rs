@@ -532,7 +532,7 @@ impl TaskQueue {
         let seconds = result.execution_time;
         if let Some(r) = &running {
             self.lb.do_send(Release {
-                worker_id: Arc::clone(&r.worker),
+                worker_id: r.worker.clone(),
                 ended: Ended::Completed { seconds },
             });
             if r.attempt_id != attempt_id {
@@ -797,7 +797,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
         let is_current = current == Some(attempt_id) && !self.cancelling.contains(&task_id);
 
         if let OutcomeKind::Result(result) = kind {
-            if result.result.status == "completed" {
+            if result.result.status == crate::model::RunStatus::Completed {
                 if live.is_some() && !self.cancelling.contains(&task_id) {
                     if !is_current {
                         tracing::info!(task = %task_id, attempt_id, "result of an earlier attempt accepted");
@@ -817,7 +817,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             if !is_current {
                 return;
             }
-            let (label, error) = if result.result.status == "cancelled" {
+            let (label, error) = if result.result.status == crate::model::RunStatus::Cancelled {
                 (
                     "lost",
                     format!("cancelled on worker {worker_id} (it was shutting down?)"),
@@ -840,7 +840,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             let r = self.running.remove(&task_id).expect("current attempt");
             self.live.remove(&task_id);
             self.lb.do_send(Release {
-                worker_id: Arc::clone(&r.worker),
+                worker_id: r.worker.clone(),
                 ended: if label == "failed" {
                     Ended::Failed
                 } else {
@@ -863,7 +863,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             OutcomeKind::Refused(why) => {
                 self.stats.refused_attempts += 1;
                 self.lb.do_send(Release {
-                    worker_id: Arc::clone(&r.worker),
+                    worker_id: r.worker.clone(),
                     ended: Ended::Nothing,
                 });
                 let mut entry = r.entry;
@@ -891,7 +891,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             }
             OutcomeKind::Failed(error) | OutcomeKind::TimedOut(error) => {
                 self.lb.do_send(Release {
-                    worker_id: Arc::clone(&r.worker),
+                    worker_id: r.worker.clone(),
                     ended: Ended::Failed,
                 });
                 self.retry_or_fail(r.entry, attempt_id, "failed", error, ctx);
@@ -899,7 +899,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             OutcomeKind::Lost(error) => {
                 self.stats.lost_attempts += 1;
                 self.lb.do_send(Release {
-                    worker_id: Arc::clone(&r.worker),
+                    worker_id: r.worker.clone(),
                     ended: Ended::Nothing,
                 });
                 self.retry_or_fail(r.entry, attempt_id, "lost", error, ctx);
@@ -950,7 +950,7 @@ impl Handler<CancelTask> for TaskQueue {
                             act.stats.cancelled += 1;
                             if let Some((_, Some(r))) = act.take_live(&task_id) {
                                 act.lb.do_send(Release {
-                                    worker_id: Arc::clone(&r.worker),
+                                    worker_id: r.worker.clone(),
                                     ended: Ended::Nothing,
                                 });
                                 r.proxy.do_send(CancelOnWorker {
@@ -1151,7 +1151,7 @@ impl Handler<Recover> for TaskQueue {
             let Some(entry) = Entry::from_row(row) else {
                 continue;
             };
-            let worker: Option<WorkerId> = worker.map(|w| Arc::from(w.as_str()));
+            let worker: Option<WorkerId> = worker.map(|w| WorkerId::new(w.as_str()));
             let proxy = worker.as_ref().and_then(|w| self.proxies.get(w)).cloned();
             match (attempt_id, worker, proxy) {
                 (Some(attempt_id), Some(worker), Some(proxy)) => {
@@ -1162,7 +1162,7 @@ impl Handler<Recover> for TaskQueue {
                         attempt_id,
                     });
                     self.lb.do_send(Reserve {
-                        worker_id: Arc::clone(&worker),
+                        worker_id: worker.clone(),
                     });
                     self.live.insert(task_id.clone(), Place::Running);
                     self.running.insert(

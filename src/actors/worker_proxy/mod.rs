@@ -4,6 +4,13 @@
 //! attempts over a pooled `awc` client, enforces `TASK_TIMEOUT`, and reports
 //! every outcome to TaskQueue. Results are acknowledged to the worker only
 //! after TaskQueue has committed them.
+//!
+//! It speaks the wire types of [`crate::api::protocol`] and holds its
+//! peers as [`Recipient`]s of the messages it sends ([`ProxyPeers`]), so
+//! it depends on no other actor's type. What an answer means is decided by
+//! the pure functions of [`answers`].
+
+mod answers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,13 +18,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use awc::error::SendRequestError;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::load_balancer::{Heartbeat, LoadBalancer, WorkerFull, WorkerId, WorkerUpdate};
-use super::task_queue::{AttemptOutcome, OutcomeKind, TaskQueue};
+use self::answers::{agree, check_result, never_connected, refusal_detail};
+use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
+use super::task_queue::{AttemptOutcome, OutcomeKind};
+use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
 use crate::config::WorkerEntry;
-use crate::model::TaskResult;
-use crate::sim::resolve_kernel;
+use crate::model::WorkerId;
 
 /// Timers and limits of a proxy (runtime settings, so tests shorten them).
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +34,16 @@ pub struct ProxySettings {
     pub heartbeat_interval: Duration,
     pub worker_timeout: Duration,
     pub task_timeout: Option<Duration>,
+}
+
+/// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
+/// (liveness, capacity, 429s).
+#[derive(Clone)]
+pub struct ProxyPeers {
+    pub outcomes: Recipient<AttemptOutcome>,
+    pub heartbeats: Recipient<Heartbeat>,
+    pub updates: Recipient<WorkerUpdate>,
+    pub full: Recipient<WorkerFull>,
 }
 
 /// An attempt sent to the worker and not yet answered.
@@ -39,8 +58,7 @@ pub struct WorkerProxy {
     base: String,
     settings: ProxySettings,
     client: awc::Client,
-    lb: Addr<LoadBalancer>,
-    queue: Addr<TaskQueue>,
+    peers: ProxyPeers,
     up: bool,
     /// Last time the worker answered anything.
     last_ok: Instant,
@@ -56,24 +74,18 @@ pub struct WorkerProxy {
 }
 
 impl WorkerProxy {
-    pub fn new(
-        entry: WorkerEntry,
-        settings: ProxySettings,
-        lb: Addr<LoadBalancer>,
-        queue: Addr<TaskQueue>,
-    ) -> Self {
+    pub fn new(entry: WorkerEntry, settings: ProxySettings, peers: ProxyPeers) -> Self {
         let client = awc::Client::builder()
             .timeout(settings.worker_timeout)
             .disable_redirects()
             .finish();
         Self {
-            id: Arc::from(entry.id.as_str()),
+            id: WorkerId::new(&entry.id),
             base: format!("http://{}", entry.address()),
             entry,
             settings,
             client,
-            lb,
-            queue,
+            peers,
             up: false,
             last_ok: Instant::now(),
             heartbeat_pending: false,
@@ -86,10 +98,10 @@ impl WorkerProxy {
     }
 
     fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
-        self.queue.do_send(AttemptOutcome {
+        self.peers.outcomes.do_send(AttemptOutcome {
             task_id,
             attempt_id,
-            worker_id: Arc::clone(&self.id),
+            worker_id: self.id.clone(),
             kind,
         });
     }
@@ -99,7 +111,7 @@ impl WorkerProxy {
         if self.last_ok.elapsed() > self.settings.worker_timeout {
             let secs = self.settings.worker_timeout.as_secs_f64();
             if self.up {
-                self.mark_down(format!("down (no answer for {secs:.1} s)"));
+                self.mark_down(WorkerState::Down, format!("no answer for {secs:.1} s"));
             } else if !self.adopted.is_empty() {
                 // adopted after a restart from a worker that never came back
                 for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
@@ -131,13 +143,13 @@ impl WorkerProxy {
                 Ok(503) => {
                     act.last_ok = Instant::now();
                     if act.up {
-                        act.mark_down("draining (shutting down)".into());
+                        act.mark_down(WorkerState::Draining, "shutting down".into());
                     }
                 }
                 Ok(code) => {
                     act.last_ok = Instant::now();
                     if act.up {
-                        act.mark_down(format!("down (health answered {code})"));
+                        act.mark_down(WorkerState::Down, format!("health answered {code}"));
                     }
                 }
                 Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
@@ -150,8 +162,8 @@ impl WorkerProxy {
     /// The worker answered its health check.
     fn alive(&mut self, ctx: &mut Context<Self>) {
         self.last_ok = Instant::now();
-        self.lb.do_send(Heartbeat {
-            worker_id: Arc::clone(&self.id),
+        self.peers.heartbeats.do_send(Heartbeat {
+            worker_id: self.id.clone(),
             at: SystemTime::now(),
         });
         if !self.up {
@@ -177,7 +189,7 @@ impl WorkerProxy {
             .into_actor(self)
             .map(move |res, act, ctx| match res {
                 Ok(200) => act.alive(ctx),
-                _ => act.mark_down(format!("down (connection refused: {error})")),
+                _ => act.mark_down(WorkerState::Down, format!("connection refused: {error}")),
             })
             .spawn(ctx);
     }
@@ -192,7 +204,7 @@ impl WorkerProxy {
         async move {
             let mut resp = request.await.map_err(|e| e.to_string())?;
             let body = resp.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
-            serde_json::from_slice::<Value>(&body).map_err(|e| format!("status is not JSON: {e}"))
+            serde_json::from_slice::<StatusAnswer>(&body).map_err(|e| format!("cannot read the status: {e}"))
         }
         .into_actor(self)
         .map(|res, act, ctx| {
@@ -205,86 +217,54 @@ impl WorkerProxy {
         .spawn(ctx);
     }
 
-    fn came_up(&mut self, status: Value, ctx: &mut Context<Self>) {
-        let reported = status.get("capacity").and_then(Value::as_u64).unwrap_or(0) as usize;
-        let capacity = if reported == 0 {
-            self.entry.capacity
-        } else {
-            reported.min(self.entry.capacity)
-        };
-        let offered: Vec<&'static str> = status
-            .get("algorithms")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(resolve_kernel)
-                    .collect()
-            })
-            .unwrap_or_default();
-        // configured ∩ offered, plus the test kernels a worker offers only
-        // when they are switched on there
-        let mut kernels: Vec<&'static str> = self
-            .entry
-            .kernels()
-            .into_iter()
-            .filter(|k| offered.contains(k))
-            .collect();
-        for k in offered.iter().copied().filter(|k| k.starts_with("__")) {
-            if !kernels.contains(&k) {
-                kernels.push(k);
-            }
-        }
+    fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
+        let (capacity, kernels) = agree(&self.entry, &status);
         if kernels.is_empty() {
-            tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, ?offered,
+            tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, offered = ?status.algorithms,
                 "the worker offers none of its configured algorithms");
         }
-        if status.get("worker_id").and_then(Value::as_str) != Some(self.entry.id.as_str()) {
-            tracing::warn!(worker = %self.id, reported = ?status.get("worker_id"),
+        if status.worker_id != self.entry.id {
+            tracing::warn!(worker = %self.id, reported = %status.worker_id,
                 "the worker at this address reports another id");
         }
         self.up = true;
         self.kernels = kernels.clone();
-        self.lb.do_send(WorkerUpdate {
-            worker_id: Arc::clone(&self.id),
-            up: true,
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state: WorkerState::Up,
+            reason: None,
             capacity,
             kernels,
-            state: "up".into(),
             heartbeat: Some(SystemTime::now()),
         });
         self.poll_adopted(ctx);
     }
 
-    fn mark_down(&mut self, state: String) {
+    /// Marks the worker down (or draining); its attempts are lost.
+    fn mark_down(&mut self, state: WorkerState, reason: String) {
         let was_up = self.up;
         self.up = false;
-        self.lb.do_send(WorkerUpdate {
-            worker_id: Arc::clone(&self.id),
-            up: false,
+        let why = format!("worker {} {state} ({reason})", self.id);
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state,
+            reason: Some(reason),
             capacity: self.entry.capacity,
             kernels: if self.kernels.is_empty() {
                 self.entry.kernels()
             } else {
                 self.kernels.clone()
             },
-            state: state.clone(),
             heartbeat: None,
         });
         if was_up {
-            for (task_id, f) in std::mem::take(&mut self.in_flight) {
-                self.report(
-                    task_id,
-                    f.attempt_id,
-                    OutcomeKind::Lost(format!("worker {} {state}", self.id)),
-                );
-            }
-            for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
-                self.report(
-                    task_id,
-                    attempt_id,
-                    OutcomeKind::Lost(format!("worker {} {state}", self.id)),
-                );
+            let lost: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .map(|(task_id, f)| (task_id, f.attempt_id))
+                .chain(std::mem::take(&mut self.adopted))
+                .collect();
+            for (task_id, attempt_id) in lost {
+                self.report(task_id, attempt_id, OutcomeKind::Lost(why.clone()));
             }
         }
     }
@@ -304,22 +284,14 @@ impl WorkerProxy {
         let client = self.client.clone();
         let base = self.base.clone();
         async move {
-            let current = fetch_json(&client, &format!("{base}/current")).await.ok();
-            let running: Vec<String> = current
-                .as_ref()
-                .and_then(|c| c.get("tasks"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.get("task_id").and_then(Value::as_str).map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let current = fetch_json::<CurrentAnswer>(&client, &format!("{base}/current"))
+                .await
+                .ok();
             let mut found = Vec::new();
             for (task_id, attempt_id) in ids {
-                match fetch_json(&client, &format!("{base}/results/{task_id}")).await {
+                match fetch_json::<Value>(&client, &format!("{base}/results/{task_id}")).await {
                     Ok(v) => found.push((task_id, attempt_id, Some(v))),
-                    Err(FetchError::NotFound) if current.is_some() && !running.contains(&task_id) => {
+                    Err(FetchError::NotFound) if current.as_ref().is_some_and(|c| !c.runs(&task_id)) => {
                         found.push((task_id, attempt_id, None))
                     }
                     Err(_) => {}
@@ -351,7 +323,7 @@ impl WorkerProxy {
         let request = self
             .client
             .post(format!("{}/results/ack", self.base))
-            .send_json(&serde_json::json!({ "task_ids": ids }));
+            .send_json(&AckRequest { task_ids: ids });
         async move { request.await.map(|r| r.status().is_success()) }
             .into_actor(self)
             .map(move |res, act, _| {
@@ -369,7 +341,7 @@ enum FetchError {
     Other,
 }
 
-async fn fetch_json(client: &awc::Client, url: &str) -> Result<Value, FetchError> {
+async fn fetch_json<T: DeserializeOwned>(client: &awc::Client, url: &str) -> Result<T, FetchError> {
     let mut resp = client.get(url).send().await.map_err(|_| FetchError::Other)?;
     if resp.status().as_u16() == 404 {
         return Err(FetchError::NotFound);
@@ -379,30 +351,6 @@ async fn fetch_json(client: &awc::Client, url: &str) -> Result<Value, FetchError
     }
     let body = resp.body().limit(16 << 20).await.map_err(|_| FetchError::Other)?;
     serde_json::from_slice(&body).map_err(|_| FetchError::Other)
-}
-
-/// Checks what a worker returned for an attempt; a worker that lies
-/// (garbage, another task's id, another attempt's id) fails the attempt.
-fn check_result(task_id: &str, attempt_id: Option<u64>, v: Value) -> OutcomeKind {
-    let result: TaskResult = match serde_json::from_value(v) {
-        Ok(r) => r,
-        Err(e) => return OutcomeKind::Failed(format!("the worker returned an invalid result: {e}")),
-    };
-    if result.task_id != task_id {
-        return OutcomeKind::Failed(format!(
-            "the worker returned a result for task {:?} instead of {task_id:?}",
-            result.task_id
-        ));
-    }
-    if let (Some(ours), Some(theirs)) = (attempt_id, result.attempt_id) {
-        if ours != theirs {
-            return OutcomeKind::Failed(format!("the worker returned attempt {theirs} for attempt {ours}"));
-        }
-    }
-    match result.result.status.as_str() {
-        "completed" | "failed" | "cancelled" => OutcomeKind::Result(Box::new(result)),
-        other => OutcomeKind::Failed(format!("the worker returned an unknown status {other:?}")),
-    }
 }
 
 impl Actor for WorkerProxy {
@@ -440,7 +388,7 @@ impl Handler<RunAttempt> for WorkerProxy {
                 started: Instant::now(),
             },
         );
-        let payload = with_attempt_id(&body, attempt_id);
+        let payload = ExecuteRequest::encode(&body, attempt_id);
         // no limit unless TASK_TIMEOUT: simulations may run for hours
         let timeout = self
             .settings
@@ -477,8 +425,8 @@ impl Handler<RunAttempt> for WorkerProxy {
                 Ok((200, _, None)) => OutcomeKind::Failed("the worker's answer could not be read".into()),
                 Ok((429, retry, _)) => {
                     let retry_after = Duration::from_secs(retry.unwrap_or(1).clamp(1, 60));
-                    act.lb.do_send(WorkerFull {
-                        worker_id: Arc::clone(&act.id),
+                    act.peers.full.do_send(WorkerFull {
+                        worker_id: act.id.clone(),
                         retry_after,
                     });
                     OutcomeKind::Refused("the worker is full (429)".into())
@@ -491,11 +439,7 @@ impl Handler<RunAttempt> for WorkerProxy {
                 }
                 Ok((503, _, _)) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
                 Ok((code, _, body)) => {
-                    let detail = body
-                        .as_deref()
-                        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                        .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
-                        .unwrap_or_default();
+                    let detail = refusal_detail(body.as_deref());
                     OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
                 }
                 Err(SendRequestError::Connect(e)) if never_connected(&e) => {
@@ -521,31 +465,6 @@ impl Handler<RunAttempt> for WorkerProxy {
             act.report(task_id, attempt_id, kind);
         })
         .spawn(ctx);
-    }
-}
-
-/// True when a connection error proves the request never reached the
-/// worker. A pooled connection that breaks ("disconnected", reset) may
-/// have carried it: that attempt is lost, not refused.
-fn never_connected(e: &awc::error::ConnectError) -> bool {
-    use awc::error::ConnectError;
-    match e {
-        ConnectError::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
-        ConnectError::Resolver(_)
-        | ConnectError::NoRecords
-        | ConnectError::Unresolved
-        | ConnectError::Timeout => true,
-        _ => false,
-    }
-}
-
-/// `{"task_id": …}` → `{"attempt_id": N, "task_id": …}` without re-parsing.
-fn with_attempt_id(body: &str, attempt_id: u64) -> String {
-    let trimmed = body.trim_start();
-    match trimmed.strip_prefix('{') {
-        Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"attempt_id\":{attempt_id}}}"),
-        Some(rest) => format!("{{\"attempt_id\":{attempt_id},{rest}"),
-        None => body.to_string(),
     }
 }
 
@@ -634,53 +553,5 @@ impl Handler<InFlightAttempts> for WorkerProxy {
                 .map(|(id, f)| (id.clone(), f.attempt_id, f.started.elapsed().as_secs_f64()))
                 .collect(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn attempt_ids_are_added_to_the_body() {
-        assert_eq!(
-            with_attempt_id(r#"{"task_id":"a"}"#, 7),
-            r#"{"attempt_id":7,"task_id":"a"}"#
-        );
-        assert_eq!(with_attempt_id("{}", 7), r#"{"attempt_id":7}"#);
-        let v: Value = serde_json::from_str(&with_attempt_id(r#" { "x": 1 }"#, 3)).unwrap();
-        assert_eq!(v, json!({"attempt_id": 3, "x": 1}));
-    }
-
-    fn result(task_id: &str, attempt: Option<u64>, status: &str) -> Value {
-        json!({"task_id": task_id, "algorithm": "python", "parameters": {}, "execution_time": 0.1,
-               "result": {"status": status, "metrics": {}, "output": ""}, "attempt_id": attempt})
-    }
-
-    #[test]
-    fn lying_workers_fail_the_attempt() {
-        assert!(matches!(
-            check_result("a", Some(1), result("a", Some(1), "completed")),
-            OutcomeKind::Result(_)
-        ));
-        assert!(
-            matches!(check_result("a", Some(1), result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
-        );
-        assert!(
-            matches!(check_result("a", Some(1), result("a", Some(2), "completed")), OutcomeKind::Failed(m) if m.contains("attempt 2"))
-        );
-        assert!(
-            matches!(check_result("a", Some(1), result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
-        );
-        assert!(
-            matches!(check_result("a", Some(1), json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
-        );
-        // an adopted result may carry any attempt id
-        assert!(matches!(
-            check_result("a", None, result("a", Some(9), "completed")),
-            OutcomeKind::Result(_)
-        ));
     }
 }
