@@ -1261,7 +1261,7 @@ mod tests {
             };
             let queue = TaskQueue::new(store, lb.clone(), results, HashMap::new(), settings, 1).start();
             lb.send(Wire {
-                queue: queue.clone(),
+                queue: queue.clone().recipient(),
                 proxies: Vec::new(),
             })
             .await
@@ -1311,7 +1311,7 @@ mod tests {
                 .send(AttemptOutcome {
                     task_id: "gone".into(),
                     attempt_id: 7,
-                    worker_id: Arc::from("w"),
+                    worker_id: crate::model::WorkerId::new("w"),
                     kind: OutcomeKind::Failed("x".into()),
                 })
                 .await
