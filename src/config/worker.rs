@@ -33,7 +33,7 @@ pub struct WorkerSettings {
     /// How long unacknowledged results are kept at least.
     pub result_retention: Duration,
     pub max_held_results: usize,
-    /// HTTP threads.
+    /// HTTP threads (0 counts as 1).
     pub http_workers: usize,
     /// Threads each simulation may use (None: cores / capacity). `orquesta
     /// up` sets it when several workers share one machine.
@@ -128,10 +128,11 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let max_particles = r.whole("MAX_PARTICLES");
     let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
     let result_retention = r.seconds("RESULT_RETENTION", true);
-    let http_workers = r.count("HTTP_WORKERS");
+    // 0 means 1 for both (as the flags always allowed)
+    let http_workers = r.whole("HTTP_WORKERS") as usize;
     let threads_per_task = r
         .optional("WORKER_THREADS_PER_TASK")
-        .map(|_| r.count("WORKER_THREADS_PER_TASK"));
+        .map(|_| r.whole("WORKER_THREADS_PER_TASK") as usize);
     r.finish()?;
     Ok(WorkerSettings {
         worker_id,

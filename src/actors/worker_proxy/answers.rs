@@ -2,6 +2,8 @@
 //! actor, no I/O), so each is unit-tested: is this result acceptable,
 //! did a request reach the worker, which kernels and capacity to agree on.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::super::task_queue::OutcomeKind;
@@ -43,6 +45,48 @@ pub fn check_result(task_id: &str, attempt_id: Option<u64>, v: Value) -> Outcome
         }
     }
     OutcomeKind::Result(Box::new(result))
+}
+
+/// What an `/execute` answer means for the attempt.
+#[derive(Debug)]
+pub enum ExecuteVerdict {
+    /// Report this outcome.
+    Outcome(OutcomeKind),
+    /// 429: not an attempt; send the worker nothing for `retry_after`.
+    Full { retry_after: Duration },
+    /// 409: the task already runs there under another attempt: adopt it
+    /// and wait for its result.
+    AlreadyRunning,
+}
+
+/// Reads the HTTP answer to `POST /execute` (status, `Retry-After` in
+/// seconds, body if it could be read).
+pub fn read_execute_answer(
+    task_id: &str,
+    attempt_id: u64,
+    code: u16,
+    retry_after: Option<u64>,
+    body: Option<&[u8]>,
+) -> ExecuteVerdict {
+    let kind = match (code, body) {
+        (200, Some(body)) => match serde_json::from_slice::<Value>(body) {
+            Ok(v) => check_result(task_id, Some(attempt_id), v),
+            Err(e) => OutcomeKind::Failed(format!("the worker returned invalid JSON: {e}")),
+        },
+        (200, None) => OutcomeKind::Failed("the worker's answer could not be read".into()),
+        (429, _) => {
+            return ExecuteVerdict::Full {
+                retry_after: Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 60)),
+            }
+        }
+        (409, _) => return ExecuteVerdict::AlreadyRunning,
+        (503, _) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
+        (code, body) => {
+            let detail = refusal_detail(body);
+            OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
+        }
+    };
+    ExecuteVerdict::Outcome(kind)
 }
 
 /// The `error` of a refusal's JSON body, or "".
@@ -128,6 +172,35 @@ mod tests {
         assert!(matches!(
             check_result("a", None, result("a", Some(9), "completed")),
             OutcomeKind::Result(_)
+        ));
+    }
+
+    #[test]
+    fn execute_answers_by_status() {
+        let ok = result("a", Some(1), "completed").to_string();
+        assert!(matches!(
+            read_execute_answer("a", 1, 200, None, Some(ok.as_bytes())),
+            ExecuteVerdict::Outcome(OutcomeKind::Result(_))
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 200, None, Some(b"nope")),
+            ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) if m.contains("invalid JSON")
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 429, Some(600), None),
+            ExecuteVerdict::Full { retry_after } if retry_after == Duration::from_secs(60)
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 409, None, None),
+            ExecuteVerdict::AlreadyRunning
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 503, None, None),
+            ExecuteVerdict::Outcome(OutcomeKind::Refused(_))
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 400, None, Some(br#"{"error": "bad task"}"#)),
+            ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) if m.ends_with("(400): bad task")
         ));
     }
 

@@ -11,6 +11,7 @@
 //! the pure functions of [`answers`].
 
 mod answers;
+mod fetch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +19,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use awc::error::SendRequestError;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use self::answers::{agree, check_result, never_connected, refusal_detail};
+use self::answers::{agree, check_result, never_connected, read_execute_answer, ExecuteVerdict};
+use self::fetch::{fetch_json, FetchError};
 use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
@@ -335,24 +336,6 @@ impl WorkerProxy {
     }
 }
 
-/// Why a JSON fetch failed.
-enum FetchError {
-    NotFound,
-    Other,
-}
-
-async fn fetch_json<T: DeserializeOwned>(client: &awc::Client, url: &str) -> Result<T, FetchError> {
-    let mut resp = client.get(url).send().await.map_err(|_| FetchError::Other)?;
-    if resp.status().as_u16() == 404 {
-        return Err(FetchError::NotFound);
-    }
-    if !resp.status().is_success() {
-        return Err(FetchError::Other);
-    }
-    let body = resp.body().limit(16 << 20).await.map_err(|_| FetchError::Other)?;
-    serde_json::from_slice(&body).map_err(|_| FetchError::Other)
-}
-
 impl Actor for WorkerProxy {
     type Context = Context<Self>;
 
@@ -418,29 +401,23 @@ impl Handler<RunAttempt> for WorkerProxy {
                 .get(&task_id)
                 .is_some_and(|f| f.attempt_id == attempt_id);
             let kind = match res {
-                Ok((200, _, Some(body))) => match serde_json::from_slice::<Value>(&body) {
-                    Ok(v) => check_result(&task_id, Some(attempt_id), v),
-                    Err(e) => OutcomeKind::Failed(format!("the worker returned invalid JSON: {e}")),
-                },
-                Ok((200, _, None)) => OutcomeKind::Failed("the worker's answer could not be read".into()),
-                Ok((429, retry, _)) => {
-                    let retry_after = Duration::from_secs(retry.unwrap_or(1).clamp(1, 60));
-                    act.peers.full.do_send(WorkerFull {
-                        worker_id: act.id.clone(),
-                        retry_after,
-                    });
-                    OutcomeKind::Refused("the worker is full (429)".into())
-                }
-                Ok((409, _, _)) => {
-                    // already running there under another attempt: wait for its result
-                    act.in_flight.remove(&task_id);
-                    act.adopted.insert(task_id.clone(), attempt_id);
-                    return;
-                }
-                Ok((503, _, _)) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
-                Ok((code, _, body)) => {
-                    let detail = refusal_detail(body.as_deref());
-                    OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
+                Ok((code, retry, body)) => {
+                    match read_execute_answer(&task_id, attempt_id, code, retry, body.as_deref()) {
+                        ExecuteVerdict::Outcome(kind) => kind,
+                        ExecuteVerdict::Full { retry_after } => {
+                            act.peers.full.do_send(WorkerFull {
+                                worker_id: act.id.clone(),
+                                retry_after,
+                            });
+                            OutcomeKind::Refused("the worker is full (429)".into())
+                        }
+                        ExecuteVerdict::AlreadyRunning => {
+                            // already running there under another attempt: wait for its result
+                            act.in_flight.remove(&task_id);
+                            act.adopted.insert(task_id.clone(), attempt_id);
+                            return;
+                        }
+                    }
                 }
                 Err(SendRequestError::Connect(e)) if never_connected(&e) => {
                     // nothing reached the worker

@@ -7,122 +7,22 @@
 //! concurrent map the API reads for `GET /workers` without a round trip
 //! through this actor's mailbox (busy with placements under load).
 
+mod board;
+mod strategy;
+
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use dashmap::DashMap;
 use serde::Serialize;
+
+pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
+pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, Strategy};
 
 use super::task_queue::CapacityAvailable;
 use super::worker_proxy::WorkerProxy;
 use crate::config::{Balancing, WorkerEntry};
 pub use crate::model::WorkerId;
-
-/// A worker's state as the orchestrator sees it; why it is so travels
-/// beside it (`state_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerState {
-    /// Not heard from yet.
-    Unknown,
-    /// Answers its heartbeat and takes tasks.
-    Up,
-    /// Refused connections, stopped answering, or answered badly.
-    Down,
-    /// Alive but shutting down (its `/health` answers 503): no new tasks.
-    Draining,
-}
-
-impl WorkerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerState::Unknown => "unknown",
-            WorkerState::Up => "up",
-            WorkerState::Down => "down",
-            WorkerState::Draining => "draining",
-        }
-    }
-
-    pub fn is_up(self) -> bool {
-        self == WorkerState::Up
-    }
-}
-
-impl fmt::Display for WorkerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a strategy sees of one worker.
-#[derive(Debug, Clone, Copy)]
-pub struct Load {
-    pub in_flight: usize,
-    pub capacity: usize,
-}
-
-/// Picks one worker among the eligible ones. Adding a strategy: implement
-/// this and add a line to [`strategy`].
-pub trait Strategy: Send {
-    fn name(&self) -> &'static str;
-    /// Index of the chosen worker; `eligible(i)` says whether worker `i`
-    /// (in `config_workers.json` order) may take the task.
-    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
-}
-
-/// Each eligible worker in turn, in configuration order.
-#[derive(Default)]
-pub struct RoundRobin {
-    next: usize,
-}
-
-impl Strategy for RoundRobin {
-    fn name(&self) -> &'static str {
-        "round_robin"
-    }
-
-    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        let n = loads.len();
-        (0..n)
-            .map(|k| (self.next + k) % n)
-            .find(|&i| eligible(i))
-            .inspect(|&i| {
-                self.next = i + 1;
-            })
-    }
-}
-
-/// The eligible worker with the lowest in-flight / capacity; ties go to
-/// fewer tasks in flight, then to configuration order.
-pub struct LeastLoaded;
-
-impl Strategy for LeastLoaded {
-    fn name(&self) -> &'static str {
-        "least_loaded"
-    }
-
-    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        (0..loads.len()).filter(|&i| eligible(i)).min_by(|&a, &b| {
-            let (la, lb) = (loads[a], loads[b]);
-            // la.in/la.cap vs lb.in/lb.cap without floating point
-            (la.in_flight * lb.capacity)
-                .cmp(&(lb.in_flight * la.capacity))
-                .then(la.in_flight.cmp(&lb.in_flight))
-                .then(a.cmp(&b))
-        })
-    }
-}
-
-/// The strategy for a setting.
-pub fn strategy(b: Balancing) -> Box<dyn Strategy> {
-    match b {
-        Balancing::RoundRobin => Box::<RoundRobin>::default(),
-        Balancing::LeastLoaded => Box::new(LeastLoaded),
-    }
-}
 
 /// One worker as the LoadBalancer keeps it.
 struct Slot {
@@ -186,42 +86,6 @@ impl Slot {
     }
 }
 
-/// Every worker's latest [`WorkerInfo`], written by the LoadBalancer when
-/// a row changes and read by the API from any thread without a message.
-/// Cheap to clone (shared).
-#[derive(Clone)]
-pub struct WorkerBoard {
-    rows: Arc<DashMap<WorkerId, WorkerInfo>>,
-    /// `config_workers.json` order, the order of `GET /workers`.
-    order: Arc<[WorkerId]>,
-}
-
-impl WorkerBoard {
-    fn new(order: Vec<WorkerId>) -> Self {
-        Self {
-            rows: Arc::new(DashMap::new()),
-            order: order.into(),
-        }
-    }
-
-    /// Every worker, in configuration order.
-    pub fn list(&self) -> Vec<WorkerInfo> {
-        self.order
-            .iter()
-            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
-            .collect()
-    }
-
-    /// One worker by id.
-    pub fn get(&self, id: &str) -> Option<WorkerInfo> {
-        self.rows.get(id).map(|r| r.value().clone())
-    }
-
-    fn publish(&self, slot: &Slot) {
-        self.rows.insert(slot.id.clone(), slot.info());
-    }
-}
-
 pub struct LoadBalancer {
     workers: Vec<Slot>,
     by_id: HashMap<WorkerId, usize>,
@@ -258,7 +122,7 @@ impl LoadBalancer {
             .collect();
         let board = WorkerBoard::new(workers.iter().map(|w| w.id.clone()).collect());
         for w in &workers {
-            board.publish(w);
+            board.publish(&w.id, w.info());
         }
         Self {
             workers,
@@ -277,7 +141,8 @@ impl LoadBalancer {
 
     /// Publishes worker `i`'s row after a change.
     fn changed(&self, i: usize) {
-        self.board.publish(&self.workers[i]);
+        let w = &self.workers[i];
+        self.board.publish(&w.id, w.info());
     }
 
     fn loads(&self) -> Vec<Load> {
@@ -585,30 +450,6 @@ impl Handler<Explain> for LoadBalancer {
     }
 }
 
-/// A worker as `GET /workers` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub host: String,
-    pub port: u16,
-    pub address: String,
-    pub state: WorkerState,
-    /// Why the worker is in that state, e.g. "no answer for 30.0 s"; null
-    /// when up or not heard from yet.
-    pub state_reason: Option<String>,
-    pub up: bool,
-    pub capacity: usize,
-    pub configured_capacity: usize,
-    pub in_flight: usize,
-    pub load: f64,
-    pub algorithms: Vec<String>,
-    pub kernels: Vec<&'static str>,
-    pub last_heartbeat: Option<String>,
-    pub tasks_completed: u64,
-    pub tasks_failed: u64,
-    pub mean_execution_time: Option<f64>,
-}
-
 /// Sent by the API, the stats writer and `orquesta status`.
 #[derive(Message)]
 #[rtype(result = "Vec<WorkerInfo>")]
@@ -630,37 +471,5 @@ impl Handler<StrategyName> for LoadBalancer {
     type Result = MessageResult<StrategyName>;
     fn handle(&mut self, _: StrategyName, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.strategy.name())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn loads(v: &[(usize, usize)]) -> Vec<Load> {
-        v.iter()
-            .map(|&(in_flight, capacity)| Load { in_flight, capacity })
-            .collect()
-    }
-
-    #[test]
-    fn round_robin_rotates_over_eligible_workers_only() {
-        let mut rr = RoundRobin::default();
-        let l = loads(&[(0, 9), (0, 9), (0, 9), (0, 9)]);
-        let eligible = |i: usize| i != 2;
-        let picks: Vec<_> = (0..6).map(|_| rr.pick(&l, &eligible).unwrap()).collect();
-        assert_eq!(picks, [0, 1, 3, 0, 1, 3]);
-        assert_eq!(rr.pick(&l, &|_| false), None);
-    }
-
-    #[test]
-    fn least_loaded_compares_ratios_and_breaks_ties_by_order() {
-        let mut ll = LeastLoaded;
-        // 1/3 < 1/2
-        assert_eq!(ll.pick(&loads(&[(1, 2), (1, 3)]), &|_| true), Some(1));
-        // equal ratio 0: fewer in flight wins, then order
-        assert_eq!(ll.pick(&loads(&[(0, 1), (0, 3)]), &|_| true), Some(0));
-        assert_eq!(ll.pick(&loads(&[(2, 4), (1, 2)]), &|_| true), Some(1));
-        assert_eq!(ll.pick(&loads(&[(0, 1), (5, 9)]), &|i| i == 1), Some(1));
     }
 }
