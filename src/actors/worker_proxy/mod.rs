@@ -11,7 +11,7 @@
 //! the pure functions of [`answers`].
 
 mod answers;
-mod fetch;
+mod http;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use awc::error::SendRequestError;
 use serde_json::Value;
 
 use self::answers::{agree, check_result, never_connected, read_execute_answer, ExecuteVerdict};
-use self::fetch::{fetch_json, FetchError};
+use self::http::{fetch_json, FetchError, RawAnswer};
 use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
@@ -125,39 +125,30 @@ impl WorkerProxy {
             return;
         }
         self.heartbeat_pending = true;
-        let request = self
-            .client
-            .get(format!("{}/health", self.base))
-            .timeout(self.settings.worker_timeout)
-            .send();
-        async move {
-            let mut resp = request.await?;
-            let _ = resp.body().limit(64 << 10).await;
-            Ok::<_, SendRequestError>(resp.status().as_u16())
-        }
-        .into_actor(self)
-        .map(|res, act, ctx| {
-            act.heartbeat_pending = false;
-            match res {
-                // 503 = draining: alive, but takes no tasks
-                Ok(200) => act.alive(ctx),
-                Ok(503) => {
-                    act.last_ok = Instant::now();
-                    if act.up {
-                        act.mark_down(WorkerState::Draining, "shutting down".into());
+        http::health(&self.client, &self.base, self.settings.worker_timeout)
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.heartbeat_pending = false;
+                match res {
+                    // 503 = draining: alive, but takes no tasks
+                    Ok(200) => act.alive(ctx),
+                    Ok(503) => {
+                        act.last_ok = Instant::now();
+                        if act.up {
+                            act.mark_down(WorkerState::Draining, "shutting down".into());
+                        }
                     }
-                }
-                Ok(code) => {
-                    act.last_ok = Instant::now();
-                    if act.up {
-                        act.mark_down(WorkerState::Down, format!("health answered {code}"));
+                    Ok(code) => {
+                        act.last_ok = Instant::now();
+                        if act.up {
+                            act.mark_down(WorkerState::Down, format!("health answered {code}"));
+                        }
                     }
+                    Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
+                    Err(_) => {} // no answer: judged by WORKER_TIMEOUT
                 }
-                Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
-                Err(_) => {} // no answer: judged by WORKER_TIMEOUT
-            }
-        })
-        .spawn(ctx);
+            })
+            .spawn(ctx);
     }
 
     /// The worker answered its health check.
@@ -181,12 +172,7 @@ impl WorkerProxy {
         if !self.up {
             return;
         }
-        let request = self
-            .client
-            .get(format!("{}/health", self.base))
-            .timeout(Duration::from_secs(1))
-            .send();
-        async move { request.await.map(|r| r.status().as_u16()) }
+        http::health(&self.client, &self.base, Duration::from_secs(1))
             .into_actor(self)
             .map(move |res, act, ctx| match res {
                 Ok(200) => act.alive(ctx),
@@ -377,71 +363,59 @@ impl Handler<RunAttempt> for WorkerProxy {
             .settings
             .task_timeout
             .unwrap_or(Duration::from_secs(365 * 24 * 3600));
-        let request = self
-            .client
-            .post(format!("{}/execute", self.base))
-            .timeout(timeout)
-            .insert_header(("content-type", "application/json"))
-            .send_body(payload);
-        async move {
-            let mut resp = request.await?;
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let body = resp.body().limit(64 << 20).await.ok();
-            Ok::<_, SendRequestError>((status, retry_after, body))
-        }
-        .into_actor(self)
-        .map(move |res, act, ctx| {
-            let still_ours = act
-                .in_flight
-                .get(&task_id)
-                .is_some_and(|f| f.attempt_id == attempt_id);
-            let kind = match res {
-                Ok((code, retry, body)) => {
-                    match read_execute_answer(&task_id, attempt_id, code, retry, body.as_deref()) {
-                        ExecuteVerdict::Outcome(kind) => kind,
-                        ExecuteVerdict::Full { retry_after } => {
-                            act.peers.full.do_send(WorkerFull {
-                                worker_id: act.id.clone(),
-                                retry_after,
-                            });
-                            OutcomeKind::Refused("the worker is full (429)".into())
-                        }
-                        ExecuteVerdict::AlreadyRunning => {
-                            // already running there under another attempt: wait for its result
-                            act.in_flight.remove(&task_id);
-                            act.adopted.insert(task_id.clone(), attempt_id);
-                            return;
+        http::execute(&self.client, &self.base, payload, timeout)
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let still_ours = act
+                    .in_flight
+                    .get(&task_id)
+                    .is_some_and(|f| f.attempt_id == attempt_id);
+                let kind = match res {
+                    Ok(RawAnswer {
+                        code,
+                        retry_after,
+                        body,
+                    }) => {
+                        match read_execute_answer(&task_id, attempt_id, code, retry_after, body.as_deref()) {
+                            ExecuteVerdict::Outcome(kind) => kind,
+                            ExecuteVerdict::Full { retry_after } => {
+                                act.peers.full.do_send(WorkerFull {
+                                    worker_id: act.id.clone(),
+                                    retry_after,
+                                });
+                                OutcomeKind::Refused("the worker is full (429)".into())
+                            }
+                            ExecuteVerdict::AlreadyRunning => {
+                                // already running there under another attempt: wait for its result
+                                act.in_flight.remove(&task_id);
+                                act.adopted.insert(task_id.clone(), attempt_id);
+                                return;
+                            }
                         }
                     }
+                    Err(SendRequestError::Connect(e)) if never_connected(&e) => {
+                        // nothing reached the worker
+                        act.refused(e.to_string(), ctx);
+                        OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
+                    }
+                    Err(SendRequestError::Timeout) => {
+                        let limit = act.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
+                        let cancel = act.client.post(format!("{}/cancel/{task_id}", act.base)).send();
+                        actix_rt::spawn(async move {
+                            let _ = cancel.await;
+                        });
+                        OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s"))
+                    }
+                    Err(e) => OutcomeKind::Lost(format!("the connection to the worker broke: {e}")),
+                };
+                if still_ours {
+                    act.in_flight.remove(&task_id);
+                } else if !matches!(kind, OutcomeKind::Result(_)) {
+                    return; // already reported lost with the worker; only a real result still counts
                 }
-                Err(SendRequestError::Connect(e)) if never_connected(&e) => {
-                    // nothing reached the worker
-                    act.refused(e.to_string(), ctx);
-                    OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
-                }
-                Err(SendRequestError::Timeout) => {
-                    let limit = act.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
-                    let cancel = act.client.post(format!("{}/cancel/{task_id}", act.base)).send();
-                    actix_rt::spawn(async move {
-                        let _ = cancel.await;
-                    });
-                    OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s"))
-                }
-                Err(e) => OutcomeKind::Lost(format!("the connection to the worker broke: {e}")),
-            };
-            if still_ours {
-                act.in_flight.remove(&task_id);
-            } else if !matches!(kind, OutcomeKind::Result(_)) {
-                return; // already reported lost with the worker; only a real result still counts
-            }
-            act.report(task_id, attempt_id, kind);
-        })
-        .spawn(ctx);
+                act.report(task_id, attempt_id, kind);
+            })
+            .spawn(ctx);
     }
 }
 
