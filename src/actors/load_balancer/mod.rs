@@ -473,3 +473,61 @@ impl Handler<StrategyName> for LoadBalancer {
         MessageResult(self.strategy.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, port: u16) -> WorkerEntry {
+        WorkerEntry {
+            id: id.into(),
+            host: "127.0.0.1".into(),
+            port,
+            capacity: 2,
+            algorithms: vec!["python".into()],
+        }
+    }
+
+    #[test]
+    fn the_board_shows_every_worker_in_configuration_order() {
+        let lb = LoadBalancer::new(&[entry("b", 2), entry("a", 1)], Balancing::RoundRobin);
+        let board = lb.board();
+        let ids: Vec<String> = board.list().into_iter().map(|w| w.id).collect();
+        assert_eq!(ids, ["b", "a"]);
+        let a = board.get("a").unwrap();
+        assert_eq!(
+            (a.state, a.state_reason.as_deref(), a.up),
+            (WorkerState::Unknown, None, false)
+        );
+        assert!(board.get("c").is_none());
+    }
+
+    #[test]
+    fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
+        actix_rt::System::new().block_on(async {
+            let lb = LoadBalancer::new(&[entry("w", 1)], Balancing::RoundRobin);
+            let board = lb.board();
+            let lb = lb.start();
+            lb.send(WorkerUpdate {
+                worker_id: WorkerId::new("w"),
+                state: WorkerState::Down,
+                reason: Some("no answer for 30.0 s".into()),
+                capacity: 2,
+                kernels: vec!["reference"],
+                heartbeat: None,
+            })
+            .await
+            .unwrap();
+            let row = serde_json::to_value(board.get("w").unwrap()).unwrap();
+            assert_eq!(row["state"], "down");
+            assert_eq!(row["state_reason"], "no answer for 30.0 s");
+            let why = lb
+                .send(Explain {
+                    kernel: "reference".into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(why.per_worker[0].reason, "is down (no answer for 30.0 s)");
+        });
+    }
+}
