@@ -14,10 +14,10 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::file_watcher::{FileWatcher, StopWatching, WatchSettings};
-use crate::actors::load_balancer::{LoadBalancer, Wire};
+use crate::actors::load_balancer::{LoadBalancer, Wire, WorkerBoard};
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
-use crate::actors::worker_proxy::{FlushAcks, ProxySettings, WorkerProxy};
+use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
 use crate::api::error::ApiError;
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{Settings, WorkerEntry};
@@ -38,6 +38,8 @@ pub enum OrchestratorError {
 pub struct Started {
     pub queue: Addr<TaskQueue>,
     pub lb: Addr<LoadBalancer>,
+    /// Every worker's live row (`GET /workers`), readable without a message.
+    pub board: WorkerBoard,
     pub results: Addr<ResultsStore>,
     pub watcher: Option<Addr<FileWatcher>>,
     pub proxies: HashMap<String, Addr<WorkerProxy>>,
@@ -76,7 +78,9 @@ pub fn start(
         algorithms: None,
     });
 
-    let lb = LoadBalancer::new(workers, settings.balancing).start();
+    let lb = LoadBalancer::new(workers, settings.balancing);
+    let board = lb.board();
+    let lb = lb.start();
     let results = ResultsStore::new(
         store.clone(),
         &settings.results_dir,
@@ -106,7 +110,13 @@ pub fn start(
             let me = ctx.address();
             let mut by_id: HashMap<WorkerId, ProxyPeer> = HashMap::new();
             for w in workers {
-                let proxy = WorkerProxy::new(w.clone(), proxy_settings, lb.clone(), me.clone()).start();
+                let peers = ProxyPeers {
+                    outcomes: me.clone().recipient(),
+                    heartbeats: lb.clone().recipient(),
+                    updates: lb.clone().recipient(),
+                    full: lb.clone().recipient(),
+                };
+                let proxy = WorkerProxy::new(w.clone(), proxy_settings, peers).start();
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
                 proxies.insert(w.id.clone(), proxy);
             }
@@ -114,7 +124,7 @@ pub fn start(
         })
     };
     lb.do_send(Wire {
-        queue: queue.clone(),
+        queue: queue.clone().recipient(),
         proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     });
     results.do_send(WireStats {
@@ -147,6 +157,7 @@ pub fn start(
     let api = web::Data::new(OrchestratorApi {
         queue: queue.clone(),
         lb: lb.clone(),
+        workers: board.clone(),
         proxies: proxies.clone(),
         read: Arc::clone(&read),
         validator,
@@ -176,6 +187,7 @@ pub fn start(
         Started {
             queue,
             lb,
+            board,
             results,
             watcher,
             proxies,

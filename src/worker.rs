@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,81 +16,21 @@ use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flus
 use crate::actors::simulation::SimulationActor;
 use crate::api::error::ApiError;
 use crate::api::worker::{self as routes, WorkerApi};
-use crate::model::{TaskId, Validator};
-use crate::sim::Limits;
-
-/// Everything a worker node is started with.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// None: `worker-<port>`.
-    pub worker_id: Option<String>,
-    pub host: String,
-    pub port: u16,
-    pub capacity: usize,
-    /// None: every registered kernel and alias.
-    pub algorithms: Option<Vec<String>>,
-    pub history_size: usize,
-    pub logs_dir: PathBuf,
-    pub drain_timeout: Duration,
-    pub limits: Limits,
-    pub test_kernels: bool,
-    /// How long unacknowledged results are kept at least.
-    pub result_retention: Duration,
-    pub max_held_results: usize,
-    /// HTTP threads.
-    pub http_workers: usize,
-    /// Threads each simulation may use (None: cores / capacity). `orquesta
-    /// up` sets it when several workers share one machine.
-    pub threads_per_task: Option<usize>,
-}
+use crate::config::WorkerSettings;
+use crate::model::Validator;
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("cannot listen on {addr}: {source}; is another process using the port? pick another with --port (0 = any free port)")]
     Bind { addr: String, source: std::io::Error },
-    #[error("invalid worker id {id:?}: {reason}")]
-    BadId { id: String, reason: String },
-    #[error("invalid --algorithms: {0}")]
-    BadAlgorithms(String),
-    #[error("--capacity must be at least 1")]
-    ZeroCapacity,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Checks the configured algorithm names; unknown ones are an error.
-fn algorithm_list(config: &WorkerConfig) -> Result<Option<Vec<String>>, WorkerError> {
-    let Some(list) = &config.algorithms else {
-        return Ok(None);
-    };
-    let known = crate::sim::algorithm_names();
-    let mut out = Vec::new();
-    for name in list {
-        let name = name.trim();
-        if name.is_empty() {
-            continue;
-        }
-        if !known.contains(&name) {
-            return Err(WorkerError::BadAlgorithms(format!(
-                "{name:?} is not a kernel; expected some of {}",
-                known.join(", ")
-            )));
-        }
-        out.push(name.to_string());
-    }
-    if out.is_empty() {
-        return Err(WorkerError::BadAlgorithms("the list is empty".into()));
-    }
-    Ok(Some(out))
-}
-
 /// Starts a worker node and blocks until it has shut down.
-pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
-    if config.capacity == 0 {
-        return Err(WorkerError::ZeroCapacity);
-    }
-    let algorithms = algorithm_list(&config)?;
+pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
+    let algorithms = config.algorithms.clone();
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr).map_err(|source| WorkerError::Bind {
         addr: addr.clone(),
@@ -102,10 +41,6 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         .worker_id
         .clone()
         .unwrap_or_else(|| format!("worker-{}", local.port()));
-    TaskId::parse(&worker_id).map_err(|reason| WorkerError::BadId {
-        id: worker_id.clone(),
-        reason,
-    })?;
     if let Some(w) = crate::util::logging::init(Some(&config.logs_dir.join("worker_service.log"))) {
         eprintln!("warning: {w}");
     }

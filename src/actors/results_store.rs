@@ -344,7 +344,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::{ResultBody, RunStatus, TaskStatus, WorkerId};
+    use crate::model::{ResultBody, TaskStatus, WorkerId};
     use crate::store::{self, Change, NewTask, ReadPool};
     use crate::util::time::unix_now;
 
@@ -355,7 +355,7 @@ mod tests {
             parameters: json!({"num_particles": 100}),
             execution_time: 0.25,
             result: ResultBody {
-                status: RunStatus::Completed.as_str().into(),
+                status: crate::model::RunStatus::Completed,
                 metrics: json!({"steps_completed": 5}),
                 output: "ok".into(),
                 error: None,

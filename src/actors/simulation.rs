@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::model::{Task, TaskResult, TestKernel, Work};
+use crate::model::{RunStatus, Task, TaskResult, TestKernel, Work};
 use crate::sim::{self, Control, Limits, RunOptions, SimError};
 
 /// One simulation thread.
@@ -54,7 +54,7 @@ impl Handler<RunTask> for SimulationActor {
             Outcome {
                 result: TaskResult::other(
                     task,
-                    "failed",
+                    RunStatus::Failed,
                     started.elapsed().as_secs_f64(),
                     "simulation failed: the kernel panicked".into(),
                     Some(format!("kernel panicked: {reason}")),
@@ -98,7 +98,7 @@ impl SimulationActor {
                         Outcome {
                             result: TaskResult::other(
                                 task,
-                                "failed",
+                                RunStatus::Failed,
                                 started.elapsed().as_secs_f64(),
                                 "simulation refused".into(),
                                 Some(e.to_string()),
@@ -122,19 +122,19 @@ impl SimulationActor {
 }
 
 /// The fault-test kernels (enabled only with `ORQUESTA_TEST_KERNELS=1`).
-fn run_test_kernel(kernel: TestKernel, control: &Control) -> (&'static str, String) {
+fn run_test_kernel(kernel: TestKernel, control: &Control) -> (RunStatus, String) {
     match kernel {
         TestKernel::Sleep { seconds } => {
             let until = Instant::now() + Duration::from_secs_f64(seconds);
             while Instant::now() < until {
                 if control.is_cancelled() {
-                    return ("cancelled", "sleep cancelled".into());
+                    return (RunStatus::Cancelled, "sleep cancelled".into());
                 }
                 std::thread::sleep(
                     Duration::from_millis(5).min(until.saturating_duration_since(Instant::now())),
                 );
             }
-            ("completed", format!("slept {seconds} s"))
+            (RunStatus::Completed, format!("slept {seconds} s"))
         }
         TestKernel::Panic => panic!("__panic test kernel: panicking on purpose"),
         TestKernel::Abort => {

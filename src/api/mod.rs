@@ -2,4 +2,5 @@
 
 pub mod error;
 pub mod orchestrator;
+pub mod protocol;
 pub mod worker;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
-use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerInfo, Workers};
+use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerBoard, WorkerInfo};
 use crate::actors::task_queue::{
     CancelTask, QueueError, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
@@ -26,6 +26,8 @@ use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter
 pub struct OrchestratorApi {
     pub queue: Addr<TaskQueue>,
     pub lb: Addr<LoadBalancer>,
+    /// Every worker's row, read without a round trip to the LoadBalancer.
+    pub workers: WorkerBoard,
     pub proxies: HashMap<String, Addr<WorkerProxy>>,
     pub read: Arc<ReadPool>,
     pub validator: Arc<Validator>,
@@ -291,7 +293,7 @@ async fn retry_task(
 
 /// `GET /workers`.
 async fn list_workers(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
-    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let workers = api.workers.list();
     let up = workers.iter().filter(|w| w.up).count();
     Ok(HttpResponse::Ok().json(json!({"workers": workers, "total": workers.len(), "up": up})))
 }
@@ -302,8 +304,7 @@ async fn get_worker(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
-    let Some(w) = workers.into_iter().find(|w| w.id == id) else {
+    let Some(w) = api.workers.get(&id) else {
         return Err(ApiError::not_found(format!(
             "no worker {id:?} in config_workers.json"
         )));
@@ -337,7 +338,7 @@ async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError
     let read = Arc::clone(&api.read);
     let (by_status, by_priority) = blocking(move || read.counts()).await?;
     let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
-    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let workers = api.workers.list();
     let strategy = api.lb.send(StrategyName).await.map_err(mailbox)?;
     let mut status_map: Map<String, Value> = TaskStatus::ALL
         .iter()
@@ -369,7 +370,7 @@ async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError
 /// algorithm and per worker, utilisation.
 async fn performance(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
     let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
-    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let workers = api.workers.list();
     if !live.performance_monitoring {
         return Ok(HttpResponse::Ok().json(json!({
             "performance_monitoring": false,
@@ -393,7 +394,7 @@ async fn performance(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, Ap
 
 /// `GET /health`.
 async fn health(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
-    let workers = api.lb.send(Workers).await.map_err(mailbox)?;
+    let workers = api.workers.list();
     let read = Arc::clone(&api.read);
     let db_ok = blocking(move || read.counts()).await.is_ok();
     let up = workers.iter().filter(|w| w.up).count();

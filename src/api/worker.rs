@@ -8,9 +8,12 @@ use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
+use super::protocol::{
+    AckAnswer, AckRequest, CurrentAnswer, ExecuteRequest, Health, HealthAnswer, NodeState,
+};
 use crate::actors::executor::{
     AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
 };
@@ -64,22 +67,16 @@ impl From<Refusal> for ApiError {
 
 /// `POST /execute`: runs one task and answers with its result when it ends.
 async fn execute(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let mut body = read_json(payload, EXECUTE_BODY_LIMIT).await?;
-    let attempt_id = match body.as_object_mut().and_then(|o| o.remove("attempt_id")) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::invalid(
-                "invalid attempt_id",
-                &[crate::model::FieldError::new(
-                    "attempt_id",
-                    format!(
-                        "expected a whole number ≥ 0, found {}",
-                        crate::model::describe(&v)
-                    ),
-                )],
-            )
-        })?),
-    };
+    let body = read_json(payload, EXECUTE_BODY_LIMIT).await?;
+    let (attempt_id, body) = ExecuteRequest::split(body).map_err(|message| {
+        ApiError::invalid(
+            "invalid attempt_id",
+            &[crate::model::FieldError::new(
+                crate::api::protocol::ATTEMPT_ID,
+                message,
+            )],
+        )
+    })?;
     let task = api.validator.task(&body, "").map_err(|errors| {
         let summary = errors
             .iter()
@@ -128,14 +125,19 @@ async fn status(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
 /// `GET /health`: 200 while the worker takes tasks, 503 while it drains.
 async fn health(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     let s = api.executor.send(GetStatus).await.map_err(mailbox)?;
-    let body = json!({
-        "status": if s.state == "draining" { "draining" } else { "healthy" },
-        "worker_id": s.worker_id,
-        "running": s.running,
-        "capacity": s.capacity,
-        "version": s.version,
-    });
-    let code = if s.state == "draining" {
+    let draining = s.state == NodeState::Draining;
+    let body = HealthAnswer {
+        status: if draining {
+            Health::Draining
+        } else {
+            Health::Healthy
+        },
+        worker_id: s.worker_id,
+        running: s.running,
+        capacity: s.capacity,
+        version: s.version,
+    };
+    let code = if draining {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -168,7 +170,7 @@ async fn history(
 /// `GET /current`: tasks running now.
 async fn current(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     let tasks = api.executor.send(GetCurrent).await.map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(json!({"count": tasks.len(), "tasks": tasks})))
+    Ok(HttpResponse::Ok().json(CurrentAnswer::new(tasks)))
 }
 
 /// `GET /results/{task_id}`: the last finished result held for the task.
@@ -209,27 +211,16 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
 /// `POST /results/ack` with `{"task_ids": [...]}`: acknowledges many.
 async fn ack_many(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let body = read_json(payload, 16 << 20).await?;
-    let ids = body
-        .get("task_ids")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::bad_request("expected {\"task_ids\": [\"id\", ...]}"))?;
-    let mut task_ids = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        match id.as_str() {
-            Some(s) => task_ids.push(s.to_string()),
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "task_ids[{i}]: expected a string, found {}",
-                    crate::model::describe(id)
-                )))
-            }
-        }
-    }
+    let AckRequest { task_ids } = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"task_ids\": [\"id\", ...]}}: {e}")))?;
     let requested = task_ids.len();
     let freed = api
         .executor
         .send(AckResults { task_ids })
         .await
         .map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(json!({"requested": requested, "acknowledged": freed})))
+    Ok(HttpResponse::Ok().json(AckAnswer {
+        requested,
+        acknowledged: freed,
+    }))
 }

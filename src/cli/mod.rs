@@ -24,15 +24,15 @@ pub mod submit;
 pub mod table;
 pub mod up;
 pub mod validate;
+pub mod worker;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 pub use self::orchestrator::OrchestratorArgs;
 pub use self::run::RunArgs;
 pub use self::sim::SimArgs;
-use crate::sim::Limits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,7 +65,7 @@ pub enum Command {
                             Try it:\n  curl -X POST localhost:5001/execute -d '{\"task_id\": \"t1\", \"algorithm\": \"python\", \
                             \"parameters\": {\"num_particles\": 100, \"num_steps\": 500, \"seed\": 123}}'"
     )]
-    Worker(WorkerArgs),
+    Worker(crate::cli::worker::WorkerArgs),
     /// Start the orchestrator: watches task_queues/, dispatches to the
     /// workers of config_workers.json, serves the REST API on port 5000.
     #[command(
@@ -158,51 +158,6 @@ pub enum ConfigCommand {
     Check(OrchestratorArgs),
 }
 
-#[derive(Args, Debug)]
-#[command(allow_negative_numbers = true)]
-pub struct WorkerArgs {
-    /// This worker's id [default: worker-<port>].
-    #[arg(long, env = "WORKER_ID")]
-    pub worker_id: Option<String>,
-    /// Port to listen on; 0 picks a free one (printed on stdout).
-    #[arg(long, env = "WORKER_PORT", default_value_t = 5001)]
-    pub port: u16,
-    /// Address to listen on; 0.0.0.0 to accept an orchestrator on another machine.
-    #[arg(long, env = "WORKER_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    /// Tasks run at once [default: number of cores].
-    #[arg(long, env = "WORKER_CAPACITY")]
-    pub capacity: Option<usize>,
-    /// Algorithms this worker accepts, comma-separated [default: all].
-    #[arg(long, env = "WORKER_ALGORITHMS", value_delimiter = ',')]
-    pub algorithms: Option<Vec<String>>,
-    /// Results kept for GET /history.
-    #[arg(long, env = "TASK_HISTORY_SIZE", default_value_t = 1000)]
-    pub history_size: usize,
-    /// Folder of worker_service.log and the worker's state files.
-    #[arg(long, env = "LOGS_DIR", default_value = "logs")]
-    pub logs_dir: std::path::PathBuf,
-    /// Seconds running tasks may take to finish after SIGTERM before they are cancelled.
-    #[arg(long, env = "WORKER_DRAIN_TIMEOUT", default_value_t = 30.0)]
-    pub drain_timeout: f64,
-    /// Largest num_particles accepted.
-    #[arg(long, env = "MAX_PARTICLES", default_value_t = 2_000_000)]
-    pub max_particles: u64,
-    /// Largest num_particles × num_steps accepted.
-    #[arg(long, env = "MAX_PARTICLE_STEPS", default_value_t = 1e11)]
-    pub max_particle_steps: f64,
-    /// Seconds an unacknowledged result is kept at least.
-    #[arg(long, env = "RESULT_RETENTION", default_value_t = 3600.0)]
-    pub result_retention: f64,
-    /// HTTP threads.
-    #[arg(long, env = "HTTP_WORKERS", default_value_t = 2)]
-    pub http_workers: usize,
-    /// Threads each simulation may use [default: cores / capacity, so that a
-    /// full worker never oversubscribes its machine].
-    #[arg(long, env = "WORKER_THREADS_PER_TASK")]
-    pub threads_per_task: Option<usize>,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Particle-steps per second of each kernel over several N, on one
@@ -227,7 +182,7 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Sim(args) => crate::cli::sim::run(&args),
-        Command::Worker(args) => run_worker(args),
+        Command::Worker(args) => crate::cli::worker::run(&args),
         Command::Orchestrator(args) => crate::cli::orchestrator::run(&args),
         Command::Up(args) => crate::cli::up::run(&args),
         Command::Run(args) => crate::cli::run::run(&args),
@@ -246,55 +201,3 @@ pub fn main() -> ExitCode {
 }
 
 pub use crate::util::machine::available_threads;
-
-/// A duration in seconds from a flag, checked.
-fn seconds(flag: &str, value: f64) -> Result<std::time::Duration, String> {
-    if (0.0..1e9).contains(&value) {
-        Ok(std::time::Duration::from_secs_f64(value))
-    } else {
-        Err(format!("{flag} must be a number of seconds ≥ 0, found {value}"))
-    }
-}
-
-fn run_worker(args: WorkerArgs) -> ExitCode {
-    let durations = seconds("--drain-timeout (WORKER_DRAIN_TIMEOUT)", args.drain_timeout).and_then(|d| {
-        Ok((
-            d,
-            seconds("--result-retention (RESULT_RETENTION)", args.result_retention)?,
-        ))
-    });
-    let (drain_timeout, result_retention) = match durations {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = crate::worker::WorkerConfig {
-        worker_id: args.worker_id,
-        host: args.host,
-        port: args.port,
-        capacity: args.capacity.unwrap_or_else(available_threads),
-        algorithms: args.algorithms,
-        history_size: args.history_size,
-        logs_dir: args.logs_dir,
-        drain_timeout,
-        limits: Limits {
-            max_particles: args.max_particles,
-            max_particle_steps: args.max_particle_steps,
-            ..Limits::default()
-        },
-        test_kernels: crate::model::test_kernels_enabled(),
-        result_retention,
-        max_held_results: 100_000,
-        http_workers: args.http_workers,
-        threads_per_task: args.threads_per_task,
-    };
-    match crate::worker::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}

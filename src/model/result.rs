@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::status::RunStatus;
 use super::task::Task;
 use crate::sim::{self, SimReport};
 
@@ -31,7 +32,7 @@ pub struct TaskResult {
 /// `result`: `status` is `completed`, `failed` or `cancelled`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultBody {
-    pub status: String,
+    pub status: RunStatus,
     pub metrics: Value,
     pub output: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +52,11 @@ impl TaskResult {
             parameters,
             execution_time: report.elapsed,
             result: ResultBody {
-                status: report.status.as_str().to_string(),
+                status: match report.status {
+                    sim::SimStatus::Completed => RunStatus::Completed,
+                    sim::SimStatus::Cancelled => RunStatus::Cancelled,
+                    sim::SimStatus::Failed(_) => RunStatus::Failed,
+                },
                 metrics: serde_json::to_value(&report.metrics).unwrap_or(Value::Null),
                 output: report.output(),
                 error,
@@ -67,7 +72,7 @@ impl TaskResult {
     /// panic): `status` with `output` and optional `error`.
     pub fn other(
         task: &Task,
-        status: &str,
+        status: RunStatus,
         execution_time: f64,
         output: String,
         error: Option<String>,
@@ -78,7 +83,7 @@ impl TaskResult {
             parameters: task.parameters.clone(),
             execution_time,
             result: ResultBody {
-                status: status.to_string(),
+                status,
                 metrics: Value::Object(Map::new()),
                 output,
                 error,

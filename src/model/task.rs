@@ -58,7 +58,7 @@ pub enum TestKernel {
     Abort,
 }
 
-pub const TEST_KERNEL_NAMES: [&str; 3] = ["__sleep", "__panic", "__abort"];
+pub use crate::sim::TEST_KERNEL_NAMES;
 
 /// True when `ORQUESTA_TEST_KERNELS=1` is set.
 pub fn test_kernels_enabled() -> bool {

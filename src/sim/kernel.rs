@@ -51,6 +51,21 @@ pub fn lookup(name: &str) -> Option<&'static dyn Kernel> {
     KERNELS.iter().copied().find(|k| k.name() == resolved)
 }
 
+/// Names reserved for the fault-test kernels a worker runs only with
+/// `ORQUESTA_TEST_KERNELS=1` (they live in `model`, not here: they are not
+/// simulations, but their names travel like kernel names).
+pub const TEST_KERNEL_NAMES: [&str; 3] = ["__sleep", "__panic", "__abort"];
+
+/// The kernel name behind an algorithm name or alias (`python` →
+/// `reference`); test kernels resolve to their own name. What the
+/// orchestrator matches tasks and workers on.
+pub fn resolve_kernel(name: &str) -> Option<&'static str> {
+    if let Some(t) = TEST_KERNEL_NAMES.iter().find(|t| **t == name) {
+        return Some(t);
+    }
+    lookup(name).map(|k| k.name())
+}
+
 /// Every name a task may use: kernel names, then aliases.
 pub fn algorithm_names() -> Vec<&'static str> {
     KERNELS

@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-pub use kernel::{algorithm_names, lookup, Control, Kernel, Stop, KERNELS};
+pub use kernel::{
+    algorithm_names, lookup, resolve_kernel, Control, Kernel, Stop, KERNELS, TEST_KERNEL_NAMES,
+};
 pub use system::{Physics, State};
 
 /// The parameters of one task as its file gives them; optional ones take

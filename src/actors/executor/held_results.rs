@@ -284,7 +284,7 @@ mod tests {
             parameters: json!({}),
             execution_time: 0.5,
             result: ResultBody {
-                status: "completed".into(),
+                status: crate::model::RunStatus::Completed,
                 metrics: json!({}),
                 output: "ok".into(),
                 error: None,

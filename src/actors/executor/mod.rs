@@ -5,6 +5,7 @@
 //! handlers in `api::worker` talk only to it.
 
 pub mod held_results;
+pub mod metrics;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -13,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::actors::executor::held_results::HeldResults;
+use self::held_results::HeldResults;
+use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
 use crate::actors::simulation::{Outcome, RunTask, SimulationActor};
-use crate::model::{Task, TaskId, TaskResult};
+use crate::api::protocol::{CurrentTask, NodeState, StatusAnswer};
+use crate::model::{RunStatus, Task, TaskId, TaskResult};
 use crate::sim::Control;
-use crate::util::stats::percentile;
 
 /// What the Executor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -43,29 +44,6 @@ struct Running {
     started_at: String,
     /// The HTTP request waiting for it, if it is still there.
     waiter: Option<oneshot::Sender<Arc<TaskResult>>>,
-}
-
-/// Per-algorithm execution times, for means and percentiles.
-#[derive(Default)]
-struct AlgorithmStats {
-    count: u64,
-    total_secs: f64,
-    /// The most recent times (bounded), for percentiles.
-    recent: VecDeque<f64>,
-}
-
-const RECENT_TIMES: usize = 1024;
-
-#[derive(Default)]
-struct Stats {
-    completed: u64,
-    failed: u64,
-    cancelled: u64,
-    refused_full: u64,
-    particle_steps: f64,
-    stepping_secs: f64,
-    busy_secs: f64,
-    by_algorithm: HashMap<String, AlgorithmStats>,
 }
 
 pub struct Executor {
@@ -185,7 +163,7 @@ impl Executor {
         let outcome = outcome.unwrap_or_else(|e| Outcome {
             result: TaskResult::other(
                 &running.task,
-                "failed",
+                RunStatus::Failed,
                 elapsed,
                 "simulation failed".into(),
                 Some(format!("the simulation thread was lost: {e}")),
@@ -198,26 +176,15 @@ impl Executor {
         result.completed_at = Some(crate::util::time::now_iso());
         result.priority = Some(running.task.priority.as_str().to_string());
         result.attempt_id = running.attempt_id;
-        let status = result.result.status.clone();
-        match status.as_str() {
-            "completed" => self.stats.completed += 1,
-            "cancelled" => self.stats.cancelled += 1,
-            _ => self.stats.failed += 1,
-        }
-        self.stats.particle_steps += outcome.particle_steps;
-        self.stats.stepping_secs += outcome.stepping_secs;
-        self.stats.busy_secs += elapsed;
-        let alg = self
-            .stats
-            .by_algorithm
-            .entry(result.algorithm.clone())
-            .or_default();
-        alg.count += 1;
-        alg.total_secs += result.execution_time;
-        alg.recent.push_back(result.execution_time);
-        if alg.recent.len() > RECENT_TIMES {
-            alg.recent.pop_front();
-        }
+        let status = result.result.status;
+        self.stats.record(Finished {
+            status,
+            algorithm: &result.algorithm,
+            execution_time: result.execution_time,
+            elapsed,
+            particle_steps: outcome.particle_steps,
+            stepping_secs: outcome.stepping_secs,
+        });
         tracing::info!(task = %task_id, attempt = ?running.attempt_id, %status,
             seconds = result.execution_time, "task finished");
 
@@ -233,52 +200,56 @@ impl Executor {
         self.state_dirty = true;
     }
 
-    fn current(&self) -> Vec<Value> {
+    fn current(&self) -> Vec<CurrentTask> {
         let mut list: Vec<&Running> = self.running.values().collect();
         list.sort_by_key(|r| r.started);
         list.iter()
             .map(|r| {
                 let (n, steps) = r.task.work.size();
                 let done = r.control.steps_done();
-                json!({
-                    "task_id": r.task.task_id,
-                    "attempt_id": r.attempt_id,
-                    "algorithm": r.task.algorithm,
-                    "kernel": r.task.work.kernel(),
-                    "num_particles": n,
-                    "num_steps": steps,
-                    "steps_done": done,
-                    "progress": if steps > 0 { done as f64 / steps as f64 } else { 0.0 },
-                    "elapsed_seconds": r.started.elapsed().as_secs_f64(),
-                    "started_at": r.started_at,
-                    "cancelling": r.control.is_cancelled(),
-                })
+                CurrentTask {
+                    task_id: r.task.task_id.to_string(),
+                    attempt_id: r.attempt_id,
+                    algorithm: r.task.algorithm.clone(),
+                    kernel: r.task.work.kernel().to_string(),
+                    num_particles: n,
+                    num_steps: steps,
+                    steps_done: done,
+                    progress: if steps > 0 {
+                        done as f64 / steps as f64
+                    } else {
+                        0.0
+                    },
+                    elapsed_seconds: r.started.elapsed().as_secs_f64(),
+                    started_at: r.started_at.clone(),
+                    cancelling: r.control.is_cancelled(),
+                }
             })
             .collect()
     }
 
-    fn state_word(&self) -> &'static str {
+    fn state(&self) -> NodeState {
         if self.draining {
-            "draining"
+            NodeState::Draining
         } else if self.running.len() >= self.settings.capacity {
-            "full"
+            NodeState::Full
         } else if self.running.is_empty() {
-            "idle"
+            NodeState::Idle
         } else {
-            "busy"
+            NodeState::Busy
         }
     }
 
-    fn status(&self) -> Status {
-        Status {
+    fn status(&self) -> StatusAnswer {
+        StatusAnswer {
             worker_id: self.settings.worker_id.clone(),
-            state: self.state_word(),
+            state: self.state(),
             capacity: self.settings.capacity,
             running: self.running.len(),
             algorithms: self.settings.algorithms.clone(),
             threads_per_task: self.settings.threads_per_task,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
-            version: env!("CARGO_PKG_VERSION"),
+            version: env!("CARGO_PKG_VERSION").to_string(),
             tasks_completed: self.stats.completed,
             tasks_failed: self.stats.failed,
             tasks_cancelled: self.stats.cancelled,
@@ -286,63 +257,28 @@ impl Executor {
         }
     }
 
-    fn metrics(&self) -> Value {
-        let uptime = self.started.elapsed().as_secs_f64();
-        let running_busy: f64 = self
-            .running
-            .values()
-            .map(|r| r.started.elapsed().as_secs_f64())
-            .sum();
-        let busy = (self.stats.busy_secs + running_busy) / (uptime * self.settings.capacity as f64).max(1e-9);
-        let (resident, peak) = crate::util::machine::memory();
-        let mut per_algorithm = serde_json::Map::new();
-        let mut names: Vec<&String> = self.stats.by_algorithm.keys().collect();
-        names.sort();
-        for name in names {
-            let a = &self.stats.by_algorithm[name];
-            let mut times: Vec<f64> = a.recent.iter().copied().collect();
-            times.sort_by(f64::total_cmp);
-            per_algorithm.insert(
-                name.clone(),
-                json!({
-                    "tasks": a.count,
-                    "mean_seconds": a.total_secs / a.count.max(1) as f64,
-                    "p50_seconds": percentile(&times, 0.50),
-                    "p90_seconds": percentile(&times, 0.90),
-                    "p99_seconds": percentile(&times, 0.99),
-                    "max_seconds": times.last().copied().unwrap_or(0.0),
-                }),
-            );
-        }
-        json!({
-            "worker_id": self.settings.worker_id,
-            "tasks_completed": self.stats.completed,
-            "tasks_failed": self.stats.failed,
-            "tasks_cancelled": self.stats.cancelled,
-            "tasks_running": self.running.len(),
-            "refused_full": self.stats.refused_full,
-            "per_algorithm": per_algorithm,
-            "particle_steps_total": self.stats.particle_steps,
-            "particle_steps_per_second": if self.stats.stepping_secs > 0.0 {
-                self.stats.particle_steps / self.stats.stepping_secs
-            } else { 0.0 },
-            "busy_fraction": busy.min(1.0),
-            "uptime_seconds": uptime,
-            "memory": {
-                "resident_bytes": resident,
-                "peak_resident_bytes": peak,
-            },
-            "results_held": self.held.len(),
+    fn metrics(&self) -> WorkerMetrics {
+        self.stats.snapshot(NodeFigures {
+            worker_id: &self.settings.worker_id,
+            running: self.running.len(),
+            running_busy: self
+                .running
+                .values()
+                .map(|r| r.started.elapsed().as_secs_f64())
+                .sum(),
+            uptime: self.started.elapsed().as_secs_f64(),
+            capacity: self.settings.capacity,
+            results_held: self.held.len(),
         })
     }
 
     /// What `worker_<id>_state.json` holds.
-    fn snapshot(&self) -> Value {
-        json!({
-            "status": self.status(),
-            "current": self.current(),
-            "updated_at": crate::util::time::now_iso(),
-        })
+    fn snapshot(&self) -> StateSnapshot {
+        StateSnapshot {
+            status: self.status(),
+            current: self.current(),
+            updated_at: crate::util::time::now_iso(),
+        }
     }
 
     /// Writes `worker_<id>_state.json` off the actor's thread.
@@ -364,26 +300,17 @@ impl Executor {
     }
 }
 
-/// `GET /status`.
+/// `worker_<id>_state.json`: the node's status and what runs now.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub worker_id: String,
-    pub state: &'static str,
-    pub capacity: usize,
-    pub running: usize,
-    pub algorithms: Vec<String>,
-    pub threads_per_task: usize,
-    pub uptime_seconds: f64,
-    pub version: &'static str,
-    pub tasks_completed: u64,
-    pub tasks_failed: u64,
-    pub tasks_cancelled: u64,
-    pub results_held: usize,
+pub struct StateSnapshot {
+    pub status: StatusAnswer,
+    pub current: Vec<CurrentTask>,
+    pub updated_at: String,
 }
 
 /// Sent by `GET /status` and `GET /health`.
 #[derive(Message)]
-#[rtype(result = "Status")]
+#[rtype(result = "StatusAnswer")]
 pub struct GetStatus;
 
 impl Handler<GetStatus> for Executor {
@@ -395,7 +322,7 @@ impl Handler<GetStatus> for Executor {
 
 /// Sent by `GET /metrics`.
 #[derive(Message)]
-#[rtype(result = "Value")]
+#[rtype(result = "WorkerMetrics")]
 pub struct GetMetrics;
 
 impl Handler<GetMetrics> for Executor {
@@ -421,7 +348,7 @@ impl Handler<GetHistory> for Executor {
 
 /// Sent by `GET /current`: tasks running now with their progress.
 #[derive(Message)]
-#[rtype(result = "Vec<Value>")]
+#[rtype(result = "Vec<CurrentTask>")]
 pub struct GetCurrent;
 
 impl Handler<GetCurrent> for Executor {

@@ -176,7 +176,7 @@ impl TaskQueue {
                 for (i, (task_id, _)) in batch.into_iter().enumerate() {
                     let placement = placements.get(i).and_then(|p| p.as_ref());
                     let worker = placement.map(|p| {
-                        let id = WorkerId::new(&p.worker_id);
+                        let id = p.worker_id.clone();
                         act.peers
                             .proxies
                             .entry(id.clone())

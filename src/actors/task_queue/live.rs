@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::config::resolve_kernel;
 use crate::model::{TaskResult, WorkerId};
+use crate::sim::resolve_kernel;
 use crate::store::{CancelOutcome, Change, NewTask, QueuedRow, WasRunning};
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.

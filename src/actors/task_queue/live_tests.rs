@@ -25,7 +25,7 @@ fn result(task_id: &str, status: RunStatus) -> TaskResult {
         parameters: json!({}),
         execution_time: 0.25,
         result: ResultBody {
-            status: status.as_str().into(),
+            status,
             metrics: json!({}),
             output: "out".into(),
             error: None,

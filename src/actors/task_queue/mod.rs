@@ -40,7 +40,6 @@ mod queries;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -240,16 +239,14 @@ impl TaskQueue {
                 }
             }
             Outbound::Release { worker, freed } => self.peers.release.do_send(Release {
-                worker_id: Arc::from(worker.as_str()),
+                worker_id: worker,
                 ended: match freed {
                     Freed::Completed { seconds } => Ended::Completed { seconds },
                     Freed::Failed => Ended::Failed,
                     Freed::Nothing => Ended::Nothing,
                 },
             }),
-            Outbound::Reserve { worker } => self.peers.reserve.do_send(Reserve {
-                worker_id: Arc::from(worker.as_str()),
-            }),
+            Outbound::Reserve { worker } => self.peers.reserve.do_send(Reserve { worker_id: worker }),
         }
     }
 
@@ -385,7 +382,7 @@ impl Handler<CapacityAvailable> for TaskQueue {
 pub struct AttemptOutcome {
     pub task_id: String,
     pub attempt_id: u64,
-    pub worker_id: Arc<str>,
+    pub worker_id: WorkerId,
     pub kind: OutcomeKind,
 }
 
@@ -393,7 +390,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
     type Result = ();
 
     fn handle(&mut self, msg: AttemptOutcome, ctx: &mut Self::Context) {
-        let worker = WorkerId::new(&msg.worker_id);
+        let worker = msg.worker_id.clone();
         let fx = self
             .live
             .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());

@@ -2,8 +2,6 @@
 //! retried after a backoff, failed for good, or queued again without
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
-use std::str::FromStr;
-
 use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
 use crate::model::{AttemptEnd, Priority, RunStatus, TaskResult, TaskStatus, WorkerId};
 use crate::store::Change;
@@ -40,8 +38,8 @@ impl LiveTasks {
         let is_current = !cancelling && self.running.get(task_id).map(|r| r.attempt_id) == Some(attempt_id);
         let (end, error) = match kind {
             OutcomeKind::Result(result) => {
-                let run = RunStatus::from_str(&result.result.status);
-                if run == Ok(RunStatus::Completed) {
+                let run = result.result.status;
+                if run == RunStatus::Completed {
                     if self.place.contains_key(task_id) && !cancelling {
                         if !is_current {
                             tracing::info!(task = %task_id, attempt_id, "result of an earlier attempt accepted");
@@ -65,7 +63,7 @@ impl LiveTasks {
                     worker: worker.clone(),
                     task_id: task_id.to_string(),
                 });
-                if run == Ok(RunStatus::Cancelled) {
+                if run == RunStatus::Cancelled {
                     let why = format!("cancelled on worker {worker} (it was shutting down?)");
                     (AttemptEnd::Lost, why)
                 } else {

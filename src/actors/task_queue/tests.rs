@@ -49,7 +49,7 @@ fn the_state_machine_without_workers() {
         let peers = Peers::new(&lb, &results, HashMap::new());
         let queue = TaskQueue::new(store, peers, settings, 1).start();
         lb.send(Wire {
-            queue: queue.clone(),
+            queue: queue.clone().recipient(),
             proxies: Vec::new(),
         })
         .await
@@ -102,7 +102,7 @@ fn the_state_machine_without_workers() {
             .send(AttemptOutcome {
                 task_id: "gone".into(),
                 attempt_id: 7,
-                worker_id: Arc::from("w"),
+                worker_id: WorkerId::new("w"),
                 kind: OutcomeKind::Failed("x".into()),
             })
             .await

@@ -2,87 +2,27 @@
 //! (from TaskQueue's assignments and releases), and places tasks: only on a
 //! worker that is up, has a free slot and runs the task's kernel, chosen
 //! among those by the [`Strategy`] of `LOAD_BALANCING_ALGORITHM`.
+//!
+//! Every change to a worker's row is published to a [`WorkerBoard`], a
+//! concurrent map the API reads for `GET /workers` without a round trip
+//! through this actor's mailbox (busy with placements under load).
+
+mod board;
+mod strategy;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use serde::Serialize;
 
-use super::task_queue::{CapacityAvailable, TaskQueue};
+pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
+pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, Strategy};
+
+use super::task_queue::CapacityAvailable;
 use super::worker_proxy::WorkerProxy;
 use crate::config::{Balancing, WorkerEntry};
-
-/// A worker's name.
-pub type WorkerId = Arc<str>;
-
-/// What a strategy sees of one worker.
-#[derive(Debug, Clone, Copy)]
-pub struct Load {
-    pub in_flight: usize,
-    pub capacity: usize,
-}
-
-/// Picks one worker among the eligible ones. Adding a strategy: implement
-/// this and add a line to [`strategy`].
-pub trait Strategy: Send {
-    fn name(&self) -> &'static str;
-    /// Index of the chosen worker; `eligible(i)` says whether worker `i`
-    /// (in `config_workers.json` order) may take the task.
-    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
-}
-
-/// Each eligible worker in turn, in configuration order.
-#[derive(Default)]
-pub struct RoundRobin {
-    next: usize,
-}
-
-impl Strategy for RoundRobin {
-    fn name(&self) -> &'static str {
-        "round_robin"
-    }
-
-    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        let n = loads.len();
-        (0..n)
-            .map(|k| (self.next + k) % n)
-            .find(|&i| eligible(i))
-            .inspect(|&i| {
-                self.next = i + 1;
-            })
-    }
-}
-
-/// The eligible worker with the lowest in-flight / capacity; ties go to
-/// fewer tasks in flight, then to configuration order.
-pub struct LeastLoaded;
-
-impl Strategy for LeastLoaded {
-    fn name(&self) -> &'static str {
-        "least_loaded"
-    }
-
-    fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
-        (0..loads.len()).filter(|&i| eligible(i)).min_by(|&a, &b| {
-            let (la, lb) = (loads[a], loads[b]);
-            // la.in/la.cap vs lb.in/lb.cap without floating point
-            (la.in_flight * lb.capacity)
-                .cmp(&(lb.in_flight * la.capacity))
-                .then(la.in_flight.cmp(&lb.in_flight))
-                .then(a.cmp(&b))
-        })
-    }
-}
-
-/// The strategy for a setting.
-pub fn strategy(b: Balancing) -> Box<dyn Strategy> {
-    match b {
-        Balancing::RoundRobin => Box::<RoundRobin>::default(),
-        Balancing::LeastLoaded => Box::new(LeastLoaded),
-    }
-}
+pub use crate::model::WorkerId;
 
 /// One worker as the LoadBalancer keeps it.
 struct Slot {
@@ -97,7 +37,8 @@ struct Slot {
     in_flight: usize,
     /// After a 429: the worker said it is full; wait before sending more.
     cooldown_until: Option<Instant>,
-    state: String,
+    state: WorkerState,
+    state_reason: Option<String>,
     last_heartbeat: Option<SystemTime>,
     completed: u64,
     failed: u64,
@@ -110,11 +51,47 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// The row of `GET /workers`.
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            id: self.id.to_string(),
+            host: self.entry.host.clone(),
+            port: self.entry.port,
+            address: self.entry.address(),
+            state: self.state,
+            state_reason: self.state_reason.clone(),
+            up: self.up,
+            capacity: self.capacity,
+            configured_capacity: self.entry.capacity,
+            in_flight: self.in_flight,
+            load: self.in_flight as f64 / self.capacity.max(1) as f64,
+            algorithms: self.entry.algorithms.clone(),
+            kernels: self.kernels.clone(),
+            last_heartbeat: self
+                .last_heartbeat
+                .map(|t| crate::util::time::Utc::from_system(t).iso()),
+            tasks_completed: self.completed,
+            tasks_failed: self.failed,
+            mean_execution_time: (self.completed > 0).then(|| self.busy_secs / self.completed as f64),
+        }
+    }
+
+    /// How a reason names the state: `down (no answer for 30.0 s)`.
+    fn state_text(&self) -> String {
+        match &self.state_reason {
+            Some(r) => format!("{} ({r})", self.state),
+            None => self.state.to_string(),
+        }
+    }
+}
+
 pub struct LoadBalancer {
     workers: Vec<Slot>,
     by_id: HashMap<WorkerId, usize>,
     strategy: Box<dyn Strategy>,
-    queue: Option<Addr<TaskQueue>>,
+    queue: Option<Recipient<CapacityAvailable>>,
+    board: WorkerBoard,
 }
 
 impl LoadBalancer {
@@ -122,7 +99,7 @@ impl LoadBalancer {
         let workers: Vec<Slot> = entries
             .iter()
             .map(|e| Slot {
-                id: Arc::from(e.id.as_str()),
+                id: WorkerId::new(&e.id),
                 entry: e.clone(),
                 proxy: None,
                 up: false,
@@ -130,7 +107,8 @@ impl LoadBalancer {
                 kernels: e.kernels(),
                 in_flight: 0,
                 cooldown_until: None,
-                state: "unknown".into(),
+                state: WorkerState::Unknown,
+                state_reason: None,
                 last_heartbeat: None,
                 completed: 0,
                 failed: 0,
@@ -140,14 +118,31 @@ impl LoadBalancer {
         let by_id = workers
             .iter()
             .enumerate()
-            .map(|(i, w)| (Arc::clone(&w.id), i))
+            .map(|(i, w)| (w.id.clone(), i))
             .collect();
+        let board = WorkerBoard::new(workers.iter().map(|w| w.id.clone()).collect());
+        for w in &workers {
+            board.publish(&w.id, w.info());
+        }
         Self {
             workers,
             by_id,
             strategy: strategy(balancing),
             queue: None,
+            board,
         }
+    }
+
+    /// The live snapshot of every worker, for the API (take it before
+    /// starting the actor).
+    pub fn board(&self) -> WorkerBoard {
+        self.board.clone()
+    }
+
+    /// Publishes worker `i`'s row after a change.
+    fn changed(&self, i: usize) {
+        let w = &self.workers[i];
+        self.board.publish(&w.id, w.info());
     }
 
     fn loads(&self) -> Vec<Load> {
@@ -177,7 +172,7 @@ impl LoadBalancer {
             } else {
                 capable += 1;
                 if !w.up {
-                    format!("is {}", w.state)
+                    format!("is {}", w.state_text())
                 } else {
                     capable_up += 1;
                     if w.in_flight >= w.capacity {
@@ -219,7 +214,7 @@ impl Actor for LoadBalancer {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wire {
-    pub queue: Addr<TaskQueue>,
+    pub queue: Recipient<CapacityAvailable>,
     pub proxies: Vec<(String, Addr<WorkerProxy>)>,
 }
 
@@ -241,10 +236,11 @@ impl Handler<Wire> for LoadBalancer {
 #[rtype(result = "()")]
 pub struct WorkerUpdate {
     pub worker_id: WorkerId,
-    pub up: bool,
+    pub state: WorkerState,
+    /// Why it is in that state (none when up).
+    pub reason: Option<String>,
     pub capacity: usize,
     pub kernels: Vec<&'static str>,
-    pub state: String,
     pub heartbeat: Option<SystemTime>,
 }
 
@@ -256,23 +252,26 @@ impl Handler<WorkerUpdate> for LoadBalancer {
         };
         let w = &mut self.workers[i];
         let was_up = w.up;
-        w.up = msg.up;
+        let up = msg.state.is_up();
+        w.up = up;
         w.capacity = msg.capacity;
         w.kernels = msg.kernels;
         w.state = msg.state;
+        w.state_reason = msg.reason;
         if msg.heartbeat.is_some() {
             w.last_heartbeat = msg.heartbeat;
         }
-        if !msg.up {
+        if !up {
             // its attempts are reported lost by the proxy, one by one
             w.cooldown_until = None;
         }
-        if msg.up && !was_up {
+        if up && !was_up {
             tracing::info!(worker = %w.id, capacity = w.capacity, kernels = ?w.kernels, "worker up");
             self.notify_room();
-        } else if !msg.up && was_up {
-            tracing::warn!(worker = %w.id, state = %w.state, "worker down");
+        } else if !up && was_up {
+            tracing::warn!(worker = %w.id, state = %w.state_text(), "worker down");
         }
+        self.changed(i);
     }
 }
 
@@ -289,6 +288,7 @@ impl Handler<Heartbeat> for LoadBalancer {
     fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             self.workers[i].last_heartbeat = Some(msg.at);
+            self.changed(i);
         }
     }
 }
@@ -331,9 +331,10 @@ impl Handler<Assign> for LoadBalancer {
                     let w = &mut self.workers[i];
                     w.in_flight += 1;
                     out.push(Some(Placement {
-                        worker_id: Arc::clone(&w.id),
+                        worker_id: w.id.clone(),
                         proxy: w.proxy.clone().expect("eligible workers have a proxy"),
                     }));
+                    self.changed(i);
                 }
                 None => out.push(None),
             }
@@ -381,6 +382,7 @@ impl Handler<Release> for LoadBalancer {
         if was_full && w.has_room(Instant::now()) {
             self.notify_room();
         }
+        self.changed(i);
     }
 }
 
@@ -397,6 +399,7 @@ impl Handler<Reserve> for LoadBalancer {
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             self.workers[i].in_flight += 1;
+            self.changed(i);
         }
     }
 }
@@ -447,27 +450,6 @@ impl Handler<Explain> for LoadBalancer {
     }
 }
 
-/// A worker as `GET /workers` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub host: String,
-    pub port: u16,
-    pub address: String,
-    pub state: String,
-    pub up: bool,
-    pub capacity: usize,
-    pub configured_capacity: usize,
-    pub in_flight: usize,
-    pub load: f64,
-    pub algorithms: Vec<String>,
-    pub kernels: Vec<&'static str>,
-    pub last_heartbeat: Option<String>,
-    pub tasks_completed: u64,
-    pub tasks_failed: u64,
-    pub mean_execution_time: Option<f64>,
-}
-
 /// Sent by the API, the stats writer and `orquesta status`.
 #[derive(Message)]
 #[rtype(result = "Vec<WorkerInfo>")]
@@ -476,31 +458,7 @@ pub struct Workers;
 impl Handler<Workers> for LoadBalancer {
     type Result = MessageResult<Workers>;
     fn handle(&mut self, _: Workers, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.workers
-                .iter()
-                .map(|w| WorkerInfo {
-                    id: w.id.to_string(),
-                    host: w.entry.host.clone(),
-                    port: w.entry.port,
-                    address: w.entry.address(),
-                    state: w.state.clone(),
-                    up: w.up,
-                    capacity: w.capacity,
-                    configured_capacity: w.entry.capacity,
-                    in_flight: w.in_flight,
-                    load: w.in_flight as f64 / w.capacity.max(1) as f64,
-                    algorithms: w.entry.algorithms.clone(),
-                    kernels: w.kernels.clone(),
-                    last_heartbeat: w
-                        .last_heartbeat
-                        .map(|t| crate::util::time::Utc::from_system(t).iso()),
-                    tasks_completed: w.completed,
-                    tasks_failed: w.failed,
-                    mean_execution_time: (w.completed > 0).then(|| w.busy_secs / w.completed as f64),
-                })
-                .collect(),
-        )
+        MessageResult(self.workers.iter().map(Slot::info).collect())
     }
 }
 
@@ -520,30 +478,56 @@ impl Handler<StrategyName> for LoadBalancer {
 mod tests {
     use super::*;
 
-    fn loads(v: &[(usize, usize)]) -> Vec<Load> {
-        v.iter()
-            .map(|&(in_flight, capacity)| Load { in_flight, capacity })
-            .collect()
+    fn entry(id: &str, port: u16) -> WorkerEntry {
+        WorkerEntry {
+            id: id.into(),
+            host: "127.0.0.1".into(),
+            port,
+            capacity: 2,
+            algorithms: vec!["python".into()],
+        }
     }
 
     #[test]
-    fn round_robin_rotates_over_eligible_workers_only() {
-        let mut rr = RoundRobin::default();
-        let l = loads(&[(0, 9), (0, 9), (0, 9), (0, 9)]);
-        let eligible = |i: usize| i != 2;
-        let picks: Vec<_> = (0..6).map(|_| rr.pick(&l, &eligible).unwrap()).collect();
-        assert_eq!(picks, [0, 1, 3, 0, 1, 3]);
-        assert_eq!(rr.pick(&l, &|_| false), None);
+    fn the_board_shows_every_worker_in_configuration_order() {
+        let lb = LoadBalancer::new(&[entry("b", 2), entry("a", 1)], Balancing::RoundRobin);
+        let board = lb.board();
+        let ids: Vec<String> = board.list().into_iter().map(|w| w.id).collect();
+        assert_eq!(ids, ["b", "a"]);
+        let a = board.get("a").unwrap();
+        assert_eq!(
+            (a.state, a.state_reason.as_deref(), a.up),
+            (WorkerState::Unknown, None, false)
+        );
+        assert!(board.get("c").is_none());
     }
 
     #[test]
-    fn least_loaded_compares_ratios_and_breaks_ties_by_order() {
-        let mut ll = LeastLoaded;
-        // 1/3 < 1/2
-        assert_eq!(ll.pick(&loads(&[(1, 2), (1, 3)]), &|_| true), Some(1));
-        // equal ratio 0: fewer in flight wins, then order
-        assert_eq!(ll.pick(&loads(&[(0, 1), (0, 3)]), &|_| true), Some(0));
-        assert_eq!(ll.pick(&loads(&[(2, 4), (1, 2)]), &|_| true), Some(1));
-        assert_eq!(ll.pick(&loads(&[(0, 1), (5, 9)]), &|i| i == 1), Some(1));
+    fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
+        actix_rt::System::new().block_on(async {
+            let lb = LoadBalancer::new(&[entry("w", 1)], Balancing::RoundRobin);
+            let board = lb.board();
+            let lb = lb.start();
+            lb.send(WorkerUpdate {
+                worker_id: WorkerId::new("w"),
+                state: WorkerState::Down,
+                reason: Some("no answer for 30.0 s".into()),
+                capacity: 2,
+                kernels: vec!["reference"],
+                heartbeat: None,
+            })
+            .await
+            .unwrap();
+            let row = serde_json::to_value(board.get("w").unwrap()).unwrap();
+            assert_eq!(row["state"], "down");
+            assert_eq!(row["state_reason"], "no answer for 30.0 s");
+            let why = lb
+                .send(Explain {
+                    kernel: "reference".into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(why.per_worker[0].reason, "is down (no answer for 30.0 s)");
+        });
     }
 }

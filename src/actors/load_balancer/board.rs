@@ -1,0 +1,107 @@
+//! What `GET /workers` shows of each worker, and the [`WorkerBoard`] the
+//! LoadBalancer publishes it on: a concurrent map (dashmap) the API reads
+//! from any thread without a message to the actor.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::model::WorkerId;
+
+/// A worker's state as the orchestrator sees it; why it is so travels
+/// beside it (`state_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Not heard from yet.
+    Unknown,
+    /// Answers its heartbeat and takes tasks.
+    Up,
+    /// Refused connections, stopped answering, or answered badly.
+    Down,
+    /// Alive but shutting down (its `/health` answers 503): no new tasks.
+    Draining,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Unknown => "unknown",
+            WorkerState::Up => "up",
+            WorkerState::Down => "down",
+            WorkerState::Draining => "draining",
+        }
+    }
+
+    pub fn is_up(self) -> bool {
+        self == WorkerState::Up
+    }
+}
+
+impl fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A worker as `GET /workers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub address: String,
+    pub state: WorkerState,
+    /// Why the worker is in that state, e.g. "no answer for 30.0 s"; null
+    /// when up or not heard from yet.
+    pub state_reason: Option<String>,
+    pub up: bool,
+    pub capacity: usize,
+    pub configured_capacity: usize,
+    pub in_flight: usize,
+    pub load: f64,
+    pub algorithms: Vec<String>,
+    pub kernels: Vec<&'static str>,
+    pub last_heartbeat: Option<String>,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub mean_execution_time: Option<f64>,
+}
+
+/// Every worker's latest [`WorkerInfo`], written by the LoadBalancer when
+/// a row changes and read by the API from any thread without a message.
+/// Cheap to clone (shared).
+#[derive(Clone)]
+pub struct WorkerBoard {
+    rows: Arc<DashMap<WorkerId, WorkerInfo>>,
+    /// `config_workers.json` order, the order of `GET /workers`.
+    order: Arc<[WorkerId]>,
+}
+
+impl WorkerBoard {
+    pub(super) fn new(order: Vec<WorkerId>) -> Self {
+        Self {
+            rows: Arc::new(DashMap::new()),
+            order: order.into(),
+        }
+    }
+
+    /// Every worker, in configuration order.
+    pub fn list(&self) -> Vec<WorkerInfo> {
+        self.order
+            .iter()
+            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
+            .collect()
+    }
+
+    /// One worker by id.
+    pub fn get(&self, id: &str) -> Option<WorkerInfo> {
+        self.rows.get(id).map(|r| r.value().clone())
+    }
+
+    pub(super) fn publish(&self, id: &WorkerId, info: WorkerInfo) {
+        self.rows.insert(id.clone(), info);
+    }
+}

@@ -1,0 +1,235 @@
+//! What a worker's answers mean, as plain functions of the answer (no
+//! actor, no I/O), so each is unit-tested: is this result acceptable,
+//! did a request reach the worker, which kernels and capacity to agree on.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::super::task_queue::OutcomeKind;
+use crate::api::protocol::{ErrorBody, ExecuteAnswer, StatusAnswer};
+use crate::config::WorkerEntry;
+use crate::model::RunStatus;
+use crate::sim::resolve_kernel;
+
+/// Checks what a worker returned for an attempt; a worker that lies
+/// (garbage, another task's id, another attempt's id, a status that does
+/// not exist) fails the attempt.
+pub fn check_result(task_id: &str, attempt_id: Option<u64>, v: Value) -> OutcomeKind {
+    // read the status word first: an unknown one is named as such, not as
+    // a generic parse error
+    let status = v
+        .pointer("/result/status")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let result: ExecuteAnswer = match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => {
+            return match status {
+                Some(s) if s.parse::<RunStatus>().is_err() => {
+                    OutcomeKind::Failed(format!("the worker returned an unknown status {s:?}"))
+                }
+                _ => OutcomeKind::Failed(format!("the worker returned an invalid result: {e}")),
+            };
+        }
+    };
+    if result.task_id != task_id {
+        return OutcomeKind::Failed(format!(
+            "the worker returned a result for task {:?} instead of {task_id:?}",
+            result.task_id
+        ));
+    }
+    if let (Some(ours), Some(theirs)) = (attempt_id, result.attempt_id) {
+        if ours != theirs {
+            return OutcomeKind::Failed(format!("the worker returned attempt {theirs} for attempt {ours}"));
+        }
+    }
+    OutcomeKind::Result(Box::new(result))
+}
+
+/// What an `/execute` answer means for the attempt.
+#[derive(Debug)]
+pub enum ExecuteVerdict {
+    /// Report this outcome.
+    Outcome(OutcomeKind),
+    /// 429: not an attempt; send the worker nothing for `retry_after`.
+    Full { retry_after: Duration },
+    /// 409: the task already runs there under another attempt: adopt it
+    /// and wait for its result.
+    AlreadyRunning,
+}
+
+/// Reads the HTTP answer to `POST /execute` (status, `Retry-After` in
+/// seconds, body if it could be read).
+pub fn read_execute_answer(
+    task_id: &str,
+    attempt_id: u64,
+    code: u16,
+    retry_after: Option<u64>,
+    body: Option<&[u8]>,
+) -> ExecuteVerdict {
+    let kind = match (code, body) {
+        (200, Some(body)) => match serde_json::from_slice::<Value>(body) {
+            Ok(v) => check_result(task_id, Some(attempt_id), v),
+            Err(e) => OutcomeKind::Failed(format!("the worker returned invalid JSON: {e}")),
+        },
+        (200, None) => OutcomeKind::Failed("the worker's answer could not be read".into()),
+        (429, _) => {
+            return ExecuteVerdict::Full {
+                retry_after: Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 60)),
+            }
+        }
+        (409, _) => return ExecuteVerdict::AlreadyRunning,
+        (503, _) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
+        (code, body) => {
+            let detail = refusal_detail(body);
+            OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
+        }
+    };
+    ExecuteVerdict::Outcome(kind)
+}
+
+/// The `error` of a refusal's JSON body, or "".
+pub fn refusal_detail(body: Option<&[u8]>) -> String {
+    body.and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok())
+        .map(|e| e.error)
+        .unwrap_or_default()
+}
+
+/// True when a connection error proves the request never reached the
+/// worker. A pooled connection that breaks ("disconnected", reset) may
+/// have carried it: that attempt is lost, not refused.
+pub fn never_connected(e: &awc::error::ConnectError) -> bool {
+    use awc::error::ConnectError;
+    match e {
+        ConnectError::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        ConnectError::Resolver(_)
+        | ConnectError::NoRecords
+        | ConnectError::Unresolved
+        | ConnectError::Timeout => true,
+        _ => false,
+    }
+}
+
+/// What the orchestrator and a worker agree on when it comes up: the
+/// smaller capacity (a worker that reports none gets the configured one)
+/// and the configured kernels it offers, plus the test kernels a worker
+/// offers only when they are switched on there.
+pub fn agree(entry: &WorkerEntry, status: &StatusAnswer) -> (usize, Vec<&'static str>) {
+    let capacity = if status.capacity == 0 {
+        entry.capacity
+    } else {
+        status.capacity.min(entry.capacity)
+    };
+    let offered: Vec<&'static str> = status
+        .algorithms
+        .iter()
+        .filter_map(|a| resolve_kernel(a))
+        .collect();
+    let mut kernels: Vec<&'static str> = entry
+        .kernels()
+        .into_iter()
+        .filter(|k| offered.contains(k))
+        .collect();
+    for k in offered.iter().copied().filter(|k| k.starts_with("__")) {
+        if !kernels.contains(&k) {
+            kernels.push(k);
+        }
+    }
+    (capacity, kernels)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn result(task_id: &str, attempt: Option<u64>, status: &str) -> Value {
+        json!({"task_id": task_id, "algorithm": "python", "parameters": {}, "execution_time": 0.1,
+               "result": {"status": status, "metrics": {}, "output": ""}, "attempt_id": attempt})
+    }
+
+    #[test]
+    fn lying_workers_fail_the_attempt() {
+        assert!(matches!(
+            check_result("a", Some(1), result("a", Some(1), "completed")),
+            OutcomeKind::Result(_)
+        ));
+        assert!(
+            matches!(check_result("a", Some(1), result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
+        );
+        assert!(
+            matches!(check_result("a", Some(1), result("a", Some(2), "completed")), OutcomeKind::Failed(m) if m.contains("attempt 2"))
+        );
+        assert!(
+            matches!(check_result("a", Some(1), result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
+        );
+        assert!(
+            matches!(check_result("a", Some(1), json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
+        );
+        // an adopted result may carry any attempt id
+        assert!(matches!(
+            check_result("a", None, result("a", Some(9), "completed")),
+            OutcomeKind::Result(_)
+        ));
+    }
+
+    #[test]
+    fn execute_answers_by_status() {
+        let ok = result("a", Some(1), "completed").to_string();
+        assert!(matches!(
+            read_execute_answer("a", 1, 200, None, Some(ok.as_bytes())),
+            ExecuteVerdict::Outcome(OutcomeKind::Result(_))
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 200, None, Some(b"nope")),
+            ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) if m.contains("invalid JSON")
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 429, Some(600), None),
+            ExecuteVerdict::Full { retry_after } if retry_after == Duration::from_secs(60)
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 409, None, None),
+            ExecuteVerdict::AlreadyRunning
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 503, None, None),
+            ExecuteVerdict::Outcome(OutcomeKind::Refused(_))
+        ));
+        assert!(matches!(
+            read_execute_answer("a", 1, 400, None, Some(br#"{"error": "bad task"}"#)),
+            ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) if m.ends_with("(400): bad task")
+        ));
+    }
+
+    #[test]
+    fn refusals_are_read_from_the_error_body() {
+        assert_eq!(refusal_detail(Some(br#"{"error": "no", "code": "x"}"#)), "no");
+        assert_eq!(refusal_detail(Some(b"garbage")), "");
+        assert_eq!(refusal_detail(None), "");
+    }
+
+    #[test]
+    fn capacity_is_the_smaller_and_kernels_the_intersection() {
+        let entry = WorkerEntry {
+            id: "w".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            capacity: 4,
+            algorithms: vec!["python".into(), "cython".into()],
+        };
+        let status = |capacity, algorithms: &[&str]| StatusAnswer {
+            capacity,
+            algorithms: algorithms.iter().map(|s| s.to_string()).collect(),
+            ..StatusAnswer::default()
+        };
+        assert_eq!(
+            agree(&entry, &status(2, &["reference", "__sleep"])),
+            (2, vec!["reference", "__sleep"])
+        );
+        assert_eq!(agree(&entry, &status(0, &["optimized"])), (4, vec!["optimized"]));
+        assert_eq!(agree(&entry, &status(9, &[])).1, Vec::<&str>::new());
+    }
+}

@@ -1,0 +1,508 @@
+//! WorkerProxy: the orchestrator's side of one worker (DESIGN.md
+//! "Orchestrator ↔ worker protocol"). It heartbeats the worker, tells the
+//! LoadBalancer when it is up or down and what it can run, sends it
+//! attempts over a pooled `awc` client, enforces `TASK_TIMEOUT`, and reports
+//! every outcome to TaskQueue. Results are acknowledged to the worker only
+//! after TaskQueue has committed them.
+//!
+//! It speaks the wire types of [`crate::api::protocol`] and holds its
+//! peers as [`Recipient`]s of the messages it sends ([`ProxyPeers`]), so
+//! it depends on no other actor's type. What an answer means is decided by
+//! the pure functions of [`answers`].
+
+mod answers;
+mod http;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use awc::error::SendRequestError;
+use serde_json::Value;
+
+use self::answers::{agree, check_result, never_connected, read_execute_answer, ExecuteVerdict};
+use self::http::{fetch_json, FetchError, RawAnswer};
+use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
+use super::task_queue::{AttemptOutcome, OutcomeKind};
+use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
+use crate::config::WorkerEntry;
+use crate::model::WorkerId;
+
+/// Timers and limits of a proxy (runtime settings, so tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySettings {
+    pub heartbeat_interval: Duration,
+    pub worker_timeout: Duration,
+    pub task_timeout: Option<Duration>,
+}
+
+/// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
+/// (liveness, capacity, 429s).
+#[derive(Clone)]
+pub struct ProxyPeers {
+    pub outcomes: Recipient<AttemptOutcome>,
+    pub heartbeats: Recipient<Heartbeat>,
+    pub updates: Recipient<WorkerUpdate>,
+    pub full: Recipient<WorkerFull>,
+}
+
+/// An attempt sent to the worker and not yet answered.
+struct InFlight {
+    attempt_id: u64,
+    started: Instant,
+}
+
+pub struct WorkerProxy {
+    id: WorkerId,
+    entry: WorkerEntry,
+    base: String,
+    settings: ProxySettings,
+    client: awc::Client,
+    peers: ProxyPeers,
+    up: bool,
+    /// Last time the worker answered anything.
+    last_ok: Instant,
+    heartbeat_pending: bool,
+    status_pending: bool,
+    in_flight: HashMap<String, InFlight>,
+    /// Kernels agreed with the worker when it was last up.
+    kernels: Vec<&'static str>,
+    /// Attempts from before a restart (or refused with 409) whose result
+    /// is fetched with `GET /results/{id}`.
+    adopted: HashMap<String, u64>,
+    acks: Vec<String>,
+}
+
+impl WorkerProxy {
+    pub fn new(entry: WorkerEntry, settings: ProxySettings, peers: ProxyPeers) -> Self {
+        let client = awc::Client::builder()
+            .timeout(settings.worker_timeout)
+            .disable_redirects()
+            .finish();
+        Self {
+            id: WorkerId::new(&entry.id),
+            base: format!("http://{}", entry.address()),
+            entry,
+            settings,
+            client,
+            peers,
+            up: false,
+            last_ok: Instant::now(),
+            heartbeat_pending: false,
+            status_pending: false,
+            in_flight: HashMap::new(),
+            kernels: Vec::new(),
+            adopted: HashMap::new(),
+            acks: Vec::new(),
+        }
+    }
+
+    fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
+        self.peers.outcomes.do_send(AttemptOutcome {
+            task_id,
+            attempt_id,
+            worker_id: self.id.clone(),
+            kind,
+        });
+    }
+
+    /// One heartbeat: `GET /health`, at most one in flight.
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.last_ok.elapsed() > self.settings.worker_timeout {
+            let secs = self.settings.worker_timeout.as_secs_f64();
+            if self.up {
+                self.mark_down(WorkerState::Down, format!("no answer for {secs:.1} s"));
+            } else if !self.adopted.is_empty() {
+                // adopted after a restart from a worker that never came back
+                for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
+                    let why = format!("worker {} has not answered for {secs:.1} s", self.id);
+                    self.report(task_id, attempt_id, OutcomeKind::Lost(why));
+                }
+            }
+        }
+        if self.heartbeat_pending {
+            return;
+        }
+        self.heartbeat_pending = true;
+        http::health(&self.client, &self.base, self.settings.worker_timeout)
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.heartbeat_pending = false;
+                match res {
+                    // 503 = draining: alive, but takes no tasks
+                    Ok(200) => act.alive(ctx),
+                    Ok(503) => {
+                        act.last_ok = Instant::now();
+                        if act.up {
+                            act.mark_down(WorkerState::Draining, "shutting down".into());
+                        }
+                    }
+                    Ok(code) => {
+                        act.last_ok = Instant::now();
+                        if act.up {
+                            act.mark_down(WorkerState::Down, format!("health answered {code}"));
+                        }
+                    }
+                    Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
+                    Err(_) => {} // no answer: judged by WORKER_TIMEOUT
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// The worker answered its health check.
+    fn alive(&mut self, ctx: &mut Context<Self>) {
+        self.last_ok = Instant::now();
+        self.peers.heartbeats.do_send(Heartbeat {
+            worker_id: self.id.clone(),
+            at: SystemTime::now(),
+        });
+        if !self.up {
+            self.fetch_status(ctx);
+        } else {
+            self.poll_adopted(ctx);
+            self.flush_acks(ctx);
+        }
+    }
+
+    /// A refused connection marks the worker down at once, after one quick
+    /// re-check (a restart in progress may refuse for a moment).
+    fn refused(&mut self, error: String, ctx: &mut Context<Self>) {
+        if !self.up {
+            return;
+        }
+        http::health(&self.client, &self.base, Duration::from_secs(1))
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(200) => act.alive(ctx),
+                _ => act.mark_down(WorkerState::Down, format!("connection refused: {error}")),
+            })
+            .spawn(ctx);
+    }
+
+    /// `GET /status`: the worker's own capacity and algorithms; then up.
+    fn fetch_status(&mut self, ctx: &mut Context<Self>) {
+        if self.status_pending {
+            return;
+        }
+        self.status_pending = true;
+        let request = self.client.get(format!("{}/status", self.base)).send();
+        async move {
+            let mut resp = request.await.map_err(|e| e.to_string())?;
+            let body = resp.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<StatusAnswer>(&body).map_err(|e| format!("cannot read the status: {e}"))
+        }
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            act.status_pending = false;
+            match res {
+                Ok(status) => act.came_up(status, ctx),
+                Err(e) => tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status"),
+            }
+        })
+        .spawn(ctx);
+    }
+
+    fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
+        let (capacity, kernels) = agree(&self.entry, &status);
+        if kernels.is_empty() {
+            tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, offered = ?status.algorithms,
+                "the worker offers none of its configured algorithms");
+        }
+        if status.worker_id != self.entry.id {
+            tracing::warn!(worker = %self.id, reported = %status.worker_id,
+                "the worker at this address reports another id");
+        }
+        self.up = true;
+        self.kernels = kernels.clone();
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state: WorkerState::Up,
+            reason: None,
+            capacity,
+            kernels,
+            heartbeat: Some(SystemTime::now()),
+        });
+        self.poll_adopted(ctx);
+    }
+
+    /// Marks the worker down (or draining); its attempts are lost.
+    fn mark_down(&mut self, state: WorkerState, reason: String) {
+        let was_up = self.up;
+        self.up = false;
+        let why = format!("worker {} {state} ({reason})", self.id);
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state,
+            reason: Some(reason),
+            capacity: self.entry.capacity,
+            kernels: if self.kernels.is_empty() {
+                self.entry.kernels()
+            } else {
+                self.kernels.clone()
+            },
+            heartbeat: None,
+        });
+        if was_up {
+            let lost: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .map(|(task_id, f)| (task_id, f.attempt_id))
+                .chain(std::mem::take(&mut self.adopted))
+                .collect();
+            for (task_id, attempt_id) in lost {
+                self.report(task_id, attempt_id, OutcomeKind::Lost(why.clone()));
+            }
+        }
+    }
+
+    /// Results of adopted attempts: picked up if the worker holds them,
+    /// lost if it neither holds nor runs them.
+    fn poll_adopted(&mut self, ctx: &mut Context<Self>) {
+        if self.adopted.is_empty() {
+            return;
+        }
+        let ids: Vec<(String, u64)> = self
+            .adopted
+            .iter()
+            .take(64)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let client = self.client.clone();
+        let base = self.base.clone();
+        async move {
+            let current = fetch_json::<CurrentAnswer>(&client, &format!("{base}/current"))
+                .await
+                .ok();
+            let mut found = Vec::new();
+            for (task_id, attempt_id) in ids {
+                match fetch_json::<Value>(&client, &format!("{base}/results/{task_id}")).await {
+                    Ok(v) => found.push((task_id, attempt_id, Some(v))),
+                    Err(FetchError::NotFound) if current.as_ref().is_some_and(|c| !c.runs(&task_id)) => {
+                        found.push((task_id, attempt_id, None))
+                    }
+                    Err(_) => {}
+                }
+            }
+            found
+        }
+        .into_actor(self)
+        .map(|found, act, _| {
+            for (task_id, attempt_id, result) in found {
+                if act.adopted.remove(&task_id).is_none() {
+                    continue;
+                }
+                let kind = match result {
+                    Some(v) => check_result(&task_id, None, v),
+                    None => OutcomeKind::Lost("the worker neither runs nor holds it (it restarted?)".into()),
+                };
+                act.report(task_id, attempt_id, kind);
+            }
+        })
+        .spawn(ctx);
+    }
+
+    fn flush_acks(&mut self, ctx: &mut Context<Self>) {
+        if self.acks.is_empty() || !self.up {
+            return;
+        }
+        let ids = std::mem::take(&mut self.acks);
+        let request = self
+            .client
+            .post(format!("{}/results/ack", self.base))
+            .send_json(&AckRequest { task_ids: ids });
+        async move { request.await.map(|r| r.status().is_success()) }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if !matches!(res, Ok(true)) {
+                    tracing::debug!(worker = %act.id, "acknowledging results failed; the worker frees them later");
+                }
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for WorkerProxy {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.heartbeat(ctx);
+        ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.heartbeat(ctx));
+    }
+}
+
+/// Sent by TaskQueue: run this attempt on the worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunAttempt {
+    pub task_id: String,
+    pub attempt_id: u64,
+    /// The task's JSON; `attempt_id` is added to it here.
+    pub body: Arc<str>,
+}
+
+impl Handler<RunAttempt> for WorkerProxy {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunAttempt, ctx: &mut Self::Context) {
+        let RunAttempt {
+            task_id,
+            attempt_id,
+            body,
+        } = msg;
+        self.in_flight.insert(
+            task_id.clone(),
+            InFlight {
+                attempt_id,
+                started: Instant::now(),
+            },
+        );
+        let payload = ExecuteRequest::encode(&body, attempt_id);
+        // no limit unless TASK_TIMEOUT: simulations may run for hours
+        let timeout = self
+            .settings
+            .task_timeout
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        http::execute(&self.client, &self.base, payload, timeout)
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let still_ours = act
+                    .in_flight
+                    .get(&task_id)
+                    .is_some_and(|f| f.attempt_id == attempt_id);
+                let kind = match res {
+                    Ok(RawAnswer {
+                        code,
+                        retry_after,
+                        body,
+                    }) => {
+                        match read_execute_answer(&task_id, attempt_id, code, retry_after, body.as_deref()) {
+                            ExecuteVerdict::Outcome(kind) => kind,
+                            ExecuteVerdict::Full { retry_after } => {
+                                act.peers.full.do_send(WorkerFull {
+                                    worker_id: act.id.clone(),
+                                    retry_after,
+                                });
+                                OutcomeKind::Refused("the worker is full (429)".into())
+                            }
+                            ExecuteVerdict::AlreadyRunning => {
+                                // already running there under another attempt: wait for its result
+                                act.in_flight.remove(&task_id);
+                                act.adopted.insert(task_id.clone(), attempt_id);
+                                return;
+                            }
+                        }
+                    }
+                    Err(SendRequestError::Connect(e)) if never_connected(&e) => {
+                        // nothing reached the worker
+                        act.refused(e.to_string(), ctx);
+                        OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
+                    }
+                    Err(SendRequestError::Timeout) => {
+                        let limit = act.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
+                        let cancel = act.client.post(format!("{}/cancel/{task_id}", act.base)).send();
+                        actix_rt::spawn(async move {
+                            let _ = cancel.await;
+                        });
+                        OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s"))
+                    }
+                    Err(e) => OutcomeKind::Lost(format!("the connection to the worker broke: {e}")),
+                };
+                if still_ours {
+                    act.in_flight.remove(&task_id);
+                } else if !matches!(kind, OutcomeKind::Result(_)) {
+                    return; // already reported lost with the worker; only a real result still counts
+                }
+                act.report(task_id, attempt_id, kind);
+            })
+            .spawn(ctx);
+    }
+}
+
+/// Sent by TaskQueue: stop this task on the worker (cancelled by a user,
+/// or another attempt already finished it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelOnWorker {
+    pub task_id: String,
+}
+
+impl Handler<CancelOnWorker> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: CancelOnWorker, _: &mut Self::Context) {
+        self.in_flight.remove(&msg.task_id);
+        self.adopted.remove(&msg.task_id);
+        self.acks.push(msg.task_id.clone());
+        let request = self
+            .client
+            .post(format!("{}/cancel/{}", self.base, msg.task_id))
+            .send();
+        actix_rt::spawn(async move {
+            let _ = request.await;
+        });
+    }
+}
+
+/// Sent by TaskQueue once a result from this worker is committed: the
+/// worker may free it (sent in batches with the heartbeat).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AckResult {
+    pub task_id: String,
+}
+
+impl Handler<AckResult> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: AckResult, ctx: &mut Self::Context) {
+        self.acks.push(msg.task_id);
+        if self.acks.len() >= 512 {
+            self.flush_acks(ctx);
+        }
+    }
+}
+
+/// Sent by TaskQueue at start-up for tasks that were running here before a
+/// restart: adopt them (their results are fetched, or they are reported
+/// lost).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt {
+    pub task_id: String,
+    pub attempt_id: u64,
+}
+
+impl Handler<Adopt> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: Adopt, _: &mut Self::Context) {
+        self.adopted.insert(msg.task_id, msg.attempt_id);
+    }
+}
+
+/// Sent at shutdown: acknowledge what is pending.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushAcks;
+
+impl Handler<FlushAcks> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, _: FlushAcks, ctx: &mut Self::Context) {
+        self.flush_acks(ctx);
+    }
+}
+
+/// How long attempts on this worker have been running, for `/workers/{id}`.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, u64, f64)>")]
+pub struct InFlightAttempts;
+
+impl Handler<InFlightAttempts> for WorkerProxy {
+    type Result = MessageResult<InFlightAttempts>;
+    fn handle(&mut self, _: InFlightAttempts, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.in_flight
+                .iter()
+                .map(|(id, f)| (id.clone(), f.attempt_id, f.started.elapsed().as_secs_f64()))
+                .collect(),
+        )
+    }
+}

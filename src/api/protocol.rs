@@ -1,0 +1,263 @@
+//! The orchestrator ↔ worker wire types (DESIGN.md "Orchestrator ↔ worker
+//! protocol"): the one thing both sides share, so a field is named in one
+//! place. The worker serializes them (`api::worker`, the Executor), the
+//! orchestrator deserializes them (WorkerProxy). Deserializing is lenient
+//! where the orchestrator only needs some fields: every field of an answer
+//! has a default, so an older or simpler worker still comes up.
+//!
+//! | request                  | body                  | answer                |
+//! |--------------------------|-----------------------|-----------------------|
+//! | `POST /execute`          | [`ExecuteRequest`]    | [`ExecuteAnswer`]     |
+//! | `GET /status`            |                       | [`StatusAnswer`]      |
+//! | `GET /health`            |                       | [`HealthAnswer`]      |
+//! | `GET /current`           |                       | [`CurrentAnswer`]     |
+//! | `GET /results/{id}`      |                       | [`ExecuteAnswer`]     |
+//! | `POST /results/ack`      | [`AckRequest`]        | [`AckAnswer`]         |
+//! | any refusal              |                       | [`ErrorBody`]         |
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::model::TaskResult;
+
+/// The field of the `/execute` body that carries the attempt id.
+pub const ATTEMPT_ID: &str = "attempt_id";
+
+/// `POST /execute`: one task (the task file's object) plus the attempt id
+/// the orchestrator made unique per attempt (the fencing token). A curl
+/// user may omit `attempt_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<u64>,
+    /// The task's fields, validated by the worker as a task file's are.
+    #[serde(flatten)]
+    pub task: Map<String, Value>,
+}
+
+impl ExecuteRequest {
+    /// The body for a task already serialized as a JSON object: the
+    /// attempt id is put first without parsing the task again (the
+    /// orchestrator sends many small tasks).
+    pub fn encode(task_json: &str, attempt_id: u64) -> String {
+        let trimmed = task_json.trim_start();
+        match trimmed.strip_prefix('{') {
+            Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"{ATTEMPT_ID}\":{attempt_id}}}"),
+            Some(rest) => format!("{{\"{ATTEMPT_ID}\":{attempt_id},{rest}"),
+            None => task_json.to_string(),
+        }
+    }
+
+    /// Splits a parsed body into the attempt id and the task object. The
+    /// error says what was found instead of an attempt id.
+    pub fn split(mut body: Value) -> Result<(Option<u64>, Value), String> {
+        let attempt_id = match body.as_object_mut().and_then(|o| o.remove(ATTEMPT_ID)) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                format!(
+                    "expected a whole number ≥ 0, found {}",
+                    crate::model::describe(&v)
+                )
+            })?),
+        };
+        Ok((attempt_id, body))
+    }
+}
+
+/// `POST /execute` → 200 and `GET /results/{task_id}`: the task's result,
+/// its `attempt_id` echoed, `result.status` completed / failed / cancelled.
+pub type ExecuteAnswer = TaskResult;
+
+/// What a worker node is doing, as `/status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Nothing running.
+    #[default]
+    Idle,
+    /// Some slots busy.
+    Busy,
+    /// Every slot busy: `/execute` answers 429.
+    Full,
+    /// Shutting down: no new tasks (503).
+    Draining,
+    /// A word this build does not know (a newer worker).
+    #[serde(other)]
+    Unknown,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Idle => "idle",
+            NodeState::Busy => "busy",
+            NodeState::Full => "full",
+            NodeState::Draining => "draining",
+            NodeState::Unknown => "unknown",
+        }
+    }
+}
+
+/// `GET /status`: the worker's own capacity and algorithms (the
+/// orchestrator uses the smaller capacity and the intersection of
+/// algorithms), its state and counts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusAnswer {
+    pub worker_id: String,
+    pub state: NodeState,
+    pub capacity: usize,
+    pub running: usize,
+    /// Algorithm names as the worker accepts them (aliases included).
+    pub algorithms: Vec<String>,
+    pub threads_per_task: usize,
+    pub uptime_seconds: f64,
+    pub version: String,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub tasks_cancelled: u64,
+    pub results_held: usize,
+}
+
+/// The `status` word of `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Healthy,
+    Draining,
+}
+
+/// `GET /health`: 200 with `healthy` while the worker takes tasks, 503
+/// with `draining` while it shuts down. The orchestrator's heartbeat reads
+/// only the HTTP status.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthAnswer {
+    pub status: Health,
+    pub worker_id: String,
+    pub running: usize,
+    pub capacity: usize,
+    pub version: String,
+}
+
+/// One entry of `GET /current`: a task running now, with its progress.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CurrentTask {
+    pub task_id: String,
+    pub attempt_id: Option<u64>,
+    pub algorithm: String,
+    pub kernel: String,
+    pub num_particles: u64,
+    pub num_steps: u64,
+    pub steps_done: u64,
+    /// steps_done / num_steps, 0 when there are no steps.
+    pub progress: f64,
+    pub elapsed_seconds: f64,
+    pub started_at: String,
+    pub cancelling: bool,
+}
+
+/// `GET /current`: what runs now, oldest first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CurrentAnswer {
+    pub count: usize,
+    pub tasks: Vec<CurrentTask>,
+}
+
+impl CurrentAnswer {
+    pub fn new(tasks: Vec<CurrentTask>) -> Self {
+        Self {
+            count: tasks.len(),
+            tasks,
+        }
+    }
+
+    /// True if `task_id` runs there now.
+    pub fn runs(&self, task_id: &str) -> bool {
+        self.tasks.iter().any(|t| t.task_id == task_id)
+    }
+}
+
+/// `POST /results/ack`: results the orchestrator has committed; the
+/// worker may free them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AckRequest {
+    pub task_ids: Vec<String>,
+}
+
+/// The answer to `POST /results/ack`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AckAnswer {
+    pub requested: usize,
+    pub acknowledged: usize,
+}
+
+/// Every error answer's body (`api::error::ApiError` writes it, with more
+/// fields by error): what the orchestrator reads of a refusal.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn attempt_ids_are_added_to_the_body() {
+        assert_eq!(
+            ExecuteRequest::encode(r#"{"task_id":"a"}"#, 7),
+            r#"{"attempt_id":7,"task_id":"a"}"#
+        );
+        assert_eq!(ExecuteRequest::encode("{}", 7), r#"{"attempt_id":7}"#);
+        let v: Value = serde_json::from_str(&ExecuteRequest::encode(r#" { "x": 1 }"#, 3)).unwrap();
+        assert_eq!(v, json!({"attempt_id": 3, "x": 1}));
+        // what the orchestrator encodes, the typed request reads
+        let r: ExecuteRequest =
+            serde_json::from_str(&ExecuteRequest::encode(r#"{"task_id":"a"}"#, 9)).unwrap();
+        assert_eq!(r.attempt_id, Some(9));
+        assert_eq!(r.task["task_id"], "a");
+    }
+
+    #[test]
+    fn split_takes_the_attempt_id_out_of_the_task() {
+        let (a, task) = ExecuteRequest::split(json!({"attempt_id": 4, "task_id": "t"})).unwrap();
+        assert_eq!((a, task), (Some(4), json!({"task_id": "t"})));
+        assert_eq!(
+            ExecuteRequest::split(json!({"attempt_id": null})).unwrap().0,
+            None
+        );
+        assert!(ExecuteRequest::split(json!({"attempt_id": -1}))
+            .unwrap_err()
+            .contains("whole number"));
+    }
+
+    #[test]
+    fn a_minimal_status_is_read_and_unknown_states_are_tolerated() {
+        let s: StatusAnswer = serde_json::from_value(
+            json!({"worker_id": "liar", "capacity": 4, "algorithms": ["__sleep"], "state": "idle"}),
+        )
+        .unwrap();
+        assert_eq!((s.capacity, s.state, s.running), (4, NodeState::Idle, 0));
+        let s: StatusAnswer = serde_json::from_value(json!({"state": "resting"})).unwrap();
+        assert_eq!(s.state, NodeState::Unknown);
+        assert_eq!(serde_json::to_value(NodeState::Draining).unwrap(), "draining");
+    }
+
+    #[test]
+    fn current_lists_running_task_ids() {
+        let c: CurrentAnswer =
+            serde_json::from_value(json!({"count": 1, "tasks": [{"task_id": "a", "attempt_id": 3}]}))
+                .unwrap();
+        assert!(c.runs("a") && !c.runs("b"));
+        assert_eq!(c.tasks[0].attempt_id, Some(3));
+    }
+}

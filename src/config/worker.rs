@@ -1,0 +1,240 @@
+//! A worker node's settings (`WORKER_ID`, `WORKER_PORT` as in the seed, and
+//! Orquesta's own) as a pure function of an env map:
+//! [`worker_settings_from_env`]. `orquesta worker` inserts its flags into
+//! the map first, so `.env` → environment → flags is the same mechanism as
+//! for the orchestrator.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{EnvReader, SettingDoc};
+use crate::model::TaskId;
+use crate::sim::Limits;
+
+/// Unacknowledged results a worker keeps at most (oldest dropped first).
+pub const MAX_HELD_RESULTS: usize = 100_000;
+
+/// Everything a worker node is started with, checked.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// None: `worker-<port>`, known once the port is bound.
+    pub worker_id: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub capacity: usize,
+    /// None: every registered kernel and alias.
+    pub algorithms: Option<Vec<String>>,
+    pub history_size: usize,
+    pub logs_dir: PathBuf,
+    pub drain_timeout: Duration,
+    pub limits: Limits,
+    pub test_kernels: bool,
+    /// How long unacknowledged results are kept at least.
+    pub result_retention: Duration,
+    pub max_held_results: usize,
+    /// HTTP threads (0 counts as 1).
+    pub http_workers: usize,
+    /// Threads each simulation may use (None: cores / capacity). `orquesta
+    /// up` sets it when several workers share one machine.
+    pub threads_per_task: Option<usize>,
+}
+
+/// Every variable a worker reads, with its default ("" = computed at
+/// start, see the meaning) and meaning.
+pub const WORKER_SETTINGS: &[SettingDoc] = &[
+    ("WORKER_ID", "", "this worker's id (default: worker-<port>)"),
+    ("WORKER_PORT", "5001", "port to listen on; 0 picks a free one"),
+    ("WORKER_HOST", "127.0.0.1", "address to listen on"),
+    (
+        "WORKER_CAPACITY",
+        "",
+        "tasks run at once (default: number of cores)",
+    ),
+    (
+        "WORKER_ALGORITHMS",
+        "",
+        "algorithms accepted, comma-separated (default: all)",
+    ),
+    ("TASK_HISTORY_SIZE", "1000", "results kept for GET /history"),
+    (
+        "LOGS_DIR",
+        "logs",
+        "folder of worker_service.log and the worker's state files",
+    ),
+    (
+        "WORKER_DRAIN_TIMEOUT",
+        "30",
+        "seconds running tasks may take to finish after SIGTERM",
+    ),
+    ("MAX_PARTICLES", "2000000", "largest num_particles accepted"),
+    (
+        "MAX_PARTICLE_STEPS",
+        "1e11",
+        "largest num_particles × num_steps accepted",
+    ),
+    (
+        "RESULT_RETENTION",
+        "3600",
+        "seconds an unacknowledged result is kept at least",
+    ),
+    ("HTTP_WORKERS", "2", "HTTP threads"),
+    (
+        "WORKER_THREADS_PER_TASK",
+        "",
+        "threads each simulation may use (default: cores / capacity)",
+    ),
+];
+
+/// The flag of `orquesta worker` that sets each variable, so a message
+/// names what to change.
+pub const WORKER_FLAGS: &[(&str, &str)] = &[
+    ("WORKER_ID", "--worker-id"),
+    ("WORKER_PORT", "--port"),
+    ("WORKER_HOST", "--host"),
+    ("WORKER_CAPACITY", "--capacity"),
+    ("WORKER_ALGORITHMS", "--algorithms"),
+    ("TASK_HISTORY_SIZE", "--history-size"),
+    ("LOGS_DIR", "--logs-dir"),
+    ("WORKER_DRAIN_TIMEOUT", "--drain-timeout"),
+    ("MAX_PARTICLES", "--max-particles"),
+    ("MAX_PARTICLE_STEPS", "--max-particle-steps"),
+    ("RESULT_RETENTION", "--result-retention"),
+    ("HTTP_WORKERS", "--http-workers"),
+    ("WORKER_THREADS_PER_TASK", "--threads-per-task"),
+];
+
+/// Reads a worker's settings from an environment map (the process
+/// environment with `.env` and flags merged in), listing every problem.
+pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<WorkerSettings, Vec<String>> {
+    let mut r = EnvReader::new(env, WORKER_SETTINGS, WORKER_FLAGS);
+    let worker_id = r.optional("WORKER_ID");
+    if let Some(id) = &worker_id {
+        if let Err(reason) = TaskId::parse(id) {
+            let name = r.name("WORKER_ID");
+            r.problem(format!("{name}: invalid worker id {id:?}: {reason}"));
+        }
+    }
+    let port = r.port("WORKER_PORT");
+    let capacity = match r.optional("WORKER_CAPACITY") {
+        None => crate::util::machine::available_threads(),
+        Some(_) => r.count("WORKER_CAPACITY"),
+    };
+    let algorithms = r
+        .optional("WORKER_ALGORITHMS")
+        .and_then(|list| algorithm_list(&mut r, &list));
+    let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
+    let drain_timeout = r.seconds("WORKER_DRAIN_TIMEOUT", true);
+    let max_particles = r.whole("MAX_PARTICLES");
+    let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
+    let result_retention = r.seconds("RESULT_RETENTION", true);
+    // 0 means 1 for both (as the flags always allowed)
+    let http_workers = r.whole("HTTP_WORKERS") as usize;
+    let threads_per_task = r
+        .optional("WORKER_THREADS_PER_TASK")
+        .map(|_| r.whole("WORKER_THREADS_PER_TASK") as usize);
+    r.finish()?;
+    Ok(WorkerSettings {
+        worker_id,
+        host: r.get("WORKER_HOST"),
+        port,
+        capacity,
+        algorithms,
+        history_size,
+        logs_dir: PathBuf::from(r.get("LOGS_DIR")),
+        drain_timeout,
+        limits: Limits {
+            max_particles,
+            max_particle_steps,
+            ..Limits::default()
+        },
+        test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",
+        result_retention,
+        max_held_results: MAX_HELD_RESULTS,
+        http_workers,
+        threads_per_task,
+    })
+}
+
+/// The algorithm names of a comma-separated list; an unknown one, or an
+/// empty list, is a problem.
+fn algorithm_list(r: &mut EnvReader<'_>, list: &str) -> Option<Vec<String>> {
+    let known = crate::sim::algorithm_names();
+    let name = r.name("WORKER_ALGORITHMS");
+    let mut out = Vec::new();
+    for a in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if known.contains(&a) {
+            out.push(a.to_string());
+        } else {
+            r.problem(format!(
+                "{name}: {a:?} is not a kernel; expected some of {}",
+                known.join(", ")
+            ));
+        }
+    }
+    if out.is_empty() {
+        r.problem(format!("{name}: the list is empty"));
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_flags_documentation() {
+        let s = worker_settings_from_env(&env(&[])).unwrap();
+        assert_eq!(s.worker_id, None);
+        assert_eq!(s.port, 5001);
+        assert_eq!(s.host, "127.0.0.1");
+        assert!(s.capacity >= 1);
+        assert_eq!(s.algorithms, None);
+        assert_eq!(s.history_size, 1000);
+        assert_eq!(s.drain_timeout, Duration::from_secs(30));
+        assert_eq!(s.result_retention, Duration::from_secs(3600));
+        assert_eq!(s.http_workers, 2);
+        assert_eq!(s.threads_per_task, None);
+        assert_eq!(s.limits.max_particles, 2_000_000);
+    }
+
+    #[test]
+    fn the_seeds_variables_are_read() {
+        let s = worker_settings_from_env(&env(&[
+            ("WORKER_ID", "worker2"),
+            ("WORKER_PORT", "5002"),
+            ("WORKER_ALGORITHMS", "python, cython"),
+            ("WORKER_CAPACITY", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(s.worker_id.as_deref(), Some("worker2"));
+        assert_eq!(s.port, 5002);
+        assert_eq!(s.capacity, 3);
+        assert_eq!(s.algorithms, Some(vec!["python".into(), "cython".into()]));
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_its_flag() {
+        let e = worker_settings_from_env(&env(&[
+            ("WORKER_ID", "a/b"),
+            ("WORKER_CAPACITY", "0"),
+            ("WORKER_ALGORITHMS", "fortran"),
+            ("WORKER_DRAIN_TIMEOUT", "-1"),
+            ("WORKER_PORT", "70000"),
+        ]))
+        .unwrap_err();
+        assert!(e.iter().any(|p| p.contains("invalid worker id")), "{e:?}");
+        assert!(e.iter().any(|p| p.contains("--capacity")), "{e:?}");
+        assert!(e.iter().any(|p| p.contains("fortran")), "{e:?}");
+        assert!(e.iter().any(|p| p.contains("--drain-timeout")), "{e:?}");
+        assert!(e.iter().any(|p| p.starts_with("WORKER_PORT (--port)")), "{e:?}");
+    }
+}

@@ -1,0 +1,221 @@
+//! `config_workers.json` (the seed's shape: `id`, `host`, `port`,
+//! `capacity`, `algorithms`), parsed and checked with every problem named.
+
+use serde_json::Value;
+
+use crate::model::{describe, TaskId};
+
+/// One worker of `config_workers.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerEntry {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub capacity: usize,
+    /// As written (aliases included).
+    pub algorithms: Vec<String>,
+}
+
+impl WorkerEntry {
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Kernel names behind `algorithms`, aliases resolved.
+    pub fn kernels(&self) -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = self
+            .algorithms
+            .iter()
+            .filter_map(|a| crate::sim::resolve_kernel(a))
+            .collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+
+    /// True if this worker runs on this machine (so `orquesta up` starts it).
+    pub fn is_local(&self) -> bool {
+        let h = self.host.trim_matches(|c| c == '[' || c == ']');
+        h == "localhost"
+            || h == "::1"
+            || h == "0.0.0.0"
+            || h.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Parses `config_workers.json` (the seed's shape), listing every problem.
+pub fn parse_workers(bytes: &[u8]) -> Result<Vec<WorkerEntry>, Vec<String>> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        vec![format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        )]
+    })?;
+    let Some(list) = value.get("workers").and_then(Value::as_array) else {
+        return Err(vec![
+            "workers: required, an array of {\"id\", \"host\", \"port\", \"capacity\", \"algorithms\"}"
+                .into(),
+        ]);
+    };
+    let mut problems = Vec::new();
+    let mut entries = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let mut addrs = std::collections::HashSet::new();
+    for (i, w) in list.iter().enumerate() {
+        let at = |f: &str| format!("workers[{i}].{f}");
+        let before = problems.len();
+        let id = match w.get("id") {
+            Some(Value::String(s)) => {
+                if let Err(e) = TaskId::parse(s) {
+                    problems.push(format!("{}: {e}", at("id")));
+                } else if !ids.insert(s.clone()) {
+                    problems.push(format!(
+                        "{}: {s:?} is used by two workers; ids must be unique",
+                        at("id")
+                    ));
+                }
+                s.clone()
+            }
+            other => {
+                problems.push(format!(
+                    "{}: expected a string such as \"worker1\", found {}",
+                    at("id"),
+                    other.map_or("nothing".into(), describe)
+                ));
+                String::new()
+            }
+        };
+        let host = match w.get("host") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            other => {
+                problems.push(format!(
+                    "{}: expected a host name or address such as \"127.0.0.1\", found {}",
+                    at("host"),
+                    other.map_or("nothing".into(), describe)
+                ));
+                String::new()
+            }
+        };
+        let port = match w.get("port").and_then(Value::as_u64) {
+            Some(p) if (1..=65535).contains(&p) => p as u16,
+            _ => {
+                problems.push(format!(
+                    "{}: expected a port from 1 to 65535, found {}",
+                    at("port"),
+                    w.get("port").map_or("nothing".into(), describe)
+                ));
+                0
+            }
+        };
+        let capacity = match w.get("capacity") {
+            None => crate::util::machine::available_threads(),
+            Some(v) => match v.as_u64() {
+                Some(c) if (1..=4096).contains(&c) => c as usize,
+                _ => {
+                    problems.push(format!(
+                        "{}: expected a whole number from 1 to 4096, found {}",
+                        at("capacity"),
+                        describe(v)
+                    ));
+                    1
+                }
+            },
+        };
+        let algorithms = match w.get("algorithms") {
+            None => crate::sim::algorithm_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Some(Value::Array(a)) if !a.is_empty() => {
+                let mut names = Vec::new();
+                for (j, n) in a.iter().enumerate() {
+                    match n.as_str() {
+                        Some(s) if crate::sim::resolve_kernel(s).is_some() => names.push(s.to_string()),
+                        _ => problems.push(format!(
+                            "{}[{j}]: expected one of {}, found {}",
+                            at("algorithms"),
+                            crate::sim::algorithm_names().join(", "),
+                            describe(n)
+                        )),
+                    }
+                }
+                names
+            }
+            Some(other) => {
+                problems.push(format!(
+                    "{}: expected a non-empty array such as [\"python\", \"cython\"], found {}",
+                    at("algorithms"),
+                    describe(other)
+                ));
+                Vec::new()
+            }
+        };
+        if problems.len() == before {
+            let entry = WorkerEntry {
+                id,
+                host,
+                port,
+                capacity,
+                algorithms,
+            };
+            if !addrs.insert(entry.address()) {
+                problems.push(format!(
+                    "workers[{i}]: {} is also the address of another worker",
+                    entry.address()
+                ));
+            }
+            entries.push(entry);
+        }
+    }
+    if problems.is_empty() {
+        Ok(entries)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_workers_file_parses() {
+        let text = br#"{"workers": [
+            {"id": "worker1", "host": "gpu-node-1.lab", "port": 5001, "capacity": 2, "algorithms": ["python", "cython"]},
+            {"id": "worker2", "host": "127.0.0.1", "port": 5002, "capacity": 4, "algorithms": ["python"]}]}"#;
+        let w = parse_workers(text).unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].kernels(), ["optimized", "reference"]);
+        assert!(!w[0].is_local());
+        assert!(w[1].is_local());
+        assert_eq!(w[1].address(), "127.0.0.1:5002");
+    }
+
+    #[test]
+    fn bad_workers_files_name_the_field() {
+        let e = parse_workers(
+            br#"{"workers": [{"id": "a", "host": "h", "port": 0, "capacity": 0, "algorithms": ["java"]},
+                             {"id": "a", "host": "", "port": 1}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.iter().any(|p| p.starts_with("workers[0].port")), "{e:?}");
+        assert!(e.iter().any(|p| p.starts_with("workers[0].capacity")), "{e:?}");
+        assert!(
+            e.iter().any(|p| p.starts_with("workers[0].algorithms[0]")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|p| p.starts_with("workers[1].id") && p.contains("unique")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|p| p.starts_with("workers[1].host")), "{e:?}");
+        assert!(parse_workers(b"{").unwrap_err()[0].contains("malformed"));
+        assert!(parse_workers(b"{}").unwrap_err()[0].starts_with("workers: required"));
+    }
+}
