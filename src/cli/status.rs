@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::client::{self, CallError, Endpoint};
 use super::table::{bar, duration, print_text, Table};
+use crate::model::{Priority, TaskStatus};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -28,7 +29,6 @@ pub struct StatusArgs {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-const STATUSES: [&str; 5] = ["queued", "running", "completed", "failed", "cancelled"];
 
 /// `GET /workers` and `GET /stats` together.
 pub fn fetch(endpoint: &Endpoint) -> Result<Value, CallError> {
@@ -103,14 +103,14 @@ pub fn render(endpoint: &Endpoint, snapshot: &Value) -> String {
     }
     out.push('\n');
     let mut header = vec!["priority"];
-    header.extend(STATUSES);
+    header.extend(TaskStatus::ALL.map(TaskStatus::as_str));
     header.push("total");
     let mut queue = Table::new(&header).right(&[1, 2, 3, 4, 5, 6]);
     let by_priority = &stats["tasks"]["by_priority"];
-    for p in ["high", "medium", "low"] {
-        let counts: Vec<u64> = STATUSES
+    for p in Priority::ALL.map(Priority::as_str) {
+        let counts: Vec<u64> = TaskStatus::ALL
             .iter()
-            .map(|s| by_priority[p][s].as_u64().unwrap_or(0))
+            .map(|s| by_priority[p][s.as_str()].as_u64().unwrap_or(0))
             .collect();
         let mut row = vec![p.to_string()];
         row.extend(counts.iter().map(u64::to_string));
@@ -120,9 +120,9 @@ pub fn render(endpoint: &Endpoint, snapshot: &Value) -> String {
     let by_status = &stats["tasks"]["by_status"];
     let mut row = vec!["all".to_string()];
     row.extend(
-        STATUSES
+        TaskStatus::ALL
             .iter()
-            .map(|s| by_status[s].as_u64().unwrap_or(0).to_string()),
+            .map(|s| by_status[s.as_str()].as_u64().unwrap_or(0).to_string()),
     );
     row.push(text(&stats["tasks"]["total"]));
     queue.row(row);

@@ -17,6 +17,7 @@ use super::client::{self, CallError, Endpoint};
 use super::gen::{is_in_dir, queue_dir};
 use super::table::{duration, Table};
 use super::validate::{check, local_validator, print_rejection, read_input, summary};
+use crate::model::TaskStatus;
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
@@ -43,13 +44,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const LOST_AFTER: Duration = Duration::from_secs(30);
 /// Tasks asked for per `GET /tasks` page.
 const PAGE: usize = 1000;
-/// Statuses after which a task does not change by itself.
-const ENDED: [&str; 3] = ["completed", "failed", "cancelled"];
-
 /// What the last poll said about one task.
 #[derive(Debug, Clone, Default)]
 struct Seen {
-    status: String,
+    /// None: a status this version does not know (a newer orchestrator).
+    status: Option<TaskStatus>,
     algorithm: String,
     worker: Option<String>,
     execution_time: Option<f64>,
@@ -77,17 +76,20 @@ impl Batch {
         }
     }
 
-    fn count(&self, status: &str) -> usize {
+    fn count(&self, status: TaskStatus) -> usize {
         self.seen
             .iter()
-            .filter(|s| s.as_ref().is_some_and(|s| s.status == status))
+            .filter(|s| s.as_ref().is_some_and(|s| s.status == Some(status)))
             .count()
     }
 
     fn ended(&self) -> usize {
         self.seen
             .iter()
-            .filter(|s| s.as_ref().is_some_and(|s| ENDED.contains(&s.status.as_str())))
+            .filter(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.status.is_some_and(TaskStatus::has_ended))
+            })
             .count()
     }
 
@@ -115,7 +117,7 @@ impl Batch {
                 first.get_or_insert(offset + k);
                 found += 1;
                 self.seen[i] = Some(Seen {
-                    status: t["status"].as_str().unwrap_or("").to_string(),
+                    status: t["status"].as_str().and_then(|s| s.parse().ok()),
                     algorithm: t["algorithm"].as_str().unwrap_or("").to_string(),
                     worker: t["worker_id"].as_str().map(String::from),
                     execution_time: t["execution_time"].as_f64(),
@@ -143,11 +145,11 @@ impl Batch {
         }
         format!(
             "{} completed, {} failed, {} cancelled, {} running, {} queued",
-            self.count("completed"),
-            self.count("failed"),
-            self.count("cancelled"),
-            self.count("running"),
-            self.count("queued")
+            self.count(TaskStatus::Completed),
+            self.count(TaskStatus::Failed),
+            self.count(TaskStatus::Cancelled),
+            self.count(TaskStatus::Running),
+            self.count(TaskStatus::Queued)
         )
     }
 }
@@ -402,7 +404,7 @@ fn follow(
     }
     bar.finish_and_clear();
     print_summary(&batch, started.elapsed());
-    if batch.count("completed") == total {
+    if batch.count(TaskStatus::Completed) == total {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -415,7 +417,7 @@ fn print_summary(batch: &Batch, elapsed: Duration) {
     #[derive(Default)]
     struct Row {
         tasks: usize,
-        by_status: BTreeMap<String, usize>,
+        by_status: BTreeMap<TaskStatus, usize>,
         time: f64,
         timed: usize,
     }
@@ -423,7 +425,9 @@ fn print_summary(batch: &Batch, elapsed: Duration) {
     for s in batch.seen.iter().flatten() {
         let row = rows.entry(s.algorithm.clone()).or_default();
         row.tasks += 1;
-        *row.by_status.entry(s.status.clone()).or_default() += 1;
+        if let Some(status) = s.status {
+            *row.by_status.entry(status).or_default() += 1;
+        }
         if let Some(t) = s.execution_time {
             row.time += t;
             row.timed += 1;
@@ -440,14 +444,19 @@ fn print_summary(batch: &Batch, elapsed: Duration) {
     ])
     .right(&[1, 2, 3, 4, 5, 6]);
     for (algorithm, row) in &rows {
-        let n = |s: &str| row.by_status.get(s).copied().unwrap_or(0);
-        let unfinished = row.tasks - n("completed") - n("failed") - n("cancelled");
+        let n = |s: TaskStatus| row.by_status.get(&s).copied().unwrap_or(0);
+        let (completed, failed, cancelled) = (
+            n(TaskStatus::Completed),
+            n(TaskStatus::Failed),
+            n(TaskStatus::Cancelled),
+        );
+        let unfinished = row.tasks - completed - failed - cancelled;
         table.row(vec![
             algorithm.clone(),
             row.tasks.to_string(),
-            n("completed").to_string(),
-            n("failed").to_string(),
-            n("cancelled").to_string(),
+            completed.to_string(),
+            failed.to_string(),
+            cancelled.to_string(),
             unfinished.to_string(),
             if row.timed > 0 {
                 duration(row.time / row.timed as f64)
@@ -462,14 +471,14 @@ fn print_summary(batch: &Batch, elapsed: Duration) {
         .iter()
         .zip(&batch.seen)
         .filter_map(|(id, s)| s.as_ref().map(|s| (id, s)))
-        .filter(|(_, s)| s.status != "completed")
+        .filter(|(_, s)| s.status != Some(TaskStatus::Completed))
         .collect();
     if !not_completed.is_empty() {
         let mut t = Table::new(&["task_id", "status", "worker", "error"]);
         for (id, s) in not_completed.iter().take(20) {
             t.row(vec![
                 id.to_string(),
-                s.status.clone(),
+                s.status.map_or("?", TaskStatus::as_str).to_string(),
                 s.worker.clone().unwrap_or_else(|| "-".into()),
                 s.error.clone().unwrap_or_default(),
             ]);
@@ -480,7 +489,7 @@ fn print_summary(batch: &Batch, elapsed: Duration) {
         }
     }
     let total = batch.ids.len();
-    let completed = batch.count("completed");
+    let completed = batch.count(TaskStatus::Completed);
     if completed == total {
         println!(
             "all {total} tasks completed in {}",
@@ -489,8 +498,8 @@ fn print_summary(batch: &Batch, elapsed: Duration) {
     } else {
         println!(
             "{completed} of {total} tasks completed, {} failed, {} cancelled, {} not ended ({})",
-            batch.count("failed"),
-            batch.count("cancelled"),
+            batch.count(TaskStatus::Failed),
+            batch.count(TaskStatus::Cancelled),
             total - batch.ended(),
             duration(elapsed.as_secs_f64())
         );
