@@ -9,6 +9,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
+use super::protocol::ErrorBody;
 use crate::model::FieldError;
 
 /// What went wrong, for programs: each code has one HTTP status. README
@@ -111,28 +112,31 @@ impl ErrorCode {
     }
 }
 
-/// An error answered as JSON with the status of its code.
+/// An error answered as JSON ([`ErrorBody`]) with the status of its code.
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
-    pub body: Map<String, Value>,
+    /// Boxed: errors are the cold path, and `Result<_, ApiError>` stays small.
+    pub body: Box<ErrorBody>,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let mut body = Map::new();
-        body.insert("error".into(), Value::String(message.into()));
-        body.insert("code".into(), Value::String(code.as_str().into()));
         Self {
             code,
-            body,
+            body: Box::new(ErrorBody {
+                error: message.into(),
+                code: code.as_str().into(),
+                details: Map::new(),
+            }),
             retry_after: None,
         }
     }
 
+    /// Adds a detail beside `error` and `code`.
     pub fn with(mut self, key: &str, value: Value) -> Self {
-        self.body.insert(key.into(), value);
+        self.body.details.insert(key.into(), value);
         self
     }
 
@@ -165,7 +169,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code.status(), Value::Object(self.body.clone()))
+        write!(
+            f,
+            "{}: {} ({})",
+            self.code.status(),
+            self.body.error,
+            self.body.code
+        )
     }
 }
 
@@ -179,7 +189,7 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        response.json(Value::Object(self.body.clone()))
+        response.json(&self.body)
     }
 }
 
@@ -270,7 +280,7 @@ mod tests {
             .retry_after(1);
         assert_eq!(e.code.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
-            Value::Object(e.body),
+            serde_json::to_value(&e.body).unwrap(),
             serde_json::json!({"error": "full", "code": "worker_full", "capacity": 2})
         );
     }

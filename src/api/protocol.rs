@@ -196,13 +196,18 @@ pub struct AckAnswer {
     pub acknowledged: usize,
 }
 
-/// Every error answer's body (`api::error::ApiError` writes it, with more
-/// fields by error): what the orchestrator reads of a refusal.
+/// Every error answer's body, on both servers: `api::error::ApiError`
+/// writes it, the orchestrator reads a worker's refusals with it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ErrorBody {
+    /// For people.
     pub error: String,
+    /// For programs: one of `api::error::ErrorCode`.
     pub code: String,
+    /// What else the error says (`errors`, `duplicates`, `limit_bytes`, …).
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
 }
 
 #[cfg(test)]
