@@ -17,6 +17,10 @@ pub enum Balancing {
 }
 
 impl Balancing {
+    /// Every strategy, for parsing and messages. Adding one: a variant, its
+    /// name below, and its line in `actors::load_balancer::strategy`.
+    pub const ALL: [Balancing; 2] = [Balancing::RoundRobin, Balancing::LeastLoaded];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Balancing::RoundRobin => "round_robin",
@@ -199,12 +203,14 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
              dropped into task_queues/ (or POST /tasks). Set MANUAL_MODE=true or remove the line",
         );
     }
-    let balancing = match r.get("LOAD_BALANCING_ALGORITHM").trim() {
-        "round_robin" => Balancing::RoundRobin,
-        "least_loaded" => Balancing::LeastLoaded,
-        other => {
+    let name = r.get("LOAD_BALANCING_ALGORITHM").trim().to_string();
+    let balancing = match Balancing::ALL.into_iter().find(|b| b.as_str() == name) {
+        Some(b) => b,
+        None => {
+            let names: Vec<&str> = Balancing::ALL.iter().map(|b| b.as_str()).collect();
             r.problem(format!(
-                "LOAD_BALANCING_ALGORITHM: expected round_robin or least_loaded, found {other:?}"
+                "LOAD_BALANCING_ALGORITHM: expected {}, found {name:?}",
+                names.join(" or ")
             ));
             Balancing::RoundRobin
         }
