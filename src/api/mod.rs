@@ -1,4 +1,7 @@
 //! HTTP routes: thin handlers that parse, ask an actor, render JSON.
+//! [`orchestrator`] is the orchestrator's REST API, [`worker`] a worker
+//! node's; [`protocol`] holds the wire types the two exchange (the one
+//! thing both sides share) and [`error`] the one JSON error shape.
 
 pub mod error;
 pub mod orchestrator;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::model::{TaskResult, WorkerId};
 use crate::sim::resolve_kernel;
+use crate::sim::rng::SplitMix64;
 use crate::store::{CancelOutcome, Change, NewTask, QueuedRow, WasRunning};
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.
@@ -215,7 +216,7 @@ pub struct LiveTasks {
     pub(super) blocked: HashSet<&'static str>,
     boot: u64,
     next_attempt: u64,
-    jitter: u64,
+    jitter: SplitMix64,
     pub counters: Counters,
 }
 
@@ -235,7 +236,7 @@ impl LiveTasks {
             blocked: HashSet::new(),
             boot,
             next_attempt: 0,
-            jitter: seed | 1,
+            jitter: SplitMix64::new(seed),
             counters: Counters::default(),
         }
     }
@@ -245,14 +246,9 @@ impl LiveTasks {
         (self.boot << 32) | (self.next_attempt & 0xFFFF_FFFF)
     }
 
-    /// A number in [0, 1) for jitter (xorshift); quality does not matter.
+    /// A number in [0, 1) for jitter.
     fn next_jitter(&mut self) -> f64 {
-        let mut x = self.jitter;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        self.jitter.next_unit()
     }
 
     /// The wait before the attempt after `attempts`: base doubling up to

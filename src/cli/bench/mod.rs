@@ -272,11 +272,7 @@ struct DriveReport {
 
 impl DriveReport {
     fn latency_ms(&self, q: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let rank = ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
-        self.latencies[rank - 1] * 1e3
+        crate::util::stats::percentile(&self.latencies, q) * 1e3
     }
 }
 
