@@ -23,11 +23,16 @@ use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{Settings, WorkerEntry};
 use crate::model::{Validator, WorkerId};
 use crate::store::{self, ReadPool, Store, StoreError};
+use crate::util::lock::{InstanceLock, LockError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
     #[error("cannot listen on {addr}: {source}; is another orchestrator running? pick another port with --port (0 = any free port)")]
     Bind { addr: String, source: std::io::Error },
+    #[error("another orchestrator already uses {} ({holder}); stop it first, or give this one its own folder (DATABASE_PATH)", .db.display())]
+    Locked { db: std::path::PathBuf, holder: String },
+    #[error("{0}")]
+    Lock(LockError),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -47,6 +52,15 @@ pub struct Started {
     pub read: Arc<ReadPool>,
     pub server: actix_web::dev::ServerHandle,
     pub local_addr: std::net::SocketAddr,
+    /// Held for the process's life: one orchestrator per database.
+    pub lock: InstanceLock,
+}
+
+/// The lock beside the database: `data/orquesta.db` → `data/orquesta.db.lock`.
+fn lock_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
 }
 
 /// Starts everything inside the current actix system. `watch`: whether
@@ -56,12 +70,22 @@ pub fn start(
     workers: &[WorkerEntry],
     watch: bool,
 ) -> Result<(Started, actix_web::dev::Server), OrchestratorError> {
+    // before anything else: one orchestrator per database, or two would
+    // adopt each other's running tasks and record results twice
+    let mut lock = InstanceLock::acquire(&lock_path(&settings.db_path)).map_err(|e| match e {
+        LockError::Held { holder, .. } => OrchestratorError::Locked {
+            db: settings.db_path.clone(),
+            holder,
+        },
+        other => OrchestratorError::Lock(other),
+    })?;
     let addr = format!("{}:{}", settings.host, settings.port);
     let listener = TcpListener::bind(&addr).map_err(|source| OrchestratorError::Bind {
         addr: addr.clone(),
         source,
     })?;
     let local_addr = listener.local_addr()?;
+    lock.record(&format!("pid {}, http://{local_addr}", std::process::id()))?;
 
     let conn = store::open(&settings.db_path, settings.sync_full)?;
     let boot = store::next_boot(&conn)?;
@@ -195,6 +219,7 @@ pub fn start(
             read,
             server: server.handle(),
             local_addr,
+            lock,
         },
         server,
     ))

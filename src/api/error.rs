@@ -40,6 +40,8 @@ pub enum ErrorCode {
     NotRetryable,
     /// The worker already runs this task (`attempt_id` names the run).
     AlreadyRunning,
+    /// A join with the id of another live worker (`address` names it).
+    WorkerIdTaken,
     /// The worker has no free slot; try again after `Retry-After`.
     WorkerFull,
     /// The process is draining or shutting down.
@@ -51,7 +53,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
@@ -64,6 +66,7 @@ impl ErrorCode {
         ErrorCode::AlreadyEnded,
         ErrorCode::NotRetryable,
         ErrorCode::AlreadyRunning,
+        ErrorCode::WorkerIdTaken,
         ErrorCode::WorkerFull,
         ErrorCode::ShuttingDown,
         ErrorCode::Unavailable,
@@ -84,6 +87,7 @@ impl ErrorCode {
             ErrorCode::AlreadyEnded => "already_ended",
             ErrorCode::NotRetryable => "not_retryable",
             ErrorCode::AlreadyRunning => "already_running",
+            ErrorCode::WorkerIdTaken => "worker_id_taken",
             ErrorCode::WorkerFull => "worker_full",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Unavailable => "unavailable",
@@ -104,7 +108,8 @@ impl ErrorCode {
             ErrorCode::DuplicateTaskIds
             | ErrorCode::AlreadyEnded
             | ErrorCode::NotRetryable
-            | ErrorCode::AlreadyRunning => StatusCode::CONFLICT,
+            | ErrorCode::AlreadyRunning
+            | ErrorCode::WorkerIdTaken => StatusCode::CONFLICT,
             ErrorCode::WorkerFull => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ShuttingDown | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,6 +14,13 @@
 //! | `GET /results/{id}`      |                       | [`ExecuteAnswer`]     |
 //! | `POST /results/ack`      | [`AckRequest`]        | [`AckAnswer`]         |
 //! | any refusal              |                       | [`ErrorBody`]         |
+//!
+//! And the other way, a worker started with `--join` to the orchestrator:
+//!
+//! | request                  | body                  | answer                |
+//! |--------------------------|-----------------------|-----------------------|
+//! | `POST /workers/join`     | [`JoinRequest`]       | [`JoinAnswer`]        |
+//! | `DELETE /workers/{id}`   |                       | (leaving, after draining) |
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -194,6 +201,45 @@ pub struct AckRequest {
 pub struct AckAnswer {
     pub requested: usize,
     pub acknowledged: usize,
+}
+
+/// Where the orchestrator learned of a worker: `config_workers.json`, or
+/// the worker's own `--join`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberSource {
+    #[default]
+    Config,
+    Joined,
+}
+
+/// `POST /workers/join`: a worker registers itself, and repeats it every
+/// `rejoin_interval_seconds` (so it is back after an orchestrator restart).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JoinRequest {
+    /// The worker's id (`--worker-id`, `WORKER_ID`).
+    pub id: String,
+    /// Where the orchestrator reaches it: `http://HOST:PORT` (`--advertise`,
+    /// else the address it listens on).
+    pub url: String,
+    pub capacity: usize,
+    /// Algorithm names it accepts (aliases included).
+    pub algorithms: Vec<String>,
+    /// Random per start of the worker process: the same worker joining
+    /// again is told apart from another worker that claims its id.
+    pub instance: String,
+    pub version: String,
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JoinAnswer {
+    pub id: String,
+    pub source: MemberSource,
+    /// How often the worker should join again.
+    pub rejoin_interval_seconds: f64,
 }
 
 /// Every error answer's body, on both servers: `api::error::ApiError`

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Cluster, Proc, WorkerSpec, FAST};
+use crate::common::{orquesta, stderr, wait_until, Cluster, Proc, WorkerSpec, FAST};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -462,4 +462,32 @@ fn a_worker_on_another_loopback_address() {
     post_tasks(&c, vec![sim_task("remote", "cython", 100, 10)]);
     c.wait_count("completed", 1, LONG);
     assert_eq!(worker_of(&c, "remote"), "far");
+}
+
+#[test]
+fn a_second_orchestrator_on_the_same_database_is_refused_until_the_first_dies() {
+    let mut c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
+    let first = c.orch().addr.clone();
+    let out = orquesta()
+        .args(["orchestrator", "--port", "0"])
+        .current_dir(c.dir.path())
+        .output()
+        .unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("another orchestrator already uses data/orquesta.db")
+            && said.contains(&format!("pid {}, http://{first}", c.orch().pid())),
+        "{said}"
+    );
+    // the first one was not disturbed
+    assert_eq!(c.orch().get("/health").status, 200);
+    // a SIGKILL leaves no stale lock behind: a new one starts at once
+    c.orch().signal(libc::SIGKILL);
+    c.orchestrator
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10));
+    c.start_orchestrator();
+    assert_eq!(c.orch().get("/health").status, 200);
 }
