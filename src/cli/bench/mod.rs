@@ -447,7 +447,9 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     for i in 0..args.latency_samples {
         let id = format!("lat{i}");
         let text = serde_json::json!({ "tasks": [tiny(id.clone(), i)] }).to_string();
-        let dropped = crate::util::time::unix_now();
+        // at the millisecond, like the `started_at` it is compared with:
+        // otherwise the truncated start can come out before the drop
+        let dropped = (crate::util::time::unix_now() * 1e3).floor() / 1e3;
         std::fs::write(queue.join(format!("latency_{i}.json")), text).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -510,7 +512,7 @@ fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
     );
     if !latencies.is_empty() {
         println!(
-            "  drop-to-first-dispatch   median {:.1} ms, max {:.1} ms ({} samples)",
+            "  drop-to-first-dispatch   median {:.1} ms, max {:.1} ms ({} samples, 1 ms resolution)",
             latencies[latencies.len() / 2] * 1e3,
             latencies[latencies.len() - 1] * 1e3,
             latencies.len()
