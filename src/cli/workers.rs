@@ -275,6 +275,30 @@ mod tests {
         assert!(render(&ep, &answer).starts_with("orchestrator http://127.0.0.1:5000: 2 workers, 1 up\n"));
     }
 
+    /// The example in README's "Adding workers" is what the command prints.
+    #[test]
+    fn the_readme_example_is_real_output() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("$ orquesta workers\n")
+            .expect("README shows `orquesta workers`")
+            + "$ orquesta workers\n".len();
+        let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+        let worker =
+            |id, source, state, reason: Option<&str>, address, cap, busy, done, failed, mean: Option<f64>| {
+                json!({"id": id, "source": source, "state": state, "state_reason": reason, "address": address,
+                   "capacity": cap, "in_flight": busy, "tasks_completed": done, "tasks_failed": failed,
+                   "mean_execution_time": mean})
+            };
+        let answer = json!({"workers": [
+            worker("worker1", "config", "up", None, "10.0.0.11:5001", 4, 3, 42, 1, Some(0.25)),
+            worker("slurm-node07", "joined", "draining", Some("drain requested"), "node07:5001", 16, 2, 7, 0, Some(1.2)),
+            worker("worker2", "config", "down", Some("connection refused"), "10.0.0.12:5001", 1, 0, 0, 0, None),
+        ], "total": 3, "up": 1, "config": {"path": "config_workers.json", "valid": true}});
+        let ep = Endpoint::parse("127.0.0.1:5000").unwrap();
+        assert_eq!(shown, render(&ep, &answer));
+    }
+
     #[test]
     fn actions_post_to_the_worker_and_say_the_new_state() {
         assert_eq!(Action::Drain.path("worker1"), "/workers/worker1/drain");

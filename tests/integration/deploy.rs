@@ -251,6 +251,26 @@ fn no_orchestrator_is_said_plainly() {
     }
 }
 
+#[test]
+fn the_commands_explain_themselves() {
+    let here = tempfile::tempdir().unwrap();
+    for (sub, says) in [
+        ("workers", "orquesta workers --url http://10.0.0.5:5000"),
+        ("drain", "wait until worker1 shows drained"),
+        ("resume", "orquesta resume worker1"),
+    ] {
+        let out = run_in(here.path(), &[sub, "--help"], &[]);
+        assert!(out.status.success(), "{sub}: {}", stderr(&out));
+        let help = stdout(&out);
+        assert!(
+            help.contains("Examples:\n  orquesta ") && help.contains(says),
+            "{sub}: {help}"
+        );
+    }
+    let out = run_in(here.path(), &["drain"], &[]);
+    assert_eq!(out.status.code(), Some(2), "drain needs an id");
+}
+
 // ---- deploy/ ----
 
 fn deploy_dir() -> PathBuf {
