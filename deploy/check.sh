@@ -9,6 +9,8 @@
 #                                       default deploy/systemd), with ExecStart pointed
 #                                       at BIN (default: orquesta on the PATH); any
 #                                       warning about them fails
+#   deploy/check.sh scripts             shellcheck of the Slurm script and this one
+#                                       (apt-get install shellcheck)
 #
 # Exit status: 0 checked and fine, 1 a problem (printed), 77 skipped because
 # a tool is missing (the reason is printed), 2 bad usage. The Rust tests in
@@ -158,8 +160,15 @@ systemd() {
   done
 }
 
+scripts() {
+  command -v shellcheck >/dev/null 2>&1 || skip "shellcheck is not installed (apt-get install shellcheck)"
+  shellcheck "$here/slurm/orquesta-workers.sbatch" "$here/check.sh" || exit 1
+  echo "slurm/orquesta-workers.sbatch, check.sh: shellcheck ok"
+}
+
 case ${1:-} in
   kubernetes) shift; kubernetes "$@" ;;
   systemd) shift; systemd "$@" ;;
-  *) echo "usage: $0 kubernetes [FILE] | systemd [BIN [DIR]]" >&2; exit 2 ;;
+  scripts) scripts ;;
+  *) echo "usage: $0 kubernetes [FILE] | systemd [BIN [DIR]] | scripts" >&2; exit 2 ;;
 esac

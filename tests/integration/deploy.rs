@@ -551,6 +551,15 @@ fn slurm_script_starts_one_joining_worker_per_node() {
     assert!(stderr(&out).contains("no orchestrator URL"), "{}", stderr(&out));
 }
 
+#[test]
+fn shell_scripts_pass_shellcheck() {
+    let Some(out) = check_sh("shell_scripts_pass_shellcheck", &["scripts"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("shellcheck ok"), "{}", stdout(&out));
+}
+
 /// The script's SIGTERM trap reaches every worker step: a stand-in for
 /// `srun` (ORQUESTA_SRUN) records its arguments, waits, and records the
 /// SIGTERM it gets; the script waits for them and exits 0.
