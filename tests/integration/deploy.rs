@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{stderr, stdout};
+use crate::common::{stderr, stdout, Cluster, WorkerSpec};
 use crate::tools::run_in;
 
 /// A fake orchestrator on a free loopback port: answers every request with
@@ -249,6 +249,32 @@ fn no_orchestrator_is_said_plainly() {
             stderr(&out)
         );
     }
+}
+
+/// The table reads the real orchestrator's `GET /workers`, not only the
+/// fake's idea of it.
+#[test]
+fn workers_reads_a_real_orchestrator() {
+    let c = Cluster::start(&[WorkerSpec::new("worker1", 2)], &[]);
+    c.wait_workers_up();
+    let here = tempfile::tempdir().unwrap();
+    let url = c.orch().url("");
+    let out = run_in(here.path(), &["workers", "--url", &url], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(": 1 workers, 1 up\n"), "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("worker1 "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .split_whitespace()
+        .collect();
+    assert!(row.contains(&"up") && row.contains(&"0/2"), "{text}");
+    assert_eq!(row.last(), Some(&c.workers[0].addr.as_str()), "{text}");
+    // an id the orchestrator does not know: exit 1 and its words
+    let out = run_in(here.path(), &["drain", "ghost", "--url", &url], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("HTTP 404"), "{}", stderr(&out));
 }
 
 #[test]
