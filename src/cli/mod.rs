@@ -25,6 +25,7 @@ pub mod table;
 pub mod up;
 pub mod validate;
 pub mod worker;
+pub mod workers;
 
 use std::process::ExitCode;
 
@@ -141,6 +142,27 @@ pub enum Command {
                             Exit status: 0 when everything answered with this version, 1 otherwise."
     )]
     Ping(crate::cli::ping::PingArgs),
+    /// The orchestrator's workers: source (config or joined), state and
+    /// why, load/capacity, tasks done and failed, mean time, address.
+    #[command(
+        after_help = "Examples:\n  orquesta workers\n  orquesta workers --url http://10.0.0.5:5000\n  \
+                            orquesta workers --json | jq '.workers[] | select(.state == \"down\") | .id'"
+    )]
+    Workers(crate::cli::workers::WorkersArgs),
+    /// Take a worker out for maintenance: no new tasks go to it, running
+    /// ones finish, then it is drained and can be stopped.
+    #[command(
+        after_help = "Examples:\n  orquesta drain worker1\n  orquesta workers          # wait until worker1 shows drained, then stop it\n  \
+                            orquesta drain node07 --url http://10.0.0.5:5000\n\n\
+                            Exit status: 0 when the orchestrator accepted it, 1 otherwise (e.g. no such worker)."
+    )]
+    Drain(crate::cli::workers::WorkerActionArgs),
+    /// Give a drained (or draining) worker tasks again.
+    #[command(
+        after_help = "Examples:\n  orquesta resume worker1\n  orquesta resume node07 --url http://10.0.0.5:5000\n\n\
+                            Exit status: 0 when the orchestrator accepted it, 1 otherwise (e.g. no such worker)."
+    )]
+    Resume(crate::cli::workers::WorkerActionArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
@@ -196,6 +218,9 @@ pub fn main() -> ExitCode {
         Command::Submit(args) => crate::cli::submit::run(&args),
         Command::Status(args) => crate::cli::status::run(&args),
         Command::Ping(args) => crate::cli::ping::run(&args),
+        Command::Workers(args) => crate::cli::workers::run(&args),
+        Command::Drain(args) => crate::cli::workers::act(crate::cli::workers::Action::Drain, &args),
+        Command::Resume(args) => crate::cli::workers::act(crate::cli::workers::Action::Resume, &args),
         Command::Completions(args) => crate::cli::completions::run(&args),
     }
 }

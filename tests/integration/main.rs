@@ -4,6 +4,7 @@
 mod bad_input;
 mod commands;
 mod common;
+mod deploy;
 mod faults;
 mod orchestrator;
 mod sim_cli;
