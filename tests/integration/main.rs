@@ -5,6 +5,7 @@ mod bad_input;
 mod commands;
 mod common;
 mod faults;
+mod hygiene;
 mod orchestrator;
 mod sim_cli;
 mod tools;
