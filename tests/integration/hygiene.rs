@@ -242,6 +242,8 @@ struct FakeOrchestrator {
     addr: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     join_answer: Arc<Mutex<(u16, String)>>,
+    /// The body of every other answer (200).
+    other_answer: Arc<Mutex<String>>,
 }
 
 impl FakeOrchestrator {
@@ -250,14 +252,20 @@ impl FakeOrchestrator {
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let join_answer = Arc::new(Mutex::new((status, body.to_string())));
-        let (s, j) = (Arc::clone(&seen), Arc::clone(&join_answer));
+        let other_answer = Arc::new(Mutex::new("{}".to_string()));
+        let (s, j, o) = (Arc::clone(&seen), Arc::clone(&join_answer), Arc::clone(&other_answer));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (s, j) = (Arc::clone(&s), Arc::clone(&j));
-                std::thread::spawn(move || serve_one(stream, &s, &j));
+                let (s, j, o) = (Arc::clone(&s), Arc::clone(&j), Arc::clone(&o));
+                std::thread::spawn(move || serve_one(stream, &s, &j, &o));
             }
         });
-        FakeOrchestrator { addr, seen, join_answer }
+        FakeOrchestrator {
+            addr,
+            seen,
+            join_answer,
+            other_answer,
+        }
     }
 
     fn url(&self) -> String {
@@ -277,7 +285,7 @@ impl FakeOrchestrator {
     }
 }
 
-fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, join: &Mutex<(u16, String)>) {
+fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, join: &Mutex<(u16, String)>, other: &Mutex<String>) {
     let mut reader = BufReader::new(stream);
     let mut first = String::new();
     if reader.read_line(&mut first).is_err() {
@@ -308,7 +316,7 @@ fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, join: &Mutex<
     let (status, answer) = if path == "/workers/join" {
         join.lock().unwrap().clone()
     } else {
-        (200, "{}".to_string())
+        (200, other.lock().unwrap().clone())
     };
     seen.lock().unwrap().push(Seen {
         method,
@@ -423,4 +431,58 @@ fn a_worker_joins_an_orchestrator_that_is_not_there_yet_without_failing() {
     );
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("cannot connect to 0.0.0.0") && said.contains("--advertise"), "{said}");
+}
+
+// ---- ping and config check ----
+
+#[test]
+fn ping_reports_a_configured_worker_the_running_orchestrator_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Proc::start(dir.path(), &["worker", "--worker-id", "known", "--port", "0", "--capacity", "1"], &[]);
+    let port: u16 = worker.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let known = json!({"id": "known", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]});
+    write_workers(dir.path(), json!([known]));
+    let orch = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
+    wait_until(LONG, "the worker up", || orch.get("/workers").json()["up"] == 1);
+    let url = orch.url("");
+    let (code, said) = run_within(dir.path(), &["ping", "--url", &url, "--timeout", "2"], &[], LONG);
+    assert_eq!(code, Some(0), "the same file: all is well\n{said}");
+    // another file that also lists a worker this orchestrator never heard of
+    let ghost = json!({"id": "ghost", "host": "127.0.0.1", "port": free_port(), "capacity": 1, "algorithms": ["python"]});
+    std::fs::write(dir.path().join("other.json"), json!({"workers": [known, ghost]}).to_string()).unwrap();
+    let (code, said) = run_within(
+        dir.path(),
+        &["ping", "--url", &url, "--config", "other.json", "--timeout", "2"],
+        &[],
+        LONG,
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.lines().any(|l| l.contains("ghost (config)") && l.contains("unknown to the running orchestrator")),
+        "{said}"
+    );
+}
+
+#[test]
+fn config_check_accepts_no_workers_and_lists_the_joined_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let fake = FakeOrchestrator::start(200, joined("x", 1.0));
+    *fake.other_answer.lock().unwrap() = json!({"workers": [
+        {"id": "node7", "address": "10.0.0.7:5001", "capacity": 4, "state": "up", "source": "joined"},
+        {"id": "cfg1", "address": "127.0.0.1:5001", "capacity": 2, "state": "up", "source": "config"},
+    ]})
+    .to_string();
+    let port = fake.addr.rsplit(':').next().unwrap().to_string();
+    let (code, said) = run_within(
+        dir.path(),
+        &["config", "check"],
+        &[("ORCHESTRATOR_HOST", "127.0.0.1"), ("ORCHESTRATOR_PORT", &port)],
+        LONG,
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("no workers configured; workers may join with `orquesta worker --join"), "{said}");
+    assert!(said.contains("Joined workers (orchestrator at http://127.0.0.1:"), "{said}");
+    assert!(said.lines().any(|l| l.contains("node7") && l.contains("10.0.0.7:5001")), "{said}");
+    assert!(!said.contains("cfg1"), "only joined workers are listed there: {said}");
 }
