@@ -18,9 +18,9 @@ use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flus
 use crate::actors::registrar::{self, Leave, Registrar};
 use crate::actors::simulation::SimulationActor;
 use crate::api::error::ApiError;
+use crate::api::protocol::JoinRequest;
 use crate::api::worker::{self as routes, WorkerApi};
 use crate::config::WorkerSettings;
-use crate::api::protocol::JoinRequest;
 use crate::model::Validator;
 use crate::util::lock::{InstanceLock, LockError};
 

@@ -36,9 +36,15 @@ const REPEAT_LOG: Duration = Duration::from_secs(60);
 pub enum JoinOutcome {
     Joined(JoinAnswer),
     /// 409 `worker_id_taken`: another live worker has this id.
-    IdTaken { address: String, message: String },
+    IdTaken {
+        address: String,
+        message: String,
+    },
     /// Any other answer than 200 (the error body's message when there is one).
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        message: String,
+    },
     /// No answer: connection refused, timeout, name not resolved.
     Unreachable(String),
 }
@@ -103,7 +109,10 @@ pub fn read_answer(status: u16, body: &[u8]) -> JoinOutcome {
             Ok(a) => JoinOutcome::Joined(a),
             Err(e) => JoinOutcome::Refused {
                 status,
-                message: format!("expected a join answer, found {}: {e}", String::from_utf8_lossy(body)),
+                message: format!(
+                    "expected a join answer, found {}: {e}",
+                    String::from_utf8_lossy(body)
+                ),
             },
         };
     }
@@ -333,7 +342,10 @@ mod tests {
                 message: "busy".into()
             }
         );
-        assert!(matches!(read_answer(200, b"{"), JoinOutcome::Refused { status: 200, .. }));
+        assert!(matches!(
+            read_answer(200, b"{"),
+            JoinOutcome::Refused { status: 200, .. }
+        ));
         assert_ne!(new_instance(), new_instance());
     }
 }

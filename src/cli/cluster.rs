@@ -75,14 +75,18 @@ pub fn port_holder(host: &str, port: u16, id: &str) -> PortHolder {
     if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_err() {
         return PortHolder::Free;
     }
-    let endpoint = Endpoint { addr: sock.to_string() };
+    let endpoint = Endpoint {
+        addr: sock.to_string(),
+    };
     match client::request(&endpoint, "GET", "/status", None, Duration::from_secs(2)) {
         Ok(a) if a.status == 200 => match serde_json::from_str::<StatusAnswer>(&a.body) {
             Ok(s) if s.worker_id == id => PortHolder::SameWorker,
             Ok(s) if !s.worker_id.is_empty() => {
                 PortHolder::Other(format!("another Orquesta worker, {:?}", s.worker_id))
             }
-            _ => PortHolder::Other("a server that is not an Orquesta worker (GET /status is not a worker's)".into()),
+            _ => PortHolder::Other(
+                "a server that is not an Orquesta worker (GET /status is not a worker's)".into(),
+            ),
         },
         Ok(a) => PortHolder::Other(format!(
             "a server that is not an Orquesta worker (GET /status answers {})",
@@ -151,7 +155,11 @@ fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> s
         &threads,
     ];
     let parent = std::process::id().to_string();
-    let mut cmd = self_command(&args, &[(super::worker::PARENT_PID_VAR, &parent)], &std::env::current_dir()?)?;
+    let mut cmd = self_command(
+        &args,
+        &[(super::worker::PARENT_PID_VAR, &parent)],
+        &std::env::current_dir()?,
+    )?;
     // the flags say who it is, not the environment of `up`
     cmd.env_remove("WORKER_ID").env_remove("WORKER_PORT");
     die_with_parent(&mut cmd);
@@ -336,7 +344,13 @@ impl LocalWorkers {
         let supervised: Vec<WorkerEntry> = {
             let list = children.lock().unwrap_or_else(|e| e.into_inner());
             list.iter()
-                .map(|(id, _, _)| actual.iter().find(|e| &e.id == id).cloned().expect("started from an entry"))
+                .map(|(id, _, _)| {
+                    actual
+                        .iter()
+                        .find(|e| &e.id == id)
+                        .cloned()
+                        .expect("started from an entry")
+                })
                 .collect()
         };
         let logs_dir = logs_dir.to_path_buf();
@@ -423,7 +437,9 @@ impl LocalWorkers {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
                     Ok(None) if now() => {
-                        eprintln!("{id} | stopping now; its running tasks are queued again at the next start");
+                        eprintln!(
+                            "{id} | stopping now; its running tasks are queued again at the next start"
+                        );
                         let _ = child.kill();
                         let _ = child.wait();
                         break;
@@ -443,7 +459,9 @@ impl LocalWorkers {
 
 /// Tasks running on the worker at `addr` now (0 when it does not say).
 fn running_on(addr: &str) -> usize {
-    let endpoint = Endpoint { addr: addr.to_string() };
+    let endpoint = Endpoint {
+        addr: addr.to_string(),
+    };
     client::request(&endpoint, "GET", "/status", None, Duration::from_secs(1))
         .ok()
         .filter(|a| a.status == 200)

@@ -297,7 +297,11 @@ pub fn run(args: &PingArgs) -> ExitCode {
 /// Workers of the workers file (`listed`: id, address) that the running
 /// orchestrator (`known`) does not have, or has at another address, each
 /// with what to say about it.
-pub fn config_gaps(listed: &[(String, String)], known: &[(String, String)], file: &str) -> Vec<(String, String)> {
+pub fn config_gaps(
+    listed: &[(String, String)],
+    known: &[(String, String)],
+    file: &str,
+) -> Vec<(String, String)> {
     listed
         .iter()
         .filter_map(|(id, addr)| match known.iter().find(|(k, _)| k == id) {
@@ -323,13 +327,24 @@ mod tests {
     #[test]
     fn a_configured_worker_the_orchestrator_lacks_is_reported() {
         let pair = |i: &str, a: &str| (i.to_string(), a.to_string());
-        let listed = [pair("w1", "127.0.0.1:5001"), pair("w2", "127.0.0.1:5002"), pair("w3", "h:1")];
-        let known = [pair("w1", "127.0.0.1:5001"), pair("w3", "h:2"), pair("joined", "x:1")];
+        let listed = [
+            pair("w1", "127.0.0.1:5001"),
+            pair("w2", "127.0.0.1:5002"),
+            pair("w3", "h:1"),
+        ];
+        let known = [
+            pair("w1", "127.0.0.1:5001"),
+            pair("w3", "h:2"),
+            pair("joined", "x:1"),
+        ];
         let gaps = config_gaps(&listed, &known, "c.json");
         assert_eq!(gaps.len(), 2, "{gaps:?}");
         assert_eq!(gaps[0].0, "w2");
         assert!(gaps[0].1.contains("unknown to the running orchestrator"));
-        assert_eq!(gaps[1], pair("w3", "c.json puts it at h:1, the running orchestrator at h:2"));
+        assert_eq!(
+            gaps[1],
+            pair("w3", "c.json puts it at h:1, the running orchestrator at h:2")
+        );
     }
 
     fn answer(status: u16, body: &str) -> Result<Answer, NoAnswer> {

@@ -330,7 +330,10 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.iter().any(|p| p.starts_with("WORKER_JOIN (--join)")), "{e:?}");
-        assert!(e.iter().any(|p| p.starts_with("WORKER_ADVERTISE (--advertise)")), "{e:?}");
+        assert!(
+            e.iter().any(|p| p.starts_with("WORKER_ADVERTISE (--advertise)")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -340,7 +343,11 @@ mod tests {
             ("WORKER_HOST", "0.0.0.0"),
         ]))
         .unwrap_err();
-        assert!(e.iter().any(|p| p.contains("cannot connect to 0.0.0.0") && p.contains("--advertise")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|p| p.contains("cannot connect to 0.0.0.0") && p.contains("--advertise")),
+            "{e:?}"
+        );
         // without --join, 0.0.0.0 is fine: the workers file says where it is
         assert!(worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0")])).is_ok());
     }

@@ -25,7 +25,12 @@ fn free_port() -> u16 {
 
 /// Runs `orquesta ARGS…` in `dir`, failing the test if it has not exited
 /// within `limit`; its exit code and all its output.
-fn run_within(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)], limit: Duration) -> (Option<i32>, String) {
+fn run_within(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    limit: Duration,
+) -> (Option<i32>, String) {
     let mut child = orquesta()
         .args(args)
         .current_dir(dir)
@@ -55,7 +60,11 @@ fn run_within(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)], limit
 }
 
 fn write_workers(dir: &std::path::Path, workers: Value) {
-    std::fs::write(dir.join("config_workers.json"), json!({ "workers": workers }).to_string()).unwrap();
+    std::fs::write(
+        dir.join("config_workers.json"),
+        json!({ "workers": workers }).to_string(),
+    )
+    .unwrap();
 }
 
 /// Gone, or a zombie nobody has reaped yet (it runs nothing either way).
@@ -109,7 +118,15 @@ fn up_adopts_a_worker_already_running_on_its_port_and_leaves_it_running() {
     let port = free_port().to_string();
     let worker = Proc::start(
         dir.path(),
-        &["worker", "--worker-id", "early", "--port", &port, "--capacity", "1"],
+        &[
+            "worker",
+            "--worker-id",
+            "early",
+            "--port",
+            &port,
+            "--capacity",
+            "1",
+        ],
         &[],
     );
     write_workers(
@@ -118,7 +135,9 @@ fn up_adopts_a_worker_already_running_on_its_port_and_leaves_it_running() {
                 "capacity": 1, "algorithms": ["python"]}]),
     );
     let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
-    wait_until(LONG, "the adopted worker up", || up.get("/workers").json()["up"] == 1);
+    wait_until(LONG, "the adopted worker up", || {
+        up.get("/workers").json()["up"] == 1
+    });
     assert!(up.log().contains("early | already running"), "{}", up.log());
     let r = up.post(
         "/tasks",
@@ -127,9 +146,16 @@ fn up_adopts_a_worker_already_running_on_its_port_and_leaves_it_running() {
         .to_string(),
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    wait_until(LONG, "a1 completed", || up.get("/tasks/a1").json()["status"] == "completed");
+    wait_until(LONG, "a1 completed", || {
+        up.get("/tasks/a1").json()["status"] == "completed"
+    });
     assert_eq!(up.get("/tasks/a1").json()["result"]["worker_id"], "early");
-    assert_eq!(worker.get("/metrics").json()["tasks_completed"], 1, "{}", worker.get("/metrics").text());
+    assert_eq!(
+        worker.get("/metrics").json()["tasks_completed"],
+        1,
+        "{}",
+        worker.get("/metrics").text()
+    );
     up.signal(libc::SIGINT);
     assert_eq!(up.wait_exit(LONG), Some(0), "{}", up.log());
     // up did not start it, so up did not stop it
@@ -148,7 +174,9 @@ fn up_refuses_a_port_held_by_something_else_and_says_what() {
     let (code, said) = run_within(dir.path(), &["up", "--port", "0"], FAST, LONG);
     assert_eq!(code, Some(2), "{said}");
     assert!(
-        said.contains(&format!("its port 127.0.0.1:{port} is held by a process that is not an Orquesta worker")),
+        said.contains(&format!(
+            "its port 127.0.0.1:{port} is held by a process that is not an Orquesta worker"
+        )),
         "{said}"
     );
     drop(squatter);
@@ -157,7 +185,15 @@ fn up_refuses_a_port_held_by_something_else_and_says_what() {
     let port = free_port();
     let _other = Proc::start(
         dir.path(),
-        &["worker", "--worker-id", "other", "--port", &port.to_string(), "--capacity", "1"],
+        &[
+            "worker",
+            "--worker-id",
+            "other",
+            "--port",
+            &port.to_string(),
+            "--capacity",
+            "1",
+        ],
         &[],
     );
     write_workers(
@@ -166,7 +202,10 @@ fn up_refuses_a_port_held_by_something_else_and_says_what() {
     );
     let (code, said) = run_within(dir.path(), &["up", "--port", "0"], FAST, LONG);
     assert_eq!(code, Some(2), "{said}");
-    assert!(said.contains("is held by another Orquesta worker, \"other\""), "{said}");
+    assert!(
+        said.contains("is held by another Orquesta worker, \"other\""),
+        "{said}"
+    );
 }
 
 #[test]
@@ -186,9 +225,14 @@ fn up_sigkilled_leaves_no_orphans() {
     assert_eq!(children.len(), 2, "up's children: {children:?}");
     up.signal(libc::SIGKILL);
     up.wait_exit(LONG).unwrap();
-    wait_until(Duration::from_secs(5), "up's workers gone", || children.iter().all(|&p| is_gone(p)));
+    wait_until(Duration::from_secs(5), "up's workers gone", || {
+        children.iter().all(|&p| is_gone(p))
+    });
     for p in [p1, p2] {
-        assert!(std::net::TcpStream::connect(("127.0.0.1", p)).is_err(), "port {p} still served");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", p)).is_err(),
+            "port {p} still served"
+        );
     }
 }
 
@@ -202,9 +246,14 @@ fn a_second_ctrl_c_stops_up_at_once_and_the_running_task_is_not_lost() {
     );
     let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
     wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
-    let r = up.post("/tasks", &format!(r#"{{"tasks": [{}]}}"#, sleep_task("long", 60.0)));
+    let r = up.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sleep_task("long", 60.0)),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
-    wait_until(LONG, "long running", || up.get("/tasks/long").json()["status"] == "running");
+    wait_until(LONG, "long running", || {
+        up.get("/tasks/long").json()["status"] == "running"
+    });
     let worker = children_of(up.pid());
     up.signal(libc::SIGINT);
     wait_until(LONG, "the waiting message", || {
@@ -214,7 +263,11 @@ fn a_second_ctrl_c_stops_up_at_once_and_the_running_task_is_not_lost() {
     let second = Instant::now();
     up.signal(libc::SIGINT);
     assert_eq!(up.wait_exit(Duration::from_secs(10)), Some(0), "{}", up.log());
-    assert!(second.elapsed() < Duration::from_secs(5), "{:?}", second.elapsed());
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        second.elapsed()
+    );
     assert!(worker.iter().all(|&p| is_gone(p)), "the worker outlived up");
     // the next start finds the task again: queued or running, not ended
     let orch = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
@@ -253,7 +306,11 @@ impl FakeOrchestrator {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let join_answer = Arc::new(Mutex::new((status, body.to_string())));
         let other_answer = Arc::new(Mutex::new("{}".to_string()));
-        let (s, j, o) = (Arc::clone(&seen), Arc::clone(&join_answer), Arc::clone(&other_answer));
+        let (s, j, o) = (
+            Arc::clone(&seen),
+            Arc::clone(&join_answer),
+            Arc::clone(&other_answer),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (s, j, o) = (Arc::clone(&s), Arc::clone(&j), Arc::clone(&o));
@@ -281,11 +338,19 @@ impl FakeOrchestrator {
     }
 
     fn joins(&self) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.path == "/workers/join").collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path == "/workers/join")
+            .collect()
     }
 }
 
-fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, join: &Mutex<(u16, String)>, other: &Mutex<String>) {
+fn serve_one(
+    stream: std::net::TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    join: &Mutex<(u16, String)>,
+    other: &Mutex<String>,
+) {
     let mut reader = BufReader::new(stream);
     let mut first = String::new();
     if reader.read_line(&mut first).is_err() {
@@ -312,7 +377,10 @@ fn serve_one(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, join: &Mutex<
         return;
     }
     let mut parts = first.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
     let (status, answer) = if path == "/workers/join" {
         join.lock().unwrap().clone()
     } else {
@@ -343,8 +411,19 @@ fn a_joining_worker_registers_rejoins_after_an_outage_and_leaves_after_draining(
     let fake = FakeOrchestrator::start(200, joined("j1", 0.2));
     let mut worker = Proc::start(
         dir.path(),
-        &["worker", "--worker-id", "j1", "--port", "0", "--capacity", "2",
-          "--algorithms", "python,cython", "--join", &fake.url()],
+        &[
+            "worker",
+            "--worker-id",
+            "j1",
+            "--port",
+            "0",
+            "--capacity",
+            "2",
+            "--algorithms",
+            "python,cython",
+            "--join",
+            &fake.url(),
+        ],
         &[("ORQUESTA_TEST_KERNELS", "1")],
     );
     wait_until(LONG, "three joins", || fake.joins().len() >= 3);
@@ -354,16 +433,29 @@ fn a_joining_worker_registers_rejoins_after_an_outage_and_leaves_after_draining(
     assert_eq!(body["id"], "j1");
     assert_eq!(body["url"], format!("http://{}", worker.addr));
     assert_eq!(body["capacity"], 2);
-    let algorithms: Vec<&str> = body["algorithms"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(algorithms.contains(&"python") && algorithms.contains(&"cython"), "{body}");
+    let algorithms: Vec<&str> = body["algorithms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        algorithms.contains(&"python") && algorithms.contains(&"cython"),
+        "{body}"
+    );
     let instance = body["instance"].as_str().unwrap();
     assert!(instance.len() >= 8, "{body}");
-    assert!(joins.iter().all(|j| j.body["instance"] == instance), "one instance per process start");
+    assert!(
+        joins.iter().all(|j| j.body["instance"] == instance),
+        "one instance per process start"
+    );
     assert!(body["version"].as_str().is_some_and(|v| !v.is_empty()), "{body}");
 
     // the orchestrator is away for a while (503), then back: joined again
     fake.answer_joins(503, json!({"error": "restarting", "code": "unavailable"}));
-    wait_until(LONG, "joins refused", || fake.joins().iter().filter(|j| j.answered == 503).count() >= 2);
+    wait_until(LONG, "joins refused", || {
+        fake.joins().iter().filter(|j| j.answered == 503).count() >= 2
+    });
     fake.answer_joins(200, joined("j1", 0.2));
     let back = Instant::now();
     wait_until(LONG, "a join after the outage", || {
@@ -377,7 +469,9 @@ fn a_joining_worker_registers_rejoins_after_an_outage_and_leaves_after_draining(
         let r = http("POST", &addr, "/execute", Some(sleep_task("s1", 1.0).as_bytes()));
         (r.status, Instant::now())
     });
-    wait_until(LONG, "s1 running", || worker.get("/status").json()["running"] == 1);
+    wait_until(LONG, "s1 running", || {
+        worker.get("/status").json()["running"] == 1
+    });
     worker.signal(libc::SIGTERM);
     assert_eq!(worker.wait_exit(LONG), Some(0), "{}", worker.log());
     let (status, finished) = task.join().unwrap();
@@ -385,7 +479,10 @@ fn a_joining_worker_registers_rejoins_after_an_outage_and_leaves_after_draining(
     let deletes: Vec<Seen> = fake.seen().into_iter().filter(|s| s.method == "DELETE").collect();
     assert_eq!(deletes.len(), 1, "{deletes:?}");
     assert_eq!(deletes[0].path, "/workers/j1");
-    assert!(deletes[0].at >= finished, "the worker left before its task finished");
+    assert!(
+        deletes[0].at >= finished,
+        "the worker left before its task finished"
+    );
     // and it joined no more after leaving
     assert!(fake.joins().iter().all(|j| j.at <= deletes[0].at));
 }
@@ -399,13 +496,28 @@ fn a_join_refused_for_a_taken_id_is_logged_once_and_the_worker_keeps_serving() {
     );
     let worker = Proc::start(
         dir.path(),
-        &["worker", "--worker-id", "dup", "--port", "0", "--capacity", "1", "--join", &fake.url()],
+        &[
+            "worker",
+            "--worker-id",
+            "dup",
+            "--port",
+            "0",
+            "--capacity",
+            "1",
+            "--join",
+            &fake.url(),
+        ],
         &[],
     );
     wait_until(LONG, "several refused joins", || fake.joins().len() >= 3);
     assert_eq!(worker.get("/health").status, 200);
     let log = worker.log();
-    assert_eq!(log.matches("another live worker has the id dup (at http://10.9.9.9:5001)").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("another live worker has the id dup (at http://10.9.9.9:5001)")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 #[test]
@@ -415,7 +527,17 @@ fn a_worker_joins_an_orchestrator_that_is_not_there_yet_without_failing() {
     let url = format!("http://127.0.0.1:{port}");
     let worker = Proc::start(
         dir.path(),
-        &["worker", "--worker-id", "early", "--port", "0", "--capacity", "1", "--join", &url],
+        &[
+            "worker",
+            "--worker-id",
+            "early",
+            "--port",
+            "0",
+            "--capacity",
+            "1",
+            "--join",
+            &url,
+        ],
         &[],
     );
     wait_until(LONG, "the unreachable orchestrator logged", || {
@@ -425,12 +547,25 @@ fn a_worker_joins_an_orchestrator_that_is_not_there_yet_without_failing() {
     // binding every interface without --advertise is refused at once
     let (code, said) = run_within(
         dir.path(),
-        &["worker", "--worker-id", "wild", "--host", "0.0.0.0", "--port", "0", "--join", &url],
+        &[
+            "worker",
+            "--worker-id",
+            "wild",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--join",
+            &url,
+        ],
         &[],
         LONG,
     );
     assert_eq!(code, Some(2), "{said}");
-    assert!(said.contains("cannot connect to 0.0.0.0") && said.contains("--advertise"), "{said}");
+    assert!(
+        said.contains("cannot connect to 0.0.0.0") && said.contains("--advertise"),
+        "{said}"
+    );
 }
 
 // ---- ping and config check ----
@@ -438,9 +573,14 @@ fn a_worker_joins_an_orchestrator_that_is_not_there_yet_without_failing() {
 #[test]
 fn ping_reports_a_configured_worker_the_running_orchestrator_does_not_know() {
     let dir = tempfile::tempdir().unwrap();
-    let worker = Proc::start(dir.path(), &["worker", "--worker-id", "known", "--port", "0", "--capacity", "1"], &[]);
+    let worker = Proc::start(
+        dir.path(),
+        &["worker", "--worker-id", "known", "--port", "0", "--capacity", "1"],
+        &[],
+    );
     let port: u16 = worker.addr.rsplit(':').next().unwrap().parse().unwrap();
-    let known = json!({"id": "known", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]});
+    let known =
+        json!({"id": "known", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]});
     write_workers(dir.path(), json!([known]));
     let orch = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
     wait_until(LONG, "the worker up", || orch.get("/workers").json()["up"] == 1);
@@ -449,7 +589,11 @@ fn ping_reports_a_configured_worker_the_running_orchestrator_does_not_know() {
     assert_eq!(code, Some(0), "the same file: all is well\n{said}");
     // another file that also lists a worker this orchestrator never heard of
     let ghost = json!({"id": "ghost", "host": "127.0.0.1", "port": free_port(), "capacity": 1, "algorithms": ["python"]});
-    std::fs::write(dir.path().join("other.json"), json!({"workers": [known, ghost]}).to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("other.json"),
+        json!({"workers": [known, ghost]}).to_string(),
+    )
+    .unwrap();
     let (code, said) = run_within(
         dir.path(),
         &["ping", "--url", &url, "--config", "other.json", "--timeout", "2"],
@@ -458,7 +602,8 @@ fn ping_reports_a_configured_worker_the_running_orchestrator_does_not_know() {
     );
     assert_eq!(code, Some(1), "{said}");
     assert!(
-        said.lines().any(|l| l.contains("ghost (config)") && l.contains("unknown to the running orchestrator")),
+        said.lines()
+            .any(|l| l.contains("ghost (config)") && l.contains("unknown to the running orchestrator")),
         "{said}"
     );
 }
@@ -481,8 +626,21 @@ fn config_check_accepts_no_workers_and_lists_the_joined_ones() {
         LONG,
     );
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("no workers configured; workers may join with `orquesta worker --join"), "{said}");
-    assert!(said.contains("Joined workers (orchestrator at http://127.0.0.1:"), "{said}");
-    assert!(said.lines().any(|l| l.contains("node7") && l.contains("10.0.0.7:5001")), "{said}");
-    assert!(!said.contains("cfg1"), "only joined workers are listed there: {said}");
+    assert!(
+        said.contains("no workers configured; workers may join with `orquesta worker --join"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Joined workers (orchestrator at http://127.0.0.1:"),
+        "{said}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.contains("node7") && l.contains("10.0.0.7:5001")),
+        "{said}"
+    );
+    assert!(
+        !said.contains("cfg1"),
+        "only joined workers are listed there: {said}"
+    );
 }
