@@ -275,6 +275,58 @@ fn a_second_ctrl_c_stops_up_at_once_and_the_running_task_is_not_lost() {
     assert!(status == "queued" || status == "running", "{status}");
 }
 
+#[test]
+fn a_worker_whose_starting_parent_is_gone_does_not_start() {
+    // what a child of up sees when up died between fork and PR_SET_PDEATHSIG
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["worker", "--worker-id", "orphan", "--port", "0"];
+    let (code, said) = run_within(dir.path(), &args, &[("ORQUESTA_PARENT_PID", "999999999")], LONG);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("the process that started this worker (pid 999999999) is gone"),
+        "{said}"
+    );
+    // with the right parent (this test process) it starts
+    let me = std::process::id().to_string();
+    let w = Proc::start(dir.path(), &args, &[("ORQUESTA_PARENT_PID", &me)]);
+    assert_eq!(w.get("/health").status, 200);
+}
+
+#[test]
+fn no_worker_is_restarted_once_up_is_stopping() {
+    // a terminal's Ctrl-C reaches up and its children at once; a child that
+    // exits while up shuts its orchestrator down must not be taken for a
+    // crash and started again
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_workers(
+        dir.path(),
+        json!([{"id": "t1", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]}]),
+    );
+    let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
+    let worker = children_of(up.pid());
+    assert_eq!(worker.len(), 1, "{worker:?}");
+    // a request still arriving keeps the orchestrator's graceful stop busy
+    // for a few seconds: the window in which the worker exits
+    let mut slow = std::net::TcpStream::connect(&up.addr).unwrap();
+    slow.write_all(b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    up.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(worker[0], libc::SIGINT);
+    }
+    assert_eq!(up.wait_exit(LONG), Some(0), "{}", up.log());
+    drop(slow);
+    assert!(!up.log().contains("restarting"), "{}", up.log());
+    wait_until(Duration::from_secs(5), "the port free", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}
+
 // ---- worker --join against a fake orchestrator ----
 
 /// One request the fake orchestrator received.
