@@ -1,7 +1,9 @@
 //! A worker node (the seed's `worker_service.py`): its own actix system
 //! with an [`Executor`], a `SyncArbiter` of [`SimulationActor`]s and the
 //! HTTP front of `api::worker`. [`run`] owns start-up and the shutdown
-//! order: stop admitting, drain, cancel what is left, flush, stop.
+//! order: stop admitting, drain, cancel what is left, flush, leave the
+//! orchestrator (with `--join`), stop. One worker per id per logs folder:
+//! `logs/worker_<id>.lock` (an OS lock, gone with the process).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -13,24 +15,54 @@ use actix_web::{web, App, HttpServer};
 
 use crate::actors::executor::held_results::HeldResults;
 use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flush, GetStatus};
+use crate::actors::registrar::{self, Leave, Registrar};
 use crate::actors::simulation::SimulationActor;
 use crate::api::error::ApiError;
+use crate::api::protocol::JoinRequest;
 use crate::api::worker::{self as routes, WorkerApi};
 use crate::config::WorkerSettings;
 use crate::model::Validator;
+use crate::util::lock::{InstanceLock, LockError};
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("cannot listen on {addr}: {source}; is another process using the port? pick another with --port (0 = any free port)")]
     Bind { addr: String, source: std::io::Error },
+    #[error("worker {id} already runs with the logs folder {} ({holder}); stop it first, or give this one another --worker-id or --logs-dir", .logs_dir.display())]
+    Locked {
+        id: String,
+        logs_dir: std::path::PathBuf,
+        holder: String,
+    },
+    #[error("{0}")]
+    Lock(LockError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Takes `logs/worker_<id>.lock`, so that two workers with one id never
+/// share a results journal or a state file.
+fn lock_worker_id(logs_dir: &std::path::Path, id: &str) -> Result<InstanceLock, WorkerError> {
+    InstanceLock::acquire(&logs_dir.join(format!("worker_{id}.lock"))).map_err(|e| match e {
+        LockError::Held { holder, .. } => WorkerError::Locked {
+            id: id.to_string(),
+            logs_dir: logs_dir.to_path_buf(),
+            holder,
+        },
+        other => WorkerError::Lock(other),
+    })
 }
 
 /// Starts a worker node and blocks until it has shut down.
 pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
     let algorithms = config.algorithms.clone();
+    // before binding, when the id is known: the message then names the
+    // worker in the way rather than a busy port
+    let mut lock = match &config.worker_id {
+        Some(id) => Some(lock_worker_id(&config.logs_dir, id)?),
+        None => None,
+    };
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr).map_err(|source| WorkerError::Bind {
         addr: addr.clone(),
@@ -41,6 +73,15 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         .worker_id
         .clone()
         .unwrap_or_else(|| format!("worker-{}", local.port()));
+    let mut lock = match lock.take() {
+        Some(l) => l,
+        None => lock_worker_id(&config.logs_dir, &worker_id)?,
+    };
+    lock.record(&format!("pid {}, http://{local}", std::process::id()))?;
+    let advertised = match &config.advertise {
+        Some(a) => a.clone(),
+        None => local.to_string(),
+    };
     if let Some(w) = crate::util::logging::init(Some(&config.logs_dir.join("worker_service.log"))) {
         eprintln!("warning: {w}");
     }
@@ -73,6 +114,18 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         state_file: Some(config.logs_dir.join(format!("worker_{worker_id}_state.json"))),
     };
 
+    let join = config.join.clone().map(|orchestrator| {
+        let request = JoinRequest {
+            id: worker_id.clone(),
+            url: format!("http://{advertised}"),
+            capacity: config.capacity,
+            algorithms: settings.algorithms.clone(),
+            instance: registrar::new_instance(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        (orchestrator, request)
+    });
+
     let system = actix_rt::System::new();
     system.block_on(async move {
         let limits = config.limits;
@@ -102,16 +155,18 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         let _ = std::io::stdout().flush();
         tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");
 
+        let registrar = join.map(|(orchestrator, request)| Registrar::new(orchestrator, request).start());
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;
         actix_rt::spawn(async move {
             crate::util::signal::wait_for_signal().await;
-            shutdown(executor, drain_timeout).await;
+            shutdown(executor, registrar, drain_timeout).await;
             handle.stop(true).await;
         });
         server.await
     })?;
     tracing::info!("worker node stopped");
+    drop(lock);
     Ok(())
 }
 
@@ -121,8 +176,9 @@ fn json_errors_for_extractors() -> web::QueryConfig {
 }
 
 /// The shutdown order: stop admitting, let running tasks finish up to the
-/// drain timeout, cancel the rest, write everything down.
-async fn shutdown(executor: Addr<Executor>, drain_timeout: Duration) {
+/// drain timeout, cancel the rest, write everything down, then leave the
+/// orchestrator (after the drain, so that it records the last results first).
+async fn shutdown(executor: Addr<Executor>, registrar: Option<Addr<Registrar>>, drain_timeout: Duration) {
     tracing::info!("shutdown requested");
     let deadline = Instant::now() + drain_timeout;
     let mut running = executor.send(Drain).await.unwrap_or(0);
@@ -139,4 +195,7 @@ async fn shutdown(executor: Addr<Executor>, drain_timeout: Duration) {
         }
     }
     executor.send(Flush).await.ok();
+    if let Some(r) = registrar {
+        r.send(Leave).await.ok();
+    }
 }

@@ -5,11 +5,13 @@
 //! worker; [`results_store`] writes results and statistics.
 //!
 //! Worker node: [`executor`] (admission, held results, metrics) and
-//! [`simulation`] (the CPU-bound pool).
+//! [`simulation`] (the CPU-bound pool); [`registrar`] joins the
+//! orchestrator for a worker started with `--join`.
 
 pub mod executor;
 pub mod file_watcher;
 pub mod load_balancer;
+pub mod registrar;
 pub mod results_store;
 pub mod simulation;
 pub mod task_queue;

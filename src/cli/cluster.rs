@@ -1,20 +1,115 @@
 //! Local worker processes for `orquesta up` and `orquesta run`: this same
 //! binary started as `orquesta worker` children, their output prefixed
 //! with their id, restarted if they die, stopped with SIGTERM at the end.
+//!
+//! Hygiene: a child dies with its parent even when the parent is
+//! SIGKILLed (`PR_SET_PDEATHSIG`, plus `ORQUESTA_PARENT_PID` checked by
+//! the child at start for a parent that died before the flag took
+//! effect); a worker that already answers on its port with the right id is
+//! adopted, not started again (and not stopped at the end); nothing is
+//! restarted once a stop signal has arrived ([`count_stop_signals`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::client::{self, Endpoint};
+use crate::api::protocol::StatusAnswer;
 use crate::config::WorkerEntry;
+
+/// SIGINT and SIGTERM received since [`count_stop_signals`].
+static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    STOP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Counts SIGINT and SIGTERM from now on. Call it before the actix system
+/// starts: tokio's handler (signal-hook-registry) chains to the one found
+/// installed, so the orchestrator still sees the first signal and `up`
+/// sees every one of them, the second Ctrl-C included.
+pub fn count_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only increments an atomic (async-signal-safe);
+        // the struct is fully initialised before the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// How many SIGINT/SIGTERM arrived (0 unless [`count_stop_signals`] ran).
+pub fn stop_signals() -> usize {
+    STOP_SIGNALS.load(Ordering::SeqCst)
+}
+
+/// Who answers on a configured worker's port before `up` starts it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortHolder {
+    /// Nobody: start the worker.
+    Free,
+    /// The configured worker itself, started by someone else: adopt it.
+    SameWorker,
+    /// Something else; what it is, for the message.
+    Other(String),
+}
+
+/// Asks `host:port` who it is (`GET /status`), for worker `id`.
+pub fn port_holder(host: &str, port: u16, id: &str) -> PortHolder {
+    let addr = format!("{}:{port}", probe_host(host));
+    let Ok(sock) = addr.parse::<std::net::SocketAddr>().or_else(|_| {
+        std::net::ToSocketAddrs::to_socket_addrs(&addr)
+            .map_err(|_| ())
+            .and_then(|mut a| a.next().ok_or(()))
+    }) else {
+        return PortHolder::Free; // an unresolvable name: the child's bind will say
+    };
+    if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_err() {
+        return PortHolder::Free;
+    }
+    let endpoint = Endpoint {
+        addr: sock.to_string(),
+    };
+    match client::request(&endpoint, "GET", "/status", None, Duration::from_secs(2)) {
+        Ok(a) if a.status == 200 => match serde_json::from_str::<StatusAnswer>(&a.body) {
+            Ok(s) if s.worker_id == id => PortHolder::SameWorker,
+            Ok(s) if !s.worker_id.is_empty() => {
+                PortHolder::Other(format!("another Orquesta worker, {:?}", s.worker_id))
+            }
+            _ => PortHolder::Other(
+                "a server that is not an Orquesta worker (GET /status is not a worker's)".into(),
+            ),
+        },
+        Ok(a) => PortHolder::Other(format!(
+            "a server that is not an Orquesta worker (GET /status answers {})",
+            a.status
+        )),
+        Err(e) => PortHolder::Other(format!("a process that is not an Orquesta worker ({e})")),
+    }
+}
+
+/// Where to connect for a bind address.
+fn probe_host(host: &str) -> String {
+    match host {
+        "localhost" | "0.0.0.0" => "127.0.0.1".into(),
+        "::" | "[::]" => "[::1]".into(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
+    }
+}
 
 /// Children that run the local workers.
 pub struct LocalWorkers {
-    children: Arc<Mutex<Vec<(String, Child)>>>,
+    /// (id, the child, its `HOST:PORT`)
+    children: Arc<Mutex<Vec<(String, Child, String)>>>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -22,6 +117,8 @@ pub struct LocalWorkers {
 pub enum ClusterError {
     #[error("cannot start worker {id}: {reason}")]
     Start { id: String, reason: String },
+    #[error("cannot start worker {id}: its port {addr} is held by {what}; stop that process or give worker {id} another port in the workers file")]
+    PortHeld { id: String, addr: String, what: String },
 }
 
 /// Threads per task for workers that share this machine: its cores over
@@ -57,10 +154,38 @@ fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> s
         "--threads-per-task",
         &threads,
     ];
-    let mut cmd = self_command(&args, &[], &std::env::current_dir()?)?;
+    let parent = std::process::id().to_string();
+    let mut cmd = self_command(
+        &args,
+        &[(super::worker::PARENT_PID_VAR, &parent)],
+        &std::env::current_dir()?,
+    )?;
     // the flags say who it is, not the environment of `up`
     cmd.env_remove("WORKER_ID").env_remove("WORKER_PORT");
+    die_with_parent(&mut cmd);
     Ok(cmd)
+}
+
+/// The child gets SIGTERM when the thread that started it ends, which for
+/// `up` means when `up` ends, even by SIGKILL. (Linux ties it to the
+/// thread: children restarted by the supervisor thread get it when that
+/// thread ends, which it does only once `up` stops them anyway.)
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// `orquesta ARGS…` (this same binary) in `dir`, output piped, ready for
@@ -169,6 +294,31 @@ impl LocalWorkers {
         };
         let threads = shared_threads(entries);
         for entry in entries {
+            if !free_ports {
+                match port_holder(&entry.host, entry.port, &entry.id) {
+                    PortHolder::Free => {}
+                    PortHolder::SameWorker => {
+                        eprintln!(
+                            "{} | already running at {}; using it (started elsewhere, so up will not stop it)",
+                            entry.id,
+                            entry.address()
+                        );
+                        let mut e = entry.clone();
+                        if e.host == "0.0.0.0" || e.host == "localhost" {
+                            e.host = "127.0.0.1".into();
+                        }
+                        actual.push(e);
+                        continue;
+                    }
+                    PortHolder::Other(what) => {
+                        return Err(ClusterError::PortHeld {
+                            id: entry.id.clone(),
+                            addr: entry.address(),
+                            what,
+                        })
+                    }
+                }
+            }
             let port = if free_ports { 0 } else { entry.port };
             let cmd = command(entry, port, logs_dir, threads).map_err(|e| ClusterError::Start {
                 id: entry.id.clone(),
@@ -182,7 +332,7 @@ impl LocalWorkers {
             children
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((entry.id.clone(), child));
+                .push((entry.id.clone(), child, addr.clone()));
             let mut e = entry.clone();
             e.port = real_port;
             if e.host == "0.0.0.0" || e.host == "localhost" {
@@ -191,15 +341,29 @@ impl LocalWorkers {
             actual.push(e);
         }
         // restart a worker that dies, with the same port
-        let supervised = actual.clone();
+        let supervised: Vec<WorkerEntry> = {
+            let list = children.lock().unwrap_or_else(|e| e.into_inner());
+            list.iter()
+                .map(|(id, _, _)| {
+                    actual
+                        .iter()
+                        .find(|e| &e.id == id)
+                        .cloned()
+                        .expect("started from an entry")
+                })
+                .collect()
+        };
         let logs_dir = logs_dir.to_path_buf();
         std::thread::spawn(move || {
             let mut restarts: Vec<Vec<Instant>> = vec![Vec::new(); supervised.len()];
-            while !stopping.load(Ordering::Relaxed) {
+            // a stop signal stops restarts at once: in a terminal, Ctrl-C
+            // reaches the children too, and they exit while `up` shuts down
+            let stop = || stopping.load(Ordering::Relaxed) || stop_signals() > 0;
+            while !stop() {
                 std::thread::sleep(Duration::from_millis(200));
                 let mut list = children.lock().unwrap_or_else(|e| e.into_inner());
-                for (i, (id, child)) in list.iter_mut().enumerate() {
-                    if stopping.load(Ordering::Relaxed) {
+                for (i, (id, child, _)) in list.iter_mut().enumerate() {
+                    if stop() {
                         break;
                     }
                     let Ok(Some(status)) = child.try_wait() else {
@@ -231,19 +395,55 @@ impl LocalWorkers {
 
     /// SIGTERM to every child, then waits for them (they drain first).
     pub fn stop(&self, limit: Duration) {
+        self.stop_unless(limit, || false);
+    }
+
+    /// `up`'s stop after a first Ctrl-C or SIGTERM: says what it waits for,
+    /// and a second signal kills the children at once (their running
+    /// tasks stay `running` in the database and the next orchestrator start
+    /// queues them again).
+    pub fn stop_after_signal(&self, drain: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let running: usize = {
+            let list = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            list.iter().map(|(_, _, addr)| running_on(addr)).sum()
+        };
+        if running > 0 {
+            eprintln!(
+                "waiting for {running} running task{}, up to {} s; Ctrl-C again to stop now",
+                if running == 1 { "" } else { "s" },
+                drain.as_secs()
+            );
+        } else {
+            eprintln!("stopping the workers; Ctrl-C again to stop now");
+        }
+        self.stop_unless(drain + Duration::from_secs(10), || stop_signals() >= 2);
+    }
+
+    /// SIGTERM to every child, then waits for them up to `limit`, or until
+    /// `now` says to kill them at once.
+    fn stop_unless(&self, limit: Duration, now: impl Fn() -> bool) {
         self.stopping.store(true, Ordering::Relaxed);
         let mut list = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, child) in list.iter() {
+        for (_, child, _) in list.iter() {
             // SAFETY: kill has no memory-safety preconditions.
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGTERM);
             }
         }
         let deadline = Instant::now() + limit;
-        for (id, child) in list.iter_mut() {
+        for (id, child, _) in list.iter_mut() {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if now() => {
+                        eprintln!(
+                            "{id} | stopping now; its running tasks are queued again at the next start"
+                        );
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
                     Ok(None) if Instant::now() > deadline => {
                         eprintln!("{id} | did not stop in time; killing it");
                         let _ = child.kill();
@@ -257,11 +457,23 @@ impl LocalWorkers {
     }
 }
 
+/// Tasks running on the worker at `addr` now (0 when it does not say).
+fn running_on(addr: &str) -> usize {
+    let endpoint = Endpoint {
+        addr: addr.to_string(),
+    };
+    client::request(&endpoint, "GET", "/status", None, Duration::from_secs(1))
+        .ok()
+        .filter(|a| a.status == 200)
+        .and_then(|a| serde_json::from_str::<StatusAnswer>(&a.body).ok())
+        .map_or(0, |s| s.running)
+}
+
 impl Drop for LocalWorkers {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Relaxed);
         let mut list = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, child) in list.iter_mut() {
+        for (_, child, _) in list.iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -1,6 +1,7 @@
 //! `orquesta config check`: the effective settings and where each comes
 //! from, the workers file, and whether each worker answers (the seed's
-//! `python config_manager.py`).
+//! `python config_manager.py`). When an orchestrator answers at the
+//! configured address, the workers that joined it (`--join`) too.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
         .unwrap_or_else(|| "config_workers.json".into());
     println!("\nWorkers ({}):", path.display());
     match workers_file(&path) {
+        Ok(Some(workers)) if workers.is_empty() => {
+            println!("  no workers configured; workers may join with `orquesta worker --join …`");
+        }
         Ok(Some(workers)) => {
             let timeout = settings.as_ref().map_or(Duration::from_secs(2), |s| {
                 s.worker_timeout.min(Duration::from_secs(3))
@@ -81,11 +85,50 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
         }
         Err(_) => ok = false,
     }
+    if let Some(s) = &settings {
+        joined_workers(s);
+    }
     if ok {
         println!("\nConfiguration is valid.");
         ExitCode::SUCCESS
     } else {
         println!("\nConfiguration is invalid: fix the problems above.");
         ExitCode::from(2)
+    }
+}
+
+/// Lists the workers that joined the orchestrator answering at the
+/// configured address (`GET /workers`, rows with `"source": "joined"`);
+/// silent when none answers (config check also runs before the first start).
+fn joined_workers(settings: &config::Settings) {
+    let host = match settings.host.as_str() {
+        "0.0.0.0" => "127.0.0.1",
+        "::" => "::1",
+        h => h,
+    };
+    let Ok(endpoint) = Endpoint::parse(&format!("{host}:{}", settings.port)) else {
+        return;
+    };
+    let Ok(v) = client::get_json(&endpoint, "/workers", Duration::from_secs(2)) else {
+        return;
+    };
+    let rows: Vec<&serde_json::Value> = v["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["source"] == "joined")
+        .collect();
+    println!("\nJoined workers (orchestrator at http://{}):", endpoint.addr);
+    if rows.is_empty() {
+        println!("  none");
+    }
+    for w in rows {
+        println!(
+            "  {:<12} {:<22} capacity {:<3} {}",
+            w["id"].as_str().unwrap_or("?"),
+            w["address"].as_str().unwrap_or("?"),
+            w["capacity"],
+            w["state"].as_str().unwrap_or("?")
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! the orchestrator (`GET /health`), every worker it knows (addresses from
 //! `GET /workers`) and every worker of `config_workers.json` directly
 //! (`GET /health` and `GET /status`), and prints the round-trip times and
-//! what fails: name resolution, refused, timed out, wrong version, auth.
+//! what fails: name resolution, refused, timed out, wrong version, auth,
+//! and a worker of the workers file that the running orchestrator does not
+//! know ([`config_gaps`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -165,10 +167,21 @@ pub fn run(args: &PingArgs) -> ExitCode {
 
     let mut targets: Vec<Target> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // (id, address) of every worker the orchestrator knows, when it said
+    let mut known: Option<Vec<(String, String)>> = None;
     if orchestrator_up {
         match client::get_json(&endpoint, "/workers", timeout) {
             Ok(v) => {
-                for w in v["workers"].as_array().into_iter().flatten() {
+                let rows = v["workers"].as_array().cloned().unwrap_or_default();
+                known = Some(
+                    rows.iter()
+                        .map(|w| {
+                            let id = w["id"].as_str().unwrap_or("?").to_string();
+                            (id, w["address"].as_str().unwrap_or("?").to_string())
+                        })
+                        .collect(),
+                );
+                for w in &rows {
                     targets.push(Target {
                         id: w["id"].as_str().unwrap_or("?").to_string(),
                         addr: w["address"].as_str().unwrap_or("?").to_string(),
@@ -190,6 +203,23 @@ pub fn run(args: &PingArgs) -> ExitCode {
     match std::fs::read(&config) {
         Ok(bytes) => match crate::config::parse_workers(&bytes) {
             Ok(entries) => {
+                if let Some(known) = &known {
+                    let listed: Vec<(String, String)> =
+                        entries.iter().map(|e| (e.id.clone(), e.address())).collect();
+                    for (id, note) in config_gaps(&listed, known, &config.display().to_string()) {
+                        add(
+                            &mut table,
+                            &format!("{id} (config)"),
+                            &endpoint.addr,
+                            "/workers",
+                            Check {
+                                ok: false,
+                                rtt: None,
+                                note,
+                            },
+                        );
+                    }
+                }
                 for e in entries {
                     let addr = e.address();
                     match targets.iter_mut().find(|t| t.id == e.id && t.addr == addr) {
@@ -264,9 +294,58 @@ pub fn run(args: &PingArgs) -> ExitCode {
     }
 }
 
+/// Workers of the workers file (`listed`: id, address) that the running
+/// orchestrator (`known`) does not have, or has at another address, each
+/// with what to say about it.
+pub fn config_gaps(
+    listed: &[(String, String)],
+    known: &[(String, String)],
+    file: &str,
+) -> Vec<(String, String)> {
+    listed
+        .iter()
+        .filter_map(|(id, addr)| match known.iter().find(|(k, _)| k == id) {
+            Some((_, a)) if a == addr => None,
+            Some((_, a)) => Some((
+                id.clone(),
+                format!("{file} puts it at {addr}, the running orchestrator at {a}"),
+            )),
+            None => Some((
+                id.clone(),
+                format!(
+                    "listed in {file} but unknown to the running orchestrator (is it serving another folder's file?)"
+                ),
+            )),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_worker_the_orchestrator_lacks_is_reported() {
+        let pair = |i: &str, a: &str| (i.to_string(), a.to_string());
+        let listed = [
+            pair("w1", "127.0.0.1:5001"),
+            pair("w2", "127.0.0.1:5002"),
+            pair("w3", "h:1"),
+        ];
+        let known = [
+            pair("w1", "127.0.0.1:5001"),
+            pair("w3", "h:2"),
+            pair("joined", "x:1"),
+        ];
+        let gaps = config_gaps(&listed, &known, "c.json");
+        assert_eq!(gaps.len(), 2, "{gaps:?}");
+        assert_eq!(gaps[0].0, "w2");
+        assert!(gaps[0].1.contains("unknown to the running orchestrator"));
+        assert_eq!(
+            gaps[1],
+            pair("w3", "c.json puts it at h:1, the running orchestrator at h:2")
+        );
+    }
 
     fn answer(status: u16, body: &str) -> Result<Answer, NoAnswer> {
         Ok(Answer {

@@ -58,6 +58,14 @@ pub struct WorkerArgs {
     /// default: cores / capacity, so that a full worker never oversubscribes its machine].
     #[arg(long)]
     pub threads_per_task: Option<usize>,
+    /// Register with this orchestrator (http://HOST:PORT) and stay
+    /// registered; leave it on SIGTERM after draining [env WORKER_JOIN].
+    #[arg(long)]
+    pub join: Option<String>,
+    /// HOST:PORT the orchestrator reaches this worker at, when it differs
+    /// from the bind address (NAT, containers, 0.0.0.0) [env WORKER_ADVERTISE].
+    #[arg(long)]
+    pub advertise: Option<String>,
 }
 
 impl WorkerArgs {
@@ -90,6 +98,8 @@ impl WorkerArgs {
             "WORKER_THREADS_PER_TASK",
             self.threads_per_task.map(|v| v.to_string()),
         );
+        set("WORKER_JOIN", self.join.clone());
+        set("WORKER_ADVERTISE", self.advertise.clone());
         env
     }
 }
@@ -97,6 +107,9 @@ impl WorkerArgs {
 /// `orquesta worker`: serves until SIGTERM or Ctrl-C; exit 2 on invalid
 /// settings or when the node cannot start.
 pub fn run(args: &WorkerArgs) -> ExitCode {
+    if let Some(code) = orphaned_at_birth() {
+        return code;
+    }
     let settings = match config::worker_settings_from_env(&args.over(config::process_env())) {
         Ok(s) => s,
         Err(problems) => {
@@ -114,6 +127,24 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The variable `orquesta up` and `orquesta run` set to their own pid in
+/// the workers they start.
+pub const PARENT_PID_VAR: &str = "ORQUESTA_PARENT_PID";
+
+/// A child of `up` whose parent died before `PR_SET_PDEATHSIG` took effect
+/// (between fork and exec) would otherwise live on as an orphan: it checks
+/// that its parent is still the one that started it, and exits if not.
+fn orphaned_at_birth() -> Option<ExitCode> {
+    let expected: i32 = std::env::var(PARENT_PID_VAR).ok()?.parse().ok()?;
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() };
+    if parent == expected {
+        return None;
+    }
+    eprintln!("error: the process that started this worker (pid {expected}) is gone; not starting");
+    Some(ExitCode::from(2))
 }
 
 #[cfg(test)]

@@ -38,6 +38,12 @@ pub struct WorkerSettings {
     /// Threads each simulation may use (None: cores / capacity). `orquesta
     /// up` sets it when several workers share one machine.
     pub threads_per_task: Option<usize>,
+    /// The orchestrator to register with (`--join`), as `http://HOST:PORT`
+    /// without a trailing `/`; None: wait to be listed in its workers file.
+    pub join: Option<String>,
+    /// `HOST:PORT` the orchestrator reaches this worker at (`--advertise`);
+    /// None: the address it listens on.
+    pub advertise: Option<String>,
 }
 
 /// Every variable a worker reads, with its default ("" = computed at
@@ -84,6 +90,16 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "",
         "threads each simulation may use (default: cores / capacity)",
     ),
+    (
+        "WORKER_JOIN",
+        "",
+        "orchestrator URL to register with, e.g. http://10.0.0.1:5000 (default: none)",
+    ),
+    (
+        "WORKER_ADVERTISE",
+        "",
+        "HOST:PORT the orchestrator reaches this worker at (default: the bound address)",
+    ),
 ];
 
 /// The flag of `orquesta worker` that sets each variable, so a message
@@ -102,6 +118,8 @@ pub const WORKER_FLAGS: &[(&str, &str)] = &[
     ("RESULT_RETENTION", "--result-retention"),
     ("HTTP_WORKERS", "--http-workers"),
     ("WORKER_THREADS_PER_TASK", "--threads-per-task"),
+    ("WORKER_JOIN", "--join"),
+    ("WORKER_ADVERTISE", "--advertise"),
 ];
 
 /// Reads a worker's settings from an environment map (the process
@@ -133,10 +151,22 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let threads_per_task = r
         .optional("WORKER_THREADS_PER_TASK")
         .map(|_| r.whole("WORKER_THREADS_PER_TASK") as usize);
+    let host = r.get("WORKER_HOST");
+    let join = r.optional("WORKER_JOIN").and_then(|url| join_url(&mut r, &url));
+    let advertise = r
+        .optional("WORKER_ADVERTISE")
+        .and_then(|a| advertise_address(&mut r, &a));
+    if join.is_some() && advertise.is_none() && is_wildcard(&host) {
+        let (h, a) = (r.name("WORKER_HOST"), r.name("WORKER_ADVERTISE"));
+        r.problem(format!(
+            "{h}: {host} accepts connections on every interface, but an orchestrator cannot \
+             connect to {host}; with --join, also give {a}, the HOST:PORT it reaches this machine at"
+        ));
+    }
     r.finish()?;
     Ok(WorkerSettings {
         worker_id,
-        host: r.get("WORKER_HOST"),
+        host,
         port,
         capacity,
         algorithms,
@@ -153,7 +183,51 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         max_held_results: MAX_HELD_RESULTS,
         http_workers,
         threads_per_task,
+        join,
+        advertise,
     })
+}
+
+/// Whether a bind address means "every interface" (no one can connect to it).
+pub fn is_wildcard(host: &str) -> bool {
+    matches!(host.trim_matches(|c| c == '[' || c == ']'), "0.0.0.0" | "::" | "")
+}
+
+/// `http://HOST[:PORT]` without a path (a trailing `/` dropped), or a problem.
+fn join_url(r: &mut EnvReader<'_>, url: &str) -> Option<String> {
+    let name = r.name("WORKER_JOIN");
+    let trimmed = url.trim().trim_end_matches('/');
+    let Some(rest) = trimmed.strip_prefix("http://") else {
+        r.problem(format!(
+            "{name}: expected the orchestrator's URL such as http://10.0.0.1:5000, found {url:?}"
+        ));
+        return None;
+    };
+    if rest.is_empty() || rest.contains('/') {
+        r.problem(format!(
+            "{name}: expected a URL without a path such as http://10.0.0.1:5000, found {url:?}"
+        ));
+        return None;
+    }
+    Some(trimmed.to_string())
+}
+
+/// `HOST:PORT` with a real port and a host one can connect to, or a problem.
+fn advertise_address(r: &mut EnvReader<'_>, addr: &str) -> Option<String> {
+    let name = r.name("WORKER_ADVERTISE");
+    let addr = addr.trim().trim_start_matches("http://").trim_end_matches('/');
+    let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !is_wildcard(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if ok {
+        Some(addr.to_string())
+    } else {
+        r.problem(format!(
+            "{name}: expected HOST:PORT that the orchestrator can connect to, such as \
+             node7.cluster:5001, found {addr:?}"
+        ));
+        None
+    }
 }
 
 /// The algorithm names of a comma-separated list; an unknown one, or an
@@ -236,5 +310,45 @@ mod tests {
         assert!(e.iter().any(|p| p.contains("fortran")), "{e:?}");
         assert!(e.iter().any(|p| p.contains("--drain-timeout")), "{e:?}");
         assert!(e.iter().any(|p| p.starts_with("WORKER_PORT (--port)")), "{e:?}");
+    }
+
+    #[test]
+    fn join_takes_an_http_url_and_advertise_a_reachable_address() {
+        let s = worker_settings_from_env(&env(&[
+            ("WORKER_JOIN", "http://10.0.0.1:5000/"),
+            ("WORKER_HOST", "0.0.0.0"),
+            ("WORKER_ADVERTISE", "node7:5001"),
+        ]))
+        .unwrap();
+        assert_eq!(s.join.as_deref(), Some("http://10.0.0.1:5000"));
+        assert_eq!(s.advertise.as_deref(), Some("node7:5001"));
+        let s = worker_settings_from_env(&env(&[])).unwrap();
+        assert_eq!((s.join, s.advertise), (None, None));
+        let e = worker_settings_from_env(&env(&[
+            ("WORKER_JOIN", "10.0.0.1:5000"),
+            ("WORKER_ADVERTISE", "0.0.0.0:5001"),
+        ]))
+        .unwrap_err();
+        assert!(e.iter().any(|p| p.starts_with("WORKER_JOIN (--join)")), "{e:?}");
+        assert!(
+            e.iter().any(|p| p.starts_with("WORKER_ADVERTISE (--advertise)")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn joining_from_every_interface_needs_an_advertised_address() {
+        let e = worker_settings_from_env(&env(&[
+            ("WORKER_JOIN", "http://10.0.0.1:5000"),
+            ("WORKER_HOST", "0.0.0.0"),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.iter()
+                .any(|p| p.contains("cannot connect to 0.0.0.0") && p.contains("--advertise")),
+            "{e:?}"
+        );
+        // without --join, 0.0.0.0 is fine: the workers file says where it is
+        assert!(worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0")])).is_ok());
     }
 }

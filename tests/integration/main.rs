@@ -6,6 +6,7 @@ mod commands;
 mod common;
 mod deploy;
 mod faults;
+mod hygiene;
 mod orchestrator;
 mod sim_cli;
 mod tools;
