@@ -293,5 +293,12 @@ fn status_and_ping_against_a_real_cluster() {
     ] {
         assert!(text.contains(&expected), "{expected}\n---\n{text}");
     }
-    assert!(text.contains("5 of 9 checks ok, 4 failed"), "{text}");
+    // and each of the four is also unknown to the running orchestrator
+    assert_eq!(
+        text.matches("listed in w.json but unknown to the running orchestrator")
+            .count(),
+        4,
+        "{text}"
+    );
+    assert!(text.contains("5 of 13 checks ok, 8 failed"), "{text}");
 }
