@@ -18,7 +18,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-pub use recovery::{recover, Recovery, Unwritten, WasRunning};
+pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
 pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskView};
 use writer::{Job, Op, Reply};
@@ -100,6 +100,21 @@ pub enum Change {
         sha256: String,
         name: String,
         moved_to: String,
+    },
+    /// A worker joined (or joined again with other details): kept so that
+    /// a restarted orchestrator knows it and adopts its running tasks.
+    MemberJoined {
+        id: WorkerId,
+        /// `http://HOST:PORT`
+        url: String,
+        capacity: usize,
+        algorithms: Vec<String>,
+        instance: String,
+        at: f64,
+    },
+    /// A joined worker left (drained, or `DELETE /workers/{id}`).
+    MemberLeft {
+        id: WorkerId,
     },
 }
 

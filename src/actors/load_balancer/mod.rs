@@ -19,15 +19,34 @@ use serde::Serialize;
 pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, Strategy};
 
-use super::task_queue::CapacityAvailable;
-use super::worker_proxy::WorkerProxy;
+use super::task_queue::{AttemptOutcome, CapacityAvailable};
+use super::worker_proxy::{ProxyPeers, ProxySettings, Retire, UpdateEntry, WorkerProxy};
+use crate::api::protocol::MemberSource;
 use crate::config::{Balancing, WorkerEntry};
 pub use crate::model::WorkerId;
+use crate::store::{Change, Store};
+
+/// Why a worker takes no new tasks although it may be up.
+#[derive(Debug, Clone, PartialEq)]
+enum Drain {
+    /// `POST /workers/{id}/drain` on a configured worker: it stays listed,
+    /// `drained`, until resumed.
+    Asked,
+    /// Removed from `config_workers.json`, or a joined worker drained: it
+    /// is removed once its running tasks have finished.
+    Leave,
+    /// Its address changed: once idle, a new proxy at the new address
+    /// takes its place (running tasks finish where they run).
+    Replace(WorkerEntry),
+}
 
 /// One worker as the LoadBalancer keeps it.
 struct Slot {
     id: WorkerId,
     entry: WorkerEntry,
+    source: MemberSource,
+    /// A joined worker's process instance (tells a re-join from a clash).
+    instance: Option<String>,
     proxy: Option<Addr<WorkerProxy>>,
     up: bool,
     /// min(configured, reported by the worker)
@@ -37,8 +56,10 @@ struct Slot {
     in_flight: usize,
     /// After a 429: the worker said it is full; wait before sending more.
     cooldown_until: Option<Instant>,
+    /// As its proxy last reported it.
     state: WorkerState,
     state_reason: Option<String>,
+    drain: Option<Drain>,
     last_heartbeat: Option<SystemTime>,
     completed: u64,
     failed: u64,
@@ -46,21 +67,69 @@ struct Slot {
 }
 
 impl Slot {
-    fn has_room(&self, now: Instant) -> bool {
-        self.up && self.in_flight < self.capacity && self.cooldown_until.is_none_or(|t| t <= now)
+    fn new(entry: WorkerEntry, source: MemberSource, instance: Option<String>) -> Self {
+        Slot {
+            id: WorkerId::new(&entry.id),
+            capacity: entry.capacity,
+            kernels: entry.kernels(),
+            entry,
+            source,
+            instance,
+            proxy: None,
+            up: false,
+            in_flight: 0,
+            cooldown_until: None,
+            state: WorkerState::Unknown,
+            state_reason: None,
+            drain: None,
+            last_heartbeat: None,
+            completed: 0,
+            failed: 0,
+            busy_secs: 0.0,
+        }
     }
-}
 
-impl Slot {
+    /// Up and not draining: may be given new tasks.
+    fn takes_tasks(&self) -> bool {
+        self.up && self.drain.is_none()
+    }
+
+    fn has_room(&self, now: Instant) -> bool {
+        self.takes_tasks() && self.in_flight < self.capacity && self.cooldown_until.is_none_or(|t| t <= now)
+    }
+
+    /// The state `GET /workers` shows: a drain asked here wins over what
+    /// the proxy saw.
+    fn visible_state(&self) -> WorkerState {
+        match (&self.drain, self.in_flight) {
+            (Some(_), 0) => WorkerState::Drained,
+            (Some(_), _) => WorkerState::Draining,
+            (None, _) => self.state,
+        }
+    }
+
+    fn visible_reason(&self) -> Option<String> {
+        match &self.drain {
+            Some(Drain::Asked) => Some("drained on request; POST /workers/{id}/resume to undo".into()),
+            Some(Drain::Leave) => Some(match self.source {
+                MemberSource::Config => "removed from the workers file; leaves once idle".into(),
+                MemberSource::Joined => "leaving; removed once idle".into(),
+            }),
+            Some(Drain::Replace(e)) => Some(format!("moving to {} once idle", e.address())),
+            None => self.state_reason.clone(),
+        }
+    }
+
     /// The row of `GET /workers`.
     fn info(&self) -> WorkerInfo {
         WorkerInfo {
             id: self.id.to_string(),
+            source: self.source,
             host: self.entry.host.clone(),
             port: self.entry.port,
             address: self.entry.address(),
-            state: self.state,
-            state_reason: self.state_reason.clone(),
+            state: self.visible_state(),
+            state_reason: self.visible_reason(),
             up: self.up,
             capacity: self.capacity,
             configured_capacity: self.entry.capacity,
@@ -79,64 +148,100 @@ impl Slot {
 
     /// How a reason names the state: `down (no answer for 30.0 s)`.
     fn state_text(&self) -> String {
-        match &self.state_reason {
-            Some(r) => format!("{} ({r})", self.state),
-            None => self.state.to_string(),
+        match self.visible_reason() {
+            Some(r) => format!("{} ({r})", self.visible_state()),
+            None => self.visible_state().to_string(),
         }
     }
 }
 
+/// What the LoadBalancer needs to start a proxy for a worker that appears
+/// while running (a config edit, a join); given by [`Wire`].
+struct ProxyMaker {
+    settings: ProxySettings,
+    outcomes: Recipient<AttemptOutcome>,
+}
+
 pub struct LoadBalancer {
+    /// Configuration order, joined workers after. Indexes into it are only
+    /// held within one message: a removal shifts them (`by_id` is rebuilt).
     workers: Vec<Slot>,
     by_id: HashMap<WorkerId, usize>,
     strategy: Box<dyn Strategy>,
     queue: Option<Recipient<CapacityAvailable>>,
+    maker: Option<ProxyMaker>,
+    /// Where joined members are kept across restarts.
+    store: Option<Store>,
     board: WorkerBoard,
+}
+
+/// A joined worker (from a join, or from the store after a restart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinedMember {
+    pub entry: WorkerEntry,
+    pub instance: String,
 }
 
 impl LoadBalancer {
     pub fn new(entries: &[WorkerEntry], balancing: Balancing) -> Self {
-        let workers: Vec<Slot> = entries
+        Self::with_members(entries, &[], balancing)
+    }
+
+    /// Configured workers, then joined ones remembered from before a
+    /// restart (a configured id wins over a joined one).
+    pub fn with_members(entries: &[WorkerEntry], joined: &[JoinedMember], balancing: Balancing) -> Self {
+        let mut workers: Vec<Slot> = entries
             .iter()
-            .map(|e| Slot {
-                id: WorkerId::new(&e.id),
-                entry: e.clone(),
-                proxy: None,
-                up: false,
-                capacity: e.capacity,
-                kernels: e.kernels(),
-                in_flight: 0,
-                cooldown_until: None,
-                state: WorkerState::Unknown,
-                state_reason: None,
-                last_heartbeat: None,
-                completed: 0,
-                failed: 0,
-                busy_secs: 0.0,
-            })
+            .map(|e| Slot::new(e.clone(), MemberSource::Config, None))
             .collect();
-        let by_id = workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.id.clone(), i))
-            .collect();
-        let board = WorkerBoard::new(workers.iter().map(|w| w.id.clone()).collect());
-        for w in &workers {
-            board.publish(&w.id, w.info());
+        for m in joined {
+            if !workers.iter().any(|w| w.entry.id == m.entry.id) {
+                workers.push(Slot::new(
+                    m.entry.clone(),
+                    MemberSource::Joined,
+                    Some(m.instance.clone()),
+                ));
+            }
         }
-        Self {
+        let board = WorkerBoard::new(workers.iter().map(|w| w.id.clone()).collect());
+        let mut lb = Self {
             workers,
-            by_id,
+            by_id: HashMap::new(),
             strategy: strategy(balancing),
             queue: None,
+            maker: None,
+            store: None,
             board,
+        };
+        lb.reindex();
+        for i in 0..lb.workers.len() {
+            lb.changed(i);
         }
+        lb
+    }
+
+    /// Every worker's entry (configured and joined), for starting proxies.
+    pub fn entries(&self) -> Vec<WorkerEntry> {
+        self.workers.iter().map(|w| w.entry.clone()).collect()
     }
 
     /// The live snapshot of every worker, for the API (take it before
     /// starting the actor).
     pub fn board(&self) -> WorkerBoard {
         self.board.clone()
+    }
+
+    /// Rebuilds `by_id` and the board's order after workers were added,
+    /// removed or reordered.
+    fn reindex(&mut self) {
+        self.by_id = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.id.clone(), i))
+            .collect();
+        self.board
+            .reorder(self.workers.iter().map(|w| w.id.clone()).collect());
     }
 
     /// Publishes worker `i`'s row after a change.
@@ -161,6 +266,138 @@ impl LoadBalancer {
         }
     }
 
+    /// Starts a proxy for worker `i` (when wired; before that, the
+    /// orchestrator starts them and hands them over in [`Wire`]).
+    fn start_proxy(&mut self, i: usize, me: Addr<Self>) {
+        let Some(maker) = &self.maker else { return };
+        let peers = ProxyPeers {
+            outcomes: maker.outcomes.clone(),
+            heartbeats: me.clone().recipient(),
+            updates: me.clone().recipient(),
+            full: me.recipient(),
+        };
+        let w = &mut self.workers[i];
+        w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings, peers).start());
+    }
+
+    /// Adds a worker at the end (or, for a configured one, `at`) and starts
+    /// its proxy.
+    fn add(&mut self, slot: Slot, me: Addr<Self>) -> usize {
+        tracing::info!(worker = %slot.id, address = %slot.entry.address(), source = ?slot.source, "worker added");
+        self.workers.push(slot);
+        let i = self.workers.len() - 1;
+        self.reindex();
+        self.start_proxy(i, me);
+        self.changed(i);
+        i
+    }
+
+    /// Removes worker `i` now; its proxy is returned (not yet retired).
+    fn remove(&mut self, i: usize) -> Slot {
+        let slot = self.workers.remove(i);
+        self.reindex();
+        if slot.source == MemberSource::Joined {
+            self.forget_member(&slot.id);
+        }
+        tracing::info!(worker = %slot.id, "worker removed");
+        slot
+    }
+
+    fn remember_member(&self, i: usize) {
+        let w = &self.workers[i];
+        if let (Some(store), MemberSource::Joined) = (&self.store, w.source) {
+            store.persist(vec![Change::MemberJoined {
+                id: w.id.clone(),
+                url: format!("http://{}", w.entry.address()),
+                capacity: w.entry.capacity,
+                algorithms: w.entry.algorithms.clone(),
+                instance: w.instance.clone().unwrap_or_default(),
+                at: crate::util::time::unix_now(),
+            }]);
+        }
+    }
+
+    fn forget_member(&self, id: &WorkerId) {
+        if let Some(store) = &self.store {
+            store.persist(vec![Change::MemberLeft { id: id.clone() }]);
+        }
+    }
+
+    /// A draining worker that has become idle: drained (kept), removed, or
+    /// replaced by a proxy at its new address.
+    fn settle(&mut self, i: usize, me: Addr<Self>) {
+        let w = &self.workers[i];
+        if w.in_flight > 0 {
+            return;
+        }
+        match w.drain.clone() {
+            None => {}
+            Some(Drain::Asked) => {
+                tracing::info!(worker = %w.id, "worker drained");
+            }
+            Some(Drain::Leave) => {
+                let slot = self.remove(i);
+                if let Some(p) = slot.proxy {
+                    p.do_send(Retire);
+                }
+                return;
+            }
+            Some(Drain::Replace(entry)) => {
+                tracing::info!(worker = %w.id, from = %w.entry.address(), to = %entry.address(),
+                    "worker idle: now reached at its new address");
+                if let Some(p) = self.workers[i].proxy.take() {
+                    p.do_send(Retire);
+                }
+                let w = &mut self.workers[i];
+                w.entry = entry;
+                w.up = false;
+                w.capacity = w.entry.capacity;
+                w.kernels = w.entry.kernels();
+                w.state = WorkerState::Unknown;
+                w.state_reason = None;
+                w.cooldown_until = None;
+                w.drain = None;
+                self.start_proxy(i, me);
+                self.remember_member(i);
+            }
+        }
+        self.changed(i);
+    }
+
+    /// A new entry for worker `i` (config edit, re-join): capacity and
+    /// algorithms apply at once (the proxy asks the worker again); a new
+    /// address once the worker is idle.
+    fn update_entry(&mut self, i: usize, entry: WorkerEntry, me: Addr<Self>) {
+        let w = &mut self.workers[i];
+        if w.entry == entry {
+            if matches!(w.drain, Some(Drain::Replace(_))) {
+                w.drain = None; // moved back before the move happened
+            }
+        } else if w.entry.address() != entry.address() {
+            w.drain = Some(Drain::Replace(entry));
+        } else {
+            tracing::info!(worker = %w.id, capacity = entry.capacity, algorithms = ?entry.algorithms,
+                "worker changed");
+            w.capacity = if w.up {
+                w.capacity.min(entry.capacity)
+            } else {
+                entry.capacity
+            };
+            let allowed = entry.kernels();
+            w.kernels.retain(|k| allowed.contains(k));
+            if !w.up {
+                w.kernels = allowed;
+            }
+            w.entry = entry.clone();
+            if let Some(p) = &w.proxy {
+                p.do_send(UpdateEntry { entry });
+            }
+        }
+        self.settle(i, me);
+        self.changed(i);
+        self.notify_room();
+    }
+
     /// Why a task of `kernel` cannot be placed now, and per worker why not.
     fn explain(&self, kernel: &str) -> Explanation {
         let now = Instant::now();
@@ -171,7 +408,7 @@ impl LoadBalancer {
                 format!("does not run {kernel} (runs {})", w.kernels.join(", "))
             } else {
                 capable += 1;
-                if !w.up {
+                if !w.takes_tasks() {
                     format!("is {}", w.state_text())
                 } else {
                     capable_up += 1;
@@ -192,10 +429,10 @@ impl LoadBalancer {
         }
         let summary = if capable == 0 {
             format!(
-                "no configured worker runs {kernel}; add it to a worker's algorithms in config_workers.json"
+                "no configured worker runs {kernel}; add it to a worker's algorithms in config_workers.json, or start one with --join"
             )
         } else if capable_up == 0 {
-            format!("every worker that runs {kernel} is down")
+            format!("every worker that runs {kernel} is down or draining")
         } else if room == 0 {
             format!("every worker that runs {kernel} is busy")
         } else {
@@ -209,22 +446,35 @@ impl Actor for LoadBalancer {
     type Context = Context<Self>;
 }
 
-/// Sent once at start-up: who to tell when room appears, and each
-/// worker's proxy.
+/// Sent once at start-up: who to tell when room appears, each worker's
+/// proxy, and what a proxy started later needs.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wire {
     pub queue: Recipient<CapacityAvailable>,
     pub proxies: Vec<(String, Addr<WorkerProxy>)>,
+    pub outcomes: Recipient<AttemptOutcome>,
+    pub settings: ProxySettings,
+    pub store: Option<Store>,
 }
 
 impl Handler<Wire> for LoadBalancer {
     type Result = ();
-    fn handle(&mut self, msg: Wire, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Wire, ctx: &mut Self::Context) {
         self.queue = Some(msg.queue);
+        self.maker = Some(ProxyMaker {
+            settings: msg.settings,
+            outcomes: msg.outcomes,
+        });
+        self.store = msg.store;
         for (id, proxy) in msg.proxies {
             if let Some(&i) = self.by_id.get(id.as_str()) {
                 self.workers[i].proxy = Some(proxy);
+            }
+        }
+        for i in 0..self.workers.len() {
+            if self.workers[i].proxy.is_none() {
+                self.start_proxy(i, ctx.address());
             }
         }
     }
@@ -265,11 +515,15 @@ impl Handler<WorkerUpdate> for LoadBalancer {
             // its attempts are reported lost by the proxy, one by one
             w.cooldown_until = None;
         }
-        if up && !was_up {
+        if up && !was_up && w.drain.is_none() {
             tracing::info!(worker = %w.id, capacity = w.capacity, kernels = ?w.kernels, "worker up");
             self.notify_room();
         } else if !up && was_up {
-            tracing::warn!(worker = %w.id, state = %w.state_text(), "worker down");
+            if msg.state == WorkerState::Draining {
+                tracing::info!(worker = %w.id, "worker shutting down: no new tasks; its running tasks finish");
+            } else {
+                tracing::warn!(worker = %w.id, state = %w.state_text(), "worker down");
+            }
         }
         self.changed(i);
     }
@@ -300,32 +554,49 @@ pub struct Placement {
     pub proxy: Addr<WorkerProxy>,
 }
 
-/// Sent by TaskQueue: place these tasks (task id, kernel), in this order.
-/// Answers one entry per task; a placed task counts as in flight on its
-/// worker until [`Release`].
+/// One task to place: its kernel, and the workers its earlier attempts
+/// failed on (avoided while another capable worker exists).
+#[derive(Debug, Clone)]
+pub struct ToPlace {
+    pub kernel: &'static str,
+    pub avoid: Vec<WorkerId>,
+}
+
+/// Sent by TaskQueue: place these tasks, in this order. Answers one entry
+/// per task; a placed task counts as in flight on its worker until
+/// [`Release`].
 #[derive(Message)]
 #[rtype(result = "Vec<Option<Placement>>")]
 pub struct Assign {
-    pub kernels: Vec<&'static str>,
+    pub tasks: Vec<ToPlace>,
 }
 
 impl Handler<Assign> for LoadBalancer {
     type Result = MessageResult<Assign>;
     fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        let mut out = Vec::with_capacity(msg.kernels.len());
+        let mut out = Vec::with_capacity(msg.tasks.len());
         let mut loads = self.loads();
-        for kernel in msg.kernels {
+        for ToPlace { kernel, avoid } in msg.tasks {
             let workers = &self.workers;
-            let eligible = |i: usize| {
+            let capable = |i: usize| {
                 let w = &workers[i];
-                w.proxy.is_some()
-                    && w.kernels.contains(&kernel)
-                    && w.up
-                    && loads[i].in_flight < w.capacity
-                    && w.cooldown_until.is_none_or(|t| t <= now)
+                w.proxy.is_some() && w.kernels.contains(&kernel) && w.takes_tasks()
             };
-            match self.strategy.pick(&loads, &eligible) {
+            let avoided = |i: usize| avoid.contains(&workers[i].id);
+            let room = |i: usize, loads: &[Load]| {
+                loads[i].in_flight < workers[i].capacity && workers[i].cooldown_until.is_none_or(|t| t <= now)
+            };
+            // another capable worker: wait for it rather than go back to
+            // one that failed the task; only when none exists, go back
+            let elsewhere = (0..workers.len()).any(|i| capable(i) && !avoided(i));
+            let pick = {
+                let l = &loads;
+                self.strategy.pick(&loads, &|i| {
+                    capable(i) && room(i, l) && !(elsewhere && avoided(i))
+                })
+            };
+            match pick {
                 Some(i) => {
                     loads[i].in_flight += 1;
                     let w = &mut self.workers[i];
@@ -364,7 +635,7 @@ pub struct Release {
 
 impl Handler<Release> for LoadBalancer {
     type Result = ();
-    fn handle(&mut self, msg: Release, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
         let Some(&i) = self.by_id.get(&msg.worker_id) else {
             return;
         };
@@ -383,6 +654,7 @@ impl Handler<Release> for LoadBalancer {
             self.notify_room();
         }
         self.changed(i);
+        self.settle(i, ctx.address());
     }
 }
 
@@ -420,6 +692,225 @@ impl Handler<WorkerFull> for LoadBalancer {
             self.workers[i].cooldown_until = Some(Instant::now() + msg.retry_after);
             ctx.run_later(msg.retry_after, |act, _| act.notify_room());
         }
+    }
+}
+
+/// Sent by the ConfigWatcher with a valid `config_workers.json`: workers
+/// added start at once, removed ones drain and leave, changed ones change
+/// (a new address once idle). Running tasks are never disturbed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyConfig {
+    pub entries: Vec<WorkerEntry>,
+}
+
+impl Handler<ApplyConfig> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: ApplyConfig, ctx: &mut Self::Context) {
+        let me = ctx.address();
+        let ids: Vec<String> = msg.entries.iter().map(|e| e.id.clone()).collect();
+        for i in (0..self.workers.len()).rev() {
+            let w = &mut self.workers[i];
+            if w.source == MemberSource::Config && !ids.contains(&w.entry.id) {
+                tracing::info!(worker = %w.id, "removed from the workers file: draining");
+                w.drain = Some(Drain::Leave);
+                self.changed(i);
+                self.settle(i, me.clone());
+            }
+        }
+        for entry in msg.entries {
+            match self.by_id.get(entry.id.as_str()).copied() {
+                None => {
+                    self.add(Slot::new(entry, MemberSource::Config, None), me.clone());
+                    self.notify_room();
+                }
+                Some(i) => {
+                    let w = &mut self.workers[i];
+                    if w.source == MemberSource::Joined {
+                        // the file now names it: the file governs it
+                        if let Some(store) = &self.store {
+                            store.persist(vec![Change::MemberLeft { id: w.id.clone() }]);
+                        }
+                        w.source = MemberSource::Config;
+                        w.instance = None;
+                    }
+                    if w.drain == Some(Drain::Leave) {
+                        tracing::info!(worker = %w.id, "back in the workers file: no longer draining");
+                        w.drain = None;
+                    }
+                    self.update_entry(i, entry, me.clone());
+                }
+            }
+        }
+        // configuration order first, then joined workers as they came
+        let mut order: Vec<Slot> = Vec::with_capacity(self.workers.len());
+        let mut rest = std::mem::take(&mut self.workers);
+        for id in &ids {
+            if let Some(k) = rest
+                .iter()
+                .position(|w| w.entry.id == *id && w.source == MemberSource::Config)
+            {
+                order.push(rest.remove(k));
+            }
+        }
+        order.extend(rest);
+        self.workers = order;
+        self.reindex();
+        self.notify_room();
+    }
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JoinRefused {
+    #[error(
+        "worker id {id:?} belongs to another live worker at {address}; give this worker another --worker-id"
+    )]
+    Taken { id: String, address: String },
+}
+
+/// Sent by `POST /workers/join` (validated): a worker registers itself,
+/// and again every few seconds. Answers where the orchestrator knows it
+/// from.
+#[derive(Message)]
+#[rtype(result = "Result<MemberSource, JoinRefused>")]
+pub struct Join {
+    pub member: JoinedMember,
+}
+
+impl Handler<Join> for LoadBalancer {
+    type Result = Result<MemberSource, JoinRefused>;
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+        let JoinedMember { entry, instance } = msg.member;
+        let Some(&i) = self.by_id.get(entry.id.as_str()) else {
+            let i = self.add(
+                Slot::new(entry, MemberSource::Joined, Some(instance)),
+                ctx.address(),
+            );
+            self.remember_member(i);
+            return Ok(MemberSource::Joined);
+        };
+        let w = &mut self.workers[i];
+        let taken = || JoinRefused::Taken {
+            id: entry.id.clone(),
+            address: w.entry.address(),
+        };
+        match w.source {
+            MemberSource::Config if w.entry.address() == entry.address() => Ok(MemberSource::Config),
+            MemberSource::Config => Err(taken()),
+            MemberSource::Joined => {
+                // an empty instance (a hand-made join) proves nothing
+                let same = (!instance.is_empty() && w.instance.as_deref() == Some(instance.as_str()))
+                    || w.entry.address() == entry.address()
+                    || w.state == WorkerState::Down;
+                if !same {
+                    return Err(taken());
+                }
+                let changed = w.instance.as_deref() != Some(instance.as_str()) || w.entry != entry;
+                w.instance = Some(instance);
+                if changed {
+                    let id = w.id.clone();
+                    self.update_entry(i, entry, ctx.address());
+                    if let Some(&i) = self.by_id.get(&id) {
+                        self.remember_member(i);
+                    }
+                }
+                Ok(MemberSource::Joined)
+            }
+        }
+    }
+}
+
+/// Sent by `POST /workers/{id}/drain`: no new tasks; running ones
+/// finish; then `drained` (a joined worker is then removed). Answers the
+/// state, or `None` for an unknown id.
+#[derive(Message)]
+#[rtype(result = "Option<WorkerState>")]
+pub struct DrainWorker {
+    pub id: String,
+}
+
+impl Handler<DrainWorker> for LoadBalancer {
+    type Result = Option<WorkerState>;
+    fn handle(&mut self, msg: DrainWorker, ctx: &mut Self::Context) -> Self::Result {
+        let i = *self.by_id.get(msg.id.as_str())?;
+        let w = &mut self.workers[i];
+        if w.drain.is_none() {
+            tracing::info!(worker = %w.id, in_flight = w.in_flight, "draining on request");
+            w.drain = Some(match w.source {
+                MemberSource::Config => Drain::Asked,
+                MemberSource::Joined => Drain::Leave,
+            });
+        }
+        let state = w.visible_state();
+        self.changed(i);
+        self.settle(i, ctx.address());
+        Some(state)
+    }
+}
+
+/// Sent by `POST /workers/{id}/resume`: undoes a drain. Answers the
+/// state, or `None` for an unknown id.
+#[derive(Message)]
+#[rtype(result = "Option<WorkerState>")]
+pub struct ResumeWorker {
+    pub id: String,
+}
+
+impl Handler<ResumeWorker> for LoadBalancer {
+    type Result = Option<WorkerState>;
+    fn handle(&mut self, msg: ResumeWorker, _: &mut Self::Context) -> Self::Result {
+        let i = *self.by_id.get(msg.id.as_str())?;
+        let w = &mut self.workers[i];
+        if matches!(w.drain, Some(Drain::Asked | Drain::Leave)) {
+            tracing::info!(worker = %w.id, "resumed");
+            w.drain = None;
+        }
+        let state = w.visible_state();
+        self.changed(i);
+        self.notify_room();
+        Some(state)
+    }
+}
+
+/// Sent by `DELETE /workers/{id}`: removes the worker now. Answers its
+/// proxy (to be sent [`Retire`], which puts its running tasks back in the
+/// queue), or `None` for an unknown id.
+#[derive(Message)]
+#[rtype(result = "Option<Option<Addr<WorkerProxy>>>")]
+pub struct RemoveWorker {
+    pub id: String,
+}
+
+impl Handler<RemoveWorker> for LoadBalancer {
+    type Result = Option<Option<Addr<WorkerProxy>>>;
+    fn handle(&mut self, msg: RemoveWorker, _: &mut Self::Context) -> Self::Result {
+        let i = *self.by_id.get(msg.id.as_str())?;
+        if self.workers[i].source == MemberSource::Config {
+            tracing::warn!(worker = %msg.id, "a configured worker was removed; it comes back when the workers file is edited or the orchestrator restarts");
+        }
+        Some(self.remove(i).proxy)
+    }
+}
+
+/// Sent by the API (`GET /workers/{id}`) and at shutdown: the proxy of
+/// one worker, or of all.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<WorkerProxy>>")]
+pub struct Proxies {
+    pub id: Option<String>,
+}
+
+impl Handler<Proxies> for LoadBalancer {
+    type Result = MessageResult<Proxies>;
+    fn handle(&mut self, msg: Proxies, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.workers
+                .iter()
+                .filter(|w| msg.id.as_deref().is_none_or(|id| w.entry.id == id))
+                .filter_map(|w| w.proxy.clone())
+                .collect(),
+        )
     }
 }
 
