@@ -5,6 +5,7 @@ mod bad_input;
 mod commands;
 mod common;
 mod faults;
+mod membership;
 mod orchestrator;
 mod sim_cli;
 mod tools;
