@@ -359,3 +359,29 @@ fn a_configured_worker_that_never_answers_is_reported() {
     );
     let _ = http("GET", &o.addr, "/workers", None);
 }
+
+#[test]
+fn a_worker_shutting_down_is_draining_and_its_task_finishes_there() {
+    let c = Cluster::start(&[WorkerSpec::new("w1", 1), WorkerSpec::new("w2", 1)], &[]);
+    c.wait_workers_up();
+    post(&c, vec![sleep_task("t", 3.0)]);
+    wait_until(LONG, "t running", || c.status_of("t") == "running");
+    let on = c.task("t")["worker_id"].as_str().unwrap().to_string();
+    let (i, other) = if on == "w1" { (0, "w2") } else { (1, "w1") };
+    c.workers[i].signal(libc::SIGTERM);
+    wait_until(Duration::from_secs(2), "draining", || {
+        row(&c, &on)["state"] == "draining"
+    });
+    post(&c, vec![sleep_task("meanwhile", 0.1)]);
+    wait_until(LONG, "meanwhile completed", || {
+        c.status_of("meanwhile") == "completed"
+    });
+    assert_eq!(c.task("meanwhile")["worker_id"], other);
+    wait_until(LONG, "t completed", || c.status_of("t") == "completed");
+    let t = c.task("t");
+    assert_eq!(
+        (t["attempts"].clone(), t["worker_id"].clone()),
+        (json!(1), json!(on)),
+        "{t}"
+    );
+}
