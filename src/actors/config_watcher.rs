@@ -121,9 +121,8 @@ impl ConfigWatcher {
                     tracing::warn!(file = %self.path.display(), %error,
                         "workers file refused; the last good configuration stays in force: {error}");
                 }
-                if let Ok(bytes) = read {
-                    self.last = Some(bytes);
-                }
+                // unreadable: whatever comes back is judged afresh
+                self.last = read.ok();
                 self.last_error = Some(error.clone());
                 self.set_status(Some(error));
             }

@@ -196,6 +196,9 @@ impl WorkerProxy {
 
     /// The worker answered its health check.
     fn alive(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         self.last_ok = Instant::now();
         self.peers.heartbeats.do_send(Heartbeat {
             worker_id: self.id.clone(),
@@ -252,6 +255,9 @@ impl WorkerProxy {
     }
 
     fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         let (capacity, kernels) = agree(&self.entry, &status);
         if kernels.is_empty() {
             tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, offered = ?status.algorithms,
@@ -277,6 +283,9 @@ impl WorkerProxy {
     /// Marks the worker down, its attempts lost; or draining (its own
     /// shutdown), where its attempts run on and answer as usual.
     fn mark_down(&mut self, state: WorkerState, reason: String) {
+        if self.retired {
+            return; // its attempts went back at retirement; a successor may hold the id
+        }
         let was_up = self.up;
         self.up = false;
         let why = format!("worker {} {state} ({reason})", self.id);
