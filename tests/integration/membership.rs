@@ -385,3 +385,38 @@ fn a_worker_shutting_down_is_draining_and_its_task_finishes_there() {
         "{t}"
     );
 }
+
+#[test]
+fn a_new_address_applies_once_the_worker_is_idle() {
+    let mut c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
+    c.wait_workers_up();
+    post(&c, vec![sleep_task("busy", 1.5)]);
+    wait_until(LONG, "busy running", || c.status_of("busy") == "running");
+    // the same worker id, started elsewhere (its own folder)
+    let elsewhere = tempfile::tempdir().unwrap();
+    let moved = standalone(elsewhere.path(), "w1", 1);
+    write_by_rename(&c, &workers_file(&[entry("w1", &moved, 1)]));
+    wait_until(EDIT, "moving", || {
+        row(&c, "w1")["state_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&moved.addr))
+    });
+    assert_eq!(row(&c, "w1")["state"], "draining");
+    wait_until(LONG, "busy completed", || c.status_of("busy") == "completed");
+    assert_eq!(
+        c.task("busy")["attempts"],
+        1,
+        "the move disturbed the running task"
+    );
+    wait_until(Duration::from_secs(5), "up at the new address", || {
+        let r = row(&c, "w1");
+        r["state"] == "up" && r["port"] == port(&moved)
+    });
+    // the old process is gone; the next task runs at the new address
+    c.workers[0].signal(libc::SIGKILL);
+    c.workers[0].wait_exit(Duration::from_secs(5));
+    post(&c, vec![sleep_task("there", 0.1)]);
+    wait_until(LONG, "there completed", || c.status_of("there") == "completed");
+    assert_eq!(c.task("there")["attempts"], 1);
+    assert_eq!(row(&c, "w1")["state"], "up");
+}
