@@ -13,14 +13,15 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
 use crate::actors::file_watcher::{FileWatcher, StopWatching, WatchSettings};
-use crate::actors::load_balancer::{LoadBalancer, Wire, WorkerBoard};
+use crate::actors::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, WorkerBoard};
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
 use crate::api::error::ApiError;
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
-use crate::config::{Settings, WorkerEntry};
+use crate::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::model::{Validator, WorkerId};
 use crate::store::{self, ReadPool, Store, StoreError};
 use crate::util::lock::{InstanceLock, LockError};
@@ -47,7 +48,8 @@ pub struct Started {
     pub board: WorkerBoard,
     pub results: Addr<ResultsStore>,
     pub watcher: Option<Addr<FileWatcher>>,
-    pub proxies: HashMap<String, Addr<WorkerProxy>>,
+    /// Applies edits of the workers file (when the drop folder is watched).
+    pub config_watcher: Option<Addr<ConfigWatcher>>,
     pub store: Store,
     pub read: Arc<ReadPool>,
     pub server: actix_web::dev::ServerHandle,
@@ -102,7 +104,33 @@ pub fn start(
         algorithms: None,
     });
 
-    let lb = LoadBalancer::new(workers, settings.balancing);
+    // joined workers from before a restart: known again at once, so their
+    // running tasks are adopted (state unknown until the first heartbeat)
+    let joined: Vec<JoinedMember> = recovery
+        .members
+        .iter()
+        .filter_map(|m| match member_entry(&m.id, &m.url, m.capacity, &m.algorithms) {
+            Ok(entry) => Some(JoinedMember {
+                entry,
+                instance: m.instance.clone(),
+            }),
+            Err(problems) => {
+                tracing::warn!(worker = %m.id, ?problems, "a remembered joined worker is unusable; forgotten");
+                None
+            }
+        })
+        .collect();
+    if !joined.is_empty() {
+        tracing::info!(
+            count = joined.len(),
+            "joined workers remembered from before the restart"
+        );
+    }
+    if workers.is_empty() {
+        tracing::warn!("{NO_WORKERS_CONFIGURED}");
+    }
+    let lb = LoadBalancer::with_members(workers, &joined, settings.balancing);
+    let every_worker = lb.entries();
     let board = lb.board();
     let lb = lb.start();
     let results = ResultsStore::new(
@@ -128,7 +156,7 @@ pub fn start(
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
     let queue = {
         let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
-        let workers = workers.to_vec();
+        let workers = every_worker;
         let proxies = &mut proxies;
         TaskQueue::create(move |ctx| {
             let me = ctx.address();
@@ -150,7 +178,22 @@ pub fn start(
     lb.do_send(Wire {
         queue: queue.clone().recipient(),
         proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        outcomes: queue.clone().recipient(),
+        settings: proxy_settings,
+        store: Some(store.clone()),
     });
+    let (config_watcher, config_status): (Option<Addr<ConfigWatcher>>, SharedConfigStatus) = if watch {
+        let initial = std::fs::read(&settings.workers_file).ok();
+        let (w, status) = ConfigWatcher::new(settings.workers_file.clone(), initial, lb.clone().recipient());
+        (Some(w.start()), status)
+    } else {
+        let status = ConfigStatus {
+            path: settings.workers_file.display().to_string(),
+            valid: true,
+            error: None,
+        };
+        (None, Arc::new(std::sync::RwLock::new(status)))
+    };
     results.do_send(WireStats {
         queue: queue.clone().recipient(),
         lb: lb.clone().recipient(),
@@ -182,7 +225,8 @@ pub fn start(
         queue: queue.clone(),
         lb: lb.clone(),
         workers: board.clone(),
-        proxies: proxies.clone(),
+        config: config_status,
+        rejoin_interval: rejoin_interval(settings),
         read: Arc::clone(&read),
         validator,
         max_body: settings.max_file_bytes.min(usize::MAX as u64) as usize,
@@ -214,7 +258,7 @@ pub fn start(
             board,
             results,
             watcher,
-            proxies,
+            config_watcher,
             store,
             read,
             server: server.handle(),
@@ -223,6 +267,13 @@ pub fn start(
         },
         server,
     ))
+}
+
+/// How often a joined worker joins again: five heartbeats, at least 2 s
+/// (it is idempotent and cheap, and brings the worker back after a
+/// restart of the orchestrator).
+pub fn rejoin_interval(settings: &Settings) -> std::time::Duration {
+    (settings.heartbeat_interval * 5).max(std::time::Duration::from_secs(2))
 }
 
 /// The stop order: no new files, no new requests, results on disk,
@@ -234,7 +285,7 @@ pub async fn shutdown(started: &Started) {
     }
     started.server.stop(true).await;
     let _ = started.results.send(FlushNow).await;
-    for p in started.proxies.values() {
+    for p in started.lb.send(Proxies { id: None }).await.unwrap_or_default() {
         let _ = p.send(FlushAcks).await;
     }
     // give the acknowledgements a moment on the wire

@@ -2,12 +2,14 @@
 //!
 //! Orchestrator: [`file_watcher`] → [`task_queue`] (the source of truth,
 //! durable through `store`) ↔ [`load_balancer`] → one [`worker_proxy`] per
-//! worker; [`results_store`] writes results and statistics.
+//! worker; [`results_store`] writes results and statistics;
+//! [`config_watcher`] applies edits of `config_workers.json` while running.
 //!
 //! Worker node: [`executor`] (admission, held results, metrics) and
 //! [`simulation`] (the CPU-bound pool); [`registrar`] joins the
 //! orchestrator for a worker started with `--join`.
 
+pub mod config_watcher;
 pub mod executor;
 pub mod file_watcher;
 pub mod load_balancer;

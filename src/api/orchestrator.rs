@@ -2,7 +2,6 @@
 //! port 5000). Handlers parse, ask an actor or the read-only database
 //! pool, and render JSON; errors are JSON with the right status.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,11 +12,16 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
-use crate::actors::load_balancer::{LoadBalancer, StrategyName, WorkerBoard, WorkerInfo};
+use crate::actors::config_watcher::SharedConfigStatus;
+use crate::actors::load_balancer::{
+    DrainWorker, Join, JoinRefused, JoinedMember, LoadBalancer, Proxies, RemoveWorker, ResumeWorker,
+    StrategyName, WorkerBoard, WorkerInfo,
+};
 use crate::actors::task_queue::{
     CancelTask, QueueError, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
 };
-use crate::actors::worker_proxy::{InFlightAttempts, WorkerProxy};
+use crate::actors::worker_proxy::{InFlightAttempts, Retire};
+use crate::api::protocol::{JoinAnswer, JoinRequest};
 use crate::model::taskfile;
 use crate::model::{Priority, TaskStatus, Validator};
 use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
@@ -28,7 +32,10 @@ pub struct OrchestratorApi {
     pub lb: Addr<LoadBalancer>,
     /// Every worker's row, read without a round trip to the LoadBalancer.
     pub workers: WorkerBoard,
-    pub proxies: HashMap<String, Addr<WorkerProxy>>,
+    /// Whether `config_workers.json` on disk is in force.
+    pub config: SharedConfigStatus,
+    /// What a join answers: how often to join again.
+    pub rejoin_interval: std::time::Duration,
     pub read: Arc<ReadPool>,
     pub validator: Arc<Validator>,
     pub max_body: usize,
@@ -50,7 +57,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/tasks/{task_id}/retry").route(web::post().to(retry_task)))
         .service(resource("/workers").route(web::get().to(list_workers)))
-        .service(resource("/workers/{worker_id}").route(web::get().to(get_worker)))
+        .service(resource("/workers/join").route(web::post().to(join_worker)))
+        .service(
+            resource("/workers/{worker_id}")
+                .route(web::get().to(get_worker))
+                .route(web::delete().to(remove_worker)),
+        )
+        .service(resource("/workers/{worker_id}/drain").route(web::post().to(drain_worker)))
+        .service(resource("/workers/{worker_id}/resume").route(web::post().to(resume_worker)))
         .service(resource("/stats").route(web::get().to(stats)))
         .service(resource("/stats/performance").route(web::get().to(performance)))
         .service(resource("/health").route(web::get().to(health)))
@@ -99,7 +113,8 @@ async fn index() -> HttpResponse {
         "endpoints": [
             "GET /tasks?status=&priority=&algorithm=&worker=&limit=&offset=",
             "POST /tasks", "GET /tasks/{task_id}", "DELETE /tasks/{task_id}", "POST /tasks/{task_id}/retry",
-            "GET /workers", "GET /workers/{worker_id}",
+            "GET /workers", "GET /workers/{worker_id}", "POST /workers/join",
+            "POST /workers/{worker_id}/drain", "POST /workers/{worker_id}/resume", "DELETE /workers/{worker_id}",
             "GET /stats", "GET /stats/performance", "GET /health",
         ],
     }))
@@ -291,11 +306,23 @@ async fn retry_task(
     }
 }
 
-/// `GET /workers`.
+/// `GET /workers`: every worker, and whether the workers file is in force.
 async fn list_workers(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
     let workers = api.workers.list();
     let up = workers.iter().filter(|w| w.up).count();
-    Ok(HttpResponse::Ok().json(json!({"workers": workers, "total": workers.len(), "up": up})))
+    let config = api
+        .config
+        .read()
+        .map(|c| c.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    Ok(HttpResponse::Ok()
+        .json(json!({"workers": workers, "total": workers.len(), "up": up, "config": config})))
+}
+
+fn no_worker(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no worker {id:?}: not in config_workers.json and not joined (GET /workers lists them)"
+    ))
 }
 
 /// `GET /workers/{id}`: one worker with the attempts it runs now.
@@ -305,11 +332,10 @@ async fn get_worker(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let Some(w) = api.workers.get(&id) else {
-        return Err(ApiError::not_found(format!(
-            "no worker {id:?} in config_workers.json"
-        )));
+        return Err(no_worker(&id));
     };
-    let running = match api.proxies.get(&id) {
+    let proxies = api.lb.send(Proxies { id: Some(id) }).await.map_err(mailbox)?;
+    let running = match proxies.first() {
         Some(p) => p.send(InFlightAttempts).await.unwrap_or_default(),
         None => Vec::new(),
     };
@@ -319,6 +345,89 @@ async fn get_worker(
         .map(|(t, a, s)| json!({"task_id": t, "attempt_id": a, "elapsed_seconds": s}))
         .collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// `POST /workers/join`: a worker registers itself (and again every
+/// `rejoin_interval_seconds`); 409 `worker_id_taken` when its id is
+/// another live worker's.
+async fn join_worker(api: web::Data<OrchestratorApi>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let value = read_json(body, 64 * 1024).await?;
+    let join: JoinRequest = serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"id\", \"url\": \"http://HOST:PORT\", \"capacity\", \"algorithms\", \"instance\", \"version\"}}: {e}"
+        ))
+    })?;
+    let entry = crate::config::member_entry(&join.id, &join.url, join.capacity, &join.algorithms).map_err(
+        |problems| {
+            ApiError::bad_request(format!("invalid join: {}", problems.join("; ")))
+                .with("errors", json!(problems))
+        },
+    )?;
+    let member = JoinedMember {
+        entry,
+        instance: join.instance,
+    };
+    match api.lb.send(Join { member }).await.map_err(mailbox)? {
+        Ok(source) => Ok(HttpResponse::Ok().json(JoinAnswer {
+            id: join.id,
+            source,
+            rejoin_interval_seconds: api.rejoin_interval.as_secs_f64(),
+        })),
+        Err(e @ JoinRefused::Taken { .. }) => {
+            let JoinRefused::Taken { address, .. } = &e;
+            Err(ApiError::new(ErrorCode::WorkerIdTaken, e.to_string()).with("address", json!(address)))
+        }
+    }
+}
+
+/// `POST /workers/{id}/drain`: no new tasks; running ones finish.
+async fn drain_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let state = api
+        .lb
+        .send(DrainWorker { id: id.clone() })
+        .await
+        .map_err(mailbox)?
+        .ok_or_else(|| no_worker(&id))?;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "state": state})))
+}
+
+/// `POST /workers/{id}/resume`: undoes a drain.
+async fn resume_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let state = api
+        .lb
+        .send(ResumeWorker { id: id.clone() })
+        .await
+        .map_err(mailbox)?
+        .ok_or_else(|| no_worker(&id))?;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "state": state})))
+}
+
+/// `DELETE /workers/{id}`: removed now; its running tasks go back to the
+/// queue (not counted as attempts) and are cancelled on the worker.
+async fn remove_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let proxy = api
+        .lb
+        .send(RemoveWorker { id: id.clone() })
+        .await
+        .map_err(mailbox)?
+        .ok_or_else(|| no_worker(&id))?;
+    let requeued = match proxy {
+        Some(p) => p.send(Retire).await.unwrap_or(0),
+        None => 0,
+    };
+    Ok(HttpResponse::Ok().json(json!({"id": id, "requeued": requeued})))
 }
 
 fn worker_summary(workers: &[WorkerInfo]) -> Value {

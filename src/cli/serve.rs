@@ -62,14 +62,9 @@ pub(super) fn workers_file(path: &Path) -> Result<Option<Vec<WorkerEntry>>, Exit
 
 pub(super) fn required_workers(settings: &Settings) -> Result<Vec<WorkerEntry>, ExitCode> {
     match workers_file(&settings.workers_file)? {
-        Some(w) if !w.is_empty() => Ok(w),
-        Some(_) => {
-            eprintln!(
-                "error: {} lists no workers; add at least one",
-                settings.workers_file.display()
-            );
-            Err(ExitCode::from(2))
-        }
+        // an empty list is valid: workers may all join (the orchestrator
+        // says so in its log)
+        Some(w) => Ok(w),
         None => {
             eprintln!(
                 "error: {} not found. Create it (or pass --config FILE), for example:\n{WORKERS_EXAMPLE}",

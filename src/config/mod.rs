@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use orchestrator::{settings_from_env, Balancing, Settings, SETTINGS};
 pub use worker::{worker_settings_from_env, WorkerSettings, WORKER_FLAGS, WORKER_SETTINGS};
-pub use workers_file::{parse_workers, WorkerEntry};
+pub use workers_file::{member_entry, parse_worker_url, parse_workers, WorkerEntry, NO_WORKERS_CONFIGURED};
 
 /// A setting's table row: variable, default, meaning.
 pub type SettingDoc = (&'static str, &'static str, &'static str);

@@ -47,7 +47,71 @@ impl WorkerEntry {
     }
 }
 
+/// The message an orchestrator logs when the workers file lists nobody.
+pub const NO_WORKERS_CONFIGURED: &str =
+    "no workers configured; waiting for workers to join (orquesta worker --join http://ORCHESTRATOR:PORT)";
+
+/// `http://HOST:PORT` (the `url` of a join) → host and port.
+pub fn parse_worker_url(url: &str) -> Result<(String, u16), String> {
+    let expected = || format!("expected http://HOST:PORT, found {url:?}");
+    let rest = url.strip_prefix("http://").ok_or_else(expected)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(expected)?;
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(expected());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok((host.to_string(), p)),
+        _ => Err(format!(
+            "expected a port from 1 to 65535 in {url:?}, found {port:?}"
+        )),
+    }
+}
+
+/// A worker that joins by itself (`POST /workers/join`): its entry, or
+/// every problem with its fields, named as the join body names them.
+pub fn member_entry(
+    id: &str,
+    url: &str,
+    capacity: usize,
+    algorithms: &[String],
+) -> Result<WorkerEntry, Vec<String>> {
+    let mut problems = Vec::new();
+    if let Err(e) = TaskId::parse(id) {
+        problems.push(format!("id: {e}"));
+    }
+    let address = parse_worker_url(url).map_err(|e| problems.push(format!("url: {e}")));
+    if !(1..=4096).contains(&capacity) {
+        problems.push(format!(
+            "capacity: expected a whole number from 1 to 4096, found {capacity}"
+        ));
+    }
+    if algorithms.is_empty() {
+        problems.push("algorithms: expected a non-empty list such as [\"python\"]".into());
+    }
+    for (j, a) in algorithms.iter().enumerate() {
+        if crate::sim::resolve_kernel(a).is_none() {
+            problems.push(format!(
+                "algorithms[{j}]: expected one of {}, found {a:?}",
+                crate::sim::algorithm_names().join(", ")
+            ));
+        }
+    }
+    match address {
+        Ok((host, port)) if problems.is_empty() => Ok(WorkerEntry {
+            id: id.to_string(),
+            host,
+            port,
+            capacity,
+            algorithms: algorithms.to_vec(),
+        }),
+        _ => Err(problems),
+    }
+}
+
 /// Parses `config_workers.json` (the seed's shape), listing every problem.
+/// `{"workers": []}` is valid: workers may all join.
 pub fn parse_workers(bytes: &[u8]) -> Result<Vec<WorkerEntry>, Vec<String>> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         vec![format!(
@@ -216,6 +280,23 @@ mod tests {
         );
         assert!(e.iter().any(|p| p.starts_with("workers[1].host")), "{e:?}");
         assert!(parse_workers(b"{").unwrap_err()[0].contains("malformed"));
+        assert_eq!(parse_workers(br#"{"workers": []}"#).unwrap(), []);
         assert!(parse_workers(b"{}").unwrap_err()[0].starts_with("workers: required"));
+    }
+
+    #[test]
+    fn a_join_names_every_bad_field() {
+        let e = member_entry("w 1", "10.0.0.5:5001", 0, &["java".into()]).unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].starts_with("id: ") && e[1].starts_with("url: ") && e[2].starts_with("capacity: "));
+        assert!(e[3].starts_with("algorithms[0]: "), "{e:?}");
+        let w = member_entry("w9", "http://10.0.0.5:5001/", 2, &["python".into()]).unwrap();
+        assert_eq!(
+            (w.host.as_str(), w.port, w.address()),
+            ("10.0.0.5", 5001, "10.0.0.5:5001".into())
+        );
+        assert_eq!(parse_worker_url("http://[::1]:7").unwrap(), ("::1".into(), 7));
+        assert!(parse_worker_url("http://h:0").is_err());
+        assert!(parse_worker_url("http://h").is_err());
     }
 }

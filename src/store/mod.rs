@@ -18,7 +18,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-pub use recovery::{recover, Recovery, Unwritten, WasRunning};
+pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
 pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskView};
 use writer::{Job, Op, Reply};
@@ -100,6 +100,21 @@ pub enum Change {
         sha256: String,
         name: String,
         moved_to: String,
+    },
+    /// A worker joined (or joined again with other details): kept so that
+    /// a restarted orchestrator knows it and adopts its running tasks.
+    MemberJoined {
+        id: WorkerId,
+        /// `http://HOST:PORT`
+        url: String,
+        capacity: usize,
+        algorithms: Vec<String>,
+        instance: String,
+        at: f64,
+    },
+    /// A joined worker left (drained, or `DELETE /workers/{id}`).
+    MemberLeft {
+        id: WorkerId,
     },
 }
 
@@ -497,5 +512,43 @@ mod tests {
         let conn = open(&dir.path().join("q.db"), false).unwrap();
         assert_eq!(next_boot(&conn).unwrap(), 1);
         assert_eq!(next_boot(&conn).unwrap(), 2);
+    }
+
+    #[test]
+    fn joined_members_survive_a_restart_until_they_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let joined = |id: &str, url: &str, instance: &str| Change::MemberJoined {
+            id: WorkerId::new(id),
+            url: url.into(),
+            capacity: 2,
+            algorithms: vec!["python".into(), "__sleep".into()],
+            instance: instance.into(),
+            at: 1.0,
+        };
+        let store = Store::start(open(&path, false).unwrap());
+        block(store.persist_now(vec![
+            joined("a", "http://h:1", "i1"),
+            joined("b", "http://h:2", "i2"),
+            // joining again updates, never duplicates
+            joined("a", "http://h:3", "i3"),
+            Change::MemberLeft {
+                id: WorkerId::new("b"),
+            },
+        ]))
+        .unwrap();
+        store.sync();
+        let members = recover(&open(&path, false).unwrap()).unwrap().members;
+        assert_eq!(
+            members,
+            [StoredMember {
+                id: "a".into(),
+                url: "http://h:3".into(),
+                capacity: 2,
+                algorithms: vec!["python".into(), "__sleep".into()],
+                instance: "i3".into(),
+                joined_at: 1.0,
+            }]
+        );
     }
 }

@@ -34,6 +34,20 @@ pub struct Recovery {
     /// Kernels that have queued tasks.
     pub queued_kernels: Vec<String>,
     pub counts: Vec<(TaskStatus, i64)>,
+    /// Workers that joined and had not left.
+    pub members: Vec<StoredMember>,
+}
+
+/// A joined worker as the `members` table keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMember {
+    pub id: String,
+    /// `http://HOST:PORT`
+    pub url: String,
+    pub capacity: usize,
+    pub algorithms: Vec<String>,
+    pub instance: String,
+    pub joined_at: f64,
 }
 
 /// Reads what a restart must reconcile (on the writer's connection,
@@ -73,6 +87,22 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
     let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
     rec.counts = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT id, url, capacity, algorithms, instance, joined_at FROM members ORDER BY joined_at",
+    )?;
+    rec.members = stmt
+        .query_map([], |r| {
+            let algorithms: String = r.get(3)?;
+            Ok(StoredMember {
+                id: r.get(0)?,
+                url: r.get(1)?,
+                capacity: r.get::<_, i64>(2)?.max(1) as usize,
+                algorithms: serde_json::from_str(&algorithms).unwrap_or_default(),
+                instance: r.get(4)?,
+                joined_at: r.get(5)?,
+            })
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rec)
 }

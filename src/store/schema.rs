@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS ingests (
 );
 CREATE INDEX IF NOT EXISTS ingests_sha ON ingests(sha256);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    algorithms TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    joined_at REAL NOT NULL
+);
 ";
 
 /// Opens (creating if needed) the database with the schema.

@@ -372,6 +372,25 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             )?
             .execute(params![sha256, name, moved_to])?;
         }
+        Change::MemberJoined {
+            id,
+            url,
+            capacity,
+            algorithms,
+            instance,
+            at,
+        } => {
+            let algorithms = serde_json::to_string(&algorithms).unwrap_or_else(|_| "[]".into());
+            db.prepare_cached(
+                "INSERT INTO members(id, url, capacity, algorithms, instance, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET url = ?2, capacity = ?3, algorithms = ?4, instance = ?5",
+            )?
+            .execute(params![id.as_str(), url, capacity as i64, algorithms, instance, at])?;
+        }
+        Change::MemberLeft { id } => {
+            db.prepare_cached("DELETE FROM members WHERE id = ?1")?
+                .execute(params![id.as_str()])?;
+        }
     }
     Ok(())
 }

@@ -3,11 +3,12 @@
 //! from any thread without a message to the actor.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use serde::Serialize;
 
+use crate::api::protocol::MemberSource;
 use crate::model::WorkerId;
 
 /// A worker's state as the orchestrator sees it; why it is so travels
@@ -21,8 +22,11 @@ pub enum WorkerState {
     Up,
     /// Refused connections, stopped answering, or answered badly.
     Down,
-    /// Alive but shutting down (its `/health` answers 503): no new tasks.
+    /// No new tasks: shutting down (its `/health` answers 503), or drained
+    /// by `POST /workers/{id}/drain` or a config edit; running tasks finish.
     Draining,
+    /// Drained and idle: takes no tasks until `POST /workers/{id}/resume`.
+    Drained,
 }
 
 impl WorkerState {
@@ -32,6 +36,7 @@ impl WorkerState {
             WorkerState::Up => "up",
             WorkerState::Down => "down",
             WorkerState::Draining => "draining",
+            WorkerState::Drained => "drained",
         }
     }
 
@@ -50,6 +55,8 @@ impl fmt::Display for WorkerState {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerInfo {
     pub id: String,
+    /// `config_workers.json`, or the worker's own join.
+    pub source: MemberSource,
     pub host: String,
     pub port: u16,
     pub address: String,
@@ -76,21 +83,23 @@ pub struct WorkerInfo {
 #[derive(Clone)]
 pub struct WorkerBoard {
     rows: Arc<DashMap<WorkerId, WorkerInfo>>,
-    /// `config_workers.json` order, the order of `GET /workers`.
-    order: Arc<[WorkerId]>,
+    /// The LoadBalancer's order (configuration order, joined workers
+    /// after), the order of `GET /workers`.
+    order: Arc<RwLock<Vec<WorkerId>>>,
 }
 
 impl WorkerBoard {
     pub(super) fn new(order: Vec<WorkerId>) -> Self {
         Self {
             rows: Arc::new(DashMap::new()),
-            order: order.into(),
+            order: Arc::new(RwLock::new(order)),
         }
     }
 
     /// Every worker, in configuration order.
     pub fn list(&self) -> Vec<WorkerInfo> {
-        self.order
+        let order = self.order.read().unwrap_or_else(|e| e.into_inner());
+        order
             .iter()
             .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
             .collect()
@@ -103,5 +112,12 @@ impl WorkerBoard {
 
     pub(super) fn publish(&self, id: &WorkerId, info: WorkerInfo) {
         self.rows.insert(id.clone(), info);
+    }
+
+    /// The order of the rows after a worker was added or removed.
+    pub(super) fn reorder(&self, order: Vec<WorkerId>) {
+        let mut o = self.order.write().unwrap_or_else(|e| e.into_inner());
+        self.rows.retain(|id, _| order.contains(id));
+        *o = order;
     }
 }

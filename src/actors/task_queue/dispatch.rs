@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::live::{Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
 use super::{ProxyPeer, TaskQueue};
-use crate::actors::load_balancer::Assign;
+use crate::actors::load_balancer::{Assign, ToPlace};
 use crate::model::WorkerId;
 use crate::store::{Change, QueuedRow};
 use crate::util::time::unix_now;
@@ -25,8 +25,9 @@ pub struct PageRequest {
 
 impl LiveTasks {
     /// Event: dispatch. Moves up to `max` ready tasks, best first across
-    /// kernels that are not blocked, to placing; answers (id, kernel).
-    pub fn take_batch(&mut self, max: usize) -> Vec<(String, &'static str)> {
+    /// kernels that are not blocked, to placing; answers (id, what the
+    /// LoadBalancer needs to place it: kernel, workers to avoid).
+    pub fn take_batch(&mut self, max: usize) -> Vec<(String, ToPlace)> {
         let mut batch = Vec::new();
         while batch.len() < max {
             let next = self
@@ -42,7 +43,13 @@ impl LiveTasks {
                 .and_then(|q| q.ready.remove(&key))
                 .expect("the key was just seen");
             self.place.insert(entry.task_id.clone(), Place::Placing);
-            batch.push((entry.task_id.clone(), kernel));
+            batch.push((
+                entry.task_id.clone(),
+                ToPlace {
+                    kernel,
+                    avoid: entry.failed_on.clone(),
+                },
+            ));
             self.placing.insert(entry.task_id.clone(), entry);
         }
         batch
@@ -164,10 +171,10 @@ impl TaskQueue {
             return;
         }
         self.dispatching = true;
-        let kernels = batch.iter().map(|(_, k)| *k).collect();
+        let tasks = batch.iter().map(|(_, t)| t.clone()).collect();
         self.peers
             .assign
-            .send(Assign { kernels })
+            .send(Assign { tasks })
             .into_actor(self)
             .map(move |placements, act, ctx| {
                 act.dispatching = false;
@@ -177,10 +184,9 @@ impl TaskQueue {
                     let placement = placements.get(i).and_then(|p| p.as_ref());
                     let worker = placement.map(|p| {
                         let id = p.worker_id.clone();
-                        act.peers
-                            .proxies
-                            .entry(id.clone())
-                            .or_insert_with(|| ProxyPeer::of(&p.proxy));
+                        // always the placement's proxy: a worker that moved
+                        // to a new address has a new one under the same id
+                        act.peers.proxies.insert(id.clone(), ProxyPeer::of(&p.proxy));
                         id
                     });
                     placed_any |= worker.is_some() && act.live.place_of(&task_id) == Some(Place::Placing);

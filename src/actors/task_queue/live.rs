@@ -28,6 +28,9 @@ pub struct Entry {
     pub attempts: u32,
     pub created_at: f64,
     pub last_error: Option<String>,
+    /// Workers an attempt of this task failed on or was lost with (in
+    /// memory only): its next attempt goes elsewhere when it can.
+    pub failed_on: Vec<WorkerId>,
 }
 
 impl Entry {
@@ -48,6 +51,7 @@ impl Entry {
             created_at: row.created_at,
             task_id: row.task_id,
             last_error: None,
+            failed_on: Vec::new(),
         })
     }
 
@@ -63,6 +67,7 @@ impl Entry {
             attempts: 0,
             created_at: now,
             last_error: None,
+            failed_on: Vec::new(),
         })
     }
 }

@@ -96,6 +96,9 @@ struct Model {
     pending_cancels: Vec<String>,
     /// Taken for placement, not answered yet.
     assigning: Vec<String>,
+    /// The workers an attempt of each task failed on or was lost with:
+    /// what its placements must ask the LoadBalancer to avoid.
+    failed_on: HashMap<String, Vec<WorkerId>>,
 }
 
 impl Model {
@@ -115,7 +118,24 @@ impl Model {
             open: HashMap::new(),
             pending_cancels: Vec::new(),
             assigning: Vec::new(),
+            failed_on: HashMap::new(),
         }
+    }
+
+    /// Takes a batch, checking each task's avoid list against the model.
+    fn take(&mut self, max: usize) -> Vec<String> {
+        let batch = self.live.take_batch(max);
+        for (task_id, to_place) in &batch {
+            let mut asked = to_place.avoid.clone();
+            let mut expected = self.failed_on.get(task_id).cloned().unwrap_or_default();
+            asked.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            assert_eq!(
+                asked, expected,
+                "{task_id}'s placement avoids the workers that failed it"
+            );
+        }
+        batch.into_iter().map(|(t, _)| t).collect()
     }
 
     fn task_id(&self, pick: usize) -> Option<String> {
@@ -208,13 +228,13 @@ impl Model {
             }
             Event::Take { max } => {
                 if self.assigning.is_empty() {
-                    self.assigning = self.live.take_batch(max).into_iter().map(|(t, _)| t).collect();
+                    self.assigning = self.take(max);
                 }
             }
             Event::Dispatch { max, choice } => {
                 let mut batch = std::mem::take(&mut self.assigning);
                 if batch.is_empty() {
-                    batch = self.live.take_batch(max).into_iter().map(|(t, _)| t).collect();
+                    batch = self.take(max);
                 }
                 for (n, task_id) in batch.into_iter().enumerate() {
                     // the LoadBalancer: a worker with room, or none
@@ -233,6 +253,14 @@ impl Model {
                     return;
                 }
                 let (task_id, attempt_id, w) = self.issued[pick % self.issued.len()].clone();
+                let current =
+                    self.open.get(&task_id) == Some(&attempt_id) && !self.pending_cancels.contains(&task_id);
+                if current && matches!(kind, 2 | 3 | 4 | 6) {
+                    let seen = self.failed_on.entry(task_id.clone()).or_default();
+                    if !seen.contains(&w) {
+                        seen.push(w.clone());
+                    }
+                }
                 let kind = match kind {
                     0 | 1 => OutcomeKind::Result(Box::new(result(&task_id, RunStatus::Completed))),
                     2 => OutcomeKind::Result(Box::new(result(&task_id, RunStatus::Failed))),
@@ -274,6 +302,7 @@ impl Model {
                     return;
                 }
                 self.status.insert(id.clone(), TaskStatus::Queued);
+                self.failed_on.remove(&id);
                 let (t, seq) = self.tasks.iter().find(|(t, _)| t.task_id == id).cloned().unwrap();
                 self.live.retried(QueuedRow {
                     seq,

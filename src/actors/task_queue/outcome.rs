@@ -76,10 +76,14 @@ impl LiveTasks {
             OutcomeKind::Failed(error) | OutcomeKind::TimedOut(error) => (AttemptEnd::Failed, error),
             OutcomeKind::Lost(error) => (AttemptEnd::Lost, error),
         };
-        let r = self.running.remove(task_id).expect("the current attempt runs");
+        let mut r = self.running.remove(task_id).expect("the current attempt runs");
+        if matches!(end, AttemptEnd::Failed | AttemptEnd::Lost) && !r.entry.failed_on.contains(&r.worker) {
+            // redistribution: the next attempt prefers another worker
+            r.entry.failed_on.push(r.worker.clone());
+        }
         self.place.remove(task_id);
         fx.send.push(Outbound::Release {
-            worker: r.worker,
+            worker: r.worker.clone(),
             freed: if end == AttemptEnd::Failed {
                 Freed::Failed
             } else {

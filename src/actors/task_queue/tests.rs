@@ -51,6 +51,13 @@ fn the_state_machine_without_workers() {
         lb.send(Wire {
             queue: queue.clone().recipient(),
             proxies: Vec::new(),
+            outcomes: queue.clone().recipient(),
+            settings: crate::actors::worker_proxy::ProxySettings {
+                heartbeat_interval: Duration::from_secs(1),
+                worker_timeout: Duration::from_secs(5),
+                task_timeout: None,
+            },
+            store: None,
         })
         .await
         .unwrap();

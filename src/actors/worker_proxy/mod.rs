@@ -72,7 +72,18 @@ pub struct WorkerProxy {
     /// is fetched with `GET /results/{id}`.
     adopted: HashMap<String, u64>,
     acks: Vec<String>,
+    /// Whether the worker has ever answered; until then it is reported
+    /// at start and every [`NEVER_ANSWERED_EVERY`] (is it started?).
+    ever_answered: bool,
+    never_answered_logged: Option<Instant>,
+    /// Removed from the cluster ([`Retire`]): sends nothing more to the
+    /// LoadBalancer (a successor may hold the same id) and refuses new
+    /// attempts until it stops.
+    retired: bool,
 }
+
+/// How often a configured worker that has never answered is reported.
+pub const NEVER_ANSWERED_EVERY: Duration = Duration::from_secs(60);
 
 impl WorkerProxy {
     pub fn new(entry: WorkerEntry, settings: ProxySettings, peers: ProxyPeers) -> Self {
@@ -95,7 +106,26 @@ impl WorkerProxy {
             kernels: Vec::new(),
             adopted: HashMap::new(),
             acks: Vec::new(),
+            ever_answered: false,
+            never_answered_logged: None,
+            retired: false,
         }
+    }
+
+    /// A worker that has never answered: said once, then every
+    /// [`NEVER_ANSWERED_EVERY`], with the command that starts it.
+    fn report_never_answered(&mut self, why: &str) {
+        if self.ever_answered
+            || self
+                .never_answered_logged
+                .is_some_and(|t| t.elapsed() < NEVER_ANSWERED_EVERY)
+        {
+            return;
+        }
+        self.never_answered_logged = Some(Instant::now());
+        tracing::warn!(worker = %self.id, address = %self.entry.address(), %why,
+            "worker {} at {} has never answered; is it started? `orquesta worker --worker-id {} --port {}`",
+            self.id, self.entry.address(), self.id, self.entry.port);
     }
 
     fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
@@ -109,6 +139,13 @@ impl WorkerProxy {
 
     /// One heartbeat: `GET /health`, at most one in flight.
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        if !self.ever_answered && self.last_ok.elapsed() > self.settings.worker_timeout {
+            let secs = self.settings.worker_timeout.as_secs_f64();
+            self.report_never_answered(&format!("no answer for {secs:.1} s"));
+        }
         if self.last_ok.elapsed() > self.settings.worker_timeout {
             let secs = self.settings.worker_timeout.as_secs_f64();
             if self.up {
@@ -129,6 +166,12 @@ impl WorkerProxy {
             .into_actor(self)
             .map(|res, act, ctx| {
                 act.heartbeat_pending = false;
+                if act.retired {
+                    return;
+                }
+                if res.is_ok() {
+                    act.ever_answered = true;
+                }
                 match res {
                     // 503 = draining: alive, but takes no tasks
                     Ok(200) => act.alive(ctx),
@@ -153,6 +196,9 @@ impl WorkerProxy {
 
     /// The worker answered its health check.
     fn alive(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         self.last_ok = Instant::now();
         self.peers.heartbeats.do_send(Heartbeat {
             worker_id: self.id.clone(),
@@ -170,6 +216,7 @@ impl WorkerProxy {
     /// re-check (a restart in progress may refuse for a moment).
     fn refused(&mut self, error: String, ctx: &mut Context<Self>) {
         if !self.up {
+            self.report_never_answered(&format!("connection refused: {error}"));
             return;
         }
         http::health(&self.client, &self.base, Duration::from_secs(1))
@@ -196,6 +243,9 @@ impl WorkerProxy {
         .into_actor(self)
         .map(|res, act, ctx| {
             act.status_pending = false;
+            if act.retired {
+                return;
+            }
             match res {
                 Ok(status) => act.came_up(status, ctx),
                 Err(e) => tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status"),
@@ -205,6 +255,9 @@ impl WorkerProxy {
     }
 
     fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         let (capacity, kernels) = agree(&self.entry, &status);
         if kernels.is_empty() {
             tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, offered = ?status.algorithms,
@@ -227,8 +280,12 @@ impl WorkerProxy {
         self.poll_adopted(ctx);
     }
 
-    /// Marks the worker down (or draining); its attempts are lost.
+    /// Marks the worker down, its attempts lost; or draining (its own
+    /// shutdown), where its attempts run on and answer as usual.
     fn mark_down(&mut self, state: WorkerState, reason: String) {
+        if self.retired {
+            return; // its attempts went back at retirement; a successor may hold the id
+        }
         let was_up = self.up;
         self.up = false;
         let why = format!("worker {} {state} ({reason})", self.id);
@@ -244,7 +301,7 @@ impl WorkerProxy {
             },
             heartbeat: None,
         });
-        if was_up {
+        if was_up && state != WorkerState::Draining {
             let lost: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
                 .into_iter()
                 .map(|(task_id, f)| (task_id, f.attempt_id))
@@ -303,7 +360,15 @@ impl WorkerProxy {
     }
 
     fn flush_acks(&mut self, ctx: &mut Context<Self>) {
-        if self.acks.is_empty() || !self.up {
+        if !self.up {
+            return;
+        }
+        self.flush_acks_now(ctx);
+    }
+
+    /// Acknowledges what is pending even if the worker is not known up.
+    fn flush_acks_now(&mut self, ctx: &mut Context<Self>) {
+        if self.acks.is_empty() {
             return;
         }
         let ids = std::mem::take(&mut self.acks);
@@ -350,6 +415,11 @@ impl Handler<RunAttempt> for WorkerProxy {
             attempt_id,
             body,
         } = msg;
+        if self.retired {
+            let why = format!("worker {} was removed before the attempt was sent", self.id);
+            self.report(task_id, attempt_id, OutcomeKind::Refused(why));
+            return;
+        }
         self.in_flight.insert(
             task_id.clone(),
             InFlight {
@@ -379,10 +449,12 @@ impl Handler<RunAttempt> for WorkerProxy {
                         match read_execute_answer(&task_id, attempt_id, code, retry_after, body.as_deref()) {
                             ExecuteVerdict::Outcome(kind) => kind,
                             ExecuteVerdict::Full { retry_after } => {
-                                act.peers.full.do_send(WorkerFull {
-                                    worker_id: act.id.clone(),
-                                    retry_after,
-                                });
+                                if !act.retired {
+                                    act.peers.full.do_send(WorkerFull {
+                                        worker_id: act.id.clone(),
+                                        retry_after,
+                                    });
+                                }
                                 OutcomeKind::Refused("the worker is full (429)".into())
                             }
                             ExecuteVerdict::AlreadyRunning => {
@@ -395,7 +467,9 @@ impl Handler<RunAttempt> for WorkerProxy {
                     }
                     Err(SendRequestError::Connect(e)) if never_connected(&e) => {
                         // nothing reached the worker
-                        act.refused(e.to_string(), ctx);
+                        if !act.retired {
+                            act.refused(e.to_string(), ctx);
+                        }
                         OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
                     }
                     Err(SendRequestError::Timeout) => {
@@ -504,5 +578,56 @@ impl Handler<InFlightAttempts> for WorkerProxy {
                 .map(|(id, f)| (id.clone(), f.attempt_id, f.started.elapsed().as_secs_f64()))
                 .collect(),
         )
+    }
+}
+
+/// Sent by the LoadBalancer when this worker leaves the cluster (removed
+/// now, drained, or replaced at a new address). Its running attempts go
+/// back to the queue at once as refused (not counted as attempts) and are
+/// cancelled on the worker if it still answers; an attempt that reaches
+/// it later is refused; it stops after `WORKER_TIMEOUT`, once late
+/// answers had their chance. Answers how many attempts went back.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Retire;
+
+impl Handler<Retire> for WorkerProxy {
+    type Result = usize;
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) -> usize {
+        self.retired = true;
+        let back: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .map(|(task_id, f)| (task_id, f.attempt_id))
+            .chain(std::mem::take(&mut self.adopted))
+            .collect();
+        for (task_id, attempt_id) in &back {
+            let cancel = self.client.post(format!("{}/cancel/{task_id}", self.base)).send();
+            actix_rt::spawn(async move {
+                let _ = cancel.await;
+            });
+            let why = format!("worker {} was removed from the cluster", self.id);
+            self.report(task_id.clone(), *attempt_id, OutcomeKind::Refused(why));
+        }
+        self.flush_acks_now(ctx);
+        ctx.run_later(self.settings.worker_timeout, |_, ctx| ctx.stop());
+        back.len()
+    }
+}
+
+/// Sent by the LoadBalancer when the worker's configured capacity or
+/// algorithms changed (same address): agreed again with the worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateEntry {
+    pub entry: WorkerEntry,
+}
+
+impl Handler<UpdateEntry> for WorkerProxy {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateEntry, ctx: &mut Self::Context) {
+        self.entry = msg.entry;
+        if self.up {
+            self.fetch_status(ctx);
+        }
     }
 }
