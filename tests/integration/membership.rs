@@ -212,8 +212,10 @@ fn joined_workers_are_listed_refused_on_a_clash_and_adopted_after_a_restart() {
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(c.orch().get("/workers").json()["total"], 1);
 
-    // another live worker claiming the id
-    let other = standalone(c.dir.path(), "w9", 1);
+    // another live worker claiming the id (from its own folder: one
+    // folder holds one worker per id)
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = standalone(elsewhere.path(), "w9", 1);
     let clash = c.orch().post("/workers/join", &join_body("w9", &other, "i-2"));
     assert_eq!(clash.status, 409, "{}", clash.text());
     assert_eq!(clash.json()["code"], "worker_id_taken");
@@ -222,7 +224,7 @@ fn joined_workers_are_listed_refused_on_a_clash_and_adopted_after_a_restart() {
     // bad bodies say what is wrong
     let bad = c.orch().post(
         "/workers/join",
-        &json!({"id": "x", "url": "10.0.0.1:80", "capacity": 0, "algorithms": ["java"]}).to_string(),
+        &json!({"id": "x", "url": "127.0.0.1:9", "capacity": 0, "algorithms": ["java"]}).to_string(),
     );
     assert_eq!(bad.status, 400, "{}", bad.text());
     let text = bad.json()["error"].as_str().unwrap().to_string();
