@@ -7,6 +7,7 @@ mod common;
 mod deploy;
 mod faults;
 mod hygiene;
+mod join;
 mod membership;
 mod orchestrator;
 mod sim_cli;
