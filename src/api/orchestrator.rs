@@ -15,7 +15,7 @@ use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, Ap
 use crate::actors::config_watcher::SharedConfigStatus;
 use crate::actors::load_balancer::{
     DrainWorker, Join, JoinRefused, JoinedMember, LoadBalancer, Proxies, RemoveWorker, ResumeWorker,
-    StrategyName, WorkerBoard, WorkerInfo,
+    StrategyName, WorkerBoard, WorkerInfo, WorkerState,
 };
 use crate::actors::task_queue::{
     CancelTask, QueueError, QueueStats, RetryTask, SubmitBatch, SubmitError, Submitted, TaskQueue, WhyWaiting,
@@ -386,13 +386,7 @@ async fn drain_worker(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let state = api
-        .lb
-        .send(DrainWorker { id: id.clone() })
-        .await
-        .map_err(mailbox)?
-        .ok_or_else(|| no_worker(&id))?;
-    Ok(HttpResponse::Ok().json(json!({"id": id, "state": state})))
+    new_state(&id, api.lb.send(DrainWorker { id: id.clone() }).await)
 }
 
 /// `POST /workers/{id}/resume`: undoes a drain.
@@ -401,12 +395,15 @@ async fn resume_worker(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let state = api
-        .lb
-        .send(ResumeWorker { id: id.clone() })
-        .await
-        .map_err(mailbox)?
-        .ok_or_else(|| no_worker(&id))?;
+    new_state(&id, api.lb.send(ResumeWorker { id: id.clone() }).await)
+}
+
+/// The answer to a drain or a resume: the worker's new state, or 404.
+fn new_state(
+    id: &str,
+    answer: Result<Option<WorkerState>, actix::MailboxError>,
+) -> Result<HttpResponse, ApiError> {
+    let state = answer.map_err(mailbox)?.ok_or_else(|| no_worker(id))?;
     Ok(HttpResponse::Ok().json(json!({"id": id, "state": state})))
 }
 
