@@ -379,16 +379,29 @@ fn chaos(tasks: usize) -> ChaosReport {
     assert_eq!(failed["total"], 0, "{failed}");
     // and membership settles: every joined worker still running is listed,
     // joined and up, whatever happened to it and to the orchestrator
-    wait_until(Duration::from_secs(20), "the joined workers up", || {
-        let listed = c.orch().get("/workers").json();
-        joined.iter().all(|j| {
-            listed["workers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|w| w["id"] == j.id.as_str() && w["source"] == "joined" && w["state"] == "up")
+    let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(20), "the joined workers up", || {
+            let listed = c.orch().get("/workers").json();
+            joined.iter().all(|j| {
+                listed["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w["id"] == j.id.as_str() && w["source"] == "joined" && w["state"] == "up")
+            })
         })
-    });
+    }));
+    if settled.is_err() {
+        let logs: Vec<String> = joined
+            .iter()
+            .map(|j| format!("{}:\n{}", j.id, j.proc.log()))
+            .collect();
+        panic!(
+            "joined workers not all up (seed {seed}); /workers: {}\n{}",
+            c.orch().get("/workers").text(),
+            logs.join("\n")
+        );
+    }
     drop(leaving);
     ChaosReport {
         tasks,
