@@ -242,15 +242,6 @@ fn chaos(tasks: usize) -> ChaosReport {
             stats(&c, "completed")
         );
         round += 1;
-        // the orchestrator dies twice, at a third and at two thirds; it
-        // comes back on its port, where the joined workers look for it
-        if orchestrator_kills < 2 && stats(&c, "completed") * 3 >= tasks * (orchestrator_kills + 1) {
-            let o = c.orchestrator.as_mut().unwrap();
-            o.signal(libc::SIGKILL);
-            let _ = o.wait_exit(Duration::from_secs(5));
-            orchestrator_kills += 1;
-            c.restart_orchestrator();
-        }
         let victim = round % 3;
         if round % 3 == 2 && !stopped {
             // one worker freezes longer than WORKER_TIMEOUT, then resumes
@@ -356,6 +347,17 @@ fn chaos(tasks: usize) -> ChaosReport {
                 restore_at = Some(round + 2);
                 m.edits += 1;
             }
+        }
+        // the orchestrator dies twice, at a third and at two thirds, right
+        // after a membership change (before it settles: that window found
+        // a worker locked out for ever); it comes back on its port, where
+        // the joined workers look for it
+        if orchestrator_kills < 2 && stats(&c, "completed") * 3 >= tasks * (orchestrator_kills + 1) {
+            let o = c.orchestrator.as_mut().unwrap();
+            o.signal(libc::SIGKILL);
+            let _ = o.wait_exit(Duration::from_secs(5));
+            orchestrator_kills += 1;
+            c.restart_orchestrator();
         }
         std::thread::sleep(Duration::from_millis(400));
     }
