@@ -68,15 +68,18 @@ impl Proc {
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     if let Some(rest) = line.strip_prefix("listening on http://") {
-                        let _ = tx.send(rest.trim().to_string());
+                        let _ = tx.send(Some(rest.trim().to_string()));
                     }
                     output.lock().unwrap().push(line);
                 }
+                // the pipe closed: the process exited (say, it could not
+                // bind its port), no need to wait the 30 s out
+                let _ = tx.send(None);
             });
         }
         let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
+            Ok(Some(addr)) => addr,
+            _ => {
                 let _ = child.kill();
                 panic!(
                     "no 'listening on' line; output:\n{}",
@@ -355,6 +358,34 @@ impl Cluster {
             &["orchestrator", "--port", "0"],
             &env,
         ));
+    }
+
+    /// Starts the orchestrator again on the port it had (after a SIGKILL),
+    /// so workers that joined it find it again; retries the bind for a
+    /// few seconds in case the port is not free yet.
+    pub fn restart_orchestrator(&mut self) {
+        let old = self.orchestrator.take().expect("an orchestrator was started");
+        let port = old.addr.rsplit(':').next().unwrap().to_string();
+        drop(old);
+        let mut env: Vec<(String, String)> =
+            FAST.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.extend(self.extra_env.iter().cloned());
+        let dir = self.dir.path().to_path_buf();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = std::panic::catch_unwind(|| {
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                Proc::start(&dir, &["orchestrator", "--port", &port], &env)
+            });
+            match attempt {
+                Ok(p) => {
+                    self.orchestrator = Some(p);
+                    return;
+                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
     }
 
     pub fn orch(&self) -> &Proc {

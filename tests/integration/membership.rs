@@ -422,3 +422,51 @@ fn a_new_address_applies_once_the_worker_is_idle() {
     assert_eq!(c.task("there")["attempts"], 1);
     assert_eq!(row(&c, "w1")["state"], "up");
 }
+
+/// Found by the chaos test: a joined worker SIGKILLed and started again at
+/// a new port while the orchestrator was down. The restarted orchestrator
+/// remembers it at its old address, where it never answers (so it stays
+/// `unknown`, never `down`), and refused the new process as a clash (409)
+/// for ever. Not a live worker to protect: the new process is welcome.
+#[test]
+fn a_worker_restarted_while_the_orchestrator_was_down_joins_again() {
+    let mut c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
+    c.wait_workers_up();
+    let own = tempfile::tempdir().unwrap();
+    let join = format!("http://{}", c.orch().addr);
+    let start = |dir: &Path| {
+        Proc::start(
+            dir,
+            &[
+                "worker",
+                "--worker-id",
+                "j1",
+                "--port",
+                "0",
+                "--capacity",
+                "1",
+                "--join",
+                &join,
+            ],
+            &[("ORQUESTA_TEST_KERNELS", "1")],
+        )
+    };
+    let mut first = start(own.path());
+    wait_until(Duration::from_secs(10), "j1 up", || {
+        row(&c, "j1")["state"] == "up"
+    });
+    let o = c.orchestrator.as_mut().unwrap();
+    o.signal(libc::SIGKILL);
+    o.wait_exit(Duration::from_secs(5));
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(5));
+    let second = start(own.path());
+    c.restart_orchestrator();
+    wait_until(Duration::from_secs(10), "j1 up at its new port", || {
+        let r = row(&c, "j1");
+        r["state"] == "up" && r["port"] == port(&second) && r["source"] == "joined"
+    });
+    assert!(!second.log().contains("refused this worker"), "{}", second.log());
+    post(&c, vec![sleep_task("a", 0.5), sleep_task("b", 0.5)]);
+    c.wait_count("completed", 2, LONG);
+}

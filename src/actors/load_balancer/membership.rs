@@ -270,10 +270,17 @@ impl Handler<Join> for LoadBalancer {
             MemberSource::Config if w.entry.address() == entry.address() => Ok(MemberSource::Config),
             MemberSource::Config => Err(taken()),
             MemberSource::Joined => {
-                // an empty instance (a hand-made join) proves nothing
+                // an empty instance (a hand-made join) proves nothing; a
+                // holder that is down, or has never answered and refuses
+                // connections (remembered from before a restart, its process
+                // gone), is not a live worker to protect: without the second,
+                // a worker restarted at a new port while the orchestrator was
+                // down was refused (409) for ever after the restart
+                let gone = w.state == WorkerState::Down
+                    || (w.state == WorkerState::Unknown && w.state_reason.is_some());
                 let same = (!instance.is_empty() && w.instance.as_deref() == Some(instance.as_str()))
                     || w.entry.address() == entry.address()
-                    || w.state == WorkerState::Down;
+                    || gone;
                 if !same {
                     return Err(taken());
                 }

@@ -375,6 +375,15 @@ impl Handler<WorkerUpdate> for LoadBalancer {
             return;
         };
         let w = &mut self.workers[i];
+        if msg.state == WorkerState::Unknown {
+            // a worker that has never answered says why (connection
+            // refused); it never overrides a state already known
+            if w.state == WorkerState::Unknown {
+                w.state_reason = msg.reason;
+                self.changed(i);
+            }
+            return;
+        }
         let was_up = w.up;
         let up = msg.state.is_up();
         w.up = up;
@@ -845,6 +854,10 @@ mod tests {
     fn a_join_is_refused_only_when_the_id_is_another_live_workers() {
         actix_rt::System::new().block_on(async {
             let (lb, board) = wired(&[one("a", 1)], &[]).await;
+            // x's address takes connections (and never answers): a holder
+            // whose address refuses them is gone, not a clash
+            let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let x = live.local_addr().unwrap().port();
             let join = |id: &str, port: u16, instance: &str| {
                 lb.send(Join {
                     member: JoinedMember {
@@ -853,23 +866,23 @@ mod tests {
                     },
                 })
             };
-            assert_eq!(join("x", 5, "i1").await.unwrap(), Ok(MemberSource::Joined));
+            assert_eq!(join("x", x, "i1").await.unwrap(), Ok(MemberSource::Joined));
             assert_eq!(board.get("x").unwrap().source, MemberSource::Joined);
-            assert_eq!(join("x", 5, "i1").await.unwrap(), Ok(MemberSource::Joined));
+            assert_eq!(join("x", x, "i1").await.unwrap(), Ok(MemberSource::Joined));
             let clash = join("x", 6, "i2").await.unwrap();
             assert!(
-                matches!(&clash, Err(JoinRefused::Taken { address, .. }) if address == "127.0.0.1:5"),
+                matches!(&clash, Err(JoinRefused::Taken { address, .. }) if *address == format!("127.0.0.1:{x}")),
                 "{clash:?}"
             );
             // the same address after a restart of the worker: fine
-            assert_eq!(join("x", 5, "i3").await.unwrap(), Ok(MemberSource::Joined));
+            assert_eq!(join("x", x, "i3").await.unwrap(), Ok(MemberSource::Joined));
             // a configured id: only from its configured address
             assert_eq!(join("a", 1, "j").await.unwrap(), Ok(MemberSource::Config));
             assert!(join("a", 7, "j").await.unwrap().is_err());
             // drained on request: it leaves, and its re-joins stay drained
             lb.send(DrainWorker { id: "x".into() }).await.unwrap();
             assert!(board.get("x").is_none());
-            assert_eq!(join("x", 5, "i3").await.unwrap(), Ok(MemberSource::Joined));
+            assert_eq!(join("x", x, "i3").await.unwrap(), Ok(MemberSource::Joined));
             assert_eq!(board.get("x").unwrap().state, WorkerState::Drained);
             assert_eq!(board.list().len(), 2);
         });

@@ -76,6 +76,9 @@ pub struct WorkerProxy {
     /// at start and every [`NEVER_ANSWERED_EVERY`] (is it started?).
     ever_answered: bool,
     never_answered_logged: Option<Instant>,
+    /// The LoadBalancer was told that this never-answered worker refuses
+    /// connections (once).
+    refusal_told: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// LoadBalancer (a successor may hold the same id) and refuses new
     /// attempts until it stops.
@@ -108,6 +111,7 @@ impl WorkerProxy {
             acks: Vec::new(),
             ever_answered: false,
             never_answered_logged: None,
+            refusal_told: false,
             retired: false,
         }
     }
@@ -216,7 +220,22 @@ impl WorkerProxy {
     /// re-check (a restart in progress may refuse for a moment).
     fn refused(&mut self, error: String, ctx: &mut Context<Self>) {
         if !self.up {
-            self.report_never_answered(&format!("connection refused: {error}"));
+            let why = format!("connection refused: {error}");
+            if !self.ever_answered && !self.refusal_told && !self.retired {
+                // still `unknown`, but now with a reason: nobody listens
+                // there, so a join with this id from elsewhere is not a
+                // clash (the process was restarted at another port)
+                self.refusal_told = true;
+                self.peers.updates.do_send(WorkerUpdate {
+                    worker_id: self.id.clone(),
+                    state: WorkerState::Unknown,
+                    reason: Some(why.clone()),
+                    capacity: self.entry.capacity,
+                    kernels: self.entry.kernels(),
+                    heartbeat: None,
+                });
+            }
+            self.report_never_answered(&why);
             return;
         }
         http::health(&self.client, &self.base, Duration::from_secs(1))
