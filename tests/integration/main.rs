@@ -2,12 +2,14 @@
 //! separate process. One test binary for all of them saves link time.
 
 mod bad_input;
+mod chaos;
 mod commands;
 mod common;
 mod deploy;
 mod faults;
 mod hygiene;
 mod join;
+mod join_worker;
 mod membership;
 mod orchestrator;
 mod sim_cli;
@@ -15,3 +17,4 @@ mod tools;
 mod tools_cluster;
 mod tools_terminal;
 mod worker;
+mod workers_cli;

@@ -1,0 +1,216 @@
+//! The proxy's view of its worker's health: the heartbeat, a refused
+//! connection, the status fetched when it comes up, and marking it down
+//! or draining.
+
+use actix::prelude::*;
+
+use super::*;
+
+impl WorkerProxy {
+    /// A worker that has never answered: said once, then every
+    /// [`NEVER_ANSWERED_EVERY`], with the command that starts it.
+    pub(super) fn report_never_answered(&mut self, why: &str) {
+        if self.ever_answered
+            || self
+                .never_answered_logged
+                .is_some_and(|t| t.elapsed() < NEVER_ANSWERED_EVERY)
+        {
+            return;
+        }
+        self.never_answered_logged = Some(Instant::now());
+        tracing::warn!(worker = %self.id, address = %self.entry.address(), %why,
+            "worker {} at {} has never answered; is it started? `orquesta worker --worker-id {} --port {}`",
+            self.id, self.entry.address(), self.id, self.entry.port);
+    }
+
+    /// One heartbeat: `GET /health`, at most one in flight.
+    pub(super) fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        if !self.ever_answered && self.last_ok.elapsed() > self.settings.worker_timeout {
+            let secs = self.settings.worker_timeout.as_secs_f64();
+            self.report_never_answered(&format!("no answer for {secs:.1} s"));
+        }
+        if self.last_ok.elapsed() > self.settings.worker_timeout {
+            let secs = self.settings.worker_timeout.as_secs_f64();
+            if self.up {
+                self.mark_down(WorkerState::Down, format!("no answer for {secs:.1} s"));
+            } else if !self.adopted.is_empty() {
+                // adopted after a restart from a worker that never came back
+                for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
+                    let why = format!("worker {} has not answered for {secs:.1} s", self.id);
+                    self.report(task_id, attempt_id, OutcomeKind::Lost(why));
+                }
+            }
+        }
+        if self.heartbeat_pending {
+            return;
+        }
+        self.heartbeat_pending = true;
+        http::health(&self.client, &self.base, self.settings.worker_timeout)
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.heartbeat_pending = false;
+                if act.retired {
+                    return;
+                }
+                if res.is_ok() {
+                    act.ever_answered = true;
+                }
+                match res {
+                    // 503 = draining: alive, but takes no tasks
+                    Ok(200) => act.alive(ctx),
+                    Ok(503) => {
+                        act.last_ok = Instant::now();
+                        if act.up {
+                            act.mark_down(WorkerState::Draining, "shutting down".into());
+                        }
+                    }
+                    Ok(code) => {
+                        act.last_ok = Instant::now();
+                        if act.up {
+                            act.mark_down(WorkerState::Down, format!("health answered {code}"));
+                        }
+                    }
+                    Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
+                    Err(_) => {} // no answer: judged by WORKER_TIMEOUT
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// The worker answered its health check.
+    pub(super) fn alive(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        self.last_ok = Instant::now();
+        self.peers.heartbeats.do_send(Heartbeat {
+            worker_id: self.id.clone(),
+            at: SystemTime::now(),
+        });
+        if !self.up {
+            self.fetch_status(ctx);
+        } else {
+            self.poll_adopted(ctx);
+            self.flush_acks(ctx);
+        }
+    }
+
+    /// A refused connection marks the worker down at once, after one quick
+    /// re-check (a restart in progress may refuse for a moment).
+    pub(super) fn refused(&mut self, error: String, ctx: &mut Context<Self>) {
+        if !self.up {
+            let why = format!("connection refused: {error}");
+            if !self.ever_answered && !self.refusal_told && !self.retired {
+                // still `unknown`, but now with a reason: nobody listens
+                // there, so a join with this id from elsewhere is not a
+                // clash (the process was restarted at another port)
+                self.refusal_told = true;
+                self.peers.updates.do_send(WorkerUpdate {
+                    worker_id: self.id.clone(),
+                    state: WorkerState::Unknown,
+                    reason: Some(why.clone()),
+                    capacity: self.entry.capacity,
+                    kernels: self.entry.kernels(),
+                    heartbeat: None,
+                });
+            }
+            self.report_never_answered(&why);
+            return;
+        }
+        http::health(&self.client, &self.base, Duration::from_secs(1))
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(200) => act.alive(ctx),
+                _ => act.mark_down(WorkerState::Down, format!("connection refused: {error}")),
+            })
+            .spawn(ctx);
+    }
+
+    /// `GET /status`: the worker's own capacity and algorithms; then up.
+    pub(super) fn fetch_status(&mut self, ctx: &mut Context<Self>) {
+        if self.status_pending {
+            return;
+        }
+        self.status_pending = true;
+        let request = self.client.get(format!("{}/status", self.base)).send();
+        async move {
+            let mut resp = request.await.map_err(|e| e.to_string())?;
+            let body = resp.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<StatusAnswer>(&body).map_err(|e| format!("cannot read the status: {e}"))
+        }
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            act.status_pending = false;
+            if act.retired {
+                return;
+            }
+            match res {
+                Ok(status) => act.came_up(status, ctx),
+                Err(e) => tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status"),
+            }
+        })
+        .spawn(ctx);
+    }
+
+    pub(super) fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        let (capacity, kernels) = agree(&self.entry, &status);
+        if kernels.is_empty() {
+            tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, offered = ?status.algorithms,
+                "the worker offers none of its configured algorithms");
+        }
+        if status.worker_id != self.entry.id {
+            tracing::warn!(worker = %self.id, reported = %status.worker_id,
+                "the worker at this address reports another id");
+        }
+        self.up = true;
+        self.kernels = kernels.clone();
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state: WorkerState::Up,
+            reason: None,
+            capacity,
+            kernels,
+            heartbeat: Some(SystemTime::now()),
+        });
+        self.poll_adopted(ctx);
+    }
+
+    /// Marks the worker down, its attempts lost; or draining (its own
+    /// shutdown), where its attempts run on and answer as usual.
+    pub(super) fn mark_down(&mut self, state: WorkerState, reason: String) {
+        if self.retired {
+            return; // its attempts went back at retirement; a successor may hold the id
+        }
+        let was_up = self.up;
+        self.up = false;
+        let why = format!("worker {} {state} ({reason})", self.id);
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state,
+            reason: Some(reason),
+            capacity: self.entry.capacity,
+            kernels: if self.kernels.is_empty() {
+                self.entry.kernels()
+            } else {
+                self.kernels.clone()
+            },
+            heartbeat: None,
+        });
+        if was_up && state != WorkerState::Draining {
+            let lost: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .map(|(task_id, f)| (task_id, f.attempt_id))
+                .chain(std::mem::take(&mut self.adopted))
+                .collect();
+            for (task_id, attempt_id) in lost {
+                self.report(task_id, attempt_id, OutcomeKind::Lost(why.clone()));
+            }
+        }
+    }
+}
