@@ -203,8 +203,10 @@ impl ReadPool {
                 .prepare_cached(&format!("SELECT COUNT(*) FROM tasks {where_}"))?
                 .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
             let mut page_args = args.clone();
-            page_args.push((limit as i64).into());
-            page_args.push((offset as i64).into());
+            page_args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+            // past i64::MAX `as` would wrap to a negative OFFSET, which
+            // SQLite reads as none: the first page for an absurd offset
+            page_args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
             let rows = db
                 .prepare_cached(&format!(
                     "SELECT {VIEW_COLUMNS} FROM tasks {where_} ORDER BY seq LIMIT ? OFFSET ?"

@@ -366,6 +366,16 @@ fn bad_requests_get_json_errors_and_change_nothing() {
         &request_bytes("POST", &o.addr, "/tasks", Some(&[b'{', 0xff, b'}'])),
     );
     assert_eq!(r.status, 400);
+    // an offset past every task is an empty page, however large (it once
+    // wrapped to a negative OFFSET and gave the first page)
+    for offset in ["1", "18446744073709551615"] {
+        let page = o.get(&format!("/tasks?offset={offset}")).json();
+        assert_eq!(
+            (page["total"].clone(), page["tasks"].clone()),
+            (json!(1), json!([])),
+            "{offset}"
+        );
+    }
     // nothing changed, still serving
     assert_eq!(o.get("/tasks").json()["total"], 1);
     assert_eq!(o.get("/health").status, 200);
