@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Cluster, Proc, WorkerSpec};
+use crate::common::{joined_worker, wait_until, Cluster, Proc, WorkerSpec};
 use crate::faults::{post, recorded, restart_worker, sleep_task, LONG};
 
 struct SplitMix(u64);
@@ -36,22 +36,7 @@ struct Joined {
 }
 
 fn start_joined(dir: &std::path::Path, id: &str, orchestrator: &str) -> Proc {
-    let join = format!("http://{orchestrator}");
-    Proc::start(
-        dir,
-        &[
-            "worker",
-            "--worker-id",
-            id,
-            "--port",
-            "0",
-            "--capacity",
-            "2",
-            "--join",
-            &join,
-        ],
-        &[("ORQUESTA_TEST_KERNELS", "1")],
-    )
+    joined_worker(dir, id, 2, &format!("http://{orchestrator}"))
 }
 
 /// The membership changes a chaos run made, by kind.

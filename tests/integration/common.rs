@@ -295,6 +295,27 @@ impl WorkerSpec {
     }
 }
 
+/// A worker that joins the orchestrator at `join_url` by itself
+/// (`--join`), started in `dir` on a free port, test kernels on.
+pub fn joined_worker(dir: &Path, id: &str, capacity: usize, join_url: &str) -> Proc {
+    let capacity = capacity.to_string();
+    Proc::start(
+        dir,
+        &[
+            "worker",
+            "--worker-id",
+            id,
+            "--port",
+            "0",
+            "--capacity",
+            &capacity,
+            "--join",
+            join_url,
+        ],
+        &[("ORQUESTA_TEST_KERNELS", "1")],
+    )
+}
+
 /// Worker processes and an orchestrator in one temporary folder.
 pub struct Cluster {
     pub dir: tempfile::TempDir,

@@ -235,16 +235,23 @@ fn up_sigkilled_leaves_no_orphans() {
     }
 }
 
+/// `orquesta up` in `dir` with one local worker `id` (capacity 1, on a
+/// free port), once that worker is up; and the worker's port.
+fn up_with_one_worker(dir: &std::path::Path, id: &str) -> (Proc, u16) {
+    let port = free_port();
+    write_workers(
+        dir,
+        json!([{"id": id, "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]}]),
+    );
+    let up = Proc::start(dir, &["up", "--port", "0"], FAST);
+    wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
+    (up, port)
+}
+
 #[test]
 fn a_second_ctrl_c_stops_up_at_once_and_the_running_task_is_not_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    write_workers(
-        dir.path(),
-        json!([{"id": "c1", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]}]),
-    );
-    let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
-    wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
+    let (mut up, _) = up_with_one_worker(dir.path(), "c1");
     let r = up.post(
         "/tasks",
         &format!(r#"{{"tasks": [{}]}}"#, sleep_task("long", 60.0)),
@@ -297,13 +304,7 @@ fn no_worker_is_restarted_once_up_is_stopping() {
     // exits while up shuts its orchestrator down must not be taken for a
     // crash and started again
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    write_workers(
-        dir.path(),
-        json!([{"id": "t1", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]}]),
-    );
-    let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
-    wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
+    let (mut up, port) = up_with_one_worker(dir.path(), "t1");
     let worker = children_of(up.pid());
     assert_eq!(worker.len(), 1, "{worker:?}");
     // a request still arriving keeps the orchestrator's graceful stop busy

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Proc, FAST};
+use crate::common::{joined_worker, wait_until, Proc, FAST};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -52,21 +52,7 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     let port = port_of(&orch);
     let own = tempfile::tempdir().unwrap();
     let join = format!("http://127.0.0.1:{port}");
-    let mut worker = Proc::start(
-        own.path(),
-        &[
-            "worker",
-            "--worker-id",
-            "j1",
-            "--port",
-            "0",
-            "--capacity",
-            "1",
-            "--join",
-            &join,
-        ],
-        &[("ORQUESTA_TEST_KERNELS", "1")],
-    );
+    let mut worker = joined_worker(own.path(), "j1", 1, &join);
     wait_until(Duration::from_secs(10), "j1 joined and up", || {
         row(&orch, "j1")["state"] == "up"
     });

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{http, wait_until, Cluster, Proc, WorkerSpec, FAST};
+use crate::common::{http, joined_worker, wait_until, Cluster, Proc, WorkerSpec, FAST};
 
 const LONG: Duration = Duration::from_secs(60);
 /// How soon a config edit must take effect.
@@ -434,23 +434,7 @@ fn a_worker_restarted_while_the_orchestrator_was_down_joins_again() {
     c.wait_workers_up();
     let own = tempfile::tempdir().unwrap();
     let join = format!("http://{}", c.orch().addr);
-    let start = |dir: &Path| {
-        Proc::start(
-            dir,
-            &[
-                "worker",
-                "--worker-id",
-                "j1",
-                "--port",
-                "0",
-                "--capacity",
-                "1",
-                "--join",
-                &join,
-            ],
-            &[("ORQUESTA_TEST_KERNELS", "1")],
-        )
-    };
+    let start = |dir: &Path| joined_worker(dir, "j1", 1, &join);
     let mut first = start(own.path());
     wait_until(Duration::from_secs(10), "j1 up", || {
         row(&c, "j1")["state"] == "up"
