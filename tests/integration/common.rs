@@ -295,6 +295,17 @@ impl WorkerSpec {
     }
 }
 
+/// Worker `id`'s row of the orchestrator's `GET /workers` (null if absent).
+pub fn worker_row(orch: &Proc, id: &str) -> Value {
+    orch.get("/workers").json()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// A worker that joins the orchestrator at `join_url` by itself
 /// (`--join`), started in `dir` on a free port, test kernels on.
 pub fn joined_worker(dir: &Path, id: &str, capacity: usize, join_url: &str) -> Proc {

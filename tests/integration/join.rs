@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::common::{joined_worker, wait_until, Proc, FAST};
+use crate::common::{joined_worker, wait_until, worker_row, Proc, FAST};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -20,16 +20,6 @@ fn orchestrator(dir: &Path, port: u16) -> Proc {
 
 fn port_of(p: &Proc) -> u16 {
     p.addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-fn row(orch: &Proc, id: &str) -> Value {
-    orch.get("/workers").json()["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == id)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 fn post_sleep(orch: &Proc, id: &str, seconds: f64) {
@@ -54,9 +44,9 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     let join = format!("http://127.0.0.1:{port}");
     let mut worker = joined_worker(own.path(), "j1", 1, &join);
     wait_until(Duration::from_secs(10), "j1 joined and up", || {
-        row(&orch, "j1")["state"] == "up"
+        worker_row(&orch, "j1")["state"] == "up"
     });
-    let r = row(&orch, "j1");
+    let r = worker_row(&orch, "j1");
     assert_eq!(r["source"], "joined", "{r}");
     assert_eq!(r["address"], worker.addr.as_str(), "{r}");
     post_sleep(&orch, "first", 0.2);
@@ -68,7 +58,7 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     orch.wait_exit(Duration::from_secs(10));
     let orch = orchestrator(home.path(), port);
     wait_until(Duration::from_secs(15), "j1 up after the restart", || {
-        row(&orch, "j1")["state"] == "up"
+        worker_row(&orch, "j1")["state"] == "up"
     });
 
     // SIGTERM: the running task finishes there, then the worker leaves
@@ -79,7 +69,9 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     wait_until(LONG, "last completed", || status(&orch, "last") == "completed");
     let t = orch.get("/tasks/last").json();
     assert_eq!(t["attempts"], 1, "finished where it ran, not started again: {t}");
-    wait_until(Duration::from_secs(10), "j1 gone", || row(&orch, "j1").is_null());
+    wait_until(Duration::from_secs(10), "j1 gone", || {
+        worker_row(&orch, "j1").is_null()
+    });
 }
 
 #[test]
@@ -123,9 +115,9 @@ fn the_slurm_scripts_worker_joins_a_local_orchestrator_and_drains_on_sigterm() {
         .unwrap();
     let id = "slurm-127.0.0.1";
     wait_until(Duration::from_secs(20), "the Slurm worker joined", || {
-        row(&orch, id)["state"] == "up"
+        worker_row(&orch, id)["state"] == "up"
     });
-    let r = row(&orch, id);
+    let r = worker_row(&orch, id);
     assert_eq!(
         (r["source"].clone(), r["address"].clone(), r["capacity"].clone()),
         (json!("joined"), json!(format!("127.0.0.1:{free}")), json!(2)),
@@ -144,6 +136,6 @@ fn the_slurm_scripts_worker_joins_a_local_orchestrator_and_drains_on_sigterm() {
     });
     assert_eq!(orch.get("/tasks/on_slurm").json()["attempts"], 1);
     wait_until(Duration::from_secs(10), "the Slurm worker left", || {
-        row(&orch, id).is_null()
+        worker_row(&orch, id).is_null()
     });
 }

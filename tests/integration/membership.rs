@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{http, joined_worker, wait_until, Cluster, Proc, WorkerSpec, FAST};
+use crate::common::{http, joined_worker, wait_until, worker_row, Cluster, Proc, WorkerSpec, FAST};
 
 const LONG: Duration = Duration::from_secs(60);
 /// How soon a config edit must take effect.
@@ -59,13 +59,7 @@ fn workers_file(entries: &[Value]) -> String {
 }
 
 fn row(c: &Cluster, id: &str) -> Value {
-    c.orch().get("/workers").json()["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == id)
-        .cloned()
-        .unwrap_or(Value::Null)
+    worker_row(c.orch(), id)
 }
 
 fn join_body(id: &str, p: &Proc, instance: &str) -> String {
