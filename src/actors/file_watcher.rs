@@ -275,13 +275,15 @@ impl FileWatcher {
             .and_then(|n| n.to_str())
             .unwrap_or(&name)
             .to_string();
+        // Move first, report second: whoever sees the report (a user, a
+        // script polling for it) also finds the file gone from the drop folder.
         let result = fs::create_dir_all(&dir)
+            .and_then(|_| fs::rename(path, &dest))
             .and_then(|_| {
                 crate::util::fs::write_atomic(&report_path, rejection.report(&dest_name).as_bytes())
-            })
-            .and_then(|_| fs::rename(path, &dest));
+            });
         if let Err(e) = result {
-            tracing::error!(file = %name, error = %e, "cannot move a rejected file to rejected/");
+            tracing::error!(file = %name, error = %e, "cannot move a rejected file to rejected/ or write its report");
         }
     }
 }
