@@ -7,6 +7,8 @@ mod commands;
 mod common;
 mod deploy;
 mod faults;
+mod fuzz;
+mod hostile;
 mod hygiene;
 mod join;
 mod join_worker;
