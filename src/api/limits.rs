@@ -159,7 +159,8 @@ pub async fn read_body(
     let mut bytes = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit.bytes));
     let read = async {
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
             if bytes.len() + chunk.len() > limit.bytes {
                 return Err(too_large(&limit, declared));
             }
@@ -255,7 +256,11 @@ pub fn whole_param(name: &str, raw: Option<&str>) -> Result<Option<usize>, ApiEr
 /// enough; again is harmless): `MAX_CONNECTIONS` shared among the threads
 /// and kept [`FD_RESERVE`] below the open-files limit, and the header and
 /// disconnect deadlines.
-pub fn apply<F, I, S, B>(server: HttpServer<F, I, S, B>, limits: &HttpLimits, threads: usize) -> HttpServer<F, I, S, B>
+pub fn apply<F, I, S, B>(
+    server: HttpServer<F, I, S, B>,
+    limits: &HttpLimits,
+    threads: usize,
+) -> HttpServer<F, I, S, B>
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: actix_service::IntoServiceFactory<S, actix_http::Request>,
@@ -318,7 +323,13 @@ mod tests {
         let e = whole_param("limit", Some("abc")).unwrap_err();
         assert_eq!(e.body.error, "limit: expected a whole number, found \"abc\"");
         let e = whole_param("offset", Some("99999999999999999999999")).unwrap_err();
-        assert!(e.body.error.starts_with("offset: expected a whole number from 0 to "), "{}", e.body.error);
+        assert!(
+            e.body
+                .error
+                .starts_with("offset: expected a whole number from 0 to "),
+            "{}",
+            e.body.error
+        );
     }
 
     #[test]
@@ -335,10 +346,15 @@ mod tests {
             .insert_header((header::CONTENT_LENGTH, "17"))
             .to_http_parts();
         let rules = BodyRules::new(Duration::from_secs(5));
-        let e = read_body(&req, payload(&req, raw).await, LIMIT, &rules).await.err().unwrap();
+        let e = read_body(&req, payload(&req, raw).await, LIMIT, &rules)
+            .await
+            .err()
+            .unwrap();
         assert_eq!(e.code, ErrorCode::BodyTooLarge);
         assert!(
-            e.body.error.contains("17 bytes is larger than the limit of 16 bytes (TEST_LIMIT); send less"),
+            e.body
+                .error
+                .contains("17 bytes is larger than the limit of 16 bytes (TEST_LIMIT); send less"),
             "{}",
             e.body.error
         );
@@ -348,7 +364,10 @@ mod tests {
     async fn a_body_within_the_limit_is_read() {
         let (req, raw) = TestRequest::post().set_payload("{\"a\": 1}").to_http_parts();
         let rules = BodyRules::new(Duration::from_secs(5));
-        let body = read_body(&req, payload(&req, raw).await, LIMIT, &rules).await.ok().unwrap();
+        let body = read_body(&req, payload(&req, raw).await, LIMIT, &rules)
+            .await
+            .ok()
+            .unwrap();
         assert_eq!(&*body, b"{\"a\": 1}");
     }
 
@@ -366,18 +385,23 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.code, ErrorCode::BodyTimeout);
-        assert!(e.body.error.contains("REQUEST_BODY_TIMEOUT = 0.1 s"), "{}", e.body.error);
+        assert!(
+            e.body.error.contains("REQUEST_BODY_TIMEOUT = 0.1 s"),
+            "{}",
+            e.body.error
+        );
         drop(sender);
     }
 
     #[actix_rt::test]
     async fn large_bodies_wait_for_a_turn_then_get_503() {
         let rules = BodyRules::new(Duration::from_secs(5));
-        let held: Vec<_> = futures_util::future::join_all((0..LARGE_BODIES_AT_ONCE).map(|_| large_turn(&rules)))
-            .await
-            .into_iter()
-            .map(|t| t.ok().unwrap())
-            .collect();
+        let held: Vec<_> =
+            futures_util::future::join_all((0..LARGE_BODIES_AT_ONCE).map(|_| large_turn(&rules)))
+                .await
+                .into_iter()
+                .map(|t| t.ok().unwrap())
+                .collect();
         let e = large_turn(&rules).await.err().unwrap();
         assert_eq!(e.code, ErrorCode::Unavailable);
         assert_eq!(e.retry_after, Some(1));

@@ -240,14 +240,8 @@ async fn ack_many(
         name: "the largest acknowledgement",
         hint: "acknowledge in several requests",
     };
-    let AckRequest { task_ids } = read_typed(
-        &req,
-        payload,
-        limit,
-        &api.bodies,
-        "{\"task_ids\": [\"id\", ...]}",
-    )
-    .await?;
+    let AckRequest { task_ids } =
+        read_typed(&req, payload, limit, &api.bodies, "{\"task_ids\": [\"id\", ...]}").await?;
     let requested = task_ids.len();
     let freed = api
         .executor

@@ -290,7 +290,10 @@ mod tests {
     #[test]
     fn a_duplicate_key_is_named_with_its_object() {
         assert_eq!(
-            dup(r#"{"task_id": "a", "parameters": {}, "parameters": {}}"#, "tasks[3]"),
+            dup(
+                r#"{"task_id": "a", "parameters": {}, "parameters": {}}"#,
+                "tasks[3]"
+            ),
             Duplicate {
                 path: "tasks[3]".into(),
                 key: "parameters".into()

@@ -251,7 +251,10 @@ fn duplicate_key(d: &Duplicate) -> FieldError {
 }
 
 /// A task file's outer object: `metadata` and `tasks`.
-fn batch_from_fields(fields: Vec<(String, &RawValue)>, validator: &Validator) -> Result<TaskBatch, Rejection> {
+fn batch_from_fields(
+    fields: Vec<(String, &RawValue)>,
+    validator: &Validator,
+) -> Result<TaskBatch, Rejection> {
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     let mut problems = Vec::new();
     let metadata = match field("metadata") {
@@ -353,7 +356,9 @@ fn batch_from_tasks(
             if let Some(first) = seen.insert(id.to_string(), i) {
                 problems.push(FieldError::new(
                     format!("{path}.task_id"),
-                    format!("duplicate id {id:?}, also used by {array}[{first}]: every task_id must be unique"),
+                    format!(
+                        "duplicate id {id:?}, also used by {array}[{first}]: every task_id must be unique"
+                    ),
                 ));
             }
         }
@@ -394,7 +399,12 @@ fn too_big(path: &str, id: Option<&str>, bytes: usize) -> FieldError {
 }
 
 /// Validates one task and checks what it would cost to keep and to send.
-fn checked_task(value: &Value, path: &str, validator: &Validator, problems: &mut Vec<FieldError>) -> Option<Task> {
+fn checked_task(
+    value: &Value,
+    path: &str,
+    validator: &Validator,
+    problems: &mut Vec<FieldError>,
+) -> Option<Task> {
     let task = match validator.task(value, path) {
         Ok(task) => task,
         Err(errors) => {
@@ -416,7 +426,11 @@ fn checked_task(value: &Value, path: &str, validator: &Validator, problems: &mut
                  limit of {MAX_EXTRA_BYTES} kept per task; remove them or shorten them",
                 task.task_id.as_str(),
                 names.join(", "),
-                if task.extra.len() > names.len() { ", …" } else { "" }
+                if task.extra.len() > names.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             ),
         ));
         return None;
@@ -618,6 +632,133 @@ mod tests {
         let mut bytes = b"\xef\xbb\xbf".to_vec();
         bytes.extend_from_slice(json!({"tasks": [task("a")]}).to_string().as_bytes());
         assert_eq!(parse_bytes(&bytes, &validator()).unwrap().tasks.len(), 1);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_with_the_key_and_where() {
+        let file = r#"{"tasks": [
+            {"task_id": "a", "algorithm": "python", "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1}},
+            {"task_id": "b", "algorithm": "python", "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1},
+             "parameters": {"num_particles": 100, "num_steps": 10, "seed": 2}},
+            {"task_id": "c", "algorithm": "python", "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1, "seed": 2}}
+        ]}"#;
+        let r = parse_bytes(file.as_bytes(), &validator()).unwrap_err();
+        assert!(r.malformed);
+        let p: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("tasks[1]: duplicate key \"parameters\""),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("tasks[2].parameters: duplicate key \"seed\""),
+            "{p:?}"
+        );
+        let p = problems(br#"{"tasks": [], "metadata": {}, "tasks": []}"#);
+        assert!(p[0].starts_with("duplicate key \"tasks\""), "{p:?}");
+        let p = problems(br#"{"metadata": {"total_tasks": 1, "total_tasks": 2}, "tasks": []}"#);
+        assert!(
+            p[0].starts_with("metadata: duplicate key \"total_tasks\""),
+            "{p:?}"
+        );
+        // the same in a request body
+        let r = parse_request(br#"{"task_id": "a", "task_id": "b"}"#, &validator()).unwrap_err();
+        assert!(r.malformed && r.problems[0].to_string().contains("duplicate key \"task_id\""));
+    }
+
+    #[test]
+    fn a_task_larger_than_a_worker_accepts_is_refused_by_id_before_parsing() {
+        let mut t = task("huge");
+        t["parameters"]["junk"] = json!(vec![1.5; MAX_TASK_BYTES / 3]);
+        let file = json!({"tasks": [task("ok"), t]}).to_string();
+        let p = problems(file.as_bytes());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("tasks[1]: task \"huge\" is ")
+                && p[0].contains(&format!("limit of {MAX_TASK_BYTES} bytes")),
+            "{p:?}"
+        );
+        // as one request body
+        let r = parse_request(t.to_string().as_bytes(), &validator()).unwrap_err();
+        assert!(
+            !r.malformed && r.problems[0].message.starts_with("task \"huge\" is "),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_task_whose_numbers_grow_when_stored_is_measured_as_stored() {
+        // "1e15" is written in 4 bytes and stored as 1000000000000000.0
+        let mut t = task("grows");
+        let n = MAX_TASK_BYTES / 6;
+        t["parameters"]["junk"] = Value::Null;
+        let text = t
+            .to_string()
+            .replace("null", &format!("[{}]", vec!["1e15"; n].join(",")));
+        assert!(text.len() < MAX_TASK_BYTES);
+        let r = parse_request(text.as_bytes(), &validator()).unwrap_err();
+        assert!(
+            r.problems[0]
+                .message
+                .contains("bytes of JSON, more than the limit"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_up_to_a_limit() {
+        let mut t = task("notes");
+        t["owner"] = json!("ana");
+        assert_eq!(
+            parse_value(&json!({"tasks": [t.clone()]}), &validator())
+                .unwrap()
+                .tasks[0]
+                .extra["owner"],
+            "ana"
+        );
+        for i in 0..200 {
+            t[format!("field_{i}")] = json!("x".repeat(50));
+        }
+        let p = problems(json!({"tasks": [t]}).to_string().as_bytes());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("tasks[0]: task \"notes\" has ")
+                && p[0].contains(&format!("limit of {MAX_EXTRA_BYTES} kept per task")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_is_one_task_a_list_or_a_file() {
+        let v = validator();
+        assert_eq!(
+            parse_request(task("a").to_string().as_bytes(), &v)
+                .unwrap()
+                .tasks
+                .len(),
+            1
+        );
+        let list = json!([task("a"), task("b")]).to_string();
+        assert_eq!(parse_request(list.as_bytes(), &v).unwrap().tasks.len(), 2);
+        let file = json!({"metadata": {"total_tasks": 1}, "tasks": [task("a")]}).to_string();
+        assert_eq!(parse_request(file.as_bytes(), &v).unwrap().tasks.len(), 1);
+        let r = parse_request(b"42", &v).unwrap_err();
+        assert!(!r.malformed && r.problems[0].message.contains("expected a task object"));
+        let r = parse_request(b"{\"task_id\": ", &v).unwrap_err();
+        assert!(r.malformed && r.problems[0].message.contains("malformed JSON"));
+        let p = parse_request(json!([task("a"), task("a")]).to_string().as_bytes(), &v).unwrap_err();
+        assert!(p.problems[0]
+            .to_string()
+            .starts_with("tasks[1].task_id: duplicate id"));
+    }
+
+    #[test]
+    fn too_many_particles_names_the_setting_not_a_worker() {
+        let mut t = task("big");
+        t["parameters"]["num_particles"] = json!(3_000_000);
+        let p = problems(json!({"tasks": [t]}).to_string().as_bytes());
+        assert!(p[0].contains("more than MAX_PARTICLES = 2000000"), "{p:?}");
+        assert!(!p[0].contains("worker's limit"), "{p:?}");
     }
 
     proptest::proptest! {

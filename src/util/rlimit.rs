@@ -25,8 +25,11 @@ pub fn raise_open_files() -> Option<u64> {
         lim.rlim_max
     };
     if lim.rlim_cur >= target {
-        tracing::debug!(open_files_limit = lim.rlim_cur, "open-files limit already at the hard limit");
-        return Some(lim.rlim_cur as u64);
+        tracing::debug!(
+            open_files_limit = lim.rlim_cur,
+            "open-files limit already at the hard limit"
+        );
+        return Some(lim.rlim_cur);
     }
     let before = lim.rlim_cur;
     let raised = libc::rlimit {
@@ -37,10 +40,14 @@ pub fn raise_open_files() -> Option<u64> {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), open_files_limit = before,
             "cannot raise the open-files limit");
-        return Some(before as u64);
+        return Some(before);
     }
-    tracing::debug!(from = before, to = raised.rlim_cur, "open-files limit raised to the hard limit");
-    Some(raised.rlim_cur as u64)
+    tracing::debug!(
+        from = before,
+        to = raised.rlim_cur,
+        "open-files limit raised to the hard limit"
+    );
+    Some(raised.rlim_cur)
 }
 
 #[cfg(test)]
@@ -63,9 +70,9 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
         let now = raise_open_files().unwrap();
-        assert!(now >= lim.rlim_cur as u64, "{now}");
+        assert!(now >= lim.rlim_cur, "{now}");
         if lim.rlim_max != libc::RLIM_INFINITY {
-            assert_eq!(now, lim.rlim_max as u64);
+            assert_eq!(now, lim.rlim_max);
         }
     }
 }

@@ -10,6 +10,7 @@ mod faults;
 mod hygiene;
 mod join;
 mod join_worker;
+mod limits;
 mod membership;
 mod orchestrator;
 mod sim_cli;
