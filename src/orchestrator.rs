@@ -20,6 +20,7 @@ use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireS
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
 use crate::api::error::ApiError;
+use crate::api::limits::{self, BodyRules};
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::model::{Validator, WorkerId};
@@ -229,26 +230,24 @@ pub fn start(
         rejoin_interval: rejoin_interval(settings),
         read: Arc::clone(&read),
         validator,
-        max_body: settings.max_file_bytes.min(usize::MAX as u64) as usize,
+        max_request_bytes: settings.max_request_bytes,
+        bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(api.clone())
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| ApiError::bad_request(format!("invalid query: {e}")).into()),
-            )
+            .app_data(limits::query_config())
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
             .configure(routes::configure)
-    })
-    .workers(2)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
+    });
+    let server = limits::apply(server, &settings.http, 2)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
     tracing::info!(%local_addr, workers = workers.len(), balancing = settings.balancing.as_str(),
         "orchestrator started");
     Ok((

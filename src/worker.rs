@@ -18,6 +18,7 @@ use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flus
 use crate::actors::registrar::{self, Leave, Registrar};
 use crate::actors::simulation::SimulationActor;
 use crate::api::error::ApiError;
+use crate::api::limits::{self, BodyRules};
 use crate::api::protocol::JoinRequest;
 use crate::api::worker::{self as routes, WorkerApi};
 use crate::config::WorkerSettings;
@@ -138,6 +139,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             executor: executor.clone(),
             validator,
             history_size: config.history_size,
+            bodies: BodyRules::new(config.http.body_timeout),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -145,12 +147,12 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
                 .app_data(json_errors_for_extractors())
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
                 .configure(routes::configure)
-        })
-        .workers(config.http_workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
+        });
+        let server = limits::apply(server, &config.http, config.http_workers)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(listener)?
+            .run();
         println!("listening on http://{local}");
         let _ = std::io::stdout().flush();
         tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");
@@ -171,8 +173,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
 }
 
 fn json_errors_for_extractors() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|e, _| ApiError::bad_request(format!("invalid query: {e}")).into())
+    limits::query_config()
 }
 
 /// The shutdown order: stop admitting, let running tasks finish up to the

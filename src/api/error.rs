@@ -1,12 +1,11 @@
 //! The one JSON error shape of every endpoint of both servers,
 //! `{"error": "...", "code": "...", ...}`: [`ErrorCode`] is the stable,
 //! machine-readable part and the only place an error meets its HTTP
-//! status; `error` is the text for people. Also the helpers that read
-//! request bodies without trusting them.
+//! status; `error` is the text for people. Reading bodies without
+//! trusting them is [`super::limits`].
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse, ResponseError};
-use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
 use super::protocol::ErrorBody;
@@ -26,6 +25,8 @@ pub enum ErrorCode {
     InvalidTask,
     /// The body is over the size limit (`limit_bytes`).
     BodyTooLarge,
+    /// The body did not arrive within `REQUEST_BODY_TIMEOUT`.
+    BodyTimeout,
     /// No such task, result or worker.
     NotFound,
     /// No endpoint with this path.
@@ -53,12 +54,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
         ErrorCode::InvalidTask,
         ErrorCode::BodyTooLarge,
+        ErrorCode::BodyTimeout,
         ErrorCode::NotFound,
         ErrorCode::UnknownEndpoint,
         ErrorCode::MethodNotAllowed,
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidTask => "invalid_task",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownEndpoint => "unknown_endpoint",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -103,6 +106,7 @@ impl ErrorCode {
             }
             ErrorCode::InvalidTask => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotFound | ErrorCode::UnknownEndpoint => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::DuplicateTaskIds
@@ -196,24 +200,6 @@ impl ResponseError for ApiError {
         }
         response.json(&self.body)
     }
-}
-
-/// Reads a request body of at most `limit` bytes and parses it as JSON.
-/// Oversize: 413; empty, invalid UTF-8 or malformed: 400 with the position.
-pub async fn read_json(mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::BodyTooLarge,
-                format!("request body is larger than the limit of {limit} bytes"),
-            )
-            .with("limit_bytes", json!(limit)));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    parse_json(&body)
 }
 
 /// Parses a body as JSON with an error that says where it breaks.

@@ -1,9 +1,11 @@
 //! HTTP routes: thin handlers that parse, ask an actor, render JSON.
 //! [`orchestrator`] is the orchestrator's REST API, [`worker`] a worker
 //! node's; [`protocol`] holds the wire types the two exchange (the one
-//! thing both sides share) and [`error`] the one JSON error shape.
+//! thing both sides share), [`error`] the one JSON error shape and
+//! [`limits`] what one client may cost either server.
 
 pub mod error;
+pub mod limits;
 pub mod orchestrator;
 pub mod protocol;
 pub mod worker;

@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
+use super::error::{mailbox, path_task_id, resource, unknown_route, ApiError, ErrorCode};
+use super::limits::{read_body, read_typed, whole_param, BodyLimit, BodyRules};
 use crate::actors::config_watcher::SharedConfigStatus;
 use crate::actors::load_balancer::{
     DrainWorker, Join, JoinRefused, JoinedMember, LoadBalancer, Proxies, RemoveWorker, ResumeWorker,
@@ -38,8 +39,26 @@ pub struct OrchestratorApi {
     pub rejoin_interval: std::time::Duration,
     pub read: Arc<ReadPool>,
     pub validator: Arc<Validator>,
-    pub max_body: usize,
+    /// `MAX_REQUEST_BYTES`: the largest `POST /tasks` body.
+    pub max_request_bytes: usize,
+    /// The body deadline and large-body turns of this server.
+    pub bodies: BodyRules,
     pub started: Instant,
+}
+
+/// Largest `POST /workers/join` body: a join is a few hundred bytes.
+pub const JOIN_BODY_LIMIT: usize = 64 << 10;
+
+impl OrchestratorApi {
+    /// The `POST /tasks` limit, with the way to send more.
+    fn tasks_limit(&self) -> BodyLimit {
+        BodyLimit {
+            bytes: self.max_request_bytes,
+            name: "MAX_REQUEST_BYTES",
+            hint: "split the batch into several requests, or drop it as a file into the task folder \
+                   (task_queues/, up to TASK_FILE_MAX_BYTES)",
+        }
+    }
 }
 
 /// Registers every route of the orchestrator.
@@ -120,14 +139,16 @@ async fn index() -> HttpResponse {
     }))
 }
 
+/// `GET /tasks`'s parameters; numbers arrive as text so that a bad one
+/// is named ([`whole_param`]).
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
     priority: Option<String>,
     algorithm: Option<String>,
     worker: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
+    limit: Option<String>,
+    offset: Option<String>,
 }
 
 /// `GET /tasks`: `{"tasks": [...], "total": N, "limit", "offset"}`, in
@@ -150,13 +171,13 @@ async fn list_tasks(
             ApiError::bad_request(format!("priority: expected high, medium or low, found {p:?}"))
         })?),
     };
-    let limit = q.limit.unwrap_or(100);
+    let limit = whole_param("limit", q.limit.as_deref())?.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit: expected 1 to 10000, found {limit}"
         )));
     }
-    let offset = q.offset.unwrap_or(0);
+    let offset = whole_param("offset", q.offset.as_deref())?.unwrap_or(0);
     let filter = TaskFilter {
         status,
         priority,
@@ -175,28 +196,47 @@ async fn list_tasks(
 }
 
 /// `POST /tasks`: one task, a list of tasks, or a whole task file; the same
-/// validation as dropped files; all or nothing.
+/// validation as dropped files; all or nothing. The body is at most
+/// `MAX_REQUEST_BYTES`, split into tasks without one `Value` of the whole
+/// (see `model::taskfile`); 400 when it is not acceptable JSON (a key
+/// given twice included), 422 when tasks break the rules.
 async fn create_tasks(
     api: web::Data<OrchestratorApi>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(payload, api.max_body).await?;
-    let file = match body {
-        Value::Object(ref o) if o.contains_key("tasks") => body,
-        Value::Array(_) => json!({ "tasks": body }),
-        Value::Object(_) => json!({ "tasks": [body] }),
-        other => {
-            return Err(ApiError::invalid(
-                "expected a task object, an array of tasks, or a task file",
-                &[crate::model::FieldError::new(
-                    "",
-                    format!("found {}", crate::model::describe(&other)),
-                )],
-            ))
-        }
-    };
-    let batch = taskfile::parse_value(&file, &api.validator)
-        .map_err(|r| ApiError::invalid(format!("invalid tasks: {}", r.summary()), &r.problems))?;
+    let body = read_body(&req, payload, api.tasks_limit(), &api.bodies).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorCode::EmptyBody,
+            "request body is empty: expected a task object, an array of tasks, or a task file",
+        ));
+    }
+    let validator = Arc::clone(&api.validator);
+    // parsing a large batch takes a while: off the HTTP thread; the body
+    // (and its large-body turn) is held until it is done
+    let parsed = web::block(move || {
+        let batch = taskfile::parse_request(&body, &validator);
+        drop(body);
+        batch
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(format!("busy: {e}")))?;
+    let batch = parsed.map_err(|r| {
+        let code = if r.malformed {
+            ErrorCode::MalformedJson
+        } else {
+            ErrorCode::InvalidTask
+        };
+        let message = if r.malformed && r.summary().starts_with("malformed JSON") {
+            r.summary()
+        } else if r.malformed {
+            format!("malformed JSON: {}", r.summary())
+        } else {
+            format!("invalid tasks: {}", r.summary())
+        };
+        ApiError::new(code, message).with("errors", json!(r.problems))
+    })?;
     let ids: Vec<String> = batch
         .tasks
         .iter()
@@ -350,13 +390,24 @@ async fn get_worker(
 /// `POST /workers/join`: a worker registers itself (and again every
 /// `rejoin_interval_seconds`); 409 `worker_id_taken` when its id is
 /// another live worker's.
-async fn join_worker(api: web::Data<OrchestratorApi>, body: web::Payload) -> Result<HttpResponse, ApiError> {
-    let value = read_json(body, 64 * 1024).await?;
-    let join: JoinRequest = serde_json::from_value(value).map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"id\", \"url\": \"http://HOST:PORT\", \"capacity\", \"algorithms\", \"instance\", \"version\"}}: {e}"
-        ))
-    })?;
+async fn join_worker(
+    api: web::Data<OrchestratorApi>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let limit = BodyLimit {
+        bytes: JOIN_BODY_LIMIT,
+        name: "the largest join",
+        hint: "a join is {\"id\", \"url\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
+    };
+    let join: JoinRequest = read_typed(
+        &req,
+        body,
+        limit,
+        &api.bodies,
+        "{\"id\", \"url\": \"http://HOST:PORT\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
+    )
+    .await?;
     let entry = crate::config::member_entry(&join.id, &join.url, join.capacity, &join.algorithms).map_err(
         |problems| {
             ApiError::bad_request(format!("invalid join: {}", problems.join("; ")))

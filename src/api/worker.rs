@@ -6,27 +6,36 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{mailbox, path_task_id, read_json, resource, unknown_route, ApiError, ErrorCode};
+use super::error::{mailbox, parse_json, path_task_id, resource, unknown_route, ApiError, ErrorCode};
+use super::limits::{read_body, read_typed, whole_param, BodyLimit, BodyRules};
 use super::protocol::{
     AckAnswer, AckRequest, CurrentAnswer, ExecuteRequest, Health, HealthAnswer, NodeState,
 };
 use crate::actors::executor::{
     AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
 };
+use crate::model::taskfile::{EXECUTE_ENVELOPE_BYTES, MAX_TASK_BYTES};
 use crate::model::Validator;
 
-/// Largest `/execute` body: a task is a few hundred bytes.
-pub const EXECUTE_BODY_LIMIT: usize = 1 << 20;
+/// Largest `/execute` body: one task of at most [`MAX_TASK_BYTES`] (the
+/// orchestrator accepts none larger) and the attempt id (1 MiB).
+pub const EXECUTE_BODY_LIMIT: usize = MAX_TASK_BYTES + EXECUTE_ENVELOPE_BYTES;
+
+/// Largest `POST /results/ack` body: about 30,000 task ids of the longest
+/// kind (the orchestrator sends at most a few thousand at once).
+pub const ACK_BODY_LIMIT: usize = 4 << 20;
 
 /// What the handlers share.
 pub struct WorkerApi {
     pub executor: Addr<Executor>,
     pub validator: Arc<Validator>,
     pub history_size: usize,
+    /// The body deadline and large-body turns of this server.
+    pub bodies: BodyRules,
 }
 
 /// Registers every route of the worker node.
@@ -66,8 +75,17 @@ impl From<Refusal> for ApiError {
 }
 
 /// `POST /execute`: runs one task and answers with its result when it ends.
-async fn execute(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let body = read_json(payload, EXECUTE_BODY_LIMIT).await?;
+async fn execute(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let limit = BodyLimit {
+        bytes: EXECUTE_BODY_LIMIT,
+        name: "the largest task a worker runs",
+        hint: "a task is normally a few hundred bytes: move large data out of the task",
+    };
+    let body = parse_json(&read_body(&req, payload, limit, &api.bodies).await?)?;
     let (attempt_id, body) = ExecuteRequest::split(body).map_err(|message| {
         ApiError::invalid(
             "invalid attempt_id",
@@ -151,9 +169,10 @@ async fn metrics(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(m))
 }
 
+/// `GET /history`'s parameter, as text so that a bad one is named.
 #[derive(Deserialize)]
 struct HistoryQuery {
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 /// `GET /history[?limit=N]`: the latest results, newest first.
@@ -161,7 +180,7 @@ async fn history(
     api: web::Data<WorkerApi>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(api.history_size);
+    let limit = whole_param("limit", query.limit.as_deref())?.unwrap_or(api.history_size);
     let results = api.executor.send(GetHistory { limit }).await.map_err(mailbox)?;
     let results: Vec<&crate::model::TaskResult> = results.iter().map(|r| &**r).collect();
     Ok(HttpResponse::Ok().json(json!({"results": results, "count": results.len()})))
@@ -209,10 +228,20 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
 }
 
 /// `POST /results/ack` with `{"task_ids": [...]}`: acknowledges many.
-async fn ack_many(api: web::Data<WorkerApi>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let body = read_json(payload, 16 << 20).await?;
-    let AckRequest { task_ids } = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"task_ids\": [\"id\", ...]}}: {e}")))?;
+/// The body is read straight into the id list (no `Value` tree), at most
+/// [`ACK_BODY_LIMIT`].
+async fn ack_many(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let limit = BodyLimit {
+        bytes: ACK_BODY_LIMIT,
+        name: "the largest acknowledgement",
+        hint: "acknowledge in several requests",
+    };
+    let AckRequest { task_ids } =
+        read_typed(&req, payload, limit, &api.bodies, "{\"task_ids\": [\"id\", ...]}").await?;
     let requested = task_ids.len();
     let freed = api
         .executor

@@ -16,12 +16,33 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-pub use orchestrator::{settings_from_env, Balancing, Settings, SETTINGS};
+pub use orchestrator::{settings_from_env, Balancing, Settings, MAX_REQUEST_BYTES_DEFAULT, SETTINGS};
 pub use worker::{worker_settings_from_env, WorkerSettings, WORKER_FLAGS, WORKER_SETTINGS};
 pub use workers_file::{member_entry, parse_worker_url, parse_workers, WorkerEntry, NO_WORKERS_CONFIGURED};
 
 /// A setting's table row: variable, default, meaning.
 pub type SettingDoc = (&'static str, &'static str, &'static str);
+
+/// What one HTTP server allows its clients (`MAX_CONNECTIONS`,
+/// `REQUEST_BODY_TIMEOUT`); both processes' tables list the same two
+/// variables, read by [`EnvReader::http_limits`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpLimits {
+    /// Open connections at most; more wait in the listen queue.
+    pub max_connections: usize,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
+}
+
+impl EnvReader<'_> {
+    /// The HTTP limits of either process.
+    pub fn http_limits(&mut self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.count("MAX_CONNECTIONS"),
+            body_timeout: self.seconds("REQUEST_BODY_TIMEOUT", false),
+        }
+    }
+}
 
 /// Reads typed values out of an env map, falling back to the documented
 /// defaults, and collects a problem for each value it cannot use instead

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::EnvReader;
+use super::{EnvReader, HttpLimits};
 use crate::sim::Limits;
 
 /// How the LoadBalancer picks among eligible workers
@@ -56,6 +56,10 @@ pub struct Settings {
     pub file_quiet: Duration,
     pub rescan_interval: Duration,
     pub max_file_bytes: u64,
+    /// `MAX_REQUEST_BYTES`: the largest `POST /tasks` body.
+    pub max_request_bytes: usize,
+    /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
+    pub http: HttpLimits,
     pub retry_base: Duration,
     pub retry_max: Duration,
     /// fsync every commit (`DB_SYNC=full`) or leave it to checkpoints.
@@ -63,6 +67,9 @@ pub struct Settings {
     pub limits: Limits,
     pub test_kernels: bool,
 }
+
+/// `MAX_REQUEST_BYTES` when not set: 16 MiB holds about 80,000 tasks.
+pub const MAX_REQUEST_BYTES_DEFAULT: usize = 16 << 20;
 
 /// Every variable the orchestrator reads, with its default and meaning
 /// (printed by `orquesta config check`; `.env.example` documents the same).
@@ -156,6 +163,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "largest task file accepted (256 MiB)",
     ),
     (
+        "MAX_REQUEST_BYTES",
+        "16777216",
+        "largest HTTP request body (POST /tasks, 16 MiB); bigger batches go in a task file",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "1024",
+        "open HTTP connections at most; more wait to be accepted",
+    ),
+    (
+        "REQUEST_BODY_TIMEOUT",
+        "10",
+        "seconds a request body may take to arrive (408 after)",
+    ),
+    (
         "RETRY_BACKOFF_BASE",
         "0.5",
         "first retry delay in seconds (doubles, ±20% jitter)",
@@ -193,6 +215,8 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let max_retries = r.whole("MAX_TASK_RETRIES").min(u32::MAX as u64) as u32;
     let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
     let max_file_bytes = r.whole("TASK_FILE_MAX_BYTES");
+    let max_request_bytes = r.count("MAX_REQUEST_BYTES");
+    let http = r.http_limits();
     let max_particles = r.whole("MAX_PARTICLES");
     let port = r.port("ORCHESTRATOR_PORT");
     let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
@@ -251,6 +275,8 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         file_quiet,
         rescan_interval,
         max_file_bytes,
+        max_request_bytes,
+        http,
         retry_base,
         retry_max,
         sync_full,
@@ -280,6 +306,9 @@ mod tests {
         assert_eq!(s.balancing, Balancing::RoundRobin);
         assert_eq!(s.db_path, PathBuf::from("data/orquesta.db"));
         assert_eq!(s.max_file_bytes, 256 << 20);
+        assert_eq!(s.max_request_bytes, MAX_REQUEST_BYTES_DEFAULT);
+        assert_eq!(s.http.max_connections, 1024);
+        assert_eq!(s.http.body_timeout, Duration::from_secs(10));
         assert_eq!(s.results_dir, PathBuf::from("results/"));
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{EnvReader, SettingDoc};
+use super::{EnvReader, HttpLimits, SettingDoc};
 use crate::model::TaskId;
 use crate::sim::Limits;
 
@@ -35,6 +35,8 @@ pub struct WorkerSettings {
     pub max_held_results: usize,
     /// HTTP threads (0 counts as 1).
     pub http_workers: usize,
+    /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
+    pub http: HttpLimits,
     /// Threads each simulation may use (None: cores / capacity). `orquesta
     /// up` sets it when several workers share one machine.
     pub threads_per_task: Option<usize>,
@@ -85,6 +87,16 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "seconds an unacknowledged result is kept at least",
     ),
     ("HTTP_WORKERS", "2", "HTTP threads"),
+    (
+        "MAX_CONNECTIONS",
+        "1024",
+        "open HTTP connections at most; more wait to be accepted",
+    ),
+    (
+        "REQUEST_BODY_TIMEOUT",
+        "10",
+        "seconds a request body may take to arrive (408 after)",
+    ),
     (
         "WORKER_THREADS_PER_TASK",
         "",
@@ -148,6 +160,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let result_retention = r.seconds("RESULT_RETENTION", true);
     // 0 means 1 for both (as the flags always allowed)
     let http_workers = r.whole("HTTP_WORKERS") as usize;
+    let http = r.http_limits();
     let threads_per_task = r
         .optional("WORKER_THREADS_PER_TASK")
         .map(|_| r.whole("WORKER_THREADS_PER_TASK") as usize);
@@ -182,6 +195,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         result_retention,
         max_held_results: MAX_HELD_RESULTS,
         http_workers,
+        http,
         threads_per_task,
         join,
         advertise,
@@ -270,6 +284,8 @@ mod tests {
         assert_eq!(s.drain_timeout, Duration::from_secs(30));
         assert_eq!(s.result_retention, Duration::from_secs(3600));
         assert_eq!(s.http_workers, 2);
+        assert_eq!(s.http.max_connections, 1024);
+        assert_eq!(s.http.body_timeout, Duration::from_secs(10));
         assert_eq!(s.threads_per_task, None);
         assert_eq!(s.limits.max_particles, 2_000_000);
     }

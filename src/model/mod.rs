@@ -1,9 +1,10 @@
 //! The domain types both processes share: ids, tasks, statuses, the task
-//! file, validation, results.
+//! file (read strictly: [`strict_json`]), validation, results.
 
 pub mod id;
 pub mod result;
 pub mod status;
+pub mod strict_json;
 pub mod task;
 pub mod taskfile;
 pub mod validate;

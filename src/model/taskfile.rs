@@ -3,17 +3,46 @@
 //! refused with every problem listed (path in the JSON, what was expected,
 //! what was found). Used by the FileWatcher, `POST /tasks` and
 //! `orquesta validate`.
+//!
+//! # What one task may cost
+//! A document is split at its outer level without parsing what lies below
+//! ([`strict_json::split`]); each task is then checked for size before it
+//! is parsed, alone. A task is at most [`MAX_TASK_BYTES`] (what a worker's
+//! `/execute` accepts, so nothing is queued that could never be sent), and
+//! the fields the validator does not know, which are kept and stored, at
+//! most [`MAX_EXTRA_BYTES`]. A key named twice in one object is refused
+//! ([`strict_json`]), where serde_json would keep the last silently.
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::strict_json::{self, Document, Duplicate, StrictError};
 use crate::model::{describe, FieldError, Task, Validator};
 
 /// Deepest nesting accepted before parsing (serde_json stops at 128 on its
 /// own; this gives a clearer message, earlier).
 const MAX_DEPTH: usize = 64;
+
+/// Largest task, in bytes of JSON (as written, and as the orchestrator
+/// stores and sends it): a worker's `/execute` body limit less room for
+/// the attempt id the orchestrator adds. A task is normally a few hundred
+/// bytes.
+pub const MAX_TASK_BYTES: usize = (1 << 20) - EXECUTE_ENVELOPE_BYTES;
+
+/// Room in an `/execute` body for what is not the task (`"attempt_id":N,`).
+pub const EXECUTE_ENVELOPE_BYTES: usize = 1024;
+
+/// Fields of a task other than `task_id`, `algorithm`, `parameters`,
+/// `priority` and `description` are kept and stored with it: at most this
+/// many bytes of them (keys and values as JSON).
+pub const MAX_EXTRA_BYTES: usize = 8 << 10;
+
+/// Largest `metadata` object of a file.
+pub const MAX_METADATA_BYTES: usize = 64 << 10;
 
 /// A validated batch of tasks and the file's metadata.
 #[derive(Debug, Clone)]
@@ -30,21 +59,27 @@ pub struct Rejection {
     pub problems: Vec<FieldError>,
     /// The JSON ends early: the file may still be being written.
     pub incomplete: bool,
+    /// The text is not acceptable JSON (malformed, or a key named twice in
+    /// one object), as opposed to JSON whose tasks break the rules.
+    pub malformed: bool,
 }
 
 impl Rejection {
     pub fn one(path: &str, message: impl Into<String>) -> Self {
-        Self {
-            problems: vec![FieldError::new(path, message)],
-            incomplete: false,
-        }
+        Self::many(vec![FieldError::new(path, message)])
     }
 
     pub fn many(problems: Vec<FieldError>) -> Self {
         Self {
             problems,
             incomplete: false,
+            malformed: false,
         }
+    }
+
+    fn malformed(mut self) -> Self {
+        self.malformed = true;
+        self
     }
 
     /// The report written beside a rejected file.
@@ -111,50 +146,340 @@ fn nesting_depth(bytes: &[u8]) -> usize {
 
 /// Parses and validates the bytes of a task file.
 pub fn parse_bytes(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, Rejection> {
+    match read_document(bytes, "the file")? {
+        Document::Object(fields) => batch_from_fields(fields, validator),
+        Document::Array(_) => Err(Rejection::one(
+            "",
+            "expected a JSON object with a \"tasks\" array, found an array",
+        )),
+        Document::Scalar(v) => Err(Rejection::one(
+            "",
+            format!(
+                "expected a JSON object with a \"tasks\" array, found {}",
+                describe(&v)
+            ),
+        )),
+    }
+}
+
+/// Parses and validates a `POST /tasks` body: one task object, an array of
+/// tasks, or a whole task file. `malformed` is set on the rejection when
+/// the body is not acceptable JSON (the API answers 400 then, 422 else).
+pub fn parse_request(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, Rejection> {
+    match read_document(bytes, "the body")? {
+        Document::Object(fields) if fields.iter().any(|(k, _)| k == "tasks") => {
+            batch_from_fields(fields, validator)
+        }
+        Document::Object(_) => {
+            // one task: the whole body is its text
+            let text = std::str::from_utf8(bytes).unwrap_or_default();
+            let raw = serde_json::from_str::<&RawValue>(text.trim_start_matches('\u{feff}'))
+                .map_err(|e| Rejection::one("", format!("malformed JSON: {e}")).malformed())?;
+            batch_from_tasks(vec![raw], None, Vec::new(), validator, "")
+        }
+        Document::Array(list) => batch_from_tasks(list, None, Vec::new(), validator, "tasks"),
+        Document::Scalar(v) => Err(Rejection::one(
+            "",
+            format!(
+                "expected a task object, an array of tasks, or a task file, found {}",
+                describe(&v)
+            ),
+        )),
+    }
+}
+
+/// The checks before parsing (empty, UTF-8, depth), then the outer level.
+fn read_document<'a>(bytes: &'a [u8], what: &str) -> Result<Document<'a>, Rejection> {
     // editors on Windows start UTF-8 files with a byte order mark
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::one(
             "",
-            "the file is empty: expected a JSON object with a \"tasks\" array",
-        ));
+            format!("{what} is empty: expected a JSON object with a \"tasks\" array"),
+        )
+        .malformed());
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(Rejection::one(
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::one(
             "",
             format!(
-                "the file is not valid UTF-8 (bad byte at offset {}): save it as UTF-8",
+                "{what} is not valid UTF-8 (bad byte at offset {}): save it as UTF-8",
                 e.valid_up_to()
             ),
-        ));
-    }
+        )
+        .malformed()
+    })?;
     if nesting_depth(bytes) > MAX_DEPTH {
         return Err(Rejection::one(
             "",
             format!("the JSON is nested more than {MAX_DEPTH} levels deep; a task file needs 4"),
-        ));
+        )
+        .malformed());
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        let hint = if e.is_eof() {
-            " (the file ends too early: is it still being written, or truncated?)"
-        } else {
-            ""
-        };
-        let mut r = Rejection::one(
-            "",
-            format!(
-                "malformed JSON at line {}, column {}: {e}{hint}",
-                e.line(),
-                e.column()
-            ),
-        );
-        r.incomplete = e.is_eof();
-        r
-    })?;
-    parse_value(&value, validator)
+    strict_json::split(text).map_err(|e| match e {
+        StrictError::Duplicate(d) => Rejection::many(vec![duplicate_key(&d)]).malformed(),
+        StrictError::Json(e) => {
+            let hint = if e.is_eof() {
+                format!(" ({what} ends too early: is it still being written, or truncated?)")
+            } else {
+                String::new()
+            };
+            let mut r = Rejection::one(
+                "",
+                format!(
+                    "malformed JSON at line {}, column {}: {e}{hint}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+            .malformed();
+            r.incomplete = e.is_eof();
+            r
+        }
+    })
 }
 
-/// Validates a parsed task file (or a `POST /tasks` body).
+fn duplicate_key(d: &Duplicate) -> FieldError {
+    FieldError::new(
+        &d.path,
+        format!(
+            "duplicate key {:?}: a key may appear once in an object (JSON readers disagree on which \
+             one counts); remove one of them",
+            d.key
+        ),
+    )
+}
+
+/// A task file's outer object: `metadata` and `tasks`.
+fn batch_from_fields(
+    fields: Vec<(String, &RawValue)>,
+    validator: &Validator,
+) -> Result<TaskBatch, Rejection> {
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    let mut problems = Vec::new();
+    let metadata = match field("metadata") {
+        None => None,
+        Some(raw) if raw.get().len() > MAX_METADATA_BYTES => {
+            problems.push(FieldError::new(
+                "metadata",
+                format!(
+                    "{} bytes, more than the limit of {MAX_METADATA_BYTES}: metadata describes the file \
+                     (description, total_tasks, created_by); keep data elsewhere",
+                    raw.get().len()
+                ),
+            ));
+            None
+        }
+        Some(raw) => match strict_json::parse(raw.get(), "metadata") {
+            Ok(Value::Null) => None,
+            Ok(Value::Object(m)) => {
+                check_metadata(&m, &mut problems);
+                Some(m)
+            }
+            Ok(other) => {
+                problems.push(FieldError::new(
+                    "metadata",
+                    format!("expected an object, found {}", describe(&other)),
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(strict_problem(e, "metadata"));
+                None
+            }
+        },
+    };
+    let Some(tasks_raw) = field("tasks") else {
+        problems.push(FieldError::new(
+            "tasks",
+            "required: an array of task objects (task_id, algorithm, parameters)",
+        ));
+        return Err(Rejection::many(problems));
+    };
+    let list = match tasks_raw.get().starts_with('[') {
+        true => serde_json::from_str::<Vec<&RawValue>>(tasks_raw.get()).ok(),
+        false => None,
+    };
+    let Some(list) = list else {
+        problems.push(FieldError::new(
+            "tasks",
+            format!(
+                "expected an array of task objects, found {}",
+                strict_json::describe_raw(tasks_raw)
+            ),
+        ));
+        return Err(Rejection::many(problems));
+    };
+    batch_from_tasks(list, metadata, problems, validator, "tasks")
+}
+
+/// Validates tasks given as raw text, one at a time; `list` names the array
+/// in paths (`tasks[3]`, or `[3]`... "" for a body that is one task).
+fn batch_from_tasks(
+    list: Vec<&RawValue>,
+    metadata: Option<Map<String, Value>>,
+    mut problems: Vec<FieldError>,
+    validator: &Validator,
+    array: &str,
+) -> Result<TaskBatch, Rejection> {
+    if list.is_empty() {
+        problems.push(FieldError::new(
+            "tasks",
+            "the array is empty: a task file needs at least one task",
+        ));
+        return Err(Rejection::many(problems));
+    }
+    let single = array.is_empty();
+    let mut malformed = false;
+    let mut tasks = Vec::with_capacity(list.len());
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(list.len());
+    for (i, raw) in list.iter().enumerate() {
+        let path = if single {
+            String::new()
+        } else {
+            format!("{array}[{i}]")
+        };
+        let text = raw.get();
+        if text.len() > MAX_TASK_BYTES {
+            problems.push(too_big(&path, peek_id(text).as_deref(), text.len()));
+            continue;
+        }
+        let value = match strict_json::parse(text, &path) {
+            Ok(v) => v,
+            Err(e) => {
+                malformed |= matches!(e, StrictError::Duplicate(_));
+                problems.push(strict_problem(e, &path));
+                continue;
+            }
+        };
+        if let Some(id) = value.get("task_id").and_then(Value::as_str) {
+            if let Some(first) = seen.insert(id.to_string(), i) {
+                problems.push(FieldError::new(
+                    format!("{path}.task_id"),
+                    format!(
+                        "duplicate id {id:?}, also used by {array}[{first}]: every task_id must be unique"
+                    ),
+                ));
+            }
+        }
+        if let Some(task) = checked_task(&value, &path, validator, &mut problems) {
+            tasks.push(task);
+        }
+    }
+    finish(tasks, metadata, problems, malformed)
+}
+
+/// The problem of a value that could not be read strictly.
+fn strict_problem(e: StrictError, path: &str) -> FieldError {
+    match e {
+        StrictError::Duplicate(d) => duplicate_key(&d),
+        StrictError::Json(e) => FieldError::new(path, format!("malformed JSON: {e}")),
+    }
+}
+
+/// The task's id read without parsing the rest (for a task too large to
+/// parse), if it has a usable one.
+fn peek_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        task_id: Option<String>,
+    }
+    serde_json::from_str::<Peek>(text).ok()?.task_id
+}
+
+fn too_big(path: &str, id: Option<&str>, bytes: usize) -> FieldError {
+    let which = id.map_or("this task".to_string(), |id| format!("task {id:?}"));
+    FieldError::new(
+        path,
+        format!(
+            "{which} is {bytes} bytes of JSON, more than the limit of {MAX_TASK_BYTES} bytes for one task \
+             (what a worker accepts); a task is normally a few hundred bytes: move large data out of the task"
+        ),
+    )
+}
+
+/// Validates one task and checks what it would cost to keep and to send.
+fn checked_task(
+    value: &Value,
+    path: &str,
+    validator: &Validator,
+    problems: &mut Vec<FieldError>,
+) -> Option<Task> {
+    let task = match validator.task(value, path) {
+        Ok(task) => task,
+        Err(errors) => {
+            problems.extend(errors);
+            return None;
+        }
+    };
+    let extra: usize = task
+        .extra
+        .iter()
+        .map(|(k, v)| k.len() + v.to_string().len() + 4)
+        .sum();
+    if extra > MAX_EXTRA_BYTES {
+        let names: Vec<&str> = task.extra.keys().take(5).map(String::as_str).collect();
+        problems.push(FieldError::new(
+            path,
+            format!(
+                "task {:?} has {extra} bytes of fields the validator does not know ({}{}), more than the \
+                 limit of {MAX_EXTRA_BYTES} kept per task; remove them or shorten them",
+                task.task_id.as_str(),
+                names.join(", "),
+                if task.extra.len() > names.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        ));
+        return None;
+    }
+    // as stored and sent: numbers may be written longer than they were
+    let sent = task.to_json().to_string().len();
+    if sent > MAX_TASK_BYTES {
+        problems.push(too_big(path, Some(task.task_id.as_str()), sent));
+        return None;
+    }
+    Some(task)
+}
+
+/// The batch, or every problem; the `total_tasks` warning.
+fn finish(
+    tasks: Vec<Task>,
+    metadata: Option<Map<String, Value>>,
+    problems: Vec<FieldError>,
+    malformed: bool,
+) -> Result<TaskBatch, Rejection> {
+    if !problems.is_empty() {
+        let mut r = Rejection::many(problems);
+        r.malformed = malformed;
+        return Err(r);
+    }
+    let mut warnings = Vec::new();
+    if let Some(total) = metadata
+        .as_ref()
+        .and_then(|m| m.get("total_tasks"))
+        .and_then(Value::as_u64)
+    {
+        if total as usize != tasks.len() {
+            warnings.push(format!(
+                "metadata.total_tasks says {total} but the file holds {} tasks; all {} are queued",
+                tasks.len(),
+                tasks.len()
+            ));
+        }
+    }
+    Ok(TaskBatch {
+        metadata,
+        tasks,
+        warnings,
+    })
+}
+
+/// Validates a task file already parsed (`orquesta gen` checks what it
+/// built): the same rules as [`parse_bytes`] but duplicate keys, which a
+/// `Value` can no longer hold.
 pub fn parse_value(value: &Value, validator: &Validator) -> Result<TaskBatch, Rejection> {
     let Some(obj) = value.as_object() else {
         return Err(Rejection::one(
@@ -166,7 +491,6 @@ pub fn parse_value(value: &Value, validator: &Validator) -> Result<TaskBatch, Re
         ));
     };
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => {
@@ -217,32 +541,11 @@ pub fn parse_value(value: &Value, validator: &Validator) -> Result<TaskBatch, Re
                 ));
             }
         }
-        match validator.task(t, &path) {
-            Ok(task) => tasks.push(task),
-            Err(errors) => problems.extend(errors),
+        if let Some(task) = checked_task(t, &path, validator, &mut problems) {
+            tasks.push(task);
         }
     }
-    if !problems.is_empty() {
-        return Err(Rejection::many(problems));
-    }
-    if let Some(total) = metadata
-        .as_ref()
-        .and_then(|m| m.get("total_tasks"))
-        .and_then(Value::as_u64)
-    {
-        if total as usize != tasks.len() {
-            warnings.push(format!(
-                "metadata.total_tasks says {total} but the file holds {} tasks; all {} are queued",
-                tasks.len(),
-                tasks.len()
-            ));
-        }
-    }
-    Ok(TaskBatch {
-        metadata,
-        tasks,
-        warnings,
-    })
+    finish(tasks, metadata, problems, false)
 }
 
 fn check_metadata(m: &Map<String, Value>, problems: &mut Vec<FieldError>) {
@@ -329,6 +632,133 @@ mod tests {
         let mut bytes = b"\xef\xbb\xbf".to_vec();
         bytes.extend_from_slice(json!({"tasks": [task("a")]}).to_string().as_bytes());
         assert_eq!(parse_bytes(&bytes, &validator()).unwrap().tasks.len(), 1);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_with_the_key_and_where() {
+        let file = r#"{"tasks": [
+            {"task_id": "a", "algorithm": "python", "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1}},
+            {"task_id": "b", "algorithm": "python", "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1},
+             "parameters": {"num_particles": 100, "num_steps": 10, "seed": 2}},
+            {"task_id": "c", "algorithm": "python", "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1, "seed": 2}}
+        ]}"#;
+        let r = parse_bytes(file.as_bytes(), &validator()).unwrap_err();
+        assert!(r.malformed);
+        let p: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("tasks[1]: duplicate key \"parameters\""),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("tasks[2].parameters: duplicate key \"seed\""),
+            "{p:?}"
+        );
+        let p = problems(br#"{"tasks": [], "metadata": {}, "tasks": []}"#);
+        assert!(p[0].starts_with("duplicate key \"tasks\""), "{p:?}");
+        let p = problems(br#"{"metadata": {"total_tasks": 1, "total_tasks": 2}, "tasks": []}"#);
+        assert!(
+            p[0].starts_with("metadata: duplicate key \"total_tasks\""),
+            "{p:?}"
+        );
+        // the same in a request body
+        let r = parse_request(br#"{"task_id": "a", "task_id": "b"}"#, &validator()).unwrap_err();
+        assert!(r.malformed && r.problems[0].to_string().contains("duplicate key \"task_id\""));
+    }
+
+    #[test]
+    fn a_task_larger_than_a_worker_accepts_is_refused_by_id_before_parsing() {
+        let mut t = task("huge");
+        t["parameters"]["junk"] = json!(vec![1.5; MAX_TASK_BYTES / 3]);
+        let file = json!({"tasks": [task("ok"), t]}).to_string();
+        let p = problems(file.as_bytes());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("tasks[1]: task \"huge\" is ")
+                && p[0].contains(&format!("limit of {MAX_TASK_BYTES} bytes")),
+            "{p:?}"
+        );
+        // as one request body
+        let r = parse_request(t.to_string().as_bytes(), &validator()).unwrap_err();
+        assert!(
+            !r.malformed && r.problems[0].message.starts_with("task \"huge\" is "),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_task_whose_numbers_grow_when_stored_is_measured_as_stored() {
+        // "1e15" is written in 4 bytes and stored as 1000000000000000.0
+        let mut t = task("grows");
+        let n = MAX_TASK_BYTES / 6;
+        t["parameters"]["junk"] = Value::Null;
+        let text = t
+            .to_string()
+            .replace("null", &format!("[{}]", vec!["1e15"; n].join(",")));
+        assert!(text.len() < MAX_TASK_BYTES);
+        let r = parse_request(text.as_bytes(), &validator()).unwrap_err();
+        assert!(
+            r.problems[0]
+                .message
+                .contains("bytes of JSON, more than the limit"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_up_to_a_limit() {
+        let mut t = task("notes");
+        t["owner"] = json!("ana");
+        assert_eq!(
+            parse_value(&json!({"tasks": [t.clone()]}), &validator())
+                .unwrap()
+                .tasks[0]
+                .extra["owner"],
+            "ana"
+        );
+        for i in 0..200 {
+            t[format!("field_{i}")] = json!("x".repeat(50));
+        }
+        let p = problems(json!({"tasks": [t]}).to_string().as_bytes());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("tasks[0]: task \"notes\" has ")
+                && p[0].contains(&format!("limit of {MAX_EXTRA_BYTES} kept per task")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_is_one_task_a_list_or_a_file() {
+        let v = validator();
+        assert_eq!(
+            parse_request(task("a").to_string().as_bytes(), &v)
+                .unwrap()
+                .tasks
+                .len(),
+            1
+        );
+        let list = json!([task("a"), task("b")]).to_string();
+        assert_eq!(parse_request(list.as_bytes(), &v).unwrap().tasks.len(), 2);
+        let file = json!({"metadata": {"total_tasks": 1}, "tasks": [task("a")]}).to_string();
+        assert_eq!(parse_request(file.as_bytes(), &v).unwrap().tasks.len(), 1);
+        let r = parse_request(b"42", &v).unwrap_err();
+        assert!(!r.malformed && r.problems[0].message.contains("expected a task object"));
+        let r = parse_request(b"{\"task_id\": ", &v).unwrap_err();
+        assert!(r.malformed && r.problems[0].message.contains("malformed JSON"));
+        let p = parse_request(json!([task("a"), task("a")]).to_string().as_bytes(), &v).unwrap_err();
+        assert!(p.problems[0]
+            .to_string()
+            .starts_with("tasks[1].task_id: duplicate id"));
+    }
+
+    #[test]
+    fn too_many_particles_names_the_setting_not_a_worker() {
+        let mut t = task("big");
+        t["parameters"]["num_particles"] = json!(3_000_000);
+        let p = problems(json!({"tasks": [t]}).to_string().as_bytes());
+        assert!(p[0].contains("more than MAX_PARTICLES = 2000000"), "{p:?}");
+        assert!(!p[0].contains("worker's limit"), "{p:?}");
     }
 
     proptest::proptest! {

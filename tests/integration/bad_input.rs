@@ -280,7 +280,7 @@ fn a_byte_order_mark_and_unknown_fields_are_fine() {
 
 #[test]
 fn bad_requests_get_json_errors_and_change_nothing() {
-    let c = Cluster::start(&[WorkerSpec::new("w", 2)], &[("TASK_FILE_MAX_BYTES", "100000")]);
+    let c = Cluster::start(&[WorkerSpec::new("w", 2)], &[("MAX_REQUEST_BYTES", "100000")]);
     c.wait_workers_up();
     assert_eq!(c.orch().post("/tasks", &task("done").to_string()).status, 201);
     c.wait_count("completed", 1, Duration::from_secs(60));
@@ -330,8 +330,20 @@ fn bad_requests_get_json_errors_and_change_nothing() {
             "priority: expected",
         ),
         ("GET", "/tasks?limit=0", String::new(), 400, "limit"),
-        ("GET", "/tasks?limit=many", String::new(), 400, "invalid query"),
-        ("GET", "/tasks?offset=-1", String::new(), 400, "invalid query"),
+        (
+            "GET",
+            "/tasks?limit=many",
+            String::new(),
+            400,
+            "limit: expected a whole number, found \"many\"",
+        ),
+        (
+            "GET",
+            "/tasks?offset=-1",
+            String::new(),
+            400,
+            "offset: expected a whole number, found \"-1\"",
+        ),
         ("GET", "/tasks/a%2Fb", String::new(), 400, "invalid task id"),
         ("GET", "/tasks/nobody", String::new(), 404, "no task"),
         ("DELETE", "/tasks/nobody", String::new(), 404, "no task"),

@@ -44,7 +44,12 @@ impl Proc {
     /// Starts `orquesta ARGS…` in `dir` and waits (at most 30 s) for the
     /// `listening on http://HOST:PORT` line.
     pub fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut cmd = orquesta();
+        Proc::start_command(orquesta(), dir, args, envs)
+    }
+
+    /// As [`Proc::start`], from a prepared `orquesta()` command (one with
+    /// a `pre_exec`, say).
+    pub fn start_command(mut cmd: Command, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())

@@ -12,6 +12,7 @@ mod hostile;
 mod hygiene;
 mod join;
 mod join_worker;
+mod limits;
 mod membership;
 mod orchestrator;
 mod sim_cli;
