@@ -13,6 +13,7 @@ mod join_worker;
 mod membership;
 mod orchestrator;
 mod sim_cli;
+mod sim_safety;
 mod tools;
 mod tools_cluster;
 mod tools_terminal;
