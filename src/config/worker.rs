@@ -238,7 +238,7 @@ pub fn parse_bytes(raw: &str) -> Result<u64, String> {
     let bytes = number.trim().parse::<f64>().map(|v| v * scale);
     match bytes {
         // below 2^63: the cast is exact enough and cannot saturate
-        Ok(b) if b >= 1.0 && b < 9.2e18 => Ok(b as u64),
+        Ok(b) if (1.0..9.2e18).contains(&b) => Ok(b as u64),
         _ => Err(format!(
             "expected a size such as 4GiB, 512MB or a number of bytes (at least 1), found {raw:?}"
         )),

@@ -118,9 +118,8 @@ impl SimParams {
                 ),
             ));
         }
-        // `!(a <= b)`, not `a > b`: an estimate that is not a number is
-        // refused too
-        if !(estimate.memory_bytes <= limits.max_memory_bytes) {
+        // an estimate that is not a number is refused too
+        if estimate.memory_bytes.is_nan() || estimate.memory_bytes > limits.max_memory_bytes {
             let setting = match limits.memory_setting {
                 "" => String::new(),
                 name => format!(" ({name})"),

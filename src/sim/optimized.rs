@@ -202,8 +202,8 @@ impl Grid {
     /// cells² fits a `usize` for any box and any float.
     fn shape(box_len: f64, list_cut: f64, n: usize) -> (usize, usize) {
         let fit = box_len / list_cut;
-        // false for NaN too: nothing that is not a number reaches a cast
-        if !(fit >= 3.0) {
+        // NaN is not ≥ 3 either: nothing that is not a number reaches a cast
+        if fit.is_nan() || fit < 3.0 {
             return (0, 1);
         }
         let cap = n.saturating_mul(MAX_CELLS_PER_PARTICLE).isqrt().max(3);

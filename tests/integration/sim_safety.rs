@@ -161,6 +161,17 @@ fn the_orchestrator_refuses_the_poison_task_and_its_worker_keeps_working() {
         "{}",
         r.text()
     );
+    // bigger than the orchestrator's own memory cap (4 GB): refused at
+    // submission, not accepted to fail on every worker
+    let huge = task_with("huge", 2_000_000, 1, json!({"density": 1.2, "cutoff": 10}));
+    let r = c.orch().post("/tasks", &huge.to_string());
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("of memory with `optimized`, more than the memory limit of 4.0 GB"),
+        "{}",
+        r.text()
+    );
     let r = c.orch().post("/tasks", &sim_task("fine", "cython", 100, 10, 1));
     assert_eq!(r.status, 201, "{}", r.text());
     c.wait_count("completed", 1, LONG);
