@@ -110,15 +110,27 @@ pub fn task_file_schema() -> Value {
                         "minimum": 0,
                         "maximum": u64::MAX
                     },
-                    "density": {"type": "number", "exclusiveMinimum": 0, "default": system::DEFAULT_DENSITY},
-                    "temperature": {"type": "number", "minimum": 0, "default": system::DEFAULT_TEMPERATURE},
-                    "dt": {"type": "number", "exclusiveMinimum": 0, "default": system::DEFAULT_DT},
-                    "cutoff": {"type": "number", "exclusiveMinimum": 0, "default": system::DEFAULT_CUTOFF}
+                    "density": ranged(system::DENSITY_RANGE, system::DEFAULT_DENSITY, "Reduced density ρ."),
+                    "temperature": ranged(system::TEMPERATURE_RANGE, system::DEFAULT_TEMPERATURE, "Initial temperature T0."),
+                    "dt": ranged(system::DT_RANGE, system::DEFAULT_DT, "Time step."),
+                    "cutoff": ranged(system::CUTOFF_RANGE, system::DEFAULT_CUTOFF, "Cut-off radius rc.")
                 },
                 "if": {"not": {"anyOf": [{"required": ["density"]}, {"required": ["cutoff"]}]}},
                 "then": {"properties": {"num_particles": {"minimum": min_particles}}}
             }
         }
+    })
+}
+
+/// An optional physical parameter: its accepted range (the validator's)
+/// and default.
+fn ranged(range: system::ParamRange, default: f64, what: &str) -> Value {
+    json!({
+        "description": format!("{what} {}, in reduced units.", range.describe().replacen('a', "A", 1)),
+        "type": "number",
+        "minimum": range.min,
+        "maximum": range.max,
+        "default": default
     })
 }
 
@@ -161,5 +173,7 @@ mod tests {
             json!(["reference", "optimized", "python", "cython"])
         );
         assert_eq!(s["required"], json!(["tasks"]));
+        let dt = &s["definitions"]["parameters"]["properties"]["dt"];
+        assert_eq!((&dt["minimum"], &dt["maximum"]), (&json!(1e-6), &json!(0.1)));
     }
 }

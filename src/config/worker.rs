@@ -82,6 +82,12 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "largest num_particles × num_steps accepted",
     ),
     (
+        "WORKER_MEMORY_LIMIT",
+        "",
+        "largest estimated memory of one task, e.g. 4GiB, 512MB or bytes; a bigger task is refused \
+         with 422 (default: half of the machine's memory)",
+    ),
+    (
         "RESULT_RETENTION",
         "3600",
         "seconds an unacknowledged result is kept at least",
@@ -157,6 +163,14 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let drain_timeout = r.seconds("WORKER_DRAIN_TIMEOUT", true);
     let max_particles = r.whole("MAX_PARTICLES");
     let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
+    let max_memory_bytes = match r.optional("WORKER_MEMORY_LIMIT") {
+        None => default_memory_limit(),
+        Some(raw) => parse_bytes(&raw).unwrap_or_else(|e| {
+            let name = r.name("WORKER_MEMORY_LIMIT");
+            r.problem(format!("{name}: {e}"));
+            0
+        }),
+    };
     let result_retention = r.seconds("RESULT_RETENTION", true);
     // 0 means 1 for both (as the flags always allowed)
     let http_workers = r.whole("HTTP_WORKERS") as usize;
@@ -189,6 +203,8 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         limits: Limits {
             max_particles,
             max_particle_steps,
+            max_memory_bytes: max_memory_bytes as f64,
+            memory_setting: "WORKER_MEMORY_LIMIT",
             ..Limits::default()
         },
         test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",
@@ -200,6 +216,47 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         join,
         advertise,
     })
+}
+
+/// `WORKER_MEMORY_LIMIT` when it is not set: half of the machine's memory,
+/// so that one task can never take it all (the rest is for the other
+/// tasks, the worker itself and the machine); the simulation's built-in
+/// 4 GB where the machine's size cannot be read.
+pub fn default_memory_limit() -> u64 {
+    crate::util::machine::total_memory_bytes()
+        .map_or(Limits::default().max_memory_bytes as u64, |total| total / 2)
+}
+
+/// A size in bytes: a whole or decimal number with an optional unit, `B`,
+/// `kB`/`MB`/`GB`/`TB` (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers
+/// of 1024), case and spaces ignored: `4GiB`, `512 MB`, `1e9`. At least one
+/// byte.
+pub fn parse_bytes(raw: &str) -> Result<u64, String> {
+    let text = raw.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => f64::NAN,
+    };
+    let bytes = number.trim().parse::<f64>().map(|v| v * scale);
+    match bytes {
+        // below 2^63: the cast is exact enough and cannot saturate
+        Ok(b) if (1.0..9.2e18).contains(&b) => Ok(b as u64),
+        _ => Err(format!(
+            "expected a size such as 4GiB, 512MB or a number of bytes (at least 1), found {raw:?}"
+        )),
+    }
 }
 
 /// Whether a bind address means "every interface" (no one can connect to it).
@@ -320,6 +377,34 @@ mod tests {
         assert!(e.iter().any(|p| p.contains("fortran")), "{e:?}");
         assert!(e.iter().any(|p| p.contains("--drain-timeout")), "{e:?}");
         assert!(e.iter().any(|p| p.starts_with("WORKER_PORT (--port)")), "{e:?}");
+    }
+
+    #[test]
+    fn the_memory_limit_takes_sizes_and_defaults_to_half_the_machine() {
+        let limit = |v: &str| {
+            worker_settings_from_env(&env(&[("WORKER_MEMORY_LIMIT", v)])).map(|s| s.limits.max_memory_bytes)
+        };
+        assert_eq!(limit("4GiB"), Ok(4.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(limit("512MB"), Ok(512e6));
+        assert_eq!(limit(" 512 mb "), Ok(512e6));
+        assert_eq!(limit("1000000"), Ok(1e6));
+        assert_eq!(limit("1e9"), Ok(1e9));
+        assert_eq!(limit("1.5GB"), Ok(1.5e9));
+        assert_eq!(limit("64kib"), Ok(65536.0));
+        for bad in ["0", "-1GB", "lots", "4 parsecs", "NaN", "inf", "1e30"] {
+            let e = limit(bad).unwrap_err();
+            assert!(
+                e.iter()
+                    .any(|p| p.starts_with("WORKER_MEMORY_LIMIT: expected a size such as 4GiB")),
+                "{bad}: {e:?}"
+            );
+        }
+        let s = worker_settings_from_env(&env(&[])).unwrap();
+        assert_eq!(s.limits.max_memory_bytes, default_memory_limit() as f64);
+        assert_eq!(s.limits.memory_setting, "WORKER_MEMORY_LIMIT");
+        if let Some(total) = crate::util::machine::total_memory_bytes() {
+            assert_eq!(default_memory_limit(), total / 2);
+        }
     }
 
     #[test]

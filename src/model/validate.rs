@@ -196,9 +196,7 @@ impl Validator {
             }
         };
         let parameters = obj.get("parameters");
-        let work = algorithm
-            .as_deref()
-            .and_then(|a| self.work(a, parameters, path, &mut errors));
+        let work = self.work(algorithm.as_deref(), parameters, path, &mut errors);
         match (task_id, priority, algorithm, work) {
             (Some(task_id), Some(priority), Some(algorithm), Some(work)) if errors.is_empty() => Ok(Task {
                 task_id,
@@ -217,16 +215,19 @@ impl Validator {
         }
     }
 
-    /// Resolves the algorithm and checks its parameters.
+    /// Resolves the algorithm and checks its parameters. The parameters
+    /// are checked even when the algorithm is missing or unknown (all but
+    /// the cost, which depends on the kernel), so that one answer lists
+    /// every problem.
     fn work(
         &self,
-        algorithm: &str,
+        algorithm: Option<&str>,
         parameters: Option<&Value>,
         path: &str,
         errors: &mut Vec<FieldError>,
     ) -> Option<Work> {
         let at = |field: &str| join(&join(path, "parameters"), field);
-        if TEST_KERNEL_NAMES.contains(&algorithm) {
+        if let Some(algorithm) = algorithm.filter(|a| TEST_KERNEL_NAMES.contains(a)) {
             if !self.test_kernels {
                 errors.push(FieldError::new(
                     join(path, "algorithm"),
@@ -261,22 +262,25 @@ impl Validator {
                 _ => Some(Work::Test(TestKernel::Abort)),
             };
         }
-        let allowed = self
-            .algorithms
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|a| a == algorithm));
-        let kernel = sim::lookup(algorithm).filter(|_| allowed);
-        let Some(kernel) = kernel else {
-            errors.push(FieldError::new(
-                join(path, "algorithm"),
-                format!(
-                    "expected one of {}, found {}",
-                    self.algorithm_names().join(", "),
-                    short(algorithm)
-                ),
-            ));
-            return None;
-        };
+        // None when missing or not a string (already reported) or unknown
+        let kernel = algorithm.and_then(|algorithm| {
+            let allowed = self
+                .algorithms
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|a| a == algorithm));
+            let kernel = sim::lookup(algorithm).filter(|_| allowed);
+            if kernel.is_none() {
+                errors.push(FieldError::new(
+                    join(path, "algorithm"),
+                    format!(
+                        "expected one of {}, found {}",
+                        self.algorithm_names().join(", "),
+                        short(algorithm)
+                    ),
+                ));
+            }
+            kernel
+        });
         let Some(params) = parameters else {
             errors.push(FieldError::new(
                 join(path, "parameters"),
@@ -297,13 +301,14 @@ impl Validator {
         let before = errors.len();
         // the least N whose box holds twice the cut-off, at the density and
         // cut-off given (or their defaults), so that messages can say it
-        let given = |f: &str, default: f64| {
-            obj.get(f)
+        let given = |range: sim::system::ParamRange, default: f64| {
+            obj.get(range.field)
                 .and_then(Value::as_f64)
-                .filter(|v| *v > 0.0)
+                .filter(|v| range.contains(*v))
                 .unwrap_or(default)
         };
-        let (rho, rc) = (given("density", 0.5), given("cutoff", 2.5));
+        let rho = given(sim::system::DENSITY_RANGE, sim::system::DEFAULT_DENSITY);
+        let rc = given(sim::system::CUTOFF_RANGE, sim::system::DEFAULT_CUTOFF);
         let least_n = ((rho * 4.0 * rc * rc).ceil() as u64).max(2);
         let mut whole = |field: &str, what: &str, least: u64| -> u64 {
             match obj.get(field) {
@@ -358,12 +363,17 @@ impl Validator {
         if errors.len() > before {
             return None;
         }
-        match params.validate(kernel, &self.limits) {
-            Ok(_) => Some(Work::Simulation {
+        let checked = match kernel {
+            Some(kernel) => params.validate(kernel, &self.limits),
+            None => params.physics(&self.limits),
+        };
+        match (kernel, checked) {
+            (Some(kernel), Ok(_)) => Some(Work::Simulation {
                 kernel: kernel.name(),
                 params,
             }),
-            Err(problems) => {
+            (None, Ok(_)) => None,
+            (_, Err(problems)) => {
                 errors.extend(
                     problems
                         .into_iter()
@@ -439,7 +449,7 @@ mod tests {
     #[test]
     fn every_problem_has_a_path_and_an_expectation() {
         let e = errors(json!({"task_id": 7, "algorithm": "fortran", "priority": "urgent"}));
-        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(e.len(), 4, "{e:?}");
         assert!(
             e[0].starts_with("tasks[0].task_id: expected a string, found 7"),
             "{e:?}"
@@ -449,6 +459,7 @@ mod tests {
             e[2].contains("tasks[0].algorithm: expected one of reference, optimized"),
             "{e:?}"
         );
+        assert!(e[3].starts_with("tasks[0].parameters: required"), "{e:?}");
 
         let e = errors(json!({"task_id": "t", "algorithm": "python",
             "parameters": {"num_particles": -4, "num_steps": "10", "seed": 1.5, "dt": "small"}}));
@@ -473,6 +484,90 @@ mod tests {
         );
         let e = errors(json!("just a string"));
         assert!(e[0].contains("expected a task object"), "{e:?}");
+    }
+
+    #[test]
+    fn an_unknown_algorithm_and_bad_parameters_are_listed_together() {
+        let e = errors(json!({"task_id": "p", "algorithm": "fortran",
+            "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1, "density": 1e-9, "dt": 1e10}}));
+        assert_eq!(
+            e,
+            [
+                "tasks[0].algorithm: expected one of reference, optimized, python, cython, found \"fortran\"",
+                "tasks[0].parameters.density: expected a number from 1e-6 to 1.2, found 1e-9",
+                "tasks[0].parameters.dt: expected a number from 1e-6 to 0.1, found 1e10",
+            ]
+        );
+        // a missing algorithm, and one of the wrong type, too
+        let e = errors(json!({"task_id": "p",
+            "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1, "temperature": 1e300}}));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("tasks[0].algorithm: required"), "{e:?}");
+        assert_eq!(
+            e[1],
+            "tasks[0].parameters.temperature: expected a number from 0 to 100, found 1e300"
+        );
+        let e = errors(json!({"task_id": "p", "algorithm": 3,
+            "parameters": {"num_particles": "many", "num_steps": 10, "seed": 1}}));
+        assert_eq!(e.len(), 2, "{e:?}");
+        // an unknown algorithm with good parameters is one problem, not more
+        let e = errors(json!({"task_id": "p", "algorithm": "fortran",
+            "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1}}));
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn the_poison_task_is_refused_with_the_range() {
+        // issue 11: this task made a worker allocate 51 GB and abort
+        let e = errors(json!({"task_id": "p", "algorithm": "cython",
+            "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1, "density": 1e-9}}));
+        assert_eq!(
+            e,
+            ["tasks[0].parameters.density: expected a number from 1e-6 to 1.2, found 1e-9"]
+        );
+        for (field, value, range) in [
+            ("density", json!(1e-300), "from 1e-6 to 1.2"),
+            ("density", json!(0), "from 1e-6 to 1.2"),
+            ("density", json!(1e300), "from 1e-6 to 1.2"),
+            ("dt", json!(1e10), "from 1e-6 to 0.1"),
+            ("temperature", json!(1e300), "from 0 to 100"),
+            ("cutoff", json!(0.5), "from 1 to 10"),
+            ("cutoff", json!(1e6), "from 1 to 10"),
+        ] {
+            let mut task = json!({"task_id": "p", "algorithm": "cython",
+                "parameters": {"num_particles": 100, "num_steps": 10, "seed": 1}});
+            task["parameters"][field] = value.clone();
+            let e = errors(task);
+            assert_eq!(e.len(), 1, "{field} = {value}: {e:?}");
+            assert!(
+                e[0].starts_with(&format!(
+                    "tasks[0].parameters.{field}: expected a number {range}, found"
+                )),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_task_bigger_than_the_memory_limit_says_the_estimate_and_the_limit() {
+        let v = Validator {
+            limits: Limits {
+                max_memory_bytes: 1e6,
+                memory_setting: "WORKER_MEMORY_LIMIT",
+                ..Limits::default()
+            },
+            ..validator()
+        };
+        let task = json!({"task_id": "t", "algorithm": "optimized",
+            "parameters": {"num_particles": 100_000, "num_steps": 1, "seed": 0}});
+        let e = v.task(&task, "").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path, "parameters.num_particles");
+        assert!(
+            e[0].message.starts_with("this run needs about ")
+                && e[0].message.contains("MB of memory with `optimized`, more than the memory limit of 1.0 MB (WORKER_MEMORY_LIMIT)"),
+            "{e:?}"
+        );
     }
 
     #[test]

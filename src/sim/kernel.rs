@@ -107,10 +107,34 @@ impl Control {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stop {
     Cancelled,
-    /// An energy became NaN or infinite after this many steps.
+    /// After `step` steps the total energy per particle had moved from
+    /// `initial` to `now` (possibly not a number), further than `bound`
+    /// ([`drift_bound`]).
     Unstable {
         step: u64,
+        initial: f64,
+        now: f64,
+        bound: f64,
     },
+}
+
+/// The least drift a run may show before it counts as unstable, in ε per
+/// particle: far above what velocity Verlet gives at any sensible dt
+/// (~1e-4 at the defaults), far below what a run that blows up reaches
+/// (E/N of 1e10 and more within a few steps).
+pub const DRIFT_FLOOR: f64 = 1.0;
+/// ... or this fraction of the initial energy scale (|U0| + K0) / N, when
+/// that is larger (hot or dense starts).
+pub const DRIFT_FRACTION: f64 = 0.5;
+
+/// The largest |E(t) − E(0)| / N a run may reach and still be trusted,
+/// from its step-0 potential and kinetic energies per particle:
+/// max([`DRIFT_FLOOR`], [`DRIFT_FRACTION`] · (|U0| + K0)). Velocity Verlet
+/// keeps E close to E(0) whatever the physics; a drift beyond this means
+/// the time step is too long for the forces (particles jumped into each
+/// other), not a result.
+pub fn drift_bound(potential0: f64, kinetic0: f64) -> f64 {
+    DRIFT_FLOOR.max(DRIFT_FRACTION * (potential0.abs() + kinetic0.abs()))
 }
 
 /// What a kernel sees of one run: the physics, the step budget, the thread
@@ -133,6 +157,8 @@ pub(crate) struct EnergyLog {
     pub last: (f64, f64),
     pub max_drift: f64,
     pub steps_recorded: u64,
+    /// [`drift_bound`] of the initial energies, per particle.
+    pub drift_bound: f64,
 }
 
 impl<'a> Run<'a> {
@@ -179,25 +205,39 @@ impl<'a> Run<'a> {
 
     /// Records the total potential and kinetic energy after a step (the
     /// first call is step 0). Returns false when the kernel must stop.
+    /// A run whose energy becomes non-finite or drifts beyond
+    /// [`drift_bound`] stops here as [`Stop::Unstable`]; the check is one
+    /// comparison of a drift computed anyway, so every kernel makes it at
+    /// every step.
     pub fn record(&mut self, potential: f64, kinetic: f64) -> bool {
         let log = &mut self.energies;
-        match log.initial {
-            None => log.initial = Some((potential, kinetic)),
+        let n = self.physics.num_particles as f64;
+        let (p0, k0) = match log.initial {
+            None => {
+                log.initial = Some((potential, kinetic));
+                log.drift_bound = drift_bound(potential / n, kinetic / n);
+                (potential, kinetic)
+            }
             Some((p0, k0)) => {
                 log.steps_recorded += 1;
                 self.control
                     .steps_done
                     .store(log.steps_recorded, Ordering::Relaxed);
-                let drift = ((potential + kinetic) - (p0 + k0)).abs() / self.physics.num_particles as f64;
+                let drift = ((potential + kinetic) - (p0 + k0)).abs() / n;
                 if drift > log.max_drift {
                     log.max_drift = drift;
                 }
+                (p0, k0)
             }
-        }
+        };
         log.last = (potential, kinetic);
-        if !(potential.is_finite() && kinetic.is_finite()) {
+        let finite = potential.is_finite() && kinetic.is_finite();
+        if !finite || log.max_drift > log.drift_bound {
             self.stop = Some(Stop::Unstable {
                 step: log.steps_recorded,
+                initial: (p0 + k0) / n,
+                now: (potential + kinetic) / n,
+                bound: log.drift_bound,
             });
             return false;
         }

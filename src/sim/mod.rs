@@ -46,8 +46,11 @@ pub struct Limits {
     pub max_particle_steps: f64,
     /// Largest estimated count of pair evaluations (what bounds `reference`).
     pub max_pair_evaluations: f64,
-    /// Largest estimated simulation memory.
+    /// Largest estimated simulation memory of one run.
     pub max_memory_bytes: f64,
+    /// The setting that sets `max_memory_bytes` here, named in the refusal
+    /// ("" when it is the built-in default).
+    pub memory_setting: &'static str,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_particle_steps: 1e11,
             max_pair_evaluations: 2e12,
             max_memory_bytes: 4e9,
+            memory_setting: "",
         }
     }
 }
@@ -85,35 +89,87 @@ impl ParamError {
 }
 
 impl SimParams {
-    /// Checks every parameter and the run's cost against `limits`; on
-    /// failure lists every problem found, not just the first.
+    /// Checks every parameter and the run's cost with `kernel` against
+    /// `limits`; on failure lists every problem found, not just the first.
     pub fn validate(&self, kernel: &dyn Kernel, limits: &Limits) -> Result<Physics, Vec<ParamError>> {
+        let physics = self.physics(limits)?;
         let mut errors = Vec::new();
-        let mut positive = |field: &'static str, value: Option<f64>, default: f64| {
+        let particle_steps = self.num_particles as f64 * self.num_steps as f64;
+        if particle_steps > limits.max_particle_steps {
+            errors.push(ParamError::new(
+                "num_steps",
+                format!(
+                    "num_particles × num_steps = {particle_steps:.3e} is more than the limit of {:.3e}; \
+                     split the run into shorter tasks",
+                    limits.max_particle_steps
+                ),
+            ));
+        }
+        let estimate = kernel.estimate(&physics, self.num_steps);
+        if estimate.pair_evaluations > limits.max_pair_evaluations {
+            errors.push(ParamError::new(
+                "num_steps",
+                format!(
+                    "this run needs about {:.3e} pair evaluations with `{}`, more than the limit of {:.3e}; \
+                     use the optimized kernel, fewer particles or fewer steps",
+                    estimate.pair_evaluations,
+                    kernel.name(),
+                    limits.max_pair_evaluations
+                ),
+            ));
+        }
+        // an estimate that is not a number is refused too
+        if estimate.memory_bytes.is_nan() || estimate.memory_bytes > limits.max_memory_bytes {
+            let setting = match limits.memory_setting {
+                "" => String::new(),
+                name => format!(" ({name})"),
+            };
+            errors.push(ParamError::new(
+                "num_particles",
+                format!(
+                    "this run needs about {} of memory with `{}`, more than the memory limit of {}{setting}; \
+                     use fewer particles, a smaller cutoff or a lower density",
+                    bytes(estimate.memory_bytes),
+                    kernel.name(),
+                    bytes(limits.max_memory_bytes)
+                ),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(physics)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks the parameters that do not depend on the kernel: each
+    /// physical parameter against its range ([`system::DENSITY_RANGE`] …),
+    /// N against the limit and the box against the cut-off. Lists every
+    /// problem found.
+    pub fn physics(&self, limits: &Limits) -> Result<Physics, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        let mut ranged = |range: system::ParamRange, value: Option<f64>, default: f64| {
             let v = value.unwrap_or(default);
-            if !v.is_finite() {
+            if !range.contains(v) {
+                let finite = if v.is_finite() { "" } else { "finite " };
+                let expected = range
+                    .describe()
+                    .replacen("a number", &format!("a {finite}number"), 1);
                 errors.push(ParamError::new(
-                    field,
-                    format!("expected a finite number, found {v}"),
-                ));
-            } else if v <= 0.0 {
-                errors.push(ParamError::new(
-                    field,
-                    format!("expected a number > 0, found {v}"),
+                    range.field,
+                    format!("expected {expected}, found {}", system::number(v)),
                 ));
             }
             v
         };
-        let density = positive("density", self.density, system::DEFAULT_DENSITY);
-        let dt = positive("dt", self.dt, system::DEFAULT_DT);
-        let cutoff = positive("cutoff", self.cutoff, system::DEFAULT_CUTOFF);
-        let temperature = self.temperature.unwrap_or(system::DEFAULT_TEMPERATURE);
-        if !temperature.is_finite() || temperature < 0.0 {
-            errors.push(ParamError::new(
-                "temperature",
-                format!("expected a finite number ≥ 0, found {temperature}"),
-            ));
-        }
+        let density = ranged(system::DENSITY_RANGE, self.density, system::DEFAULT_DENSITY);
+        let dt = ranged(system::DT_RANGE, self.dt, system::DEFAULT_DT);
+        let cutoff = ranged(system::CUTOFF_RANGE, self.cutoff, system::DEFAULT_CUTOFF);
+        let temperature = ranged(
+            system::TEMPERATURE_RANGE,
+            self.temperature,
+            system::DEFAULT_TEMPERATURE,
+        );
 
         let n = self.num_particles;
         if n < 2 {
@@ -148,56 +204,40 @@ impl SimParams {
         if !errors.is_empty() {
             return Err(errors);
         }
-
-        let physics = Physics {
+        Ok(Physics {
             num_particles: n as usize,
             density,
             temperature,
             dt,
             cutoff,
-        };
-        let particle_steps = n as f64 * self.num_steps as f64;
-        if particle_steps > limits.max_particle_steps {
-            errors.push(ParamError::new(
-                "num_steps",
-                format!(
-                    "num_particles × num_steps = {particle_steps:.3e} is more than the limit of {:.3e}; \
-                     split the run into shorter tasks",
-                    limits.max_particle_steps
-                ),
-            ));
-        }
-        let estimate = kernel.estimate(&physics, self.num_steps);
-        if estimate.pair_evaluations > limits.max_pair_evaluations {
-            errors.push(ParamError::new(
-                "num_steps",
-                format!(
-                    "this run needs about {:.3e} pair evaluations with `{}`, more than the limit of {:.3e}; \
-                     use the optimized kernel, fewer particles or fewer steps",
-                    estimate.pair_evaluations,
-                    kernel.name(),
-                    limits.max_pair_evaluations
-                ),
-            ));
-        }
-        if estimate.memory_bytes > limits.max_memory_bytes {
-            errors.push(ParamError::new(
-                "num_particles",
-                format!(
-                    "this run needs about {:.1} MB, more than the limit of {:.1} MB; \
-                     use fewer particles or a lower density",
-                    estimate.memory_bytes / 1e6,
-                    limits.max_memory_bytes / 1e6
-                ),
-            ));
-        }
-        if errors.is_empty() {
-            Ok(physics)
-        } else {
-            Err(errors)
-        }
+        })
     }
 }
+
+/// An energy for a message: four decimals, or three significant digits
+/// when it is very small or large.
+fn energy(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Bytes for a message, in the units of `memory_used` (MB = 10⁶ bytes).
+fn bytes(b: f64) -> String {
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+/// The start of the reason of every run stopped by [`kernel::drift_bound`]
+/// or a non-finite energy.
+pub const UNSTABLE: &str = "unstable: energy not conserved; dt too large?";
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,9 +384,17 @@ fn measure(
     let status = match run.stop {
         None => SimStatus::Completed,
         Some(Stop::Cancelled) => SimStatus::Cancelled,
-        Some(Stop::Unstable { step }) => SimStatus::Failed(format!(
-            "the simulation became unstable (energy not finite) at step {step}: \
-             particles overlap or the time step is too large; lower dt or density"
+        Some(Stop::Unstable {
+            step,
+            initial,
+            now,
+            bound,
+        }) => SimStatus::Failed(format!(
+            "{UNSTABLE}: E/N went from {} to {} by step {step}, a drift beyond the bound of {} \
+             (max(1, (|U0| + K0) / 2N)); lower dt, temperature or density",
+            energy(initial),
+            energy(now),
+            energy(bound)
         )),
     };
     let stable = |v: f64| v.is_finite().then_some(v);

@@ -60,6 +60,15 @@ const SENTINEL_SPACING: usize = 8;
 const PERMUTED_ARRAYS: usize = 4;
 /// Below this many particles a second thread costs more than it saves.
 const MIN_PARTICLES_FOR_THREADS: usize = 4096;
+/// At most this many cells per particle. A cell list needs cells at least
+/// the list cut-off wide, not as many as fit: in a dilute box nearly all of
+/// the (L / (rc + skin))² cells of that width are empty, and their count
+/// has no bound (ρ = 1e-9, N = 100: 1.3e10 cells, 51 GB of cell index).
+/// Wider cells find the same pairs; at the cap a cell holds a quarter of a
+/// particle on average. Boxes denser than 1 / (4 (rc + skin)²) ≈ 0.03 at
+/// the default cut-off never reach the cap, so their results keep their
+/// bits.
+const MAX_CELLS_PER_PARTICLE: usize = 4;
 
 impl Kernel for Optimized {
     fn name(&self) -> &'static str {
@@ -75,9 +84,10 @@ impl Kernel for Optimized {
         let reach = physics.cutoff + SKIN;
         // half of the neighbours within the list cut-off, at least one
         let listed = (std::f64::consts::PI * reach * reach * physics.density / 2.0).min(n);
+        let (cells, strips) = Grid::shape(physics.box_len(), reach, physics.num_particles);
         Estimate {
             pair_evaluations: n * (listed + 1.0) * (num_steps as f64 + 1.0),
-            memory_bytes: n * (5.0 * 16.0 + 12.0 + 4.0 * (listed + 1.0) * 1.5),
+            memory_bytes: peak_bytes(n, cells as f64, strips as f64, listed),
         }
     }
 
@@ -104,6 +114,27 @@ impl Kernel for Optimized {
         });
         sim.into_state()
     }
+}
+
+/// The most bytes a run holds at once, in floating point so that nothing
+/// can overflow: every array [`Sim::new`] allocates, the neighbour lists at
+/// twice their expected length (a `Vec` grows by doubling, and the density
+/// fluctuates), and the state handed in and the one handed back. `cells`
+/// per side, `listed` neighbours per particle.
+fn peak_bytes(n: f64, cells: f64, strips: f64, listed: f64) -> f64 {
+    const VEC2: f64 = std::mem::size_of::<[f64; 2]>() as f64;
+    const INDEX: f64 = std::mem::size_of::<u32>() as f64;
+    let slots = n + SENTINEL_SPACING as f64 * strips;
+    // pos, vel, force, built_at and three sort scratch arrays; orig,
+    // scratch_cell, scratch_orig, scratch_idx
+    let particles = 7.0 * VEC2 * slots + 4.0 * INDEX * n;
+    // cell_start (one more than the cells) and scratch_next
+    let grid = INDEX * (2.0 * cells * cells + 1.0);
+    // each particle: its neighbours padded to an even count, an owner per
+    // pair of them, a CSR start
+    let lists = 2.0 * INDEX * n * (1.5 * (listed + 1.0) + 1.0);
+    let states = 2.0 * 2.0 * VEC2 * n;
+    particles + grid + lists + states
 }
 
 /// Work that the threads share, one strip (or a strip of one parity) per
@@ -146,16 +177,14 @@ struct Grid {
 
 impl Grid {
     fn new(box_len: f64, list_cut: f64, n: usize) -> Self {
-        let cells = (box_len / list_cut).floor() as usize;
-        if cells < 3 {
+        let (cells, strips) = Self::shape(box_len, list_cut, n);
+        if cells == 0 {
             return Self {
                 cells: 0,
                 cell_len: box_len,
                 strip_rows: std::iter::once(0..1).collect(),
             };
         }
-        let wanted = (n / PARTICLES_PER_STRIP).max(2);
-        let strips = (wanted.min(cells) & !1).max(2);
         let strip_rows = (0..strips)
             .map(|k| (k * cells / strips)..((k + 1) * cells / strips))
             .collect();
@@ -164,6 +193,32 @@ impl Grid {
             cell_len: box_len / cells as f64,
             strip_rows,
         }
+    }
+
+    /// Cells per side (0: all pairs, the box is too small for a 3 × 3
+    /// stencil) and strips of a box of side `box_len` holding `n`
+    /// particles: as many cells of at least `list_cut` as fit, but never
+    /// more than [`MAX_CELLS_PER_PARTICLE`] · n in all, so that
+    /// cells² fits a `usize` for any box and any float.
+    fn shape(box_len: f64, list_cut: f64, n: usize) -> (usize, usize) {
+        let fit = box_len / list_cut;
+        // NaN is not ≥ 3 either: nothing that is not a number reaches a cast
+        if fit.is_nan() || fit < 3.0 {
+            return (0, 1);
+        }
+        let cap = n.saturating_mul(MAX_CELLS_PER_PARTICLE).isqrt().max(3);
+        // below `cap`, so finite and small: the cast is a floor
+        let cells = if fit < cap as f64 { fit as usize } else { cap };
+        let wanted = (n / PARTICLES_PER_STRIP).max(2);
+        let strips = (wanted.min(cells) & !1).max(2);
+        (cells, strips)
+    }
+
+    /// Entries of the cell index: cells².
+    fn cell_count(&self) -> usize {
+        self.cells
+            .checked_mul(self.cells)
+            .expect("`shape` caps cells² at MAX_CELLS_PER_PARTICLE · n")
     }
 
     /// The cell of a position inside [0, L)².
@@ -287,7 +342,7 @@ impl<'c> Sim<'c> {
             n <= MAX_PARTICLES,
             "{n} particles is more than the optimized kernel holds"
         );
-        let ncells = grid.cells * grid.cells;
+        let ncells = grid.cell_count();
         let slots = n + SENTINEL_SPACING * grid.strip_rows.len();
         let (mut pos, mut vel) = (state.pos, state.vel);
         pos.resize(slots, Particles::SENTINEL);
@@ -385,7 +440,7 @@ impl<'c> Sim<'c> {
             p.built_at.copy_from_slice(&p.pos);
             return false;
         }
-        let ncells = self.grid.cells * self.grid.cells;
+        let ncells = self.grid.cell_count();
         p.cell_start.iter_mut().for_each(|c| *c = 0);
         for (i, x) in p.pos[..self.n].iter_mut().enumerate() {
             *x = [wrap(x[0], l), wrap(x[1], l)];
@@ -1312,8 +1367,96 @@ fn backoff(spins: &mut u32) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::sim::rng::SplitMix64;
+
+    #[test]
+    fn dense_boxes_keep_every_cell_that_fits() {
+        // the default density: cells of the list cut-off's width, as many
+        // as fit, so the sort order and the bits are what they always were
+        for n in [36usize, 100, 1000, 10_000, 100_000, 2_000_000] {
+            let box_len = (n as f64 / 0.5).sqrt();
+            let (cells, _) = Grid::shape(box_len, 2.8, n);
+            assert_eq!(cells, (box_len / 2.8).floor() as usize, "N={n}");
+        }
+        // the seed's poison task: ρ = 1e-9, N = 100 asked for 1.3e10 cells
+        let (cells, _) = Grid::shape((100.0f64 / 1e-9).sqrt(), 2.8, 100);
+        assert_eq!(cells, 20);
+        let big = Physics {
+            num_particles: 100,
+            density: 1e-9,
+            temperature: 1.0,
+            dt: 0.005,
+            cutoff: 2.5,
+        };
+        assert!(Optimized.estimate(&big, 10).memory_bytes < 1e5);
+    }
+
+    #[test]
+    fn the_estimate_counts_what_a_run_allocates() {
+        // the grid's arrays and the particle arrays as `Sim::new` makes
+        // them, against the estimate of the same physics
+        for (n, density) in [(1000usize, 0.5), (5000, 0.05), (100, 1e-6), (20, 0.5)] {
+            let physics = Physics {
+                num_particles: n,
+                density,
+                temperature: 1.0,
+                dt: 0.005,
+                cutoff: 2.5,
+            };
+            let grid = Grid::new(physics.box_len(), 2.8, n);
+            let cells = grid.cell_count();
+            let slots = n + SENTINEL_SPACING * grid.strip_rows.len();
+            let arrays = (2 * cells + 1) * 4 + 7 * 16 * slots + 4 * 4 * n;
+            let estimate = Optimized.estimate(&physics, 1).memory_bytes;
+            assert!(
+                estimate >= arrays as f64,
+                "N={n} ρ={density}: {estimate} < {arrays}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Any box, any float: the grid is all pairs or at least 3 × 3
+        /// cells no narrower than the list cut-off, at most 4 per
+        /// particle (or 9), and nothing overflows or panics.
+        #[test]
+        fn the_cell_grid_is_bounded_for_any_box(
+            box_len in prop_oneof![
+                Just(f64::INFINITY), Just(f64::NAN), Just(0.0), Just(f64::MAX), Just(1e151),
+                1e-3f64..1e7, 0.0f64..f64::MAX,
+            ],
+            list_cut in 1.3f64..10.3,
+            n in prop_oneof![0usize..100, 0usize..=MAX_PARTICLES, Just(usize::MAX)],
+        ) {
+            let (cells, strips) = Grid::shape(box_len, list_cut, n);
+            prop_assert!(strips >= 1);
+            if cells != 0 {
+                prop_assert!(cells >= 3);
+                let count = cells.checked_mul(cells).unwrap();
+                prop_assert!(count <= n.saturating_mul(MAX_CELLS_PER_PARTICLE).max(9));
+                prop_assert!(box_len / cells as f64 >= list_cut, "cells narrower than the cut-off");
+                prop_assert!(strips >= 2 && strips <= cells && strips % 2 == 0);
+            }
+        }
+
+        /// Every accepted density and cut-off gives a finite estimate, and
+        /// the grid's part of it never passes 4 cells per particle.
+        #[test]
+        fn the_estimate_is_finite_inside_the_ranges(
+            n in 2usize..2_000_000,
+            density in 1e-6f64..=1.2,
+            cutoff in 1.0f64..=10.0,
+        ) {
+            let physics = Physics { num_particles: n, density, temperature: 1.0, dt: 0.005, cutoff };
+            let e = Optimized.estimate(&physics, 1000);
+            prop_assert!(e.memory_bytes.is_finite() && e.memory_bytes > 0.0);
+            let (cells, _) = Grid::shape(physics.box_len(), cutoff + SKIN, n);
+            prop_assert!(cells * cells <= (4 * n).max(9));
+        }
+    }
 
     const BOX: f64 = 12.0;
 

@@ -15,6 +15,73 @@ pub const DEFAULT_DT: f64 = 0.005;
 /// Default cut-off radius rc.
 pub const DEFAULT_CUTOFF: f64 = 2.5;
 
+/// The values a task may give an optional physical parameter, in reduced
+/// Lennard-Jones units (ε = σ = m = 1), both ends included. Outside them a
+/// run is either meaningless or dangerous to the worker, so the validator
+/// refuses it with the range in the message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamRange {
+    pub field: &'static str,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl ParamRange {
+    pub fn contains(&self, v: f64) -> bool {
+        (self.min..=self.max).contains(&v)
+    }
+
+    /// "a number from 1e-6 to 2", for messages and the schema.
+    pub fn describe(&self) -> String {
+        format!("a number from {} to {}", number(self.min), number(self.max))
+    }
+}
+
+/// ρ: from a dilute gas (particles ~1000 σ apart) to just past close
+/// packing (2/√3 ≈ 1.155 in 2-D); a denser start puts every particle
+/// inside its neighbours' repulsive cores (at ρ = 2 it blows up within
+/// three steps at the default dt). Below the floor the box, and a cell
+/// list over it, grows without bound.
+pub const DENSITY_RANGE: ParamRange = ParamRange {
+    field: "density",
+    min: 1e-6,
+    max: 1.2,
+};
+/// dt: velocity Verlet needs dt well below the time two particles take to
+/// cross the repulsive wall; at the default density and T = 1, 0.02 still
+/// conserves energy and 0.05 already blows up. The ceiling leaves room for
+/// cold or dilute systems; anything longer cannot be integrated.
+pub const DT_RANGE: ParamRange = ParamRange {
+    field: "dt",
+    min: 1e-6,
+    max: 0.1,
+};
+/// T0: from a lattice at rest to 100 ε/k, 200 times the 2-D critical
+/// temperature (~0.5): a hot gas, far past anything a Lennard-Jones model
+/// describes.
+pub const TEMPERATURE_RANGE: ParamRange = ParamRange {
+    field: "temperature",
+    min: 0.0,
+    max: 100.0,
+};
+/// rc: at least σ (a shorter cut removes part of the repulsive core), at
+/// most 10 σ, where the potential is below 1e-6 ε and a longer reach only
+/// multiplies the neighbour lists.
+pub const CUTOFF_RANGE: ParamRange = ParamRange {
+    field: "cutoff",
+    min: 1.0,
+    max: 10.0,
+};
+
+/// A number as a person writes it: `1e-6`, `0.005`, `2`, `1e300`.
+pub fn number(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// The resolved physical parameters of one run (defaults filled in).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Physics {

@@ -279,16 +279,16 @@ fn cancel_from_another_thread_stops_promptly_and_progress_is_visible() {
 
 #[test]
 fn an_exploding_system_fails_cleanly() {
-    // ten times the density and the time step: particles collide hard
+    // the densest start with the longest time step: particles collide hard
     // enough for the energy to overflow within a few steps
     let p = SimParams {
-        density: Some(5.0),
-        dt: Some(0.05),
+        density: Some(system::DENSITY_RANGE.max),
+        dt: Some(system::DT_RANGE.max),
         ..params(2000, 100, 1)
     };
     let report = run("optimized", &p, 1);
     match &report.status {
-        SimStatus::Failed(reason) => assert!(reason.contains("unstable"), "{reason}"),
+        SimStatus::Failed(reason) => assert!(reason.starts_with(UNSTABLE), "{reason}"),
         other => panic!("expected a failure, got {other:?}"),
     }
     // nothing non-finite reaches the metrics
@@ -297,6 +297,136 @@ fn an_exploding_system_fails_cleanly() {
         !json.contains("null") && !json.contains("NaN") && !json.contains("inf"),
         "{json}"
     );
+}
+
+/// The status and reason of a run of `algorithm`.
+fn outcome(algorithm: &str, p: &SimParams) -> (SimStatus, Metrics) {
+    let report = run(algorithm, p, 1);
+    (report.status, report.metrics)
+}
+
+#[test]
+fn runs_that_do_not_conserve_energy_fail_with_every_kernel() {
+    // the longest accepted time step, at the default and at the hottest
+    // temperature, and the defaults' dt at the hottest: each of these used
+    // to end "completed" with E/N up to 1e26
+    let cases = [
+        (system::DT_RANGE.max, system::DEFAULT_TEMPERATURE),
+        (system::DT_RANGE.max, system::TEMPERATURE_RANGE.max),
+        (system::DEFAULT_DT, system::TEMPERATURE_RANGE.max),
+        (0.05, system::DEFAULT_TEMPERATURE),
+    ];
+    for (dt, temperature) in cases {
+        let p = SimParams {
+            dt: Some(dt),
+            temperature: Some(temperature),
+            ..params(400, 500, 3)
+        };
+        let mut steps = Vec::new();
+        for algorithm in ["reference", "optimized", "python", "cython"] {
+            let (status, m) = outcome(algorithm, &p);
+            match &status {
+                SimStatus::Failed(reason) => {
+                    assert!(
+                        reason.starts_with(UNSTABLE),
+                        "{algorithm} dt {dt} T {temperature}: {reason}"
+                    );
+                    assert!(reason.contains("E/N went from"), "{reason}");
+                }
+                other => panic!("{algorithm} dt {dt} T {temperature}: expected unstable, got {other:?}"),
+            }
+            assert!(m.steps_completed < 500);
+            steps.push(m.steps_completed);
+        }
+        // every kernel stops at the same step
+        assert!(
+            steps.iter().all(|s| *s == steps[0]),
+            "dt {dt} T {temperature}: {steps:?}"
+        );
+    }
+}
+
+#[test]
+fn the_seeds_normal_tasks_never_trip_the_drift_bound() {
+    // the seed's sizes and lengths at the defaults, over many seeds: each
+    // completes with its drift at most a tenth of the bound
+    let check = |algorithm: &str, n: u64, steps: u64, seed: u64| {
+        let (status, m) = outcome(algorithm, &params(n, steps, seed));
+        assert_eq!(status, SimStatus::Completed, "{algorithm} N={n} seed {seed}");
+        let bound = kernel::drift_bound(
+            m.potential_energy_initial.unwrap(),
+            m.kinetic_energy_initial.unwrap(),
+        );
+        let drift = m.max_energy_drift.unwrap();
+        assert!(
+            drift < bound / 10.0,
+            "{algorithm} N={n} seed {seed}: drift {drift}, bound {bound}"
+        );
+    };
+    for seed in 0..12 {
+        for (n, steps) in [(100, 2000), (250, 100), (500, 1000), (1000, 2000)] {
+            check("optimized", n, steps, seed * 7919 + n);
+        }
+    }
+    for seed in 0..3 {
+        check("reference", 100, 2000, seed);
+        check("reference", 400, 500, seed);
+    }
+}
+
+#[test]
+fn a_dense_or_hot_but_sane_run_is_not_called_unstable() {
+    // the densest accepted start and a hot one, at a time step that
+    // integrates them: energy moves, but far less than the bound
+    for (density, temperature) in [(system::DENSITY_RANGE.max, 5.0), (0.8, 20.0), (1e-6, 100.0)] {
+        let p = SimParams {
+            density: Some(density),
+            temperature: Some(temperature),
+            dt: Some(0.001),
+            ..params(400, 1000, 5)
+        };
+        for algorithm in ["reference", "optimized"] {
+            let (status, _) = outcome(algorithm, &p);
+            assert_eq!(
+                status,
+                SimStatus::Completed,
+                "{algorithm} ρ {density} T {temperature}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_drift_bound_is_a_floor_or_half_the_energy_scale() {
+    assert_eq!(kernel::drift_bound(-1.0, 1.0), 1.0);
+    assert_eq!(kernel::drift_bound(-3.0, 1.0), 2.0);
+    assert_eq!(kernel::drift_bound(400.0, 100.0), 250.0);
+    // a start that is not finite stops the run on its own (the energies
+    // are checked first); its bound is still a number
+    assert_eq!(kernel::drift_bound(f64::NAN, 1.0), 1.0);
+}
+
+#[test]
+fn extreme_but_accepted_parameters_run_in_little_memory() {
+    // the lowest density with a handful of particles: a box of 10⁴ σ whose
+    // cells of the cut-off's width would be 1.3e7; the grid is capped, the
+    // estimate says so, and the run completes
+    for density in [system::DENSITY_RANGE.min, 1e-3, 0.01] {
+        let p = SimParams {
+            density: Some(density),
+            ..params(100, 20, 1)
+        };
+        let physics = p.physics(&Limits::default()).unwrap();
+        let estimate = lookup("optimized").unwrap().estimate(&physics, 20);
+        assert!(
+            estimate.memory_bytes < 1e6,
+            "ρ {density}: {}",
+            estimate.memory_bytes
+        );
+        let (status, m) = outcome("cython", &p);
+        assert_eq!(status, SimStatus::Completed, "ρ {density}");
+        assert!(m.memory_bytes < 1_000_000);
+    }
 }
 
 fn errors_of(p: &SimParams, algorithm: &str, limits: &Limits) -> Vec<ParamError> {
@@ -317,7 +447,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "density",
-            "> 0",
+            "expected a number from 1e-6 to 1.2, found",
         ),
         (
             SimParams {
@@ -325,7 +455,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "density",
-            "> 0",
+            "expected a number from 1e-6 to 1.2, found",
         ),
         (
             SimParams {
@@ -333,7 +463,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "density",
-            "finite",
+            "expected a finite number from 1e-6 to 1.2, found NaN",
         ),
         (
             SimParams {
@@ -341,7 +471,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "dt",
-            "> 0",
+            "expected a number from 1e-6 to 0.1, found 0",
         ),
         (
             SimParams {
@@ -349,7 +479,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "dt",
-            "finite",
+            "expected a finite number from 1e-6 to 0.1, found inf",
         ),
         (
             SimParams {
@@ -357,7 +487,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "cutoff",
-            "> 0",
+            "expected a number from 1 to 10, found -2.5",
         ),
         (
             SimParams {
@@ -365,7 +495,7 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "temperature",
-            "≥ 0",
+            "expected a number from 0 to 100, found -1",
         ),
         (
             SimParams {
@@ -373,13 +503,13 @@ fn every_validation_error_names_its_field() {
                 ..params(100, 1, 1)
             },
             "temperature",
-            "finite",
+            "expected a finite number from 0 to 100, found NaN",
         ),
         (params(1_000_000, 1_000_000, 1), "num_steps", "split the run"),
         (
             SimParams {
-                cutoff: Some(40.0),
-                ..params(3_000, 1, 1)
+                cutoff: Some(10.0),
+                ..params(100, 1, 1)
             },
             "num_particles",
             "smaller than 2 × cutoff",

@@ -5,6 +5,21 @@ pub fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The machine's physical memory in bytes, if the system says.
+pub fn total_memory_bytes() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages <= 0 || page <= 0 {
+        return None;
+    }
+    (pages as u64).checked_mul(page as u64)
+}
+
 /// Resident memory now, in bytes (Linux: /proc/self/statm; elsewhere the
 /// peak is the best available figure).
 pub fn resident_bytes() -> u64 {
@@ -58,5 +73,7 @@ mod tests {
         let now = super::resident_bytes();
         let peak = super::peak_resident_bytes();
         assert!(now > 100_000 && peak >= 100_000, "{now} {peak}");
+        let total = super::total_memory_bytes().expect("the machine's memory");
+        assert!(total > now, "{total} {now}");
     }
 }

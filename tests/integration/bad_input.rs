@@ -158,7 +158,7 @@ fn bad_files_are_rejected_with_a_report_and_nothing_runs() {
         (
             "zero_density",
             with_param("zd", "density", json!(0)).into_bytes(),
-            "density: expected a number > 0",
+            "density: expected a number from 1e-6 to 1.2, found 0",
         ),
         (
             "string_dt",

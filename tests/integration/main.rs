@@ -16,6 +16,7 @@ mod limits;
 mod membership;
 mod orchestrator;
 mod sim_cli;
+mod sim_safety;
 mod tools;
 mod tools_cluster;
 mod tools_terminal;

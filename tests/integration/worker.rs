@@ -326,7 +326,7 @@ fn bad_requests_get_clear_json_errors() {
         ("too few particles", r#"{"task_id": "t", "algorithm": "python", "parameters": {"num_particles": 3, "num_steps": 1, "seed": 1}}"#.into(), 422, "num_particles: expected a whole number ≥ 13"),
         ("absurd size", r#"{"task_id": "t", "algorithm": "cython", "parameters": {"num_particles": 1000000000, "num_steps": 1, "seed": 1}}"#.into(), 422, "limit"),
         ("absurd work", r#"{"task_id": "t", "algorithm": "cython", "parameters": {"num_particles": 1000000, "num_steps": 100000000, "seed": 1}}"#.into(), 422, "num_steps"),
-        ("zero density", r#"{"task_id": "t", "algorithm": "cython", "parameters": {"num_particles": 100, "num_steps": 1, "seed": 1, "density": 0}}"#.into(), 422, "density: expected a number > 0"),
+        ("zero density", r#"{"task_id": "t", "algorithm": "cython", "parameters": {"num_particles": 100, "num_steps": 1, "seed": 1, "density": 0}}"#.into(), 422, "density: expected a number from 1e-6 to 1.2, found 0"),
         ("string dt", r#"{"task_id": "t", "algorithm": "cython", "parameters": {"num_particles": 100, "num_steps": 1, "seed": 1, "dt": "fast"}}"#.into(), 422, "dt: expected a number"),
         ("bad priority", format!(r#"{{"task_id": "t", "algorithm": "python", "priority": "urgent", {valid_params}}}"#), 422, "priority: expected"),
         ("bad attempt_id", format!(r#"{{"task_id": "t", "algorithm": "python", "attempt_id": -3, {valid_params}}}"#), 422, "attempt_id"),
