@@ -608,10 +608,12 @@ mod tests {
         let file = json!({"metadata": {"total_tasks": "two"},
             "tasks": [task("a"), task("a"), {"task_id": "c", "algorithm": "java"}]});
         let p = problems(file.to_string().as_bytes());
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
         assert!(p[0].starts_with("metadata.total_tasks: expected a whole number"));
         assert!(p[1].starts_with("tasks[1].task_id: duplicate id \"a\", also used by tasks[0]"));
         assert!(p[2].starts_with("tasks[2].algorithm: expected one of"));
+        // the parameters are checked too, whatever the algorithm
+        assert!(p[3].starts_with("tasks[2].parameters: required"));
     }
 
     #[test]

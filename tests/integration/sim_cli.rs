@@ -86,7 +86,10 @@ fn bad_parameters_exit_2_and_name_the_flag() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("--dt") && err.contains("> 0"), "{err}");
+    assert!(
+        err.contains("--dt") && err.contains("from 1e-6 to 0.1, found -1"),
+        "{err}"
+    );
     assert!(stdout(&out).is_empty());
 
     let out = run(&[
