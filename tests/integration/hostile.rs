@@ -272,6 +272,22 @@ fn hostile_neighbour(seconds: u64, tasks: usize) {
         .count();
     let duplicated = seen.values().filter(|&&n| n > 1).count();
 
+    // the drop folder still takes files after the swaps
+    std::fs::write(
+        c.path("task_queues/after.json"),
+        json!({"tasks": [{"task_id": "after", "algorithm": "python",
+            "parameters": {"num_particles": 20, "num_steps": 5, "seed": 1}}]})
+        .to_string(),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "a file dropped after the abuse to run",
+        || {
+            let r = c.orch().get("/tasks/after");
+            r.status == 200 && r.json()["status"] == "completed"
+        },
+    );
     // everyone still up, and nothing outside the project written
     assert_eq!(c.orch().get("/health").status, 200);
     for w in &c.workers {
@@ -290,6 +306,15 @@ fn hostile_neighbour(seconds: u64, tasks: usize) {
         peaks,
     };
     check_and_print(&figures, &thrown);
+    // and SIGTERM still stops the orchestrator
+    let mut c = c;
+    let orch = c.orchestrator.as_mut().unwrap();
+    orch.signal(libc::SIGTERM);
+    assert_eq!(
+        orch.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "SIGTERM did not stop the orchestrator"
+    );
 }
 
 fn check_and_print(f: &Figures, t: &Thrown) {
