@@ -202,21 +202,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Parses a body as JSON with an error that says where it breaks.
-pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
-            ErrorCode::EmptyBody,
-            "request body is empty: expected a JSON object",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(ErrorCode::MalformedJson, format!("malformed JSON: {e}"))
-            .with("line", json!(e.line()))
-            .with("column", json!(e.column()))
-    })
-}
-
 /// JSON 404 for paths no route knows.
 pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::new(

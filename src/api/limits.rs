@@ -1,6 +1,7 @@
 //! What one client may cost a server, for both HTTP servers: request
 //! bodies read with a size limit, a deadline and a cap on how many large
-//! ones are held at once ([`read_body`]); connection caps and timeouts on
+//! ones are held at once ([`read_body`], and [`read_typed`] /
+//! [`read_json`] on top of it); connection caps and timeouts on
 //! the server itself ([`apply`]); query strings whose errors name the
 //! parameter ([`query_config`], [`whole_param`]).
 //!
@@ -29,11 +30,12 @@ use actix_web::dev::{AppConfig, Service, ServiceFactory};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpServer};
 use futures_util::StreamExt;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::{ApiError, ErrorCode};
 use crate::config::HttpLimits;
+use crate::model::strict_json::{self, StrictError};
 
 /// A body at least this large is "large": see [`LARGE_BODIES_AT_ONCE`].
 pub const LARGE_BODY_BYTES: usize = 1 << 20;
@@ -216,6 +218,50 @@ pub async fn read_typed<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Reads a JSON body into a [`Value`], refusing a key given twice
+/// (`strict_json`): 400 `empty_body`, or `malformed_json` with where it
+/// breaks.
+pub async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: BodyLimit,
+    rules: &BodyRules,
+) -> Result<Value, ApiError> {
+    let body = read_body(req, payload, limit, rules).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorCode::EmptyBody,
+            "request body is empty: expected a JSON object",
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!(
+                "malformed JSON: not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    strict_json::parse(text, "").map_err(|e| match e {
+        StrictError::Duplicate(d) => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!(
+                "malformed JSON: duplicate key {:?}{}; a key may appear once in an object",
+                d.key,
+                if d.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {}", d.path)
+                }
+            ),
+        ),
+        StrictError::Json(e) => ApiError::new(ErrorCode::MalformedJson, format!("malformed JSON: {e}"))
+            .with("line", json!(e.line()))
+            .with("column", json!(e.column())),
+    })
+}
+
 /// The query-string extractor's errors as JSON that names what is wrong
 /// (serde_urlencoded's text without actix's "Query deserialize error"),
 /// for both servers. Values are typed by [`whole_param`] in the handlers,
@@ -369,6 +415,29 @@ mod tests {
             .ok()
             .unwrap();
         assert_eq!(&*body, b"{\"a\": 1}");
+    }
+
+    #[actix_rt::test]
+    async fn a_json_body_with_a_key_given_twice_is_malformed() {
+        let limit = BodyLimit { bytes: 1000, ..LIMIT };
+        let rules = BodyRules::new(Duration::from_secs(5));
+        let (req, raw) = TestRequest::post()
+            .set_payload(r#"{"task_id": "a", "parameters": {"seed": 1, "seed": 2}}"#)
+            .to_http_parts();
+        let e = read_json(&req, payload(&req, raw).await, limit, &rules)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedJson);
+        assert!(
+            e.body.error.contains("duplicate key \"seed\" in parameters"),
+            "{}",
+            e.body.error
+        );
+        let (req, raw) = TestRequest::post().set_payload(r#"{"a": 1}"#).to_http_parts();
+        let v = read_json(&req, payload(&req, raw).await, limit, &rules)
+            .await
+            .unwrap();
+        assert_eq!(v, json!({"a": 1}));
     }
 
     #[actix_rt::test]

@@ -10,8 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{mailbox, parse_json, path_task_id, resource, unknown_route, ApiError, ErrorCode};
-use super::limits::{read_body, read_typed, whole_param, BodyLimit, BodyRules};
+use super::error::{mailbox, path_task_id, resource, unknown_route, ApiError, ErrorCode};
+use super::limits::{read_json, read_typed, whole_param, BodyLimit, BodyRules};
 use super::protocol::{
     AckAnswer, AckRequest, CurrentAnswer, ExecuteRequest, Health, HealthAnswer, NodeState,
 };
@@ -26,7 +26,8 @@ use crate::model::Validator;
 pub const EXECUTE_BODY_LIMIT: usize = MAX_TASK_BYTES + EXECUTE_ENVELOPE_BYTES;
 
 /// Largest `POST /results/ack` body: about 30,000 task ids of the longest
-/// kind (the orchestrator sends at most a few thousand at once).
+/// kind (the orchestrator sends them 512 at a time, more only after the
+/// worker was unreachable for a while).
 pub const ACK_BODY_LIMIT: usize = 4 << 20;
 
 /// What the handlers share.
@@ -85,7 +86,7 @@ async fn execute(
         name: "the largest task a worker runs",
         hint: "a task is normally a few hundred bytes: move large data out of the task",
     };
-    let body = parse_json(&read_body(&req, payload, limit, &api.bodies).await?)?;
+    let body = read_json(&req, payload, limit, &api.bodies).await?;
     let (attempt_id, body) = ExecuteRequest::split(body).map_err(|message| {
         ApiError::invalid(
             "invalid attempt_id",

@@ -146,7 +146,7 @@ fn nesting_depth(bytes: &[u8]) -> usize {
 
 /// Parses and validates the bytes of a task file.
 pub fn parse_bytes(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, Rejection> {
-    match read_document(bytes, "the file")? {
+    match read_document(bytes, "the file")?.1 {
         Document::Object(fields) => batch_from_fields(fields, validator),
         Document::Array(_) => Err(Rejection::one(
             "",
@@ -166,14 +166,14 @@ pub fn parse_bytes(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, Rej
 /// tasks, or a whole task file. `malformed` is set on the rejection when
 /// the body is not acceptable JSON (the API answers 400 then, 422 else).
 pub fn parse_request(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, Rejection> {
-    match read_document(bytes, "the body")? {
+    let (text, document) = read_document(bytes, "the body")?;
+    match document {
         Document::Object(fields) if fields.iter().any(|(k, _)| k == "tasks") => {
             batch_from_fields(fields, validator)
         }
         Document::Object(_) => {
-            // one task: the whole body is its text
-            let text = std::str::from_utf8(bytes).unwrap_or_default();
-            let raw = serde_json::from_str::<&RawValue>(text.trim_start_matches('\u{feff}'))
+            // one task: the whole body is its text (read already, so valid)
+            let raw = serde_json::from_str::<&RawValue>(text)
                 .map_err(|e| Rejection::one("", format!("malformed JSON: {e}")).malformed())?;
             batch_from_tasks(vec![raw], None, Vec::new(), validator, "")
         }
@@ -188,8 +188,9 @@ pub fn parse_request(bytes: &[u8], validator: &Validator) -> Result<TaskBatch, R
     }
 }
 
-/// The checks before parsing (empty, UTF-8, depth), then the outer level.
-fn read_document<'a>(bytes: &'a [u8], what: &str) -> Result<Document<'a>, Rejection> {
+/// The checks before parsing (empty, UTF-8, depth), then the outer level;
+/// the text (without a byte order mark) and its document.
+fn read_document<'a>(bytes: &'a [u8], what: &str) -> Result<(&'a str, Document<'a>), Rejection> {
     // editors on Windows start UTF-8 files with a byte order mark
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -216,7 +217,7 @@ fn read_document<'a>(bytes: &'a [u8], what: &str) -> Result<Document<'a>, Reject
         )
         .malformed());
     }
-    strict_json::split(text).map_err(|e| match e {
+    let document = strict_json::split(text).map_err(|e| match e {
         StrictError::Duplicate(d) => Rejection::many(vec![duplicate_key(&d)]).malformed(),
         StrictError::Json(e) => {
             let hint = if e.is_eof() {
@@ -236,7 +237,8 @@ fn read_document<'a>(bytes: &'a [u8], what: &str) -> Result<Document<'a>, Reject
             r.incomplete = e.is_eof();
             r
         }
-    })
+    })?;
+    Ok((text, document))
 }
 
 fn duplicate_key(d: &Duplicate) -> FieldError {
@@ -313,8 +315,9 @@ fn batch_from_fields(
     batch_from_tasks(list, metadata, problems, validator, "tasks")
 }
 
-/// Validates tasks given as raw text, one at a time; `list` names the array
-/// in paths (`tasks[3]`, or `[3]`... "" for a body that is one task).
+/// Validates tasks given as raw text, one at a time; `array` names the list
+/// in paths (`tasks` gives `tasks[3]`; "" for a body that is one task,
+/// whose problems have paths of its own fields).
 fn batch_from_tasks(
     list: Vec<&RawValue>,
     metadata: Option<Map<String, Value>>,
@@ -759,7 +762,10 @@ mod tests {
         let mut t = task("big");
         t["parameters"]["num_particles"] = json!(3_000_000);
         let p = problems(json!({"tasks": [t]}).to_string().as_bytes());
-        assert!(p[0].contains("more than MAX_PARTICLES = 2000000"), "{p:?}");
+        assert!(
+            p[0].contains("more than the limit MAX_PARTICLES = 2000000"),
+            "{p:?}"
+        );
         assert!(!p[0].contains("worker's limit"), "{p:?}");
     }
 

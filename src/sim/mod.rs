@@ -181,8 +181,8 @@ impl SimParams {
             errors.push(ParamError::new(
                 "num_particles",
                 format!(
-                    "{n} is more than MAX_PARTICLES = {}, the largest system accepted here; split the \
-                     system, or raise MAX_PARTICLES (on the orchestrator and on every worker)",
+                    "{n} is more than the limit MAX_PARTICLES = {}; split the system, or raise \
+                     MAX_PARTICLES (on the orchestrator and on every worker)",
                     limits.max_particles
                 ),
             ));

@@ -300,3 +300,32 @@ fn a_huge_acknowledgement_is_a_413_and_the_worker_stays_up() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["requested"], 2);
 }
+
+/// Descriptors the process has open now.
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn connections_past_max_connections_wait_and_are_served_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = orchestrator(
+        dir.path(),
+        &[("MAX_CONNECTIONS", "20"), ("REQUEST_BODY_TIMEOUT", "2")],
+    );
+    assert_eq!(o.get("/health").status, 200);
+    let before = open_fds(o.pid());
+    let stalled: Vec<TcpStream> = (0..60)
+        .map(|_| send_head(&o.addr, "POST", "/tasks", 1000, b"{"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = open_fds(o.pid()).saturating_sub(before);
+    assert!(
+        held <= 20 + 4,
+        "{held} descriptors held for 60 stalled connections"
+    );
+    // the stalled ones are let go at the body deadline, a cap's worth at a
+    // time, and then this one is served
+    assert_eq!(health_status(&o.addr, Duration::from_secs(30)), Some(200));
+    drop(stalled);
+}
