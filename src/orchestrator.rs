@@ -97,7 +97,7 @@ pub fn start(
             unwritten_results = recovery.unwritten.len(), "queue restored from the database");
     }
     let store = Store::start(conn);
-    let read = Arc::new(ReadPool::new(&settings.db_path));
+    let read = Arc::new(ReadPool::new(&settings.db_path).sharing_faults(store.fault()));
     let validator = Arc::new(Validator {
         limits: settings.limits,
         test_kernels: settings.test_kernels,

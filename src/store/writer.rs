@@ -53,7 +53,7 @@ pub(super) struct Job {
     pub reply: Option<JobReply>,
 }
 
-pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 4096 {
@@ -74,6 +74,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                         replies.push(Ok(r));
                     }
                     Err(e) => {
+                        let e = fault.note(e);
                         tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
                         tracing::error!(error = %e, "a database change failed and was rolled back");
                         replies.push(Err(e.to_string()));
@@ -81,7 +82,8 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 }
             }
             tx.commit()
-        })();
+        })()
+        .map_err(|e| fault.note(e));
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "database commit failed");
         }
