@@ -34,6 +34,9 @@ pub enum OrchestratorError {
     Locked { db: std::path::PathBuf, holder: String },
     #[error("{0}")]
     Lock(LockError),
+    /// A folder of the drop folder that files must not be moved into.
+    #[error("cannot use the task folder: {0}")]
+    TaskFolder(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -81,6 +84,10 @@ pub fn start(
         },
         other => OrchestratorError::Lock(other),
     })?;
+    if watch {
+        crate::actors::file_watcher::check_folders(&settings.task_queue_dir)
+            .map_err(OrchestratorError::TaskFolder)?;
+    }
     let addr = format!("{}:{}", settings.host, settings.port);
     let listener = TcpListener::bind(&addr).map_err(|source| OrchestratorError::Bind {
         addr: addr.clone(),
