@@ -298,7 +298,7 @@ pub async fn shutdown(started: &Started) {
     // give the acknowledgements a moment on the wire
     actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
     let store = started.store.clone();
-    let _ = actix_rt::task::spawn_blocking(move || store.sync()).await;
+    let _ = actix_rt::task::spawn_blocking(move || store.sync_and_checkpoint()).await;
     tracing::info!("orchestrator stopped");
 }
 

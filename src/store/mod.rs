@@ -391,11 +391,22 @@ impl Store {
 
     /// Blocks until everything queued so far is committed.
     pub fn sync(&self) {
+        self.sync_with(Vec::new());
+    }
+
+    /// Blocks until everything queued so far is committed and the
+    /// write-ahead log is copied into the database file (at shutdown: a
+    /// copy of the file alone is then a whole backup).
+    pub fn sync_and_checkpoint(&self) {
+        self.sync_with(vec![Op::Checkpoint]);
+    }
+
+    fn sync_with(&self, ops: Vec<Op>) {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
             .send(Job {
-                ops: Vec::new(),
+                ops,
                 reply: Some(reply),
             })
             .is_ok()

@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod deploy;
 mod faults;
+mod hostile_files;
 mod hygiene;
 mod join;
 mod join_worker;
