@@ -35,6 +35,9 @@ pub enum OrchestratorError {
     Locked { db: std::path::PathBuf, holder: String },
     #[error("{0}")]
     Lock(LockError),
+    /// A folder of the drop folder that files must not be moved into.
+    #[error("cannot use the task folder: {0}")]
+    TaskFolder(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -82,6 +85,10 @@ pub fn start(
         },
         other => OrchestratorError::Lock(other),
     })?;
+    if watch {
+        crate::actors::file_watcher::check_folders(&settings.task_queue_dir)
+            .map_err(OrchestratorError::TaskFolder)?;
+    }
     let addr = format!("{}:{}", settings.host, settings.port);
     let listener = TcpListener::bind(&addr).map_err(|source| OrchestratorError::Bind {
         addr: addr.clone(),
@@ -98,7 +105,7 @@ pub fn start(
             unwritten_results = recovery.unwritten.len(), "queue restored from the database");
     }
     let store = Store::start(conn);
-    let read = Arc::new(ReadPool::new(&settings.db_path));
+    let read = Arc::new(ReadPool::new(&settings.db_path).sharing_faults(store.fault()));
     let validator = Arc::new(Validator {
         limits: settings.limits,
         test_kernels: settings.test_kernels,
@@ -290,7 +297,7 @@ pub async fn shutdown(started: &Started) {
     // give the acknowledgements a moment on the wire
     actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
     let store = started.store.clone();
-    let _ = actix_rt::task::spawn_blocking(move || store.sync()).await;
+    let _ = actix_rt::task::spawn_blocking(move || store.sync_and_checkpoint()).await;
     tracing::info!("orchestrator stopped");
 }
 

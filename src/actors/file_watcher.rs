@@ -6,8 +6,24 @@
 //! only after TaskQueue has committed it; a bad file goes to `rejected/`
 //! with `<name>.error.txt` listing every problem. Names starting with `.`
 //! or ending in `.part`/`.tmp`, and other files, are left alone.
+//!
+//! # A folder others can write to
+//! Anyone who can write into the folder may swap a file for something
+//! else between the moment it is noticed and the moment it is read. So a
+//! file is read by [`read_regular`] (no link followed, no blocking open,
+//! `fstat` must say regular file, at most `TASK_FILE_MAX_BYTES + 1`
+//! bytes), on a thread of its own with a deadline ([`READ_DEADLINE`]): the
+//! actor never waits on a read, and a read that hangs (a stuck network
+//! disk) is given up. A `*.json` that is a symbolic link is never followed,
+//! even to a regular file: it is moved to `rejected/` with a report that
+//! says so. Entries that will never be read (a directory, a FIFO, a socket
+//! or device named `*.json`, a name that is not UTF-8) are logged once
+//! each, not at every rescan. `processed/` and `rejected/` must be real
+//! folders ([`check_folders`], at start-up), and every name is logged and
+//! reported escaped ([`escape_name`]) so a newline in it cannot forge a line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +36,12 @@ use super::task_queue::{SubmitBatch, SubmitError, Submitted};
 use crate::model::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
 use crate::model::{FieldError, Validator};
 use crate::store::{Ingest, Store};
+use crate::util::fs::{escape_name, kind_of, read_regular, NotRead};
+
+/// How long one file may take to read before it is given up (until it
+/// changes). A file of the default size limit reads in well under a second
+/// from any working disk; this only catches a read that hangs.
+pub const READ_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Folder and timing settings.
 #[derive(Debug, Clone)]
@@ -48,6 +70,11 @@ pub struct FileWatcher {
     queue: Recipient<SubmitBatch>,
     store: Store,
     candidates: HashMap<PathBuf, Candidate>,
+    /// Entries that will never be read, already logged once.
+    unreadable: HashSet<PathBuf>,
+    /// Files whose read passed [`READ_DEADLINE`], with their size and time
+    /// then: not read again until they change.
+    stuck: HashMap<PathBuf, (u64, Option<SystemTime>)>,
     busy: bool,
     watcher: Option<notify::RecommendedWatcher>,
 }
@@ -73,6 +100,41 @@ enum Read {
     Bad(Rejection),
     Incomplete,
     Gone,
+    /// Not a regular file (any more): dropped, logged once.
+    NotRegular(&'static str),
+}
+
+/// A file name for logs and reports: control characters escaped.
+fn shown(path: &Path) -> String {
+    escape_name(path.file_name().unwrap_or(OsStr::new("")))
+}
+
+/// Refuses a `processed/` or `rejected/` under the drop folder that is a
+/// symbolic link (or not a folder): files moved there would land
+/// wherever it points. Checked at start-up; a missing one is fine (made).
+pub fn check_folders(dir: &Path) -> Result<(), String> {
+    for sub in ["processed", "rejected"] {
+        let d = dir.join(sub);
+        match fs::symlink_metadata(&d) {
+            Err(_) => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symbolic link; Orquesta moves task files there and does not follow links \
+                     out of the task folder. Replace it with a real folder: rm {0} && mkdir {0}",
+                    d.display()
+                ))
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(format!(
+                    "{} is {}, not a folder; move it away so Orquesta can make the folder",
+                    d.display(),
+                    kind_of(&m.file_type())
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 impl FileWatcher {
@@ -88,23 +150,45 @@ impl FileWatcher {
             queue,
             store,
             candidates: HashMap::new(),
+            unreadable: HashSet::new(),
+            stuck: HashMap::new(),
             busy: false,
             watcher: None,
         }
     }
 
     fn note(&mut self, path: PathBuf, closed: bool) {
-        if path.parent() != Some(self.settings.dir.as_path()) || !is_task_file(&path) {
+        if path.parent() != Some(self.settings.dir.as_path()) {
             return;
         }
-        let Ok(meta) = fs::metadata(&path) else {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             self.candidates.remove(&path);
+            self.unreadable.remove(&path);
+            self.stuck.remove(&path);
             return;
         };
-        if !meta.is_file() {
+        let Some(name) = path.file_name() else { return };
+        if name.to_str().is_none() {
+            if !name.as_encoded_bytes().starts_with(b".") {
+                self.never_read(&path, "its name is not valid UTF-8; rename it");
+            }
+            return;
+        }
+        if !is_task_file(&path) {
+            return;
+        }
+        // a link is taken as a candidate only to be rejected, never followed
+        if !meta.is_file() && !meta.file_type().is_symlink() {
+            self.candidates.remove(&path);
+            let why = format!("it is {}, not a regular file", kind_of(&meta.file_type()));
+            self.never_read(&path, &why);
             return;
         }
         let (len, modified) = (meta.len(), meta.modified().ok());
+        if self.stuck.get(&path).is_some_and(|s| *s == (len, modified)) {
+            return;
+        }
+        self.stuck.remove(&path);
         let c = self.candidates.entry(path).or_insert(Candidate {
             len,
             modified,
@@ -122,14 +206,26 @@ impl FileWatcher {
         c.closed |= closed;
     }
 
+    /// Logs, once per entry, why an entry of the folder is never read.
+    fn never_read(&mut self, path: &Path, why: &str) {
+        if self.unreadable.insert(path.to_path_buf()) {
+            tracing::warn!(file = %shown(path), "an entry of the task folder will never be read: {why}");
+        }
+    }
+
     fn scan(&mut self) {
         let Ok(entries) = fs::read_dir(&self.settings.dir) else {
             tracing::warn!(dir = %self.settings.dir.display(), "cannot read the task folder");
             return;
         };
+        let mut seen = HashSet::new();
         for e in entries.flatten() {
+            seen.insert(e.path());
             self.note(e.path(), false);
         }
+        // an entry that left and comes back is reported again
+        self.unreadable.retain(|p| seen.contains(p));
+        self.stuck.retain(|p, _| seen.contains(p));
     }
 
     /// Ingests the next file that is ready, one at a time.
@@ -155,14 +251,45 @@ impl FileWatcher {
         self.busy = true;
         let (validator, max_bytes) = (Arc::clone(&self.validator), self.settings.max_bytes);
         let read_path = path.clone();
-        actix_rt::task::spawn_blocking(move || read_file(&read_path, &validator, max_bytes))
+        // a thread of its own, not the blocking pool: a read that never
+        // returns must not hold up the runtime's shutdown either
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("task-file-read".into())
+            .spawn(move || {
+                let _ = tx.send(read_file(&read_path, &validator, max_bytes));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread to read a task file; will try again");
+            self.busy = false;
+            return;
+        }
+        actix_rt::time::timeout(READ_DEADLINE, rx)
             .into_actor(self)
             .map(move |read, act, ctx| {
-                let read =
-                    read.unwrap_or_else(|e| Read::Bad(Rejection::one("", format!("reading failed: {e}"))));
+                let read = match read {
+                    Ok(Ok(read)) => read,
+                    Ok(Err(_)) => Read::Bad(Rejection::one("", "reading the file failed")),
+                    Err(_) => {
+                        let c = act.candidates.remove(&path);
+                        tracing::error!(file = %shown(&path), seconds = READ_DEADLINE.as_secs(),
+                            "reading a task file did not finish in time; skipped until it changes");
+                        act.stuck
+                            .insert(path.clone(), c.map_or((0, None), |c| (c.len, c.modified)));
+                        act.busy = false;
+                        act.check(ctx);
+                        return;
+                    }
+                };
                 match read {
                     Read::Gone => {
                         act.candidates.remove(&path);
+                        act.busy = false;
+                    }
+                    Read::NotRegular(kind) => {
+                        // swapped for something else since it was noticed
+                        act.candidates.remove(&path);
+                        act.never_read(&path, &format!("it is {kind}, not a regular file"));
                         act.busy = false;
                     }
                     Read::Incomplete if !give_up_waiting => {
@@ -195,8 +322,9 @@ impl FileWatcher {
 
     fn submit(&mut self, path: PathBuf, batch: TaskBatch, ingest: Ingest, ctx: &mut Context<Self>) {
         let name = ingest.name.clone();
+        let shown = shown(&path);
         for w in &batch.warnings {
-            tracing::warn!(file = %name, "{w}");
+            tracing::warn!(file = %shown, "{w}");
         }
         let count = batch.tasks.len();
         let sha = ingest.sha256.clone();
@@ -211,11 +339,11 @@ impl FileWatcher {
                 act.busy = false;
                 match reply {
                     Ok(Ok(Submitted::Queued { .. })) => {
-                        tracing::info!(file = %name, tasks = count, "task file queued");
+                        tracing::info!(file = %shown, tasks = count, "task file queued");
                         act.move_processed(&path, &name, &sha);
                     }
                     Ok(Ok(Submitted::AlreadyIngested)) => {
-                        tracing::info!(file = %name, "file was queued before a restart; moving it now");
+                        tracing::info!(file = %shown, "file was queued before a restart; moving it now");
                         act.move_processed(&path, &name, &sha);
                     }
                     Ok(Err(e @ SubmitError::Duplicates(_))) => {
@@ -225,13 +353,13 @@ impl FileWatcher {
                         act.reject(&path, Rejection::many(vec![FieldError::new("tasks", message)]));
                     }
                     Ok(Err(SubmitError::Store(e))) => {
-                        tracing::error!(file = %name, error = %e, "cannot queue a task file; will try again");
+                        tracing::error!(file = %shown, error = %e, "cannot queue a task file; will try again");
                         if let Some(c) = act.candidates.get_mut(&path) {
                             c.changed = Instant::now();
                             c.closed = false;
                         }
                     }
-                    Err(e) => tracing::error!(file = %name, error = %e, "the task queue is gone"),
+                    Err(e) => tracing::error!(file = %shown, error = %e, "the task queue is gone"),
                 }
                 act.check(ctx);
             })
@@ -247,7 +375,7 @@ impl FileWatcher {
         );
         match fs::create_dir_all(&dest_dir).and_then(|_| fs::rename(path, &dest)) {
             Ok(()) => self.store.ingest_moved(sha, name, &dest.to_string_lossy()),
-            Err(e) => tracing::error!(file = %name, error = %e,
+            Err(e) => tracing::error!(file = %escape_name(OsStr::new(name)), error = %e,
                 "queued, but cannot move it to processed/; it will not be queued twice"),
         }
     }
@@ -259,9 +387,14 @@ impl FileWatcher {
             .and_then(|n| n.to_str())
             .unwrap_or("file")
             .to_string();
-        tracing::warn!(file = %name, problems = rejection.problems.len(), summary = %rejection.summary(), "task file rejected");
+        let shown = shown(path);
+        tracing::warn!(file = %shown, problems = rejection.problems.len(), summary = %rejection.summary(), "task file rejected");
         let dir = self.settings.dir.join("rejected");
-        let dest = if dir.join(&name).exists() || dir.join(format!("{name}.error.txt")).exists() {
+        // `exists` follows links: a link planted under the name makes a new
+        // name be chosen; a dangling one is replaced by the rename, which
+        // never writes through a link
+        let taken = |p: &Path| fs::symlink_metadata(p).is_ok();
+        let dest = if taken(&dir.join(&name)) || taken(&dir.join(format!("{name}.error.txt"))) {
             unique(
                 &dir,
                 &format!("{}_{name}", crate::util::time::Utc::now().compact()),
@@ -270,11 +403,7 @@ impl FileWatcher {
             dir.join(&name)
         };
         let report_path = PathBuf::from(format!("{}.error.txt", dest.display()));
-        let dest_name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(&name)
-            .to_string();
+        let dest_name = escape_name(dest.file_name().unwrap_or(OsStr::new(&name)));
         // Move first, report second: whoever sees the report (a user, a
         // script polling for it) also finds the file gone from the drop folder.
         let result = fs::create_dir_all(&dir)
@@ -283,40 +412,53 @@ impl FileWatcher {
                 crate::util::fs::write_atomic(&report_path, rejection.report(&dest_name).as_bytes())
             });
         if let Err(e) = result {
-            tracing::error!(file = %name, error = %e, "cannot move a rejected file to rejected/ or write its report");
+            tracing::error!(file = %shown, error = %e, "cannot move a rejected file to rejected/ or write its report");
         }
     }
 }
 
 /// `dir/name`, or `dir/name` with `_1`, `_2`… before the extension if taken.
 fn unique(dir: &Path, name: &str) -> PathBuf {
+    // a dangling link counts as taken too
+    let free = |p: &Path| fs::symlink_metadata(p).is_err();
     let first = dir.join(name);
-    if !first.exists() {
+    if free(&first) {
         return first;
     }
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
     (1..)
         .map(|n| dir.join(format!("{stem}_{n}.{ext}")))
-        .find(|p| !p.exists())
+        .find(|p| free(p))
         .expect("some name is free")
 }
 
 fn read_file(path: &Path, validator: &Validator, max_bytes: u64) -> Read {
-    let Ok(meta) = fs::metadata(path) else {
-        return Read::Gone;
-    };
-    if meta.len() > max_bytes {
-        return Read::Bad(Rejection::one(
-            "",
-            format!(
-                "the file is {} bytes, more than TASK_FILE_MAX_BYTES = {max_bytes}; split it into smaller files \
-                 or raise the limit",
-                meta.len()
-            ),
-        ));
-    }
-    let Ok(bytes) = fs::read(path) else {
-        return Read::Gone;
+    let bytes = match read_regular(path, max_bytes) {
+        Ok(bytes) => bytes,
+        Err(NotRead::Gone) => return Read::Gone,
+        Err(NotRead::NotRegular(kind)) => return Read::NotRegular(kind),
+        Err(NotRead::Symlink) => {
+            return Read::Bad(Rejection::one(
+                "",
+                "the file is a symbolic link: links in the task folder are never followed (nobody may \
+                 point Orquesta at a file it should not read); copy the file itself into the folder",
+            ))
+        }
+        Err(NotRead::TooLarge(size)) => {
+            return Read::Bad(Rejection::one(
+                "",
+                format!(
+                    "the file is {size} bytes or more, more than TASK_FILE_MAX_BYTES = {max_bytes}; split it \
+                     into smaller files or raise the limit"
+                ),
+            ))
+        }
+        Err(NotRead::Io(e)) => {
+            return Read::Bad(Rejection::one(
+                "",
+                format!("the file cannot be read: {e}; check its permissions"),
+            ))
+        }
     };
     let name = path
         .file_name()

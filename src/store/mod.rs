@@ -7,6 +7,7 @@
 //! (group commit), so a burst of state changes costs one commit. Reads for
 //! the REST API use separate read-only connections ([`ReadPool`]).
 
+mod fault;
 mod recovery;
 mod schema;
 mod views;
@@ -18,6 +19,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
+pub use fault::DbFault;
 pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
 pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskView};
@@ -35,6 +37,12 @@ pub enum StoreError {
     Stopped,
     #[error("database change failed: {0}")]
     Failed(String),
+    #[error("the database {} cannot be used: {why}. To fix it: {way_out}", .path.display())]
+    Damaged {
+        path: PathBuf,
+        why: String,
+        way_out: String,
+    },
 }
 
 /// A task to insert, already validated.
@@ -167,17 +175,25 @@ pub struct QueuedRow {
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Job>,
+    fault: DbFault,
 }
 
 impl Store {
     /// Starts the writer thread on `conn`.
     pub fn start(conn: rusqlite::Connection) -> Store {
         let (tx, rx) = mpsc::channel::<Job>();
+        let fault = DbFault::default();
+        let noted = fault.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::writer_loop(conn, rx))
+            .spawn(move || writer::writer_loop(conn, rx, noted))
             .expect("the store thread starts");
-        Store { tx }
+        Store { tx, fault }
+    }
+
+    /// Where the writer notes damage to the file (for `/health`).
+    pub fn fault(&self) -> DbFault {
+        self.fault.clone()
     }
 
     /// Queues a batch of tasks, all or nothing; answers after the commit.
@@ -375,11 +391,22 @@ impl Store {
 
     /// Blocks until everything queued so far is committed.
     pub fn sync(&self) {
+        self.sync_with(Vec::new());
+    }
+
+    /// Blocks until everything queued so far is committed and the
+    /// write-ahead log is copied into the database file (at shutdown: a
+    /// copy of the file alone is then a whole backup).
+    pub fn sync_and_checkpoint(&self) {
+        self.sync_with(vec![Op::Checkpoint]);
+    }
+
+    fn sync_with(&self, ops: Vec<Op>) {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
             .send(Job {
-                ops: Vec::new(),
+                ops,
                 reply: Some(reply),
             })
             .is_ok()
@@ -550,5 +577,29 @@ mod tests {
                 joined_at: 1.0,
             }]
         );
+    }
+
+    #[test]
+    fn health_reports_a_database_damaged_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let conn = open(&path, false).unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+             INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at) \
+             SELECT printf('t%05d', i), 1, 'python', 'reference', 'queued', printf('%0300d', i), 'test', 0 FROM n;",
+        )
+        .unwrap();
+        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+        let store = Store::start(conn);
+        let read = ReadPool::new(&path).sharing_faults(store.fault());
+        assert_eq!(read.health(), Ok(()));
+        schema::tests::damage_middle(&path);
+        // a query that reads the damaged pages fails, and /health says so
+        // from then on, without scanning anything itself
+        assert!(read.tasks(&TaskFilter::default(), 5000, 0).is_err());
+        let health = read.health().unwrap_err();
+        assert!(health.contains("malformed"), "{health}");
+        assert!(store.fault().get().is_some(), "the writer's view is the same");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use super::StoreError;
+use super::{DbFault, StoreError};
 use crate::model::{AttemptEnd, Priority, TaskStatus};
 use crate::util::time::iso_at;
 
@@ -108,6 +108,8 @@ fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskV
 pub struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Damage met by any read (or by the writer, when shared).
+    fault: DbFault,
 }
 
 impl ReadPool {
@@ -115,10 +117,36 @@ impl ReadPool {
         Self {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            fault: DbFault::default(),
         }
     }
 
+    /// Reads that note damage where the writer does ([`super::Store::fault`]).
+    pub fn sharing_faults(mut self, fault: DbFault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// For `/health`: the damage met so far, else a one-row read of the
+    /// marker (no scan). `Err` says what is wrong.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(fault) = self.fault.get() {
+            return Err(fault);
+        }
+        self.with(|db| {
+            db.prepare_cached("SELECT value FROM meta WHERE key = 'orquesta'")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        })
+        .map(drop)
+        .map_err(|e| e.to_string())
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.with_unnoted(f)
+            .map_err(|e| StoreError::Sql(self.fault.note(e)))
+    }
+
+    fn with_unnoted<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,

@@ -34,6 +34,9 @@ pub(super) enum Op {
     },
     /// A change nobody reads an answer from.
     Change(Change),
+    /// After this group commits, copy the WAL into the database file and
+    /// empty it (at shutdown: the file alone is then a whole copy).
+    Checkpoint,
 }
 
 /// The answer to one [`Op`].
@@ -53,7 +56,7 @@ pub(super) struct Job {
     pub reply: Option<JobReply>,
 }
 
-pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 4096 {
@@ -62,6 +65,9 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let checkpoint = jobs
+            .iter()
+            .any(|j| j.ops.iter().any(|op| matches!(op, Op::Checkpoint)));
         let mut replies: Vec<Result<Vec<Reply>, String>> = Vec::with_capacity(jobs.len());
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
@@ -74,6 +80,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                         replies.push(Ok(r));
                     }
                     Err(e) => {
+                        let e = fault.note(e);
                         tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
                         tracing::error!(error = %e, "a database change failed and was rolled back");
                         replies.push(Err(e.to_string()));
@@ -81,9 +88,14 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 }
             }
             tx.commit()
-        })();
+        })()
+        .map_err(|e| fault.note(e));
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "database commit failed");
+        } else if checkpoint {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(error = %fault.note(e), "cannot copy the write-ahead log into the database file");
+            }
         }
         for (job, reply) in jobs.into_iter().zip(
             replies
@@ -136,6 +148,8 @@ fn apply_ops(db: &Connection, ops: Vec<Op>) -> rusqlite::Result<Vec<Reply>> {
 
 fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
     match op {
+        // done by the loop after the commit (not possible inside one)
+        Op::Checkpoint => Ok(Reply::Done),
         Op::Insert {
             tasks,
             ingest,

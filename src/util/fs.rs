@@ -1,13 +1,16 @@
 //! File helpers: atomic replacement, so that a reader (or a crash) never
-//! sees half a file.
+//! sees half a file; reading a file someone else controls (the drop
+//! folder) without following links or blocking; file names made safe to
+//! log.
 //!
 //! The temporary file comes from `tempfile`: a random name opened with
 //! `O_EXCL` beside the target, so two writers of the same path (two
 //! processes, or two threads of one) never share a temporary, and the last
 //! rename wins with a whole file.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use tempfile::NamedTempFile;
@@ -51,6 +54,114 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .persist(path)
         .map(drop)
         .map_err(|e| e.error)
+}
+
+/// Why [`read_regular`] read nothing.
+#[derive(Debug)]
+pub enum NotRead {
+    /// No such file (any more).
+    Gone,
+    /// A symbolic link (or a loop of them): never followed.
+    Symlink,
+    /// Something else than a regular file: `"a directory"`, `"a FIFO"`, …
+    NotRegular(&'static str),
+    /// Larger than the limit; the size as `fstat` saw it.
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+/// What kind of entry a file type is, for messages.
+pub fn kind_of(ft: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+        if ft.is_block_device() || ft.is_char_device() {
+            return "a device";
+        }
+    }
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads at most `max_bytes` of the regular file at `path`, which another
+/// user may swap for anything at any moment: opened without following a
+/// symbolic link (`O_NOFOLLOW`) and without blocking (`O_NONBLOCK`, so a
+/// FIFO does not wait for a writer), then `fstat`-ed to require a regular
+/// file, then read up to `max_bytes + 1` bytes (so `/dev/zero` or a file
+/// that grows cannot take memory without bound).
+pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, NotRead> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => NotRead::Gone,
+        _ if e.raw_os_error() == Some(libc::ELOOP) => NotRead::Symlink,
+        // opening a socket
+        _ if e.raw_os_error() == Some(libc::ENXIO) => NotRead::NotRegular("a socket"),
+        _ => NotRead::Io(e),
+    })?;
+    let meta = file.metadata().map_err(NotRead::Io)?;
+    if !meta.is_file() {
+        return Err(NotRead::NotRegular(kind_of(&meta.file_type())));
+    }
+    if meta.len() > max_bytes {
+        return Err(NotRead::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(NotRead::Io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(NotRead::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// A file name as it may be logged or written into a report: control
+/// characters (a newline that would forge a log line, an escape sequence
+/// for the terminal) and bytes that are not UTF-8 are shown escaped
+/// (`\n`, `\u{1b}`, `\x{ff}`).
+pub fn escape_name(name: &OsStr) -> String {
+    let lossy = name.to_string_lossy();
+    let mut out = String::with_capacity(lossy.len());
+    #[cfg(unix)]
+    if lossy.contains('\u{fffd}') {
+        use std::os::unix::ffi::OsStrExt;
+        // not UTF-8: show every byte that is not printable ASCII
+        for &b in name.as_bytes() {
+            if (0x20..0x7f).contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("\\x{{{b:02x}}}"));
+            }
+        }
+        return out;
+    }
+    for c in lossy.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The names in a folder, sorted (for tests that check what was left).
@@ -131,5 +242,59 @@ mod tests {
         fs::write(dir.path().join("plain"), b"[]").unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), mode(&dir.path().join("plain")));
+    }
+
+    #[test]
+    fn names_are_escaped_for_logs() {
+        assert_eq!(escape_name(OsStr::new("a.json")), "a.json");
+        assert_eq!(escape_name(OsStr::new("é ñ.json")), "é ñ.json");
+        assert_eq!(
+            escape_name(OsStr::new("x.json\nERROR forged line")),
+            "x.json\\nERROR forged line"
+        );
+        assert_eq!(escape_name(OsStr::new("a\u{1b}[31m")), "a\\u{1b}[31m");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            assert_eq!(escape_name(OsStr::from_bytes(b"b\xff.json")), "b\\x{ff}.json");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read_and_never_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_regular(&file, 10).unwrap(), b"0123456789");
+        assert!(matches!(read_regular(&file, 9), Err(NotRead::TooLarge(10))));
+        assert!(matches!(
+            read_regular(&dir.path().join("none"), 9),
+            Err(NotRead::Gone)
+        ));
+        // links are not followed, even to a regular file, even in a loop
+        let link = dir.path().join("l.json");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(read_regular(&link, 100), Err(NotRead::Symlink)));
+        let zero = dir.path().join("z.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(matches!(read_regular(&zero, 100), Err(NotRead::Symlink)));
+        let loop_ = dir.path().join("loop.json");
+        std::os::unix::fs::symlink(&loop_, &loop_).unwrap();
+        assert!(matches!(read_regular(&loop_, 100), Err(NotRead::Symlink)));
+        // a FIFO with no writer answers at once instead of blocking
+        let fifo = dir.path().join("f.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(matches!(read_regular(&fifo, 100), Err(NotRead::NotRegular(k)) if k.contains("FIFO")));
+        assert!(matches!(
+            read_regular(dir.path(), 100),
+            Err(NotRead::NotRegular("a directory"))
+        ));
+        // a device is refused by fstat, never read
+        assert!(matches!(
+            read_regular(Path::new("/dev/zero"), 100),
+            Err(NotRead::NotRegular("a device"))
+        ));
     }
 }

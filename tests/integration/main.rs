@@ -9,6 +9,7 @@ mod deploy;
 mod faults;
 mod fuzz;
 mod hostile;
+mod hostile_files;
 mod hygiene;
 mod join;
 mod join_worker;

@@ -4,6 +4,12 @@
 //! result and acknowledgement is appended to a journal file that is
 //! replayed and compacted at start.
 //!
+//! Results are keyed by (task id, attempt id): a run posted by hand
+//! without an attempt id (or with another one) sits beside the result of
+//! the orchestrator's attempt and never replaces it, and a pickup prefers
+//! a result that carries an attempt id (the orchestrator checks it is the
+//! one it issued).
+//!
 //! The journal is written by its own thread, so the Executor never waits
 //! on the disk. Lines are flushed as soon as the thread is idle; a result
 //! lost in a crash before that is re-run by the orchestrator (execution is
@@ -50,9 +56,19 @@ enum Command {
     Flush(std::sync::mpsc::Sender<()>),
 }
 
+/// One held result: its insertion number, when it finished, the result.
+struct Held {
+    seq: u64,
+    at: f64,
+    result: Arc<TaskResult>,
+}
+
 /// The held results and the journal behind them.
 pub struct HeldResults {
-    by_id: HashMap<String, (u64, f64, Arc<TaskResult>)>,
+    /// Per task, one result per attempt id (`None`: a run without one).
+    by_task: HashMap<String, Vec<Held>>,
+    /// How many results `by_task` holds.
+    count: usize,
     /// Insertion order, for eviction; stale entries are skipped lazily.
     order: VecDeque<(u64, String)>,
     next_seq: u64,
@@ -72,7 +88,8 @@ impl HeldResults {
     /// Results held in memory only (tests, or a folder that cannot be written).
     pub fn in_memory(max_count: usize, retention: Duration) -> Self {
         Self {
-            by_id: HashMap::new(),
+            by_task: HashMap::new(),
+            count: 0,
             order: VecDeque::new(),
             next_seq: 0,
             max_count,
@@ -93,7 +110,7 @@ impl HeldResults {
                 match serde_json::from_str::<Entry>(&line) {
                     Ok(Entry::Result { at, result }) => held.insert_at(at, Arc::from(result)),
                     Ok(Entry::Ack { task_id }) => {
-                        held.by_id.remove(&task_id);
+                        held.remove_task(&task_id);
                     }
                     Err(_) => continue,
                 }
@@ -111,33 +128,75 @@ impl HeldResults {
     }
 
     fn snapshot_lines(&self) -> Vec<String> {
-        let mut live: Vec<&(u64, f64, Arc<TaskResult>)> = self.by_id.values().collect();
-        live.sort_by_key(|e| e.0);
+        let mut live: Vec<&Held> = self.by_task.values().flatten().collect();
+        live.sort_by_key(|h| h.seq);
         live.iter()
-            .filter_map(|(_, at, r)| serde_json::to_string(&EntryRef::Result { at: *at, result: r }).ok())
+            .filter_map(|h| {
+                serde_json::to_string(&EntryRef::Result {
+                    at: h.at,
+                    result: &h.result,
+                })
+                .ok()
+            })
             .collect()
     }
 
     fn insert_at(&mut self, at: f64, result: Arc<TaskResult>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.order.push_back((seq, result.task_id.clone()));
-        self.by_id.insert(result.task_id.clone(), (seq, at, result));
-        while self.by_id.len() > self.max_count {
+        let task_id = result.task_id.clone();
+        self.order.push_back((seq, task_id.clone()));
+        let slots = self.by_task.entry(task_id).or_default();
+        // the same attempt again replaces its own result only
+        let before = slots.len();
+        slots.retain(|h| h.result.attempt_id != result.attempt_id);
+        self.count -= before - slots.len();
+        slots.push(Held { seq, at, result });
+        self.count += 1;
+        while self.count > self.max_count {
             self.evict_oldest();
+        }
+    }
+
+    /// Removes the result inserted as `seq` of `task_id`; false if it was
+    /// replaced or freed since (a stale entry of `order`).
+    fn remove_seq(&mut self, seq: u64, task_id: &str) -> bool {
+        let Some(slots) = self.by_task.get_mut(task_id) else {
+            return false;
+        };
+        let before = slots.len();
+        slots.retain(|h| h.seq != seq);
+        let removed = before != slots.len();
+        if slots.is_empty() {
+            self.by_task.remove(task_id);
+        }
+        if removed {
+            self.count -= 1;
+        }
+        removed
+    }
+
+    /// Frees every result of a task; true if any was held.
+    fn remove_task(&mut self, task_id: &str) -> bool {
+        match self.by_task.remove(task_id) {
+            Some(slots) => {
+                self.count -= slots.len();
+                true
+            }
+            None => false,
         }
     }
 
     fn evict_oldest(&mut self) {
         while let Some((seq, id)) = self.order.pop_front() {
-            if self.by_id.get(&id).is_some_and(|e| e.0 == seq) {
-                self.by_id.remove(&id);
+            if self.remove_seq(seq, &id) {
                 return;
             }
         }
     }
 
-    /// Keeps `result` for pickup, replacing an older one of the same task.
+    /// Keeps `result` for pickup, replacing an older one of the same task
+    /// and attempt id.
     pub fn insert(&mut self, result: Arc<TaskResult>) {
         let at = now_secs();
         self.append(&EntryRef::Result { at, result: &result });
@@ -155,13 +214,21 @@ impl HeldResults {
         }
     }
 
+    /// The result to hand out for a task: the latest one that carries an
+    /// attempt id, else the one run without.
     pub fn get(&self, task_id: &str) -> Option<Arc<TaskResult>> {
-        self.by_id.get(task_id).map(|e| Arc::clone(&e.2))
+        let slots = self.by_task.get(task_id)?;
+        slots
+            .iter()
+            .filter(|h| h.result.attempt_id.is_some())
+            .max_by_key(|h| h.seq)
+            .or_else(|| slots.iter().max_by_key(|h| h.seq))
+            .map(|h| Arc::clone(&h.result))
     }
 
-    /// Acknowledges (frees) a result; true if it was held.
+    /// Acknowledges (frees) a task's results; true if any was held.
     pub fn ack(&mut self, task_id: &str) -> bool {
-        let held = self.by_id.remove(task_id).is_some();
+        let held = self.remove_task(task_id);
         if held {
             self.append(&EntryRef::Ack { task_id });
             self.maybe_compact();
@@ -170,34 +237,35 @@ impl HeldResults {
     }
 
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.count == 0
     }
 
     /// Drops results held longer than the retention time.
     pub fn expire(&mut self) {
         let oldest_kept = now_secs() - self.retention.as_secs_f64();
-        while let Some((seq, id)) = self.order.front() {
-            match self.by_id.get(id) {
-                Some(e) if e.0 == *seq && e.1 >= oldest_kept => break,
-                Some(e) if e.0 == *seq => {
-                    let id = id.clone();
-                    self.by_id.remove(&id);
-                    self.order.pop_front();
-                }
-                _ => {
-                    self.order.pop_front();
-                }
+        while let Some((seq, id)) = self.order.front().cloned() {
+            let held_at = self
+                .by_task
+                .get(&id)
+                .and_then(|slots| slots.iter().find(|h| h.seq == seq))
+                .map(|h| h.at);
+            if held_at.is_some_and(|at| at >= oldest_kept) {
+                break;
+            }
+            self.order.pop_front();
+            if held_at.is_some() {
+                self.remove_seq(seq, &id);
             }
         }
     }
 
     /// Rewrites the journal when it holds far more lines than live results.
     fn maybe_compact(&mut self) {
-        if self.journal_lines > 4 * self.by_id.len() + 10_000 {
+        if self.journal_lines > 4 * self.count + 10_000 {
             if let Some(tx) = &self.journal {
                 let lines = self.snapshot_lines();
                 self.journal_lines = lines.len();
@@ -278,6 +346,10 @@ mod tests {
     use crate::model::ResultBody;
 
     fn result(id: &str) -> Arc<TaskResult> {
+        attempt(id, Some(1), "ok")
+    }
+
+    fn attempt(id: &str, attempt_id: Option<u64>, output: &str) -> Arc<TaskResult> {
         Arc::new(TaskResult {
             task_id: id.into(),
             algorithm: "python".into(),
@@ -286,13 +358,13 @@ mod tests {
             result: ResultBody {
                 status: crate::model::RunStatus::Completed,
                 metrics: json!({}),
-                output: "ok".into(),
+                output: output.into(),
                 error: None,
             },
             worker_id: None,
             completed_at: None,
             priority: None,
-            attempt_id: Some(1),
+            attempt_id,
         })
     }
 
@@ -339,5 +411,31 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         held.expire();
         assert!(held.is_empty());
+    }
+
+    #[test]
+    fn a_run_without_an_attempt_id_never_replaces_one_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held.jsonl");
+        {
+            let mut held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
+            held.insert(attempt("a", Some(7), "real"));
+            held.insert(attempt("a", None, "by hand"));
+            assert_eq!(held.len(), 2);
+            assert_eq!(held.get("a").unwrap().result.output, "real");
+            // the same attempt again replaces its own result
+            held.insert(attempt("a", Some(7), "real, again"));
+            assert_eq!(held.len(), 2);
+            held.flush();
+        }
+        // and across a restart
+        let mut held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(held.get("a").unwrap().result.output, "real, again");
+        assert_eq!(held.get("a").unwrap().attempt_id, Some(7));
+        assert!(held.ack("a"));
+        assert!(held.is_empty());
+        // alone, a run without an attempt id is still handed out (a curl user)
+        held.insert(attempt("b", None, "by hand"));
+        assert_eq!(held.get("b").unwrap().result.output, "by hand");
     }
 }

@@ -201,6 +201,8 @@ pub struct Counters {
     pub lost_attempts: u64,
     pub refused_attempts: u64,
     pub late_results_ignored: u64,
+    /// Results dropped as forged or stray (see [`super::OutcomeKind::Forged`]).
+    pub forged_results: u64,
 }
 
 /// Every task that has not ended and is in memory, wherever it is.
@@ -298,6 +300,19 @@ impl LiveTasks {
                 kq.more_in_db = true;
                 kq.frontier = kq.ready.last_key_value().map(|(k, _)| *k);
             }
+        }
+    }
+
+    /// A live task, wherever it is in memory (not moved).
+    pub(super) fn entry(&self, task_id: &str) -> Option<&Entry> {
+        match self.place.get(task_id)? {
+            Place::Ready => self
+                .queues
+                .values()
+                .find_map(|kq| kq.ready.values().find(|e| e.task_id == task_id)),
+            Place::Delayed(_) => self.delayed.values().find(|e| e.task_id == task_id),
+            Place::Placing => self.placing.get(task_id),
+            Place::Running => self.running.get(task_id).map(|r| &r.entry),
         }
     }
 

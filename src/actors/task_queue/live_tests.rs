@@ -37,6 +37,14 @@ fn result(task_id: &str, status: RunStatus) -> TaskResult {
     }
 }
 
+/// A completed result for other parameters than the task's.
+fn forged(task_id: &str) -> TaskResult {
+    TaskResult {
+        parameters: json!({"num_particles": 7}),
+        ..result(task_id, RunStatus::Completed)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Event {
     Submit {
@@ -73,7 +81,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (1usize..4, 0u8..3).prop_map(|(count, priority)| Event::Submit { count, priority }),
         3 => (1usize..6, 0usize..16).prop_map(|(max, choice)| Event::Dispatch { max, choice }),
         1 => (1usize..4).prop_map(|max| Event::Take { max }),
-        4 => (0usize..64, 0u8..7).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
+        4 => (0usize..64, 0u8..8).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
         1 => (0usize..64).prop_map(|pick| Event::CancelAsk { pick }),
         1 => Just(Event::CancelAnswer),
         1 => (0usize..64).prop_map(|pick| Event::Retry { pick }),
@@ -217,7 +225,7 @@ impl Model {
                         priority,
                         algorithm: "python".into(),
                         kernel: "reference".into(),
-                        body: "{}".into(),
+                        body: r#"{"parameters":{}}"#.into(),
                     };
                     self.status.insert(t.task_id.clone(), TaskStatus::Queued);
                     self.tasks.push((t.clone(), seq));
@@ -255,7 +263,7 @@ impl Model {
                 let (task_id, attempt_id, w) = self.issued[pick % self.issued.len()].clone();
                 let current =
                     self.open.get(&task_id) == Some(&attempt_id) && !self.pending_cancels.contains(&task_id);
-                if current && matches!(kind, 2 | 3 | 4 | 6) {
+                if current && matches!(kind, 2 | 3 | 4 | 6 | 7) {
                     let seen = self.failed_on.entry(task_id.clone()).or_default();
                     if !seen.contains(&w) {
                         seen.push(w.clone());
@@ -267,7 +275,8 @@ impl Model {
                     3 => OutcomeKind::Result(Box::new(result(&task_id, RunStatus::Cancelled))),
                     4 => OutcomeKind::Lost("gone".into()),
                     5 => OutcomeKind::Refused("full".into()),
-                    _ => OutcomeKind::TimedOut("slow".into()),
+                    6 => OutcomeKind::TimedOut("slow".into()),
+                    _ => OutcomeKind::Result(Box::new(forged(&task_id))),
                 };
                 let fx = self.live.outcome(&task_id, attempt_id, &w, kind, self.now);
                 self.effects(fx);
@@ -491,4 +500,45 @@ proptest! {
             m.check();
         }
     }
+}
+
+#[test]
+fn a_result_for_other_parameters_or_another_algorithm_is_never_recorded() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 1,
+        priority: 0,
+    });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    let task_id = m.issued[0].0.clone();
+    let (attempt_id, w) = (m.issued[0].1, m.issued[0].2.clone());
+    let other_algorithm = TaskResult {
+        algorithm: "cython".into(),
+        ..result(&task_id, RunStatus::Completed)
+    };
+    let fx = m.live.outcome(
+        &task_id,
+        attempt_id,
+        &w,
+        OutcomeKind::Result(Box::new(other_algorithm)),
+        m.now,
+    );
+    assert!(fx.completion.is_none(), "a forged result is never recorded");
+    assert!(fx.persist.iter().any(|c| matches!(c,
+        Change::AttemptEnded { end: crate::model::AttemptEnd::Lost, error: Some(e), .. } if e.contains("forged"))));
+    m.failed_on.entry(task_id.clone()).or_default().push(w);
+    m.effects(fx);
+    assert!(matches!(m.live.place_of(&task_id), Some(Place::Delayed(_))));
+    m.step(Event::Advance { ms: 100_000 });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Outcome { pick: 1, kind: 7 }); // other parameters
+    assert_eq!(m.live.counters.forged_results, 2);
+    assert_eq!(m.live.counters.lost_attempts, 2);
+    assert_ne!(m.status[&task_id], TaskStatus::Completed);
+    // the real result still completes the task
+    m.step(Event::Advance { ms: 100_000 });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Outcome { pick: 2, kind: 0 });
+    assert_eq!(m.status[&task_id], TaskStatus::Completed);
+    m.check();
 }

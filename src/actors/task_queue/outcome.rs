@@ -19,6 +19,31 @@ pub enum OutcomeKind {
     /// Nothing ran (429, 503, no connection): not an attempt.
     Refused(String),
     TimedOut(String),
+    /// A result that is not for the attempt this orchestrator issued (no
+    /// attempt id, another one): a run somebody posted to the worker by
+    /// hand, or a stray. Never recorded; the attempt counts as lost.
+    Forged(String),
+}
+
+/// Why a worker's result is not for the stored task (another algorithm
+/// as written, other parameters), or `None` when it is. The task's body
+/// is the JSON the worker was sent; the worker echoes both fields as it
+/// received them.
+pub fn mismatch_with_task(entry: &Entry, result: &TaskResult) -> Option<String> {
+    if result.algorithm != entry.algorithm {
+        return Some(format!(
+            "the result is for algorithm {:?}, the task asks for {:?}",
+            result.algorithm, entry.algorithm
+        ));
+    }
+    let stored: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&entry.body)
+        .ok()
+        .and_then(|mut v| v.get_mut("parameters").map(serde_json::Value::take));
+    match stored {
+        Some(p) if p == result.parameters => None,
+        Some(_) => Some("the result is for other parameters than the task's".into()),
+        None => Some("the stored task has no parameters to compare the result with".into()),
+    }
 }
 
 impl LiveTasks {
@@ -36,7 +61,28 @@ impl LiveTasks {
         let mut fx = Effects::default();
         let cancelling = self.cancelling.contains_key(task_id);
         let is_current = !cancelling && self.running.get(task_id).map(|r| r.attempt_id) == Some(attempt_id);
+        let kind = match kind {
+            OutcomeKind::Result(result) => {
+                match self.entry(task_id).and_then(|e| mismatch_with_task(e, &result)) {
+                    Some(why) => OutcomeKind::Forged(why),
+                    None => OutcomeKind::Result(result),
+                }
+            }
+            other => other,
+        };
         let (end, error) = match kind {
+            OutcomeKind::Forged(why) => {
+                self.counters.forged_results += 1;
+                tracing::warn!(task = %task_id, attempt_id, %worker, %why,
+                    "forged or stray result dropped; the attempt counts as lost");
+                if !is_current {
+                    return fx;
+                }
+                (
+                    AttemptEnd::Lost,
+                    format!("forged or stray result from worker {worker} dropped: {why}"),
+                )
+            }
             OutcomeKind::Result(result) => {
                 let run = result.result.status;
                 if run == RunStatus::Completed {

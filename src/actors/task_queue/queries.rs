@@ -92,6 +92,7 @@ pub struct SinceStart {
     pub lost_attempts: u64,
     pub refused_attempts: u64,
     pub late_results_ignored: u64,
+    pub forged_results_dropped: u64,
 }
 
 impl From<&Counters> for SinceStart {
@@ -105,6 +106,7 @@ impl From<&Counters> for SinceStart {
             lost_attempts: c.lost_attempts,
             refused_attempts: c.refused_attempts,
             late_results_ignored: c.late_results_ignored,
+            forged_results_dropped: c.forged_results,
         }
     }
 }

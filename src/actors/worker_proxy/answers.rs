@@ -13,9 +13,14 @@ use crate::model::RunStatus;
 use crate::sim::resolve_kernel;
 
 /// Checks what a worker returned for an attempt; a worker that lies
-/// (garbage, another task's id, another attempt's id, a status that does
-/// not exist) fails the attempt.
-pub fn check_result(task_id: &str, attempt_id: Option<u64>, v: Value) -> OutcomeKind {
+/// (garbage, another task's id, another attempt's id or none, a status
+/// that does not exist, a negative or non-finite time) fails the attempt.
+/// The attempt id is the one this orchestrator issued (sent with the
+/// attempt, or recorded before a restart for an adopted one): a result
+/// without it is a run nobody here asked for (a hand-made `/execute`), and
+/// is never recorded. Whether the result is for the stored task's algorithm
+/// and parameters is checked by TaskQueue, which holds the task.
+pub fn check_result(task_id: &str, attempt_id: u64, v: Value) -> OutcomeKind {
     // read the status word first: an unknown one is named as such, not as
     // a generic parse error
     let status = v
@@ -39,10 +44,25 @@ pub fn check_result(task_id: &str, attempt_id: Option<u64>, v: Value) -> Outcome
             result.task_id
         ));
     }
-    if let (Some(ours), Some(theirs)) = (attempt_id, result.attempt_id) {
-        if ours != theirs {
-            return OutcomeKind::Failed(format!("the worker returned attempt {theirs} for attempt {ours}"));
+    match result.attempt_id {
+        Some(theirs) if theirs == attempt_id => {}
+        Some(theirs) => {
+            return OutcomeKind::Forged(format!(
+                "the worker returned attempt {theirs} for attempt {attempt_id}"
+            ))
         }
+        None => {
+            return OutcomeKind::Forged(format!(
+                "the worker returned a result without an attempt id for attempt {attempt_id} \
+                 (a run posted to the worker by hand?)"
+            ))
+        }
+    }
+    if !result.execution_time.is_finite() || result.execution_time < 0.0 {
+        return OutcomeKind::Failed(format!(
+            "the worker returned an impossible execution_time {}: expected a finite number of seconds ≥ 0",
+            result.execution_time
+        ));
     }
     OutcomeKind::Result(Box::new(result))
 }
@@ -70,7 +90,7 @@ pub fn read_execute_answer(
 ) -> ExecuteVerdict {
     let kind = match (code, body) {
         (200, Some(body)) => match serde_json::from_slice::<Value>(body) {
-            Ok(v) => check_result(task_id, Some(attempt_id), v),
+            Ok(v) => check_result(task_id, attempt_id, v),
             Err(e) => OutcomeKind::Failed(format!("the worker returned invalid JSON: {e}")),
         },
         (200, None) => OutcomeKind::Failed("the worker's answer could not be read".into()),
@@ -153,26 +173,53 @@ mod tests {
     #[test]
     fn lying_workers_fail_the_attempt() {
         assert!(matches!(
-            check_result("a", Some(1), result("a", Some(1), "completed")),
+            check_result("a", 1, result("a", Some(1), "completed")),
             OutcomeKind::Result(_)
         ));
         assert!(
-            matches!(check_result("a", Some(1), result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
+            matches!(check_result("a", 1, result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
         );
         assert!(
-            matches!(check_result("a", Some(1), result("a", Some(2), "completed")), OutcomeKind::Failed(m) if m.contains("attempt 2"))
+            matches!(check_result("a", 1, result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
         );
         assert!(
-            matches!(check_result("a", Some(1), result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
+            matches!(check_result("a", 1, json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
         );
+    }
+
+    #[test]
+    fn a_result_needs_the_attempt_id_that_was_issued() {
         assert!(
-            matches!(check_result("a", Some(1), json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
+            matches!(check_result("a", 1, result("a", Some(2), "completed")), OutcomeKind::Forged(m) if m.contains("attempt 2"))
         );
-        // an adopted result may carry any attempt id
+        // a run posted by hand to the worker's /execute carries none; an
+        // adopted attempt's result is held to the same rule
+        assert!(
+            matches!(check_result("a", 9, result("a", None, "completed")), OutcomeKind::Forged(m) if m.contains("without an attempt id"))
+        );
+    }
+
+    #[test]
+    fn an_impossible_execution_time_is_a_bad_result() {
+        for bad in [json!(-1.0), json!(-0.001)] {
+            let mut r = result("a", Some(1), "completed");
+            r["execution_time"] = bad;
+            assert!(
+                matches!(check_result("a", 1, r), OutcomeKind::Failed(m) if m.contains("execution_time")),
+            );
+        }
+        // JSON has no NaN or infinity; an overflowing number is refused as
+        // invalid JSON rather than read as infinite
+        let body = result("a", Some(1), "completed")
+            .to_string()
+            .replace("0.1", "1e999");
         assert!(matches!(
-            check_result("a", None, result("a", Some(9), "completed")),
-            OutcomeKind::Result(_)
+            read_execute_answer("a", 1, 200, None, Some(body.as_bytes())),
+            ExecuteVerdict::Outcome(OutcomeKind::Failed(_))
         ));
+        let mut zero = result("a", Some(1), "completed");
+        zero["execution_time"] = json!(0.0);
+        assert!(matches!(check_result("a", 1, zero), OutcomeKind::Result(_)));
     }
 
     #[test]

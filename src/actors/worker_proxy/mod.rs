@@ -163,7 +163,7 @@ impl WorkerProxy {
                     continue;
                 }
                 let kind = match result {
-                    Some(v) => check_result(&task_id, None, v),
+                    Some(v) => check_result(&task_id, attempt_id, v),
                     None => OutcomeKind::Lost("the worker neither runs nor holds it (it restarted?)".into()),
                 };
                 act.report(task_id, attempt_id, kind);
