@@ -110,6 +110,21 @@ fn huge_bodies(orch: String, workers: Vec<String>, stop: Arc<AtomicBool>, thrown
     }
 }
 
+/// A task file put in place by a rename (no close-write event: the
+/// watcher waits out the quiet period), left there briefly.
+fn placed(drop: &std::path::Path, name: &std::path::Path) {
+    let tmp = drop.join(".placing");
+    std::fs::write(
+        &tmp,
+        json!({"tasks": [{"task_id": "swapped", "algorithm": "python",
+        "parameters": {"num_particles": 10, "num_steps": 1, "seed": 1}}]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, name).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+}
+
 /// Drops malformed and half-written files, and swaps noticed files for a
 /// FIFO or a symlink to /dev/zero.
 fn bad_files(drop: PathBuf, stop: Arc<AtomicBool>, thrown: Arc<Thrown>) {
@@ -121,20 +136,20 @@ fn bad_files(drop: PathBuf, stop: Arc<AtomicBool>, thrown: Arc<Thrown>) {
             1 => std::fs::write(&name, [0xffu8, 0xfe, 0x00, 0x01]).unwrap(),
             2 => std::fs::write(&name, json!({"tasks": [{"task_id": 5}]}).to_string()).unwrap(),
             3 => {
-                // noticed as a regular file, then a FIFO of the same name
-                std::fs::write(&name, b"{}").unwrap();
-                std::thread::sleep(Duration::from_millis(60));
-                let _ = std::fs::remove_file(&name);
-                let c = std::ffi::CString::new(name.to_str().unwrap()).unwrap();
+                // noticed as a regular file, then a FIFO renamed over it
+                placed(&drop, &name);
+                let fifo = drop.join(format!(".fifo_{round}"));
+                let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
                 // SAFETY: mkfifo reads a valid NUL-terminated path.
                 unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+                let _ = std::fs::rename(&fifo, &name);
                 thrown.swaps.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                std::fs::write(&name, b"{}").unwrap();
-                std::thread::sleep(Duration::from_millis(60));
-                let _ = std::fs::remove_file(&name);
-                let _ = std::os::unix::fs::symlink("/dev/zero", &name);
+                placed(&drop, &name);
+                let link = drop.join(format!(".link_{round}"));
+                let _ = std::os::unix::fs::symlink("/dev/zero", &link);
+                let _ = std::fs::rename(&link, &name);
                 thrown.swaps.fetch_add(1, Ordering::Relaxed);
             }
         }
