@@ -200,14 +200,7 @@ fn processed_or_rejected_as_a_symlink_is_refused_at_start() {
         std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
         std::fs::create_dir(dir.path().join("task_queues")).unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("task_queues").join(sub)).unwrap();
-        let out = orquesta()
-            .args(["orchestrator", "--port", "0"])
-            .current_dir(dir.path())
-            .envs(FAST.iter().copied())
-            .output()
-            .unwrap();
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{err}\n{}", stdout(&out));
+        let err = refused_start(dir.path());
         assert!(
             err.contains(&format!("task_queues/{sub} is a symbolic link")),
             "{err}"
@@ -216,16 +209,28 @@ fn processed_or_rejected_as_a_symlink_is_refused_at_start() {
     }
 }
 
-/// Starts an orchestrator in `dir` expecting it to refuse; its stderr.
+/// Starts an orchestrator in `dir` expecting it to refuse (exit 2 within
+/// 30 s, else it is killed and the test fails); its stderr.
 fn refused_start(dir: &Path) -> String {
-    let out = orquesta()
+    let mut child = orquesta()
         .args(["orchestrator", "--port", "0"])
         .current_dir(dir)
         .envs(FAST.iter().copied())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}\n{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(2), "it started:\n{err}\n{}", stdout(&out));
     err
 }
 
@@ -317,4 +322,107 @@ fn a_run_posted_by_hand_to_a_worker_never_replaces_the_real_result() {
     let recorded: Vec<Value> = c.results().into_iter().filter(|r| r["task_id"] == "t1").collect();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0]["parameters"]["seconds"], 1.5);
+}
+
+/// A worker that answers every `/execute` with a completed result of
+/// negative `execution_time` (its attempt id echoed, so only the time is
+/// wrong). Answers how many runs it was sent.
+fn lying_worker() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&runs);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let runs = std::sync::Arc::clone(&counted);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let answer = match path.as_str() {
+                    "/execute" => {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let task: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        json!({"task_id": task["task_id"], "algorithm": task["algorithm"],
+                            "parameters": task["parameters"], "attempt_id": task["attempt_id"],
+                            "execution_time": -5.0,
+                            "result": {"status": "completed", "metrics": {}, "output": "done"}})
+                    }
+                    "/status" => json!({"worker_id": "liar", "state": "idle", "capacity": 1,
+                        "algorithms": ["python"]}),
+                    "/health" => json!({"status": "healthy", "worker_id": "liar"}),
+                    "/current" => json!({"count": 0, "tasks": []}),
+                    _ => json!({}),
+                }
+                .to_string();
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    (port, runs)
+}
+
+#[test]
+fn a_negative_execution_time_is_a_bad_result_not_a_statistic() {
+    let (port, runs) = lying_worker();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config_workers.json"),
+        json!({"workers": [{"id": "liar", "host": "127.0.0.1", "port": port, "capacity": 1,
+            "algorithms": ["python"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut env = FAST.to_vec();
+    env.push(("MAX_TASK_RETRIES", "1"));
+    let orch = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &env);
+    let r = orch.post("/tasks", &sim_task("neg", "python", 20, 1, 1));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(Duration::from_secs(30), "neg failed", || {
+        orch.get("/tasks/neg").json()["status"] == "failed"
+    });
+    let task = orch.get("/tasks/neg").json();
+    assert!(
+        task["error"].as_str().unwrap().contains("execution_time"),
+        "{task}"
+    );
+    assert!(task["result"].is_null(), "{task}");
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the first attempt and one retry"
+    );
+    let stats = orch.get("/stats").json();
+    assert_eq!(
+        stats["tasks"]["by_status"]["completed"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
+    let perf = orch.get("/stats/performance").json().to_string();
+    assert!(
+        !perf.contains("-5"),
+        "a negative time reached the statistics: {perf}"
+    );
 }

@@ -345,9 +345,11 @@ fn the_same_file_dropped_twice_is_rejected_the_second_time() {
     std::fs::write(c.path("task_queues/batch.json"), file.to_string()).unwrap();
     c.wait_count("completed", 2, LONG);
     std::fs::write(c.path("task_queues/batch.json"), file.to_string()).unwrap();
+    // the report is written after the file is moved: once it is there, both are
     wait_until(LONG, "the copy rejected", || {
-        c.path("task_queues/rejected/batch.json").exists()
+        c.path("task_queues/rejected/batch.json.error.txt").exists()
     });
+    assert!(c.path("task_queues/rejected/batch.json").exists());
     let report = std::fs::read_to_string(c.path("task_queues/rejected/batch.json.error.txt")).unwrap();
     assert!(
         report.contains("dup_a") && report.contains("dup_b") && report.contains("already known"),
