@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
@@ -19,12 +20,14 @@ use crate::actors::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, Wo
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
+use crate::api::auth;
 use crate::api::error::ApiError;
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
 use crate::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::model::{Validator, WorkerId};
 use crate::store::{self, ReadPool, Store, StoreError};
 use crate::util::lock::{InstanceLock, LockError};
+use crate::util::token::{insecure_warning, BindVerdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
@@ -87,6 +90,9 @@ pub fn start(
         source,
     })?;
     let local_addr = listener.local_addr()?;
+    if settings.bind == BindVerdict::Insecure {
+        eprintln!("{}", insecure_warning("orchestrator", &local_addr.to_string()));
+    }
     lock.record(&format!("pid {}, http://{local_addr}", std::process::id()))?;
 
     let conn = store::open(&settings.db_path, settings.sync_full)?;
@@ -145,6 +151,7 @@ pub fn start(
         heartbeat_interval: settings.heartbeat_interval,
         worker_timeout: settings.worker_timeout,
         task_timeout: settings.task_timeout,
+        token: settings.token.clone(),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -156,6 +163,7 @@ pub fn start(
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
     let queue = {
         let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
+        let proxy_settings = proxy_settings.clone();
         let workers = every_worker;
         let proxies = &mut proxies;
         TaskQueue::create(move |ctx| {
@@ -168,7 +176,7 @@ pub fn start(
                     updates: lb.clone().recipient(),
                     full: lb.clone().recipient(),
                 };
-                let proxy = WorkerProxy::new(w.clone(), proxy_settings, peers).start();
+                let proxy = WorkerProxy::new(w.clone(), proxy_settings.clone(), peers).start();
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
                 proxies.insert(w.id.clone(), proxy);
             }
@@ -232,8 +240,11 @@ pub fn start(
         max_body: settings.max_file_bytes.min(usize::MAX as u64) as usize,
         started: Instant::now(),
     });
+    let token = settings.token.clone();
     let server = HttpServer::new(move || {
+        let token = token.clone();
         App::new()
+            .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .app_data(api.clone())
             .app_data(
                 web::QueryConfig::default()

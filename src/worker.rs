@@ -11,18 +11,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::executor::held_results::HeldResults;
 use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flush, GetStatus};
 use crate::actors::registrar::{self, Leave, Registrar};
 use crate::actors::simulation::SimulationActor;
+use crate::api::auth;
 use crate::api::error::ApiError;
 use crate::api::protocol::JoinRequest;
 use crate::api::worker::{self as routes, WorkerApi};
 use crate::config::WorkerSettings;
 use crate::model::Validator;
 use crate::util::lock::{InstanceLock, LockError};
+use crate::util::token::{insecure_warning, BindVerdict};
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,9 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         source,
     })?;
     let local = listener.local_addr()?;
+    if config.bind == BindVerdict::Insecure {
+        eprintln!("{}", insecure_warning("worker", &local.to_string()));
+    }
     let worker_id = config
         .worker_id
         .clone()
@@ -139,8 +145,11 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             validator,
             history_size: config.history_size,
         });
+        let token = config.token.clone();
         let server = HttpServer::new(move || {
+            let token = token.clone();
             App::new()
+                .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
                 .app_data(api.clone())
                 .app_data(json_errors_for_extractors())
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
@@ -155,7 +164,9 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         let _ = std::io::stdout().flush();
         tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");
 
-        let registrar = join.map(|(orchestrator, request)| Registrar::new(orchestrator, request).start());
+        let token = config.token.clone();
+        let registrar =
+            join.map(|(orchestrator, request)| Registrar::new(orchestrator, request, token.as_ref()).start());
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;
         actix_rt::spawn(async move {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::api::protocol::{ErrorBody, JoinAnswer, JoinRequest};
+use crate::util::token::Token;
 
 /// First retry delay after a failed join; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -159,11 +160,16 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(orchestrator: String, request: JoinRequest) -> Self {
+    /// `token`: sent with the join and the leave (`ORQUESTA_TOKEN`).
+    pub fn new(orchestrator: String, request: JoinRequest, token: Option<&Token>) -> Self {
+        let mut client = awc::Client::builder();
+        if let Some(token) = token {
+            client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
+        }
         Registrar {
             orchestrator,
             request,
-            client: awc::Client::default(),
+            client: client.finish(),
             failures: 0,
             reporter: Reporter::default(),
             in_flight: None,

@@ -24,6 +24,9 @@ pub enum ErrorCode {
     BadRequest,
     /// Tasks that break the rules; `errors` lists every problem with its path.
     InvalidTask,
+    /// No token, or a wrong one (`ORQUESTA_TOKEN`); the answer carries
+    /// `WWW-Authenticate: Bearer`.
+    Unauthorized,
     /// The body is over the size limit (`limit_bytes`).
     BodyTooLarge,
     /// No such task, result or worker.
@@ -53,11 +56,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
         ErrorCode::InvalidTask,
+        ErrorCode::Unauthorized,
         ErrorCode::BodyTooLarge,
         ErrorCode::NotFound,
         ErrorCode::UnknownEndpoint,
@@ -79,6 +83,7 @@ impl ErrorCode {
             ErrorCode::EmptyBody => "empty_body",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidTask => "invalid_task",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownEndpoint => "unknown_endpoint",
@@ -102,6 +107,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::InvalidTask => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::NotFound | ErrorCode::UnknownEndpoint => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,6 +199,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.code.status());
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(&self.body)
     }

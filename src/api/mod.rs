@@ -1,8 +1,10 @@
 //! HTTP routes: thin handlers that parse, ask an actor, render JSON.
 //! [`orchestrator`] is the orchestrator's REST API, [`worker`] a worker
 //! node's; [`protocol`] holds the wire types the two exchange (the one
-//! thing both sides share) and [`error`] the one JSON error shape.
+//! thing both sides share), [`error`] the one JSON error shape and
+//! [`auth`] the token check both servers wrap around their routes.
 
+pub mod auth;
 pub mod error;
 pub mod orchestrator;
 pub mod protocol;

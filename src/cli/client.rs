@@ -5,9 +5,26 @@
 //! `submit`, `status`, `ping`, `config check` and the benches.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::util::token::Token;
+
+/// The cluster's token, sent on every request (set once by `cli::main`
+/// from `--token`, `--token-file` or the environment).
+static TOKEN: OnceLock<Option<Token>> = OnceLock::new();
+
+/// Sets the token every later request sends; the first call wins.
+pub fn use_token(token: Option<Token>) {
+    let _ = TOKEN.set(token);
+}
+
+/// The token requests send, if any (for the benches' own clients).
+pub fn token() -> Option<&'static Token> {
+    TOKEN.get().and_then(Option::as_ref)
+}
 
 /// The port an orchestrator listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5000;
@@ -191,12 +208,14 @@ fn request_to(
         .user_agent(concat!("orquesta/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let request = ureq::http::Request::builder()
+    let mut request = ureq::http::Request::builder()
         .method(method)
         .uri(format!("http://{sock}{path}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .map_err(|e| NoAnswer::Other(e.to_string()))?;
+        .header("content-type", "application/json");
+    if let Some(token) = token() {
+        request = request.header("authorization", token.bearer());
+    }
+    let request = request.body(body).map_err(|e| NoAnswer::Other(e.to_string()))?;
     let no_answer = |e: ureq::Error| match e {
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused(sock.to_string()),

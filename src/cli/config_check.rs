@@ -10,6 +10,7 @@ use super::client::{self, Endpoint};
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{env_with_flags, workers_file, WORKERS_EXAMPLE};
 use crate::config::{self, SETTINGS};
+use crate::util::token::TOKEN_VAR;
 
 /// `orquesta config check`.
 pub fn run(args: &OrchestratorArgs) -> ExitCode {
@@ -18,6 +19,8 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
     println!("Settings (flags > environment > .env > default):");
     for (key, default, meaning) in SETTINGS {
         let (value, from) = match env.get(*key) {
+            // the secret itself is never printed, only whether it is there
+            Some(_) if *key == TOKEN_VAR => ("<set, hidden>".to_string(), "set"),
             Some(v) => (v.clone(), "set"),
             None => (default.to_string(), "default"),
         };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::EnvReader;
 use crate::sim::Limits;
+use crate::util::token::{check_bind, token_from_env, BindVerdict, Token};
 
 /// How the LoadBalancer picks among eligible workers
 /// (`LOAD_BALANCING_ALGORITHM`).
@@ -62,6 +63,11 @@ pub struct Settings {
     pub sync_full: bool,
     pub limits: Limits,
     pub test_kernels: bool,
+    /// `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`: required on every request
+    /// but `GET /health`, and sent to every worker.
+    pub token: Option<Token>,
+    /// Whether the bind is open to the network without a token (`--insecure`).
+    pub bind: BindVerdict,
 }
 
 /// Every variable the orchestrator reads, with its default and meaning
@@ -172,6 +178,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "1e11",
         "largest num_particles × num_steps accepted",
     ),
+    (
+        "ORQUESTA_TOKEN",
+        "",
+        "shared secret required on every request but GET /health, sent to workers (default: none)",
+    ),
+    (
+        "ORQUESTA_TOKEN_FILE",
+        "",
+        "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
+    ),
+    (
+        "ORQUESTA_INSECURE",
+        "false",
+        "true: listen on a non-loopback --host without a token (--insecure)",
+    ),
 ];
 
 /// Reads settings from an environment map (the process environment with
@@ -230,9 +251,12 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             heartbeat_interval, worker_timeout
         ));
     }
+    let host = r.get("ORCHESTRATOR_HOST");
+    let insecure = r.boolean("ORQUESTA_INSECURE");
+    let (token, bind) = token_and_bind(&mut r, env, &host, insecure, "ORCHESTRATOR_HOST (--host)");
     r.finish()?;
     Ok(Settings {
-        host: r.get("ORCHESTRATOR_HOST"),
+        host,
         port,
         workers_file: PathBuf::from(r.get("WORKERS_CONFIG")),
         task_queue_dir: PathBuf::from(r.get("TASK_QUEUE_DIR")),
@@ -260,7 +284,33 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             ..Limits::default()
         },
         test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",
+        token,
+        bind,
     })
+}
+
+/// The token and whether `host` may be bound with it (the bind rule of
+/// [`crate::util::token`]); a problem for each that is wrong.
+pub(super) fn token_and_bind(
+    r: &mut EnvReader<'_>,
+    env: &BTreeMap<String, String>,
+    host: &str,
+    insecure: bool,
+    setting: &str,
+) -> (Option<Token>, BindVerdict) {
+    match token_from_env(env) {
+        Ok(token) => match check_bind(host, token.as_ref(), insecure, setting) {
+            Ok(bind) => (token, bind),
+            Err(problem) => {
+                r.problem(problem);
+                (token, BindVerdict::Safe)
+            }
+        },
+        Err(problem) => {
+            r.problem(problem);
+            (None, BindVerdict::Safe)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +331,26 @@ mod tests {
         assert_eq!(s.db_path, PathBuf::from("data/orquesta.db"));
         assert_eq!(s.max_file_bytes, 256 << 20);
         assert_eq!(s.results_dir, PathBuf::from("results/"));
+    }
+
+    #[test]
+    fn an_open_host_needs_a_token_or_insecure() {
+        let e = settings_from_env(&env(&[("ORCHESTRATOR_HOST", "0.0.0.0")])).unwrap_err();
+        assert!(
+            e[0].starts_with("ORCHESTRATOR_HOST (--host): 0.0.0.0") && e[0].contains("ORQUESTA_TOKEN"),
+            "{e:?}"
+        );
+        let s =
+            settings_from_env(&env(&[("ORCHESTRATOR_HOST", "0.0.0.0"), ("ORQUESTA_TOKEN", "t")])).unwrap();
+        assert_eq!((s.bind, s.token.is_some()), (BindVerdict::Safe, true));
+        let s = settings_from_env(&env(&[
+            ("ORCHESTRATOR_HOST", "::"),
+            ("ORQUESTA_INSECURE", "true"),
+        ]))
+        .unwrap();
+        assert_eq!((s.bind, s.token), (BindVerdict::Insecure, None));
+        let e = settings_from_env(&env(&[("ORQUESTA_TOKEN", "")])).unwrap_err();
+        assert!(e[0].contains("ORQUESTA_TOKEN is set but empty"), "{e:?}");
     }
 
     #[test]

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::orchestrator::token_and_bind;
 use super::{EnvReader, SettingDoc};
 use crate::model::TaskId;
 use crate::sim::Limits;
+use crate::util::token::{BindVerdict, Token};
 
 /// Unacknowledged results a worker keeps at most (oldest dropped first).
 pub const MAX_HELD_RESULTS: usize = 100_000;
@@ -44,6 +46,11 @@ pub struct WorkerSettings {
     /// `HOST:PORT` the orchestrator reaches this worker at (`--advertise`);
     /// None: the address it listens on.
     pub advertise: Option<String>,
+    /// `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`: required on every request
+    /// but `GET /health`, and sent with `--join`.
+    pub token: Option<Token>,
+    /// Whether the bind is open to the network without a token (`--insecure`).
+    pub bind: BindVerdict,
 }
 
 /// Every variable a worker reads, with its default ("" = computed at
@@ -100,6 +107,21 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "",
         "HOST:PORT the orchestrator reaches this worker at (default: the bound address)",
     ),
+    (
+        "ORQUESTA_TOKEN",
+        "",
+        "shared secret required on every request but GET /health, sent with --join (default: none)",
+    ),
+    (
+        "ORQUESTA_TOKEN_FILE",
+        "",
+        "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
+    ),
+    (
+        "ORQUESTA_INSECURE",
+        "false",
+        "true: listen on a non-loopback --host without a token (--insecure)",
+    ),
 ];
 
 /// The flag of `orquesta worker` that sets each variable, so a message
@@ -120,6 +142,7 @@ pub const WORKER_FLAGS: &[(&str, &str)] = &[
     ("WORKER_THREADS_PER_TASK", "--threads-per-task"),
     ("WORKER_JOIN", "--join"),
     ("WORKER_ADVERTISE", "--advertise"),
+    ("ORQUESTA_INSECURE", "--insecure"),
 ];
 
 /// Reads a worker's settings from an environment map (the process
@@ -163,6 +186,9 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
              connect to {host}; with --join, also give {a}, the HOST:PORT it reaches this machine at"
         ));
     }
+    let insecure = r.boolean("ORQUESTA_INSECURE");
+    let host_name = r.name("WORKER_HOST");
+    let (token, bind) = token_and_bind(&mut r, env, &host, insecure, &host_name);
     r.finish()?;
     Ok(WorkerSettings {
         worker_id,
@@ -185,6 +211,8 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         threads_per_task,
         join,
         advertise,
+        token,
+        bind,
     })
 }
 
@@ -312,6 +340,7 @@ mod tests {
             ("WORKER_JOIN", "http://10.0.0.1:5000/"),
             ("WORKER_HOST", "0.0.0.0"),
             ("WORKER_ADVERTISE", "node7:5001"),
+            ("ORQUESTA_TOKEN", "t"),
         ]))
         .unwrap();
         assert_eq!(s.join.as_deref(), Some("http://10.0.0.1:5000"));
@@ -342,7 +371,22 @@ mod tests {
                 .any(|p| p.contains("cannot connect to 0.0.0.0") && p.contains("--advertise")),
             "{e:?}"
         );
-        // without --join, 0.0.0.0 is fine: the workers file says where it is
-        assert!(worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0")])).is_ok());
+        // without --join, 0.0.0.0 is fine (the workers file says where it
+        // is), given a token
+        assert!(
+            worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0"), ("ORQUESTA_TOKEN", "t")])).is_ok()
+        );
+    }
+
+    #[test]
+    fn an_open_host_needs_a_token_or_insecure() {
+        let e = worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0")])).unwrap_err();
+        assert!(
+            e[0].starts_with("WORKER_HOST (--host): 0.0.0.0") && e[0].contains("--insecure"),
+            "{e:?}"
+        );
+        let s = worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0"), ("ORQUESTA_INSECURE", "1")]))
+            .unwrap();
+        assert_eq!(s.bind, BindVerdict::Insecure);
     }
 }

@@ -7,3 +7,4 @@ pub mod machine;
 pub mod signal;
 pub mod stats;
 pub mod time;
+pub mod token;

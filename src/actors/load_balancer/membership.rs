@@ -36,7 +36,7 @@ impl LoadBalancer {
             full: me.recipient(),
         };
         let w = &mut self.workers[i];
-        w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings, peers).start());
+        w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings.clone(), peers).start());
     }
 
     /// Adds a worker at the end and starts its proxy.

@@ -83,6 +83,7 @@ async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, Wor
             heartbeat_interval: Duration::from_secs(60),
             worker_timeout: Duration::from_secs(60),
             task_timeout: None,
+            token: None,
         },
         store: None,
     })

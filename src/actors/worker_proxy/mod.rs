@@ -29,13 +29,16 @@ use super::task_queue::{AttemptOutcome, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
 use crate::config::WorkerEntry;
 use crate::model::WorkerId;
+use crate::util::token::Token;
 
-/// Timers and limits of a proxy (runtime settings, so tests shorten them).
-#[derive(Debug, Clone, Copy)]
+/// Timers and limits of a proxy (runtime settings, so tests shorten them),
+/// and the token every request to the worker carries.
+#[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub heartbeat_interval: Duration,
     pub worker_timeout: Duration,
     pub task_timeout: Option<Duration>,
+    pub token: Option<Token>,
 }
 
 /// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
@@ -91,10 +94,14 @@ pub const NEVER_ANSWERED_EVERY: Duration = Duration::from_secs(60);
 
 impl WorkerProxy {
     pub fn new(entry: WorkerEntry, settings: ProxySettings, peers: ProxyPeers) -> Self {
-        let client = awc::Client::builder()
+        let mut client = awc::Client::builder()
             .timeout(settings.worker_timeout)
-            .disable_redirects()
-            .finish();
+            .disable_redirects();
+        if let Some(token) = &settings.token {
+            // every call (heartbeat, execute, results, acks, cancel) carries it
+            client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
+        }
+        let client = client.finish();
         Self {
             id: WorkerId::new(&entry.id),
             base: format!("http://{}", entry.address()),
