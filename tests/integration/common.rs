@@ -175,6 +175,17 @@ impl Response {
 /// One HTTP request with a JSON content type (60 s limit); any status
 /// comes back as a response, raw body bytes.
 pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Response {
+    http_with(method, addr, path, body, &[])
+}
+
+/// [`http`] with extra request headers (`Authorization` for the token tests).
+pub fn http_with(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Response {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -182,10 +193,14 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Respon
         .proxy(None)
         .build()
         .into();
-    let request = ureq::http::Request::builder()
+    let mut request = ureq::http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
         .body(body.unwrap_or_default())
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     let mut response = agent

@@ -83,11 +83,17 @@ pub struct WorkerProxy {
     /// The LoadBalancer was told that this never-answered worker refuses
     /// connections (once).
     refusal_told: bool,
+    /// The worker answered 401 (another token): logged once.
+    unauthorized_told: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// LoadBalancer (a successor may hold the same id) and refuses new
     /// attempts until it stops.
     retired: bool,
 }
+
+/// Why a worker that answers 401 gets no tasks.
+pub const UNAUTHORIZED: &str =
+    "the worker refuses this orchestrator's token (401): give both the same ORQUESTA_TOKEN or ORQUESTA_TOKEN_FILE";
 
 /// How often a configured worker that has never answered is reported.
 pub const NEVER_ANSWERED_EVERY: Duration = Duration::from_secs(60);
@@ -120,6 +126,7 @@ impl WorkerProxy {
             ever_answered: false,
             never_answered_logged: None,
             refusal_told: false,
+            unauthorized_told: false,
             retired: false,
         }
     }
@@ -276,6 +283,10 @@ impl Handler<RunAttempt> for WorkerProxy {
                                     });
                                 }
                                 OutcomeKind::Refused("the worker is full (429)".into())
+                            }
+                            ExecuteVerdict::Unauthorized => {
+                                act.unauthorized();
+                                OutcomeKind::Refused(UNAUTHORIZED.into())
                             }
                             ExecuteVerdict::AlreadyRunning => {
                                 // already running there under another attempt: wait for its result
