@@ -57,6 +57,8 @@ pub struct Started {
     pub read: Arc<ReadPool>,
     pub server: actix_web::dev::ServerHandle,
     pub local_addr: std::net::SocketAddr,
+    /// `https` when the API serves TLS (`ORQUESTA_TLS_CERT`), else `http`.
+    pub scheme: &'static str,
     /// Held for the process's life: one orchestrator per database.
     pub lock: InstanceLock,
 }
@@ -93,7 +95,8 @@ pub fn start(
     if settings.bind == BindVerdict::Insecure {
         eprintln!("{}", insecure_warning("orchestrator", &local_addr.to_string()));
     }
-    lock.record(&format!("pid {}, http://{local_addr}", std::process::id()))?;
+    let scheme = settings.tls.scheme();
+    lock.record(&format!("pid {}, {scheme}://{local_addr}", std::process::id()))?;
 
     let conn = store::open(&settings.db_path, settings.sync_full)?;
     let boot = store::next_boot(&conn)?;
@@ -152,6 +155,7 @@ pub fn start(
         worker_timeout: settings.worker_timeout,
         task_timeout: settings.task_timeout,
         token: settings.token.clone(),
+        tls: settings.tls.client.clone(),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -257,8 +261,11 @@ pub fn start(
     })
     .workers(2)
     .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
+    .shutdown_timeout(5);
+    let server = match &settings.tls.server {
+        Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+        None => server.listen(listener)?,
+    }
     .run();
     tracing::info!(%local_addr, workers = workers.len(), balancing = settings.balancing.as_str(),
         "orchestrator started");
@@ -274,6 +281,7 @@ pub fn start(
             read,
             server: server.handle(),
             local_addr,
+            scheme,
             lock,
         },
         server,
@@ -321,6 +329,6 @@ pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), Orches
 
 /// Prints the line scripts and tests wait for.
 pub fn announce(started: &Started) {
-    println!("listening on http://{}", started.local_addr);
+    println!("listening on {}://{}", started.scheme, started.local_addr);
     let _ = std::io::stdout().flush();
 }

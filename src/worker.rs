@@ -83,7 +83,8 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         Some(l) => l,
         None => lock_worker_id(&config.logs_dir, &worker_id)?,
     };
-    lock.record(&format!("pid {}, http://{local}", std::process::id()))?;
+    let scheme = config.tls.scheme();
+    lock.record(&format!("pid {}, {scheme}://{local}", std::process::id()))?;
     let advertised = match &config.advertise {
         Some(a) => a.clone(),
         None => local.to_string(),
@@ -123,7 +124,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
     let join = config.join.clone().map(|orchestrator| {
         let request = JoinRequest {
             id: worker_id.clone(),
-            url: format!("http://{advertised}"),
+            url: format!("{scheme}://{advertised}"),
             capacity: config.capacity,
             algorithms: settings.algorithms.clone(),
             instance: registrar::new_instance(),
@@ -157,16 +158,21 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         })
         .workers(config.http_workers.max(1))
         .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
+        .shutdown_timeout(5);
+        let server = match &config.tls.server {
+            Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+            None => server.listen(listener)?,
+        }
         .run();
-        println!("listening on http://{local}");
+        println!("listening on {scheme}://{local}");
         let _ = std::io::stdout().flush();
         tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");
 
         let token = config.token.clone();
-        let registrar =
-            join.map(|(orchestrator, request)| Registrar::new(orchestrator, request, token.as_ref()).start());
+        let tls = config.tls.client.clone();
+        let registrar = join.map(|(orchestrator, request)| {
+            Registrar::new(orchestrator, request, token.as_ref(), tls).start()
+        });
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;
         actix_rt::spawn(async move {

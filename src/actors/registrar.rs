@@ -160,9 +160,19 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// `token`: sent with the join and the leave (`ORQUESTA_TOKEN`).
-    pub fn new(orchestrator: String, request: JoinRequest, token: Option<&Token>) -> Self {
-        let mut client = awc::Client::builder();
+    /// `token`: sent with the join and the leave (`ORQUESTA_TOKEN`);
+    /// `tls`: what an `https://` orchestrator is trusted with (`ORQUESTA_TLS_CA`).
+    pub fn new(
+        orchestrator: String,
+        request: JoinRequest,
+        token: Option<&Token>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let mut connector = awc::Connector::new();
+        if let Some(tls) = tls {
+            connector = connector.rustls_0_23(tls);
+        }
+        let mut client = awc::Client::builder().connector(connector);
         if let Some(token) = token {
             client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
         }

@@ -56,7 +56,7 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
             });
             for w in &workers {
                 let addr = w.address();
-                let endpoint = Endpoint::parse(&addr).unwrap_or(Endpoint { addr });
+                let endpoint = Endpoint::parse(&w.base_url()).unwrap_or(Endpoint { addr, tls: w.tls });
                 let answer = client::request(&endpoint, "GET", "/status", None, timeout);
                 let verdict = match &answer {
                     Ok(a) if a.status == 200 => {

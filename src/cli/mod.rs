@@ -63,7 +63,8 @@ fn parse_token(s: &str) -> Result<crate::util::token::Token, String> {
 /// `--token`/`--token-file` over `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`
 /// (the flag wins, the other variable is dropped), put into this
 /// process's environment, where the settings of a server started here and
-/// the workers `up`/`run` spawn read it; then the token of the HTTP client.
+/// the workers `up`/`run` spawn read it; then the token and the trusted
+/// CA (`ORQUESTA_TLS_CA`) of the HTTP client.
 /// Called before any thread starts.
 fn apply_token_flags(cli: &Cli) -> Result<(), String> {
     use crate::util::token::{token_from_env, TOKEN_FILE_VAR, TOKEN_VAR};
@@ -75,7 +76,13 @@ fn apply_token_flags(cli: &Cli) -> Result<(), String> {
         std::env::remove_var(TOKEN_VAR);
         std::env::set_var(TOKEN_FILE_VAR, path);
     }
-    client::use_token(token_from_env(&crate::config::process_env())?);
+    let env = crate::config::process_env();
+    client::use_token(token_from_env(&env)?);
+    // only what the command line trusts; a server's certificate and key
+    // are checked (with every other setting) when it starts
+    let mut ca_only = env;
+    ca_only.retain(|k, _| k == crate::util::tls::CA_VAR);
+    client::use_tls(&crate::util::tls::tls_from_env(&ca_only).map_err(|p| p.join("; "))?);
     Ok(())
 }
 

@@ -253,7 +253,7 @@ pub fn run(args: &PingArgs) -> ExitCode {
 
     for t in &targets {
         let label = format!("{} ({})", t.id, t.known_to);
-        let ep = Endpoint::parse(&t.addr).unwrap_or(Endpoint { addr: t.addr.clone() });
+        let ep = Endpoint::parse(&t.addr).unwrap_or_else(|_| Endpoint::plain(t.addr.clone()));
         let health = client::request(&ep, "GET", "/health", None, timeout);
         let check = judge(health, worker_health);
         let healthy = check.ok;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::EnvReader;
 use crate::sim::Limits;
+use crate::util::tls::{tls_from_env, Tls};
 use crate::util::token::{check_bind, token_from_env, BindVerdict, Token};
 
 /// How the LoadBalancer picks among eligible workers
@@ -68,6 +69,8 @@ pub struct Settings {
     pub token: Option<Token>,
     /// Whether the bind is open to the network without a token (`--insecure`).
     pub bind: BindVerdict,
+    /// HTTPS for the API, trust for `https://` workers (`ORQUESTA_TLS_*`).
+    pub tls: Tls,
 }
 
 /// Every variable the orchestrator reads, with its default and meaning
@@ -193,6 +196,17 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "false",
         "true: listen on a non-loopback --host without a token (--insecure)",
     ),
+    (
+        "ORQUESTA_TLS_CERT",
+        "",
+        "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
+    ),
+    ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT"),
+    (
+        "ORQUESTA_TLS_CA",
+        "",
+        "PEM certificates trusted for https:// workers (a self-signed cert itself)",
+    ),
 ];
 
 /// Reads settings from an environment map (the process environment with
@@ -254,6 +268,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let host = r.get("ORCHESTRATOR_HOST");
     let insecure = r.boolean("ORQUESTA_INSECURE");
     let (token, bind) = token_and_bind(&mut r, env, &host, insecure, "ORCHESTRATOR_HOST (--host)");
+    let tls = read_tls(&mut r, env);
     r.finish()?;
     Ok(Settings {
         host,
@@ -286,6 +301,17 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",
         token,
         bind,
+        tls,
+    })
+}
+
+/// The TLS settings, or none with a problem for each unusable file.
+pub(super) fn read_tls(r: &mut EnvReader<'_>, env: &BTreeMap<String, String>) -> Tls {
+    tls_from_env(env).unwrap_or_else(|problems| {
+        for p in problems {
+            r.problem(p);
+        }
+        Tls::default()
     })
 }
 

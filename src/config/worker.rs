@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::orchestrator::token_and_bind;
+use super::orchestrator::{read_tls, token_and_bind};
 use super::{EnvReader, SettingDoc};
 use crate::model::TaskId;
 use crate::sim::Limits;
+use crate::util::tls::Tls;
 use crate::util::token::{BindVerdict, Token};
 
 /// Unacknowledged results a worker keeps at most (oldest dropped first).
@@ -51,6 +52,8 @@ pub struct WorkerSettings {
     pub token: Option<Token>,
     /// Whether the bind is open to the network without a token (`--insecure`).
     pub bind: BindVerdict,
+    /// HTTPS for this worker's API, trust for an `https://` --join (`ORQUESTA_TLS_*`).
+    pub tls: Tls,
 }
 
 /// Every variable a worker reads, with its default ("" = computed at
@@ -122,6 +125,17 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "false",
         "true: listen on a non-loopback --host without a token (--insecure)",
     ),
+    (
+        "ORQUESTA_TLS_CERT",
+        "",
+        "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
+    ),
+    ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT"),
+    (
+        "ORQUESTA_TLS_CA",
+        "",
+        "PEM certificates trusted for an https:// --join (a self-signed cert itself)",
+    ),
 ];
 
 /// The flag of `orquesta worker` that sets each variable, so a message
@@ -189,6 +203,11 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let insecure = r.boolean("ORQUESTA_INSECURE");
     let host_name = r.name("WORKER_HOST");
     let (token, bind) = token_and_bind(&mut r, env, &host, insecure, &host_name);
+    let tls = read_tls(&mut r, env);
+    if join.as_deref().is_some_and(|j| j.starts_with("https://")) && tls.client.is_none() {
+        let name = r.name("WORKER_JOIN");
+        r.problem(format!("{name}: {}", crate::util::tls::NEEDS_CA));
+    }
     r.finish()?;
     Ok(WorkerSettings {
         worker_id,
@@ -213,6 +232,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         advertise,
         token,
         bind,
+        tls,
     })
 }
 
@@ -221,11 +241,15 @@ pub fn is_wildcard(host: &str) -> bool {
     matches!(host.trim_matches(|c| c == '[' || c == ']'), "0.0.0.0" | "::" | "")
 }
 
-/// `http://HOST[:PORT]` without a path (a trailing `/` dropped), or a problem.
+/// `http://HOST[:PORT]` or `https://…` without a path (a trailing `/`
+/// dropped), or a problem.
 fn join_url(r: &mut EnvReader<'_>, url: &str) -> Option<String> {
     let name = r.name("WORKER_JOIN");
     let trimmed = url.trim().trim_end_matches('/');
-    let Some(rest) = trimmed.strip_prefix("http://") else {
+    let Some(rest) = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+    else {
         r.problem(format!(
             "{name}: expected the orchestrator's URL such as http://10.0.0.1:5000, found {url:?}"
         ));
@@ -243,7 +267,11 @@ fn join_url(r: &mut EnvReader<'_>, url: &str) -> Option<String> {
 /// `HOST:PORT` with a real port and a host one can connect to, or a problem.
 fn advertise_address(r: &mut EnvReader<'_>, addr: &str) -> Option<String> {
     let name = r.name("WORKER_ADVERTISE");
-    let addr = addr.trim().trim_start_matches("http://").trim_end_matches('/');
+    let addr = addr
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
     let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty() && !is_wildcard(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
     });

@@ -7,4 +7,5 @@ pub mod machine;
 pub mod signal;
 pub mod stats;
 pub mod time;
+pub mod tls;
 pub mod token;

@@ -42,7 +42,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `orquesta ARGS…` in `dir` and waits (at most 30 s) for the
-    /// `listening on http://HOST:PORT` line.
+    /// `listening on http://HOST:PORT` (or `https://`) line.
     pub fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut cmd = orquesta();
         cmd.args(args)
@@ -67,7 +67,10 @@ impl Proc {
             let (tx, output) = (tx.clone(), Arc::clone(&output));
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.strip_prefix("listening on http://") {
+                    let announced = line
+                        .strip_prefix("listening on http://")
+                        .or_else(|| line.strip_prefix("listening on https://"));
+                    if let Some(rest) = announced {
                         let _ = tx.send(Some(rest.trim().to_string()));
                     }
                     output.lock().unwrap().push(line);

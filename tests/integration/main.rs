@@ -14,6 +14,7 @@ mod join_worker;
 mod membership;
 mod orchestrator;
 mod sim_cli;
+mod tls;
 mod tools;
 mod tools_cluster;
 mod tools_terminal;

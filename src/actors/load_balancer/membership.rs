@@ -66,7 +66,7 @@ impl LoadBalancer {
         if let (Some(store), MemberSource::Joined) = (&self.store, w.source) {
             store.persist(vec![Change::MemberJoined {
                 id: w.id.clone(),
-                url: format!("http://{}", w.entry.address()),
+                url: w.entry.base_url(),
                 capacity: w.entry.capacity,
                 algorithms: w.entry.algorithms.clone(),
                 instance: w.instance.clone().unwrap_or_default(),

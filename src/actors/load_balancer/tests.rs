@@ -9,6 +9,7 @@ fn entry(id: &str, port: u16) -> WorkerEntry {
         port,
         capacity: 2,
         algorithms: vec!["python".into()],
+        tls: false,
     }
 }
 
@@ -84,6 +85,7 @@ async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, Wor
             worker_timeout: Duration::from_secs(60),
             task_timeout: None,
             token: None,
+            tls: None,
         },
         store: None,
     })

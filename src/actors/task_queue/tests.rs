@@ -57,6 +57,7 @@ fn the_state_machine_without_workers() {
                 worker_timeout: Duration::from_secs(5),
                 task_timeout: None,
                 token: None,
+                tls: None,
             },
             store: None,
         })

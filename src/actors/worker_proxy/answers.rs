@@ -222,6 +222,7 @@ mod tests {
             port: 1,
             capacity: 4,
             algorithms: vec!["python".into(), "cython".into()],
+            tls: false,
         };
         let status = |capacity, algorithms: &[&str]| StatusAnswer {
             capacity,

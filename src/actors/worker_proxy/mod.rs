@@ -39,6 +39,8 @@ pub struct ProxySettings {
     pub worker_timeout: Duration,
     pub task_timeout: Option<Duration>,
     pub token: Option<Token>,
+    /// What `https://` workers are trusted with (`ORQUESTA_TLS_CA`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
@@ -100,7 +102,12 @@ pub const NEVER_ANSWERED_EVERY: Duration = Duration::from_secs(60);
 
 impl WorkerProxy {
     pub fn new(entry: WorkerEntry, settings: ProxySettings, peers: ProxyPeers) -> Self {
+        let mut connector = awc::Connector::new();
+        if let Some(tls) = &settings.tls {
+            connector = connector.rustls_0_23(Arc::clone(tls));
+        }
         let mut client = awc::Client::builder()
+            .connector(connector)
             .timeout(settings.worker_timeout)
             .disable_redirects();
         if let Some(token) = &settings.token {
@@ -110,7 +117,7 @@ impl WorkerProxy {
         let client = client.finish();
         Self {
             id: WorkerId::new(&entry.id),
-            base: format!("http://{}", entry.address()),
+            base: entry.base_url(),
             entry,
             settings,
             client,

@@ -385,9 +385,7 @@ pub fn e2e(args: &E2eBenchArgs) -> ExitCode {
 
 /// `GET http://{addr}{path}`, any status.
 fn http_get(addr: &str, path: &str, timeout: std::time::Duration) -> Result<Answer, String> {
-    let endpoint = Endpoint {
-        addr: addr.to_string(),
-    };
+    let endpoint = Endpoint::plain(addr);
     client::request(&endpoint, "GET", path, None, timeout).map_err(|e| e.to_string())
 }
 
