@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::EnvReader;
+use super::{read_tls, token_and_bind, EnvReader};
 use crate::sim::Limits;
-use crate::util::tls::{tls_from_env, Tls};
-use crate::util::token::{check_bind, token_from_env, BindVerdict, Token};
+use crate::util::tls::Tls;
+use crate::util::token::{BindVerdict, Token};
 
 /// How the LoadBalancer picks among eligible workers
 /// (`LOAD_BALANCING_ALGORITHM`).
@@ -303,40 +303,6 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         bind,
         tls,
     })
-}
-
-/// The TLS settings, or none with a problem for each unusable file.
-pub(super) fn read_tls(r: &mut EnvReader<'_>, env: &BTreeMap<String, String>) -> Tls {
-    tls_from_env(env).unwrap_or_else(|problems| {
-        for p in problems {
-            r.problem(p);
-        }
-        Tls::default()
-    })
-}
-
-/// The token and whether `host` may be bound with it (the bind rule of
-/// [`crate::util::token`]); a problem for each that is wrong.
-pub(super) fn token_and_bind(
-    r: &mut EnvReader<'_>,
-    env: &BTreeMap<String, String>,
-    host: &str,
-    insecure: bool,
-    setting: &str,
-) -> (Option<Token>, BindVerdict) {
-    match token_from_env(env) {
-        Ok(token) => match check_bind(host, token.as_ref(), insecure, setting) {
-            Ok(bind) => (token, bind),
-            Err(problem) => {
-                r.problem(problem);
-                (token, BindVerdict::Safe)
-            }
-        },
-        Err(problem) => {
-            r.problem(problem);
-            (None, BindVerdict::Safe)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::orchestrator::{read_tls, token_and_bind};
-use super::{EnvReader, SettingDoc};
+use super::{read_tls, token_and_bind, EnvReader, SettingDoc};
 use crate::model::TaskId;
 use crate::sim::Limits;
 use crate::util::tls::Tls;
