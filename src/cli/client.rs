@@ -376,6 +376,12 @@ mod tests {
         assert_eq!(addr("localhost"), "localhost:5000");
         assert_eq!(addr("http://[::1]:5001"), "[::1]:5001");
         assert_eq!(addr("::1"), "[::1]:5000");
+        let tls = Endpoint::parse("https://orq.lab:5443/").unwrap();
+        assert_eq!(
+            (tls.addr.as_str(), tls.tls, tls.url()),
+            ("orq.lab:5443", true, "https://orq.lab:5443".into())
+        );
+        assert!(!Endpoint::parse("http://orq.lab").unwrap().tls);
         for (bad, why) in [
             ("ftp://host", "scheme \"ftp\""),
             ("http://host:5000/tasks", "without a path"),

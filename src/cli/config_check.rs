@@ -109,7 +109,8 @@ fn joined_workers(settings: &config::Settings) {
         "::" => "::1",
         h => h,
     };
-    let Ok(endpoint) = Endpoint::parse(&format!("{host}:{}", settings.port)) else {
+    let scheme = settings.tls.scheme();
+    let Ok(endpoint) = Endpoint::parse(&format!("{scheme}://{host}:{}", settings.port)) else {
         return;
     };
     let Ok(v) = client::get_json(&endpoint, "/workers", Duration::from_secs(2)) else {
@@ -121,7 +122,7 @@ fn joined_workers(settings: &config::Settings) {
         .flatten()
         .filter(|w| w["source"] == "joined")
         .collect();
-    println!("\nJoined workers (orchestrator at http://{}):", endpoint.addr);
+    println!("\nJoined workers (orchestrator at {}):", endpoint.url());
     if rows.is_empty() {
         println!("  none");
     }

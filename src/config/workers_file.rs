@@ -326,4 +326,19 @@ mod tests {
         assert!(parse_worker_url("http://h:0").is_err());
         assert!(parse_worker_url("http://h").is_err());
     }
+
+    #[test]
+    fn a_worker_serving_https_says_tls_or_joins_from_an_https_url() {
+        let w = parse_workers(
+            br#"{"workers": [{"id": "a", "host": "h1", "port": 1, "tls": true}, {"id": "b", "host": "h2", "port": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!((w[0].tls, w[0].base_url()), (true, "https://h1:1".to_string()));
+        assert_eq!((w[1].tls, w[1].base_url()), (false, "http://h2:2".to_string()));
+        let e = parse_workers(br#"{"workers": [{"id": "a", "host": "h", "port": 1, "tls": "yes"}]}"#)
+            .unwrap_err();
+        assert!(e[0].starts_with("workers[0].tls: expected true"), "{e:?}");
+        let j = member_entry("j", "https://10.0.0.5:5001", 1, &["python".into()]).unwrap();
+        assert_eq!(j.base_url(), "https://10.0.0.5:5001");
+    }
 }
