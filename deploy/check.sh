@@ -99,6 +99,9 @@ if orch is not None:
     need(port is not None and int(port) in cport, f"orchestrator: --port {port} is not a containerPort {cport}")
     need(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/health",
          "orchestrator: livenessProbe is not GET /health")
+    oenv = {e.get("name"): e for e in c.get("env", [])}
+    need(oenv.get("ORQUESTA_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "orquesta-token",
+         "orchestrator: ORQUESTA_TOKEN must come from the Secret orquesta-token (it binds 0.0.0.0)")
     claims = [v.get("persistentVolumeClaim", {}).get("claimName")
               for v in orch["spec"]["template"]["spec"].get("volumes", [])]
     need(any(cl in pvcs for cl in claims), f"orchestrator: no volume from a PersistentVolumeClaim of this file ({claims})")
@@ -119,6 +122,8 @@ if worker is not None:
     need(env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
          "worker: POD_IP must come from the downward API (status.podIP)")
     grace = worker["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+    need(env.get("ORQUESTA_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "orquesta-token",
+         "worker: ORQUESTA_TOKEN must come from the Secret orquesta-token (it binds 0.0.0.0)")
     drain = int(env.get("WORKER_DRAIN_TIMEOUT", {}).get("value", 30))
     need(grace > drain, f"worker: terminationGracePeriodSeconds {grace} must exceed WORKER_DRAIN_TIMEOUT {drain}")
     need("preStop" in c.get("lifecycle", {}), "worker: no preStop hook")

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
@@ -19,6 +20,7 @@ use crate::actors::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, Wo
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
+use crate::api::auth;
 use crate::api::error::ApiError;
 use crate::api::limits::{self, BodyRules};
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
@@ -26,6 +28,7 @@ use crate::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::model::{Validator, WorkerId};
 use crate::store::{self, ReadPool, Store, StoreError};
 use crate::util::lock::{InstanceLock, LockError};
+use crate::util::token::{insecure_warning, BindVerdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
@@ -58,6 +61,8 @@ pub struct Started {
     pub read: Arc<ReadPool>,
     pub server: actix_web::dev::ServerHandle,
     pub local_addr: std::net::SocketAddr,
+    /// `https` when the API serves TLS (`ORQUESTA_TLS_CERT`), else `http`.
+    pub scheme: &'static str,
     /// Held for the process's life: one orchestrator per database.
     pub lock: InstanceLock,
 }
@@ -95,7 +100,11 @@ pub fn start(
         source,
     })?;
     let local_addr = listener.local_addr()?;
-    lock.record(&format!("pid {}, http://{local_addr}", std::process::id()))?;
+    if settings.bind == BindVerdict::Insecure {
+        eprintln!("{}", insecure_warning("orchestrator", &local_addr.to_string()));
+    }
+    let scheme = settings.tls.scheme();
+    lock.record(&format!("pid {}, {scheme}://{local_addr}", std::process::id()))?;
 
     let conn = store::open(&settings.db_path, settings.sync_full)?;
     let boot = store::next_boot(&conn)?;
@@ -153,6 +162,8 @@ pub fn start(
         heartbeat_interval: settings.heartbeat_interval,
         worker_timeout: settings.worker_timeout,
         task_timeout: settings.task_timeout,
+        token: settings.token.clone(),
+        tls: settings.tls.client.clone(),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -164,6 +175,7 @@ pub fn start(
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
     let queue = {
         let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
+        let proxy_settings = proxy_settings.clone();
         let workers = every_worker;
         let proxies = &mut proxies;
         TaskQueue::create(move |ctx| {
@@ -176,7 +188,7 @@ pub fn start(
                     updates: lb.clone().recipient(),
                     full: lb.clone().recipient(),
                 };
-                let proxy = WorkerProxy::new(w.clone(), proxy_settings, peers).start();
+                let proxy = WorkerProxy::new(w.clone(), proxy_settings.clone(), peers).start();
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
                 proxies.insert(w.id.clone(), proxy);
             }
@@ -241,8 +253,11 @@ pub fn start(
         bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
     });
+    let token = settings.token.clone();
     let server = HttpServer::new(move || {
+        let token = token.clone();
         App::new()
+            .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .app_data(api.clone())
             .app_data(limits::query_config())
             .app_data(
@@ -252,9 +267,12 @@ pub fn start(
     });
     let server = limits::apply(server, &settings.http, 2)
         .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(5);
+    let server = match &settings.tls.server {
+        Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+        None => server.listen(listener)?,
+    }
+    .run();
     tracing::info!(%local_addr, workers = workers.len(), balancing = settings.balancing.as_str(),
         "orchestrator started");
     Ok((
@@ -269,6 +287,7 @@ pub fn start(
             read,
             server: server.handle(),
             local_addr,
+            scheme,
             lock,
         },
         server,
@@ -316,6 +335,6 @@ pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), Orches
 
 /// Prints the line scripts and tests wait for.
 pub fn announce(started: &Started) {
-    println!("listening on http://{}", started.local_addr);
+    println!("listening on {}://{}", started.scheme, started.local_addr);
     let _ = std::io::stdout().flush();
 }

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::executor::held_results::HeldResults;
 use crate::actors::executor::{CancelAll, Drain, Executor, ExecutorSettings, Flush, GetStatus};
 use crate::actors::registrar::{self, Leave, Registrar};
 use crate::actors::simulation::SimulationActor;
+use crate::api::auth;
 use crate::api::error::ApiError;
 use crate::api::limits::{self, BodyRules};
 use crate::api::protocol::JoinRequest;
@@ -24,6 +26,7 @@ use crate::api::worker::{self as routes, WorkerApi};
 use crate::config::WorkerSettings;
 use crate::model::Validator;
 use crate::util::lock::{InstanceLock, LockError};
+use crate::util::token::{insecure_warning, BindVerdict};
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,9 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         source,
     })?;
     let local = listener.local_addr()?;
+    if config.bind == BindVerdict::Insecure {
+        eprintln!("{}", insecure_warning("worker", &local.to_string()));
+    }
     let worker_id = config
         .worker_id
         .clone()
@@ -78,7 +84,8 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         Some(l) => l,
         None => lock_worker_id(&config.logs_dir, &worker_id)?,
     };
-    lock.record(&format!("pid {}, http://{local}", std::process::id()))?;
+    let scheme = config.tls.scheme();
+    lock.record(&format!("pid {}, {scheme}://{local}", std::process::id()))?;
     let advertised = match &config.advertise {
         Some(a) => a.clone(),
         None => local.to_string(),
@@ -118,7 +125,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
     let join = config.join.clone().map(|orchestrator| {
         let request = JoinRequest {
             id: worker_id.clone(),
-            url: format!("http://{advertised}"),
+            url: format!("{scheme}://{advertised}"),
             capacity: config.capacity,
             algorithms: settings.algorithms.clone(),
             instance: registrar::new_instance(),
@@ -141,8 +148,11 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             history_size: config.history_size,
             bodies: BodyRules::new(config.http.body_timeout),
         });
+        let token = config.token.clone();
         let server = HttpServer::new(move || {
+            let token = token.clone();
             App::new()
+                .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
                 .app_data(api.clone())
                 .app_data(json_errors_for_extractors())
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
@@ -150,14 +160,21 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         });
         let server = limits::apply(server, &config.http, config.http_workers)
             .disable_signals()
-            .shutdown_timeout(5)
-            .listen(listener)?
-            .run();
-        println!("listening on http://{local}");
+            .shutdown_timeout(5);
+        let server = match &config.tls.server {
+            Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+            None => server.listen(listener)?,
+        }
+        .run();
+        println!("listening on {scheme}://{local}");
         let _ = std::io::stdout().flush();
         tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");
 
-        let registrar = join.map(|(orchestrator, request)| Registrar::new(orchestrator, request).start());
+        let token = config.token.clone();
+        let tls = config.tls.client.clone();
+        let registrar = join.map(|(orchestrator, request)| {
+            Registrar::new(orchestrator, request, token.as_ref(), tls).start()
+        });
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;
         actix_rt::spawn(async move {

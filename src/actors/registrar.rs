@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::api::protocol::{ErrorBody, JoinAnswer, JoinRequest};
+use crate::util::token::Token;
 
 /// First retry delay after a failed join; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -159,11 +160,26 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(orchestrator: String, request: JoinRequest) -> Self {
+    /// `token`: sent with the join and the leave (`ORQUESTA_TOKEN`);
+    /// `tls`: what an `https://` orchestrator is trusted with (`ORQUESTA_TLS_CA`).
+    pub fn new(
+        orchestrator: String,
+        request: JoinRequest,
+        token: Option<&Token>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let mut connector = awc::Connector::new();
+        if let Some(tls) = tls {
+            connector = connector.rustls_0_23(tls);
+        }
+        let mut client = awc::Client::builder().connector(connector);
+        if let Some(token) = token {
+            client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
+        }
         Registrar {
             orchestrator,
             request,
-            client: awc::Client::default(),
+            client: client.finish(),
             failures: 0,
             reporter: Reporter::default(),
             in_flight: None,

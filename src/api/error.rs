@@ -23,6 +23,9 @@ pub enum ErrorCode {
     BadRequest,
     /// Tasks that break the rules; `errors` lists every problem with its path.
     InvalidTask,
+    /// No token, or a wrong one (`ORQUESTA_TOKEN`); the answer carries
+    /// `WWW-Authenticate: Bearer`.
+    Unauthorized,
     /// The body is over the size limit (`limit_bytes`).
     BodyTooLarge,
     /// The body did not arrive within `REQUEST_BODY_TIMEOUT`.
@@ -54,11 +57,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
         ErrorCode::InvalidTask,
+        ErrorCode::Unauthorized,
         ErrorCode::BodyTooLarge,
         ErrorCode::BodyTimeout,
         ErrorCode::NotFound,
@@ -81,6 +85,7 @@ impl ErrorCode {
             ErrorCode::EmptyBody => "empty_body",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidTask => "invalid_task",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::NotFound => "not_found",
@@ -105,6 +110,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::InvalidTask => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotFound | ErrorCode::UnknownEndpoint => StatusCode::NOT_FOUND,
@@ -197,6 +203,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.code.status());
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(&self.body)
     }

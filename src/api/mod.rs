@@ -2,8 +2,10 @@
 //! [`orchestrator`] is the orchestrator's REST API, [`worker`] a worker
 //! node's; [`protocol`] holds the wire types the two exchange (the one
 //! thing both sides share), [`error`] the one JSON error shape and
-//! [`limits`] what one client may cost either server.
+//! [`limits`] what one client may cost either server, [`auth`] the token
+//! check both servers wrap around their routes.
 
+pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod orchestrator;

@@ -1,40 +1,82 @@
 //! How the tools reach an orchestrator or a worker: the address from a URL
 //! the user typed (or the orchestrator's own `ORCHESTRATOR_HOST` /
 //! `ORCHESTRATOR_PORT`, else 127.0.0.1:5000), and JSON over `ureq`'s
-//! blocking HTTP client, trying every address a name resolves to. Used by
+//! blocking HTTP client, trying every address a name resolves to (for
+//! `https://`, the name itself, which the certificate must carry), with the
+//! cluster's token and the CA of `ORQUESTA_TLS_CA`. Used by
 //! `submit`, `status`, `ping`, `config check` and the benches.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::tls::{Tls, NEEDS_CA};
+use crate::util::token::Token;
+
+/// The cluster's token, sent on every request (set once by `cli::main`
+/// from `--token`, `--token-file` or the environment).
+static TOKEN: OnceLock<Option<Token>> = OnceLock::new();
+
+/// Sets the token every later request sends; the first call wins.
+pub fn use_token(token: Option<Token>) {
+    let _ = TOKEN.set(token);
+}
+
+/// The certificates `https://` requests trust (`ORQUESTA_TLS_CA`), set
+/// once by `cli::main`.
+static TRUST: OnceLock<Option<Arc<Vec<ureq::tls::Certificate<'static>>>>> = OnceLock::new();
+
+/// Sets what every later `https://` request trusts; the first call wins.
+pub fn use_tls(tls: &Tls) {
+    let certs = (!tls.ca.is_empty()).then(|| {
+        Arc::new(
+            tls.ca
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect(),
+        )
+    });
+    let _ = TRUST.set(certs);
+}
+
+/// The token requests send, if any (for the benches' own clients).
+pub fn token() -> Option<&'static Token> {
+    TOKEN.get().and_then(Option::as_ref)
+}
+
 /// The port an orchestrator listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5000;
 
-/// An HTTP server as `host:port` (brackets around an IPv6 host).
+/// An HTTP server as `host:port` (brackets around an IPv6 host), over
+/// TLS (`https://`) or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub addr: String,
+    pub tls: bool,
 }
 
 impl Endpoint {
-    /// Reads `http://host:port`, `host:port` or `host` (port 5000); a
-    /// trailing `/` is fine, any other path is not.
+    /// A plain-HTTP endpoint at `host:port`.
+    pub fn plain(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            tls: false,
+        }
+    }
+
+    /// Reads `http://host:port`, `https://host:port`, `host:port` or
+    /// `host` (port 5000); a trailing `/` is fine, any other path is not.
     pub fn parse(url: &str) -> Result<Self, String> {
         let typed = url.trim();
-        let rest = match typed.split_once("://") {
-            None => typed,
-            Some(("http", rest)) => rest,
-            Some(("https", _)) => {
-                return Err(format!(
-                    "expected an http:// URL, found {typed:?}: orquesta serves plain HTTP; \
-                     reach a remote orchestrator through an SSH tunnel or a TLS proxy"
-                ))
-            }
+        let (rest, tls) = match typed.split_once("://") {
+            None => (typed, false),
+            Some(("http", rest)) => (rest, false),
+            Some(("https", rest)) => (rest, true),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "expected an http:// URL such as http://127.0.0.1:5000, found the scheme {scheme:?}"
+                    "expected an http:// or https:// URL such as http://127.0.0.1:5000, found the scheme {scheme:?}"
                 ))
             }
         };
@@ -76,6 +118,7 @@ impl Endpoint {
         };
         Ok(Self {
             addr: format!("{host}:{port}"),
+            tls,
         })
     }
 
@@ -93,9 +136,13 @@ impl Endpoint {
             .and_then(|p| p.trim().parse::<u16>().ok())
             .filter(|p| *p > 0)
             .unwrap_or(DEFAULT_PORT);
-        Self::parse(&format!("{host}:{port}")).unwrap_or(Self {
-            addr: format!("127.0.0.1:{DEFAULT_PORT}"),
-        })
+        let scheme = if std::env::var_os(crate::util::tls::CERT_VAR).is_some() {
+            "https" // this machine's orchestrator serves TLS
+        } else {
+            "http"
+        };
+        Self::parse(&format!("{scheme}://{host}:{port}"))
+            .unwrap_or_else(|_| Self::plain(format!("127.0.0.1:{DEFAULT_PORT}")))
     }
 
     /// `--url` if given, else [`Endpoint::local_orchestrator`].
@@ -104,7 +151,8 @@ impl Endpoint {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -153,6 +201,17 @@ pub fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Answer, NoAnswer> {
+    if endpoint.tls {
+        // by name: the certificate is checked against the host typed
+        return request_to(
+            &endpoint.url(),
+            None,
+            method,
+            path,
+            body.unwrap_or_default(),
+            timeout,
+        );
+    }
     let addrs: Vec<SocketAddr> = endpoint
         .addr
         .to_socket_addrs()
@@ -163,7 +222,8 @@ pub fn request(
     }
     let mut last = NoAnswer::Refused(endpoint.addr.clone());
     for sock in addrs {
-        match request_to(sock, method, path, body.unwrap_or_default(), timeout) {
+        let base = format!("http://{sock}");
+        match request_to(&base, Some(sock), method, path, body.unwrap_or_default(), timeout) {
             Err(NoAnswer::Refused(_)) => last = NoAnswer::Refused(endpoint.addr.clone()),
             other => return other,
         }
@@ -171,17 +231,33 @@ pub fn request(
     Err(last)
 }
 
-/// One request to one address, with one overall timeout; a JSON content
-/// type, no keep-alive (a fresh agent per call), no proxy, no redirects.
+/// One request to `base` (`http://ADDR` or `https://HOST:PORT`), with one
+/// overall timeout; a JSON content type, no keep-alive (a fresh agent per
+/// call), no proxy, no redirects. `sock` names the address in messages.
 fn request_to(
-    sock: SocketAddr,
+    base: &str,
+    sock: Option<SocketAddr>,
     method: &str,
     path: &str,
     body: &[u8],
     timeout: Duration,
 ) -> Result<Answer, NoAnswer> {
     let started = Instant::now();
+    let shown = sock.map_or_else(|| base.to_string(), |s| s.to_string());
+    let tls = if base.starts_with("https://") {
+        let Some(certs) = TRUST.get().cloned().flatten() else {
+            return Err(NoAnswer::Other(NEEDS_CA.into()));
+        };
+        ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::Specific(certs))
+            .unversioned_rustls_crypto_provider(crate::util::tls::provider())
+            .build()
+    } else {
+        ureq::tls::TlsConfig::default()
+    };
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
         // callers judge the status themselves and read the error body
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
@@ -191,20 +267,22 @@ fn request_to(
         .user_agent(concat!("orquesta/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let request = ureq::http::Request::builder()
+    let mut request = ureq::http::Request::builder()
         .method(method)
-        .uri(format!("http://{sock}{path}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .map_err(|e| NoAnswer::Other(e.to_string()))?;
+        .uri(format!("{base}{path}"))
+        .header("content-type", "application/json");
+    if let Some(token) = token() {
+        request = request.header("authorization", token.bearer());
+    }
+    let request = request.body(body).map_err(|e| NoAnswer::Other(e.to_string()))?;
     let no_answer = |e: ureq::Error| match e {
         ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused(sock.to_string()),
+            std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused(shown.clone()),
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => NoAnswer::Timeout(timeout),
             _ => NoAnswer::Other(io.to_string()),
         },
         ureq::Error::Timeout(_) => NoAnswer::Timeout(timeout),
-        ureq::Error::HostNotFound => NoAnswer::Resolve(sock.to_string()),
+        ureq::Error::HostNotFound => NoAnswer::Resolve(shown.clone()),
         other => NoAnswer::Other(other.to_string()),
     };
     let mut response = agent.run(request).map_err(no_answer)?;
@@ -298,8 +376,13 @@ mod tests {
         assert_eq!(addr("localhost"), "localhost:5000");
         assert_eq!(addr("http://[::1]:5001"), "[::1]:5001");
         assert_eq!(addr("::1"), "[::1]:5000");
+        let tls = Endpoint::parse("https://orq.lab:5443/").unwrap();
+        assert_eq!(
+            (tls.addr.as_str(), tls.tls, tls.url()),
+            ("orq.lab:5443", true, "https://orq.lab:5443".into())
+        );
+        assert!(!Endpoint::parse("http://orq.lab").unwrap().tls);
         for (bad, why) in [
-            ("https://host:5000", "plain HTTP"),
             ("ftp://host", "scheme \"ftp\""),
             ("http://host:5000/tasks", "without a path"),
             ("http://host:99999", "port from 1 to 65535"),
@@ -338,7 +421,7 @@ mod tests {
             let _ = stream.read(&mut buf);
             let _ = stream.write_all(raw);
         });
-        Endpoint { addr }
+        Endpoint::plain(addr)
     }
 
     #[test]

@@ -75,9 +75,7 @@ pub fn port_holder(host: &str, port: u16, id: &str) -> PortHolder {
     if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(500)).is_err() {
         return PortHolder::Free;
     }
-    let endpoint = Endpoint {
-        addr: sock.to_string(),
-    };
+    let endpoint = Endpoint::plain(sock.to_string());
     match client::request(&endpoint, "GET", "/status", None, Duration::from_secs(2)) {
         Ok(a) if a.status == 200 => match serde_json::from_str::<StatusAnswer>(&a.body) {
             Ok(s) if s.worker_id == id => PortHolder::SameWorker,
@@ -160,8 +158,13 @@ fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> s
         &[(super::worker::PARENT_PID_VAR, &parent)],
         &std::env::current_dir()?,
     )?;
-    // the flags say who it is, not the environment of `up`
-    cmd.env_remove("WORKER_ID").env_remove("WORKER_PORT");
+    // the flags say who it is, not the environment of `up`; plain HTTP (the
+    // entries say http, and the orchestrator reaches them on this machine),
+    // with the token that `up` inherited
+    cmd.env_remove("WORKER_ID")
+        .env_remove("WORKER_PORT")
+        .env_remove(crate::util::tls::CERT_VAR)
+        .env_remove(crate::util::tls::KEY_VAR);
     die_with_parent(&mut cmd);
     Ok(cmd)
 }
@@ -459,9 +462,7 @@ impl LocalWorkers {
 
 /// Tasks running on the worker at `addr` now (0 when it does not say).
 fn running_on(addr: &str) -> usize {
-    let endpoint = Endpoint {
-        addr: addr.to_string(),
-    };
+    let endpoint = Endpoint::plain(addr);
     client::request(&endpoint, "GET", "/status", None, Duration::from_secs(1))
         .ok()
         .filter(|a| a.status == 200)

@@ -10,6 +10,7 @@ use super::client::{self, Endpoint};
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{env_with_flags, workers_file, WORKERS_EXAMPLE};
 use crate::config::{self, SETTINGS};
+use crate::util::token::TOKEN_VAR;
 
 /// `orquesta config check`.
 pub fn run(args: &OrchestratorArgs) -> ExitCode {
@@ -18,6 +19,8 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
     println!("Settings (flags > environment > .env > default):");
     for (key, default, meaning) in SETTINGS {
         let (value, from) = match env.get(*key) {
+            // the secret itself is never printed, only whether it is there
+            Some(_) if *key == TOKEN_VAR => ("<set, hidden>".to_string(), "set"),
             Some(v) => (v.clone(), "set"),
             None => (default.to_string(), "default"),
         };
@@ -53,7 +56,7 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
             });
             for w in &workers {
                 let addr = w.address();
-                let endpoint = Endpoint::parse(&addr).unwrap_or(Endpoint { addr });
+                let endpoint = Endpoint::parse(&w.base_url()).unwrap_or(Endpoint { addr, tls: w.tls });
                 let answer = client::request(&endpoint, "GET", "/status", None, timeout);
                 let verdict = match &answer {
                     Ok(a) if a.status == 200 => {
@@ -106,7 +109,8 @@ fn joined_workers(settings: &config::Settings) {
         "::" => "::1",
         h => h,
     };
-    let Ok(endpoint) = Endpoint::parse(&format!("{host}:{}", settings.port)) else {
+    let scheme = settings.tls.scheme();
+    let Ok(endpoint) = Endpoint::parse(&format!("{scheme}://{host}:{}", settings.port)) else {
         return;
     };
     let Ok(v) = client::get_json(&endpoint, "/workers", Duration::from_secs(2)) else {
@@ -118,7 +122,7 @@ fn joined_workers(settings: &config::Settings) {
         .flatten()
         .filter(|w| w["source"] == "joined")
         .collect();
-    println!("\nJoined workers (orchestrator at http://{}):", endpoint.addr);
+    println!("\nJoined workers (orchestrator at {}):", endpoint.url());
     if rows.is_empty() {
         println!("  none");
     }

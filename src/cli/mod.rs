@@ -46,6 +46,44 @@ pub use self::sim::SimArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// The cluster's token (ORQUESTA_TOKEN), sent by every command that
+    /// talks HTTP and required by the servers this starts; other users
+    /// can see it in `ps`: prefer --token-file or the environment.
+    #[arg(long, global = true, value_name = "TOKEN", value_parser = parse_token, conflicts_with = "token_file")]
+    pub token: Option<crate::util::token::Token>,
+    /// A file holding the cluster's token (ORQUESTA_TOKEN_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+fn parse_token(s: &str) -> Result<crate::util::token::Token, String> {
+    crate::util::token::Token::new(s).ok_or_else(|| "the token is empty".to_string())
+}
+
+/// `--token`/`--token-file` over `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`
+/// (the flag wins, the other variable is dropped), put into this
+/// process's environment, where the settings of a server started here and
+/// the workers `up`/`run` spawn read it; then the token and the trusted
+/// CA (`ORQUESTA_TLS_CA`) of the HTTP client.
+/// Called before any thread starts.
+fn apply_token_flags(cli: &Cli) -> Result<(), String> {
+    use crate::util::token::{token_from_env, TOKEN_FILE_VAR, TOKEN_VAR};
+    if let Some(t) = &cli.token {
+        std::env::remove_var(TOKEN_FILE_VAR);
+        std::env::set_var(TOKEN_VAR, t.expose());
+    }
+    if let Some(path) = &cli.token_file {
+        std::env::remove_var(TOKEN_VAR);
+        std::env::set_var(TOKEN_FILE_VAR, path);
+    }
+    let env = crate::config::process_env();
+    client::use_token(token_from_env(&env)?);
+    // only what the command line trusts; a server's certificate and key
+    // are checked (with every other setting) when it starts
+    let mut ca_only = env;
+    ca_only.retain(|k, _| k == crate::util::tls::CA_VAR);
+    client::use_tls(&crate::util::tls::tls_from_env(&ca_only).map_err(|p| p.join("; "))?);
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,6 +239,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     for p in dotenv_problems {
         eprintln!("warning: {p}");
+    }
+    if let Err(e) = apply_token_flags(&cli) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     match cli.command {
         Command::Sim(args) => crate::cli::sim::run(&args),

@@ -18,6 +18,10 @@ pub struct OrchestratorArgs {
     /// The workers file [env WORKERS_CONFIG, default config_workers.json].
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Listen on a non-loopback --host without a token (prints a warning;
+    /// only on a network you trust) [env ORQUESTA_INSECURE].
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `orquesta orchestrator`.

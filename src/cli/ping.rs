@@ -100,6 +100,8 @@ pub fn judge(result: Result<Answer, NoAnswer>, describe: impl Fn(&Value) -> Stri
 struct Target {
     id: String,
     addr: String,
+    /// Reached over HTTPS.
+    tls: bool,
     known_to: &'static str,
 }
 
@@ -185,6 +187,7 @@ pub fn run(args: &PingArgs) -> ExitCode {
                     targets.push(Target {
                         id: w["id"].as_str().unwrap_or("?").to_string(),
                         addr: w["address"].as_str().unwrap_or("?").to_string(),
+                        tls: w["tls"] == true,
                         known_to: "orchestrator",
                     });
                 }
@@ -227,6 +230,7 @@ pub fn run(args: &PingArgs) -> ExitCode {
                         None => targets.push(Target {
                             id: e.id.clone(),
                             addr,
+                            tls: e.tls,
                             known_to: "config",
                         }),
                     }
@@ -253,7 +257,10 @@ pub fn run(args: &PingArgs) -> ExitCode {
 
     for t in &targets {
         let label = format!("{} ({})", t.id, t.known_to);
-        let ep = Endpoint::parse(&t.addr).unwrap_or(Endpoint { addr: t.addr.clone() });
+        let ep = Endpoint {
+            addr: Endpoint::parse(&t.addr).map_or_else(|_| t.addr.clone(), |e| e.addr),
+            tls: t.tls,
+        };
         let health = client::request(&ep, "GET", "/health", None, timeout);
         let check = judge(health, worker_health);
         let healthy = check.ok;

@@ -77,6 +77,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                         .iter()
                         .map(|s| s.to_string())
                         .collect(),
+                    tls: false,
                 })
                 .collect()
         }

@@ -27,6 +27,9 @@ pub(super) fn env_with_flags(args: &OrchestratorArgs) -> std::collections::BTree
     if let Some(c) = &args.config {
         env.insert("WORKERS_CONFIG".into(), c.to_string_lossy().into_owned());
     }
+    if args.insecure {
+        env.insert("ORQUESTA_INSECURE".into(), "true".into());
+    }
     env
 }
 

@@ -66,6 +66,10 @@ pub struct WorkerArgs {
     /// from the bind address (NAT, containers, 0.0.0.0) [env WORKER_ADVERTISE].
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Listen on a non-loopback --host without a token (prints a warning;
+    /// only on a network you trust) [env ORQUESTA_INSECURE].
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl WorkerArgs {
@@ -100,6 +104,7 @@ impl WorkerArgs {
         );
         set("WORKER_JOIN", self.join.clone());
         set("WORKER_ADVERTISE", self.advertise.clone());
+        set("ORQUESTA_INSECURE", self.insecure.then(|| "true".into()));
         env
     }
 }

@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::util::tls::{tls_from_env, Tls};
+use crate::util::token::{check_bind, token_from_env, BindVerdict, Token};
+
 pub use orchestrator::{settings_from_env, Balancing, Settings, MAX_REQUEST_BYTES_DEFAULT, SETTINGS};
 pub use worker::{worker_settings_from_env, WorkerSettings, WORKER_FLAGS, WORKER_SETTINGS};
 pub use workers_file::{member_entry, parse_worker_url, parse_workers, WorkerEntry, NO_WORKERS_CONFIGURED};
@@ -185,6 +188,40 @@ impl<'a> EnvReader<'a> {
             Err(std::mem::take(&mut self.problems))
         }
     }
+}
+
+/// The token and whether `host` may be bound with it (the bind rule of
+/// [`crate::util::token`]); a problem for each that is wrong.
+fn token_and_bind(
+    r: &mut EnvReader<'_>,
+    env: &BTreeMap<String, String>,
+    host: &str,
+    insecure: bool,
+    setting: &str,
+) -> (Option<Token>, BindVerdict) {
+    match token_from_env(env) {
+        Ok(token) => match check_bind(host, token.as_ref(), insecure, setting) {
+            Ok(bind) => (token, bind),
+            Err(problem) => {
+                r.problem(problem);
+                (token, BindVerdict::Safe)
+            }
+        },
+        Err(problem) => {
+            r.problem(problem);
+            (None, BindVerdict::Safe)
+        }
+    }
+}
+
+/// The TLS settings, or none with a problem for each unusable file.
+fn read_tls(r: &mut EnvReader<'_>, env: &BTreeMap<String, String>) -> Tls {
+    tls_from_env(env).unwrap_or_else(|problems| {
+        for p in problems {
+            r.problem(p);
+        }
+        Tls::default()
+    })
 }
 
 /// Parses dotenv text: `KEY=VALUE` lines, optional `export `, `#` comments

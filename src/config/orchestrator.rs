@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{EnvReader, HttpLimits};
+use super::{read_tls, token_and_bind, EnvReader, HttpLimits};
 use crate::sim::Limits;
+use crate::util::tls::Tls;
+use crate::util::token::{BindVerdict, Token};
 
 /// How the LoadBalancer picks among eligible workers
 /// (`LOAD_BALANCING_ALGORITHM`).
@@ -66,6 +68,13 @@ pub struct Settings {
     pub sync_full: bool,
     pub limits: Limits,
     pub test_kernels: bool,
+    /// `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`: required on every request
+    /// but `GET /health`, and sent to every worker.
+    pub token: Option<Token>,
+    /// Whether the bind is open to the network without a token (`--insecure`).
+    pub bind: BindVerdict,
+    /// HTTPS for the API, trust for `https://` workers (`ORQUESTA_TLS_*`).
+    pub tls: Tls,
 }
 
 /// `MAX_REQUEST_BYTES` when not set: 16 MiB holds about 80,000 tasks.
@@ -194,6 +203,32 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "1e11",
         "largest num_particles × num_steps accepted",
     ),
+    (
+        "ORQUESTA_TOKEN",
+        "",
+        "shared secret required on every request but GET /health, sent to workers (default: none)",
+    ),
+    (
+        "ORQUESTA_TOKEN_FILE",
+        "",
+        "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
+    ),
+    (
+        "ORQUESTA_INSECURE",
+        "false",
+        "true: listen on a non-loopback --host without a token (--insecure)",
+    ),
+    (
+        "ORQUESTA_TLS_CERT",
+        "",
+        "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
+    ),
+    ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT"),
+    (
+        "ORQUESTA_TLS_CA",
+        "",
+        "PEM certificates trusted for https:// workers (a self-signed cert itself)",
+    ),
 ];
 
 /// Reads settings from an environment map (the process environment with
@@ -254,9 +289,13 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             heartbeat_interval, worker_timeout
         ));
     }
+    let host = r.get("ORCHESTRATOR_HOST");
+    let insecure = r.boolean("ORQUESTA_INSECURE");
+    let (token, bind) = token_and_bind(&mut r, env, &host, insecure, "ORCHESTRATOR_HOST (--host)");
+    let tls = read_tls(&mut r, env);
     r.finish()?;
     Ok(Settings {
-        host: r.get("ORCHESTRATOR_HOST"),
+        host,
         port,
         workers_file: PathBuf::from(r.get("WORKERS_CONFIG")),
         task_queue_dir: PathBuf::from(r.get("TASK_QUEUE_DIR")),
@@ -286,6 +325,9 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             ..Limits::default()
         },
         test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",
+        token,
+        bind,
+        tls,
     })
 }
 
@@ -310,6 +352,26 @@ mod tests {
         assert_eq!(s.http.max_connections, 1024);
         assert_eq!(s.http.body_timeout, Duration::from_secs(10));
         assert_eq!(s.results_dir, PathBuf::from("results/"));
+    }
+
+    #[test]
+    fn an_open_host_needs_a_token_or_insecure() {
+        let e = settings_from_env(&env(&[("ORCHESTRATOR_HOST", "0.0.0.0")])).unwrap_err();
+        assert!(
+            e[0].starts_with("ORCHESTRATOR_HOST (--host): 0.0.0.0") && e[0].contains("ORQUESTA_TOKEN"),
+            "{e:?}"
+        );
+        let s =
+            settings_from_env(&env(&[("ORCHESTRATOR_HOST", "0.0.0.0"), ("ORQUESTA_TOKEN", "t")])).unwrap();
+        assert_eq!((s.bind, s.token.is_some()), (BindVerdict::Safe, true));
+        let s = settings_from_env(&env(&[
+            ("ORCHESTRATOR_HOST", "::"),
+            ("ORQUESTA_INSECURE", "true"),
+        ]))
+        .unwrap();
+        assert_eq!((s.bind, s.token), (BindVerdict::Insecure, None));
+        let e = settings_from_env(&env(&[("ORQUESTA_TOKEN", "")])).unwrap_err();
+        assert!(e[0].contains("ORQUESTA_TOKEN is set but empty"), "{e:?}");
     }
 
     #[test]

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{EnvReader, HttpLimits, SettingDoc};
+use super::{read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc};
 use crate::model::TaskId;
 use crate::sim::Limits;
+use crate::util::tls::Tls;
+use crate::util::token::{BindVerdict, Token};
 
 /// Unacknowledged results a worker keeps at most (oldest dropped first).
 pub const MAX_HELD_RESULTS: usize = 100_000;
@@ -46,6 +48,13 @@ pub struct WorkerSettings {
     /// `HOST:PORT` the orchestrator reaches this worker at (`--advertise`);
     /// None: the address it listens on.
     pub advertise: Option<String>,
+    /// `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`: required on every request
+    /// but `GET /health`, and sent with `--join`.
+    pub token: Option<Token>,
+    /// Whether the bind is open to the network without a token (`--insecure`).
+    pub bind: BindVerdict,
+    /// HTTPS for this worker's API, trust for an `https://` --join (`ORQUESTA_TLS_*`).
+    pub tls: Tls,
 }
 
 /// Every variable a worker reads, with its default ("" = computed at
@@ -118,6 +127,32 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "",
         "HOST:PORT the orchestrator reaches this worker at (default: the bound address)",
     ),
+    (
+        "ORQUESTA_TOKEN",
+        "",
+        "shared secret required on every request but GET /health, sent with --join (default: none)",
+    ),
+    (
+        "ORQUESTA_TOKEN_FILE",
+        "",
+        "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
+    ),
+    (
+        "ORQUESTA_INSECURE",
+        "false",
+        "true: listen on a non-loopback --host without a token (--insecure)",
+    ),
+    (
+        "ORQUESTA_TLS_CERT",
+        "",
+        "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
+    ),
+    ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT"),
+    (
+        "ORQUESTA_TLS_CA",
+        "",
+        "PEM certificates trusted for an https:// --join (a self-signed cert itself)",
+    ),
 ];
 
 /// The flag of `orquesta worker` that sets each variable, so a message
@@ -138,6 +173,7 @@ pub const WORKER_FLAGS: &[(&str, &str)] = &[
     ("WORKER_THREADS_PER_TASK", "--threads-per-task"),
     ("WORKER_JOIN", "--join"),
     ("WORKER_ADVERTISE", "--advertise"),
+    ("ORQUESTA_INSECURE", "--insecure"),
 ];
 
 /// Reads a worker's settings from an environment map (the process
@@ -190,6 +226,14 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
              connect to {host}; with --join, also give {a}, the HOST:PORT it reaches this machine at"
         ));
     }
+    let insecure = r.boolean("ORQUESTA_INSECURE");
+    let host_name = r.name("WORKER_HOST");
+    let (token, bind) = token_and_bind(&mut r, env, &host, insecure, &host_name);
+    let tls = read_tls(&mut r, env);
+    if join.as_deref().is_some_and(|j| j.starts_with("https://")) && tls.client.is_none() {
+        let name = r.name("WORKER_JOIN");
+        r.problem(format!("{name}: {}", crate::util::tls::NEEDS_CA));
+    }
     r.finish()?;
     Ok(WorkerSettings {
         worker_id,
@@ -215,6 +259,9 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         threads_per_task,
         join,
         advertise,
+        token,
+        bind,
+        tls,
     })
 }
 
@@ -264,11 +311,15 @@ pub fn is_wildcard(host: &str) -> bool {
     matches!(host.trim_matches(|c| c == '[' || c == ']'), "0.0.0.0" | "::" | "")
 }
 
-/// `http://HOST[:PORT]` without a path (a trailing `/` dropped), or a problem.
+/// `http://HOST[:PORT]` or `https://…` without a path (a trailing `/`
+/// dropped), or a problem.
 fn join_url(r: &mut EnvReader<'_>, url: &str) -> Option<String> {
     let name = r.name("WORKER_JOIN");
     let trimmed = url.trim().trim_end_matches('/');
-    let Some(rest) = trimmed.strip_prefix("http://") else {
+    let Some(rest) = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+    else {
         r.problem(format!(
             "{name}: expected the orchestrator's URL such as http://10.0.0.1:5000, found {url:?}"
         ));
@@ -286,7 +337,11 @@ fn join_url(r: &mut EnvReader<'_>, url: &str) -> Option<String> {
 /// `HOST:PORT` with a real port and a host one can connect to, or a problem.
 fn advertise_address(r: &mut EnvReader<'_>, addr: &str) -> Option<String> {
     let name = r.name("WORKER_ADVERTISE");
-    let addr = addr.trim().trim_start_matches("http://").trim_end_matches('/');
+    let addr = addr
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
     let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty() && !is_wildcard(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
     });
@@ -413,6 +468,7 @@ mod tests {
             ("WORKER_JOIN", "http://10.0.0.1:5000/"),
             ("WORKER_HOST", "0.0.0.0"),
             ("WORKER_ADVERTISE", "node7:5001"),
+            ("ORQUESTA_TOKEN", "t"),
         ]))
         .unwrap();
         assert_eq!(s.join.as_deref(), Some("http://10.0.0.1:5000"));
@@ -443,7 +499,22 @@ mod tests {
                 .any(|p| p.contains("cannot connect to 0.0.0.0") && p.contains("--advertise")),
             "{e:?}"
         );
-        // without --join, 0.0.0.0 is fine: the workers file says where it is
-        assert!(worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0")])).is_ok());
+        // without --join, 0.0.0.0 is fine (the workers file says where it
+        // is), given a token
+        assert!(
+            worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0"), ("ORQUESTA_TOKEN", "t")])).is_ok()
+        );
+    }
+
+    #[test]
+    fn an_open_host_needs_a_token_or_insecure() {
+        let e = worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0")])).unwrap_err();
+        assert!(
+            e[0].starts_with("WORKER_HOST (--host): 0.0.0.0") && e[0].contains("--insecure"),
+            "{e:?}"
+        );
+        let s = worker_settings_from_env(&env(&[("WORKER_HOST", "0.0.0.0"), ("ORQUESTA_INSECURE", "1")]))
+            .unwrap();
+        assert_eq!(s.bind, BindVerdict::Insecure);
     }
 }

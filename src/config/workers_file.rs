@@ -1,5 +1,6 @@
 //! `config_workers.json` (the seed's shape: `id`, `host`, `port`,
-//! `capacity`, `algorithms`), parsed and checked with every problem named.
+//! `capacity`, `algorithms`, and Orquesta's optional `"tls": true` for a
+//! worker that serves HTTPS), parsed and checked with every problem named.
 
 use serde_json::Value;
 
@@ -14,9 +15,17 @@ pub struct WorkerEntry {
     pub capacity: usize,
     /// As written (aliases included).
     pub algorithms: Vec<String>,
+    /// The worker serves HTTPS (`"tls": true`, or a join from `https://`).
+    pub tls: bool,
 }
 
 impl WorkerEntry {
+    /// `https://HOST:PORT` or `http://HOST:PORT`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address())
+    }
+
     pub fn address(&self) -> String {
         if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]:{}", self.host, self.port)
@@ -51,10 +60,14 @@ impl WorkerEntry {
 pub const NO_WORKERS_CONFIGURED: &str =
     "no workers configured; waiting for workers to join (orquesta worker --join http://ORCHESTRATOR:PORT)";
 
-/// `http://HOST:PORT` (the `url` of a join) → host and port.
+/// `http://HOST:PORT` or `https://HOST:PORT` (the `url` of a join) → host
+/// and port.
 pub fn parse_worker_url(url: &str) -> Result<(String, u16), String> {
-    let expected = || format!("expected http://HOST:PORT, found {url:?}");
-    let rest = url.strip_prefix("http://").ok_or_else(expected)?;
+    let expected = || format!("expected http://HOST:PORT or https://HOST:PORT, found {url:?}");
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(expected)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let (host, port) = rest.rsplit_once(':').ok_or_else(expected)?;
     let host = host.trim_matches(|c| c == '[' || c == ']');
@@ -105,6 +118,7 @@ pub fn member_entry(
             port,
             capacity,
             algorithms: algorithms.to_vec(),
+            tls: url.starts_with("https://"),
         }),
         _ => Err(problems),
     }
@@ -219,6 +233,18 @@ pub fn parse_workers(bytes: &[u8]) -> Result<Vec<WorkerEntry>, Vec<String>> {
                 Vec::new()
             }
         };
+        let tls = match w.get("tls") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                problems.push(format!(
+                    "{}: expected true (the worker serves HTTPS) or false, found {}",
+                    at("tls"),
+                    describe(other)
+                ));
+                false
+            }
+        };
         if problems.len() == before {
             let entry = WorkerEntry {
                 id,
@@ -226,6 +252,7 @@ pub fn parse_workers(bytes: &[u8]) -> Result<Vec<WorkerEntry>, Vec<String>> {
                 port,
                 capacity,
                 algorithms,
+                tls,
             };
             if !addrs.insert(entry.address()) {
                 problems.push(format!(
@@ -298,5 +325,20 @@ mod tests {
         assert_eq!(parse_worker_url("http://[::1]:7").unwrap(), ("::1".into(), 7));
         assert!(parse_worker_url("http://h:0").is_err());
         assert!(parse_worker_url("http://h").is_err());
+    }
+
+    #[test]
+    fn a_worker_serving_https_says_tls_or_joins_from_an_https_url() {
+        let w = parse_workers(
+            br#"{"workers": [{"id": "a", "host": "h1", "port": 1, "tls": true}, {"id": "b", "host": "h2", "port": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!((w[0].tls, w[0].base_url()), (true, "https://h1:1".to_string()));
+        assert_eq!((w[1].tls, w[1].base_url()), (false, "http://h2:2".to_string()));
+        let e = parse_workers(br#"{"workers": [{"id": "a", "host": "h", "port": 1, "tls": "yes"}]}"#)
+            .unwrap_err();
+        assert!(e[0].starts_with("workers[0].tls: expected true"), "{e:?}");
+        let j = member_entry("j", "https://10.0.0.5:5001", 1, &["python".into()]).unwrap();
+        assert_eq!(j.base_url(), "https://10.0.0.5:5001");
     }
 }

@@ -9,3 +9,5 @@ pub mod rlimit;
 pub mod signal;
 pub mod stats;
 pub mod time;
+pub mod tls;
+pub mod token;

@@ -42,7 +42,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `orquesta ARGS…` in `dir` and waits (at most 30 s) for the
-    /// `listening on http://HOST:PORT` line.
+    /// `listening on http://HOST:PORT` (or `https://`) line.
     pub fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         Proc::start_command(orquesta(), dir, args, envs)
     }
@@ -72,7 +72,10 @@ impl Proc {
             let (tx, output) = (tx.clone(), Arc::clone(&output));
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.strip_prefix("listening on http://") {
+                    let announced = line
+                        .strip_prefix("listening on http://")
+                        .or_else(|| line.strip_prefix("listening on https://"));
+                    if let Some(rest) = announced {
                         let _ = tx.send(Some(rest.trim().to_string()));
                     }
                     output.lock().unwrap().push(line);
@@ -180,6 +183,17 @@ impl Response {
 /// One HTTP request with a JSON content type (60 s limit); any status
 /// comes back as a response, raw body bytes.
 pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Response {
+    http_with(method, addr, path, body, &[])
+}
+
+/// [`http`] with extra request headers (`Authorization` for the token tests).
+pub fn http_with(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Response {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -187,10 +201,14 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&[u8]>) -> Respon
         .proxy(None)
         .build()
         .into();
-    let request = ureq::http::Request::builder()
+    let mut request = ureq::http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
         .body(body.unwrap_or_default())
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     let mut response = agent

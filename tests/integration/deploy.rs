@@ -84,6 +84,18 @@ fn systemd_units_say_what_matters() {
         values(&orch, "Service", "EnvironmentFile"),
         ["-/var/lib/orquesta/.env"]
     );
+    // 0.0.0.0 needs the token: a root-only file handed over as a credential
+    for (name, unit) in [("orchestrator", &orch), ("worker", &worker)] {
+        assert_eq!(
+            values(unit, "Service", "LoadCredential"),
+            ["token:/etc/orquesta/token"],
+            "{name}"
+        );
+        assert!(
+            values(unit, "Service", "Environment").contains(&"ORQUESTA_TOKEN_FILE=%d/token"),
+            "{name}"
+        );
+    }
     let stop: u64 = values(&orch, "Service", "TimeoutStopSec")[0].parse().unwrap();
     assert!(stop >= 60, "the orchestrator needs time to stop in order: {stop}");
 
@@ -231,6 +243,7 @@ fn slurm_script_starts_one_joining_worker_per_node() {
             ("SLURM_JOB_CPUS_PER_NODE", "16(x3),8"),
             ("SLURM_CPUS_ON_NODE", "16"),
             ("ORQUESTA_BIN", "/shared/bin/orquesta"),
+            ("ORQUESTA_TOKEN_FILE", "/shared/orquesta-token"),
         ],
     )
     .output()
@@ -265,6 +278,7 @@ fn slurm_script_starts_one_joining_worker_per_node() {
             ("WORKER_ID_PREFIX", "job9-"),
             ("SLURM_JOB_NODELIST", "c7"),
             ("SLURM_CPUS_ON_NODE", "12"),
+            ("ORQUESTA_TOKEN", "from-the-environment"),
         ],
     )
     .output()
@@ -285,6 +299,20 @@ fn slurm_script_starts_one_joining_worker_per_node() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no orchestrator URL"), "{}", stderr(&out));
+
+    // no token: a message, not workers on 0.0.0.0 that refuse to start
+    let out = slurm_script(
+        &["http://head.cluster:5000"],
+        &[("ORQUESTA_DRY_RUN", "1"), ("SLURM_JOB_NODELIST", "c7")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no token") && stderr(&out).contains("ORQUESTA_TOKEN_FILE"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -322,6 +350,7 @@ fn slurm_script_passes_sigterm_on_so_workers_drain() {
         &["http://127.0.0.1:9"],
         &[
             ("ORQUESTA_SRUN", fake.to_str().unwrap()),
+            ("ORQUESTA_INSECURE", "true"),
             ("SLURM_JOB_NODELIST", "n[1-2]"),
             ("SLURM_CPUS_ON_NODE", "2"),
         ],

@@ -1,6 +1,7 @@
 //! Integration tests: each module starts the real `orquesta` binary as a
 //! separate process. One test binary for all of them saves link time.
 
+mod auth;
 mod bad_input;
 mod chaos;
 mod commands;
@@ -18,6 +19,7 @@ mod membership;
 mod orchestrator;
 mod sim_cli;
 mod sim_safety;
+mod tls;
 mod tools;
 mod tools_cluster;
 mod tools_terminal;

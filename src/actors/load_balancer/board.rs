@@ -60,6 +60,8 @@ pub struct WorkerInfo {
     pub host: String,
     pub port: u16,
     pub address: String,
+    /// Reached over HTTPS (`"tls": true`, or joined from `https://`).
+    pub tls: bool,
     pub state: WorkerState,
     /// Why the worker is in that state, e.g. "no answer for 30.0 s"; null
     /// when up or not heard from yet.

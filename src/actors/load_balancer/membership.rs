@@ -36,7 +36,7 @@ impl LoadBalancer {
             full: me.recipient(),
         };
         let w = &mut self.workers[i];
-        w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings, peers).start());
+        w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings.clone(), peers).start());
     }
 
     /// Adds a worker at the end and starts its proxy.
@@ -66,7 +66,7 @@ impl LoadBalancer {
         if let (Some(store), MemberSource::Joined) = (&self.store, w.source) {
             store.persist(vec![Change::MemberJoined {
                 id: w.id.clone(),
-                url: format!("http://{}", w.entry.address()),
+                url: w.entry.base_url(),
                 capacity: w.entry.capacity,
                 algorithms: w.entry.algorithms.clone(),
                 instance: w.instance.clone().unwrap_or_default(),

@@ -113,6 +113,7 @@ impl Slot {
             host: self.entry.host.clone(),
             port: self.entry.port,
             address: self.entry.address(),
+            tls: self.entry.tls,
             state: self.visible_state(),
             state_reason: self.visible_reason(),
             up: self.up,

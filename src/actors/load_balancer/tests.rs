@@ -9,6 +9,7 @@ fn entry(id: &str, port: u16) -> WorkerEntry {
         port,
         capacity: 2,
         algorithms: vec!["python".into()],
+        tls: false,
     }
 }
 
@@ -83,6 +84,8 @@ async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, Wor
             heartbeat_interval: Duration::from_secs(60),
             worker_timeout: Duration::from_secs(60),
             task_timeout: None,
+            token: None,
+            tls: None,
         },
         store: None,
     })

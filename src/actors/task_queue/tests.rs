@@ -56,6 +56,8 @@ fn the_state_machine_without_workers() {
                 heartbeat_interval: Duration::from_secs(1),
                 worker_timeout: Duration::from_secs(5),
                 task_timeout: None,
+                token: None,
+                tls: None,
             },
             store: None,
         })

@@ -77,6 +77,8 @@ pub enum ExecuteVerdict {
     /// 409: the task already runs there under another attempt: adopt it
     /// and wait for its result.
     AlreadyRunning,
+    /// 401: the worker wants another token; the task never ran there.
+    Unauthorized,
 }
 
 /// Reads the HTTP answer to `POST /execute` (status, `Retry-After` in
@@ -100,6 +102,7 @@ pub fn read_execute_answer(
             }
         }
         (409, _) => return ExecuteVerdict::AlreadyRunning,
+        (401, _) => return ExecuteVerdict::Unauthorized,
         (503, _) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
         (code, body) => {
             let detail = refusal_detail(body);
@@ -266,6 +269,7 @@ mod tests {
             port: 1,
             capacity: 4,
             algorithms: vec!["python".into(), "cython".into()],
+            tls: false,
         };
         let status = |capacity, algorithms: &[&str]| StatusAnswer {
             capacity,

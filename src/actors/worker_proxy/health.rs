@@ -137,9 +137,18 @@ impl WorkerProxy {
         self.status_pending = true;
         let request = self.client.get(format!("{}/status", self.base)).send();
         async move {
-            let mut resp = request.await.map_err(|e| e.to_string())?;
-            let body = resp.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
-            serde_json::from_slice::<StatusAnswer>(&body).map_err(|e| format!("cannot read the status: {e}"))
+            let mut resp = request.await.map_err(|e| Some(e.to_string()))?;
+            let body = resp
+                .body()
+                .limit(1 << 20)
+                .await
+                .map_err(|e| Some(e.to_string()))?;
+            match resp.status().as_u16() {
+                401 => Err(None),
+                200 => serde_json::from_slice::<StatusAnswer>(&body)
+                    .map_err(|e| Some(format!("cannot read the status: {e}"))),
+                code => Err(Some(format!("GET /status answered {code}"))),
+            }
         }
         .into_actor(self)
         .map(|res, act, ctx| {
@@ -149,10 +158,35 @@ impl WorkerProxy {
             }
             match res {
                 Ok(status) => act.came_up(status, ctx),
-                Err(e) => tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status"),
+                Err(None) => act.unauthorized(),
+                Err(Some(e)) => {
+                    tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status")
+                }
             }
         })
         .spawn(ctx);
+    }
+
+    /// The worker wants a token this orchestrator does not have (or has
+    /// another one): it is down and gets no tasks, with the reason on its
+    /// row and one log line, until the tokens agree.
+    pub(super) fn unauthorized(&mut self) {
+        if self.up {
+            self.mark_down(WorkerState::Down, UNAUTHORIZED.into());
+        } else if !self.unauthorized_told && !self.retired {
+            self.peers.updates.do_send(WorkerUpdate {
+                worker_id: self.id.clone(),
+                state: WorkerState::Down,
+                reason: Some(UNAUTHORIZED.into()),
+                capacity: self.entry.capacity,
+                kernels: self.entry.kernels(),
+                heartbeat: None,
+            });
+        }
+        if !self.unauthorized_told {
+            self.unauthorized_told = true;
+            tracing::error!(worker = %self.id, address = %self.entry.address(), "{UNAUTHORIZED}");
+        }
     }
 
     pub(super) fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
@@ -169,6 +203,7 @@ impl WorkerProxy {
                 "the worker at this address reports another id");
         }
         self.up = true;
+        self.unauthorized_told = false;
         self.kernels = kernels.clone();
         self.peers.updates.do_send(WorkerUpdate {
             worker_id: self.id.clone(),

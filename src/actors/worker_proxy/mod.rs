@@ -29,13 +29,18 @@ use super::task_queue::{AttemptOutcome, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
 use crate::config::WorkerEntry;
 use crate::model::WorkerId;
+use crate::util::token::Token;
 
-/// Timers and limits of a proxy (runtime settings, so tests shorten them).
-#[derive(Debug, Clone, Copy)]
+/// Timers and limits of a proxy (runtime settings, so tests shorten them),
+/// and the token every request to the worker carries.
+#[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub heartbeat_interval: Duration,
     pub worker_timeout: Duration,
     pub task_timeout: Option<Duration>,
+    pub token: Option<Token>,
+    /// What `https://` workers are trusted with (`ORQUESTA_TLS_CA`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
@@ -80,24 +85,39 @@ pub struct WorkerProxy {
     /// The LoadBalancer was told that this never-answered worker refuses
     /// connections (once).
     refusal_told: bool,
+    /// The worker answered 401 (another token): logged once.
+    unauthorized_told: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// LoadBalancer (a successor may hold the same id) and refuses new
     /// attempts until it stops.
     retired: bool,
 }
 
+/// Why a worker that answers 401 gets no tasks.
+pub const UNAUTHORIZED: &str =
+    "the worker refuses this orchestrator's token (401): give both the same ORQUESTA_TOKEN or ORQUESTA_TOKEN_FILE";
+
 /// How often a configured worker that has never answered is reported.
 pub const NEVER_ANSWERED_EVERY: Duration = Duration::from_secs(60);
 
 impl WorkerProxy {
     pub fn new(entry: WorkerEntry, settings: ProxySettings, peers: ProxyPeers) -> Self {
-        let client = awc::Client::builder()
+        let mut connector = awc::Connector::new();
+        if let Some(tls) = &settings.tls {
+            connector = connector.rustls_0_23(Arc::clone(tls));
+        }
+        let mut client = awc::Client::builder()
+            .connector(connector)
             .timeout(settings.worker_timeout)
-            .disable_redirects()
-            .finish();
+            .disable_redirects();
+        if let Some(token) = &settings.token {
+            // every call (heartbeat, execute, results, acks, cancel) carries it
+            client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
+        }
+        let client = client.finish();
         Self {
             id: WorkerId::new(&entry.id),
-            base: format!("http://{}", entry.address()),
+            base: entry.base_url(),
             entry,
             settings,
             client,
@@ -113,6 +133,7 @@ impl WorkerProxy {
             ever_answered: false,
             never_answered_logged: None,
             refusal_told: false,
+            unauthorized_told: false,
             retired: false,
         }
     }
@@ -269,6 +290,10 @@ impl Handler<RunAttempt> for WorkerProxy {
                                     });
                                 }
                                 OutcomeKind::Refused("the worker is full (429)".into())
+                            }
+                            ExecuteVerdict::Unauthorized => {
+                                act.unauthorized();
+                                OutcomeKind::Refused(UNAUTHORIZED.into())
                             }
                             ExecuteVerdict::AlreadyRunning => {
                                 // already running there under another attempt: wait for its result

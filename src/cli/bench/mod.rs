@@ -278,9 +278,11 @@ impl DriveReport {
 
 async fn drive_worker(base: String, requests: usize, concurrency: usize) -> Result<DriveReport, String> {
     use std::time::Instant;
-    let client = awc::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .finish();
+    let mut client = awc::Client::builder().timeout(std::time::Duration::from_secs(60));
+    if let Some(token) = super::client::token() {
+        client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
+    }
+    let client = client.finish();
     let batch = format!("{:x}", std::process::id());
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -383,9 +385,7 @@ pub fn e2e(args: &E2eBenchArgs) -> ExitCode {
 
 /// `GET http://{addr}{path}`, any status.
 fn http_get(addr: &str, path: &str, timeout: std::time::Duration) -> Result<Answer, String> {
-    let endpoint = Endpoint {
-        addr: addr.to_string(),
-    };
+    let endpoint = Endpoint::plain(addr);
     client::request(&endpoint, "GET", path, None, timeout).map_err(|e| e.to_string())
 }
 
