@@ -175,12 +175,16 @@ fn poison(orch: String, workers: Vec<String>, stop: Arc<AtomicBool>, thrown: Arc
         let task = json!({"task_id": format!("poison-{round}"), "algorithm": "cython",
             "parameters": bad[round % bad.len()]})
         .to_string();
-        let addr = if round % 2 == 0 {
+        let addr = if round.is_multiple_of(2) {
             &orch
         } else {
             &workers[round % workers.len()]
         };
-        let path = if round % 2 == 0 { "/tasks" } else { "/execute" };
+        let path = if round.is_multiple_of(2) {
+            "/tasks"
+        } else {
+            "/execute"
+        };
         if fire(addr, path, task.as_bytes()) {
             thrown.poison.fetch_add(1, Ordering::Relaxed);
         }
