@@ -477,3 +477,37 @@ fn random_requests_never_get_a_5xx_nor_hurt_either_server() {
         assert!(peak < 600, "the {name} peaked at {peak} MiB");
     }
 }
+
+#[test]
+fn with_a_token_random_requests_without_it_get_401_everywhere_but_health() {
+    let token = "fuzz-secret-7f3a";
+    let c = Cluster::start(&[], &[("ORQUESTA_TOKEN", token)]);
+    let orch = c.orch().addr.clone();
+    let mut runner = TestRunner::new(Config {
+        cases: 500,
+        failure_persistence: None,
+        max_shrink_iters: 0,
+        ..Config::default()
+    });
+    let outcome = runner.run(&case(), |mut case| {
+        case.to_worker = false;
+        // a random Authorization header is never this one
+        let health = case.method == "GET" && case.path.split('?').next() == Some("/health");
+        let answer = send(&orch, &case).map_err(TestCaseError::fail)?;
+        if let Some((status, _)) = answer {
+            prop_assert!(status < 500, "{} {} answered {status}", case.method, case.path);
+            prop_assert!(
+                health || status == 401,
+                "{} {} answered {status} without the token",
+                case.method,
+                case.path
+            );
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    let log = c.orch().log();
+    assert!(!log.contains(token), "the token shows in the log");
+}
