@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{
-    http, http_with, joined_worker, orquesta, stderr, stdout, wait_until, worker_row, Proc, Response, FAST,
+    http, http_with, joined_worker, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until,
+    worker_row, write_batch, Proc, Response, FAST,
 };
 
 const SECRET: &str = "s3cret-Token-4711";
@@ -303,27 +304,10 @@ fn a_cluster_with_a_token_runs_a_batch_and_the_cli_sends_the_token() {
     );
     assert!(said.contains("ORQUESTA_TOKEN"), "{said}");
 
-    let tasks: Vec<Value> = (0..6)
-        .map(|i| {
-            json!({"task_id": format!("t{i}"), "algorithm": "python",
-            "parameters": {"num_particles": 20, "num_steps": 5, "seed": i}})
-        })
-        .collect();
-    let file = dir.path().join("batch.json");
-    std::fs::write(&file, json!({ "tasks": tasks }).to_string()).unwrap();
+    let file = write_batch(dir.path(), "batch.json", small_tasks("t", 6));
     let out = cli(
         dir.path(),
-        &[
-            "submit",
-            file.to_str().unwrap(),
-            "--url",
-            &url,
-            "--wait",
-            "--timeout",
-            "120",
-            "--token-file",
-            token_file,
-        ],
+        &submit_wait_args(&file, &url, "120", &["--token-file", token_file]),
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));

@@ -285,6 +285,67 @@ pub fn sleep_task(id: &str, seconds: f64) -> String {
     format!(r#"{{"task_id": "{id}", "algorithm": "__sleep", "parameters": {{"seconds": {seconds}}}}}"#)
 }
 
+/// `n` small python tasks `{prefix}0`, `{prefix}1`, … (20 particles, 5
+/// steps): a batch that finishes in moments on any worker.
+pub fn small_tasks(prefix: &str, n: u64) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({"task_id": format!("{prefix}{i}"), "algorithm": "python",
+            "parameters": {"num_particles": 20, "num_steps": 5, "seed": i}})
+        })
+        .collect()
+}
+
+/// Writes `{"tasks": [...]}` as `dir/name` and returns its path.
+pub fn write_batch(dir: &Path, name: &str, tasks: Vec<Value>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::json!({ "tasks": tasks }).to_string()).unwrap();
+    path
+}
+
+/// The arguments of `orquesta submit FILE --url URL --wait --timeout
+/// SECONDS`, then `extra`: the batch the tests submit and wait for.
+pub fn submit_wait_args<'a>(
+    file: &'a Path,
+    url: &'a str,
+    seconds: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "submit",
+        file.to_str().unwrap(),
+        "--url",
+        url,
+        "--wait",
+        "--timeout",
+        seconds,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
+fn status_bytes(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// The peak resident memory of a process (`VmHWM`), in bytes.
+pub fn peak_rss_bytes(pid: i32) -> u64 {
+    status_bytes(pid, "VmHWM")
+}
+
+/// The resident memory of a process now (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: i32) -> u64 {
+    status_bytes(pid, "VmRSS")
+}
+
 /// Timers short enough for tests, as environment for an orchestrator.
 pub const FAST: &[(&str, &str)] = &[
     ("HEARTBEAT_INTERVAL", "0.1"),

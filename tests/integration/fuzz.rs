@@ -392,16 +392,6 @@ fn known_hostile() -> Vec<Case> {
     out
 }
 
-/// Peak resident memory of a process in MiB (`VmHWM`).
-fn peak_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
 #[test]
 fn random_requests_never_get_a_5xx_nor_hurt_either_server() {
     let mut c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
@@ -473,7 +463,7 @@ fn random_requests_never_get_a_5xx_nor_hurt_either_server() {
     assert_eq!(c.workers[0].get("/health").status, 200);
     // bodies of up to 20 MB came in; neither process may keep a multiple
     for (name, pid) in [("orchestrator", c.orch().pid()), ("worker", c.workers[0].pid())] {
-        let peak = peak_mib(pid);
+        let peak = peak_rss_bytes(pid) >> 20;
         assert!(peak < 600, "the {name} peaked at {peak} MiB");
     }
 }

@@ -35,16 +35,6 @@ struct Thrown {
     poison: AtomicU64,
 }
 
-/// Peak resident memory of a process in MiB (`VmHWM`).
-fn peak_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
 /// Opens `n` connections that send headers promising 10 kB and then a
 /// few bytes now and then; replaces each one the server closes.
 fn trickle(addrs: Vec<String>, n: usize, stop: Arc<AtomicBool>, thrown: Arc<Thrown>) {
@@ -313,9 +303,9 @@ fn hostile_neighbour(seconds: u64, tasks: usize) {
         assert_eq!(w.get("/health").status, 200, "worker {} down", w.addr);
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
-    let mut peaks = vec![("orchestrator".to_string(), peak_mib(c.orch().pid()))];
+    let mut peaks = vec![("orchestrator".to_string(), peak_rss_bytes(c.orch().pid()) >> 20)];
     for (i, w) in c.workers.iter().enumerate() {
-        peaks.push((format!("w{}", i + 1), peak_mib(w.pid())));
+        peaks.push((format!("w{}", i + 1), peak_rss_bytes(w.pid()) >> 20));
     }
     let figures = Figures {
         tasks,

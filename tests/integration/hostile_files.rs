@@ -57,16 +57,6 @@ fn known(c: &Cluster, id: &str) -> bool {
     c.orch().get(&format!("/tasks/{id}")).status == 200
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_fifo_swapped_in_after_the_file_was_noticed_blocks_nothing() {
     let mut c = Cluster::start(&[], SLOW_QUIET);
@@ -137,7 +127,7 @@ fn links_are_never_followed_and_nothing_outside_is_written() {
         std::fs::read_to_string(&real).unwrap(),
         String::from_utf8(task_file("l1")).unwrap()
     );
-    let rss = rss_kib(c.orch().pid());
+    let rss = rss_bytes(c.orch().pid()) / 1024;
     assert!(
         rss < 300 * 1024,
         "the orchestrator holds {rss} KiB after the /dev/zero link"

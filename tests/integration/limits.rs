@@ -80,14 +80,6 @@ fn health_status(addr: &str, limit: Duration) -> Option<u16> {
     text.split(' ').nth(1)?.parse().ok()
 }
 
-/// The peak resident memory of a process (`VmHWM`), in bytes.
-fn peak_rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 #[test]
 fn a_body_over_its_limit_is_a_413_before_it_is_read_and_the_process_stays_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +141,7 @@ fn a_20_mb_task_is_refused_by_id_and_memory_stays_bounded() {
     let r = o.post("/tasks", &file);
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.text().contains("tasks[1]"), "{}", r.text());
-    let peak = peak_rss(o.pid());
+    let peak = peak_rss_bytes(o.pid());
     println!(
         "orchestrator VmHWM after two 20 MB bodies: {:.1} MB",
         peak as f64 / 1e6

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{sim_task, wait_until, worker_row, Cluster, Proc, WorkerSpec, FAST};
+use crate::common::{peak_rss_bytes, sim_task, wait_until, worker_row, Cluster, Proc, WorkerSpec, FAST};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -35,14 +35,6 @@ fn task_with(id: &str, n: u64, steps: u64, params: Value) -> Value {
         t["parameters"][k] = v.clone();
     }
     t
-}
-
-/// Peak resident memory of a process (VmHWM), in bytes.
-fn peak_rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
 }
 
 const RSS_BOUND: u64 = 500_000_000;
@@ -107,7 +99,7 @@ fn the_poison_task_is_refused_by_a_worker_that_stays_up_and_small() {
     let r = w.post("/execute", &sim_task("after", "cython", 100, 10, 1));
     assert_eq!(r.json()["result"]["status"], "completed", "{}", r.text());
     assert_eq!(w.get("/health").status, 200);
-    let peak = peak_rss(w.pid());
+    let peak = peak_rss_bytes(w.pid());
     assert!(peak < RSS_BOUND, "worker peak RSS {peak} bytes");
 }
 
@@ -180,7 +172,7 @@ fn the_orchestrator_refuses_the_poison_task_and_its_worker_keeps_working() {
         "the poison task was not kept"
     );
     assert_eq!(c.workers[0].get("/health").status, 200);
-    assert!(peak_rss(c.workers[0].pid()) < RSS_BOUND);
+    assert!(peak_rss_bytes(c.workers[0].pid()) < RSS_BOUND);
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{orquesta, stderr, stdout, wait_until, Proc, FAST};
+use crate::common::{
+    orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until, write_batch, Proc, FAST,
+};
 
 const SECRET: &str = "tls-test-token-31337";
 const LONG: Duration = Duration::from_secs(60);
@@ -124,27 +126,8 @@ fn a_cluster_over_https_runs_a_batch_and_plain_http_is_refused() {
         status()["workers"]["up"] == 2
     });
 
-    let tasks: Vec<Value> = (0..8)
-        .map(|i| {
-            json!({"task_id": format!("s{i}"), "algorithm": "python",
-            "parameters": {"num_particles": 20, "num_steps": 5, "seed": i}})
-        })
-        .collect();
-    let file = dir.path().join("batch.json");
-    std::fs::write(&file, json!({ "tasks": tasks }).to_string()).unwrap();
-    let out = cli(
-        dir.path(),
-        &[
-            "submit",
-            file.to_str().unwrap(),
-            "--url",
-            &url,
-            "--wait",
-            "--timeout",
-            "120",
-        ],
-        &client,
-    );
+    let file = write_batch(dir.path(), "batch.json", small_tasks("s", 8));
+    let out = cli(dir.path(), &submit_wait_args(&file, &url, "120", &[]), &client);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(status()["stats"]["tasks"]["by_status"]["completed"], 8);
 

@@ -2,20 +2,13 @@
 //! against fakes that fail the ways a real worker does not.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{stderr, stdout, Cluster, WorkerSpec};
+use crate::common::{stderr, stdout, submit_wait_args, write_batch, Cluster, WorkerSpec};
 
 use crate::tools::{files_in, run_in};
-
-fn write_batch(dir: &Path, name: &str, tasks: Vec<Value>) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, json!({"tasks": tasks}).to_string()).unwrap();
-    path
-}
 
 #[test]
 fn submit_waits_for_the_batch_against_a_real_cluster() {
@@ -122,15 +115,7 @@ fn submit_waits_for_the_batch_against_a_real_cluster() {
     );
     let out = run_in(
         here.path(),
-        &[
-            "submit",
-            file.to_str().unwrap(),
-            "--url",
-            &url,
-            "--wait",
-            "--timeout",
-            "60",
-        ],
+        &submit_wait_args(&file, &url, "60", &[]),
         &[("ORQUESTA_TEST_KERNELS", "1")],
     );
     assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
