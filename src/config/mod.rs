@@ -294,12 +294,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// An env map from pairs, for the settings tests.
-    pub(crate) fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    pub(crate) use crate::util::env_map as env;
 
     #[test]
     fn reads_the_seeds_env_file() {

@@ -11,3 +11,13 @@ pub mod stats;
 pub mod time;
 pub mod tls;
 pub mod token;
+
+/// An env map from pairs: the input of every "settings from an env map"
+/// function, for their unit tests (config, token, TLS).
+#[cfg(test)]
+pub(crate) fn env_map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

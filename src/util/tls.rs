@@ -141,13 +141,7 @@ fn client_config(ca: &str) -> Result<(ClientConfig, Vec<CertificateDer<'static>>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::util::env_map as env;
 
     #[test]
     fn nothing_set_is_plain_http() {

@@ -178,13 +178,7 @@ pub fn insecure_warning(what: &str, host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::util::env_map as env;
 
     #[test]
     fn the_secret_never_shows() {
