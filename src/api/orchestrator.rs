@@ -49,6 +49,12 @@ pub struct OrchestratorApi {
 /// Largest `POST /workers/join` body: a join is a few hundred bytes.
 pub const JOIN_BODY_LIMIT: usize = 64 << 10;
 
+const JOIN_LIMIT: BodyLimit = BodyLimit {
+    bytes: JOIN_BODY_LIMIT,
+    name: "the largest join",
+    hint: "a join is {\"id\", \"url\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
+};
+
 impl OrchestratorApi {
     /// The `POST /tasks` limit, with the way to send more.
     fn tasks_limit(&self) -> BodyLimit {
@@ -395,15 +401,10 @@ async fn join_worker(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = BodyLimit {
-        bytes: JOIN_BODY_LIMIT,
-        name: "the largest join",
-        hint: "a join is {\"id\", \"url\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
-    };
     let join: JoinRequest = read_typed(
         &req,
         body,
-        limit,
+        JOIN_LIMIT,
         &api.bodies,
         "{\"id\", \"url\": \"http://HOST:PORT\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
     )

@@ -25,10 +25,22 @@ use crate::model::Validator;
 /// orchestrator accepts none larger) and the attempt id (1 MiB).
 pub const EXECUTE_BODY_LIMIT: usize = MAX_TASK_BYTES + EXECUTE_ENVELOPE_BYTES;
 
+const EXECUTE_LIMIT: BodyLimit = BodyLimit {
+    bytes: EXECUTE_BODY_LIMIT,
+    name: "the largest task a worker runs",
+    hint: "a task is normally a few hundred bytes: move large data out of the task",
+};
+
 /// Largest `POST /results/ack` body: about 30,000 task ids of the longest
 /// kind (the orchestrator sends them 512 at a time, more only after the
 /// worker was unreachable for a while).
 pub const ACK_BODY_LIMIT: usize = 4 << 20;
+
+const ACK_LIMIT: BodyLimit = BodyLimit {
+    bytes: ACK_BODY_LIMIT,
+    name: "the largest acknowledgement",
+    hint: "acknowledge in several requests",
+};
 
 /// What the handlers share.
 pub struct WorkerApi {
@@ -81,12 +93,7 @@ async fn execute(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = BodyLimit {
-        bytes: EXECUTE_BODY_LIMIT,
-        name: "the largest task a worker runs",
-        hint: "a task is normally a few hundred bytes: move large data out of the task",
-    };
-    let body = read_json(&req, payload, limit, &api.bodies).await?;
+    let body = read_json(&req, payload, EXECUTE_LIMIT, &api.bodies).await?;
     let (attempt_id, body) = ExecuteRequest::split(body).map_err(|message| {
         ApiError::invalid(
             "invalid attempt_id",
@@ -236,13 +243,14 @@ async fn ack_many(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = BodyLimit {
-        bytes: ACK_BODY_LIMIT,
-        name: "the largest acknowledgement",
-        hint: "acknowledge in several requests",
-    };
-    let AckRequest { task_ids } =
-        read_typed(&req, payload, limit, &api.bodies, "{\"task_ids\": [\"id\", ...]}").await?;
+    let AckRequest { task_ids } = read_typed(
+        &req,
+        payload,
+        ACK_LIMIT,
+        &api.bodies,
+        "{\"task_ids\": [\"id\", ...]}",
+    )
+    .await?;
     let requested = task_ids.len();
     let freed = api
         .executor
