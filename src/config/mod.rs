@@ -26,6 +26,31 @@ pub use workers_file::{member_entry, parse_worker_url, parse_workers, WorkerEntr
 /// A setting's table row: variable, default, meaning.
 pub type SettingDoc = (&'static str, &'static str, &'static str);
 
+// The security rows both processes' tables hold word for word (the token
+// itself and the CA are described per process: what they are sent with or
+// trusted for differs).
+
+/// `ORQUESTA_TOKEN_FILE`, in [`SETTINGS`] and [`WORKER_SETTINGS`].
+const TOKEN_FILE_ROW: SettingDoc = (
+    "ORQUESTA_TOKEN_FILE",
+    "",
+    "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
+);
+/// `ORQUESTA_INSECURE`, in both tables.
+const INSECURE_ROW: SettingDoc = (
+    "ORQUESTA_INSECURE",
+    "false",
+    "true: listen on a non-loopback --host without a token (--insecure)",
+);
+/// `ORQUESTA_TLS_CERT`, in both tables.
+const TLS_CERT_ROW: SettingDoc = (
+    "ORQUESTA_TLS_CERT",
+    "",
+    "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
+);
+/// `ORQUESTA_TLS_KEY`, in both tables.
+const TLS_KEY_ROW: SettingDoc = ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT");
+
 /// What one HTTP server allows its clients (`MAX_CONNECTIONS`,
 /// `REQUEST_BODY_TIMEOUT`); both processes' tables list the same two
 /// variables, read by [`EnvReader::http_limits`].
@@ -191,14 +216,15 @@ impl<'a> EnvReader<'a> {
 }
 
 /// The token and whether `host` may be bound with it (the bind rule of
-/// [`crate::util::token`]); a problem for each that is wrong.
+/// [`crate::util::token`], `ORQUESTA_INSECURE` read here); a problem for
+/// each that is wrong. `setting` names the host in messages.
 fn token_and_bind(
     r: &mut EnvReader<'_>,
     env: &BTreeMap<String, String>,
     host: &str,
-    insecure: bool,
     setting: &str,
 ) -> (Option<Token>, BindVerdict) {
+    let insecure = r.boolean("ORQUESTA_INSECURE");
     match token_from_env(env) {
         Ok(token) => match check_bind(host, token.as_ref(), insecure, setting) {
             Ok(bind) => (token, bind),

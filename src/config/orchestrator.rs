@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{read_tls, token_and_bind, EnvReader, HttpLimits};
+use super::{
+    read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
+};
 use crate::sim::Limits;
 use crate::util::tls::Tls;
 use crate::util::token::{BindVerdict, Token};
@@ -208,22 +210,10 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "shared secret required on every request but GET /health, sent to workers (default: none)",
     ),
-    (
-        "ORQUESTA_TOKEN_FILE",
-        "",
-        "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
-    ),
-    (
-        "ORQUESTA_INSECURE",
-        "false",
-        "true: listen on a non-loopback --host without a token (--insecure)",
-    ),
-    (
-        "ORQUESTA_TLS_CERT",
-        "",
-        "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
-    ),
-    ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT"),
+    TOKEN_FILE_ROW,
+    INSECURE_ROW,
+    TLS_CERT_ROW,
+    TLS_KEY_ROW,
     (
         "ORQUESTA_TLS_CA",
         "",
@@ -290,8 +280,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         ));
     }
     let host = r.get("ORCHESTRATOR_HOST");
-    let insecure = r.boolean("ORQUESTA_INSECURE");
-    let (token, bind) = token_and_bind(&mut r, env, &host, insecure, "ORCHESTRATOR_HOST (--host)");
+    let (token, bind) = token_and_bind(&mut r, env, &host, "ORCHESTRATOR_HOST (--host)");
     let tls = read_tls(&mut r, env);
     r.finish()?;
     Ok(Settings {

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc};
+use super::{
+    read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc, INSECURE_ROW, TLS_CERT_ROW, TLS_KEY_ROW,
+    TOKEN_FILE_ROW,
+};
 use crate::model::TaskId;
 use crate::sim::Limits;
 use crate::util::tls::Tls;
@@ -132,22 +135,10 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "",
         "shared secret required on every request but GET /health, sent with --join (default: none)",
     ),
-    (
-        "ORQUESTA_TOKEN_FILE",
-        "",
-        "a file holding ORQUESTA_TOKEN (one trailing newline dropped); not both",
-    ),
-    (
-        "ORQUESTA_INSECURE",
-        "false",
-        "true: listen on a non-loopback --host without a token (--insecure)",
-    ),
-    (
-        "ORQUESTA_TLS_CERT",
-        "",
-        "PEM certificate (chain): serve HTTPS only (with ORQUESTA_TLS_KEY)",
-    ),
-    ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT"),
+    TOKEN_FILE_ROW,
+    INSECURE_ROW,
+    TLS_CERT_ROW,
+    TLS_KEY_ROW,
     (
         "ORQUESTA_TLS_CA",
         "",
@@ -226,9 +217,8 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
              connect to {host}; with --join, also give {a}, the HOST:PORT it reaches this machine at"
         ));
     }
-    let insecure = r.boolean("ORQUESTA_INSECURE");
     let host_name = r.name("WORKER_HOST");
-    let (token, bind) = token_and_bind(&mut r, env, &host, insecure, &host_name);
+    let (token, bind) = token_and_bind(&mut r, env, &host, &host_name);
     let tls = read_tls(&mut r, env);
     if join.as_deref().is_some_and(|j| j.starts_with("https://")) && tls.client.is_none() {
         let name = r.name("WORKER_JOIN");
