@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{
-    http, http_with, joined_worker, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until,
-    worker_row, write_batch, Proc, Response, FAST,
+    http, http_with, joined_worker, joined_worker_with, orquesta, small_tasks, stderr, stdout,
+    submit_wait_args, wait_until, worker_row, write_batch, Proc, Response, FAST,
 };
 
 const SECRET: &str = "s3cret-Token-4711";
@@ -272,19 +272,11 @@ fn a_cluster_with_a_token_runs_a_batch_and_the_cli_sends_the_token() {
     let orch = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &env);
     let url = format!("http://{}", orch.addr);
     // a --join worker sends the token with its join (the join endpoint is protected)
-    let joined = Proc::start(
+    let joined = joined_worker_with(
         dir.path(),
-        &[
-            "worker",
-            "--worker-id",
-            "w2",
-            "--port",
-            "0",
-            "--capacity",
-            "2",
-            "--join",
-            &url,
-        ],
+        "w2",
+        2,
+        &url,
         &with_token(&[("ORQUESTA_TEST_KERNELS", "1")]),
     );
     let auth = format!("Bearer {SECRET}");

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: running the real binary,
 //! starting long-lived processes on free ports in temporary folders, HTTP
-//! requests (through `ureq`), and signals.
+//! requests (through `ureq`), signals, small batches to submit, and a
+//! process's memory from `/proc`.
 
 #![allow(dead_code)]
 
@@ -393,6 +394,17 @@ pub fn worker_row(orch: &Proc, id: &str) -> Value {
 /// A worker that joins the orchestrator at `join_url` by itself
 /// (`--join`), started in `dir` on a free port, test kernels on.
 pub fn joined_worker(dir: &Path, id: &str, capacity: usize, join_url: &str) -> Proc {
+    joined_worker_with(dir, id, capacity, join_url, &[("ORQUESTA_TEST_KERNELS", "1")])
+}
+
+/// [`joined_worker`] with its whole environment given (a token, TLS).
+pub fn joined_worker_with(
+    dir: &Path,
+    id: &str,
+    capacity: usize,
+    join_url: &str,
+    envs: &[(&str, &str)],
+) -> Proc {
     let capacity = capacity.to_string();
     Proc::start(
         dir,
@@ -407,7 +419,7 @@ pub fn joined_worker(dir: &Path, id: &str, capacity: usize, join_url: &str) -> P
             "--join",
             join_url,
         ],
-        &[("ORQUESTA_TEST_KERNELS", "1")],
+        envs,
     )
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{
-    orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until, write_batch, Proc, FAST,
+    joined_worker_with, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until, write_batch,
+    Proc, FAST,
 };
 
 const SECRET: &str = "tls-test-token-31337";
@@ -101,21 +102,7 @@ fn a_cluster_over_https_runs_a_batch_and_plain_http_is_refused() {
     env.extend(tls.iter().copied());
     let orch = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &env);
     let url = format!("https://127.0.0.1:{}", port_of(&orch));
-    let joined = Proc::start(
-        dir.path(),
-        &[
-            "worker",
-            "--worker-id",
-            "w2",
-            "--port",
-            "0",
-            "--capacity",
-            "2",
-            "--join",
-            &url,
-        ],
-        &tls,
-    );
+    let joined = joined_worker_with(dir.path(), "w2", 2, &url, &tls);
     let client = [("ORQUESTA_TLS_CA", cert), ("ORQUESTA_TOKEN", SECRET)];
     let status = || -> Value {
         let out = cli(dir.path(), &["status", "--url", &url, "--json"], &client);
