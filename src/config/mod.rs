@@ -52,8 +52,8 @@ const TLS_CERT_ROW: SettingDoc = (
 const TLS_KEY_ROW: SettingDoc = ("ORQUESTA_TLS_KEY", "", "PEM private key of ORQUESTA_TLS_CERT");
 
 /// What one HTTP server allows its clients (`MAX_CONNECTIONS`,
-/// `REQUEST_BODY_TIMEOUT`); both processes' tables list the same two
-/// variables, read by [`EnvReader::http_limits`].
+/// `REQUEST_BODY_TIMEOUT`); both processes' tables hold the same two rows
+/// (the consts below), read by [`EnvReader::http_limits`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HttpLimits {
     /// Open connections at most; more wait in the listen queue.
@@ -61,6 +61,19 @@ pub struct HttpLimits {
     /// How long a request body may take to arrive (408 after).
     pub body_timeout: Duration,
 }
+
+/// `MAX_CONNECTIONS`, in [`SETTINGS`] and [`WORKER_SETTINGS`].
+const MAX_CONNECTIONS_ROW: SettingDoc = (
+    "MAX_CONNECTIONS",
+    "1024",
+    "open HTTP connections at most; more wait to be accepted",
+);
+/// `REQUEST_BODY_TIMEOUT`, in both tables.
+const REQUEST_BODY_TIMEOUT_ROW: SettingDoc = (
+    "REQUEST_BODY_TIMEOUT",
+    "10",
+    "seconds a request body may take to arrive (408 after)",
+);
 
 impl EnvReader<'_> {
     /// The HTTP limits of either process.

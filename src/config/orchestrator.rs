@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
+    read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, MAX_CONNECTIONS_ROW,
+    REQUEST_BODY_TIMEOUT_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
 };
 use crate::sim::Limits;
 use crate::util::tls::Tls;
@@ -178,16 +179,8 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "16777216",
         "largest HTTP request body (POST /tasks, 16 MiB); bigger batches go in a task file",
     ),
-    (
-        "MAX_CONNECTIONS",
-        "1024",
-        "open HTTP connections at most; more wait to be accepted",
-    ),
-    (
-        "REQUEST_BODY_TIMEOUT",
-        "10",
-        "seconds a request body may take to arrive (408 after)",
-    ),
+    MAX_CONNECTIONS_ROW,
+    REQUEST_BODY_TIMEOUT_ROW,
     (
         "RETRY_BACKOFF_BASE",
         "0.5",

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc, INSECURE_ROW, TLS_CERT_ROW, TLS_KEY_ROW,
-    TOKEN_FILE_ROW,
+    read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc, INSECURE_ROW, MAX_CONNECTIONS_ROW,
+    REQUEST_BODY_TIMEOUT_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
 };
 use crate::model::TaskId;
 use crate::sim::Limits;
@@ -105,16 +105,8 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "seconds an unacknowledged result is kept at least",
     ),
     ("HTTP_WORKERS", "2", "HTTP threads"),
-    (
-        "MAX_CONNECTIONS",
-        "1024",
-        "open HTTP connections at most; more wait to be accepted",
-    ),
-    (
-        "REQUEST_BODY_TIMEOUT",
-        "10",
-        "seconds a request body may take to arrive (408 after)",
-    ),
+    MAX_CONNECTIONS_ROW,
+    REQUEST_BODY_TIMEOUT_ROW,
     (
         "WORKER_THREADS_PER_TASK",
         "",
