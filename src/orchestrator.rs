@@ -203,7 +203,7 @@ pub fn start(
         store: Some(store.clone()),
     });
     let (config_watcher, config_status): (Option<Addr<ConfigWatcher>>, SharedConfigStatus) = if watch {
-        let initial = std::fs::read(&settings.workers_file).ok();
+        let initial = crate::config::read_workers_file(&settings.workers_file).ok();
         let (w, status) = ConfigWatcher::new(settings.workers_file.clone(), initial, lb.clone().recipient());
         (Some(w.start()), status)
     } else {

@@ -103,7 +103,7 @@ impl ConfigWatcher {
     /// Reads the file and applies or refuses it.
     fn check(&mut self) {
         self.due = None;
-        let read = std::fs::read(&self.path).map_err(|e| format!("cannot read it: {e}"));
+        let read = crate::config::read_workers_file(&self.path).map_err(|e| format!("cannot read it: {e}"));
         match judge(self.last.as_deref(), read.as_deref().map_err(Clone::clone)) {
             Verdict::Unchanged => {}
             Verdict::Apply(entries) => {

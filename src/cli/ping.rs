@@ -203,7 +203,7 @@ pub fn run(args: &PingArgs) -> ExitCode {
             .map_or_else(|| PathBuf::from("config_workers.json"), PathBuf::from)
     });
     let mut config_failed = false;
-    match std::fs::read(&config) {
+    match crate::config::read_workers_file(&config) {
         Ok(bytes) => match crate::config::parse_workers(&bytes) {
             Ok(entries) => {
                 if let Some(known) = &known {

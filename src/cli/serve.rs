@@ -46,7 +46,7 @@ pub(super) fn settings(args: &OrchestratorArgs) -> Result<Settings, ExitCode> {
 
 /// Reads the workers file; `None` when it does not exist.
 pub(super) fn workers_file(path: &Path) -> Result<Option<Vec<WorkerEntry>>, ExitCode> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match config::read_workers_file(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

@@ -21,7 +21,9 @@ use crate::util::token::{check_bind, token_from_env, BindVerdict, Token};
 
 pub use orchestrator::{settings_from_env, Balancing, Settings, MAX_REQUEST_BYTES_DEFAULT, SETTINGS};
 pub use worker::{worker_settings_from_env, WorkerSettings, WORKER_FLAGS, WORKER_SETTINGS};
-pub use workers_file::{member_entry, parse_worker_url, parse_workers, WorkerEntry, NO_WORKERS_CONFIGURED};
+pub use workers_file::{
+    member_entry, parse_worker_url, parse_workers, read_workers_file, WorkerEntry, NO_WORKERS_CONFIGURED,
+};
 
 /// A setting's table row: variable, default, meaning.
 pub type SettingDoc = (&'static str, &'static str, &'static str);
@@ -308,8 +310,10 @@ pub fn parse_dotenv(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
 /// overriding variables that are already set. Call before any thread starts.
 /// Returns the problems found in the file (a missing file is not one).
 pub fn load_dotenv(path: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
+    let text = match crate::util::fs::read_setting_file(path, 1 << 20) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => return vec![format!("{} is not read: {e}", path.display())],
     };
     let (vars, problems) = parse_dotenv(&text);
     for (key, value) in vars {

@@ -270,6 +270,16 @@ pub fn parse_workers(bytes: &[u8]) -> Result<Vec<WorkerEntry>, Vec<String>> {
     }
 }
 
+/// The largest workers file read: a few hundred bytes a worker, so 16 MiB
+/// is tens of thousands of workers, and a FIFO, a device or a wrong file
+/// named by `WORKERS_CONFIG` is an error, not a hang.
+pub const WORKERS_FILE_MAX_BYTES: u64 = 16 << 20;
+
+/// Reads the workers file (see [`crate::util::fs::read_setting_file`]).
+pub fn read_workers_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    crate::util::fs::read_setting_file(path, WORKERS_FILE_MAX_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,12 +103,36 @@ pub fn kind_of(ft: &fs::FileType) -> &'static str {
 /// file, then read up to `max_bytes + 1` bytes (so `/dev/zero` or a file
 /// that grows cannot take memory without bound).
 pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, NotRead> {
+    read_bounded(path, max_bytes, false)
+}
+
+/// Reads a file a setting names (the token file, a certificate, `.env`,
+/// the workers file), at most `max_bytes`: a symbolic link is followed
+/// (the operator chose it: `/run/credentials/…`, a secret mounted by
+/// Kubernetes), but what it leads to must be a regular file, opened
+/// without blocking, so a FIFO or `/dev/zero` named by mistake is an
+/// error at once instead of a start-up that hangs or eats memory. Errors
+/// say what was found; `NotFound` stays `NotFound`.
+pub fn read_setting_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    read_bounded(path, max_bytes, true).map_err(|e| match e {
+        NotRead::Gone => io::Error::from(io::ErrorKind::NotFound),
+        NotRead::Symlink => io::Error::other("a loop of symbolic links"),
+        NotRead::NotRegular(kind) => io::Error::other(format!("it is {kind}, not a regular file")),
+        NotRead::TooLarge(size) => io::Error::other(format!(
+            "it is larger than {max_bytes} bytes ({size} or more); is it the right file?"
+        )),
+        NotRead::Io(e) => e,
+    })
+}
+
+fn read_bounded(path: &Path, max_bytes: u64, follow: bool) -> Result<Vec<u8>, NotRead> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        options.custom_flags(nofollow | libc::O_NONBLOCK);
     }
     let file = options.open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => NotRead::Gone,
@@ -178,6 +202,30 @@ pub(crate) fn names(dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setting_files_follow_links_but_refuse_fifos_devices_and_floods() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("token");
+        fs::write(&real, "s3cret\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(read_setting_file(&link, 64).unwrap(), b"s3cret\n");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_setting_file(&fifo, 64).unwrap_err().to_string();
+        assert!(e.contains("FIFO") && e.contains("not a regular file"), "{e}");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = read_setting_file(&zero, 64).unwrap_err().to_string();
+        assert!(e.contains("a device"), "{e}");
+        let e = read_setting_file(&real, 3).unwrap_err().to_string();
+        assert!(e.contains("larger than 3 bytes"), "{e}");
+        let gone = read_setting_file(&dir.path().join("nope"), 64).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn replaces_the_whole_file_and_leaves_no_temporary() {

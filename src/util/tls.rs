@@ -97,10 +97,19 @@ pub fn tls_from_env(env: &BTreeMap<String, String>) -> Result<Tls, Vec<String>> 
     }
 }
 
+/// The bytes of a PEM file a setting names; a CA bundle of every public
+/// root is about 200 kB, so 16 MiB leaves room without letting
+/// `/dev/zero` in.
+fn pem_file(var: &str, path: &str, what: &str) -> Result<Vec<u8>, String> {
+    crate::util::fs::read_setting_file(std::path::Path::new(path), 16 << 20)
+        .map_err(|e| format!("{var}: cannot read {what} from {path}: {e}"))
+}
+
 /// Every certificate of a PEM file; at least one.
 fn certificates(var: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<_, _>>())
+    let pem = pem_file(var, path, "certificates")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
         .map_err(|e| format!("{var}: cannot read certificates from {path}: {e}"))?;
     if certs.is_empty() {
         return Err(format!(
@@ -112,7 +121,8 @@ fn certificates(var: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, S
 
 fn server_config(cert: &str, key: &str) -> Result<ServerConfig, String> {
     let certs = certificates(CERT_VAR, cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
+    let pem = pem_file(KEY_VAR, key, "a private key")?;
+    let key = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("{KEY_VAR}: cannot read a private key from {key}: {e}"))?;
     ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

@@ -100,8 +100,13 @@ pub fn token_from_env(env: &BTreeMap<String, String>) -> Result<Option<Token>, S
         }),
         (None, Some(path)) => {
             let path = path.trim();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!("{TOKEN_FILE_VAR}: cannot read {path}: {e}; check the path and its permissions")
+            // a token is a line; 64 KiB refuses a FIFO, a device or a wrong file at once
+            let bytes =
+                crate::util::fs::read_setting_file(std::path::Path::new(path), 64 << 10).map_err(|e| {
+                    format!("{TOKEN_FILE_VAR}: cannot read {path}: {e}; check the path and its permissions")
+                })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                format!("{TOKEN_FILE_VAR}: {path} is not UTF-8 text; write the secret as text")
             })?;
             let secret = text.strip_suffix('\n').unwrap_or(&text);
             let secret = secret.strip_suffix('\r').unwrap_or(secret);

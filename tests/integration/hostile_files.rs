@@ -416,3 +416,73 @@ fn a_negative_execution_time_is_a_bad_result_not_a_statistic() {
         "a negative time reached the statistics: {perf}"
     );
 }
+
+/// Runs `orquesta ARGS…` in `dir` with `envs`; its exit code and stderr,
+/// or a failure if it has not ended within 20 s (a start-up that hangs).
+fn run_briefly(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let mut child = orquesta()
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("orquesta {args:?} with {envs:?} hung at start-up");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_setting_that_names_a_fifo_or_a_device_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    mkfifo(&dir.path().join("token.fifo"));
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("token.zero")).unwrap();
+    for (file, kind) in [("token.fifo", "FIFO"), ("token.zero", "a device")] {
+        for args in [
+            &["orchestrator", "--port", "0"][..],
+            &["worker", "--port", "0"][..],
+        ] {
+            let (code, err) = run_briefly(dir.path(), args, &[("ORQUESTA_TOKEN_FILE", file)]);
+            assert_eq!(code, 2, "{args:?} {file}: {err}");
+            assert!(err.contains("ORQUESTA_TOKEN_FILE") && err.contains(kind), "{err}");
+        }
+    }
+    let (code, err) = run_briefly(
+        dir.path(),
+        &["orchestrator", "--port", "0"],
+        &[
+            ("ORQUESTA_TLS_CERT", "token.zero"),
+            ("ORQUESTA_TLS_KEY", "token.fifo"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("ORQUESTA_TLS_CERT") && err.contains("a device"),
+        "{err}"
+    );
+    // the workers file, swapped for a FIFO while the orchestrator runs
+    let mut c = Cluster::start(&[], &[]);
+    let fifo = c.path(".workers.fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, c.path("config_workers.json")).unwrap();
+    wait_until(Duration::from_secs(20), "the edit judged invalid", || {
+        let config = &c.orch().get("/workers").json()["config"];
+        config["valid"] == false && config["error"].as_str().is_some_and(|e| e.contains("FIFO"))
+    });
+    let orch = c.orchestrator.as_mut().unwrap();
+    orch.signal(libc::SIGTERM);
+    assert_eq!(orch.wait_exit(Duration::from_secs(30)), Some(0), "{}", orch.log());
+}
