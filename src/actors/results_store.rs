@@ -230,6 +230,10 @@ impl Actor for ResultsStore {
 #[rtype(result = "()")]
 pub struct RecordResult {
     pub result: TaskResult,
+    /// No task of the queue is left to end: write the file now rather than
+    /// at the next `RESULTS_FLUSH_INTERVAL` tick, so whoever waits on a
+    /// batch finds its results as soon as its last task ends.
+    pub drained: bool,
 }
 
 impl Handler<RecordResult> for ResultsStore {
@@ -237,7 +241,7 @@ impl Handler<RecordResult> for ResultsStore {
     fn handle(&mut self, msg: RecordResult, ctx: &mut Self::Context) {
         self.buffer.push(msg.result);
         // a very large backlog is written at once rather than per window
-        if self.buffer.len() >= 100_000 {
+        if msg.drained || self.buffer.len() >= 100_000 {
             self.flush(ctx);
         }
     }
@@ -423,8 +427,18 @@ mod tests {
                 "round_robin",
             )
             .start();
-            rs.send(RecordResult { result: result("a") }).await.unwrap();
-            rs.send(RecordResult { result: result("b") }).await.unwrap();
+            rs.send(RecordResult {
+                result: result("a"),
+                drained: false,
+            })
+            .await
+            .unwrap();
+            rs.send(RecordResult {
+                result: result("b"),
+                drained: false,
+            })
+            .await
+            .unwrap();
             rs.send(FlushNow).await.unwrap();
             let written = files(&results_dir);
             assert_eq!(written.len(), 1);

@@ -158,7 +158,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "true",
         "only true exists: tasks come from files (and POST /tasks)",
     ),
-    ("RESULTS_FLUSH_INTERVAL", "1.0", "seconds between results files"),
+    (
+        "RESULTS_FLUSH_INTERVAL",
+        "1.0",
+        "seconds between results files (written at once when the queue drains)",
+    ),
     (
         "FILE_QUIET_PERIOD",
         "0.5",

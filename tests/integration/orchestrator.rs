@@ -493,3 +493,26 @@ fn a_second_orchestrator_on_the_same_database_is_refused_until_the_first_dies() 
     c.start_orchestrator();
     assert_eq!(c.orch().get("/health").status, 200);
 }
+
+#[test]
+fn results_are_written_as_soon_as_the_queue_drains() {
+    // a flush interval far longer than the test: only the drain can write
+    let c = Cluster::start(&[WorkerSpec::new("w1", 2)], &[("RESULTS_FLUSH_INTERVAL", "600")]);
+    c.wait_workers_up();
+    let tasks: Vec<Value> = (0..5)
+        .map(|i| sim_task(&format!("d{i}"), "cython", 40, 20))
+        .collect();
+    std::fs::write(
+        c.path("task_queues/batch.json"),
+        json!({ "tasks": tasks }).to_string(),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(60), "every result on disk", || {
+        c.results().len() == 5
+    });
+    // a second batch after a quiet spell is written as promptly
+    post_tasks(&c, vec![sim_task("late", "python", 40, 20)]);
+    wait_until(Duration::from_secs(60), "the late result on disk", || {
+        c.results().len() == 6
+    });
+}

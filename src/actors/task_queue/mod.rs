@@ -180,12 +180,13 @@ impl TaskQueue {
                 .store
                 .record_result(&c.task_id, c.attempt_id, c.json, &c.worker, c.at);
             let results = self.peers.results.clone();
+            let drained = self.live.live_count() == 0;
             let ack = self.peers.proxies.get(&c.worker).map(|p| p.ack.clone());
             let (task_id, result) = (c.task_id, c.result);
             actix_rt::spawn(async move {
                 match commit.await {
                     Ok(()) => {
-                        results.do_send(RecordResult { result });
+                        results.do_send(RecordResult { result, drained });
                         if let Some(ack) = ack {
                             ack.do_send(AckResult { task_id });
                         }
