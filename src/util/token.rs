@@ -28,25 +28,37 @@ pub const HOW_TO_SET: &str = "set ORQUESTA_TOKEN=<secret> (environment or .env) 
 
 /// A non-empty shared secret; cheap to clone.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(Arc<str>);
+pub struct Token(Arc<Secret>);
+
+/// The secret and its SHA-256, hashed once rather than on every request.
+#[derive(PartialEq, Eq)]
+struct Secret {
+    text: Box<str>,
+    digest: [u8; 32],
+}
 
 impl Token {
     /// A token from its text, blanks around it dropped (a header value
     /// loses them too); `None` when nothing is left.
     pub fn new(secret: &str) -> Option<Self> {
         let secret = secret.trim();
-        (!secret.is_empty()).then(|| Self(secret.into()))
+        (!secret.is_empty()).then(|| {
+            Self(Arc::new(Secret {
+                text: secret.into(),
+                digest: Sha256::digest(secret.as_bytes()).into(),
+            }))
+        })
     }
 
     /// The `Authorization` header value, where the secret goes on the wire.
     pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.0)
+        format!("Bearer {}", self.0.text)
     }
 
     /// The secret itself, for the one other place it goes: the
     /// environment of a child process (`ORQUESTA_TOKEN`), never argv.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.text
     }
 
     /// Whether an `Authorization` header value carries this token.
@@ -54,10 +66,15 @@ impl Token {
     /// wherever they differ and whatever their lengths.
     pub fn accepts(&self, header: &[u8]) -> bool {
         let offered = strip_bearer(header).unwrap_or(b"");
-        let (a, b) = (Sha256::digest(self.0.as_bytes()), Sha256::digest(offered));
+        let offered = Sha256::digest(offered);
         // no early exit: every byte is compared (a token is never empty, so
         // a missing header, read as "", never matches)
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        self.0
+            .digest
+            .iter()
+            .zip(offered.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 
