@@ -193,7 +193,7 @@ struct Figures {
 }
 
 fn hostile_neighbour(seconds: u64, tasks: usize) {
-    let c = Cluster::start(
+    let mut c = Cluster::start(
         &[WorkerSpec::new("w1", 2), WorkerSpec::new("w2", 2)],
         &[("REQUEST_BODY_TIMEOUT", "2")],
     );
@@ -316,7 +316,6 @@ fn hostile_neighbour(seconds: u64, tasks: usize) {
     };
     check_and_print(&figures, &thrown);
     // and SIGTERM still stops the orchestrator
-    let mut c = c;
     let orch = c.orchestrator.as_mut().unwrap();
     orch.signal(libc::SIGTERM);
     assert_eq!(
