@@ -184,6 +184,7 @@ pub fn start(
             for w in workers {
                 let peers = ProxyPeers {
                     outcomes: me.clone().recipient(),
+                    started: me.clone().recipient(),
                     heartbeats: lb.clone().recipient(),
                     updates: lb.clone().recipient(),
                     full: lb.clone().recipient(),
@@ -199,6 +200,7 @@ pub fn start(
         queue: queue.clone().recipient(),
         proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         outcomes: queue.clone().recipient(),
+        started: queue.clone().recipient(),
         settings: proxy_settings,
         store: Some(store.clone()),
     });

@@ -119,6 +119,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         algorithms: validator.algorithm_names(),
         threads_per_task,
         history_size: config.history_size,
+        max_backlog: config.max_backlog,
         state_file: Some(config.logs_dir.join(format!("worker_{worker_id}_state.json"))),
     };
 

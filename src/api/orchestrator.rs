@@ -386,9 +386,19 @@ async fn get_worker(
         None => Vec::new(),
     };
     let mut out = serde_json::to_value(&w).unwrap_or_default();
+    // running on the worker, and sent ahead waiting there for a slot
     out["running_tasks"] = json!(running
         .iter()
-        .map(|(t, a, s)| json!({"task_id": t, "attempt_id": a, "elapsed_seconds": s}))
+        .filter_map(|a| a
+            .running_seconds
+            .map(|s| json!({"task_id": a.task_id, "attempt_id": a.attempt_id, "elapsed_seconds": s})))
+        .collect::<Vec<_>>());
+    out["backlog_tasks"] = json!(running
+        .iter()
+        .filter(|a| a.running_seconds.is_none())
+        .map(
+            |a| json!({"task_id": a.task_id, "attempt_id": a.attempt_id, "sent_seconds_ago": a.sent_seconds})
+        )
         .collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(out))
 }

@@ -8,6 +8,7 @@
 //! | request                  | body                  | answer                |
 //! |--------------------------|-----------------------|-----------------------|
 //! | `POST /execute`          | [`ExecuteRequest`]    | [`ExecuteAnswer`]     |
+//! | `POST /execute/batch`    | [`BatchRequest`]      | [`BatchEvent`] lines  |
 //! | `GET /status`            |                       | [`StatusAnswer`]      |
 //! | `GET /health`            |                       | [`HealthAnswer`]      |
 //! | `GET /current`           |                       | [`CurrentAnswer`]     |
@@ -75,6 +76,88 @@ impl ExecuteRequest {
 /// its `attempt_id` echoed, `result.status` completed / failed / cancelled.
 pub type ExecuteAnswer = TaskResult;
 
+/// Most tasks in one `POST /execute/batch`.
+pub const MAX_BATCH_TASKS: usize = 1024;
+
+/// What the orchestrator puts in one batch at most, in bytes (a task
+/// bigger than that travels alone).
+pub const BATCH_FILL_BYTES: usize = 1 << 20;
+
+/// `POST /execute/batch`: several `/execute` bodies in one request, each
+/// with its own attempt id. The worker runs at most its capacity at once
+/// and keeps the rest in its backlog, in order, until a slot frees; the
+/// answer streams what happens to each task as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    pub tasks: Vec<Value>,
+    /// How many of its batch tasks the worker may run at once: the
+    /// capacity the orchestrator agreed with it, which a config edit may
+    /// have made smaller than the worker's own (default: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<usize>,
+}
+
+impl BatchRequest {
+    /// The body for tasks already serialized as JSON objects, with their
+    /// attempt ids (as [`ExecuteRequest::encode`], without parsing them).
+    pub fn encode<'a>(tasks: impl IntoIterator<Item = (&'a str, u64)>, slots: usize) -> String {
+        let mut body = format!("{{\"slots\":{slots},\"tasks\":[");
+        for (i, (task, attempt_id)) in tasks.into_iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&ExecuteRequest::encode(task, attempt_id));
+        }
+        body.push_str("]}");
+        body
+    }
+}
+
+/// The media type of the `/execute/batch` answer: one JSON object a line.
+pub const BATCH_CONTENT_TYPE: &str = "application/x-ndjson";
+
+/// One line of the `POST /execute/batch` answer. Every task of the batch
+/// gets either `refused`, or `result` (preceded by `started` when it took
+/// a slot); `end` follows when every task has. `R` is the result as the
+/// worker writes it ([`ExecuteAnswer`]) or as the orchestrator reads it
+/// (a `Value`, checked like an `/execute` answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum BatchEvent<R> {
+    /// The task took one of the worker's slots: it runs from now on.
+    Started {
+        task_id: String,
+        #[serde(default)]
+        attempt_id: Option<u64>,
+    },
+    /// The task ended: what `POST /execute` would have answered.
+    Result { result: R },
+    /// The task was not admitted (nothing ran): `status` and `body` are
+    /// what `POST /execute` would have answered (429 full, 409 already
+    /// running, 503 shutting down, 400/422 invalid); `index` is its place
+    /// in the request.
+    Refused {
+        index: usize,
+        #[serde(default)]
+        task_id: Option<String>,
+        #[serde(default)]
+        attempt_id: Option<u64>,
+        status: u16,
+        #[serde(default)]
+        retry_after: Option<u64>,
+        body: ErrorBody,
+    },
+    /// Sent every [`BATCH_TICK_SECONDS`] while tasks wait or run, so the
+    /// worker notices a requester that went away (the write fails).
+    Tick,
+    /// The last line: every task of the batch has its answer. An answer
+    /// that stops without it was cut off (the worker died).
+    End,
+}
+
+/// How often a batch's answer says it is alive.
+pub const BATCH_TICK_SECONDS: u64 = 1;
+
 /// What a worker node is doing, as `/status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,6 +198,10 @@ pub struct StatusAnswer {
     pub state: NodeState,
     pub capacity: usize,
     pub running: usize,
+    /// Tasks admitted by `/execute/batch` waiting for a slot.
+    pub backlog: usize,
+    /// The most tasks the backlog holds (`WORKER_MAX_BACKLOG`).
+    pub max_backlog: usize,
     /// Algorithm names as the worker accepts them (aliases included).
     pub algorithms: Vec<String>,
     pub threads_per_task: usize,

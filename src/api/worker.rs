@@ -13,10 +13,12 @@ use serde_json::json;
 use super::error::{mailbox, path_task_id, resource, unknown_route, ApiError, ErrorCode};
 use super::limits::{read_json, read_typed, whole_param, BodyLimit, BodyRules};
 use super::protocol::{
-    AckAnswer, AckRequest, CurrentAnswer, ExecuteRequest, Health, HealthAnswer, NodeState,
+    AckAnswer, AckRequest, BatchEvent, CurrentAnswer, ExecuteRequest, Health, HealthAnswer, NodeState,
+    BATCH_CONTENT_TYPE, BATCH_TICK_SECONDS, MAX_BATCH_TASKS,
 };
 use crate::actors::executor::{
-    AckResults, Cancel, Execute, Executor, GetCurrent, GetHistory, GetMetrics, GetResult, GetStatus, Refusal,
+    AckResults, Cancel, Execute, ExecuteBatch, Executor, GetCurrent, GetHistory, GetMetrics, GetResult,
+    GetStatus, Refusal,
 };
 use crate::model::taskfile::{EXECUTE_ENVELOPE_BYTES, MAX_TASK_BYTES};
 use crate::model::Validator;
@@ -29,6 +31,17 @@ const EXECUTE_LIMIT: BodyLimit = BodyLimit {
     bytes: EXECUTE_BODY_LIMIT,
     name: "the largest task a worker runs",
     hint: "a task is normally a few hundred bytes: move large data out of the task",
+};
+
+/// Largest `/execute/batch` body: the orchestrator fills a batch up to
+/// [`BATCH_FILL_BYTES`](super::protocol::BATCH_FILL_BYTES), or sends one
+/// task alone that is bigger.
+pub const BATCH_BODY_LIMIT: usize = 2 << 20;
+
+const BATCH_LIMIT: BodyLimit = BodyLimit {
+    bytes: BATCH_BODY_LIMIT,
+    name: "the largest batch a worker takes",
+    hint: "send fewer tasks per batch",
 };
 
 /// Largest `POST /results/ack` body: about 30,000 task ids of the longest
@@ -54,6 +67,7 @@ pub struct WorkerApi {
 /// Registers every route of the worker node.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/execute").route(web::post().to(execute)))
+        .service(resource("/execute/batch").route(web::post().to(execute_batch)))
         .service(resource("/cancel/{task_id}").route(web::post().to(cancel)))
         .service(resource("/status").route(web::get().to(status)))
         .service(resource("/health").route(web::get().to(health)))
@@ -94,6 +108,24 @@ async fn execute(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, EXECUTE_LIMIT, &api.bodies).await?;
+    let (task, attempt_id) = read_task(&api, body)?;
+    let receiver = api
+        .executor
+        .send(Execute { task, attempt_id })
+        .await
+        .map_err(mailbox)?
+        .map_err(ApiError::from)?;
+    let result = receiver
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::ShuttingDown, "worker stopped before the task finished"))?;
+    Ok(HttpResponse::Ok().json(&*result))
+}
+
+/// One `/execute` body: the attempt id and the validated task.
+fn read_task(
+    api: &WorkerApi,
+    body: serde_json::Value,
+) -> Result<(crate::model::Task, Option<u64>), ApiError> {
     let (attempt_id, body) = ExecuteRequest::split(body).map_err(|message| {
         ApiError::invalid(
             "invalid attempt_id",
@@ -111,16 +143,130 @@ async fn execute(
             .join("; ");
         ApiError::invalid(format!("invalid task: {summary}"), &errors)
     })?;
-    let receiver = api
-        .executor
-        .send(Execute { task, attempt_id })
-        .await
-        .map_err(mailbox)?
-        .map_err(ApiError::from)?;
-    let result = receiver
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::ShuttingDown, "worker stopped before the task finished"))?;
-    Ok(HttpResponse::Ok().json(&*result))
+    Ok((task, attempt_id))
+}
+
+/// `POST /execute/batch`: admits every task it can (running or waiting
+/// for a slot) and streams, one JSON line each, when a task starts, ends
+/// or is refused, until every task of the batch has ended. A requester
+/// that goes away does not stop running tasks (their results are held);
+/// its waiting tasks are dropped.
+async fn execute_batch(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, BATCH_LIMIT, &api.bodies).await?;
+    let (tasks, slots) = match body {
+        serde_json::Value::Object(mut o) => match (o.remove("tasks"), o.remove("slots")) {
+            (_, Some(s)) if !s.is_null() && s.as_u64().is_none_or(|n| n == 0) => {
+                return Err(ApiError::bad_request(format!(
+                    "slots: expected a whole number ≥ 1, found {}",
+                    crate::model::describe(&s)
+                )))
+            }
+            (Some(serde_json::Value::Array(tasks)), slots) => {
+                (tasks, slots.and_then(|s| s.as_u64()).map(|n| n as usize))
+            }
+            (other, _) => {
+                let found = other.as_ref().map_or("nothing".into(), crate::model::describe);
+                return Err(ApiError::bad_request(format!(
+                    "tasks: expected an array of /execute bodies, found {found}"
+                )));
+            }
+        },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "expected a JSON object {{\"tasks\": [...]}}, found {}",
+                crate::model::describe(&other)
+            )))
+        }
+    };
+    if tasks.len() > MAX_BATCH_TASKS {
+        return Err(ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!(
+                "a batch holds at most {MAX_BATCH_TASKS} tasks, this one {}: send fewer per request",
+                tasks.len()
+            ),
+        ));
+    }
+    let (events, lines) = tokio::sync::mpsc::unbounded_channel();
+    let mut admitted = Vec::with_capacity(tasks.len());
+    for (index, raw) in tasks.into_iter().enumerate() {
+        let task_id = raw.get("task_id").and_then(|v| v.as_str()).map(String::from);
+        let attempt_id = raw.get(crate::api::protocol::ATTEMPT_ID).and_then(|v| v.as_u64());
+        match read_task(&api, raw) {
+            Ok((task, attempt_id)) => admitted.push((index, task, attempt_id)),
+            Err(e) => {
+                let _ = events.send(BatchEvent::Refused {
+                    index,
+                    task_id,
+                    attempt_id,
+                    status: e.code.status().as_u16(),
+                    retry_after: e.retry_after,
+                    body: *e.body,
+                });
+            }
+        }
+    }
+    if !admitted.is_empty() {
+        api.executor
+            .send(ExecuteBatch {
+                tasks: admitted,
+                slots,
+                events: events.clone(),
+            })
+            .await
+            .map_err(mailbox)?;
+    }
+    drop(events);
+    Ok(HttpResponse::Ok()
+        .content_type(BATCH_CONTENT_TYPE)
+        .streaming(batch_lines(lines)))
+}
+
+/// The answer of a batch: each chunk carries every line ready at that
+/// moment, a tick when nothing happened for a while, `end` last.
+fn batch_lines(
+    lines: tokio::sync::mpsc::UnboundedReceiver<BatchEvent<std::sync::Arc<crate::model::TaskResult>>>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, std::convert::Infallible>> {
+    use futures_util::future::{select, Either};
+    let tick = std::time::Duration::from_secs(BATCH_TICK_SECONDS);
+    futures_util::stream::unfold(Some(lines), move |lines| async move {
+        let mut lines = lines?;
+        let mut chunk = Vec::with_capacity(512);
+        let next = {
+            let recv = std::pin::pin!(lines.recv());
+            let timer = std::pin::pin!(actix_rt::time::sleep(tick));
+            match select(recv, timer).await {
+                Either::Left((next, _)) => Some(next),
+                Either::Right(_) => None,
+            }
+        };
+        match next {
+            // a write that fails tells actix the requester has gone; the
+            // stream is then dropped, and the Executor sees it closed
+            None => write_line(&mut chunk, &BatchEvent::Tick),
+            Some(None) => {
+                write_line(&mut chunk, &BatchEvent::End);
+                return Some((Ok(web::Bytes::from(chunk)), None));
+            }
+            Some(Some(first)) => {
+                write_line(&mut chunk, &first);
+                while let Ok(next) = lines.try_recv() {
+                    write_line(&mut chunk, &next);
+                }
+            }
+        }
+        Some((Ok(web::Bytes::from(chunk)), Some(lines)))
+    })
+}
+
+/// One event as a line of JSON.
+fn write_line(out: &mut Vec<u8>, event: &BatchEvent<std::sync::Arc<crate::model::TaskResult>>) {
+    serde_json::to_writer(&mut *out, event).expect("events serialize");
+    out.push(b'\n');
 }
 
 /// `POST /cancel/{task_id}`.

@@ -35,6 +35,9 @@ pub struct WorkerArgs {
     /// Results kept for GET /history [env TASK_HISTORY_SIZE, default 1000].
     #[arg(long)]
     pub history_size: Option<usize>,
+    /// Tasks sent ahead that may wait for a slot [env WORKER_MAX_BACKLOG, default 1024].
+    #[arg(long)]
+    pub max_backlog: Option<usize>,
     /// Folder of worker_service.log and the worker's state files [env LOGS_DIR, default logs].
     #[arg(long)]
     pub logs_dir: Option<PathBuf>,
@@ -86,6 +89,7 @@ impl WorkerArgs {
         set("WORKER_CAPACITY", self.capacity.map(|v| v.to_string()));
         set("WORKER_ALGORITHMS", self.algorithms.as_ref().map(|a| a.join(",")));
         set("TASK_HISTORY_SIZE", self.history_size.map(|v| v.to_string()));
+        set("WORKER_MAX_BACKLOG", self.max_backlog.map(|v| v.to_string()));
         set(
             "LOGS_DIR",
             self.logs_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),

@@ -31,6 +31,8 @@ pub struct WorkerSettings {
     /// None: every registered kernel and alias.
     pub algorithms: Option<Vec<String>>,
     pub history_size: usize,
+    /// Tasks of `/execute/batch` that may wait for a slot.
+    pub max_backlog: usize,
     pub logs_dir: PathBuf,
     pub drain_timeout: Duration,
     pub limits: Limits,
@@ -77,6 +79,11 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "algorithms accepted, comma-separated (default: all)",
     ),
     ("TASK_HISTORY_SIZE", "1000", "results kept for GET /history"),
+    (
+        "WORKER_MAX_BACKLOG",
+        "1024",
+        "tasks sent ahead by POST /execute/batch that may wait here for a slot; more are refused with 429",
+    ),
     (
         "LOGS_DIR",
         "logs",
@@ -147,6 +154,7 @@ pub const WORKER_FLAGS: &[(&str, &str)] = &[
     ("WORKER_CAPACITY", "--capacity"),
     ("WORKER_ALGORITHMS", "--algorithms"),
     ("TASK_HISTORY_SIZE", "--history-size"),
+    ("WORKER_MAX_BACKLOG", "--max-backlog"),
     ("LOGS_DIR", "--logs-dir"),
     ("WORKER_DRAIN_TIMEOUT", "--drain-timeout"),
     ("MAX_PARTICLES", "--max-particles"),
@@ -179,6 +187,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         .optional("WORKER_ALGORITHMS")
         .and_then(|list| algorithm_list(&mut r, &list));
     let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
+    let max_backlog = r.whole("WORKER_MAX_BACKLOG") as usize;
     let drain_timeout = r.seconds("WORKER_DRAIN_TIMEOUT", true);
     let max_particles = r.whole("MAX_PARTICLES");
     let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
@@ -224,6 +233,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         capacity,
         algorithms,
         history_size,
+        max_backlog,
         logs_dir: PathBuf::from(r.get("LOGS_DIR")),
         drain_timeout,
         limits: Limits {

@@ -4,6 +4,7 @@
 //! now, results held for pickup, recent history and metrics. The HTTP
 //! handlers in `api::worker` talk only to it.
 
+mod batch;
 pub mod held_results;
 pub mod metrics;
 
@@ -16,6 +17,8 @@ use actix::prelude::*;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use self::batch::Reply;
+pub use self::batch::{BatchEvents, ExecuteBatch, Queued};
 use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
 use crate::actors::simulation::{Outcome, RunTask, SimulationActor};
@@ -31,6 +34,8 @@ pub struct ExecutorSettings {
     pub algorithms: Vec<String>,
     pub threads_per_task: usize,
     pub history_size: usize,
+    /// Tasks of `/execute/batch` that may wait for a slot.
+    pub max_backlog: usize,
     /// Where `worker_<id>_state.json` is kept current (None: nowhere).
     pub state_file: Option<PathBuf>,
 }
@@ -42,14 +47,19 @@ struct Running {
     control: Arc<Control>,
     started: Instant,
     started_at: String,
-    /// The HTTP request waiting for it, if it is still there.
-    waiter: Option<oneshot::Sender<Arc<TaskResult>>>,
+    /// Who hears of its end.
+    reply: Reply,
 }
 
 pub struct Executor {
     settings: Arc<ExecutorSettings>,
     sims: Addr<SimulationActor>,
     running: HashMap<TaskId, Running>,
+    /// Batch tasks waiting for a slot, oldest first.
+    backlog: VecDeque<Queued>,
+    /// How many batch tasks may run at once: the capacity the latest
+    /// batch's sender agreed with this worker (at most its own).
+    batch_slots: usize,
     held: HeldResults,
     history: VecDeque<Arc<TaskResult>>,
     stats: Stats,
@@ -60,10 +70,13 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(settings: ExecutorSettings, sims: Addr<SimulationActor>, held: HeldResults) -> Self {
+        let batch_slots = settings.capacity;
         Self {
             settings: Arc::new(settings),
             sims,
             running: HashMap::new(),
+            backlog: VecDeque::new(),
+            batch_slots,
             held,
             history: VecDeque::new(),
             stats: Stats::default(),
@@ -113,11 +126,8 @@ impl Handler<Execute> for Executor {
         if self.draining {
             return Err(Refusal::Draining);
         }
-        if let Some(r) = self.running.get(&msg.task.task_id) {
-            return Err(Refusal::AlreadyRunning {
-                task_id: msg.task.task_id.to_string(),
-                attempt_id: r.attempt_id,
-            });
+        if let Some(refusal) = self.already_here(&msg.task.task_id) {
+            return Err(refusal);
         }
         if self.running.len() >= self.settings.capacity {
             self.stats.refused_full += 1;
@@ -126,33 +136,58 @@ impl Handler<Execute> for Executor {
                 capacity: self.settings.capacity,
             });
         }
-        let task = Arc::new(msg.task);
-        let control = Arc::new(Control::new());
         let (tx, rx) = oneshot::channel();
+        self.start(Arc::new(msg.task), msg.attempt_id, Reply::Single(Some(tx)), ctx);
+        Ok(rx)
+    }
+}
+
+impl Executor {
+    /// A refusal if `task_id` runs here or waits in the backlog.
+    fn already_here(&self, task_id: &TaskId) -> Option<Refusal> {
+        let attempt_id = match self.running.get(task_id) {
+            Some(r) => r.attempt_id,
+            None => {
+                self.backlog
+                    .iter()
+                    .find(|q| &q.task.task_id == task_id)?
+                    .attempt_id
+            }
+        };
+        Some(Refusal::AlreadyRunning {
+            task_id: task_id.to_string(),
+            attempt_id,
+        })
+    }
+
+    /// Gives a task a slot: it runs from now on.
+    fn start(&mut self, task: Arc<Task>, attempt_id: Option<u64>, reply: Reply, ctx: &mut Context<Self>) {
+        let control = Arc::new(Control::new());
         let task_id = task.task_id.clone();
-        tracing::info!(task = %task_id, attempt = ?msg.attempt_id, algorithm = %task.algorithm, "task started");
+        tracing::info!(task = %task_id, attempt = ?attempt_id, algorithm = %task.algorithm, "task started");
+        reply.started(&task_id, attempt_id);
         self.running.insert(
             task_id.clone(),
             Running {
                 task: Arc::clone(&task),
-                attempt_id: msg.attempt_id,
+                attempt_id,
                 control: Arc::clone(&control),
                 started: Instant::now(),
                 started_at: crate::util::time::now_iso(),
-                waiter: Some(tx),
+                reply,
             },
         );
         self.state_dirty = true;
         self.sims
             .send(RunTask { task, control })
             .into_actor(self)
-            .map(move |outcome, act, _| act.finished(task_id, outcome))
+            .map(move |outcome, act, ctx| {
+                act.finished(task_id, outcome);
+                act.start_next(ctx);
+            })
             .spawn(ctx);
-        Ok(rx)
     }
-}
 
-impl Executor {
     /// Records a finished task: result held for pickup, history, metrics,
     /// and the waiting request answered if it is still there.
     fn finished(&mut self, task_id: TaskId, outcome: Result<Outcome, MailboxError>) {
@@ -192,10 +227,8 @@ impl Executor {
         self.held.insert(Arc::clone(&result));
         self.history.push_front(Arc::clone(&result));
         self.history.truncate(self.settings.history_size);
-        if let Some(waiter) = running.waiter {
-            if waiter.send(result).is_err() {
-                tracing::info!(task = %task_id, "the requester left; result held for pickup");
-            }
+        if !running.reply.finished(result) {
+            tracing::info!(task = %task_id, "the requester left; result held for pickup");
         }
         self.state_dirty = true;
     }
@@ -246,6 +279,8 @@ impl Executor {
             state: self.state(),
             capacity: self.settings.capacity,
             running: self.running.len(),
+            backlog: self.backlog.len(),
+            max_backlog: self.settings.max_backlog,
             algorithms: self.settings.algorithms.clone(),
             threads_per_task: self.settings.threads_per_task,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
@@ -375,7 +410,7 @@ impl Handler<Cancel> for Executor {
                 r.control.cancel();
                 true
             }
-            None => false,
+            None => self.cancel_queued(&msg.task_id),
         }
     }
 }
@@ -426,6 +461,8 @@ impl Handler<Drain> for Executor {
         }
         self.draining = true;
         self.state_dirty = true;
+        // waiting tasks never ran: handed back, to run elsewhere
+        self.refuse_backlog(Refusal::Draining);
         self.running.len()
     }
 }

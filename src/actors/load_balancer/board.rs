@@ -69,7 +69,15 @@ pub struct WorkerInfo {
     pub up: bool,
     pub capacity: usize,
     pub configured_capacity: usize,
+    /// Attempts sent to it and not ended: `running` plus `backlog`.
     pub in_flight: usize,
+    /// Tasks it runs now (at most `capacity`).
+    pub running: usize,
+    /// Tasks sent ahead, waiting there for a slot.
+    pub backlog: usize,
+    /// How many tasks it is sent ahead now (adapts to task length).
+    pub prefetch: usize,
+    /// running / capacity.
     pub load: f64,
     pub algorithms: Vec<String>,
     pub kernels: Vec<&'static str>,

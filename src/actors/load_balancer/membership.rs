@@ -31,6 +31,7 @@ impl LoadBalancer {
         let Some(maker) = &self.maker else { return };
         let peers = ProxyPeers {
             outcomes: maker.outcomes.clone(),
+            started: maker.started.clone(),
             heartbeats: me.clone().recipient(),
             updates: me.clone().recipient(),
             full: me.recipient(),

@@ -30,7 +30,7 @@ pub use self::membership::{
 use self::slot::{Drain, Slot};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, Strategy};
 
-use super::task_queue::{AttemptOutcome, CapacityAvailable};
+use super::task_queue::{AttemptOutcome, AttemptsStarted, CapacityAvailable};
 use super::worker_proxy::{ProxySettings, WorkerProxy};
 use crate::api::protocol::MemberSource;
 use crate::config::{Balancing, WorkerEntry};
@@ -42,6 +42,7 @@ use crate::store::Store;
 struct ProxyMaker {
     settings: ProxySettings,
     outcomes: Recipient<AttemptOutcome>,
+    started: Recipient<AttemptsStarted>,
 }
 
 pub struct LoadBalancer {
@@ -161,13 +162,18 @@ impl LoadBalancer {
                     format!("is {}", w.state_text())
                 } else {
                     capable_up += 1;
-                    if w.in_flight >= w.capacity {
-                        format!("is full ({}/{} tasks)", w.in_flight, w.capacity)
+                    if w.in_flight >= w.window() {
+                        format!(
+                            "is full ({}/{} tasks running, {} more sent ahead)",
+                            w.running(),
+                            w.capacity,
+                            w.in_flight - w.running()
+                        )
                     } else if w.cooldown_until.is_some_and(|t| t > now) {
                         "said it was full (429); waiting before sending more".to_string()
                     } else {
                         room += 1;
-                        format!("has room ({}/{} tasks)", w.in_flight, w.capacity)
+                        format!("has room ({}/{} tasks running)", w.running(), w.capacity)
                     }
                 }
             };
@@ -203,6 +209,7 @@ pub struct Wire {
     pub queue: Recipient<CapacityAvailable>,
     pub proxies: Vec<(String, Addr<WorkerProxy>)>,
     pub outcomes: Recipient<AttemptOutcome>,
+    pub started: Recipient<AttemptsStarted>,
     pub settings: ProxySettings,
     pub store: Option<Store>,
 }
@@ -214,6 +221,7 @@ impl Handler<Wire> for LoadBalancer {
         self.maker = Some(ProxyMaker {
             settings: msg.settings,
             outcomes: msg.outcomes,
+            started: msg.started,
         });
         self.store = msg.store;
         for (id, proxy) in msg.proxies {
@@ -239,6 +247,8 @@ pub struct WorkerUpdate {
     /// Why it is in that state (none when up).
     pub reason: Option<String>,
     pub capacity: usize,
+    /// The most tasks it keeps waiting for a slot (`/status` `max_backlog`).
+    pub backlog_limit: usize,
     pub kernels: Vec<&'static str>,
     pub heartbeat: Option<SystemTime>,
 }
@@ -263,6 +273,9 @@ impl Handler<WorkerUpdate> for LoadBalancer {
         let up = msg.state.is_up();
         w.up = up;
         w.capacity = msg.capacity;
+        if up {
+            w.backlog_limit = msg.backlog_limit;
+        }
         w.kernels = msg.kernels;
         w.state = msg.state;
         w.state_reason = msg.reason;
@@ -343,7 +356,7 @@ impl Handler<Assign> for LoadBalancer {
             };
             let avoided = |i: usize| avoid.contains(&workers[i].id);
             let room = |i: usize, loads: &[Load]| {
-                loads[i].in_flight < workers[i].capacity && workers[i].cooldown_until.is_none_or(|t| t <= now)
+                loads[i].in_flight < workers[i].window() && workers[i].cooldown_until.is_none_or(|t| t <= now)
             };
             // another capable worker: wait for it rather than go back to
             // one that failed the task; only when none exists, go back
@@ -398,17 +411,23 @@ impl Handler<Release> for LoadBalancer {
             return;
         };
         let w = &mut self.workers[i];
-        let was_full = !w.has_room(Instant::now());
+        let now = Instant::now();
+        // TaskQueue hears of room once a worker's backlog is half spent,
+        // not at every release, so the tasks it sends travel together
+        let refill = (w.prefetch() / 2).max(1);
+        let free = |w: &Slot| w.window().saturating_sub(w.in_flight);
+        let was_short = !w.has_room(now) || free(w) < refill;
         w.in_flight = w.in_flight.saturating_sub(1);
         match msg.ended {
             Ended::Completed { seconds } => {
                 w.completed += 1;
                 w.busy_secs += seconds;
+                w.learn(seconds);
             }
             Ended::Failed => w.failed += 1,
             Ended::Nothing => {}
         }
-        if was_full && w.has_room(Instant::now()) {
+        if was_short && w.has_room(now) && free(w) >= refill {
             self.notify_room();
         }
         self.changed(i);

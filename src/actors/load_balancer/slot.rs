@@ -11,6 +11,13 @@ use crate::api::protocol::MemberSource;
 use crate::config::WorkerEntry;
 use crate::model::WorkerId;
 
+/// Seconds of work per slot kept waiting on a worker.
+const PREFETCH_SECONDS: f64 = 0.05;
+/// The most tasks sent ahead to one worker.
+const MAX_PREFETCH: usize = 512;
+/// Weight of the newest execution time in the moving average.
+const RECENT_WEIGHT: f64 = 0.1;
+
 /// Why a worker takes no new tasks although it may be up.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Drain {
@@ -38,7 +45,15 @@ pub(super) struct Slot {
     pub(super) capacity: usize,
     /// Kernels both configured and offered by the worker.
     pub(super) kernels: Vec<&'static str>,
+    /// Attempts sent and not yet ended: running there, or sent ahead and
+    /// waiting in its backlog.
     pub(super) in_flight: usize,
+    /// The most tasks the worker keeps waiting for a slot (its
+    /// `max_backlog`; 0 for a worker that takes none).
+    pub(super) backlog_limit: usize,
+    /// Recent execution time of its tasks (moving average), which sets
+    /// how far ahead it is sent work ([`Slot::prefetch`]).
+    pub(super) recent_secs: Option<f64>,
     /// After a 429: the worker said it is full; wait before sending more.
     pub(super) cooldown_until: Option<Instant>,
     /// As its proxy last reported it.
@@ -63,6 +78,8 @@ impl Slot {
             proxy: None,
             up: false,
             in_flight: 0,
+            backlog_limit: 0,
+            recent_secs: None,
             cooldown_until: None,
             state: WorkerState::Unknown,
             state_reason: None,
@@ -80,7 +97,47 @@ impl Slot {
     }
 
     pub(super) fn has_room(&self, now: Instant) -> bool {
-        self.takes_tasks() && self.in_flight < self.capacity && self.cooldown_until.is_none_or(|t| t <= now)
+        self.takes_tasks() && self.in_flight < self.window() && self.cooldown_until.is_none_or(|t| t <= now)
+    }
+
+    /// How many tasks it is sent ahead, beyond its slots, so that a slot
+    /// that frees never waits for the round trip to the orchestrator
+    /// (result, commit, next dispatch): enough to keep its slots busy for
+    /// [`PREFETCH_SECONDS`] at its recent pace. Deep for tiny tasks, one
+    /// for long ones (a long task sent ahead could have started sooner
+    /// elsewhere); `capacity` until a first task has ended.
+    pub(super) fn prefetch(&self) -> usize {
+        let want = match self.recent_secs {
+            None => self.capacity,
+            Some(secs) => {
+                let work = PREFETCH_SECONDS * self.capacity as f64 / secs.max(1e-6);
+                (work.ceil() as usize).max(1)
+            }
+        };
+        want.min(self.backlog_limit).min(MAX_PREFETCH)
+    }
+
+    /// Slots plus the backlog it is sent ahead: the most attempts it has
+    /// at once.
+    pub(super) fn window(&self) -> usize {
+        self.capacity + self.prefetch()
+    }
+
+    /// An attempt here ended after `secs` of execution.
+    pub(super) fn learn(&mut self, secs: f64) {
+        if !secs.is_finite() || secs < 0.0 {
+            return;
+        }
+        self.recent_secs = Some(match self.recent_secs {
+            None => secs,
+            Some(old) => old + (secs - old) * RECENT_WEIGHT,
+        });
+    }
+
+    /// Running there now: at most its capacity (the worker starts a
+    /// waiting task as soon as a slot frees).
+    pub(super) fn running(&self) -> usize {
+        self.in_flight.min(self.capacity)
     }
 
     /// The state `GET /workers` shows: a drain asked here wins over what
@@ -120,7 +177,10 @@ impl Slot {
             capacity: self.capacity,
             configured_capacity: self.entry.capacity,
             in_flight: self.in_flight,
-            load: self.in_flight as f64 / self.capacity.max(1) as f64,
+            running: self.running(),
+            backlog: self.in_flight - self.running(),
+            prefetch: if self.takes_tasks() { self.prefetch() } else { 0 },
+            load: self.running() as f64 / self.capacity.max(1) as f64,
             algorithms: self.entry.algorithms.clone(),
             kernels: self.kernels.clone(),
             last_heartbeat: self

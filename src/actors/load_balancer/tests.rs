@@ -38,6 +38,7 @@ fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
             state: WorkerState::Down,
             reason: Some("no answer for 30.0 s".into()),
             capacity: 2,
+            backlog_limit: 0,
             kernels: vec!["reference"],
             heartbeat: None,
         })
@@ -65,6 +66,10 @@ impl Handler<AttemptOutcome> for Sink {
     type Result = ();
     fn handle(&mut self, _: AttemptOutcome, _: &mut Self::Context) {}
 }
+impl Handler<crate::actors::task_queue::AttemptsStarted> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: crate::actors::task_queue::AttemptsStarted, _: &mut Self::Context) {}
+}
 impl Handler<CapacityAvailable> for Sink {
     type Result = ();
     fn handle(&mut self, _: CapacityAvailable, _: &mut Self::Context) {}
@@ -79,7 +84,8 @@ async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, Wor
     lb.send(Wire {
         queue: sink.clone().recipient(),
         proxies: Vec::new(),
-        outcomes: sink.recipient(),
+        outcomes: sink.clone().recipient(),
+        started: sink.recipient(),
         settings: ProxySettings {
             heartbeat_interval: Duration::from_secs(60),
             worker_timeout: Duration::from_secs(60),
@@ -97,6 +103,7 @@ async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, Wor
             state: WorkerState::Up,
             reason: None,
             capacity: 1,
+            backlog_limit: 0,
             kernels: vec!["reference"],
             heartbeat: None,
         })

@@ -12,8 +12,8 @@ use crate::model::WorkerId;
 use crate::store::{Change, QueuedRow};
 use crate::util::time::unix_now;
 
-/// Tasks handed to the LoadBalancer in one message.
-const DISPATCH_BATCH: usize = 512;
+/// Most tasks handed to the LoadBalancer in one message.
+pub(super) const DISPATCH_BATCH: usize = 512;
 
 /// A page of queued tasks to read from the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,18 +74,11 @@ impl LiveTasks {
             self.put_ready(entry);
             return fx;
         };
+        // sent now; it is persisted as running when the worker says it
+        // took a slot ([`Self::started`]): sent ahead, it may wait there
         let attempt_id = self.attempt_id();
         entry.attempts += 1;
-        fx.samples.push(Sample::QueueWait {
-            algorithm: entry.algorithm.clone(),
-            seconds: (now - entry.created_at).max(0.0),
-        });
-        fx.persist.push(Change::AttemptStarted {
-            task_id: entry.task_id.clone(),
-            attempt_id,
-            worker_id: worker.clone(),
-            at: now,
-        });
+        let _ = now;
         fx.send.push(Outbound::Run {
             worker: worker.clone(),
             task_id: entry.task_id.clone(),
@@ -99,8 +92,42 @@ impl LiveTasks {
                 entry,
                 attempt_id,
                 worker,
+                started: false,
             },
         );
+        fx
+    }
+
+    /// The worker a task was sent ahead to, while it waits there for a
+    /// slot.
+    pub fn sent_ahead_to(&self, task_id: &str) -> Option<WorkerId> {
+        self.running
+            .get(task_id)
+            .filter(|r| !r.started)
+            .map(|r| r.worker.clone())
+    }
+
+    /// Event: the worker took attempt `attempt_id` of `task_id` into a
+    /// slot. From now on the task is running, in the database too.
+    pub fn started(&mut self, task_id: &str, attempt_id: u64, now: f64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(r) = self.running.get_mut(task_id) else {
+            return fx;
+        };
+        if r.attempt_id != attempt_id || r.started {
+            return fx;
+        }
+        r.started = true;
+        fx.samples.push(Sample::QueueWait {
+            algorithm: r.entry.algorithm.clone(),
+            seconds: (now - r.entry.created_at).max(0.0),
+        });
+        fx.persist.push(Change::AttemptStarted {
+            task_id: task_id.to_string(),
+            attempt_id,
+            worker_id: r.worker.clone(),
+            at: now,
+        });
         fx
     }
 
@@ -163,7 +190,7 @@ impl TaskQueue {
             self.dispatch_again = true;
             return;
         }
-        let batch = self.live.take_batch(DISPATCH_BATCH);
+        let batch = self.live.take_batch(self.dispatch_size);
         for req in self.live.pages_wanted() {
             self.read_page(req, ctx);
         }
@@ -179,6 +206,15 @@ impl TaskQueue {
             .map(move |placements, act, ctx| {
                 act.dispatching = false;
                 let placements = placements.unwrap_or_default();
+                let asked = batch.len();
+                let placed = placements.iter().filter(|p| p.is_some()).count();
+                // all placed: there may be more room, offer more next
+                // time; some left: offer about what fitted
+                act.dispatch_size = if placed == asked {
+                    (asked * 2).clamp(16, DISPATCH_BATCH)
+                } else {
+                    (placed + 1).clamp(16, DISPATCH_BATCH)
+                };
                 let mut placed_any = false;
                 for (i, (task_id, _)) in batch.into_iter().enumerate() {
                     let placement = placements.get(i).and_then(|p| p.as_ref());

@@ -89,6 +89,10 @@ pub struct Running {
     pub entry: Entry,
     pub attempt_id: u64,
     pub worker: WorkerId,
+    /// The worker said it took a slot (and the attempt was persisted);
+    /// until then it was only sent ahead, and the database still says
+    /// queued.
+    pub started: bool,
 }
 
 /// Where a live task is.
@@ -447,6 +451,7 @@ impl LiveTasks {
                             entry,
                             attempt_id,
                             worker,
+                            started: true,
                         },
                     );
                 }

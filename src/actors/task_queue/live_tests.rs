@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy};
+use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample};
 use super::OutcomeKind;
 use crate::model::{ResultBody, RunStatus, TaskResult, TaskStatus, WorkerId};
 use crate::store::{CancelOutcome, Change, NewTask, QueuedRow};
@@ -60,6 +60,10 @@ enum Event {
         max: usize,
         choice: usize,
     },
+    /// The worker says an issued attempt took a slot.
+    Started {
+        pick: usize,
+    },
     Outcome {
         pick: usize,
         kind: u8,
@@ -81,6 +85,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (1usize..4, 0u8..3).prop_map(|(count, priority)| Event::Submit { count, priority }),
         3 => (1usize..6, 0usize..16).prop_map(|(max, choice)| Event::Dispatch { max, choice }),
         1 => (1usize..4).prop_map(|max| Event::Take { max }),
+        3 => (0usize..64).prop_map(|pick| Event::Started { pick }),
         4 => (0usize..64, 0u8..8).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
         1 => (0usize..64).prop_map(|pick| Event::CancelAsk { pick }),
         1 => Just(Event::CancelAnswer),
@@ -101,6 +106,8 @@ struct Model {
     issued: Vec<(String, u64, WorkerId)>,
     /// The open attempt of each task.
     open: HashMap<String, u64>,
+    /// Attempts persisted as started (the worker took them into a slot).
+    started: HashSet<u64>,
     pending_cancels: Vec<String>,
     /// Taken for placement, not answered yet.
     assigning: Vec<String>,
@@ -124,6 +131,7 @@ impl Model {
             in_flight: [0; 3],
             issued: Vec::new(),
             open: HashMap::new(),
+            started: HashSet::new(),
             pending_cancels: Vec::new(),
             assigning: Vec::new(),
             failed_on: HashMap::new(),
@@ -167,7 +175,18 @@ impl Model {
                 assert!(!self.ended(id), "an ended task changed: {c:?}");
             }
             match c {
-                Change::AttemptStarted { task_id, .. } => {
+                Change::AttemptStarted {
+                    task_id, attempt_id, ..
+                } => {
+                    assert_eq!(
+                        self.open.get(task_id),
+                        Some(attempt_id),
+                        "a started attempt is the open one"
+                    );
+                    assert!(
+                        self.started.insert(*attempt_id),
+                        "attempt {attempt_id} started twice"
+                    );
                     self.status.insert(task_id.clone(), TaskStatus::Running);
                 }
                 Change::Requeue { task_id, .. } => {
@@ -256,6 +275,14 @@ impl Model {
                     self.effects(fx);
                 }
             }
+            Event::Started { pick } => {
+                if self.issued.is_empty() {
+                    return;
+                }
+                let (task_id, attempt_id, _) = self.issued[pick % self.issued.len()].clone();
+                let fx = self.live.started(&task_id, attempt_id, self.now);
+                self.effects(fx);
+            }
             Event::Outcome { pick, kind } => {
                 if self.issued.is_empty() {
                     return;
@@ -263,6 +290,7 @@ impl Model {
                 let (task_id, attempt_id, w) = self.issued[pick % self.issued.len()].clone();
                 let current =
                     self.open.get(&task_id) == Some(&attempt_id) && !self.pending_cancels.contains(&task_id);
+                let sent_ahead = current && !self.started.contains(&attempt_id);
                 if current && matches!(kind, 2 | 3 | 4 | 6 | 7) {
                     let seen = self.failed_on.entry(task_id.clone()).or_default();
                     if !seen.contains(&w) {
@@ -278,7 +306,13 @@ impl Model {
                     6 => OutcomeKind::TimedOut("slow".into()),
                     _ => OutcomeKind::Result(Box::new(forged(&task_id))),
                 };
+                let refused = matches!(kind, OutcomeKind::Refused(_));
                 let fx = self.live.outcome(&task_id, attempt_id, &w, kind, self.now);
+                if sent_ahead && refused {
+                    // handed back before it started: nothing was persisted
+                    assert!(fx.persist.is_empty(), "{:?}", fx.persist);
+                    self.open.remove(&task_id);
+                }
                 self.effects(fx);
             }
             Event::CancelAsk { pick } => {
@@ -387,6 +421,18 @@ impl Model {
             .map(|(t, r)| (t.as_str(), r.attempt_id))
             .collect();
         assert_eq!(open, attempts, "running and open attempts disagree");
+        // the database says running exactly for attempts that started;
+        // one only sent ahead is still queued there
+        for (t, r) in &l.running {
+            let db = self.status[t.as_str()];
+            assert_eq!(
+                db == TaskStatus::Running,
+                r.started,
+                "{t}: database {db}, started {}",
+                r.started
+            );
+            assert_eq!(r.started, self.started.contains(&r.attempt_id));
+        }
         // at most `capacity` in flight per worker, and every slot accounted for
         for (i, cap) in CAPACITY.iter().enumerate() {
             let on = l.running.values().filter(|r| r.worker == worker(i)).count();
@@ -435,6 +481,8 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
         priority: 0,
     });
     m.step(Event::Dispatch { max: 1, choice: 1 });
+    // sent to a worker that takes one request per task: running at once
+    m.step(Event::Started { pick: 0 });
     let fx = m.live.outcome(
         "t1",
         m.issued[0].1,
@@ -461,6 +509,7 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
     assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
     for n in 1..=3 {
         m.step(Event::Dispatch { max: 1, choice: 1 });
+        m.step(Event::Started { pick: n });
         m.step(Event::Outcome { pick: n, kind: 2 });
         m.step(Event::Advance { ms: 100 });
     }
@@ -540,5 +589,73 @@ fn a_result_for_other_parameters_or_another_algorithm_is_never_recorded() {
     m.step(Event::Dispatch { max: 1, choice: 1 });
     m.step(Event::Outcome { pick: 2, kind: 0 });
     assert_eq!(m.status[&task_id], TaskStatus::Completed);
+    m.check();
+}
+
+#[test]
+fn a_task_sent_ahead_is_queued_in_the_database_until_it_starts() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 2,
+        priority: 1,
+    });
+    m.step(Event::Dispatch { max: 2, choice: 1 });
+    // both sent; neither took a slot yet
+    assert_eq!(m.status["t1"], TaskStatus::Queued);
+    assert!(m.live.sent_ahead_to("t1").is_some());
+    // t1 starts: persisted running, with its queue wait
+    let fx = m.live.started("t1", m.issued[0].1, m.now + 1.0);
+    assert!(fx
+        .persist
+        .iter()
+        .any(|c| matches!(c, Change::AttemptStarted { .. })));
+    assert!(fx.samples.iter().any(|s| matches!(s, Sample::QueueWait { .. })));
+    m.effects(fx);
+    assert_eq!(m.status["t1"], TaskStatus::Running);
+    assert!(m.live.sent_ahead_to("t1").is_none());
+    // said twice, or for another attempt: nothing more
+    assert!(m.live.started("t1", m.issued[0].1, m.now).persist.is_empty());
+    assert!(m.live.started("t2", 999, m.now).persist.is_empty());
+    // t2's worker is lost before t2 started: handed back, not an attempt,
+    // nothing written, and it is ready again at once
+    let (t2, a2, w2) = m.issued[1].clone();
+    let fx = m.live.outcome(
+        &t2,
+        a2,
+        &w2,
+        OutcomeKind::Refused("lost before it started".into()),
+        m.now,
+    );
+    assert!(fx.persist.is_empty());
+    assert!(fx.send.iter().any(|s| matches!(
+        s,
+        Outbound::Release {
+            freed: Freed::Nothing,
+            ..
+        }
+    )));
+    m.open.remove(&t2);
+    m.effects(fx);
+    assert_eq!(m.live.place_of("t2"), Some(Place::Ready));
+    assert_eq!(m.status["t2"], TaskStatus::Queued);
+    // a result from a worker that never said it started (an older worker,
+    // or the started line lost): the attempt is persisted, then recorded
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    let (t2, a2, w2) = m.issued[2].clone();
+    let fx = m.live.outcome(
+        &t2,
+        a2,
+        &w2,
+        OutcomeKind::Result(Box::new(result(&t2, RunStatus::Completed))),
+        m.now,
+    );
+    let started_at = fx
+        .persist
+        .iter()
+        .position(|c| matches!(c, Change::AttemptStarted { .. }));
+    assert_eq!(started_at, Some(0), "{:?}", fx.persist);
+    assert!(fx.completion.is_some());
+    m.effects(fx);
+    assert_eq!(m.status["t2"], TaskStatus::Completed);
     m.check();
 }

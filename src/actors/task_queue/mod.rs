@@ -135,6 +135,10 @@ pub struct TaskQueue {
     /// An `Assign` is out; `dispatch_again`: another was asked for meanwhile.
     dispatching: bool,
     dispatch_again: bool,
+    /// How many tasks the next `Assign` offers: the room the last one
+    /// found, so that a full cluster is not offered hundreds of tasks to
+    /// take back one at a time.
+    dispatch_size: usize,
     performance: queries::Performance,
     started: Instant,
 }
@@ -153,6 +157,7 @@ impl TaskQueue {
             live: LiveTasks::new(policy, boot, seed()),
             dispatching: false,
             dispatch_again: false,
+            dispatch_size: dispatch::DISPATCH_BATCH,
             performance: Default::default(),
             started: Instant::now(),
         }
@@ -397,6 +402,27 @@ impl Handler<AttemptOutcome> for TaskQueue {
             .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
+    }
+}
+
+/// Sent by a WorkerProxy: these attempts took a slot on its worker (they
+/// were sent ahead and waited there until now, or were just sent).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptsStarted {
+    pub worker_id: WorkerId,
+    pub attempts: Vec<(String, u64)>,
+}
+
+impl Handler<AttemptsStarted> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttemptsStarted, ctx: &mut Self::Context) {
+        let now = unix_now();
+        for (task_id, attempt_id) in msg.attempts {
+            let fx = self.live.started(&task_id, attempt_id, now);
+            self.apply(fx, ctx);
+        }
     }
 }
 

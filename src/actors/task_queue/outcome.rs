@@ -61,6 +61,26 @@ impl LiveTasks {
         let mut fx = Effects::default();
         let cancelling = self.cancelling.contains_key(task_id);
         let is_current = !cancelling && self.running.get(task_id).map(|r| r.attempt_id) == Some(attempt_id);
+        let started = self.running.get(task_id).is_some_and(|r| r.started);
+        if is_current && !started && !matches!(kind, OutcomeKind::Refused(_)) {
+            // it ran after all (a result, a failure, a loss): it is an
+            // attempt, persisted as one before it ends
+            fx = self.started(task_id, attempt_id, now);
+        } else if is_current && !started {
+            // sent ahead and handed back before it took a slot: nothing
+            // of it reached the database, and nothing needs to
+            let r = self.running.remove(task_id).expect("the current attempt runs");
+            self.place.remove(task_id);
+            fx.send.push(Outbound::Release {
+                worker: r.worker.clone(),
+                freed: Freed::Nothing,
+            });
+            self.counters.refused_attempts += 1;
+            let mut entry = r.entry;
+            entry.attempts = entry.attempts.saturating_sub(1);
+            self.put_ready(entry);
+            return fx;
+        }
         let kind = match kind {
             OutcomeKind::Result(result) => {
                 match self.entry(task_id).and_then(|e| mismatch_with_task(e, &result)) {

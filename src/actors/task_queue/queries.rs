@@ -208,6 +208,7 @@ impl Handler<WhyWaiting> for TaskQueue {
 
     fn handle(&mut self, msg: WhyWaiting, _: &mut Self::Context) -> Self::Result {
         let place = self.live.place_of(&msg.task_id);
+        let sent_to = self.live.sent_ahead_to(&msg.task_id);
         let last_error = self.live.last_error(&msg.task_id);
         let ahead = self.live.ahead_of(&msg.task_id);
         let explain = self.peers.explain.clone();
@@ -218,6 +219,15 @@ impl Handler<WhyWaiting> for TaskQueue {
                         reason: format!("backing off after a failed attempt until {}", iso_at(until)),
                         workers: None,
                         retry_at: Some(iso_at(until)),
+                        last_error,
+                    }),
+                    Some(Place::Running) if sent_to.is_some() => Some(Waiting {
+                        reason: format!(
+                            "sent ahead to worker {}, which is busy: it starts there as soon as a slot frees",
+                            sent_to.expect("checked")
+                        ),
+                        workers: None,
+                        retry_at: None,
                         last_error,
                     }),
                     Some(Place::Placing) | Some(Place::Running) => Some(Waiting {

@@ -52,6 +52,7 @@ fn the_state_machine_without_workers() {
             queue: queue.clone().recipient(),
             proxies: Vec::new(),
             outcomes: queue.clone().recipient(),
+            started: queue.clone().recipient(),
             settings: crate::actors::worker_proxy::ProxySettings {
                 heartbeat_interval: Duration::from_secs(1),
                 worker_timeout: Duration::from_secs(5),

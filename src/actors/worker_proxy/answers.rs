@@ -90,33 +90,38 @@ pub fn read_execute_answer(
     retry_after: Option<u64>,
     body: Option<&[u8]>,
 ) -> ExecuteVerdict {
-    let kind = match (code, body) {
-        (200, Some(body)) => match serde_json::from_slice::<Value>(body) {
+    match (code, body) {
+        (200, Some(body)) => ExecuteVerdict::Outcome(match serde_json::from_slice::<Value>(body) {
             Ok(v) => check_result(task_id, attempt_id, v),
             Err(e) => OutcomeKind::Failed(format!("the worker returned invalid JSON: {e}")),
-        },
-        (200, None) => OutcomeKind::Failed("the worker's answer could not be read".into()),
-        (429, _) => {
+        }),
+        (200, None) => ExecuteVerdict::Outcome(OutcomeKind::Failed(
+            "the worker's answer could not be read".into(),
+        )),
+        (code, body) => {
+            let body = body
+                .and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok())
+                .unwrap_or_default();
+            read_refusal(code, retry_after, &body)
+        }
+    }
+}
+
+/// What a refusal of a task means (an `/execute` answer that is not 200,
+/// or a `refused` line of a batch).
+pub fn read_refusal(code: u16, retry_after: Option<u64>, body: &ErrorBody) -> ExecuteVerdict {
+    let kind = match code {
+        429 => {
             return ExecuteVerdict::Full {
                 retry_after: Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 60)),
             }
         }
-        (409, _) => return ExecuteVerdict::AlreadyRunning,
-        (401, _) => return ExecuteVerdict::Unauthorized,
-        (503, _) => OutcomeKind::Refused("the worker is shutting down (503)".into()),
-        (code, body) => {
-            let detail = refusal_detail(body);
-            OutcomeKind::Failed(format!("the worker refused the task ({code}): {detail}"))
-        }
+        409 => return ExecuteVerdict::AlreadyRunning,
+        401 => return ExecuteVerdict::Unauthorized,
+        503 => OutcomeKind::Refused("the worker is shutting down (503)".into()),
+        code => OutcomeKind::Failed(format!("the worker refused the task ({code}): {}", body.error)),
     };
     ExecuteVerdict::Outcome(kind)
-}
-
-/// The `error` of a refusal's JSON body, or "".
-pub fn refusal_detail(body: Option<&[u8]>) -> String {
-    body.and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok())
-        .map(|e| e.error)
-        .unwrap_or_default()
 }
 
 /// True when a connection error proves the request never reached the
@@ -256,9 +261,37 @@ mod tests {
 
     #[test]
     fn refusals_are_read_from_the_error_body() {
-        assert_eq!(refusal_detail(Some(br#"{"error": "no", "code": "x"}"#)), "no");
-        assert_eq!(refusal_detail(Some(b"garbage")), "");
-        assert_eq!(refusal_detail(None), "");
+        let failed = |v: ExecuteVerdict| match v {
+            ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(failed(read_execute_answer(
+            "a",
+            1,
+            422,
+            None,
+            Some(br#"{"error": "no", "code": "x"}"#)
+        ))
+        .ends_with(": no"));
+        assert!(failed(read_execute_answer("a", 1, 422, None, Some(b"garbage"))).ends_with("(422): "));
+        assert!(failed(read_execute_answer("a", 1, 422, None, None)).ends_with("(422): "));
+        // a batch's refused line means what the same /execute answer means
+        let body = ErrorBody {
+            error: "worker is full".into(),
+            ..ErrorBody::default()
+        };
+        assert!(matches!(
+            read_refusal(429, Some(3), &body),
+            ExecuteVerdict::Full { retry_after } if retry_after == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            read_refusal(409, None, &body),
+            ExecuteVerdict::AlreadyRunning
+        ));
+        assert!(matches!(
+            read_refusal(503, None, &body),
+            ExecuteVerdict::Outcome(OutcomeKind::Refused(_))
+        ));
     }
 
     #[test]

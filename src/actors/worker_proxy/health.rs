@@ -113,6 +113,7 @@ impl WorkerProxy {
                     state: WorkerState::Unknown,
                     reason: Some(why.clone()),
                     capacity: self.entry.capacity,
+                    backlog_limit: 0,
                     kernels: self.entry.kernels(),
                     heartbeat: None,
                 });
@@ -179,6 +180,7 @@ impl WorkerProxy {
                 state: WorkerState::Down,
                 reason: Some(UNAUTHORIZED.into()),
                 capacity: self.entry.capacity,
+                backlog_limit: 0,
                 kernels: self.entry.kernels(),
                 heartbeat: None,
             });
@@ -203,6 +205,9 @@ impl WorkerProxy {
                 "the worker at this address reports another id");
         }
         self.up = true;
+        self.batching = status.max_backlog > 0;
+        self.capacity = capacity;
+        self.judged_running = 0;
         self.unauthorized_told = false;
         self.kernels = kernels.clone();
         self.peers.updates.do_send(WorkerUpdate {
@@ -210,6 +215,7 @@ impl WorkerProxy {
             state: WorkerState::Up,
             reason: None,
             capacity,
+            backlog_limit: status.max_backlog,
             kernels,
             heartbeat: Some(SystemTime::now()),
         });
@@ -230,6 +236,7 @@ impl WorkerProxy {
             state,
             reason: Some(reason),
             capacity: self.entry.capacity,
+            backlog_limit: 0,
             kernels: if self.kernels.is_empty() {
                 self.entry.kernels()
             } else {
@@ -238,12 +245,14 @@ impl WorkerProxy {
             heartbeat: None,
         });
         if was_up && state != WorkerState::Draining {
-            let lost: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
-                .into_iter()
-                .map(|(task_id, f)| (task_id, f.attempt_id))
-                .chain(std::mem::take(&mut self.adopted))
-                .collect();
-            for (task_id, attempt_id) in lost {
+            // what ran there is lost (an attempt); what was only sent
+            // ahead never started, and goes back without counting
+            let ids: Vec<String> = self.in_flight.keys().cloned().collect();
+            for (task_id, attempt_id, kind) in self.judge_cut_off(&ids, &why) {
+                self.in_flight.remove(&task_id);
+                self.report(task_id, attempt_id, kind);
+            }
+            for (task_id, attempt_id) in std::mem::take(&mut self.adopted) {
                 self.report(task_id, attempt_id, OutcomeKind::Lost(why.clone()));
             }
         }

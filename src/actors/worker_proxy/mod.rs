@@ -11,8 +11,10 @@
 //! the pure functions of [`answers`].
 
 mod answers;
+mod batch;
 mod health;
 mod http;
+mod single;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,11 +24,11 @@ use actix::prelude::*;
 use awc::error::SendRequestError;
 use serde_json::Value;
 
-use self::answers::{agree, check_result, never_connected, read_execute_answer, ExecuteVerdict};
-use self::http::{fetch_json, FetchError, RawAnswer};
+use self::answers::{agree, check_result};
+use self::http::{fetch_json, FetchError};
 use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
-use super::task_queue::{AttemptOutcome, OutcomeKind};
-use crate::api::protocol::{AckRequest, CurrentAnswer, ExecuteRequest, StatusAnswer};
+use super::task_queue::{AttemptOutcome, AttemptsStarted, OutcomeKind};
+use crate::api::protocol::{AckRequest, CurrentAnswer, StatusAnswer};
 use crate::config::WorkerEntry;
 use crate::model::WorkerId;
 use crate::util::token::Token;
@@ -48,6 +50,8 @@ pub struct ProxySettings {
 #[derive(Clone)]
 pub struct ProxyPeers {
     pub outcomes: Recipient<AttemptOutcome>,
+    /// Attempts that took a slot on the worker.
+    pub started: Recipient<AttemptsStarted>,
     pub heartbeats: Recipient<Heartbeat>,
     pub updates: Recipient<WorkerUpdate>,
     pub full: Recipient<WorkerFull>,
@@ -56,7 +60,15 @@ pub struct ProxyPeers {
 /// An attempt sent to the worker and not yet answered.
 struct InFlight {
     attempt_id: u64,
-    started: Instant,
+    /// When the worker said it took a slot; none while it waits in the
+    /// worker's backlog (or is still on its way there).
+    started: Option<Instant>,
+    /// When it was handed to this proxy.
+    sent: Instant,
+    /// The batch request that carries it (0: not sent yet).
+    batch: u64,
+    /// Order handed to the proxy.
+    seq: u64,
 }
 
 pub struct WorkerProxy {
@@ -72,6 +84,25 @@ pub struct WorkerProxy {
     heartbeat_pending: bool,
     status_pending: bool,
     in_flight: HashMap<String, InFlight>,
+    /// Attempts waiting for the next batch request.
+    outbox: Vec<RunAttempt>,
+    /// A batch request is about to be made from the outbox.
+    outbox_flush: bool,
+    /// Batches on their way or streaming back: each task's attempt id.
+    batches: HashMap<u64, HashMap<String, u64>>,
+    next_batch: u64,
+    next_seq: u64,
+    /// The capacity agreed with the worker when it came up.
+    capacity: usize,
+    /// Attempts of a cut-off worker already taken as having run (see
+    /// `judge_cut_off`); cleared when it is seen running work again.
+    judged_running: usize,
+    /// Batches whose answer said `end`.
+    ended_batches: std::collections::HashSet<u64>,
+    /// Attempts seen starting, not yet told to TaskQueue.
+    started_out: Vec<(String, u64)>,
+    /// The worker takes `POST /execute/batch` (it reports a backlog).
+    batching: bool,
     /// Kernels agreed with the worker when it was last up.
     kernels: Vec<&'static str>,
     /// Attempts from before a restart (or refused with 409) whose result
@@ -127,6 +158,16 @@ impl WorkerProxy {
             heartbeat_pending: false,
             status_pending: false,
             in_flight: HashMap::new(),
+            outbox: Vec::new(),
+            outbox_flush: false,
+            batches: HashMap::new(),
+            next_batch: 1,
+            next_seq: 0,
+            capacity: 1,
+            judged_running: 0,
+            ended_batches: Default::default(),
+            started_out: Vec::new(),
+            batching: false,
             kernels: Vec::new(),
             adopted: HashMap::new(),
             acks: Vec::new(),
@@ -244,90 +285,12 @@ impl Handler<RunAttempt> for WorkerProxy {
     type Result = ();
 
     fn handle(&mut self, msg: RunAttempt, ctx: &mut Self::Context) {
-        let RunAttempt {
-            task_id,
-            attempt_id,
-            body,
-        } = msg;
         if self.retired {
             let why = format!("worker {} was removed before the attempt was sent", self.id);
-            self.report(task_id, attempt_id, OutcomeKind::Refused(why));
+            self.report(msg.task_id, msg.attempt_id, OutcomeKind::Refused(why));
             return;
         }
-        self.in_flight.insert(
-            task_id.clone(),
-            InFlight {
-                attempt_id,
-                started: Instant::now(),
-            },
-        );
-        let payload = ExecuteRequest::encode(&body, attempt_id);
-        // no limit unless TASK_TIMEOUT: simulations may run for hours
-        let timeout = self
-            .settings
-            .task_timeout
-            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
-        http::execute(&self.client, &self.base, payload, timeout)
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                let still_ours = act
-                    .in_flight
-                    .get(&task_id)
-                    .is_some_and(|f| f.attempt_id == attempt_id);
-                let kind = match res {
-                    Ok(RawAnswer {
-                        code,
-                        retry_after,
-                        body,
-                    }) => {
-                        match read_execute_answer(&task_id, attempt_id, code, retry_after, body.as_deref()) {
-                            ExecuteVerdict::Outcome(kind) => kind,
-                            ExecuteVerdict::Full { retry_after } => {
-                                if !act.retired {
-                                    act.peers.full.do_send(WorkerFull {
-                                        worker_id: act.id.clone(),
-                                        retry_after,
-                                    });
-                                }
-                                OutcomeKind::Refused("the worker is full (429)".into())
-                            }
-                            ExecuteVerdict::Unauthorized => {
-                                act.unauthorized();
-                                OutcomeKind::Refused(UNAUTHORIZED.into())
-                            }
-                            ExecuteVerdict::AlreadyRunning => {
-                                // already running there under another attempt: wait for its result
-                                act.in_flight.remove(&task_id);
-                                act.adopted.insert(task_id.clone(), attempt_id);
-                                return;
-                            }
-                        }
-                    }
-                    Err(SendRequestError::Connect(e)) if never_connected(&e) => {
-                        // nothing reached the worker
-                        if !act.retired {
-                            act.refused(e.to_string(), ctx);
-                        }
-                        OutcomeKind::Refused(format!("cannot connect to the worker: {e}"))
-                    }
-                    Err(SendRequestError::Timeout) => {
-                        let limit = act.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
-                        let cancel = act.client.post(format!("{}/cancel/{task_id}", act.base)).send();
-                        actix_rt::spawn(async move {
-                            let _ = cancel.await;
-                        });
-                        OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s"))
-                    }
-                    Err(e) => OutcomeKind::Lost(format!("the connection to the worker broke: {e}")),
-                };
-                if still_ours {
-                    act.in_flight.remove(&task_id);
-                } else if !matches!(kind, OutcomeKind::Result(_)) {
-                    return; // already reported lost with the worker; only a real result still counts
-                }
-                act.report(task_id, attempt_id, kind);
-            })
-            .spawn(ctx);
+        self.queue_for_batch(msg, ctx);
     }
 }
 
@@ -402,9 +365,21 @@ impl Handler<FlushAcks> for WorkerProxy {
     }
 }
 
-/// How long attempts on this worker have been running, for `/workers/{id}`.
+/// An attempt on this worker, for `GET /workers/{id}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptHere {
+    pub task_id: String,
+    pub attempt_id: u64,
+    /// Seconds since it took a slot there; none while it waits in the
+    /// worker's backlog.
+    pub running_seconds: Option<f64>,
+    /// Seconds since it was sent.
+    pub sent_seconds: f64,
+}
+
+/// The attempts on this worker, running or sent ahead.
 #[derive(Message)]
-#[rtype(result = "Vec<(String, u64, f64)>")]
+#[rtype(result = "Vec<AttemptHere>")]
 pub struct InFlightAttempts;
 
 impl Handler<InFlightAttempts> for WorkerProxy {
@@ -413,7 +388,12 @@ impl Handler<InFlightAttempts> for WorkerProxy {
         MessageResult(
             self.in_flight
                 .iter()
-                .map(|(id, f)| (id.clone(), f.attempt_id, f.started.elapsed().as_secs_f64()))
+                .map(|(id, f)| AttemptHere {
+                    task_id: id.clone(),
+                    attempt_id: f.attempt_id,
+                    running_seconds: f.started.map(|t| t.elapsed().as_secs_f64()),
+                    sent_seconds: f.sent.elapsed().as_secs_f64(),
+                })
                 .collect(),
         )
     }
