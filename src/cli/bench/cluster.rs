@@ -145,6 +145,10 @@ pub struct RunFigures {
     pub orchestrator_cpu: Option<f64>,
     pub workers_cpu: Option<f64>,
     pub orchestrator_threads: Vec<CpuLine>,
+    /// Seconds spent ready but not running (starved by other processes)
+    /// during the run.
+    pub orchestrator_runq_wait: Option<f64>,
+    pub workers_runq_wait: Option<f64>,
     /// Context switches of the orchestrator during the run.
     pub orchestrator_switches: Option<(u64, u64)>,
 }
@@ -174,6 +178,8 @@ impl RunFigures {
             "recorded": self.recorded, "duplicates": self.duplicates,
             "orchestrator_cpu_seconds": self.orchestrator_cpu,
             "workers_cpu_seconds": self.workers_cpu,
+            "orchestrator_runqueue_wait_seconds": self.orchestrator_runq_wait,
+            "workers_runqueue_wait_seconds": self.workers_runq_wait,
             "orchestrator_context_switches": self.orchestrator_switches
                 .map(|(v, i)| json!({"voluntary": v, "involuntary": i})),
             "orchestrator_threads": self.orchestrator_threads.iter().take(6)
@@ -182,8 +188,17 @@ impl RunFigures {
     }
 }
 
-fn workers_cpu(cluster: &LocalCluster) -> Option<f64> {
-    cluster.worker_pids().into_iter().map(procfs::cpu_seconds).sum()
+/// (CPU seconds, run-queue wait seconds) of the orchestrator and of the
+/// workers together, so far.
+fn sample(cluster: &LocalCluster) -> [Option<f64>; 4] {
+    let pid = cluster.orchestrator_pid();
+    let workers = cluster.worker_pids();
+    [
+        procfs::cpu_seconds(pid),
+        workers.iter().map(|&w| procfs::cpu_seconds(w)).sum(),
+        procfs::runqueue_wait(pid),
+        workers.iter().map(|&w| procfs::runqueue_wait(w)).sum(),
+    ]
 }
 
 /// One run: a fresh cluster, one file of `tasks` tasks of `w`, until every
@@ -192,23 +207,24 @@ pub fn throughput_run(workers: usize, slots: usize, tasks: usize, w: Workload) -
     let cluster = LocalCluster::start(workers, slots)?;
     let text = task_file("bulk", tasks, w.algorithm, w.particles, w.steps);
     let pid = cluster.orchestrator_pid();
-    let (orch0, work0, threads0, switches0) = (
-        procfs::cpu_seconds(pid),
-        workers_cpu(&cluster),
+    let (before, threads0, switches0) = (
+        sample(&cluster),
         procfs::threads(pid),
         procfs::context_switches(pid),
     );
     let t0 = cluster.drop_file("bulk.json", &text)?;
-    // polling costs the orchestrator a little; every 20 ms is ≤ 1% of a
-    // 2 s run and bounds the error of the end time to 20 ms
-    let ended = cluster.wait_ended(tasks as u64, Duration::from_millis(20), Duration::from_secs(900))?;
+    // each poll of /stats costs the orchestrator a count of the tasks (a
+    // thread of its blocking pool, `tokio-rt-worker` in the thread list);
+    // every 50 ms, as `bench e2e` always did, bounds the end time's error
+    // to 50 ms
+    let ended = cluster.wait_ended(tasks as u64, Duration::from_millis(50), Duration::from_secs(900))?;
     let wall = t0.elapsed().as_secs_f64();
-    let (orch1, work1, threads1, switches1) = (
-        procfs::cpu_seconds(pid),
-        workers_cpu(&cluster),
+    let (after, threads1, switches1) = (
+        sample(&cluster),
         procfs::threads(pid),
         procfs::context_switches(pid),
     );
+    let used = |i: usize| before[i].zip(after[i]).map(|(a, b)| b - a);
     let recorded = cluster.wait_recorded(tasks, Duration::from_secs(30))?;
     Ok(RunFigures {
         tasks,
@@ -219,8 +235,10 @@ pub fn throughput_run(workers: usize, slots: usize, tasks: usize, w: Workload) -
         duplicates: recorded.duplicates,
         exec_seconds: recorded.exec_seconds,
         slots_total: workers.max(1) * slots.max(1),
-        orchestrator_cpu: orch0.zip(orch1).map(|(a, b)| b - a),
-        workers_cpu: work0.zip(work1).map(|(a, b)| b - a),
+        orchestrator_cpu: used(0),
+        workers_cpu: used(1),
+        orchestrator_runq_wait: used(2),
+        workers_runq_wait: used(3),
         orchestrator_threads: procfs::thread_delta(&threads0, &threads1),
         orchestrator_switches: switches0.zip(switches1).map(|(a, b)| (b.0 - a.0, b.1 - a.1)),
     })
@@ -240,8 +258,8 @@ fn throughput(args: &ClusterBenchArgs, w: Workload) -> Result<(), String> {
             if slots == 1 { "" } else { "s" },
         );
         println!(
-            "  {:>4} {:>8} {:>9} {:>8} {:>11} {:>9} {:>9} {:>10}  busiest orchestrator threads (cpu s)",
-            "run", "wall s", "tasks/s", "exec ms", "overhead µs", "orch cpu", "work cpu", "recorded"
+            "  {:>4} {:>8} {:>9} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11}  busiest orchestrator threads (cpu s)",
+            "run", "wall s", "tasks/s", "exec ms", "overhead µs", "orch cpu", "orch wait", "work cpu", "work wait", "recorded"
         );
     }
     let mut runs = Vec::new();
@@ -265,6 +283,8 @@ fn throughput(args: &ClusterBenchArgs, w: Workload) -> Result<(), String> {
         "wall_seconds": pick(|r| r.wall),
         "orchestrator_cpu_seconds": pick(|r| r.orchestrator_cpu.unwrap_or(f64::NAN)),
         "workers_cpu_seconds": pick(|r| r.workers_cpu.unwrap_or(f64::NAN)),
+        "orchestrator_runqueue_wait_seconds": pick(|r| r.orchestrator_runq_wait.unwrap_or(f64::NAN)),
+        "workers_runqueue_wait_seconds": pick(|r| r.workers_runq_wait.unwrap_or(f64::NAN)),
         "all_recorded_once": all_recorded,
         "runs": runs.iter().map(RunFigures::to_json).collect::<Vec<_>>(),
     });
@@ -305,13 +325,15 @@ fn print_run(i: usize, r: &RunFigures) {
         .map(|t| format!("{} {:.2}", t.name, t.seconds))
         .collect();
     println!(
-        "  {i:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1} {:>9} {:>9} {:>10}  {}",
+        "  {i:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1} {:>9} {:>9} {:>9} {:>9} {:>11}  {}",
         r.wall,
         r.tasks_per_second(),
         r.exec_ms_per_task(),
         r.overhead_us_per_task(),
         cpu(r.orchestrator_cpu),
+        cpu(r.orchestrator_runq_wait),
         cpu(r.workers_cpu),
+        cpu(r.workers_runq_wait),
         format!("{}/{}", r.recorded, r.tasks),
         threads.join(", ")
     );
@@ -354,6 +376,8 @@ mod tests {
             orchestrator_cpu: None,
             workers_cpu: None,
             orchestrator_threads: Vec::new(),
+            orchestrator_runq_wait: None,
+            workers_runq_wait: None,
             orchestrator_switches: None,
         };
         // (0.5 − 0.8 / 2) / 500 = 200 µs

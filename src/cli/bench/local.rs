@@ -16,10 +16,13 @@ use crate::cli::client::{self, Answer, Endpoint};
 use crate::cli::cluster::KillOnDrop;
 
 /// Starts `orquesta ARGS…` (this binary) quietly in `dir` and waits until
-/// it listens; the child and its address.
+/// it listens; the child and its address. It dies with the bench, also
+/// when the bench is killed (a dropped [`KillOnDrop`] covers only a bench
+/// that ends by itself).
 pub fn start_self(id: &str, args: &[&str], dir: &Path) -> Result<(KillOnDrop, String), String> {
-    let cmd =
+    let mut cmd =
         crate::cli::cluster::self_command(args, &[("RUST_LOG", "warn")], dir).map_err(|e| e.to_string())?;
+    crate::cli::cluster::die_with_parent(&mut cmd);
     let (child, addr) = crate::cli::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
     Ok((KillOnDrop(child), addr))
 }

@@ -116,6 +116,29 @@ pub fn context_switches(pid: u32) -> Option<(u64, u64)> {
     Some((voluntary, involuntary))
 }
 
+/// Seconds every thread of `pid` together has spent waiting on a run
+/// queue, ready but not running (`/proc/…/schedstat`, second field, in
+/// ns). Large next to the CPU used means the process was starved by
+/// others on the machine, not idle waiting for work.
+pub fn runqueue_wait(pid: u32) -> Option<f64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for entry in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        ns += parse_schedstat(&text).map_or(0, |(_, wait)| wait);
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// `/proc/…/schedstat`: nanoseconds on a CPU, nanoseconds waiting on a
+/// run queue (then the number of time slices, unused here).
+pub fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((fields.next()??, fields.next()??))
+}
+
 /// Resident memory of `pid` now and its peak since it started, in bytes.
 pub fn rss(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -155,6 +178,16 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_gives_run_and_wait_nanoseconds() {
+        assert_eq!(
+            parse_schedstat("169533696 293179488 69\n"),
+            Some((169533696, 293179488))
+        );
+        assert_eq!(parse_schedstat("12"), None);
+        assert_eq!(parse_schedstat("x y z"), None);
+    }
+
+    #[test]
     fn the_delta_keeps_names_that_used_cpu_most_first() {
         let line = |name: &str, seconds| CpuLine {
             name: name.into(),
@@ -176,5 +209,6 @@ mod tests {
         let (now, peak) = rss(me).expect("VmRSS and VmHWM");
         assert!(now > 0 && peak >= now);
         assert!(context_switches(me).is_some());
+        assert!(runqueue_wait(me).is_some());
     }
 }
