@@ -103,7 +103,9 @@ fn check_throughput(v: &Value, case: &str, tasks: u64, runs: usize) {
             r["orchestrator_context_switches"]["voluntary"].as_u64().is_some(),
             "{r}"
         );
-        assert!(!r["orchestrator_threads"].as_array().unwrap().is_empty(), "{r}");
+        // CPU is counted in 10 ms ticks: a short run's thread list may
+        // be empty, but it is always there
+        assert!(r["orchestrator_threads"].is_array(), "{r}");
     }
 }
 
