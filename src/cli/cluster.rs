@@ -173,7 +173,7 @@ fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> s
 /// `up` means when `up` ends, even by SIGKILL. (Linux ties it to the
 /// thread: children restarted by the supervisor thread get it when that
 /// thread ends, which it does only once `up` stops them anyway.)
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

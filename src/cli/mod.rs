@@ -231,6 +231,13 @@ pub enum BenchCommand {
     /// cluster of separate processes, and drop-to-first-dispatch latency.
     #[command(after_help = "Example:\n  orquesta bench e2e --tasks 10000 --workers 2 --capacity 8")]
     E2e(bench::E2eBenchArgs),
+    /// Issue 12's workloads on a local cluster of separate processes:
+    /// tiny tasks (tasks/s), ~1.6 ms tasks (overhead per task) and a
+    /// million-task file (ingest rate, memory, read latencies).
+    #[command(
+        after_help = "Examples:\n  orquesta bench cluster trivial --runs 5\n  orquesta bench cluster ms --workers 2 --slots 1\n  orquesta bench cluster ingest --tasks 1000000\n  orquesta bench cluster all --json"
+    )]
+    Cluster(bench::ClusterBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -254,6 +261,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
+        Command::Bench(BenchCommand::Cluster(args)) => bench::cluster(&args),
         Command::Gen(args) => crate::cli::gen::run(&args),
         Command::Validate(args) => crate::cli::validate::run(&args),
         Command::Schema => crate::cli::schema::run(),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod bench_cluster;
 mod chaos;
 mod commands;
 mod common;

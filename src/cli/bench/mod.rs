@@ -1,14 +1,29 @@
 //! `orquesta bench …`: measurements that print the figures the issues ask
 //! for. Speed is measured here, never asserted in tests.
+//!
+//! Here: `bench sim` (the kernels alone) and `bench worker` (one worker's
+//! `/execute`). Beside it: `e2e.rs` (`bench e2e`), `cluster.rs` and
+//! `ingest.rs` (`bench cluster`, issue 12's workloads), `local.rs` (the
+//! throw-away local cluster they all start) and `procfs.rs` (CPU and
+//! memory of its processes).
+
+mod cluster;
+mod e2e;
+mod ingest;
+mod local;
+mod procfs;
+
+pub use cluster::{run as cluster, ClusterBenchArgs};
+pub use e2e::{e2e, E2eBenchArgs};
 
 use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cli::client::{self, Answer, Endpoint};
 use crate::cli::cluster::KillOnDrop;
 use crate::sim::{self, lookup, Control, Limits, RunOptions, SimParams, SimStatus, KERNELS};
 use crate::util::machine::available_threads;
+use local::start_self;
 use tempfile::TempDir;
 
 #[derive(Args, Debug)]
@@ -186,15 +201,6 @@ pub struct WorkerBenchArgs {
     pub capacity: usize,
 }
 
-/// Starts `orquesta ARGS…` (this binary) quietly in `dir` and waits until
-/// it listens; its address.
-fn start_self(id: &str, args: &[&str], dir: &std::path::Path) -> Result<(KillOnDrop, String), String> {
-    let cmd =
-        crate::cli::cluster::self_command(args, &[("RUST_LOG", "warn")], dir).map_err(|e| e.to_string())?;
-    let (child, addr) = crate::cli::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
-    Ok((KillOnDrop(child), addr))
-}
-
 /// Requests per second of tiny tasks (N = 16, one step) on `/execute`,
 /// with keep-alive connections on loopback.
 pub fn worker(args: &WorkerBenchArgs) -> ExitCode {
@@ -352,172 +358,4 @@ async fn drive_worker(base: String, requests: usize, concurrency: usize) -> Resu
     report.seconds = started.elapsed().as_secs_f64();
     report.latencies.sort_by(f64::total_cmp);
     Ok(report)
-}
-
-#[derive(Args, Debug)]
-pub struct E2eBenchArgs {
-    /// Tiny tasks (N = 16, one step) in the throughput file.
-    #[arg(long, default_value_t = 10_000)]
-    pub tasks: usize,
-    /// Worker processes to start.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Capacity of each worker.
-    #[arg(long, default_value_t = 8)]
-    pub capacity: usize,
-    /// Single-task files dropped to time the drop-to-first-dispatch latency.
-    #[arg(long, default_value_t = 5)]
-    pub latency_samples: usize,
-}
-
-/// End to end on a local cluster of separate processes: a file of tiny
-/// tasks dropped into task_queues/ until every result is recorded, and
-/// the time from dropping a one-task file to its dispatch.
-pub fn e2e(args: &E2eBenchArgs) -> ExitCode {
-    match run_e2e(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `GET http://{addr}{path}`, any status.
-fn http_get(addr: &str, path: &str, timeout: std::time::Duration) -> Result<Answer, String> {
-    let endpoint = Endpoint::plain(addr);
-    client::request(&endpoint, "GET", path, None, timeout).map_err(|e| e.to_string())
-}
-
-fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
-    let a = http_get(addr, path, std::time::Duration::from_secs(10))?;
-    serde_json::from_str(&a.body).map_err(|e| format!("{path}: {e}"))
-}
-
-fn run_e2e(args: &E2eBenchArgs) -> Result<(), String> {
-    use std::time::{Duration, Instant};
-    let dir = tempfile::Builder::new()
-        .prefix("orquesta-e2e-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let mut children = Vec::new();
-    let mut entries = Vec::new();
-    let capacity = args.capacity.to_string();
-    for i in 1..=args.workers.max(1) {
-        let id = format!("w{i}");
-        let (child, addr) = start_self(
-            &id,
-            &[
-                "worker",
-                "--worker-id",
-                &id,
-                "--port",
-                "0",
-                "--capacity",
-                &capacity,
-            ],
-            dir.path(),
-        )?;
-        entries.push(serde_json::json!({"id": id, "host": "127.0.0.1",
-            "port": crate::cli::cluster::port_of(&addr).unwrap_or(0), "capacity": args.capacity}));
-        children.push(child);
-    }
-    std::fs::write(
-        dir.path().join("config_workers.json"),
-        serde_json::json!({ "workers": entries }).to_string(),
-    )
-    .map_err(|e| e.to_string())?;
-    let (_orchestrator, addr) = start_self("orchestrator", &["orchestrator", "--port", "0"], dir.path())?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get_json(&addr, "/workers")?["up"].as_u64() != Some(args.workers.max(1) as u64) {
-        if Instant::now() > deadline {
-            return Err("the workers did not come up".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let queue = dir.path().join("task_queues");
-    std::fs::create_dir_all(&queue).map_err(|e| e.to_string())?;
-    let tiny = |id: String, seed: usize| {
-        serde_json::json!({"task_id": id, "algorithm": "cython",
-            "parameters": {"num_particles": 16, "num_steps": 1, "seed": seed}})
-    };
-
-    // drop-to-first-dispatch latency: a file copied in as a user would
-    let mut latencies = Vec::new();
-    for i in 0..args.latency_samples {
-        let id = format!("lat{i}");
-        let text = serde_json::json!({ "tasks": [tiny(id.clone(), i)] }).to_string();
-        // at the millisecond, like the `started_at` it is compared with:
-        // otherwise the truncated start can come out before the drop
-        let dropped = (crate::util::time::unix_now() * 1e3).floor() / 1e3;
-        std::fs::write(queue.join(format!("latency_{i}.json")), text).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let a = http_get(&addr, &format!("/tasks/{id}"), Duration::from_secs(5))?;
-            if a.status == 200 {
-                let v: serde_json::Value = serde_json::from_str(&a.body).map_err(|e| e.to_string())?;
-                if let Some(started) = v["started_at"].as_str().and_then(crate::util::time::parse_iso) {
-                    latencies.push(started - dropped);
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{id} was never dispatched"));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-
-    // throughput: one file of many tiny tasks, until every one is recorded
-    let tasks: Vec<serde_json::Value> = (0..args.tasks).map(|i| tiny(format!("bulk{i}"), i)).collect();
-    let text = serde_json::json!({ "tasks": tasks }).to_string();
-    let before = get_json(&addr, "/stats")?["tasks"]["by_status"]["completed"]
-        .as_u64()
-        .unwrap_or(0);
-    let t0 = Instant::now();
-    std::fs::write(queue.join("bulk.json"), text).map_err(|e| e.to_string())?;
-    let target = before + args.tasks as u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let done = get_json(&addr, "/stats")?["tasks"]["by_status"]["completed"]
-            .as_u64()
-            .unwrap_or(0);
-        if done >= target {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {} tasks completed in 10 minutes",
-                done - before,
-                args.tasks
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let rate = args.tasks as f64 / wall;
-    println!(
-        "end to end: {} workers x capacity {}, tiny tasks (N=16, 1 step, cython), one file dropped into task_queues/",
-        args.workers, args.capacity
-    );
-    println!("  tasks                    {}", args.tasks);
-    println!("  drop to last result      {wall:.3} s");
-    println!("  throughput               {rate:.0} tasks/s");
-    println!("  wall time per task       {:.1} µs", 1e6 / rate);
-    let since = get_json(&addr, "/stats")?["since_start"].clone();
-    println!(
-        "  attempts refused / lost  {} / {}",
-        since["refused_attempts"], since["lost_attempts"]
-    );
-    if !latencies.is_empty() {
-        println!(
-            "  drop-to-first-dispatch   median {:.1} ms, max {:.1} ms ({} samples, 1 ms resolution)",
-            latencies[latencies.len() / 2] * 1e3,
-            latencies[latencies.len() - 1] * 1e3,
-            latencies.len()
-        );
-    }
-    drop(children);
-    Ok(())
 }

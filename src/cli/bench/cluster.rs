@@ -1,0 +1,388 @@
+//! `orquesta bench cluster [trivial|ms|ingest|all]`: the workloads of
+//! issue 12 on a local cluster of real processes, each printed as a table
+//! (or, with `--json`, one JSON object per case, which
+//! `bench/peers.sh` reads to set Orquesta beside Ray and Dask).
+//!
+//! - `trivial`: tiny tasks (`optimized`, N = 16, one step) in one dropped
+//!   file, until every result is recorded: tasks/s.
+//! - `ms`: ~1.6 ms tasks (`reference`, N = 100, 40 steps): the overhead
+//!   per task, (wall − Σexec / slots) / tasks, where Σexec is what the
+//!   workers measured around each simulation.
+//! - `ingest` ([`super::ingest`]): a million-task file dropped → accepted,
+//!   the orchestrator's memory, and the read endpoints with it stored.
+//!
+//! Each run starts a fresh cluster (`--runs` repeats; runs vary, so the
+//! median, min and max are printed). For `trivial` and `ms` the CPU
+//! seconds the orchestrator and the workers used during the run, and the
+//! orchestrator's busiest threads, are read from `/proc`: an orchestrator
+//! near one full core while the workers idle is the bottleneck.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+
+use super::local::{task_file, LocalCluster};
+use super::procfs::{self, CpuLine};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Case {
+    /// Tiny tasks (N = 16, one step): tasks/s.
+    Trivial,
+    /// ~1.6 ms tasks (`reference`, N = 100, 40 steps): overhead per task.
+    Ms,
+    /// A million-task file: accepted tasks/s, memory, read latencies.
+    Ingest,
+    // `makespan` (issue 12's mixed batch over workers of capacity 1, 2 and
+    // 4, per strategy) joins here as a case of its own when
+    // `bench makespan` is folded in.
+    /// Every case above, in that order.
+    All,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterBenchArgs {
+    /// Which workload.
+    #[arg(value_enum, default_value = "all")]
+    pub case: Case,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Slots (capacity) of each worker.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+    /// Tasks per run [default: trivial 10,000; ms 500; ingest 1,000,000].
+    #[arg(long)]
+    pub tasks: Option<usize>,
+    /// Runs of each case, each on a fresh cluster; median, min and max are
+    /// printed.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// One JSON object per case instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A workload of identical tasks (but for the seed) in one file.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    pub case: &'static str,
+    pub algorithm: &'static str,
+    pub particles: u64,
+    pub steps: u64,
+    pub default_tasks: usize,
+}
+
+pub const TRIVIAL: Workload = Workload {
+    case: "trivial",
+    algorithm: "optimized",
+    particles: 16,
+    steps: 1,
+    default_tasks: 10_000,
+};
+
+pub const MS: Workload = Workload {
+    case: "ms",
+    algorithm: "reference",
+    particles: 100,
+    steps: 40,
+    default_tasks: 500,
+};
+
+pub fn run(args: &ClusterBenchArgs) -> ExitCode {
+    let cases: &[Case] = match args.case {
+        Case::All => &[Case::Trivial, Case::Ms, Case::Ingest],
+        Case::Trivial => &[Case::Trivial],
+        Case::Ms => &[Case::Ms],
+        Case::Ingest => &[Case::Ingest],
+    };
+    for case in cases {
+        let outcome = match case {
+            Case::Trivial => throughput(args, TRIVIAL),
+            Case::Ms => throughput(args, MS),
+            Case::Ingest => super::ingest::run(args),
+            Case::All => unreachable!("expanded above"),
+        };
+        if let Err(e) = outcome {
+            eprintln!("error: bench cluster {case:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The median, min and max of some figures.
+pub fn spread(values: &[f64]) -> Value {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return Value::Null;
+    }
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    json!({"median": median, "min": v[0], "max": v[v.len() - 1]})
+}
+
+/// One run of a throughput case.
+#[derive(Debug, Clone)]
+pub struct RunFigures {
+    pub tasks: usize,
+    /// Drop to the last task ended, seconds.
+    pub wall: f64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Distinct tasks in the results files, and results seen twice.
+    pub recorded: usize,
+    pub duplicates: usize,
+    /// Σ execution_time, seconds.
+    pub exec_seconds: f64,
+    pub slots_total: usize,
+    /// CPU seconds during the run; `None` where `/proc` is not there.
+    pub orchestrator_cpu: Option<f64>,
+    pub workers_cpu: Option<f64>,
+    pub orchestrator_threads: Vec<CpuLine>,
+    /// Seconds spent ready but not running (starved by other processes)
+    /// during the run.
+    pub orchestrator_runq_wait: Option<f64>,
+    pub workers_runq_wait: Option<f64>,
+    /// Context switches of the orchestrator during the run.
+    pub orchestrator_switches: Option<(u64, u64)>,
+}
+
+impl RunFigures {
+    pub fn tasks_per_second(&self) -> f64 {
+        self.tasks as f64 / self.wall
+    }
+
+    pub fn exec_ms_per_task(&self) -> f64 {
+        self.exec_seconds / self.tasks as f64 * 1e3
+    }
+
+    /// (wall − Σexec / slots) / tasks: what each task cost beyond its own
+    /// simulation, with every slot counted busy.
+    pub fn overhead_us_per_task(&self) -> f64 {
+        (self.wall - self.exec_seconds / self.slots_total as f64) / self.tasks as f64 * 1e6
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "tasks": self.tasks, "wall_seconds": self.wall,
+            "tasks_per_second": self.tasks_per_second(),
+            "exec_ms_per_task": self.exec_ms_per_task(),
+            "overhead_us_per_task": self.overhead_us_per_task(),
+            "completed": self.completed, "failed": self.failed,
+            "recorded": self.recorded, "duplicates": self.duplicates,
+            "orchestrator_cpu_seconds": self.orchestrator_cpu,
+            "workers_cpu_seconds": self.workers_cpu,
+            "orchestrator_runqueue_wait_seconds": self.orchestrator_runq_wait,
+            "workers_runqueue_wait_seconds": self.workers_runq_wait,
+            "orchestrator_context_switches": self.orchestrator_switches
+                .map(|(v, i)| json!({"voluntary": v, "involuntary": i})),
+            "orchestrator_threads": self.orchestrator_threads.iter().take(6)
+                .map(|t| json!({"name": t.name, "cpu_seconds": t.seconds})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// (CPU seconds, run-queue wait seconds) of the orchestrator and of the
+/// workers together, so far.
+fn sample(cluster: &LocalCluster) -> [Option<f64>; 4] {
+    let pid = cluster.orchestrator_pid();
+    let workers = cluster.worker_pids();
+    [
+        procfs::cpu_seconds(pid),
+        workers.iter().map(|&w| procfs::cpu_seconds(w)).sum(),
+        procfs::runqueue_wait(pid),
+        workers.iter().map(|&w| procfs::runqueue_wait(w)).sum(),
+    ]
+}
+
+/// One run: a fresh cluster, one file of `tasks` tasks of `w`, until every
+/// task has ended and every result is in a results file.
+pub fn throughput_run(workers: usize, slots: usize, tasks: usize, w: Workload) -> Result<RunFigures, String> {
+    let cluster = LocalCluster::start(workers, slots)?;
+    let text = task_file("bulk", tasks, w.algorithm, w.particles, w.steps);
+    let pid = cluster.orchestrator_pid();
+    let (before, threads0, switches0) = (
+        sample(&cluster),
+        procfs::threads(pid),
+        procfs::context_switches(pid),
+    );
+    let t0 = cluster.drop_file("bulk.json", &text)?;
+    // each poll of /stats costs the orchestrator a count of the tasks (a
+    // thread of its blocking pool, `tokio-rt-worker` in the thread list);
+    // every 50 ms, as `bench e2e` always did, bounds the end time's error
+    // to 50 ms
+    let ended = cluster.wait_ended(tasks as u64, Duration::from_millis(50), Duration::from_secs(900))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let (after, threads1, switches1) = (
+        sample(&cluster),
+        procfs::threads(pid),
+        procfs::context_switches(pid),
+    );
+    let used = |i: usize| before[i].zip(after[i]).map(|(a, b)| b - a);
+    let recorded = cluster.wait_recorded(tasks, Duration::from_secs(30))?;
+    Ok(RunFigures {
+        tasks,
+        wall,
+        completed: ended.completed,
+        failed: ended.failed + ended.cancelled,
+        recorded: recorded.tasks,
+        duplicates: recorded.duplicates,
+        exec_seconds: recorded.exec_seconds,
+        slots_total: workers.max(1) * slots.max(1),
+        orchestrator_cpu: used(0),
+        workers_cpu: used(1),
+        orchestrator_runq_wait: used(2),
+        workers_runq_wait: used(3),
+        orchestrator_threads: procfs::thread_delta(&threads0, &threads1),
+        orchestrator_switches: switches0.zip(switches1).map(|(a, b)| (b.0 - a.0, b.1 - a.1)),
+    })
+}
+
+fn throughput(args: &ClusterBenchArgs, w: Workload) -> Result<(), String> {
+    let tasks = args.tasks.unwrap_or(w.default_tasks).max(1);
+    let (workers, slots) = (args.workers.max(1), args.slots.max(1));
+    if !args.json {
+        println!(
+            "cluster {}: {tasks} tasks ({}, N={}, {} step{}) in one dropped file, {workers} workers x {slots} slot{}, until every result is recorded",
+            w.case,
+            w.algorithm,
+            w.particles,
+            w.steps,
+            if w.steps == 1 { "" } else { "s" },
+            if slots == 1 { "" } else { "s" },
+        );
+        println!(
+            "  {:>4} {:>8} {:>9} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11}  busiest orchestrator threads (cpu s)",
+            "run", "wall s", "tasks/s", "exec ms", "overhead µs", "orch cpu", "orch wait", "work cpu", "work wait", "recorded"
+        );
+    }
+    let mut runs = Vec::new();
+    for i in 1..=args.runs.max(1) {
+        let r = throughput_run(workers, slots, tasks, w)?;
+        if !args.json {
+            print_run(i, &r);
+        }
+        runs.push(r);
+    }
+    let all_recorded = runs
+        .iter()
+        .all(|r| r.recorded == r.tasks && r.duplicates == 0 && r.failed == 0);
+    let pick = |f: fn(&RunFigures) -> f64| spread(&runs.iter().map(f).collect::<Vec<_>>());
+    let summary = json!({
+        "case": w.case, "algorithm": w.algorithm, "particles": w.particles, "steps": w.steps,
+        "workers": workers, "slots": slots, "tasks": tasks,
+        "tasks_per_second": pick(RunFigures::tasks_per_second),
+        "overhead_us_per_task": pick(RunFigures::overhead_us_per_task),
+        "exec_ms_per_task": pick(RunFigures::exec_ms_per_task),
+        "wall_seconds": pick(|r| r.wall),
+        "orchestrator_cpu_seconds": pick(|r| r.orchestrator_cpu.unwrap_or(f64::NAN)),
+        "workers_cpu_seconds": pick(|r| r.workers_cpu.unwrap_or(f64::NAN)),
+        "orchestrator_runqueue_wait_seconds": pick(|r| r.orchestrator_runq_wait.unwrap_or(f64::NAN)),
+        "workers_runqueue_wait_seconds": pick(|r| r.workers_runq_wait.unwrap_or(f64::NAN)),
+        "all_recorded_once": all_recorded,
+        "runs": runs.iter().map(RunFigures::to_json).collect::<Vec<_>>(),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        if runs.len() > 1 {
+            for (label, key) in [("median", "median"), ("min", "min"), ("max", "max")] {
+                let f = |k: &str| summary[k][key].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "  {label:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1}",
+                    f("wall_seconds"),
+                    f("tasks_per_second"),
+                    f("exec_ms_per_task"),
+                    f("overhead_us_per_task")
+                );
+            }
+        }
+        println!(
+            "  every task recorded exactly once, none failed: {}",
+            if all_recorded { "yes" } else { "NO" }
+        );
+        println!();
+    }
+    if all_recorded {
+        Ok(())
+    } else {
+        Err("some tasks failed, were not recorded, or were recorded twice (see the table)".into())
+    }
+}
+
+fn print_run(i: usize, r: &RunFigures) {
+    let cpu = |c: Option<f64>| c.map_or("-".to_string(), |s| format!("{s:.2}"));
+    let threads: Vec<String> = r
+        .orchestrator_threads
+        .iter()
+        .take(3)
+        .map(|t| format!("{} {:.2}", t.name, t.seconds))
+        .collect();
+    println!(
+        "  {i:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1} {:>9} {:>9} {:>9} {:>9} {:>11}  {}",
+        r.wall,
+        r.tasks_per_second(),
+        r.exec_ms_per_task(),
+        r.overhead_us_per_task(),
+        cpu(r.orchestrator_cpu),
+        cpu(r.orchestrator_runq_wait),
+        cpu(r.workers_cpu),
+        cpu(r.workers_runq_wait),
+        format!("{}/{}", r.recorded, r.tasks),
+        threads.join(", ")
+    );
+    if r.duplicates > 0 || r.failed > 0 {
+        println!(
+            "       {} recorded twice, {} failed or cancelled",
+            r.duplicates, r.failed
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_gives_median_min_max_of_finite_values() {
+        assert_eq!(
+            spread(&[3.0, 1.0, 2.0]),
+            json!({"median": 2.0, "min": 1.0, "max": 3.0})
+        );
+        assert_eq!(
+            spread(&[4.0, 1.0, f64::NAN, 2.0, 3.0]),
+            json!({"median": 2.5, "min": 1.0, "max": 4.0})
+        );
+        assert_eq!(spread(&[f64::NAN]), Value::Null);
+    }
+
+    #[test]
+    fn overhead_counts_every_slot_busy() {
+        let r = RunFigures {
+            tasks: 500,
+            wall: 0.5,
+            completed: 500,
+            failed: 0,
+            recorded: 500,
+            duplicates: 0,
+            exec_seconds: 0.8, // 1.6 ms each
+            slots_total: 2,
+            orchestrator_cpu: None,
+            workers_cpu: None,
+            orchestrator_threads: Vec::new(),
+            orchestrator_runq_wait: None,
+            workers_runq_wait: None,
+            orchestrator_switches: None,
+        };
+        // (0.5 − 0.8 / 2) / 500 = 200 µs
+        assert!((r.overhead_us_per_task() - 200.0).abs() < 1e-6);
+        assert!((r.tasks_per_second() - 1000.0).abs() < 1e-9);
+        assert!((r.exec_ms_per_task() - 1.6).abs() < 1e-9);
+    }
+}
