@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod optimized;
 pub mod reference;
 pub mod rng;
+pub mod simd;
 pub mod system;
 
 use std::fmt;
@@ -433,3 +434,5 @@ fn measure(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod width_tests;
