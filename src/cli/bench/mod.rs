@@ -87,7 +87,16 @@ pub fn sim(args: &SimBenchArgs) -> ExitCode {
     if all > 1 {
         thread_counts.push(all);
     }
+    // the width changes the speed of `optimized`, never its bits
+    let (width, refused) = sim::simd::choice();
+    if let Some(e) = refused {
+        eprintln!("warning: {e}; running {width}");
+    }
     if !args.json {
+        println!(
+            "optimized kernel vectors: {width} (set {} to force sse2 or avx2)",
+            sim::simd::SIMD_ENV
+        );
         println!(
             "{:<10} {:>9} {:>7} {:>8} {:>8} {:>18} {:>11}",
             "kernel", "N", "threads", "steps", "seconds", "M particle-steps/s", "vs 1 thread"

@@ -220,6 +220,9 @@ mod tests {
         eprintln!("wide pair loops exercised: {exercised:?}");
     }
 
+    /// Offers a run of candidates to a writer: position, shift.
+    type Offer<'a> = dyn Fn(&mut CandidateWriter<'_>, Range<usize>, [f64; 2], [f64; 2]) + 'a;
+
     #[test]
     fn wide_candidates_give_the_portable_neighbour_lists() {
         if !Width::Avx2.is_supported() {
@@ -231,15 +234,15 @@ mod tests {
         let cut_sq = 2.8 * 2.8;
         // runs of every length from 0 to 9 (4 candidates at a time and
         // every tail), across the boundary and not
-        let lists = |offer: &dyn Fn(&mut CandidateWriter<'_>, Range<usize>, [f64; 2], [f64; 2])| {
+        let lists = |offer: &Offer<'_>| {
             let mut list = Vec::new();
-            for i in 0..n {
+            for (i, &pi) in pos[..n].iter().enumerate() {
                 let mut cand = CandidateWriter::new(&mut list, 2 * n);
                 for len in 0..10 {
                     let start = (i + 1 + 7 * len) % n;
                     let run = start..(start + len).min(n);
-                    offer(&mut cand, run.clone(), pos[i], [BOX, -BOX]);
-                    offer(&mut cand, run, pos[i], [0.0, 0.0]);
+                    offer(&mut cand, run.clone(), pi, [BOX, -BOX]);
+                    offer(&mut cand, run, pi, [0.0, 0.0]);
                 }
                 cand.finish(i, n, &mut Vec::new());
             }
