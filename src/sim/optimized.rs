@@ -18,6 +18,10 @@
 //!   the same lane operations on `[f64; 2]` (`Portable`), IEEE operation
 //!   for IEEE operation, so the bits are the same everywhere (tested). There
 //!   is no FMA anywhere.
+//! - Where the CPU has AVX2 ([`super::simd`] decides at run time), the pair
+//!   loop takes four neighbours at a time and the list build tests four
+//!   candidates at a time ([`wide`]): the same operations lane by lane, the
+//!   sums in the 128-bit order, so the same bits again (tested).
 //! - Each strip's list is one flat run of pairs of pairs, every particle's
 //!   neighbours padded to an even count with a far-away sentinel, so the
 //!   pair loop has no data-dependent branch at all.

@@ -233,13 +233,14 @@ mod tests {
         let n = pos.len() - 1;
         let cut_sq = 2.8 * 2.8;
         // runs of every length from 0 to 9 (4 candidates at a time and
-        // every tail), across the boundary and not
+        // every tail), with and without a periodic shift
         let lists = |offer: &Offer<'_>| {
             let mut list = Vec::new();
             for (i, &pi) in pos[..n].iter().enumerate() {
                 let mut cand = CandidateWriter::new(&mut list, 2 * n);
                 for len in 0..10 {
-                    let start = (i + 1 + 7 * len) % n;
+                    // around `i`: near and far candidates alike
+                    let start = (i + n - 5) % n;
                     let run = start..(start + len).min(n);
                     offer(&mut cand, run.clone(), pi, [BOX, -BOX]);
                     offer(&mut cand, run, pi, [0.0, 0.0]);
