@@ -19,6 +19,7 @@ mod membership;
 mod orchestrator;
 mod sim_cli;
 mod sim_safety;
+mod simd_cli;
 mod tls;
 mod tools;
 mod tools_cluster;

@@ -92,11 +92,14 @@ pub fn sim(args: &SimBenchArgs) -> ExitCode {
     if let Some(e) = refused {
         eprintln!("warning: {e}; running {width}");
     }
+    // on stderr, so that stdout stays the table (or the JSON lines)
+    let names: Vec<_> = sim::simd::Width::supported().iter().map(|w| w.name()).collect();
+    eprintln!(
+        "optimized kernel vectors: {width} (set {} to force one: {})",
+        sim::simd::SIMD_ENV,
+        names.join(", ")
+    );
     if !args.json {
-        println!(
-            "optimized kernel vectors: {width} (set {} to force sse2 or avx2)",
-            sim::simd::SIMD_ENV
-        );
         println!(
             "{:<10} {:>9} {:>7} {:>8} {:>8} {:>18} {:>11}",
             "kernel", "N", "threads", "steps", "seconds", "M particle-steps/s", "vs 1 thread"
