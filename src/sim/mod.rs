@@ -6,6 +6,8 @@
 //! - [`kernel`]: the [`Kernel`] trait, the registry and aliases, the
 //!   [`Control`] block for cancellation and progress;
 //! - [`reference`] and [`optimized`]: the two kernels;
+//! - [`simd`]: the vector width `optimized` runs at (the widest the CPU
+//!   has, or `ORQUESTA_SIMD`); every width gives the same bits;
 //! - this file: parameter validation against [`Limits`], and [`simulate`],
 //!   which runs a kernel and turns its energies into [`Metrics`].
 
@@ -13,6 +15,7 @@ pub mod kernel;
 pub mod optimized;
 pub mod reference;
 pub mod rng;
+pub mod simd;
 pub mod system;
 
 use std::fmt;
@@ -433,3 +436,5 @@ fn measure(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod width_tests;

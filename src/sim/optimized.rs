@@ -18,6 +18,10 @@
 //!   the same lane operations on `[f64; 2]` (`Portable`), IEEE operation
 //!   for IEEE operation, so the bits are the same everywhere (tested). There
 //!   is no FMA anywhere.
+//! - Where the CPU has AVX2 ([`super::simd`] decides at run time), the pair
+//!   loop takes four neighbours at a time and the list build tests four
+//!   candidates at a time ([`wide`]): the same operations lane by lane, the
+//!   sums in the 128-bit order, so the same bits again (tested).
 //! - Each strip's list is one flat run of pairs of pairs, every particle's
 //!   neighbours padded to an even count with a far-away sentinel, so the
 //!   pair loop has no data-dependent branch at all.
@@ -37,7 +41,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::kernel::{Control, Estimate, Kernel, Run};
+use super::simd::{self, Width};
 use super::system::{wrap, LennardJones, Physics, State};
+
+#[cfg(target_arch = "x86_64")]
+mod wide;
 
 pub struct Optimized;
 
@@ -302,6 +310,8 @@ struct Sim<'c> {
     /// Set when a strip saw the run cancelled in the middle of a step.
     interrupted: AtomicBool,
     control: &'c Control,
+    /// The pair loop's vector width, fixed for the run ([`simd`]).
+    width: Width,
 }
 
 /// Pointers to the per-particle arrays that phases write. Strips write
@@ -376,6 +386,7 @@ impl<'c> Sim<'c> {
             raw: UnsafeCell::new(raw),
             interrupted: AtomicBool::new(false),
             control: run.control(),
+            width: simd::for_this_run(),
         }
     }
 
@@ -644,14 +655,30 @@ impl<'c> Sim<'c> {
     #[inline(never)]
     unsafe fn build_list(&self, k: usize) {
         #[cfg(target_arch = "x86_64")]
-        self.build_list_with::<Sse2>(k);
+        match self.width {
+            Width::Base => self.build_list_with::<Sse2, false>(k),
+            Width::Avx2 => self.build_list_avx2(k),
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        self.build_list_with::<Portable>(k);
+        self.build_list_with::<Portable, false>(k);
     }
 
-    /// [`Self::build_list`] with the lane implementation `V`.
+    /// [`Self::build_list`] offering candidates four at a time in AVX2
+    /// registers ([`wide::offer_run_avx2`]): the same lists.
+    ///
+    /// # Safety
+    /// That of [`Self::build_list`], and the CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn build_list_avx2(&self, k: usize) {
+        self.build_list_with::<Sse2, true>(k);
+    }
+
+    /// [`Self::build_list`] with the lane implementation `V`, and with
+    /// AVX2 registers for the candidates when `AVX2` (only from
+    /// [`Self::build_list_avx2`]).
     #[inline(always)]
-    unsafe fn build_list_with<V: Lanes>(&self, k: usize) {
+    unsafe fn build_list_with<V: Lanes, const AVX2: bool>(&self, k: usize) {
         let strip = &mut *self.strips[k].get();
         // nothing writes particles during this phase
         let p = &*self.particles.get();
@@ -716,9 +743,20 @@ impl<'c> Sim<'c> {
                 for i in start_of(c)..own_end {
                     let pi = V::load(&pos[i]);
                     let mut cand = CandidateWriter::new(&mut strip.list, own_run_end - i + forward);
-                    offer_run(&mut cand, pos, pi, i + 1..own_run_end, [0.0, 0.0], cut_sq);
+                    let mut offer = |run: Range<usize>, shift: [f64; 2]| {
+                        #[cfg(target_arch = "x86_64")]
+                        if AVX2 {
+                            // SAFETY: AVX2 is set only by `build_list_avx2`,
+                            // which runs when the CPU has AVX2.
+                            let cut = self.list_cut_sq;
+                            unsafe { wide::offer_run_avx2(&mut cand, pos, pi.to_array(), run, shift, cut) };
+                            return;
+                        }
+                        offer_run(&mut cand, pos, pi, run, shift, cut_sq);
+                    };
+                    offer(i + 1..own_run_end, [0.0, 0.0]);
                     for &(from, to, sx, sy) in runs {
-                        offer_run(&mut cand, pos, pi, from..to, [sx, sy], cut_sq);
+                        offer(from..to, [sx, sy]);
                     }
                     cand.finish(i, sentinel, &mut strip.owner);
                     strip.chunk_start.push(strip.owner.len() as u32);
@@ -730,15 +768,24 @@ impl<'c> Sim<'c> {
     /// Pair forces of strip `k`'s list; potential energy of the strip.
     unsafe fn forces(&self, k: usize) {
         #[cfg(target_arch = "x86_64")]
-        self.forces_with::<Sse2>(k);
+        match self.width {
+            Width::Base => {
+                self.forces_with::<Sse2>(k, [pair_forces::<Sse2, false>, pair_forces::<Sse2, true>])
+            }
+            Width::Avx2 => self.forces_with::<Sse2>(
+                k,
+                [wide::pair_forces_avx2::<false>, wide::pair_forces_avx2::<true>],
+            ),
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        self.forces_with::<Portable>(k);
+        self.forces_with::<Portable>(k, [pair_forces::<Portable, false>, pair_forces::<Portable, true>]);
     }
 
-    /// [`Self::forces`] with the lane implementation `V`: both give the
-    /// same bits (tested).
+    /// [`Self::forces`] with the lane implementation `V` and its pair loops
+    /// without and with the minimum image: all give the same bits
+    /// (tested).
     #[inline(always)]
-    unsafe fn forces_with<V: Lanes>(&self, k: usize) {
+    unsafe fn forces_with<V: Lanes>(&self, k: usize, loops: [PairLoop<V>; 2]) {
         let strip = &mut *self.strips[k].get();
         let r = *self.raw.get();
         let consts = PairConsts::<V>::new(&self.lj, self.box_len);
@@ -753,11 +800,7 @@ impl<'c> Sim<'c> {
             let chunks = chunk(seg.start)..chunk(seg.end);
             let owner = &strip.owner[chunks.clone()];
             let list = &strip.list[2 * chunks.start..2 * chunks.end];
-            if seg.crosses {
-                pair_forces::<V, true>(r, &consts, owner, list, &mut sums);
-            } else {
-                pair_forces::<V, false>(r, &consts, owner, list, &mut sums);
-            }
+            loops[seg.crosses as usize](r, &consts, owner, list, &mut sums);
         }
         strip.potential = sums.total();
     }
@@ -1058,6 +1101,9 @@ impl<V: Lanes> PotentialSums<V> {
         4.0 * (a + b)
     }
 }
+
+/// A pair loop: [`pair_forces`] at some width ([`wide`]).
+type PairLoop<V> = unsafe fn(Raw, &PairConsts<V>, &[u32], &[u32], &mut PotentialSums<V>);
 
 /// Forces of the pairs `(owner[k], list[2k])` and `(owner[k], list[2k +
 /// 1])` for every k, accumulated into `r.force`; pair energies into `sums`.
@@ -1458,12 +1504,12 @@ mod tests {
         }
     }
 
-    const BOX: f64 = 12.0;
+    pub(super) const BOX: f64 = 12.0;
 
     /// A jittered 12 × 12 lattice (no two particles closer than 0.4) plus
     /// the sentinel slot, and every pair i < j within `reach` (minimum
     /// image) listed the way the kernel lists them: padded, with owners.
-    fn setup(reach: f64) -> (Vec<[f64; 2]>, Vec<u32>, Vec<u32>) {
+    pub(super) fn setup(reach: f64) -> (Vec<[f64; 2]>, Vec<u32>, Vec<u32>) {
         let mut rng = SplitMix64::new(7);
         let mut pos: Vec<[f64; 2]> = (0..144)
             .map(|s| {

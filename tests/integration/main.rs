@@ -21,6 +21,7 @@ mod orchestrator;
 mod pipeline;
 mod sim_cli;
 mod sim_safety;
+mod simd_cli;
 mod tls;
 mod tools;
 mod tools_cluster;

@@ -102,6 +102,18 @@ pub fn sim(args: &SimBenchArgs) -> ExitCode {
     if all > 1 {
         thread_counts.push(all);
     }
+    // the width changes the speed of `optimized`, never its bits
+    let (width, refused) = sim::simd::choice();
+    if let Some(e) = refused {
+        eprintln!("warning: {e}; running {width}");
+    }
+    // on stderr, so that stdout stays the table (or the JSON lines)
+    let names: Vec<_> = sim::simd::Width::supported().iter().map(|w| w.name()).collect();
+    eprintln!(
+        "optimized kernel vectors: {width} (set {} to force one: {})",
+        sim::simd::SIMD_ENV,
+        names.join(", ")
+    );
     if !args.json {
         println!(
             "{:<10} {:>9} {:>7} {:>8} {:>8} {:>18} {:>11}",
