@@ -9,9 +9,16 @@
 //! Every change to a worker's row is published to a [`WorkerBoard`], a
 //! concurrent map the API reads for `GET /workers` without a round trip
 //! through this actor's mailbox (busy with placements under load).
+//!
+//! For `shortest_expected_finish` it also predicts how long each task
+//! takes on each worker, from speeds learned from results
+//! (`expected.rs`), and places each batch largest first within a priority.
 
 mod board;
+mod expected;
 mod membership;
+#[cfg(test)]
+mod sef_tests;
 mod slot;
 mod strategy;
 #[cfg(test)]
@@ -24,11 +31,12 @@ use actix::prelude::*;
 use serde::Serialize;
 
 pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
+pub use self::expected::{largest_first, Expected, TaskSize};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
 use self::slot::{Drain, Slot};
-pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, Strategy};
+pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
 
 use super::task_queue::{AttemptOutcome, CapacityAvailable};
 use super::worker_proxy::{ProxySettings, WorkerProxy};
@@ -60,6 +68,11 @@ pub struct LoadBalancer {
     /// restarts.
     drained_members: HashMap<WorkerId, String>,
     board: WorkerBoard,
+    /// Learned speeds and what each worker holds, for strategies that
+    /// [`Strategy::uses_estimates`].
+    expected: Expected,
+    /// The clock of `expected`: seconds since this instant.
+    epoch: Instant,
 }
 
 impl LoadBalancer {
@@ -93,6 +106,8 @@ impl LoadBalancer {
             store: None,
             drained_members: HashMap::new(),
             board,
+            expected: Expected::new(),
+            epoch: Instant::now(),
         };
         lb.reindex();
         for i in 0..lb.workers.len() {
@@ -137,6 +152,7 @@ impl LoadBalancer {
             .map(|w| Load {
                 in_flight: w.in_flight,
                 capacity: w.capacity.max(1),
+                expected_finish: 0.0,
             })
             .collect()
     }
@@ -313,11 +329,24 @@ pub struct Placement {
 }
 
 /// One task to place: its kernel, and the workers its earlier attempts
-/// failed on (avoided while another capable worker exists).
+/// failed on (avoided while another capable worker exists); its priority
+/// rank and size (N, steps) for `shortest_expected_finish`.
 #[derive(Debug, Clone)]
 pub struct ToPlace {
     pub kernel: &'static str,
     pub avoid: Vec<WorkerId>,
+    pub priority: u8,
+    pub size: (u64, u64),
+}
+
+impl ToPlace {
+    pub fn task_size(&self) -> TaskSize {
+        TaskSize {
+            kernel: self.kernel,
+            particles: self.size.0,
+            steps: self.size.1,
+        }
+    }
 }
 
 /// Sent by TaskQueue: place these tasks, in this order. Answers one entry
@@ -333,9 +362,28 @@ impl Handler<Assign> for LoadBalancer {
     type Result = MessageResult<Assign>;
     fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        let mut out = Vec::with_capacity(msg.tasks.len());
+        let estimates = self.strategy.uses_estimates();
+        let at = self.epoch.elapsed().as_secs_f64();
+        let mut out = vec![None; msg.tasks.len()];
         let mut loads = self.loads();
-        for ToPlace { kernel, avoid } in msg.tasks {
+        let order = if estimates {
+            let sizes: Vec<(u8, f64)> = msg
+                .tasks
+                .iter()
+                .map(|t| (t.priority, self.expected.typical_seconds(&t.task_size())))
+                .collect();
+            largest_first(&sizes)
+        } else {
+            (0..msg.tasks.len()).collect()
+        };
+        for k in order {
+            let task = &msg.tasks[k];
+            let (kernel, avoid, size) = (task.kernel, &task.avoid, task.task_size());
+            if estimates {
+                for (i, w) in self.workers.iter().enumerate() {
+                    loads[i].expected_finish = self.expected.finish_in(&w.id, w.capacity, &size, at);
+                }
+            }
             let workers = &self.workers;
             let capable = |i: usize| {
                 let w = &workers[i];
@@ -354,18 +402,16 @@ impl Handler<Assign> for LoadBalancer {
                     capable(i) && room(i, l) && !(elsewhere && avoided(i))
                 })
             };
-            match pick {
-                Some(i) => {
-                    loads[i].in_flight += 1;
-                    let w = &mut self.workers[i];
-                    w.in_flight += 1;
-                    out.push(Some(Placement {
-                        worker_id: w.id.clone(),
-                        proxy: w.proxy.clone().expect("eligible workers have a proxy"),
-                    }));
-                    self.changed(i);
-                }
-                None => out.push(None),
+            if let Some(i) = pick {
+                loads[i].in_flight += 1;
+                let w = &mut self.workers[i];
+                w.in_flight += 1;
+                self.expected.placed(&w.id, Some(size), at);
+                out[k] = Some(Placement {
+                    worker_id: w.id.clone(),
+                    proxy: w.proxy.clone().expect("eligible workers have a proxy"),
+                });
+                self.changed(i);
             }
         }
         MessageResult(out)
@@ -389,6 +435,8 @@ pub enum Ended {
 pub struct Release {
     pub worker_id: WorkerId,
     pub ended: Ended,
+    /// The task's size, when known: what `expected.rs` learns speeds from.
+    pub size: Option<TaskSize>,
 }
 
 impl Handler<Release> for LoadBalancer {
@@ -400,6 +448,11 @@ impl Handler<Release> for LoadBalancer {
         let w = &mut self.workers[i];
         let was_full = !w.has_room(Instant::now());
         w.in_flight = w.in_flight.saturating_sub(1);
+        let seconds = match msg.ended {
+            Ended::Completed { seconds } => Some(seconds),
+            _ => None,
+        };
+        self.expected.released(&w.id, msg.size, seconds, w.in_flight == 0);
         match msg.ended {
             Ended::Completed { seconds } => {
                 w.completed += 1;
@@ -429,6 +482,8 @@ impl Handler<Reserve> for LoadBalancer {
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             self.workers[i].in_flight += 1;
+            let at = self.epoch.elapsed().as_secs_f64();
+            self.expected.placed(&msg.worker_id, None, at);
             self.changed(i);
         }
     }

@@ -135,6 +135,7 @@ impl LiveTasks {
             } else {
                 Freed::Nothing
             },
+            size: r.entry.task_size(),
         });
         match end {
             AttemptEnd::Refused => {
@@ -237,6 +238,7 @@ impl LiveTasks {
             fx.send.push(Outbound::Release {
                 worker: r.worker.clone(),
                 freed: Freed::Completed { seconds },
+                size: r.entry.task_size(),
             });
             if r.attempt_id != attempt_id {
                 fx.send.push(Outbound::CancelOnWorker {
