@@ -17,6 +17,7 @@
 mod board;
 mod expected;
 mod membership;
+mod placement;
 #[cfg(test)]
 mod sef_tests;
 mod slot;
@@ -31,10 +32,11 @@ use actix::prelude::*;
 use serde::Serialize;
 
 pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
-pub use self::expected::{largest_first, Expected, TaskSize};
+pub use self::expected::{largest_first, prior_speed, Expected, TaskSize};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
+pub use self::placement::place_batch;
 use self::slot::{Drain, Slot};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
 
@@ -362,57 +364,48 @@ impl Handler<Assign> for LoadBalancer {
     type Result = MessageResult<Assign>;
     fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        let estimates = self.strategy.uses_estimates();
-        let at = self.epoch.elapsed().as_secs_f64();
-        let mut out = vec![None; msg.tasks.len()];
-        let mut loads = self.loads();
-        let order = if estimates {
-            let sizes: Vec<(u8, f64)> = msg
-                .tasks
-                .iter()
-                .map(|t| (t.priority, self.expected.typical_seconds(&t.task_size())))
-                .collect();
-            largest_first(&sizes)
-        } else {
-            (0..msg.tasks.len()).collect()
+        let workers = &self.workers;
+        let capable = |k: usize, i: usize| {
+            let w = &workers[i];
+            w.proxy.is_some() && w.kernels.contains(&msg.tasks[k].kernel) && w.takes_tasks()
         };
-        for k in order {
-            let task = &msg.tasks[k];
-            let (kernel, avoid, size) = (task.kernel, &task.avoid, task.task_size());
-            if estimates {
-                for (i, w) in self.workers.iter().enumerate() {
-                    loads[i].expected_finish = self.expected.finish_in(&w.id, w.capacity, &size, at);
-                }
-            }
-            let workers = &self.workers;
-            let capable = |i: usize| {
-                let w = &workers[i];
-                w.proxy.is_some() && w.kernels.contains(&kernel) && w.takes_tasks()
-            };
-            let avoided = |i: usize| avoid.contains(&workers[i].id);
-            let room = |i: usize, loads: &[Load]| {
-                loads[i].in_flight < workers[i].capacity && workers[i].cooldown_until.is_none_or(|t| t <= now)
-            };
-            // another capable worker: wait for it rather than go back to
-            // one that failed the task; only when none exists, go back
-            let elsewhere = (0..workers.len()).any(|i| capable(i) && !avoided(i));
-            let pick = {
-                let l = &loads;
-                self.strategy.pick(&loads, &|i| {
-                    capable(i) && room(i, l) && !(elsewhere && avoided(i))
-                })
-            };
-            if let Some(i) = pick {
-                loads[i].in_flight += 1;
+        let avoided = |k: usize, i: usize| msg.tasks[k].avoid.contains(&workers[i].id);
+        let room = |i: usize, loads: &[Load]| {
+            loads[i].in_flight < workers[i].capacity && workers[i].cooldown_until.is_none_or(|t| t <= now)
+        };
+        // another capable worker: wait for it rather than go back to one
+        // that failed the task; only when none exists, go back
+        let elsewhere: Vec<bool> = (0..msg.tasks.len())
+            .map(|k| (0..workers.len()).any(|i| capable(k, i) && !avoided(k, i)))
+            .collect();
+        let allowed = |k: usize, i: usize, loads: &[Load]| {
+            capable(k, i) && room(i, loads) && !(elsewhere[k] && avoided(k, i))
+        };
+        let ids: Vec<WorkerId> = workers.iter().map(|w| w.id.clone()).collect();
+        let tasks: Vec<(u8, TaskSize)> = msg.tasks.iter().map(|t| (t.priority, t.task_size())).collect();
+        let mut loads = self.loads();
+        let at = self.epoch.elapsed().as_secs_f64();
+        let picks = place_batch(
+            self.strategy.as_mut(),
+            &mut self.expected,
+            &ids,
+            &mut loads,
+            &tasks,
+            at,
+            &allowed,
+        );
+        let mut out = Vec::with_capacity(picks.len());
+        for pick in picks {
+            out.push(pick.map(|i| {
                 let w = &mut self.workers[i];
                 w.in_flight += 1;
-                self.expected.placed(&w.id, Some(size), at);
-                out[k] = Some(Placement {
+                let placement = Placement {
                     worker_id: w.id.clone(),
                     proxy: w.proxy.clone().expect("eligible workers have a proxy"),
-                });
+                };
                 self.changed(i);
-            }
+                placement
+            }));
         }
         MessageResult(out)
     }
