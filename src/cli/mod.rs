@@ -231,6 +231,10 @@ pub enum BenchCommand {
     /// cluster of separate processes, and drop-to-first-dispatch latency.
     #[command(after_help = "Example:\n  orquesta bench e2e --tasks 10000 --workers 2 --capacity 8")]
     E2e(bench::E2eBenchArgs),
+    /// Makespan of a mixed batch under each load-balancing strategy, in a
+    /// simulation of workers of capacity 1, 2 and 4 calibrated by real runs.
+    #[command(after_help = "Example:\n  orquesta bench makespan --tasks 200 --speeds 1.0,1.0,0.7")]
+    Makespan(bench::MakespanArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -254,6 +258,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
+        Command::Bench(BenchCommand::Makespan(args)) => bench::makespan(&args),
         Command::Gen(args) => crate::cli::gen::run(&args),
         Command::Validate(args) => crate::cli::validate::run(&args),
         Command::Schema => crate::cli::schema::run(),

@@ -32,7 +32,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
-pub use self::expected::{largest_first, prior_speed, Expected, TaskSize};
+pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };

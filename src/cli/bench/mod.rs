@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+mod makespan;
+pub use self::makespan::{makespan, MakespanArgs};
+
 use clap::Args;
 
 use crate::cli::client::{self, Answer, Endpoint};
