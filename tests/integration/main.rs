@@ -17,6 +17,7 @@ mod join_worker;
 mod limits;
 mod membership;
 mod orchestrator;
+mod scheduling;
 mod sim_cli;
 mod sim_safety;
 mod tls;
