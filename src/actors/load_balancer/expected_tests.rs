@@ -169,3 +169,17 @@ fn typical_seconds_compares_kernels_in_time_not_in_units() {
     assert!((e.typical_seconds(&opt(10_000, 10_000)) - 10.0).abs() < 1e-9);
     assert!((e.typical_seconds(&reference(1000, 1000)) - 5.0).abs() < 1e-9);
 }
+
+#[test]
+fn a_forgotten_worker_starts_afresh() {
+    let mut e = Expected::new();
+    let (a, b) = (w("a"), w("b"));
+    run(&mut e, &a, opt(1000, 100), 0.01);
+    run(&mut e, &b, opt(1000, 100), 0.04);
+    e.placed(&a, Some(opt(1000, 9000)), 0.0);
+    e.forget(&a);
+    assert_eq!(e.learned_speed(&a, "optimized"), None);
+    // the others' median again, and nothing held
+    assert_eq!(e.speed(&a, "optimized"), 2.5e6);
+    assert!((e.finish_in(&a, 1, &opt(1000, 100), 0.0) - 0.04).abs() < 1e-9);
+}
