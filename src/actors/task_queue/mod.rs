@@ -37,6 +37,8 @@ mod live_tests;
 mod outcome;
 mod queries;
 #[cfg(test)]
+mod size_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
