@@ -238,6 +238,10 @@ pub enum BenchCommand {
         after_help = "Examples:\n  orquesta bench cluster trivial --runs 5\n  orquesta bench cluster ms --workers 2 --slots 1\n  orquesta bench cluster ingest --tasks 1000000\n  orquesta bench cluster all --json"
     )]
     Cluster(bench::ClusterBenchArgs),
+    /// Makespan of a mixed batch under each load-balancing strategy, in a
+    /// simulation of workers of capacity 1, 2 and 4 calibrated by real runs.
+    #[command(after_help = "Example:\n  orquesta bench makespan --tasks 200 --speeds 1.0,1.0,0.7")]
+    Makespan(bench::MakespanArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -262,6 +266,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),
         Command::Bench(BenchCommand::Cluster(args)) => bench::cluster(&args),
+        Command::Bench(BenchCommand::Makespan(args)) => bench::makespan(&args),
         Command::Gen(args) => crate::cli::gen::run(&args),
         Command::Validate(args) => crate::cli::validate::run(&args),
         Command::Schema => crate::cli::schema::run(),

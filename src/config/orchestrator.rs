@@ -19,17 +19,23 @@ use crate::util::token::{BindVerdict, Token};
 pub enum Balancing {
     RoundRobin,
     LeastLoaded,
+    ShortestExpectedFinish,
 }
 
 impl Balancing {
     /// Every strategy, for parsing and messages. Adding one: a variant, its
     /// name below, and its line in `actors::load_balancer::strategy`.
-    pub const ALL: [Balancing; 2] = [Balancing::RoundRobin, Balancing::LeastLoaded];
+    pub const ALL: [Balancing; 3] = [
+        Balancing::RoundRobin,
+        Balancing::LeastLoaded,
+        Balancing::ShortestExpectedFinish,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Balancing::RoundRobin => "round_robin",
             Balancing::LeastLoaded => "least_loaded",
+            Balancing::ShortestExpectedFinish => "shortest_expected_finish",
         }
     }
 }
@@ -146,7 +152,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "LOAD_BALANCING_ALGORITHM",
         "round_robin",
-        "round_robin or least_loaded",
+        "round_robin, least_loaded or shortest_expected_finish",
     ),
     (
         "PERFORMANCE_MONITORING",
@@ -322,6 +328,16 @@ mod tests {
     use super::*;
     use crate::config::parse_dotenv;
     use crate::config::tests::env;
+
+    #[test]
+    fn every_balancing_name_is_accepted() {
+        for b in Balancing::ALL {
+            let s = settings_from_env(&env(&[("LOAD_BALANCING_ALGORITHM", b.as_str())])).unwrap();
+            assert_eq!(s.balancing, b);
+        }
+        let s = settings_from_env(&env(&[("LOAD_BALANCING_ALGORITHM", "shortest_expected_finish")])).unwrap();
+        assert_eq!(s.balancing, Balancing::ShortestExpectedFinish);
+    }
 
     #[test]
     fn defaults_follow_the_design() {

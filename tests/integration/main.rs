@@ -19,6 +19,7 @@ mod limits;
 mod membership;
 mod orchestrator;
 mod pipeline;
+mod scheduling;
 mod sim_cli;
 mod sim_safety;
 mod simd_cli;

@@ -55,6 +55,8 @@ impl LoadBalancer {
     fn remove(&mut self, i: usize) -> Slot {
         let slot = self.workers.remove(i);
         self.reindex();
+        // a worker that comes back under this id may be another machine
+        self.expected.forget(&slot.id);
         if slot.source == MemberSource::Joined {
             self.forget_member(&slot.id);
         }

@@ -9,9 +9,17 @@
 //! Every change to a worker's row is published to a [`WorkerBoard`], a
 //! concurrent map the API reads for `GET /workers` without a round trip
 //! through this actor's mailbox (busy with placements under load).
+//!
+//! For `shortest_expected_finish` it also predicts how long each task
+//! takes on each worker, from speeds learned from results
+//! (`expected.rs`), and places each batch largest first within a priority.
 
 mod board;
+mod expected;
 mod membership;
+mod placement;
+#[cfg(test)]
+mod sef_tests;
 mod slot;
 mod strategy;
 #[cfg(test)]
@@ -24,11 +32,13 @@ use actix::prelude::*;
 use serde::Serialize;
 
 pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
+pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
+pub use self::placement::place_batch;
 use self::slot::{Drain, Slot};
-pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, Strategy};
+pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
 
 use super::task_queue::{AttemptOutcome, AttemptsStarted, CapacityAvailable};
 use super::worker_proxy::{ProxySettings, WorkerProxy};
@@ -61,6 +71,11 @@ pub struct LoadBalancer {
     /// restarts.
     drained_members: HashMap<WorkerId, String>,
     board: WorkerBoard,
+    /// Learned speeds and what each worker holds, for strategies that
+    /// [`Strategy::uses_estimates`].
+    expected: Expected,
+    /// The clock of `expected`: seconds since this instant.
+    epoch: Instant,
 }
 
 impl LoadBalancer {
@@ -94,6 +109,8 @@ impl LoadBalancer {
             store: None,
             drained_members: HashMap::new(),
             board,
+            expected: Expected::new(),
+            epoch: Instant::now(),
         };
         lb.reindex();
         for i in 0..lb.workers.len() {
@@ -138,6 +155,7 @@ impl LoadBalancer {
             .map(|w| Load {
                 in_flight: w.in_flight,
                 capacity: w.capacity.max(1),
+                expected_finish: 0.0,
             })
             .collect()
     }
@@ -326,11 +344,24 @@ pub struct Placement {
 }
 
 /// One task to place: its kernel, and the workers its earlier attempts
-/// failed on (avoided while another capable worker exists).
+/// failed on (avoided while another capable worker exists); its priority
+/// rank and size (N, steps) for `shortest_expected_finish`.
 #[derive(Debug, Clone)]
 pub struct ToPlace {
     pub kernel: &'static str,
     pub avoid: Vec<WorkerId>,
+    pub priority: u8,
+    pub size: (u64, u64),
+}
+
+impl ToPlace {
+    pub fn task_size(&self) -> TaskSize {
+        TaskSize {
+            kernel: self.kernel,
+            particles: self.size.0,
+            steps: self.size.1,
+        }
+    }
 }
 
 /// Sent by TaskQueue: place these tasks, in this order. Answers one entry
@@ -346,40 +377,48 @@ impl Handler<Assign> for LoadBalancer {
     type Result = MessageResult<Assign>;
     fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        let mut out = Vec::with_capacity(msg.tasks.len());
+        let workers = &self.workers;
+        let capable = |k: usize, i: usize| {
+            let w = &workers[i];
+            w.proxy.is_some() && w.kernels.contains(&msg.tasks[k].kernel) && w.takes_tasks()
+        };
+        let avoided = |k: usize, i: usize| msg.tasks[k].avoid.contains(&workers[i].id);
+        let room = |i: usize, loads: &[Load]| {
+            loads[i].in_flight < workers[i].window() && workers[i].cooldown_until.is_none_or(|t| t <= now)
+        };
+        // another capable worker: wait for it rather than go back to one
+        // that failed the task; only when none exists, go back
+        let elsewhere: Vec<bool> = (0..msg.tasks.len())
+            .map(|k| (0..workers.len()).any(|i| capable(k, i) && !avoided(k, i)))
+            .collect();
+        let allowed = |k: usize, i: usize, loads: &[Load]| {
+            capable(k, i) && room(i, loads) && !(elsewhere[k] && avoided(k, i))
+        };
+        let ids: Vec<WorkerId> = workers.iter().map(|w| w.id.clone()).collect();
+        let tasks: Vec<(u8, TaskSize)> = msg.tasks.iter().map(|t| (t.priority, t.task_size())).collect();
         let mut loads = self.loads();
-        for ToPlace { kernel, avoid } in msg.tasks {
-            let workers = &self.workers;
-            let capable = |i: usize| {
-                let w = &workers[i];
-                w.proxy.is_some() && w.kernels.contains(&kernel) && w.takes_tasks()
-            };
-            let avoided = |i: usize| avoid.contains(&workers[i].id);
-            let room = |i: usize, loads: &[Load]| {
-                loads[i].in_flight < workers[i].window() && workers[i].cooldown_until.is_none_or(|t| t <= now)
-            };
-            // another capable worker: wait for it rather than go back to
-            // one that failed the task; only when none exists, go back
-            let elsewhere = (0..workers.len()).any(|i| capable(i) && !avoided(i));
-            let pick = {
-                let l = &loads;
-                self.strategy.pick(&loads, &|i| {
-                    capable(i) && room(i, l) && !(elsewhere && avoided(i))
-                })
-            };
-            match pick {
-                Some(i) => {
-                    loads[i].in_flight += 1;
-                    let w = &mut self.workers[i];
-                    w.in_flight += 1;
-                    out.push(Some(Placement {
-                        worker_id: w.id.clone(),
-                        proxy: w.proxy.clone().expect("eligible workers have a proxy"),
-                    }));
-                    self.changed(i);
-                }
-                None => out.push(None),
-            }
+        let at = self.epoch.elapsed().as_secs_f64();
+        let picks = place_batch(
+            self.strategy.as_mut(),
+            &mut self.expected,
+            &ids,
+            &mut loads,
+            &tasks,
+            at,
+            &allowed,
+        );
+        let mut out = Vec::with_capacity(picks.len());
+        for pick in picks {
+            out.push(pick.map(|i| {
+                let w = &mut self.workers[i];
+                w.in_flight += 1;
+                let placement = Placement {
+                    worker_id: w.id.clone(),
+                    proxy: w.proxy.clone().expect("eligible workers have a proxy"),
+                };
+                self.changed(i);
+                placement
+            }));
         }
         MessageResult(out)
     }
@@ -402,6 +441,8 @@ pub enum Ended {
 pub struct Release {
     pub worker_id: WorkerId,
     pub ended: Ended,
+    /// The task's size, when known: what `expected.rs` learns speeds from.
+    pub size: Option<TaskSize>,
 }
 
 impl Handler<Release> for LoadBalancer {
@@ -418,6 +459,11 @@ impl Handler<Release> for LoadBalancer {
         let free = |w: &Slot| w.window().saturating_sub(w.in_flight);
         let was_short = !w.has_room(now) || free(w) < refill;
         w.in_flight = w.in_flight.saturating_sub(1);
+        let seconds = match msg.ended {
+            Ended::Completed { seconds } => Some(seconds),
+            _ => None,
+        };
+        self.expected.released(&w.id, msg.size, seconds, w.in_flight == 0);
         match msg.ended {
             Ended::Completed { seconds } => {
                 w.completed += 1;
@@ -448,6 +494,8 @@ impl Handler<Reserve> for LoadBalancer {
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             self.workers[i].in_flight += 1;
+            let at = self.epoch.elapsed().as_secs_f64();
+            self.expected.placed(&msg.worker_id, None, at);
             self.changed(i);
         }
     }

@@ -120,6 +120,8 @@ async fn place(lb: &Addr<LoadBalancer>, avoid: &[&str]) -> Option<String> {
             tasks: vec![ToPlace {
                 kernel: "reference",
                 avoid,
+                priority: 1,
+                size: (100, 10),
             }],
         })
         .await
@@ -147,6 +149,7 @@ fn a_retry_avoids_the_worker_that_failed_it_while_another_can_take_it() {
             lb.send(Release {
                 worker_id: WorkerId::new(w),
                 ended: Ended::Nothing,
+                size: None,
             })
             .await
             .unwrap();
@@ -167,6 +170,7 @@ fn a_drained_worker_takes_nothing_until_resumed() {
         lb.send(Release {
             worker_id: WorkerId::new("a"),
             ended: Ended::Nothing,
+            size: None,
         })
         .await
         .unwrap();
@@ -203,6 +207,7 @@ fn a_config_edit_adds_changes_and_drains_out() {
         lb.send(Release {
             worker_id: WorkerId::new("b"),
             ended: Ended::Nothing,
+            size: None,
         })
         .await
         .unwrap();
@@ -221,6 +226,7 @@ fn a_config_edit_adds_changes_and_drains_out() {
         lb.send(Release {
             worker_id: WorkerId::new("a"),
             ended: Ended::Nothing,
+            size: None,
         })
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 
 use actix::prelude::*;
 
-use super::live::{Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
+use super::live::{body_size, Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
 use super::{ProxyPeer, TaskQueue};
 use crate::actors::load_balancer::{Assign, ToPlace};
 use crate::model::WorkerId;
@@ -37,17 +37,20 @@ impl LiveTasks {
                 .filter_map(|(k, q)| q.ready.first_key_value().map(|(key, _)| (*key, *k)))
                 .min();
             let Some((key, kernel)) = next else { break };
-            let entry = self
+            let mut entry = self
                 .queues
                 .get_mut(kernel)
                 .and_then(|q| q.ready.remove(&key))
                 .expect("the key was just seen");
             self.place.insert(entry.task_id.clone(), Place::Placing);
+            let size = *entry.size.get_or_insert_with(|| body_size(&entry.body));
             batch.push((
                 entry.task_id.clone(),
                 ToPlace {
                     kernel,
                     avoid: entry.failed_on.clone(),
+                    priority: entry.priority,
+                    size,
                 },
             ));
             self.placing.insert(entry.task_id.clone(), entry);
@@ -65,6 +68,8 @@ impl LiveTasks {
                 fx.send.push(Outbound::Release {
                     worker,
                     freed: super::live::Freed::Nothing,
+                    // not known here: the LoadBalancer drops the newest
+                    size: None,
                 });
             }
             return fx;

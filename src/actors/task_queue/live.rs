@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::actors::load_balancer::TaskSize;
 use crate::model::{TaskResult, WorkerId};
 use crate::sim::resolve_kernel;
 use crate::sim::rng::SplitMix64;
@@ -31,9 +32,21 @@ pub struct Entry {
     /// Workers an attempt of this task failed on or was lost with (in
     /// memory only): its next attempt goes elsewhere when it can.
     pub failed_on: Vec<WorkerId>,
+    /// (N, steps), read from `body` when first dispatched
+    /// ([`body_size`]): what `shortest_expected_finish` predicts from.
+    pub size: Option<(u64, u64)>,
 }
 
 impl Entry {
+    /// Its kernel and size once dispatched (`None` before).
+    pub fn task_size(&self) -> Option<TaskSize> {
+        self.size.map(|(particles, steps)| TaskSize {
+            kernel: self.kernel,
+            particles,
+            steps,
+        })
+    }
+
     /// Queue order: priority, then arrival.
     pub fn key(&self) -> (u8, i64) {
         (self.priority, self.seq)
@@ -52,6 +65,7 @@ impl Entry {
             task_id: row.task_id,
             last_error: None,
             failed_on: Vec::new(),
+            size: None,
         })
     }
 
@@ -68,7 +82,30 @@ impl Entry {
             created_at: now,
             last_error: None,
             failed_on: Vec::new(),
+            size: None,
         })
+    }
+}
+
+/// (N, steps) of a task from its JSON (`parameters.num_particles`,
+/// `parameters.num_steps`, validated before it was queued); (0, 0) for a
+/// test kernel, which has neither. Read once per dispatched task rather
+/// than kept from ingest: a million queued tasks never pay for it.
+pub fn body_size(body: &str) -> (u64, u64) {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(default)]
+        num_particles: f64,
+        #[serde(default)]
+        num_steps: f64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        parameters: Option<Params>,
+    }
+    match serde_json::from_str::<Body>(body) {
+        Ok(Body { parameters: Some(p) }) => (p.num_particles.max(0.0) as u64, p.num_steps.max(0.0) as u64),
+        _ => (0, 0),
     }
 }
 
@@ -145,6 +182,8 @@ pub enum Outbound {
     Release {
         worker: WorkerId,
         freed: Freed,
+        /// The task's size when known, for the LoadBalancer's speed model.
+        size: Option<TaskSize>,
     },
     Reserve {
         worker: WorkerId,
@@ -405,6 +444,7 @@ impl LiveTasks {
                 fx.send.push(Outbound::Release {
                     worker: r.worker.clone(),
                     freed: Freed::Nothing,
+                    size: r.entry.task_size(),
                 });
                 fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,

@@ -37,6 +37,8 @@ mod live_tests;
 mod outcome;
 mod queries;
 #[cfg(test)]
+mod size_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -244,8 +246,9 @@ impl TaskQueue {
                     p.adopt.do_send(Adopt { task_id, attempt_id });
                 }
             }
-            Outbound::Release { worker, freed } => self.peers.release.do_send(Release {
+            Outbound::Release { worker, freed, size } => self.peers.release.do_send(Release {
                 worker_id: worker,
+                size,
                 ended: match freed {
                     Freed::Completed { seconds } => Ended::Completed { seconds },
                     Freed::Failed => Ended::Failed,

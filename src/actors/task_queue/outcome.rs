@@ -74,6 +74,7 @@ impl LiveTasks {
             fx.send.push(Outbound::Release {
                 worker: r.worker.clone(),
                 freed: Freed::Nothing,
+                size: r.entry.task_size(),
             });
             self.counters.refused_attempts += 1;
             let mut entry = r.entry;
@@ -155,6 +156,7 @@ impl LiveTasks {
             } else {
                 Freed::Nothing
             },
+            size: r.entry.task_size(),
         });
         match end {
             AttemptEnd::Refused => {
@@ -257,6 +259,7 @@ impl LiveTasks {
             fx.send.push(Outbound::Release {
                 worker: r.worker.clone(),
                 freed: Freed::Completed { seconds },
+                size: r.entry.task_size(),
             });
             if r.attempt_id != attempt_id {
                 fx.send.push(Outbound::CancelOnWorker {

@@ -18,6 +18,9 @@ pub use e2e::{e2e, E2eBenchArgs};
 
 use std::process::ExitCode;
 
+mod makespan;
+pub use self::makespan::{makespan, MakespanArgs};
+
 use clap::Args;
 
 use crate::cli::cluster::KillOnDrop;

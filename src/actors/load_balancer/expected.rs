@@ -1,0 +1,250 @@
+//! How long a task will take on a worker, and when that worker would
+//! finish it: the model behind `shortest_expected_finish`.
+//!
+//! # The model
+//! - **Work** of a task, from its parameters only: `N·steps` for
+//!   `optimized` (cell lists: cost grows with N) and `N²·steps` for
+//!   `reference` (every pair). Other kernels count as `N·steps`; the test
+//!   kernels have no size and count as no work.
+//! - **Speed** of a worker for a kernel, in work units per second, learned
+//!   online from each completed attempt: `work / execution_time` (the
+//!   worker's own measure of the run, not the round trip). The estimate is
+//!   the median of the last [`SAMPLES`] speeds, so a few outliers (a run
+//!   slowed by a neighbour, a cold cache) move it little, while a lasting
+//!   change (the machine got busier) wins within [`SAMPLES`]/2 results.
+//!   Runs shorter than [`MIN_SAMPLE_SECONDS`] are not learned from: their
+//!   time is mostly set-up, which would make a worker look slow for large
+//!   tasks.
+//! - **Prior**, before a worker's first result for a kernel: the median of
+//!   the speeds learned on the other workers for that kernel (they likely
+//!   run the same code on similar machines), else [`prior_speed`], a rough
+//!   one-thread figure of this code (README "Benchmarks").
+//! - **Expected finish** of a task on a worker, in seconds from now: each
+//!   of its `capacity` slots is free at some time; the tasks it holds are
+//!   laid on the slots in the order they were placed, the first
+//!   `capacity` of them (running) with what remains of their predicted
+//!   time, the rest (a backlog) whole, each on the slot free first; this
+//!   task starts when a slot is free first and takes its predicted time at
+//!   this worker's speed. With no backlog and a free slot this is just the
+//!   task's predicted time there: the fastest free worker wins.
+//!
+//! The LoadBalancer keeps one [`Expected`] for all workers: a placement
+//! adds the task to its worker's holdings ([`Expected::placed`]), a
+//! release removes it and learns from its time ([`Expected::released`]).
+//! Pure: every call takes `now` (seconds on any clock that only goes
+//! forward), so `orquesta bench makespan` drives the same code in
+//! simulated time.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::model::WorkerId;
+
+/// Speeds remembered per worker and kernel (the median of these is used).
+pub const SAMPLES: usize = 9;
+
+/// Runs shorter than this are not learned from (mostly set-up time).
+pub const MIN_SAMPLE_SECONDS: f64 = 0.002;
+
+/// A task's kernel and size: what its predicted time is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskSize {
+    pub kernel: &'static str,
+    pub particles: u64,
+    pub steps: u64,
+}
+
+impl TaskSize {
+    /// Work units (see the module doc): `N·steps` or `N²·steps`.
+    pub fn work(&self) -> f64 {
+        let (n, steps) = (self.particles as f64, self.steps as f64);
+        match self.kernel {
+            "reference" => n * n * steps,
+            _ => n * steps,
+        }
+    }
+}
+
+/// Work units per second of one thread of this code on a 2020s x86-64
+/// core (README "Benchmarks": `reference` 0.5–3.8 M particle-steps/s at
+/// N = 1,000–100, i.e. ~4·10⁸ pair-steps/s; `optimized` ~50 M
+/// particle-steps/s). Only used until some worker has reported a result.
+pub fn prior_speed(kernel: &str) -> f64 {
+    match kernel {
+        "reference" => 4e8,
+        _ => 5e7,
+    }
+}
+
+/// One task a worker holds: placed, not yet released.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// `None` for an attempt adopted after a restart (its size unknown
+    /// here): it occupies a slot but is predicted to take no time.
+    size: Option<TaskSize>,
+    placed_at: f64,
+}
+
+/// What the model knows of one worker.
+#[derive(Debug, Default)]
+struct WorkerModel {
+    /// Recent speeds per kernel, oldest first.
+    speeds: HashMap<&'static str, VecDeque<f64>>,
+    /// In placement order.
+    held: Vec<Held>,
+}
+
+/// Learned speeds and current holdings of every worker.
+#[derive(Debug, Default)]
+pub struct Expected {
+    workers: HashMap<WorkerId, WorkerModel>,
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+impl Expected {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The speed learned for `worker` on `kernel`, if it has reported any
+    /// result long enough to learn from.
+    pub fn learned_speed(&self, worker: &WorkerId, kernel: &str) -> Option<f64> {
+        let samples = self.workers.get(worker)?.speeds.get(kernel)?;
+        median(samples.iter().copied())
+    }
+
+    /// The speed used for `worker` on `kernel`: learned, else the median of
+    /// the other workers' learned speeds, else [`prior_speed`].
+    pub fn speed(&self, worker: &WorkerId, kernel: &str) -> f64 {
+        self.learned_speed(worker, kernel)
+            .or_else(|| self.typical_speed(kernel))
+            .unwrap_or_else(|| prior_speed(kernel))
+    }
+
+    /// The median of every worker's learned speed on `kernel`.
+    fn typical_speed(&self, kernel: &str) -> Option<f64> {
+        median(
+            self.workers
+                .values()
+                .filter_map(|m| m.speeds.get(kernel))
+                .filter_map(|s| median(s.iter().copied())),
+        )
+    }
+
+    /// Predicted seconds of `task` on `worker`.
+    pub fn predict(&self, worker: &WorkerId, task: &TaskSize) -> f64 {
+        task.work() / self.speed(worker, task.kernel)
+    }
+
+    /// Predicted seconds of `task` on a typical worker (to order tasks by
+    /// size across kernels, whose work units differ).
+    pub fn typical_seconds(&self, task: &TaskSize) -> f64 {
+        let speed = self
+            .typical_speed(task.kernel)
+            .unwrap_or_else(|| prior_speed(task.kernel));
+        task.work() / speed
+    }
+
+    /// Seconds from `now` until `worker`, with `capacity` slots, would
+    /// finish `task` if given it now (see the module doc).
+    pub fn finish_in(&self, worker: &WorkerId, capacity: usize, task: &TaskSize, now: f64) -> f64 {
+        let capacity = capacity.max(1);
+        let mut slots = vec![0.0_f64; capacity];
+        if let Some(m) = self.workers.get(worker) {
+            for (k, h) in m.held.iter().enumerate() {
+                let Some(size) = &h.size else { continue };
+                let mut left = self.predict(worker, size);
+                if k < capacity {
+                    // running since it was placed (about): what remains
+                    left = (left - (now - h.placed_at)).max(0.0);
+                }
+                let first = slots
+                    .iter_mut()
+                    .min_by(|a, b| a.total_cmp(b))
+                    .expect("capacity ≥ 1");
+                *first += left;
+            }
+        }
+        let start = slots.iter().copied().fold(f64::INFINITY, f64::min);
+        start + self.predict(worker, task)
+    }
+
+    /// `task` was placed on `worker` at `now` (`None`: an adopted attempt
+    /// of unknown size).
+    pub fn placed(&mut self, worker: &WorkerId, task: Option<TaskSize>, now: f64) {
+        self.workers.entry(worker.clone()).or_default().held.push(Held {
+            size: task,
+            placed_at: now,
+        });
+    }
+
+    /// An attempt of `task` on `worker` ended; `seconds` is its execution
+    /// time when it completed. `idle`: the worker now holds nothing (any
+    /// holding left is dropped, so a lost release cannot skew it for long).
+    pub fn released(&mut self, worker: &WorkerId, task: Option<TaskSize>, seconds: Option<f64>, idle: bool) {
+        let Some(m) = self.workers.get_mut(worker) else {
+            return;
+        };
+        // the same size is the same prediction: which of equal ones goes
+        // does not matter; an unknown one takes an adopted (unknown) slot,
+        // else the newest (a task placed just as it was cancelled)
+        let exact = task.and_then(|t| m.held.iter().position(|h| h.size == Some(t)));
+        let at = exact
+            .or_else(|| m.held.iter().position(|h| h.size.is_none()))
+            .or_else(|| task.is_none().then(|| m.held.len().checked_sub(1)).flatten());
+        if let Some(at) = at {
+            m.held.remove(at);
+        }
+        if idle {
+            m.held.clear();
+        }
+        if let (Some(t), Some(s)) = (task, seconds) {
+            let work = t.work();
+            if s.is_finite() && s >= MIN_SAMPLE_SECONDS && work > 0.0 {
+                let samples = m.speeds.entry(t.kernel).or_default();
+                if samples.len() == SAMPLES {
+                    samples.pop_front();
+                }
+                samples.push_back(work / s);
+            }
+        }
+    }
+
+    /// Forgets a worker that left (a new one under its id starts afresh).
+    pub fn forget(&mut self, worker: &WorkerId) {
+        self.workers.remove(worker);
+    }
+}
+
+/// The order to place a batch in, largest first: within each run of equal
+/// priority (the batch comes best priority first), by `seconds`
+/// descending, stable; never across priorities. Answers indexes into
+/// `tasks` (priority, predicted seconds).
+pub fn largest_first(tasks: &[(u8, f64)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    let mut start = 0;
+    while start < tasks.len() {
+        let end = (start..tasks.len())
+            .find(|&i| tasks[i].0 != tasks[start].0)
+            .unwrap_or(tasks.len());
+        order[start..end].sort_by(|&a, &b| tasks[b].1.total_cmp(&tasks[a].1));
+        start = end;
+    }
+    order
+}
+
+#[cfg(test)]
+#[path = "expected_tests.rs"]
+mod tests;

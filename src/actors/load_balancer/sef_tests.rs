@@ -1,0 +1,148 @@
+//! LoadBalancer tests of `shortest_expected_finish`: largest first within
+//! a priority, and placement by speeds learned from releases.
+
+use super::*;
+
+struct Sink;
+impl Actor for Sink {
+    type Context = Context<Self>;
+}
+impl Handler<AttemptOutcome> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: AttemptOutcome, _: &mut Self::Context) {}
+}
+impl Handler<AttemptsStarted> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: AttemptsStarted, _: &mut Self::Context) {}
+}
+impl Handler<CapacityAvailable> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: CapacityAvailable, _: &mut Self::Context) {}
+}
+
+fn worker(id: &str, port: u16, capacity: usize) -> WorkerEntry {
+    WorkerEntry {
+        id: id.into(),
+        host: "127.0.0.1".into(),
+        port,
+        capacity,
+        algorithms: vec!["optimized".into(), "reference".into()],
+        tls: false,
+    }
+}
+
+/// A wired LoadBalancer with `shortest_expected_finish`, every worker up.
+async fn wired(entries: &[WorkerEntry]) -> Addr<LoadBalancer> {
+    let lb = LoadBalancer::new(entries, Balancing::ShortestExpectedFinish).start();
+    let sink = Sink.start();
+    lb.send(Wire {
+        queue: sink.clone().recipient(),
+        proxies: Vec::new(),
+        outcomes: sink.clone().recipient(),
+        started: sink.recipient(),
+        settings: ProxySettings {
+            heartbeat_interval: Duration::from_secs(60),
+            worker_timeout: Duration::from_secs(60),
+            task_timeout: None,
+            token: None,
+            tls: None,
+        },
+        store: None,
+    })
+    .await
+    .unwrap();
+    for e in entries {
+        lb.send(WorkerUpdate {
+            worker_id: WorkerId::new(&e.id),
+            state: WorkerState::Up,
+            reason: None,
+            capacity: e.capacity,
+            // no work sent ahead: placements here fill slots only
+            backlog_limit: 0,
+            kernels: vec!["optimized", "reference"],
+            heartbeat: None,
+        })
+        .await
+        .unwrap();
+    }
+    lb
+}
+
+fn task(kernel: &'static str, priority: u8, particles: u64, steps: u64, avoid: &[&str]) -> ToPlace {
+    ToPlace {
+        kernel,
+        avoid: avoid.iter().map(|a| WorkerId::new(a)).collect(),
+        priority,
+        size: (particles, steps),
+    }
+}
+
+/// Where each task went, in the order given.
+async fn assign(lb: &Addr<LoadBalancer>, tasks: Vec<ToPlace>) -> Vec<Option<String>> {
+    let out = lb.send(Assign { tasks }).await.unwrap();
+    out.into_iter()
+        .map(|p| p.map(|p| p.worker_id.to_string()))
+        .collect()
+}
+
+async fn completed(lb: &Addr<LoadBalancer>, worker: &str, t: &ToPlace, seconds: f64) {
+    lb.send(Release {
+        worker_id: WorkerId::new(worker),
+        ended: Ended::Completed { seconds },
+        size: Some(t.task_size()),
+    })
+    .await
+    .unwrap();
+}
+
+fn some(w: &str) -> Option<String> {
+    Some(w.to_string())
+}
+
+#[test]
+fn the_largest_task_of_a_priority_goes_first_and_never_jumps_a_better_priority() {
+    actix_rt::System::new().block_on(async {
+        let lb = wired(&[worker("a", 1, 1)]).await;
+        // one slot, three medium tasks: the largest takes it (at the prior
+        // speeds reference N = 500 takes ~60× as long as optimized N = 500);
+        // the answers stay in the order given
+        let batch = vec![
+            task("optimized", 1, 100, 100, &[]),
+            task("reference", 1, 500, 100, &[]),
+            task("optimized", 1, 500, 100, &[]),
+        ];
+        assert_eq!(assign(&lb, batch.clone()).await, [None, some("a"), None]);
+        completed(&lb, "a", &batch[1], 0.5).await;
+        // a small high-priority task before a huge medium one: high first
+        let batch = vec![
+            task("optimized", 0, 100, 10, &[]),
+            task("reference", 1, 3000, 1000, &[]),
+        ];
+        assert_eq!(assign(&lb, batch).await, [some("a"), None]);
+    });
+}
+
+#[test]
+fn tasks_go_to_the_worker_learned_to_finish_them_first() {
+    actix_rt::System::new().block_on(async {
+        let lb = wired(&[worker("slow", 1, 1), worker("fast", 2, 1)]).await;
+        let t = task("optimized", 1, 1000, 1000, &[]);
+        // no history: alike, so configuration order (as least_loaded)
+        assert_eq!(assign(&lb, vec![t.clone()]).await, [some("slow")]);
+        completed(&lb, "slow", &t, 1.0).await;
+        let on_fast = task("optimized", 1, 1000, 1000, &["slow"]);
+        assert_eq!(assign(&lb, vec![on_fast.clone()]).await, [some("fast")]);
+        completed(&lb, "fast", &on_fast, 0.1).await;
+        // learned: fast is 10× faster, so it gets the next task although
+        // slow comes first in the configuration
+        assert_eq!(assign(&lb, vec![t.clone()]).await, [some("fast")]);
+        // fast is full now: the next one waits for nobody, slow takes it
+        assert_eq!(assign(&lb, vec![t.clone()]).await, [some("slow")]);
+        // the speed is per kernel: nothing learned on reference, both
+        // alike there; both are full, so nothing is placed
+        assert_eq!(
+            assign(&lb, vec![task("reference", 1, 100, 10, &[])]).await,
+            [None]
+        );
+    });
+}
