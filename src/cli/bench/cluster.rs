@@ -34,9 +34,10 @@ pub enum Case {
     Ms,
     /// A million-task file: accepted tasks/s, memory, read latencies.
     Ingest,
-    // `makespan` (issue 12's mixed batch over workers of capacity 1, 2 and
-    // 4, per strategy) joins here as a case of its own when
-    // `bench makespan` is folded in.
+    /// A mixed batch over workers of capacity 1, 2 and 4: makespan of each
+    /// strategy against the lower bound (`bench makespan` with its
+    /// defaults; `--tasks` sets the batch size).
+    Makespan,
     /// Every case above, in that order.
     All,
 }
@@ -92,16 +93,18 @@ pub const MS: Workload = Workload {
 
 pub fn run(args: &ClusterBenchArgs) -> ExitCode {
     let cases: &[Case] = match args.case {
-        Case::All => &[Case::Trivial, Case::Ms, Case::Ingest],
+        Case::All => &[Case::Trivial, Case::Ms, Case::Ingest, Case::Makespan],
         Case::Trivial => &[Case::Trivial],
         Case::Ms => &[Case::Ms],
         Case::Ingest => &[Case::Ingest],
+        Case::Makespan => &[Case::Makespan],
     };
     for case in cases {
         let outcome = match case {
             Case::Trivial => throughput(args, TRIVIAL),
             Case::Ms => throughput(args, MS),
             Case::Ingest => super::ingest::run(args),
+            Case::Makespan => makespan(args),
             Case::All => unreachable!("expanded above"),
         };
         if let Err(e) = outcome {
@@ -110,6 +113,26 @@ pub fn run(args: &ClusterBenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The makespan case: `bench makespan` with its own defaults, but for
+/// `--tasks`.
+fn makespan(args: &ClusterBenchArgs) -> Result<(), String> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        makespan: super::MakespanArgs,
+    }
+    let mut m = Defaults::parse_from(["makespan"]).makespan;
+    if let Some(tasks) = args.tasks {
+        m.tasks = tasks;
+    }
+    if super::makespan(&m) == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        Err("the makespan simulation failed (see above)".into())
+    }
 }
 
 /// The median, min and max of some figures.
