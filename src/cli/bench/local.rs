@@ -62,6 +62,9 @@ pub struct Recorded {
     pub duplicates: usize,
     /// Σ `execution_time` over the distinct tasks, seconds.
     pub exec_seconds: f64,
+    /// The latest `completed_at` (unix seconds, millisecond precision):
+    /// when the last task ended, as its worker saw it.
+    pub last_end: Option<f64>,
 }
 
 /// Reads every `task_results_*.json` in `dir`: distinct ids, duplicates,
@@ -88,6 +91,11 @@ pub fn read_results(dir: &Path) -> Result<Recorded, String> {
             if seen.insert(id) {
                 recorded.tasks += 1;
                 recorded.exec_seconds += r["execution_time"].as_f64().unwrap_or(0.0);
+                let end = r["completed_at"].as_str().and_then(crate::util::time::parse_iso);
+                recorded.last_end = match (recorded.last_end, end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
             } else {
                 recorded.duplicates += 1;
             }
