@@ -31,6 +31,8 @@
 //! ([`Peers`]), so it imports messages, not actors.
 
 mod dispatch;
+#[cfg(test)]
+mod file_tests;
 mod live;
 #[cfg(test)]
 mod live_tests;
