@@ -247,7 +247,9 @@ fn chunks_staged_before_a_crash_are_dropped_at_start() {
 }
 
 /// The kept counts and a full count of `tasks`, by (priority, status).
-fn kept_and_counted(path: &std::path::Path) -> (Vec<(i64, String, i64)>, Vec<(i64, String, i64)>) {
+type ByPriorityStatus = Vec<(i64, String, i64)>;
+
+fn kept_and_counted(path: &std::path::Path) -> (ByPriorityStatus, ByPriorityStatus) {
     let db = rusqlite::Connection::open(path).unwrap();
     let rows = |sql: &str| {
         db.prepare(sql)

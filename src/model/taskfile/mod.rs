@@ -252,6 +252,9 @@ fn duplicate_key(d: &Duplicate) -> FieldError {
     )
 }
 
+/// A file's `metadata` object, if it has one.
+type Metadata = Option<Map<String, Value>>;
+
 /// A task file's outer object: `metadata` and `tasks`.
 fn batch_from_fields(
     fields: Vec<(String, &RawValue)>,
@@ -270,7 +273,7 @@ fn batch_from_fields(
 fn split_fields<'a>(
     fields: Vec<(String, &'a RawValue)>,
     problems: &mut Vec<FieldError>,
-) -> Option<(Option<Map<String, Value>>, Vec<&'a RawValue>)> {
+) -> Option<(Metadata, Vec<&'a RawValue>)> {
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     let metadata = match field("metadata") {
         None => None,
