@@ -194,6 +194,21 @@ pub struct QueuedRow {
     pub created_at: f64,
 }
 
+/// A chunk given to [`Store::stage`]; [`StageTicket::wait`] blocks until
+/// it is committed.
+pub struct StageTicket(Option<oneshot::Receiver<Result<Vec<Reply>, String>>>);
+
+impl StageTicket {
+    /// Blocks until the chunk is committed; for the reading thread only.
+    pub fn wait(self) -> Result<(), StoreError> {
+        match self.0.ok_or(StoreError::Stopped)?.blocking_recv() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Failed(e)),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+}
+
 /// The writer thread's handle.
 #[derive(Clone)]
 pub struct Store {
@@ -243,21 +258,22 @@ impl Store {
     /// commit. Blocks the calling thread: for the thread that reads a
     /// task file, never for an actor or the async runtime.
     pub fn stage_blocking(&self, batch: &str, tasks: Vec<NewTask>) -> Result<(), StoreError> {
+        self.stage(batch, tasks).wait()
+    }
+
+    /// Stages one chunk without waiting: the reader parses the next chunk
+    /// while this one is written, and waits on the ticket before handing
+    /// over another (so at most two chunks are in memory).
+    pub fn stage(&self, batch: &str, tasks: Vec<NewTask>) -> StageTicket {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                ops: vec![Op::Stage {
-                    batch: batch.to_string(),
-                    tasks,
-                }],
-                reply: Some(reply),
-            })
-            .map_err(|_| StoreError::Stopped)?;
-        match rx.blocking_recv() {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Failed(e)),
-            Err(_) => Err(StoreError::Stopped),
-        }
+        let sent = self.tx.send(Job {
+            ops: vec![Op::Stage {
+                batch: batch.to_string(),
+                tasks,
+            }],
+            reply: Some(reply),
+        });
+        StageTicket(sent.ok().map(|()| rx))
     }
 
     /// Forgets a file's staged chunks; nobody waits for the commit.

@@ -1,8 +1,9 @@
 //! Reading one dropped file, on the FileWatcher's read thread: its bytes
 //! (a regular file, bounded), then its tasks checked one by one and
 //! staged in the store in chunks of [`STAGE_CHUNK`] as they are checked
-//! ([`stream_bytes`], [`Store::stage_blocking`]). Memory holds the file's
-//! text and one chunk, never all its tasks; a file of a million tasks
+//! ([`stream_bytes`], [`Store::stage`]), one chunk written while the next
+//! is parsed. Memory holds the file's text and two chunks, never all its
+//! tasks; a file of a million tasks
 //! peaks at its size plus a few tens of MB. A file refused after some
 //! chunks were staged has them dropped ([`Store::unstage`]); nothing of it
 //! is queued until TaskQueue commits the staged file in one job.
@@ -12,7 +13,7 @@ use std::path::Path;
 
 use crate::model::taskfile::{sha256_hex, stream_bytes, Rejection, StreamError};
 use crate::model::Validator;
-use crate::store::{Ingest, NewTask, Store, StoreError};
+use crate::store::{Ingest, NewTask, StageTicket, Store, StoreError};
 use crate::util::fs::{read_regular, NotRead};
 use crate::util::time::unix_now;
 
@@ -86,6 +87,9 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
     let batch = format!("{}:{}", &ingest.sha256[..16], unix_now());
     let mut kernels = BTreeSet::new();
     let mut staged_any = false;
+    // one chunk written while the next is parsed: the two halves of the
+    // work (parsing, SQLite) overlap instead of taking turns
+    let mut in_flight: Option<StageTicket> = None;
     let streamed = stream_bytes(&bytes, validator, STAGE_CHUNK, |tasks| {
         let chunk: Vec<NewTask> = tasks.iter().map(NewTask::of).collect();
         drop(tasks);
@@ -95,8 +99,17 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
             }
         }
         staged_any = true;
-        store.stage_blocking(&batch, chunk)
+        match in_flight.replace(store.stage(&batch, chunk)) {
+            Some(earlier) => earlier.wait(),
+            None => Ok(()),
+        }
     });
+    // the last chunk committed (or failed) before the file is handed on
+    let last = in_flight.map_or(Ok(()), StageTicket::wait);
+    let streamed = match (streamed, last) {
+        (Ok(_), Err(e)) => Err(StreamError::Sink(e)),
+        (other, _) => other,
+    };
     let unstage = |staged_any: bool| {
         if staged_any {
             store.unstage(&batch);
