@@ -13,6 +13,7 @@
 mod fault;
 mod recovery;
 mod schema;
+mod staging;
 mod views;
 mod writer;
 
@@ -25,10 +26,11 @@ use tokio::sync::oneshot;
 pub use fault::DbFault;
 pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
+pub use staging::StagedOutcome;
 pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskView};
 use writer::{Job, Op, Reply};
 
-use crate::model::{AttemptEnd, TaskStatus, WorkerId};
+use crate::model::{AttemptEnd, Task, TaskStatus, WorkerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +59,19 @@ pub struct NewTask {
     pub kernel: String,
     /// The task's JSON as the worker will receive it.
     pub body: String,
+}
+
+impl NewTask {
+    /// A validated task as it is stored and sent.
+    pub fn of(t: &Task) -> Self {
+        Self {
+            task_id: t.task_id.to_string(),
+            priority: t.priority.rank(),
+            algorithm: t.algorithm.clone(),
+            kernel: t.work.kernel().to_string(),
+            body: t.to_json().to_string(),
+        }
+    }
 }
 
 /// The record of an ingested file, written with its tasks.
@@ -127,6 +142,11 @@ pub enum Change {
     MemberLeft {
         id: WorkerId,
     },
+    /// A file's staged chunks are forgotten (it was refused, or its read
+    /// was given up).
+    Unstage {
+        batch: String,
+    },
 }
 
 /// What became of a batch given to [`Store::insert_batch`].
@@ -174,6 +194,21 @@ pub struct QueuedRow {
     pub created_at: f64,
 }
 
+/// A chunk given to [`Store::stage`]; [`StageTicket::wait`] blocks until
+/// it is committed.
+pub struct StageTicket(Option<oneshot::Receiver<Result<Vec<Reply>, String>>>);
+
+impl StageTicket {
+    /// Blocks until the chunk is committed; for the reading thread only.
+    pub fn wait(self) -> Result<(), StoreError> {
+        match self.0.ok_or(StoreError::Stopped)?.blocking_recv() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Failed(e)),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+}
+
 /// The writer thread's handle.
 #[derive(Clone)]
 pub struct Store {
@@ -214,6 +249,61 @@ impl Store {
         async move {
             match reply.await? {
                 Reply::Insert(i) => Ok(i),
+                other => Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// Stages one chunk of a file's tasks ([`staging`]) and waits for the
+    /// commit. Blocks the calling thread: for the thread that reads a
+    /// task file, never for an actor or the async runtime.
+    pub fn stage_blocking(&self, batch: &str, tasks: Vec<NewTask>) -> Result<(), StoreError> {
+        self.stage(batch, tasks).wait()
+    }
+
+    /// Stages one chunk without waiting: the reader parses the next chunk
+    /// while this one is written, and waits on the ticket before handing
+    /// over another (so at most two chunks are in memory).
+    pub fn stage(&self, batch: &str, tasks: Vec<NewTask>) -> StageTicket {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Job {
+            ops: vec![Op::Stage {
+                batch: batch.to_string(),
+                tasks,
+            }],
+            reply: Some(reply),
+        });
+        StageTicket(sent.ok().map(|()| rx))
+    }
+
+    /// Forgets a file's staged chunks; nobody waits for the commit.
+    pub fn unstage(&self, batch: &str) {
+        self.persist(vec![Change::Unstage {
+            batch: batch.to_string(),
+        }]);
+    }
+
+    /// Queues a staged file, all or nothing, and answers after the commit
+    /// with its first `window` queued rows per kernel (`kernels`: those
+    /// its tasks run on). The staged rows are gone whatever the outcome.
+    pub fn commit_staged(
+        &self,
+        batch: &str,
+        ingest: Option<Ingest>,
+        source: String,
+        kernels: Vec<String>,
+        window: usize,
+    ) -> impl Future<Output = Result<StagedOutcome, StoreError>> + 'static {
+        let reply = self.ask(Op::CommitStaged {
+            batch: batch.to_string(),
+            ingest,
+            source,
+            kernels,
+            window,
+        });
+        async move {
+            match reply.await? {
+                Reply::Staged(s) => Ok(s),
                 other => Err(unexpected(other)),
             }
         }
@@ -454,155 +544,4 @@ fn unexpected(reply: Reply) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn task(id: &str, priority: u8) -> NewTask {
-        NewTask {
-            task_id: id.into(),
-            priority,
-            algorithm: "python".into(),
-            kernel: "reference".into(),
-            body: format!(r#"{{"task_id": "{id}", "parameters": {{"num_particles": 100}}}}"#),
-        }
-    }
-
-    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-        actix_rt::System::new().block_on(f)
-    }
-
-    #[test]
-    fn inserts_are_all_or_nothing_and_duplicates_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let store = Store::start(open(&path, false).unwrap());
-        let r = block(store.insert_batch(vec![task("a", 1), task("b", 0)], None, "api".into())).unwrap();
-        assert!(matches!(&r, InsertOutcome::Inserted { seqs } if seqs.len() == 2));
-        let r = block(store.insert_batch(vec![task("c", 1), task("b", 0)], None, "api".into())).unwrap();
-        assert!(matches!(&r, InsertOutcome::Duplicates(d) if d == &["b".to_string()]));
-        let pool = ReadPool::new(&path);
-        let (rows, total) = pool.tasks(&TaskFilter::default(), 10, 0).unwrap();
-        assert_eq!(total, 2, "c must not be inserted");
-        assert_eq!(rows[0].task_id, "a");
-        // queue order: priority, then arrival
-        let rows = block(store.page("reference", None, 10)).unwrap();
-        assert_eq!(
-            rows.iter().map(|r| r.task_id.as_str()).collect::<Vec<_>>(),
-            ["b", "a"]
-        );
-    }
-
-    #[test]
-    fn a_file_ingested_but_not_moved_is_recognised() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::start(open(&dir.path().join("q.db"), false).unwrap());
-        let ingest = Ingest {
-            name: "f.json".into(),
-            size: 10,
-            sha256: "abc".into(),
-        };
-        let insert = |ids: &[&str]| {
-            block(store.insert_batch(
-                ids.iter().map(|id| task(id, 1)).collect(),
-                Some(ingest.clone()),
-                "f.json".into(),
-            ))
-            .unwrap()
-        };
-        insert(&["x"]);
-        assert_eq!(insert(&["x"]), InsertOutcome::AlreadyIngested);
-        store.ingest_moved("abc", "f.json", "processed/f.json");
-        // dropped again after it was moved: a real duplicate
-        assert!(matches!(&insert(&["x"]), InsertOutcome::Duplicates(d) if d.len() == 1));
-    }
-
-    #[test]
-    fn cancel_and_retry_follow_the_state_machine() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::start(open(&dir.path().join("q.db"), false).unwrap());
-        block(store.insert_batch(vec![task("t", 1)], None, "api".into())).unwrap();
-        let cancel = |id: &str| block(store.cancel(id)).unwrap();
-        assert!(matches!(cancel("t"), CancelOutcome::Cancelled { .. }));
-        assert_eq!(
-            cancel("t"),
-            CancelOutcome::AlreadyEnded {
-                status: TaskStatus::Cancelled
-            }
-        );
-        assert_eq!(cancel("nope"), CancelOutcome::NotFound);
-        let r = block(store.retry("t")).unwrap();
-        assert!(matches!(&r, RetryOutcome::Queued { .. }));
-        let r = block(store.retry("t")).unwrap();
-        assert!(matches!(&r, RetryOutcome::NotRetryable { .. }));
-    }
-
-    #[test]
-    fn boots_count_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = open(&dir.path().join("q.db"), false).unwrap();
-        assert_eq!(next_boot(&conn).unwrap(), 1);
-        assert_eq!(next_boot(&conn).unwrap(), 2);
-    }
-
-    #[test]
-    fn joined_members_survive_a_restart_until_they_leave() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let joined = |id: &str, url: &str, instance: &str| Change::MemberJoined {
-            id: WorkerId::new(id),
-            url: url.into(),
-            capacity: 2,
-            algorithms: vec!["python".into(), "__sleep".into()],
-            instance: instance.into(),
-            at: 1.0,
-        };
-        let store = Store::start(open(&path, false).unwrap());
-        block(store.persist_now(vec![
-            joined("a", "http://h:1", "i1"),
-            joined("b", "http://h:2", "i2"),
-            // joining again updates, never duplicates
-            joined("a", "http://h:3", "i3"),
-            Change::MemberLeft {
-                id: WorkerId::new("b"),
-            },
-        ]))
-        .unwrap();
-        store.sync();
-        let members = recover(&open(&path, false).unwrap()).unwrap().members;
-        assert_eq!(
-            members,
-            [StoredMember {
-                id: "a".into(),
-                url: "http://h:3".into(),
-                capacity: 2,
-                algorithms: vec!["python".into(), "__sleep".into()],
-                instance: "i3".into(),
-                joined_at: 1.0,
-            }]
-        );
-    }
-
-    #[test]
-    fn health_reports_a_database_damaged_while_running() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let conn = open(&path, false).unwrap();
-        conn.execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
-             INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at) \
-             SELECT printf('t%05d', i), 1, 'python', 'reference', 'queued', printf('%0300d', i), 'test', 0 FROM n;",
-        )
-        .unwrap();
-        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
-        let store = Store::start(conn);
-        let read = ReadPool::new(&path).sharing_faults(store.fault());
-        assert_eq!(read.health(), Ok(()));
-        schema::tests::damage_middle(&path);
-        // a query that reads the damaged pages fails, and /health says so
-        // from then on, without scanning anything itself
-        assert!(read.tasks(&TaskFilter::default(), 5000, 0).is_err());
-        let health = read.health().unwrap_err();
-        assert!(health.contains("malformed"), "{health}");
-        assert!(store.fault().get().is_some(), "the writer's view is the same");
-    }
-}
+mod tests;

@@ -84,7 +84,9 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
     rec.queued_kernels = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+    // kept by triggers, rebuilt when the database was opened: no scan
+    let mut stmt =
+        conn.prepare("SELECT status, SUM(n) FROM task_counts GROUP BY status HAVING SUM(n) > 0")?;
     rec.counts = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -42,6 +42,40 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks(status, kernel, priority, seq);
 CREATE INDEX IF NOT EXISTS tasks_unwritten ON tasks(written, status) WHERE written = 0;
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+CREATE INDEX IF NOT EXISTS tasks_priority ON tasks(priority);
+CREATE INDEX IF NOT EXISTS tasks_algorithm ON tasks(algorithm);
+CREATE INDEX IF NOT EXISTS tasks_kernel ON tasks(kernel);
+CREATE INDEX IF NOT EXISTS tasks_worker ON tasks(worker_id) WHERE worker_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_results_file ON tasks(results_file) WHERE results_file IS NOT NULL;
+CREATE TABLE IF NOT EXISTS task_counts (
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (priority, status)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS task_counts_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO task_counts(priority, status, n) VALUES (NEW.priority, NEW.status, 1)
+        ON CONFLICT(priority, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS task_counts_update AFTER UPDATE OF status, priority ON tasks
+WHEN OLD.status IS NOT NEW.status OR OLD.priority IS NOT NEW.priority BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE priority = OLD.priority AND status = OLD.status;
+    INSERT INTO task_counts(priority, status, n) VALUES (NEW.priority, NEW.status, 1)
+        ON CONFLICT(priority, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE priority = OLD.priority AND status = OLD.status;
+END;
+CREATE TABLE IF NOT EXISTS ingest_staging (
+    ord INTEGER PRIMARY KEY,
+    batch TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    algorithm TEXT NOT NULL,
+    kernel TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL,
@@ -104,7 +138,26 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", if sync_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.execute_batch(SCHEMA)?;
+    start_afresh(&conn)?;
     Ok(conn)
+}
+
+/// At start-up, before anything reads or writes: the counts by status
+/// are rebuilt from the tasks (a database written before `task_counts`
+/// existed, or changed by hand, is counted right from here on; the
+/// triggers keep them in the same transaction as every change after), and
+/// chunks staged for a file that was never committed are dropped (the
+/// file is still in the drop folder and is read again).
+fn start_afresh(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         DELETE FROM task_counts;
+         INSERT INTO task_counts(priority, status, n)
+             SELECT priority, status, COUNT(*) FROM tasks GROUP BY priority, status;
+         DELETE FROM ingest_staging;
+         COMMIT;",
+    )?;
+    Ok(())
 }
 
 /// A new queue: schema and marker in a temporary file, renamed into

@@ -1,6 +1,8 @@
 //! Read views for the REST API and `orquesta run`: read-only connections
 //! ([`ReadPool`]) on blocking threads, tasks and attempts as the API shows
-//! them, counts by status.
+//! them, counts by status (kept in `task_counts`, never counted by a
+//! scan). Every filter of `GET /tasks` has an index (`schema.rs`); the
+//! tests below check each query's plan.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -10,6 +12,7 @@ use serde::Serialize;
 
 use super::{DbFault, StoreError};
 use crate::model::{AttemptEnd, Priority, TaskStatus};
+use crate::sim::resolve_kernel;
 use crate::util::time::iso_at;
 
 /// A task as the REST API shows it.
@@ -102,6 +105,71 @@ fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskV
         result: if with_result { result } else { None },
         results_file: r.get(15)?,
     })
+}
+
+/// The statements of `GET /tasks` for one filter: how many match, and a
+/// page (`LIMIT ? OFFSET ?` follow `args`).
+pub(super) struct ListQuery {
+    pub count_sql: String,
+    pub count_args: Vec<rusqlite::types::Value>,
+    pub page_sql: String,
+    pub args: Vec<rusqlite::types::Value>,
+}
+
+impl ListQuery {
+    pub fn of(filter: &TaskFilter) -> Self {
+        let mut clauses = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(s) = filter.status {
+            clauses.push("status = ?");
+            args.push(s.as_str().to_string().into());
+        }
+        if let Some(p) = filter.priority {
+            clauses.push("priority = ?");
+            args.push(i64::from(p.rank()).into());
+        }
+        if let Some(a) = &filter.algorithm {
+            // "tasks of this algorithm or kernel": a task's kernel is its
+            // algorithm resolved, so a kernel's name matches by kernel
+            // (its aliases included) and any other name by algorithm. One
+            // column, one index, read in seq order: no sort of every match
+            // (`algorithm = ? OR kernel = ?` sorted them all)
+            if resolve_kernel(a) == Some(a.as_str()) {
+                clauses.push("kernel = ?");
+            } else {
+                clauses.push("algorithm = ?");
+            }
+            args.push(a.clone().into());
+        }
+        if let Some(w) = &filter.worker {
+            clauses.push("worker_id = ?");
+            args.push(w.clone().into());
+        }
+        let where_ = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let (count_sql, count_args) = if filter.algorithm.is_none() && filter.worker.is_none() {
+            // by status and priority only: the kept counts, no scan
+            let kept: Vec<&str> = ["n > 0"].into_iter().chain(clauses.iter().copied()).collect();
+            (
+                format!(
+                    "SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE {}",
+                    kept.join(" AND ")
+                ),
+                args.clone(),
+            )
+        } else {
+            (format!("SELECT COUNT(*) FROM tasks {where_}"), args.clone())
+        };
+        Self {
+            count_sql,
+            count_args,
+            page_sql: format!("SELECT {VIEW_COLUMNS} FROM tasks {where_} ORDER BY seq LIMIT ? OFFSET ?"),
+            args,
+        }
+    }
 }
 
 /// Read-only connections for the REST API, reused across requests.
@@ -202,43 +270,18 @@ impl ReadPool {
         limit: usize,
         offset: usize,
     ) -> Result<(Vec<TaskView>, u64), StoreError> {
+        let q = ListQuery::of(filter);
         self.with(|db| {
-            let mut clauses = Vec::new();
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(s) = filter.status {
-                clauses.push("status = ?");
-                args.push(s.as_str().to_string().into());
-            }
-            if let Some(p) = filter.priority {
-                clauses.push("priority = ?");
-                args.push(i64::from(p.rank()).into());
-            }
-            if let Some(a) = &filter.algorithm {
-                clauses.push("(algorithm = ? OR kernel = ?)");
-                args.push(a.clone().into());
-                args.push(a.clone().into());
-            }
-            if let Some(w) = &filter.worker {
-                clauses.push("worker_id = ?");
-                args.push(w.clone().into());
-            }
-            let where_ = if clauses.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", clauses.join(" AND "))
-            };
             let total: i64 = db
-                .prepare_cached(&format!("SELECT COUNT(*) FROM tasks {where_}"))?
-                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-            let mut page_args = args.clone();
+                .prepare_cached(&q.count_sql)?
+                .query_row(params_from_iter(q.count_args.iter()), |r| r.get(0))?;
+            let mut page_args = q.args.clone();
             page_args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
             // past i64::MAX `as` would wrap to a negative OFFSET, which
             // SQLite reads as none: the first page for an absurd offset
             page_args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
             let rows = db
-                .prepare_cached(&format!(
-                    "SELECT {VIEW_COLUMNS} FROM tasks {where_} ORDER BY seq LIMIT ? OFFSET ?"
-                ))?
+                .prepare_cached(&q.page_sql)?
                 .query_map(params_from_iter(page_args.iter()), |r| task_view(r, false))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((rows, total as u64))
@@ -269,15 +312,17 @@ impl ReadPool {
         })
     }
 
-    /// Task counts by status and by priority.
+    /// Task counts by status and by priority: read from `task_counts`,
+    /// which triggers keep in the same transaction as every change of a
+    /// task's status (a few rows, never a scan of `tasks`).
     pub fn counts(&self) -> Result<Counts, StoreError> {
         self.with(|db| {
             let by_status = db
-                .prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?
+                .prepare_cached("SELECT status, SUM(n) FROM task_counts GROUP BY status HAVING SUM(n) > 0")?
                 .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let by_priority = db
-                .prepare_cached("SELECT priority, status, COUNT(*) FROM tasks GROUP BY priority, status")?
+                .prepare_cached("SELECT priority, status, n FROM task_counts WHERE n > 0")?
                 .query_map([], |r| {
                     Ok((
                         Priority::from_rank(r.get::<_, i64>(0)? as u8),

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::staging::{self, Commit, StagedOutcome};
 use super::{CancelOutcome, Change, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
 use crate::model::TaskStatus;
 use crate::util::time::unix_now;
@@ -21,6 +22,16 @@ pub(super) enum Op {
         tasks: Vec<NewTask>,
         ingest: Option<Ingest>,
         source: String,
+    },
+    /// One chunk of a file's tasks, staged ([`super::staging`]).
+    Stage { batch: String, tasks: Vec<NewTask> },
+    /// A staged file into the queue, all or nothing.
+    CommitStaged {
+        batch: String,
+        ingest: Option<Ingest>,
+        source: String,
+        kernels: Vec<String>,
+        window: usize,
     },
     /// Cancels a task if it has not ended.
     Cancel { task_id: String },
@@ -44,6 +55,7 @@ pub(super) enum Op {
 pub(super) enum Reply {
     Done,
     Insert(InsertOutcome),
+    Staged(StagedOutcome),
     Cancel(CancelOutcome),
     Retry(RetryOutcome),
     Page(Vec<QueuedRow>),
@@ -155,6 +167,24 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
             ingest,
             source,
         } => insert(db, tasks, ingest, source).map(Reply::Insert),
+        Op::Stage { batch, tasks } => staging::stage(db, &batch, &tasks).map(|()| Reply::Done),
+        Op::CommitStaged {
+            batch,
+            ingest,
+            source,
+            kernels,
+            window,
+        } => staging::commit(
+            db,
+            Commit {
+                batch: &batch,
+                ingest: ingest.as_ref(),
+                source: &source,
+                kernels: &kernels,
+                window,
+            },
+        )
+        .map(Reply::Staged),
         Op::Cancel { task_id } => cancel(db, &task_id).map(Reply::Cancel),
         Op::Retry { task_id } => retry(db, &task_id).map(Reply::Retry),
         Op::Page { kernel, after, limit } => page(db, &kernel, after, limit).map(Reply::Page),
@@ -401,6 +431,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             )?
             .execute(params![id.as_str(), url, capacity as i64, algorithms, instance, at])?;
         }
+        Change::Unstage { batch } => staging::unstage(db, &batch)?,
         Change::MemberLeft { id } => {
             db.prepare_cached("DELETE FROM members WHERE id = ?1")?
                 .execute(params![id.as_str()])?;

@@ -13,6 +13,7 @@ mod fuzz;
 mod hostile;
 mod hostile_files;
 mod hygiene;
+mod ingest;
 mod join;
 mod join_worker;
 mod limits;

@@ -182,6 +182,13 @@ impl LiveTasks {
                 kq.frontier = last.max(kq.frontier);
             }
             kq.more_in_db = full_page;
+            if let Some(cap) = kq.after_page.take() {
+                kq.more_in_db = true;
+                kq.frontier = match (kq.frontier, cap) {
+                    (Some(f), Some(c)) => Some(f.min(c)),
+                    _ => None,
+                };
+            }
         }
         fx
     }

@@ -118,6 +118,10 @@ pub(super) struct KernelQueue {
     pub frontier: Option<(u8, i64)>,
     pub more_in_db: bool,
     pub paging: bool,
+    /// A file was queued while a page was being read: once the page is
+    /// in, more waits in the database after at most this key (`None`:
+    /// from the start), whatever the page found.
+    pub after_page: Option<Option<(u8, i64)>>,
 }
 
 /// An attempt in flight.
@@ -390,6 +394,46 @@ impl LiveTasks {
         for (t, seq) in tasks.into_iter().zip(seqs) {
             if let Some(entry) = Entry::inserted(t, seq, now) {
                 self.enqueue(entry);
+            }
+        }
+        self.blocked.clear();
+    }
+
+    /// Event: a dropped file of `count` tasks was committed; `rows` are
+    /// its first queued tasks per kernel in queue order, and `more` the
+    /// kernels of which more of its tasks wait in the database. The file
+    /// is never in memory whole: what sorts after the loaded rows is
+    /// paged in like any queued task.
+    pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[String], count: usize) {
+        self.counters.submitted += count as u64;
+        let mut last: HashMap<&'static str, (u8, i64)> = HashMap::new();
+        for row in rows {
+            if let Some(entry) = Entry::from_row(row) {
+                let key = entry.key();
+                last.entry(entry.kernel)
+                    .and_modify(|k| *k = (*k).max(key))
+                    .or_insert(key);
+                self.enqueue(entry);
+            }
+        }
+        for kernel in more.iter().filter_map(|k| resolve_kernel(k)) {
+            let loaded = last.get(kernel).copied();
+            let kq = self.queues.entry(kernel).or_default();
+            let frontier = match (kq.more_in_db, kq.frontier) {
+                // already paging from the start: it finds them
+                (true, None) => None,
+                (true, Some(f)) => Some(loaded.map_or(f, |l| f.min(l))),
+                (false, _) => loaded,
+            };
+            kq.more_in_db = true;
+            kq.frontier = frontier;
+            if kq.paging {
+                // a page read before the commit must not undo this
+                kq.after_page = Some(match kq.after_page {
+                    Some(Some(earlier)) => frontier.map(|f| f.min(earlier)),
+                    Some(None) => None,
+                    None => frontier,
+                });
             }
         }
         self.blocked.clear();

@@ -31,6 +31,8 @@
 //! ([`Peers`]), so it imports messages, not actors.
 
 mod dispatch;
+#[cfg(test)]
+mod file_tests;
 mod live;
 #[cfg(test)]
 mod live_tests;
@@ -55,7 +57,7 @@ use super::results_store::RecordResult;
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
 use crate::model::{Task, WorkerId};
 use crate::store::{
-    CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, Store, StoreError, WasRunning,
+    CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError, WasRunning,
 };
 use crate::util::time::unix_now;
 use live::{Freed, Outbound};
@@ -345,17 +347,7 @@ impl Handler<SubmitBatch> for TaskQueue {
     type Result = ResponseActFuture<Self, Result<Submitted, SubmitError>>;
 
     fn handle(&mut self, msg: SubmitBatch, _: &mut Self::Context) -> Self::Result {
-        let new: Vec<NewTask> = msg
-            .tasks
-            .iter()
-            .map(|t| NewTask {
-                task_id: t.task_id.to_string(),
-                priority: t.priority.rank(),
-                algorithm: t.algorithm.clone(),
-                kernel: t.work.kernel().to_string(),
-                body: t.to_json().to_string(),
-            })
-            .collect();
+        let new: Vec<NewTask> = msg.tasks.iter().map(NewTask::of).collect();
         let insert = self.store.insert_batch(new.clone(), msg.ingest, msg.source);
         Box::pin(insert.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
@@ -367,6 +359,43 @@ impl Handler<SubmitBatch> for TaskQueue {
                 }
                 InsertOutcome::Duplicates(d) => Err(SubmitError::Duplicates(d)),
                 InsertOutcome::AlreadyIngested => Ok(Submitted::AlreadyIngested),
+            }
+        }))
+    }
+}
+
+/// Sent by FileWatcher: queue a file whose tasks it staged in the store
+/// chunk by chunk ([`Store::stage_blocking`]), all or nothing. Answers
+/// after the commit; only the file's first tasks per kernel (up to the
+/// window) come into memory, the rest are paged in as the queue drains.
+#[derive(Message)]
+#[rtype(result = "Result<Submitted, SubmitError>")]
+pub struct SubmitStaged {
+    /// The key its chunks were staged under.
+    pub batch: String,
+    pub ingest: Option<Ingest>,
+    /// File name.
+    pub source: String,
+    /// Kernels its tasks run on.
+    pub kernels: Vec<String>,
+}
+
+impl Handler<SubmitStaged> for TaskQueue {
+    type Result = ResponseActFuture<Self, Result<Submitted, SubmitError>>;
+
+    fn handle(&mut self, msg: SubmitStaged, _: &mut Self::Context) -> Self::Result {
+        let commit = self
+            .store
+            .commit_staged(&msg.batch, msg.ingest, msg.source, msg.kernels, live::WINDOW);
+        Box::pin(commit.into_actor(self).map(move |reply, act, ctx| {
+            match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
+                StagedOutcome::Queued { count, first, more } => {
+                    act.live.file_committed(first, &more, count);
+                    act.try_dispatch(ctx);
+                    Ok(Submitted::Queued { count })
+                }
+                StagedOutcome::Duplicates(d) => Err(SubmitError::Duplicates(d)),
+                StagedOutcome::AlreadyIngested => Ok(Submitted::AlreadyIngested),
             }
         }))
     }

@@ -252,13 +252,29 @@ fn duplicate_key(d: &Duplicate) -> FieldError {
     )
 }
 
+/// A file's `metadata` object, if it has one.
+type Metadata = Option<Map<String, Value>>;
+
 /// A task file's outer object: `metadata` and `tasks`.
 fn batch_from_fields(
     fields: Vec<(String, &RawValue)>,
     validator: &Validator,
 ) -> Result<TaskBatch, Rejection> {
-    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     let mut problems = Vec::new();
+    let Some((metadata, list)) = split_fields(fields, &mut problems) else {
+        return Err(Rejection::many(problems));
+    };
+    batch_from_tasks(list, metadata, problems, validator, "tasks")
+}
+
+/// The `metadata` and the `tasks` list of a file's outer object, the
+/// problems of `metadata` noted; `None` (with the problem noted) when
+/// there is no `tasks` array.
+fn split_fields<'a>(
+    fields: Vec<(String, &'a RawValue)>,
+    problems: &mut Vec<FieldError>,
+) -> Option<(Metadata, Vec<&'a RawValue>)> {
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     let metadata = match field("metadata") {
         None => None,
         Some(raw) if raw.get().len() > MAX_METADATA_BYTES => {
@@ -275,7 +291,7 @@ fn batch_from_fields(
         Some(raw) => match strict_json::parse(raw.get(), "metadata") {
             Ok(Value::Null) => None,
             Ok(Value::Object(m)) => {
-                check_metadata(&m, &mut problems);
+                check_metadata(&m, problems);
                 Some(m)
             }
             Ok(other) => {
@@ -296,7 +312,7 @@ fn batch_from_fields(
             "tasks",
             "required: an array of task objects (task_id, algorithm, parameters)",
         ));
-        return Err(Rejection::many(problems));
+        return None;
     };
     let list = match tasks_raw.get().starts_with('[') {
         true => serde_json::from_str::<Vec<&RawValue>>(tasks_raw.get()).ok(),
@@ -310,9 +326,9 @@ fn batch_from_fields(
                 strict_json::describe_raw(tasks_raw)
             ),
         ));
-        return Err(Rejection::many(problems));
+        return None;
     };
-    batch_from_tasks(list, metadata, problems, validator, "tasks")
+    Some((metadata, list))
 }
 
 /// Validates tasks given as raw text, one at a time; `array` names the list
@@ -326,10 +342,7 @@ fn batch_from_tasks(
     array: &str,
 ) -> Result<TaskBatch, Rejection> {
     if list.is_empty() {
-        problems.push(FieldError::new(
-            "tasks",
-            "the array is empty: a task file needs at least one task",
-        ));
+        problems.push(empty_list());
         return Err(Rejection::many(problems));
     }
     let single = array.is_empty();
@@ -357,12 +370,7 @@ fn batch_from_tasks(
         };
         if let Some(id) = value.get("task_id").and_then(Value::as_str) {
             if let Some(first) = seen.insert(id.to_string(), i) {
-                problems.push(FieldError::new(
-                    format!("{path}.task_id"),
-                    format!(
-                        "duplicate id {id:?}, also used by {array}[{first}]: every task_id must be unique"
-                    ),
-                ));
+                problems.push(duplicate_id(&path, id, array, first));
             }
         }
         if let Some(task) = checked_task(&value, &path, validator, &mut problems) {
@@ -370,6 +378,19 @@ fn batch_from_tasks(
         }
     }
     finish(tasks, metadata, problems, malformed)
+}
+
+/// The problem of a file whose `tasks` array is empty.
+fn empty_list() -> FieldError {
+    FieldError::new("tasks", "the array is empty: a task file needs at least one task")
+}
+
+/// The problem of a task whose id an earlier task has.
+fn duplicate_id(path: &str, id: &str, array: &str, first: usize) -> FieldError {
+    FieldError::new(
+        format!("{path}.task_id"),
+        format!("duplicate id {id:?}, also used by {array}[{first}]: every task_id must be unique"),
+    )
 }
 
 /// The problem of a value that could not be read strictly.
@@ -459,24 +480,21 @@ fn finish(
         r.malformed = malformed;
         return Err(r);
     }
-    let mut warnings = Vec::new();
-    if let Some(total) = metadata
-        .as_ref()
-        .and_then(|m| m.get("total_tasks"))
-        .and_then(Value::as_u64)
-    {
-        if total as usize != tasks.len() {
-            warnings.push(format!(
-                "metadata.total_tasks says {total} but the file holds {} tasks; all {} are queued",
-                tasks.len(),
-                tasks.len()
-            ));
-        }
-    }
+    let warnings = total_tasks_warning(metadata.as_ref(), tasks.len())
+        .into_iter()
+        .collect();
     Ok(TaskBatch {
         metadata,
         tasks,
         warnings,
+    })
+}
+
+/// A wrong `metadata.total_tasks` (it does not refuse the file).
+fn total_tasks_warning(metadata: Option<&Map<String, Value>>, count: usize) -> Option<String> {
+    let total = metadata?.get("total_tasks")?.as_u64()?;
+    (total as usize != count).then(|| {
+        format!("metadata.total_tasks says {total} but the file holds {count} tasks; all {count} are queued")
     })
 }
 
@@ -526,10 +544,7 @@ pub fn parse_value(value: &Value, validator: &Validator) -> Result<TaskBatch, Re
         return Err(Rejection::many(problems));
     };
     if list.is_empty() {
-        problems.push(FieldError::new(
-            "tasks",
-            "the array is empty: a task file needs at least one task",
-        ));
+        problems.push(empty_list());
         return Err(Rejection::many(problems));
     }
     let mut tasks = Vec::with_capacity(list.len());
@@ -538,10 +553,7 @@ pub fn parse_value(value: &Value, validator: &Validator) -> Result<TaskBatch, Re
         let path = format!("tasks[{i}]");
         if let Some(id) = t.get("task_id").and_then(Value::as_str) {
             if let Some(first) = seen.insert(id, i) {
-                problems.push(FieldError::new(
-                    format!("{path}.task_id"),
-                    format!("duplicate id {id:?}, also used by tasks[{first}]: every task_id must be unique"),
-                ));
+                problems.push(duplicate_id(&path, id, "tasks", first));
             }
         }
         if let Some(task) = checked_task(t, &path, validator, &mut problems) {
@@ -572,5 +584,8 @@ fn check_metadata(m: &Map<String, Value>, problems: &mut Vec<FieldError>) {
     }
 }
 
+mod stream;
 #[cfg(test)]
 mod tests;
+
+pub use stream::{stream_bytes, StreamError, Streamed};

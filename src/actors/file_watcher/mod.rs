@@ -1,16 +1,17 @@
 //! FileWatcher: the drop folder `task_queues/`. A `notify` watch plus a
 //! full scan at start and a slow rescan (events can be missed) find
 //! `*.json` files; a file is read once its writer has closed it or it has
-//! stayed unchanged for the quiet period. It is validated all-or-nothing,
+//! stayed unchanged for the quiet period. It is validated all-or-nothing
+//! while its tasks are staged in the store chunk by chunk ([`read`]),
 //! handed to TaskQueue, and moved to `processed/<YYYYMMDD_HHMMSS>_<name>`
-//! only after TaskQueue has committed it; a bad file goes to `rejected/`
+//! only after TaskQueue has committed it whole; a bad file goes to `rejected/`
 //! with `<name>.error.txt` listing every problem. Names starting with `.`
 //! or ending in `.part`/`.tmp`, and other files, are left alone.
 //!
 //! # A folder others can write to
 //! Anyone who can write into the folder may swap a file for something
 //! else between the moment it is noticed and the moment it is read. So a
-//! file is read by [`read_regular`] (no link followed, no blocking open,
+//! file is read by [`read_regular`](crate::util::fs::read_regular) (no link followed, no blocking open,
 //! `fstat` must say regular file, at most `TASK_FILE_MAX_BYTES + 1`
 //! bytes), on a thread of its own with a deadline ([`READ_DEADLINE`]): the
 //! actor never waits on a read, and a read that hangs (a stuck network
@@ -32,11 +33,14 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::task_queue::{SubmitBatch, SubmitError, Submitted};
-use crate::model::taskfile::{parse_bytes, sha256_hex, Rejection, TaskBatch};
+use super::task_queue::{SubmitError, SubmitStaged, Submitted};
+use crate::model::taskfile::Rejection;
 use crate::model::{FieldError, Validator};
 use crate::store::{Ingest, Store};
-use crate::util::fs::{escape_name, kind_of, read_regular, NotRead};
+use crate::util::fs::{escape_name, kind_of};
+use read::{read_file, Read, Staged};
+
+mod read;
 
 /// How long one file may take to read before it is given up (until it
 /// changes). A file of the default size limit reads in well under a second
@@ -67,7 +71,7 @@ struct Candidate {
 pub struct FileWatcher {
     settings: WatchSettings,
     validator: Arc<Validator>,
-    queue: Recipient<SubmitBatch>,
+    queue: Recipient<SubmitStaged>,
     store: Store,
     candidates: HashMap<PathBuf, Candidate>,
     /// Entries that will never be read, already logged once.
@@ -93,15 +97,6 @@ pub fn is_task_file(path: &Path) -> bool {
         && !name.ends_with(".part")
         && !name.ends_with(".tmp")
         && name.to_ascii_lowercase().ends_with(".json")
-}
-
-enum Read {
-    Good(Box<TaskBatch>, Ingest),
-    Bad(Rejection),
-    Incomplete,
-    Gone,
-    /// Not a regular file (any more): dropped, logged once.
-    NotRegular(&'static str),
 }
 
 /// A file name for logs and reports: control characters escaped.
@@ -141,7 +136,7 @@ impl FileWatcher {
     pub fn new(
         settings: WatchSettings,
         validator: Arc<Validator>,
-        queue: Recipient<SubmitBatch>,
+        queue: Recipient<SubmitStaged>,
         store: Store,
     ) -> Self {
         Self {
@@ -250,6 +245,7 @@ impl FileWatcher {
         let give_up_waiting = c.incomplete_since.is_some();
         self.busy = true;
         let (validator, max_bytes) = (Arc::clone(&self.validator), self.settings.max_bytes);
+        let store = self.store.clone();
         let read_path = path.clone();
         // a thread of its own, not the blocking pool: a read that never
         // returns must not hold up the runtime's shutdown either
@@ -257,7 +253,11 @@ impl FileWatcher {
         let spawned = std::thread::Builder::new()
             .name("task-file-read".into())
             .spawn(move || {
-                let _ = tx.send(read_file(&read_path, &validator, max_bytes));
+                let read = read_file(&read_path, &validator, max_bytes, &store);
+                if let Err(Read::Good(staged, _)) = tx.send(read) {
+                    // given up on (READ_DEADLINE): nobody will queue it
+                    store.unstage(&staged.batch);
+                }
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a thread to read a task file; will try again");
@@ -313,26 +313,42 @@ impl FileWatcher {
                         act.reject(&path, r);
                         act.busy = false;
                     }
-                    Read::Good(batch, ingest) => act.submit(path, *batch, ingest, ctx),
+                    Read::NotStaged(e) => {
+                        tracing::error!(file = %shown(&path), error = %e,
+                            "cannot stage a task file in the database; will try again");
+                        act.retry_later(&path);
+                        act.busy = false;
+                    }
+                    Read::Good(staged, ingest) => act.submit(path, *staged, ingest, ctx),
                 }
                 act.check(ctx);
             })
             .spawn(ctx);
     }
 
-    fn submit(&mut self, path: PathBuf, batch: TaskBatch, ingest: Ingest, ctx: &mut Context<Self>) {
+    /// Reads the file again once the quiet period has passed.
+    fn retry_later(&mut self, path: &Path) {
+        if let Some(c) = self.candidates.get_mut(path) {
+            c.changed = Instant::now();
+            c.closed = false;
+        }
+    }
+
+    fn submit(&mut self, path: PathBuf, staged: Staged, ingest: Ingest, ctx: &mut Context<Self>) {
         let name = ingest.name.clone();
         let shown = shown(&path);
-        for w in &batch.warnings {
+        for w in &staged.warnings {
             tracing::warn!(file = %shown, "{w}");
         }
-        let count = batch.tasks.len();
+        let count = staged.count;
         let sha = ingest.sha256.clone();
+        let batch = staged.batch.clone();
         self.queue
-            .send(SubmitBatch {
-                tasks: batch.tasks,
+            .send(SubmitStaged {
+                batch: staged.batch,
                 ingest: Some(ingest),
                 source: name.clone(),
+                kernels: staged.kernels,
             })
             .into_actor(self)
             .map(move |reply, act, ctx| {
@@ -354,12 +370,14 @@ impl FileWatcher {
                     }
                     Ok(Err(SubmitError::Store(e))) => {
                         tracing::error!(file = %shown, error = %e, "cannot queue a task file; will try again");
-                        if let Some(c) = act.candidates.get_mut(&path) {
-                            c.changed = Instant::now();
-                            c.closed = false;
-                        }
+                        // the failed commit kept what was staged; it is staged again
+                        act.store.unstage(&batch);
+                        act.retry_later(&path);
                     }
-                    Err(e) => tracing::error!(file = %shown, error = %e, "the task queue is gone"),
+                    Err(e) => {
+                        act.store.unstage(&batch);
+                        tracing::error!(file = %shown, error = %e, "the task queue is gone");
+                    }
                 }
                 act.check(ctx);
             })
@@ -430,53 +448,6 @@ fn unique(dir: &Path, name: &str) -> PathBuf {
         .map(|n| dir.join(format!("{stem}_{n}.{ext}")))
         .find(|p| free(p))
         .expect("some name is free")
-}
-
-fn read_file(path: &Path, validator: &Validator, max_bytes: u64) -> Read {
-    let bytes = match read_regular(path, max_bytes) {
-        Ok(bytes) => bytes,
-        Err(NotRead::Gone) => return Read::Gone,
-        Err(NotRead::NotRegular(kind)) => return Read::NotRegular(kind),
-        Err(NotRead::Symlink) => {
-            return Read::Bad(Rejection::one(
-                "",
-                "the file is a symbolic link: links in the task folder are never followed (nobody may \
-                 point Orquesta at a file it should not read); copy the file itself into the folder",
-            ))
-        }
-        Err(NotRead::TooLarge(size)) => {
-            return Read::Bad(Rejection::one(
-                "",
-                format!(
-                    "the file is {size} bytes or more, more than TASK_FILE_MAX_BYTES = {max_bytes}; split it \
-                     into smaller files or raise the limit"
-                ),
-            ))
-        }
-        Err(NotRead::Io(e)) => {
-            return Read::Bad(Rejection::one(
-                "",
-                format!("the file cannot be read: {e}; check its permissions"),
-            ))
-        }
-    };
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string();
-    match parse_bytes(&bytes, validator) {
-        Ok(batch) => Read::Good(
-            Box::new(batch),
-            Ingest {
-                name,
-                size: bytes.len() as u64,
-                sha256: sha256_hex(&bytes),
-            },
-        ),
-        Err(r) if r.incomplete => Read::Incomplete,
-        Err(r) => Read::Bad(r),
-    }
 }
 
 impl Actor for FileWatcher {
