@@ -3,23 +3,6 @@
 
 use super::*;
 
-struct Sink;
-impl Actor for Sink {
-    type Context = Context<Self>;
-}
-impl Handler<AttemptOutcome> for Sink {
-    type Result = ();
-    fn handle(&mut self, _: AttemptOutcome, _: &mut Self::Context) {}
-}
-impl Handler<AttemptsStarted> for Sink {
-    type Result = ();
-    fn handle(&mut self, _: AttemptsStarted, _: &mut Self::Context) {}
-}
-impl Handler<CapacityAvailable> for Sink {
-    type Result = ();
-    fn handle(&mut self, _: CapacityAvailable, _: &mut Self::Context) {}
-}
-
 fn worker(id: &str, port: u16, capacity: usize) -> WorkerEntry {
     WorkerEntry {
         id: id.into(),
@@ -34,36 +17,9 @@ fn worker(id: &str, port: u16, capacity: usize) -> WorkerEntry {
 /// A wired LoadBalancer with `shortest_expected_finish`, every worker up.
 async fn wired(entries: &[WorkerEntry]) -> Addr<LoadBalancer> {
     let lb = LoadBalancer::new(entries, Balancing::ShortestExpectedFinish).start();
-    let sink = Sink.start();
-    lb.send(Wire {
-        queue: sink.clone().recipient(),
-        proxies: Vec::new(),
-        outcomes: sink.clone().recipient(),
-        started: sink.recipient(),
-        settings: ProxySettings {
-            heartbeat_interval: Duration::from_secs(60),
-            worker_timeout: Duration::from_secs(60),
-            task_timeout: None,
-            token: None,
-            tls: None,
-        },
-        store: None,
-    })
-    .await
-    .unwrap();
+    super::tests::wire_to_sink(&lb).await;
     for e in entries {
-        lb.send(WorkerUpdate {
-            worker_id: WorkerId::new(&e.id),
-            state: WorkerState::Up,
-            reason: None,
-            capacity: e.capacity,
-            // no work sent ahead: placements here fill slots only
-            backlog_limit: 0,
-            kernels: vec!["optimized", "reference"],
-            heartbeat: None,
-        })
-        .await
-        .unwrap();
+        super::tests::report_up(&lb, &e.id, e.capacity, vec!["optimized", "reference"]).await;
     }
     lb
 }

@@ -75,11 +75,8 @@ impl Handler<CapacityAvailable> for Sink {
     fn handle(&mut self, _: CapacityAvailable, _: &mut Self::Context) {}
 }
 
-/// A wired LoadBalancer whose workers `up` are reported up.
-async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, WorkerBoard) {
-    let lb = LoadBalancer::new(entries, Balancing::LeastLoaded);
-    let board = lb.board();
-    let lb = lb.start();
+/// Wires `lb` to a sink that swallows what it and its proxies send.
+pub(super) async fn wire_to_sink(lb: &Addr<LoadBalancer>) {
     let sink = Sink.start();
     lb.send(Wire {
         queue: sink.clone().recipient(),
@@ -97,18 +94,37 @@ async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, Wor
     })
     .await
     .unwrap();
+}
+
+/// Reports worker `id` up with `capacity` slots and `kernels`, taking no
+/// work ahead (placements fill slots only).
+pub(super) async fn report_up(
+    lb: &Addr<LoadBalancer>,
+    id: &str,
+    capacity: usize,
+    kernels: Vec<&'static str>,
+) {
+    lb.send(WorkerUpdate {
+        worker_id: WorkerId::new(id),
+        state: WorkerState::Up,
+        reason: None,
+        capacity,
+        backlog_limit: 0,
+        kernels,
+        heartbeat: None,
+    })
+    .await
+    .unwrap();
+}
+
+/// A wired LoadBalancer whose workers `up` are reported up.
+async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, WorkerBoard) {
+    let lb = LoadBalancer::new(entries, Balancing::LeastLoaded);
+    let board = lb.board();
+    let lb = lb.start();
+    wire_to_sink(&lb).await;
     for id in up {
-        lb.send(WorkerUpdate {
-            worker_id: WorkerId::new(id),
-            state: WorkerState::Up,
-            reason: None,
-            capacity: 1,
-            backlog_limit: 0,
-            kernels: vec!["reference"],
-            heartbeat: None,
-        })
-        .await
-        .unwrap();
+        report_up(&lb, id, 1, vec!["reference"]).await;
     }
     (lb, board)
 }

@@ -355,18 +355,8 @@ fn batch_from_tasks(
         } else {
             format!("{array}[{i}]")
         };
-        let text = raw.get();
-        if text.len() > MAX_TASK_BYTES {
-            problems.push(too_big(&path, peek_id(text).as_deref(), text.len()));
+        let Some(value) = parse_one(raw.get(), &path, &mut problems, &mut malformed) else {
             continue;
-        }
-        let value = match strict_json::parse(text, &path) {
-            Ok(v) => v,
-            Err(e) => {
-                malformed |= matches!(e, StrictError::Duplicate(_));
-                problems.push(strict_problem(e, &path));
-                continue;
-            }
         };
         if let Some(id) = value.get("task_id").and_then(Value::as_str) {
             if let Some(first) = seen.insert(id.to_string(), i) {
@@ -378,6 +368,28 @@ fn batch_from_tasks(
         }
     }
     finish(tasks, metadata, problems, malformed)
+}
+
+/// One task's raw text as a JSON value, or its problem noted (too big,
+/// not JSON, a key given twice: `malformed`).
+pub(super) fn parse_one(
+    text: &str,
+    path: &str,
+    problems: &mut Vec<FieldError>,
+    malformed: &mut bool,
+) -> Option<Value> {
+    if text.len() > MAX_TASK_BYTES {
+        problems.push(too_big(path, peek_id(text).as_deref(), text.len()));
+        return None;
+    }
+    match strict_json::parse(text, path) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            *malformed |= matches!(e, StrictError::Duplicate(_));
+            problems.push(strict_problem(e, path));
+            None
+        }
+    }
 }
 
 /// The problem of a file whose `tasks` array is empty.

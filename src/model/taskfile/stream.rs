@@ -19,10 +19,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{
-    checked_task, duplicate_id, empty_list, peek_id, read_document, split_fields, strict_problem, too_big,
-    total_tasks_warning, Rejection, MAX_TASK_BYTES,
+    checked_task, duplicate_id, empty_list, parse_one, read_document, split_fields, total_tasks_warning,
+    Rejection,
 };
-use crate::model::strict_json::{self, Document, StrictError};
+use crate::model::strict_json::{self, Document};
 use crate::model::{describe, Task, Validator};
 
 /// A file whose every task was good and handed on.
@@ -85,18 +85,8 @@ pub fn stream_bytes<E>(
     let mut count = 0;
     for (i, raw) in list.iter().enumerate() {
         let path = format!("tasks[{i}]");
-        let text = raw.get();
-        if text.len() > MAX_TASK_BYTES {
-            problems.push(too_big(&path, peek_id(text).as_deref(), text.len()));
+        let Some(value) = parse_one(raw.get(), &path, &mut problems, &mut malformed) else {
             continue;
-        }
-        let value = match strict_json::parse(text, &path) {
-            Ok(v) => v,
-            Err(e) => {
-                malformed |= matches!(e, StrictError::Duplicate(_));
-                problems.push(strict_problem(e, &path));
-                continue;
-            }
         };
         if let Some(id) = value.get("task_id").and_then(Value::as_str) {
             if let Some(first) = ids.insert(id, i, &list) {
