@@ -60,7 +60,7 @@ impl LiveTasks {
 
     /// Event: the LoadBalancer placed a task on `worker` (or found no
     /// room: `None`). A placed task starts its attempt.
-    pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>, now: f64) -> Effects {
+    pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>) -> Effects {
         let mut fx = Effects::default();
         let Some(mut entry) = self.placing.remove(task_id) else {
             // cancelled or finished while being placed
@@ -83,7 +83,6 @@ impl LiveTasks {
         // took a slot ([`Self::started`]): sent ahead, it may wait there
         let attempt_id = self.attempt_id();
         entry.attempts += 1;
-        let _ = now;
         fx.send.push(Outbound::Run {
             worker: worker.clone(),
             task_id: entry.task_id.clone(),
@@ -238,7 +237,7 @@ impl TaskQueue {
                         id
                     });
                     placed_any |= worker.is_some() && act.live.place_of(&task_id) == Some(Place::Placing);
-                    let fx = act.live.placed(&task_id, worker, unix_now());
+                    let fx = act.live.placed(&task_id, worker);
                     act.apply(fx, ctx);
                 }
                 if placed_any || std::mem::take(&mut act.dispatch_again) {

@@ -271,7 +271,7 @@ impl Model {
                     if let Some(i) = w {
                         self.in_flight[i] += 1;
                     }
-                    let fx = self.live.placed(&task_id, w.map(worker), self.now);
+                    let fx = self.live.placed(&task_id, w.map(worker));
                     self.effects(fx);
                 }
             }

@@ -41,7 +41,7 @@ fn run_on(live: &mut LiveTasks, w: &WorkerId) -> u64 {
     let batch = live.take_batch(8);
     assert_eq!(batch.len(), 1);
     assert_eq!((batch[0].1.size, batch[0].1.priority), ((1200, 300), 2));
-    let fx = live.placed(&batch[0].0, Some(w.clone()), 0.0);
+    let fx = live.placed(&batch[0].0, Some(w.clone()));
     fx.send
         .iter()
         .find_map(|s| match s {
