@@ -59,7 +59,8 @@ impl LiveTasks {
     }
 
     /// Event: the LoadBalancer placed a task on `worker` (or found no
-    /// room: `None`). A placed task starts its attempt.
+    /// room: `None`). A placed task gets its attempt id and is sent; it
+    /// becomes an attempt of the task when the worker starts it.
     pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>) -> Effects {
         let mut fx = Effects::default();
         let Some(mut entry) = self.placing.remove(task_id) else {
