@@ -368,6 +368,7 @@ mod tests {
             completed_at: Some("2024-01-15T10:30:00.000Z".into()),
             priority: Some("high".into()),
             attempt_id: None,
+            extra: Default::default(),
         }
     }
 

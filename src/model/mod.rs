@@ -12,5 +12,5 @@ pub mod validate;
 pub use id::{TaskId, WorkerId, MAX_TASK_ID_LEN};
 pub use result::{ResultBody, TaskResult};
 pub use status::{AttemptEnd, RunStatus, TaskStatus};
-pub use task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};
+pub use task::{test_kernels_enabled, unknown_fields, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};
 pub use validate::{describe, FieldError, Validator};

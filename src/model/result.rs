@@ -27,7 +27,27 @@ pub struct TaskResult {
     pub priority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<u64>,
+    /// The task's fields the validator does not know, echoed at the top as
+    /// the user gave them (README: "unknown fields are kept and returned in
+    /// results"); set by the orchestrator from the stored task
+    /// ([`TaskResult::echo_unknown_fields`]), never trusted from a worker.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
+
+/// The names a result uses itself: an unknown task field of one of these
+/// names is not echoed (it stays in `GET /tasks/{id}`'s `extra`).
+const RESULT_FIELDS: [&str; 9] = [
+    "task_id",
+    "algorithm",
+    "parameters",
+    "execution_time",
+    "result",
+    "worker_id",
+    "completed_at",
+    "priority",
+    "attempt_id",
+];
 
 /// `result`: `status` is `completed`, `failed` or `cancelled`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +60,16 @@ pub struct ResultBody {
 }
 
 impl TaskResult {
+    /// Replaces `extra` with the unknown fields of the task's stored body
+    /// (whatever a worker put there is dropped: the task is the truth).
+    pub fn echo_unknown_fields(&mut self, body: &str) {
+        let body: Value = serde_json::from_str(body).unwrap_or_default();
+        self.extra = super::task::unknown_fields(&body)
+            .into_iter()
+            .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
+            .collect();
+    }
+
     /// The result of a simulation that ran (to the end or not).
     pub fn from_report(task_id: &str, algorithm: &str, parameters: Value, report: &SimReport) -> Self {
         let error = match &report.status {
@@ -65,6 +95,7 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            extra: Map::new(),
         }
     }
 
@@ -92,6 +123,41 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            extra: Map::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn result(extra: Value) -> TaskResult {
+        let mut v = json!({"task_id": "t", "algorithm": "python", "parameters": {},
+            "execution_time": 0.5, "result": {"status": "completed", "metrics": {}, "output": ""}});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn unknown_fields_are_echoed_from_the_task_not_from_the_worker() {
+        let mut r = result(json!({"injected": "by a worker"}));
+        r.echo_unknown_fields(
+            r#"{"task_id": "t", "algorithm": "python", "parameters": {}, "priority": "low",
+                "owner": "ana", "tags": ["x"], "result": "a user's own field"}"#,
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["owner"], "ana");
+        assert_eq!(v["tags"], json!(["x"]));
+        assert!(v.get("injected").is_none(), "{v}");
+        // a field named like one of the result's own is not echoed over it
+        assert_eq!(v["result"]["status"], "completed");
+        // read back (the results store after a restart): still there
+        let back: TaskResult = serde_json::from_value(v).unwrap();
+        assert_eq!(back.extra.get("owner"), Some(&json!("ana")));
+        assert_eq!(back, r);
     }
 }

@@ -122,3 +122,20 @@ impl Task {
         Value::Object(map)
     }
 }
+
+/// Fields of a task that the validator reads; everything else is kept.
+pub const TASK_FIELDS: [&str; 5] = ["task_id", "algorithm", "parameters", "priority", "description"];
+
+/// The fields of a stored task body ([`Task::to_json`]) that the validator
+/// does not know, as the user gave them: what the API and the results give
+/// back.
+pub fn unknown_fields(body: &Value) -> Map<String, Value> {
+    body.as_object()
+        .map(|obj| {
+            obj.iter()
+                .filter(|(k, _)| !TASK_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

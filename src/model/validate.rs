@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::id::TaskId;
-use super::task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};
+use super::task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TASK_FIELDS, TEST_KERNEL_NAMES};
 use crate::sim::{self, Limits, SimParams};
 
 /// One problem in a task file or request: where, and what is wrong.
@@ -69,9 +69,6 @@ fn join(path: &str, field: &str) -> String {
         format!("{path}.{field}")
     }
 }
-
-/// Fields of a task that the validator reads; everything else is kept.
-const TASK_FIELDS: [&str; 5] = ["task_id", "algorithm", "parameters", "priority", "description"];
 
 /// Checks tasks against the kernels and limits of this process.
 #[derive(Debug, Clone)]

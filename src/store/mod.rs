@@ -108,12 +108,12 @@ pub enum Change {
         worker_id: Option<WorkerId>,
         at: f64,
     },
-    /// Back to the queue (`next_at`: not before).
+    /// Back to the queue (`next_at`: not before), with no error: the
+    /// failed attempt's error stays on its row of `attempts`.
     Requeue {
         task_id: String,
         attempts: u32,
         next_at: Option<f64>,
-        error: Option<String>,
     },
     AssignResultsFile {
         task_ids: Vec<String>,
@@ -398,12 +398,11 @@ impl Store {
     }
 
     /// A task back to the queue, not before `next_at`.
-    pub fn requeue(&self, task_id: &str, attempts: u32, next_at: Option<f64>, error: Option<String>) {
+    pub fn requeue(&self, task_id: &str, attempts: u32, next_at: Option<f64>) {
         self.persist(vec![Change::Requeue {
             task_id: task_id.to_string(),
             attempts,
             next_at,
-            error,
         }]);
     }
 

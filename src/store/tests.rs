@@ -83,6 +83,51 @@ fn cancel_and_retry_follow_the_state_machine() {
 }
 
 #[test]
+fn a_cancelled_running_task_has_its_attempt_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = Store::start(open(&path, false).unwrap());
+    block(store.insert_batch(vec![task("t", 1)], None, "api".into())).unwrap();
+    store.attempt_started("t", 7, &WorkerId::new("w"), 1.0);
+    assert!(matches!(
+        block(store.cancel("t")).unwrap(),
+        CancelOutcome::Cancelled { .. }
+    ));
+    let (view, attempts) = ReadPool::new(&path).task("t").unwrap().unwrap();
+    assert_eq!(view.status, TaskStatus::Cancelled);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, Some(AttemptEnd::Cancelled));
+    assert!(attempts[0].ended_at.is_some());
+}
+
+#[test]
+fn a_requeued_task_has_no_error_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = Store::start(open(&path, false).unwrap());
+    block(store.insert_batch(vec![task("t", 1)], None, "api".into())).unwrap();
+    let w = WorkerId::new("w");
+    store.attempt_started("t", 1, &w, 1.0);
+    store.attempt_ended(1, AttemptEnd::Failed, Some("boom".into()), 2.0);
+    store.requeue("t", 1, Some(5.0));
+    block(store.persist_now(vec![])).unwrap();
+    let read = ReadPool::new(&path);
+    let (view, attempts) = read.task("t").unwrap().unwrap();
+    assert_eq!(view.status, TaskStatus::Queued);
+    assert_eq!(view.error, None);
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("boom"),
+        "the attempt keeps its error"
+    );
+    store.attempt_started("t", 2, &w, 6.0);
+    store.ended("t", TaskStatus::Failed, Some("boom again".into()), 7.0);
+    block(store.persist_now(vec![])).unwrap();
+    let (view, _) = read.task("t").unwrap().unwrap();
+    assert_eq!(view.error.as_deref(), Some("boom again"));
+}
+
+#[test]
 fn boots_count_up() {
     let dir = tempfile::tempdir().unwrap();
     let conn = open(&dir.path().join("q.db"), false).unwrap();
@@ -286,7 +331,7 @@ fn kept_counts_equal_a_full_count_after_a_mixed_workload() {
     check("starts");
     block(store.record_result("api000", 1, "{}".into(), &w, 2.0)).unwrap();
     store.ended("api001", TaskStatus::Failed, Some("boom".into()), 2.0);
-    store.requeue("api002", 1, Some(5.0), Some("lost".into()));
+    store.requeue("api002", 1, Some(5.0));
     check("complete, fail, requeue");
     block(store.cancel("file000")).unwrap();
     block(store.cancel("api003")).unwrap();

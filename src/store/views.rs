@@ -11,7 +11,7 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use serde::Serialize;
 
 use super::{DbFault, StoreError};
-use crate::model::{AttemptEnd, Priority, TaskStatus};
+use crate::model::{unknown_fields, AttemptEnd, Priority, TaskStatus};
 use crate::sim::resolve_kernel;
 use crate::util::time::iso_at;
 
@@ -44,6 +44,11 @@ pub struct TaskView {
     pub result: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub results_file: Option<String>,
+    /// The task's fields the validator does not know, as given. Under a
+    /// name of their own, not at the top: a user's `status` or `error`
+    /// must never be mistaken for (or clash with) the view's.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One attempt as the REST API shows it.
@@ -104,6 +109,7 @@ fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskV
         execution_time,
         result: if with_result { result } else { None },
         results_file: r.get(15)?,
+        extra: unknown_fields(&body),
     })
 }
 

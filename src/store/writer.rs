@@ -258,19 +258,30 @@ fn insert(
 }
 
 fn cancel(db: &Connection, task_id: &str) -> rusqlite::Result<CancelOutcome> {
-    let row: Option<(TaskStatus, Option<String>)> = db
-        .prepare_cached("SELECT status, worker_id FROM tasks WHERE task_id = ?1")?
-        .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let row: Option<(TaskStatus, Option<String>, Option<i64>)> = db
+        .prepare_cached("SELECT status, worker_id, current_attempt FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     Ok(match row {
         None => CancelOutcome::NotFound,
-        Some((status, _)) if status.has_ended() => CancelOutcome::AlreadyEnded { status },
-        Some((was, worker_id)) => {
+        Some((status, _, _)) if status.has_ended() => CancelOutcome::AlreadyEnded { status },
+        Some((was, worker_id, attempt)) => {
+            let at = unix_now();
             db.prepare_cached(
                 "UPDATE tasks SET status = 'cancelled', finished_at = ?2, current_attempt = NULL,
                  written = 1, error = 'cancelled by request' WHERE task_id = ?1",
             )?
-            .execute(params![task_id, unix_now()])?;
+            .execute(params![task_id, at])?;
+            // the attempt that was running ends here, in the same
+            // transaction: its record must not stay open for ever (a task
+            // sent ahead but not started has no attempt row: nothing closed)
+            if let Some(attempt) = attempt {
+                db.prepare_cached(
+                    "UPDATE attempts SET ended_at = ?2, outcome = 'cancelled', error = 'cancelled by request'
+                     WHERE attempt_id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![attempt, at])?;
+            }
             CancelOutcome::Cancelled {
                 was,
                 worker_id: if was == TaskStatus::Running {
@@ -340,7 +351,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
         } => {
             db.prepare_cached(
                 "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2, worker_id = ?3,
-                 current_attempt = ?4, next_attempt_at = NULL
+                 current_attempt = ?4, next_attempt_at = NULL, error = NULL
                  WHERE task_id = ?1 AND status IN ('queued', 'running')",
             )?
             .execute(params![task_id, at, worker_id.as_str(), attempt_id as i64])?;
@@ -387,14 +398,15 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             task_id,
             attempts,
             next_at,
-            error,
         } => {
+            // `error` is the task's final word, set only when it ends: the
+            // attempt that went wrong keeps its own error in `attempts`
             db.prepare_cached(
-                "UPDATE tasks SET status = 'queued', attempts = ?2, next_attempt_at = ?3, error = ?4,
+                "UPDATE tasks SET status = 'queued', attempts = ?2, next_attempt_at = ?3, error = NULL,
                  current_attempt = NULL
                  WHERE task_id = ?1 AND status IN ('queued', 'running')",
             )?
-            .execute(params![task_id, attempts as i64, next_at, error])?;
+            .execute(params![task_id, attempts as i64, next_at])?;
         }
         Change::AssignResultsFile { task_ids, file } => {
             let mut stmt = db.prepare_cached("UPDATE tasks SET results_file = ?2 WHERE task_id = ?1")?;

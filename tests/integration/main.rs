@@ -20,6 +20,7 @@ mod limits;
 mod membership;
 mod orchestrator;
 mod pipeline;
+mod records;
 mod scheduling;
 mod sim_cli;
 mod sim_safety;

@@ -365,6 +365,7 @@ mod tests {
             completed_at: None,
             priority: None,
             attempt_id,
+            extra: Default::default(),
         })
     }
 

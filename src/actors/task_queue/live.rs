@@ -545,7 +545,6 @@ impl LiveTasks {
                         task_id,
                         attempts: entry.attempts,
                         next_at: None,
-                        error: Some("its worker is no longer configured".into()),
                     });
                     self.put_ready(entry);
                 }

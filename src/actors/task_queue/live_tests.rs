@@ -34,6 +34,7 @@ fn result(task_id: &str, status: RunStatus) -> TaskResult {
         completed_at: None,
         priority: None,
         attempt_id: None,
+        extra: Default::default(),
     }
 }
 

@@ -185,7 +185,6 @@ impl LiveTasks {
             task_id: entry.task_id.clone(),
             attempts: entry.attempts,
             next_at: None,
-            error: entry.last_error.clone(),
         });
         self.put_ready(entry);
     }
@@ -218,7 +217,6 @@ impl LiveTasks {
                 task_id: entry.task_id.clone(),
                 attempts: entry.attempts,
                 next_at: Some(due),
-                error: Some(format!("attempt {} {end}: {error}", entry.attempts)),
             });
             self.delay_until(entry, due, fx);
         } else {
@@ -272,6 +270,7 @@ impl LiveTasks {
         result.completed_at.get_or_insert_with(|| iso_at(now));
         result.priority = Some(Priority::from_rank(entry.priority).as_str().to_string());
         result.attempt_id = None;
+        result.echo_unknown_fields(&entry.body);
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
         fx.samples.push(Sample::Execution {

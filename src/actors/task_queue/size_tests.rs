@@ -108,6 +108,7 @@ fn a_completed_attempt_releases_its_slot_with_its_time_and_the_tasks_size() {
         completed_at: None,
         priority: None,
         attempt_id: None,
+        extra: Default::default(),
     };
     let fx = live.outcome("t1", attempt, &w, OutcomeKind::Result(Box::new(result)), 1.0);
     assert_eq!(released(&fx), (Freed::Completed { seconds: 0.75 }, Some(SIZE)));
