@@ -145,13 +145,29 @@ fn json_lines_carry_timestamp_level_message_and_worker() {
 #[test]
 fn an_unknown_log_format_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = orquesta()
+    let mut child = orquesta()
         .args(["worker", "--port", "0"])
         .current_dir(dir.path())
         .env("LOG_FORMAT", "yaml")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    // a worker that accepted the value would serve on: stop it, and fail
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the worker started with LOG_FORMAT=yaml");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("LOG_FORMAT") && err.contains("text, json"), "{err}");
 }
