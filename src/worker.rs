@@ -90,7 +90,11 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         Some(a) => a.clone(),
         None => local.to_string(),
     };
-    if let Some(w) = crate::util::logging::init(Some(&config.logs_dir.join("worker_service.log"))) {
+    if let Some(w) = crate::util::logging::init(
+        Some(&config.logs_dir.join("worker_service.log")),
+        &config.log,
+        Some(&worker_id),
+    ) {
         eprintln!("warning: {w}");
     }
     let validator = Arc::new(Validator {

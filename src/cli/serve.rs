@@ -79,7 +79,11 @@ pub(super) fn required_workers(settings: &Settings) -> Result<Vec<WorkerEntry>, 
 }
 
 pub(super) fn init_logging(settings: &Settings) {
-    if let Some(w) = crate::util::logging::init(Some(&settings.logs_dir.join("elastic_orchestrator.log"))) {
+    if let Some(w) = crate::util::logging::init(
+        Some(&settings.logs_dir.join("elastic_orchestrator.log")),
+        &settings.log,
+        None,
+    ) {
         eprintln!("warning: {w}");
     }
 }

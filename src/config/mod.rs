@@ -77,12 +77,53 @@ const REQUEST_BODY_TIMEOUT_ROW: SettingDoc = (
     "seconds a request body may take to arrive (408 after)",
 );
 
+/// `LOG_MAX_BYTES`, `LOG_FILES`, `LOG_FORMAT`, in both tables.
+const LOG_ROWS: [SettingDoc; 3] = [
+    (
+        "LOG_MAX_BYTES",
+        "10000000",
+        "size in bytes a log file is rotated at (file.log -> file.log.1 ...); 0: never",
+    ),
+    (
+        "LOG_FILES",
+        "5",
+        "rotated log files kept (file.log.1 ... file.log.N)",
+    ),
+    (
+        "LOG_FORMAT",
+        "text",
+        "log lines as text or json (one object a line)",
+    ),
+];
+
 impl EnvReader<'_> {
     /// The HTTP limits of either process.
     pub fn http_limits(&mut self) -> HttpLimits {
         HttpLimits {
             max_connections: self.count("MAX_CONNECTIONS"),
             body_timeout: self.seconds("REQUEST_BODY_TIMEOUT", false),
+        }
+    }
+
+    /// The log settings of either process; a `LOG_FORMAT` other than
+    /// text or json is a problem naming the accepted values.
+    pub fn log_options(&mut self) -> crate::util::logging::LogOptions {
+        use crate::util::logging::{LogFormat, LogOptions};
+        let max_bytes = self.whole("LOG_MAX_BYTES");
+        let files = u32::try_from(self.whole("LOG_FILES")).unwrap_or(u32::MAX);
+        let raw = self.get("LOG_FORMAT");
+        let format = LogFormat::parse(&raw).unwrap_or_else(|| {
+            let name = self.name("LOG_FORMAT");
+            self.problem(format!(
+                "{name}: unknown log format {raw:?}; accepted values: {}",
+                LogFormat::ACCEPTED
+            ));
+            LogFormat::Text
+        });
+        LogOptions {
+            max_bytes,
+            files,
+            format,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, MAX_CONNECTIONS_ROW,
+    read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, LOG_ROWS, MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
 };
 use crate::sim::Limits;
@@ -71,6 +71,8 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
     pub http: HttpLimits,
+    /// `LOG_MAX_BYTES`, `LOG_FILES`, `LOG_FORMAT`.
+    pub log: crate::util::logging::LogOptions,
     pub retry_base: Duration,
     pub retry_max: Duration,
     /// fsync every commit (`DB_SYNC=full`) or leave it to checkpoints.
@@ -191,6 +193,9 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW,
+    LOG_ROWS[0],
+    LOG_ROWS[1],
+    LOG_ROWS[2],
     (
         "RETRY_BACKOFF_BASE",
         "0.5",
@@ -245,6 +250,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let max_file_bytes = r.whole("TASK_FILE_MAX_BYTES");
     let max_request_bytes = r.count("MAX_REQUEST_BYTES");
     let http = r.http_limits();
+    let log = r.log_options();
     let max_particles = r.whole("MAX_PARTICLES");
     let port = r.port("ORCHESTRATOR_PORT");
     let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
@@ -308,6 +314,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         max_file_bytes,
         max_request_bytes,
         http,
+        log,
         retry_base,
         retry_max,
         sync_full,

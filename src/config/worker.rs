@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc, INSECURE_ROW, MAX_CONNECTIONS_ROW,
+    read_tls, token_and_bind, EnvReader, HttpLimits, SettingDoc, INSECURE_ROW, LOG_ROWS, MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
 };
 use crate::model::TaskId;
@@ -44,6 +44,8 @@ pub struct WorkerSettings {
     pub http_workers: usize,
     /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
     pub http: HttpLimits,
+    /// `LOG_MAX_BYTES`, `LOG_FILES`, `LOG_FORMAT`.
+    pub log: crate::util::logging::LogOptions,
     /// Threads each simulation may use (None: cores / capacity). `orquesta
     /// up` sets it when several workers share one machine.
     pub threads_per_task: Option<usize>,
@@ -114,6 +116,9 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
     ("HTTP_WORKERS", "2", "HTTP threads"),
     MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW,
+    LOG_ROWS[0],
+    LOG_ROWS[1],
+    LOG_ROWS[2],
     (
         "WORKER_THREADS_PER_TASK",
         "",
@@ -203,6 +208,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     // 0 means 1 for both (as the flags always allowed)
     let http_workers = r.whole("HTTP_WORKERS") as usize;
     let http = r.http_limits();
+    let log = r.log_options();
     let threads_per_task = r
         .optional("WORKER_THREADS_PER_TASK")
         .map(|_| r.whole("WORKER_THREADS_PER_TASK") as usize);
@@ -248,6 +254,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         max_held_results: MAX_HELD_RESULTS,
         http_workers,
         http,
+        log,
         threads_per_task,
         join,
         advertise,
@@ -392,6 +399,19 @@ mod tests {
         assert_eq!(s.http.body_timeout, Duration::from_secs(10));
         assert_eq!(s.threads_per_task, None);
         assert_eq!(s.limits.max_particles, 2_000_000);
+    }
+
+    #[test]
+    fn log_settings_default_and_a_bad_format_names_the_accepted_values() {
+        let s = worker_settings_from_env(&env(&[])).unwrap();
+        assert_eq!(s.log, crate::util::logging::LogOptions::default());
+        let problems = worker_settings_from_env(&env(&[("LOG_FORMAT", "yaml")])).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("LOG_FORMAT") && p.contains("text, json")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod lock;
 pub mod logging;
 pub mod machine;
 pub mod rlimit;
+pub mod rotating;
 pub mod signal;
 pub mod stats;
 pub mod time;

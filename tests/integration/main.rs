@@ -17,6 +17,7 @@ mod ingest;
 mod join;
 mod join_worker;
 mod limits;
+mod logs;
 mod membership;
 mod orchestrator;
 mod pipeline;

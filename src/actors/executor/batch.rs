@@ -149,7 +149,7 @@ impl Executor {
             };
             self.state_dirty = true;
             if q.events.is_closed() {
-                tracing::info!(task = %q.task.task_id, attempt = ?q.attempt_id,
+                tracing::info!(task = %q.task.task_id, attempt = %crate::util::logging::AttemptField(q.attempt_id),
                     "dropped from the backlog: the orchestrator that sent it went away (it queues it again)");
                 continue;
             }

@@ -164,7 +164,7 @@ impl Executor {
     fn start(&mut self, task: Arc<Task>, attempt_id: Option<u64>, reply: Reply, ctx: &mut Context<Self>) {
         let control = Arc::new(Control::new());
         let task_id = task.task_id.clone();
-        tracing::info!(task = %task_id, attempt = ?attempt_id, algorithm = %task.algorithm, "task started");
+        tracing::info!(task = %task_id, attempt = %crate::util::logging::AttemptField(attempt_id), algorithm = %task.algorithm, "task started");
         reply.started(&task_id, attempt_id);
         self.running.insert(
             task_id.clone(),
@@ -220,7 +220,7 @@ impl Executor {
             particle_steps: outcome.particle_steps,
             stepping_secs: outcome.stepping_secs,
         });
-        tracing::info!(task = %task_id, attempt = ?running.attempt_id, %status,
+        tracing::info!(task = %task_id, attempt = %crate::util::logging::AttemptField(running.attempt_id), %status,
             seconds = result.execution_time, "task finished");
 
         let result = Arc::new(result);
