@@ -155,7 +155,7 @@ fn kernels_agree() {
 }
 
 /// The physics fields of a result, as bits.
-fn physics_bits(m: &Metrics) -> Vec<u64> {
+pub(super) fn physics_bits(m: &Metrics) -> Vec<u64> {
     [
         m.potential_energy_initial,
         m.kinetic_energy_initial,
