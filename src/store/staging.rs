@@ -19,7 +19,7 @@
 //! a crash leaves staged rows that [`super::open`] deletes at start
 //! (the file is still in the drop folder, and is read again).
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode};
 
 use super::writer::{queued_row, QUEUED_COLUMNS};
 use super::{Ingest, NewTask, QueuedRow};
@@ -84,13 +84,7 @@ pub(super) struct Commit<'a> {
 /// staged rows whatever the outcome.
 pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedOutcome> {
     if let Some(ing) = c.ingest {
-        let earlier: Option<Option<String>> = db
-            .prepare_cached(
-                "SELECT moved_to FROM ingests WHERE sha256 = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![ing.sha256, ing.name], |r| r.get(0))
-            .optional()?;
-        if let Some(None) = earlier {
+        if super::writer::committed_unmoved(db, &ing.sha256, &ing.name)? {
             // committed before a crash, never moved: the same file
             unstage(db, c.batch)?;
             return Ok(StagedOutcome::AlreadyIngested);

@@ -50,6 +50,18 @@ pub(super) enum Op {
     Checkpoint,
 }
 
+/// True if this file (same name and content) was committed before and
+/// never moved out of the drop folder: a crash came between the two.
+pub(super) fn committed_unmoved(db: &Connection, sha256: &str, name: &str) -> rusqlite::Result<bool> {
+    let earlier: Option<Option<String>> = db
+        .prepare_cached(
+            "SELECT moved_to FROM ingests WHERE sha256 = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![sha256, name], |r| r.get(0))
+        .optional()?;
+    Ok(matches!(earlier, Some(None)))
+}
+
 /// The answer to one [`Op`].
 #[derive(Debug)]
 pub(super) enum Reply {
@@ -199,13 +211,7 @@ fn insert(
     source: String,
 ) -> rusqlite::Result<InsertOutcome> {
     if let Some(ing) = &ingest {
-        let earlier: Option<Option<String>> = db
-            .prepare_cached(
-                "SELECT moved_to FROM ingests WHERE sha256 = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![ing.sha256, ing.name], |r| r.get(0))
-            .optional()?;
-        if let Some(None) = earlier {
+        if committed_unmoved(db, &ing.sha256, &ing.name)? {
             // committed before a crash, never moved: the same file
             return Ok(InsertOutcome::AlreadyIngested);
         }
