@@ -18,7 +18,8 @@ fn worker(i: usize) -> WorkerId {
     WorkerId::new(&format!("w{i}"))
 }
 
-fn result(task_id: &str, status: RunStatus) -> TaskResult {
+/// A worker's result for `task_id` (a python task with no parameters).
+pub(super) fn result(task_id: &str, status: RunStatus) -> TaskResult {
     TaskResult {
         task_id: task_id.into(),
         algorithm: "python".into(),

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::live::{body_size, Freed, LiveTasks, Outbound, RetryPolicy};
 use super::OutcomeKind;
 use crate::actors::load_balancer::TaskSize;
-use crate::model::{ResultBody, RunStatus, TaskResult, WorkerId};
+use crate::model::{RunStatus, TaskResult, WorkerId};
 use crate::store::NewTask;
 
 fn live_with(id: &str, priority: u8) -> LiveTasks {
@@ -94,21 +94,10 @@ fn a_completed_attempt_releases_its_slot_with_its_time_and_the_tasks_size() {
     let mut live = live_with("t1", 2);
     let attempt = run_on(&mut live, &w);
     let result = TaskResult {
-        task_id: "t1".into(),
         algorithm: "cython".into(),
         parameters: json!({"num_particles": 1200, "num_steps": 300, "seed": 1}),
         execution_time: 0.75,
-        result: ResultBody {
-            status: RunStatus::Completed,
-            metrics: json!({}),
-            output: "done".into(),
-            error: None,
-        },
-        worker_id: None,
-        completed_at: None,
-        priority: None,
-        attempt_id: None,
-        extra: Default::default(),
+        ..super::live_tests::result("t1", RunStatus::Completed)
     };
     let fx = live.outcome("t1", attempt, &w, OutcomeKind::Result(Box::new(result)), 1.0);
     assert_eq!(released(&fx), (Freed::Completed { seconds: 0.75 }, Some(SIZE)));
