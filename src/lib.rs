@@ -10,6 +10,7 @@
 //! - [`api`]: the HTTP routes of both servers, their error type, the token check, and the wire protocol.
 //! - [`store`]: the orchestrator's durable SQLite queue.
 //! - [`config`]: settings of both processes, as pure functions of an env map.
+//! - [`metrics`]: the Prometheus metrics of each process (`GET /metrics/prometheus`).
 //! - [`util`]: time, files, the machine, signals, logging, statistics, the
 //!   cluster token and TLS.
 //! - [`cli`]: the `orquesta` command line, one file per subcommand, benches under `cli/bench/`.
@@ -19,6 +20,7 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod orchestrator;
 pub mod sim;

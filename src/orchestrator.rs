@@ -24,7 +24,9 @@ use crate::api::auth;
 use crate::api::error::ApiError;
 use crate::api::limits::{self, BodyRules};
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
+use crate::api::prometheus;
 use crate::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
+use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::{Validator, WorkerId};
 use crate::store::{self, ReadPool, Store, StoreError};
 use crate::util::lock::{InstanceLock, LockError};
@@ -146,6 +148,8 @@ pub fn start(
     if workers.is_empty() {
         tracing::warn!("{NO_WORKERS_CONFIGURED}");
     }
+    // one set of counters for every actor and `GET /metrics/prometheus`
+    let metrics = Arc::new(OrchestratorMetrics::new());
     let lb = LoadBalancer::with_members(workers, &joined, settings.balancing);
     let every_worker = lb.entries();
     let board = lb.board();
@@ -164,6 +168,7 @@ pub fn start(
         task_timeout: settings.task_timeout,
         token: settings.token.clone(),
         tls: settings.tls.client.clone(),
+        metrics: Arc::clone(&metrics),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -176,6 +181,7 @@ pub fn start(
     let queue = {
         let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
         let proxy_settings = proxy_settings.clone();
+        let metrics = Arc::clone(&metrics);
         let workers = every_worker;
         let proxies = &mut proxies;
         TaskQueue::create(move |ctx| {
@@ -193,7 +199,13 @@ pub fn start(
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
                 proxies.insert(w.id.clone(), proxy);
             }
-            TaskQueue::new(store, Peers::new(&lb, &results, by_id), queue_settings, boot)
+            TaskQueue::new(
+                store,
+                Peers::new(&lb, &results, by_id),
+                queue_settings,
+                boot,
+                metrics,
+            )
         })
     };
     lb.do_send(Wire {
@@ -239,6 +251,7 @@ pub fn start(
             Arc::clone(&validator),
             queue.clone().recipient(),
             store.clone(),
+            Arc::clone(&metrics),
         )
         .start()
     });
@@ -255,17 +268,20 @@ pub fn start(
         bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
     });
+    let metrics = web::Data::from(metrics);
     let token = settings.token.clone();
     let server = HttpServer::new(move || {
         let token = token.clone();
         App::new()
             .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .app_data(api.clone())
+            .app_data(metrics.clone())
             .app_data(limits::query_config())
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
             .configure(routes::configure)
+            .configure(prometheus::configure)
     });
     let server = limits::apply(server, &settings.http, 2)
         .disable_signals()

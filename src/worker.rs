@@ -23,7 +23,9 @@ use crate::api::error::ApiError;
 use crate::api::limits::{self, BodyRules};
 use crate::api::protocol::JoinRequest;
 use crate::api::worker::{self as routes, WorkerApi};
+use crate::api::worker_prometheus;
 use crate::config::WorkerSettings;
+use crate::metrics::worker::WorkerNodeMetrics;
 use crate::model::Validator;
 use crate::util::lock::{InstanceLock, LockError};
 use crate::util::token::{insecure_warning, BindVerdict};
@@ -146,7 +148,9 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             threads: threads_per_task,
             limits,
         });
-        let executor = Executor::new(settings, sims, held).start();
+        let prometheus = Arc::new(WorkerNodeMetrics::new(&worker_id));
+        let executor = Executor::new(settings, sims, held, Arc::clone(&prometheus)).start();
+        let prometheus = web::Data::from(prometheus);
         let api = web::Data::new(WorkerApi {
             executor: executor.clone(),
             validator,
@@ -159,9 +163,11 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             App::new()
                 .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
                 .app_data(api.clone())
+                .app_data(prometheus.clone())
                 .app_data(json_errors_for_extractors())
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
                 .configure(routes::configure)
+                .configure(worker_prometheus::configure)
         });
         let server = limits::apply(server, &config.http, config.http_workers)
             .disable_signals()

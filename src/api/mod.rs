@@ -3,11 +3,14 @@
 //! node's; [`protocol`] holds the wire types the two exchange (the one
 //! thing both sides share), [`error`] the one JSON error shape and
 //! [`limits`] what one client may cost either server, [`auth`] the token
-//! check both servers wrap around their routes.
+//! check both servers wrap around their routes. [`prometheus`] and
+//! [`worker_prometheus`] serve `GET /metrics/prometheus` on each.
 
 pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod orchestrator;
+pub mod prometheus;
 pub mod protocol;
 pub mod worker;
+pub mod worker_prometheus;

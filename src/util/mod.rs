@@ -1,10 +1,12 @@
 //! Small support pieces with no knowledge of tasks or actors (time, files,
-//! locks, logging, the machine and its open-files limit, signals, statistics).
+//! locks, logging, the machine and its open-files limit, signals, statistics,
+//! the Prometheus encoding both processes share).
 
 pub mod fs;
 pub mod lock;
 pub mod logging;
 pub mod machine;
+pub mod prometheus;
 pub mod rlimit;
 pub mod rotating;
 pub mod signal;

@@ -21,6 +21,7 @@ mod logs;
 mod membership;
 mod orchestrator;
 mod pipeline;
+mod prometheus;
 mod records;
 mod scheduling;
 mod sim_cli;

@@ -23,6 +23,7 @@ use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
 use crate::actors::simulation::{Outcome, RunTask, SimulationActor};
 use crate::api::protocol::{CurrentTask, NodeState, StatusAnswer};
+use crate::metrics::worker::WorkerNodeMetrics;
 use crate::model::{RunStatus, Task, TaskId, TaskResult};
 use crate::sim::Control;
 
@@ -63,13 +64,20 @@ pub struct Executor {
     held: HeldResults,
     history: VecDeque<Arc<TaskResult>>,
     stats: Stats,
+    /// `GET /metrics/prometheus`: each finished run counted.
+    prometheus: Arc<WorkerNodeMetrics>,
     draining: bool,
     started: Instant,
     state_dirty: bool,
 }
 
 impl Executor {
-    pub fn new(settings: ExecutorSettings, sims: Addr<SimulationActor>, held: HeldResults) -> Self {
+    pub fn new(
+        settings: ExecutorSettings,
+        sims: Addr<SimulationActor>,
+        held: HeldResults,
+        prometheus: Arc<WorkerNodeMetrics>,
+    ) -> Self {
         let batch_slots = settings.capacity;
         Self {
             settings: Arc::new(settings),
@@ -80,6 +88,7 @@ impl Executor {
             held,
             history: VecDeque::new(),
             stats: Stats::default(),
+            prometheus,
             draining: false,
             started: Instant::now(),
             state_dirty: true,
@@ -212,6 +221,8 @@ impl Executor {
         result.priority = Some(running.task.priority.as_str().to_string());
         result.attempt_id = running.attempt_id;
         let status = result.result.status;
+        let kernel = running.task.work.kernel();
+        self.prometheus.finished(status, kernel, result.execution_time);
         self.stats.record(Finished {
             status,
             algorithm: &result.algorithm,

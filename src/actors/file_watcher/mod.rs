@@ -34,6 +34,7 @@ use actix::prelude::*;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::task_queue::{SubmitError, SubmitStaged, Submitted};
+use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::taskfile::Rejection;
 use crate::model::{FieldError, Validator};
 use crate::store::{Ingest, Store};
@@ -73,6 +74,8 @@ pub struct FileWatcher {
     validator: Arc<Validator>,
     queue: Recipient<SubmitStaged>,
     store: Store,
+    /// `GET /metrics/prometheus`: files ingested and rejected.
+    metrics: Arc<OrchestratorMetrics>,
     candidates: HashMap<PathBuf, Candidate>,
     /// Entries that will never be read, already logged once.
     unreadable: HashSet<PathBuf>,
@@ -138,12 +141,14 @@ impl FileWatcher {
         validator: Arc<Validator>,
         queue: Recipient<SubmitStaged>,
         store: Store,
+        metrics: Arc<OrchestratorMetrics>,
     ) -> Self {
         Self {
             settings,
             validator,
             queue,
             store,
+            metrics,
             candidates: HashMap::new(),
             unreadable: HashSet::new(),
             stuck: HashMap::new(),
@@ -356,6 +361,7 @@ impl FileWatcher {
                 match reply {
                     Ok(Ok(Submitted::Queued { .. })) => {
                         tracing::info!(file = %shown, tasks = count, "task file queued");
+                        act.metrics.file_ingested();
                         act.move_processed(&path, &name, &sha);
                     }
                     Ok(Ok(Submitted::AlreadyIngested)) => {
@@ -407,6 +413,7 @@ impl FileWatcher {
             .to_string();
         let shown = shown(path);
         tracing::warn!(file = %shown, problems = rejection.problems.len(), summary = %rejection.summary(), "task file rejected");
+        self.metrics.file_rejected();
         let dir = self.settings.dir.join("rejected");
         // `exists` follows links: a link planted under the name makes a new
         // name be chosen; a dangling one is replaced by the rename, which

@@ -89,6 +89,7 @@ pub(super) async fn wire_to_sink(lb: &Addr<LoadBalancer>) {
             task_timeout: None,
             token: None,
             tls: None,
+            metrics: Default::default(),
         },
         store: None,
     })

@@ -123,9 +123,11 @@ impl LiveTasks {
             return fx;
         }
         r.started = true;
+        let waited = (now - r.entry.created_at).max(0.0);
+        self.metrics.queue_wait(r.entry.kernel, waited);
         fx.samples.push(Sample::QueueWait {
             algorithm: r.entry.algorithm.clone(),
-            seconds: (now - r.entry.created_at).max(0.0),
+            seconds: waited,
         });
         fx.persist.push(Change::AttemptStarted {
             task_id: task_id.to_string(),

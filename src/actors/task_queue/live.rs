@@ -1,6 +1,7 @@
 //! LiveTasks: the in-memory half of TaskQueue, and every transition of
 //! DESIGN.md "Task states" that happens in memory. Pure: no actix, no
-//! clock (every event carries `now`), no I/O. Each event method answers
+//! clock (every event carries `now`), no I/O (its one side effect: counting
+//! into the shared Prometheus metrics, atomics). Each event method answers
 //! [`Effects`]: what the actor must persist and send. Dispatch lives in
 //! `dispatch.rs`, attempt outcomes in `outcome.rs`.
 
@@ -8,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::actors::load_balancer::TaskSize;
+use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::{TaskResult, WorkerId};
 use crate::sim::resolve_kernel;
 use crate::sim::rng::SplitMix64;
@@ -272,6 +274,8 @@ pub struct LiveTasks {
     next_attempt: u64,
     jitter: SplitMix64,
     pub counters: Counters,
+    /// `GET /metrics/prometheus`: counted where each event happens.
+    pub(super) metrics: Arc<OrchestratorMetrics>,
 }
 
 impl LiveTasks {
@@ -292,6 +296,7 @@ impl LiveTasks {
             next_attempt: 0,
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -391,6 +396,7 @@ impl LiveTasks {
     /// numbers.
     pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, now: f64) {
         self.counters.submitted += tasks.len() as u64;
+        self.metrics.tasks_ingested(tasks.len());
         for (t, seq) in tasks.into_iter().zip(seqs) {
             if let Some(entry) = Entry::inserted(t, seq, now) {
                 self.enqueue(entry);
@@ -406,6 +412,7 @@ impl LiveTasks {
     /// paged in like any queued task.
     pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[String], count: usize) {
         self.counters.submitted += count as u64;
+        self.metrics.tasks_ingested(count);
         let mut last: HashMap<&'static str, (u8, i64)> = HashMap::new();
         for row in rows {
             if let Some(entry) = Entry::from_row(row) {
@@ -484,7 +491,10 @@ impl LiveTasks {
         let parked = self.cancelling.remove(task_id).flatten();
         if let Some(CancelOutcome::Cancelled { .. }) = outcome {
             self.counters.cancelled += 1;
-            if let Some((_, Some(r))) = self.take(task_id) {
+            let taken = self.take(task_id);
+            let kernel = parked.as_ref().or(taken.as_ref().map(|t| &t.0)).map(|e| e.kernel);
+            self.metrics.cancelled(kernel);
+            if let Some((_, Some(r))) = taken {
                 fx.send.push(Outbound::Release {
                     worker: r.worker.clone(),
                     freed: Freed::Nothing,

@@ -36,6 +36,8 @@ mod file_tests;
 mod live;
 #[cfg(test)]
 mod live_tests;
+#[cfg(test)]
+mod metrics_tests;
 mod outcome;
 mod queries;
 #[cfg(test)]
@@ -44,6 +46,7 @@ mod size_tests;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -55,6 +58,7 @@ pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, Wh
 use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
 use super::results_store::RecordResult;
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
+use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::{Task, WorkerId};
 use crate::store::{
     CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError, WasRunning,
@@ -148,17 +152,26 @@ pub struct TaskQueue {
 }
 
 impl TaskQueue {
-    pub fn new(store: Store, peers: Peers, settings: QueueSettings, boot: u64) -> Self {
+    /// `metrics`: shared with the other actors and `GET /metrics/prometheus`.
+    pub fn new(
+        store: Store,
+        peers: Peers,
+        settings: QueueSettings,
+        boot: u64,
+        metrics: Arc<OrchestratorMetrics>,
+    ) -> Self {
         let policy = RetryPolicy {
             max_retries: settings.max_retries,
             base_seconds: settings.retry_base.as_secs_f64(),
             max_seconds: settings.retry_max.as_secs_f64(),
         };
+        let mut live = LiveTasks::new(policy, boot, seed());
+        live.metrics = metrics;
         Self {
             store,
             peers,
             settings,
-            live: LiveTasks::new(policy, boot, seed()),
+            live,
             dispatching: false,
             dispatch_again: false,
             dispatch_size: dispatch::DISPATCH_BATCH,

@@ -77,6 +77,7 @@ impl LiveTasks {
                 size: r.entry.task_size(),
             });
             self.counters.refused_attempts += 1;
+            self.metrics.refused();
             let mut entry = r.entry;
             entry.attempts = entry.attempts.saturating_sub(1);
             self.put_ready(entry);
@@ -114,6 +115,7 @@ impl LiveTasks {
                         self.complete(task_id, attempt_id, worker, *result, now, &mut fx);
                     } else {
                         self.counters.late_results_ignored += 1;
+                        self.metrics.late_result();
                         tracing::info!(task = %task_id, attempt_id, %worker,
                             "result for a task that already ended: ignored");
                         fx.send.push(Outbound::Ack {
@@ -161,6 +163,7 @@ impl LiveTasks {
         match end {
             AttemptEnd::Refused => {
                 self.counters.refused_attempts += 1;
+                self.metrics.refused();
                 self.refused(r.entry, attempt_id, error, now, &mut fx);
             }
             AttemptEnd::Lost => {
@@ -213,6 +216,7 @@ impl LiveTasks {
             tracing::warn!(task = %entry.task_id, attempt = entry.attempts, outcome = %end, %error,
                 retry_in = delay, "attempt failed; will retry");
             self.counters.retried += 1;
+            self.metrics.retried();
             fx.persist.push(Change::Requeue {
                 task_id: entry.task_id.clone(),
                 attempts: entry.attempts,
@@ -222,6 +226,7 @@ impl LiveTasks {
         } else {
             tracing::error!(task = %entry.task_id, attempts = entry.attempts, %error, "task failed");
             self.counters.failed += 1;
+            self.metrics.failed(entry.kernel);
             fx.persist.push(Change::Ended {
                 task_id: entry.task_id.clone(),
                 status: TaskStatus::Failed,
@@ -273,6 +278,7 @@ impl LiveTasks {
         result.echo_unknown_fields(&entry.body);
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
+        self.metrics.completed(entry.kernel, seconds);
         fx.samples.push(Sample::Execution {
             algorithm: entry.algorithm,
             worker: from.clone(),

@@ -58,6 +58,9 @@ impl WorkerProxy {
                 if res.is_ok() {
                     act.ever_answered = true;
                 }
+                if !matches!(res, Ok(200) | Ok(503)) {
+                    act.settings.metrics.heartbeat_failed(&act.id);
+                }
                 match res {
                     // 503 = draining: alive, but takes no tasks
                     Ok(200) => act.alive(ctx),

@@ -30,6 +30,7 @@ use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, StatusAnswer};
 use crate::config::WorkerEntry;
+use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::WorkerId;
 use crate::util::token::Token;
 
@@ -43,6 +44,8 @@ pub struct ProxySettings {
     pub token: Option<Token>,
     /// What `https://` workers are trusted with (`ORQUESTA_TLS_CA`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// `GET /metrics/prometheus` (heartbeat failures).
+    pub metrics: Arc<OrchestratorMetrics>,
 }
 
 /// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
