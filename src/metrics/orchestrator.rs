@@ -102,7 +102,7 @@ impl OrchestratorMetrics {
         );
         r.register(
             "orquesta_refusals",
-            "Attempts a worker refused (429 full, 503 draining, no connection); not counted as attempts",
+            "Attempts that never started: refused by the worker (429, 503, no connection) or handed back from its backlog",
             m.refusals.clone(),
         );
         r.register(
@@ -175,7 +175,7 @@ impl OrchestratorMetrics {
         self.retries.inc();
     }
 
-    /// A worker refused an attempt.
+    /// An attempt never started: its worker refused it or handed it back.
     pub fn refused(&self) {
         self.refusals.inc();
     }
