@@ -255,16 +255,22 @@ pub fn start(
         bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
     });
+    let purge_api = web::Data::new(crate::api::purge::PurgeApi { store: store.clone() });
+    if let Some(keep) = settings.history_retention {
+        crate::actors::retention::Retention::new(store.clone(), keep).start();
+    }
     let token = settings.token.clone();
     let server = HttpServer::new(move || {
         let token = token.clone();
         App::new()
             .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .app_data(api.clone())
+            .app_data(purge_api.clone())
             .app_data(limits::query_config())
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
+            .configure(crate::api::purge::configure)
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)

@@ -3,11 +3,13 @@
 //! node's; [`protocol`] holds the wire types the two exchange (the one
 //! thing both sides share), [`error`] the one JSON error shape and
 //! [`limits`] what one client may cost either server, [`auth`] the token
-//! check both servers wrap around their routes.
+//! check both servers wrap around their routes; [`purge`] is the
+//! orchestrator's `POST /admin/purge`.
 
 pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod orchestrator;
 pub mod protocol;
+pub mod purge;
 pub mod worker;

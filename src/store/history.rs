@@ -146,7 +146,8 @@ pub(super) fn record_failure(db: &Connection, task_id: &str) -> rusqlite::Result
     let Some(record) = compose(db, task_id)? else {
         return Ok(());
     };
-    let json = serde_json::to_string(&record).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let json =
+        serde_json::to_string(&record).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     db.prepare_cached("INSERT INTO failure_records(task_id, record) VALUES (?1, ?2)")?
         .execute(params![task_id, json])?;
     Ok(())
@@ -196,9 +197,11 @@ pub fn settle_failure_files(conn: &Connection) -> Result<u64, StoreError> {
             )?;
         }
     }
-    let pending: i64 = conn.query_row("SELECT COUNT(*) FROM failure_records WHERE written = 0", [], |r| {
-        r.get(0)
-    })?;
+    let pending: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM failure_records WHERE written = 0",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(pending as u64)
 }
 
@@ -224,7 +227,10 @@ impl Store {
     }
 
     /// The failures file is on disk; answers after the commit.
-    pub fn failures_written(&self, file: &str) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+    pub fn failures_written(
+        &self,
+        file: &str,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
         self.persist_now(vec![Change::FailuresWritten {
             file: file.to_string(),
         }])

@@ -278,9 +278,7 @@ impl Store {
             }
             sources = gone;
         }
-        report.files = self
-            .ask_count(Op::PurgeIngests { sources, dry_run })
-            .await?;
+        report.files = self.ask_count(Op::PurgeIngests { sources, dry_run }).await?;
         report.vacuumed = vacuum && !dry_run;
         report.space = self.space(report.vacuumed).await?;
         Ok(report)

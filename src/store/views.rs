@@ -217,7 +217,10 @@ impl ReadPool {
         .map_err(|e| e.to_string())
     }
 
-    pub(super) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         self.with_unnoted(f)
             .map_err(|e| StoreError::Sql(self.fault.note(e)))
     }

@@ -68,7 +68,10 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     assert_eq!(worker.wait_exit(LONG), Some(0), "{}", worker.log());
     wait_until(LONG, "last completed", || status(&orch, "last") == "completed");
     let t = orch.get("/tasks/last").json();
-    assert_eq!(t["attempt_count"], 1, "finished where it ran, not started again: {t}");
+    assert_eq!(
+        t["attempt_count"], 1,
+        "finished where it ran, not started again: {t}"
+    );
     wait_until(Duration::from_secs(10), "j1 gone", || {
         worker_row(&orch, "j1").is_null()
     });

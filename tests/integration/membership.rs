@@ -291,7 +291,10 @@ fn drain_resume_and_delete() {
     wait_until(LONG, "moved completed", || c.status_of("moved") == "completed");
     let moved = c.task("moved");
     assert_eq!(moved["worker_id"], other, "{moved}");
-    assert_eq!(moved["attempt_count"], 1, "the removal is not an attempt: {moved}");
+    assert_eq!(
+        moved["attempt_count"], 1,
+        "the removal is not an attempt: {moved}"
+    );
     // and the worker was told to stop it
     wait_until(Duration::from_secs(5), "cancelled on the removed worker", || {
         let w = if on == "w1" { &c.workers[0] } else { &c.workers[1] };

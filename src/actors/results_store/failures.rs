@@ -74,7 +74,10 @@ impl ResultsStore {
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
-            let records = store.claim_failures(&file_key, FAILURES_PER_FILE).await.map_err(|e| e.to_string())?;
+            let records = store
+                .claim_failures(&file_key, FAILURES_PER_FILE)
+                .await
+                .map_err(|e| e.to_string())?;
             if records.is_empty() {
                 return Ok(0);
             }
@@ -91,7 +94,10 @@ impl ResultsStore {
             .map_err(|e| e.to_string())??;
             // the file is on disk: a crash before this commit is settled at
             // the next start by finding the file (store::history)
-            store.failures_written(&file_key).await.map_err(|e| e.to_string())?;
+            store
+                .failures_written(&file_key)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok::<usize, String>(count)
         }
         .into_actor(self)

@@ -57,7 +57,8 @@ use super::results_store::{FailuresPending, RecordResult};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
 use crate::model::{Task, TaskStatus, WorkerId};
 use crate::store::{
-    CancelOutcome, Change, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError, WasRunning,
+    CancelOutcome, Change, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError,
+    WasRunning,
 };
 use crate::util::time::unix_now;
 use live::{Freed, Outbound};
@@ -174,9 +175,10 @@ impl TaskQueue {
     /// Carries out what an event asks: persist (one job), send, schedule
     /// the end of backoffs, record a result after its commit.
     fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
-        let failed = fx.persist.iter().any(|c| {
-            matches!(c, Change::Ended { status, .. } if *status != TaskStatus::Completed)
-        });
+        let failed = fx
+            .persist
+            .iter()
+            .any(|c| matches!(c, Change::Ended { status, .. } if *status != TaskStatus::Completed));
         self.store.persist(fx.persist);
         if failed {
             // after the persist: the record is queued before it is claimed
