@@ -49,10 +49,14 @@ pub struct Window {
     pub failure_records: u64,
     /// Ended before the date but not yet on disk: kept.
     pub kept_unwritten: u64,
-    /// The source files of the tasks removed.
+    /// The source files of the tasks removed (would be, in a dry run).
     pub sources: BTreeSet<String>,
-    /// The last `seq` looked at, when there may be more.
-    pub next: Option<i64>,
+    /// The source files of the tasks looked at and kept.
+    pub kept_sources: BTreeSet<String>,
+    /// The last `seq` looked at.
+    pub last: i64,
+    /// Whether there may be more after `last`.
+    pub more: bool,
 }
 
 /// The size of the database file and the free room inside it.
@@ -127,15 +131,18 @@ pub(super) fn window(
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut w = Window {
-        next: (rows.len() == limit).then(|| rows.last().map_or(after, |r| r.0)),
+        last: rows.last().map_or(after, |r| r.0),
+        more: rows.len() == limit,
         ..Window::default()
     };
     for (seq, task_id, status, source, finished_at, written, failure_pending) in rows {
         if !status.has_ended() || finished_at.is_none_or(|t| t >= before) {
+            w.kept_sources.insert(source);
             continue;
         }
         if !written || failure_pending {
             w.kept_unwritten += 1;
+            w.kept_sources.insert(source);
             continue;
         }
         match status {
@@ -166,22 +173,28 @@ pub(super) fn window(
     Ok(w)
 }
 
-/// The `ingests` rows of these files that no task is left of (and that
-/// were moved: one still waiting to be moved guards against a second
-/// queueing); removed unless `dry_run`. A dry run deletes no task, so the
-/// caller gives only the files every task of which would go.
-pub(super) fn ingests(db: &Connection, sources: &BTreeSet<String>, dry_run: bool) -> rusqlite::Result<u64> {
+/// The `ingests` rows of these files (moved ones: one still waiting to be
+/// moved guards against a second queueing); removed unless `dry_run`. The caller gives the files the
+/// windows found no task kept of, up to `seq` `scanned`; a task of one of
+/// them queued since (a file of the same name) keeps its row.
+pub(super) fn ingests(
+    db: &Connection,
+    sources: &BTreeSet<String>,
+    scanned: i64,
+    dry_run: bool,
+) -> rusqlite::Result<u64> {
     let mut n = 0;
     for source in sources {
         n += if dry_run {
             db.prepare_cached("SELECT COUNT(*) FROM ingests WHERE name = ?1 AND moved_to IS NOT NULL")?
                 .query_row(params![source], |r| r.get::<_, i64>(0))? as u64
         } else {
+            // `seq > ?3`: a range of the primary key, not a scan of every task
             db.prepare_cached(
                 "DELETE FROM ingests WHERE name = ?1 AND moved_to IS NOT NULL
-                 AND NOT EXISTS (SELECT 1 FROM tasks WHERE source = ?1)",
+                 AND NOT EXISTS (SELECT 1 FROM tasks WHERE seq > ?2 AND source = ?1)",
             )?
-            .execute(params![source])? as u64
+            .execute(params![source, scanned])? as u64
         };
     }
     Ok(n)
@@ -251,50 +264,31 @@ impl Store {
             before: iso_at(before),
             ..PurgeReport::default()
         };
-        let mut sources = BTreeSet::new();
+        let (mut sources, mut kept) = (BTreeSet::new(), BTreeSet::new());
         let mut after = 0;
         loop {
             let w = self.purge_window(before, after, dry_run).await?;
             report.add(&w);
             sources.extend(w.sources);
-            match w.next {
-                Some(next) => after = next,
-                None => break,
+            kept.extend(w.kept_sources);
+            after = w.last;
+            if !w.more {
+                break;
             }
         }
-        if dry_run {
-            // only files every task of which would go
-            let mut gone = BTreeSet::new();
-            for s in sources {
-                let left = self
-                    .ask_count(Op::PurgeKeptOf {
-                        source: s.clone(),
-                        before,
-                    })
-                    .await?;
-                if left == 0 {
-                    gone.insert(s);
-                }
-            }
-            sources = gone;
-        }
-        report.files = self.ask_count(Op::PurgeIngests { sources, dry_run }).await?;
+        // the files every task of which went: the windows saw them all
+        let gone: BTreeSet<String> = sources.difference(&kept).cloned().collect();
+        report.files = self
+            .ask_count(Op::PurgeIngests {
+                sources: gone,
+                scanned: after,
+                dry_run,
+            })
+            .await?;
         report.vacuumed = vacuum && !dry_run;
         report.space = self.space(report.vacuumed).await?;
         Ok(report)
     }
-}
-
-/// How many tasks of `source` a purge before `before` keeps (for a dry
-/// run's count of files that would be forgotten).
-pub(super) fn kept_of(db: &Connection, source: &str, before: f64) -> rusqlite::Result<u64> {
-    db.prepare_cached(
-        "SELECT COUNT(*) FROM tasks t WHERE source = ?1 AND NOT (
-             status IN ('completed', 'failed', 'cancelled') AND finished_at < ?2 AND written = 1
-             AND NOT EXISTS(SELECT 1 FROM failure_records f WHERE f.task_id = t.task_id AND f.written = 0))",
-    )?
-    .query_row(params![source, before], |r| r.get::<_, i64>(0))
-    .map(|n| n as u64)
 }
 
 #[cfg(test)]

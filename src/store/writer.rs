@@ -56,11 +56,10 @@ pub(super) enum Op {
         limit: usize,
         dry_run: bool,
     },
-    /// How many tasks of a file a purge keeps.
-    PurgeKeptOf { source: String, before: f64 },
     /// The `ingests` rows of files no task is left of.
     PurgeIngests {
         sources: std::collections::BTreeSet<String>,
+        scanned: i64,
         dry_run: bool,
     },
     /// The file's size and free room, after `VACUUM` if asked: a job of
@@ -273,8 +272,11 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
             limit,
             dry_run,
         } => purge::window(db, before, after, limit, dry_run).map(Reply::Purged),
-        Op::PurgeKeptOf { source, before } => purge::kept_of(db, &source, before).map(Reply::Count),
-        Op::PurgeIngests { sources, dry_run } => purge::ingests(db, &sources, dry_run).map(Reply::Count),
+        Op::PurgeIngests {
+            sources,
+            scanned,
+            dry_run,
+        } => purge::ingests(db, &sources, scanned, dry_run).map(Reply::Count),
         // reached only inside a group by mistake: measured without a vacuum
         Op::Space { .. } => purge::space(db, false).map(Reply::Space),
     }
