@@ -212,5 +212,16 @@ fn a_purge_goes_through_every_window() {
         let report = s.purge(20.0, false, false).await.unwrap();
         assert_eq!(report.tasks, ended_ids.len() as u64);
         assert!(report.space.free_bytes > 0, "{report:?}");
+        // a vacuum shrinks the file on disk, not only the count of pages
+        let s2 = s.clone();
+        actix_rt::task::spawn_blocking(move || s2.sync_and_checkpoint())
+            .await
+            .unwrap();
+        let before = std::fs::metadata(&db).unwrap().len();
+        let vacuumed = s.purge(20.0, false, true).await.unwrap();
+        let after = std::fs::metadata(&db).unwrap().len();
+        assert!(after < before, "{before} → {after}");
+        assert_eq!(after, vacuumed.space.file_bytes);
+        assert_eq!(vacuumed.space.free_bytes, 0);
     });
 }
