@@ -269,6 +269,10 @@ pub fn start(
         started: Instant::now(),
     });
     let metrics = web::Data::from(metrics);
+    let purge_api = web::Data::new(crate::api::purge::PurgeApi { store: store.clone() });
+    if let Some(keep) = settings.history_retention {
+        crate::actors::retention::Retention::new(store.clone(), keep).start();
+    }
     let token = settings.token.clone();
     let server = HttpServer::new(move || {
         let token = token.clone();
@@ -276,10 +280,12 @@ pub fn start(
             .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .app_data(api.clone())
             .app_data(metrics.clone())
+            .app_data(purge_api.clone())
             .app_data(limits::query_config())
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
+            .configure(crate::api::purge::configure)
             .configure(routes::configure)
             .configure(prometheus::configure)
     });

@@ -3,7 +3,8 @@
 //! Orchestrator: [`file_watcher`] → [`task_queue`] (the source of truth,
 //! durable through `store`) ↔ [`load_balancer`] → one [`worker_proxy`] per
 //! worker; [`results_store`] writes results and statistics;
-//! [`config_watcher`] applies edits of `config_workers.json` while running.
+//! [`config_watcher`] applies edits of `config_workers.json` while running;
+//! [`retention`] forgets old history (`HISTORY_RETENTION_DAYS`).
 //!
 //! Worker node: [`executor`] (admission, held results, metrics) and
 //! [`simulation`] (the CPU-bound pool); [`registrar`] joins the
@@ -15,6 +16,7 @@ pub mod file_watcher;
 pub mod load_balancer;
 pub mod registrar;
 pub mod results_store;
+pub mod retention;
 pub mod simulation;
 pub mod task_queue;
 pub mod worker_proxy;

@@ -1,12 +1,16 @@
 //! ResultsStore: writes results in the seed's shape to
 //! `results/task_results_<YYYYMMDD_HHMMSS>[_<n>].json`, one file per flush
-//! window, each completed task in exactly one file once; refreshes
-//! `results/orchestrator_stats.json` and `logs/worker_state.json`.
+//! window, each completed task in exactly one file once; the records of
+//! failed and cancelled tasks to `task_failures_<…>.json` the same way
+//! ([`failures`]); refreshes `results/orchestrator_stats.json` and
+//! `logs/worker_state.json`.
 //!
 //! Exactly once, across crashes: a file's name is committed with its task
 //! ids before the file is written (temp file + rename), and marked written
 //! after. On restart a result whose file exists is marked written; one
 //! whose file does not is written again.
+
+mod failures;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +23,9 @@ use super::task_queue::QueueStats;
 use crate::model::TaskResult;
 use crate::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
+
+pub use failures::FailuresPending;
+use failures::FailuresState;
 
 pub struct ResultsStore {
     store: Store,
@@ -37,6 +44,7 @@ pub struct ResultsStore {
     )>,
     files_written: u64,
     last_file: Option<String>,
+    failures: FailuresState,
     balancing: &'static str,
 }
 
@@ -59,25 +67,42 @@ impl ResultsStore {
             sources: None,
             files_written: 0,
             last_file: None,
+            // whatever a crash left waiting is claimed at the first tick
+            failures: FailuresState {
+                pending: true,
+                ..FailuresState::default()
+            },
             balancing,
         }
     }
 
-    /// A file name not used yet: `task_results_<ts>.json`, then `_1`, `_2`…
-    fn next_file(&self) -> PathBuf {
+    /// A file name not used yet: `<kind>_<ts>.json`, then `_1`, `_2`…
+    /// (`last`: the name this kind used last, which may not be on disk yet).
+    fn next_file(&self, kind: &str, last: Option<&str>) -> PathBuf {
         let stamp = crate::util::time::Utc::now().compact();
         let mut n = 0;
         loop {
             let name = if n == 0 {
-                format!("task_results_{stamp}.json")
+                format!("{kind}_{stamp}.json")
             } else {
-                format!("task_results_{stamp}_{n}.json")
+                format!("{kind}_{stamp}_{n}.json")
             };
             let path = self.results_dir.join(&name);
-            if !path.exists() && self.last_file.as_deref() != Some(name.as_str()) {
+            if !path.exists() && last != Some(name.as_str()) {
                 return path;
             }
             n += 1;
+        }
+    }
+
+    /// Answers the `FlushNow` callers once nothing received is left to
+    /// write (failure records whose write failed are retried at the next
+    /// tick rather than holding a shutdown).
+    fn answer_waiters(&mut self) {
+        if self.buffer.is_empty() && !self.flushing && !self.failures.flushing {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
         }
     }
 
@@ -87,14 +112,12 @@ impl ResultsStore {
             return; // the running flush flushes again when it ends
         }
         if self.buffer.is_empty() {
-            for w in self.waiters.drain(..) {
-                let _ = w.send(());
-            }
+            self.answer_waiters();
             return;
         }
         self.flushing = true;
         let results = std::mem::take(&mut self.buffer);
-        let path = self.next_file();
+        let path = self.next_file("task_results", self.last_file.as_deref());
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -161,6 +184,7 @@ impl ResultsStore {
         let stats_path = self.results_dir.join("orchestrator_stats.json");
         let workers_path = self.logs_dir.join("worker_state.json");
         let files = self.files_written;
+        let failures_files = self.failures.files_written;
         let balancing = self.balancing;
         async move {
             let live = queue.send(QueueStats).await.ok()?;
@@ -190,6 +214,7 @@ impl ResultsStore {
                     "mean_execution_time": w.mean_execution_time,
                 })).collect::<Vec<_>>(),
                 "results_files_written": files,
+                "failures_files_written": failures_files,
                 "load_balancing_algorithm": balancing,
             });
             let state = json!({"updated_at": now, "workers": workers});
@@ -220,7 +245,10 @@ impl Actor for ResultsStore {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.flush_interval, |act, ctx| act.flush(ctx));
+        ctx.run_interval(self.flush_interval, |act, ctx| {
+            act.flush(ctx);
+            act.flush_failures(ctx);
+        });
         ctx.run_interval(Duration::from_secs(2), |act, ctx| act.write_stats(ctx));
     }
 }
@@ -319,6 +347,7 @@ impl Handler<FlushNow> for ResultsStore {
     fn handle(&mut self, _: FlushNow, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.waiters.push(tx);
+        self.flush_failures(ctx);
         self.flush(ctx);
         self.write_stats(ctx);
         Box::pin(
@@ -339,7 +368,7 @@ pub struct Idle;
 impl Handler<Idle> for ResultsStore {
     type Result = bool;
     fn handle(&mut self, _: Idle, _: &mut Self::Context) -> bool {
-        self.buffer.is_empty() && !self.flushing
+        self.buffer.is_empty() && !self.flushing && !self.failures.flushing && !self.failures.pending
     }
 }
 

@@ -4,7 +4,8 @@
 //! thing both sides share), [`error`] the one JSON error shape and
 //! [`limits`] what one client may cost either server, [`auth`] the token
 //! check both servers wrap around their routes. [`prometheus`] and
-//! [`worker_prometheus`] serve `GET /metrics/prometheus` on each.
+//! [`worker_prometheus`] serve `GET /metrics/prometheus` on each;
+//! [`purge`] is the orchestrator's `POST /admin/purge`.
 
 pub mod auth;
 pub mod error;
@@ -12,5 +13,6 @@ pub mod limits;
 pub mod orchestrator;
 pub mod prometheus;
 pub mod protocol;
+pub mod purge;
 pub mod worker;
 pub mod worker_prometheus;

@@ -285,7 +285,8 @@ async fn get_task(
         return Err(ApiError::not_found(format!("no task {task_id}")));
     };
     let mut out = serde_json::to_value(&view).unwrap_or_default();
-    out["attempts_detail"] = json!(attempts);
+    // the list under the name README gives it; the number is `attempt_count`
+    out["attempts"] = json!(attempts);
     if view.status == TaskStatus::Queued {
         let waiting = api
             .queue

@@ -15,6 +15,7 @@ pub mod interactive;
 pub mod orchestrator;
 pub mod ping;
 pub mod place;
+pub mod purge;
 pub mod run;
 pub mod schema;
 mod serve;
@@ -201,6 +202,16 @@ pub enum Command {
                             Exit status: 0 when the orchestrator accepted it, 1 otherwise (e.g. no such worker)."
     )]
     Resume(crate::cli::workers::WorkerActionArgs),
+    /// Forget old history: ended tasks whose end is before DATE (once their
+    /// records are in results/), through the running orchestrator.
+    #[command(
+        after_help = "Examples:\n  orquesta purge --before 2024-01-01 --dry-run     # how many would go\n  \
+                            orquesta purge --before 2024-01-01\n  \
+                            orquesta purge --before 2024-06-30T12:00:00+02:00 --vacuum --url http://10.0.0.5:5000\n\n\
+                            Purged task ids are no longer known: a file that uses them again is accepted and runs again.\n\
+                            Exit status: 0 when the orchestrator purged (or counted), 1 otherwise, 2 for a bad --before."
+    )]
+    Purge(crate::cli::purge::PurgeArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
@@ -276,6 +287,7 @@ pub fn main() -> ExitCode {
         Command::Workers(args) => crate::cli::workers::run(&args),
         Command::Drain(args) => crate::cli::workers::act(crate::cli::workers::Action::Drain, &args),
         Command::Resume(args) => crate::cli::workers::act(crate::cli::workers::Action::Resume, &args),
+        Command::Purge(args) => crate::cli::purge::run(&args),
         Command::Completions(args) => crate::cli::completions::run(&args),
     }
 }

@@ -77,6 +77,9 @@ pub struct Settings {
     pub retry_max: Duration,
     /// fsync every commit (`DB_SYNC=full`) or leave it to checkpoints.
     pub sync_full: bool,
+    /// `HISTORY_RETENTION_DAYS`: ended tasks older than this are purged
+    /// (once their records are on disk); `None` keeps everything.
+    pub history_retention: Option<Duration>,
     pub limits: Limits,
     pub test_kernels: bool,
     /// `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`: required on every request
@@ -207,6 +210,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "full",
         "full: fsync every commit; normal: survive process crashes only",
     ),
+    (
+        "HISTORY_RETENTION_DAYS",
+        "none",
+        "days ended tasks are kept (purged hourly once in a results/failures file; none = forever)",
+    ),
     ("MAX_PARTICLES", "2000000", "largest num_particles accepted"),
     (
         "MAX_PARTICLE_STEPS",
@@ -288,6 +296,12 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             heartbeat_interval, worker_timeout
         ));
     }
+    let history_retention = match r.get("HISTORY_RETENTION_DAYS").trim() {
+        "" | "none" => None,
+        _ => Some(Duration::from_secs_f64(
+            r.positive("HISTORY_RETENTION_DAYS", 1.0).min(1e6) * 86_400.0,
+        )),
+    };
     let host = r.get("ORCHESTRATOR_HOST");
     let (token, bind) = token_and_bind(&mut r, env, &host, "ORCHESTRATOR_HOST (--host)");
     let tls = read_tls(&mut r, env);
@@ -318,6 +332,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         retry_base,
         retry_max,
         sync_full,
+        history_retention,
         limits: Limits {
             max_particles,
             max_particle_steps,

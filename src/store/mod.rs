@@ -11,6 +11,8 @@
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
 mod fault;
+mod history;
+mod purge;
 mod recovery;
 mod schema;
 mod staging;
@@ -24,6 +26,8 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use fault::DbFault;
+pub use history::{settle_failure_files, FailureRecord, FAILURES_PER_FILE};
+pub use purge::{PurgeReport, Space};
 pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
 pub use staging::StagedOutcome;
@@ -120,6 +124,10 @@ pub enum Change {
         file: String,
     },
     MarkWritten {
+        file: String,
+    },
+    /// The failure records named for this failures file are in it.
+    FailuresWritten {
         file: String,
     },
     IngestMoved {

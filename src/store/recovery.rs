@@ -1,6 +1,8 @@
 //! What a restarted orchestrator finds in its database: the attempts that
 //! were running, the results not yet in a results file, the kernels with
-//! queued tasks. Read once, before the writer thread starts.
+//! queued tasks. Read once, before the writer thread starts (which is
+//! also when failure records named for a file are settled:
+//! [`super::history::settle_failure_files`]).
 
 use rusqlite::Connection;
 
@@ -36,6 +38,9 @@ pub struct Recovery {
     pub counts: Vec<(TaskStatus, i64)>,
     /// Workers that joined and had not left.
     pub members: Vec<StoredMember>,
+    /// Failure records not yet in a `task_failures_*.json` (ResultsStore
+    /// writes them at its first tick).
+    pub failures_pending: u64,
 }
 
 /// A joined worker as the `members` table keeps it.
@@ -53,7 +58,10 @@ pub struct StoredMember {
 /// Reads what a restart must reconcile (on the writer's connection,
 /// before the writer thread starts).
 pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
-    let mut rec = Recovery::default();
+    let mut rec = Recovery {
+        failures_pending: super::history::settle_failure_files(conn)?,
+        ..Recovery::default()
+    };
     let mut stmt = conn.prepare(&format!(
         "SELECT {QUEUED_COLUMNS}, current_attempt, worker_id FROM tasks WHERE status = 'running'"
     ))?;

@@ -96,6 +96,15 @@ CREATE TABLE IF NOT EXISTS ingests (
     moved_to TEXT
 );
 CREATE INDEX IF NOT EXISTS ingests_sha ON ingests(sha256);
+CREATE TABLE IF NOT EXISTS failure_records (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    file TEXT,
+    written INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS failure_records_task ON failure_records(task_id);
+CREATE INDEX IF NOT EXISTS failure_records_unwritten ON failure_records(file) WHERE written = 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS members (
     id TEXT PRIMARY KEY,

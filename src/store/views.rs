@@ -27,7 +27,9 @@ pub struct TaskView {
     pub description: Option<String>,
     pub source: String,
     pub created_at: String,
-    pub attempts: u32,
+    /// How many attempts counted so far (`attempts` in `GET /tasks/{id}`
+    /// is their list).
+    pub attempt_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,7 +102,7 @@ fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskV
         description: body.get("description").and_then(|d| d.as_str()).map(String::from),
         source: r.get(6)?,
         created_at: iso_at(r.get(7)?),
-        attempts: r.get::<_, i64>(8)? as u32,
+        attempt_count: r.get::<_, i64>(8)? as u32,
         worker_id: r.get(9)?,
         started_at: r.get::<_, Option<f64>>(10)?.map(iso_at),
         finished_at: r.get::<_, Option<f64>>(11)?.map(iso_at),
@@ -215,7 +217,10 @@ impl ReadPool {
         .map_err(|e| e.to_string())
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         self.with_unnoted(f)
             .map_err(|e| StoreError::Sql(self.fault.note(e)))
     }

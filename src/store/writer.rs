@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::staging::{self, Commit, StagedOutcome};
+use super::{history, purge};
 use super::{CancelOutcome, Change, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
 use crate::model::TaskStatus;
 use crate::util::time::unix_now;
@@ -45,6 +46,25 @@ pub(super) enum Op {
     },
     /// A change nobody reads an answer from.
     Change(Change),
+    /// Names a failures file for the failure records not yet in one
+    /// ([`super::history`]); answers them.
+    ClaimFailures { file: String, limit: usize },
+    /// One window of a purge ([`super::purge`]).
+    PurgeWindow {
+        before: f64,
+        after: i64,
+        limit: usize,
+        dry_run: bool,
+    },
+    /// The `ingests` rows of files no task is left of.
+    PurgeIngests {
+        sources: std::collections::BTreeSet<String>,
+        scanned: i64,
+        dry_run: bool,
+    },
+    /// The file's size and free room, after `VACUUM` if asked: a job of
+    /// its own, run outside any transaction.
+    Space { vacuum: bool },
     /// After this group commits, copy the WAL into the database file and
     /// empty it (at shutdown: the file alone is then a whole copy).
     Checkpoint,
@@ -71,6 +91,10 @@ pub(super) enum Reply {
     Cancel(CancelOutcome),
     Retry(RetryOutcome),
     Page(Vec<QueuedRow>),
+    Failures(Vec<String>),
+    Purged(purge::Window),
+    Count(u64),
+    Space(purge::Space),
 }
 
 pub(super) type JobReply = oneshot::Sender<Result<Vec<Reply>, String>>;
@@ -80,11 +104,51 @@ pub(super) struct Job {
     pub reply: Option<JobReply>,
 }
 
+/// A job that runs alone, outside any transaction (`VACUUM` cannot run
+/// inside one).
+fn runs_alone(job: &Job) -> bool {
+    matches!(job.ops.first(), Some(Op::Space { .. }))
+}
+
+/// Runs a job of [`runs_alone`] and answers it.
+fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
+    let answer = match job.ops.first() {
+        Some(Op::Space { vacuum }) => purge::space(conn, *vacuum)
+            .map(|s| vec![Reply::Space(s)])
+            .map_err(|e| {
+                let e = fault.note(e);
+                tracing::error!(error = %e, "cannot measure or vacuum the database");
+                e.to_string()
+            }),
+        _ => Err("not a job that runs alone".into()),
+    };
+    if let Some(tx) = job.reply {
+        let _ = tx.send(answer);
+    }
+}
+
 pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
-    while let Ok(first) = rx.recv() {
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        if runs_alone(&first) {
+            run_alone(&conn, first, &fault);
+            continue;
+        }
         let mut jobs = vec![first];
         while jobs.len() < 4096 {
             match rx.try_recv() {
+                // in order: the group commits first, then it runs
+                Ok(job) if runs_alone(&job) => {
+                    held = Some(job);
+                    break;
+                }
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
@@ -201,6 +265,20 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
         Op::Retry { task_id } => retry(db, &task_id).map(Reply::Retry),
         Op::Page { kernel, after, limit } => page(db, &kernel, after, limit).map(Reply::Page),
         Op::Change(change) => apply_change(db, change).map(|()| Reply::Done),
+        Op::ClaimFailures { file, limit } => history::claim(db, &file, limit).map(Reply::Failures),
+        Op::PurgeWindow {
+            before,
+            after,
+            limit,
+            dry_run,
+        } => purge::window(db, before, after, limit, dry_run).map(Reply::Purged),
+        Op::PurgeIngests {
+            sources,
+            scanned,
+            dry_run,
+        } => purge::ingests(db, &sources, scanned, dry_run).map(Reply::Count),
+        // reached only inside a group by mistake: measured without a vacuum
+        Op::Space { .. } => purge::space(db, false).map(Reply::Space),
     }
 }
 
@@ -288,6 +366,7 @@ fn cancel(db: &Connection, task_id: &str) -> rusqlite::Result<CancelOutcome> {
                 )?
                 .execute(params![attempt, at])?;
             }
+            history::record_failure(db, task_id)?;
             CancelOutcome::Cancelled {
                 was,
                 worker_id: if was == TaskStatus::Running {
@@ -399,6 +478,11 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
                 worker_id.as_ref().map(|w| w.as_str()),
                 at
             ])?;
+            // a failed or cancelled end is recorded for task_failures_*.json,
+            // as it stands now (its attempts are closed earlier in this job)
+            if status != TaskStatus::Completed {
+                history::record_failure(db, &task_id)?;
+            }
         }
         Change::Requeue {
             task_id,
@@ -424,6 +508,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             db.prepare_cached("UPDATE tasks SET written = 1 WHERE results_file = ?1 AND written = 0")?
                 .execute(params![file])?;
         }
+        Change::FailuresWritten { file } => history::mark_written(db, &file)?,
         Change::IngestMoved {
             sha256,
             name,

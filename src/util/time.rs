@@ -95,6 +95,79 @@ pub fn parse_iso(s: &str) -> Option<f64> {
     Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + frac)
 }
 
+/// Seconds since the epoch of a date a person types: `YYYY-MM-DD` (its
+/// midnight, UTC) or RFC 3339 (`2024-01-15T10:30:00Z`,
+/// `2024-01-15T10:30:00.5+02:00`). The error says what was expected.
+pub fn parse_date_or_rfc3339(s: &str) -> Result<f64, String> {
+    let bad = || {
+        format!(
+            "expected a date as YYYY-MM-DD (midnight UTC) or RFC 3339 (2024-01-15T10:30:00Z, \
+             2024-01-15T10:30:00+02:00), found {s:?}"
+        )
+    };
+    let s = s.trim();
+    let (date, time) = match s.split_once(['T', 't', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let num = |p: &str| p.parse::<u32>().map_err(|_| bad());
+    let (y, m, d) = (num(y)? as i64, num(m)?, num(d)?);
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if d == 0 || d > days_in_month {
+        return Err(bad());
+    }
+    let midnight = (days_from_civil(y, m, d) * 86_400) as f64;
+    let Some(time) = time else { return Ok(midnight) };
+    // the offset: Z, or ±HH:MM after the time
+    let (clock, offset) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
+        (c, 0i64)
+    } else {
+        let at = time.rfind(['+', '-']).ok_or_else(bad)?;
+        let (c, off) = time.split_at(at);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (hh, mm) = off[1..].split_once(':').ok_or_else(bad)?;
+        if hh.len() != 2 || mm.len() != 2 {
+            return Err(bad());
+        }
+        let (hh, mm) = (num(hh)? as i64, num(mm)? as i64);
+        if hh > 23 || mm > 59 {
+            return Err(bad());
+        }
+        (c, sign * (hh * 3600 + mm * 60))
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let fields: Vec<&str> = hms.split(':').collect();
+    let [hh, mm, ss] = fields.as_slice() else {
+        return Err(bad());
+    };
+    if [hh, mm, ss].iter().any(|f| f.len() != 2) || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (hh, mm, ss) = (num(hh)?, num(mm)?, num(ss)?);
+    if hh > 23 || mm > 59 || ss > 60 {
+        return Err(bad());
+    }
+    let frac: f64 = if frac.is_empty() {
+        0.0
+    } else {
+        format!("0.{frac}").parse().map_err(|_| bad())?
+    };
+    Ok(midnight + f64::from(hh * 3600 + mm * 60 + ss) + frac - offset as f64)
+}
+
 /// (year, month, day) to days since 1970-01-01 (Hinnant's inverse).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -142,5 +215,42 @@ mod tests {
             assert_eq!(parse_iso(&Utc::from_unix(secs, 0).iso()), Some(secs as f64));
         }
         assert_eq!(parse_iso("yesterday"), None);
+    }
+
+    #[test]
+    fn dates_people_type() {
+        assert_eq!(parse_date_or_rfc3339("2024-01-15"), Ok(1_705_276_800.0));
+        assert_eq!(parse_date_or_rfc3339("2024-01-15T10:30:00Z"), Ok(1_705_314_600.0));
+        assert_eq!(
+            parse_date_or_rfc3339("2024-01-15T10:30:00.5Z"),
+            Ok(1_705_314_600.5)
+        );
+        assert_eq!(
+            parse_date_or_rfc3339("2024-01-15T12:30:00+02:00"),
+            Ok(1_705_314_600.0)
+        );
+        assert_eq!(
+            parse_date_or_rfc3339("2024-01-15T08:00:00-02:30"),
+            Ok(1_705_314_600.0)
+        );
+        assert_eq!(parse_date_or_rfc3339("2000-02-29"), Ok(951_782_400.0));
+        for bad in [
+            "",
+            "yesterday",
+            "2024-1-15",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-01-15T25:00:00Z",
+            "2024-01-15T10:30:00",
+            "2024-01-15T10:30Z",
+            "2024-01-15T10:30:00+2",
+            "15/01/2024",
+        ] {
+            let e = parse_date_or_rfc3339(bad).unwrap_err();
+            assert!(
+                e.contains("YYYY-MM-DD") && e.contains(&format!("{bad:?}")),
+                "{bad}: {e}"
+            );
+        }
     }
 }

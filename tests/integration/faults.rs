@@ -84,8 +84,8 @@ fn a_poison_task_stops_after_the_retry_limit_and_the_workers_come_back() {
         c.status_of("poison") == "failed"
     });
     let t = c.task("poison");
-    assert_eq!(t["attempts"], 3, "{t}");
-    let attempts = t["attempts_detail"].as_array().unwrap();
+    assert_eq!(t["attempt_count"], 3, "{t}");
+    let attempts = t["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3);
     assert!(attempts.iter().all(|a| a["outcome"] == "lost"), "{t}");
     assert!(
@@ -135,7 +135,7 @@ fn a_frozen_worker_is_declared_down_and_its_task_runs_elsewhere_once() {
     });
     std::thread::sleep(Duration::from_millis(1500));
     let t = c.task("first");
-    let outcomes: Vec<&str> = t["attempts_detail"]
+    let outcomes: Vec<&str> = t["attempts"]
         .as_array()
         .unwrap()
         .iter()
@@ -265,7 +265,7 @@ fn lying_workers_fail_their_attempts_and_the_truth_wins() {
             let t = o.get(&format!("/tasks/{mode}{i}")).json();
             assert_eq!(t["worker_id"], "honest", "{t}");
             assert_eq!(t["result"]["task_id"], format!("{mode}{i}"));
-            for a in t["attempts_detail"].as_array().unwrap() {
+            for a in t["attempts"].as_array().unwrap() {
                 if a["worker_id"] == "liar" {
                     assert_eq!(a["outcome"], "failed", "{t}");
                     let e = a["error"].as_str().unwrap();
@@ -289,7 +289,7 @@ fn task_timeout_fails_the_attempt_and_stops_it_on_the_worker() {
     post(&c, vec![sleep_task("slowpoke", 30.0)]);
     wait_until(LONG, "failed", || c.status_of("slowpoke") == "failed");
     let t = c.task("slowpoke");
-    assert_eq!(t["attempts"], 2);
+    assert_eq!(t["attempt_count"], 2);
     assert!(t["error"].as_str().unwrap().contains("TASK_TIMEOUT"), "{t}");
     wait_until(Duration::from_secs(10), "stopped on the worker", || {
         c.workers[0].get("/current").json()["count"] == 0

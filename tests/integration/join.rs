@@ -68,7 +68,10 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     assert_eq!(worker.wait_exit(LONG), Some(0), "{}", worker.log());
     wait_until(LONG, "last completed", || status(&orch, "last") == "completed");
     let t = orch.get("/tasks/last").json();
-    assert_eq!(t["attempts"], 1, "finished where it ran, not started again: {t}");
+    assert_eq!(
+        t["attempt_count"], 1,
+        "finished where it ran, not started again: {t}"
+    );
     wait_until(Duration::from_secs(10), "j1 gone", || {
         worker_row(&orch, "j1").is_null()
     });
@@ -134,7 +137,7 @@ fn the_slurm_scripts_worker_joins_a_local_orchestrator_and_drains_on_sigterm() {
     wait_until(LONG, "on_slurm completed", || {
         status(&orch, "on_slurm") == "completed"
     });
-    assert_eq!(orch.get("/tasks/on_slurm").json()["attempts"], 1);
+    assert_eq!(orch.get("/tasks/on_slurm").json()["attempt_count"], 1);
     wait_until(Duration::from_secs(10), "the Slurm worker left", || {
         worker_row(&orch, id).is_null()
     });

@@ -10,6 +10,7 @@ mod common;
 mod deploy;
 mod faults;
 mod fuzz;
+mod history;
 mod hostile;
 mod hostile_files;
 mod hygiene;

@@ -69,7 +69,7 @@ fn join_body(id: &str, p: &Proc, instance: &str) -> String {
 }
 
 fn attempts_on(c: &Cluster, task: &str) -> Vec<String> {
-    c.task(task)["attempts_detail"]
+    c.task(task)["attempts"]
         .as_array()
         .unwrap()
         .iter()
@@ -119,7 +119,7 @@ fn a_worker_removed_from_the_file_finishes_its_task_and_leaves() {
     assert_eq!(c.task("after")["worker_id"], keep_id);
     wait_until(LONG, "t completed", || c.status_of("t") == "completed");
     let t = c.task("t");
-    assert_eq!(t["attempts"], 1, "{t}");
+    assert_eq!(t["attempt_count"], 1, "{t}");
     assert_eq!(t["worker_id"], on.as_str());
     wait_until(Duration::from_secs(5), "removed", || row(&c, &on).is_null());
 }
@@ -139,7 +139,7 @@ fn a_capacity_edit_applies_without_a_restart() {
     wait_until(EDIT, "capacity 2", || row(&c, "w1")["capacity"] == 2);
     assert_eq!(row(&c, "w1")["state"], "up");
     c.wait_count("completed", 2, LONG);
-    assert_eq!(c.task("a")["attempts"], 1);
+    assert_eq!(c.task("a")["attempt_count"], 1);
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn joined_workers_are_listed_refused_on_a_clash_and_adopted_after_a_restart() {
     assert_eq!(listed["source"], "joined", "remembered from the store: {listed}");
     wait_until(LONG, "kept completed", || c.status_of("kept") == "completed");
     let kept = c.task("kept");
-    assert_eq!(kept["attempts"], 1, "adopted, not restarted: {kept}");
+    assert_eq!(kept["attempt_count"], 1, "adopted, not restarted: {kept}");
     assert_eq!(kept["worker_id"], "w9");
     // the same worker re-joining after the restart is fine
     let rejoin = c.orch().post("/workers/join", &join_body("w9", &w9, "i-1"));
@@ -264,7 +264,7 @@ fn drain_resume_and_delete() {
     wait_until(LONG, "d2 completed", || c.status_of("d2") == "completed");
     assert_eq!(c.task("d2")["worker_id"], other);
     wait_until(LONG, "d1 completed", || c.status_of("d1") == "completed");
-    assert_eq!(c.task("d1")["attempts"], 1);
+    assert_eq!(c.task("d1")["attempt_count"], 1);
     wait_until(Duration::from_secs(5), "drained", || {
         row(&c, &on)["state"] == "drained"
     });
@@ -291,7 +291,10 @@ fn drain_resume_and_delete() {
     wait_until(LONG, "moved completed", || c.status_of("moved") == "completed");
     let moved = c.task("moved");
     assert_eq!(moved["worker_id"], other, "{moved}");
-    assert_eq!(moved["attempts"], 1, "the removal is not an attempt: {moved}");
+    assert_eq!(
+        moved["attempt_count"], 1,
+        "the removal is not an attempt: {moved}"
+    );
     // and the worker was told to stop it
     wait_until(Duration::from_secs(5), "cancelled on the removed worker", || {
         let w = if on == "w1" { &c.workers[0] } else { &c.workers[1] };
@@ -376,7 +379,7 @@ fn a_worker_shutting_down_is_draining_and_its_task_finishes_there() {
     wait_until(LONG, "t completed", || c.status_of("t") == "completed");
     let t = c.task("t");
     assert_eq!(
-        (t["attempts"].clone(), t["worker_id"].clone()),
+        (t["attempt_count"].clone(), t["worker_id"].clone()),
         (json!(1), json!(on)),
         "{t}"
     );
@@ -400,7 +403,7 @@ fn a_new_address_applies_once_the_worker_is_idle() {
     assert_eq!(row(&c, "w1")["state"], "draining");
     wait_until(LONG, "busy completed", || c.status_of("busy") == "completed");
     assert_eq!(
-        c.task("busy")["attempts"],
+        c.task("busy")["attempt_count"],
         1,
         "the move disturbed the running task"
     );
@@ -413,7 +416,7 @@ fn a_new_address_applies_once_the_worker_is_idle() {
     c.workers[0].wait_exit(Duration::from_secs(5));
     post(&c, vec![sleep_task("there", 0.1)]);
     wait_until(LONG, "there completed", || c.status_of("there") == "completed");
-    assert_eq!(c.task("there")["attempts"], 1);
+    assert_eq!(c.task("there")["attempt_count"], 1);
     assert_eq!(row(&c, "w1")["state"], "up");
 }
 

@@ -70,8 +70,8 @@ fn the_seed_workflow_from_a_dropped_file_to_results() {
         assert_eq!(api["status"], "completed");
         assert_eq!(api["result"]["result"]["metrics"], r["result"]["metrics"]);
         assert_eq!(api["worker_id"], r["worker_id"]);
-        assert_eq!(api["attempts"], 1);
-        assert_eq!(api["attempts_detail"][0]["outcome"], "completed");
+        assert_eq!(api["attempt_count"], 1);
+        assert_eq!(api["attempts"][0]["outcome"], "completed");
     }
     let list = c.orch().get("/tasks").json();
     assert_eq!(list["total"], 10);
@@ -140,7 +140,7 @@ fn higher_priority_runs_first_on_a_busy_worker() {
         .iter()
         .map(|id| {
             (
-                c.task(id)["attempts_detail"][0]["attempt_id"].as_u64().unwrap(),
+                c.task(id)["attempts"][0]["attempt_id"].as_u64().unwrap(),
                 id.to_string(),
             )
         })
@@ -270,7 +270,7 @@ fn cancel_a_queued_and_a_running_task() {
     assert_eq!(c.status_of("running"), "cancelled");
     let q = c.task("queued");
     assert_eq!(q["status"], "cancelled");
-    assert_eq!(q["attempts"], 0, "a cancelled queued task never runs");
+    assert_eq!(q["attempt_count"], 0, "a cancelled queued task never runs");
     // cancelling what has ended changes nothing
     let again = c.orch().delete("/tasks/running");
     assert_eq!(again.status, 409);
@@ -326,7 +326,7 @@ fn sigkill_of_the_orchestrator_loses_nothing_and_repeats_nothing() {
     assert_eq!(seen.len(), 40, "no task lost");
     assert!(seen.values().all(|&n| n == 1), "none recorded twice: {seen:?}");
     for id in &done_before {
-        assert_eq!(c.task(id)["attempts"], 1, "{id} ran again after the restart");
+        assert_eq!(c.task(id)["attempt_count"], 1, "{id} ran again after the restart");
     }
     // what the workers ran: every task at least once, the completed ones once
     let ran: u64 = c

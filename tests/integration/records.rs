@@ -58,7 +58,7 @@ fn cancelling_a_running_task_closes_its_attempt() {
     assert_eq!(r.status, 200, "{}", r.text());
     let t = c.task("long");
     assert_eq!(t["status"], "cancelled", "{t}");
-    let attempts = t["attempts_detail"].as_array().unwrap();
+    let attempts = t["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{t}");
     assert_eq!(attempts[0]["outcome"], "cancelled", "{t}");
     assert!(attempts[0]["ended_at"].is_string(), "{t}");
@@ -68,7 +68,7 @@ fn cancelling_a_running_task_closes_its_attempt() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let t = c.task("long");
-    assert_eq!(t["attempts_detail"][0]["outcome"], "cancelled", "{t}");
+    assert_eq!(t["attempts"][0]["outcome"], "cancelled", "{t}");
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn a_task_waiting_for_its_retry_shows_no_stale_error() {
     );
     wait_until(LONG, "backing off", || {
         let t = c.task("boom");
-        t["status"] == "queued" && t["attempts"] == 1
+        t["status"] == "queued" && t["attempt_count"] == 1
     });
     let t = c.task("boom");
     assert!(t["error"].is_null(), "a queued task has no error of its own: {t}");
@@ -101,7 +101,7 @@ fn a_task_waiting_for_its_retry_shows_no_stale_error() {
         "{t}"
     );
     assert!(
-        t["attempts_detail"][0]["error"]
+        t["attempts"][0]["error"]
             .as_str()
             .unwrap_or("")
             .contains("panicked"),
@@ -117,7 +117,7 @@ fn a_task_waiting_for_its_retry_shows_no_stale_error() {
     assert_eq!(r.status, 200, "{}", r.text());
     wait_until(LONG, "backing off again", || {
         let t = c.task("boom");
-        t["status"] == "queued" && t["attempts_detail"].as_array().map_or(0, Vec::len) == 3
+        t["status"] == "queued" && t["attempts"].as_array().map_or(0, Vec::len) == 3
     });
     let t = c.task("boom");
     assert!(t["error"].is_null(), "{t}");

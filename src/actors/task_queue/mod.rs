@@ -56,12 +56,13 @@ pub use outcome::OutcomeKind;
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
 
 use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
-use super::results_store::RecordResult;
+use super::results_store::{FailuresPending, RecordResult};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
 use crate::metrics::orchestrator::OrchestratorMetrics;
-use crate::model::{Task, WorkerId};
+use crate::model::{Task, TaskStatus, WorkerId};
 use crate::store::{
-    CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError, WasRunning,
+    CancelOutcome, Change, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError,
+    WasRunning,
 };
 use crate::util::time::unix_now;
 use live::{Freed, Outbound};
@@ -110,6 +111,9 @@ pub struct Peers {
     pub reserve: Recipient<Reserve>,
     pub explain: Recipient<Explain>,
     pub results: Recipient<RecordResult>,
+    /// Told when a task failed or was cancelled: its record waits for a
+    /// `task_failures_*.json`.
+    pub failures: Recipient<FailuresPending>,
     pub proxies: HashMap<WorkerId, ProxyPeer>,
 }
 
@@ -122,7 +126,7 @@ impl Peers {
             + Handler<Release>
             + Handler<Reserve>
             + Handler<Explain>,
-        R: Actor<Context = Context<R>> + Handler<RecordResult>,
+        R: Actor<Context = Context<R>> + Handler<RecordResult> + Handler<FailuresPending>,
     {
         Self {
             assign: lb.clone().recipient(),
@@ -130,6 +134,7 @@ impl Peers {
             reserve: lb.clone().recipient(),
             explain: lb.clone().recipient(),
             results: results.clone().recipient(),
+            failures: results.clone().recipient(),
             proxies,
         }
     }
@@ -183,7 +188,15 @@ impl TaskQueue {
     /// Carries out what an event asks: persist (one job), send, schedule
     /// the end of backoffs, record a result after its commit.
     fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
+        let failed = fx
+            .persist
+            .iter()
+            .any(|c| matches!(c, Change::Ended { status, .. } if *status != TaskStatus::Completed));
         self.store.persist(fx.persist);
+        if failed {
+            // after the persist: the record is queued before it is claimed
+            self.failures_pending();
+        }
         for s in fx.send {
             self.send(s);
         }
@@ -217,6 +230,13 @@ impl TaskQueue {
                 }
             });
         }
+    }
+
+    /// A task failed or was cancelled: ResultsStore writes its record.
+    fn failures_pending(&self) {
+        self.peers.failures.do_send(FailuresPending {
+            drained: self.live.live_count() == 0,
+        });
     }
 
     fn send(&self, s: Outbound) {
@@ -491,6 +511,9 @@ impl Handler<CancelTask> for TaskQueue {
                 .into_actor(self)
                 .map(move |reply, act, ctx| {
                     let fx = act.live.cancel_answered(&task_id, reply.as_ref().ok());
+                    if let Ok(CancelOutcome::Cancelled { .. }) = &reply {
+                        act.failures_pending();
+                    }
                     act.apply(fx, ctx);
                     act.try_dispatch(ctx);
                     Ok(reply?)
