@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # an actor is one file or one folder: actors/NAME.rs or actors/NAME/
 actor_files() { local n; for n in "$@"; do
   find "src/actors/$n.rs" "src/actors/$n" -name '*.rs' 2>/dev/null; done; }
-orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/store -name '*.rs' 2>/dev/null
+orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/api/files.rs src/store -name '*.rs' 2>/dev/null
   actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher; }
 worker_files() { find src/worker.rs src/api/worker.rs -name '*.rs' 2>/dev/null
   actor_files executor simulation registrar; }

@@ -265,6 +265,7 @@ pub fn start(
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
+            .configure(crate::api::files::configure)
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)

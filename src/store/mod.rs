@@ -11,6 +11,7 @@
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
 mod fault;
+mod files;
 mod recovery;
 mod schema;
 mod staging;
@@ -24,10 +25,14 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use fault::DbFault;
+pub use files::{
+    read_report, Duplicates, FileRecord, FileState, KnownTask, Rejected, StatusCounts, DUPLICATES_SHOWN,
+    REPORT_MAX_BYTES,
+};
 pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
 pub use staging::StagedOutcome;
-pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskView};
+pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskOrder, TaskView, SORT_MATCHES_MAX};
 use writer::{Job, Op, Reply};
 
 use crate::model::{AttemptEnd, Task, TaskStatus, WorkerId};
@@ -147,6 +152,8 @@ pub enum Change {
     Unstage {
         batch: String,
     },
+    /// A dropped file was refused and moved to `rejected/`.
+    FileRejected(Rejected),
 }
 
 /// What became of a batch given to [`Store::insert_batch`].
@@ -155,7 +162,7 @@ pub enum InsertOutcome {
     /// Every task queued; their sequence numbers, in order.
     Inserted { seqs: Vec<i64> },
     /// Nothing queued: these ids exist.
-    Duplicates(Vec<String>),
+    Duplicates(Duplicates),
     /// The same file was ingested before a crash and never moved.
     AlreadyIngested,
 }
@@ -472,6 +479,12 @@ impl Store {
         }]);
     }
 
+    /// A dropped file was refused and moved to `rejected/`; nobody waits
+    /// for the commit.
+    pub fn file_rejected(&self, rejected: Rejected) {
+        self.persist(vec![Change::FileRejected(rejected)]);
+    }
+
     /// An ingested file was moved to `moved_to`.
     pub fn ingest_moved(&self, sha256: &str, name: &str, moved_to: &str) {
         self.persist(vec![Change::IngestMoved {
@@ -542,5 +555,7 @@ fn unexpected(reply: Reply) -> StoreError {
     StoreError::Failed(format!("unexpected answer from the database: {reply:?}"))
 }
 
+#[cfg(test)]
+mod files_tests;
 #[cfg(test)]
 mod tests;
