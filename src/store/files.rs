@@ -36,7 +36,9 @@ use crate::util::fs::{read_regular, NotRead};
 /// filter of `GET /tasks`; run after [`migrate`], so every column exists.
 const FILES_SCHEMA: &str = "
 CREATE INDEX IF NOT EXISTS ingests_state ON ingests(state);
+CREATE INDEX IF NOT EXISTS ingests_name ON ingests(name);
 CREATE INDEX IF NOT EXISTS tasks_source ON tasks(source);
+CREATE INDEX IF NOT EXISTS tasks_unfiled ON tasks(source) WHERE ingest_id IS NULL;
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE TABLE IF NOT EXISTS file_counts (
     ingest_id INTEGER NOT NULL,

@@ -132,6 +132,20 @@ fn ingested_and_rejected_files_are_listed_newest_first_with_their_counts() {
     );
     assert_eq!(first.stored_as.as_deref(), Some("task_queues/processed/x_a.json"));
     assert_eq!((first.problems, first.summary.clone()), (0, None));
+    // GET /tasks?file= counts the file's tasks from the kept counts
+    let of = |source: &str, status: Option<TaskStatus>| {
+        let filter = TaskFilter {
+            source: Some(source.into()),
+            status,
+            ..Default::default()
+        };
+        read.tasks(&filter, 1, 0).unwrap().1
+    };
+    assert_eq!(of("a.json", None), 8, "both drops of a.json");
+    assert_eq!(of("a.json", Some(TaskStatus::Queued)), 5);
+    assert_eq!(of("a.json", Some(TaskStatus::Cancelled)), 1);
+    assert_eq!((of("api", None), of("api", Some(TaskStatus::Queued))), (2, 2));
+    assert_eq!(of("bad.json", None), 0);
     // by state, and paged
     let (rejected, n) = read.files(Some(FileState::Rejected), 10, 0).unwrap();
     assert_eq!((rejected.len(), n), (1, 1));
@@ -288,7 +302,8 @@ fn a_database_from_before_file_records_is_migrated() {
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
         "DROP TRIGGER file_counts_insert; DROP TRIGGER file_counts_update; DROP TRIGGER file_counts_delete;
-         DROP TABLE file_counts; DROP INDEX ingests_state; DROP INDEX tasks_source; DROP INDEX tasks_created;
+         DROP TABLE file_counts; DROP INDEX ingests_state; DROP INDEX ingests_name; DROP INDEX tasks_source;
+         DROP INDEX tasks_unfiled; DROP INDEX tasks_created;
          ALTER TABLE tasks DROP COLUMN ingest_id;
          ALTER TABLE ingests DROP COLUMN state; ALTER TABLE ingests DROP COLUMN problems;
          ALTER TABLE ingests DROP COLUMN summary; ALTER TABLE ingests DROP COLUMN report;",

@@ -212,20 +212,7 @@ impl ListQuery {
         } else {
             format!("WHERE {}", clauses.join(" AND "))
         };
-        let (count_sql, count_args) =
-            if filter.algorithm.is_none() && filter.worker.is_none() && filter.source.is_none() {
-                // by status and priority only: the kept counts, no scan
-                let kept: Vec<&str> = ["n > 0"].into_iter().chain(clauses.iter().copied()).collect();
-                (
-                    format!(
-                        "SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE {}",
-                        kept.join(" AND ")
-                    ),
-                    args.clone(),
-                )
-            } else {
-                (format!("SELECT COUNT(*) FROM tasks {where_}"), args.clone())
-            };
+        let (count_sql, count_args) = count_query(filter, &clauses, &args, &where_);
         let (order_by, index) = filter.order.sql();
         let page_sql = match index {
             // no filter: the sort's own index, in order
@@ -253,6 +240,51 @@ impl ListQuery {
             _ => &self.page_sql,
         }
     }
+}
+
+/// How many tasks match `filter` (its `clauses` and `args`, `where_`
+/// joined): from kept counts where it can be, never a scan of `tasks`.
+fn count_query(
+    filter: &TaskFilter,
+    clauses: &[&str],
+    args: &[rusqlite::types::Value],
+    where_: &str,
+) -> (String, Vec<rusqlite::types::Value>) {
+    if let (Some(source), None, None, None) =
+        (&filter.source, filter.priority, &filter.algorithm, &filter.worker)
+    {
+        // by file (and status): the dropped files of that name, counted
+        // by `file_counts`, plus the tasks of that source that belong to no
+        // file record (`api`, `orquesta run`'s) through their partial index
+        let status = filter
+            .status
+            .map(|s| rusqlite::types::Value::from(s.as_str().to_string()));
+        let and_status = if status.is_some() { " AND status = ?" } else { "" };
+        let mut count_args = vec![source.clone().into()];
+        count_args.extend(status.clone());
+        count_args.push(source.clone().into());
+        count_args.extend(status);
+        return (
+            format!(
+                "SELECT (SELECT COALESCE(SUM(c.n), 0) FROM ingests i JOIN file_counts c ON c.ingest_id = i.id
+                         WHERE i.name = ?{and_status})
+                      + (SELECT COUNT(*) FROM tasks WHERE source = ? AND ingest_id IS NULL{and_status})"
+            ),
+            count_args,
+        );
+    }
+    if filter.algorithm.is_none() && filter.worker.is_none() && filter.source.is_none() {
+        // by status and priority only: the kept counts, no scan
+        let kept: Vec<&str> = ["n > 0"].into_iter().chain(clauses.iter().copied()).collect();
+        return (
+            format!(
+                "SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE {}",
+                kept.join(" AND ")
+            ),
+            args.to_vec(),
+        );
+    }
+    (format!("SELECT COUNT(*) FROM tasks {where_}"), args.to_vec())
 }
 
 /// Read-only connections for the REST API, reused across requests.
