@@ -26,12 +26,6 @@ use crate::model::{Priority, Task, TaskStatus, Validator};
 use crate::store::Duplicates;
 
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Exit status: 0 every file is valid (and, with --url, none of its ids is known); \
-1 a file is invalid or cannot be read; 3 valid, but the orchestrator already knows some of its ids \
-(dropped, it would be rejected whole); 4 --url was given but the orchestrator could not be asked.\n\n\
-Examples:\n  orquesta validate tareas.json\n  orquesta validate tareas.json --url http://127.0.0.1:5000"
-)]
 pub struct ValidateArgs {
     /// Task files to check (`-` reads standard input).
     #[arg(required = true, value_name = "FILE")]

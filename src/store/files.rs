@@ -4,8 +4,11 @@
 //! can say how far each file has got without counting its tasks.
 //!
 //! # Counts kept, not counted
-//! `file_counts` holds one row per (file, status), kept by triggers in the
-//! same transaction as every change of a task's status (like
+//! `file_counts` holds one row per (file, status): written once when the
+//! file is queued (all its tasks are `queued` then: one row, not one
+//! trigger per task, which would cost the ingest of a million tasks a
+//! million upserts, [`file_queued`]), then kept by triggers in the same
+//! transaction as every change of a task's status or its deletion (like
 //! `task_counts`): a file's progress is a few primary-key reads whatever
 //! the number of tasks stored. A file's tasks are told apart by the id of
 //! its record, not by its name: the same name may be dropped again with
@@ -46,11 +49,6 @@ CREATE TABLE IF NOT EXISTS file_counts (
     n INTEGER NOT NULL,
     PRIMARY KEY (ingest_id, status)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS file_counts_insert AFTER INSERT ON tasks
-WHEN NEW.ingest_id IS NOT NULL BEGIN
-    INSERT INTO file_counts(ingest_id, status, n) VALUES (NEW.ingest_id, NEW.status, 1)
-        ON CONFLICT(ingest_id, status) DO UPDATE SET n = n + 1;
-END;
 CREATE TRIGGER IF NOT EXISTS file_counts_update AFTER UPDATE OF status ON tasks
 WHEN NEW.ingest_id IS NOT NULL AND OLD.status IS NOT NEW.status BEGIN
     UPDATE file_counts SET n = n - 1 WHERE ingest_id = OLD.ingest_id AND status = OLD.status;
@@ -132,6 +130,17 @@ fn backfill(db: &Connection) -> rusqlite::Result<()> {
              SELECT ingest_id, status, COUNT(*) FROM tasks WHERE ingest_id IS NOT NULL
              GROUP BY ingest_id, status;",
     )
+}
+
+/// Counts a file's `n` tasks, just inserted with its id, as queued: the
+/// one place a file's tasks are counted on insert (see the module doc).
+pub(super) fn file_queued(db: &Connection, ingest_id: i64, n: usize) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "INSERT INTO file_counts(ingest_id, status, n) VALUES (?1, 'queued', ?2)
+         ON CONFLICT(ingest_id, status) DO UPDATE SET n = n + ?2",
+    )?
+    .execute(params![ingest_id, n as i64])?;
+    Ok(())
 }
 
 /// A rejected file, recorded once it is in `rejected/`.

@@ -301,7 +301,7 @@ fn a_database_from_before_file_records_is_migrated() {
     // as an earlier version left it: no file columns, no counts
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
-        "DROP TRIGGER file_counts_insert; DROP TRIGGER file_counts_update; DROP TRIGGER file_counts_delete;
+        "DROP TRIGGER file_counts_update; DROP TRIGGER file_counts_delete;
          DROP TABLE file_counts; DROP INDEX ingests_state; DROP INDEX ingests_name; DROP INDEX tasks_source;
          DROP INDEX tasks_unfiled; DROP INDEX tasks_created;
          ALTER TABLE tasks DROP COLUMN ingest_id;

@@ -5,7 +5,8 @@
 //! answer matters (`insert_batch`, `cancel`, `retry`, `page`) answer after
 //! the commit. The thread applies every job waiting in one transaction
 //! (group commit), so a burst of state changes costs one commit. Reads for
-//! the REST API use separate read-only connections ([`ReadPool`]). The
+//! the REST API use separate read-only connections ([`ReadPool`]). Dropped
+//! files are records with their tasks' counts kept by status ([`files`]). The
 //! file is checked when opened (`schema`: a marker row and `PRAGMA
 //! quick_check`), damage met at run time is noted for `/health`
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.

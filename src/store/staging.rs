@@ -94,8 +94,8 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
     let before: i64 = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |r| r.get(0))?;
     let at = unix_now();
     db.execute_batch("SAVEPOINT staged")?;
-    // the file's record first: its tasks carry its id (and are counted
-    // under it by the `file_counts` triggers); undone with them if refused
+    // the file's record first: its tasks carry its id (counted under it
+    // once they are in, see `files`); undone with them if refused
     let ingest_id = match c.ingest {
         Some(ing) => {
             db.prepare_cached(
@@ -118,6 +118,7 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
             if let Some(id) = ingest_id {
                 db.prepare_cached("UPDATE ingests SET tasks = ?2 WHERE id = ?1")?
                     .execute(params![id, n as i64])?;
+                super::files::file_queued(db, id, n)?;
             }
             db.execute_batch("RELEASE staged")?;
             n

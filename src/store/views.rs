@@ -1,8 +1,8 @@
 //! Read views for the REST API and `orquesta run`: read-only connections
 //! ([`ReadPool`]) on blocking threads, tasks and attempts as the API shows
 //! them, counts by status (kept in `task_counts`, never counted by a
-//! scan). Every filter of `GET /tasks` has an index (`schema.rs`); the
-//! tests below check each query's plan.
+//! scan). Every filter and sort of `GET /tasks` has an index (`schema.rs`,
+//! `files.rs`); the tests (`tests.rs`) check each query's plan.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

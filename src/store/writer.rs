@@ -270,6 +270,9 @@ fn insert(
             seqs.push(db.last_insert_rowid());
         }
     }
+    if let Some(id) = ingest_id {
+        super::files::file_queued(db, id, tasks.len())?;
+    }
     Ok(InsertOutcome::Inserted { seqs })
 }
 
