@@ -187,12 +187,7 @@ async fn list_tasks(
         )));
     }
     let offset = whole_param("offset", q.offset.as_deref())?.unwrap_or(0);
-    let order = match &q.sort {
-        None => TaskOrder::Arrival,
-        Some(s) => TaskOrder::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!("sort: expected {}, found {s:?}", TaskOrder::NAMES))
-        })?,
-    };
+    let order = TaskOrder::of_param(q.sort.as_deref()).map_err(ApiError::bad_request)?;
     let filter = TaskFilter {
         status,
         priority,

@@ -102,6 +102,14 @@ impl TaskOrder {
         }
     }
 
+    /// `sort=` as given (absent: arrival), or what to say about it.
+    pub fn of_param(sort: Option<&str>) -> Result<Self, String> {
+        match sort {
+            None => Ok(TaskOrder::Arrival),
+            Some(s) => Self::parse(s).ok_or_else(|| format!("sort: expected {}, found {s:?}", Self::NAMES)),
+        }
+    }
+
     /// `ORDER BY` and the index whose order it is.
     fn sql(self) -> (&'static str, Option<&'static str>) {
         match self {
