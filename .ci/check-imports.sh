@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 actor_files() { local n; for n in "$@"; do
   find "src/actors/$n.rs" "src/actors/$n" -name '*.rs' 2>/dev/null; done; }
 orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/api/prometheus.rs src/metrics/orchestrator.rs \
-    src/store -name '*.rs' 2>/dev/null
-  actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher; }
+    src/api/files.rs src/api/purge.rs src/store -name '*.rs' 2>/dev/null
+  actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher retention; }
 worker_files() { find src/worker.rs src/api/worker.rs src/api/worker_prometheus.rs src/metrics/worker.rs \
     -name '*.rs' 2>/dev/null
   actor_files executor simulation registrar; }

@@ -286,6 +286,7 @@ pub fn start(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
             .configure(crate::api::purge::configure)
+            .configure(crate::api::files::configure)
             .configure(routes::configure)
             .configure(prometheus::configure)
     });

@@ -1,6 +1,7 @@
 //! HTTP routes: thin handlers that parse, ask an actor, render JSON.
 //! [`orchestrator`] is the orchestrator's REST API, [`worker`] a worker
-//! node's; [`protocol`] holds the wire types the two exchange (the one
+//! node's, [`files`] the orchestrator's file records and known ids;
+//! [`protocol`] holds the wire types the two exchange (the one
 //! thing both sides share), [`error`] the one JSON error shape and
 //! [`limits`] what one client may cost either server, [`auth`] the token
 //! check both servers wrap around their routes. [`prometheus`] and
@@ -9,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod limits;
 pub mod orchestrator;
 pub mod prometheus;

@@ -25,7 +25,7 @@ use crate::actors::worker_proxy::{InFlightAttempts, Retire};
 use crate::api::protocol::{JoinAnswer, JoinRequest};
 use crate::model::taskfile;
 use crate::model::{Priority, TaskStatus, Validator};
-use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter};
+use crate::store::{CancelOutcome, ReadPool, RetryOutcome, StoreError, TaskFilter, TaskOrder};
 
 /// What the handlers share.
 pub struct OrchestratorApi {
@@ -105,9 +105,9 @@ impl From<StoreError> for ApiError {
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match &e {
-            SubmitError::Duplicates(d) => {
-                ApiError::new(ErrorCode::DuplicateTaskIds, e.to_string()).with("duplicates", json!(d))
-            }
+            SubmitError::Duplicates(d) => ApiError::new(ErrorCode::DuplicateTaskIds, e.to_string())
+                .with("duplicates", json!(d.ids))
+                .with("known", json!(d.first)),
             SubmitError::Store(_) => ApiError::unavailable(e.to_string()),
         }
     }
@@ -136,8 +136,8 @@ async fn index() -> HttpResponse {
         "service": "orquesta orchestrator",
         "version": env!("CARGO_PKG_VERSION"),
         "endpoints": [
-            "GET /tasks?status=&priority=&algorithm=&worker=&limit=&offset=",
-            "POST /tasks", "GET /tasks/{task_id}", "DELETE /tasks/{task_id}", "POST /tasks/{task_id}/retry",
+            "GET /tasks?status=&priority=&algorithm=&worker=&file=&sort=&limit=&offset=",
+            "POST /tasks", "POST /tasks/known", "GET /files?state=&limit=&offset=", "GET /files/{id}", "GET /tasks/{task_id}", "DELETE /tasks/{task_id}", "POST /tasks/{task_id}/retry",
             "GET /workers", "GET /workers/{worker_id}", "POST /workers/join",
             "POST /workers/{worker_id}/drain", "POST /workers/{worker_id}/resume", "DELETE /workers/{worker_id}",
             "GET /stats", "GET /stats/performance", "GET /health",
@@ -153,12 +153,15 @@ struct ListQuery {
     priority: Option<String>,
     algorithm: Option<String>,
     worker: Option<String>,
+    file: Option<String>,
+    sort: Option<String>,
     limit: Option<String>,
     offset: Option<String>,
 }
 
 /// `GET /tasks`: `{"tasks": [...], "total": N, "limit", "offset"}`, in
-/// arrival order, filtered.
+/// arrival order or `sort=`, filtered (`file=`: the source file's name,
+/// `api` for `POST /tasks`).
 async fn list_tasks(
     api: web::Data<OrchestratorApi>,
     q: web::Query<ListQuery>,
@@ -184,11 +187,14 @@ async fn list_tasks(
         )));
     }
     let offset = whole_param("offset", q.offset.as_deref())?.unwrap_or(0);
+    let order = TaskOrder::of_param(q.sort.as_deref()).map_err(ApiError::bad_request)?;
     let filter = TaskFilter {
         status,
         priority,
         algorithm: q.algorithm.clone(),
         worker: q.worker.clone(),
+        source: q.file.clone(),
+        order,
     };
     let read = Arc::clone(&api.read);
     let (tasks, total) = blocking(move || read.tasks(&filter, limit, offset)).await?;

@@ -146,8 +146,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  orquesta validate tareas_manuales_ejemplo.json\n  \
                       orquesta validate task_queues/*.json      # also finds ids that two files share\n  \
-                      orquesta gen --count 5 --output - | orquesta validate -\n\n\
-                      Exit status: 0 when every file is valid, 1 otherwise. A problem reads\n  \
+                      orquesta gen --count 5 --output - | orquesta validate -\n  \
+                      orquesta validate tareas.json --url http://127.0.0.1:5000   # ids it already knows?\n\n\
+                      Exit status: 0 every file is valid (and, with --url, none of its ids is known); 1 a file \
+                      is invalid or cannot be read; 3 valid, but the orchestrator already knows some of its ids \
+                      (dropped, the file would be rejected whole); 4 --url was given but the orchestrator could \
+                      not be asked. A problem reads\n  \
                       tasks[7].parameters.num_particles: expected a whole number ≥ 13, found 5: …"
     )]
     Validate(crate::cli::validate::ValidateArgs),

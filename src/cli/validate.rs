@@ -1,23 +1,88 @@
-//! `orquesta validate FILE…`: the orchestrator's own validator
+//! `orquesta validate FILE… [--url URL]`: the orchestrator's own validator
 //! ([`crate::model::taskfile::parse_bytes`]) run locally. Every problem is printed
 //! with its path in the JSON; a good file gets a one-line summary (tasks
-//! per algorithm and priority, total work in particle-steps).
+//! per algorithm and priority, total work in particle-steps). With
+//! `--url`, a good file's ids are also checked against the running
+//! orchestrator (`POST /tasks/known`, in batches): ids it knows would have
+//! the file rejected whole, so they are named with where their results
+//! are. The exit status tells the cases apart ([`EXIT_INVALID`],
+//! [`EXIT_KNOWN`], [`EXIT_NOT_ASKED`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
+use std::time::Duration;
 
+use clap::Args;
+use serde_json::json;
+
+use super::client::{self, CallError, Endpoint};
 use super::table::thousands;
+use crate::actors::file_watcher::duplicates;
+use crate::api::files::KNOWN_MAX_IDS;
 use crate::model::taskfile::{self, Rejection, TaskBatch};
-use crate::model::{Priority, Task, Validator};
+use crate::model::{Priority, Task, TaskStatus, Validator};
+use crate::store::Duplicates;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Task files to check (`-` reads standard input).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Also ask the orchestrator at this URL which of the files' task ids
+    /// it already knows (they would have the file rejected), and where
+    /// their results are. Sends the cluster's token (--token-file,
+    /// ORQUESTA_TOKEN) like the other client commands.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// A file is invalid or cannot be read.
+pub const EXIT_INVALID: u8 = 1;
+/// Every file is valid, but the orchestrator already knows some of the
+/// ids: dropped, the file would be rejected whole.
+pub const EXIT_KNOWN: u8 = 3;
+/// `--url` was given, but the orchestrator could not be asked.
+pub const EXIT_NOT_ASKED: u8 = 4;
+
+/// How long one `POST /tasks/known` may take.
+const KNOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks the orchestrator which of `ids` it knows, in batches of
+/// [`KNOWN_MAX_IDS`]; the known ones, the first few with where they stand.
+pub fn known_ids(endpoint: &Endpoint, ids: &[String]) -> Result<Duplicates, CallError> {
+    let mut known = Duplicates::default();
+    for batch in ids.chunks(KNOWN_MAX_IDS) {
+        let body = serde_json::to_vec(&json!({ "task_ids": batch })).unwrap_or_default();
+        let answer = client::call_json(endpoint, "POST", "/tasks/known", Some(&body), KNOWN_TIMEOUT)?.0;
+        for t in answer["known"].as_array().into_iter().flatten() {
+            let (Some(id), Some(status)) = (
+                t["task_id"].as_str(),
+                t["status"].as_str().and_then(|s| s.parse::<TaskStatus>().ok()),
+            ) else {
+                continue;
+            };
+            known.push(
+                id.to_string(),
+                status,
+                t["results_file"].as_str().map(String::from),
+            );
+        }
+    }
+    Ok(known)
+}
+
+/// The warning for a valid file whose ids the orchestrator knows.
+pub fn known_warning(name: &str, url: &str, known: &Duplicates, total: usize) -> String {
+    format!(
+        "{name}: warning: {} of its {total} task ids are already known to the orchestrator at {url}; \
+         dropped as it is, the file would be rejected whole (nothing of it would run):\n{}\
+         To run them again:\n{}",
+        known.ids.len(),
+        duplicates::listing(known),
+        duplicates::how_to_run_again(known)
+    )
 }
 
 /// The validator the orchestrator would use here: limits and test kernels
@@ -94,6 +159,14 @@ pub fn print_rejection(name: &str, rejection: &Rejection) {
 
 /// `orquesta validate`.
 pub fn run(args: &ValidateArgs) -> ExitCode {
+    let endpoint = match args.url.as_deref().map(Endpoint::parse).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: --url: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut any_known, mut not_asked) = (false, false);
     let validator = local_validator();
     let several = args.files.len() > 1;
     // task id -> (file, index in it), to find ids that two files share
@@ -143,11 +216,33 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         for w in &batch.warnings {
             println!("{name}: warning: {w}");
         }
+        let Some(endpoint) = &endpoint else { continue };
+        let ids: Vec<String> = batch.tasks.iter().map(|t| t.task_id.to_string()).collect();
+        match known_ids(endpoint, &ids) {
+            Ok(known) if known.is_empty() => {
+                println!(
+                    "{name}: none of its task ids is known to the orchestrator at {}",
+                    endpoint.url()
+                )
+            }
+            Ok(known) => {
+                any_known = true;
+                print!("{}", known_warning(&name, &endpoint.url(), &known, ids.len()));
+            }
+            Err(e) => {
+                not_asked = true;
+                eprintln!("{name}: error: {}", client::unreachable_hint(endpoint, &e));
+            }
+        }
     }
-    if all_good {
-        ExitCode::SUCCESS
+    if !all_good {
+        ExitCode::from(EXIT_INVALID)
+    } else if not_asked {
+        ExitCode::from(EXIT_NOT_ASKED)
+    } else if any_known {
+        ExitCode::from(EXIT_KNOWN)
     } else {
-        ExitCode::FAILURE
+        ExitCode::SUCCESS
     }
 }
 

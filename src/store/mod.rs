@@ -5,12 +5,14 @@
 //! answer matters (`insert_batch`, `cancel`, `retry`, `page`) answer after
 //! the commit. The thread applies every job waiting in one transaction
 //! (group commit), so a burst of state changes costs one commit. Reads for
-//! the REST API use separate read-only connections ([`ReadPool`]). The
+//! the REST API use separate read-only connections ([`ReadPool`]). Dropped
+//! files are records with their tasks' counts kept by status ([`files`]). The
 //! file is checked when opened (`schema`: a marker row and `PRAGMA
 //! quick_check`), damage met at run time is noted for `/health`
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
 mod fault;
+mod files;
 mod history;
 mod purge;
 mod recovery;
@@ -26,12 +28,16 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use fault::DbFault;
+pub use files::{
+    read_report, Duplicates, FileRecord, FileState, KnownTask, Rejected, StatusCounts, DUPLICATES_SHOWN,
+    REPORT_MAX_BYTES,
+};
 pub use history::{settle_failure_files, FailureRecord, FAILURES_PER_FILE};
 pub use purge::{PurgeReport, Space};
 pub use recovery::{recover, Recovery, StoredMember, Unwritten, WasRunning};
 pub use schema::{next_boot, open};
 pub use staging::StagedOutcome;
-pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskView};
+pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskOrder, TaskView, SORT_MATCHES_MAX};
 use writer::{Job, Op, Reply};
 
 use crate::model::{AttemptEnd, Task, TaskStatus, WorkerId};
@@ -155,6 +161,8 @@ pub enum Change {
     Unstage {
         batch: String,
     },
+    /// A dropped file was refused and moved to `rejected/`.
+    FileRejected(Rejected),
 }
 
 /// What became of a batch given to [`Store::insert_batch`].
@@ -163,7 +171,7 @@ pub enum InsertOutcome {
     /// Every task queued; their sequence numbers, in order.
     Inserted { seqs: Vec<i64> },
     /// Nothing queued: these ids exist.
-    Duplicates(Vec<String>),
+    Duplicates(Duplicates),
     /// The same file was ingested before a crash and never moved.
     AlreadyIngested,
 }
@@ -480,6 +488,12 @@ impl Store {
         }]);
     }
 
+    /// A dropped file was refused and moved to `rejected/`; nobody waits
+    /// for the commit.
+    pub fn file_rejected(&self, rejected: Rejected) {
+        self.persist(vec![Change::FileRejected(rejected)]);
+    }
+
     /// An ingested file was moved to `moved_to`.
     pub fn ingest_moved(&self, sha256: &str, name: &str, moved_to: &str) {
         self.persist(vec![Change::IngestMoved {
@@ -550,5 +564,7 @@ fn unexpected(reply: Reply) -> StoreError {
     StoreError::Failed(format!("unexpected answer from the database: {reply:?}"))
 }
 
+#[cfg(test)]
+mod files_tests;
 #[cfg(test)]
 mod tests;

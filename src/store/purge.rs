@@ -173,7 +173,7 @@ pub(super) fn window(
     Ok(w)
 }
 
-/// The `ingests` rows of these files (moved ones: one still waiting to be
+/// The `ingests` rows of these files (ingested and moved ones: one still waiting to be
 /// moved guards against a second queueing); removed unless `dry_run`. The caller gives the files the
 /// windows found no task kept of, up to `seq` `scanned`; a task of one of
 /// them queued since (a file of the same name) keeps its row.
@@ -186,16 +186,24 @@ pub(super) fn ingests(
     let mut n = 0;
     for source in sources {
         n += if dry_run {
-            db.prepare_cached("SELECT COUNT(*) FROM ingests WHERE name = ?1 AND moved_to IS NOT NULL")?
+            db.prepare_cached(
+                "SELECT COUNT(*) FROM ingests WHERE name = ?1 AND moved_to IS NOT NULL AND state = 'ingested'",
+            )?
                 .query_row(params![source], |r| r.get::<_, i64>(0))? as u64
         } else {
             // `seq > ?3`: a range of the primary key, not a scan of every task
             db.prepare_cached(
-                "DELETE FROM ingests WHERE name = ?1 AND moved_to IS NOT NULL
+                "DELETE FROM ingests WHERE name = ?1 AND moved_to IS NOT NULL AND state = 'ingested'
                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE seq > ?2 AND source = ?1)",
             )?
             .execute(params![source, scanned])? as u64
         };
+    }
+    if !dry_run && n > 0 {
+        // the kept counts of forgotten files go with them: ids are reused
+        // (no AUTOINCREMENT), and a later file must not inherit them
+        db.prepare_cached("DELETE FROM file_counts WHERE ingest_id NOT IN (SELECT id FROM ingests)")?
+            .execute([])?;
     }
     Ok(n)
 }

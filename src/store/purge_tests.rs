@@ -175,6 +175,16 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(names, ["new.json", "old.json"], "gone.json has no task left");
+        // a forgotten file leaves no kept counts behind: a later file given
+        // its id (ids are reused) must not inherit them
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM file_counts WHERE ingest_id NOT IN (SELECT id FROM ingests)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
         let attempts: i64 = conn
             .query_row("SELECT COUNT(*) FROM attempts WHERE task_id = 'f1'", [], |r| {
                 r.get(0)

@@ -147,6 +147,7 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", if sync_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.execute_batch(SCHEMA)?;
+    super::files::migrate(&conn)?;
     start_afresh(&conn)?;
     Ok(conn)
 }

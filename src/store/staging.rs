@@ -22,7 +22,7 @@
 use rusqlite::{params, Connection, ErrorCode};
 
 use super::writer::{queued_row, QUEUED_COLUMNS};
-use super::{Ingest, NewTask, QueuedRow};
+use super::{Duplicates, Ingest, NewTask, QueuedRow};
 use crate::util::time::unix_now;
 
 /// What became of a staged file given to [`super::Store::commit_staged`].
@@ -38,7 +38,7 @@ pub enum StagedOutcome {
         more: Vec<String>,
     },
     /// Nothing queued: these ids exist already.
-    Duplicates(Vec<String>),
+    Duplicates(Duplicates),
     /// The same file was ingested before a crash and never moved.
     AlreadyIngested,
 }
@@ -94,29 +94,50 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
     let before: i64 = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |r| r.get(0))?;
     let at = unix_now();
     db.execute_batch("SAVEPOINT staged")?;
+    // the file's record first: its tasks carry its id (counted under it
+    // once they are in, see `files`); undone with them if refused
+    let ingest_id = match c.ingest {
+        Some(ing) => {
+            db.prepare_cached(
+                "INSERT INTO ingests(name, size, sha256, tasks, ingested_at) VALUES (?1, ?2, ?3, 0, ?4)",
+            )?
+            .execute(params![ing.name, ing.size as i64, ing.sha256, at])?;
+            Some(db.last_insert_rowid())
+        }
+        None => None,
+    };
     let moved = db
         .prepare_cached(
-            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at)
-             SELECT task_id, priority, algorithm, kernel, 'queued', body, ?2, ?3
+            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id)
+             SELECT task_id, priority, algorithm, kernel, 'queued', body, ?2, ?3, ?4
              FROM ingest_staging WHERE batch = ?1 ORDER BY ord",
         )?
-        .execute(params![c.batch, c.source, at]);
+        .execute(params![c.batch, c.source, at, ingest_id]);
     let count = match moved {
         Ok(n) => {
+            if let Some(id) = ingest_id {
+                db.prepare_cached("UPDATE ingests SET tasks = ?2 WHERE id = ?1")?
+                    .execute(params![id, n as i64])?;
+                super::files::file_queued(db, id, n)?;
+            }
             db.execute_batch("RELEASE staged")?;
             n
         }
         Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-            // the unique task_id: name every id that exists (the file's own
-            // duplicates were refused before anything was staged)
+            // the unique task_id: name every id that exists, with where it
+            // stands (the file's own duplicates were refused before
+            // anything was staged)
             db.execute_batch("ROLLBACK TO staged; RELEASE staged")?;
-            let dups = db
-                .prepare_cached(
-                    "SELECT s.task_id FROM ingest_staging s JOIN tasks t ON t.task_id = s.task_id
-                     WHERE s.batch = ?1 ORDER BY s.ord",
-                )?
-                .query_map(params![c.batch], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let mut dups = Duplicates::default();
+            let mut known = db.prepare_cached(
+                "SELECT s.task_id, t.status, t.results_file FROM ingest_staging s
+                 JOIN tasks t ON t.task_id = s.task_id WHERE s.batch = ?1 ORDER BY s.ord",
+            )?;
+            let mut rows = known.query(params![c.batch])?;
+            while let Some(r) = rows.next()? {
+                dups.push(r.get(0)?, r.get(1)?, r.get(2)?);
+            }
+            drop(rows);
             if dups.is_empty() {
                 return Err(e);
             }
@@ -128,12 +149,6 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
             return Err(e);
         }
     };
-    if let Some(ing) = c.ingest {
-        db.prepare_cached(
-            "INSERT INTO ingests(name, size, sha256, tasks, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![ing.name, ing.size as i64, ing.sha256, count as i64, at])?;
-    }
     unstage(db, c.batch)?;
     let (first, more) = first_rows(db, before, c.kernels, c.window)?;
     Ok(StagedOutcome::Queued { count, first, more })

@@ -25,7 +25,7 @@ fn inserts_are_all_or_nothing_and_duplicates_are_named() {
     let r = block(store.insert_batch(vec![task("a", 1), task("b", 0)], None, "api".into())).unwrap();
     assert!(matches!(&r, InsertOutcome::Inserted { seqs } if seqs.len() == 2));
     let r = block(store.insert_batch(vec![task("c", 1), task("b", 0)], None, "api".into())).unwrap();
-    assert!(matches!(&r, InsertOutcome::Duplicates(d) if d == &["b".to_string()]));
+    assert!(matches!(&r, InsertOutcome::Duplicates(d) if d.ids == ["b"]));
     let pool = ReadPool::new(&path);
     let (rows, total) = pool.tasks(&TaskFilter::default(), 10, 0).unwrap();
     assert_eq!(total, 2, "c must not be inserted");
@@ -59,7 +59,7 @@ fn a_file_ingested_but_not_moved_is_recognised() {
     assert_eq!(insert(&["x"]), InsertOutcome::AlreadyIngested);
     store.ingest_moved("abc", "f.json", "processed/f.json");
     // dropped again after it was moved: a real duplicate
-    assert!(matches!(&insert(&["x"]), InsertOutcome::Duplicates(d) if d.len() == 1));
+    assert!(matches!(&insert(&["x"]), InsertOutcome::Duplicates(d) if d.ids.len() == 1));
 }
 
 #[test]
@@ -263,7 +263,10 @@ fn a_staged_file_with_a_stored_id_is_refused_whole() {
     store.stage_blocking("f", ids(0..3, "t", 1)).unwrap();
     store.stage_blocking("f", ids(3..5, "t", 1)).unwrap();
     let out = block(store.commit_staged("f", None, "f.json".into(), vec!["reference".into()], 100)).unwrap();
-    assert_eq!(out, StagedOutcome::Duplicates(vec!["t002".into()]));
+    let StagedOutcome::Duplicates(d) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(d.ids, ["t002"]);
     let (rows, total) = ReadPool::new(&path)
         .tasks(&TaskFilter::default(), 100, 0)
         .unwrap();
@@ -397,10 +400,16 @@ fn every_filter_of_get_tasks_reads_an_index() {
             ..Default::default()
         },
         TaskFilter {
+            source: Some("tareas.json".into()),
+            ..Default::default()
+        },
+        TaskFilter {
             status: Some(TaskStatus::Failed),
             priority: Some(Priority::Low),
             worker: Some("w1".into()),
             algorithm: Some("reference".into()),
+            source: Some("api".into()),
+            order: TaskOrder::Arrival,
         },
     ];
     let plan = |sql: &str, args: &[rusqlite::types::Value]| -> String {
@@ -426,6 +435,52 @@ fn every_filter_of_get_tasks_reads_an_index() {
                 "{filter:?}: {plan}"
             );
         }
+        // each sort: with many matches, the sort's index walked in order
+        // (no sort of every match); with few (at most SORT_MATCHES_MAX),
+        // the filter's index, then a sort of those few
+        for order in [TaskOrder::Created, TaskOrder::CreatedDesc, TaskOrder::Priority] {
+            let sorted = TaskFilter {
+                order,
+                ..filter.clone()
+            };
+            let q = views::ListQuery::of(&sorted);
+            let full_scan = |p: &str| p.split("; ").any(|step| step == "SCAN tasks");
+            let many = plan(q.page_for(SORT_MATCHES_MAX + 1), &args);
+            assert!(!many.contains("TEMP B-TREE"), "{sorted:?}: {many}");
+            assert!(many.contains("INDEX") && !full_scan(&many), "{sorted:?}: {many}");
+            let few = plan(q.page_for(SORT_MATCHES_MAX), &args);
+            assert!(few.contains("INDEX") && !full_scan(&few), "{sorted:?}: {few}");
+        }
+    }
+    // a sort and no filter: the sort's index, in order
+    for order in [TaskOrder::Created, TaskOrder::CreatedDesc, TaskOrder::Priority] {
+        let q = views::ListQuery::of(&TaskFilter {
+            order,
+            ..Default::default()
+        });
+        let p = plan(q.page_for(1_000_000), &[100i64.into(), 0i64.into()]);
+        assert!(
+            p.contains("USING INDEX") && !p.contains("TEMP B-TREE"),
+            "{order:?}: {p}"
+        );
+    }
+    // the file filter's count reads kept counts, never the file's tasks
+    for status in [None, Some(TaskStatus::Queued)] {
+        let q = views::ListQuery::of(&TaskFilter {
+            status,
+            ..filters[5].clone()
+        });
+        let count = plan(&q.count_sql, &q.count_args);
+        assert!(
+            count.contains("ingests_name")
+                && count.contains("SEARCH c USING PRIMARY KEY (ingest_id=?")
+                && count.contains("tasks_unfiled"),
+            "{count}"
+        );
+        assert!(
+            !count.replace("SCAN CONSTANT ROW", "").contains("SCAN"),
+            "{count}"
+        );
     }
     let one = plan(
         "SELECT * FROM tasks WHERE task_id = ?1",

@@ -1,8 +1,8 @@
 //! Read views for the REST API and `orquesta run`: read-only connections
 //! ([`ReadPool`]) on blocking threads, tasks and attempts as the API shows
 //! them, counts by status (kept in `task_counts`, never counted by a
-//! scan). Every filter of `GET /tasks` has an index (`schema.rs`); the
-//! tests below check each query's plan.
+//! scan). Every filter and sort of `GET /tasks` has an index (`schema.rs`,
+//! `files.rs`); the tests (`tests.rs`) check each query's plan.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -65,14 +65,69 @@ pub struct AttemptView {
     pub error: Option<String>,
 }
 
-/// Filters of `GET /tasks`.
+/// Filters of `GET /tasks`, and the order of the page.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub priority: Option<Priority>,
     pub algorithm: Option<String>,
     pub worker: Option<String>,
+    /// The source: a dropped file's name, or `api`.
+    pub source: Option<String>,
+    pub order: TaskOrder,
 }
+
+/// The order of `GET /tasks` (`sort=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskOrder {
+    /// Arrival (`seq`): the default.
+    #[default]
+    Arrival,
+    /// `created_at`, oldest first (a retried task was created again).
+    Created,
+    /// `-created_at`, newest first.
+    CreatedDesc,
+    /// `priority`: high first, then arrival.
+    Priority,
+}
+
+impl TaskOrder {
+    /// The values `sort=` takes.
+    pub const NAMES: &'static str = "created_at, -created_at or priority";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "created_at" => Some(TaskOrder::Created),
+            "-created_at" => Some(TaskOrder::CreatedDesc),
+            "priority" => Some(TaskOrder::Priority),
+            _ => None,
+        }
+    }
+
+    /// `sort=` as given (absent: arrival), or what to say about it.
+    pub fn of_param(sort: Option<&str>) -> Result<Self, String> {
+        match sort {
+            None => Ok(TaskOrder::Arrival),
+            Some(s) => Self::parse(s).ok_or_else(|| format!("sort: expected {}, found {s:?}", Self::NAMES)),
+        }
+    }
+
+    /// `ORDER BY` and the index whose order it is.
+    fn sql(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            TaskOrder::Arrival => ("seq", None),
+            TaskOrder::Created => ("created_at, seq", Some("tasks_created")),
+            TaskOrder::CreatedDesc => ("created_at DESC, seq DESC", Some("tasks_created")),
+            TaskOrder::Priority => ("priority, seq", Some("tasks_priority")),
+        }
+    }
+}
+
+/// A sorted, filtered list with at most this many matches is read through
+/// the filter's index and sorted (bounded work); with more, the sort's
+/// index is walked in order and the filter checked on the way, so a page
+/// never sorts every match of a large filter.
+pub const SORT_MATCHES_MAX: u64 = 10_000;
 
 /// Task counts by status, and by (priority, status).
 pub type Counts = (Vec<(TaskStatus, u64)>, Vec<(Priority, TaskStatus, u64)>);
@@ -120,7 +175,12 @@ fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskV
 pub(super) struct ListQuery {
     pub count_sql: String,
     pub count_args: Vec<rusqlite::types::Value>,
+    /// Through the filter's index (sorted afterwards for a sort other
+    /// than arrival: for at most [`SORT_MATCHES_MAX`] matches).
     pub page_sql: String,
+    /// For a sort with a filter: the sort's index walked in order, the
+    /// filter checked on the way (for more matches).
+    pub walk_sql: Option<String>,
     pub args: Vec<rusqlite::types::Value>,
 }
 
@@ -153,31 +213,88 @@ impl ListQuery {
             clauses.push("worker_id = ?");
             args.push(w.clone().into());
         }
+        if let Some(f) = &filter.source {
+            clauses.push("source = ?");
+            args.push(f.clone().into());
+        }
         let where_ = if clauses.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", clauses.join(" AND "))
         };
-        let (count_sql, count_args) = if filter.algorithm.is_none() && filter.worker.is_none() {
-            // by status and priority only: the kept counts, no scan
-            let kept: Vec<&str> = ["n > 0"].into_iter().chain(clauses.iter().copied()).collect();
-            (
-                format!(
-                    "SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE {}",
-                    kept.join(" AND ")
-                ),
-                args.clone(),
-            )
-        } else {
-            (format!("SELECT COUNT(*) FROM tasks {where_}"), args.clone())
+        let (count_sql, count_args) = count_query(filter, &clauses, &args, &where_);
+        let (order_by, index) = filter.order.sql();
+        let page_sql = match index {
+            // no filter: the sort's own index, in order
+            Some(index) if clauses.is_empty() => {
+                format!("SELECT {VIEW_COLUMNS} FROM tasks INDEXED BY {index} ORDER BY {order_by} LIMIT ? OFFSET ?")
+            }
+            _ => format!("SELECT {VIEW_COLUMNS} FROM tasks {where_} ORDER BY {order_by} LIMIT ? OFFSET ?"),
         };
+        let walk_sql = index.filter(|_| !clauses.is_empty()).map(|index| {
+            format!("SELECT {VIEW_COLUMNS} FROM tasks INDEXED BY {index} {where_} ORDER BY {order_by} LIMIT ? OFFSET ?")
+        });
         Self {
             count_sql,
             count_args,
-            page_sql: format!("SELECT {VIEW_COLUMNS} FROM tasks {where_} ORDER BY seq LIMIT ? OFFSET ?"),
+            page_sql,
+            walk_sql,
             args,
         }
     }
+
+    /// The page statement for `total` matches.
+    pub fn page_for(&self, total: u64) -> &str {
+        match &self.walk_sql {
+            Some(walk) if total > SORT_MATCHES_MAX => walk,
+            _ => &self.page_sql,
+        }
+    }
+}
+
+/// How many tasks match `filter` (its `clauses` and `args`, `where_`
+/// joined): from kept counts where it can be, never a scan of `tasks`.
+fn count_query(
+    filter: &TaskFilter,
+    clauses: &[&str],
+    args: &[rusqlite::types::Value],
+    where_: &str,
+) -> (String, Vec<rusqlite::types::Value>) {
+    if let (Some(source), None, None, None) =
+        (&filter.source, filter.priority, &filter.algorithm, &filter.worker)
+    {
+        // by file (and status): the dropped files of that name, counted
+        // by `file_counts`, plus the tasks of that source that belong to no
+        // file record (`api`, `orquesta run`'s) through their partial index
+        let status = filter
+            .status
+            .map(|s| rusqlite::types::Value::from(s.as_str().to_string()));
+        let and_status = if status.is_some() { " AND status = ?" } else { "" };
+        let mut count_args = vec![source.clone().into()];
+        count_args.extend(status.clone());
+        count_args.push(source.clone().into());
+        count_args.extend(status);
+        return (
+            format!(
+                "SELECT (SELECT COALESCE(SUM(c.n), 0) FROM ingests i JOIN file_counts c ON c.ingest_id = i.id
+                         WHERE i.name = ?{and_status})
+                      + (SELECT COUNT(*) FROM tasks WHERE source = ? AND ingest_id IS NULL{and_status})"
+            ),
+            count_args,
+        );
+    }
+    if filter.algorithm.is_none() && filter.worker.is_none() && filter.source.is_none() {
+        // by status and priority only: the kept counts, no scan
+        let kept: Vec<&str> = ["n > 0"].into_iter().chain(clauses.iter().copied()).collect();
+        return (
+            format!(
+                "SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE {}",
+                kept.join(" AND ")
+            ),
+            args.to_vec(),
+        );
+    }
+    (format!("SELECT COUNT(*) FROM tasks {where_}"), args.to_vec())
 }
 
 /// Read-only connections for the REST API, reused across requests.
@@ -292,7 +409,7 @@ impl ReadPool {
             // SQLite reads as none: the first page for an absurd offset
             page_args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
             let rows = db
-                .prepare_cached(&q.page_sql)?
+                .prepare_cached(q.page_for(total.max(0) as u64))?
                 .query_map(params_from_iter(page_args.iter()), |r| task_view(r, false))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((rows, total as u64))

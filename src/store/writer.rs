@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::staging::{self, Commit, StagedOutcome};
 use super::{history, purge};
-use super::{CancelOutcome, Change, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
+use super::{CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
 use crate::model::TaskStatus;
 use crate::util::time::unix_now;
 
@@ -75,7 +75,8 @@ pub(super) enum Op {
 pub(super) fn committed_unmoved(db: &Connection, sha256: &str, name: &str) -> rusqlite::Result<bool> {
     let earlier: Option<Option<String>> = db
         .prepare_cached(
-            "SELECT moved_to FROM ingests WHERE sha256 = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
+            "SELECT moved_to FROM ingests WHERE sha256 = ?1 AND name = ?2 AND state = 'ingested'
+             ORDER BY id DESC LIMIT 1",
         )?
         .query_row(params![sha256, name], |r| r.get(0))
         .optional()?;
@@ -294,12 +295,15 @@ fn insert(
             return Ok(InsertOutcome::AlreadyIngested);
         }
     }
-    let mut dups = Vec::new();
+    let mut dups = Duplicates::default();
     {
-        let mut exists = db.prepare_cached("SELECT 1 FROM tasks WHERE task_id = ?1")?;
+        let mut exists = db.prepare_cached("SELECT status, results_file FROM tasks WHERE task_id = ?1")?;
         for t in &tasks {
-            if exists.exists(params![t.task_id])? {
-                dups.push(t.task_id.clone());
+            if let Some((status, file)) = exists
+                .query_row(params![t.task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            {
+                dups.push(t.task_id.clone(), status, file);
             }
         }
     }
@@ -307,11 +311,28 @@ fn insert(
         return Ok(InsertOutcome::Duplicates(dups));
     }
     let at = unix_now();
+    // the file's record first: its tasks carry its id
+    let ingest_id = match ingest {
+        Some(ing) => {
+            db.prepare_cached(
+                "INSERT INTO ingests(name, size, sha256, tasks, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                ing.name,
+                ing.size as i64,
+                ing.sha256,
+                tasks.len() as i64,
+                at
+            ])?;
+            Some(db.last_insert_rowid())
+        }
+        None => None,
+    };
     let mut seqs = Vec::with_capacity(tasks.len());
     {
         let mut insert = db.prepare_cached(
-            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
+            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
         )?;
         for t in &tasks {
             insert.execute(params![
@@ -321,22 +342,14 @@ fn insert(
                 t.kernel,
                 t.body,
                 source,
-                at
+                at,
+                ingest_id
             ])?;
             seqs.push(db.last_insert_rowid());
         }
     }
-    if let Some(ing) = ingest {
-        db.prepare_cached(
-            "INSERT INTO ingests(name, size, sha256, tasks, ingested_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            ing.name,
-            ing.size as i64,
-            ing.sha256,
-            tasks.len() as i64,
-            at
-        ])?;
+    if let Some(id) = ingest_id {
+        super::files::file_queued(db, id, tasks.len())?;
     }
     Ok(InsertOutcome::Inserted { seqs })
 }
@@ -535,6 +548,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             .execute(params![id.as_str(), url, capacity as i64, algorithms, instance, at])?;
         }
         Change::Unstage { batch } => staging::unstage(db, &batch)?,
+        Change::FileRejected(rejected) => super::files::record_rejected(db, &rejected)?,
         Change::MemberLeft { id } => {
             db.prepare_cached("DELETE FROM members WHERE id = ?1")?
                 .execute(params![id.as_str()])?;

@@ -9,6 +9,7 @@ mod commands;
 mod common;
 mod deploy;
 mod faults;
+mod files;
 mod fuzz;
 mod history;
 mod hostile;

@@ -36,11 +36,12 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use super::task_queue::{SubmitError, SubmitStaged, Submitted};
 use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::taskfile::Rejection;
-use crate::model::{FieldError, Validator};
-use crate::store::{Ingest, Store};
+use crate::model::Validator;
+use crate::store::{Ingest, Rejected, Store};
 use crate::util::fs::{escape_name, kind_of};
 use read::{read_file, Read, Staged};
 
+pub mod duplicates;
 mod read;
 
 /// How long one file may take to read before it is given up (until it
@@ -368,11 +369,8 @@ impl FileWatcher {
                         tracing::info!(file = %shown, "file was queued before a restart; moving it now");
                         act.move_processed(&path, &name, &sha);
                     }
-                    Ok(Err(e @ SubmitError::Duplicates(_))) => {
-                        let message = format!(
-                            "{e} (was this file dropped before? give these tasks new ids to run them again)"
-                        );
-                        act.reject(&path, Rejection::many(vec![FieldError::new("tasks", message)]));
+                    Ok(Err(SubmitError::Duplicates(dups))) => {
+                        act.reject(&path, duplicates::rejection(&dups));
                     }
                     Ok(Err(SubmitError::Store(e))) => {
                         tracing::error!(file = %shown, error = %e, "cannot queue a task file; will try again");
@@ -436,8 +434,19 @@ impl FileWatcher {
             .and_then(|_| {
                 crate::util::fs::write_atomic(&report_path, rejection.report(&dest_name).as_bytes())
             });
-        if let Err(e) = result {
-            tracing::error!(file = %shown, error = %e, "cannot move a rejected file to rejected/ or write its report");
+        match result {
+            Ok(()) => self.store.file_rejected(Rejected {
+                size: fs::symlink_metadata(&dest).map_or(0, |m| m.len()),
+                name,
+                stored_as: dest.to_string_lossy().into_owned(),
+                problems: rejection.problems.len(),
+                summary: rejection.summary(),
+                report: report_path.to_string_lossy().into_owned(),
+                at: crate::util::time::unix_now(),
+            }),
+            Err(e) => {
+                tracing::error!(file = %shown, error = %e, "cannot move a rejected file to rejected/ or write its report")
+            }
         }
     }
 }

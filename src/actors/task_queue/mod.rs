@@ -61,8 +61,8 @@ use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
 use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::{Task, TaskStatus, WorkerId};
 use crate::store::{
-    CancelOutcome, Change, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError,
-    WasRunning,
+    CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store,
+    StoreError, WasRunning,
 };
 use crate::util::time::unix_now;
 use live::{Freed, Outbound};
@@ -347,11 +347,21 @@ pub enum Submitted {
 /// Why a batch was not queued.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SubmitError {
-    /// The one wording of "these ids exist", for files and the API alike.
-    #[error("{} task id(s) already exist; nothing was queued; already known to the orchestrator: {}", .0.len(), list_ids(.0))]
-    Duplicates(Vec<String>),
+    #[error("{}", Self::message(.0))]
+    Duplicates(Duplicates),
     #[error("{0}")]
     Store(String),
+}
+
+impl SubmitError {
+    /// The one wording of "these ids exist", for files and the API alike.
+    pub fn message(dups: &Duplicates) -> String {
+        format!(
+            "{} task id(s) already exist; nothing was queued; already known to the orchestrator: {}",
+            dups.ids.len(),
+            list_ids(&dups.ids)
+        )
+    }
 }
 
 /// At most 20 ids, then how many more.

@@ -75,7 +75,10 @@ fn the_state_machine_without_workers() {
         let r = submit(tasks(&[("a", "low"), ("b", "high"), ("c", "medium")])).await.unwrap();
         assert_eq!(r, Ok(Submitted::Queued { count: 3 }));
         let dup = submit(tasks(&[("d", "low"), ("b", "low")])).await.unwrap();
-        assert_eq!(dup, Err(SubmitError::Duplicates(vec!["b".into()])));
+        match dup {
+            Err(SubmitError::Duplicates(d)) => assert_eq!(d.ids, ["b"]),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(queue.send(LiveCount).await.unwrap(), 3, "d was not queued");
 
         let stats = queue.send(QueueStats).await.unwrap();

@@ -38,7 +38,9 @@ fn mb(bytes: Option<u64>) -> f64 {
 }
 
 /// The endpoints timed, with 1M tasks stored: a queued page, one task in
-/// the middle of the file, one worker's tasks, and the two a monitor polls.
+/// the middle of the file, one worker's tasks, the two a monitor polls,
+/// the files with their kept counts, and the file filter and the sorts of
+/// `GET /tasks`.
 fn endpoints(tasks: usize) -> Vec<String> {
     vec![
         "/health".into(),
@@ -46,6 +48,11 @@ fn endpoints(tasks: usize) -> Vec<String> {
         "/tasks?status=queued&limit=100".into(),
         format!("/tasks/bulk{}", tasks / 2),
         "/tasks?worker=w1".into(),
+        "/files".into(),
+        "/files/1".into(),
+        "/tasks?file=bulk.json&limit=100".into(),
+        "/tasks?sort=-created_at&limit=100".into(),
+        "/tasks?status=queued&sort=priority&limit=100".into(),
     ]
 }
 

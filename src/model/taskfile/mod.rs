@@ -62,6 +62,10 @@ pub struct Rejection {
     /// The text is not acceptable JSON (malformed, or a key named twice in
     /// one object), as opposed to JSON whose tasks break the rules.
     pub malformed: bool,
+    /// What the report says after the problems, when the expected shape
+    /// is not the help needed (ids that exist already: where their
+    /// results are and how to run them again).
+    pub advice: Option<String>,
 }
 
 impl Rejection {
@@ -74,6 +78,7 @@ impl Rejection {
             problems,
             incomplete: false,
             malformed: false,
+            advice: None,
         }
     }
 
@@ -92,6 +97,11 @@ impl Rejection {
         );
         for p in &self.problems {
             out.push_str(&format!("- {p}\n"));
+        }
+        if let Some(advice) = &self.advice {
+            out.push('\n');
+            out.push_str(advice);
+            return out;
         }
         out.push_str(
             "\nThe expected shape:\n{\n  \"metadata\": {\"description\": \"...\", \"total_tasks\": 1},\n  \"tasks\": [\n    \
