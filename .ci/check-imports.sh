@@ -14,15 +14,15 @@ cd "$(dirname "$0")/.."
 # an actor is one file or one folder: actors/NAME.rs or actors/NAME/
 actor_files() { local n; for n in "$@"; do
   find "src/actors/$n.rs" "src/actors/$n" -name '*.rs' 2>/dev/null; done; }
-orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/store -name '*.rs' 2>/dev/null
-  actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher; }
+orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/api/dashboard src/store -name '*.rs' 2>/dev/null
+  actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher activity progress_poller; }
 worker_files() { find src/worker.rs src/api/worker.rs -name '*.rs' 2>/dev/null
   actor_files executor simulation registrar; }
 shared_files() { find src/model src/util src/config -name '*.rs' 2>/dev/null; }
 sim_files() { find src/sim -name '*.rs' 2>/dev/null; }
 not_cli_files() { find src -name '*.rs' -not -path 'src/cli/*' -not -path src/main.rs; }
 
-ORCH='orchestrator|store|file_watcher|task_queue|load_balancer|worker_proxy|results_store|config_watcher'
+ORCH='orchestrator|store|file_watcher|task_queue|load_balancer|worker_proxy|results_store|config_watcher|activity|progress_poller|dashboard'
 WORK='worker|executor|simulation|held_results|registrar'
 
 # One line per statement for `use … ;` (so groups spanning lines are seen

@@ -14,13 +14,16 @@ use actix::prelude::*;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::activity::Activity;
 use crate::actors::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
 use crate::actors::file_watcher::{FileWatcher, StopWatching, WatchSettings};
 use crate::actors::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, WorkerBoard};
+use crate::actors::progress_poller::ProgressPoller;
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
 use crate::api::auth;
+use crate::api::dashboard::{self, Dashboard};
 use crate::api::error::ApiError;
 use crate::api::limits::{self, BodyRules};
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
@@ -60,6 +63,8 @@ pub struct Started {
     pub store: Store,
     pub read: Arc<ReadPool>,
     pub server: actix_web::dev::ServerHandle,
+    /// The dashboard's shared state: its open streams end at shutdown.
+    pub dashboard: web::Data<Dashboard>,
     pub local_addr: std::net::SocketAddr,
     /// `https` when the API serves TLS (`ORQUESTA_TLS_CERT`), else `http`.
     pub scheme: &'static str,
@@ -173,6 +178,11 @@ pub fn start(
         performance: settings.performance_monitoring,
     };
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
+    let activity = Arc::new(Activity::default());
+    let dashboard = web::Data::new(Dashboard::new(
+        Arc::clone(&activity),
+        ProgressPoller::new(settings.token.as_ref(), settings.tls.client.clone()).start(),
+    ));
     let queue = {
         let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
         let proxy_settings = proxy_settings.clone();
@@ -193,7 +203,13 @@ pub fn start(
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
                 proxies.insert(w.id.clone(), proxy);
             }
-            TaskQueue::new(store, Peers::new(&lb, &results, by_id), queue_settings, boot)
+            TaskQueue::new(
+                store,
+                Peers::new(&lb, &results, by_id),
+                queue_settings,
+                boot,
+                activity,
+            )
         })
     };
     lb.do_send(Wire {
@@ -256,6 +272,7 @@ pub fn start(
         started: Instant::now(),
     });
     let token = settings.token.clone();
+    let dash = dashboard.clone();
     let server = HttpServer::new(move || {
         let token = token.clone();
         App::new()
@@ -265,6 +282,8 @@ pub fn start(
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
+            .app_data(dash.clone())
+            .configure(dashboard::configure)
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)
@@ -288,6 +307,7 @@ pub fn start(
             store,
             read,
             server: server.handle(),
+            dashboard,
             local_addr,
             scheme,
             lock,
@@ -310,6 +330,7 @@ pub async fn shutdown(started: &Started) {
     if let Some(w) = &started.watcher {
         w.do_send(StopWatching);
     }
+    started.dashboard.stop_streams();
     started.server.stop(true).await;
     let _ = started.results.send(FlushNow).await;
     for p in started.lb.send(Proxies { id: None }).await.unwrap_or_default() {

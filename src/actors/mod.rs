@@ -3,16 +3,20 @@
 //! Orchestrator: [`file_watcher`] → [`task_queue`] (the source of truth,
 //! durable through `store`) ↔ [`load_balancer`] → one [`worker_proxy`] per
 //! worker; [`results_store`] writes results and statistics;
-//! [`config_watcher`] applies edits of `config_workers.json` while running.
+//! [`config_watcher`] applies edits of `config_workers.json` while running;
+//! [`activity`] keeps the recent history the dashboard draws, [`progress_poller`]
+//! asks workers how far their running tasks are while a dashboard watches.
 //!
 //! Worker node: [`executor`] (admission, held results, metrics) and
 //! [`simulation`] (the CPU-bound pool); [`registrar`] joins the
 //! orchestrator for a worker started with `--join`.
 
+pub mod activity;
 pub mod config_watcher;
 pub mod executor;
 pub mod file_watcher;
 pub mod load_balancer;
+pub mod progress_poller;
 pub mod registrar;
 pub mod results_store;
 pub mod simulation;

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::actors::activity::Activity;
 use crate::actors::load_balancer::TaskSize;
 use crate::model::{TaskResult, WorkerId};
 use crate::sim::resolve_kernel;
@@ -272,6 +273,8 @@ pub struct LiveTasks {
     next_attempt: u64,
     jitter: SplitMix64,
     pub counters: Counters,
+    /// The dashboard's recent history, told of every ended attempt.
+    pub activity: Arc<Activity>,
 }
 
 impl LiveTasks {
@@ -292,6 +295,7 @@ impl LiveTasks {
             next_attempt: 0,
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
+            activity: Arc::default(),
         }
     }
 

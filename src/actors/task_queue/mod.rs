@@ -44,6 +44,7 @@ mod size_tests;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -52,6 +53,7 @@ pub use live::{Effects, LiveTasks, Place, RetryPolicy};
 pub use outcome::OutcomeKind;
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
 
+use super::activity::Activity;
 use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
 use super::results_store::RecordResult;
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
@@ -148,17 +150,26 @@ pub struct TaskQueue {
 }
 
 impl TaskQueue {
-    pub fn new(store: Store, peers: Peers, settings: QueueSettings, boot: u64) -> Self {
+    /// `activity`: where every ended attempt is also told, for the dashboard.
+    pub fn new(
+        store: Store,
+        peers: Peers,
+        settings: QueueSettings,
+        boot: u64,
+        activity: Arc<Activity>,
+    ) -> Self {
         let policy = RetryPolicy {
             max_retries: settings.max_retries,
             base_seconds: settings.retry_base.as_secs_f64(),
             max_seconds: settings.retry_max.as_secs_f64(),
         };
+        let mut live = LiveTasks::new(policy, boot, seed());
+        live.activity = activity;
         Self {
             store,
             peers,
             settings,
-            live: LiveTasks::new(policy, boot, seed()),
+            live,
             dispatching: false,
             dispatch_again: false,
             dispatch_size: dispatch::DISPATCH_BATCH,

@@ -158,6 +158,11 @@ impl LiveTasks {
             },
             size: r.entry.task_size(),
         });
+        if end != AttemptEnd::Refused {
+            let (lost, for_good) = (end == AttemptEnd::Lost, self.fails_for_good(r.entry.attempts));
+            self.activity
+                .failed(now, task_id, &r.worker, r.entry.attempts, lost, for_good, &error);
+        }
         match end {
             AttemptEnd::Refused => {
                 self.counters.refused_attempts += 1;
@@ -170,6 +175,11 @@ impl LiveTasks {
             _ => self.retry_or_fail(r.entry, attempt_id, end, error, now, &mut fx),
         }
         fx
+    }
+
+    /// Whether a task whose attempt number `attempts` failed has no retry left.
+    fn fails_for_good(&self, attempts: u32) -> bool {
+        attempts > self.policy.max_retries
     }
 
     /// Nothing ran: back to the ready queue at once, the attempt not counted.
@@ -207,7 +217,7 @@ impl LiveTasks {
             at: now,
         });
         entry.last_error = Some(error.clone());
-        if entry.attempts <= self.policy.max_retries {
+        if !self.fails_for_good(entry.attempts) {
             let delay = self.backoff(entry.attempts);
             let due = now + delay;
             tracing::warn!(task = %entry.task_id, attempt = entry.attempts, outcome = %end, %error,
@@ -273,6 +283,8 @@ impl LiveTasks {
         result.echo_unknown_fields(&entry.body);
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
+        self.activity
+            .completed(now, entry.kernel, from, seconds, entry.size);
         fx.samples.push(Sample::Execution {
             algorithm: entry.algorithm,
             worker: from.clone(),
