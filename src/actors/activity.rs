@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::model::WorkerId;
+use crate::model::{AttemptEnd, WorkerId};
 
 /// How far back the per-second history goes: ten minutes.
 pub const WINDOW_SECONDS: usize = 600;
@@ -115,6 +115,20 @@ struct Second {
     particle_steps: u64,
 }
 
+/// An attempt that ended without a result, as TaskQueue tells it.
+pub struct EndedAttempt<'a> {
+    pub task_id: &'a str,
+    pub worker: &'a WorkerId,
+    /// Which attempt of the task it was (1 = the first).
+    pub attempt: u32,
+    /// `Failed` or `Lost`.
+    pub end: AttemptEnd,
+    /// No retry left: the task failed for good (counted in the history)
+    /// rather than going back to the queue.
+    pub for_good: bool,
+    pub reason: &'a str,
+}
+
 /// One failed attempt, as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Failure {
@@ -125,7 +139,7 @@ pub struct Failure {
     /// Which attempt of the task it was (1 = the first).
     pub attempt: u32,
     /// `failed` or `lost`.
-    pub outcome: &'static str,
+    pub outcome: AttemptEnd,
     /// True when the task failed for good (no retry left).
     pub is_final: bool,
     pub reason: String,
@@ -257,29 +271,19 @@ impl Activity {
         }
     }
 
-    /// An attempt failed or was lost; `is_final` when the task failed for
-    /// good (counted in the history) rather than going back to the queue.
-    pub fn failed(
-        &self,
-        now: f64,
-        task_id: &str,
-        worker: &WorkerId,
-        attempt: u32,
-        lost: bool,
-        is_final: bool,
-        reason: &str,
-    ) {
+    /// An attempt failed or was lost (see [`EndedAttempt`]).
+    pub fn failed(&self, now: f64, a: EndedAttempt<'_>) {
         let failure = Failure {
             at: now,
-            task_id: task_id.to_string(),
-            worker_id: worker.to_string(),
-            attempt,
-            outcome: if lost { "lost" } else { "failed" },
-            is_final,
-            reason: reason.chars().take(REASON_CHARS).collect(),
+            task_id: a.task_id.to_string(),
+            worker_id: a.worker.to_string(),
+            attempt: a.attempt,
+            outcome: a.end,
+            is_final: a.for_good,
+            reason: a.reason.chars().take(REASON_CHARS).collect(),
         };
         let mut r = self.lock();
-        if is_final {
+        if a.for_good {
             r.second(now).failed += 1;
         }
         if r.failures.len() == RECENT_FAILURES {
@@ -430,20 +434,27 @@ mod tests {
         let long = "x".repeat(2000);
         for i in 0..(RECENT_FAILURES + 7) {
             let is_final = i % 2 == 0;
-            a.failed(
-                T0 + i as f64,
-                &format!("t{i}"),
-                &w("w1"),
-                1,
-                i == 3,
-                is_final,
-                &long,
-            );
+            let end = if i == RECENT_FAILURES + 5 {
+                AttemptEnd::Lost
+            } else {
+                AttemptEnd::Failed
+            };
+            let (task_id, worker) = (format!("t{i}"), w("w1"));
+            let attempt = EndedAttempt {
+                task_id: &task_id,
+                worker: &worker,
+                attempt: 1,
+                end,
+                for_good: is_final,
+                reason: &long,
+            };
+            a.failed(T0 + i as f64, attempt);
         }
         let list = a.failures();
         assert_eq!(list.len(), RECENT_FAILURES);
         assert_eq!(list[0].task_id, format!("t{}", RECENT_FAILURES + 6));
         assert_eq!(list[0].reason.chars().count(), REASON_CHARS);
+        assert_eq!(list[1].outcome, AttemptEnd::Lost);
         let v = a.view(T0 + (RECENT_FAILURES + 7) as f64);
         assert_eq!(v.failures_total, (RECENT_FAILURES + 7) as u64);
         // only failures for good count in the chart: 29 of the 57

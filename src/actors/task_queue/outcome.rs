@@ -3,6 +3,7 @@
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
 use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
+use crate::actors::activity::EndedAttempt;
 use crate::model::{AttemptEnd, Priority, RunStatus, TaskResult, TaskStatus, WorkerId};
 use crate::store::Change;
 use crate::util::time::iso_at;
@@ -159,9 +160,7 @@ impl LiveTasks {
             size: r.entry.task_size(),
         });
         if end != AttemptEnd::Refused {
-            let (lost, for_good) = (end == AttemptEnd::Lost, self.fails_for_good(r.entry.attempts));
-            self.activity
-                .failed(now, task_id, &r.worker, r.entry.attempts, lost, for_good, &error);
+            self.failure_seen(task_id, &r.worker, r.entry.attempts, end, &error, now);
         }
         match end {
             AttemptEnd::Refused => {
@@ -180,6 +179,28 @@ impl LiveTasks {
     /// Whether a task whose attempt number `attempts` failed has no retry left.
     fn fails_for_good(&self, attempts: u32) -> bool {
         attempts > self.policy.max_retries
+    }
+
+    /// Tells the dashboard's recent history of a failed or lost attempt.
+    fn failure_seen(
+        &self,
+        task_id: &str,
+        worker: &WorkerId,
+        attempt: u32,
+        end: AttemptEnd,
+        reason: &str,
+        now: f64,
+    ) {
+        let for_good = self.fails_for_good(attempt);
+        let ended = EndedAttempt {
+            task_id,
+            worker,
+            attempt,
+            end,
+            for_good,
+            reason,
+        };
+        self.activity.failed(now, ended);
     }
 
     /// Nothing ran: back to the ready queue at once, the attempt not counted.

@@ -158,9 +158,12 @@ function render(s) {
 
 function drawWorkers(s) {
   const rows = s.workers.map((w) => {
-    const cap = Math.max(w.capacity, 1);
-    const run = Math.min(w.running / cap, 1) * 100;
-    const back = Math.min(w.backlog / cap, 1 - run / 100) * 100;
+    // the bar's length is capacity + backlog: running fills the part up
+    // to the capacity mark, the backlog sent ahead comes after it
+    const span = Math.max(w.capacity + w.backlog, 1);
+    const run = Math.min(w.running / span, 1) * 100;
+    const back = Math.min(w.backlog / span, 1 - run / 100) * 100;
+    const mark = Math.min(w.capacity / span, 1) * 100;
     const age = w.heartbeat_age_seconds;
     const hb = age == null ? "never" : secs(age) + " ago";
     const drain = w.state === "draining" || w.state === "drained";
@@ -169,7 +172,8 @@ function drawWorkers(s) {
       "<td><b>" + esc(w.id) + "</b> <span class=\"muted\">" + esc(w.source) + " · " + esc(w.address) + "</span></td>" +
       "<td><span class=\"badge state-" + esc(w.state) + "\" title=\"" + esc(w.state_reason || "") + "\">" + esc(w.state) + "</span></td>" +
       "<td><span class=\"load\"><span class=\"run\" style=\"width:" + run.toFixed(1) + "%\"></span>" +
-      "<span class=\"back\" style=\"left:" + run.toFixed(1) + "%;width:" + back.toFixed(1) + "%\"></span></span>" +
+      "<span class=\"back\" style=\"left:" + mark.toFixed(1) + "%;width:" + back.toFixed(1) + "%\"></span>" +
+      "<span class=\"cap\" style=\"left:" + mark.toFixed(1) + "%\"></span></span>" +
       "<span class=\"load-text\">" + w.running + " / " + w.capacity + (w.backlog ? " + " + w.backlog : "") + "</span></td>" +
       "<td>" + hb + "</td>" +
       "<td class=\"num\">" + num(w.tasks_completed) + "</td><td class=\"num\">" + num(w.tasks_failed) + "</td>" +
