@@ -193,6 +193,44 @@ fn completions_and_failures_reach_the_stream() {
     );
 }
 
+#[test]
+fn an_open_stream_ends_cleanly_when_the_orchestrator_stops() {
+    let mut c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
+    let addr = c.orch().addr.clone();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data: ") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended before its first snapshot");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    c.orchestrator.as_ref().unwrap().signal(libc::SIGTERM);
+    // read to the end: the stream is told to stop and ends its chunked
+    // body properly, rather than being cut when the shutdown times out
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the stream did not end: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.ends_with("\r\n0\r\n\r\n"),
+        "the last chunk ends the body: {:?}",
+        &text[text.len().saturating_sub(80)..]
+    );
+    let code = c
+        .orchestrator
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{}", c.orch().log());
+}
+
 /// Debian's `chromium`, or another name of it on the PATH.
 fn find_browser() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
