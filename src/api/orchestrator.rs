@@ -132,26 +132,17 @@ async fn blocking<T: Send + 'static>(
 
 /// `GET /`: what is here.
 async fn index() -> HttpResponse {
-    let endpoints = [
-        "GET /tasks?status=&priority=&algorithm=&worker=&limit=&offset=",
-        "POST /tasks",
-        "GET /tasks/{task_id}",
-        "DELETE /tasks/{task_id}",
-        "POST /tasks/{task_id}/retry",
-        "GET /workers",
-        "GET /workers/{worker_id}",
-        "POST /workers/join",
-        "POST /workers/{worker_id}/drain",
-        "POST /workers/{worker_id}/resume",
-        "DELETE /workers/{worker_id}",
-        "GET /stats",
-        "GET /stats/performance",
-        "GET /health",
-    ];
     HttpResponse::Ok().json(json!({
         "service": "orquesta orchestrator",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": endpoints.into_iter().chain(super::dashboard::ENDPOINTS).collect::<Vec<_>>(),
+        "endpoints": [
+            "GET /tasks?status=&priority=&algorithm=&worker=&limit=&offset=",
+            "POST /tasks", "GET /tasks/{task_id}", "DELETE /tasks/{task_id}", "POST /tasks/{task_id}/retry",
+            "GET /workers", "GET /workers/{worker_id}", "POST /workers/join",
+            "POST /workers/{worker_id}/drain", "POST /workers/{worker_id}/resume", "DELETE /workers/{worker_id}",
+            "GET /stats", "GET /stats/performance", "GET /health",
+            "GET / (Accept: text/html: the dashboard)", "GET /events", "GET /activity/failures",
+        ],
     }))
 }
 

@@ -48,13 +48,6 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// Streams open at once; one more is answered 503.
 pub const MAX_STREAMS: usize = 32;
 
-/// The routes this module adds to the orchestrator's API.
-pub const ENDPOINTS: [&str; 3] = [
-    "GET / (Accept: text/html: the dashboard)",
-    "GET /events (text/event-stream)",
-    "GET /activity/failures",
-];
-
 /// What the dashboard's handlers share.
 pub struct Dashboard {
     pub activity: Arc<Activity>,
