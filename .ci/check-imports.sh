@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 actor_files() { local n; for n in "$@"; do
   find "src/actors/$n.rs" "src/actors/$n" -name '*.rs' 2>/dev/null; done; }
 orch_files() { find src/orchestrator.rs src/api/orchestrator.rs src/api/prometheus.rs src/metrics/orchestrator.rs \
-    src/api/files.rs src/api/purge.rs src/store -name '*.rs' 2>/dev/null
-  actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher retention; }
+    src/api/files.rs src/api/purge.rs src/api/dashboard src/store -name '*.rs' 2>/dev/null
+  actor_files file_watcher task_queue load_balancer worker_proxy results_store config_watcher retention activity \
+    progress_poller; }
 worker_files() { find src/worker.rs src/api/worker.rs src/api/worker_prometheus.rs src/metrics/worker.rs \
     -name '*.rs' 2>/dev/null
   actor_files executor simulation registrar; }
@@ -24,7 +25,7 @@ shared_files() { find src/model src/util src/config -name '*.rs' 2>/dev/null; }
 sim_files() { find src/sim -name '*.rs' 2>/dev/null; }
 not_cli_files() { find src -name '*.rs' -not -path 'src/cli/*' -not -path src/main.rs; }
 
-ORCH='orchestrator|store|file_watcher|task_queue|load_balancer|worker_proxy|results_store|config_watcher'
+ORCH='orchestrator|store|file_watcher|task_queue|load_balancer|worker_proxy|results_store|config_watcher|activity|progress_poller|dashboard'
 WORK='worker|executor|simulation|held_results|registrar'
 
 # One line per statement for `use … ;` (so groups spanning lines are seen

@@ -14,13 +14,16 @@ use actix::prelude::*;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::activity::Activity;
 use crate::actors::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
 use crate::actors::file_watcher::{FileWatcher, StopWatching, WatchSettings};
 use crate::actors::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, WorkerBoard};
+use crate::actors::progress_poller::ProgressPoller;
 use crate::actors::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::actors::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
 use crate::actors::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
 use crate::api::auth;
+use crate::api::dashboard::{self, Dashboard};
 use crate::api::error::ApiError;
 use crate::api::limits::{self, BodyRules};
 use crate::api::orchestrator::{self as routes, OrchestratorApi};
@@ -62,6 +65,8 @@ pub struct Started {
     pub store: Store,
     pub read: Arc<ReadPool>,
     pub server: actix_web::dev::ServerHandle,
+    /// The dashboard's shared state: its open streams end at shutdown.
+    pub dashboard: web::Data<Dashboard>,
     pub local_addr: std::net::SocketAddr,
     /// `https` when the API serves TLS (`ORQUESTA_TLS_CERT`), else `http`.
     pub scheme: &'static str,
@@ -178,6 +183,11 @@ pub fn start(
         performance: settings.performance_monitoring,
     };
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
+    let activity = Arc::new(Activity::default());
+    let dashboard = web::Data::new(Dashboard::new(
+        Arc::clone(&activity),
+        ProgressPoller::new(settings.token.as_ref(), settings.tls.client.clone()).start(),
+    ));
     let queue = {
         let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
         let proxy_settings = proxy_settings.clone();
@@ -205,6 +215,7 @@ pub fn start(
                 queue_settings,
                 boot,
                 metrics,
+                activity,
             )
         })
     };
@@ -274,6 +285,7 @@ pub fn start(
         crate::actors::retention::Retention::new(store.clone(), keep).start();
     }
     let token = settings.token.clone();
+    let dash = dashboard.clone();
     let server = HttpServer::new(move || {
         let token = token.clone();
         App::new()
@@ -287,6 +299,8 @@ pub fn start(
             )
             .configure(crate::api::purge::configure)
             .configure(crate::api::files::configure)
+            .app_data(dash.clone())
+            .configure(dashboard::configure)
             .configure(routes::configure)
             .configure(prometheus::configure)
     });
@@ -311,6 +325,7 @@ pub fn start(
             store,
             read,
             server: server.handle(),
+            dashboard,
             local_addr,
             scheme,
             lock,
@@ -333,6 +348,7 @@ pub async fn shutdown(started: &Started) {
     if let Some(w) = &started.watcher {
         w.do_send(StopWatching);
     }
+    started.dashboard.stop_streams();
     started.server.stop(true).await;
     let _ = started.results.send(FlushNow).await;
     for p in started.lb.send(Proxies { id: None }).await.unwrap_or_default() {

@@ -3,19 +3,36 @@
 //! configured, else it is answered 401 `unauthorized` with
 //! `WWW-Authenticate: Bearer`. Wrapped around each server's whole `App`
 //! (so unknown paths are not probed without it either); `/health` stays
-//! open for load balancers and `orquesta ping` without a secret.
+//! open for load balancers and `orquesta ping` without a secret, and
+//! `GET /` when a browser asks for a page (`Accept: text/html`): the
+//! orchestrator's dashboard page holds no data (it asks for the token and
+//! sends it with every call it makes); the JSON `GET /` stays closed.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderValue;
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 
 use super::error::{ApiError, ErrorCode};
 use crate::util::token::{Token, HOW_TO_SET};
 
-/// Whether a request may pass without a token: only `GET /health`.
-fn is_open(method: &Method, path: &str) -> bool {
-    method == Method::GET && path == "/health"
+/// Whether a request may pass without a token: `GET /health`, and
+/// `GET /` asking for a page.
+fn is_open(method: &Method, path: &str, accept: Option<&HeaderValue>) -> bool {
+    method == Method::GET && (path == "/health" || (path == "/" && wants_html(accept)))
+}
+
+/// Whether a request's `Accept` asks for a page: it names `text/html`
+/// (browsers do; curl's `*/*` and API clients do not).
+pub fn wants_html(accept: Option<&HeaderValue>) -> bool {
+    accept.and_then(|v| v.to_str().ok()).is_some_and(|a| {
+        a.split(',').any(|part| {
+            part.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
+        })
+    })
 }
 
 /// The 401 answer; it names the header to send, never what was sent.
@@ -38,7 +55,7 @@ pub async fn check(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(token) = token {
-        if !is_open(req.method(), req.path()) {
+        if !is_open(req.method(), req.path(), req.headers().get(header::ACCEPT)) {
             let sent = req.headers().get(header::AUTHORIZATION);
             if !sent.is_some_and(|v| token.accepts(v.as_bytes())) {
                 return Err(unauthorized(sent.is_some()).into());
@@ -92,6 +109,39 @@ mod tests {
         }
         let resp = web_test::call_service(&app, call(Method::GET, "/tasks", Some("Bearer right"))).await;
         assert_eq!(resp.status(), 200);
+    }
+
+    #[test]
+    fn only_a_page_request_for_the_root_is_open() {
+        let html = HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8");
+        let any = HeaderValue::from_static("*/*");
+        assert!(is_open(&Method::GET, "/", Some(&html)));
+        assert!(
+            !is_open(&Method::GET, "/", Some(&any)),
+            "the JSON index keeps the token"
+        );
+        assert!(!is_open(&Method::GET, "/", None));
+        assert!(!is_open(&Method::POST, "/", Some(&html)));
+        assert!(
+            !is_open(&Method::GET, "/events", Some(&html)),
+            "data keeps the token"
+        );
+        assert!(!is_open(&Method::GET, "/tasks", Some(&html)));
+        assert!(is_open(&Method::GET, "/health", None));
+    }
+
+    #[test]
+    fn a_browser_asks_for_html_curl_and_api_clients_do_not() {
+        let html = |s: &'static str| wants_html(Some(&HeaderValue::from_static(s)));
+        assert!(html(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(html("Text/HTML"));
+        assert!(html("application/json, text/html;q=0.1"));
+        assert!(!html("*/*"));
+        assert!(!html("application/json"));
+        assert!(!html("text/htmlx"));
+        assert!(!wants_html(None));
     }
 
     #[test]

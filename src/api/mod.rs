@@ -6,9 +6,11 @@
 //! [`limits`] what one client may cost either server, [`auth`] the token
 //! check both servers wrap around their routes. [`prometheus`] and
 //! [`worker_prometheus`] serve `GET /metrics/prometheus` on each;
-//! [`purge`] is the orchestrator's `POST /admin/purge`.
+//! [`purge`] is the orchestrator's `POST /admin/purge`; [`dashboard`] is
+//! the orchestrator's live page and its event stream.
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod files;
 pub mod limits;

@@ -140,7 +140,8 @@ async fn index() -> HttpResponse {
             "POST /tasks", "POST /tasks/known", "GET /files?state=&limit=&offset=", "GET /files/{id}", "GET /tasks/{task_id}", "DELETE /tasks/{task_id}", "POST /tasks/{task_id}/retry",
             "GET /workers", "GET /workers/{worker_id}", "POST /workers/join",
             "POST /workers/{worker_id}/drain", "POST /workers/{worker_id}/resume", "DELETE /workers/{worker_id}",
-            "GET /stats", "GET /stats/performance", "GET /health",
+            "GET /stats", "GET /stats/performance", "GET /health", "GET /metrics/prometheus", "POST /admin/purge",
+            "GET / (Accept: text/html: the dashboard)", "GET /events", "GET /activity/failures",
         ],
     }))
 }

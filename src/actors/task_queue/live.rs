@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::actors::activity::Activity;
 use crate::actors::load_balancer::TaskSize;
 use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::{TaskResult, WorkerId};
@@ -276,6 +277,8 @@ pub struct LiveTasks {
     pub counters: Counters,
     /// `GET /metrics/prometheus`: counted where each event happens.
     pub(super) metrics: Arc<OrchestratorMetrics>,
+    /// The dashboard's recent history, told of every ended attempt.
+    pub activity: Arc<Activity>,
 }
 
 impl LiveTasks {
@@ -297,6 +300,7 @@ impl LiveTasks {
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
             metrics: Arc::default(),
+            activity: Arc::default(),
         }
     }
 

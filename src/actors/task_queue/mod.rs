@@ -55,6 +55,7 @@ pub use live::{Effects, LiveTasks, Place, RetryPolicy};
 pub use outcome::OutcomeKind;
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
 
+use super::activity::Activity;
 use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
 use super::results_store::{FailuresPending, RecordResult};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
@@ -158,12 +159,14 @@ pub struct TaskQueue {
 
 impl TaskQueue {
     /// `metrics`: shared with the other actors and `GET /metrics/prometheus`.
+    /// `activity`: where every ended attempt is also told, for the dashboard.
     pub fn new(
         store: Store,
         peers: Peers,
         settings: QueueSettings,
         boot: u64,
         metrics: Arc<OrchestratorMetrics>,
+        activity: Arc<Activity>,
     ) -> Self {
         let policy = RetryPolicy {
             max_retries: settings.max_retries,
@@ -172,6 +175,7 @@ impl TaskQueue {
         };
         let mut live = LiveTasks::new(policy, boot, seed());
         live.metrics = metrics;
+        live.activity = activity;
         Self {
             store,
             peers,

@@ -3,6 +3,7 @@
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
 use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
+use crate::actors::activity::EndedAttempt;
 use crate::model::{AttemptEnd, Priority, RunStatus, TaskResult, TaskStatus, WorkerId};
 use crate::store::Change;
 use crate::util::time::iso_at;
@@ -160,6 +161,9 @@ impl LiveTasks {
             },
             size: r.entry.task_size(),
         });
+        if end != AttemptEnd::Refused {
+            self.failure_seen(task_id, &r.worker, r.entry.attempts, end, &error, now);
+        }
         match end {
             AttemptEnd::Refused => {
                 self.counters.refused_attempts += 1;
@@ -173,6 +177,33 @@ impl LiveTasks {
             _ => self.retry_or_fail(r.entry, attempt_id, end, error, now, &mut fx),
         }
         fx
+    }
+
+    /// Whether a task whose attempt number `attempts` failed has no retry left.
+    fn fails_for_good(&self, attempts: u32) -> bool {
+        attempts > self.policy.max_retries
+    }
+
+    /// Tells the dashboard's recent history of a failed or lost attempt.
+    fn failure_seen(
+        &self,
+        task_id: &str,
+        worker: &WorkerId,
+        attempt: u32,
+        end: AttemptEnd,
+        reason: &str,
+        now: f64,
+    ) {
+        let for_good = self.fails_for_good(attempt);
+        let ended = EndedAttempt {
+            task_id,
+            worker,
+            attempt,
+            end,
+            for_good,
+            reason,
+        };
+        self.activity.failed(now, ended);
     }
 
     /// Nothing ran: back to the ready queue at once, the attempt not counted.
@@ -210,7 +241,7 @@ impl LiveTasks {
             at: now,
         });
         entry.last_error = Some(error.clone());
-        if entry.attempts <= self.policy.max_retries {
+        if !self.fails_for_good(entry.attempts) {
             let delay = self.backoff(entry.attempts);
             let due = now + delay;
             tracing::warn!(task = %entry.task_id, attempt = entry.attempts, outcome = %end, %error,
@@ -279,6 +310,8 @@ impl LiveTasks {
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
         self.metrics.completed(entry.kernel, seconds);
+        self.activity
+            .completed(now, entry.kernel, from, seconds, entry.size);
         fx.samples.push(Sample::Execution {
             algorithm: entry.algorithm,
             worker: from.clone(),

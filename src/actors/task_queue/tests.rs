@@ -47,7 +47,7 @@ fn the_state_machine_without_workers() {
             performance: true,
         };
         let peers = Peers::new(&lb, &results, HashMap::new());
-        let queue = TaskQueue::new(store, peers, settings, 1, Default::default()).start();
+        let queue = TaskQueue::new(store, peers, settings, 1, Default::default(), Default::default()).start();
         lb.send(Wire {
             queue: queue.clone().recipient(),
             proxies: Vec::new(),
