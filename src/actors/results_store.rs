@@ -19,6 +19,7 @@ use super::task_queue::QueueStats;
 use crate::model::TaskResult;
 use crate::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
+use crate::util::logging::{Listed, IDS_PER_LINE};
 
 pub struct ResultsStore {
     store: Store,
@@ -102,6 +103,13 @@ impl ResultsStore {
             .to_string();
         self.last_file = Some(name.clone());
         let ids: Vec<String> = results.iter().map(|r| r.task_id.clone()).collect();
+        // the ids on the "results written" line, so one task's record is
+        // found by its id; taken now, the ids go to the store
+        let recorded: Vec<String> = if tracing::enabled!(tracing::Level::INFO) {
+            ids.clone()
+        } else {
+            Vec::new()
+        };
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
@@ -139,7 +147,10 @@ impl ResultsStore {
             match res {
                 Ok(count) => {
                     act.files_written += 1;
-                    tracing::info!(file = %name, results = count, "results written");
+                    for part in recorded.chunks(IDS_PER_LINE) {
+                        let ids = Listed(part.iter());
+                        tracing::info!(file = %name, results = count, %ids, "results written");
+                    }
                 }
                 Err((e, results)) => {
                     tracing::error!(error = %e, "cannot write a results file; will retry");

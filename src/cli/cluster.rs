@@ -206,11 +206,42 @@ pub fn self_command(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> std::io
     Ok(cmd)
 }
 
+/// Which of a child's stdout lines are shown, prefixed with its id (its
+/// stderr always is: panics, refusals to start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Every line (`--verbose`).
+    All,
+    /// Lines at WARN or ERROR: what a person must see; the rest is in
+    /// the log files.
+    Warnings,
+    /// None (benches).
+    Nothing,
+}
+
+impl Echo {
+    pub fn shows(self, line: &str) -> bool {
+        match self {
+            Echo::All => true,
+            Echo::Warnings => is_warning(line),
+            Echo::Nothing => false,
+        }
+    }
+}
+
+/// Whether a log line (text or JSON) is at WARN or ERROR.
+pub fn is_warning(line: &str) -> bool {
+    line.contains(" WARN ")
+        || line.contains(" ERROR ")
+        || line.contains(r#""level":"WARN""#)
+        || line.contains(r#""level":"ERROR""#)
+}
+
 /// Starts `cmd` (stdout and stderr piped) and waits, at most 30 s, for its
 /// `listening on http://HOST:PORT` line; returns the child and `HOST:PORT`.
-/// Its stderr is always forwarded prefixed with `id`, its stdout only with
-/// `echo`; both are drained so the child never blocks on a full pipe.
-pub fn launch(id: &str, mut cmd: Command, echo: bool) -> Result<(Child, String), ClusterError> {
+/// Its stderr is always forwarded prefixed with `id`, its stdout as `echo`
+/// says; both are drained so the child never blocks on a full pipe.
+pub fn launch(id: &str, mut cmd: Command, echo: Echo) -> Result<(Child, String), ClusterError> {
     let fail = |reason: String| ClusterError::Start {
         id: id.to_string(),
         reason,
@@ -227,7 +258,7 @@ pub fn launch(id: &str, mut cmd: Command, echo: bool) -> Result<(Child, String),
                 if let Some(rest) = line.strip_prefix("listening on http://") {
                     let _ = tx.send(rest.trim().to_string());
                 }
-                if echo {
+                if echo.shows(&line) {
                     println!("{id} | {line}");
                 }
             }
@@ -282,11 +313,13 @@ impl Drop for KillOnDrop {
 
 impl LocalWorkers {
     /// Starts a worker for each entry. With `free_ports`, each takes any
-    /// free port and the returned entries carry the real ports.
+    /// free port and the returned entries carry the real ports. `echo`:
+    /// which of their lines reach the terminal.
     pub fn start(
         entries: &[WorkerEntry],
         logs_dir: &Path,
         free_ports: bool,
+        echo: Echo,
     ) -> Result<(LocalWorkers, Vec<WorkerEntry>), ClusterError> {
         let children = Arc::new(Mutex::new(Vec::new()));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -327,7 +360,7 @@ impl LocalWorkers {
                 id: entry.id.clone(),
                 reason: e.to_string(),
             })?;
-            let (child, addr) = launch(&entry.id, cmd, true)?;
+            let (child, addr) = launch(&entry.id, cmd, echo)?;
             let real_port = port_of(&addr).ok_or_else(|| ClusterError::Start {
                 id: entry.id.clone(),
                 reason: format!("it announced an address without a port: {addr}"),
@@ -380,7 +413,7 @@ impl LocalWorkers {
                     eprintln!("{id} | exited ({status}); restarting");
                     let started = command(&supervised[i], supervised[i].port, &logs_dir, threads)
                         .map_err(|e| e.to_string())
-                        .and_then(|cmd| launch(id, cmd, true).map_err(|e| e.to_string()));
+                        .and_then(|cmd| launch(id, cmd, echo).map_err(|e| e.to_string()));
                     match started {
                         Ok((new_child, _)) => *child = new_child,
                         Err(e) => {

@@ -15,6 +15,7 @@ use crate::model::taskfile::{sha256_hex, stream_bytes, Rejection, StreamError};
 use crate::model::Validator;
 use crate::store::{Ingest, NewTask, StageTicket, Store, StoreError};
 use crate::util::fs::{read_regular, NotRead};
+use crate::util::logging::{Listed, IDS_PER_LINE};
 use crate::util::time::unix_now;
 
 /// Tasks per staged chunk: large enough that a chunk's commit is cheap
@@ -90,9 +91,14 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
     // one chunk written while the next is parsed: the two halves of the
     // work (parsing, SQLite) overlap instead of taking turns
     let mut in_flight: Option<StageTicket> = None;
+    let shown = crate::util::fs::escape_name(path.file_name().unwrap_or_default());
     let streamed = stream_bytes(&bytes, validator, STAGE_CHUNK, |tasks| {
         let chunk: Vec<NewTask> = tasks.iter().map(NewTask::of).collect();
         drop(tasks);
+        for part in chunk.chunks(IDS_PER_LINE) {
+            let ids = Listed(part.iter().map(|t| t.task_id.as_str()));
+            tracing::info!(file = %shown, %ids, "task ids read; queued when the file's 'task file queued' line says so");
+        }
         for t in &chunk {
             if !kernels.contains(&t.kernel) {
                 kernels.insert(t.kernel.clone());

@@ -59,6 +59,7 @@ use crate::model::{Task, WorkerId};
 use crate::store::{
     CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError, WasRunning,
 };
+use crate::util::logging::{Listed, IDS_PER_LINE};
 use crate::util::time::unix_now;
 use live::{Freed, Outbound};
 
@@ -348,11 +349,16 @@ impl Handler<SubmitBatch> for TaskQueue {
 
     fn handle(&mut self, msg: SubmitBatch, _: &mut Self::Context) -> Self::Result {
         let new: Vec<NewTask> = msg.tasks.iter().map(NewTask::of).collect();
+        let source = msg.source.clone();
         let insert = self.store.insert_batch(new.clone(), msg.ingest, msg.source);
         Box::pin(insert.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
                 InsertOutcome::Inserted { seqs } => {
                     let count = new.len();
+                    for part in new.chunks(IDS_PER_LINE) {
+                        let ids = Listed(part.iter().map(|t| t.task_id.as_str()));
+                        tracing::info!(source = %source, tasks = count, %ids, "tasks queued");
+                    }
                     act.live.submitted(new, seqs, unix_now());
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })

@@ -23,6 +23,7 @@ use super::{InFlight, RunAttempt, WorkerProxy, UNAUTHORIZED};
 use crate::actors::load_balancer::WorkerFull;
 use crate::actors::task_queue::{AttemptsStarted, OutcomeKind};
 use crate::api::protocol::{BatchEvent, BatchRequest, BATCH_FILL_BYTES, MAX_BATCH_TASKS};
+use crate::util::logging::{AttemptOf, Listed};
 
 /// Longest line a worker may send in a batch answer (a result is a few
 /// hundred bytes; a runaway line is a lie, not a result).
@@ -97,6 +98,8 @@ impl WorkerProxy {
             }
             roster.insert(t.task_id.clone(), t.attempt_id);
         }
+        tracing::info!(worker = %self.id, batch, count = tasks.len(),
+            attempts = %Listed(tasks.iter().map(|t| AttemptOf(&t.task_id, t.attempt_id))), "tasks dispatched");
         self.batches.insert(batch, roster);
         let body = BatchRequest::encode(
             tasks.iter().map(|t| (&*t.body, t.attempt_id)),
@@ -460,6 +463,7 @@ pub(super) struct BatchLines {
 impl Handler<BatchLines> for WorkerProxy {
     type Result = ();
     fn handle(&mut self, msg: BatchLines, ctx: &mut Self::Context) {
+        self.reading_answers = true;
         for line in msg.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<BatchEvent<Value>>(line) {
                 Ok(event) => self.batch_event(msg.batch, event, ctx),
@@ -468,6 +472,8 @@ impl Handler<BatchLines> for WorkerProxy {
                 }
             }
         }
+        self.reading_answers = false;
+        self.log_reported();
         self.flush_started();
     }
 }

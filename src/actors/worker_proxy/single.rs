@@ -13,6 +13,7 @@ use super::http::{self, RawAnswer};
 use super::{RunAttempt, WorkerProxy};
 use crate::actors::task_queue::OutcomeKind;
 use crate::api::protocol::ExecuteRequest;
+use crate::util::logging::AttemptOf;
 
 impl WorkerProxy {
     pub(super) fn send_single(&mut self, msg: RunAttempt, ctx: &mut Context<Self>) {
@@ -21,6 +22,7 @@ impl WorkerProxy {
             attempt_id,
             body,
         } = msg;
+        tracing::info!(worker = %self.id, count = 1, attempts = %AttemptOf(&task_id, attempt_id), "tasks dispatched");
         // it runs from now on (or is refused, and goes back uncounted)
         self.mark_started(&task_id, attempt_id);
         self.flush_started();

@@ -28,7 +28,8 @@ pub fn start_self(id: &str, args: &[&str], dir: &Path) -> Result<(KillOnDrop, St
     let mut cmd =
         crate::cli::cluster::self_command(args, &[("RUST_LOG", &level)], dir).map_err(|e| e.to_string())?;
     crate::cli::cluster::die_with_parent(&mut cmd);
-    let (child, addr) = crate::cli::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
+    let (child, addr) = crate::cli::cluster::launch(id, cmd, crate::cli::cluster::Echo::Nothing)
+        .map_err(|e| e.to_string())?;
     Ok((KillOnDrop(child), addr))
 }
 
