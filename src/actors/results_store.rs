@@ -19,7 +19,7 @@ use super::task_queue::QueueStats;
 use crate::model::TaskResult;
 use crate::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
-use crate::util::logging::{Listed, IDS_PER_LINE};
+use crate::util::trace::{self, Stage};
 
 pub struct ResultsStore {
     store: Store,
@@ -103,13 +103,9 @@ impl ResultsStore {
             .to_string();
         self.last_file = Some(name.clone());
         let ids: Vec<String> = results.iter().map(|r| r.task_id.clone()).collect();
-        // the ids on the "results written" line, so one task's record is
-        // found by its id; taken now, the ids go to the store
-        let recorded: Vec<String> = if tracing::enabled!(tracing::Level::INFO) {
-            ids.clone()
-        } else {
-            Vec::new()
-        };
+        // each id in the log with its results file (see util::trace);
+        // noted now, the ids go to the store
+        let recorded: Vec<String> = if trace::enabled() { ids.clone() } else { Vec::new() };
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
@@ -147,10 +143,8 @@ impl ResultsStore {
             match res {
                 Ok(count) => {
                     act.files_written += 1;
-                    for part in recorded.chunks(IDS_PER_LINE) {
-                        let ids = Listed(part.iter());
-                        tracing::info!(file = %name, results = count, %ids, "results written");
-                    }
+                    trace::note(Stage::Recorded, &name, &recorded);
+                    tracing::info!(file = %name, results = count, "results written");
                 }
                 Err((e, results)) => {
                     tracing::error!(error = %e, "cannot write a results file; will retry");

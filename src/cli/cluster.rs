@@ -206,35 +206,40 @@ pub fn self_command(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> std::io
     Ok(cmd)
 }
 
-/// Which of a child's stdout lines are shown, prefixed with its id (its
-/// stderr always is: panics, refusals to start).
+/// Which of a child's lines are shown, prefixed with its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Echo {
     /// Every line (`--verbose`).
     All,
-    /// Lines at WARN or ERROR: what a person must see; the rest is in
-    /// the log files.
+    /// Log lines at WARN or ERROR and `error:`/`warning:` messages: what
+    /// a person must see; the rest is in the log files (a caught
+    /// kernel panic's backtrace too: its ERROR line says why).
     Warnings,
-    /// None (benches).
+    /// Stderr only (benches).
     Nothing,
 }
 
 impl Echo {
-    pub fn shows(self, line: &str) -> bool {
+    /// Whether a line the child wrote on stdout (`stderr` false) or
+    /// stderr is shown.
+    pub fn shows(self, line: &str, stderr: bool) -> bool {
         match self {
             Echo::All => true,
             Echo::Warnings => is_warning(line),
-            Echo::Nothing => false,
+            Echo::Nothing => stderr,
         }
     }
 }
 
-/// Whether a log line (text or JSON) is at WARN or ERROR.
+/// Whether a line is a log line (text or JSON) at WARN or ERROR, or a
+/// message that starts `error:` or `warning:`.
 pub fn is_warning(line: &str) -> bool {
     line.contains(" WARN ")
         || line.contains(" ERROR ")
         || line.contains(r#""level":"WARN""#)
         || line.contains(r#""level":"ERROR""#)
+        || line.starts_with("error")
+        || line.starts_with("warning")
 }
 
 /// Starts `cmd` (stdout and stderr piped) and waits, at most 30 s, for its
@@ -258,7 +263,7 @@ pub fn launch(id: &str, mut cmd: Command, echo: Echo) -> Result<(Child, String),
                 if let Some(rest) = line.strip_prefix("listening on http://") {
                     let _ = tx.send(rest.trim().to_string());
                 }
-                if echo.shows(&line) {
+                if echo.shows(&line, false) {
                     println!("{id} | {line}");
                 }
             }
@@ -268,7 +273,9 @@ pub fn launch(id: &str, mut cmd: Command, echo: Echo) -> Result<(Child, String),
         let (id, tail) = (id.to_string(), Arc::clone(&stderr_tail));
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("{id} | {line}");
+                if echo.shows(&line, true) {
+                    eprintln!("{id} | {line}");
+                }
                 let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                 t.push(line);
                 if t.len() > 20 {
@@ -511,5 +518,36 @@ impl Drop for LocalWorkers {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_warnings_and_errors_of_a_child_reach_a_quiet_terminal() {
+        let info = "worker=w1 2026-01-01T00:00:00Z  INFO task started task=t1 attempt=3";
+        let warn = "worker=w1 2026-01-01T00:00:00Z  WARN drain timeout: cancelling task=t1";
+        let error = "worker=w1 2026-01-01T00:00:00Z ERROR kernel panicked task=t1";
+        let json = r#"{"timestamp":"x","level":"WARN","message":"m"}"#;
+        let backtrace = "   0: __rustc::rust_begin_unwind";
+        for (line, shown) in [
+            (info, false),
+            (warn, true),
+            (error, true),
+            (json, true),
+            (backtrace, false),
+        ] {
+            assert_eq!(Echo::Warnings.shows(line, false), shown, "{line}");
+            assert_eq!(Echo::Warnings.shows(line, true), shown, "{line}");
+            assert!(Echo::All.shows(line, false));
+        }
+        assert!(Echo::Warnings.shows("error: cannot bind 127.0.0.1:5001", true));
+        assert!(!Echo::Nothing.shows(warn, false));
+        assert!(
+            Echo::Nothing.shows(backtrace, true),
+            "benches keep a child's stderr"
+        );
     }
 }

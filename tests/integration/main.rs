@@ -7,6 +7,7 @@ mod bench_cluster;
 mod chaos;
 mod commands;
 mod common;
+mod console;
 mod deploy;
 mod faults;
 mod fuzz;

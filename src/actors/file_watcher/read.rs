@@ -15,8 +15,8 @@ use crate::model::taskfile::{sha256_hex, stream_bytes, Rejection, StreamError};
 use crate::model::Validator;
 use crate::store::{Ingest, NewTask, StageTicket, Store, StoreError};
 use crate::util::fs::{read_regular, NotRead};
-use crate::util::logging::{Listed, IDS_PER_LINE};
 use crate::util::time::unix_now;
+use crate::util::trace::{self, Stage};
 
 /// Tasks per staged chunk: large enough that a chunk's commit is cheap
 /// next to its writes, small enough to be a few MB in memory.
@@ -95,10 +95,7 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
     let streamed = stream_bytes(&bytes, validator, STAGE_CHUNK, |tasks| {
         let chunk: Vec<NewTask> = tasks.iter().map(NewTask::of).collect();
         drop(tasks);
-        for part in chunk.chunks(IDS_PER_LINE) {
-            let ids = Listed(part.iter().map(|t| t.task_id.as_str()));
-            tracing::info!(file = %shown, %ids, "task ids read; queued when the file's 'task file queued' line says so");
-        }
+        trace::note(Stage::Read, &shown, chunk.iter().map(|t| &t.task_id));
         for t in &chunk {
             if !kernels.contains(&t.kernel) {
                 kernels.insert(t.kernel.clone());

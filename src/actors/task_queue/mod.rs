@@ -59,8 +59,8 @@ use crate::model::{Task, WorkerId};
 use crate::store::{
     CancelOutcome, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store, StoreError, WasRunning,
 };
-use crate::util::logging::{Listed, IDS_PER_LINE};
 use crate::util::time::unix_now;
+use crate::util::trace::{self, Stage};
 use live::{Freed, Outbound};
 
 /// Retry and window settings.
@@ -355,10 +355,7 @@ impl Handler<SubmitBatch> for TaskQueue {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
                 InsertOutcome::Inserted { seqs } => {
                     let count = new.len();
-                    for part in new.chunks(IDS_PER_LINE) {
-                        let ids = Listed(part.iter().map(|t| t.task_id.as_str()));
-                        tracing::info!(source = %source, tasks = count, %ids, "tasks queued");
-                    }
+                    trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
                     act.live.submitted(new, seqs, unix_now());
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })

@@ -23,7 +23,8 @@ use super::{InFlight, RunAttempt, WorkerProxy, UNAUTHORIZED};
 use crate::actors::load_balancer::WorkerFull;
 use crate::actors::task_queue::{AttemptsStarted, OutcomeKind};
 use crate::api::protocol::{BatchEvent, BatchRequest, BATCH_FILL_BYTES, MAX_BATCH_TASKS};
-use crate::util::logging::{AttemptOf, Listed};
+use crate::util::logging::AttemptOf;
+use crate::util::trace::{self, Stage};
 
 /// Longest line a worker may send in a batch answer (a result is a few
 /// hundred bytes; a runaway line is a lie, not a result).
@@ -98,8 +99,11 @@ impl WorkerProxy {
             }
             roster.insert(t.task_id.clone(), t.attempt_id);
         }
-        tracing::info!(worker = %self.id, batch, count = tasks.len(),
-            attempts = %Listed(tasks.iter().map(|t| AttemptOf(&t.task_id, t.attempt_id))), "tasks dispatched");
+        trace::note(
+            Stage::Dispatched,
+            self.id.as_str(),
+            tasks.iter().map(|t| AttemptOf(&t.task_id, t.attempt_id)),
+        );
         self.batches.insert(batch, roster);
         let body = BatchRequest::encode(
             tasks.iter().map(|t| (&*t.body, t.attempt_id)),
@@ -463,7 +467,6 @@ pub(super) struct BatchLines {
 impl Handler<BatchLines> for WorkerProxy {
     type Result = ();
     fn handle(&mut self, msg: BatchLines, ctx: &mut Self::Context) {
-        self.reading_answers = true;
         for line in msg.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<BatchEvent<Value>>(line) {
                 Ok(event) => self.batch_event(msg.batch, event, ctx),
@@ -472,8 +475,6 @@ impl Handler<BatchLines> for WorkerProxy {
                 }
             }
         }
-        self.reading_answers = false;
-        self.log_reported();
         self.flush_started();
     }
 }

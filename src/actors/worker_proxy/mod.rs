@@ -15,7 +15,7 @@ mod batch;
 mod health;
 mod http;
 mod single;
-mod trace;
+mod traced;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,14 +27,14 @@ use serde_json::Value;
 
 use self::answers::{agree, check_result};
 use self::http::{fetch_json, FetchError};
-use self::trace::Reported;
+use self::traced::Reported;
 use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, StatusAnswer};
 use crate::config::WorkerEntry;
 use crate::model::WorkerId;
-use crate::util::logging::Listed;
 use crate::util::token::Token;
+use crate::util::trace::{self, Stage};
 
 /// Timers and limits of a proxy (runtime settings, so tests shorten them),
 /// and the token every request to the worker carries.
@@ -121,11 +121,6 @@ pub struct WorkerProxy {
     refusal_told: bool,
     /// The worker answered 401 (another token): logged once.
     unauthorized_told: bool,
-    /// Outcomes reported since the last "attempts ended" log line.
-    reported: Vec<Reported>,
-    /// Lines of a batch answer are being read: their outcomes share one
-    /// log line, written when the lines are done.
-    reading_answers: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// LoadBalancer (a successor may hold the same id) and refuses new
     /// attempts until it stops.
@@ -183,20 +178,18 @@ impl WorkerProxy {
             never_answered_logged: None,
             refusal_told: false,
             unauthorized_told: false,
-            reported: Vec::new(),
-            reading_answers: false,
             retired: false,
         }
     }
 
-    /// Tells TaskQueue how an attempt ended, and notes it for the log
-    /// line of the answers read together ([`Self::log_reported`]).
-    fn report(&mut self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
-        if tracing::enabled!(tracing::Level::INFO) {
-            self.reported.push(Reported::of(&task_id, attempt_id, &kind));
-        }
-        if !self.reading_answers {
-            self.log_reported();
+    /// Tells TaskQueue how an attempt ended (and the log, see [`trace`]).
+    fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
+        if trace::enabled() {
+            trace::note(
+                Stage::Ended,
+                self.id.as_str(),
+                [Reported::of(&task_id, attempt_id, &kind)],
+            );
         }
         self.peers.outcomes.do_send(AttemptOutcome {
             task_id,
@@ -204,18 +197,6 @@ impl WorkerProxy {
             worker_id: self.id.clone(),
             kind,
         });
-    }
-
-    /// One log line for the outcomes noted since the last: a task's
-    /// result is findable by its id (`grep <id> logs/*.log`) without a
-    /// line per task while thousands end each second.
-    pub(super) fn log_reported(&mut self) {
-        if self.reported.is_empty() {
-            return;
-        }
-        let outcomes = std::mem::take(&mut self.reported);
-        tracing::info!(worker = %self.id, count = outcomes.len(), outcomes = %Listed(outcomes.iter()),
-            "attempts ended");
     }
 
     /// Results of adopted attempts: picked up if the worker holds them,

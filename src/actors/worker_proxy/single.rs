@@ -14,6 +14,7 @@ use super::{RunAttempt, WorkerProxy};
 use crate::actors::task_queue::OutcomeKind;
 use crate::api::protocol::ExecuteRequest;
 use crate::util::logging::AttemptOf;
+use crate::util::trace::{self, Stage};
 
 impl WorkerProxy {
     pub(super) fn send_single(&mut self, msg: RunAttempt, ctx: &mut Context<Self>) {
@@ -22,7 +23,11 @@ impl WorkerProxy {
             attempt_id,
             body,
         } = msg;
-        tracing::info!(worker = %self.id, count = 1, attempts = %AttemptOf(&task_id, attempt_id), "tasks dispatched");
+        trace::note(
+            Stage::Dispatched,
+            self.id.as_str(),
+            [AttemptOf(&task_id, attempt_id)],
+        );
         // it runs from now on (or is refused, and goes back uncounted)
         self.mark_started(&task_id, attempt_id);
         self.flush_started();

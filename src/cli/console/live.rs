@@ -67,8 +67,8 @@ impl<W: Write> Live<W> {
 
     /// Shows what happened since the last tick.
     pub async fn tick(&mut self) {
-        self.drain_events();
         self.console.workers(&workers(&self.board));
+        self.drain_events();
         let read = Arc::clone(&self.read);
         if let Ok(Ok(t)) = actix_rt::task::spawn_blocking(move || tally(&read)).await {
             // events logged while the counts were read come first

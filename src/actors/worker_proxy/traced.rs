@@ -1,7 +1,5 @@
-//! What the proxy writes to the log about each attempt, batched: the
-//! attempts a request carries (`tasks dispatched`) and the outcomes read
-//! together from a worker's answer (`attempts ended`), one line each, as
-//! `task@attempt` so that `grep <task id> logs/*.log` follows one task.
+//! How the proxy names an attempt's outcome in the log's "attempts
+//! ended" lines ([`crate::util::trace`]): `task@attempt=outcome:time`.
 
 use std::fmt;
 
@@ -66,7 +64,7 @@ mod tests {
         assert_eq!(refused.to_string(), "t2@8=refused");
         let mut result: crate::model::TaskResult = serde_json::from_value(serde_json::json!({
             "task_id": "t3", "algorithm": "python", "parameters": {}, "execution_time": 0.0125,
-            "result": {"status": "completed"}
+            "result": {"status": "completed", "metrics": {}, "output": ""}
         }))
         .unwrap();
         result.execution_time = 0.0125;
