@@ -50,9 +50,12 @@ type Window = BTreeMap<(Stage, String), Vec<String>>;
 static NOTES: Mutex<Window> = Mutex::new(BTreeMap::new());
 static FLUSHER: Once = Once::new();
 
-/// Whether notes are written at all (the level of this module's target).
+/// Whether notes are taken: the log keeps INFO lines somewhere. (Not
+/// `tracing::enabled!`: with per-layer filters it leaves a filter's
+/// verdict behind for the thread's next event, which the console's layer
+/// then misses.)
 pub fn enabled() -> bool {
-    tracing::enabled!(target: "orquesta::util::trace", tracing::Level::INFO)
+    tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO
 }
 
 /// Notes `items` at `stage` for `group` (a file, a worker, a source).

@@ -228,10 +228,7 @@ fn one_task_is_followed_through_the_orchestrator_log_by_its_id() {
         "{}",
         lines[written]
     );
-    // and the queued line of the file comes between reading and dispatch
-    let queued = log
-        .find("task file queued file=traced.json")
-        .expect("the file's queued line");
-    let read_at = log.find("task ids read").unwrap();
-    assert!(read_at < queued, "{log}");
+    // the file's own line says it was queued (trace lines come in
+    // windows, so it may stand before or after the ids)
+    assert!(log.contains("task file queued file=traced.json tasks=3"), "{log}");
 }
