@@ -127,7 +127,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Some(&file),
         &settings.log,
         None,
-        args.verbose,
+        events::stdout(args.verbose),
         Some(events::layer(tx)),
     ) {
         eprintln!("warning: {w}");

@@ -82,9 +82,13 @@ pub fn run(args: &UpArgs) -> ExitCode {
 /// events in both cases.
 fn init_logging(settings: &Settings, verbose: bool, tx: mpsc::Sender<ConsoleEvent>) {
     let file = settings.logs_dir.join("elastic_orchestrator.log");
-    if let Some(w) =
-        crate::util::logging::init_with(Some(&file), &settings.log, None, verbose, Some(events::layer(tx)))
-    {
+    if let Some(w) = crate::util::logging::init_with(
+        Some(&file),
+        &settings.log,
+        None,
+        events::stdout(verbose),
+        Some(events::layer(tx)),
+    ) {
         eprintln!("warning: {w}");
     }
 }

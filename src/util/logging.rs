@@ -77,17 +77,26 @@ pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
 /// process's worker id, put on every line. Returns a warning when the file
 /// cannot be opened (logging then goes to stdout only).
 pub fn init(file: Option<&Path>, options: &LogOptions, worker: Option<&str>) -> Option<String> {
-    init_with(file, options, worker, true, None)
+    init_with(file, options, worker, Stdout::All, None)
 }
 
-/// [`init`], with or without the lines on stdout (`orquesta up` keeps the
-/// terminal for what a person needs and the log file for everything), and
-/// with an `extra` layer that sees events whatever `RUST_LOG` says.
+/// Which lines also go to stdout.
+#[derive(Debug, Clone)]
+pub enum Stdout {
+    /// Every line `RUST_LOG` keeps.
+    All,
+    /// Only those this filter keeps (`orquesta up` keeps the terminal for
+    /// what a person needs, the log file for everything).
+    Only(Targets),
+}
+
+/// [`init`], with the lines on stdout that `stdout` says, and with an
+/// `extra` layer that sees events whatever `RUST_LOG` says.
 pub fn init_with(
     file: Option<&Path>,
     options: &LogOptions,
     worker: Option<&str>,
-    stdout: bool,
+    stdout: Stdout,
     extra: Option<ExtraLayer>,
 ) -> Option<String> {
     let filter = std::env::var("RUST_LOG")
@@ -99,17 +108,18 @@ pub fn init_with(
         format: options.format,
         text: tracing_subscriber::fmt::format().with_target(false),
     };
-    let mut layers: Vec<ExtraLayer> = Vec::new();
-    if stdout {
-        layers.push(Box::new(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(
-                    std::io::IsTerminal::is_terminal(&std::io::stdout()) && options.format == LogFormat::Text,
-                )
-                .event_format(line.clone())
-                .with_filter(filter.clone()),
-        ));
-    }
+    let stdout_filter = match stdout {
+        Stdout::All => filter.clone(),
+        Stdout::Only(only) => only,
+    };
+    let mut layers: Vec<ExtraLayer> = vec![Box::new(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stdout()) && options.format == LogFormat::Text,
+            )
+            .event_format(line.clone())
+            .with_filter(stdout_filter),
+    )];
     let mut warning = None;
     if let Some(path) = file {
         if let Some(dir) = path.parent() {

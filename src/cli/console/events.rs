@@ -14,11 +14,11 @@ use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::Registry;
 
-use crate::util::logging::ExtraLayer;
+use crate::util::logging::{ExtraLayer, Stdout};
 
 /// Something a person running `up` wants to see when it happens.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +131,27 @@ pub fn layer(tx: Sender<ConsoleEvent>) -> ExtraLayer {
         .with_target("orquesta::actors::task_queue", Level::ERROR);
     Box::new(ConsoleLayer { tx: Mutex::new(tx) }.with_filter(filter))
         as Box<dyn Layer<Registry> + Send + Sync>
+}
+
+/// What of the in-process orchestrator's own log reaches a quiet
+/// terminal: errors (a results file that cannot be written, a database
+/// that fails), except a failed task's, which the console says itself,
+/// rate-limited.
+pub fn quiet_stdout() -> Stdout {
+    Stdout::Only(
+        Targets::new()
+            .with_default(Level::ERROR)
+            .with_target("orquesta::actors::task_queue::outcome", LevelFilter::OFF),
+    )
+}
+
+/// The orchestrator's lines on the terminal: all of them with `--verbose`.
+pub fn stdout(verbose: bool) -> Stdout {
+    if verbose {
+        Stdout::All
+    } else {
+        quiet_stdout()
+    }
 }
 
 #[cfg(test)]
