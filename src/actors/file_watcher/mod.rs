@@ -421,7 +421,7 @@ impl FileWatcher {
         };
         let report_path = PathBuf::from(format!("{}.error.txt", dest.display()));
         tracing::warn!(file = %shown, problems = rejection.problems.len(), summary = %rejection.summary(),
-            report = %report_path.display(), "task file rejected");
+            report = %escape_name(report_path.as_os_str()), "task file rejected");
         let dest_name = escape_name(dest.file_name().unwrap_or(OsStr::new(&name)));
         // Move first, report second: whoever sees the report (a user, a
         // script polling for it) also finds the file gone from the drop folder.
