@@ -121,7 +121,8 @@ pub enum Command {
     )]
     Up(crate::cli::up::UpArgs),
     /// Run one task file on a temporary local cluster, print a summary and
-    /// exit (non-zero if any task failed). Results go to --results DIR (default results/); everything else stays in a temporary folder.
+    /// exit (non-zero if any task failed). Results go to --results DIR
+    /// (default results/); everything else stays in a temporary folder.
     #[command(
         after_help = "Examples:\n  orquesta run tareas_manuales_ejemplo.json\n  orquesta run my_batch.json --config config_workers.json\n  orquesta run my_batch.json --results out/   # beside a running cluster, without touching its files"
     )]
