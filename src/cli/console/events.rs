@@ -198,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_terminal_shows_the_orchestrators_errors_but_not_a_failed_tasks_twice() {
+        let Stdout::Only(quiet) = quiet_stdout() else {
+            panic!("a quiet terminal filters");
+        };
+        assert!(quiet.would_enable("orquesta::actors::results_store", &Level::ERROR));
+        assert!(quiet.would_enable("orquesta::actors::task_queue", &Level::ERROR));
+        assert!(!quiet.would_enable("orquesta::actors::results_store", &Level::WARN));
+        assert!(!quiet.would_enable("orquesta::actors::task_queue::outcome", &Level::ERROR));
+        assert!(matches!(stdout(true), Stdout::All));
+    }
+
+    #[test]
     fn a_task_that_failed_for_good_is_an_event_with_its_reason() {
         let (tx, rx) = std::sync::mpsc::channel();
         let subscriber = tracing_subscriber::registry().with(vec![layer(tx)]);
