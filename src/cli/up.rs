@@ -106,7 +106,8 @@ fn serve(
         let server = actix_rt::spawn(server);
         let t0 = Instant::now();
         let read = std::sync::Arc::clone(&started.read);
-        let before = actix_rt::task::spawn_blocking(move || snapshot(&read))
+        let ids: Vec<String> = started.board.list().into_iter().map(|w| w.id).collect();
+        let before = actix_rt::task::spawn_blocking(move || snapshot_for(&read, &ids))
             .await
             .ok()
             .and_then(Result::ok);
@@ -171,10 +172,6 @@ struct Snapshot {
     tally: live::Tally,
     files: Vec<String>,
     workers: Vec<summary::WorkerTasks>,
-}
-
-fn snapshot(read: &crate::store::ReadPool) -> Result<Snapshot, crate::store::StoreError> {
-    snapshot_for(read, &[])
 }
 
 fn snapshot_for(read: &crate::store::ReadPool, ids: &[String]) -> Result<Snapshot, crate::store::StoreError> {

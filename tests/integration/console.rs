@@ -232,3 +232,38 @@ fn one_task_is_followed_through_the_orchestrator_log_by_its_id() {
     // windows, so it may stand before or after the ids)
     assert!(log.contains("task file queued file=traced.json tasks=3"), "{log}");
 }
+
+#[test]
+fn up_sums_up_only_what_ended_while_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("config_workers.json"),
+        json!({"workers": [{"id": "w1", "host": "127.0.0.1", "port": port, "capacity": 2,
+            "algorithms": ["python", "cython"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    for (round, n) in [(1, 3u64), (2, 1)] {
+        let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+        wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
+        let tasks: Vec<Value> = (0..n).map(|i| sleeper(&format!("s{round}_{i}"), 0.01)).collect();
+        let r = up.post("/tasks", &json!({ "tasks": tasks }).to_string());
+        assert_eq!(r.status, 201, "{}", r.text());
+        wait_until(LONG, "the tasks completed", || {
+            up.get("/stats").json()["tasks"]["by_status"]["completed"]
+                == json!(if round == 1 { 3 } else { 4 })
+        });
+        up.signal(libc::SIGINT);
+        assert_eq!(up.wait_exit(LONG), Some(0), "{}", up.log());
+        let said = up.log();
+        assert!(
+            said.contains(&format!(
+                "summary: {n} task{} ended: {n} completed",
+                if n == 1 { "" } else { "s" }
+            )),
+            "round {round}:\n{said}"
+        );
+        assert_eq!(worker_row(&said, "w1"), (n, 0), "round {round}:\n{said}");
+    }
+}
