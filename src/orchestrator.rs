@@ -314,6 +314,7 @@ pub fn start(
     .run();
     tracing::info!(%local_addr, workers = workers.len(), balancing = settings.balancing.as_str(),
         "orchestrator started");
+    crate::util::trace::start_flushing();
     Ok((
         Started {
             queue,
@@ -358,6 +359,7 @@ pub async fn shutdown(started: &Started) {
     actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
     let store = started.store.clone();
     let _ = actix_rt::task::spawn_blocking(move || store.sync_and_checkpoint()).await;
+    crate::util::trace::flush();
     tracing::info!("orchestrator stopped");
 }
 

@@ -23,6 +23,7 @@ use super::task_queue::QueueStats;
 use crate::model::TaskResult;
 use crate::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
+use crate::util::trace::{self, Stage};
 
 pub use failures::FailuresPending;
 use failures::FailuresState;
@@ -125,6 +126,9 @@ impl ResultsStore {
             .to_string();
         self.last_file = Some(name.clone());
         let ids: Vec<String> = results.iter().map(|r| r.task_id.clone()).collect();
+        // each id in the log with its results file (see util::trace);
+        // noted now, the ids go to the store
+        let recorded: Vec<String> = if trace::enabled() { ids.clone() } else { Vec::new() };
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
@@ -162,6 +166,7 @@ impl ResultsStore {
             match res {
                 Ok(count) => {
                     act.files_written += 1;
+                    trace::note(Stage::Recorded, &name, &recorded);
                     tracing::info!(file = %name, results = count, "results written");
                 }
                 Err((e, results)) => {

@@ -206,11 +206,47 @@ pub fn self_command(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> std::io
     Ok(cmd)
 }
 
+/// Which of a child's lines are shown, prefixed with its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Every line (`--verbose`).
+    All,
+    /// Log lines at WARN or ERROR and `error:`/`warning:` messages: what
+    /// a person must see; the rest is in the log files (a caught
+    /// kernel panic's backtrace too: its ERROR line says why).
+    Warnings,
+    /// Stderr only (benches).
+    Nothing,
+}
+
+impl Echo {
+    /// Whether a line the child wrote on stdout (`stderr` false) or
+    /// stderr is shown.
+    pub fn shows(self, line: &str, stderr: bool) -> bool {
+        match self {
+            Echo::All => true,
+            Echo::Warnings => is_warning(line),
+            Echo::Nothing => stderr,
+        }
+    }
+}
+
+/// Whether a line is a log line (text or JSON) at WARN or ERROR, or a
+/// message that starts `error:` or `warning:`.
+pub fn is_warning(line: &str) -> bool {
+    line.contains(" WARN ")
+        || line.contains(" ERROR ")
+        || line.contains(r#""level":"WARN""#)
+        || line.contains(r#""level":"ERROR""#)
+        || line.starts_with("error")
+        || line.starts_with("warning")
+}
+
 /// Starts `cmd` (stdout and stderr piped) and waits, at most 30 s, for its
 /// `listening on http://HOST:PORT` line; returns the child and `HOST:PORT`.
-/// Its stderr is always forwarded prefixed with `id`, its stdout only with
-/// `echo`; both are drained so the child never blocks on a full pipe.
-pub fn launch(id: &str, mut cmd: Command, echo: bool) -> Result<(Child, String), ClusterError> {
+/// Its stderr is always forwarded prefixed with `id`, its stdout as `echo`
+/// says; both are drained so the child never blocks on a full pipe.
+pub fn launch(id: &str, mut cmd: Command, echo: Echo) -> Result<(Child, String), ClusterError> {
     let fail = |reason: String| ClusterError::Start {
         id: id.to_string(),
         reason,
@@ -227,7 +263,7 @@ pub fn launch(id: &str, mut cmd: Command, echo: bool) -> Result<(Child, String),
                 if let Some(rest) = line.strip_prefix("listening on http://") {
                     let _ = tx.send(rest.trim().to_string());
                 }
-                if echo {
+                if echo.shows(&line, false) {
                     println!("{id} | {line}");
                 }
             }
@@ -237,7 +273,9 @@ pub fn launch(id: &str, mut cmd: Command, echo: bool) -> Result<(Child, String),
         let (id, tail) = (id.to_string(), Arc::clone(&stderr_tail));
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("{id} | {line}");
+                if echo.shows(&line, true) {
+                    eprintln!("{id} | {line}");
+                }
                 let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                 t.push(line);
                 if t.len() > 20 {
@@ -282,11 +320,13 @@ impl Drop for KillOnDrop {
 
 impl LocalWorkers {
     /// Starts a worker for each entry. With `free_ports`, each takes any
-    /// free port and the returned entries carry the real ports.
+    /// free port and the returned entries carry the real ports. `echo`:
+    /// which of their lines reach the terminal.
     pub fn start(
         entries: &[WorkerEntry],
         logs_dir: &Path,
         free_ports: bool,
+        echo: Echo,
     ) -> Result<(LocalWorkers, Vec<WorkerEntry>), ClusterError> {
         let children = Arc::new(Mutex::new(Vec::new()));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -327,7 +367,7 @@ impl LocalWorkers {
                 id: entry.id.clone(),
                 reason: e.to_string(),
             })?;
-            let (child, addr) = launch(&entry.id, cmd, true)?;
+            let (child, addr) = launch(&entry.id, cmd, echo)?;
             let real_port = port_of(&addr).ok_or_else(|| ClusterError::Start {
                 id: entry.id.clone(),
                 reason: format!("it announced an address without a port: {addr}"),
@@ -380,7 +420,7 @@ impl LocalWorkers {
                     eprintln!("{id} | exited ({status}); restarting");
                     let started = command(&supervised[i], supervised[i].port, &logs_dir, threads)
                         .map_err(|e| e.to_string())
-                        .and_then(|cmd| launch(id, cmd, true).map_err(|e| e.to_string()));
+                        .and_then(|cmd| launch(id, cmd, echo).map_err(|e| e.to_string()));
                     match started {
                         Ok((new_child, _)) => *child = new_child,
                         Err(e) => {
@@ -478,5 +518,36 @@ impl Drop for LocalWorkers {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_warnings_and_errors_of_a_child_reach_a_quiet_terminal() {
+        let info = "worker=w1 2026-01-01T00:00:00Z  INFO task started task=t1 attempt=3";
+        let warn = "worker=w1 2026-01-01T00:00:00Z  WARN drain timeout: cancelling task=t1";
+        let error = "worker=w1 2026-01-01T00:00:00Z ERROR kernel panicked task=t1";
+        let json = r#"{"timestamp":"x","level":"WARN","message":"m"}"#;
+        let backtrace = "   0: __rustc::rust_begin_unwind";
+        for (line, shown) in [
+            (info, false),
+            (warn, true),
+            (error, true),
+            (json, true),
+            (backtrace, false),
+        ] {
+            assert_eq!(Echo::Warnings.shows(line, false), shown, "{line}");
+            assert_eq!(Echo::Warnings.shows(line, true), shown, "{line}");
+            assert!(Echo::All.shows(line, false));
+        }
+        assert!(Echo::Warnings.shows("error: cannot bind 127.0.0.1:5001", true));
+        assert!(!Echo::Nothing.shows(warn, false));
+        assert!(
+            Echo::Nothing.shows(backtrace, true),
+            "benches keep a child's stderr"
+        );
     }
 }

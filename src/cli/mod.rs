@@ -10,6 +10,7 @@ pub mod client;
 pub mod cluster;
 pub mod completions;
 pub mod config_check;
+pub mod console;
 pub mod gen;
 pub mod interactive;
 pub mod orchestrator;
@@ -116,12 +117,15 @@ pub enum Command {
     Orchestrator(OrchestratorArgs),
     /// The orchestrator plus a worker process for every entry of
     /// config_workers.json on this machine: a local cluster in one command.
-    #[command(after_help = "Examples:\n  orquesta up\n  orquesta up --config my_workers.json --port 5050")]
-    Up(OrchestratorArgs),
-    /// Run one task file on a temporary local cluster, print a summary and
-    /// exit (non-zero if any task failed). Results go to results/.
     #[command(
-        after_help = "Examples:\n  orquesta run tareas_manuales_ejemplo.json\n  orquesta run my_batch.json --config config_workers.json"
+        after_help = "Examples:\n  orquesta up\n  orquesta up --config my_workers.json --port 5050\n  orquesta up --verbose      # every log line of every process here too"
+    )]
+    Up(crate::cli::up::UpArgs),
+    /// Run one task file on a temporary local cluster, print a summary and
+    /// exit (non-zero if any task failed). Results go to --results DIR
+    /// (default results/); everything else stays in a temporary folder.
+    #[command(
+        after_help = "Examples:\n  orquesta run tareas_manuales_ejemplo.json\n  orquesta run my_batch.json --config config_workers.json\n  orquesta run my_batch.json --results out/   # beside a running cluster, without touching its files"
     )]
     Run(RunArgs),
     /// Configuration tools.

@@ -1,28 +1,50 @@
 //! `orquesta run FILE`: an in-process orchestrator on a temporary queue,
 //! one batch submitted directly, a wait until every task has ended, and a
 //! summary. Ctrl-C stops it cleanly (finished results are still written).
+//!
+//! Everything but the results lives in a temporary folder (queue
+//! database, drop folder, logs, the workers' state), so a run never takes
+//! a running cluster's lock nor touches its files, even from the same
+//! folder; the results go to `--results DIR` (default `results/`), said at
+//! the start and in the summary. The terminal shows progress and failures
+//! as they happen ([`crate::cli::console`]); `--verbose` adds every log line.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use std::io::IsTerminal;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
 use clap::Args;
 
-use super::cluster::LocalWorkers;
+use super::cluster::{Echo, LocalWorkers};
+use super::console::events::{self, ConsoleEvent};
+use super::console::live::{Live, TICK};
+use super::console::summary::{tasks_by_worker, worker_table, WorkerTasks};
+use super::console::{plural, Console};
 use super::orchestrator::OrchestratorArgs;
-use super::serve::{init_logging, settings, workers_file};
+use super::serve::{settings, workers_file};
 use crate::actors::results_store::FlushNow;
 use crate::actors::task_queue::{LiveCount, SubmitBatch};
 use crate::config::{Settings, WorkerEntry};
 use crate::model::taskfile::TaskBatch;
-use crate::model::{AttemptEnd, TaskStatus};
+use crate::model::TaskStatus;
 use crate::store::TaskFilter;
+use crate::util::logging::init_with;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The task file (the seed's format).
     pub file: PathBuf,
+    /// Where the results files go [default: RESULTS_STORAGE_PATH, or results/].
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Echo every log line of the orchestrator and the workers here too.
+    #[arg(short, long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub common: OrchestratorArgs,
 }
@@ -93,13 +115,27 @@ pub fn run(args: &RunArgs) -> ExitCode {
     settings.db_path = state.path().join("queue.db");
     settings.task_queue_dir = state.path().join("task_queues");
     settings.logs_dir = state.path().join("logs");
+    if let Some(dir) = &args.results {
+        settings.results_dir = dir.clone();
+    }
     if args.common.port.is_none() && std::env::var_os("ORCHESTRATOR_PORT").is_none() {
         settings.port = 0;
     }
-    init_logging(&settings);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let file = settings.logs_dir.join("elastic_orchestrator.log");
+    if let Some(w) = init_with(
+        Some(&file),
+        &settings.log,
+        None,
+        events::stdout(args.verbose),
+        Some(events::layer(tx)),
+    ) {
+        eprintln!("warning: {w}");
+    }
     let (local, remote): (Vec<WorkerEntry>, Vec<WorkerEntry>) =
         workers.into_iter().partition(|w| w.is_local());
-    let (children, mut actual) = match LocalWorkers::start(&local, &settings.logs_dir, true) {
+    let echo = if args.verbose { Echo::All } else { Echo::Warnings };
+    let (children, mut actual) = match LocalWorkers::start(&local, &settings.logs_dir, true, echo) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -113,7 +149,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("file")
         .to_string();
-    let outcome = run_batch(&settings, &actual, batch, &name);
+    let outcome = run_batch(&settings, &actual, batch, &name, rx);
     children.stop(Duration::from_secs(10));
     drop(state);
     match outcome {
@@ -141,9 +177,11 @@ pub struct Summary {
     pub cancelled: u64,
     pub unfinished: u64,
     pub wall_seconds: f64,
-    /// worker → (completed, failed or lost attempts)
-    pub per_worker: Vec<(String, u64, u64)>,
+    /// Tasks completed and failed on each worker.
+    pub per_worker: Vec<WorkerTasks>,
     pub failures: Vec<(String, String)>,
+    /// The folder results go to (`--results`).
+    pub results_dir: PathBuf,
     pub results_files: Vec<String>,
     pub interrupted: bool,
 }
@@ -179,10 +217,7 @@ impl fmt::Display for Summary {
             )?;
         }
         writeln!(f)?;
-        writeln!(f, "{:<14} {:>10} {:>10}", "worker", "completed", "failed")?;
-        for (w, c, x) in &self.per_worker {
-            writeln!(f, "{w:<14} {c:>10} {x:>10}")?;
-        }
+        worker_table(f, &self.per_worker)?;
         if !self.failures.is_empty() {
             writeln!(f)?;
             writeln!(f, "Failed tasks:")?;
@@ -190,9 +225,11 @@ impl fmt::Display for Summary {
                 writeln!(f, "  {id}: {e}")?;
             }
         }
-        if !self.results_files.is_empty() {
-            writeln!(f)?;
-            writeln!(f, "Results:")?;
+        writeln!(f)?;
+        if self.results_files.is_empty() {
+            writeln!(f, "Results: none written to {}", self.results_dir.display())?;
+        } else {
+            writeln!(f, "Results (in {}):", self.results_dir.display())?;
             for r in &self.results_files {
                 writeln!(f, "  {r}")?;
             }
@@ -201,12 +238,15 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Runs `batch` to the end on `workers` and returns the summary.
+/// Runs `batch` to the end on `workers` and returns the summary; the
+/// console shows its progress and failures meanwhile (`events`: from the
+/// log layer, see [`events::layer`]).
 pub fn run_batch(
     settings: &Settings,
     workers: &[WorkerEntry],
     batch: TaskBatch,
     name: &str,
+    events: Receiver<ConsoleEvent>,
 ) -> Result<Summary, String> {
     actix_rt::System::new().block_on(async move {
         let (started, server) =
@@ -215,7 +255,26 @@ pub fn run_batch(
         let server = actix_rt::spawn(server);
         let t0 = Instant::now();
         let total = batch.tasks.len() as u64;
-        eprintln!("running {total} tasks from {name} on {} workers", workers.len());
+        let stdout = std::io::stdout();
+        let tty = stdout.is_terminal();
+        let mut live = Live::new(
+            Console::new(stdout, tty),
+            events,
+            started.board.clone(),
+            Arc::clone(&started.read),
+        );
+        live.console.line(&format!(
+            "orquesta run: {total} task{} from {name} on {} worker{}",
+            plural(total),
+            workers.len(),
+            plural(workers.len() as u64)
+        ));
+        live.console
+            .line(&format!("  results go to  {}", settings.results_dir.display()));
+        live.console.line(&format!(
+            "  logs           {} (a temporary folder, removed at the end; --verbose shows every line here)",
+            settings.logs_dir.display()
+        ));
         started
             .queue
             .send(SubmitBatch {
@@ -226,10 +285,12 @@ pub fn run_batch(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        // the batch begins on the console now, however short it is
+        live.tick().await;
         let mut interrupted = false;
         let signal = crate::util::signal::wait_for_signal();
         futures_util::pin_mut!(signal);
-        let mut last_report = Instant::now();
+        let mut last_tick = Instant::now();
         loop {
             let tick = actix_rt::time::sleep(Duration::from_millis(25));
             futures_util::pin_mut!(tick);
@@ -237,43 +298,29 @@ pub fn run_batch(
                 futures_util::future::select(&mut signal, tick).await
             {
                 interrupted = true;
-                eprintln!("interrupted: stopping");
+                live.console.line("interrupted: stopping");
                 break;
             }
-            let live = started.queue.send(LiveCount).await.unwrap_or(0);
-            if live == 0 {
+            let left = started.queue.send(LiveCount).await.unwrap_or(0);
+            if left == 0 {
                 break;
             }
-            if last_report.elapsed() >= Duration::from_secs(2) {
-                last_report = Instant::now();
-                eprintln!(
-                    "  {} of {total} tasks not ended yet ({:.0} s)",
-                    live,
-                    t0.elapsed().as_secs_f64()
-                );
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                live.tick().await;
             }
         }
+        live.tick().await;
+        live.console.finish();
         let wall = t0.elapsed().as_secs_f64();
         let _ = started.results.send(FlushNow).await;
-        let read = std::sync::Arc::clone(&started.read);
+        let read = Arc::clone(&started.read);
+        let worker_ids: Vec<String> = workers.iter().map(|w| w.id.clone()).collect();
+        let results_dir = settings.results_dir.clone();
         let summary = actix_rt::task::spawn_blocking(move || -> Result<Summary, String> {
             let (by_status, _) = read.counts().map_err(|e| e.to_string())?;
             let count = |s: TaskStatus| by_status.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
-            let mut per_worker: Vec<(String, u64, u64)> = Vec::new();
-            for (w, outcome, n) in read.by_worker().map_err(|e| e.to_string())? {
-                let row = match per_worker.iter_mut().find(|r| r.0 == w) {
-                    Some(r) => r,
-                    None => {
-                        per_worker.push((w.clone(), 0, 0));
-                        per_worker.last_mut().expect("just pushed")
-                    }
-                };
-                match outcome {
-                    Some(AttemptEnd::Completed) => row.1 += n,
-                    Some(AttemptEnd::Failed | AttemptEnd::Lost) => row.2 += n,
-                    _ => {}
-                }
-            }
+            let per_worker = tasks_by_worker(&read, &worker_ids).map_err(|e| e.to_string())?;
             let failed = TaskFilter {
                 status: Some(TaskStatus::Failed),
                 ..TaskFilter::default()
@@ -291,6 +338,7 @@ pub fn run_batch(
                     .into_iter()
                     .map(|t| (t.task_id, t.error.unwrap_or_default()))
                     .collect(),
+                results_dir,
                 results_files: read.results_files().map_err(|e| e.to_string())?,
                 interrupted,
             })

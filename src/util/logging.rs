@@ -21,6 +21,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{Layer, Registry};
 
 use super::rotating::RotatingFile;
 
@@ -67,11 +68,37 @@ impl Default for LogOptions {
     }
 }
 
+/// A layer of the global subscriber given by the caller (the console of
+/// `orquesta up` and `orquesta run`), with its own filter.
+pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
 /// Installs the global subscriber. `file` is appended to (created with its
 /// folder if needed); several processes may share it. `worker`: this
 /// process's worker id, put on every line. Returns a warning when the file
 /// cannot be opened (logging then goes to stdout only).
 pub fn init(file: Option<&Path>, options: &LogOptions, worker: Option<&str>) -> Option<String> {
+    init_with(file, options, worker, Stdout::All, None)
+}
+
+/// Which lines also go to stdout.
+#[derive(Debug, Clone)]
+pub enum Stdout {
+    /// Every line `RUST_LOG` keeps.
+    All,
+    /// Only those this filter keeps (`orquesta up` keeps the terminal for
+    /// what a person needs, the log file for everything).
+    Only(Targets),
+}
+
+/// [`init`], with the lines on stdout that `stdout` says, and with an
+/// `extra` layer that sees events whatever `RUST_LOG` says.
+pub fn init_with(
+    file: Option<&Path>,
+    options: &LogOptions,
+    worker: Option<&str>,
+    stdout: Stdout,
+    extra: Option<ExtraLayer>,
+) -> Option<String> {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| Targets::from_str(&v).ok())
@@ -81,32 +108,36 @@ pub fn init(file: Option<&Path>, options: &LogOptions, worker: Option<&str>) -> 
         format: options.format,
         text: tracing_subscriber::fmt::format().with_target(false),
     };
-    let stdout = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()) && options.format == LogFormat::Text)
-        .event_format(line.clone());
+    let stdout_filter = match stdout {
+        Stdout::All => filter.clone(),
+        Stdout::Only(only) => only,
+    };
+    let mut layers: Vec<ExtraLayer> = vec![Box::new(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stdout()) && options.format == LogFormat::Text,
+            )
+            .event_format(line.clone())
+            .with_filter(stdout_filter),
+    )];
     let mut warning = None;
-    let file_layer = file.and_then(|path| {
+    if let Some(path) = file {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         match RotatingFile::open(path, options.max_bytes, options.files) {
-            Ok(f) => Some(
+            Ok(f) => layers.push(Box::new(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
                     .event_format(line)
-                    .with_writer(Arc::new(f)),
-            ),
-            Err(e) => {
-                warning = Some(format!("cannot open log file {}: {e}", path.display()));
-                None
-            }
+                    .with_writer(Arc::new(f))
+                    .with_filter(filter),
+            )),
+            Err(e) => warning = Some(format!("cannot open log file {}: {e}", path.display())),
         }
-    });
-    let _ = tracing_subscriber::registry()
-        .with(stdout)
-        .with(file_layer)
-        .with(filter)
-        .try_init();
+    }
+    layers.extend(extra);
+    let _ = tracing_subscriber::registry().with(layers).try_init();
     warning
 }
 
@@ -199,9 +230,54 @@ impl fmt::Display for AttemptField {
     }
 }
 
+/// Task ids per log line that lists ids: every id is in the log (so one
+/// task can be followed by its id), and a line stays readable.
+pub const IDS_PER_LINE: usize = 1000;
+
+/// Items as one log field, `a,b,c`, formatted only when the line is
+/// written: a whole batch of tasks on one line, so that
+/// `grep <task id> logs/*.log` finds every stage of a task's life without
+/// a line per task on the hot path.
+pub struct Listed<I>(pub I);
+
+impl<I> fmt::Display for Listed<I>
+where
+    I: Clone + IntoIterator,
+    I::Item: fmt::Display,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, item) in self.0.clone().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{item}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One attempt of a task in a log line: `task@attempt` (`t1@42`).
+pub struct AttemptOf<'a>(pub &'a str, pub u64);
+
+impl fmt::Display for AttemptOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.0, self.1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_print_comma_separated_and_attempts_as_id_at_number() {
+        let ids = ["a", "b", "c"];
+        assert_eq!(Listed(ids.iter()).to_string(), "a,b,c");
+        assert_eq!(Listed(std::iter::empty::<&str>()).to_string(), "");
+        let pairs = [("t1".to_string(), 3u64), ("t2".to_string(), 4)];
+        let shown = Listed(pairs.iter().map(|(t, a)| AttemptOf(t, *a)));
+        assert_eq!(shown.to_string(), "t1@3,t2@4");
+    }
 
     #[test]
     fn attempt_ids_print_plainly() {

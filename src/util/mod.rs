@@ -14,6 +14,7 @@ pub mod stats;
 pub mod time;
 pub mod tls;
 pub mod token;
+pub mod trace;
 
 /// An env map from pairs: the input of every "settings from an env map"
 /// function, for their unit tests (config, token, TLS).

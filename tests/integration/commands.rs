@@ -32,7 +32,7 @@ fn up_runs_a_local_cluster_that_processes_the_example_and_stops_cleanly() {
         .to_string(),
     )
     .unwrap();
-    let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    let mut up = Proc::start(dir.path(), &["up", "--port", "0", "--verbose"], FAST);
     wait_until(Duration::from_secs(30), "both workers up", || {
         up.get("/workers").json()["up"] == 2
     });
@@ -49,7 +49,7 @@ fn up_runs_a_local_cluster_that_processes_the_example_and_stops_cleanly() {
     wait_until(Duration::from_secs(60), "10 completed", || {
         up.get("/stats").json()["tasks"]["by_status"]["completed"] == 10
     });
-    // the workers' output is there, prefixed with their ids
+    // with --verbose the workers' every line is there, prefixed with their ids
     wait_until(Duration::from_secs(10), "worker output", || {
         up.log().contains("worker1 | ")
     });

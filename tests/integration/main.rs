@@ -7,6 +7,7 @@ mod bench_cluster;
 mod chaos;
 mod commands;
 mod common;
+mod console;
 mod dashboard;
 mod deploy;
 mod faults;

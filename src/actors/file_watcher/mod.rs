@@ -410,7 +410,6 @@ impl FileWatcher {
             .unwrap_or("file")
             .to_string();
         let shown = shown(path);
-        tracing::warn!(file = %shown, problems = rejection.problems.len(), summary = %rejection.summary(), "task file rejected");
         self.metrics.file_rejected();
         let dir = self.settings.dir.join("rejected");
         // `exists` follows links: a link planted under the name makes a new
@@ -426,6 +425,8 @@ impl FileWatcher {
             dir.join(&name)
         };
         let report_path = PathBuf::from(format!("{}.error.txt", dest.display()));
+        tracing::warn!(file = %shown, problems = rejection.problems.len(), summary = %rejection.summary(),
+            report = %escape_name(report_path.as_os_str()), "task file rejected");
         let dest_name = escape_name(dest.file_name().unwrap_or(OsStr::new(&name)));
         // Move first, report second: whoever sees the report (a user, a
         // script polling for it) also finds the file gone from the drop folder.

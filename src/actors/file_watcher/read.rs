@@ -16,6 +16,7 @@ use crate::model::Validator;
 use crate::store::{Ingest, NewTask, StageTicket, Store, StoreError};
 use crate::util::fs::{read_regular, NotRead};
 use crate::util::time::unix_now;
+use crate::util::trace::{self, Stage};
 
 /// Tasks per staged chunk: large enough that a chunk's commit is cheap
 /// next to its writes, small enough to be a few MB in memory.
@@ -90,9 +91,11 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
     // one chunk written while the next is parsed: the two halves of the
     // work (parsing, SQLite) overlap instead of taking turns
     let mut in_flight: Option<StageTicket> = None;
+    let shown = crate::util::fs::escape_name(path.file_name().unwrap_or_default());
     let streamed = stream_bytes(&bytes, validator, STAGE_CHUNK, |tasks| {
         let chunk: Vec<NewTask> = tasks.iter().map(NewTask::of).collect();
         drop(tasks);
+        trace::note(Stage::Read, &shown, chunk.iter().map(|t| &t.task_id));
         for t in &chunk {
             if !kernels.contains(&t.kernel) {
                 kernels.insert(t.kernel.clone());

@@ -66,6 +66,7 @@ use crate::store::{
     StoreError, WasRunning,
 };
 use crate::util::time::unix_now;
+use crate::util::trace::{self, Stage};
 use live::{Freed, Outbound};
 
 /// Retry and window settings.
@@ -395,11 +396,13 @@ impl Handler<SubmitBatch> for TaskQueue {
 
     fn handle(&mut self, msg: SubmitBatch, _: &mut Self::Context) -> Self::Result {
         let new: Vec<NewTask> = msg.tasks.iter().map(NewTask::of).collect();
+        let source = msg.source.clone();
         let insert = self.store.insert_batch(new.clone(), msg.ingest, msg.source);
         Box::pin(insert.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
                 InsertOutcome::Inserted { seqs } => {
                     let count = new.len();
+                    trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
                     act.live.submitted(new, seqs, unix_now());
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })

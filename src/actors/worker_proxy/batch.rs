@@ -23,6 +23,8 @@ use super::{InFlight, RunAttempt, WorkerProxy, UNAUTHORIZED};
 use crate::actors::load_balancer::WorkerFull;
 use crate::actors::task_queue::{AttemptsStarted, OutcomeKind};
 use crate::api::protocol::{BatchEvent, BatchRequest, BATCH_FILL_BYTES, MAX_BATCH_TASKS};
+use crate::util::logging::AttemptOf;
+use crate::util::trace::{self, Stage};
 
 /// Longest line a worker may send in a batch answer (a result is a few
 /// hundred bytes; a runaway line is a lie, not a result).
@@ -97,6 +99,11 @@ impl WorkerProxy {
             }
             roster.insert(t.task_id.clone(), t.attempt_id);
         }
+        trace::note(
+            Stage::Dispatched,
+            self.id.as_str(),
+            tasks.iter().map(|t| AttemptOf(&t.task_id, t.attempt_id)),
+        );
         self.batches.insert(batch, roster);
         let body = BatchRequest::encode(
             tasks.iter().map(|t| (&*t.body, t.attempt_id)),

@@ -15,6 +15,7 @@ mod batch;
 mod health;
 mod http;
 mod single;
+mod traced;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use serde_json::Value;
 
 use self::answers::{agree, check_result};
 use self::http::{fetch_json, FetchError};
+use self::traced::Reported;
 use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 use crate::api::protocol::{AckRequest, CurrentAnswer, StatusAnswer};
@@ -33,6 +35,7 @@ use crate::config::WorkerEntry;
 use crate::metrics::orchestrator::OrchestratorMetrics;
 use crate::model::WorkerId;
 use crate::util::token::Token;
+use crate::util::trace::{self, Stage};
 
 /// Timers and limits of a proxy (runtime settings, so tests shorten them),
 /// and the token every request to the worker carries.
@@ -182,7 +185,15 @@ impl WorkerProxy {
         }
     }
 
+    /// Tells TaskQueue how an attempt ended (and the log, see [`trace`]).
     fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
+        if trace::enabled() {
+            trace::note(
+                Stage::Ended,
+                self.id.as_str(),
+                [Reported::of(&task_id, attempt_id, &kind)],
+            );
+        }
         self.peers.outcomes.do_send(AttemptOutcome {
             task_id,
             attempt_id,

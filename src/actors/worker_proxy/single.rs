@@ -13,6 +13,8 @@ use super::http::{self, RawAnswer};
 use super::{RunAttempt, WorkerProxy};
 use crate::actors::task_queue::OutcomeKind;
 use crate::api::protocol::ExecuteRequest;
+use crate::util::logging::AttemptOf;
+use crate::util::trace::{self, Stage};
 
 impl WorkerProxy {
     pub(super) fn send_single(&mut self, msg: RunAttempt, ctx: &mut Context<Self>) {
@@ -21,6 +23,11 @@ impl WorkerProxy {
             attempt_id,
             body,
         } = msg;
+        trace::note(
+            Stage::Dispatched,
+            self.id.as_str(),
+            [AttemptOf(&task_id, attempt_id)],
+        );
         // it runs from now on (or is refused, and goes back uncounted)
         self.mark_started(&task_id, attempt_id);
         self.flush_started();

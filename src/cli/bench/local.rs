@@ -19,11 +19,17 @@ use crate::cli::cluster::KillOnDrop;
 /// it listens; the child and its address. It dies with the bench, also
 /// when the bench is killed (a dropped [`KillOnDrop`] covers only a bench
 /// that ends by itself).
+///
+/// The children log at `warn` unless `RUST_LOG` is set for the bench:
+/// `RUST_LOG=info` measures the cluster with the log lines a default
+/// `orquesta up` writes (the per-task trace lines included).
 pub fn start_self(id: &str, args: &[&str], dir: &Path) -> Result<(KillOnDrop, String), String> {
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let mut cmd =
-        crate::cli::cluster::self_command(args, &[("RUST_LOG", "warn")], dir).map_err(|e| e.to_string())?;
+        crate::cli::cluster::self_command(args, &[("RUST_LOG", &level)], dir).map_err(|e| e.to_string())?;
     crate::cli::cluster::die_with_parent(&mut cmd);
-    let (child, addr) = crate::cli::cluster::launch(id, cmd, false).map_err(|e| e.to_string())?;
+    let (child, addr) = crate::cli::cluster::launch(id, cmd, crate::cli::cluster::Echo::Nothing)
+        .map_err(|e| e.to_string())?;
     Ok((KillOnDrop(child), addr))
 }
 
