@@ -428,12 +428,14 @@ impl ReadPool {
         })
     }
 
-    /// Results files written so far.
+    /// Results and failures files written so far (`task_results_*` and
+    /// `task_failures_*`), by name: what a summary points a person to.
     pub fn results_files(&self) -> Result<Vec<String>, StoreError> {
         self.with(|db| {
             db.prepare_cached(
-                "SELECT DISTINCT results_file FROM tasks WHERE results_file IS NOT NULL AND written = 1
-                 ORDER BY results_file",
+                "SELECT results_file FROM tasks WHERE results_file IS NOT NULL AND written = 1
+                 UNION SELECT file FROM failure_records WHERE file IS NOT NULL AND written = 1
+                 ORDER BY 1",
             )?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<_>>>()
