@@ -161,7 +161,11 @@ fn run_beside_a_running_cluster_keeps_to_its_own_folder_and_writes_results_where
         .filter(|n| n.starts_with("task_failures_"))
         .collect();
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(text.contains(&failures[0]), "the summary names {}:\n{text}", failures[0]);
+    assert!(
+        text.contains(&failures[0]),
+        "the summary names {}:\n{text}",
+        failures[0]
+    );
     // nothing of the run in the cluster's folder, database or lock
     let cluster_results = std::fs::read_dir(cluster.path("results"))
         .map(|d| {
