@@ -509,6 +509,29 @@ fn worker_summary(workers: &[WorkerInfo]) -> Value {
     })
 }
 
+/// The kept counts as `/stats` and the dashboard show them: the total,
+/// every status (zeros included) and priority → status → count.
+pub(super) fn counts_json(
+    by_status: &[(TaskStatus, u64)],
+    by_priority: &[(Priority, TaskStatus, u64)],
+) -> (u64, Map<String, Value>, Map<String, Value>) {
+    let mut status: Map<String, Value> = TaskStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), json!(0)))
+        .collect();
+    let mut total = 0;
+    for (s, n) in by_status {
+        total += n;
+        status.insert(s.as_str().to_string(), json!(n));
+    }
+    let mut priority: Map<String, Value> = Map::new();
+    for (p, s, n) in by_priority {
+        let entry = priority.entry(p.as_str()).or_insert_with(|| json!({}));
+        entry[s.as_str()] = json!(n);
+    }
+    (total, status, priority)
+}
+
 /// `GET /stats`: the orchestrator at a glance.
 async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
     let read = Arc::clone(&api.read);
@@ -516,20 +539,7 @@ async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError
     let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
     let workers = api.workers.list();
     let strategy = api.lb.send(StrategyName).await.map_err(mailbox)?;
-    let mut status_map: Map<String, Value> = TaskStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), json!(0)))
-        .collect();
-    let mut total = 0;
-    for (s, n) in by_status {
-        total += n;
-        status_map.insert(s.as_str().to_string(), json!(n));
-    }
-    let mut prio: Map<String, Value> = Map::new();
-    for (p, s, n) in by_priority {
-        let entry = prio.entry(p.as_str()).or_insert_with(|| json!({}));
-        entry[s.as_str()] = json!(n);
-    }
+    let (total, status_map, prio) = counts_json(&by_status, &by_priority);
     Ok(HttpResponse::Ok().json(json!({
         "tasks": {"total": total, "by_status": status_map, "by_priority": prio},
         "workers": worker_summary(&workers),

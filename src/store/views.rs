@@ -371,22 +371,7 @@ impl ReadPool {
                 .query_row(params![task_id], |r| task_view(r, true))
                 .optional()?;
             let Some(view) = view else { return Ok(None) };
-            let attempts = db
-                .prepare_cached(
-                    "SELECT attempt_id, worker_id, started_at, ended_at, outcome, error FROM attempts
-                     WHERE task_id = ?1 ORDER BY started_at, attempt_id",
-                )?
-                .query_map(params![task_id], |r| {
-                    Ok(AttemptView {
-                        attempt_id: r.get::<_, i64>(0)? as u64,
-                        worker_id: r.get(1)?,
-                        started_at: iso_at(r.get(2)?),
-                        ended_at: r.get::<_, Option<f64>>(3)?.map(iso_at),
-                        outcome: r.get(4)?,
-                        error: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let attempts = super::history::attempts_of(db, task_id)?;
             Ok(Some((view, attempts)))
         })
     }

@@ -4,12 +4,12 @@
 //! tasks' progress. Nothing here reads a task: the cost is the same with
 //! a million stored as with ten.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::actors::activity::{Activity, ActivityView, Times};
 use crate::actors::load_balancer::WorkerInfo;
 use crate::actors::progress_poller::RunningTask;
-use crate::model::TaskStatus;
+use crate::api::orchestrator::counts_json;
 use crate::store::{Counts, ReadPool, StoreError};
 use crate::util::time::parse_iso;
 
@@ -48,20 +48,7 @@ pub fn read_parts(
 /// The JSON the stream sends; `seq` counts this stream's snapshots.
 pub fn render(p: &Parts, seq: u64) -> Value {
     let (by_status, by_priority) = &p.counts;
-    let mut status: Map<String, Value> = TaskStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), json!(0)))
-        .collect();
-    let mut total = 0;
-    for (s, n) in by_status {
-        total += n;
-        status.insert(s.as_str().to_string(), json!(n));
-    }
-    let mut priority: Map<String, Value> = Map::new();
-    for (p, s, n) in by_priority {
-        let entry = priority.entry(p.as_str()).or_insert_with(|| json!({}));
-        entry[s.as_str()] = json!(n);
-    }
+    let (total, status, priority) = counts_json(by_status, by_priority);
     let workers: Vec<Value> = p
         .workers
         .iter()
