@@ -2,6 +2,7 @@
 //! counts, the counts kept equal to a full count through a mixed
 //! workload, a database from before file records migrated, known ids.
 
+use super::tests::{grouped_rows, Grouped};
 use super::*;
 
 fn task(id: &str) -> NewTask {
@@ -43,19 +44,9 @@ fn drop_staged(store: &Store, name: &str, sha: &str, prefix: &str, n: usize) -> 
     .unwrap()
 }
 
-type ByFileStatus = Vec<(i64, String, i64)>;
-
 /// `file_counts` and a full count of `tasks`, by (file, status).
-fn kept_and_counted(path: &std::path::Path) -> (ByFileStatus, ByFileStatus) {
-    let db = rusqlite::Connection::open(path).unwrap();
-    let rows = |sql: &str| {
-        db.prepare(sql)
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap()
-    };
+fn kept_and_counted(path: &std::path::Path) -> (Grouped, Grouped) {
+    let rows = |sql: &str| grouped_rows(path, sql);
     (
         rows("SELECT ingest_id, status, n FROM file_counts WHERE n != 0 ORDER BY 1, 2"),
         rows(

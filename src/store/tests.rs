@@ -294,19 +294,25 @@ fn chunks_staged_before_a_crash_are_dropped_at_start() {
     );
 }
 
-/// The kept counts and a full count of `tasks`, by (priority, status).
-type ByPriorityStatus = Vec<(i64, String, i64)>;
+/// Rows of three columns (a key, a status, a count), as a query over the
+/// database at `path` gives them: kept counts and full counts compared.
+pub(super) type Grouped = Vec<(i64, String, i64)>;
 
-fn kept_and_counted(path: &std::path::Path) -> (ByPriorityStatus, ByPriorityStatus) {
+pub(super) fn grouped_rows(path: &std::path::Path, sql: &str) -> Grouped {
     let db = rusqlite::Connection::open(path).unwrap();
-    let rows = |sql: &str| {
-        db.prepare(sql)
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap()
-    };
+    let rows = db
+        .prepare(sql)
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap();
+    rows
+}
+
+/// The kept counts and a full count of `tasks`, by (priority, status).
+fn kept_and_counted(path: &std::path::Path) -> (Grouped, Grouped) {
+    let rows = |sql: &str| grouped_rows(path, sql);
     (
         rows("SELECT priority, status, n FROM task_counts WHERE n != 0 ORDER BY 1, 2"),
         rows("SELECT priority, status, COUNT(*) FROM tasks GROUP BY 1, 2 ORDER BY 1, 2"),

@@ -27,8 +27,9 @@ fn panicker(id: &str) -> Value {
     json!({"task_id": id, "algorithm": "__panic", "parameters": {}})
 }
 
-#[test]
-fn up_shows_start_up_workers_files_progress_failures_and_a_summary_but_no_task_lines() {
+/// A temporary folder whose `config_workers.json` names one worker, `w1`,
+/// with two slots on a free port (returned): what `orquesta up` starts there.
+fn one_worker_folder() -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     std::fs::write(
@@ -38,6 +39,12 @@ fn up_shows_start_up_workers_files_progress_failures_and_a_summary_but_no_task_l
         .to_string(),
     )
     .unwrap();
+    (dir, port)
+}
+
+#[test]
+fn up_shows_start_up_workers_files_progress_failures_and_a_summary_but_no_task_lines() {
+    let (dir, port) = one_worker_folder();
     let mut env = FAST.to_vec();
     env.push(("MAX_TASK_RETRIES", "0"));
     let mut up = Proc::start(dir.path(), &["up", "--port", "0"], &env);
@@ -248,15 +255,7 @@ fn one_task_is_followed_through_the_orchestrator_log_by_its_id() {
 
 #[test]
 fn up_sums_up_only_what_ended_while_it_ran() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("config_workers.json"),
-        json!({"workers": [{"id": "w1", "host": "127.0.0.1", "port": port, "capacity": 2,
-            "algorithms": ["python", "cython"]}]})
-        .to_string(),
-    )
-    .unwrap();
+    let (dir, _) = one_worker_folder();
     for (round, n) in [(1, 3u64), (2, 1)] {
         let mut up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
         wait_until(LONG, "the worker up", || up.get("/workers").json()["up"] == 1);
