@@ -6,13 +6,10 @@ use super::tests::{grouped_rows, Grouped};
 use super::*;
 
 fn task(id: &str) -> NewTask {
-    NewTask {
-        task_id: id.into(),
-        priority: 1,
-        algorithm: "python".into(),
-        kernel: "reference".into(),
-        body: format!(r#"{{"task_id": "{id}", "parameters": {{"num_particles": 100}}}}"#),
-    }
+    NewTask::python(
+        id,
+        format!(r#"{{"task_id": "{id}", "parameters": {{"num_particles": 100}}}}"#),
+    )
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<NewTask> {

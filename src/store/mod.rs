@@ -72,6 +72,19 @@ pub struct NewTask {
 }
 
 impl NewTask {
+    /// A medium-priority `python` task (the `reference` kernel) with this
+    /// stored body, for the store's and the queue's tests.
+    #[cfg(test)]
+    pub fn python(id: &str, body: impl Into<String>) -> Self {
+        Self {
+            task_id: id.into(),
+            priority: 1,
+            algorithm: "python".into(),
+            kernel: "reference".into(),
+            body: body.into(),
+        }
+    }
+
     /// A validated task as it is stored and sent.
     pub fn of(t: &Task) -> Self {
         Self {

@@ -7,13 +7,7 @@ use crate::model::{AttemptEnd, WorkerId};
 use crate::store::{self, Change, Ingest, InsertOutcome, NewTask, ReadPool};
 
 fn task(id: &str) -> NewTask {
-    NewTask {
-        task_id: id.into(),
-        priority: 1,
-        algorithm: "python".into(),
-        kernel: "reference".into(),
-        body: "{}".into(),
-    }
+    NewTask::python(id, "{}")
 }
 
 fn ended(id: &str, status: TaskStatus, at: f64) -> Change {

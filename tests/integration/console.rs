@@ -8,16 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{orquesta, stdout, wait_until, write_batch, Cluster, Proc, WorkerSpec, FAST};
+use crate::hygiene::free_port;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn sleeper(id: &str, seconds: f64) -> Value {
     json!({"task_id": id, "algorithm": "__sleep", "parameters": {"seconds": seconds}})

@@ -13,13 +13,7 @@ use crate::store::{CancelOutcome, NewTask};
 use crate::util::prometheus::sample_value;
 
 fn task(id: &str) -> NewTask {
-    NewTask {
-        task_id: id.into(),
-        priority: 1,
-        algorithm: "python".into(),
-        kernel: "reference".into(),
-        body: r#"{"parameters":{}}"#.into(),
-    }
+    NewTask::python(id, r#"{"parameters":{}}"#)
 }
 
 /// Places `task_id` on `w` and answers the attempt id it was sent with.
