@@ -1,7 +1,8 @@
 //! LiveTasks: the in-memory half of TaskQueue, and every transition of
 //! DESIGN.md "Task states" that happens in memory. Pure: no actix, no
-//! clock (every event carries `now`), no I/O (its one side effect: counting
-//! into the shared Prometheus metrics, atomics). Each event method answers
+//! clock (every event carries `now`), no I/O (its side effects are two
+//! observers it never reads back: the shared Prometheus counters and the
+//! dashboard's recent history). Each event method answers
 //! [`Effects`]: what the actor must persist and send. Dispatch lives in
 //! `dispatch.rs`, attempt outcomes in `outcome.rs`.
 
