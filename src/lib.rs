@@ -2,28 +2,30 @@
 //!
 //! # Layout
 //! Two processes share this crate: the orchestrator and the worker node.
-//! Orchestrator-side code never imports worker-side code and the reverse;
-//! they share only [`api::protocol`], [`api::auth`], [`model`], [`sim`], [`config`] and [`util`].
-//! - [`sim`]: the 2-D Lennard-Jones simulation every task runs (pure: no actix, no I/O).
-//! - [`model`]: tasks, statuses, task files, validation, results: the shared domain types.
-//! - [`actors`]: the actix actors, one per file; orchestrator side and worker side.
-//! - [`api`]: the HTTP routes of both servers, their error type, the token check, and the wire protocol.
-//! - [`store`]: the orchestrator's durable SQLite queue.
-//! - [`config`]: settings of both processes, as pure functions of an env map.
-//! - [`metrics`]: the Prometheus metrics of each process (`GET /metrics/prometheus`).
-//! - [`util`]: time, files, the machine, signals, logging, statistics, the
-//!   cluster token and TLS.
+//! Neither process's code imports the other's; both use the shared parts
+//! below them (`.ci/check-imports.sh` keeps it so).
 //! - [`cli`]: the `orquesta` command line, one file per subcommand, benches under `cli/bench/`.
-//! - [`orchestrator`], [`worker`]: each process's start, wiring and shutdown order.
+//! - [`orchestrator`]: the orchestrator process: start, wiring and shutdown
+//!   order (`mod.rs`), its actors, its REST API (`api/`), its durable SQLite
+//!   queue (`store/`), its metrics and its settings.
+//! - [`worker`]: a worker node: start and shutdown, the executor and the
+//!   simulation pool, its API, metrics and settings.
+//! - [`protocol`]: the wire types both processes exchange.
+//! - [`http`]: what both servers wrap around their routes: the token check,
+//!   the JSON error shape, per-client limits.
+//! - [`model`]: tasks, statuses, task files, validation, results: the domain types.
+//! - [`sim`]: the 2-D Lennard-Jones simulation every task runs (pure: no actix, no I/O).
+//! - [`util`]: time, files, locks, logging, the machine, signals, statistics,
+//!   the settings reader both processes share, the cluster token and TLS.
 
-pub mod actors;
-pub mod api;
 pub mod cli;
-pub mod config;
-pub mod metrics;
+pub mod http;
 pub mod model;
 pub mod orchestrator;
+pub mod protocol;
 pub mod sim;
-pub mod store;
 pub mod util;
 pub mod worker;
+
+#[cfg(test)]
+mod layout_tests;

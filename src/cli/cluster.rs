@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client::{self, Endpoint};
-use crate::api::protocol::StatusAnswer;
-use crate::config::WorkerEntry;
+use crate::orchestrator::config::WorkerEntry;
+use crate::protocol::StatusAnswer;
 
 /// SIGINT and SIGTERM received since [`count_stop_signals`].
 static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);

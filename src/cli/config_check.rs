@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::client::{self, Endpoint};
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{env_with_flags, workers_file, WORKERS_EXAMPLE};
-use crate::config::{self, SETTINGS};
+use crate::orchestrator::config::{self, SETTINGS};
 use crate::util::token::TOKEN_VAR;
 
 /// `orquesta config check`.

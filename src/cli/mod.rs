@@ -78,7 +78,7 @@ fn apply_token_flags(cli: &Cli) -> Result<(), String> {
         std::env::remove_var(TOKEN_VAR);
         std::env::set_var(TOKEN_FILE_VAR, path);
     }
-    let env = crate::config::process_env();
+    let env = crate::util::settings::process_env();
     client::use_token(token_from_env(&env)?);
     // only what the command line trusts; a server's certificate and key
     // are checked (with every other setting) when it starts
@@ -265,7 +265,7 @@ pub enum BenchCommand {
 
 pub fn main() -> ExitCode {
     // .env first, so that flags > environment > .env
-    let dotenv_problems = crate::config::load_dotenv(std::path::Path::new(".env"));
+    let dotenv_problems = crate::util::settings::load_dotenv(std::path::Path::new(".env"));
     let cli = Cli::parse();
     for p in dotenv_problems {
         eprintln!("warning: {p}");

@@ -203,8 +203,8 @@ pub fn run(args: &PingArgs) -> ExitCode {
             .map_or_else(|| PathBuf::from("config_workers.json"), PathBuf::from)
     });
     let mut config_failed = false;
-    match crate::config::read_workers_file(&config) {
-        Ok(bytes) => match crate::config::parse_workers(&bytes) {
+    match crate::orchestrator::config::read_workers_file(&config) {
+        Ok(bytes) => match crate::orchestrator::config::parse_workers(&bytes) {
             Ok(entries) => {
                 if let Some(known) = &known {
                     let listed: Vec<(String, String)> =

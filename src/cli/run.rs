@@ -27,12 +27,12 @@ use super::console::summary::{tasks_by_worker, worker_table, WorkerTasks};
 use super::console::{plural, Console};
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{settings, workers_file};
-use crate::actors::results_store::FlushNow;
-use crate::actors::task_queue::{LiveCount, SubmitBatch};
-use crate::config::{Settings, WorkerEntry};
 use crate::model::taskfile::TaskBatch;
 use crate::model::TaskStatus;
-use crate::store::TaskFilter;
+use crate::orchestrator::config::{Settings, WorkerEntry};
+use crate::orchestrator::results_store::FlushNow;
+use crate::orchestrator::store::TaskFilter;
+use crate::orchestrator::task_queue::{LiveCount, SubmitBatch};
 use crate::util::logging::init_with;
 
 #[derive(Args, Debug)]

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::orchestrator::OrchestratorArgs;
-use crate::config::{self, Settings, WorkerEntry};
+use crate::orchestrator::config::{self, Settings, WorkerEntry};
+use crate::util::settings::process_env;
 
 /// The example workers file printed when none is found.
 pub(super) const WORKERS_EXAMPLE: &str = r#"{"workers": [
@@ -17,7 +18,7 @@ pub(super) const WORKERS_EXAMPLE: &str = r#"{"workers": [
 
 /// The process environment (with `.env` already loaded) and the flags over it.
 pub(super) fn env_with_flags(args: &OrchestratorArgs) -> std::collections::BTreeMap<String, String> {
-    let mut env = config::process_env();
+    let mut env = process_env();
     if let Some(h) = &args.host {
         env.insert("ORCHESTRATOR_HOST".into(), h.clone());
     }

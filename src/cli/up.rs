@@ -23,7 +23,7 @@ use super::console::summary::{self, SessionSummary};
 use super::console::Console;
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{required_workers, served, settings};
-use crate::config::{Settings, WorkerEntry};
+use crate::orchestrator::config::{Settings, WorkerEntry};
 use crate::orchestrator::{OrchestratorError, Started};
 
 #[derive(Args, Debug, Clone, Default)]
@@ -68,7 +68,7 @@ pub fn run(args: &UpArgs) -> ExitCode {
     };
     let outcome = serve(&settings, &workers, rx);
     // the children inherit this environment, so they drain for this long
-    let drain = crate::config::worker_settings_from_env(&crate::config::process_env())
+    let drain = crate::worker::config::worker_settings_from_env(&crate::util::settings::process_env())
         .map_or(Duration::from_secs(30), |s| s.drain_timeout);
     if super::cluster::stop_signals() > 0 {
         children.stop_after_signal(drain);
@@ -137,7 +137,10 @@ fn serve(
         }
         live.tick().await;
         live.console.finish();
-        let _ = started.results.send(crate::actors::results_store::FlushNow).await;
+        let _ = started
+            .results
+            .send(crate::orchestrator::results_store::FlushNow)
+            .await;
         if let Some(before) = before {
             let read = std::sync::Arc::clone(&started.read);
             let ids: Vec<String> = started.board.list().into_iter().map(|w| w.id).collect();
@@ -174,7 +177,10 @@ struct Snapshot {
     workers: Vec<summary::WorkerTasks>,
 }
 
-fn snapshot_for(read: &crate::store::ReadPool, ids: &[String]) -> Result<Snapshot, crate::store::StoreError> {
+fn snapshot_for(
+    read: &crate::orchestrator::store::ReadPool,
+    ids: &[String],
+) -> Result<Snapshot, crate::orchestrator::store::StoreError> {
     Ok(Snapshot {
         tally: live::tally(read)?,
         files: read.results_files()?,

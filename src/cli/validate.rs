@@ -19,11 +19,11 @@ use serde_json::json;
 
 use super::client::{self, CallError, Endpoint};
 use super::table::thousands;
-use crate::actors::file_watcher::duplicates;
-use crate::api::files::KNOWN_MAX_IDS;
 use crate::model::taskfile::{self, Rejection, TaskBatch};
 use crate::model::{Priority, Task, TaskStatus, Validator};
-use crate::store::Duplicates;
+use crate::orchestrator::api::files::KNOWN_MAX_IDS;
+use crate::orchestrator::file_watcher::duplicates;
+use crate::orchestrator::store::Duplicates;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -89,7 +89,7 @@ pub fn known_warning(name: &str, url: &str, known: &Duplicates, total: usize) ->
 /// from the environment and `.env` (`MAX_PARTICLES`, …), the defaults when
 /// those cannot be read (with a warning).
 pub fn local_validator() -> Validator {
-    match crate::config::settings_from_env(&crate::config::process_env()) {
+    match crate::orchestrator::config::settings_from_env(&crate::util::settings::process_env()) {
         Ok(settings) => Validator {
             limits: settings.limits,
             test_kernels: settings.test_kernels,

@@ -1,6 +1,6 @@
 //! `orquesta worker`: a worker node. Clap only parses the flags; they are
 //! inserted into the env map (over the environment, itself over `.env`)
-//! and [`crate::config::worker_settings_from_env`] reads every setting, so
+//! and [`crate::worker::config::worker_settings_from_env`] reads every setting, so
 //! there is one precedence mechanism and one place that checks values.
 
 use std::collections::BTreeMap;
@@ -9,10 +9,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config;
+use crate::util::settings::process_env;
+use crate::worker::config::worker_settings_from_env;
 
 /// Flags of `orquesta worker`; each overrides the variable named in its
-/// help (see `config::WORKER_SETTINGS` for defaults).
+/// help (see `crate::worker::config::WORKER_SETTINGS` for defaults).
 #[derive(Args, Debug, Clone, Default)]
 #[command(allow_negative_numbers = true)]
 pub struct WorkerArgs {
@@ -119,7 +120,7 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
     if let Some(code) = orphaned_at_birth() {
         return code;
     }
-    let settings = match config::worker_settings_from_env(&args.over(config::process_env())) {
+    let settings = match worker_settings_from_env(&args.over(process_env())) {
         Ok(s) => s,
         Err(problems) => {
             eprintln!("error: invalid worker configuration (from flags, the environment or .env):");
@@ -171,7 +172,7 @@ mod tests {
             algorithms: Some(vec!["python".into(), "cython".into()]),
             ..WorkerArgs::default()
         };
-        let s = config::worker_settings_from_env(&args.over(env)).unwrap();
+        let s = worker_settings_from_env(&args.over(env)).unwrap();
         assert_eq!(s.port, 0);
         assert_eq!(s.worker_id.as_deref(), Some("env"));
         assert_eq!(s.algorithms, Some(vec!["python".into(), "cython".into()]));

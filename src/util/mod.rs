@@ -9,6 +9,7 @@ pub mod machine;
 pub mod prometheus;
 pub mod rlimit;
 pub mod rotating;
+pub mod settings;
 pub mod signal;
 pub mod stats;
 pub mod time;

@@ -142,23 +142,34 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(lines.clone());
         tracing::subscriber::with_default(subscriber, || {
             // noted out of stage order, as two actors might
-            note(Stage::Ended, "w1", ["a@1=completed:0.010s"]);
-            note(Stage::Dispatched, "w1", ["a@1", "b@2"]);
-            note(Stage::Read, "f.json", ["a", "b"]);
-            note(Stage::Dispatched, "w1", ["c@3"]);
-            note(Stage::Recorded, "task_results_1.json", ["a"]);
-            note(Stage::Dispatched, "w2", std::iter::empty::<&str>());
+            note(Stage::Ended, "tw1", ["a@1=completed:0.010s"]);
+            note(Stage::Dispatched, "tw1", ["a@1", "b@2"]);
+            note(Stage::Read, "tf.json", ["a", "b"]);
+            note(Stage::Dispatched, "tw1", ["c@3"]);
+            note(Stage::Recorded, "t_results_1.json", ["a"]);
+            note(Stage::Dispatched, "tw2", std::iter::empty::<&str>());
             flush();
             flush(); // nothing left: no line
         });
-        let got = lines.0.lock().unwrap().clone();
+        // the buffer is the process's: lines of other tests running at the
+        // same time may come out in this flush too; only this test's groups
+        // (names no other test uses) are compared
+        let ours = ["=tw1 ", "=tw2 ", "=tf.json ", "=t_results_1.json "];
+        let got: Vec<String> = lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| ours.iter().any(|g| l.contains(g)))
+            .cloned()
+            .collect();
         assert_eq!(
             got,
             vec![
-                "message=task ids read file=f.json ids=a,b",
-                "message=tasks dispatched worker=w1 attempts=a@1,b@2,c@3",
-                "message=attempts ended worker=w1 outcomes=a@1=completed:0.010s",
-                "message=results recorded file=task_results_1.json ids=a",
+                "message=task ids read file=tf.json ids=a,b",
+                "message=tasks dispatched worker=tw1 attempts=a@1,b@2,c@3",
+                "message=attempts ended worker=tw1 outcomes=a@1=completed:0.010s",
+                "message=results recorded file=t_results_1.json ids=a",
             ]
         );
     }

@@ -19,11 +19,11 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::measure;
-use crate::actors::load_balancer::{
+use crate::model::WorkerId;
+use crate::orchestrator::config::Balancing;
+use crate::orchestrator::load_balancer::{
     place_batch, prior_speed, strategy, Expected, Load, Strategy, TaskSize, SAMPLES,
 };
-use crate::config::Balancing;
-use crate::model::WorkerId;
 use crate::sim::rng::SplitMix64;
 
 /// Tasks handed to the placement at once (TaskQueue's batch).

@@ -10,9 +10,9 @@ use std::time::Instant;
 use super::events::ConsoleEvent;
 pub use super::progress::Tally;
 use super::{Console, WorkerSeen};
-use crate::actors::load_balancer::WorkerBoard;
 use crate::model::TaskStatus;
-use crate::store::{ReadPool, StoreError};
+use crate::orchestrator::load_balancer::WorkerBoard;
+use crate::orchestrator::store::{ReadPool, StoreError};
 
 /// How often `up` and `run` look at the workers and the queue.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(500);

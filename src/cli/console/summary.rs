@@ -6,7 +6,7 @@ use std::fmt;
 use super::plural;
 use super::progress::Tally;
 use crate::model::TaskStatus;
-use crate::store::{ReadPool, StoreError, TaskFilter};
+use crate::orchestrator::store::{ReadPool, StoreError, TaskFilter};
 
 /// One row of the per-worker table.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,272 @@
+//! The one JSON error shape of every endpoint of both servers,
+//! `{"error": "...", "code": "...", ...}`: [`ErrorCode`] is the stable,
+//! machine-readable part and the only place an error meets its HTTP
+//! status; `error` is the text for people. Reading bodies without
+//! trusting them is [`super::limits`].
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+
+use crate::model::FieldError;
+use crate::protocol::ErrorBody;
+
+/// What went wrong, for programs: each code has one HTTP status. README
+/// "Errors" lists them; add a variant there too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The body is not JSON (the answer says where it breaks).
+    MalformedJson,
+    /// The body is empty where a JSON object is expected.
+    EmptyBody,
+    /// A path segment, query parameter or body field has the wrong shape.
+    BadRequest,
+    /// Tasks that break the rules; `errors` lists every problem with its path.
+    InvalidTask,
+    /// No token, or a wrong one (`ORQUESTA_TOKEN`); the answer carries
+    /// `WWW-Authenticate: Bearer`.
+    Unauthorized,
+    /// The body is over the size limit (`limit_bytes`).
+    BodyTooLarge,
+    /// The body did not arrive within `REQUEST_BODY_TIMEOUT`.
+    BodyTimeout,
+    /// No such task, result or worker.
+    NotFound,
+    /// No endpoint with this path.
+    UnknownEndpoint,
+    /// The path exists, the method does not.
+    MethodNotAllowed,
+    /// Task ids the orchestrator already knows (`duplicates`).
+    DuplicateTaskIds,
+    /// The task has ended and cannot be cancelled.
+    AlreadyEnded,
+    /// The task is not failed or cancelled, so it cannot be retried.
+    NotRetryable,
+    /// The worker already runs this task (`attempt_id` names the run).
+    AlreadyRunning,
+    /// A join with the id of another live worker (`address` names it).
+    WorkerIdTaken,
+    /// The worker has no free slot; try again after `Retry-After`.
+    WorkerFull,
+    /// The process is draining or shutting down.
+    ShuttingDown,
+    /// The database or another internal part cannot answer now; retry.
+    Unavailable,
+    /// A bug: the process could not answer.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::EmptyBody,
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidTask,
+        ErrorCode::Unauthorized,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::BodyTimeout,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownEndpoint,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::DuplicateTaskIds,
+        ErrorCode::AlreadyEnded,
+        ErrorCode::NotRetryable,
+        ErrorCode::AlreadyRunning,
+        ErrorCode::WorkerIdTaken,
+        ErrorCode::WorkerFull,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidTask => "invalid_task",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::BodyTimeout => "body_timeout",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UnknownEndpoint => "unknown_endpoint",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::DuplicateTaskIds => "duplicate_task_ids",
+            ErrorCode::AlreadyEnded => "already_ended",
+            ErrorCode::NotRetryable => "not_retryable",
+            ErrorCode::AlreadyRunning => "already_running",
+            ErrorCode::WorkerIdTaken => "worker_id_taken",
+            ErrorCode::WorkerFull => "worker_full",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The one mapping from codes to HTTP statuses.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MalformedJson | ErrorCode::EmptyBody | ErrorCode::BadRequest => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::InvalidTask => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::NotFound | ErrorCode::UnknownEndpoint => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::DuplicateTaskIds
+            | ErrorCode::AlreadyEnded
+            | ErrorCode::NotRetryable
+            | ErrorCode::AlreadyRunning
+            | ErrorCode::WorkerIdTaken => StatusCode::CONFLICT,
+            ErrorCode::WorkerFull => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::ShuttingDown | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answered as JSON ([`ErrorBody`]) with the status of its code.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    /// Boxed: errors are the cold path, and `Result<_, ApiError>` stays small.
+    pub body: Box<ErrorBody>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            body: Box::new(ErrorBody {
+                error: message.into(),
+                code: code.as_str().into(),
+                details: Map::new(),
+            }),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a detail beside `error` and `code`.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.body.details.insert(key.into(), value);
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// 422 listing every problem with its path.
+    pub fn invalid(message: impl Into<String>, errors: &[FieldError]) -> Self {
+        Self::new(ErrorCode::InvalidTask, message).with("errors", json!(errors))
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} ({})",
+            self.code.status(),
+            self.body.error,
+            self.body.code
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.code.status());
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(&self.body)
+    }
+}
+
+/// JSON 404 for paths no route knows.
+pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        ErrorCode::UnknownEndpoint,
+        format!("no endpoint {} {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// JSON 405 for a known path with the wrong method.
+pub async fn wrong_method(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// A resource whose other methods answer a JSON 405.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(wrong_method))
+}
+
+/// The actor behind a handler has stopped: the process is shutting down.
+pub fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::new(ErrorCode::ShuttingDown, format!("shutting down: {e}"))
+}
+
+/// A task id taken from the path, checked.
+pub fn path_task_id(raw: &str) -> Result<crate::model::TaskId, ApiError> {
+    crate::model::TaskId::parse(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_in_the_readme_table_with_its_status() {
+        let readme = include_str!("../../README.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+            assert!(readme.contains(&row), "README \"Errors\" lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn a_body_carries_the_text_and_the_code() {
+        let e = ApiError::new(ErrorCode::WorkerFull, "full")
+            .with("capacity", serde_json::json!(2))
+            .retry_after(1);
+        assert_eq!(e.code.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            serde_json::to_value(&e.body).unwrap(),
+            serde_json::json!({"error": "full", "code": "worker_full", "capacity": 2})
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The live dashboard: `GET /` for a browser (a request whose `Accept`
+//! names `text/html`) answers one self-contained page built into the
+//! binary (`page.html`, `page.css`, `page.js`: nothing fetched from
+//! elsewhere, clusters are often offline); API clients keep the JSON list
+//! of endpoints. `GET /events` is the page's live feed: Server-Sent
+//! Events, one [`snapshot`] every [`TICK`] while the page is open.
+//! `GET /activity/failures` lists the last failures on demand.
+//!
+//! # The token
+//! The page itself holds no data, so it is open (`auth::is_open`); every
+//! data route keeps the token. A browser cannot send a header when it
+//! navigates and `EventSource` cannot set one, so the page reads the
+//! stream with `fetch()` and sends `Authorization: Bearer` itself. It takes
+//! the token from the address's fragment (`#token=…`, never sent to a
+//! server, so never in a log), or asks for it once, and keeps it in
+//! `sessionStorage`.
+//!
+//! # What it costs
+//! A snapshot reads the kept counts (a few rows), the worker board (a
+//! dashmap), the activity recorder (one short lock) and the progress cache
+//! (a message; the workers are asked in the background, at most once a
+//! second, and only while a stream is open). No task is read. At most
+//! [`MAX_STREAMS`] streams are open at once.
+
+pub mod snapshot;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{guard, web, HttpResponse};
+use serde_json::json;
+
+use super::OrchestratorApi;
+use crate::http::auth::wants_html;
+use crate::http::error::ApiError;
+use crate::orchestrator::activity::Activity;
+use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
+use crate::util::time::unix_now;
+
+/// Time between two snapshots of a stream: two a second at most.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// Streams open at once; one more is answered 503.
+pub const MAX_STREAMS: usize = 32;
+
+/// What the dashboard's handlers share.
+pub struct Dashboard {
+    pub activity: Arc<Activity>,
+    pub progress: Addr<ProgressPoller>,
+    /// Streams open now.
+    streams: Arc<AtomicUsize>,
+    /// Set when the server stops: open streams end at their next tick, so
+    /// a watching browser does not hold the shutdown.
+    stopping: Arc<AtomicBool>,
+}
+
+impl Dashboard {
+    pub fn new(activity: Arc<Activity>, progress: Addr<ProgressPoller>) -> Self {
+        Self {
+            activity,
+            progress,
+            streams: Arc::default(),
+            stopping: Arc::default(),
+        }
+    }
+
+    /// Ends every open stream at its next tick.
+    pub fn stop_streams(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Registers the page (before the JSON `GET /` of `api::orchestrator`,
+/// which answers when the guard does not match), the stream and the
+/// failures list.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/")
+            .guard(guard::Get())
+            .guard(guard::fn_guard(|ctx| {
+                wants_html(ctx.head().headers.get(header::ACCEPT))
+            }))
+            .to(page),
+    )
+    .service(crate::http::error::resource("/events").route(web::get().to(events)))
+    .service(crate::http::error::resource("/activity/failures").route(web::get().to(failures)));
+}
+
+/// The page, assembled once: the HTML with its style and script inlined.
+static PAGE: LazyLock<String> = LazyLock::new(|| {
+    include_str!("page.html")
+        .replace("/*STYLE*/", include_str!("page.css"))
+        .replace("/*SCRIPT*/", include_str!("page.js"))
+});
+
+/// `GET /` for a browser: the page. It may not be framed elsewhere and
+/// may fetch only from this server.
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; connect-src 'self'; img-src 'self' data:; \
+             style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'",
+        ))
+        .body(PAGE.as_str())
+}
+
+/// `GET /activity/failures`: the last failed or lost attempts, newest
+/// first, with their reasons (in memory since start).
+async fn failures(dash: web::Data<Dashboard>) -> HttpResponse {
+    let list = dash.activity.failures();
+    HttpResponse::Ok().json(json!({"failures": list, "returned": list.len()}))
+}
+
+/// Counts a stream as open until dropped (the client went away, or the
+/// server stops).
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The base URLs of the workers that run something now.
+fn busy_workers(workers: &[WorkerInfo]) -> Vec<(String, String)> {
+    workers
+        .iter()
+        .filter(|w| w.running > 0)
+        .map(|w| {
+            let scheme = if w.tls { "https" } else { "http" };
+            (w.id.clone(), format!("{scheme}://{}", w.address))
+        })
+        .collect()
+}
+
+/// One snapshot as an SSE event.
+async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard>, seq: u64) -> Bytes {
+    let workers = api.workers.list();
+    let running = dash
+        .progress
+        .send(RunningNow {
+            workers: busy_workers(&workers),
+        })
+        .await
+        .unwrap_or_default();
+    let (read, activity) = (Arc::clone(&api.read), Arc::clone(&dash.activity));
+    let uptime = api.started.elapsed().as_secs_f64();
+    let parts =
+        web::block(move || snapshot::read_parts(&read, &activity, workers, running, unix_now(), uptime))
+            .await;
+    let body = match parts {
+        Ok(Ok(p)) => snapshot::render(&p, seq).to_string(),
+        Ok(Err(e)) => json!({"seq": seq, "error": format!("database unavailable: {e}")}).to_string(),
+        Err(e) => json!({"seq": seq, "error": format!("busy: {e}")}).to_string(),
+    };
+    Bytes::from(format!("event: snapshot\ndata: {body}\n\n"))
+}
+
+/// `GET /events`: a snapshot at once, then one every [`TICK`], until the
+/// client goes away.
+async fn events(
+    api: web::Data<OrchestratorApi>,
+    dash: web::Data<Dashboard>,
+) -> Result<HttpResponse, ApiError> {
+    if dash.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+        dash.streams.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::unavailable(format!(
+            "{MAX_STREAMS} dashboard streams are open already; close one (a browser tab) and reload"
+        )));
+    }
+    let slot = StreamSlot(Arc::clone(&dash.streams));
+    let state = (api, dash, slot, 0u64);
+    let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq)| async move {
+        if seq > 0 {
+            actix_rt::time::sleep(TICK).await;
+        }
+        if dash.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        let event = next_event(&api, &dash, seq + 1).await;
+        Some((Ok::<_, actix_web::Error>(event), (api, dash, slot, seq + 1)))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // a reverse proxy must pass each event on at once
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_whole_and_fetches_nothing_from_elsewhere() {
+        let page = PAGE.as_str();
+        assert!(
+            !page.contains("/*STYLE*/") && !page.contains("/*SCRIPT*/"),
+            "inlined"
+        );
+        assert!(page.contains("prefers-color-scheme: dark"));
+        assert!(page.contains("/events"));
+        for bad in ["http://", "https://", "//cdn", "@import", "src=\"//"] {
+            assert!(!page.contains(bad), "the page names {bad:?}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The snapshot the dashboard's stream sends on each tick: kept counts by
+//! status and priority (`task_counts`, a few rows), every worker's board
+//! row with its execution times, the recent activity, and the running
+//! tasks' progress. Nothing here reads a task: the cost is the same with
+//! a million stored as with ten.
+
+use serde_json::{json, Value};
+
+use crate::orchestrator::activity::{Activity, ActivityView, Times};
+use crate::orchestrator::api::counts_json;
+use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::orchestrator::progress_poller::RunningTask;
+use crate::orchestrator::store::{Counts, ReadPool, StoreError};
+use crate::util::time::parse_iso;
+
+/// Everything one snapshot is made of.
+pub struct Parts {
+    /// Unix seconds (the page measures ages against it, not its own clock).
+    pub now: f64,
+    pub uptime_seconds: f64,
+    pub counts: Counts,
+    pub workers: Vec<WorkerInfo>,
+    pub activity: ActivityView,
+    pub running: Vec<RunningTask>,
+}
+
+/// Reads the parts that come from this process: the kept counts (the
+/// only database read) and the activity. Blocking (SQLite): called on a
+/// blocking thread.
+pub fn read_parts(
+    read: &ReadPool,
+    activity: &Activity,
+    workers: Vec<WorkerInfo>,
+    running: Vec<RunningTask>,
+    now: f64,
+    uptime_seconds: f64,
+) -> Result<Parts, StoreError> {
+    Ok(Parts {
+        now,
+        uptime_seconds,
+        counts: read.counts()?,
+        workers,
+        activity: activity.view(now),
+        running,
+    })
+}
+
+/// The JSON the stream sends; `seq` counts this stream's snapshots.
+pub fn render(p: &Parts, seq: u64) -> Value {
+    let (by_status, by_priority) = &p.counts;
+    let (total, status, priority) = counts_json(by_status, by_priority);
+    let workers: Vec<Value> = p
+        .workers
+        .iter()
+        .map(|w| worker(w, &p.activity.workers, p.now))
+        .collect();
+    json!({
+        "seq": seq,
+        "now": p.now,
+        "uptime_seconds": p.uptime_seconds,
+        "version": env!("CARGO_PKG_VERSION"),
+        "tasks": {"total": total, "by_status": status, "by_priority": priority},
+        "workers": workers,
+        "activity": {
+            "bin_seconds": p.activity.bin_seconds,
+            "until": p.activity.until,
+            "completed": p.activity.completed,
+            "failed": p.activity.failed,
+            "particle_steps": p.activity.particle_steps,
+            "completed_per_second": p.activity.completed_per_second,
+            "particle_steps_per_second": p.activity.particle_steps_per_second,
+            "bucket_bounds_seconds": p.activity.bucket_bounds_seconds,
+            "kernels": p.activity.kernels,
+            "failures_total": p.activity.failures_total,
+        },
+        "running": p.running,
+    })
+}
+
+/// One worker's row: the board's, with its heartbeat age and its times
+/// (mean and p95 from this process's histogram, the board's mean else).
+fn worker(w: &WorkerInfo, times: &[Times], now: f64) -> Value {
+    let t = times.iter().find(|t| t.name == w.id);
+    json!({
+        "id": w.id,
+        "source": w.source,
+        "address": w.address,
+        "state": w.state,
+        "state_reason": w.state_reason,
+        "capacity": w.capacity,
+        "configured_capacity": w.configured_capacity,
+        "running": w.running,
+        "backlog": w.backlog,
+        "in_flight": w.in_flight,
+        "heartbeat_age_seconds": w.last_heartbeat.as_deref().and_then(parse_iso).map(|at| (now - at).max(0.0)),
+        "tasks_completed": w.tasks_completed,
+        "tasks_failed": w.tasks_failed,
+        "mean_seconds": t.and_then(|t| t.mean_seconds).or(w.mean_execution_time),
+        "p95_seconds": t.and_then(|t| t.p95_seconds),
+        "kernels": w.kernels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WorkerId;
+    use crate::orchestrator::load_balancer::WorkerState;
+    use crate::protocol::MemberSource;
+    use crate::util::time::iso_at;
+
+    const NOW: f64 = 1_700_000_100.0;
+
+    fn row(id: &str) -> WorkerInfo {
+        WorkerInfo {
+            id: id.into(),
+            source: MemberSource::Joined,
+            host: "127.0.0.1".into(),
+            port: 5001,
+            address: "127.0.0.1:5001".into(),
+            tls: false,
+            state: WorkerState::Draining,
+            state_reason: None,
+            up: true,
+            capacity: 4,
+            configured_capacity: 4,
+            in_flight: 5,
+            running: 4,
+            backlog: 1,
+            prefetch: 1,
+            load: 1.0,
+            algorithms: vec!["python".into()],
+            kernels: vec!["reference"],
+            last_heartbeat: Some(iso_at(NOW - 1.5)),
+            tasks_completed: 7,
+            tasks_failed: 1,
+            mean_execution_time: Some(9.0),
+        }
+    }
+
+    /// A database of `n` tasks whose `tasks` table is then renamed away:
+    /// any read of a task fails, the kept counts still answer.
+    fn store_without_task_reads(dir: &std::path::Path, n: u32) -> ReadPool {
+        let path = dir.join("q.db");
+        let conn = crate::orchestrator::store::open(&path, false).unwrap();
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at) \
+             SELECT printf('t%05d', i), i % 3, 'python', 'reference', 'queued', '{{}}', 'test', 0 FROM n; \
+             ALTER TABLE tasks RENAME TO tasks_not_to_be_read;"
+        ))
+        .unwrap();
+        drop(conn);
+        ReadPool::new(&path)
+    }
+
+    #[test]
+    fn a_snapshot_reads_no_task_only_the_kept_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = store_without_task_reads(dir.path(), 3000);
+        assert!(
+            read.tasks(&Default::default(), 1, 0).is_err(),
+            "the trap is set: reading a task fails"
+        );
+        let activity = Activity::default();
+        activity.completed(NOW - 2.0, "reference", &WorkerId::new("w1"), 0.3, Some((10, 20)));
+        let parts = read_parts(&read, &activity, vec![row("w1")], Vec::new(), NOW, 5.0).unwrap();
+        let v = render(&parts, 3);
+        assert_eq!(v["tasks"]["total"], 3000);
+        assert_eq!(v["tasks"]["by_status"]["queued"], 3000);
+        assert_eq!(v["tasks"]["by_status"]["running"], 0, "every status is named");
+        assert_eq!(v["tasks"]["by_priority"]["high"]["queued"], 1000);
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["activity"]["completed"].as_array().unwrap().len(), 60);
+    }
+
+    #[test]
+    fn a_worker_row_carries_state_load_heartbeat_age_and_times() {
+        let activity = Activity::default();
+        let w1 = WorkerId::new("w1");
+        for s in [0.1, 0.1, 0.1, 0.1, 4.0] {
+            activity.completed(NOW - 1.0, "reference", &w1, s, None);
+        }
+        let view = activity.view(NOW);
+        let v = worker(&row("w1"), &view.workers, NOW);
+        assert_eq!(v["state"], "draining");
+        assert_eq!(v["source"], "joined");
+        assert_eq!(
+            (
+                v["running"].as_u64(),
+                v["backlog"].as_u64(),
+                v["capacity"].as_u64()
+            ),
+            (Some(4), Some(1), Some(4))
+        );
+        let age = v["heartbeat_age_seconds"].as_f64().unwrap();
+        assert!((age - 1.5).abs() < 0.01, "{age}");
+        let mean = v["mean_seconds"].as_f64().unwrap();
+        assert!(
+            (mean - 0.88).abs() < 1e-9,
+            "from the histogram, not the board: {mean}"
+        );
+        assert!(v["p95_seconds"].as_f64().unwrap() > 2.0);
+        // a worker with no result yet: the board's mean, no p95
+        let v = worker(&row("w2"), &view.workers, NOW);
+        assert_eq!(v["mean_seconds"], 9.0);
+        assert!(v["p95_seconds"].is_null());
+    }
+}

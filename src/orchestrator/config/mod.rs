@@ -1,0 +1,437 @@
+//! The orchestrator's settings (the seed's variables and Orquesta's own)
+//! as a pure function of an env map: [`settings_from_env`].
+
+pub mod workers_file;
+
+pub use workers_file::{
+    member_entry, parse_worker_url, parse_workers, read_workers_file, WorkerEntry, NO_WORKERS_CONFIGURED,
+};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sim::Limits;
+use crate::util::settings::{
+    read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, LOG_ROWS, MAX_CONNECTIONS_ROW,
+    REQUEST_BODY_TIMEOUT_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
+};
+use crate::util::tls::Tls;
+use crate::util::token::{BindVerdict, Token};
+
+/// How the LoadBalancer picks among eligible workers
+/// (`LOAD_BALANCING_ALGORITHM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancing {
+    RoundRobin,
+    LeastLoaded,
+    ShortestExpectedFinish,
+}
+
+impl Balancing {
+    /// Every strategy, for parsing and messages. Adding one: a variant, its
+    /// name below, and its line in `actors::load_balancer::strategy`.
+    pub const ALL: [Balancing; 3] = [
+        Balancing::RoundRobin,
+        Balancing::LeastLoaded,
+        Balancing::ShortestExpectedFinish,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balancing::RoundRobin => "round_robin",
+            Balancing::LeastLoaded => "least_loaded",
+            Balancing::ShortestExpectedFinish => "shortest_expected_finish",
+        }
+    }
+}
+
+/// The orchestrator's settings, with the seed's variable names.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub workers_file: PathBuf,
+    pub task_queue_dir: PathBuf,
+    pub results_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub db_path: PathBuf,
+    /// `TASK_DISTRIBUTION_INTERVAL`: period of the safety sweep only.
+    pub distribution_interval: Duration,
+    /// `MAX_TASK_RETRIES`: retries after the first attempt.
+    pub max_retries: u32,
+    /// `TASK_HISTORY_SIZE`: recent results kept for `/stats`.
+    pub history_size: usize,
+    /// `WORKER_TIMEOUT`: no answer for this long marks a worker down.
+    pub worker_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    /// `TASK_TIMEOUT`: the longest one attempt may run.
+    pub task_timeout: Option<Duration>,
+    pub balancing: Balancing,
+    pub performance_monitoring: bool,
+    pub flush_interval: Duration,
+    pub file_quiet: Duration,
+    pub rescan_interval: Duration,
+    pub max_file_bytes: u64,
+    /// `MAX_REQUEST_BYTES`: the largest `POST /tasks` body.
+    pub max_request_bytes: usize,
+    /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
+    pub http: HttpLimits,
+    /// `LOG_MAX_BYTES`, `LOG_FILES`, `LOG_FORMAT`.
+    pub log: crate::util::logging::LogOptions,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// fsync every commit (`DB_SYNC=full`) or leave it to checkpoints.
+    pub sync_full: bool,
+    /// `HISTORY_RETENTION_DAYS`: ended tasks older than this are purged
+    /// (once their records are on disk); `None` keeps everything.
+    pub history_retention: Option<Duration>,
+    pub limits: Limits,
+    pub test_kernels: bool,
+    /// `ORQUESTA_TOKEN`/`ORQUESTA_TOKEN_FILE`: required on every request
+    /// but `GET /health`, and sent to every worker.
+    pub token: Option<Token>,
+    /// Whether the bind is open to the network without a token (`--insecure`).
+    pub bind: BindVerdict,
+    /// HTTPS for the API, trust for `https://` workers (`ORQUESTA_TLS_*`).
+    pub tls: Tls,
+}
+
+/// `MAX_REQUEST_BYTES` when not set: 16 MiB holds about 80,000 tasks.
+pub const MAX_REQUEST_BYTES_DEFAULT: usize = 16 << 20;
+
+/// Every variable the orchestrator reads, with its default and meaning
+/// (printed by `orquesta config check`; `.env.example` documents the same).
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "ORCHESTRATOR_HOST",
+        "127.0.0.1",
+        "address of the REST API (--host)",
+    ),
+    (
+        "ORCHESTRATOR_PORT",
+        "5000",
+        "port of the REST API (--port; 0 = any free port)",
+    ),
+    (
+        "WORKERS_CONFIG",
+        "config_workers.json",
+        "the workers file (--config)",
+    ),
+    ("TASK_QUEUE_DIR", "task_queues", "drop folder for task files"),
+    (
+        "RESULTS_STORAGE_PATH",
+        "results/",
+        "where task_results_*.json and orchestrator_stats.json go",
+    ),
+    (
+        "LOGS_DIR",
+        "logs",
+        "elastic_orchestrator.log and worker_state.json",
+    ),
+    ("DATABASE_PATH", "data/orquesta.db", "the durable queue (SQLite)"),
+    (
+        "TASK_DISTRIBUTION_INTERVAL",
+        "2.0",
+        "seconds between safety sweeps (dispatch itself is immediate)",
+    ),
+    (
+        "MAX_TASK_RETRIES",
+        "3",
+        "retries after the first attempt (3 = at most 4 attempts)",
+    ),
+    (
+        "TASK_HISTORY_SIZE",
+        "1000",
+        "recent results kept in memory for /stats",
+    ),
+    (
+        "WORKER_TIMEOUT",
+        "30",
+        "seconds without any answer before a worker is declared down",
+    ),
+    (
+        "HEARTBEAT_INTERVAL",
+        "1.0",
+        "seconds between health checks of each worker",
+    ),
+    (
+        "TASK_TIMEOUT",
+        "none",
+        "longest one attempt may run, in seconds (none = no limit)",
+    ),
+    (
+        "LOAD_BALANCING_ALGORITHM",
+        "round_robin",
+        "round_robin, least_loaded or shortest_expected_finish",
+    ),
+    (
+        "PERFORMANCE_MONITORING",
+        "true",
+        "collect the figures of /stats/performance",
+    ),
+    (
+        "MANUAL_MODE",
+        "true",
+        "only true exists: tasks come from files (and POST /tasks)",
+    ),
+    (
+        "RESULTS_FLUSH_INTERVAL",
+        "1.0",
+        "seconds between results files (written at once when the queue drains)",
+    ),
+    (
+        "FILE_QUIET_PERIOD",
+        "0.5",
+        "seconds a dropped file must stay unchanged before it is read",
+    ),
+    (
+        "RESCAN_INTERVAL",
+        "5.0",
+        "seconds between full scans of task_queues/ (events can be missed)",
+    ),
+    (
+        "TASK_FILE_MAX_BYTES",
+        "268435456",
+        "largest task file accepted (256 MiB)",
+    ),
+    (
+        "MAX_REQUEST_BYTES",
+        "16777216",
+        "largest HTTP request body (POST /tasks, 16 MiB); bigger batches go in a task file",
+    ),
+    MAX_CONNECTIONS_ROW,
+    REQUEST_BODY_TIMEOUT_ROW,
+    LOG_ROWS[0],
+    LOG_ROWS[1],
+    LOG_ROWS[2],
+    (
+        "RETRY_BACKOFF_BASE",
+        "0.5",
+        "first retry delay in seconds (doubles, ±20% jitter)",
+    ),
+    ("RETRY_BACKOFF_MAX", "30", "longest retry delay in seconds"),
+    (
+        "DB_SYNC",
+        "full",
+        "full: fsync every commit; normal: survive process crashes only",
+    ),
+    (
+        "HISTORY_RETENTION_DAYS",
+        "none",
+        "days ended tasks are kept (purged hourly once in a results/failures file; none = forever)",
+    ),
+    ("MAX_PARTICLES", "2000000", "largest num_particles accepted"),
+    (
+        "MAX_PARTICLE_STEPS",
+        "1e11",
+        "largest num_particles × num_steps accepted",
+    ),
+    (
+        "ORQUESTA_TOKEN",
+        "",
+        "shared secret required on every request but GET /health, sent to workers (default: none)",
+    ),
+    TOKEN_FILE_ROW,
+    INSECURE_ROW,
+    TLS_CERT_ROW,
+    TLS_KEY_ROW,
+    (
+        "ORQUESTA_TLS_CA",
+        "",
+        "PEM certificates trusted for https:// workers (a self-signed cert itself)",
+    ),
+];
+
+/// Reads settings from an environment map (the process environment with
+/// `.env` and flags merged in), listing every problem.
+pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec<String>> {
+    let mut r = EnvReader::new(env, SETTINGS, &[]);
+    let distribution_interval = r.seconds("TASK_DISTRIBUTION_INTERVAL", false);
+    let worker_timeout = r.seconds("WORKER_TIMEOUT", false);
+    let heartbeat_interval = r.seconds("HEARTBEAT_INTERVAL", false);
+    let flush_interval = r.seconds("RESULTS_FLUSH_INTERVAL", false);
+    let file_quiet = r.seconds("FILE_QUIET_PERIOD", true);
+    let rescan_interval = r.seconds("RESCAN_INTERVAL", false);
+    let retry_base = r.seconds("RETRY_BACKOFF_BASE", true);
+    let retry_max = r.seconds("RETRY_BACKOFF_MAX", true);
+    let task_timeout = match r.get("TASK_TIMEOUT").trim() {
+        "" | "none" | "0" => None,
+        _ => Some(r.seconds("TASK_TIMEOUT", false)),
+    };
+    let max_retries = r.whole("MAX_TASK_RETRIES").min(u32::MAX as u64) as u32;
+    let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
+    let max_file_bytes = r.whole("TASK_FILE_MAX_BYTES");
+    let max_request_bytes = r.count("MAX_REQUEST_BYTES");
+    let http = r.http_limits();
+    let log = r.log_options();
+    let max_particles = r.whole("MAX_PARTICLES");
+    let port = r.port("ORCHESTRATOR_PORT");
+    let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
+    let performance_monitoring = r.boolean("PERFORMANCE_MONITORING");
+    if !r.boolean("MANUAL_MODE") {
+        r.problem(
+            "MANUAL_MODE=false: automatic task generation is not part of Orquesta; tasks come from files \
+             dropped into task_queues/ (or POST /tasks). Set MANUAL_MODE=true or remove the line",
+        );
+    }
+    let name = r.get("LOAD_BALANCING_ALGORITHM").trim().to_string();
+    let balancing = match Balancing::ALL.into_iter().find(|b| b.as_str() == name) {
+        Some(b) => b,
+        None => {
+            let names: Vec<&str> = Balancing::ALL.iter().map(|b| b.as_str()).collect();
+            r.problem(format!(
+                "LOAD_BALANCING_ALGORITHM: expected {}, found {name:?}",
+                names.join(" or ")
+            ));
+            Balancing::RoundRobin
+        }
+    };
+    let sync_full = match r.get("DB_SYNC").trim() {
+        "full" => true,
+        "normal" => false,
+        other => {
+            r.problem(format!("DB_SYNC: expected full or normal, found {other:?}"));
+            true
+        }
+    };
+    if heartbeat_interval > worker_timeout {
+        r.problem(format!(
+            "HEARTBEAT_INTERVAL ({:?}) is longer than WORKER_TIMEOUT ({:?}): a worker would be declared down \
+             between two heartbeats; lower HEARTBEAT_INTERVAL",
+            heartbeat_interval, worker_timeout
+        ));
+    }
+    let history_retention = match r.get("HISTORY_RETENTION_DAYS").trim() {
+        "" | "none" => None,
+        _ => Some(Duration::from_secs_f64(
+            r.positive("HISTORY_RETENTION_DAYS", 1.0).min(1e6) * 86_400.0,
+        )),
+    };
+    let host = r.get("ORCHESTRATOR_HOST");
+    let (token, bind) = token_and_bind(&mut r, env, &host, "ORCHESTRATOR_HOST (--host)");
+    let tls = read_tls(&mut r, env);
+    r.finish()?;
+    Ok(Settings {
+        host,
+        port,
+        workers_file: PathBuf::from(r.get("WORKERS_CONFIG")),
+        task_queue_dir: PathBuf::from(r.get("TASK_QUEUE_DIR")),
+        results_dir: PathBuf::from(r.get("RESULTS_STORAGE_PATH")),
+        logs_dir: PathBuf::from(r.get("LOGS_DIR")),
+        db_path: PathBuf::from(r.get("DATABASE_PATH")),
+        distribution_interval,
+        max_retries,
+        history_size,
+        worker_timeout,
+        heartbeat_interval,
+        task_timeout,
+        balancing,
+        performance_monitoring,
+        flush_interval,
+        file_quiet,
+        rescan_interval,
+        max_file_bytes,
+        max_request_bytes,
+        http,
+        log,
+        retry_base,
+        retry_max,
+        sync_full,
+        history_retention,
+        limits: Limits {
+            max_particles,
+            max_particle_steps,
+            ..Limits::default()
+        },
+        test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",
+        token,
+        bind,
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::settings::parse_dotenv;
+    use crate::util::settings::tests::env;
+
+    #[test]
+    fn every_balancing_name_is_accepted() {
+        for b in Balancing::ALL {
+            let s = settings_from_env(&env(&[("LOAD_BALANCING_ALGORITHM", b.as_str())])).unwrap();
+            assert_eq!(s.balancing, b);
+        }
+        let s = settings_from_env(&env(&[("LOAD_BALANCING_ALGORITHM", "shortest_expected_finish")])).unwrap();
+        assert_eq!(s.balancing, Balancing::ShortestExpectedFinish);
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let s = settings_from_env(&env(&[])).unwrap();
+        assert_eq!(s.port, 5000);
+        assert_eq!(s.max_retries, 3);
+        assert_eq!(s.worker_timeout, Duration::from_secs(30));
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(s.task_timeout, None);
+        assert_eq!(s.balancing, Balancing::RoundRobin);
+        assert_eq!(s.db_path, PathBuf::from("data/orquesta.db"));
+        assert_eq!(s.max_file_bytes, 256 << 20);
+        assert_eq!(s.max_request_bytes, MAX_REQUEST_BYTES_DEFAULT);
+        assert_eq!(s.http.max_connections, 1024);
+        assert_eq!(s.http.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.results_dir, PathBuf::from("results/"));
+    }
+
+    #[test]
+    fn an_open_host_needs_a_token_or_insecure() {
+        let e = settings_from_env(&env(&[("ORCHESTRATOR_HOST", "0.0.0.0")])).unwrap_err();
+        assert!(
+            e[0].starts_with("ORCHESTRATOR_HOST (--host): 0.0.0.0") && e[0].contains("ORQUESTA_TOKEN"),
+            "{e:?}"
+        );
+        let s =
+            settings_from_env(&env(&[("ORCHESTRATOR_HOST", "0.0.0.0"), ("ORQUESTA_TOKEN", "t")])).unwrap();
+        assert_eq!((s.bind, s.token.is_some()), (BindVerdict::Safe, true));
+        let s = settings_from_env(&env(&[
+            ("ORCHESTRATOR_HOST", "::"),
+            ("ORQUESTA_INSECURE", "true"),
+        ]))
+        .unwrap();
+        assert_eq!((s.bind, s.token), (BindVerdict::Insecure, None));
+        let e = settings_from_env(&env(&[("ORQUESTA_TOKEN", "")])).unwrap_err();
+        assert!(e[0].contains("ORQUESTA_TOKEN is set but empty"), "{e:?}");
+    }
+
+    #[test]
+    fn the_seeds_env_is_accepted() {
+        let (vars, _) = parse_dotenv(
+            "TASK_DISTRIBUTION_INTERVAL=2.0    # Intervalo\nMAX_TASK_RETRIES=3\nRESULTS_STORAGE_PATH=results/\n\
+             TASK_HISTORY_SIZE=1000\nWORKER_TIMEOUT=300\nLOAD_BALANCING_ALGORITHM=round_robin\n\
+             PERFORMANCE_MONITORING=true\nMANUAL_MODE=true\n",
+        );
+        let s = settings_from_env(&vars).unwrap();
+        assert_eq!(s.worker_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let e = settings_from_env(&env(&[
+            ("MANUAL_MODE", "false"),
+            ("WORKER_TIMEOUT", "soon"),
+            ("LOAD_BALANCING_ALGORITHM", "random"),
+            ("MAX_TASK_RETRIES", "-1"),
+            ("ORCHESTRATOR_PORT", "70000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert!(e
+            .iter()
+            .any(|p| p.contains("automatic task generation is not part")));
+        assert!(e.iter().any(|p| p.starts_with("WORKER_TIMEOUT")));
+        assert!(e.iter().any(|p| p.starts_with("LOAD_BALANCING_ALGORITHM")));
+        assert!(e.iter().any(|p| p.starts_with("MAX_TASK_RETRIES")));
+        assert!(e.iter().any(|p| p.starts_with("ORCHESTRATOR_PORT")));
+    }
+}

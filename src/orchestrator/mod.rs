@@ -1,0 +1,397 @@
+//! The orchestrator (the seed's `elastic_orchestrator_v6.py`): opens the
+//! durable queue, reconciles what a crash left, wires the actor tree
+//! (FileWatcher → TaskQueue ↔ LoadBalancer → WorkerProxy per worker;
+//! ResultsStore) and the REST API. [`shutdown`] owns the stop order: stop
+//! intake, write results, acknowledge, commit.
+
+pub mod activity;
+pub mod api;
+pub mod config;
+pub mod config_watcher;
+pub mod file_watcher;
+pub mod load_balancer;
+pub mod metrics;
+pub mod progress_poller;
+pub mod results_store;
+pub mod retention;
+pub mod store;
+pub mod task_queue;
+pub mod worker_proxy;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::http::auth;
+use crate::http::error::ApiError;
+use crate::http::limits::{self, BodyRules};
+use crate::model::{Validator, WorkerId};
+use crate::orchestrator::activity::Activity;
+use crate::orchestrator::api::dashboard::{self, Dashboard};
+use crate::orchestrator::api::prometheus;
+use crate::orchestrator::api::{self as routes, OrchestratorApi};
+use crate::orchestrator::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
+use crate::orchestrator::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
+use crate::orchestrator::file_watcher::{FileWatcher, StopWatching, WatchSettings};
+use crate::orchestrator::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, WorkerBoard};
+use crate::orchestrator::metrics::OrchestratorMetrics;
+use crate::orchestrator::progress_poller::ProgressPoller;
+use crate::orchestrator::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
+use crate::orchestrator::store::{ReadPool, Store, StoreError};
+use crate::orchestrator::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
+use crate::orchestrator::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
+use crate::util::lock::{InstanceLock, LockError};
+use crate::util::token::{insecure_warning, BindVerdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("cannot listen on {addr}: {source}; is another orchestrator running? pick another port with --port (0 = any free port)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("another orchestrator already uses {} ({holder}); stop it first, or give this one its own folder (DATABASE_PATH)", .db.display())]
+    Locked { db: std::path::PathBuf, holder: String },
+    #[error("{0}")]
+    Lock(LockError),
+    /// A folder of the drop folder that files must not be moved into.
+    #[error("cannot use the task folder: {0}")]
+    TaskFolder(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running orchestrator's handles.
+pub struct Started {
+    pub queue: Addr<TaskQueue>,
+    pub lb: Addr<LoadBalancer>,
+    /// Every worker's live row (`GET /workers`), readable without a message.
+    pub board: WorkerBoard,
+    pub results: Addr<ResultsStore>,
+    pub watcher: Option<Addr<FileWatcher>>,
+    /// Applies edits of the workers file (when the drop folder is watched).
+    pub config_watcher: Option<Addr<ConfigWatcher>>,
+    pub store: Store,
+    pub read: Arc<ReadPool>,
+    pub server: actix_web::dev::ServerHandle,
+    /// The dashboard's shared state: its open streams end at shutdown.
+    pub dashboard: web::Data<Dashboard>,
+    pub local_addr: std::net::SocketAddr,
+    /// `https` when the API serves TLS (`ORQUESTA_TLS_CERT`), else `http`.
+    pub scheme: &'static str,
+    /// Held for the process's life: one orchestrator per database.
+    pub lock: InstanceLock,
+}
+
+/// The lock beside the database: `data/orquesta.db` → `data/orquesta.db.lock`.
+fn lock_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+/// Starts everything inside the current actix system. `watch`: whether
+/// the drop folder is watched (`orquesta run` submits its file directly).
+pub fn start(
+    settings: &Settings,
+    workers: &[WorkerEntry],
+    watch: bool,
+) -> Result<(Started, actix_web::dev::Server), OrchestratorError> {
+    // before anything else: one orchestrator per database, or two would
+    // adopt each other's running tasks and record results twice
+    let mut lock = InstanceLock::acquire(&lock_path(&settings.db_path)).map_err(|e| match e {
+        LockError::Held { holder, .. } => OrchestratorError::Locked {
+            db: settings.db_path.clone(),
+            holder,
+        },
+        other => OrchestratorError::Lock(other),
+    })?;
+    if watch {
+        crate::orchestrator::file_watcher::check_folders(&settings.task_queue_dir)
+            .map_err(OrchestratorError::TaskFolder)?;
+    }
+    let addr = format!("{}:{}", settings.host, settings.port);
+    let listener = TcpListener::bind(&addr).map_err(|source| OrchestratorError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let local_addr = listener.local_addr()?;
+    if settings.bind == BindVerdict::Insecure {
+        eprintln!("{}", insecure_warning("orchestrator", &local_addr.to_string()));
+    }
+    let scheme = settings.tls.scheme();
+    lock.record(&format!("pid {}, {scheme}://{local_addr}", std::process::id()))?;
+
+    let conn = store::open(&settings.db_path, settings.sync_full)?;
+    let boot = store::next_boot(&conn)?;
+    let recovery = store::recover(&conn)?;
+    if !recovery.counts.is_empty() {
+        tracing::info!(counts = ?recovery.counts, running = recovery.running.len(),
+            unwritten_results = recovery.unwritten.len(), "queue restored from the database");
+    }
+    let store = Store::start(conn);
+    let read = Arc::new(ReadPool::new(&settings.db_path).sharing_faults(store.fault()));
+    let validator = Arc::new(Validator {
+        limits: settings.limits,
+        test_kernels: settings.test_kernels,
+        algorithms: None,
+    });
+
+    // joined workers from before a restart: known again at once, so their
+    // running tasks are adopted (state unknown until the first heartbeat)
+    let joined: Vec<JoinedMember> = recovery
+        .members
+        .iter()
+        .filter_map(|m| match member_entry(&m.id, &m.url, m.capacity, &m.algorithms) {
+            Ok(entry) => Some(JoinedMember {
+                entry,
+                instance: m.instance.clone(),
+            }),
+            Err(problems) => {
+                tracing::warn!(worker = %m.id, ?problems, "a remembered joined worker is unusable; forgotten");
+                None
+            }
+        })
+        .collect();
+    if !joined.is_empty() {
+        tracing::info!(
+            count = joined.len(),
+            "joined workers remembered from before the restart"
+        );
+    }
+    if workers.is_empty() {
+        tracing::warn!("{NO_WORKERS_CONFIGURED}");
+    }
+    // one set of counters for every actor and `GET /metrics/prometheus`
+    let metrics = Arc::new(OrchestratorMetrics::new());
+    let lb = LoadBalancer::with_members(workers, &joined, settings.balancing);
+    let every_worker = lb.entries();
+    let board = lb.board();
+    let lb = lb.start();
+    let results = ResultsStore::new(
+        store.clone(),
+        &settings.results_dir,
+        &settings.logs_dir,
+        settings.flush_interval,
+        settings.balancing.as_str(),
+    )
+    .start();
+    let proxy_settings = ProxySettings {
+        heartbeat_interval: settings.heartbeat_interval,
+        worker_timeout: settings.worker_timeout,
+        task_timeout: settings.task_timeout,
+        token: settings.token.clone(),
+        tls: settings.tls.client.clone(),
+        metrics: Arc::clone(&metrics),
+    };
+    let queue_settings = QueueSettings {
+        max_retries: settings.max_retries,
+        retry_base: settings.retry_base,
+        retry_max: settings.retry_max,
+        sweep_interval: settings.distribution_interval,
+        performance: settings.performance_monitoring,
+    };
+    let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
+    let activity = Arc::new(Activity::default());
+    let dashboard = web::Data::new(Dashboard::new(
+        Arc::clone(&activity),
+        ProgressPoller::new(settings.token.as_ref(), settings.tls.client.clone()).start(),
+    ));
+    let queue = {
+        let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
+        let proxy_settings = proxy_settings.clone();
+        let metrics = Arc::clone(&metrics);
+        let workers = every_worker;
+        let proxies = &mut proxies;
+        TaskQueue::create(move |ctx| {
+            let me = ctx.address();
+            let mut by_id: HashMap<WorkerId, ProxyPeer> = HashMap::new();
+            for w in workers {
+                let peers = ProxyPeers {
+                    outcomes: me.clone().recipient(),
+                    started: me.clone().recipient(),
+                    heartbeats: lb.clone().recipient(),
+                    updates: lb.clone().recipient(),
+                    full: lb.clone().recipient(),
+                };
+                let proxy = WorkerProxy::new(w.clone(), proxy_settings.clone(), peers).start();
+                by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
+                proxies.insert(w.id.clone(), proxy);
+            }
+            TaskQueue::new(
+                store,
+                Peers::new(&lb, &results, by_id),
+                queue_settings,
+                boot,
+                metrics,
+                activity,
+            )
+        })
+    };
+    lb.do_send(Wire {
+        queue: queue.clone().recipient(),
+        proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        outcomes: queue.clone().recipient(),
+        started: queue.clone().recipient(),
+        settings: proxy_settings,
+        store: Some(store.clone()),
+    });
+    let (config_watcher, config_status): (Option<Addr<ConfigWatcher>>, SharedConfigStatus) = if watch {
+        let initial = crate::orchestrator::config::read_workers_file(&settings.workers_file).ok();
+        let (w, status) = ConfigWatcher::new(settings.workers_file.clone(), initial, lb.clone().recipient());
+        (Some(w.start()), status)
+    } else {
+        let status = ConfigStatus {
+            path: settings.workers_file.display().to_string(),
+            valid: true,
+            error: None,
+        };
+        (None, Arc::new(std::sync::RwLock::new(status)))
+    };
+    results.do_send(WireStats {
+        queue: queue.clone().recipient(),
+        lb: lb.clone().recipient(),
+        read: Arc::clone(&read),
+    });
+    results.do_send(RecoverResults {
+        unwritten: recovery.unwritten,
+    });
+    queue.do_send(Recover {
+        running: recovery.running,
+        queued_kernels: recovery.queued_kernels,
+    });
+    let watcher = watch.then(|| {
+        FileWatcher::new(
+            WatchSettings {
+                dir: settings.task_queue_dir.clone(),
+                quiet: settings.file_quiet,
+                rescan: settings.rescan_interval,
+                max_bytes: settings.max_file_bytes,
+            },
+            Arc::clone(&validator),
+            queue.clone().recipient(),
+            store.clone(),
+            Arc::clone(&metrics),
+        )
+        .start()
+    });
+
+    let api = web::Data::new(OrchestratorApi {
+        queue: queue.clone(),
+        lb: lb.clone(),
+        workers: board.clone(),
+        config: config_status,
+        rejoin_interval: rejoin_interval(settings),
+        read: Arc::clone(&read),
+        validator,
+        max_request_bytes: settings.max_request_bytes,
+        bodies: BodyRules::new(settings.http.body_timeout),
+        started: Instant::now(),
+    });
+    let metrics = web::Data::from(metrics);
+    let purge_api = web::Data::new(crate::orchestrator::api::purge::PurgeApi { store: store.clone() });
+    if let Some(keep) = settings.history_retention {
+        crate::orchestrator::retention::Retention::new(store.clone(), keep).start();
+    }
+    let token = settings.token.clone();
+    let dash = dashboard.clone();
+    let server = HttpServer::new(move || {
+        let token = token.clone();
+        App::new()
+            .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
+            .app_data(api.clone())
+            .app_data(metrics.clone())
+            .app_data(purge_api.clone())
+            .app_data(limits::query_config())
+            .app_data(
+                web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
+            )
+            .configure(crate::orchestrator::api::purge::configure)
+            .configure(crate::orchestrator::api::files::configure)
+            .app_data(dash.clone())
+            .configure(dashboard::configure)
+            .configure(routes::configure)
+            .configure(prometheus::configure)
+    });
+    let server = limits::apply(server, &settings.http, 2)
+        .disable_signals()
+        .shutdown_timeout(5);
+    let server = match &settings.tls.server {
+        Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    tracing::info!(%local_addr, workers = workers.len(), balancing = settings.balancing.as_str(),
+        "orchestrator started");
+    crate::util::trace::start_flushing();
+    Ok((
+        Started {
+            queue,
+            lb,
+            board,
+            results,
+            watcher,
+            config_watcher,
+            store,
+            read,
+            server: server.handle(),
+            dashboard,
+            local_addr,
+            scheme,
+            lock,
+        },
+        server,
+    ))
+}
+
+/// How often a joined worker joins again: five heartbeats, at least 2 s
+/// (it is idempotent and cheap, and brings the worker back after a
+/// restart of the orchestrator).
+pub fn rejoin_interval(settings: &Settings) -> std::time::Duration {
+    (settings.heartbeat_interval * 5).max(std::time::Duration::from_secs(2))
+}
+
+/// The stop order: no new files, no new requests, results on disk,
+/// acknowledgements sent, every change committed.
+pub async fn shutdown(started: &Started) {
+    tracing::info!("orchestrator stopping");
+    if let Some(w) = &started.watcher {
+        w.do_send(StopWatching);
+    }
+    started.dashboard.stop_streams();
+    started.server.stop(true).await;
+    let _ = started.results.send(FlushNow).await;
+    for p in started.lb.send(Proxies { id: None }).await.unwrap_or_default() {
+        let _ = p.send(FlushAcks).await;
+    }
+    // give the acknowledgements a moment on the wire
+    actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    let store = started.store.clone();
+    let _ = actix_rt::task::spawn_blocking(move || store.sync_and_checkpoint()).await;
+    crate::util::trace::flush();
+    tracing::info!("orchestrator stopped");
+}
+
+/// `orquesta orchestrator`: serves until SIGTERM or Ctrl-C.
+pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), OrchestratorError> {
+    actix_rt::System::new().block_on(async move {
+        let (started, server) = start(&settings, &workers, true)?;
+        announce(&started);
+        let server = actix_rt::spawn(server);
+        crate::util::signal::wait_for_signal().await;
+        shutdown(&started).await;
+        let _ = server.await;
+        Ok(())
+    })
+}
+
+/// Prints the line scripts and tests wait for.
+pub fn announce(started: &Started) {
+    println!("listening on {}://{}", started.scheme, started.local_addr);
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,533 @@
+//! ResultsStore: writes results in the seed's shape to
+//! `results/task_results_<YYYYMMDD_HHMMSS>[_<n>].json`, one file per flush
+//! window, each completed task in exactly one file once; the records of
+//! failed and cancelled tasks to `task_failures_<…>.json` the same way
+//! ([`failures`]); refreshes `results/orchestrator_stats.json` and
+//! `logs/worker_state.json`.
+//!
+//! Exactly once, across crashes: a file's name is committed with its task
+//! ids before the file is written (temp file + rename), and marked written
+//! after. On restart a result whose file exists is marked written; one
+//! whose file does not is written again.
+
+mod failures;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+
+use super::load_balancer::Workers;
+use super::task_queue::QueueStats;
+use crate::model::TaskResult;
+use crate::orchestrator::store::{ReadPool, Store, Unwritten};
+use crate::util::fs::write_atomic;
+use crate::util::trace::{self, Stage};
+
+pub use failures::FailuresPending;
+use failures::FailuresState;
+
+pub struct ResultsStore {
+    store: Store,
+    results_dir: PathBuf,
+    logs_dir: PathBuf,
+    flush_interval: Duration,
+    buffer: Vec<TaskResult>,
+    flushing: bool,
+    /// `FlushNow` callers waiting for the buffer to reach disk.
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Set once wired: where the stats come from.
+    sources: Option<(
+        Recipient<QueueStats>,
+        Recipient<Workers>,
+        std::sync::Arc<ReadPool>,
+    )>,
+    files_written: u64,
+    last_file: Option<String>,
+    failures: FailuresState,
+    balancing: &'static str,
+}
+
+impl ResultsStore {
+    pub fn new(
+        store: Store,
+        results_dir: &Path,
+        logs_dir: &Path,
+        flush_interval: Duration,
+        balancing: &'static str,
+    ) -> Self {
+        Self {
+            store,
+            results_dir: results_dir.to_path_buf(),
+            logs_dir: logs_dir.to_path_buf(),
+            flush_interval,
+            buffer: Vec::new(),
+            flushing: false,
+            waiters: Vec::new(),
+            sources: None,
+            files_written: 0,
+            last_file: None,
+            // whatever a crash left waiting is claimed at the first tick
+            failures: FailuresState {
+                pending: true,
+                ..FailuresState::default()
+            },
+            balancing,
+        }
+    }
+
+    /// A file name not used yet: `<kind>_<ts>.json`, then `_1`, `_2`…
+    /// (`last`: the name this kind used last, which may not be on disk yet).
+    fn next_file(&self, kind: &str, last: Option<&str>) -> PathBuf {
+        let stamp = crate::util::time::Utc::now().compact();
+        let mut n = 0;
+        loop {
+            let name = if n == 0 {
+                format!("{kind}_{stamp}.json")
+            } else {
+                format!("{kind}_{stamp}_{n}.json")
+            };
+            let path = self.results_dir.join(&name);
+            if !path.exists() && last != Some(name.as_str()) {
+                return path;
+            }
+            n += 1;
+        }
+    }
+
+    /// Answers the `FlushNow` callers once nothing received is left to
+    /// write (failure records whose write failed are retried at the next
+    /// tick rather than holding a shutdown).
+    fn answer_waiters(&mut self) {
+        if self.buffer.is_empty() && !self.flushing && !self.failures.flushing {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    /// Writes the buffered results to a new file.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return; // the running flush flushes again when it ends
+        }
+        if self.buffer.is_empty() {
+            self.answer_waiters();
+            return;
+        }
+        self.flushing = true;
+        let results = std::mem::take(&mut self.buffer);
+        let path = self.next_file("task_results", self.last_file.as_deref());
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        self.last_file = Some(name.clone());
+        let ids: Vec<String> = results.iter().map(|r| r.task_id.clone()).collect();
+        // each id in the log with its results file (see util::trace);
+        // noted now, the ids go to the store
+        let recorded: Vec<String> = if trace::enabled() { ids.clone() } else { Vec::new() };
+        let store = self.store.clone();
+        let file_key = path.to_string_lossy().into_owned();
+        async move {
+            if let Err(e) = store.assign_results_file(ids, &file_key).await {
+                return Err((e.to_string(), results));
+            }
+            let count = results.len();
+            let write_path = path.clone();
+            let written = actix_rt::task::spawn_blocking(move || {
+                let text = match serde_json::to_vec_pretty(&results) {
+                    Ok(t) => t,
+                    Err(e) => return Err((e.to_string(), results)),
+                };
+                match write_atomic(&write_path, &text) {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err((format!("{}: {e}", write_path.display()), results)),
+                }
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {
+                    // committed before anyone waiting on FlushNow hears back
+                    if let Err(e) = store.mark_written(&file_key).await {
+                        tracing::error!(error = %e, "cannot mark a results file written; a restart checks the file");
+                    }
+                    Ok(count)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err((e.to_string(), Vec::new())),
+            }
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            act.flushing = false;
+            match res {
+                Ok(count) => {
+                    act.files_written += 1;
+                    trace::note(Stage::Recorded, &name, &recorded);
+                    tracing::info!(file = %name, results = count, "results written");
+                }
+                Err((e, results)) => {
+                    tracing::error!(error = %e, "cannot write a results file; will retry");
+                    act.buffer.extend(results);
+                }
+            }
+            if !act.waiters.is_empty() {
+                act.flush(ctx);
+            }
+        })
+        .spawn(ctx);
+    }
+
+    /// Refreshes `orchestrator_stats.json` and `logs/worker_state.json`.
+    fn write_stats(&mut self, ctx: &mut Context<Self>) {
+        let Some((queue, lb, read)) = self.sources.clone() else {
+            return;
+        };
+        let stats_path = self.results_dir.join("orchestrator_stats.json");
+        let workers_path = self.logs_dir.join("worker_state.json");
+        let files = self.files_written;
+        let failures_files = self.failures.files_written;
+        let balancing = self.balancing;
+        async move {
+            let live = queue.send(QueueStats).await.ok()?;
+            let workers = lb.send(Workers).await.ok()?;
+            let counts = actix_rt::task::spawn_blocking(move || read.counts())
+                .await
+                .ok()?
+                .ok();
+            let now = crate::util::time::now_iso();
+            let by_status: Value = counts
+                .as_ref()
+                .map(|(s, _)| {
+                    Value::Object(
+                        s.iter()
+                            .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+                            .collect(),
+                    )
+                })
+                .unwrap_or(Value::Null);
+            let stats = json!({
+                "updated_at": now,
+                "tasks_by_status": by_status,
+                "live": live,
+                "workers": workers.iter().map(|w| json!({
+                    "id": w.id, "state": w.state, "in_flight": w.in_flight, "capacity": w.capacity,
+                    "tasks_completed": w.tasks_completed, "tasks_failed": w.tasks_failed,
+                    "mean_execution_time": w.mean_execution_time,
+                })).collect::<Vec<_>>(),
+                "results_files_written": files,
+                "failures_files_written": failures_files,
+                "load_balancing_algorithm": balancing,
+            });
+            let state = json!({"updated_at": now, "workers": workers});
+            actix_rt::task::spawn_blocking(move || {
+                if let Err(e) = write_atomic(
+                    &stats_path,
+                    &serde_json::to_vec_pretty(&stats).unwrap_or_default(),
+                ) {
+                    tracing::warn!(error = %e, "cannot write orchestrator_stats.json");
+                }
+                if let Err(e) = write_atomic(
+                    &workers_path,
+                    &serde_json::to_vec_pretty(&state).unwrap_or_default(),
+                ) {
+                    tracing::warn!(error = %e, "cannot write worker_state.json");
+                }
+            })
+            .await
+            .ok()
+        }
+        .into_actor(self)
+        .map(|_, _, _| ())
+        .spawn(ctx);
+    }
+}
+
+impl Actor for ResultsStore {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.flush_interval, |act, ctx| {
+            act.flush(ctx);
+            act.flush_failures(ctx);
+        });
+        ctx.run_interval(Duration::from_secs(2), |act, ctx| act.write_stats(ctx));
+    }
+}
+
+/// Sent by TaskQueue after a result is committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordResult {
+    pub result: TaskResult,
+    /// No task of the queue is left to end: write the file now rather than
+    /// at the next `RESULTS_FLUSH_INTERVAL` tick, so whoever waits on a
+    /// batch finds its results as soon as its last task ends.
+    pub drained: bool,
+}
+
+impl Handler<RecordResult> for ResultsStore {
+    type Result = ();
+    fn handle(&mut self, msg: RecordResult, ctx: &mut Self::Context) {
+        self.buffer.push(msg.result);
+        // a very large backlog is written at once rather than per window
+        if msg.drained || self.buffer.len() >= 100_000 {
+            self.flush(ctx);
+        }
+    }
+}
+
+/// Sent at start-up: where stats come from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WireStats {
+    pub queue: Recipient<QueueStats>,
+    pub lb: Recipient<Workers>,
+    pub read: std::sync::Arc<ReadPool>,
+}
+
+impl Handler<WireStats> for ResultsStore {
+    type Result = ();
+    fn handle(&mut self, msg: WireStats, ctx: &mut Self::Context) {
+        self.sources = Some((msg.queue, msg.lb, msg.read));
+        self.write_stats(ctx);
+    }
+}
+
+/// Sent at start-up with completed results not yet in a file.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecoverResults {
+    pub unwritten: Vec<Unwritten>,
+}
+
+impl Handler<RecoverResults> for ResultsStore {
+    type Result = ();
+    fn handle(&mut self, msg: RecoverResults, _: &mut Self::Context) {
+        let mut written_files = std::collections::BTreeSet::new();
+        let mut again = 0;
+        for Unwritten {
+            task_id,
+            result: json,
+            file,
+        } in msg.unwritten
+        {
+            match file {
+                // the rename happened: the file holds it
+                Some(f) if Path::new(&f).exists() => {
+                    written_files.insert(f);
+                }
+                _ => match serde_json::from_str::<TaskResult>(&json) {
+                    Ok(r) => {
+                        again += 1;
+                        self.buffer.push(r);
+                    }
+                    Err(e) => tracing::error!(task = %task_id, error = %e, "a stored result cannot be read"),
+                },
+            }
+        }
+        for f in written_files {
+            self.store.mark_written_later(&f);
+        }
+        if again > 0 {
+            tracing::info!(
+                results = again,
+                "results from before the restart will be written now"
+            );
+        }
+    }
+}
+
+/// Sent at shutdown and by `orquesta run`: write what is buffered now;
+/// answers when everything received so far is on disk.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushNow;
+
+impl Handler<FlushNow> for ResultsStore {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: FlushNow, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiters.push(tx);
+        self.flush_failures(ctx);
+        self.flush(ctx);
+        self.write_stats(ctx);
+        Box::pin(
+            async move {
+                let _ = rx.await;
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Sent by `orquesta run` before it exits: anything still buffered or
+/// being written?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Idle;
+
+impl Handler<Idle> for ResultsStore {
+    type Result = bool;
+    fn handle(&mut self, _: Idle, _: &mut Self::Context) -> bool {
+        self.buffer.is_empty() && !self.flushing && !self.failures.flushing && !self.failures.pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{ResultBody, TaskStatus, WorkerId};
+    use crate::orchestrator::store::{self, Change, NewTask, ReadPool};
+    use crate::util::time::unix_now;
+
+    fn result(id: &str) -> TaskResult {
+        TaskResult {
+            task_id: id.into(),
+            algorithm: "python".into(),
+            parameters: json!({"num_particles": 100}),
+            execution_time: 0.25,
+            result: ResultBody {
+                status: crate::model::RunStatus::Completed,
+                metrics: json!({"steps_completed": 5}),
+                output: "ok".into(),
+                error: None,
+            },
+            worker_id: Some("w1".into()),
+            completed_at: Some("2024-01-15T10:30:00.000Z".into()),
+            priority: Some("high".into()),
+            attempt_id: None,
+            extra: Default::default(),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("task_results_")
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn results_are_written_once_and_recovered_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("q.db");
+        let results_dir = dir.path().join("results");
+        actix_rt::System::new().block_on(async {
+            let store = Store::start(store::open(&db, false).unwrap());
+            let ids = ["a", "b", "c"];
+            let new = ids
+                .iter()
+                .map(|id| NewTask {
+                    task_id: id.to_string(),
+                    priority: 0,
+                    algorithm: "python".into(),
+                    kernel: "reference".into(),
+                    body: "{}".into(),
+                })
+                .collect();
+            store.insert_batch(new, None, "test".into()).await.unwrap();
+            for id in ids {
+                store
+                    .persist_now(vec![Change::Ended {
+                        task_id: id.into(),
+                        status: TaskStatus::Completed,
+                        result: Some(serde_json::to_string(&result(id)).unwrap()),
+                        error: None,
+                        worker_id: Some(WorkerId::new("w1")),
+                        at: unix_now(),
+                    }])
+                    .await
+                    .unwrap();
+            }
+            let rs = ResultsStore::new(
+                store.clone(),
+                &results_dir,
+                dir.path(),
+                Duration::from_secs(3600),
+                "round_robin",
+            )
+            .start();
+            rs.send(RecordResult {
+                result: result("a"),
+                drained: false,
+            })
+            .await
+            .unwrap();
+            rs.send(RecordResult {
+                result: result("b"),
+                drained: false,
+            })
+            .await
+            .unwrap();
+            rs.send(FlushNow).await.unwrap();
+            let written = files(&results_dir);
+            assert_eq!(written.len(), 1);
+            let name = written[0].file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.len() == "task_results_20240115_103000.json".len(), "{name}");
+            let content: Vec<TaskResult> =
+                serde_json::from_slice(&std::fs::read(&written[0]).unwrap()).unwrap();
+            assert_eq!(content, vec![result("a"), result("b")]);
+            // nothing new: no empty file
+            rs.send(FlushNow).await.unwrap();
+            assert_eq!(files(&results_dir).len(), 1);
+            let store2 = store.clone();
+            actix_rt::task::spawn_blocking(move || store2.sync())
+                .await
+                .unwrap();
+
+            // what a restart finds: a and b written, c not yet
+            let conn = store::open(&db, false).unwrap();
+            let rec = store::recover(&conn).unwrap();
+            assert_eq!(
+                rec.unwritten
+                    .iter()
+                    .map(|u| u.task_id.as_str())
+                    .collect::<Vec<_>>(),
+                ["c"]
+            );
+            // a crash after the file was named but before it was marked:
+            // the file exists, so the result is not written again
+            let mut unwritten = rec.unwritten.clone();
+            unwritten.push(Unwritten {
+                task_id: "a".into(),
+                result: serde_json::to_string(&result("a")).unwrap(),
+                file: Some(written[0].to_string_lossy().into_owned()),
+            });
+            // and one named for a file that never reached the disk
+            unwritten.push(Unwritten {
+                task_id: "b".into(),
+                result: serde_json::to_string(&result("b")).unwrap(),
+                file: Some("/nowhere/lost.json".into()),
+            });
+            rs.send(RecoverResults { unwritten }).await.unwrap();
+            rs.send(FlushNow).await.unwrap();
+            let written = files(&results_dir);
+            assert_eq!(written.len(), 2);
+            let second: Vec<TaskResult> =
+                serde_json::from_slice(&std::fs::read(&written[1]).unwrap()).unwrap();
+            let ids: Vec<&str> = second.iter().map(|r| r.task_id.as_str()).collect();
+            assert_eq!(ids, ["c", "b"]);
+            let read = ReadPool::new(&db);
+            let store3 = store.clone();
+            actix_rt::task::spawn_blocking(move || store3.sync())
+                .await
+                .unwrap();
+            assert_eq!(read.results_files().unwrap().len(), 2);
+        });
+    }
+}

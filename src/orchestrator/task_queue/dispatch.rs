@@ -1,0 +1,268 @@
+//! Dispatch: ready tasks, in priority order across kernels, to the
+//! LoadBalancer and from its placements to attempts; paging queued tasks
+//! in from the database as a kernel's window runs low. The transitions
+//! are [`LiveTasks`] methods; the actor half sends and awaits.
+
+use actix::prelude::*;
+
+use super::live::{body_size, Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
+use super::{ProxyPeer, TaskQueue};
+use crate::model::WorkerId;
+use crate::orchestrator::load_balancer::{Assign, ToPlace};
+use crate::orchestrator::store::{Change, QueuedRow};
+use crate::util::time::unix_now;
+
+/// Most tasks handed to the LoadBalancer in one message.
+pub(super) const DISPATCH_BATCH: usize = 512;
+
+/// A page of queued tasks to read from the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest {
+    pub kernel: &'static str,
+    pub after: Option<(u8, i64)>,
+    pub limit: usize,
+}
+
+impl LiveTasks {
+    /// Event: dispatch. Moves up to `max` ready tasks, best first across
+    /// kernels that are not blocked, to placing; answers (id, what the
+    /// LoadBalancer needs to place it: kernel, workers to avoid).
+    pub fn take_batch(&mut self, max: usize) -> Vec<(String, ToPlace)> {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let next = self
+                .queues
+                .iter()
+                .filter(|(k, _)| !self.blocked.contains(*k))
+                .filter_map(|(k, q)| q.ready.first_key_value().map(|(key, _)| (*key, *k)))
+                .min();
+            let Some((key, kernel)) = next else { break };
+            let mut entry = self
+                .queues
+                .get_mut(kernel)
+                .and_then(|q| q.ready.remove(&key))
+                .expect("the key was just seen");
+            self.place.insert(entry.task_id.clone(), Place::Placing);
+            let size = *entry.size.get_or_insert_with(|| body_size(&entry.body));
+            batch.push((
+                entry.task_id.clone(),
+                ToPlace {
+                    kernel,
+                    avoid: entry.failed_on.clone(),
+                    priority: entry.priority,
+                    size,
+                },
+            ));
+            self.placing.insert(entry.task_id.clone(), entry);
+        }
+        batch
+    }
+
+    /// Event: the LoadBalancer placed a task on `worker` (or found no
+    /// room: `None`). A placed task gets its attempt id and is sent; it
+    /// becomes an attempt of the task when the worker starts it.
+    pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>) -> Effects {
+        let mut fx = Effects::default();
+        let Some(mut entry) = self.placing.remove(task_id) else {
+            // cancelled or finished while being placed
+            if let Some(worker) = worker {
+                fx.send.push(Outbound::Release {
+                    worker,
+                    freed: super::live::Freed::Nothing,
+                    // not known here: the LoadBalancer drops the newest
+                    size: None,
+                });
+            }
+            return fx;
+        };
+        let Some(worker) = worker else {
+            self.blocked.insert(entry.kernel);
+            self.put_ready(entry);
+            return fx;
+        };
+        // sent now; it is persisted as running when the worker says it
+        // took a slot ([`Self::started`]): sent ahead, it may wait there
+        let attempt_id = self.attempt_id();
+        entry.attempts += 1;
+        fx.send.push(Outbound::Run {
+            worker: worker.clone(),
+            task_id: entry.task_id.clone(),
+            attempt_id,
+            body: entry.body.clone(),
+        });
+        self.place.insert(entry.task_id.clone(), Place::Running);
+        self.running.insert(
+            entry.task_id.clone(),
+            Running {
+                entry,
+                attempt_id,
+                worker,
+                started: false,
+            },
+        );
+        fx
+    }
+
+    /// The worker a task was sent ahead to, while it waits there for a
+    /// slot.
+    pub fn sent_ahead_to(&self, task_id: &str) -> Option<WorkerId> {
+        self.running
+            .get(task_id)
+            .filter(|r| !r.started)
+            .map(|r| r.worker.clone())
+    }
+
+    /// Event: the worker took attempt `attempt_id` of `task_id` into a
+    /// slot. From now on the task is running, in the database too.
+    pub fn started(&mut self, task_id: &str, attempt_id: u64, now: f64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(r) = self.running.get_mut(task_id) else {
+            return fx;
+        };
+        if r.attempt_id != attempt_id || r.started {
+            return fx;
+        }
+        r.started = true;
+        let waited = (now - r.entry.created_at).max(0.0);
+        self.metrics.queue_wait(r.entry.kernel, waited);
+        fx.samples.push(Sample::QueueWait {
+            algorithm: r.entry.algorithm.clone(),
+            seconds: waited,
+        });
+        fx.persist.push(Change::AttemptStarted {
+            task_id: task_id.to_string(),
+            attempt_id,
+            worker_id: r.worker.clone(),
+            at: now,
+        });
+        fx
+    }
+
+    /// Event: dispatch. The kernels whose window ran low and whose next
+    /// page may be read now (marked as paging until [`Self::paged_in`]).
+    pub fn pages_wanted(&mut self) -> Vec<PageRequest> {
+        let mut out = Vec::new();
+        for (kernel, kq) in self.queues.iter_mut() {
+            if !kq.more_in_db || kq.paging || kq.ready.len() > WINDOW / 4 {
+                continue;
+            }
+            kq.paging = true;
+            out.push(PageRequest {
+                kernel,
+                after: kq.frontier,
+                limit: WINDOW - kq.ready.len(),
+            });
+        }
+        out
+    }
+
+    /// Event: a page read for `req` (empty if the read failed).
+    pub fn paged_in(&mut self, req: &PageRequest, rows: Vec<QueuedRow>, now: f64) -> Effects {
+        let mut fx = Effects::default();
+        let full_page = rows.len() == req.limit;
+        let last = rows.last().map(|r| (r.priority, r.seq));
+        let skip = std::mem::take(&mut self.cancelled_while_paging);
+        for row in rows {
+            if self.place.contains_key(&row.task_id)
+                || self.cancelling.contains_key(&row.task_id)
+                || skip.contains(&row.task_id)
+            {
+                continue;
+            }
+            let due = row.next_attempt_at.filter(|t| *t > now);
+            let Some(entry) = Entry::from_row(row) else {
+                continue;
+            };
+            match due {
+                Some(t) => self.delay_until(entry, t, &mut fx),
+                None => self.put_ready(entry),
+            }
+        }
+        if let Some(kq) = self.queues.get_mut(req.kernel) {
+            kq.paging = false;
+            if last.is_some() {
+                kq.frontier = last.max(kq.frontier);
+            }
+            kq.more_in_db = full_page;
+            if let Some(cap) = kq.after_page.take() {
+                kq.more_in_db = true;
+                kq.frontier = match (kq.frontier, cap) {
+                    (Some(f), Some(c)) => Some(f.min(c)),
+                    _ => None,
+                };
+            }
+        }
+        fx
+    }
+}
+
+impl TaskQueue {
+    /// Hands the next tasks to the LoadBalancer and starts those it
+    /// places; reads pages of kernels whose window runs low.
+    pub(super) fn try_dispatch(&mut self, ctx: &mut Context<Self>) {
+        if self.dispatching {
+            self.dispatch_again = true;
+            return;
+        }
+        let batch = self.live.take_batch(self.dispatch_size);
+        for req in self.live.pages_wanted() {
+            self.read_page(req, ctx);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.dispatching = true;
+        let tasks = batch.iter().map(|(_, t)| t.clone()).collect();
+        self.peers
+            .assign
+            .send(Assign { tasks })
+            .into_actor(self)
+            .map(move |placements, act, ctx| {
+                act.dispatching = false;
+                let placements = placements.unwrap_or_default();
+                let asked = batch.len();
+                let placed = placements.iter().filter(|p| p.is_some()).count();
+                // all placed: there may be more room, offer more next
+                // time; some left: offer about what fitted
+                act.dispatch_size = if placed == asked {
+                    (asked * 2).clamp(16, DISPATCH_BATCH)
+                } else {
+                    (placed + 1).clamp(16, DISPATCH_BATCH)
+                };
+                let mut placed_any = false;
+                for (i, (task_id, _)) in batch.into_iter().enumerate() {
+                    let placement = placements.get(i).and_then(|p| p.as_ref());
+                    let worker = placement.map(|p| {
+                        let id = p.worker_id.clone();
+                        // always the placement's proxy: a worker that moved
+                        // to a new address has a new one under the same id
+                        act.peers.proxies.insert(id.clone(), ProxyPeer::of(&p.proxy));
+                        id
+                    });
+                    placed_any |= worker.is_some() && act.live.place_of(&task_id) == Some(Place::Placing);
+                    let fx = act.live.placed(&task_id, worker);
+                    act.apply(fx, ctx);
+                }
+                if placed_any || std::mem::take(&mut act.dispatch_again) {
+                    act.try_dispatch(ctx);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn read_page(&mut self, req: PageRequest, ctx: &mut Context<Self>) {
+        self.store
+            .page(req.kernel, req.after, req.limit)
+            .into_actor(self)
+            .map(move |rows, act, ctx| {
+                let rows = rows.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read queued tasks from the database");
+                    Vec::new()
+                });
+                let fx = act.live.paged_in(&req, rows, unix_now());
+                act.apply(fx, ctx);
+                act.try_dispatch(ctx);
+            })
+            .spawn(ctx);
+    }
+}

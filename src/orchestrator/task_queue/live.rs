@@ -1,0 +1,606 @@
+//! LiveTasks: the in-memory half of TaskQueue, and every transition of
+//! DESIGN.md "Task states" that happens in memory. Pure: no actix, no
+//! clock (every event carries `now`), no I/O (its side effects are two
+//! observers it never reads back: the shared Prometheus counters and the
+//! dashboard's recent history). Each event method answers
+//! [`Effects`]: what the actor must persist and send. Dispatch lives in
+//! `dispatch.rs`, attempt outcomes in `outcome.rs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::{TaskResult, WorkerId};
+use crate::orchestrator::activity::Activity;
+use crate::orchestrator::load_balancer::TaskSize;
+use crate::orchestrator::metrics::OrchestratorMetrics;
+use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow, WasRunning};
+use crate::sim::resolve_kernel;
+use crate::sim::rng::SplitMix64;
+
+/// Queued tasks kept in memory per kernel; the rest wait in the database.
+pub const WINDOW: usize = 20_000;
+
+/// A task in memory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: i64,
+    pub task_id: String,
+    pub priority: u8,
+    pub kernel: &'static str,
+    pub algorithm: String,
+    pub body: Arc<str>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub created_at: f64,
+    pub last_error: Option<String>,
+    /// Workers an attempt of this task failed on or was lost with (in
+    /// memory only): its next attempt goes elsewhere when it can.
+    pub failed_on: Vec<WorkerId>,
+    /// (N, steps), read from `body` when first dispatched
+    /// ([`body_size`]): what `shortest_expected_finish` predicts from.
+    pub size: Option<(u64, u64)>,
+}
+
+impl Entry {
+    /// Its kernel and size once dispatched (`None` before).
+    pub fn task_size(&self) -> Option<TaskSize> {
+        self.size.map(|(particles, steps)| TaskSize {
+            kernel: self.kernel,
+            particles,
+            steps,
+        })
+    }
+
+    /// Queue order: priority, then arrival.
+    pub fn key(&self) -> (u8, i64) {
+        (self.priority, self.seq)
+    }
+
+    /// A queued row of the database; `None` for a kernel no longer known.
+    pub fn from_row(row: QueuedRow) -> Option<Self> {
+        Some(Self {
+            seq: row.seq,
+            priority: row.priority,
+            kernel: resolve_kernel(&row.kernel)?,
+            algorithm: row.algorithm,
+            body: Arc::from(row.body),
+            attempts: row.attempts,
+            created_at: row.created_at,
+            task_id: row.task_id,
+            last_error: None,
+            failed_on: Vec::new(),
+            size: None,
+        })
+    }
+
+    /// A task just inserted with sequence number `seq`.
+    pub fn inserted(t: NewTask, seq: i64, now: f64) -> Option<Self> {
+        Some(Self {
+            seq,
+            kernel: resolve_kernel(&t.kernel)?,
+            task_id: t.task_id,
+            priority: t.priority,
+            algorithm: t.algorithm,
+            body: Arc::from(t.body),
+            attempts: 0,
+            created_at: now,
+            last_error: None,
+            failed_on: Vec::new(),
+            size: None,
+        })
+    }
+}
+
+/// (N, steps) of a task from its JSON (`parameters.num_particles`,
+/// `parameters.num_steps`, validated before it was queued); (0, 0) for a
+/// test kernel, which has neither. Read once per dispatched task rather
+/// than kept from ingest: a million queued tasks never pay for it.
+pub fn body_size(body: &str) -> (u64, u64) {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(default)]
+        num_particles: f64,
+        #[serde(default)]
+        num_steps: f64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        parameters: Option<Params>,
+    }
+    match serde_json::from_str::<Body>(body) {
+        Ok(Body { parameters: Some(p) }) => (p.num_particles.max(0.0) as u64, p.num_steps.max(0.0) as u64),
+        _ => (0, 0),
+    }
+}
+
+/// Queued tasks of one kernel.
+#[derive(Debug, Default)]
+pub(super) struct KernelQueue {
+    pub ready: BTreeMap<(u8, i64), Entry>,
+    /// Largest key loaded from the database; queued tasks above it may
+    /// wait there (when `more_in_db`).
+    pub frontier: Option<(u8, i64)>,
+    pub more_in_db: bool,
+    pub paging: bool,
+    /// A file was queued while a page was being read: once the page is
+    /// in, more waits in the database after at most this key (`None`:
+    /// from the start), whatever the page found.
+    pub after_page: Option<Option<(u8, i64)>>,
+}
+
+/// An attempt in flight.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub entry: Entry,
+    pub attempt_id: u64,
+    pub worker: WorkerId,
+    /// The worker said it took a slot (and the attempt was persisted);
+    /// until then it was only sent ahead, and the database still says
+    /// queued.
+    pub started: bool,
+}
+
+/// Where a live task is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Place {
+    Ready,
+    /// In backoff until this unix time.
+    Delayed(f64),
+    /// Handed to the LoadBalancer, no answer yet.
+    Placing,
+    Running,
+}
+
+/// Retries after the first attempt, and the backoff between them.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base_seconds: f64,
+    pub max_seconds: f64,
+}
+
+/// How a worker's slot was freed, for its counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Freed {
+    Completed {
+        seconds: f64,
+    },
+    Failed,
+    /// Not an attempt (refused, cancelled, placed too late).
+    Nothing,
+}
+
+/// A message the actor must send.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Run {
+        worker: WorkerId,
+        task_id: String,
+        attempt_id: u64,
+        body: Arc<str>,
+    },
+    CancelOnWorker {
+        worker: WorkerId,
+        task_id: String,
+    },
+    Ack {
+        worker: WorkerId,
+        task_id: String,
+    },
+    Release {
+        worker: WorkerId,
+        freed: Freed,
+        /// The task's size when known, for the LoadBalancer's speed model.
+        size: Option<TaskSize>,
+    },
+    Reserve {
+        worker: WorkerId,
+    },
+    Adopt {
+        worker: WorkerId,
+        task_id: String,
+        attempt_id: u64,
+    },
+}
+
+/// The first valid result of a task: committed, then handed to the
+/// ResultsStore and acknowledged to `worker`.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub task_id: String,
+    pub attempt_id: u64,
+    pub worker: WorkerId,
+    pub result: TaskResult,
+    pub json: String,
+    pub at: f64,
+}
+
+/// A figure for `/stats/performance`.
+#[derive(Debug, Clone)]
+pub enum Sample {
+    QueueWait {
+        algorithm: String,
+        seconds: f64,
+    },
+    Execution {
+        algorithm: String,
+        worker: WorkerId,
+        seconds: f64,
+    },
+}
+
+/// What one event asks of the actor.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Changes to commit, as one job, without waiting.
+    pub persist: Vec<Change>,
+    pub send: Vec<Outbound>,
+    pub completion: Option<Completion>,
+    /// Times at which backoffs expire.
+    pub wake_at: Vec<f64>,
+    pub samples: Vec<Sample>,
+}
+
+/// Counts since start, for `/stats`.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub submitted: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub retried: u64,
+    pub lost_attempts: u64,
+    pub refused_attempts: u64,
+    pub late_results_ignored: u64,
+    /// Results dropped as forged or stray (see [`super::OutcomeKind::Forged`]).
+    pub forged_results: u64,
+}
+
+/// Every task that has not ended and is in memory, wherever it is.
+#[derive(Debug)]
+pub struct LiveTasks {
+    pub(super) policy: RetryPolicy,
+    pub(super) queues: HashMap<&'static str, KernelQueue>,
+    pub(super) delayed: BTreeMap<(u64, i64), Entry>,
+    pub(super) placing: HashMap<String, Entry>,
+    pub(super) running: HashMap<String, Running>,
+    pub(super) place: HashMap<String, Place>,
+    /// Cancels sent to the store and not answered yet, with the queued
+    /// entry taken out meanwhile (so it cannot start).
+    pub(super) cancelling: HashMap<String, Option<Entry>>,
+    /// Ids cancelled while a page of their kernel was being read.
+    pub(super) cancelled_while_paging: HashSet<String>,
+    /// Kernels no worker had room for at the last placement.
+    pub(super) blocked: HashSet<&'static str>,
+    boot: u64,
+    next_attempt: u64,
+    jitter: SplitMix64,
+    pub counters: Counters,
+    /// `GET /metrics/prometheus`: counted where each event happens.
+    pub(super) metrics: Arc<OrchestratorMetrics>,
+    /// The dashboard's recent history, told of every ended attempt.
+    pub activity: Arc<Activity>,
+}
+
+impl LiveTasks {
+    /// `boot` is the high half of every attempt id; `seed` drives the
+    /// backoff jitter.
+    pub fn new(policy: RetryPolicy, boot: u64, seed: u64) -> Self {
+        Self {
+            policy,
+            queues: HashMap::new(),
+            delayed: BTreeMap::new(),
+            placing: HashMap::new(),
+            running: HashMap::new(),
+            place: HashMap::new(),
+            cancelling: HashMap::new(),
+            cancelled_while_paging: HashSet::new(),
+            blocked: HashSet::new(),
+            boot,
+            next_attempt: 0,
+            jitter: SplitMix64::new(seed),
+            counters: Counters::default(),
+            metrics: Arc::default(),
+            activity: Arc::default(),
+        }
+    }
+
+    pub(super) fn attempt_id(&mut self) -> u64 {
+        self.next_attempt += 1;
+        (self.boot << 32) | (self.next_attempt & 0xFFFF_FFFF)
+    }
+
+    /// A number in [0, 1) for jitter.
+    fn next_jitter(&mut self) -> f64 {
+        self.jitter.next_unit()
+    }
+
+    /// The wait before the attempt after `attempts`: base doubling up to
+    /// the cap, ±20% jitter so that retries of a burst do not arrive
+    /// together.
+    pub fn backoff(&mut self, attempts: u32) -> f64 {
+        let p = self.policy;
+        let exp = p.base_seconds * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+        exp.min(p.max_seconds) * (0.8 + 0.4 * self.next_jitter())
+    }
+
+    /// The one way back into the ready queue of a task's kernel.
+    pub(super) fn put_ready(&mut self, entry: Entry) {
+        self.place.insert(entry.task_id.clone(), Place::Ready);
+        self.queues
+            .entry(entry.kernel)
+            .or_default()
+            .ready
+            .insert(entry.key(), entry);
+    }
+
+    /// Into backoff until `due`.
+    pub(super) fn delay_until(&mut self, entry: Entry, due: f64, fx: &mut Effects) {
+        self.place.insert(entry.task_id.clone(), Place::Delayed(due));
+        self.delayed.insert(((due * 1000.0) as u64, entry.seq), entry);
+        fx.wake_at.push(due);
+    }
+
+    /// A queued task into memory, or left to the database when it sorts
+    /// after what is loaded; the window stays bounded.
+    fn enqueue(&mut self, entry: Entry) {
+        let kq = self.queues.entry(entry.kernel).or_default();
+        if kq.more_in_db && kq.frontier.is_none_or(|f| entry.key() > f) {
+            return; // the next page brings it
+        }
+        let kernel = entry.kernel;
+        self.put_ready(entry);
+        let kq = self.queues.get_mut(kernel).expect("just filled");
+        while kq.ready.len() > WINDOW {
+            if let Some((_, evicted)) = kq.ready.pop_last() {
+                self.place.remove(&evicted.task_id);
+                kq.more_in_db = true;
+                kq.frontier = kq.ready.last_key_value().map(|(k, _)| *k);
+            }
+        }
+    }
+
+    /// A live task, wherever it is in memory (not moved).
+    pub(super) fn entry(&self, task_id: &str) -> Option<&Entry> {
+        match self.place.get(task_id)? {
+            Place::Ready => self
+                .queues
+                .values()
+                .find_map(|kq| kq.ready.values().find(|e| e.task_id == task_id)),
+            Place::Delayed(_) => self.delayed.values().find(|e| e.task_id == task_id),
+            Place::Placing => self.placing.get(task_id),
+            Place::Running => self.running.get(task_id).map(|r| &r.entry),
+        }
+    }
+
+    /// Removes a live task from wherever it is in memory.
+    pub(super) fn take(&mut self, task_id: &str) -> Option<(Entry, Option<Running>)> {
+        match self.place.remove(task_id)? {
+            Place::Ready => self.queues.values_mut().find_map(|kq| {
+                let key = kq
+                    .ready
+                    .iter()
+                    .find(|(_, e)| e.task_id == task_id)
+                    .map(|(k, _)| *k)?;
+                kq.ready.remove(&key).map(|e| (e, None))
+            }),
+            Place::Delayed(due) => {
+                let key = self
+                    .delayed
+                    .range(((due * 1000.0) as u64, i64::MIN)..)
+                    .find(|(_, e)| e.task_id == task_id)
+                    .map(|(k, _)| *k)?;
+                self.delayed.remove(&key).map(|e| (e, None))
+            }
+            Place::Placing => self.placing.remove(task_id).map(|e| (e, None)),
+            Place::Running => self.running.remove(task_id).map(|r| (r.entry.clone(), Some(r))),
+        }
+    }
+
+    /// Event: a batch was committed to the database with these sequence
+    /// numbers.
+    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, now: f64) {
+        self.counters.submitted += tasks.len() as u64;
+        self.metrics.tasks_ingested(tasks.len());
+        for (t, seq) in tasks.into_iter().zip(seqs) {
+            if let Some(entry) = Entry::inserted(t, seq, now) {
+                self.enqueue(entry);
+            }
+        }
+        self.blocked.clear();
+    }
+
+    /// Event: a dropped file of `count` tasks was committed; `rows` are
+    /// its first queued tasks per kernel in queue order, and `more` the
+    /// kernels of which more of its tasks wait in the database. The file
+    /// is never in memory whole: what sorts after the loaded rows is
+    /// paged in like any queued task.
+    pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[String], count: usize) {
+        self.counters.submitted += count as u64;
+        self.metrics.tasks_ingested(count);
+        let mut last: HashMap<&'static str, (u8, i64)> = HashMap::new();
+        for row in rows {
+            if let Some(entry) = Entry::from_row(row) {
+                let key = entry.key();
+                last.entry(entry.kernel)
+                    .and_modify(|k| *k = (*k).max(key))
+                    .or_insert(key);
+                self.enqueue(entry);
+            }
+        }
+        for kernel in more.iter().filter_map(|k| resolve_kernel(k)) {
+            let loaded = last.get(kernel).copied();
+            let kq = self.queues.entry(kernel).or_default();
+            let frontier = match (kq.more_in_db, kq.frontier) {
+                // already paging from the start: it finds them
+                (true, None) => None,
+                (true, Some(f)) => Some(loaded.map_or(f, |l| f.min(l))),
+                (false, _) => loaded,
+            };
+            kq.more_in_db = true;
+            kq.frontier = frontier;
+            if kq.paging {
+                // a page read before the commit must not undo this
+                kq.after_page = Some(match kq.after_page {
+                    Some(Some(earlier)) => frontier.map(|f| f.min(earlier)),
+                    Some(None) => None,
+                    None => frontier,
+                });
+            }
+        }
+        self.blocked.clear();
+    }
+
+    /// Event: `POST /tasks/{id}/retry` committed; the task is queued again.
+    pub fn retried(&mut self, row: QueuedRow) {
+        if let Some(entry) = Entry::from_row(row) {
+            self.enqueue(entry);
+            self.blocked.clear();
+        }
+    }
+
+    /// Event: backoffs that ended by `now` are over.
+    pub fn backoff_expired(&mut self, now: f64) {
+        let now_ms = (now * 1000.0) as u64;
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let entry = entry.remove();
+            self.blocked.remove(entry.kernel);
+            self.put_ready(entry);
+        }
+    }
+
+    /// Event: a worker has room again (or the safety sweep): try every kernel.
+    pub fn room(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// Event: a cancel was asked for. A queued task leaves the queue at
+    /// once, so it can never start while the store decides.
+    pub fn cancel_asked(&mut self, task_id: &str) {
+        let parked = match self.place.get(task_id) {
+            Some(Place::Ready) | Some(Place::Delayed(_)) => self.take(task_id).map(|(e, _)| e),
+            _ => None,
+        };
+        self.cancelling.insert(task_id.to_string(), parked);
+        if self.queues.values().any(|q| q.paging) {
+            self.cancelled_while_paging.insert(task_id.to_string());
+        }
+    }
+
+    /// Event: the store answered a cancel (`None`: it could not).
+    pub fn cancel_answered(&mut self, task_id: &str, outcome: Option<&CancelOutcome>) -> Effects {
+        let mut fx = Effects::default();
+        let parked = self.cancelling.remove(task_id).flatten();
+        if let Some(CancelOutcome::Cancelled { .. }) = outcome {
+            self.counters.cancelled += 1;
+            let taken = self.take(task_id);
+            let kernel = parked.as_ref().or(taken.as_ref().map(|t| &t.0)).map(|e| e.kernel);
+            self.metrics.cancelled(kernel);
+            if let Some((_, Some(r))) = taken {
+                fx.send.push(Outbound::Release {
+                    worker: r.worker.clone(),
+                    freed: Freed::Nothing,
+                    size: r.entry.task_size(),
+                });
+                fx.send.push(Outbound::CancelOnWorker {
+                    worker: r.worker,
+                    task_id: task_id.to_string(),
+                });
+            }
+            tracing::info!(task = %task_id, "task cancelled");
+        } else if let Some(e) = parked {
+            // not cancellable: back where it was taken from
+            self.put_ready(e);
+        }
+        fx
+    }
+
+    /// Event: start-up found these tasks running before the restart. Those
+    /// whose worker is still configured are adopted; the rest queued again.
+    pub fn recovered(
+        &mut self,
+        running: Vec<WasRunning>,
+        known: impl Fn(&WorkerId) -> bool,
+        queued_kernels: &[String],
+    ) -> Effects {
+        let mut fx = Effects::default();
+        for was in running {
+            let Some(entry) = Entry::from_row(was.row) else {
+                continue;
+            };
+            let task_id = entry.task_id.clone();
+            match (was.attempt_id, was.worker_id) {
+                (Some(attempt_id), Some(worker)) if known(&worker) => {
+                    tracing::info!(task = %task_id, %worker, attempt_id, "adopting a task that was running before the restart");
+                    fx.send.push(Outbound::Adopt {
+                        worker: worker.clone(),
+                        task_id: task_id.clone(),
+                        attempt_id,
+                    });
+                    fx.send.push(Outbound::Reserve {
+                        worker: worker.clone(),
+                    });
+                    self.place.insert(task_id.clone(), Place::Running);
+                    self.running.insert(
+                        task_id,
+                        Running {
+                            entry,
+                            attempt_id,
+                            worker,
+                            started: true,
+                        },
+                    );
+                }
+                _ => {
+                    tracing::warn!(task = %task_id, "running before the restart on an unknown worker: queued again");
+                    fx.persist.push(Change::Requeue {
+                        task_id,
+                        attempts: entry.attempts,
+                        next_at: None,
+                    });
+                    self.put_ready(entry);
+                }
+            }
+        }
+        for kernel in queued_kernels {
+            if let Some(k) = resolve_kernel(kernel) {
+                let kq = self.queues.entry(k).or_default();
+                kq.more_in_db = true;
+                kq.frontier = None;
+            }
+        }
+        fx
+    }
+
+    /// Where a task is, if it is live in memory.
+    pub fn place_of(&self, task_id: &str) -> Option<Place> {
+        self.place.get(task_id).copied()
+    }
+
+    /// How many ready tasks are ahead of this one (in its kernel's order,
+    /// kernels one after another).
+    pub fn ahead_of(&self, task_id: &str) -> Option<usize> {
+        self.queues
+            .values()
+            .flat_map(|q| q.ready.values())
+            .position(|e| e.task_id == task_id)
+    }
+
+    /// The last error of a task in backoff.
+    pub fn last_error(&self, task_id: &str) -> Option<String> {
+        self.delayed
+            .values()
+            .find(|e| e.task_id == task_id)
+            .and_then(|e| e.last_error.clone())
+    }
+
+    /// Tasks that have not ended: in memory, plus one if more wait in the
+    /// database.
+    pub fn live_count(&self) -> usize {
+        let in_db = self.queues.values().any(|q| q.more_in_db);
+        self.place.len() + usize::from(in_db)
+    }
+}

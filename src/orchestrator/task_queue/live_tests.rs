@@ -1,0 +1,597 @@
+//! LiveTasks driven event by event, by hand and by proptest, with a model
+//! of the LoadBalancer (worker capacities) and of the database's statuses
+//! around it: any sequence of events keeps the invariants.
+
+use std::collections::{HashMap, HashSet};
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample};
+use super::OutcomeKind;
+use crate::model::{ResultBody, RunStatus, TaskResult, TaskStatus, WorkerId};
+use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow};
+
+const CAPACITY: [usize; 3] = [1, 2, 3];
+
+fn worker(i: usize) -> WorkerId {
+    WorkerId::new(&format!("w{i}"))
+}
+
+/// A worker's result for `task_id` (a python task with no parameters).
+pub(super) fn result(task_id: &str, status: RunStatus) -> TaskResult {
+    TaskResult {
+        task_id: task_id.into(),
+        algorithm: "python".into(),
+        parameters: json!({}),
+        execution_time: 0.25,
+        result: ResultBody {
+            status,
+            metrics: json!({}),
+            output: "out".into(),
+            error: None,
+        },
+        worker_id: None,
+        completed_at: None,
+        priority: None,
+        attempt_id: None,
+        extra: Default::default(),
+    }
+}
+
+/// A completed result for other parameters than the task's.
+fn forged(task_id: &str) -> TaskResult {
+    TaskResult {
+        parameters: json!({"num_particles": 7}),
+        ..result(task_id, RunStatus::Completed)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Submit {
+        count: usize,
+        priority: u8,
+    },
+    /// Tasks handed to the LoadBalancer; its answer comes later.
+    Take {
+        max: usize,
+    },
+    /// The LoadBalancer answers what was taken, then a batch is taken and answered.
+    Dispatch {
+        max: usize,
+        choice: usize,
+    },
+    /// The worker says an issued attempt took a slot.
+    Started {
+        pick: usize,
+    },
+    Outcome {
+        pick: usize,
+        kind: u8,
+    },
+    CancelAsk {
+        pick: usize,
+    },
+    CancelAnswer,
+    Retry {
+        pick: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        1 => (1usize..4, 0u8..3).prop_map(|(count, priority)| Event::Submit { count, priority }),
+        3 => (1usize..6, 0usize..16).prop_map(|(max, choice)| Event::Dispatch { max, choice }),
+        1 => (1usize..4).prop_map(|max| Event::Take { max }),
+        3 => (0usize..64).prop_map(|pick| Event::Started { pick }),
+        4 => (0usize..64, 0u8..8).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
+        1 => (0usize..64).prop_map(|pick| Event::CancelAsk { pick }),
+        1 => Just(Event::CancelAnswer),
+        1 => (0usize..64).prop_map(|pick| Event::Retry { pick }),
+        1 => (1u64..80).prop_map(|ms| Event::Advance { ms }),
+    ]
+}
+
+/// The world around LiveTasks.
+struct Model {
+    live: LiveTasks,
+    now: f64,
+    tasks: Vec<(NewTask, i64)>,
+    /// The database's status of each task.
+    status: HashMap<String, TaskStatus>,
+    in_flight: [usize; 3],
+    /// Every attempt issued: (task, attempt id, worker).
+    issued: Vec<(String, u64, WorkerId)>,
+    /// The open attempt of each task.
+    open: HashMap<String, u64>,
+    /// Attempts persisted as started (the worker took them into a slot).
+    started: HashSet<u64>,
+    pending_cancels: Vec<String>,
+    /// Taken for placement, not answered yet.
+    assigning: Vec<String>,
+    /// The workers an attempt of each task failed on or was lost with:
+    /// what its placements must ask the LoadBalancer to avoid.
+    failed_on: HashMap<String, Vec<WorkerId>>,
+}
+
+impl Model {
+    fn new() -> Self {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            base_seconds: 0.01,
+            max_seconds: 0.05,
+        };
+        Self {
+            live: LiveTasks::new(policy, 1, 7),
+            now: 1_000.0,
+            tasks: Vec::new(),
+            status: HashMap::new(),
+            in_flight: [0; 3],
+            issued: Vec::new(),
+            open: HashMap::new(),
+            started: HashSet::new(),
+            pending_cancels: Vec::new(),
+            assigning: Vec::new(),
+            failed_on: HashMap::new(),
+        }
+    }
+
+    /// Takes a batch, checking each task's avoid list against the model.
+    fn take(&mut self, max: usize) -> Vec<String> {
+        let batch = self.live.take_batch(max);
+        for (task_id, to_place) in &batch {
+            let mut asked = to_place.avoid.clone();
+            let mut expected = self.failed_on.get(task_id).cloned().unwrap_or_default();
+            asked.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            assert_eq!(
+                asked, expected,
+                "{task_id}'s placement avoids the workers that failed it"
+            );
+        }
+        batch.into_iter().map(|(t, _)| t).collect()
+    }
+
+    fn task_id(&self, pick: usize) -> Option<String> {
+        (!self.tasks.is_empty()).then(|| self.tasks[pick % self.tasks.len()].0.task_id.clone())
+    }
+
+    fn ended(&self, id: &str) -> bool {
+        self.status.get(id).is_some_and(|s| s.has_ended())
+    }
+
+    /// Checks what an event asked for, then applies it to the model.
+    fn effects(&mut self, fx: Effects) {
+        for c in &fx.persist {
+            let id = match c {
+                Change::AttemptStarted { task_id, .. }
+                | Change::Requeue { task_id, .. }
+                | Change::Ended { task_id, .. } => Some(task_id),
+                _ => None,
+            };
+            if let Some(id) = id {
+                assert!(!self.ended(id), "an ended task changed: {c:?}");
+            }
+            match c {
+                Change::AttemptStarted {
+                    task_id, attempt_id, ..
+                } => {
+                    assert_eq!(
+                        self.open.get(task_id),
+                        Some(attempt_id),
+                        "a started attempt is the open one"
+                    );
+                    assert!(
+                        self.started.insert(*attempt_id),
+                        "attempt {attempt_id} started twice"
+                    );
+                    self.status.insert(task_id.clone(), TaskStatus::Running);
+                }
+                Change::Requeue { task_id, .. } => {
+                    self.status.insert(task_id.clone(), TaskStatus::Queued);
+                }
+                Change::Ended { task_id, status, .. } => {
+                    self.status.insert(task_id.clone(), *status);
+                }
+                Change::AttemptEnded { attempt_id, .. } => {
+                    self.open.retain(|_, a| a != attempt_id);
+                }
+                _ => {}
+            }
+        }
+        for s in &fx.send {
+            match s {
+                Outbound::Run {
+                    worker,
+                    task_id,
+                    attempt_id,
+                    ..
+                } => {
+                    assert!(!self.ended(task_id), "an ended task runs again");
+                    let prev = self.open.insert(task_id.clone(), *attempt_id);
+                    assert_eq!(prev, None, "two open attempts of {task_id}");
+                    self.issued.push((task_id.clone(), *attempt_id, worker.clone()));
+                }
+                Outbound::Release { worker, .. } => {
+                    let i: usize = worker.as_str()[1..].parse().unwrap();
+                    assert!(self.in_flight[i] > 0, "released more than was placed on {worker}");
+                    self.in_flight[i] -= 1;
+                }
+                Outbound::CancelOnWorker { task_id, .. } => {
+                    self.open.remove(task_id);
+                }
+                _ => {}
+            }
+        }
+        if let Some(c) = &fx.completion {
+            assert!(!self.ended(&c.task_id), "a result recorded twice");
+            self.status.insert(c.task_id.clone(), TaskStatus::Completed);
+            self.open.remove(&c.task_id);
+        }
+    }
+
+    fn step(&mut self, e: Event) {
+        match e {
+            Event::Submit { count, priority } => {
+                let mut new = Vec::new();
+                let mut seqs = Vec::new();
+                for _ in 0..count {
+                    let seq = self.tasks.len() as i64 + 1;
+                    let t = NewTask {
+                        task_id: format!("t{seq}"),
+                        priority,
+                        algorithm: "python".into(),
+                        kernel: "reference".into(),
+                        body: r#"{"parameters":{}}"#.into(),
+                    };
+                    self.status.insert(t.task_id.clone(), TaskStatus::Queued);
+                    self.tasks.push((t.clone(), seq));
+                    new.push(t);
+                    seqs.push(seq);
+                }
+                self.live.submitted(new, seqs, self.now);
+            }
+            Event::Take { max } => {
+                if self.assigning.is_empty() {
+                    self.assigning = self.take(max);
+                }
+            }
+            Event::Dispatch { max, choice } => {
+                let mut batch = std::mem::take(&mut self.assigning);
+                if batch.is_empty() {
+                    batch = self.take(max);
+                }
+                for (n, task_id) in batch.into_iter().enumerate() {
+                    // the LoadBalancer: a worker with room, or none
+                    let w = (0..CAPACITY.len())
+                        .map(|k| (choice + n + k) % CAPACITY.len())
+                        .find(|&i| self.in_flight[i] < CAPACITY[i] && choice % 5 != 0);
+                    if let Some(i) = w {
+                        self.in_flight[i] += 1;
+                    }
+                    let fx = self.live.placed(&task_id, w.map(worker));
+                    self.effects(fx);
+                }
+            }
+            Event::Started { pick } => {
+                if self.issued.is_empty() {
+                    return;
+                }
+                let (task_id, attempt_id, _) = self.issued[pick % self.issued.len()].clone();
+                let fx = self.live.started(&task_id, attempt_id, self.now);
+                self.effects(fx);
+            }
+            Event::Outcome { pick, kind } => {
+                if self.issued.is_empty() {
+                    return;
+                }
+                let (task_id, attempt_id, w) = self.issued[pick % self.issued.len()].clone();
+                let current =
+                    self.open.get(&task_id) == Some(&attempt_id) && !self.pending_cancels.contains(&task_id);
+                let sent_ahead = current && !self.started.contains(&attempt_id);
+                if current && matches!(kind, 2 | 3 | 4 | 6 | 7) {
+                    let seen = self.failed_on.entry(task_id.clone()).or_default();
+                    if !seen.contains(&w) {
+                        seen.push(w.clone());
+                    }
+                }
+                let kind = match kind {
+                    0 | 1 => OutcomeKind::Result(Box::new(result(&task_id, RunStatus::Completed))),
+                    2 => OutcomeKind::Result(Box::new(result(&task_id, RunStatus::Failed))),
+                    3 => OutcomeKind::Result(Box::new(result(&task_id, RunStatus::Cancelled))),
+                    4 => OutcomeKind::Lost("gone".into()),
+                    5 => OutcomeKind::Refused("full".into()),
+                    6 => OutcomeKind::TimedOut("slow".into()),
+                    _ => OutcomeKind::Result(Box::new(forged(&task_id))),
+                };
+                let refused = matches!(kind, OutcomeKind::Refused(_));
+                let fx = self.live.outcome(&task_id, attempt_id, &w, kind, self.now);
+                if sent_ahead && refused {
+                    // handed back before it started: nothing was persisted
+                    assert!(fx.persist.is_empty(), "{:?}", fx.persist);
+                    self.open.remove(&task_id);
+                }
+                self.effects(fx);
+            }
+            Event::CancelAsk { pick } => {
+                if let Some(id) = self.task_id(pick) {
+                    if !self.pending_cancels.contains(&id) {
+                        self.live.cancel_asked(&id);
+                        self.pending_cancels.push(id);
+                    }
+                }
+            }
+            Event::CancelAnswer => {
+                if self.pending_cancels.is_empty() {
+                    return;
+                }
+                let id = self.pending_cancels.remove(0);
+                // the database decides
+                let outcome = match self.status[&id] {
+                    s if s.has_ended() => CancelOutcome::AlreadyEnded { status: s },
+                    was => {
+                        self.status.insert(id.clone(), TaskStatus::Cancelled);
+                        CancelOutcome::Cancelled { was, worker_id: None }
+                    }
+                };
+                let fx = self.live.cancel_answered(&id, Some(&outcome));
+                self.effects(fx);
+            }
+            Event::Retry { pick } => {
+                let Some(id) = self.task_id(pick) else { return };
+                if !self.status[&id].is_retryable() || self.pending_cancels.contains(&id) {
+                    return;
+                }
+                self.status.insert(id.clone(), TaskStatus::Queued);
+                self.failed_on.remove(&id);
+                let (t, seq) = self.tasks.iter().find(|(t, _)| t.task_id == id).cloned().unwrap();
+                self.live.retried(QueuedRow {
+                    seq,
+                    task_id: t.task_id,
+                    priority: t.priority,
+                    kernel: t.kernel,
+                    algorithm: t.algorithm,
+                    body: t.body,
+                    attempts: 0,
+                    next_attempt_at: None,
+                    created_at: self.now,
+                });
+            }
+            Event::Advance { ms } => {
+                self.now += ms as f64 / 1000.0;
+                self.live.backoff_expired(self.now);
+            }
+        }
+    }
+
+    fn check(&self) {
+        let l = &self.live;
+        // a task is in exactly one place, and `place` says which
+        let ready: Vec<&str> = l
+            .queues
+            .values()
+            .flat_map(|q| q.ready.values())
+            .map(|e| e.task_id.as_str())
+            .collect();
+        let delayed: Vec<&str> = l.delayed.values().map(|e| e.task_id.as_str()).collect();
+        let placing: Vec<&str> = l.placing.keys().map(String::as_str).collect();
+        let running: Vec<&str> = l.running.keys().map(String::as_str).collect();
+        let parked: Vec<&str> = l
+            .cancelling
+            .iter()
+            .filter(|(_, e)| e.is_some())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let mut seen = HashSet::new();
+        for t in ready
+            .iter()
+            .chain(&delayed)
+            .chain(&placing)
+            .chain(&running)
+            .chain(&parked)
+        {
+            assert!(seen.insert(*t), "{t} is in two places");
+        }
+        for t in &ready {
+            assert_eq!(l.place_of(t), Some(Place::Ready));
+        }
+        for t in &delayed {
+            assert!(matches!(l.place_of(t), Some(Place::Delayed(_))));
+        }
+        for t in &placing {
+            assert_eq!(l.place_of(t), Some(Place::Placing));
+        }
+        for t in &running {
+            assert_eq!(l.place_of(t), Some(Place::Running));
+        }
+        for t in &parked {
+            assert_eq!(l.place_of(t), None);
+        }
+        assert_eq!(
+            l.place.len(),
+            ready.len() + delayed.len() + placing.len() + running.len()
+        );
+        // running ⇔ an open attempt, the same one
+        let open: HashMap<&str, u64> = self.open.iter().map(|(t, a)| (t.as_str(), *a)).collect();
+        let attempts: HashMap<&str, u64> = l
+            .running
+            .iter()
+            .map(|(t, r)| (t.as_str(), r.attempt_id))
+            .collect();
+        assert_eq!(open, attempts, "running and open attempts disagree");
+        // the database says running exactly for attempts that started;
+        // one only sent ahead is still queued there
+        for (t, r) in &l.running {
+            let db = self.status[t.as_str()];
+            assert_eq!(
+                db == TaskStatus::Running,
+                r.started,
+                "{t}: database {db}, started {}",
+                r.started
+            );
+            assert_eq!(r.started, self.started.contains(&r.attempt_id));
+        }
+        // at most `capacity` in flight per worker, and every slot accounted for
+        for (i, cap) in CAPACITY.iter().enumerate() {
+            let on = l.running.values().filter(|r| r.worker == worker(i)).count();
+            assert!(on <= *cap, "{on} running on w{i} of capacity {cap}");
+            assert_eq!(self.in_flight[i], on, "slots of w{i}");
+        }
+        // ended tasks are not in memory
+        for (id, s) in &self.status {
+            if s.has_ended() {
+                assert_eq!(l.place_of(id), None, "{id} ended ({s}) but is live");
+                assert!(!parked.contains(&id.as_str()));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_task_runs_fails_retries_and_completes() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 1,
+        priority: 1,
+    });
+    m.step(Event::Dispatch { max: 4, choice: 1 });
+    assert_eq!(m.live.place_of("t1"), Some(Place::Running));
+    m.step(Event::Outcome { pick: 0, kind: 6 }); // timed out
+    assert!(matches!(m.live.place_of("t1"), Some(Place::Delayed(_))));
+    assert_eq!(m.live.counters.retried, 1);
+    m.step(Event::Advance { ms: 100 });
+    assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
+    m.step(Event::Dispatch { max: 4, choice: 1 });
+    m.step(Event::Outcome { pick: 1, kind: 0 });
+    assert_eq!(m.status["t1"], TaskStatus::Completed);
+    assert_eq!(m.live.live_count(), 0);
+    // the first attempt's late result is only counted
+    m.step(Event::Outcome { pick: 0, kind: 0 });
+    assert_eq!(m.live.counters.late_results_ignored, 1);
+    m.check();
+}
+
+#[test]
+fn a_refused_attempt_is_not_counted_and_retries_run_out() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 1,
+        priority: 0,
+    });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    // sent to a worker that takes one request per task: running at once
+    m.step(Event::Started { pick: 0 });
+    let fx = m.live.outcome(
+        "t1",
+        m.issued[0].1,
+        &m.issued[0].2.clone(),
+        OutcomeKind::Refused("429".into()),
+        m.now,
+    );
+    assert!(fx.persist.iter().any(|c| matches!(
+        c,
+        Change::Requeue {
+            attempts: 0,
+            next_at: None,
+            ..
+        }
+    )));
+    assert!(fx.send.iter().any(|s| matches!(
+        s,
+        Outbound::Release {
+            freed: Freed::Nothing,
+            ..
+        }
+    )));
+    m.effects(fx);
+    assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
+    for n in 1..=3 {
+        m.step(Event::Dispatch { max: 1, choice: 1 });
+        m.step(Event::Started { pick: n });
+        m.step(Event::Outcome { pick: n, kind: 2 });
+        m.step(Event::Advance { ms: 100 });
+    }
+    assert_eq!(
+        m.status["t1"],
+        TaskStatus::Failed,
+        "2 retries after the first attempt"
+    );
+    assert_eq!(m.live.counters.failed, 1);
+    m.check();
+}
+
+#[test]
+fn a_cancel_parks_a_queued_task_and_puts_it_back_when_refused() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 2,
+        priority: 1,
+    });
+    m.live.cancel_asked("t1");
+    assert_eq!(m.live.place_of("t1"), None, "it cannot start meanwhile");
+    assert_eq!(m.live.take_batch(10).len(), 1);
+    let fx = m.live.cancel_answered("t1", None);
+    assert!(fx.send.is_empty());
+    assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any sequence of events keeps the invariants.
+    #[test]
+    fn any_sequence_of_events_keeps_the_invariants(events in prop::collection::vec(event(), 1..80)) {
+        let mut m = Model::new();
+        for e in events {
+            m.step(e);
+            m.check();
+        }
+    }
+}
+
+#[test]
+fn a_result_for_other_parameters_or_another_algorithm_is_never_recorded() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 1,
+        priority: 0,
+    });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    let task_id = m.issued[0].0.clone();
+    let (attempt_id, w) = (m.issued[0].1, m.issued[0].2.clone());
+    let other_algorithm = TaskResult {
+        algorithm: "cython".into(),
+        ..result(&task_id, RunStatus::Completed)
+    };
+    let fx = m.live.outcome(
+        &task_id,
+        attempt_id,
+        &w,
+        OutcomeKind::Result(Box::new(other_algorithm)),
+        m.now,
+    );
+    assert!(fx.completion.is_none(), "a forged result is never recorded");
+    assert!(fx.persist.iter().any(|c| matches!(c,
+        Change::AttemptEnded { end: crate::model::AttemptEnd::Lost, error: Some(e), .. } if e.contains("forged"))));
+    m.failed_on.entry(task_id.clone()).or_default().push(w);
+    m.effects(fx);
+    assert!(matches!(m.live.place_of(&task_id), Some(Place::Delayed(_))));
+    m.step(Event::Advance { ms: 100_000 });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Outcome { pick: 1, kind: 7 }); // other parameters
+    assert_eq!(m.live.counters.forged_results, 2);
+    assert_eq!(m.live.counters.lost_attempts, 2);
+    assert_ne!(m.status[&task_id], TaskStatus::Completed);
+    // the real result still completes the task
+    m.step(Event::Advance { ms: 100_000 });
+    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Outcome { pick: 2, kind: 0 });
+    assert_eq!(m.status[&task_id], TaskStatus::Completed);
+    m.check();
+}
+
+mod sent_ahead;

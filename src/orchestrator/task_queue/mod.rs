@@ -1,0 +1,589 @@
+//! TaskQueue: the source of truth for every task. Durable through the
+//! [`Store`]; in memory through [`LiveTasks`], a pure state machine that
+//! this actor feeds with events (a batch committed, a placement, an
+//! attempt's outcome, a cancel answered, a backoff over) and whose
+//! [`Effects`] it carries out: changes to persist, messages to send.
+//!
+//! # The states
+//! DESIGN.md "Task states". In memory a live task is in exactly one place:
+//! *ready* (in its kernel's window), *delayed* (backing off after a failed
+//! attempt), *placing* (handed to the LoadBalancer, no answer yet),
+//! *running* (an open attempt on a worker), or parked while the store
+//! decides a cancel. Ended tasks are only in the database: a result that
+//! arrives for one is counted and acknowledged, never recorded twice.
+//!
+//! # The window
+//! A million queued tasks do not live in memory: each kernel keeps at most
+//! `WINDOW` ready tasks in queue order (priority, then arrival). When
+//! more wait in the database the window remembers its *frontier*, the
+//! last key it loaded; a new task sorting after it is left for the next
+//! page, read when the window falls to a quarter.
+//!
+//! # Dispatch
+//! Event-driven: new tasks, a finished attempt, a worker with room or an
+//! expired backoff dispatch at once; `TASK_DISTRIBUTION_INTERVAL` is only
+//! a safety sweep. One `Assign` at a time goes to the LoadBalancer with up
+//! to `DISPATCH_BATCH` tasks across kernels in priority order; a kernel
+//! that found no room is *blocked* until a worker reports room, so a
+//! queue of tasks nobody can run does not spin.
+//!
+//! Peers are held as recipients of the messages this actor sends
+//! ([`Peers`]), so it imports messages, not actors.
+
+mod dispatch;
+#[cfg(test)]
+mod file_tests;
+mod live;
+#[cfg(test)]
+mod live_tests;
+#[cfg(test)]
+mod metrics_tests;
+mod outcome;
+mod queries;
+#[cfg(test)]
+mod size_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+pub use live::{Effects, LiveTasks, Place, RetryPolicy};
+pub use outcome::OutcomeKind;
+pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
+
+use super::activity::Activity;
+use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
+use super::results_store::{FailuresPending, RecordResult};
+use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
+use crate::model::{Task, TaskStatus, WorkerId};
+use crate::orchestrator::metrics::OrchestratorMetrics;
+use crate::orchestrator::store::{
+    CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store,
+    StoreError, WasRunning,
+};
+use crate::util::time::unix_now;
+use crate::util::trace::{self, Stage};
+use live::{Freed, Outbound};
+
+/// Retry and window settings.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    pub max_retries: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub sweep_interval: Duration,
+    pub performance: bool,
+}
+
+/// One worker's proxy, as the messages TaskQueue sends it.
+#[derive(Clone)]
+pub struct ProxyPeer {
+    pub run: Recipient<RunAttempt>,
+    pub cancel: Recipient<CancelOnWorker>,
+    pub ack: Recipient<AckResult>,
+    pub adopt: Recipient<Adopt>,
+}
+
+impl ProxyPeer {
+    pub fn of<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<RunAttempt>
+            + Handler<CancelOnWorker>
+            + Handler<AckResult>
+            + Handler<Adopt>,
+    {
+        Self {
+            run: addr.clone().recipient(),
+            cancel: addr.clone().recipient(),
+            ack: addr.clone().recipient(),
+            adopt: addr.clone().recipient(),
+        }
+    }
+}
+
+/// Everyone TaskQueue talks to, as the messages it sends them.
+pub struct Peers {
+    pub assign: Recipient<Assign>,
+    pub release: Recipient<Release>,
+    pub reserve: Recipient<Reserve>,
+    pub explain: Recipient<Explain>,
+    pub results: Recipient<RecordResult>,
+    /// Told when a task failed or was cancelled: its record waits for a
+    /// `task_failures_*.json`.
+    pub failures: Recipient<FailuresPending>,
+    pub proxies: HashMap<WorkerId, ProxyPeer>,
+}
+
+impl Peers {
+    /// The LoadBalancer's and the ResultsStore's recipients, and the proxies.
+    pub fn new<L, R>(lb: &Addr<L>, results: &Addr<R>, proxies: HashMap<WorkerId, ProxyPeer>) -> Self
+    where
+        L: Actor<Context = Context<L>>
+            + Handler<Assign>
+            + Handler<Release>
+            + Handler<Reserve>
+            + Handler<Explain>,
+        R: Actor<Context = Context<R>> + Handler<RecordResult> + Handler<FailuresPending>,
+    {
+        Self {
+            assign: lb.clone().recipient(),
+            release: lb.clone().recipient(),
+            reserve: lb.clone().recipient(),
+            explain: lb.clone().recipient(),
+            results: results.clone().recipient(),
+            failures: results.clone().recipient(),
+            proxies,
+        }
+    }
+}
+
+pub struct TaskQueue {
+    store: Store,
+    peers: Peers,
+    settings: QueueSettings,
+    live: LiveTasks,
+    /// An `Assign` is out; `dispatch_again`: another was asked for meanwhile.
+    dispatching: bool,
+    dispatch_again: bool,
+    /// How many tasks the next `Assign` offers: the room the last one
+    /// found, so that a full cluster is not offered hundreds of tasks to
+    /// take back one at a time.
+    dispatch_size: usize,
+    performance: queries::Performance,
+    started: Instant,
+}
+
+impl TaskQueue {
+    /// `metrics`: shared with the other actors and `GET /metrics/prometheus`.
+    /// `activity`: where every ended attempt is also told, for the dashboard.
+    pub fn new(
+        store: Store,
+        peers: Peers,
+        settings: QueueSettings,
+        boot: u64,
+        metrics: Arc<OrchestratorMetrics>,
+        activity: Arc<Activity>,
+    ) -> Self {
+        let policy = RetryPolicy {
+            max_retries: settings.max_retries,
+            base_seconds: settings.retry_base.as_secs_f64(),
+            max_seconds: settings.retry_max.as_secs_f64(),
+        };
+        let mut live = LiveTasks::new(policy, boot, seed());
+        live.metrics = metrics;
+        live.activity = activity;
+        Self {
+            store,
+            peers,
+            settings,
+            live,
+            dispatching: false,
+            dispatch_again: false,
+            dispatch_size: dispatch::DISPATCH_BATCH,
+            performance: Default::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Carries out what an event asks: persist (one job), send, schedule
+    /// the end of backoffs, record a result after its commit.
+    fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
+        let failed = fx
+            .persist
+            .iter()
+            .any(|c| matches!(c, Change::Ended { status, .. } if *status != TaskStatus::Completed));
+        self.store.persist(fx.persist);
+        if failed {
+            // after the persist: the record is queued before it is claimed
+            self.failures_pending();
+        }
+        for s in fx.send {
+            self.send(s);
+        }
+        for due in fx.wake_at {
+            let wait = Duration::from_secs_f64((due - unix_now()).max(0.0));
+            ctx.run_later(wait, |act, ctx| act.backoff_over(ctx));
+        }
+        if self.settings.performance {
+            for s in fx.samples {
+                self.performance.sample(s);
+            }
+        }
+        if let Some(c) = fx.completion {
+            self.performance.completed();
+            let commit = self
+                .store
+                .record_result(&c.task_id, c.attempt_id, c.json, &c.worker, c.at);
+            let results = self.peers.results.clone();
+            let drained = self.live.live_count() == 0;
+            let ack = self.peers.proxies.get(&c.worker).map(|p| p.ack.clone());
+            let (task_id, result) = (c.task_id, c.result);
+            actix_rt::spawn(async move {
+                match commit.await {
+                    Ok(()) => {
+                        results.do_send(RecordResult { result, drained });
+                        if let Some(ack) = ack {
+                            ack.do_send(AckResult { task_id });
+                        }
+                    }
+                    Err(e) => tracing::error!(task = %task_id, error = %e, "cannot record a result"),
+                }
+            });
+        }
+    }
+
+    /// A task failed or was cancelled: ResultsStore writes its record.
+    fn failures_pending(&self) {
+        self.peers.failures.do_send(FailuresPending {
+            drained: self.live.live_count() == 0,
+        });
+    }
+
+    fn send(&self, s: Outbound) {
+        let proxy = |w: &WorkerId| {
+            let p = self.peers.proxies.get(w);
+            if p.is_none() {
+                tracing::warn!(worker = %w, "no proxy for this worker");
+            }
+            p
+        };
+        match s {
+            Outbound::Run {
+                worker,
+                task_id,
+                attempt_id,
+                body,
+            } => {
+                if let Some(p) = proxy(&worker) {
+                    p.run.do_send(RunAttempt {
+                        task_id,
+                        attempt_id,
+                        body,
+                    });
+                }
+            }
+            Outbound::CancelOnWorker { worker, task_id } => {
+                if let Some(p) = proxy(&worker) {
+                    p.cancel.do_send(CancelOnWorker { task_id });
+                }
+            }
+            Outbound::Ack { worker, task_id } => {
+                if let Some(p) = self.peers.proxies.get(&worker) {
+                    p.ack.do_send(AckResult { task_id });
+                }
+            }
+            Outbound::Adopt {
+                worker,
+                task_id,
+                attempt_id,
+            } => {
+                if let Some(p) = proxy(&worker) {
+                    p.adopt.do_send(Adopt { task_id, attempt_id });
+                }
+            }
+            Outbound::Release { worker, freed, size } => self.peers.release.do_send(Release {
+                worker_id: worker,
+                size,
+                ended: match freed {
+                    Freed::Completed { seconds } => Ended::Completed { seconds },
+                    Freed::Failed => Ended::Failed,
+                    Freed::Nothing => Ended::Nothing,
+                },
+            }),
+            Outbound::Reserve { worker } => self.peers.reserve.do_send(Reserve { worker_id: worker }),
+        }
+    }
+
+    /// Backoffs ended: their tasks are ready again.
+    fn backoff_over(&mut self, ctx: &mut Context<Self>) {
+        self.live.backoff_expired(unix_now());
+        self.try_dispatch(ctx);
+    }
+}
+
+/// A seed for the backoff jitter; quality does not matter here.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+impl Actor for TaskQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.sweep_interval, |act, ctx| {
+            act.live.room();
+            act.backoff_over(ctx);
+        });
+    }
+}
+
+/// Sent by FileWatcher and `POST /tasks`: queue a validated batch, all or
+/// nothing. Answers after the commit.
+#[derive(Message)]
+#[rtype(result = "Result<Submitted, SubmitError>")]
+pub struct SubmitBatch {
+    pub tasks: Vec<Task>,
+    pub ingest: Option<Ingest>,
+    /// File name, or "api".
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    Queued {
+        count: usize,
+    },
+    /// The same file was ingested before a crash and never moved.
+    AlreadyIngested,
+}
+
+/// Why a batch was not queued.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{}", Self::message(.0))]
+    Duplicates(Duplicates),
+    #[error("{0}")]
+    Store(String),
+}
+
+impl SubmitError {
+    /// The one wording of "these ids exist", for files and the API alike.
+    pub fn message(dups: &Duplicates) -> String {
+        format!(
+            "{} task id(s) already exist; nothing was queued; already known to the orchestrator: {}",
+            dups.ids.len(),
+            list_ids(&dups.ids)
+        )
+    }
+}
+
+/// At most 20 ids, then how many more.
+fn list_ids(ids: &[String]) -> String {
+    let shown = ids.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+    match ids.len().saturating_sub(20) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+/// Why TaskQueue could not answer a cancel or a retry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueueError {
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for QueueError {
+    fn from(e: StoreError) -> Self {
+        QueueError::Unavailable(e.to_string())
+    }
+}
+
+impl Handler<SubmitBatch> for TaskQueue {
+    type Result = ResponseActFuture<Self, Result<Submitted, SubmitError>>;
+
+    fn handle(&mut self, msg: SubmitBatch, _: &mut Self::Context) -> Self::Result {
+        let new: Vec<NewTask> = msg.tasks.iter().map(NewTask::of).collect();
+        let source = msg.source.clone();
+        let insert = self.store.insert_batch(new.clone(), msg.ingest, msg.source);
+        Box::pin(insert.into_actor(self).map(move |reply, act, ctx| {
+            match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
+                InsertOutcome::Inserted { seqs } => {
+                    let count = new.len();
+                    trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
+                    act.live.submitted(new, seqs, unix_now());
+                    act.try_dispatch(ctx);
+                    Ok(Submitted::Queued { count })
+                }
+                InsertOutcome::Duplicates(d) => Err(SubmitError::Duplicates(d)),
+                InsertOutcome::AlreadyIngested => Ok(Submitted::AlreadyIngested),
+            }
+        }))
+    }
+}
+
+/// Sent by FileWatcher: queue a file whose tasks it staged in the store
+/// chunk by chunk ([`Store::stage_blocking`]), all or nothing. Answers
+/// after the commit; only the file's first tasks per kernel (up to the
+/// window) come into memory, the rest are paged in as the queue drains.
+#[derive(Message)]
+#[rtype(result = "Result<Submitted, SubmitError>")]
+pub struct SubmitStaged {
+    /// The key its chunks were staged under.
+    pub batch: String,
+    pub ingest: Option<Ingest>,
+    /// File name.
+    pub source: String,
+    /// Kernels its tasks run on.
+    pub kernels: Vec<String>,
+}
+
+impl Handler<SubmitStaged> for TaskQueue {
+    type Result = ResponseActFuture<Self, Result<Submitted, SubmitError>>;
+
+    fn handle(&mut self, msg: SubmitStaged, _: &mut Self::Context) -> Self::Result {
+        let commit = self
+            .store
+            .commit_staged(&msg.batch, msg.ingest, msg.source, msg.kernels, live::WINDOW);
+        Box::pin(commit.into_actor(self).map(move |reply, act, ctx| {
+            match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
+                StagedOutcome::Queued { count, first, more } => {
+                    act.live.file_committed(first, &more, count);
+                    act.try_dispatch(ctx);
+                    Ok(Submitted::Queued { count })
+                }
+                StagedOutcome::Duplicates(d) => Err(SubmitError::Duplicates(d)),
+                StagedOutcome::AlreadyIngested => Ok(Submitted::AlreadyIngested),
+            }
+        }))
+    }
+}
+
+/// Sent by the LoadBalancer when a worker has room again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CapacityAvailable;
+
+impl Handler<CapacityAvailable> for TaskQueue {
+    type Result = ();
+    fn handle(&mut self, _: CapacityAvailable, ctx: &mut Self::Context) {
+        self.live.room();
+        self.try_dispatch(ctx);
+    }
+}
+
+/// Sent by a WorkerProxy for every attempt it was given (or adopted).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptOutcome {
+    pub task_id: String,
+    pub attempt_id: u64,
+    pub worker_id: WorkerId,
+    pub kind: OutcomeKind,
+}
+
+impl Handler<AttemptOutcome> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttemptOutcome, ctx: &mut Self::Context) {
+        let worker = msg.worker_id.clone();
+        let fx = self
+            .live
+            .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());
+        self.apply(fx, ctx);
+        self.try_dispatch(ctx);
+    }
+}
+
+/// Sent by a WorkerProxy: these attempts took a slot on its worker (they
+/// were sent ahead and waited there until now, or were just sent).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptsStarted {
+    pub worker_id: WorkerId,
+    pub attempts: Vec<(String, u64)>,
+}
+
+impl Handler<AttemptsStarted> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttemptsStarted, ctx: &mut Self::Context) {
+        let now = unix_now();
+        for (task_id, attempt_id) in msg.attempts {
+            let fx = self.live.started(&task_id, attempt_id, now);
+            self.apply(fx, ctx);
+        }
+    }
+}
+
+/// Sent by `DELETE /tasks/{id}`: cancel a queued or running task. Durable
+/// before it answers.
+#[derive(Message)]
+#[rtype(result = "Result<CancelOutcome, QueueError>")]
+pub struct CancelTask {
+    pub task_id: String,
+}
+
+impl Handler<CancelTask> for TaskQueue {
+    type Result = ResponseActFuture<Self, Result<CancelOutcome, QueueError>>;
+
+    fn handle(&mut self, msg: CancelTask, _: &mut Self::Context) -> Self::Result {
+        let task_id = msg.task_id;
+        self.live.cancel_asked(&task_id);
+        Box::pin(
+            self.store
+                .cancel(&task_id)
+                .into_actor(self)
+                .map(move |reply, act, ctx| {
+                    let fx = act.live.cancel_answered(&task_id, reply.as_ref().ok());
+                    if let Ok(CancelOutcome::Cancelled { .. }) = &reply {
+                        act.failures_pending();
+                    }
+                    act.apply(fx, ctx);
+                    act.try_dispatch(ctx);
+                    Ok(reply?)
+                }),
+        )
+    }
+}
+
+/// Sent by `POST /tasks/{id}/retry`: a failed or cancelled task back to
+/// the queue.
+#[derive(Message)]
+#[rtype(result = "Result<RetryOutcome, QueueError>")]
+pub struct RetryTask {
+    pub task_id: String,
+}
+
+impl Handler<RetryTask> for TaskQueue {
+    type Result = ResponseActFuture<Self, Result<RetryOutcome, QueueError>>;
+
+    fn handle(&mut self, msg: RetryTask, _: &mut Self::Context) -> Self::Result {
+        Box::pin(
+            self.store
+                .retry(&msg.task_id)
+                .into_actor(self)
+                .map(|reply, act, ctx| {
+                    let outcome = reply?;
+                    if let RetryOutcome::Queued { row } = &outcome {
+                        act.live.retried(row.clone());
+                        act.try_dispatch(ctx);
+                    }
+                    Ok(outcome)
+                }),
+        )
+    }
+}
+
+/// Sent at start-up with what the database held.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recover {
+    pub running: Vec<WasRunning>,
+    pub queued_kernels: Vec<String>,
+}
+
+impl Handler<Recover> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Recover, ctx: &mut Self::Context) {
+        let proxies = &self.peers.proxies;
+        let fx = self
+            .live
+            .recovered(msg.running, |w| proxies.contains_key(w), &msg.queued_kernels);
+        self.apply(fx, ctx);
+        self.try_dispatch(ctx);
+    }
+}

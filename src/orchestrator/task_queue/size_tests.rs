@@ -1,0 +1,104 @@
+//! A task's size travels with it: read from its JSON when dispatched,
+//! handed to the LoadBalancer with the task and back with its release
+//! (what `shortest_expected_finish` learns speeds from).
+
+use serde_json::json;
+
+use super::live::{body_size, Freed, LiveTasks, Outbound, RetryPolicy};
+use super::OutcomeKind;
+use crate::model::{RunStatus, TaskResult, WorkerId};
+use crate::orchestrator::load_balancer::TaskSize;
+use crate::orchestrator::store::NewTask;
+
+fn live_with(id: &str, priority: u8) -> LiveTasks {
+    let mut live = LiveTasks::new(
+        RetryPolicy {
+            max_retries: 1,
+            base_seconds: 0.05,
+            max_seconds: 0.5,
+        },
+        1,
+        7,
+    );
+    let body = json!({"task_id": id, "algorithm": "cython", "priority": "medium",
+        "parameters": {"num_particles": 1200, "num_steps": 300, "seed": 1}});
+    live.submitted(
+        vec![NewTask {
+            task_id: id.into(),
+            priority,
+            algorithm: "cython".into(),
+            kernel: "optimized".into(),
+            body: body.to_string(),
+        }],
+        vec![1],
+        0.0,
+    );
+    live
+}
+
+/// Dispatches the only task onto `w`; answers its attempt id.
+fn run_on(live: &mut LiveTasks, w: &WorkerId) -> u64 {
+    let batch = live.take_batch(8);
+    assert_eq!(batch.len(), 1);
+    assert_eq!((batch[0].1.size, batch[0].1.priority), ((1200, 300), 2));
+    let fx = live.placed(&batch[0].0, Some(w.clone()));
+    fx.send
+        .iter()
+        .find_map(|s| match s {
+            Outbound::Run { attempt_id, .. } => Some(*attempt_id),
+            _ => None,
+        })
+        .expect("the placed task runs")
+}
+
+fn released(fx: &super::live::Effects) -> (Freed, Option<TaskSize>) {
+    fx.send
+        .iter()
+        .find_map(|s| match s {
+            Outbound::Release { freed, size, .. } => Some((*freed, *size)),
+            _ => None,
+        })
+        .expect("the attempt's slot is released")
+}
+
+const SIZE: TaskSize = TaskSize {
+    kernel: "optimized",
+    particles: 1200,
+    steps: 300,
+};
+
+#[test]
+fn body_size_reads_n_and_steps_and_gives_zero_without_them() {
+    let body = r#"{"task_id":"a","parameters":{"num_particles":500,"num_steps":2000,"seed":3,"dt":0.001}}"#;
+    assert_eq!(body_size(body), (500, 2000));
+    assert_eq!(
+        body_size(r#"{"task_id":"s","algorithm":"__sleep","parameters":{"seconds":1}}"#),
+        (0, 0)
+    );
+    assert_eq!(body_size(r#"{"task_id":"x"}"#), (0, 0));
+    assert_eq!(body_size("not json"), (0, 0));
+}
+
+#[test]
+fn a_failed_attempt_releases_its_slot_with_the_tasks_size() {
+    let w = WorkerId::new("w1");
+    let mut live = live_with("t1", 2);
+    let attempt = run_on(&mut live, &w);
+    let fx = live.outcome("t1", attempt, &w, OutcomeKind::Failed("boom".into()), 1.0);
+    assert_eq!(released(&fx), (Freed::Failed, Some(SIZE)));
+}
+
+#[test]
+fn a_completed_attempt_releases_its_slot_with_its_time_and_the_tasks_size() {
+    let w = WorkerId::new("w1");
+    let mut live = live_with("t1", 2);
+    let attempt = run_on(&mut live, &w);
+    let result = TaskResult {
+        algorithm: "cython".into(),
+        parameters: json!({"num_particles": 1200, "num_steps": 300, "seed": 1}),
+        execution_time: 0.75,
+        ..super::live_tests::result("t1", RunStatus::Completed)
+    };
+    let fx = live.outcome("t1", attempt, &w, OutcomeKind::Result(Box::new(result)), 1.0);
+    assert_eq!(released(&fx), (Freed::Completed { seconds: 0.75 }, Some(SIZE)));
+}
