@@ -127,8 +127,8 @@ impl<S: Subscriber> Layer<S> for ConsoleLayer {
 /// whose events the console shows reach it.
 pub fn layer(tx: Sender<ConsoleEvent>) -> ExtraLayer {
     let filter = Targets::new()
-        .with_target("orquesta::actors::file_watcher", Level::INFO)
-        .with_target("orquesta::actors::task_queue", Level::ERROR);
+        .with_target("orquesta::orchestrator::file_watcher", Level::INFO)
+        .with_target("orquesta::orchestrator::task_queue", Level::ERROR);
     Box::new(ConsoleLayer { tx: Mutex::new(tx) }.with_filter(filter))
         as Box<dyn Layer<Registry> + Send + Sync>
 }
@@ -141,7 +141,7 @@ pub fn quiet_stdout() -> Stdout {
     Stdout::Only(
         Targets::new()
             .with_default(Level::ERROR)
-            .with_target("orquesta::actors::task_queue::outcome", LevelFilter::OFF),
+            .with_target("orquesta::orchestrator::task_queue::outcome", LevelFilter::OFF),
     )
 }
 
@@ -186,15 +186,15 @@ mod tests {
 
     /// Events as the file watcher logs them, from a target under it.
     fn emit() {
-        tracing::info!(target: "orquesta::actors::file_watcher", file = %"a.json", tasks = 3, "task file queued");
-        tracing::warn!(target: "orquesta::actors::file_watcher", file = %"b.json", problems = 1,
+        tracing::info!(target: "orquesta::orchestrator::file_watcher", file = %"a.json", tasks = 3, "task file queued");
+        tracing::warn!(target: "orquesta::orchestrator::file_watcher", file = %"b.json", problems = 1,
             summary = %"tasks[0].algorithm: unknown", report = %"task_queues/rejected/b.json.error.txt",
             "task file rejected");
         // another module, and another line of the same module: ignored
-        tracing::info!(target: "orquesta::actors::executor", file = %"c.json", tasks = 1, "task file queued");
-        tracing::info!(target: "orquesta::actors::file_watcher", file = %"d.json", "file was queued before a restart");
+        tracing::info!(target: "orquesta::worker::executor", file = %"c.json", tasks = 1, "task file queued");
+        tracing::info!(target: "orquesta::orchestrator::file_watcher", file = %"d.json", "file was queued before a restart");
         // below the task queue's level: ignored
-        tracing::warn!(target: "orquesta::actors::task_queue::outcome", task = %"t1", "attempt failed; will retry");
+        tracing::warn!(target: "orquesta::orchestrator::task_queue::outcome", task = %"t1", "attempt failed; will retry");
     }
 
     #[test]
@@ -202,10 +202,10 @@ mod tests {
         let Stdout::Only(quiet) = quiet_stdout() else {
             panic!("a quiet terminal filters");
         };
-        assert!(quiet.would_enable("orquesta::actors::results_store", &Level::ERROR));
-        assert!(quiet.would_enable("orquesta::actors::task_queue", &Level::ERROR));
-        assert!(!quiet.would_enable("orquesta::actors::results_store", &Level::WARN));
-        assert!(!quiet.would_enable("orquesta::actors::task_queue::outcome", &Level::ERROR));
+        assert!(quiet.would_enable("orquesta::orchestrator::results_store", &Level::ERROR));
+        assert!(quiet.would_enable("orquesta::orchestrator::task_queue", &Level::ERROR));
+        assert!(!quiet.would_enable("orquesta::orchestrator::results_store", &Level::WARN));
+        assert!(!quiet.would_enable("orquesta::orchestrator::task_queue::outcome", &Level::ERROR));
         assert!(matches!(stdout(true), Stdout::All));
     }
 
@@ -214,7 +214,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let subscriber = tracing_subscriber::registry().with(vec![layer(tx)]);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::error!(target: "orquesta::actors::task_queue::outcome", task = %"t9", attempts = 2u64,
+            tracing::error!(target: "orquesta::orchestrator::task_queue::outcome", task = %"t9", attempts = 2u64,
                 error = %"kernel panicked: boom", "task failed");
         });
         assert_eq!(
