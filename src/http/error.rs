@@ -26,6 +26,14 @@ pub enum ErrorCode {
     /// No token, or a wrong one (`ORQUESTA_TOKEN`); the answer carries
     /// `WWW-Authenticate: Bearer`.
     Unauthorized,
+    /// A server without a token was addressed by a name that is not
+    /// loopback (`Host`): a DNS-rebinding page, or a name to replace with
+    /// `localhost` ([`super::browser`]).
+    ForeignHost,
+    /// A request that changes state came from a page of another origin.
+    CrossOrigin,
+    /// A body that is not declared `Content-Type: application/json`.
+    UnsupportedMediaType,
     /// The body is over the size limit (`limit_bytes`).
     BodyTooLarge,
     /// The body did not arrive within `REQUEST_BODY_TIMEOUT`.
@@ -57,12 +65,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
         ErrorCode::InvalidTask,
         ErrorCode::Unauthorized,
+        ErrorCode::ForeignHost,
+        ErrorCode::CrossOrigin,
+        ErrorCode::UnsupportedMediaType,
         ErrorCode::BodyTooLarge,
         ErrorCode::BodyTimeout,
         ErrorCode::NotFound,
@@ -86,6 +97,9 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidTask => "invalid_task",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::ForeignHost => "foreign_host",
+            ErrorCode::CrossOrigin => "cross_origin",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::NotFound => "not_found",
@@ -111,6 +125,8 @@ impl ErrorCode {
             }
             ErrorCode::InvalidTask => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::ForeignHost | ErrorCode::CrossOrigin => StatusCode::FORBIDDEN,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotFound | ErrorCode::UnknownEndpoint => StatusCode::NOT_FOUND,

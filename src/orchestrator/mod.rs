@@ -29,6 +29,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::http::auth;
+use crate::http::browser::{self, BrowserGuard};
 use crate::http::error::ApiError;
 use crate::http::limits::{self, BodyRules};
 use crate::model::{Validator, WorkerId};
@@ -299,11 +300,13 @@ pub fn start(
         crate::orchestrator::retention::Retention::new(store.clone(), keep).start();
     }
     let token = settings.token.clone();
+    let guard = BrowserGuard::new(token.is_some(), settings.bind == BindVerdict::Insecure);
     let dash = dashboard.clone();
     let server = HttpServer::new(move || {
         let token = token.clone();
         App::new()
             .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
+            .wrap(from_fn(move |req, next| browser::check(guard, req, next)))
             .app_data(api.clone())
             .app_data(metrics.clone())
             .app_data(purge_api.clone())

@@ -22,6 +22,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::http::auth;
+use crate::http::browser::{self, BrowserGuard};
 use crate::http::error::ApiError;
 use crate::http::limits::{self, BodyRules};
 use crate::model::Validator;
@@ -165,10 +166,12 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             bodies: BodyRules::new(config.http.body_timeout),
         });
         let token = config.token.clone();
+        let guard = BrowserGuard::new(token.is_some(), config.bind == BindVerdict::Insecure);
         let server = HttpServer::new(move || {
             let token = token.clone();
             App::new()
                 .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
+                .wrap(from_fn(move |req, next| browser::check(guard, req, next)))
                 .app_data(api.clone())
                 .app_data(prometheus.clone())
                 .app_data(json_errors_for_extractors())

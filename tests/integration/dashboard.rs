@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use browser::{find_browser, Browser};
 
-mod browser;
+pub(crate) mod browser;
 
 const SECRET: &str = "dash-Token-4711";
 const BEARER: &str = "Bearer dash-Token-4711";

@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod bench_cluster;
+mod browser_guard;
 mod chaos;
 mod commands;
 mod common;

@@ -61,6 +61,12 @@ fn pipe() -> (std::fs::File, std::fs::File) {
 impl Browser {
     /// Starts Chromium on `url` (1366×900) and attaches to its page.
     pub fn open(browser: &Path, profile: &Path, url: &str) -> Browser {
+        Browser::open_with(browser, profile, url, &[])
+    }
+
+    /// [`Browser::open`] with more command-line switches (e.g.
+    /// `--host-resolver-rules` to make a name resolve to loopback).
+    pub fn open_with(browser: &Path, profile: &Path, url: &str, extra: &[&str]) -> Browser {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let (chrome_reads, we_write) = pipe();
@@ -79,6 +85,7 @@ impl Browser {
             "--remote-debugging-pipe",
             "--window-size=1366,900",
         ])
+        .args(extra)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
         .stdin(Stdio::null())
