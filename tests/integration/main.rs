@@ -10,6 +10,7 @@ mod common;
 mod console;
 mod dashboard;
 mod deploy;
+mod docs;
 mod faults;
 mod files;
 mod fuzz;
