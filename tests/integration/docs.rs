@@ -83,14 +83,12 @@ fn slug(heading: &str) -> String {
     let mut rest = heading;
     // [text](url) reads as its text
     while let Some(open) = rest.find('[') {
-        match rest[open..]
-            .find("](")
-            .and_then(|m| rest[open + m..].find(')').map(|c| (m, c)))
-        {
+        let mid = rest[open..].find("](").map(|m| open + m);
+        match mid.and_then(|mid| rest[mid..].find(')').map(|c| (mid, mid + c))) {
             Some((mid, close)) => {
                 text.push_str(&rest[..open]);
-                text.push_str(&rest[open + 1..open + mid]);
-                rest = &rest[open + close + 1..];
+                text.push_str(&rest[open + 1..mid]);
+                rest = &rest[close + 1..];
             }
             None => break,
         }
