@@ -10,6 +10,7 @@ pub mod client;
 pub mod cluster;
 pub mod completions;
 pub mod config_check;
+pub mod config_docs;
 pub mod console;
 pub mod gen;
 pub mod interactive;
@@ -235,6 +236,10 @@ pub enum ConfigCommand {
     /// settings, and check whether each worker answers (the seed's
     /// `python config_manager.py`).
     Check(OrchestratorArgs),
+    /// Print docs/configuration.md: every setting with its default,
+    /// rendered from the tables the processes read.
+    #[command(after_help = "Example:\n  orquesta config docs > docs/configuration.md")]
+    Docs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -281,6 +286,7 @@ pub fn main() -> ExitCode {
         Command::Up(args) => crate::cli::up::run(&args),
         Command::Run(args) => crate::cli::run::run(&args),
         Command::Config(ConfigCommand::Check(args)) => crate::cli::config_check::run(&args),
+        Command::Config(ConfigCommand::Docs) => crate::cli::config_docs::run(),
         Command::Bench(BenchCommand::Sim(args)) => bench::sim(&args),
         Command::Bench(BenchCommand::Worker(args)) => bench::worker(&args),
         Command::Bench(BenchCommand::E2e(args)) => bench::e2e(&args),

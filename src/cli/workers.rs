@@ -275,15 +275,16 @@ mod tests {
         assert!(render(&ep, &answer).starts_with("orchestrator http://127.0.0.1:5000: 2 workers, 1 up\n"));
     }
 
-    /// The example in README's "Adding workers" is what the command prints.
+    /// The example in docs/workers-and-deployment.md ("Draining a machine
+    /// for maintenance", under "Adding workers") is what the command prints.
     #[test]
-    fn the_readme_example_is_real_output() {
-        let readme = include_str!("../../README.md");
-        let start = readme
+    fn the_docs_example_is_real_output() {
+        let page = include_str!("../../docs/workers-and-deployment.md");
+        let start = page
             .find("$ orquesta workers\n")
-            .expect("README shows `orquesta workers`")
+            .expect("docs/workers-and-deployment.md shows `orquesta workers`")
             + "$ orquesta workers\n".len();
-        let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+        let shown = &page[start..start + page[start..].find("```").unwrap()];
         let worker =
             |id, source, state, reason: Option<&str>, address, cap, busy, done, failed, mean: Option<f64>| {
                 json!({"id": id, "source": source, "state": state, "state_reason": reason, "address": address,

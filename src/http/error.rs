@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::model::FieldError;
 use crate::protocol::ErrorBody;
 
-/// What went wrong, for programs: each code has one HTTP status. README
+/// What went wrong, for programs: each code has one HTTP status. docs/api.md
 /// "Errors" lists them; add a variant there too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -266,11 +266,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_is_in_the_readme_table_with_its_status() {
-        let readme = include_str!("../../README.md");
+    fn every_code_is_in_the_api_page_table_with_its_status() {
+        let page = include_str!("../../docs/api.md");
         for code in ErrorCode::ALL {
             let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
-            assert!(readme.contains(&row), "README \"Errors\" lacks the row {row}");
+            assert!(page.contains(&row), "docs/api.md \"Errors\" lacks the row {row}");
         }
     }
 

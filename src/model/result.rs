@@ -28,7 +28,7 @@ pub struct TaskResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<u64>,
     /// The task's fields the validator does not know, echoed at the top as
-    /// the user gave them (README: "unknown fields are kept and returned in
+    /// the user gave them (docs/task-files-and-results.md: "unknown fields are kept and returned in
     /// results"); set by the orchestrator from the stored task
     /// ([`TaskResult::echo_unknown_fields`]), never trusted from a worker.
     #[serde(flatten)]

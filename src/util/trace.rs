@@ -13,7 +13,7 @@
 //! so `grep t1 logs/elastic_orchestrator.log` shows its stages in order.
 //! Why a buffer: at 14k tasks/s a line per task and stage costs the
 //! orchestrator's one actor thread a fifth of its throughput (measured,
-//! see README "Logs"); a note costs a lock and a short string.
+//! see docs/operations.md "Logs"); a note costs a lock and a short string.
 //!
 //! Order: a window's lines go out stage by stage ([`Stage`]'s order), and
 //! windows in turn, so a task's stages are never out of order in the log,

@@ -297,7 +297,7 @@ async fn get_task(
         return Err(ApiError::not_found(format!("no task {task_id}")));
     };
     let mut out = serde_json::to_value(&view).unwrap_or_default();
-    // the list under the name README gives it; the number is `attempt_count`
+    // the list under the name docs/api.md gives it; the number is `attempt_count`
     out["attempts"] = json!(attempts);
     if view.status == TaskStatus::Queued {
         let waiting = api

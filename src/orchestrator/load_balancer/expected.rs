@@ -18,7 +18,7 @@
 //! - **Prior**, before a worker's first result for a kernel: the median of
 //!   the speeds learned on the other workers for that kernel (they likely
 //!   run the same code on similar machines), else [`prior_speed`], a rough
-//!   one-thread figure of this code (README "Benchmarks").
+//!   one-thread figure of this code (docs/performance.md "Benchmarks").
 //! - **Expected finish** of a task on a worker, in seconds from now: each
 //!   of its `capacity` slots is free at some time; the tasks it holds are
 //!   laid on the slots in the order they were placed, the first
@@ -65,7 +65,7 @@ impl TaskSize {
 }
 
 /// Work units per second of one thread of this code on a 2020s x86-64
-/// core (README "Benchmarks": `reference` 0.5–3.8 M particle-steps/s at
+/// core (docs/performance.md "Benchmarks": `reference` 0.5–3.8 M particle-steps/s at
 /// N = 1,000–100, i.e. ~4·10⁸ pair-steps/s; `optimized` ~50 M
 /// particle-steps/s). Only used until some worker has reported a result.
 pub fn prior_speed(kernel: &str) -> f64 {
