@@ -1,6 +1,7 @@
 //! What keeps a web page the user happens to open from driving or reading
 //! a server of this machine. Both servers wrap their whole `App` in
-//! [`check`], outside the token check, so it holds with and without a token:
+//! [`check`], just inside the token check (so a request without the token
+//! still learns nothing but 401); it holds with and without a token:
 //!
 //! - **DNS rebinding.** A page on `evil.example` can make its own name
 //!   resolve to 127.0.0.1 and then read our answers as same-origin. A

@@ -305,8 +305,8 @@ pub fn start(
     let server = HttpServer::new(move || {
         let token = token.clone();
         App::new()
-            .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .wrap(from_fn(move |req, next| browser::check(guard, req, next)))
+            .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
             .app_data(api.clone())
             .app_data(metrics.clone())
             .app_data(purge_api.clone())

@@ -170,8 +170,8 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         let server = HttpServer::new(move || {
             let token = token.clone();
             App::new()
-                .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
                 .wrap(from_fn(move |req, next| browser::check(guard, req, next)))
+                .wrap(from_fn(move |req, next| auth::check(token.clone(), req, next)))
                 .app_data(api.clone())
                 .app_data(prometheus.clone())
                 .app_data(json_errors_for_extractors())

@@ -97,7 +97,7 @@ fn a_body_over_its_limit_is_a_413_before_it_is_read_and_the_process_stays_up() {
     let mut s = TcpStream::connect(&o.addr).unwrap();
     s.write_all(
         format!(
-            "POST /tasks HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /tasks HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
             o.addr
         )
         .as_bytes(),
