@@ -7,7 +7,8 @@
 #   2. `orquesta.exe up` with the example config_workers.json, the example
 #      task file dropped into task_queues/: all 10 results written once, each
 #      the same physics as the Linux `orquesta sim` of that task; then
-#      Ctrl-C stops `up` and its workers.
+#      Ctrl-C stops `up` and its workers, and `up` killed outright takes its
+#      workers with it (the Job Object).
 # Tools come from Debian's packages (MinGW, Wine, jq) and rustup (the
 # target). Under CI (CI=true) a missing MinGW or Wine is a failure; only a
 # failed download of the Rust target skips, saying so. Ends with one line:
@@ -212,9 +213,10 @@ ls "$cluster/task_queues/processed/"*"_$EXAMPLE_TASKS" >/dev/null 2>&1 ||
 [ ! -e "$cluster/task_queues/$EXAMPLE_TASKS" ] || fail "$EXAMPLE_TASKS is still in task_queues/"
 say "up: 10 results written once, the file moved to processed/"
 
-# each result's physics is what Linux computes for that task
-strip_timings='del(.execution_time, .result.metrics.memory_used, .result.metrics.memory_bytes,
-  .result.metrics.particle_steps_per_second, .result.metrics.threads)'
+# each result's physics is what Linux computes for that task: the fields a
+# result shares with `sim`'s output (not when or where it ran), less timings
+strip_timings='{task_id, algorithm, parameters, result} | del(.execution_time, .result.metrics.memory_used,
+  .result.metrics.memory_bytes, .result.metrics.particle_steps_per_second, .result.metrics.threads)'
 while read -r id n s seed alg; do
   linux=$("$LINUX" sim -n "$n" -s "$s" --seed "$seed" -a "$alg" --task-id "$id" --compact | jq -cS "$strip_timings")
   windows=$(cat "$cluster"/results/task_results_*.json | jq -cS ".[] | select(.task_id == \"$id\") | $strip_timings")
@@ -226,7 +228,9 @@ while read -r id n s seed alg; do
 done < <(jq -r '.tasks[] | [.task_id, .parameters.num_particles, .parameters.num_steps, .parameters.seed, .algorithm] | @tsv' "$EXAMPLE_TASKS")
 say "up: every result has the physics of the Linux sim of its task"
 
-# Ctrl-C (Wine turns SIGINT into a console Ctrl-C): up stops its workers and ends
+# Ctrl-C (Wine turns SIGINT into a console Ctrl-C): up stops its workers and
+# ends. (Wine 8 cannot send Ctrl-Break to a process group, so here up takes
+# its fallback and ends the workers at once, saying so; Windows drains them.)
 kill -INT "$up_pid"
 up_gone() { ! up_alive; }
 wait_for 120 up_gone || {
@@ -241,5 +245,20 @@ for port in "$port1" "$port2"; do
   wait_for 30 port_closed "$port" || fail "a worker still answers on port $port after up stopped"
 done
 say "up: Ctrl-C stopped it (exit status $status) and its workers"
+
+# killed outright (taskkill /F): the Job Object ends its workers with it
+(cd "$cluster" && ORCHESTRATOR_PORT=0 exec "$WINE" "$work/bin/orquesta.exe" up >up.out 2>up.err) &
+up_pid=$!
+if ! wait_for 180 both_workers_up || ! up_alive; then
+  show_up
+  fail "orquesta.exe up did not start its two workers again within 180 s"
+fi
+kill -KILL "$up_pid"
+wait "$up_pid" 2>/dev/null
+up_pid=
+for port in "$port1" "$port2"; do
+  wait_for 30 port_closed "$port" || fail "a worker outlived up killed outright (port $port still answers): the Job Object did not end it"
+done
+say "up: killed outright, its workers ended with it (Job Object)"
 
 echo "windows: PASS (orquesta.exe built for $TARGET, run under $("$WINE" --version 2>/dev/null) in $((SECONDS - started)) s)"

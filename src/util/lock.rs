@@ -123,8 +123,13 @@ mod tests {
         );
         drop(first);
         let again = InstanceLock::acquire(&path).unwrap();
+        let holder_file = if cfg!(windows) {
+            holder_path(again.path())
+        } else {
+            again.path().to_path_buf()
+        };
         assert_eq!(
-            std::fs::read_to_string(again.path()).unwrap(),
+            std::fs::read_to_string(holder_file).unwrap(),
             format!("pid {}\n", std::process::id())
         );
     }
