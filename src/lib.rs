@@ -16,7 +16,8 @@
 //! - [`model`]: tasks, statuses, task files, validation, results: the domain types.
 //! - [`sim`]: the 2-D Lennard-Jones simulation every task runs (pure: no actix, no I/O).
 //! - [`util`]: time, files, locks, logging, the machine, signals, statistics,
-//!   the settings reader both processes share, the cluster token and TLS.
+//!   the settings reader both processes share, the cluster token and TLS;
+//!   `util::platform` holds everything that differs between Unix and Windows.
 
 pub mod cli;
 pub mod http;

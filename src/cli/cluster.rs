@@ -1,18 +1,20 @@
 //! Local worker processes for `orquesta up` and `orquesta run`: this same
 //! binary started as `orquesta worker` children, their output prefixed
-//! with their id, restarted if they die, stopped with SIGTERM at the end.
+//! with their id, restarted if they die, asked to stop at the end (SIGTERM;
+//! Ctrl-Break on Windows: [`platform::ask_to_stop`]).
 //!
 //! Hygiene: a child dies with its parent even when the parent is
 //! SIGKILLed (`PR_SET_PDEATHSIG`, plus `ORQUESTA_PARENT_PID` checked by
 //! the child at start for a parent that died before the flag took
-//! effect); a worker that already answers on its port with the right id is
-//! adopted, not started again (and not stopped at the end); nothing is
-//! restarted once a stop signal has arrived ([`count_stop_signals`]).
+//! effect; on Windows a kill-on-close Job Object); a worker that already
+//! answers on its port with the right id is adopted, not started again
+//! (and not stopped at the end); nothing is restarted once a stop request
+//! has arrived ([`platform::count_stop_requests`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,36 +22,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, Endpoint};
 use crate::orchestrator::config::WorkerEntry;
 use crate::protocol::StatusAnswer;
-
-/// SIGINT and SIGTERM received since [`count_stop_signals`].
-static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" fn count_signal(_: libc::c_int) {
-    STOP_SIGNALS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Counts SIGINT and SIGTERM from now on. Call it before the actix system
-/// starts: tokio's handler (signal-hook-registry) chains to the one found
-/// installed, so the orchestrator still sees the first signal and `up`
-/// sees every one of them, the second Ctrl-C included.
-pub fn count_stop_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only increments an atomic (async-signal-safe);
-        // the struct is fully initialised before the call.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-/// How many SIGINT/SIGTERM arrived (0 unless [`count_stop_signals`] ran).
-pub fn stop_signals() -> usize {
-    STOP_SIGNALS.load(Ordering::SeqCst)
-}
+use crate::util::platform::{self, stop_requests};
 
 /// Who answers on a configured worker's port before `up` starts it.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,32 +142,18 @@ fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> s
     Ok(cmd)
 }
 
-/// The child gets SIGTERM when the thread that started it ends, which for
-/// `up` means when `up` ends, even by SIGKILL. (Linux ties it to the
-/// thread: children restarted by the supervisor thread get it when that
-/// thread ends, which it does only once `up` stops them anyway.)
+/// The child ends when this process ends, even when it is killed
+/// ([`platform::die_with_parent`]: `PR_SET_PDEATHSIG` on Linux, a
+/// kill-on-close Job Object on Windows).
 pub fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+    platform::die_with_parent(cmd);
 }
 
 /// `orquesta ARGS…` (this same binary) in `dir`, output piped, ready for
 /// [`launch`].
 pub fn self_command(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> std::io::Result<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
+    platform::make_stoppable(&mut cmd);
     cmd.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -401,7 +360,7 @@ impl LocalWorkers {
             let mut restarts: Vec<Vec<Instant>> = vec![Vec::new(); supervised.len()];
             // a stop signal stops restarts at once: in a terminal, Ctrl-C
             // reaches the children too, and they exit while `up` shuts down
-            let stop = || stopping.load(Ordering::Relaxed) || stop_signals() > 0;
+            let stop = || stopping.load(Ordering::Relaxed) || stop_requests() > 0;
             while !stop() {
                 std::thread::sleep(Duration::from_millis(200));
                 let mut list = children.lock().unwrap_or_else(|e| e.into_inner());
@@ -436,7 +395,7 @@ impl LocalWorkers {
         Ok((workers, actual))
     }
 
-    /// SIGTERM to every child, then waits for them (they drain first).
+    /// Asks every child to stop, then waits for them (they drain first).
     pub fn stop(&self, limit: Duration) {
         self.stop_unless(limit, || false);
     }
@@ -460,18 +419,22 @@ impl LocalWorkers {
         } else {
             eprintln!("stopping the workers; Ctrl-C again to stop now");
         }
-        self.stop_unless(drain + Duration::from_secs(10), || stop_signals() >= 2);
+        self.stop_unless(drain + Duration::from_secs(10), || stop_requests() >= 2);
     }
 
-    /// SIGTERM to every child, then waits for them up to `limit`, or until
-    /// `now` says to kill them at once.
+    /// Asks every child to stop (SIGTERM, or Ctrl-Break on Windows), then
+    /// waits for them up to `limit`, or until `now` says to kill them at
+    /// once. A child that cannot be asked (Windows without a console) is
+    /// killed at once: its running tasks are queued again at the next start.
     fn stop_unless(&self, limit: Duration, now: impl Fn() -> bool) {
         self.stopping.store(true, Ordering::Relaxed);
         let mut list = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, child, _) in list.iter() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
+        for (id, child, _) in list.iter_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                if let Err(e) = platform::ask_to_stop(child) {
+                    eprintln!("{id} | cannot ask it to stop ({e}); stopping it now");
+                    let _ = child.kill();
+                }
             }
         }
         let deadline = Instant::now() + limit;

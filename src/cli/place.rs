@@ -3,47 +3,12 @@
 //! FileWatcher ignores), flushed, then renamed into place in one step
 //! (without replacing an existing file unless asked), so that the
 //! orchestrator never sees half a file. Ctrl-C is held off while the
-//! temporary exists, so an interrupt leaves either the whole file or
-//! nothing.
+//! temporary exists ([`hold_interrupts`](crate::util::platform::hold_interrupts)),
+//! so an interrupt leaves either the whole file or nothing.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-
-/// Signals held off while a temporary file exists.
-const HELD_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
-
-/// Blocks [`HELD_SIGNALS`] for this thread until dropped; one that arrives
-/// meanwhile is delivered then.
-struct SignalsHeld {
-    previous: libc::sigset_t,
-}
-
-impl SignalsHeld {
-    fn new() -> Self {
-        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it,
-        // and pthread_sigmask only changes this thread's mask.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut previous: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for s in HELD_SIGNALS {
-                libc::sigaddset(&mut set, s);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
-            Self { previous }
-        }
-    }
-}
-
-impl Drop for SignalsHeld {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved in `new`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
-        }
-    }
-}
 
 /// Writes `bytes` to `path`. With `replace` an existing file is replaced
 /// (temp + rename); without it an existing file is an `AlreadyExists`
@@ -53,7 +18,7 @@ pub fn write_new(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }
-    let _held = SignalsHeld::new();
+    let _held = crate::util::platform::hold_interrupts();
     if replace {
         return crate::util::fs::write_atomic(path, bytes);
     }

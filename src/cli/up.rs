@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::cluster::{count_stop_signals, Echo, LocalWorkers};
+use super::cluster::{Echo, LocalWorkers};
 use super::console::events::{self, ConsoleEvent};
 use super::console::live::{self, Live, TICK};
 use super::console::summary::{self, SessionSummary};
@@ -38,7 +38,7 @@ pub struct UpArgs {
 
 /// `orquesta up`: local workers as child processes, then the orchestrator.
 pub fn run(args: &UpArgs) -> ExitCode {
-    count_stop_signals();
+    crate::util::platform::count_stop_requests();
     let settings = match settings(&args.common) {
         Ok(s) => s,
         Err(code) => return code,
@@ -70,7 +70,7 @@ pub fn run(args: &UpArgs) -> ExitCode {
     // the children inherit this environment, so they drain for this long
     let drain = crate::worker::config::worker_settings_from_env(&crate::util::settings::process_env())
         .map_or(Duration::from_secs(30), |s| s.drain_timeout);
-    if super::cluster::stop_signals() > 0 {
+    if crate::util::platform::stop_requests() > 0 {
         children.stop_after_signal(drain);
     } else {
         children.stop(drain + Duration::from_secs(10));

@@ -147,9 +147,9 @@ pub const PARENT_PID_VAR: &str = "ORQUESTA_PARENT_PID";
 /// (between fork and exec) would otherwise live on as an orphan: it checks
 /// that its parent is still the one that started it, and exits if not.
 fn orphaned_at_birth() -> Option<ExitCode> {
-    let expected: i32 = std::env::var(PARENT_PID_VAR).ok()?.parse().ok()?;
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let parent = unsafe { libc::getppid() };
+    let expected: u32 = std::env::var(PARENT_PID_VAR).ok()?.parse().ok()?;
+    // None on Windows, where the Job Object already covers this race
+    let parent = crate::util::platform::parent_pid()?;
     if parent == expected {
         return None;
     }

@@ -318,7 +318,7 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
-    let open_files = crate::util::rlimit::raise_open_files();
+    let open_files = crate::util::platform::raise_open_files();
     let total = connection_cap(limits.max_connections, open_files);
     if total < limits.max_connections {
         tracing::warn!(

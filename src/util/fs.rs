@@ -15,6 +15,8 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
+use crate::util::platform::{self, OpenRefused};
+
 /// The folder `path` lives in (`.` for a bare name).
 fn parent_dir(path: &Path) -> &Path {
     path.parent()
@@ -67,6 +69,9 @@ pub enum NotRead {
     NotRegular(&'static str),
     /// Larger than the limit; the size as `fstat` saw it.
     TooLarge(u64),
+    /// Held open, unshared, by another process (Windows: its writer has
+    /// not closed it yet): read it later.
+    Busy,
     Io(io::Error),
 }
 
@@ -98,10 +103,11 @@ pub fn kind_of(ft: &fs::FileType) -> &'static str {
 
 /// Reads at most `max_bytes` of the regular file at `path`, which another
 /// user may swap for anything at any moment: opened without following a
-/// symbolic link (`O_NOFOLLOW`) and without blocking (`O_NONBLOCK`, so a
-/// FIFO does not wait for a writer), then `fstat`-ed to require a regular
-/// file, then read up to `max_bytes + 1` bytes (so `/dev/zero` or a file
-/// that grows cannot take memory without bound).
+/// symbolic link (`O_NOFOLLOW`; on Windows the reparse point itself) and
+/// without blocking (`O_NONBLOCK`, so a FIFO does not wait for a writer),
+/// then `fstat`-ed to require a regular file, then read up to
+/// `max_bytes + 1` bytes (so `/dev/zero` or a file that grows cannot take
+/// memory without bound). See [`platform::open_untrusted`].
 pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, NotRead> {
     read_bounded(path, max_bytes, false)
 }
@@ -117,6 +123,7 @@ pub fn read_setting_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
     read_bounded(path, max_bytes, true).map_err(|e| match e {
         NotRead::Gone => io::Error::from(io::ErrorKind::NotFound),
         NotRead::Symlink => io::Error::other("a loop of symbolic links"),
+        NotRead::Busy => io::Error::other("another process holds it open without sharing it; try again"),
         NotRead::NotRegular(kind) => io::Error::other(format!("it is {kind}, not a regular file")),
         NotRead::TooLarge(size) => io::Error::other(format!(
             "it is larger than {max_bytes} bytes ({size} or more); is it the right file?"
@@ -128,20 +135,16 @@ pub fn read_setting_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
 fn read_bounded(path: &Path, max_bytes: u64, follow: bool) -> Result<Vec<u8>, NotRead> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-        options.custom_flags(nofollow | libc::O_NONBLOCK);
-    }
+    platform::open_untrusted(&mut options, follow);
     let file = options.open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => NotRead::Gone,
-        _ if e.raw_os_error() == Some(libc::ELOOP) => NotRead::Symlink,
-        // opening a socket
-        _ if e.raw_os_error() == Some(libc::ENXIO) => NotRead::NotRegular("a socket"),
-        _ => NotRead::Io(e),
+        _ => refused(e),
     })?;
     let meta = file.metadata().map_err(NotRead::Io)?;
+    // Windows opened the link itself (Unix refused to open it: ELOOP)
+    if meta.file_type().is_symlink() {
+        return Err(NotRead::Symlink);
+    }
     if !meta.is_file() {
         return Err(NotRead::NotRegular(kind_of(&meta.file_type())));
     }
@@ -149,13 +152,25 @@ fn read_bounded(path: &Path, max_bytes: u64, follow: bool) -> Result<Vec<u8>, No
         return Err(NotRead::TooLarge(meta.len()));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // on Windows a byte-range lock of the writer's fails the read: busy
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(NotRead::Io)?;
+        .map_err(refused)?;
     if bytes.len() as u64 > max_bytes {
         return Err(NotRead::TooLarge(bytes.len() as u64));
     }
     Ok(bytes)
+}
+
+/// An open or read error as [`NotRead`]: a link not followed, a socket,
+/// a file its writer still holds, or any other error.
+fn refused(e: io::Error) -> NotRead {
+    match platform::open_refused(&e) {
+        Some(OpenRefused::Symlink) => NotRead::Symlink,
+        Some(OpenRefused::Socket) => NotRead::NotRegular("a socket"),
+        Some(OpenRefused::Busy) => NotRead::Busy,
+        None => NotRead::Io(e),
+    }
 }
 
 /// A file name as it may be logged or written into a report: control

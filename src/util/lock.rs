@@ -1,8 +1,11 @@
-//! One process per folder: an OS file lock (`flock` on Unix) held for the
-//! life of the process. The kernel drops it when the process ends, even by
-//! SIGKILL, so a crash never leaves a stale lock behind the way a pid file
-//! would. The file also names its holder (pid, address) so that a second
-//! process can say who is in the way.
+//! One process per folder: an OS file lock (`flock` on Unix, `LockFileEx`
+//! on Windows, both through `File::try_lock`) held for the life of the
+//! process. The kernel drops it when the process ends, even by SIGKILL or
+//! `taskkill /F`, so a crash never leaves a stale lock behind the way a pid
+//! file would. The lock names its holder (pid, address) so that a second
+//! process can say who is in the way: in the lock file itself on Unix; on
+//! Windows, whose lock also bars others from reading the file, in
+//! `NAME.holder` beside it.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -46,7 +49,11 @@ impl InstanceLock {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
+                if cfg!(windows) {
+                    text = std::fs::read_to_string(holder_path(path)).unwrap_or_default();
+                } else {
+                    let _ = file.read_to_string(&mut text);
+                }
                 let holder = match text.trim() {
                     "" => "it is starting up".to_string(),
                     t => t.to_string(),
@@ -69,6 +76,9 @@ impl InstanceLock {
     /// Replaces what the lock file says about its holder (for example
     /// `pid 4242, http://127.0.0.1:5000` once the address is known).
     pub fn record(&mut self, holder: &str) -> std::io::Result<()> {
+        if cfg!(windows) {
+            return crate::util::fs::write_atomic(&holder_path(&self.path), format!("{holder}\n").as_bytes());
+        }
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
         self.file.write_all(holder.as_bytes())?;
@@ -79,6 +89,15 @@ impl InstanceLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Where Windows keeps the holder's description: `NAME.holder` beside the
+/// lock file (a stale one is harmless: it is read only while the lock is
+/// held, and its holder rewrites it first).
+fn holder_path(lock: &Path) -> PathBuf {
+    let mut name = lock.as_os_str().to_os_string();
+    name.push(".holder");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -104,8 +123,13 @@ mod tests {
         );
         drop(first);
         let again = InstanceLock::acquire(&path).unwrap();
+        let holder_file = if cfg!(windows) {
+            holder_path(again.path())
+        } else {
+            again.path().to_path_buf()
+        };
         assert_eq!(
-            std::fs::read_to_string(again.path()).unwrap(),
+            std::fs::read_to_string(holder_file).unwrap(),
             format!("pid {}\n", std::process::id())
         );
     }

@@ -1,13 +1,14 @@
 //! Small support pieces with no knowledge of tasks or actors (time, files,
-//! locks, logging, the machine and its open-files limit, signals, statistics,
-//! the Prometheus encoding both processes share).
+//! locks, logging, the machine, signals, statistics, the Prometheus encoding
+//! both processes share); what differs between Unix and Windows is all in
+//! `platform`.
 
 pub mod fs;
 pub mod lock;
 pub mod logging;
 pub mod machine;
+pub mod platform;
 pub mod prometheus;
-pub mod rlimit;
 pub mod rotating;
 pub mod settings;
 pub mod signal;

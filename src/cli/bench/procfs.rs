@@ -32,13 +32,7 @@ pub fn parse_stat(line: &str, ticks_per_second: f64) -> Option<CpuLine> {
 }
 
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
+    crate::util::platform::clock_ticks_per_second().unwrap_or(100.0)
 }
 
 fn read_stat(path: &Path) -> Option<CpuLine> {

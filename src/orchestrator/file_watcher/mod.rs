@@ -298,6 +298,11 @@ impl FileWatcher {
                         act.never_read(&path, &format!("it is {kind}, not a regular file"));
                         act.busy = false;
                     }
+                    Read::Busy => {
+                        // Windows: its writer still holds it unshared
+                        act.retry_later(&path);
+                        act.busy = false;
+                    }
                     Read::Incomplete if !give_up_waiting => {
                         // a slow copy: wait for more bytes
                         if let Some(c) = act.candidates.get_mut(&path) {

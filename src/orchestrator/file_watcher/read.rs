@@ -30,6 +30,8 @@ pub(super) enum Read {
     Gone,
     /// Not a regular file (any more): dropped, logged once.
     NotRegular(&'static str),
+    /// Held open, unshared, by its writer (Windows): read again later.
+    Busy,
     /// Good so far, but the store could not stage it: read again later.
     NotStaged(StoreError),
 }
@@ -50,6 +52,7 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
     let bytes = match read_regular(path, max_bytes) {
         Ok(bytes) => bytes,
         Err(NotRead::Gone) => return Read::Gone,
+        Err(NotRead::Busy) => return Read::Busy,
         Err(NotRead::NotRegular(kind)) => return Read::NotRegular(kind),
         Err(NotRead::Symlink) => {
             return Read::Bad(Rejection::one(
