@@ -260,7 +260,11 @@ fn a_requester_that_leaves_loses_its_waiting_tasks_not_its_running_one() {
         sleep_with_attempt("second", 0.1, 2),
     ];
     let (s, r) = open_batch(&w.addr, &tasks);
-    std::thread::sleep(Duration::from_millis(100));
+    // the first runs and the second waits in the backlog: then it leaves
+    wait_until(Duration::from_secs(10), "one running, one waiting", || {
+        let status = w.get("/status").json();
+        (status["running"].as_u64(), status["backlog"].as_u64()) == (Some(1), Some(1))
+    });
     drop(r);
     s.shutdown(std::net::Shutdown::Both).unwrap();
     drop(s);
@@ -270,7 +274,11 @@ fn a_requester_that_leaves_loses_its_waiting_tasks_not_its_running_one() {
     wait_until(Duration::from_secs(10), "the first task's result held", || {
         w.get("/results/first").status == 200
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // the waiting one is dropped, not started: the worker says so, and
+    // nothing is left in its slots or backlog
+    wait_until(Duration::from_secs(10), "the waiting task dropped", || {
+        w.log().contains("dropped from the backlog")
+    });
     assert_eq!(w.get("/results/second").status, 404);
     let status = w.get("/status").json();
     assert_eq!(
