@@ -294,8 +294,9 @@ fn no_worker_is_restarted_once_up_is_stopping() {
     // served on a later connection: the slow one was accepted before it
     assert_eq!(up.get("/health").status, 200);
     up.signal(libc::SIGINT);
+    // its graceful stop has begun once it takes no new connection
     wait_until(LONG, "the orchestrator stopping", || {
-        up.log().contains("orchestrator stopping")
+        std::net::TcpStream::connect(&up.addr).is_err()
     });
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
