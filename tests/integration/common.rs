@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -444,6 +444,27 @@ pub fn http_raw(addr: &str, request: &[u8]) -> Response {
     let (method, path) = (line.next().unwrap(), line.next().unwrap());
     let body = &request[split + 4..];
     http(method, addr, path, (!body.is_empty()).then_some(body))
+}
+
+/// Whether these tests run under CI: the environment variable `CI` is
+/// set (to anything; `.ci/run` sets `CI=true`, as CI services do).
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// For a test that needs a tool this machine lacks (`what`: which, and
+/// how to install it). Outside CI the test is skipped, and says so on
+/// stderr, past the harness's capture (the caller returns); under CI
+/// ([`under_ci`]) a missing tool is a failure: this panics.
+pub fn missing_tool(test: &str, what: &str) {
+    assert!(
+        !under_ci(),
+        "{test} needs {what}; CI is set, so a missing tool fails the test instead of skipping it"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n######## SKIP {test}: needs {what} (skipped only while CI is unset) ########\n"
+    );
 }
 
 /// Polls `check` every 20 ms until it is true or `limit` passes.

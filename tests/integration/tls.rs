@@ -48,7 +48,10 @@ fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
         Ok(o) if o.status.success() => Some((cert, key)),
         Ok(o) => panic!("openssl failed: {}", stderr(&o)),
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "SKIP tls: openssl cannot run here ({e})");
+            missing_tool(
+                "tls",
+                &format!("openssl to make a certificate (it cannot run here: {e})"),
+            );
             None
         }
     }
