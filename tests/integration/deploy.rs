@@ -3,7 +3,7 @@
 //! and why, under CI (`CI` set) it fails ([`missing_tool`]). The
 //! `workers`, `drain` and `resume` commands are tested in `workers_cli`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

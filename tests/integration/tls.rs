@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{
-    joined_worker_with, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until, write_batch,
-    Proc, FAST,
+    joined_worker_with, missing_tool, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until,
+    write_batch, Proc, FAST,
 };
 
 const SECRET: &str = "tls-test-token-31337";
