@@ -25,6 +25,7 @@ mod logs;
 mod membership;
 mod orchestrator;
 mod pipeline;
+mod probes;
 mod prometheus;
 mod records;
 mod scheduling;
