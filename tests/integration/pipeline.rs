@@ -345,21 +345,27 @@ fn a_lost_workers_backlog_goes_back_without_counting_an_attempt() {
         .collect();
     let r = c.orch().post("/tasks", &json!({ "tasks": tasks }).to_string());
     assert_eq!(r.status, 201, "{}", r.text());
+    // both lists from one answer, once the orchestrator has heard which
+    // task started: until then the started one is still listed as sent
+    // ahead (the others cannot start before it ends, 2 s later)
+    let mut waiting: Vec<String> = Vec::new();
     wait_until(
         Duration::from_secs(20),
         "one running and the rest sent ahead",
         || {
-            let row = worker_row(c.orch(), "w1");
-            row["running"] == 1 && row["backlog"].as_u64().unwrap() >= 1
+            let detail = c.orch().get("/workers/w1").json();
+            let ids = |key: &str| -> Vec<String> {
+                detail[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["task_id"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            waiting = ids("backlog_tasks");
+            ids("running_tasks").len() == 1 && !waiting.is_empty()
         },
     );
-    let waiting: Vec<String> = c.orch().get("/workers/w1").json()["backlog_tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task_id"].as_str().unwrap().to_string())
-        .collect();
-    assert!(!waiting.is_empty());
     c.workers[0].signal(libc::SIGKILL);
     c.workers[0].wait_exit(Duration::from_secs(10));
     wait_until(
