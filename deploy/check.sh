@@ -13,12 +13,22 @@
 #                                       (apt-get install shellcheck)
 #
 # Exit status: 0 checked and fine, 1 a problem (printed), 77 skipped because
-# a tool is missing (the reason is printed), 2 bad usage. The Rust tests in
-# tests/integration/deploy.rs run it, and check the Slurm script themselves.
+# a tool is missing (the reason is printed), 2 bad usage. With the variable
+# CI set (as .ci/run sets it) a missing tool is a problem, never a skip:
+# exit 1, and the schema check of the manifest is required too. The Rust
+# tests in tests/integration/deploy.rs run it, and check the Slurm script
+# themselves.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-skip() { echo "SKIP: $*"; exit 77; }
+skip() {
+  if [ -n "${CI+set}" ]; then
+    echo "FAIL: $* (CI is set: a missing tool fails the check)"
+    exit 1
+  fi
+  echo "SKIP: $*"
+  exit 77
+}
 
 kubernetes() {
   local file=${1:-$here/kubernetes/orquesta.yaml}
@@ -137,6 +147,10 @@ PY
   if command -v kubernetes-validate >/dev/null 2>&1; then
     kubernetes-validate --strict --quiet "$file" || exit 1
     echo "$file: schema ok (kubernetes-validate --strict)"
+  elif [ -n "${CI+set}" ]; then
+    echo "FAIL: $file: schema not checked: kubernetes-validate is not installed" \
+         "(pip install kubernetes-validate; CI is set: a missing tool fails the check)"
+    exit 1
   else
     echo "$file: schema not checked: kubernetes-validate is not installed (pip install kubernetes-validate);" \
          "kubeconform and kubeval are single binaries from GitHub, not in the package registries"

@@ -18,6 +18,13 @@
 //! table, no scan of the tasks) and the `WorkerBoard` rows, and writes
 //! them into a registry made for that one answer ([`ClusterView`]).
 //! A worker removed from the cluster therefore leaves no stale series.
+//!
+//! # Passes done
+//! A few counters count the passes of the periodic jobs (drop-folder
+//! scans, results-flush ticks, dispatch sweeps, worker health checks,
+//! attempt reports handled), each bumped when its pass is over. They say
+//! that a job has had its chance: a test that must see that something
+//! did *not* happen waits for two more passes instead of a fixed sleep.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +70,12 @@ pub struct OrchestratorMetrics {
     files_rejected: Counter,
     tasks_ingested: Counter,
     heartbeat_failures: Family<WorkerLabel, Counter>,
+    worker_checks: Family<WorkerLabel, Counter>,
+    drop_folder_scans: Counter,
+    task_files_incomplete: Counter,
+    results_flush_ticks: Counter,
+    dispatch_sweeps: Counter,
+    attempt_reports: Counter,
     queue_wait: Histograms,
     execution: Histograms,
 }
@@ -85,6 +98,12 @@ impl OrchestratorMetrics {
             files_rejected: Counter::default(),
             tasks_ingested: Counter::default(),
             heartbeat_failures: Family::default(),
+            worker_checks: Family::default(),
+            drop_folder_scans: Counter::default(),
+            task_files_incomplete: Counter::default(),
+            results_flush_ticks: Counter::default(),
+            dispatch_sweeps: Counter::default(),
+            attempt_reports: Counter::default(),
             queue_wait: Family::new_with_constructor(duration_histogram),
             execution: Family::new_with_constructor(duration_histogram),
         };
@@ -129,6 +148,37 @@ impl OrchestratorMetrics {
             "orquesta_heartbeat_failures",
             "Heartbeats (GET /health) a worker did not answer with 200 or 503",
             m.heartbeat_failures.clone(),
+        );
+        // the passes of the periodic jobs (see "Passes done" above)
+        r.register(
+            "orquesta_worker_checks",
+            "Health checks of a worker that ended: GET /health answered or failed, and for a worker not yet up the GET /status it led to",
+            m.worker_checks.clone(),
+        );
+        r.register(
+            "orquesta_drop_folder_scans",
+            "Full scans of the drop folder (task_queues/) done, at start and every RESCAN_INTERVAL",
+            m.drop_folder_scans.clone(),
+        );
+        r.register(
+            "orquesta_task_files_incomplete",
+            "Reads that found a task file incomplete (a copy under way): read again when it grows, rejected as truncated if it never does",
+            m.task_files_incomplete.clone(),
+        );
+        r.register(
+            "orquesta_results_flush_ticks",
+            "RESULTS_FLUSH_INTERVAL ticks that found every result and failure record received before them written to results/",
+            m.results_flush_ticks.clone(),
+        );
+        r.register(
+            "orquesta_dispatch_sweeps",
+            "TASK_DISTRIBUTION_INTERVAL sweeps done: ended backoffs put back in line and a dispatch tried",
+            m.dispatch_sweeps.clone(),
+        );
+        r.register(
+            "orquesta_attempt_reports",
+            "Reports of how an attempt ended (a result, a failure, a loss, a refusal) handled by the task queue, late and stray ones included",
+            m.attempt_reports.clone(),
         );
         r.register(
             "orquesta_task_queue_wait_seconds",
@@ -206,6 +256,40 @@ impl OrchestratorMetrics {
             worker: worker.to_string(),
         };
         self.heartbeat_failures.get_or_create(&labels).inc();
+    }
+
+    /// A health check of `worker` ended (see [`Self::new`]'s help texts
+    /// for what each of these pass counters means).
+    pub fn worker_checked(&self, worker: &WorkerId) {
+        let labels = WorkerLabel {
+            worker: worker.to_string(),
+        };
+        self.worker_checks.get_or_create(&labels).inc();
+    }
+
+    /// A full scan of the drop folder ended.
+    pub fn drop_folder_scanned(&self) {
+        self.drop_folder_scans.inc();
+    }
+
+    /// A task file was read and found incomplete; it waits for more bytes.
+    pub fn task_file_incomplete(&self) {
+        self.task_files_incomplete.inc();
+    }
+
+    /// A results-flush tick found everything received already written.
+    pub fn results_flush_tick(&self) {
+        self.results_flush_ticks.inc();
+    }
+
+    /// A dispatch sweep ended.
+    pub fn dispatch_swept(&self) {
+        self.dispatch_sweeps.inc();
+    }
+
+    /// The task queue handled a report of how an attempt ended.
+    pub fn attempt_reported(&self) {
+        self.attempt_reports.inc();
     }
 
     /// An attempt of a `kernel` task started, `seconds` after the task was created.
@@ -325,6 +409,7 @@ mod tests {
         let m = OrchestratorMetrics::new();
         m.completed("reference", 0.5);
         m.heartbeat_failed(&WorkerId::new("w1"));
+        m.worker_checked(&WorkerId::new("w1"));
         m.queue_wait("reference", 0.5);
         let tasks = [(Priority::High, TaskStatus::Queued, 3)];
         let text = m
@@ -343,6 +428,12 @@ mod tests {
             "orquesta_files_rejected_total",
             "orquesta_tasks_ingested_total",
             "orquesta_heartbeat_failures_total",
+            "orquesta_worker_checks_total",
+            "orquesta_drop_folder_scans_total",
+            "orquesta_task_files_incomplete_total",
+            "orquesta_results_flush_ticks_total",
+            "orquesta_dispatch_sweeps_total",
+            "orquesta_attempt_reports_total",
             "orquesta_task_queue_wait_seconds",
             "orquesta_task_execution_seconds",
             "orquesta_tasks",
@@ -372,6 +463,14 @@ mod tests {
         m.file_rejected();
         m.tasks_ingested(7);
         m.heartbeat_failed(&WorkerId::new("w2"));
+        m.worker_checked(&WorkerId::new("w2"));
+        m.worker_checked(&WorkerId::new("w2"));
+        m.drop_folder_scanned();
+        m.task_file_incomplete();
+        m.results_flush_tick();
+        m.dispatch_swept();
+        m.dispatch_swept();
+        m.attempt_reported();
         m.queue_wait("optimized", 0.03);
         let text = m.render(&empty_view()).unwrap();
         let v = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
@@ -398,6 +497,12 @@ mod tests {
         assert_eq!(v("orquesta_files_rejected_total"), 1.0);
         assert_eq!(v("orquesta_tasks_ingested_total"), 7.0);
         assert_eq!(v(r#"orquesta_heartbeat_failures_total{worker="w2"}"#), 1.0);
+        assert_eq!(v(r#"orquesta_worker_checks_total{worker="w2"}"#), 2.0);
+        assert_eq!(v("orquesta_drop_folder_scans_total"), 1.0);
+        assert_eq!(v("orquesta_task_files_incomplete_total"), 1.0);
+        assert_eq!(v("orquesta_results_flush_ticks_total"), 1.0);
+        assert_eq!(v("orquesta_dispatch_sweeps_total"), 2.0);
+        assert_eq!(v("orquesta_attempt_reports_total"), 1.0);
         assert_eq!(
             v(r#"orquesta_task_execution_seconds_count{kernel="optimized"}"#),
             3.0

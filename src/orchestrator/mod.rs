@@ -181,6 +181,7 @@ pub fn start(
         settings.flush_interval,
         settings.balancing.as_str(),
     )
+    .with_metrics(Arc::clone(&metrics))
     .start();
     let proxy_settings = ProxySettings {
         heartbeat_interval: settings.heartbeat_interval,

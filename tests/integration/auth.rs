@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::common::{
     http, http_with, joined_worker, joined_worker_with, orquesta, small_tasks, stderr, stdout,
-    submit_wait_args, wait_until, worker_row, write_batch, Proc, Response, FAST,
+    submit_wait_args, wait_until, worker_checks, worker_row, write_batch, Proc, Response, FAST, SWEEPS,
 };
 
 const SECRET: &str = "s3cret-Token-4711";
@@ -204,7 +204,10 @@ fn an_orchestrator_without_the_workers_token_never_sees_it_up() {
         .to_string(),
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    std::thread::sleep(Duration::from_millis(500));
+    // health checks of w1 (each one a chance to take it for up, hand it
+    // t1 or log the refusal again), and dispatch sweeps
+    orch.wait_for_passes(&worker_checks("w1"), 3);
+    orch.wait_for_passes(SWEEPS, 2);
     assert_eq!(
         orch.get("/tasks/t1").json()["status"],
         "queued",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{joined_worker, wait_until, Cluster, Proc, WorkerSpec};
+use crate::common::{joined_worker, wait_until, Cluster, Proc, WorkerSpec, FLUSH_TICKS};
 use crate::faults::{post, recorded, restart_worker, sleep_task, LONG};
 
 struct SplitMix(u64);
@@ -298,7 +298,8 @@ fn chaos(tasks: usize) -> ChaosReport {
     assert!(stopped);
     c.wait_count("completed", tasks as u64, LONG);
     wait_until(LONG, "every result on disk", || recorded(&c).len() >= tasks);
-    std::thread::sleep(Duration::from_millis(800));
+    // a result recorded twice would be written by a later flush
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     let seen = recorded(&c);
     let lost = ids.iter().filter(|id| !seen.contains_key(*id)).count();
     let duplicated = seen.values().filter(|&&n| n > 1).count();

@@ -6,23 +6,15 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{orquesta, stderr, stdout, wait_until, Proc, FAST};
+use crate::common::{config_port, orquesta, stderr, stdout, wait_until, DeadPort, Proc, FAST};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tareas_manuales_ejemplo.json");
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn up_runs_a_local_cluster_that_processes_the_example_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (p1, p2) = (free_port(), free_port());
+    // up starts its workers at the ports the file names (see config_port)
+    let (p1, p2) = (config_port(), config_port());
     std::fs::write(
         dir.path().join("config_workers.json"),
         json!({"workers": [
@@ -159,7 +151,8 @@ fn config_check_validates_and_asks_every_worker() {
         &[],
     );
     let port = w.addr.rsplit(':').next().unwrap().to_string();
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.port;
     std::fs::write(
         dir.path().join("config_workers.json"),
         format!(

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use crate::probes::*;
+
 /// The `orquesta` binary that cargo built for these tests.
 pub fn orquesta() -> Command {
     Command::new(env!("CARGO_BIN_EXE_orquesta"))
@@ -145,6 +147,34 @@ impl Proc {
 
     pub fn delete(&self, path: &str) -> Response {
         http("DELETE", &self.addr, path, None)
+    }
+
+    /// One series of the process's `GET /metrics/prometheus`, named as
+    /// printed (`orquesta_drop_folder_scans_total`, or with its labels:
+    /// `orquesta_worker_checks_total{worker="w1"}`); 0 while absent (a
+    /// labelled series appears at its first count).
+    pub fn metric(&self, series: &str) -> u64 {
+        let r = self.get("/metrics/prometheus");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(name, _)| *name == series)
+            .map_or(0, |(_, v)| {
+                v.parse::<f64>().unwrap_or_else(|e| panic!("{series}: {v}: {e}")) as u64
+            })
+    }
+
+    /// Waits until the counter `series` has counted `n` more than now:
+    /// the job it counts has had its chance. A pass under way at this call
+    /// may have begun before it, so `n = 2` is the least that guarantees
+    /// one whole pass after it (see the "Passes done" counters in
+    /// src/orchestrator/metrics.rs).
+    pub fn wait_for_passes(&self, series: &str, n: u64) {
+        let from = self.metric(series);
+        wait_until(Duration::from_secs(60), &format!("{n} more {series}"), || {
+            self.metric(series) >= from + n
+        });
     }
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{orquesta, stdout, wait_until, write_batch, Cluster, Proc, WorkerSpec, FAST};
-use crate::hygiene::free_port;
+use crate::common::{
+    config_port, orquesta, stdout, wait_until, write_batch, Cluster, Proc, WorkerSpec, FAST,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -24,7 +25,8 @@ fn panicker(id: &str) -> Value {
 /// with two slots on a free port (returned): what `orquesta up` starts there.
 fn one_worker_folder() -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // up starts the worker at the port the file names (see config_port)
+    let port = config_port();
     std::fs::write(
         dir.path().join("config_workers.json"),
         json!({"workers": [{"id": "w1", "host": "127.0.0.1", "port": port, "capacity": 2,

@@ -1,25 +1,28 @@
 //! The examples under `deploy/` checked with the tools this machine has
-//! (`deploy/check.sh`); a missing tool makes a test say SKIP and why. The
+//! (`deploy/check.sh`); outside CI a missing tool makes a test say SKIP
+//! and why, under CI (`CI` set) it fails ([`missing_tool`]). The
 //! `workers`, `drain` and `resume` commands are tested in `workers_cli`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{stderr, stdout};
+use crate::common::{missing_tool, stderr, stdout};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
 
-/// Says on the terminal (not captured by the test harness) that a check
-/// did not run and why.
+/// A check that did not run for want of a tool: said on the terminal
+/// outside CI, a failure under CI.
 fn skip(test: &str, reason: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP deploy::{test}: {}", reason.trim());
+    missing_tool(&format!("deploy::{test}"), reason.trim());
 }
 
-/// `deploy/check.sh ARGS…`: `None` when it skipped (the reason printed).
+/// `deploy/check.sh ARGS…`: `None` when it skipped for want of a tool
+/// (the reason printed; under CI the test fails instead). check.sh itself
+/// fails rather than skips when `CI` is set, which this also reports.
 fn check_sh(test: &str, args: &[&str]) -> Option<Output> {
     let out = Command::new("bash")
         .arg(deploy_dir().join("check.sh"))
@@ -169,7 +172,7 @@ fn kubernetes_manifest_has_the_structure_kubectl_and_orquesta_need() {
     if !text.contains("schema ok") {
         skip(
             test,
-            "the Kubernetes schema was not checked: pip install kubernetes-validate",
+            "kubernetes-validate to check the Kubernetes schema (pip install kubernetes-validate)",
         );
     }
 

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Cluster, Proc, WorkerSpec};
+use crate::common::{
+    unix_now, unix_seconds, wait_until, worker_checks, Cluster, Proc, WorkerSpec, FLUSH_TICKS,
+    INCOMPLETE_READS, SCANS, SWEEPS,
+};
 
 pub(crate) const LONG: Duration = Duration::from_secs(90);
 
@@ -133,7 +136,14 @@ fn a_frozen_worker_is_declared_down_and_its_task_runs_elsewhere_once() {
     wait_until(Duration::from_secs(10), "up again", || {
         c.orch().get(&format!("/workers/{on}")).json()["up"] == true
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // the thawed worker finishes its copy of "first"; then health checks
+    // (each can bring its held result in) and flushes (that would write it
+    // a second time)
+    wait_until(LONG, "the thawed copy ended", || {
+        c.workers[idx].get("/current").json()["count"] == 0
+    });
+    c.orch().wait_for_passes(&worker_checks(&on), 2);
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     let t = c.task("first");
     let outcomes: Vec<&str> = t["attempts"]
         .as_array()
@@ -319,12 +329,15 @@ fn cancel_works_while_the_worker_is_down_and_while_backing_off() {
                 .unwrap_or("")
                 .contains("backing off")
     });
+    let retry_at = unix_seconds(c.task("victim")["waiting"]["retry_at"].as_str().unwrap());
     // cancel while backing off, and the other while no worker is up
     assert_eq!(c.orch().delete("/tasks/victim").status, 200);
     assert_eq!(c.orch().delete("/tasks/waiting").status, 200);
     restart_worker(&mut c, 0, "w");
     c.wait_workers_up();
-    std::thread::sleep(Duration::from_millis(6000));
+    // victim's backoff ends, then dispatch sweeps: each could send either
+    wait_until(LONG, "the end of victim's backoff", || unix_now() > retry_at);
+    c.orch().wait_for_passes(SWEEPS, 2);
     assert_eq!(c.status_of("victim"), "cancelled");
     assert_eq!(c.status_of("waiting"), "cancelled");
     assert_eq!(
@@ -358,6 +371,7 @@ fn when_every_worker_is_down_tasks_wait_and_say_why() {
 fn a_slow_copy_is_not_rejected() {
     let c = Cluster::start(&[WorkerSpec::new("w", 2)], &[("FILE_QUIET_PERIOD", "0.2")]);
     std::fs::create_dir_all(c.path("task_queues")).unwrap();
+    let incomplete = c.orch().metric(INCOMPLETE_READS);
     let text = json!({"tasks": [sim_task("slow_a"), sim_task("slow_b")]}).to_string();
     let (first, second) = text.split_at(text.len() / 2);
     let path = c.path("task_queues/slow.json");
@@ -369,8 +383,11 @@ fn a_slow_copy_is_not_rejected() {
             .unwrap();
         f.write_all(first.as_bytes()).unwrap();
         f.flush().unwrap();
-        // longer than the quiet period: the half file is seen and must wait
-        std::thread::sleep(Duration::from_millis(1500));
+        // past the quiet period the half file is read, found incomplete,
+        // and must wait
+        wait_until(LONG, "the half file read", || {
+            c.orch().metric(INCOMPLETE_READS) > incomplete
+        });
         f.write_all(second.as_bytes()).unwrap();
     }
     c.wait_count("completed", 2, LONG);
@@ -381,10 +398,15 @@ fn a_slow_copy_is_not_rejected() {
 fn a_truncated_file_that_never_grows_is_rejected_in_the_end() {
     let c = Cluster::start(&[WorkerSpec::new("w", 2)], &[]);
     std::fs::create_dir_all(c.path("task_queues")).unwrap();
+    let incomplete = c.orch().metric(INCOMPLETE_READS);
     let text = json!({"tasks": [sim_task("cut_a"), sim_task("cut_b")]}).to_string();
     std::fs::write(c.path("task_queues/cut.json"), &text[..text.len() - 7]).unwrap();
-    // given time to grow first (a slow copy looks the same at the start)
-    std::thread::sleep(Duration::from_secs(2));
+    // given time to grow first (a slow copy looks the same at the start):
+    // read and found incomplete, then left there for rescans
+    wait_until(LONG, "cut.json read", || {
+        c.orch().metric(INCOMPLETE_READS) > incomplete
+    });
+    c.orch().wait_for_passes(SCANS, 2);
     assert!(c.path("task_queues/cut.json").exists());
     let report = c.path("task_queues/rejected/cut.json.error.txt");
     wait_until(Duration::from_secs(40), "cut.json rejected", || report.exists());

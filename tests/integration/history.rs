@@ -133,7 +133,8 @@ fn failed_and_cancelled_tasks_are_written_once_with_their_attempts() {
     c.orchestrator.as_ref().unwrap().signal(libc::SIGKILL);
     c.restart_orchestrator();
     c.wait_workers_up();
-    std::thread::sleep(Duration::from_millis(800)); // several flush ticks
+    // flush ticks: what the restart would write twice is written by then
+    c.orch().wait_for_passes(FLUSH_TICKS, 3);
     let (after, files_after) = failures(c.dir.path());
     assert_eq!((after.len(), files_after), (before.len(), files), "{after:?}");
     assert_eq!(entries_of(&after, "waiting").len(), 1);

@@ -62,25 +62,29 @@ fn a_fifo_swapped_in_after_the_file_was_noticed_blocks_nothing() {
     let mut c = Cluster::start(&[], SLOW_QUIET);
     let queue = drop_folder(&c);
     place(&queue, "x.json", &task_file("x1"));
-    // noticed as a regular file, then swapped for a FIFO of the same name
-    std::thread::sleep(Duration::from_millis(500));
+    // noticed as a regular file (a whole rescan saw it), then swapped for
+    // a FIFO of the same name
+    c.orch().wait_for_passes(SCANS, 2);
     let fifo = queue.join(".x.fifo");
     mkfifo(&fifo);
     std::fs::rename(&fifo, queue.join("x.json")).unwrap();
-    // past the quiet period: the FIFO's turn came, and went
-    std::thread::sleep(Duration::from_secs(3));
+    // past the quiet period: the FIFO's turn came, and went (said once)
+    let fifo_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("x.json") && l.contains("FIFO"))
+            .count()
+    };
+    wait_until(Duration::from_secs(30), "the FIFO given up", || {
+        fifo_lines(&c.orch().log()) > 0
+    });
     std::fs::write(queue.join("y.json"), task_file("y1")).unwrap();
     wait_until(Duration::from_secs(30), "a later file taken", || known(&c, "y1"));
     assert!(!known(&c, "x1"));
     assert_eq!(c.orch().get("/health").status, 200);
-    // logged once, not at every rescan (RESCAN_INTERVAL is 0.5 s here)
-    std::thread::sleep(Duration::from_secs(2));
+    // logged once, not at every rescan
+    c.orch().wait_for_passes(SCANS, 3);
     let log = c.orch().log();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("x.json") && l.contains("FIFO"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{log}");
+    assert_eq!(fifo_lines(&log), 1, "{log}");
     let orch = c.orchestrator.as_mut().unwrap();
     orch.signal(libc::SIGTERM);
     assert_eq!(orch.wait_exit(Duration::from_secs(30)), Some(0), "{}", orch.log());
@@ -94,7 +98,8 @@ fn links_are_never_followed_and_nothing_outside_is_written() {
 
     // a symbolic link to /dev/zero swapped in after the file was noticed
     place(&queue, "z.json", &task_file("z1"));
-    std::thread::sleep(Duration::from_millis(500));
+    // noticed as a regular file (a whole rescan saw it)
+    c.orch().wait_for_passes(SCANS, 2);
     let link = queue.join(".z.link");
     std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
     std::fs::rename(&link, queue.join("z.json")).unwrap();
@@ -163,8 +168,8 @@ fn odd_entries_are_logged_once_and_names_cannot_forge_log_lines() {
         "the file with a newline rejected",
         || report.exists(),
     );
-    // several rescans (RESCAN_INTERVAL is 0.5 s here)
-    std::thread::sleep(Duration::from_secs(2));
+    // several rescans, each of which could log them again
+    c.orch().wait_for_passes(SCANS, 3);
     let log = c.orch().log();
     assert!(
         !log.lines().any(|l| l.starts_with("FORGED")),

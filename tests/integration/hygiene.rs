@@ -9,18 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{orquesta, sleep_task, wait_until, Proc, FAST};
+use crate::common::{config_port, orquesta, sleep_task, wait_until, DeadPort, Proc, FAST};
 use crate::join_worker::{joined, FakeOrchestrator};
 
 pub(crate) const LONG: Duration = Duration::from_secs(30);
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Runs `orquesta ARGS…` in `dir`, failing the test if it has not exited
 /// within `limit`; its exit code and all its output.
@@ -114,20 +106,13 @@ fn the_same_worker_id_twice_in_one_folder_is_refused_until_the_first_is_killed()
 #[test]
 fn up_adopts_a_worker_already_running_on_its_port_and_leaves_it_running() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
+    // started first on a port of its own, named in the file after
     let worker = Proc::start(
         dir.path(),
-        &[
-            "worker",
-            "--worker-id",
-            "early",
-            "--port",
-            &port,
-            "--capacity",
-            "1",
-        ],
+        &["worker", "--worker-id", "early", "--port", "0", "--capacity", "1"],
         &[],
     );
+    let port = worker.addr.rsplit(':').next().unwrap().to_string();
     write_workers(
         dir.path(),
         json!([{"id": "early", "host": "127.0.0.1", "port": port.parse::<u16>().unwrap(),
@@ -181,20 +166,12 @@ fn up_refuses_a_port_held_by_something_else_and_says_what() {
     drop(squatter);
 
     // another worker on that port: named
-    let port = free_port();
-    let _other = Proc::start(
+    let other = Proc::start(
         dir.path(),
-        &[
-            "worker",
-            "--worker-id",
-            "other",
-            "--port",
-            &port.to_string(),
-            "--capacity",
-            "1",
-        ],
+        &["worker", "--worker-id", "other", "--port", "0", "--capacity", "1"],
         &[],
     );
+    let port: u16 = other.addr.rsplit(':').next().unwrap().parse().unwrap();
     write_workers(
         dir.path(),
         json!([{"id": "w1", "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]}]),
@@ -210,7 +187,8 @@ fn up_refuses_a_port_held_by_something_else_and_says_what() {
 #[test]
 fn up_sigkilled_leaves_no_orphans() {
     let dir = tempfile::tempdir().unwrap();
-    let (p1, p2) = (free_port(), free_port());
+    // up starts its workers at the ports the file names (see config_port)
+    let (p1, p2) = (config_port(), config_port());
     write_workers(
         dir.path(),
         json!([
@@ -238,7 +216,8 @@ fn up_sigkilled_leaves_no_orphans() {
 /// `orquesta up` in `dir` with one local worker `id` (capacity 1, on a
 /// free port), once that worker is up; and the worker's port.
 fn up_with_one_worker(dir: &std::path::Path, id: &str) -> (Proc, u16) {
-    let port = free_port();
+    // up starts the worker at the port the file names (see config_port)
+    let port = config_port();
     write_workers(
         dir,
         json!([{"id": id, "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": ["python"]}]),
@@ -312,9 +291,13 @@ fn no_worker_is_restarted_once_up_is_stopping() {
     let mut slow = std::net::TcpStream::connect(&up.addr).unwrap();
     slow.write_all(b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // served on a later connection: the slow one was accepted before it
+    assert_eq!(up.get("/health").status, 200);
     up.signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(300));
+    // its graceful stop has begun once it takes no new connection
+    wait_until(LONG, "the orchestrator stopping", || {
+        std::net::TcpStream::connect(&up.addr).is_err()
+    });
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
         libc::kill(worker[0], libc::SIGINT);
@@ -347,7 +330,8 @@ fn ping_reports_a_configured_worker_the_running_orchestrator_does_not_know() {
     let (code, said) = run_within(dir.path(), &["ping", "--url", &url, "--timeout", "2"], &[], LONG);
     assert_eq!(code, Some(0), "the same file: all is well\n{said}");
     // another file that also lists a worker this orchestrator never heard of
-    let ghost = json!({"id": "ghost", "host": "127.0.0.1", "port": free_port(), "capacity": 1, "algorithms": ["python"]});
+    let nobody = DeadPort::new();
+    let ghost = json!({"id": "ghost", "host": "127.0.0.1", "port": nobody.port, "capacity": 1, "algorithms": ["python"]});
     std::fs::write(
         dir.path().join("other.json"),
         json!({"workers": [known, ghost]}).to_string(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Cluster, WorkerSpec};
+use crate::common::{wait_until, Cluster, WorkerSpec, FLUSH_TICKS};
 
 const LONG: Duration = Duration::from_secs(180);
 
@@ -75,7 +75,8 @@ fn a_file_of_several_chunks_is_queued_whole_and_each_task_recorded_once() {
         .sum();
     assert_eq!(by_worker, MANY);
     wait_until(LONG, "every result on disk", || c.results().len() as u64 >= MANY);
-    std::thread::sleep(Duration::from_millis(500));
+    // a result recorded twice would be written by a later flush
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     let results = c.results();
     let mut ids: Vec<&str> = results.iter().map(|r| r["task_id"].as_str().unwrap()).collect();
     ids.sort_unstable();

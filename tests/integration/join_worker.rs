@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::common::{http, sleep_task, wait_until, Proc};
-use crate::hygiene::{free_port, run_within, LONG};
+use crate::common::{http, sleep_task, wait_until, DeadPort, Proc};
+use crate::hygiene::{run_within, LONG};
 
 /// One request the fake orchestrator received.
 #[derive(Debug, Clone)]
@@ -258,8 +258,8 @@ fn a_join_refused_for_a_taken_id_is_logged_once_and_the_worker_keeps_serving() {
 #[test]
 fn a_worker_joins_an_orchestrator_that_is_not_there_yet_without_failing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let nobody = DeadPort::new();
+    let url = format!("http://127.0.0.1:{}", nobody.port);
     let worker = Proc::start(
         dir.path(),
         &[

@@ -293,6 +293,35 @@ fn a_huge_acknowledgement_is_a_413_and_the_worker_stays_up() {
     assert_eq!(r.json()["requested"], 2);
 }
 
+/// Connections to `port` the process `pid` has accepted and holds open:
+/// its socket descriptors that `/proc/net/tcp` lists as established on
+/// that local port.
+fn accepted_connections(pid: i32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 9
+                && f[3] == "01"
+                && f[1].rsplit(':').next() == Some(&format!("{port:04X}"))
+                && inodes.contains(f[9])
+        })
+        .count()
+}
+
 /// Descriptors the process has open now.
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
@@ -310,7 +339,13 @@ fn connections_past_max_connections_wait_and_are_served_in_turn() {
     let stalled: Vec<TcpStream> = (0..60)
         .map(|_| send_head(&o.addr, "POST", "/tasks", 1000, b"{"))
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // the server takes connections up to its cap; its acceptor takes
+    // whatever waits in one go, so without a cap the 21st and later would
+    // be taken in the pass that took the 20th
+    let port: u16 = o.addr.rsplit(':').next().unwrap().parse().unwrap();
+    wait_until(Duration::from_secs(30), "the cap's worth accepted", || {
+        accepted_connections(o.pid(), port) >= 20
+    });
     let held = open_fds(o.pid()).saturating_sub(before);
     assert!(
         held <= 20 + 4,

@@ -27,6 +27,7 @@ mod logs;
 mod membership;
 mod orchestrator;
 mod pipeline;
+mod probes;
 mod prometheus;
 mod records;
 mod scheduling;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{http, joined_worker, wait_until, worker_row, Cluster, Proc, WorkerSpec, FAST};
+use crate::common::{
+    http, joined_worker, wait_until, worker_checks, worker_row, Cluster, DeadPort, Proc, WorkerSpec, FAST,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 /// How soon a config edit must take effect.
@@ -231,8 +233,9 @@ fn joined_workers_are_listed_refused_on_a_clash_and_adopted_after_a_restart() {
     post(&c, vec![sleep_task("kept", 3.0)]);
     wait_until(LONG, "kept running", || c.status_of("kept") == "running");
     assert_eq!(c.task("kept")["worker_id"], "w9");
-    c.orchestrator.take().unwrap().signal(libc::SIGKILL);
-    std::thread::sleep(Duration::from_millis(200));
+    let mut killed = c.orchestrator.take().unwrap();
+    killed.signal(libc::SIGKILL);
+    assert!(killed.wait_exit(LONG).is_some(), "SIGKILL did not end it");
     c.start_orchestrator();
     let listed = row(&c, "w9");
     assert_eq!(listed["source"], "joined", "remembered from the store: {listed}");
@@ -330,12 +333,9 @@ fn a_retry_goes_to_another_worker() {
 #[test]
 fn a_configured_worker_that_never_answers_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    // a port nobody listens on: bind, note it, close it
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // a port nobody listens on, and nobody can take while this test runs
+    let dead = DeadPort::new();
+    let free = dead.port;
     std::fs::write(
         dir.path().join("config_workers.json"),
         workers_file(&[json!({"id": "ghost", "host": "127.0.0.1", "port": free, "capacity": 1})]),
@@ -350,7 +350,8 @@ fn a_configured_worker_that_never_answers_is_reported() {
         log.contains(&format!("orquesta worker --worker-id ghost --port {free}")),
         "{log}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // more health checks of the ghost, each a chance to say it again
+    o.wait_for_passes(&worker_checks("ghost"), 3);
     assert_eq!(
         o.log().matches("has never answered").count(),
         1,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{orquesta, stderr, wait_until, Cluster, Proc, WorkerSpec, FAST};
+use crate::common::{orquesta, stderr, wait_until, Cluster, Proc, WorkerSpec, FAST, FLUSH_TICKS, SCANS};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -50,7 +50,8 @@ fn the_seed_workflow_from_a_dropped_file_to_results() {
 
     // every result once, in the seed's shape, agreeing with the API
     wait_until(LONG, "results on disk", || c.results().len() == 10);
-    std::thread::sleep(Duration::from_millis(500));
+    // a result recorded twice would be written by a later flush
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     let results = c.results();
     assert_eq!(results.len(), 10, "each task exactly once");
     let file: Value = serde_json::from_slice(&example).unwrap();
@@ -278,7 +279,9 @@ fn cancel_a_queued_and_a_running_task() {
     // the worker is free again and the cancelled tasks are not in results/
     post_tasks(&c, vec![sleep_task("after", 0.0, "medium")]);
     c.wait_count("completed", 1, LONG);
-    std::thread::sleep(Duration::from_millis(500));
+    // "after" is on disk, and a cancelled task's result would be too
+    wait_until(LONG, "after's result on disk", || !c.results().is_empty());
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     let ids: Vec<Value> = c.results().iter().map(|r| r["task_id"].clone()).collect();
     assert_eq!(ids, [json!("after")]);
     // and a cancelled task can be retried
@@ -315,7 +318,8 @@ fn sigkill_of_the_orchestrator_loses_nothing_and_repeats_nothing() {
     c.start_orchestrator();
     c.wait_count("completed", 40, LONG);
     wait_until(LONG, "all results on disk", || c.results().len() >= 40);
-    std::thread::sleep(Duration::from_millis(600));
+    // a result recorded twice would be written by a later flush
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     let results = c.results();
     let mut seen: HashMap<String, u32> = HashMap::new();
     for r in &results {
@@ -355,7 +359,10 @@ fn the_same_file_dropped_twice_is_rejected_the_second_time() {
         report.contains("dup_a") && report.contains("dup_b") && report.contains("already known"),
         "{report}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // rescans (that could take the copy after all) and flushes (that
+    // would write a second run's results)
+    c.orch().wait_for_passes(SCANS, 2);
+    c.orch().wait_for_passes(FLUSH_TICKS, 2);
     assert_eq!(c.orch().get("/tasks").json()["total"], 2);
     assert_eq!(c.results().len(), 2, "nothing ran twice");
 }
@@ -385,7 +392,8 @@ fn files_present_before_start_up_are_picked_up() {
         let r = o.get("/tasks/early");
         r.status == 200 && r.json()["status"] == "completed"
     });
-    std::thread::sleep(Duration::from_millis(400));
+    // rescans of the folder: each could have taken them
+    o.wait_for_passes(SCANS, 2);
     for name in [".hidden.json", "copying.json.part", "notes.txt"] {
         assert!(
             dir.path().join("task_queues").join(name).exists(),

@@ -260,7 +260,11 @@ fn a_requester_that_leaves_loses_its_waiting_tasks_not_its_running_one() {
         sleep_with_attempt("second", 0.1, 2),
     ];
     let (s, r) = open_batch(&w.addr, &tasks);
-    std::thread::sleep(Duration::from_millis(100));
+    // the first runs and the second waits in the backlog: then it leaves
+    wait_until(Duration::from_secs(10), "one running, one waiting", || {
+        let status = w.get("/status").json();
+        (status["running"].as_u64(), status["backlog"].as_u64()) == (Some(1), Some(1))
+    });
     drop(r);
     s.shutdown(std::net::Shutdown::Both).unwrap();
     drop(s);
@@ -270,7 +274,11 @@ fn a_requester_that_leaves_loses_its_waiting_tasks_not_its_running_one() {
     wait_until(Duration::from_secs(10), "the first task's result held", || {
         w.get("/results/first").status == 200
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // the waiting one is dropped, not started: the worker says so, and
+    // nothing is left in its slots or backlog
+    wait_until(Duration::from_secs(10), "the waiting task dropped", || {
+        w.log().contains("dropped from the backlog")
+    });
     assert_eq!(w.get("/results/second").status, 404);
     let status = w.get("/status").json();
     assert_eq!(
@@ -337,21 +345,27 @@ fn a_lost_workers_backlog_goes_back_without_counting_an_attempt() {
         .collect();
     let r = c.orch().post("/tasks", &json!({ "tasks": tasks }).to_string());
     assert_eq!(r.status, 201, "{}", r.text());
+    // both lists from one answer, once the orchestrator has heard which
+    // task started: until then the started one is still listed as sent
+    // ahead (the others cannot start before it ends, 2 s later)
+    let mut waiting: Vec<String> = Vec::new();
     wait_until(
         Duration::from_secs(20),
         "one running and the rest sent ahead",
         || {
-            let row = worker_row(c.orch(), "w1");
-            row["running"] == 1 && row["backlog"].as_u64().unwrap() >= 1
+            let detail = c.orch().get("/workers/w1").json();
+            let ids = |key: &str| -> Vec<String> {
+                detail[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["task_id"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            waiting = ids("backlog_tasks");
+            ids("running_tasks").len() == 1 && !waiting.is_empty()
         },
     );
-    let waiting: Vec<String> = c.orch().get("/workers/w1").json()["backlog_tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task_id"].as_str().unwrap().to_string())
-        .collect();
-    assert!(!waiting.is_empty());
     c.workers[0].signal(libc::SIGKILL);
     c.workers[0].wait_exit(Duration::from_secs(10));
     wait_until(

@@ -54,6 +54,7 @@ fn cancelling_a_running_task_closes_its_attempt() {
     c.wait_workers_up();
     post(&c, vec![serde_json::from_str(&sleep_task("long", 60.0)).unwrap()]);
     wait_until(LONG, "running", || c.status_of("long") == "running");
+    let reports = c.orch().metric(ATTEMPT_REPORTS);
     let r = c.orch().delete("/tasks/long");
     assert_eq!(r.status, 200, "{}", r.text());
     let t = c.task("long");
@@ -66,7 +67,12 @@ fn cancelling_a_running_task_closes_its_attempt() {
     wait_until(LONG, "stopped on the worker", || {
         c.workers[0].get("/current").json()["count"] == 0
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // its answer has reached the task queue, and whatever that changed
+    // is in the database
+    wait_until(LONG, "the worker's answer handled", || {
+        c.orch().metric(ATTEMPT_REPORTS) > reports
+    });
+    store_barrier(c.orch());
     let t = c.task("long");
     assert_eq!(t["attempts"][0]["outcome"], "cancelled", "{t}");
 }

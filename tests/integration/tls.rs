@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{
-    joined_worker_with, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until, write_batch,
-    Proc, FAST,
+    joined_worker_with, missing_tool, orquesta, small_tasks, stderr, stdout, submit_wait_args, wait_until,
+    write_batch, Proc, FAST,
 };
 
 const SECRET: &str = "tls-test-token-31337";
@@ -48,7 +48,10 @@ fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
         Ok(o) if o.status.success() => Some((cert, key)),
         Ok(o) => panic!("openssl failed: {}", stderr(&o)),
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "SKIP tls: openssl cannot run here ({e})");
+            missing_tool(
+                "tls",
+                &format!("openssl to make a certificate (it cannot run here: {e})"),
+            );
             None
         }
     }

@@ -238,8 +238,13 @@ fn held_results_survive_a_worker_restart() {
         w.post("/execute", &sim_task("kept", "python", 50, 5, 1));
         w.post("/execute", &sim_task("acked", "python", 50, 5, 1));
         w.delete("/results/acked");
-        // the journal is written by a background thread within milliseconds
-        std::thread::sleep(Duration::from_millis(300));
+        // the journal is written by a background thread: both results and
+        // the acknowledgement, each a whole line, before the kill
+        let journal = dir.path().join("logs/worker_w1_results.jsonl");
+        wait_until(Duration::from_secs(10), "the journal written", || {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            text.ends_with('\n') && text.lines().count() >= 3
+        });
     } // SIGKILL
     let w = worker(dir.path(), &[]);
     assert_eq!(w.get("/results/kept").status, 200);

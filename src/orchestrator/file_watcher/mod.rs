@@ -75,7 +75,8 @@ pub struct FileWatcher {
     validator: Arc<Validator>,
     queue: Recipient<SubmitStaged>,
     store: Store,
-    /// `GET /metrics/prometheus`: files ingested and rejected.
+    /// `GET /metrics/prometheus`: files ingested and rejected, scans,
+    /// incomplete reads.
     metrics: Arc<OrchestratorMetrics>,
     candidates: HashMap<PathBuf, Candidate>,
     /// Entries that will never be read, already logged once.
@@ -227,6 +228,7 @@ impl FileWatcher {
         // an entry that left and comes back is reported again
         self.unreadable.retain(|p| seen.contains(p));
         self.stuck.retain(|p, _| seen.contains(p));
+        self.metrics.drop_folder_scanned();
     }
 
     /// Ingests the next file that is ready, one at a time.
@@ -309,6 +311,7 @@ impl FileWatcher {
                             c.incomplete_since = Some(Instant::now());
                             c.closed = false;
                         }
+                        act.metrics.task_file_incomplete();
                         act.busy = false;
                     }
                     Read::Incomplete => {

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use super::load_balancer::Workers;
 use super::task_queue::QueueStats;
 use crate::model::TaskResult;
+use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
 use crate::util::trace::{self, Stage};
@@ -47,6 +48,8 @@ pub struct ResultsStore {
     last_file: Option<String>,
     failures: FailuresState,
     balancing: &'static str,
+    /// Counts the flush ticks that found nothing left to write.
+    metrics: Option<std::sync::Arc<OrchestratorMetrics>>,
 }
 
 impl ResultsStore {
@@ -74,6 +77,7 @@ impl ResultsStore {
                 ..FailuresState::default()
             },
             balancing,
+            metrics: None,
         }
     }
 
@@ -94,6 +98,17 @@ impl ResultsStore {
             }
             n += 1;
         }
+    }
+
+    /// Nothing buffered or being written, no failure record waiting.
+    fn idle(&self) -> bool {
+        self.buffer.is_empty() && !self.flushing && !self.failures.flushing && !self.failures.pending
+    }
+
+    /// Where its flush ticks are counted (`GET /metrics/prometheus`).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<OrchestratorMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Answers the `FlushNow` callers once nothing received is left to
@@ -253,6 +268,13 @@ impl Actor for ResultsStore {
         ctx.run_interval(self.flush_interval, |act, ctx| {
             act.flush(ctx);
             act.flush_failures(ctx);
+            // nothing left to write: everything received before this tick
+            // is on disk (a tick that starts a write counts at the next one)
+            if act.idle() {
+                if let Some(m) = &act.metrics {
+                    m.results_flush_tick();
+                }
+            }
         });
         ctx.run_interval(Duration::from_secs(2), |act, ctx| act.write_stats(ctx));
     }
@@ -373,7 +395,7 @@ pub struct Idle;
 impl Handler<Idle> for ResultsStore {
     type Result = bool;
     fn handle(&mut self, _: Idle, _: &mut Self::Context) -> bool {
-        self.buffer.is_empty() && !self.flushing && !self.failures.flushing && !self.failures.pending
+        self.idle()
     }
 }
 

@@ -325,6 +325,7 @@ impl Actor for TaskQueue {
         ctx.run_interval(self.settings.sweep_interval, |act, ctx| {
             act.live.room();
             act.backoff_over(ctx);
+            act.live.metrics.dispatch_swept();
         });
     }
 }
@@ -484,6 +485,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
+        self.live.metrics.attempt_reported();
     }
 }
 

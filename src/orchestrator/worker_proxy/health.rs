@@ -79,6 +79,10 @@ impl WorkerProxy {
                     Err(SendRequestError::Connect(e)) => act.refused(e.to_string(), ctx),
                     Err(_) => {} // no answer: judged by WORKER_TIMEOUT
                 }
+                // a check that goes on to GET /status ends with that
+                if !act.status_pending {
+                    act.settings.metrics.worker_checked(&act.id);
+                }
             })
             .spawn(ctx);
     }
@@ -167,6 +171,7 @@ impl WorkerProxy {
                     tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status")
                 }
             }
+            act.settings.metrics.worker_checked(&act.id);
         })
         .spawn(ctx);
     }
