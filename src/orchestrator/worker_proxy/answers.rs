@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::super::task_queue::OutcomeKind;
-use crate::model::RunStatus;
+use crate::model::{AttemptId, KernelName, RunStatus};
 use crate::orchestrator::config::WorkerEntry;
 use crate::protocol::{ErrorBody, ExecuteAnswer, StatusAnswer};
 use crate::sim::resolve_kernel;
@@ -20,7 +20,7 @@ use crate::sim::resolve_kernel;
 /// without it is a run nobody here asked for (a hand-made `/execute`), and
 /// is never recorded. Whether the result is for the stored task's algorithm
 /// and parameters is checked by TaskQueue, which holds the task.
-pub fn check_result(task_id: &str, attempt_id: u64, v: Value) -> OutcomeKind {
+pub fn check_result(task_id: &str, attempt_id: AttemptId, v: Value) -> OutcomeKind {
     // read the status word first: an unknown one is named as such, not as
     // a generic parse error
     let status = v
@@ -85,7 +85,7 @@ pub enum ExecuteVerdict {
 /// seconds, body if it could be read).
 pub fn read_execute_answer(
     task_id: &str,
-    attempt_id: u64,
+    attempt_id: AttemptId,
     code: u16,
     retry_after: Option<u64>,
     body: Option<&[u8]>,
@@ -143,23 +143,23 @@ pub fn never_connected(e: &awc::error::ConnectError) -> bool {
 /// smaller capacity (a worker that reports none gets the configured one)
 /// and the configured kernels it offers, plus the test kernels a worker
 /// offers only when they are switched on there.
-pub fn agree(entry: &WorkerEntry, status: &StatusAnswer) -> (usize, Vec<&'static str>) {
+pub fn agree(entry: &WorkerEntry, status: &StatusAnswer) -> (usize, Vec<KernelName>) {
     let capacity = if status.capacity == 0 {
         entry.capacity
     } else {
         status.capacity.min(entry.capacity)
     };
-    let offered: Vec<&'static str> = status
+    let offered: Vec<KernelName> = status
         .algorithms
         .iter()
         .filter_map(|a| resolve_kernel(a))
         .collect();
-    let mut kernels: Vec<&'static str> = entry
+    let mut kernels: Vec<KernelName> = entry
         .kernels()
         .into_iter()
         .filter(|k| offered.contains(k))
         .collect();
-    for k in offered.iter().copied().filter(|k| k.starts_with("__")) {
+    for k in offered.iter().copied().filter(|k| k.as_str().starts_with("__")) {
         if !kernels.contains(&k) {
             kernels.push(k);
         }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::model::{AttemptId, TaskId};
 use crate::orchestrator::task_queue::OutcomeKind;
 use crate::util::logging::AttemptOf;
 
@@ -10,15 +11,15 @@ use crate::util::logging::AttemptOf;
 /// it means for the task: retried, failed, recorded).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Reported {
-    task_id: String,
-    attempt_id: u64,
+    task_id: TaskId,
+    attempt_id: AttemptId,
     outcome: &'static str,
     /// The worker's `execution_time`, when it sent a result.
     seconds: Option<f64>,
 }
 
 impl Reported {
-    pub(super) fn of(task_id: &str, attempt_id: u64, kind: &OutcomeKind) -> Self {
+    pub(super) fn of(task_id: &TaskId, attempt_id: AttemptId, kind: &OutcomeKind) -> Self {
         let (outcome, seconds) = match kind {
             OutcomeKind::Result(r) => (r.result.status.as_str(), Some(r.execution_time)),
             OutcomeKind::Failed(_) => ("failed", None),
@@ -28,7 +29,7 @@ impl Reported {
             OutcomeKind::Forged(_) => ("forged", None),
         };
         Self {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempt_id,
             outcome,
             seconds,
