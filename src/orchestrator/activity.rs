@@ -439,7 +439,7 @@ mod tests {
             } else {
                 AttemptEnd::Failed
             };
-            let (task_id, worker) = (format!("t{i}"), w("w1"));
+            let (task_id, worker) = (TaskId::from(format!("t{i}")), w("w1"));
             let attempt = EndedAttempt {
                 task_id: &task_id,
                 worker: &worker,

@@ -181,7 +181,10 @@ mod tests {
             steps_done: done,
             progress: done as f64 / 100.0,
             elapsed_seconds: elapsed,
-            ..Default::default()
+            attempt_id: None,
+            algorithm: String::new(),
+            started_at: String::new(),
+            cancelling: false,
         }
     }
 

@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn attempt_ids_print_plainly() {
         assert_eq!(AttemptField(Some(42)).to_string(), "42");
-        assert_eq!(AttemptField(None).to_string(), "none");
+        assert_eq!(AttemptField::<u64>(None).to_string(), "none");
     }
 
     #[test]

@@ -400,7 +400,7 @@ mod tests {
             },
             worker_id: Some("w1".into()),
             completed_at: Some("2024-01-15T10:30:00.000Z".into()),
-            priority: Some("high".into()),
+            priority: Some(crate::model::Priority::High),
             attempt_id: None,
             extra: Default::default(),
         }
@@ -433,8 +433,8 @@ mod tests {
             let new = ids
                 .iter()
                 .map(|id| NewTask {
-                    task_id: id.to_string(),
-                    priority: 0,
+                    task_id: (*id).into(),
+                    priority: crate::model::Priority::High,
                     algorithm: "python".into(),
                     kernel: "reference".into(),
                     body: "{}".into(),

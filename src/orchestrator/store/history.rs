@@ -247,7 +247,7 @@ mod tests {
     fn task(id: &str, body: &str) -> NewTask {
         NewTask {
             task_id: id.into(),
-            priority: 0,
+            priority: crate::model::Priority::High,
             algorithm: "python".into(),
             kernel: "reference".into(),
             body: body.into(),
@@ -276,12 +276,12 @@ mod tests {
             for (n, attempt) in [11u64, 12].into_iter().enumerate() {
                 changes.push(Change::AttemptStarted {
                     task_id: "bad".into(),
-                    attempt_id: attempt,
+                    attempt_id: attempt.into(),
                     worker_id: w.clone(),
                     at: t0 + n as f64,
                 });
                 changes.push(Change::AttemptEnded {
-                    attempt_id: attempt,
+                    attempt_id: attempt.into(),
                     end: AttemptEnd::Failed,
                     error: Some(format!("boom {n}")),
                     at: t0 + n as f64 + 0.5,
@@ -297,7 +297,7 @@ mod tests {
             });
             s.persist_now(changes).await.unwrap();
             assert!(matches!(
-                s.cancel("never").await.unwrap(),
+                s.cancel(&"never".into()).await.unwrap(),
                 CancelOutcome::Cancelled { .. }
             ));
             let claimed = s.claim_failures(&file_key, 10).await.unwrap();

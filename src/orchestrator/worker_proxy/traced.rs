@@ -59,9 +59,13 @@ mod tests {
 
     #[test]
     fn an_outcome_prints_task_attempt_outcome_and_time() {
-        let lost = Reported::of("t1", 7, &OutcomeKind::Lost("gone".into()));
+        let lost = Reported::of(&"t1".into(), AttemptId::new(7), &OutcomeKind::Lost("gone".into()));
         assert_eq!(lost.to_string(), "t1@7=lost");
-        let refused = Reported::of("t2", 8, &OutcomeKind::Refused("full".into()));
+        let refused = Reported::of(
+            &"t2".into(),
+            AttemptId::new(8),
+            &OutcomeKind::Refused("full".into()),
+        );
         assert_eq!(refused.to_string(), "t2@8=refused");
         let mut result: crate::model::TaskResult = serde_json::from_value(serde_json::json!({
             "task_id": "t3", "algorithm": "python", "parameters": {}, "execution_time": 0.0125,
@@ -69,7 +73,11 @@ mod tests {
         }))
         .unwrap();
         result.execution_time = 0.0125;
-        let done = Reported::of("t3", 9, &OutcomeKind::Result(Box::new(result)));
+        let done = Reported::of(
+            &"t3".into(),
+            AttemptId::new(9),
+            &OutcomeKind::Result(Box::new(result)),
+        );
         assert_eq!(done.to_string(), "t3@9=completed:0.013s");
     }
 }

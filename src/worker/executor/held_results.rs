@@ -349,7 +349,7 @@ mod tests {
         attempt(id, Some(1), "ok")
     }
 
-    fn attempt(id: &str, attempt_id: Option<AttemptId>, output: &str) -> Arc<TaskResult> {
+    fn attempt(id: &str, attempt_id: Option<u64>, output: &str) -> Arc<TaskResult> {
         Arc::new(TaskResult {
             task_id: id.into(),
             algorithm: "python".into(),
@@ -364,7 +364,7 @@ mod tests {
             worker_id: None,
             completed_at: None,
             priority: None,
-            attempt_id,
+            attempt_id: attempt_id.map(Into::into),
             extra: Default::default(),
         })
     }
@@ -387,7 +387,7 @@ mod tests {
         drop(f);
         let held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
         assert!(held.get("a").is_none());
-        assert_eq!(held.get("b").unwrap().attempt_id, Some(1));
+        assert_eq!(held.get("b").unwrap().attempt_id, Some(1.into()));
         assert_eq!(held.len(), 1);
     }
 
@@ -432,7 +432,7 @@ mod tests {
         // and across a restart
         let mut held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
         assert_eq!(held.get("a").unwrap().result.output, "real, again");
-        assert_eq!(held.get("a").unwrap().attempt_id, Some(7));
+        assert_eq!(held.get("a").unwrap().attempt_id, Some(7.into()));
         assert!(held.ack("a"));
         assert!(held.is_empty());
         // alone, a run without an attempt id is still handed out (a curl user)
