@@ -303,7 +303,7 @@ async fn get_task(
         let waiting = api
             .queue
             .send(WhyWaiting {
-                task_id: task_id.to_string(),
+                task_id: task_id.clone(),
                 kernel: view.kernel.clone(),
             })
             .await

@@ -198,7 +198,7 @@ impl LoadBalancer {
                 }
             };
             per_worker.push(WorkerReason {
-                worker_id: w.id.to_string(),
+                worker_id: w.id.clone(),
                 reason: why,
             });
         }
@@ -532,7 +532,7 @@ pub struct Explanation {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerReason {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub reason: String,
 }
 
