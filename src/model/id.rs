@@ -14,8 +14,15 @@ pub const MAX_TASK_ID_LEN: usize = 128;
 
 /// A task's id: 1 to 128 letters, digits, `.`, `_`, `-` or `:`. Ids go
 /// into URLs and logs, never into file names, and cannot look like paths.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(Arc<str>);
+
+/// Shown as the text it is (`"t1"`), as when ids were strings.
+impl fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
 
 impl Serialize for TaskId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -116,9 +123,16 @@ impl AsRef<str> for TaskId {
 
 /// One attempt at running a task: unique per attempt, the fencing token a
 /// worker echoes in its result. A number on the wire and in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AttemptId(u64);
+
+/// Shown as the number it is, as when attempt ids were numbers.
+impl fmt::Debug for AttemptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 impl AttemptId {
     pub const fn new(n: u64) -> Self {

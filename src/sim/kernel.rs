@@ -70,8 +70,15 @@ pub fn resolve_kernel(name: &str) -> Option<KernelName> {
 /// never an alias: only [`resolve_kernel`] makes one, so holding one means
 /// the registry knows it. Copied freely, compared by value, a plain string
 /// on the wire and in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KernelName(&'static str);
+
+/// Shown as the name it is (`"reference"`), as when it was a string.
+impl std::fmt::Debug for KernelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
+}
 
 impl KernelName {
     /// The kernel behind an algorithm name or alias, if there is one.

@@ -228,14 +228,14 @@ pub struct QueuedRow {
 
 /// A chunk given to [`Store::stage`]; [`StageTicket::wait`] blocks until
 /// it is committed.
-pub struct StageTicket(Option<oneshot::Receiver<Result<Vec<Reply>, String>>>);
+pub struct StageTicket(Option<oneshot::Receiver<Result<Vec<Reply>, StoreError>>>);
 
 impl StageTicket {
     /// Blocks until the chunk is committed; for the reading thread only.
     pub fn wait(self) -> Result<(), StoreError> {
         match self.0.ok_or(StoreError::Stopped)?.blocking_recv() {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Failed(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Stopped),
         }
     }
@@ -559,7 +559,7 @@ impl Store {
             sent.map_err(|_| StoreError::Stopped)?;
             match rx.await {
                 Ok(Ok(replies)) => Ok(replies),
-                Ok(Err(e)) => Err(StoreError::Failed(e)),
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Stopped),
             }
         }

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::staging::{self, Commit, StagedOutcome};
-use super::{history, purge};
+use super::{history, purge, StoreError};
 use super::{CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
 use crate::model::{KernelName, Priority, TaskId, TaskStatus, WorkerId};
 use crate::util::time::unix_now;
@@ -98,7 +98,7 @@ pub(super) enum Reply {
     Space(purge::Space),
 }
 
-pub(super) type JobReply = oneshot::Sender<Result<Vec<Reply>, String>>;
+pub(super) type JobReply = oneshot::Sender<Result<Vec<Reply>, StoreError>>;
 
 pub(super) struct Job {
     pub ops: Vec<Op>,
@@ -119,9 +119,9 @@ fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
             .map_err(|e| {
                 let e = fault.note(e);
                 tracing::error!(error = %e, "cannot measure or vacuum the database");
-                e.to_string()
+                StoreError::Failed(e.to_string())
             }),
-        _ => Err("not a job that runs alone".into()),
+        _ => Err(StoreError::Failed("not a job that runs alone".into())),
     };
     if let Some(tx) = job.reply {
         let _ = tx.send(answer);
@@ -157,7 +157,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
         let checkpoint = jobs
             .iter()
             .any(|j| j.ops.iter().any(|op| matches!(op, Op::Checkpoint)));
-        let mut replies: Vec<Result<Vec<Reply>, String>> = Vec::with_capacity(jobs.len());
+        let mut replies: Vec<Result<Vec<Reply>, StoreError>> = Vec::with_capacity(jobs.len());
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             for job in &mut jobs {
@@ -172,7 +172,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
                         let e = fault.note(e);
                         tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
                         tracing::error!(error = %e, "a database change failed and was rolled back");
-                        replies.push(Err(e.to_string()));
+                        replies.push(Err(StoreError::Failed(e.to_string())));
                     }
                 }
             }
@@ -186,15 +186,16 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
                 tracing::warn!(error = %fault.note(e), "cannot copy the write-ahead log into the database file");
             }
         }
-        for (job, reply) in jobs.into_iter().zip(
-            replies
-                .into_iter()
-                .chain(std::iter::repeat_with(|| Err("not applied".into()))),
-        ) {
+        for (job, reply) in jobs
+            .into_iter()
+            .zip(replies.into_iter().chain(std::iter::repeat_with(|| {
+                Err(StoreError::Failed("not applied".into()))
+            })))
+        {
             if let Some(tx) = job.reply {
                 let _ = tx.send(match &outcome {
                     Ok(()) => reply,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(StoreError::Failed(e.to_string())),
                 });
             }
         }
