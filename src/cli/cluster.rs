@@ -52,8 +52,8 @@ pub fn port_holder(host: &str, port: u16, id: &str) -> PortHolder {
     match client::request(&endpoint, "GET", "/status", None, Duration::from_secs(2)) {
         Ok(a) if a.status == 200 => match serde_json::from_str::<StatusAnswer>(&a.body) {
             Ok(s) if s.worker_id == id => PortHolder::SameWorker,
-            Ok(s) if !s.worker_id.is_empty() => {
-                PortHolder::Other(format!("another Orquesta worker, {:?}", s.worker_id))
+            Ok(s) if !s.worker_id.as_str().is_empty() => {
+                PortHolder::Other(format!("another Orquesta worker, {:?}", s.worker_id.as_str()))
             }
             _ => PortHolder::Other(
                 "a server that is not an Orquesta worker (GET /status is not a worker's)".into(),

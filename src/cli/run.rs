@@ -336,7 +336,7 @@ pub fn run_batch(
                 per_worker,
                 failures: failures
                     .into_iter()
-                    .map(|t| (t.task_id, t.error.unwrap_or_default()))
+                    .map(|t| (t.task_id.to_string(), t.error.unwrap_or_default()))
                     .collect(),
                 results_dir,
                 results_files: read.results_files().map_err(|e| e.to_string())?,

@@ -42,8 +42,8 @@ pub struct SimArgs {
     #[arg(long)]
     pub cutoff: Option<f64>,
     /// Task id to put in the result.
-    #[arg(long, default_value = "local")]
-    pub task_id: String,
+    #[arg(long, default_value = "local", value_parser = |s: &str| crate::model::TaskId::parse(s))]
+    pub task_id: crate::model::TaskId,
     /// Print the JSON on one line.
     #[arg(long)]
     pub compact: bool,

@@ -58,16 +58,14 @@ pub fn known_ids(endpoint: &Endpoint, ids: &[String]) -> Result<Duplicates, Call
         let answer = client::call_json(endpoint, "POST", "/tasks/known", Some(&body), KNOWN_TIMEOUT)?.0;
         for t in answer["known"].as_array().into_iter().flatten() {
             let (Some(id), Some(status)) = (
-                t["task_id"].as_str(),
+                t["task_id"]
+                    .as_str()
+                    .and_then(|id| crate::model::TaskId::parse(id).ok()),
                 t["status"].as_str().and_then(|s| s.parse::<TaskStatus>().ok()),
             ) else {
                 continue;
             };
-            known.push(
-                id.to_string(),
-                status,
-                t["results_file"].as_str().map(String::from),
-            );
+            known.push(id, status, t["results_file"].as_str().map(String::from));
         }
     }
     Ok(known)

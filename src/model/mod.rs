@@ -9,7 +9,8 @@ pub mod task;
 pub mod taskfile;
 pub mod validate;
 
-pub use id::{TaskId, WorkerId, MAX_TASK_ID_LEN};
+pub use crate::sim::KernelName;
+pub use id::{AttemptId, IdError, TaskId, WorkerId, MAX_TASK_ID_LEN};
 pub use result::{ResultBody, TaskResult};
 pub use status::{AttemptEnd, RunStatus, TaskStatus};
 pub use task::{test_kernels_enabled, unknown_fields, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::id::{AttemptId, TaskId, WorkerId};
 use super::status::RunStatus;
-use super::task::Task;
+use super::task::{Priority, Task};
 use crate::sim::{self, SimReport};
 
 /// One task's result in the seed's shape (`task_id`, `algorithm`,
@@ -13,20 +14,20 @@ use crate::sim::{self, SimReport};
 /// orchestrator adds when it stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub algorithm: String,
     pub parameters: Value,
     /// Seconds, as a float.
     pub execution_time: f64,
     pub result: ResultBody,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
+    pub priority: Option<Priority>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt_id: Option<u64>,
+    pub attempt_id: Option<AttemptId>,
     /// The task's fields the validator does not know, echoed at the top as
     /// the user gave them (docs/task-files-and-results.md: "unknown fields are kept and returned in
     /// results"); set by the orchestrator from the stored task
@@ -71,13 +72,13 @@ impl TaskResult {
     }
 
     /// The result of a simulation that ran (to the end or not).
-    pub fn from_report(task_id: &str, algorithm: &str, parameters: Value, report: &SimReport) -> Self {
+    pub fn from_report(task_id: &TaskId, algorithm: &str, parameters: Value, report: &SimReport) -> Self {
         let error = match &report.status {
             sim::SimStatus::Failed(reason) => Some(reason.clone()),
             _ => None,
         };
         Self {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             algorithm: algorithm.to_string(),
             parameters,
             execution_time: report.elapsed,
@@ -109,7 +110,7 @@ impl TaskResult {
         error: Option<String>,
     ) -> Self {
         Self {
-            task_id: task.task_id.to_string(),
+            task_id: task.task_id.clone(),
             algorithm: task.algorithm.clone(),
             parameters: task.parameters.clone(),
             execution_time,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::id::TaskId;
-use crate::sim::SimParams;
+use crate::sim::{KernelName, SimParams};
 
 /// Task priority; `medium` when a task gives none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -68,7 +68,7 @@ pub fn test_kernels_enabled() -> bool {
 /// What running a task means once it is validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
-    Simulation { kernel: &'static str, params: SimParams },
+    Simulation { kernel: KernelName, params: SimParams },
     Test(TestKernel),
 }
 
@@ -82,13 +82,14 @@ impl Work {
     }
 
     /// The kernel that runs it (test kernels by their own name).
-    pub fn kernel(&self) -> &'static str {
-        match self {
-            Work::Simulation { kernel, .. } => kernel,
+    pub fn kernel(&self) -> KernelName {
+        let name = match self {
+            Work::Simulation { kernel, .. } => return *kernel,
             Work::Test(TestKernel::Sleep { .. }) => "__sleep",
             Work::Test(TestKernel::Panic) => "__panic",
             Work::Test(TestKernel::Abort) => "__abort",
-        }
+        };
+        KernelName::resolve(name).expect("test kernel names are in the registry")
     }
 }
 

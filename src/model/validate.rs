@@ -134,7 +134,7 @@ impl Validator {
                 None
             }
             Some(Value::String(s)) => TaskId::parse(s)
-                .map_err(|e| errors.push(FieldError::new(join(path, "task_id"), e)))
+                .map_err(|e| errors.push(FieldError::new(join(path, "task_id"), e.to_string())))
                 .ok(),
             Some(other) => {
                 errors.push(FieldError::new(
@@ -366,7 +366,7 @@ impl Validator {
         };
         match (kernel, checked) {
             (Some(kernel), Ok(_)) => Some(Work::Simulation {
-                kernel: kernel.name(),
+                kernel: crate::sim::KernelName::of(kernel),
                 params,
             }),
             (None, Ok(_)) => None,

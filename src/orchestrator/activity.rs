@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::model::{AttemptEnd, WorkerId};
+use crate::model::{AttemptEnd, TaskId, WorkerId};
 
 /// How far back the per-second history goes: ten minutes.
 pub const WINDOW_SECONDS: usize = 600;
@@ -117,7 +117,7 @@ struct Second {
 
 /// An attempt that ended without a result, as TaskQueue tells it.
 pub struct EndedAttempt<'a> {
-    pub task_id: &'a str,
+    pub task_id: &'a TaskId,
     pub worker: &'a WorkerId,
     /// Which attempt of the task it was (1 = the first).
     pub attempt: u32,
@@ -134,8 +134,8 @@ pub struct EndedAttempt<'a> {
 pub struct Failure {
     /// Unix seconds.
     pub at: f64,
-    pub task_id: String,
-    pub worker_id: String,
+    pub task_id: TaskId,
+    pub worker_id: WorkerId,
     /// Which attempt of the task it was (1 = the first).
     pub attempt: u32,
     /// `failed` or `lost`.
@@ -275,8 +275,8 @@ impl Activity {
     pub fn failed(&self, now: f64, a: EndedAttempt<'_>) {
         let failure = Failure {
             at: now,
-            task_id: a.task_id.to_string(),
-            worker_id: a.worker.to_string(),
+            task_id: a.task_id.clone(),
+            worker_id: a.worker.clone(),
             attempt: a.attempt,
             outcome: a.end,
             is_final: a.for_good,
@@ -439,7 +439,7 @@ mod tests {
             } else {
                 AttemptEnd::Failed
             };
-            let (task_id, worker) = (format!("t{i}"), w("w1"));
+            let (task_id, worker) = (TaskId::from(format!("t{i}")), w("w1"));
             let attempt = EndedAttempt {
                 task_id: &task_id,
                 worker: &worker,

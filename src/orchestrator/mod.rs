@@ -60,7 +60,7 @@ pub enum OrchestratorError {
     Lock(LockError),
     /// A folder of the drop folder that files must not be moved into.
     #[error("cannot use the task folder: {0}")]
-    TaskFolder(String),
+    TaskFolder(crate::orchestrator::file_watcher::FolderError),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde::Serialize;
 
+use crate::model::{TaskId, WorkerId};
 use crate::protocol::{CurrentAnswer, CurrentTask};
 use crate::util::token::Token;
 
@@ -30,8 +31,9 @@ pub const SHOWN: usize = 20;
 /// One running task with the worker that runs it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunningTask {
-    pub worker_id: String,
-    pub task_id: String,
+    pub worker_id: WorkerId,
+    pub task_id: TaskId,
+    /// As the worker names it (see [`CurrentTask::kernel`]).
     pub kernel: String,
     pub num_particles: u64,
     pub num_steps: u64,
@@ -43,7 +45,7 @@ pub struct RunningTask {
 impl RunningTask {
     fn of(worker: &str, t: &CurrentTask) -> Self {
         Self {
-            worker_id: worker.to_string(),
+            worker_id: WorkerId::new(worker),
             task_id: t.task_id.clone(),
             kernel: t.kernel.clone(),
             num_particles: t.num_particles,
@@ -179,7 +181,10 @@ mod tests {
             steps_done: done,
             progress: done as f64 / 100.0,
             elapsed_seconds: elapsed,
-            ..Default::default()
+            attempt_id: None,
+            algorithm: String::new(),
+            started_at: String::new(),
+            cancelling: false,
         }
     }
 

@@ -26,49 +26,68 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::model::TaskResult;
+use crate::model::{AttemptId, TaskId, TaskResult, WorkerId};
+
+/// `POST /execute`: one task (the task file's object) plus the attempt id
+/// the orchestrator made unique per attempt (the fencing token), first. A
+/// curl user may omit `attempt_id`. The worker reads the task as a `Map`;
+/// the orchestrator sends the text it stored ([`StoredTask`]) without
+/// building a `Value` of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteRequest<T = Map<String, Value>> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<AttemptId>,
+    /// The task's fields, validated by the worker as a task file's are.
+    #[serde(flatten)]
+    pub task: T,
+}
 
 /// The field of the `/execute` body that carries the attempt id.
 pub const ATTEMPT_ID: &str = "attempt_id";
 
-/// `POST /execute`: one task (the task file's object) plus the attempt id
-/// the orchestrator made unique per attempt (the fencing token). A curl
-/// user may omit `attempt_id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecuteRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt_id: Option<u64>,
-    /// The task's fields, validated by the worker as a task file's are.
-    #[serde(flatten)]
-    pub task: Map<String, Value>,
+/// An `/execute` body whose `attempt_id` is not a whole number ≥ 0.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("expected a whole number ≥ 0, found {found}")]
+pub struct BadAttemptId {
+    /// The value given instead, described for people.
+    pub found: String,
 }
 
-impl ExecuteRequest {
-    /// The body for a task already serialized as a JSON object: the
-    /// attempt id is put first without parsing the task again (the
-    /// orchestrator sends many small tasks).
-    pub fn encode(task_json: &str, attempt_id: u64) -> String {
-        let trimmed = task_json.trim_start();
-        match trimmed.strip_prefix('{') {
-            Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"{ATTEMPT_ID}\":{attempt_id}}}"),
-            Some(rest) => format!("{{\"{ATTEMPT_ID}\":{attempt_id},{rest}"),
-            None => task_json.to_string(),
-        }
-    }
-
-    /// Splits a parsed body into the attempt id and the task object. The
-    /// error says what was found instead of an attempt id.
-    pub fn split(mut body: Value) -> Result<(Option<u64>, Value), String> {
+impl ExecuteRequest<Value> {
+    /// Splits a parsed body into the attempt id and the task object (what
+    /// the worker does before it validates the task field by field).
+    pub fn split(mut body: Value) -> Result<(Option<AttemptId>, Value), BadAttemptId> {
         let attempt_id = match body.as_object_mut().and_then(|o| o.remove(ATTEMPT_ID)) {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or_else(|| {
-                format!(
-                    "expected a whole number ≥ 0, found {}",
-                    crate::model::describe(&v)
-                )
-            })?),
+            Some(v) => Some(AttemptId::new(v.as_u64().ok_or_else(|| BadAttemptId {
+                found: crate::model::describe(&v),
+            })?)),
         };
         Ok((attempt_id, body))
+    }
+}
+
+/// A task object as the JSON text the orchestrator stored at ingest:
+/// serializes as that object's fields, each value copied as written (only
+/// the outer level is read), so an [`ExecuteRequest`] of it is the stored
+/// task with its attempt id.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredTask<'a>(pub &'a str);
+
+impl Serialize for StoredTask<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        match crate::model::strict_json::split(self.0) {
+            Ok(crate::model::strict_json::Document::Object(fields)) => {
+                s.collect_map(fields.iter().map(|(k, v)| (k.as_str(), *v)))
+            }
+            Ok(_) => Err(S::Error::custom(
+                "expected a stored task to be an object, found another value",
+            )),
+            Err(e) => Err(S::Error::custom(format!(
+                "expected a stored task object, found {e:?}"
+            ))),
+        }
     }
 }
 
@@ -87,30 +106,17 @@ pub const BATCH_FILL_BYTES: usize = 1 << 20;
 /// with its own attempt id. The worker runs at most its capacity at once
 /// and keeps the rest in its backlog, in order, until a slot frees; the
 /// answer streams what happens to each task as it happens.
+/// The worker reads each task as a `Value` first (a bad one is refused
+/// alone, with its index); the orchestrator sends [`ExecuteRequest`]s of
+/// [`StoredTask`]s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchRequest {
-    pub tasks: Vec<Value>,
+pub struct BatchRequest<T = Value> {
     /// How many of its batch tasks the worker may run at once: the
     /// capacity the orchestrator agreed with it, which a config edit may
     /// have made smaller than the worker's own (default: its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<usize>,
-}
-
-impl BatchRequest {
-    /// The body for tasks already serialized as JSON objects, with their
-    /// attempt ids (as [`ExecuteRequest::encode`], without parsing them).
-    pub fn encode<'a>(tasks: impl IntoIterator<Item = (&'a str, u64)>, slots: usize) -> String {
-        let mut body = format!("{{\"slots\":{slots},\"tasks\":[");
-        for (i, (task, attempt_id)) in tasks.into_iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(&ExecuteRequest::encode(task, attempt_id));
-        }
-        body.push_str("]}");
-        body
-    }
+    pub tasks: Vec<T>,
 }
 
 /// The media type of the `/execute/batch` answer: one JSON object a line.
@@ -126,9 +132,9 @@ pub const BATCH_CONTENT_TYPE: &str = "application/x-ndjson";
 pub enum BatchEvent<R> {
     /// The task took one of the worker's slots: it runs from now on.
     Started {
-        task_id: String,
+        task_id: TaskId,
         #[serde(default)]
-        attempt_id: Option<u64>,
+        attempt_id: Option<AttemptId>,
     },
     /// The task ended: what `POST /execute` would have answered.
     Result { result: R },
@@ -139,9 +145,9 @@ pub enum BatchEvent<R> {
     Refused {
         index: usize,
         #[serde(default)]
-        task_id: Option<String>,
+        task_id: Option<TaskId>,
         #[serde(default)]
-        attempt_id: Option<u64>,
+        attempt_id: Option<AttemptId>,
         status: u16,
         #[serde(default)]
         retry_after: Option<u64>,
@@ -194,7 +200,7 @@ impl NodeState {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StatusAnswer {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub state: NodeState,
     pub capacity: usize,
     pub running: usize,
@@ -229,27 +235,39 @@ pub enum Health {
 #[serde(default)]
 pub struct HealthAnswer {
     pub status: Health,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub running: usize,
     pub capacity: usize,
     pub version: String,
 }
 
 /// One entry of `GET /current`: a task running now, with its progress.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+/// Every field but the id has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentTask {
-    pub task_id: String,
-    pub attempt_id: Option<u64>,
+    pub task_id: TaskId,
+    #[serde(default)]
+    pub attempt_id: Option<AttemptId>,
+    #[serde(default)]
     pub algorithm: String,
+    /// As the worker names it: a newer worker may run a kernel this build
+    /// does not know, and still reports its progress.
+    #[serde(default)]
     pub kernel: String,
+    #[serde(default)]
     pub num_particles: u64,
+    #[serde(default)]
     pub num_steps: u64,
+    #[serde(default)]
     pub steps_done: u64,
     /// steps_done / num_steps, 0 when there are no steps.
+    #[serde(default)]
     pub progress: f64,
+    #[serde(default)]
     pub elapsed_seconds: f64,
+    #[serde(default)]
     pub started_at: String,
+    #[serde(default)]
     pub cancelling: bool,
 }
 
@@ -279,7 +297,7 @@ impl CurrentAnswer {
 /// worker may free them.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AckRequest {
-    pub task_ids: Vec<String>,
+    pub task_ids: Vec<TaskId>,
 }
 
 /// The answer to `POST /results/ack`.
@@ -349,32 +367,57 @@ mod tests {
 
     use super::*;
 
+    fn encode(task: &str, attempt_id: u64) -> String {
+        serde_json::to_string(&ExecuteRequest {
+            attempt_id: Some(AttemptId::new(attempt_id)),
+            task: StoredTask(task),
+        })
+        .unwrap()
+    }
+
     #[test]
     fn attempt_ids_are_added_to_the_body() {
         assert_eq!(
-            ExecuteRequest::encode(r#"{"task_id":"a"}"#, 7),
+            encode(r#"{"task_id":"a"}"#, 7),
             r#"{"attempt_id":7,"task_id":"a"}"#
         );
-        assert_eq!(ExecuteRequest::encode("{}", 7), r#"{"attempt_id":7}"#);
-        let v: Value = serde_json::from_str(&ExecuteRequest::encode(r#" { "x": 1 }"#, 3)).unwrap();
+        assert_eq!(encode("{}", 7), r#"{"attempt_id":7}"#);
+        let v: Value = serde_json::from_str(&encode(r#" { "x": 1 }"#, 3)).unwrap();
         assert_eq!(v, json!({"attempt_id": 3, "x": 1}));
         // what the orchestrator encodes, the typed request reads
-        let r: ExecuteRequest =
-            serde_json::from_str(&ExecuteRequest::encode(r#"{"task_id":"a"}"#, 9)).unwrap();
-        assert_eq!(r.attempt_id, Some(9));
+        let r: ExecuteRequest = serde_json::from_str(&encode(r#"{"task_id":"a"}"#, 9)).unwrap();
+        assert_eq!(r.attempt_id, Some(AttemptId::new(9)));
         assert_eq!(r.task["task_id"], "a");
+        // values are copied as written, nested objects included
+        assert_eq!(
+            encode(r#"{"task_id":"a","parameters":{"seed":1.50}}"#, 2),
+            r#"{"attempt_id":2,"task_id":"a","parameters":{"seed":1.50}}"#
+        );
+        // a batch of them, slots first
+        let batch = BatchRequest {
+            slots: Some(2),
+            tasks: vec![ExecuteRequest {
+                attempt_id: Some(AttemptId::new(1)),
+                task: StoredTask(r#"{"task_id":"a"}"#),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&batch).unwrap(),
+            r#"{"slots":2,"tasks":[{"attempt_id":1,"task_id":"a"}]}"#
+        );
     }
 
     #[test]
     fn split_takes_the_attempt_id_out_of_the_task() {
         let (a, task) = ExecuteRequest::split(json!({"attempt_id": 4, "task_id": "t"})).unwrap();
-        assert_eq!((a, task), (Some(4), json!({"task_id": "t"})));
+        assert_eq!((a, task), (Some(AttemptId::new(4)), json!({"task_id": "t"})));
         assert_eq!(
             ExecuteRequest::split(json!({"attempt_id": null})).unwrap().0,
             None
         );
         assert!(ExecuteRequest::split(json!({"attempt_id": -1}))
             .unwrap_err()
+            .to_string()
             .contains("whole number"));
     }
 
@@ -396,6 +439,6 @@ mod tests {
             serde_json::from_value(json!({"count": 1, "tasks": [{"task_id": "a", "attempt_id": 3}]}))
                 .unwrap();
         assert!(c.runs("a") && !c.runs("b"));
-        assert_eq!(c.tasks[0].attempt_id, Some(3));
+        assert_eq!(c.tasks[0].attempt_id, Some(AttemptId::new(3)));
     }
 }

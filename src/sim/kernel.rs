@@ -59,11 +59,79 @@ pub const TEST_KERNEL_NAMES: [&str; 3] = ["__sleep", "__panic", "__abort"];
 /// The kernel name behind an algorithm name or alias (`python` →
 /// `reference`); test kernels resolve to their own name. What the
 /// orchestrator matches tasks and workers on.
-pub fn resolve_kernel(name: &str) -> Option<&'static str> {
+pub fn resolve_kernel(name: &str) -> Option<KernelName> {
     if let Some(t) = TEST_KERNEL_NAMES.iter().find(|t| **t == name) {
-        return Some(t);
+        return Some(KernelName(t));
     }
-    lookup(name).map(|k| k.name())
+    lookup(name).map(|k| KernelName(k.name()))
+}
+
+/// A kernel's own name (`reference`, `optimized`, or a test kernel's),
+/// never an alias: only [`resolve_kernel`] makes one, so holding one means
+/// the registry knows it. Copied freely, compared by value, a plain string
+/// on the wire and in the database.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelName(&'static str);
+
+/// Shown as the name it is (`"reference"`), as when it was a string.
+impl std::fmt::Debug for KernelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl KernelName {
+    /// The kernel behind an algorithm name or alias, if there is one.
+    pub fn resolve(name: &str) -> Option<Self> {
+        resolve_kernel(name)
+    }
+
+    /// A registered kernel's name.
+    pub fn of(kernel: &'static dyn Kernel) -> Self {
+        KernelName(kernel.name())
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for KernelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl PartialEq<str> for KernelName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for KernelName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::borrow::Borrow<str> for KernelName {
+    fn borrow(&self) -> &str {
+        self.0
+    }
+}
+
+impl serde::Serialize for KernelName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KernelName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        resolve_kernel(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a kernel name, found {name:?}")))
+    }
 }
 
 /// Every name a task may use: kernel names, then aliases.
@@ -73,6 +141,14 @@ pub fn algorithm_names() -> Vec<&'static str> {
         .map(|k| k.name())
         .chain(ALIASES.iter().map(|(a, _)| *a))
         .collect()
+}
+
+/// Tests name kernels by literal; an unknown one fails the test at once.
+#[cfg(test)]
+impl From<&str> for KernelName {
+    fn from(name: &str) -> Self {
+        resolve_kernel(name).unwrap_or_else(|| panic!("test kernel name {name:?} is not registered"))
+    }
 }
 
 /// Shared between a running simulation and whoever watches it: a cancel

@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use kernel::{
-    algorithm_names, lookup, resolve_kernel, Control, Kernel, Stop, KERNELS, TEST_KERNEL_NAMES,
+    algorithm_names, lookup, resolve_kernel, Control, Kernel, KernelName, Stop, KERNELS, TEST_KERNEL_NAMES,
 };
 pub use system::{Physics, State};
 

@@ -219,11 +219,11 @@ impl Visit for JsonFields {
 
 /// An attempt id as a log field: the number, or `none` for a task posted
 /// by hand without one (not `Some(3)`).
-pub struct AttemptField(pub Option<u64>);
+pub struct AttemptField<A = u64>(pub Option<A>);
 
-impl fmt::Display for AttemptField {
+impl<A: fmt::Display> fmt::Display for AttemptField<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
+        match &self.0 {
             Some(n) => write!(f, "{n}"),
             None => f.write_str("none"),
         }
@@ -257,9 +257,9 @@ where
 }
 
 /// One attempt of a task in a log line: `task@attempt` (`t1@42`).
-pub struct AttemptOf<'a>(pub &'a str, pub u64);
+pub struct AttemptOf<'a, A = u64>(pub &'a str, pub A);
 
-impl fmt::Display for AttemptOf<'_> {
+impl<A: fmt::Display> fmt::Display for AttemptOf<'_, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.0, self.1)
     }
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn attempt_ids_print_plainly() {
         assert_eq!(AttemptField(Some(42)).to_string(), "42");
-        assert_eq!(AttemptField(None).to_string(), "none");
+        assert_eq!(AttemptField::<u64>(None).to_string(), "none");
     }
 
     #[test]

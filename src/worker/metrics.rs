@@ -19,14 +19,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::model::RunStatus;
+use crate::model::{RunStatus, WorkerId};
 use crate::protocol::StatusAnswer;
 use crate::util::prometheus::{duration_histogram, encode, KernelLabel, OutcomeLabels};
 
 /// A worker's counters and histogram since it started.
 #[derive(Debug)]
 pub struct WorkerNodeMetrics {
-    worker_id: String,
+    worker_id: WorkerId,
     registry: Registry,
     tasks: Family<OutcomeLabels, Counter>,
     execution: Family<KernelLabel, Histogram, fn() -> Histogram>,
@@ -49,7 +49,7 @@ impl WorkerNodeMetrics {
             execution.clone(),
         );
         Self {
-            worker_id: worker_id.to_string(),
+            worker_id: WorkerId::new(worker_id),
             registry,
             tasks,
             execution,
@@ -73,7 +73,7 @@ impl WorkerNodeMetrics {
     /// The whole exposition: the counters, the histogram, then the load
     /// gauges from `status` (the Executor's, read for this scrape).
     pub fn render(&self, status: &StatusAnswer) -> Result<String, fmt::Error> {
-        let mut gauges = labelled(&self.worker_id);
+        let mut gauges = labelled(self.worker_id.as_str());
         let gauge = |n: usize| {
             let g = Gauge::<i64>::default();
             g.set(i64::try_from(n).unwrap_or(i64::MAX));

@@ -128,7 +128,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         );
     }
     let settings = ExecutorSettings {
-        worker_id: worker_id.clone(),
+        worker_id: crate::model::WorkerId::new(&worker_id),
         capacity: config.capacity,
         algorithms: validator.algorithm_names(),
         threads_per_task,

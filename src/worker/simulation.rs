@@ -76,13 +76,13 @@ impl SimulationActor {
                     threads: self.threads,
                     limits: self.limits,
                 };
-                match sim::simulate(kernel, params, &options, control) {
+                match sim::simulate(kernel.as_str(), params, &options, control) {
                     Ok(report) => {
                         let steps = report.metrics.steps_completed as f64;
                         let n = report.metrics.particles_processed as f64;
                         let rate = report.metrics.particle_steps_per_second;
                         let result = TaskResult::from_report(
-                            task.task_id.as_str(),
+                            &task.task_id,
                             &task.algorithm,
                             task.parameters.clone(),
                             &report,

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::measure;
-use crate::model::WorkerId;
+use crate::model::{KernelName, Priority, WorkerId};
 use crate::orchestrator::config::Balancing;
 use crate::orchestrator::load_balancer::{
     place_batch, prior_speed, strategy, Expected, Load, Strategy, TaskSize, SAMPLES,
@@ -100,7 +100,7 @@ impl SimCluster {
         for (id, speed) in self.ids().iter().zip(&self.speeds) {
             for kernel in ["optimized", "reference"] {
                 let t = TaskSize {
-                    kernel,
+                    kernel: kernel_named(kernel),
                     particles: 1000,
                     steps: 1000,
                 };
@@ -138,7 +138,8 @@ pub fn simulate(
     loop {
         if !queue.is_empty() {
             let batch: Vec<usize> = queue.iter().take(DISPATCH_BATCH).copied().collect();
-            let sized: Vec<(u8, TaskSize)> = batch.iter().map(|&j| (1, tasks[j].size)).collect();
+            let sized: Vec<(Priority, TaskSize)> =
+                batch.iter().map(|&j| (Priority::Medium, tasks[j].size)).collect();
             let mut loads: Vec<Load> = caps
                 .iter()
                 .zip(&in_flight)
@@ -192,7 +193,7 @@ pub fn batch(args: &MakespanArgs, seconds_per_unit: &dyn Fn(&str) -> f64) -> Vec
         let steps = uniform(args.steps[0], args.steps[1]);
         let blur = 1.0 + args.noise * (2.0 * (uniform(0, 1_000_000) as f64 / 1e6) - 1.0);
         let size = TaskSize {
-            kernel,
+            kernel: kernel_named(kernel),
             particles,
             steps,
         };
@@ -202,6 +203,11 @@ pub fn batch(args: &MakespanArgs, seconds_per_unit: &dyn Fn(&str) -> f64) -> Vec
         });
     }
     out
+}
+
+/// A kernel of the registry by its name (the bench names only real ones).
+fn kernel_named(name: &str) -> KernelName {
+    KernelName::resolve(name).expect("the bench names registered kernels")
 }
 
 /// Seconds per work unit of `kernel` on one thread of this machine: the
@@ -215,7 +221,7 @@ fn calibrate(kernel: &'static str) -> Option<f64> {
     let mut shown = Vec::new();
     for (particles, steps) in sizes {
         let size = TaskSize {
-            kernel,
+            kernel: kernel_named(kernel),
             particles,
             steps,
         };

@@ -303,7 +303,7 @@ async fn get_task(
         let waiting = api
             .queue
             .send(WhyWaiting {
-                task_id: task_id.to_string(),
+                task_id: task_id.clone(),
                 kernel: view.kernel.clone(),
             })
             .await
@@ -322,7 +322,7 @@ async fn cancel_task(
     let outcome = api
         .queue
         .send(CancelTask {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
         })
         .await
         .map_err(mailbox)??;
@@ -348,7 +348,7 @@ async fn retry_task(
     let outcome = api
         .queue
         .send(RetryTask {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
         })
         .await
         .map_err(mailbox)??;

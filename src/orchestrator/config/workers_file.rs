@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::model::{describe, TaskId};
+use crate::model::{describe, KernelName, TaskId};
 
 /// One worker of `config_workers.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +35,8 @@ impl WorkerEntry {
     }
 
     /// Kernel names behind `algorithms`, aliases resolved.
-    pub fn kernels(&self) -> Vec<&'static str> {
-        let mut k: Vec<&'static str> = self
+    pub fn kernels(&self) -> Vec<KernelName> {
+        let mut k: Vec<KernelName> = self
             .algorithms
             .iter()
             .filter_map(|a| crate::sim::resolve_kernel(a))

@@ -129,7 +129,7 @@ mod tests {
                 2 => (TaskStatus::Completed, None),
                 _ => (TaskStatus::Queued, None),
             };
-            d.push(format!("task_{i:03}"), status, file);
+            d.push(format!("task_{i:03}").into(), status, file);
         }
         d
     }

@@ -109,27 +109,36 @@ fn shown(path: &Path) -> String {
     escape_name(path.file_name().unwrap_or(OsStr::new("")))
 }
 
+/// A `processed/` or `rejected/` that files must not be moved into.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error(
+        "{shown} is a symbolic link; Orquesta moves task files there and does not follow links \
+         out of the task folder. Replace it with a real folder: rm {shown} && mkdir {shown}",
+        shown = .0.display()
+    )]
+    Symlink(std::path::PathBuf),
+    #[error("{} is {kind}, not a folder; move it away so Orquesta can make the folder", .path.display())]
+    NotAFolder {
+        path: std::path::PathBuf,
+        kind: &'static str,
+    },
+}
+
 /// Refuses a `processed/` or `rejected/` under the drop folder that is a
 /// symbolic link (or not a folder): files moved there would land
 /// wherever it points. Checked at start-up; a missing one is fine (made).
-pub fn check_folders(dir: &Path) -> Result<(), String> {
+pub fn check_folders(dir: &Path) -> Result<(), FolderError> {
     for sub in ["processed", "rejected"] {
         let d = dir.join(sub);
         match fs::symlink_metadata(&d) {
             Err(_) => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symbolic link; Orquesta moves task files there and does not follow links \
-                     out of the task folder. Replace it with a real folder: rm {0} && mkdir {0}",
-                    d.display()
-                ))
-            }
+            Ok(m) if m.file_type().is_symlink() => return Err(FolderError::Symlink(d)),
             Ok(m) if !m.is_dir() => {
-                return Err(format!(
-                    "{} is {}, not a folder; move it away so Orquesta can make the folder",
-                    d.display(),
-                    kind_of(&m.file_type())
-                ))
+                return Err(FolderError::NotAFolder {
+                    kind: kind_of(&m.file_type()),
+                    path: d,
+                })
             }
             Ok(_) => {}
         }

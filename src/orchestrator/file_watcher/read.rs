@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::model::taskfile::{sha256_hex, stream_bytes, Rejection, StreamError};
-use crate::model::Validator;
+use crate::model::{KernelName, Validator};
 use crate::orchestrator::store::{Ingest, NewTask, StageTicket, Store, StoreError};
 use crate::util::fs::{read_regular, NotRead};
 use crate::util::time::unix_now;
@@ -44,7 +44,7 @@ pub(super) struct Staged {
     pub count: usize,
     pub warnings: Vec<String>,
     /// Kernels its tasks run on.
-    pub kernels: Vec<String>,
+    pub kernels: Vec<KernelName>,
 }
 
 /// Reads, validates and stages one file. Blocks: for the read thread only.
@@ -101,7 +101,7 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
         trace::note(Stage::Read, &shown, chunk.iter().map(|t| &t.task_id));
         for t in &chunk {
             if !kernels.contains(&t.kernel) {
-                kernels.insert(t.kernel.clone());
+                kernels.insert(t.kernel);
             }
         }
         staged_any = true;

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::model::WorkerId;
+use crate::model::{KernelName, WorkerId};
 use crate::protocol::MemberSource;
 
 /// A worker's state as the orchestrator sees it; why it is so travels
@@ -80,7 +80,7 @@ pub struct WorkerInfo {
     /// running / capacity.
     pub load: f64,
     pub algorithms: Vec<String>,
-    pub kernels: Vec<&'static str>,
+    pub kernels: Vec<KernelName>,
     pub last_heartbeat: Option<String>,
     pub tasks_completed: u64,
     pub tasks_failed: u64,

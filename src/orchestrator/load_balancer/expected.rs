@@ -37,7 +37,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::model::WorkerId;
+use crate::model::{KernelName, WorkerId};
 
 /// Speeds remembered per worker and kernel (the median of these is used).
 pub const SAMPLES: usize = 9;
@@ -48,7 +48,7 @@ pub const MIN_SAMPLE_SECONDS: f64 = 0.002;
 /// A task's kernel and size: what its predicted time is made of.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TaskSize {
-    pub kernel: &'static str,
+    pub kernel: KernelName,
     pub particles: u64,
     pub steps: u64,
 }
@@ -57,7 +57,7 @@ impl TaskSize {
     /// Work units (see the module doc): `N·steps` or `N²·steps`.
     pub fn work(&self) -> f64 {
         let (n, steps) = (self.particles as f64, self.steps as f64);
-        match self.kernel {
+        match self.kernel.as_str() {
             "reference" => n * n * steps,
             _ => n * steps,
         }
@@ -145,15 +145,15 @@ impl Expected {
 
     /// Predicted seconds of `task` on `worker`.
     pub fn predict(&self, worker: &WorkerId, task: &TaskSize) -> f64 {
-        task.work() / self.speed(worker, task.kernel)
+        task.work() / self.speed(worker, task.kernel.as_str())
     }
 
     /// Predicted seconds of `task` on a typical worker (to order tasks by
     /// size across kernels, whose work units differ).
     pub fn typical_seconds(&self, task: &TaskSize) -> f64 {
         let speed = self
-            .typical_speed(task.kernel)
-            .unwrap_or_else(|| prior_speed(task.kernel));
+            .typical_speed(task.kernel.as_str())
+            .unwrap_or_else(|| prior_speed(task.kernel.as_str()));
         task.work() / speed
     }
 
@@ -213,7 +213,7 @@ impl Expected {
         if let (Some(t), Some(s)) = (task, seconds) {
             let work = t.work();
             if s.is_finite() && s >= MIN_SAMPLE_SECONDS && work > 0.0 {
-                let samples = m.speeds.entry(t.kernel).or_default();
+                let samples = m.speeds.entry(t.kernel.as_str()).or_default();
                 if samples.len() == SAMPLES {
                     samples.pop_front();
                 }
@@ -232,7 +232,7 @@ impl Expected {
 /// priority (the batch comes best priority first), by `seconds`
 /// descending, stable; never across priorities. Answers indexes into
 /// `tasks` (priority, predicted seconds).
-pub fn largest_first(tasks: &[(u8, f64)]) -> Vec<usize> {
+pub fn largest_first<P: PartialEq>(tasks: &[(P, f64)]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..tasks.len()).collect();
     let mut start = 0;
     while start < tasks.len() {

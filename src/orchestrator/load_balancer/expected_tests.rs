@@ -8,7 +8,7 @@ fn w(id: &str) -> WorkerId {
 
 fn opt(particles: u64, steps: u64) -> TaskSize {
     TaskSize {
-        kernel: "optimized",
+        kernel: "optimized".into(),
         particles,
         steps,
     }
@@ -16,7 +16,7 @@ fn opt(particles: u64, steps: u64) -> TaskSize {
 
 fn reference(particles: u64, steps: u64) -> TaskSize {
     TaskSize {
-        kernel: "reference",
+        kernel: "reference".into(),
         particles,
         steps,
     }
@@ -33,7 +33,7 @@ fn work_is_n_steps_for_optimized_and_n_squared_steps_for_reference() {
     assert_eq!(opt(1000, 50).work(), 50_000.0);
     assert_eq!(reference(1000, 50).work(), 50_000_000.0);
     let sleep = TaskSize {
-        kernel: "__sleep",
+        kernel: "__sleep".into(),
         particles: 0,
         steps: 0,
     };
@@ -156,7 +156,7 @@ fn largest_first_reorders_within_a_priority_never_across() {
         largest_first(&[(1, 1.0), (1, 2.0), (0, 50.0), (1, 9.0)]),
         [1, 0, 2, 3]
     );
-    assert!(largest_first(&[]).is_empty());
+    assert!(largest_first::<u8>(&[]).is_empty());
 }
 
 #[test]

@@ -43,6 +43,7 @@ pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpect
 use super::task_queue::{AttemptOutcome, AttemptsStarted, CapacityAvailable};
 use super::worker_proxy::{ProxySettings, WorkerProxy};
 pub use crate::model::WorkerId;
+use crate::model::{KernelName, Priority};
 use crate::orchestrator::config::{Balancing, WorkerEntry};
 use crate::orchestrator::store::Store;
 use crate::protocol::MemberSource;
@@ -172,8 +173,9 @@ impl LoadBalancer {
         let mut per_worker = Vec::new();
         let (mut capable, mut capable_up, mut room) = (0, 0, 0);
         for w in &self.workers {
-            let why = if !w.kernels.contains(&kernel) {
-                format!("does not run {kernel} (runs {})", w.kernels.join(", "))
+            let why = if !w.kernels.iter().any(|k| *k == kernel) {
+                let runs: Vec<&str> = w.kernels.iter().map(|k| k.as_str()).collect();
+                format!("does not run {kernel} (runs {})", runs.join(", "))
             } else {
                 capable += 1;
                 if !w.takes_tasks() {
@@ -196,7 +198,7 @@ impl LoadBalancer {
                 }
             };
             per_worker.push(WorkerReason {
-                worker_id: w.id.to_string(),
+                worker_id: w.id.clone(),
                 reason: why,
             });
         }
@@ -267,7 +269,7 @@ pub struct WorkerUpdate {
     pub capacity: usize,
     /// The most tasks it keeps waiting for a slot (`/status` `max_backlog`).
     pub backlog_limit: usize,
-    pub kernels: Vec<&'static str>,
+    pub kernels: Vec<KernelName>,
     pub heartbeat: Option<SystemTime>,
 }
 
@@ -348,9 +350,9 @@ pub struct Placement {
 /// rank and size (N, steps) for `shortest_expected_finish`.
 #[derive(Debug, Clone)]
 pub struct ToPlace {
-    pub kernel: &'static str,
+    pub kernel: KernelName,
     pub avoid: Vec<WorkerId>,
-    pub priority: u8,
+    pub priority: Priority,
     pub size: (u64, u64),
 }
 
@@ -395,7 +397,8 @@ impl Handler<Assign> for LoadBalancer {
             capable(k, i) && room(i, loads) && !(elsewhere[k] && avoided(k, i))
         };
         let ids: Vec<WorkerId> = workers.iter().map(|w| w.id.clone()).collect();
-        let tasks: Vec<(u8, TaskSize)> = msg.tasks.iter().map(|t| (t.priority, t.task_size())).collect();
+        let tasks: Vec<(Priority, TaskSize)> =
+            msg.tasks.iter().map(|t| (t.priority, t.task_size())).collect();
         let mut loads = self.loads();
         let at = self.epoch.elapsed().as_secs_f64();
         let picks = place_batch(
@@ -529,7 +532,7 @@ pub struct Explanation {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerReason {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub reason: String,
 }
 

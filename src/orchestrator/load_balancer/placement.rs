@@ -5,7 +5,7 @@
 
 use super::expected::{largest_first, Expected, TaskSize};
 use super::strategy::{Load, Strategy};
-use crate::model::WorkerId;
+use crate::model::{Priority, WorkerId};
 
 /// Places `tasks` (priority rank, size; best priority first) among the
 /// workers `ids`, whose `loads` are updated as tasks are placed. A task
@@ -20,13 +20,13 @@ pub fn place_batch(
     expected: &mut Expected,
     ids: &[WorkerId],
     loads: &mut [Load],
-    tasks: &[(u8, TaskSize)],
+    tasks: &[(Priority, TaskSize)],
     now: f64,
     allowed: &dyn Fn(usize, usize, &[Load]) -> bool,
 ) -> Vec<Option<usize>> {
     let estimates = strategy.uses_estimates();
     let order = if estimates {
-        let sizes: Vec<(u8, f64)> = tasks
+        let sizes: Vec<(Priority, f64)> = tasks
             .iter()
             .map(|(priority, size)| (*priority, expected.typical_seconds(size)))
             .collect();

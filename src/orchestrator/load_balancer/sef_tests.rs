@@ -26,9 +26,9 @@ async fn wired(entries: &[WorkerEntry]) -> Addr<LoadBalancer> {
 
 fn task(kernel: &'static str, priority: u8, particles: u64, steps: u64, avoid: &[&str]) -> ToPlace {
     ToPlace {
-        kernel,
+        kernel: kernel.into(),
         avoid: avoid.iter().map(|a| WorkerId::new(a)).collect(),
-        priority,
+        priority: crate::model::Priority::from_rank(priority),
         size: (particles, steps),
     }
 }

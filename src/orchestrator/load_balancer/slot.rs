@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 
 use super::board::{WorkerInfo, WorkerState};
-use crate::model::WorkerId;
+use crate::model::{KernelName, WorkerId};
 use crate::orchestrator::config::WorkerEntry;
 use crate::orchestrator::worker_proxy::WorkerProxy;
 use crate::protocol::MemberSource;
@@ -44,7 +44,7 @@ pub(super) struct Slot {
     /// min(configured, reported by the worker)
     pub(super) capacity: usize,
     /// Kernels both configured and offered by the worker.
-    pub(super) kernels: Vec<&'static str>,
+    pub(super) kernels: Vec<KernelName>,
     /// Attempts sent and not yet ended: running there, or sent ahead and
     /// waiting in its backlog.
     pub(super) in_flight: usize,

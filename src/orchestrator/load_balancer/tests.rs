@@ -39,7 +39,7 @@ fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
             reason: Some("no answer for 30.0 s".into()),
             capacity: 2,
             backlog_limit: 0,
-            kernels: vec!["reference"],
+            kernels: vec!["reference".into()],
             heartbeat: None,
         })
         .await
@@ -111,7 +111,7 @@ pub(super) async fn report_up(
         reason: None,
         capacity,
         backlog_limit: 0,
-        kernels,
+        kernels: kernels.into_iter().map(Into::into).collect(),
         heartbeat: None,
     })
     .await
@@ -135,9 +135,9 @@ async fn place(lb: &Addr<LoadBalancer>, avoid: &[&str]) -> Option<String> {
     let mut out = lb
         .send(Assign {
             tasks: vec![ToPlace {
-                kernel: "reference",
+                kernel: "reference".into(),
                 avoid,
-                priority: 1,
+                priority: crate::model::Priority::Medium,
                 size: (100, 10),
             }],
         })

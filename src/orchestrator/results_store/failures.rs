@@ -15,7 +15,7 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use super::ResultsStore;
-use crate::orchestrator::store::FAILURES_PER_FILE;
+use crate::orchestrator::store::{StoreError, FAILURES_PER_FILE};
 use crate::util::fs::write_atomic;
 
 /// Sent by TaskQueue when a task has failed or been cancelled (its record
@@ -74,10 +74,7 @@ impl ResultsStore {
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
-            let records = store
-                .claim_failures(&file_key, FAILURES_PER_FILE)
-                .await
-                .map_err(|e| e.to_string())?;
+            let records = store.claim_failures(&file_key, FAILURES_PER_FILE).await?;
             if records.is_empty() {
                 return Ok(0);
             }
@@ -87,18 +84,15 @@ impl ResultsStore {
                     .iter()
                     .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
                     .collect();
-                let text = serde_json::to_vec_pretty(&values).map_err(|e| e.to_string())?;
-                write_atomic(&path, &text).map_err(|e| format!("{}: {e}", path.display()))
+                let text = serde_json::to_vec_pretty(&values).map_err(FlushError::Encode)?;
+                write_atomic(&path, &text).map_err(|source| FlushError::Write { path, source })
             })
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(|e| FlushError::Stopped(e.to_string()))??;
             // the file is on disk: a crash before this commit is settled at
             // the next start by finding the file (store::history)
-            store
-                .failures_written(&file_key)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<usize, String>(count)
+            store.failures_written(&file_key).await?;
+            Ok::<usize, FlushError>(count)
         }
         .into_actor(self)
         .map(move |res, act, ctx| {
@@ -129,7 +123,24 @@ impl ResultsStore {
     }
 }
 
+/// Why a failures file was not written (it is retried at the next tick).
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("{}: {source}", .path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The blocking write was cut short (shutting down).
+    #[error("{0}")]
+    Stopped(String),
+}
+
 /// A full file was written: the next one is written at once.
-fn count_is_full(res: &Result<usize, String>) -> bool {
+fn count_is_full(res: &Result<usize, FlushError>) -> bool {
     matches!(res, Ok(n) if *n == FAILURES_PER_FILE)
 }

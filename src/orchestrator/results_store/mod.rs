@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::load_balancer::Workers;
 use super::task_queue::QueueStats;
-use crate::model::TaskResult;
+use crate::model::{TaskId, TaskResult};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
@@ -140,10 +140,10 @@ impl ResultsStore {
             .unwrap_or_default()
             .to_string();
         self.last_file = Some(name.clone());
-        let ids: Vec<String> = results.iter().map(|r| r.task_id.clone()).collect();
+        let ids: Vec<TaskId> = results.iter().map(|r| r.task_id.clone()).collect();
         // each id in the log with its results file (see util::trace);
         // noted now, the ids go to the store
-        let recorded: Vec<String> = if trace::enabled() { ids.clone() } else { Vec::new() };
+        let recorded: Vec<TaskId> = if trace::enabled() { ids.clone() } else { Vec::new() };
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
@@ -422,7 +422,7 @@ mod tests {
             },
             worker_id: Some("w1".into()),
             completed_at: Some("2024-01-15T10:30:00.000Z".into()),
-            priority: Some("high".into()),
+            priority: Some(crate::model::Priority::High),
             attempt_id: None,
             extra: Default::default(),
         }
@@ -455,8 +455,8 @@ mod tests {
             let new = ids
                 .iter()
                 .map(|id| NewTask {
-                    task_id: id.to_string(),
-                    priority: 0,
+                    task_id: (*id).into(),
+                    priority: crate::model::Priority::High,
                     algorithm: "python".into(),
                     kernel: "reference".into(),
                     body: "{}".into(),

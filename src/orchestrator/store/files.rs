@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::views::ReadPool;
 use super::StoreError;
-use crate::model::TaskStatus;
+use crate::model::{TaskId, TaskStatus};
 use crate::util::fs::{read_regular, NotRead};
 
 /// Indexes and triggers of file records and of the sorts and the file
@@ -297,7 +297,7 @@ fn with_counts(db: &Connection, mut f: FileRecord) -> rusqlite::Result<FileRecor
 /// A task id the orchestrator knows: its status and where its result is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KnownTask {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub status: TaskStatus,
     /// The results file its result was (or is being) written to.
     pub results_file: Option<String>,
@@ -312,7 +312,7 @@ pub const DUPLICATES_SHOWN: usize = 20;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Duplicates {
     /// Every one, in the batch's order.
-    pub ids: Vec<String>,
+    pub ids: Vec<TaskId>,
     /// The first [`DUPLICATES_SHOWN`], with status and results file.
     pub first: Vec<KnownTask>,
     /// All of them by status.
@@ -321,7 +321,7 @@ pub struct Duplicates {
 
 impl Duplicates {
     /// One more existing id, in the batch's order.
-    pub fn push(&mut self, task_id: String, status: TaskStatus, results_file: Option<String>) {
+    pub fn push(&mut self, task_id: TaskId, status: TaskStatus, results_file: Option<String>) {
         self.by_status.add(status, 1);
         if self.first.len() < DUPLICATES_SHOWN {
             self.first.push(KnownTask {
@@ -349,7 +349,8 @@ pub(super) fn known(db: &Connection, ids: &[String]) -> rusqlite::Result<Vec<Kno
             .optional()?
         {
             found.push(KnownTask {
-                task_id: id.clone(),
+                // the caller checked the ids it asks about
+                task_id: TaskId::trusted(id),
                 status,
                 results_file,
             });

@@ -80,10 +80,10 @@ fn ingested_and_rejected_files_are_listed_newest_first_with_their_counts() {
     });
     store.ingest_moved("sa", "a.json", "task_queues/processed/x_a.json");
     let w = WorkerId::new("w");
-    store.attempt_started("a000", 1, &w, 1.0);
-    block(store.record_result("a000", 1, "{}".into(), &w, 2.0)).unwrap();
-    store.attempt_started("a001", 2, &w, 1.0);
-    block(store.cancel("a002")).unwrap();
+    store.attempt_started(&"a000".into(), 1.into(), &w, 1.0);
+    block(store.record_result(&"a000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    store.attempt_started(&"a001".into(), 2.into(), &w, 1.0);
+    block(store.cancel(&"a002".into())).unwrap();
     store.sync();
 
     let read = ReadPool::new(&path);
@@ -190,10 +190,10 @@ fn duplicates_say_where_the_results_are() {
     let store = Store::start(open(&path, false).unwrap());
     block(store.insert_batch(ids("t", 3), None, "api".into())).unwrap();
     let w = WorkerId::new("w");
-    store.attempt_started("t000", 1, &w, 1.0);
-    block(store.record_result("t000", 1, "{}".into(), &w, 2.0)).unwrap();
+    store.attempt_started(&"t000".into(), 1.into(), &w, 1.0);
+    block(store.record_result(&"t000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
     block(store.assign_results_file(vec!["t000".into()], "results/task_results_1.json")).unwrap();
-    store.ended("t001", TaskStatus::Failed, Some("boom".into()), 2.0);
+    store.ended(&"t001".into(), TaskStatus::Failed, Some("boom".into()), 2.0);
     let out = drop_staged(&store, "copy.json", "sc", "t", 3);
     let StagedOutcome::Duplicates(d) = out else {
         panic!("{out:?}")
@@ -246,23 +246,23 @@ fn kept_file_counts_equal_a_full_count_after_a_mixed_workload() {
         .iter()
         .enumerate()
     {
-        store.attempt_started(id, i as u64 + 1, &w, 1.0);
+        store.attempt_started(&(*id).into(), (i as u64 + 1).into(), &w, 1.0);
     }
     check("starts");
-    block(store.record_result("f000", 1, "{}".into(), &w, 2.0)).unwrap();
-    store.ended("f001", TaskStatus::Failed, Some("boom".into()), 2.0);
-    store.requeue("f002", 1, Some(5.0));
-    store.requeue("g000", 1, None);
+    block(store.record_result(&"f000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    store.ended(&"f001".into(), TaskStatus::Failed, Some("boom".into()), 2.0);
+    store.requeue(&"f002".into(), 1, Some(5.0));
+    store.requeue(&"g000".into(), 1, None);
     check("complete, fail, requeue");
-    block(store.cancel("g001")).unwrap();
-    block(store.cancel("f010")).unwrap();
-    block(store.cancel("api000")).unwrap();
+    block(store.cancel(&"g001".into())).unwrap();
+    block(store.cancel(&"f010".into())).unwrap();
+    block(store.cancel(&"api000".into())).unwrap();
     check("cancel");
-    block(store.retry("f001")).unwrap();
-    block(store.retry("g001")).unwrap();
+    block(store.retry(&"f001".into())).unwrap();
+    block(store.retry(&"g001".into())).unwrap();
     check("retry");
-    store.attempt_started("f001", 9, &w, 3.0);
-    block(store.record_result("f001", 9, "{}".into(), &w, 4.0)).unwrap();
+    store.attempt_started(&"f001".into(), 9.into(), &w, 3.0);
+    block(store.record_result(&"f001".into(), 9.into(), "{}".into(), &w, 4.0)).unwrap();
     // a refused file changes nothing
     drop_staged(&store, "h.json", "s3", "g", 3);
     check("a refused file");
@@ -283,7 +283,7 @@ fn a_database_from_before_file_records_is_migrated() {
     block(store.insert_batch(ids("x", 2), None, "api".into())).unwrap();
     drop_staged(&store, "a.json", "s2", "b", 3);
     drop_staged(&store, "c.json", "s3", "c", 2);
-    block(store.cancel("b001")).unwrap();
+    block(store.cancel(&"b001".into())).unwrap();
     store.sync();
     drop(store);
     // as an earlier version left it: no file columns, no counts

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use super::views::AttemptView;
 use super::writer::{Op, Reply};
 use super::{unexpected, Change, Store, StoreError};
-use crate::model::{unknown_fields, Priority, TaskStatus};
+use crate::model::{unknown_fields, Priority, TaskId, TaskStatus};
 use crate::util::time::iso_at;
 
 /// The most records one failures file takes; more are written to the
@@ -35,7 +35,7 @@ pub const FAILURES_PER_FILE: usize = 100_000;
 /// One failed or cancelled task as `task_failures_*.json` holds it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
-    pub task_id: String,
+    pub task_id: TaskId,
     /// `failed` or `cancelled`.
     pub status: TaskStatus,
     /// Why it ended (the last attempt's error, or "cancelled by request").
@@ -79,7 +79,7 @@ pub(super) fn attempts_of(db: &Connection, task_id: &str) -> rusqlite::Result<Ve
     )?
     .query_map(params![task_id], |r| {
         Ok(AttemptView {
-            attempt_id: r.get::<_, i64>(0)? as u64,
+            attempt_id: r.get(0)?,
             worker_id: r.get(1)?,
             started_at: iso_at(r.get(2)?),
             ended_at: r.get::<_, Option<f64>>(3)?.map(iso_at),
@@ -126,7 +126,7 @@ fn compose(db: &Connection, task_id: &str) -> rusqlite::Result<Option<FailureRec
         extra.insert("description".into(), d.clone());
     }
     Ok(Some(FailureRecord {
-        task_id: task_id.to_string(),
+        task_id: TaskId::trusted(task_id),
         status,
         error,
         source,
@@ -247,7 +247,7 @@ mod tests {
     fn task(id: &str, body: &str) -> NewTask {
         NewTask {
             task_id: id.into(),
-            priority: 0,
+            priority: crate::model::Priority::High,
             algorithm: "python".into(),
             kernel: "reference".into(),
             body: body.into(),
@@ -276,12 +276,12 @@ mod tests {
             for (n, attempt) in [11u64, 12].into_iter().enumerate() {
                 changes.push(Change::AttemptStarted {
                     task_id: "bad".into(),
-                    attempt_id: attempt,
+                    attempt_id: attempt.into(),
                     worker_id: w.clone(),
                     at: t0 + n as f64,
                 });
                 changes.push(Change::AttemptEnded {
-                    attempt_id: attempt,
+                    attempt_id: attempt.into(),
                     end: AttemptEnd::Failed,
                     error: Some(format!("boom {n}")),
                     at: t0 + n as f64 + 0.5,
@@ -297,7 +297,7 @@ mod tests {
             });
             s.persist_now(changes).await.unwrap();
             assert!(matches!(
-                s.cancel("never").await.unwrap(),
+                s.cancel(&"never".into()).await.unwrap(),
                 CancelOutcome::Cancelled { .. }
             ));
             let claimed = s.claim_failures(&file_key, 10).await.unwrap();

@@ -17,6 +17,7 @@ mod history;
 mod purge;
 mod recovery;
 mod schema;
+mod sql;
 mod staging;
 mod views;
 mod writer;
@@ -40,7 +41,7 @@ pub use staging::StagedOutcome;
 pub use views::{AttemptView, ByWorker, Counts, ReadPool, TaskFilter, TaskOrder, TaskView, SORT_MATCHES_MAX};
 use writer::{Job, Op, Reply};
 
-use crate::model::{AttemptEnd, Task, TaskStatus, WorkerId};
+use crate::model::{AttemptEnd, AttemptId, KernelName, Priority, Task, TaskId, TaskStatus, WorkerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,10 +64,10 @@ pub enum StoreError {
 /// A task to insert, already validated.
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    pub task_id: String,
-    pub priority: u8,
+    pub task_id: TaskId,
+    pub priority: Priority,
     pub algorithm: String,
-    pub kernel: String,
+    pub kernel: KernelName,
     /// The task's JSON as the worker will receive it.
     pub body: String,
 }
@@ -77,10 +78,10 @@ impl NewTask {
     #[cfg(test)]
     pub fn python(id: &str, body: impl Into<String>) -> Self {
         Self {
-            task_id: id.into(),
-            priority: 1,
+            task_id: TaskId::parse(id).expect("a valid test id"),
+            priority: Priority::Medium,
             algorithm: "python".into(),
-            kernel: "reference".into(),
+            kernel: KernelName::resolve("reference").expect("a kernel"),
             body: body.into(),
         }
     }
@@ -88,10 +89,10 @@ impl NewTask {
     /// A validated task as it is stored and sent.
     pub fn of(t: &Task) -> Self {
         Self {
-            task_id: t.task_id.to_string(),
-            priority: t.priority.rank(),
+            task_id: t.task_id.clone(),
+            priority: t.priority,
             algorithm: t.algorithm.clone(),
-            kernel: t.work.kernel().to_string(),
+            kernel: t.work.kernel(),
             body: t.to_json().to_string(),
         }
     }
@@ -110,20 +111,20 @@ pub struct Ingest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     AttemptStarted {
-        task_id: String,
-        attempt_id: u64,
+        task_id: TaskId,
+        attempt_id: AttemptId,
         worker_id: WorkerId,
         at: f64,
     },
     AttemptEnded {
-        attempt_id: u64,
+        attempt_id: AttemptId,
         end: AttemptEnd,
         error: Option<String>,
         at: f64,
     },
     /// A task ended: completed, failed or cancelled.
     Ended {
-        task_id: String,
+        task_id: TaskId,
         status: TaskStatus,
         /// The result's JSON, for a completed task.
         result: Option<String>,
@@ -134,12 +135,12 @@ pub enum Change {
     /// Back to the queue (`next_at`: not before), with no error: the
     /// failed attempt's error stays on its row of `attempts`.
     Requeue {
-        task_id: String,
+        task_id: TaskId,
         attempts: u32,
         next_at: Option<f64>,
     },
     AssignResultsFile {
-        task_ids: Vec<String>,
+        task_ids: Vec<TaskId>,
         file: String,
     },
     MarkWritten {
@@ -194,7 +195,7 @@ pub enum CancelOutcome {
     /// Was queued or running; now cancelled.
     Cancelled {
         was: TaskStatus,
-        worker_id: Option<String>,
+        worker_id: Option<WorkerId>,
     },
     AlreadyEnded {
         status: TaskStatus,
@@ -213,9 +214,11 @@ pub enum RetryOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedRow {
     pub seq: i64,
-    pub task_id: String,
-    pub priority: u8,
-    pub kernel: String,
+    pub task_id: TaskId,
+    pub priority: Priority,
+    /// `None`: a kernel this build does not know (the row was written by
+    /// another build); such a task stays in the database.
+    pub kernel: Option<KernelName>,
     pub algorithm: String,
     pub body: String,
     pub attempts: u32,
@@ -225,14 +228,14 @@ pub struct QueuedRow {
 
 /// A chunk given to [`Store::stage`]; [`StageTicket::wait`] blocks until
 /// it is committed.
-pub struct StageTicket(Option<oneshot::Receiver<Result<Vec<Reply>, String>>>);
+pub struct StageTicket(Option<oneshot::Receiver<Result<Vec<Reply>, StoreError>>>);
 
 impl StageTicket {
     /// Blocks until the chunk is committed; for the reading thread only.
     pub fn wait(self) -> Result<(), StoreError> {
         match self.0.ok_or(StoreError::Stopped)?.blocking_recv() {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Failed(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Stopped),
         }
     }
@@ -320,7 +323,7 @@ impl Store {
         batch: &str,
         ingest: Option<Ingest>,
         source: String,
-        kernels: Vec<String>,
+        kernels: Vec<KernelName>,
         window: usize,
     ) -> impl Future<Output = Result<StagedOutcome, StoreError>> + 'static {
         let reply = self.ask(Op::CommitStaged {
@@ -339,9 +342,12 @@ impl Store {
     }
 
     /// Cancels a task that has not ended; answers after the commit.
-    pub fn cancel(&self, task_id: &str) -> impl Future<Output = Result<CancelOutcome, StoreError>> + 'static {
+    pub fn cancel(
+        &self,
+        task_id: &TaskId,
+    ) -> impl Future<Output = Result<CancelOutcome, StoreError>> + 'static {
         let reply = self.ask(Op::Cancel {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
         });
         async move {
             match reply.await? {
@@ -352,9 +358,12 @@ impl Store {
     }
 
     /// A failed or cancelled task back to queued; answers after the commit.
-    pub fn retry(&self, task_id: &str) -> impl Future<Output = Result<RetryOutcome, StoreError>> + 'static {
+    pub fn retry(
+        &self,
+        task_id: &TaskId,
+    ) -> impl Future<Output = Result<RetryOutcome, StoreError>> + 'static {
         let reply = self.ask(Op::Retry {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
         });
         async move {
             match reply.await? {
@@ -368,15 +377,11 @@ impl Store {
     /// `after`, in queue order (ordered with the writes before it).
     pub fn page(
         &self,
-        kernel: &str,
-        after: Option<(u8, i64)>,
+        kernel: KernelName,
+        after: Option<(Priority, i64)>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<QueuedRow>, StoreError>> + 'static {
-        let reply = self.ask(Op::Page {
-            kernel: kernel.to_string(),
-            after,
-            limit,
-        });
+        let reply = self.ask(Op::Page { kernel, after, limit });
         async move {
             match reply.await? {
                 Reply::Page(rows) => Ok(rows),
@@ -407,9 +412,9 @@ impl Store {
     }
 
     /// An attempt began on `worker_id`: the task is running.
-    pub fn attempt_started(&self, task_id: &str, attempt_id: u64, worker_id: &WorkerId, at: f64) {
+    pub fn attempt_started(&self, task_id: &TaskId, attempt_id: AttemptId, worker_id: &WorkerId, at: f64) {
         self.persist(vec![Change::AttemptStarted {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempt_id,
             worker_id: worker_id.clone(),
             at,
@@ -417,7 +422,7 @@ impl Store {
     }
 
     /// An attempt ended, how and why.
-    pub fn attempt_ended(&self, attempt_id: u64, end: AttemptEnd, error: Option<String>, at: f64) {
+    pub fn attempt_ended(&self, attempt_id: AttemptId, end: AttemptEnd, error: Option<String>, at: f64) {
         self.persist(vec![Change::AttemptEnded {
             attempt_id,
             end,
@@ -427,18 +432,18 @@ impl Store {
     }
 
     /// A task back to the queue, not before `next_at`.
-    pub fn requeue(&self, task_id: &str, attempts: u32, next_at: Option<f64>) {
+    pub fn requeue(&self, task_id: &TaskId, attempts: u32, next_at: Option<f64>) {
         self.persist(vec![Change::Requeue {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempts,
             next_at,
         }]);
     }
 
     /// A task ended without a result (failed, cancelled).
-    pub fn ended(&self, task_id: &str, status: TaskStatus, error: Option<String>, at: f64) {
+    pub fn ended(&self, task_id: &TaskId, status: TaskStatus, error: Option<String>, at: f64) {
         self.persist(vec![Change::Ended {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             status,
             result: None,
             error,
@@ -451,8 +456,8 @@ impl Store {
     /// the attempt that produced it; answers after the commit.
     pub fn record_result(
         &self,
-        task_id: &str,
-        attempt_id: u64,
+        task_id: &TaskId,
+        attempt_id: AttemptId,
         result: String,
         worker_id: &WorkerId,
         at: f64,
@@ -465,7 +470,7 @@ impl Store {
                 at,
             },
             Change::Ended {
-                task_id: task_id.to_string(),
+                task_id: task_id.clone(),
                 status: TaskStatus::Completed,
                 result: Some(result),
                 error: None,
@@ -478,7 +483,7 @@ impl Store {
     /// Names the results file these tasks go to, before it is written.
     pub fn assign_results_file(
         &self,
-        task_ids: Vec<String>,
+        task_ids: Vec<TaskId>,
         file: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + 'static {
         self.persist_now(vec![Change::AssignResultsFile {
@@ -554,7 +559,7 @@ impl Store {
             sent.map_err(|_| StoreError::Stopped)?;
             match rx.await {
                 Ok(Ok(replies)) => Ok(replies),
-                Ok(Err(e)) => Err(StoreError::Failed(e)),
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Stopped),
             }
         }

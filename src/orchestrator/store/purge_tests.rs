@@ -3,7 +3,7 @@
 //! forgotten; a dry run removes nothing and counts the same.
 
 use super::*;
-use crate::model::{AttemptEnd, WorkerId};
+use crate::model::{AttemptEnd, TaskId, WorkerId};
 use crate::orchestrator::store::{self, Change, Ingest, InsertOutcome, NewTask, ReadPool};
 
 fn task(id: &str) -> NewTask {
@@ -56,12 +56,12 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
         s.persist_now(vec![
             Change::AttemptStarted {
                 task_id: "f1".into(),
-                attempt_id: 7,
+                attempt_id: 7.into(),
                 worker_id: w.clone(),
                 at: 900.0,
             },
             Change::AttemptEnded {
-                attempt_id: 7,
+                attempt_id: 7.into(),
                 end: AttemptEnd::Failed,
                 error: Some("boom".into()),
                 at: 1000.0,
@@ -86,7 +86,7 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
             ended("f2", TaskStatus::Failed, 1000.0),
             Change::AttemptStarted {
                 task_id: "r1".into(),
-                attempt_id: 8,
+                attempt_id: 8.into(),
                 worker_id: w,
                 at: 900.0,
             },
@@ -211,7 +211,9 @@ fn a_purge_goes_through_every_window() {
         )
         .await
         .unwrap();
-        s.assign_results_file(ended_ids.clone(), "r.json").await.unwrap();
+        s.assign_results_file(ended_ids.iter().map(TaskId::from).collect(), "r.json")
+            .await
+            .unwrap();
         s.mark_written("r.json").await.unwrap();
         let report = s.purge(20.0, false, false).await.unwrap();
         assert_eq!(report.tasks, ended_ids.len() as u64);

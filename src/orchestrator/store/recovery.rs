@@ -8,20 +8,20 @@ use rusqlite::Connection;
 
 use super::writer::{queued_row, QUEUED_COLUMNS};
 use super::{QueuedRow, StoreError};
-use crate::model::{TaskStatus, WorkerId};
+use crate::model::{AttemptId, KernelName, TaskId, TaskStatus, WorkerId};
 
 /// A task that was running when the orchestrator stopped.
 #[derive(Debug, Clone)]
 pub struct WasRunning {
     pub row: QueuedRow,
-    pub attempt_id: Option<u64>,
+    pub attempt_id: Option<AttemptId>,
     pub worker_id: Option<WorkerId>,
 }
 
 /// A completed result not yet marked written to a results file.
 #[derive(Debug, Clone)]
 pub struct Unwritten {
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The result's JSON.
     pub result: String,
     /// The file assigned before the crash, if any.
@@ -34,7 +34,7 @@ pub struct Recovery {
     pub running: Vec<WasRunning>,
     pub unwritten: Vec<Unwritten>,
     /// Kernels that have queued tasks.
-    pub queued_kernels: Vec<String>,
+    pub queued_kernels: Vec<KernelName>,
     pub counts: Vec<(TaskStatus, i64)>,
     /// Workers that joined and had not left.
     pub members: Vec<StoredMember>,
@@ -67,12 +67,10 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
     ))?;
     rec.running = stmt
         .query_map([], |r| {
-            let attempt: Option<i64> = r.get(9)?;
-            let worker: Option<String> = r.get(10)?;
             Ok(WasRunning {
                 row: queued_row(r)?,
-                attempt_id: attempt.map(|a| a as u64),
-                worker_id: worker.as_deref().map(WorkerId::new),
+                attempt_id: r.get(9)?,
+                worker_id: r.get(10)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -89,8 +87,10 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare("SELECT DISTINCT kernel FROM tasks WHERE status = 'queued'")?;
+    // a kernel this build does not know is left out: its tasks stay queued
     rec.queued_kernels = stmt
-        .query_map([], |r| r.get(0))?
+        .query_map([], |r| super::sql::kernel_of(r, 0))?
+        .filter_map(|k| k.transpose())
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // kept by triggers, rebuilt when the database was opened: no scan
     let mut stmt =

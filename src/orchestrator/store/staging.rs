@@ -23,6 +23,7 @@ use rusqlite::{params, Connection, ErrorCode};
 
 use super::writer::{queued_row, QUEUED_COLUMNS};
 use super::{Duplicates, Ingest, NewTask, QueuedRow};
+use crate::model::{KernelName, Priority};
 use crate::util::time::unix_now;
 
 /// What became of a staged file given to [`super::Store::commit_staged`].
@@ -35,7 +36,7 @@ pub enum StagedOutcome {
         /// at most the window asked for per kernel: what TaskQueue loads.
         first: Vec<QueuedRow>,
         /// Kernels with more of the file's tasks than `first` holds.
-        more: Vec<String>,
+        more: Vec<KernelName>,
     },
     /// Nothing queued: these ids exist already.
     Duplicates(Duplicates),
@@ -75,7 +76,7 @@ pub(super) struct Commit<'a> {
     pub ingest: Option<&'a Ingest>,
     pub source: &'a str,
     /// Kernels the file's tasks run on (known from reading it).
-    pub kernels: &'a [String],
+    pub kernels: &'a [KernelName],
     /// How many queued rows per kernel to answer with.
     pub window: usize,
 }
@@ -159,9 +160,9 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
 fn first_rows(
     db: &Connection,
     after: i64,
-    kernels: &[String],
+    kernels: &[KernelName],
     window: usize,
-) -> rusqlite::Result<(Vec<QueuedRow>, Vec<String>)> {
+) -> rusqlite::Result<(Vec<QueuedRow>, Vec<KernelName>)> {
     let mut page = db.prepare_cached(&format!(
         "SELECT {QUEUED_COLUMNS} FROM tasks WHERE status = 'queued' AND kernel = ?1 AND priority = ?2
          AND seq > ?3 ORDER BY seq LIMIT ?4"
@@ -169,7 +170,7 @@ fn first_rows(
     let (mut first, mut more) = (Vec::new(), Vec::new());
     for kernel in kernels {
         let mut rows: Vec<QueuedRow> = Vec::new();
-        for priority in 0..=2u8 {
+        for priority in Priority::ALL {
             let left = window + 1 - rows.len();
             if left == 0 {
                 break;
@@ -181,7 +182,7 @@ fn first_rows(
         }
         if rows.len() > window {
             rows.truncate(window);
-            more.push(kernel.clone());
+            more.push(*kernel);
         }
         first.extend(rows);
     }

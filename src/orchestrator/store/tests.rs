@@ -6,7 +6,7 @@ use super::*;
 fn task(id: &str, priority: u8) -> NewTask {
     NewTask {
         task_id: id.into(),
-        priority,
+        priority: Priority::from_rank(priority),
         algorithm: "python".into(),
         kernel: "reference".into(),
         body: format!(r#"{{"task_id": "{id}", "parameters": {{"num_particles": 100}}}}"#),
@@ -31,7 +31,7 @@ fn inserts_are_all_or_nothing_and_duplicates_are_named() {
     assert_eq!(total, 2, "c must not be inserted");
     assert_eq!(rows[0].task_id, "a");
     // queue order: priority, then arrival
-    let rows = block(store.page("reference", None, 10)).unwrap();
+    let rows = block(store.page("reference".into(), None, 10)).unwrap();
     assert_eq!(
         rows.iter().map(|r| r.task_id.as_str()).collect::<Vec<_>>(),
         ["b", "a"]
@@ -67,7 +67,7 @@ fn cancel_and_retry_follow_the_state_machine() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::start(open(&dir.path().join("q.db"), false).unwrap());
     block(store.insert_batch(vec![task("t", 1)], None, "api".into())).unwrap();
-    let cancel = |id: &str| block(store.cancel(id)).unwrap();
+    let cancel = |id: &str| block(store.cancel(&id.into())).unwrap();
     assert!(matches!(cancel("t"), CancelOutcome::Cancelled { .. }));
     assert_eq!(
         cancel("t"),
@@ -76,9 +76,9 @@ fn cancel_and_retry_follow_the_state_machine() {
         }
     );
     assert_eq!(cancel("nope"), CancelOutcome::NotFound);
-    let r = block(store.retry("t")).unwrap();
+    let r = block(store.retry(&"t".into())).unwrap();
     assert!(matches!(&r, RetryOutcome::Queued { .. }));
-    let r = block(store.retry("t")).unwrap();
+    let r = block(store.retry(&"t".into())).unwrap();
     assert!(matches!(&r, RetryOutcome::NotRetryable { .. }));
 }
 
@@ -88,9 +88,9 @@ fn a_cancelled_running_task_has_its_attempt_closed() {
     let path = dir.path().join("q.db");
     let store = Store::start(open(&path, false).unwrap());
     block(store.insert_batch(vec![task("t", 1)], None, "api".into())).unwrap();
-    store.attempt_started("t", 7, &WorkerId::new("w"), 1.0);
+    store.attempt_started(&"t".into(), 7.into(), &WorkerId::new("w"), 1.0);
     assert!(matches!(
-        block(store.cancel("t")).unwrap(),
+        block(store.cancel(&"t".into())).unwrap(),
         CancelOutcome::Cancelled { .. }
     ));
     let (view, attempts) = ReadPool::new(&path).task("t").unwrap().unwrap();
@@ -107,9 +107,9 @@ fn a_requeued_task_has_no_error_until_it_ends() {
     let store = Store::start(open(&path, false).unwrap());
     block(store.insert_batch(vec![task("t", 1)], None, "api".into())).unwrap();
     let w = WorkerId::new("w");
-    store.attempt_started("t", 1, &w, 1.0);
-    store.attempt_ended(1, AttemptEnd::Failed, Some("boom".into()), 2.0);
-    store.requeue("t", 1, Some(5.0));
+    store.attempt_started(&"t".into(), 1.into(), &w, 1.0);
+    store.attempt_ended(1.into(), AttemptEnd::Failed, Some("boom".into()), 2.0);
+    store.requeue(&"t".into(), 1, Some(5.0));
     block(store.persist_now(vec![])).unwrap();
     let read = ReadPool::new(&path);
     let (view, attempts) = read.task("t").unwrap().unwrap();
@@ -120,8 +120,8 @@ fn a_requeued_task_has_no_error_until_it_ends() {
         Some("boom"),
         "the attempt keeps its error"
     );
-    store.attempt_started("t", 2, &w, 6.0);
-    store.ended("t", TaskStatus::Failed, Some("boom again".into()), 7.0);
+    store.attempt_started(&"t".into(), 2.into(), &w, 6.0);
+    store.ended(&"t".into(), TaskStatus::Failed, Some("boom again".into()), 7.0);
     block(store.persist_now(vec![])).unwrap();
     let (view, _) = read.task("t").unwrap().unwrap();
     assert_eq!(view.error.as_deref(), Some("boom again"));
@@ -335,18 +335,18 @@ fn kept_counts_equal_a_full_count_after_a_mixed_workload() {
     check("ingest");
     let w = WorkerId::new("w1");
     for (i, id) in ["api000", "api001", "api002", "file000"].iter().enumerate() {
-        store.attempt_started(id, i as u64 + 1, &w, 1.0);
+        store.attempt_started(&(*id).into(), (i as u64 + 1).into(), &w, 1.0);
     }
     check("starts");
-    block(store.record_result("api000", 1, "{}".into(), &w, 2.0)).unwrap();
-    store.ended("api001", TaskStatus::Failed, Some("boom".into()), 2.0);
-    store.requeue("api002", 1, Some(5.0));
+    block(store.record_result(&"api000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    store.ended(&"api001".into(), TaskStatus::Failed, Some("boom".into()), 2.0);
+    store.requeue(&"api002".into(), 1, Some(5.0));
     check("complete, fail, requeue");
-    block(store.cancel("file000")).unwrap();
-    block(store.cancel("api003")).unwrap();
+    block(store.cancel(&"file000".into())).unwrap();
+    block(store.cancel(&"api003".into())).unwrap();
     check("cancel");
-    block(store.retry("api001")).unwrap();
-    block(store.retry("file000")).unwrap();
+    block(store.retry(&"api001".into())).unwrap();
+    block(store.retry(&"file000".into())).unwrap();
     check("retry");
     // a refused file changes nothing
     store.stage_blocking("g", ids(0..3, "api", 1)).unwrap();

@@ -11,14 +11,14 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use serde::Serialize;
 
 use super::{DbFault, StoreError};
-use crate::model::{unknown_fields, AttemptEnd, Priority, TaskStatus};
+use crate::model::{unknown_fields, AttemptEnd, AttemptId, Priority, TaskId, TaskStatus, WorkerId};
 use crate::sim::resolve_kernel;
 use crate::util::time::iso_at;
 
 /// A task as the REST API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskView {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub status: TaskStatus,
     pub priority: Priority,
     pub algorithm: String,
@@ -31,7 +31,7 @@ pub struct TaskView {
     /// is their list).
     pub attempt_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,8 +56,8 @@ pub struct TaskView {
 /// One attempt as the REST API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptView {
-    pub attempt_id: u64,
-    pub worker_id: String,
+    pub attempt_id: AttemptId,
+    pub worker_id: WorkerId,
     pub started_at: String,
     pub ended_at: Option<String>,
     /// `None` while it runs.
@@ -202,7 +202,7 @@ impl ListQuery {
             // (its aliases included) and any other name by algorithm. One
             // column, one index, read in seq order: no sort of every match
             // (`algorithm = ? OR kernel = ?` sorted them all)
-            if resolve_kernel(a) == Some(a.as_str()) {
+            if resolve_kernel(a).is_some_and(|k| k == a.as_str()) {
                 clauses.push("kernel = ?");
             } else {
                 clauses.push("algorithm = ?");

@@ -9,9 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::staging::{self, Commit, StagedOutcome};
-use super::{history, purge};
+use super::{history, purge, StoreError};
 use super::{CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
-use crate::model::TaskStatus;
+use crate::model::{KernelName, Priority, TaskId, TaskStatus, WorkerId};
 use crate::util::time::unix_now;
 
 /// One job's worth of work (or a read that must be ordered with the writes).
@@ -31,17 +31,17 @@ pub(super) enum Op {
         batch: String,
         ingest: Option<Ingest>,
         source: String,
-        kernels: Vec<String>,
+        kernels: Vec<KernelName>,
         window: usize,
     },
     /// Cancels a task if it has not ended.
-    Cancel { task_id: String },
+    Cancel { task_id: TaskId },
     /// Failed or cancelled back to queued.
-    Retry { task_id: String },
+    Retry { task_id: TaskId },
     /// Queued tasks of a kernel after a (priority, seq) key, in order.
     Page {
-        kernel: String,
-        after: Option<(u8, i64)>,
+        kernel: KernelName,
+        after: Option<(Priority, i64)>,
         limit: usize,
     },
     /// A change nobody reads an answer from.
@@ -98,7 +98,7 @@ pub(super) enum Reply {
     Space(purge::Space),
 }
 
-pub(super) type JobReply = oneshot::Sender<Result<Vec<Reply>, String>>;
+pub(super) type JobReply = oneshot::Sender<Result<Vec<Reply>, StoreError>>;
 
 pub(super) struct Job {
     pub ops: Vec<Op>,
@@ -119,9 +119,9 @@ fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
             .map_err(|e| {
                 let e = fault.note(e);
                 tracing::error!(error = %e, "cannot measure or vacuum the database");
-                e.to_string()
+                StoreError::Failed(e.to_string())
             }),
-        _ => Err("not a job that runs alone".into()),
+        _ => Err(StoreError::Failed("not a job that runs alone".into())),
     };
     if let Some(tx) = job.reply {
         let _ = tx.send(answer);
@@ -157,7 +157,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
         let checkpoint = jobs
             .iter()
             .any(|j| j.ops.iter().any(|op| matches!(op, Op::Checkpoint)));
-        let mut replies: Vec<Result<Vec<Reply>, String>> = Vec::with_capacity(jobs.len());
+        let mut replies: Vec<Result<Vec<Reply>, StoreError>> = Vec::with_capacity(jobs.len());
         let outcome = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             for job in &mut jobs {
@@ -172,7 +172,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
                         let e = fault.note(e);
                         tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
                         tracing::error!(error = %e, "a database change failed and was rolled back");
-                        replies.push(Err(e.to_string()));
+                        replies.push(Err(StoreError::Failed(e.to_string())));
                     }
                 }
             }
@@ -186,15 +186,16 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
                 tracing::warn!(error = %fault.note(e), "cannot copy the write-ahead log into the database file");
             }
         }
-        for (job, reply) in jobs.into_iter().zip(
-            replies
-                .into_iter()
-                .chain(std::iter::repeat_with(|| Err("not applied".into()))),
-        ) {
+        for (job, reply) in jobs
+            .into_iter()
+            .zip(replies.into_iter().chain(std::iter::repeat_with(|| {
+                Err(StoreError::Failed("not applied".into()))
+            })))
+        {
             if let Some(tx) = job.reply {
                 let _ = tx.send(match &outcome {
                     Ok(()) => reply,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(StoreError::Failed(e.to_string())),
                 });
             }
         }
@@ -205,8 +206,8 @@ pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRow> {
     Ok(QueuedRow {
         seq: r.get(0)?,
         task_id: r.get(1)?,
-        priority: r.get::<_, i64>(2)? as u8,
-        kernel: r.get(3)?,
+        priority: r.get(2)?,
+        kernel: super::sql::kernel_of(r, 3)?,
         algorithm: r.get(4)?,
         body: r.get(5)?,
         attempts: r.get::<_, i64>(6)? as u32,
@@ -262,9 +263,9 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
             },
         )
         .map(Reply::Staged),
-        Op::Cancel { task_id } => cancel(db, &task_id).map(Reply::Cancel),
-        Op::Retry { task_id } => retry(db, &task_id).map(Reply::Retry),
-        Op::Page { kernel, after, limit } => page(db, &kernel, after, limit).map(Reply::Page),
+        Op::Cancel { task_id } => cancel(db, task_id.as_str()).map(Reply::Cancel),
+        Op::Retry { task_id } => retry(db, task_id.as_str()).map(Reply::Retry),
+        Op::Page { kernel, after, limit } => page(db, kernel, after, limit).map(Reply::Page),
         Op::Change(change) => apply_change(db, change).map(|()| Reply::Done),
         Op::ClaimFailures { file, limit } => history::claim(db, &file, limit).map(Reply::Failures),
         Op::PurgeWindow {
@@ -355,7 +356,7 @@ fn insert(
 }
 
 fn cancel(db: &Connection, task_id: &str) -> rusqlite::Result<CancelOutcome> {
-    let row: Option<(TaskStatus, Option<String>, Option<i64>)> = db
+    let row: Option<(TaskStatus, Option<WorkerId>, Option<i64>)> = db
         .prepare_cached("SELECT status, worker_id, current_attempt FROM tasks WHERE task_id = ?1")?
         .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
@@ -416,8 +417,8 @@ fn retry(db: &Connection, task_id: &str) -> rusqlite::Result<RetryOutcome> {
 
 fn page(
     db: &Connection,
-    kernel: &str,
-    after: Option<(u8, i64)>,
+    kernel: KernelName,
+    after: Option<(Priority, i64)>,
     limit: usize,
 ) -> rusqlite::Result<Vec<QueuedRow>> {
     match after {
@@ -452,11 +453,11 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
                  current_attempt = ?4, next_attempt_at = NULL, error = NULL
                  WHERE task_id = ?1 AND status IN ('queued', 'running')",
             )?
-            .execute(params![task_id, at, worker_id.as_str(), attempt_id as i64])?;
+            .execute(params![task_id, at, worker_id, attempt_id])?;
             db.prepare_cached(
                 "INSERT OR REPLACE INTO attempts(attempt_id, task_id, worker_id, started_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![attempt_id as i64, task_id, worker_id.as_str(), at])?;
+            .execute(params![attempt_id, task_id, worker_id, at])?;
         }
         Change::AttemptEnded {
             attempt_id,
@@ -467,7 +468,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             db.prepare_cached(
                 "UPDATE attempts SET ended_at = ?2, outcome = ?3, error = ?4 WHERE attempt_id = ?1",
             )?
-            .execute(params![attempt_id as i64, at, end, error])?;
+            .execute(params![attempt_id, at, end, error])?;
         }
         Change::Ended {
             task_id,
@@ -483,18 +484,11 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
                  next_attempt_at = NULL, written = CASE WHEN ?2 = 'completed' THEN 0 ELSE 1 END
                  WHERE task_id = ?1",
             )?
-            .execute(params![
-                task_id,
-                status,
-                result,
-                error,
-                worker_id.as_ref().map(|w| w.as_str()),
-                at
-            ])?;
+            .execute(params![task_id, status, result, error, worker_id, at])?;
             // a failed or cancelled end is recorded for task_failures_*.json,
             // as it stands now (its attempts are closed earlier in this job)
             if status != TaskStatus::Completed {
-                history::record_failure(db, &task_id)?;
+                history::record_failure(db, task_id.as_str())?;
             }
         }
         Change::Requeue {

@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::live::{body_size, Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
 use super::{ProxyPeer, TaskQueue};
-use crate::model::WorkerId;
+use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::load_balancer::{Assign, ToPlace};
 use crate::orchestrator::store::{Change, QueuedRow};
 use crate::util::time::unix_now;
@@ -18,8 +18,8 @@ pub(super) const DISPATCH_BATCH: usize = 512;
 /// A page of queued tasks to read from the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRequest {
-    pub kernel: &'static str,
-    pub after: Option<(u8, i64)>,
+    pub kernel: KernelName,
+    pub after: Option<(Priority, i64)>,
     pub limit: usize,
 }
 
@@ -27,7 +27,7 @@ impl LiveTasks {
     /// Event: dispatch. Moves up to `max` ready tasks, best first across
     /// kernels that are not blocked, to placing; answers (id, what the
     /// LoadBalancer needs to place it: kernel, workers to avoid).
-    pub fn take_batch(&mut self, max: usize) -> Vec<(String, ToPlace)> {
+    pub fn take_batch(&mut self, max: usize) -> Vec<(TaskId, ToPlace)> {
         let mut batch = Vec::new();
         while batch.len() < max {
             let next = self
@@ -39,7 +39,7 @@ impl LiveTasks {
             let Some((key, kernel)) = next else { break };
             let mut entry = self
                 .queues
-                .get_mut(kernel)
+                .get_mut(&kernel)
                 .and_then(|q| q.ready.remove(&key))
                 .expect("the key was just seen");
             self.place.insert(entry.task_id.clone(), Place::Placing);
@@ -114,7 +114,7 @@ impl LiveTasks {
 
     /// Event: the worker took attempt `attempt_id` of `task_id` into a
     /// slot. From now on the task is running, in the database too.
-    pub fn started(&mut self, task_id: &str, attempt_id: u64, now: f64) -> Effects {
+    pub fn started(&mut self, task_id: &TaskId, attempt_id: AttemptId, now: f64) -> Effects {
         let mut fx = Effects::default();
         let Some(r) = self.running.get_mut(task_id) else {
             return fx;
@@ -124,13 +124,13 @@ impl LiveTasks {
         }
         r.started = true;
         let waited = (now - r.entry.created_at).max(0.0);
-        self.metrics.queue_wait(r.entry.kernel, waited);
+        self.metrics.queue_wait(r.entry.kernel.as_str(), waited);
         fx.samples.push(Sample::QueueWait {
             algorithm: r.entry.algorithm.clone(),
             seconds: waited,
         });
         fx.persist.push(Change::AttemptStarted {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempt_id,
             worker_id: r.worker.clone(),
             at: now,
@@ -148,7 +148,7 @@ impl LiveTasks {
             }
             kq.paging = true;
             out.push(PageRequest {
-                kernel,
+                kernel: *kernel,
                 after: kq.frontier,
                 limit: WINDOW - kq.ready.len(),
             });
@@ -178,7 +178,7 @@ impl LiveTasks {
                 None => self.put_ready(entry),
             }
         }
-        if let Some(kq) = self.queues.get_mut(req.kernel) {
+        if let Some(kq) = self.queues.get_mut(&req.kernel) {
             kq.paging = false;
             if last.is_some() {
                 kq.frontier = last.max(kq.frontier);

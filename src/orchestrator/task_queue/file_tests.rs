@@ -3,6 +3,7 @@
 //! in, also when a page was being read as the file was committed.
 
 use super::live::{LiveTasks, RetryPolicy, WINDOW};
+use crate::model::{Priority, TaskId};
 use crate::orchestrator::store::QueuedRow;
 
 fn live() -> LiveTasks {
@@ -17,9 +18,9 @@ fn live() -> LiveTasks {
 fn row(seq: i64, priority: u8) -> QueuedRow {
     QueuedRow {
         seq,
-        task_id: format!("t{seq}"),
-        priority,
-        kernel: "reference".into(),
+        task_id: format!("t{seq}").into(),
+        priority: Priority::from_rank(priority),
+        kernel: Some("reference".into()),
         algorithm: "python".into(),
         body: "{}".into(),
         attempts: 0,
@@ -35,8 +36,12 @@ fn the_rest_of_a_file_is_paged_in_after_its_first_rows() {
     assert_eq!(live.live_count(), 3 + 1, "three in memory, more in the database");
     let pages = live.pages_wanted();
     assert_eq!(pages.len(), 1);
-    assert_eq!(pages[0].after, Some((1, 3)), "after the last row loaded");
-    let taken: Vec<String> = live.take_batch(10).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        pages[0].after,
+        Some((Priority::Medium, 3)),
+        "after the last row loaded"
+    );
+    let taken: Vec<TaskId> = live.take_batch(10).into_iter().map(|(id, _)| id).collect();
     assert_eq!(taken, ["t1", "t2", "t3"]);
 }
 
@@ -50,7 +55,7 @@ fn a_file_of_higher_priority_is_not_skipped_by_a_page_read_meanwhile() {
     assert_eq!(drained.len(), WINDOW - WINDOW / 4);
     let pages = live.pages_wanted();
     assert_eq!(pages.len(), 1, "the window ran low");
-    assert_eq!(pages[0].after, Some((2, WINDOW as i64)));
+    assert_eq!(pages[0].after, Some((Priority::Low, WINDOW as i64)));
     // while that page is read, a file of high tasks is committed, with
     // more of it than its first rows
     let base = 10 * WINDOW as i64;
@@ -67,5 +72,5 @@ fn a_file_of_higher_priority_is_not_skipped_by_a_page_read_meanwhile() {
     let _ = live.take_batch(WINDOW);
     let next = live.pages_wanted();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].after, Some((0, base + 2)));
+    assert_eq!(next[0].after, Some((Priority::High, base + 2)));
 }

@@ -9,12 +9,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::model::{TaskResult, WorkerId};
+use crate::model::{AttemptId, KernelName, Priority, TaskId, TaskResult, WorkerId};
 use crate::orchestrator::activity::Activity;
 use crate::orchestrator::load_balancer::TaskSize;
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow, WasRunning};
-use crate::sim::resolve_kernel;
 use crate::sim::rng::SplitMix64;
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.
@@ -24,9 +23,9 @@ pub const WINDOW: usize = 20_000;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub seq: i64,
-    pub task_id: String,
-    pub priority: u8,
-    pub kernel: &'static str,
+    pub task_id: TaskId,
+    pub priority: Priority,
+    pub kernel: KernelName,
     pub algorithm: String,
     pub body: Arc<str>,
     /// Attempts started so far.
@@ -52,7 +51,7 @@ impl Entry {
     }
 
     /// Queue order: priority, then arrival.
-    pub fn key(&self) -> (u8, i64) {
+    pub fn key(&self) -> (Priority, i64) {
         (self.priority, self.seq)
     }
 
@@ -61,7 +60,7 @@ impl Entry {
         Some(Self {
             seq: row.seq,
             priority: row.priority,
-            kernel: resolve_kernel(&row.kernel)?,
+            kernel: row.kernel?,
             algorithm: row.algorithm,
             body: Arc::from(row.body),
             attempts: row.attempts,
@@ -77,7 +76,7 @@ impl Entry {
     pub fn inserted(t: NewTask, seq: i64, now: f64) -> Option<Self> {
         Some(Self {
             seq,
-            kernel: resolve_kernel(&t.kernel)?,
+            kernel: t.kernel,
             task_id: t.task_id,
             priority: t.priority,
             algorithm: t.algorithm,
@@ -116,23 +115,23 @@ pub fn body_size(body: &str) -> (u64, u64) {
 /// Queued tasks of one kernel.
 #[derive(Debug, Default)]
 pub(super) struct KernelQueue {
-    pub ready: BTreeMap<(u8, i64), Entry>,
+    pub ready: BTreeMap<(Priority, i64), Entry>,
     /// Largest key loaded from the database; queued tasks above it may
     /// wait there (when `more_in_db`).
-    pub frontier: Option<(u8, i64)>,
+    pub frontier: Option<(Priority, i64)>,
     pub more_in_db: bool,
     pub paging: bool,
     /// A file was queued while a page was being read: once the page is
     /// in, more waits in the database after at most this key (`None`:
     /// from the start), whatever the page found.
-    pub after_page: Option<Option<(u8, i64)>>,
+    pub after_page: Option<Option<(Priority, i64)>>,
 }
 
 /// An attempt in flight.
 #[derive(Debug, Clone)]
 pub struct Running {
     pub entry: Entry,
-    pub attempt_id: u64,
+    pub attempt_id: AttemptId,
     pub worker: WorkerId,
     /// The worker said it took a slot (and the attempt was persisted);
     /// until then it was only sent ahead, and the database still says
@@ -175,17 +174,17 @@ pub enum Freed {
 pub enum Outbound {
     Run {
         worker: WorkerId,
-        task_id: String,
-        attempt_id: u64,
+        task_id: TaskId,
+        attempt_id: AttemptId,
         body: Arc<str>,
     },
     CancelOnWorker {
         worker: WorkerId,
-        task_id: String,
+        task_id: TaskId,
     },
     Ack {
         worker: WorkerId,
-        task_id: String,
+        task_id: TaskId,
     },
     Release {
         worker: WorkerId,
@@ -198,8 +197,8 @@ pub enum Outbound {
     },
     Adopt {
         worker: WorkerId,
-        task_id: String,
-        attempt_id: u64,
+        task_id: TaskId,
+        attempt_id: AttemptId,
     },
 }
 
@@ -207,8 +206,8 @@ pub enum Outbound {
 /// ResultsStore and acknowledged to `worker`.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    pub task_id: String,
-    pub attempt_id: u64,
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
     pub worker: WorkerId,
     pub result: TaskResult,
     pub json: String,
@@ -260,18 +259,18 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct LiveTasks {
     pub(super) policy: RetryPolicy,
-    pub(super) queues: HashMap<&'static str, KernelQueue>,
+    pub(super) queues: HashMap<KernelName, KernelQueue>,
     pub(super) delayed: BTreeMap<(u64, i64), Entry>,
-    pub(super) placing: HashMap<String, Entry>,
-    pub(super) running: HashMap<String, Running>,
-    pub(super) place: HashMap<String, Place>,
+    pub(super) placing: HashMap<TaskId, Entry>,
+    pub(super) running: HashMap<TaskId, Running>,
+    pub(super) place: HashMap<TaskId, Place>,
     /// Cancels sent to the store and not answered yet, with the queued
     /// entry taken out meanwhile (so it cannot start).
-    pub(super) cancelling: HashMap<String, Option<Entry>>,
+    pub(super) cancelling: HashMap<TaskId, Option<Entry>>,
     /// Ids cancelled while a page of their kernel was being read.
-    pub(super) cancelled_while_paging: HashSet<String>,
+    pub(super) cancelled_while_paging: HashSet<TaskId>,
     /// Kernels no worker had room for at the last placement.
-    pub(super) blocked: HashSet<&'static str>,
+    pub(super) blocked: HashSet<KernelName>,
     boot: u64,
     next_attempt: u64,
     jitter: SplitMix64,
@@ -305,9 +304,9 @@ impl LiveTasks {
         }
     }
 
-    pub(super) fn attempt_id(&mut self) -> u64 {
+    pub(super) fn attempt_id(&mut self) -> AttemptId {
         self.next_attempt += 1;
-        (self.boot << 32) | (self.next_attempt & 0xFFFF_FFFF)
+        AttemptId::new((self.boot << 32) | (self.next_attempt & 0xFFFF_FFFF))
     }
 
     /// A number in [0, 1) for jitter.
@@ -350,7 +349,7 @@ impl LiveTasks {
         }
         let kernel = entry.kernel;
         self.put_ready(entry);
-        let kq = self.queues.get_mut(kernel).expect("just filled");
+        let kq = self.queues.get_mut(&kernel).expect("just filled");
         while kq.ready.len() > WINDOW {
             if let Some((_, evicted)) = kq.ready.pop_last() {
                 self.place.remove(&evicted.task_id);
@@ -415,10 +414,10 @@ impl LiveTasks {
     /// kernels of which more of its tasks wait in the database. The file
     /// is never in memory whole: what sorts after the loaded rows is
     /// paged in like any queued task.
-    pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[String], count: usize) {
+    pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[KernelName], count: usize) {
         self.counters.submitted += count as u64;
         self.metrics.tasks_ingested(count);
-        let mut last: HashMap<&'static str, (u8, i64)> = HashMap::new();
+        let mut last: HashMap<KernelName, (Priority, i64)> = HashMap::new();
         for row in rows {
             if let Some(entry) = Entry::from_row(row) {
                 let key = entry.key();
@@ -428,8 +427,8 @@ impl LiveTasks {
                 self.enqueue(entry);
             }
         }
-        for kernel in more.iter().filter_map(|k| resolve_kernel(k)) {
-            let loaded = last.get(kernel).copied();
+        for &kernel in more {
+            let loaded = last.get(&kernel).copied();
             let kq = self.queues.entry(kernel).or_default();
             let frontier = match (kq.more_in_db, kq.frontier) {
                 // already paging from the start: it finds them
@@ -467,7 +466,7 @@ impl LiveTasks {
                 break;
             }
             let entry = entry.remove();
-            self.blocked.remove(entry.kernel);
+            self.blocked.remove(&entry.kernel);
             self.put_ready(entry);
         }
     }
@@ -479,26 +478,26 @@ impl LiveTasks {
 
     /// Event: a cancel was asked for. A queued task leaves the queue at
     /// once, so it can never start while the store decides.
-    pub fn cancel_asked(&mut self, task_id: &str) {
+    pub fn cancel_asked(&mut self, task_id: &TaskId) {
         let parked = match self.place.get(task_id) {
             Some(Place::Ready) | Some(Place::Delayed(_)) => self.take(task_id).map(|(e, _)| e),
             _ => None,
         };
-        self.cancelling.insert(task_id.to_string(), parked);
+        self.cancelling.insert(task_id.clone(), parked);
         if self.queues.values().any(|q| q.paging) {
-            self.cancelled_while_paging.insert(task_id.to_string());
+            self.cancelled_while_paging.insert(task_id.clone());
         }
     }
 
     /// Event: the store answered a cancel (`None`: it could not).
-    pub fn cancel_answered(&mut self, task_id: &str, outcome: Option<&CancelOutcome>) -> Effects {
+    pub fn cancel_answered(&mut self, task_id: &TaskId, outcome: Option<&CancelOutcome>) -> Effects {
         let mut fx = Effects::default();
         let parked = self.cancelling.remove(task_id).flatten();
         if let Some(CancelOutcome::Cancelled { .. }) = outcome {
             self.counters.cancelled += 1;
             let taken = self.take(task_id);
             let kernel = parked.as_ref().or(taken.as_ref().map(|t| &t.0)).map(|e| e.kernel);
-            self.metrics.cancelled(kernel);
+            self.metrics.cancelled(kernel.map(KernelName::as_str));
             if let Some((_, Some(r))) = taken {
                 fx.send.push(Outbound::Release {
                     worker: r.worker.clone(),
@@ -507,7 +506,7 @@ impl LiveTasks {
                 });
                 fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,
-                    task_id: task_id.to_string(),
+                    task_id: task_id.clone(),
                 });
             }
             tracing::info!(task = %task_id, "task cancelled");
@@ -524,7 +523,7 @@ impl LiveTasks {
         &mut self,
         running: Vec<WasRunning>,
         known: impl Fn(&WorkerId) -> bool,
-        queued_kernels: &[String],
+        queued_kernels: &[KernelName],
     ) -> Effects {
         let mut fx = Effects::default();
         for was in running {
@@ -534,7 +533,7 @@ impl LiveTasks {
             let task_id = entry.task_id.clone();
             match (was.attempt_id, was.worker_id) {
                 (Some(attempt_id), Some(worker)) if known(&worker) => {
-                    tracing::info!(task = %task_id, %worker, attempt_id, "adopting a task that was running before the restart");
+                    tracing::info!(task = %task_id, %worker, %attempt_id, "adopting a task that was running before the restart");
                     fx.send.push(Outbound::Adopt {
                         worker: worker.clone(),
                         task_id: task_id.clone(),
@@ -565,12 +564,10 @@ impl LiveTasks {
                 }
             }
         }
-        for kernel in queued_kernels {
-            if let Some(k) = resolve_kernel(kernel) {
-                let kq = self.queues.entry(k).or_default();
-                kq.more_in_db = true;
-                kq.frontier = None;
-            }
+        for &kernel in queued_kernels {
+            let kq = self.queues.entry(kernel).or_default();
+            kq.more_in_db = true;
+            kq.frontier = None;
         }
         fx
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample};
 use super::OutcomeKind;
-use crate::model::{ResultBody, RunStatus, TaskResult, TaskStatus, WorkerId};
+use crate::model::{AttemptId, Priority, ResultBody, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow};
 
 const CAPACITY: [usize; 3] = [1, 2, 3];
@@ -102,20 +102,20 @@ struct Model {
     now: f64,
     tasks: Vec<(NewTask, i64)>,
     /// The database's status of each task.
-    status: HashMap<String, TaskStatus>,
+    status: HashMap<TaskId, TaskStatus>,
     in_flight: [usize; 3],
     /// Every attempt issued: (task, attempt id, worker).
-    issued: Vec<(String, u64, WorkerId)>,
+    issued: Vec<(TaskId, AttemptId, WorkerId)>,
     /// The open attempt of each task.
-    open: HashMap<String, u64>,
+    open: HashMap<TaskId, AttemptId>,
     /// Attempts persisted as started (the worker took them into a slot).
-    started: HashSet<u64>,
-    pending_cancels: Vec<String>,
+    started: HashSet<AttemptId>,
+    pending_cancels: Vec<TaskId>,
     /// Taken for placement, not answered yet.
-    assigning: Vec<String>,
+    assigning: Vec<TaskId>,
     /// The workers an attempt of each task failed on or was lost with:
     /// what its placements must ask the LoadBalancer to avoid.
-    failed_on: HashMap<String, Vec<WorkerId>>,
+    failed_on: HashMap<TaskId, Vec<WorkerId>>,
 }
 
 impl Model {
@@ -141,7 +141,7 @@ impl Model {
     }
 
     /// Takes a batch, checking each task's avoid list against the model.
-    fn take(&mut self, max: usize) -> Vec<String> {
+    fn take(&mut self, max: usize) -> Vec<TaskId> {
         let batch = self.live.take_batch(max);
         for (task_id, to_place) in &batch {
             let mut asked = to_place.avoid.clone();
@@ -156,7 +156,7 @@ impl Model {
         batch.into_iter().map(|(t, _)| t).collect()
     }
 
-    fn task_id(&self, pick: usize) -> Option<String> {
+    fn task_id(&self, pick: usize) -> Option<TaskId> {
         (!self.tasks.is_empty()).then(|| self.tasks[pick % self.tasks.len()].0.task_id.clone())
     }
 
@@ -242,8 +242,8 @@ impl Model {
                 for _ in 0..count {
                     let seq = self.tasks.len() as i64 + 1;
                     let t = NewTask {
-                        task_id: format!("t{seq}"),
-                        priority,
+                        task_id: format!("t{seq}").into(),
+                        priority: Priority::from_rank(priority),
                         algorithm: "python".into(),
                         kernel: "reference".into(),
                         body: r#"{"parameters":{}}"#.into(),
@@ -353,7 +353,7 @@ impl Model {
                     seq,
                     task_id: t.task_id,
                     priority: t.priority,
-                    kernel: t.kernel,
+                    kernel: Some(t.kernel),
                     algorithm: t.algorithm,
                     body: t.body,
                     attempts: 0,
@@ -378,8 +378,8 @@ impl Model {
             .map(|e| e.task_id.as_str())
             .collect();
         let delayed: Vec<&str> = l.delayed.values().map(|e| e.task_id.as_str()).collect();
-        let placing: Vec<&str> = l.placing.keys().map(String::as_str).collect();
-        let running: Vec<&str> = l.running.keys().map(String::as_str).collect();
+        let placing: Vec<&str> = l.placing.keys().map(TaskId::as_str).collect();
+        let running: Vec<&str> = l.running.keys().map(TaskId::as_str).collect();
         let parked: Vec<&str> = l
             .cancelling
             .iter()
@@ -416,8 +416,8 @@ impl Model {
             ready.len() + delayed.len() + placing.len() + running.len()
         );
         // running ⇔ an open attempt, the same one
-        let open: HashMap<&str, u64> = self.open.iter().map(|(t, a)| (t.as_str(), *a)).collect();
-        let attempts: HashMap<&str, u64> = l
+        let open: HashMap<&str, AttemptId> = self.open.iter().map(|(t, a)| (t.as_str(), *a)).collect();
+        let attempts: HashMap<&str, AttemptId> = l
             .running
             .iter()
             .map(|(t, r)| (t.as_str(), r.attempt_id))
@@ -486,7 +486,7 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
     // sent to a worker that takes one request per task: running at once
     m.step(Event::Started { pick: 0 });
     let fx = m.live.outcome(
-        "t1",
+        &"t1".into(),
         m.issued[0].1,
         &m.issued[0].2.clone(),
         OutcomeKind::Refused("429".into()),
@@ -531,10 +531,10 @@ fn a_cancel_parks_a_queued_task_and_puts_it_back_when_refused() {
         count: 2,
         priority: 1,
     });
-    m.live.cancel_asked("t1");
+    m.live.cancel_asked(&"t1".into());
     assert_eq!(m.live.place_of("t1"), None, "it cannot start meanwhile");
     assert_eq!(m.live.take_batch(10).len(), 1);
-    let fx = m.live.cancel_answered("t1", None);
+    let fx = m.live.cancel_answered(&"t1".into(), None);
     assert!(fx.send.is_empty());
     assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::live::{LiveTasks, Outbound, RetryPolicy};
 use super::live_tests::result;
 use super::OutcomeKind;
-use crate::model::{RunStatus, TaskStatus, WorkerId};
+use crate::model::{AttemptId, RunStatus, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::{ClusterView, OrchestratorMetrics};
 use crate::orchestrator::store::{CancelOutcome, NewTask};
 use crate::util::prometheus::sample_value;
@@ -17,7 +17,7 @@ fn task(id: &str) -> NewTask {
 }
 
 /// Places `task_id` on `w` and answers the attempt id it was sent with.
-fn place(live: &mut LiveTasks, task_id: &str, w: &WorkerId) -> u64 {
+fn place(live: &mut LiveTasks, task_id: &str, w: &WorkerId) -> AttemptId {
     let taken = live.take_batch(1);
     assert_eq!(taken[0].0, task_id);
     let fx = live.placed(task_id, Some(w.clone()));
@@ -47,17 +47,17 @@ fn each_event_is_counted_once_where_it_happens() {
     let now = 1_000.0;
     let ids = ["t1", "t2", "t3", "t4"];
     live.submitted(ids.iter().map(|id| task(id)).collect(), vec![1, 2, 3, 4], now);
-    let attempt: Vec<u64> = ids.iter().map(|id| place(&mut live, id, &w)).collect();
+    let attempt: Vec<AttemptId> = ids.iter().map(|id| place(&mut live, id, &w)).collect();
     for (id, a) in ids.iter().zip(&attempt).take(3) {
-        live.started(id, *a, now + 2.0);
+        live.started(&(*id).into(), *a, now + 2.0);
     }
     // t1 completes; the same result again is late
     let done = || OutcomeKind::Result(Box::new(result("t1", RunStatus::Completed)));
-    live.outcome("t1", attempt[0], &w, done(), now + 3.0);
-    live.outcome("t1", attempt[0], &w, done(), now + 3.0);
+    live.outcome(&"t1".into(), attempt[0], &w, done(), now + 3.0);
+    live.outcome(&"t1".into(), attempt[0], &w, done(), now + 3.0);
     // t2 fails, is retried, fails again: failed for good
     live.outcome(
-        "t2",
+        &"t2".into(),
         attempt[1],
         &w,
         OutcomeKind::Failed("boom".into()),
@@ -65,11 +65,17 @@ fn each_event_is_counted_once_where_it_happens() {
     );
     live.backoff_expired(now + 10.0);
     let again = place(&mut live, "t2", &w);
-    live.started("t2", again, now + 11.0);
-    live.outcome("t2", again, &w, OutcomeKind::Failed("boom".into()), now + 12.0);
+    live.started(&"t2".into(), again, now + 11.0);
+    live.outcome(
+        &"t2".into(),
+        again,
+        &w,
+        OutcomeKind::Failed("boom".into()),
+        now + 12.0,
+    );
     // t4, sent ahead, is handed back: a refusal
     live.outcome(
-        "t4",
+        &"t4".into(),
         attempt[3],
         &w,
         OutcomeKind::Refused("429".into()),
@@ -81,8 +87,8 @@ fn each_event_is_counted_once_where_it_happens() {
         worker_id: Some("w1".into()),
     };
     for id in ["t3", "on_disk"] {
-        live.cancel_asked(id);
-        live.cancel_answered(id, Some(&cancelled));
+        live.cancel_asked(&id.into());
+        live.cancel_answered(&id.into(), Some(&cancelled));
     }
 
     let text = metrics

@@ -59,7 +59,7 @@ use super::activity::Activity;
 use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
 use super::results_store::{FailuresPending, RecordResult};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
-use crate::model::{Task, TaskStatus, WorkerId};
+use crate::model::{AttemptId, KernelName, Task, TaskId, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{
     CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store,
@@ -371,8 +371,13 @@ impl SubmitError {
 }
 
 /// At most 20 ids, then how many more.
-fn list_ids(ids: &[String]) -> String {
-    let shown = ids.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+fn list_ids(ids: &[TaskId]) -> String {
+    let shown = ids
+        .iter()
+        .take(20)
+        .map(TaskId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     match ids.len().saturating_sub(20) {
         0 => shown,
         more => format!("{shown} and {more} more"),
@@ -428,7 +433,7 @@ pub struct SubmitStaged {
     /// File name.
     pub source: String,
     /// Kernels its tasks run on.
-    pub kernels: Vec<String>,
+    pub kernels: Vec<KernelName>,
 }
 
 impl Handler<SubmitStaged> for TaskQueue {
@@ -469,8 +474,8 @@ impl Handler<CapacityAvailable> for TaskQueue {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct AttemptOutcome {
-    pub task_id: String,
-    pub attempt_id: u64,
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
     pub worker_id: WorkerId,
     pub kind: OutcomeKind,
 }
@@ -495,7 +500,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
 #[rtype(result = "()")]
 pub struct AttemptsStarted {
     pub worker_id: WorkerId,
-    pub attempts: Vec<(String, u64)>,
+    pub attempts: Vec<(TaskId, AttemptId)>,
 }
 
 impl Handler<AttemptsStarted> for TaskQueue {
@@ -515,7 +520,7 @@ impl Handler<AttemptsStarted> for TaskQueue {
 #[derive(Message)]
 #[rtype(result = "Result<CancelOutcome, QueueError>")]
 pub struct CancelTask {
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl Handler<CancelTask> for TaskQueue {
@@ -546,7 +551,7 @@ impl Handler<CancelTask> for TaskQueue {
 #[derive(Message)]
 #[rtype(result = "Result<RetryOutcome, QueueError>")]
 pub struct RetryTask {
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl Handler<RetryTask> for TaskQueue {
@@ -574,7 +579,7 @@ impl Handler<RetryTask> for TaskQueue {
 #[rtype(result = "()")]
 pub struct Recover {
     pub running: Vec<WasRunning>,
-    pub queued_kernels: Vec<String>,
+    pub queued_kernels: Vec<KernelName>,
 }
 
 impl Handler<Recover> for TaskQueue {

@@ -3,7 +3,7 @@
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
 use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
-use crate::model::{AttemptEnd, Priority, RunStatus, TaskResult, TaskStatus, WorkerId};
+use crate::model::{AttemptEnd, AttemptId, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::activity::EndedAttempt;
 use crate::orchestrator::store::Change;
 use crate::util::time::iso_at;
@@ -53,8 +53,8 @@ impl LiveTasks {
     /// not ended; anything else counts only for the current attempt.
     pub fn outcome(
         &mut self,
-        task_id: &str,
-        attempt_id: u64,
+        task_id: &TaskId,
+        attempt_id: AttemptId,
         worker: &WorkerId,
         kind: OutcomeKind,
         now: f64,
@@ -96,7 +96,7 @@ impl LiveTasks {
         let (end, error) = match kind {
             OutcomeKind::Forged(why) => {
                 self.counters.forged_results += 1;
-                tracing::warn!(task = %task_id, attempt_id, %worker, %why,
+                tracing::warn!(task = %task_id, %attempt_id, %worker, %why,
                     "forged or stray result dropped; the attempt counts as lost");
                 if !is_current {
                     return fx;
@@ -111,17 +111,17 @@ impl LiveTasks {
                 if run == RunStatus::Completed {
                     if self.place.contains_key(task_id) && !cancelling {
                         if !is_current {
-                            tracing::info!(task = %task_id, attempt_id, "result of an earlier attempt accepted");
+                            tracing::info!(task = %task_id, %attempt_id, "result of an earlier attempt accepted");
                         }
                         self.complete(task_id, attempt_id, worker, *result, now, &mut fx);
                     } else {
                         self.counters.late_results_ignored += 1;
                         self.metrics.late_result();
-                        tracing::info!(task = %task_id, attempt_id, %worker,
+                        tracing::info!(task = %task_id, %attempt_id, %worker,
                             "result for a task that already ended: ignored");
                         fx.send.push(Outbound::Ack {
                             worker: worker.clone(),
-                            task_id: task_id.to_string(),
+                            task_id: task_id.clone(),
                         });
                     }
                     return fx;
@@ -131,7 +131,7 @@ impl LiveTasks {
                 }
                 fx.send.push(Outbound::Ack {
                     worker: worker.clone(),
-                    task_id: task_id.to_string(),
+                    task_id: task_id.clone(),
                 });
                 if run == RunStatus::Cancelled {
                     let why = format!("cancelled on worker {worker} (it was shutting down?)");
@@ -187,7 +187,7 @@ impl LiveTasks {
     /// Tells the dashboard's recent history of a failed or lost attempt.
     fn failure_seen(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         worker: &WorkerId,
         attempt: u32,
         end: AttemptEnd,
@@ -207,7 +207,7 @@ impl LiveTasks {
     }
 
     /// Nothing ran: back to the ready queue at once, the attempt not counted.
-    fn refused(&mut self, mut entry: Entry, attempt_id: u64, why: String, now: f64, fx: &mut Effects) {
+    fn refused(&mut self, mut entry: Entry, attempt_id: AttemptId, why: String, now: f64, fx: &mut Effects) {
         entry.attempts = entry.attempts.saturating_sub(1);
         fx.persist.push(Change::AttemptEnded {
             attempt_id,
@@ -228,7 +228,7 @@ impl LiveTasks {
     fn retry_or_fail(
         &mut self,
         mut entry: Entry,
-        attempt_id: u64,
+        attempt_id: AttemptId,
         end: AttemptEnd,
         error: String,
         now: f64,
@@ -257,7 +257,7 @@ impl LiveTasks {
         } else {
             tracing::error!(task = %entry.task_id, attempts = entry.attempts, %error, "task failed");
             self.counters.failed += 1;
-            self.metrics.failed(entry.kernel);
+            self.metrics.failed(entry.kernel.as_str());
             fx.persist.push(Change::Ended {
                 task_id: entry.task_id.clone(),
                 status: TaskStatus::Failed,
@@ -278,8 +278,8 @@ impl LiveTasks {
     /// at work on it is stopped.
     fn complete(
         &mut self,
-        task_id: &str,
-        attempt_id: u64,
+        task_id: &TaskId,
+        attempt_id: AttemptId,
         from: &WorkerId,
         mut result: TaskResult,
         now: f64,
@@ -298,27 +298,27 @@ impl LiveTasks {
             if r.attempt_id != attempt_id {
                 fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,
-                    task_id: task_id.to_string(),
+                    task_id: task_id.clone(),
                 });
             }
         }
-        result.worker_id = Some(from.to_string());
+        result.worker_id = Some(from.clone());
         result.completed_at.get_or_insert_with(|| iso_at(now));
-        result.priority = Some(Priority::from_rank(entry.priority).as_str().to_string());
+        result.priority = Some(entry.priority);
         result.attempt_id = None;
         result.echo_unknown_fields(&entry.body);
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
-        self.metrics.completed(entry.kernel, seconds);
+        self.metrics.completed(entry.kernel.as_str(), seconds);
         self.activity
-            .completed(now, entry.kernel, from, seconds, entry.size);
+            .completed(now, entry.kernel.as_str(), from, seconds, entry.size);
         fx.samples.push(Sample::Execution {
             algorithm: entry.algorithm,
             worker: from.clone(),
             seconds,
         });
         fx.completion = Some(Completion {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempt_id,
             worker: from.clone(),
             result,

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::live::{Counters, LiveTasks, Place, Sample};
 use super::TaskQueue;
+use crate::model::TaskId;
 use crate::orchestrator::load_balancer::{Explain, Explanation};
 use crate::util::stats::{Samples, Summary};
 use crate::util::time::iso_at;
@@ -199,7 +200,9 @@ pub struct Waiting {
 #[derive(Message)]
 #[rtype(result = "Option<Waiting>")]
 pub struct WhyWaiting {
-    pub task_id: String,
+    pub task_id: TaskId,
+    /// As the task's view names it (a row may name a kernel this build
+    /// does not know).
     pub kernel: String,
 }
 

@@ -25,7 +25,7 @@ fn live_with(id: &str, priority: u8) -> LiveTasks {
     live.submitted(
         vec![NewTask {
             task_id: id.into(),
-            priority,
+            priority: crate::model::Priority::from_rank(priority),
             algorithm: "cython".into(),
             kernel: "optimized".into(),
             body: body.to_string(),
@@ -37,10 +37,10 @@ fn live_with(id: &str, priority: u8) -> LiveTasks {
 }
 
 /// Dispatches the only task onto `w`; answers its attempt id.
-fn run_on(live: &mut LiveTasks, w: &WorkerId) -> u64 {
+fn run_on(live: &mut LiveTasks, w: &WorkerId) -> crate::model::AttemptId {
     let batch = live.take_batch(8);
     assert_eq!(batch.len(), 1);
-    assert_eq!((batch[0].1.size, batch[0].1.priority), ((1200, 300), 2));
+    assert_eq!((batch[0].1.size, batch[0].1.priority.rank()), ((1200, 300), 2));
     let fx = live.placed(&batch[0].0, Some(w.clone()));
     fx.send
         .iter()
@@ -61,11 +61,14 @@ fn released(fx: &super::live::Effects) -> (Freed, Option<TaskSize>) {
         .expect("the attempt's slot is released")
 }
 
-const SIZE: TaskSize = TaskSize {
-    kernel: "optimized",
-    particles: 1200,
-    steps: 300,
-};
+/// The task's size, as `live_with` queues it.
+fn size() -> TaskSize {
+    TaskSize {
+        kernel: "optimized".into(),
+        particles: 1200,
+        steps: 300,
+    }
+}
 
 #[test]
 fn body_size_reads_n_and_steps_and_gives_zero_without_them() {
@@ -84,8 +87,8 @@ fn a_failed_attempt_releases_its_slot_with_the_tasks_size() {
     let w = WorkerId::new("w1");
     let mut live = live_with("t1", 2);
     let attempt = run_on(&mut live, &w);
-    let fx = live.outcome("t1", attempt, &w, OutcomeKind::Failed("boom".into()), 1.0);
-    assert_eq!(released(&fx), (Freed::Failed, Some(SIZE)));
+    let fx = live.outcome(&"t1".into(), attempt, &w, OutcomeKind::Failed("boom".into()), 1.0);
+    assert_eq!(released(&fx), (Freed::Failed, Some(size())));
 }
 
 #[test]
@@ -99,6 +102,12 @@ fn a_completed_attempt_releases_its_slot_with_its_time_and_the_tasks_size() {
         execution_time: 0.75,
         ..super::live_tests::result("t1", RunStatus::Completed)
     };
-    let fx = live.outcome("t1", attempt, &w, OutcomeKind::Result(Box::new(result)), 1.0);
-    assert_eq!(released(&fx), (Freed::Completed { seconds: 0.75 }, Some(SIZE)));
+    let fx = live.outcome(
+        &"t1".into(),
+        attempt,
+        &w,
+        OutcomeKind::Result(Box::new(result)),
+        1.0,
+    );
+    assert_eq!(released(&fx), (Freed::Completed { seconds: 0.75 }, Some(size())));
 }

@@ -115,7 +115,7 @@ fn the_state_machine_without_workers() {
         queue
             .send(AttemptOutcome {
                 task_id: "gone".into(),
-                attempt_id: 7,
+                attempt_id: 7.into(),
                 worker_id: WorkerId::new("w"),
                 kind: OutcomeKind::Failed("x".into()),
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::super::task_queue::OutcomeKind;
-use crate::model::RunStatus;
+use crate::model::{AttemptId, KernelName, RunStatus};
 use crate::orchestrator::config::WorkerEntry;
 use crate::protocol::{ErrorBody, ExecuteAnswer, StatusAnswer};
 use crate::sim::resolve_kernel;
@@ -20,7 +20,7 @@ use crate::sim::resolve_kernel;
 /// without it is a run nobody here asked for (a hand-made `/execute`), and
 /// is never recorded. Whether the result is for the stored task's algorithm
 /// and parameters is checked by TaskQueue, which holds the task.
-pub fn check_result(task_id: &str, attempt_id: u64, v: Value) -> OutcomeKind {
+pub fn check_result(task_id: &str, attempt_id: AttemptId, v: Value) -> OutcomeKind {
     // read the status word first: an unknown one is named as such, not as
     // a generic parse error
     let status = v
@@ -85,7 +85,7 @@ pub enum ExecuteVerdict {
 /// seconds, body if it could be read).
 pub fn read_execute_answer(
     task_id: &str,
-    attempt_id: u64,
+    attempt_id: AttemptId,
     code: u16,
     retry_after: Option<u64>,
     body: Option<&[u8]>,
@@ -143,23 +143,23 @@ pub fn never_connected(e: &awc::error::ConnectError) -> bool {
 /// smaller capacity (a worker that reports none gets the configured one)
 /// and the configured kernels it offers, plus the test kernels a worker
 /// offers only when they are switched on there.
-pub fn agree(entry: &WorkerEntry, status: &StatusAnswer) -> (usize, Vec<&'static str>) {
+pub fn agree(entry: &WorkerEntry, status: &StatusAnswer) -> (usize, Vec<KernelName>) {
     let capacity = if status.capacity == 0 {
         entry.capacity
     } else {
         status.capacity.min(entry.capacity)
     };
-    let offered: Vec<&'static str> = status
+    let offered: Vec<KernelName> = status
         .algorithms
         .iter()
         .filter_map(|a| resolve_kernel(a))
         .collect();
-    let mut kernels: Vec<&'static str> = entry
+    let mut kernels: Vec<KernelName> = entry
         .kernels()
         .into_iter()
         .filter(|k| offered.contains(k))
         .collect();
-    for k in offered.iter().copied().filter(|k| k.starts_with("__")) {
+    for k in offered.iter().copied().filter(|k| k.as_str().starts_with("__")) {
         if !kernels.contains(&k) {
             kernels.push(k);
         }
@@ -181,29 +181,29 @@ mod tests {
     #[test]
     fn lying_workers_fail_the_attempt() {
         assert!(matches!(
-            check_result("a", 1, result("a", Some(1), "completed")),
+            check_result("a", AttemptId::new(1), result("a", Some(1), "completed")),
             OutcomeKind::Result(_)
         ));
         assert!(
-            matches!(check_result("a", 1, result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
+            matches!(check_result("a", AttemptId::new(1), result("b", Some(1), "completed")), OutcomeKind::Failed(m) if m.contains("instead of"))
         );
         assert!(
-            matches!(check_result("a", 1, result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
+            matches!(check_result("a", AttemptId::new(1), result("a", Some(1), "great")), OutcomeKind::Failed(m) if m.contains("unknown status"))
         );
         assert!(
-            matches!(check_result("a", 1, json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
+            matches!(check_result("a", AttemptId::new(1), json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
         );
     }
 
     #[test]
     fn a_result_needs_the_attempt_id_that_was_issued() {
         assert!(
-            matches!(check_result("a", 1, result("a", Some(2), "completed")), OutcomeKind::Forged(m) if m.contains("attempt 2"))
+            matches!(check_result("a", AttemptId::new(1), result("a", Some(2), "completed")), OutcomeKind::Forged(m) if m.contains("attempt 2"))
         );
         // a run posted by hand to the worker's /execute carries none; an
         // adopted attempt's result is held to the same rule
         assert!(
-            matches!(check_result("a", 9, result("a", None, "completed")), OutcomeKind::Forged(m) if m.contains("without an attempt id"))
+            matches!(check_result("a", AttemptId::new(9), result("a", None, "completed")), OutcomeKind::Forged(m) if m.contains("without an attempt id"))
         );
     }
 
@@ -213,7 +213,7 @@ mod tests {
             let mut r = result("a", Some(1), "completed");
             r["execution_time"] = bad;
             assert!(
-                matches!(check_result("a", 1, r), OutcomeKind::Failed(m) if m.contains("execution_time")),
+                matches!(check_result("a", AttemptId::new(1), r), OutcomeKind::Failed(m) if m.contains("execution_time")),
             );
         }
         // JSON has no NaN or infinity; an overflowing number is refused as
@@ -222,39 +222,42 @@ mod tests {
             .to_string()
             .replace("0.1", "1e999");
         assert!(matches!(
-            read_execute_answer("a", 1, 200, None, Some(body.as_bytes())),
+            read_execute_answer("a", AttemptId::new(1), 200, None, Some(body.as_bytes())),
             ExecuteVerdict::Outcome(OutcomeKind::Failed(_))
         ));
         let mut zero = result("a", Some(1), "completed");
         zero["execution_time"] = json!(0.0);
-        assert!(matches!(check_result("a", 1, zero), OutcomeKind::Result(_)));
+        assert!(matches!(
+            check_result("a", AttemptId::new(1), zero),
+            OutcomeKind::Result(_)
+        ));
     }
 
     #[test]
     fn execute_answers_by_status() {
         let ok = result("a", Some(1), "completed").to_string();
         assert!(matches!(
-            read_execute_answer("a", 1, 200, None, Some(ok.as_bytes())),
+            read_execute_answer("a", AttemptId::new(1), 200, None, Some(ok.as_bytes())),
             ExecuteVerdict::Outcome(OutcomeKind::Result(_))
         ));
         assert!(matches!(
-            read_execute_answer("a", 1, 200, None, Some(b"nope")),
+            read_execute_answer("a", AttemptId::new(1), 200, None, Some(b"nope")),
             ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) if m.contains("invalid JSON")
         ));
         assert!(matches!(
-            read_execute_answer("a", 1, 429, Some(600), None),
+            read_execute_answer("a", AttemptId::new(1), 429, Some(600), None),
             ExecuteVerdict::Full { retry_after } if retry_after == Duration::from_secs(60)
         ));
         assert!(matches!(
-            read_execute_answer("a", 1, 409, None, None),
+            read_execute_answer("a", AttemptId::new(1), 409, None, None),
             ExecuteVerdict::AlreadyRunning
         ));
         assert!(matches!(
-            read_execute_answer("a", 1, 503, None, None),
+            read_execute_answer("a", AttemptId::new(1), 503, None, None),
             ExecuteVerdict::Outcome(OutcomeKind::Refused(_))
         ));
         assert!(matches!(
-            read_execute_answer("a", 1, 400, None, Some(br#"{"error": "bad task"}"#)),
+            read_execute_answer("a", AttemptId::new(1), 400, None, Some(br#"{"error": "bad task"}"#)),
             ExecuteVerdict::Outcome(OutcomeKind::Failed(m)) if m.ends_with("(400): bad task")
         ));
     }
@@ -267,14 +270,21 @@ mod tests {
         };
         assert!(failed(read_execute_answer(
             "a",
-            1,
+            AttemptId::new(1),
             422,
             None,
             Some(br#"{"error": "no", "code": "x"}"#)
         ))
         .ends_with(": no"));
-        assert!(failed(read_execute_answer("a", 1, 422, None, Some(b"garbage"))).ends_with("(422): "));
-        assert!(failed(read_execute_answer("a", 1, 422, None, None)).ends_with("(422): "));
+        assert!(failed(read_execute_answer(
+            "a",
+            AttemptId::new(1),
+            422,
+            None,
+            Some(b"garbage")
+        ))
+        .ends_with("(422): "));
+        assert!(failed(read_execute_answer("a", AttemptId::new(1), 422, None, None)).ends_with("(422): "));
         // a batch's refused line means what the same /execute answer means
         let body = ErrorBody {
             error: "worker is full".into(),
@@ -304,16 +314,23 @@ mod tests {
             algorithms: vec!["python".into(), "cython".into()],
             tls: false,
         };
+        let agreed = |entry: &WorkerEntry, status: &StatusAnswer| {
+            let (capacity, kernels) = agree(entry, status);
+            (
+                capacity,
+                kernels.iter().map(|k| k.as_str()).collect::<Vec<&str>>(),
+            )
+        };
         let status = |capacity, algorithms: &[&str]| StatusAnswer {
             capacity,
             algorithms: algorithms.iter().map(|s| s.to_string()).collect(),
             ..StatusAnswer::default()
         };
         assert_eq!(
-            agree(&entry, &status(2, &["reference", "__sleep"])),
+            agreed(&entry, &status(2, &["reference", "__sleep"])),
             (2, vec!["reference", "__sleep"])
         );
-        assert_eq!(agree(&entry, &status(0, &["optimized"])), (4, vec!["optimized"]));
-        assert_eq!(agree(&entry, &status(9, &[])).1, Vec::<&str>::new());
+        assert_eq!(agreed(&entry, &status(0, &["optimized"])), (4, vec!["optimized"]));
+        assert_eq!(agreed(&entry, &status(9, &[])).1, Vec::<&str>::new());
     }
 }

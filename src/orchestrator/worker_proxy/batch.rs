@@ -20,9 +20,12 @@ use serde_json::Value;
 
 use super::answers::{check_result, never_connected, read_execute_answer, read_refusal, ExecuteVerdict};
 use super::{InFlight, RunAttempt, WorkerProxy, UNAUTHORIZED};
+use crate::model::{AttemptId, TaskId};
 use crate::orchestrator::load_balancer::WorkerFull;
 use crate::orchestrator::task_queue::{AttemptsStarted, OutcomeKind};
-use crate::protocol::{BatchEvent, BatchRequest, BATCH_FILL_BYTES, MAX_BATCH_TASKS};
+use crate::protocol::{
+    BatchEvent, BatchRequest, ExecuteRequest, StoredTask, BATCH_FILL_BYTES, MAX_BATCH_TASKS,
+};
 use crate::util::logging::AttemptOf;
 use crate::util::trace::{self, Stage};
 
@@ -105,10 +108,23 @@ impl WorkerProxy {
             tasks.iter().map(|t| AttemptOf(&t.task_id, t.attempt_id)),
         );
         self.batches.insert(batch, roster);
-        let body = BatchRequest::encode(
-            tasks.iter().map(|t| (&*t.body, t.attempt_id)),
-            self.capacity.max(1),
-        );
+        let body = BatchRequest {
+            slots: Some(self.capacity.max(1)),
+            tasks: tasks
+                .iter()
+                .map(|t| ExecuteRequest {
+                    attempt_id: Some(t.attempt_id),
+                    task: StoredTask(&t.body),
+                })
+                .collect(),
+        };
+        // stored bodies are the objects ingest wrote: this cannot fail
+        // unless the database was edited by hand (the worker then refuses
+        // the empty body, and the batch's tasks go back to the queue)
+        let body = serde_json::to_string(&body).unwrap_or_else(|e| {
+            tracing::error!(worker = %self.id, error = %e, "a stored task is not a JSON object");
+            String::new()
+        });
         // no limit on the answer: it streams until the batch's last task
         // ends (simulations may run for hours); TASK_TIMEOUT is per task
         let request = self
@@ -189,12 +205,16 @@ impl WorkerProxy {
                 }
             }
             BatchEvent::Result { result } => {
-                let Some(task_id) = result.get("task_id").and_then(Value::as_str).map(String::from) else {
+                let Some(reported) = result.get("task_id").and_then(Value::as_str) else {
                     tracing::warn!(worker = %self.id, "the worker sent a result without a task_id; ignored");
                     return;
                 };
-                let Some(&attempt_id) = self.batches.get(&batch).and_then(|r| r.get(&task_id)) else {
-                    tracing::warn!(worker = %self.id, task = %task_id,
+                let roster = self.batches.get(&batch);
+                let Some((task_id, attempt_id)) = roster
+                    .and_then(|r| r.get_key_value(reported))
+                    .map(|(id, attempt)| (id.clone(), *attempt))
+                else {
+                    tracing::warn!(worker = %self.id, task = %reported,
                         "the worker sent a result for a task that was not in the batch; ignored");
                     return;
                 };
@@ -224,11 +244,11 @@ impl WorkerProxy {
 
     /// The attempt took a slot on the worker: it runs from now on (told
     /// to TaskQueue with the next [`Self::flush_started`]).
-    pub(super) fn mark_started(&mut self, task_id: &str, attempt_id: u64) {
+    pub(super) fn mark_started(&mut self, task_id: &TaskId, attempt_id: AttemptId) {
         if let Some(f) = self.in_flight.get_mut(task_id) {
             if f.attempt_id == attempt_id && f.started.is_none() {
                 f.started = Some(Instant::now());
-                self.started_out.push((task_id.to_string(), attempt_id));
+                self.started_out.push((task_id.clone(), attempt_id));
                 // the worker runs new work: earlier judgements are over
                 self.judged_running = 0;
             }
@@ -250,7 +270,7 @@ impl WorkerProxy {
     /// Reports an attempt's outcome if it is still this proxy's to
     /// report; a result that comes after the attempt was reported lost
     /// (its worker seemed gone) still counts.
-    pub(super) fn settle(&mut self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
+    pub(super) fn settle(&mut self, task_id: TaskId, attempt_id: AttemptId, kind: OutcomeKind) {
         let ours = self
             .in_flight
             .get(&task_id)
@@ -264,7 +284,7 @@ impl WorkerProxy {
     }
 
     /// What an answer that is not a result means for one attempt.
-    pub(super) fn verdict(&mut self, task_id: String, attempt_id: u64, verdict: ExecuteVerdict) {
+    pub(super) fn verdict(&mut self, task_id: TaskId, attempt_id: AttemptId, verdict: ExecuteVerdict) {
         let kind = match verdict {
             ExecuteVerdict::Outcome(kind) => kind,
             ExecuteVerdict::Full { retry_after } => {
@@ -298,7 +318,7 @@ impl WorkerProxy {
 
     /// `TASK_TIMEOUT` after the attempt started: if it still runs, it is
     /// cancelled on the worker and reported timed out.
-    fn check_timeout(&mut self, task_id: &str, attempt_id: u64) {
+    fn check_timeout(&mut self, task_id: &TaskId, attempt_id: AttemptId) {
         let Some(f) = self.in_flight.get(task_id) else {
             return;
         };
@@ -312,7 +332,7 @@ impl WorkerProxy {
         });
         let limit = self.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
         self.report(
-            task_id.to_string(),
+            task_id.clone(),
             attempt_id,
             OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s")),
         );
@@ -328,7 +348,7 @@ impl WorkerProxy {
             BatchEnd::Done if !said_end => BatchEnd::Broken("the answer stopped before its end".into()),
             end => end,
         };
-        let open: Vec<(String, u64, bool)> = roster
+        let open: Vec<(TaskId, AttemptId, bool)> = roster
             .into_iter()
             .filter_map(|(task_id, attempt_id)| {
                 let f = self.in_flight.get(&task_id)?;
@@ -384,8 +404,8 @@ impl WorkerProxy {
     /// The answer broke off: attempts that had started are lost; those
     /// still waiting in the worker's backlog never ran and go back (the
     /// worker drops them when it sees the requester gone).
-    fn cut_off(&mut self, open: Vec<(String, u64, bool)>, why: &str) {
-        let ids: Vec<String> = open.into_iter().map(|(task_id, _, _)| task_id).collect();
+    fn cut_off(&mut self, open: Vec<(TaskId, AttemptId, bool)>, why: &str) {
+        let ids: Vec<TaskId> = open.into_iter().map(|(task_id, _, _)| task_id).collect();
         for (task_id, attempt_id, kind) in self.judge_cut_off(&ids, why) {
             self.settle(task_id, attempt_id, kind);
         }
@@ -400,9 +420,9 @@ impl WorkerProxy {
     /// such a task counts its attempts and stops at the retry limit.
     pub(super) fn judge_cut_off(
         &mut self,
-        task_ids: &[String],
+        task_ids: &[TaskId],
         why: &str,
-    ) -> Vec<(String, u64, OutcomeKind)> {
+    ) -> Vec<(TaskId, AttemptId, OutcomeKind)> {
         let known_running = self.in_flight.values().filter(|f| f.started.is_some()).count();
         // slots already taken by attempts judged in an earlier cut (the
         // streams of one dead worker break one after the other)
@@ -410,7 +430,7 @@ impl WorkerProxy {
             .capacity
             .max(1)
             .saturating_sub(known_running + self.judged_running);
-        let mut cut: Vec<(u64, String, u64, bool)> = task_ids
+        let mut cut: Vec<(u64, TaskId, AttemptId, bool)> = task_ids
             .iter()
             .filter_map(|id| {
                 let f = self.in_flight.get(id)?;

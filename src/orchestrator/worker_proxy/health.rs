@@ -208,7 +208,7 @@ impl WorkerProxy {
             tracing::warn!(worker = %self.id, configured = ?self.entry.algorithms, offered = ?status.algorithms,
                 "the worker offers none of its configured algorithms");
         }
-        if status.worker_id != self.entry.id {
+        if status.worker_id != *self.entry.id {
             tracing::warn!(worker = %self.id, reported = %status.worker_id,
                 "the worker at this address reports another id");
         }
@@ -255,7 +255,7 @@ impl WorkerProxy {
         if was_up && state != WorkerState::Draining {
             // what ran there is lost (an attempt); what was only sent
             // ahead never started, and goes back without counting
-            let ids: Vec<String> = self.in_flight.keys().cloned().collect();
+            let ids: Vec<TaskId> = self.in_flight.keys().cloned().collect();
             for (task_id, attempt_id, kind) in self.judge_cut_off(&ids, &why) {
                 self.in_flight.remove(&task_id);
                 self.report(task_id, attempt_id, kind);

@@ -30,7 +30,7 @@ use self::http::{fetch_json, FetchError};
 use self::traced::Reported;
 use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
 use super::task_queue::{AttemptOutcome, AttemptsStarted, OutcomeKind};
-use crate::model::WorkerId;
+use crate::model::{AttemptId, KernelName, TaskId, WorkerId};
 use crate::orchestrator::config::WorkerEntry;
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::protocol::{AckRequest, CurrentAnswer, StatusAnswer};
@@ -65,7 +65,7 @@ pub struct ProxyPeers {
 
 /// An attempt sent to the worker and not yet answered.
 struct InFlight {
-    attempt_id: u64,
+    attempt_id: AttemptId,
     /// When the worker said it took a slot; none while it waits in the
     /// worker's backlog (or is still on its way there).
     started: Option<Instant>,
@@ -89,13 +89,13 @@ pub struct WorkerProxy {
     last_ok: Instant,
     heartbeat_pending: bool,
     status_pending: bool,
-    in_flight: HashMap<String, InFlight>,
+    in_flight: HashMap<TaskId, InFlight>,
     /// Attempts waiting for the next batch request.
     outbox: Vec<RunAttempt>,
     /// A batch request is about to be made from the outbox.
     outbox_flush: bool,
     /// Batches on their way or streaming back: each task's attempt id.
-    batches: HashMap<u64, HashMap<String, u64>>,
+    batches: HashMap<u64, HashMap<TaskId, AttemptId>>,
     next_batch: u64,
     next_seq: u64,
     /// The capacity agreed with the worker when it came up.
@@ -106,15 +106,15 @@ pub struct WorkerProxy {
     /// Batches whose answer said `end`.
     ended_batches: std::collections::HashSet<u64>,
     /// Attempts seen starting, not yet told to TaskQueue.
-    started_out: Vec<(String, u64)>,
+    started_out: Vec<(TaskId, AttemptId)>,
     /// The worker takes `POST /execute/batch` (it reports a backlog).
     batching: bool,
     /// Kernels agreed with the worker when it was last up.
-    kernels: Vec<&'static str>,
+    kernels: Vec<KernelName>,
     /// Attempts from before a restart (or refused with 409) whose result
     /// is fetched with `GET /results/{id}`.
-    adopted: HashMap<String, u64>,
-    acks: Vec<String>,
+    adopted: HashMap<TaskId, AttemptId>,
+    acks: Vec<TaskId>,
     /// Whether the worker has ever answered; until then it is reported
     /// at start and every [`NEVER_ANSWERED_EVERY`] (is it started?).
     ever_answered: bool,
@@ -186,7 +186,7 @@ impl WorkerProxy {
     }
 
     /// Tells TaskQueue how an attempt ended (and the log, see [`trace`]).
-    fn report(&self, task_id: String, attempt_id: u64, kind: OutcomeKind) {
+    fn report(&self, task_id: TaskId, attempt_id: AttemptId, kind: OutcomeKind) {
         if trace::enabled() {
             trace::note(
                 Stage::Ended,
@@ -208,7 +208,7 @@ impl WorkerProxy {
         if self.adopted.is_empty() {
             return;
         }
-        let ids: Vec<(String, u64)> = self
+        let ids: Vec<(TaskId, AttemptId)> = self
             .adopted
             .iter()
             .take(64)
@@ -289,8 +289,8 @@ impl Actor for WorkerProxy {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RunAttempt {
-    pub task_id: String,
-    pub attempt_id: u64,
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
     /// The task's JSON; `attempt_id` is added to it here.
     pub body: Arc<str>,
 }
@@ -313,7 +313,7 @@ impl Handler<RunAttempt> for WorkerProxy {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CancelOnWorker {
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl Handler<CancelOnWorker> for WorkerProxy {
@@ -337,7 +337,7 @@ impl Handler<CancelOnWorker> for WorkerProxy {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AckResult {
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl Handler<AckResult> for WorkerProxy {
@@ -356,8 +356,8 @@ impl Handler<AckResult> for WorkerProxy {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Adopt {
-    pub task_id: String,
-    pub attempt_id: u64,
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
 }
 
 impl Handler<Adopt> for WorkerProxy {
@@ -382,8 +382,8 @@ impl Handler<FlushAcks> for WorkerProxy {
 /// An attempt on this worker, for `GET /workers/{id}`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AttemptHere {
-    pub task_id: String,
-    pub attempt_id: u64,
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
     /// Seconds since it took a slot there; none while it waits in the
     /// worker's backlog.
     pub running_seconds: Option<f64>,
@@ -427,7 +427,7 @@ impl Handler<Retire> for WorkerProxy {
     type Result = usize;
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) -> usize {
         self.retired = true;
-        let back: Vec<(String, u64)> = std::mem::take(&mut self.in_flight)
+        let back: Vec<(TaskId, AttemptId)> = std::mem::take(&mut self.in_flight)
             .into_iter()
             .map(|(task_id, f)| (task_id, f.attempt_id))
             .chain(std::mem::take(&mut self.adopted))

@@ -12,7 +12,7 @@ use super::answers::{never_connected, read_execute_answer};
 use super::http::{self, RawAnswer};
 use super::{RunAttempt, WorkerProxy};
 use crate::orchestrator::task_queue::OutcomeKind;
-use crate::protocol::ExecuteRequest;
+use crate::protocol::{ExecuteRequest, StoredTask};
 use crate::util::logging::AttemptOf;
 use crate::util::trace::{self, Stage};
 
@@ -31,7 +31,15 @@ impl WorkerProxy {
         // it runs from now on (or is refused, and goes back uncounted)
         self.mark_started(&task_id, attempt_id);
         self.flush_started();
-        let payload = ExecuteRequest::encode(&body, attempt_id);
+        let payload = serde_json::to_string(&ExecuteRequest {
+            attempt_id: Some(attempt_id),
+            task: StoredTask(&body),
+        })
+        .unwrap_or_else(|e| {
+            // as in a batch: only a hand-edited database gets here
+            tracing::error!(worker = %self.id, error = %e, "a stored task is not a JSON object");
+            String::new()
+        });
         // no limit unless TASK_TIMEOUT: simulations may run for hours
         let timeout = self
             .settings

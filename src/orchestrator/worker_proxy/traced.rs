@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::model::{AttemptId, TaskId};
 use crate::orchestrator::task_queue::OutcomeKind;
 use crate::util::logging::AttemptOf;
 
@@ -10,15 +11,15 @@ use crate::util::logging::AttemptOf;
 /// it means for the task: retried, failed, recorded).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Reported {
-    task_id: String,
-    attempt_id: u64,
+    task_id: TaskId,
+    attempt_id: AttemptId,
     outcome: &'static str,
     /// The worker's `execution_time`, when it sent a result.
     seconds: Option<f64>,
 }
 
 impl Reported {
-    pub(super) fn of(task_id: &str, attempt_id: u64, kind: &OutcomeKind) -> Self {
+    pub(super) fn of(task_id: &TaskId, attempt_id: AttemptId, kind: &OutcomeKind) -> Self {
         let (outcome, seconds) = match kind {
             OutcomeKind::Result(r) => (r.result.status.as_str(), Some(r.execution_time)),
             OutcomeKind::Failed(_) => ("failed", None),
@@ -28,7 +29,7 @@ impl Reported {
             OutcomeKind::Forged(_) => ("forged", None),
         };
         Self {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempt_id,
             outcome,
             seconds,
@@ -58,9 +59,13 @@ mod tests {
 
     #[test]
     fn an_outcome_prints_task_attempt_outcome_and_time() {
-        let lost = Reported::of("t1", 7, &OutcomeKind::Lost("gone".into()));
+        let lost = Reported::of(&"t1".into(), AttemptId::new(7), &OutcomeKind::Lost("gone".into()));
         assert_eq!(lost.to_string(), "t1@7=lost");
-        let refused = Reported::of("t2", 8, &OutcomeKind::Refused("full".into()));
+        let refused = Reported::of(
+            &"t2".into(),
+            AttemptId::new(8),
+            &OutcomeKind::Refused("full".into()),
+        );
         assert_eq!(refused.to_string(), "t2@8=refused");
         let mut result: crate::model::TaskResult = serde_json::from_value(serde_json::json!({
             "task_id": "t3", "algorithm": "python", "parameters": {}, "execution_time": 0.0125,
@@ -68,7 +73,11 @@ mod tests {
         }))
         .unwrap();
         result.execution_time = 0.0125;
-        let done = Reported::of("t3", 9, &OutcomeKind::Result(Box::new(result)));
+        let done = Reported::of(
+            &"t3".into(),
+            AttemptId::new(9),
+            &OutcomeKind::Result(Box::new(result)),
+        );
         assert_eq!(done.to_string(), "t3@9=completed:0.013s");
     }
 }

@@ -127,13 +127,13 @@ async fn execute(
 fn read_task(
     api: &WorkerApi,
     body: serde_json::Value,
-) -> Result<(crate::model::Task, Option<u64>), ApiError> {
-    let (attempt_id, body) = ExecuteRequest::split(body).map_err(|message| {
+) -> Result<(crate::model::Task, Option<crate::model::AttemptId>), ApiError> {
+    let (attempt_id, body) = ExecuteRequest::split(body).map_err(|bad| {
         ApiError::invalid(
             "invalid attempt_id",
             &[crate::model::FieldError::new(
                 crate::protocol::ATTEMPT_ID,
-                message,
+                bad.to_string(),
             )],
         )
     })?;
@@ -196,8 +196,14 @@ async fn execute_batch(
     let (events, lines) = tokio::sync::mpsc::unbounded_channel();
     let mut admitted = Vec::with_capacity(tasks.len());
     for (index, raw) in tasks.into_iter().enumerate() {
-        let task_id = raw.get("task_id").and_then(|v| v.as_str()).map(String::from);
-        let attempt_id = raw.get(crate::protocol::ATTEMPT_ID).and_then(|v| v.as_u64());
+        let task_id = raw
+            .get("task_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| crate::model::TaskId::parse(s).ok());
+        let attempt_id = raw
+            .get(crate::protocol::ATTEMPT_ID)
+            .and_then(|v| v.as_u64())
+            .map(crate::model::AttemptId::new);
         match read_task(&api, raw) {
             Ok((task, attempt_id)) => admitted.push((index, task, attempt_id)),
             Err(e) => {
@@ -277,7 +283,7 @@ async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<Ht
     let running = api
         .executor
         .send(Cancel {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
         })
         .await
         .map_err(mailbox)?;
@@ -354,7 +360,7 @@ async fn get_result(api: web::Data<WorkerApi>, path: web::Path<String>) -> Resul
     match api
         .executor
         .send(GetResult {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
         })
         .await
         .map_err(mailbox)?
@@ -372,7 +378,7 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
     let freed = api
         .executor
         .send(AckResults {
-            task_ids: vec![task_id.to_string()],
+            task_ids: vec![task_id.clone()],
         })
         .await
         .map_err(mailbox)?;

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Executor, Refusal};
-use crate::model::{RunStatus, Task, TaskId, TaskResult};
+use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult};
 use crate::protocol::BatchEvent;
 
 /// Where a batch's events go, in order.
@@ -28,10 +28,10 @@ pub(super) enum Reply {
 }
 
 impl Reply {
-    pub(super) fn started(&self, task_id: &TaskId, attempt_id: Option<u64>) {
+    pub(super) fn started(&self, task_id: &TaskId, attempt_id: Option<AttemptId>) {
         if let Reply::Batch(events) = self {
             let _ = events.send(BatchEvent::Started {
-                task_id: task_id.to_string(),
+                task_id: task_id.clone(),
                 attempt_id,
             });
         }
@@ -50,7 +50,7 @@ impl Reply {
 /// A batch task waiting for a slot.
 pub struct Queued {
     pub(super) task: Arc<Task>,
-    pub(super) attempt_id: Option<u64>,
+    pub(super) attempt_id: Option<AttemptId>,
     pub(super) events: BatchEvents,
     /// Its place in its request, for a refusal.
     pub(super) index: usize,
@@ -63,7 +63,7 @@ pub struct Queued {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ExecuteBatch {
-    pub tasks: Vec<(usize, Task, Option<u64>)>,
+    pub tasks: Vec<(usize, Task, Option<AttemptId>)>,
     /// The most batch tasks to run at once (at most the capacity).
     pub slots: Option<usize>,
     pub events: BatchEvents,
@@ -125,13 +125,13 @@ pub fn refuse(
     events: &BatchEvents,
     index: usize,
     task_id: Option<&TaskId>,
-    attempt_id: Option<u64>,
+    attempt_id: Option<AttemptId>,
     refusal: Refusal,
 ) {
     let error = crate::http::error::ApiError::from(refusal);
     let _ = events.send(BatchEvent::Refused {
         index,
-        task_id: task_id.map(|t| t.to_string()),
+        task_id: task_id.cloned(),
         attempt_id,
         status: error.code.status().as_u16(),
         retry_after: error.retry_after,
@@ -179,7 +179,7 @@ impl Executor {
         );
         result.worker_id = Some(self.settings.worker_id.clone());
         result.completed_at = Some(crate::util::time::now_iso());
-        result.priority = Some(q.task.priority.as_str().to_string());
+        result.priority = Some(q.task.priority);
         result.attempt_id = q.attempt_id;
         self.stats.cancelled += 1;
         let _ = q.events.send(BatchEvent::Result {

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::TaskResult;
+use crate::model::{TaskId, TaskResult};
 
 /// One journal line, as read back.
 #[derive(Deserialize)]
@@ -37,7 +37,7 @@ enum Entry {
         result: Box<TaskResult>,
     },
     Ack {
-        task_id: String,
+        task_id: TaskId,
     },
 }
 
@@ -66,11 +66,11 @@ struct Held {
 /// The held results and the journal behind them.
 pub struct HeldResults {
     /// Per task, one result per attempt id (`None`: a run without one).
-    by_task: HashMap<String, Vec<Held>>,
+    by_task: HashMap<TaskId, Vec<Held>>,
     /// How many results `by_task` holds.
     count: usize,
     /// Insertion order, for eviction; stale entries are skipped lazily.
-    order: VecDeque<(u64, String)>,
+    order: VecDeque<(u64, TaskId)>,
     next_seq: u64,
     max_count: usize,
     retention: Duration,
@@ -110,7 +110,7 @@ impl HeldResults {
                 match serde_json::from_str::<Entry>(&line) {
                     Ok(Entry::Result { at, result }) => held.insert_at(at, Arc::from(result)),
                     Ok(Entry::Ack { task_id }) => {
-                        held.remove_task(&task_id);
+                        held.remove_task(task_id.as_str());
                     }
                     Err(_) => continue,
                 }
@@ -189,7 +189,7 @@ impl HeldResults {
 
     fn evict_oldest(&mut self) {
         while let Some((seq, id)) = self.order.pop_front() {
-            if self.remove_seq(seq, &id) {
+            if self.remove_seq(seq, id.as_str()) {
                 return;
             }
         }
@@ -258,7 +258,7 @@ impl HeldResults {
             }
             self.order.pop_front();
             if held_at.is_some() {
-                self.remove_seq(seq, &id);
+                self.remove_seq(seq, id.as_str());
             }
         }
     }
@@ -364,7 +364,7 @@ mod tests {
             worker_id: None,
             completed_at: None,
             priority: None,
-            attempt_id,
+            attempt_id: attempt_id.map(Into::into),
             extra: Default::default(),
         })
     }
@@ -387,7 +387,7 @@ mod tests {
         drop(f);
         let held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
         assert!(held.get("a").is_none());
-        assert_eq!(held.get("b").unwrap().attempt_id, Some(1));
+        assert_eq!(held.get("b").unwrap().attempt_id, Some(1.into()));
         assert_eq!(held.len(), 1);
     }
 
@@ -432,7 +432,7 @@ mod tests {
         // and across a restart
         let mut held = HeldResults::open(&path, 100, Duration::from_secs(3600)).unwrap();
         assert_eq!(held.get("a").unwrap().result.output, "real, again");
-        assert_eq!(held.get("a").unwrap().attempt_id, Some(7));
+        assert_eq!(held.get("a").unwrap().attempt_id, Some(7.into()));
         assert!(held.ack("a"));
         assert!(held.is_empty());
         // alone, a run without an attempt id is still handed out (a curl user)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::model::RunStatus;
+use crate::model::{RunStatus, WorkerId};
 use crate::util::stats::percentile;
 
 /// Execution times kept per algorithm for percentiles (the most recent).
@@ -88,7 +88,7 @@ impl Stats {
             })
             .collect();
         WorkerMetrics {
-            worker_id: node.worker_id.to_string(),
+            worker_id: WorkerId::new(node.worker_id),
             tasks_completed: self.completed,
             tasks_failed: self.failed,
             tasks_cancelled: self.cancelled,
@@ -125,7 +125,7 @@ pub struct NodeFigures<'a> {
 /// `GET /metrics` (field order is the JSON's).
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerMetrics {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub tasks_completed: u64,
     pub tasks_failed: u64,
     pub tasks_cancelled: u64,

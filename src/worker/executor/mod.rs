@@ -21,7 +21,7 @@ use self::batch::Reply;
 pub use self::batch::{BatchEvents, ExecuteBatch, Queued};
 use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
-use crate::model::{RunStatus, Task, TaskId, TaskResult};
+use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult, WorkerId};
 use crate::protocol::{CurrentTask, NodeState, StatusAnswer};
 use crate::sim::Control;
 use crate::worker::metrics::WorkerNodeMetrics;
@@ -30,7 +30,7 @@ use crate::worker::simulation::{Outcome, RunTask, SimulationActor};
 /// What the Executor needs to know about its node.
 #[derive(Debug, Clone)]
 pub struct ExecutorSettings {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub capacity: usize,
     pub algorithms: Vec<String>,
     pub threads_per_task: usize,
@@ -44,7 +44,7 @@ pub struct ExecutorSettings {
 /// A task running now.
 struct Running {
     task: Arc<Task>,
-    attempt_id: Option<u64>,
+    attempt_id: Option<AttemptId>,
     control: Arc<Control>,
     started: Instant,
     started_at: String,
@@ -111,7 +111,7 @@ impl Actor for Executor {
 #[rtype(result = "Result<oneshot::Receiver<Arc<TaskResult>>, Refusal>")]
 pub struct Execute {
     pub task: Task,
-    pub attempt_id: Option<u64>,
+    pub attempt_id: Option<AttemptId>,
 }
 
 /// Why a task was not admitted.
@@ -121,8 +121,8 @@ pub enum Refusal {
     Full { running: usize, capacity: usize },
     #[error("task {task_id} is already running on this worker")]
     AlreadyRunning {
-        task_id: String,
-        attempt_id: Option<u64>,
+        task_id: TaskId,
+        attempt_id: Option<AttemptId>,
     },
     #[error("worker is shutting down and accepts no new tasks")]
     Draining,
@@ -164,13 +164,19 @@ impl Executor {
             }
         };
         Some(Refusal::AlreadyRunning {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             attempt_id,
         })
     }
 
     /// Gives a task a slot: it runs from now on.
-    fn start(&mut self, task: Arc<Task>, attempt_id: Option<u64>, reply: Reply, ctx: &mut Context<Self>) {
+    fn start(
+        &mut self,
+        task: Arc<Task>,
+        attempt_id: Option<AttemptId>,
+        reply: Reply,
+        ctx: &mut Context<Self>,
+    ) {
         let control = Arc::new(Control::new());
         let task_id = task.task_id.clone();
         tracing::info!(task = %task_id, attempt = %crate::util::logging::AttemptField(attempt_id), algorithm = %task.algorithm, "task started");
@@ -218,11 +224,12 @@ impl Executor {
         let mut result = outcome.result;
         result.worker_id = Some(self.settings.worker_id.clone());
         result.completed_at = Some(crate::util::time::now_iso());
-        result.priority = Some(running.task.priority.as_str().to_string());
+        result.priority = Some(running.task.priority);
         result.attempt_id = running.attempt_id;
         let status = result.result.status;
         let kernel = running.task.work.kernel();
-        self.prometheus.finished(status, kernel, result.execution_time);
+        self.prometheus
+            .finished(status, kernel.as_str(), result.execution_time);
         self.stats.record(Finished {
             status,
             algorithm: &result.algorithm,
@@ -252,7 +259,7 @@ impl Executor {
                 let (n, steps) = r.task.work.size();
                 let done = r.control.steps_done();
                 CurrentTask {
-                    task_id: r.task.task_id.to_string(),
+                    task_id: r.task.task_id.clone(),
                     attempt_id: r.attempt_id,
                     algorithm: r.task.algorithm.clone(),
                     kernel: r.task.work.kernel().to_string(),
@@ -305,7 +312,7 @@ impl Executor {
 
     fn metrics(&self) -> WorkerMetrics {
         self.stats.snapshot(NodeFigures {
-            worker_id: &self.settings.worker_id,
+            worker_id: self.settings.worker_id.as_str(),
             running: self.running.len(),
             running_busy: self
                 .running
@@ -409,19 +416,19 @@ impl Handler<GetCurrent> for Executor {
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct Cancel {
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl Handler<Cancel> for Executor {
     type Result = bool;
     fn handle(&mut self, msg: Cancel, _: &mut Self::Context) -> bool {
-        match self.running.iter().find(|(id, _)| id.as_str() == msg.task_id) {
+        match self.running.iter().find(|(id, _)| **id == msg.task_id) {
             Some((id, r)) => {
                 tracing::info!(task = %id, "cancel requested");
                 r.control.cancel();
                 true
             }
-            None => self.cancel_queued(&msg.task_id),
+            None => self.cancel_queued(msg.task_id.as_str()),
         }
     }
 }
@@ -430,13 +437,13 @@ impl Handler<Cancel> for Executor {
 #[derive(Message)]
 #[rtype(result = "Option<Arc<TaskResult>>")]
 pub struct GetResult {
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl Handler<GetResult> for Executor {
     type Result = Option<Arc<TaskResult>>;
     fn handle(&mut self, msg: GetResult, _: &mut Self::Context) -> Self::Result {
-        self.held.get(&msg.task_id)
+        self.held.get(msg.task_id.as_str())
     }
 }
 
@@ -445,13 +452,17 @@ impl Handler<GetResult> for Executor {
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct AckResults {
-    pub task_ids: Vec<String>,
+    pub task_ids: Vec<TaskId>,
 }
 
 impl Handler<AckResults> for Executor {
     type Result = usize;
     fn handle(&mut self, msg: AckResults, _: &mut Self::Context) -> usize {
-        let freed = msg.task_ids.iter().filter(|id| self.held.ack(id)).count();
+        let freed = msg
+            .task_ids
+            .iter()
+            .filter(|id| self.held.ack(id.as_str()))
+            .count();
         if freed > 0 {
             self.state_dirty = true;
         }

@@ -130,7 +130,7 @@ mod tests {
             prefetch: 1,
             load: 1.0,
             algorithms: vec!["python".into()],
-            kernels: vec!["reference"],
+            kernels: vec!["reference".into()],
             last_heartbeat: Some(iso_at(NOW - 1.5)),
             tasks_completed: 7,
             tasks_failed: 1,

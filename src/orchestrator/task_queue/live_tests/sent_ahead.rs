@@ -16,7 +16,7 @@ fn a_task_sent_ahead_is_queued_in_the_database_until_it_starts() {
     assert_eq!(m.status["t1"], TaskStatus::Queued);
     assert!(m.live.sent_ahead_to("t1").is_some());
     // t1 starts: persisted running, with its queue wait
-    let fx = m.live.started("t1", m.issued[0].1, m.now + 1.0);
+    let fx = m.live.started(&"t1".into(), m.issued[0].1, m.now + 1.0);
     assert!(fx
         .persist
         .iter()
@@ -26,8 +26,12 @@ fn a_task_sent_ahead_is_queued_in_the_database_until_it_starts() {
     assert_eq!(m.status["t1"], TaskStatus::Running);
     assert!(m.live.sent_ahead_to("t1").is_none());
     // said twice, or for another attempt: nothing more
-    assert!(m.live.started("t1", m.issued[0].1, m.now).persist.is_empty());
-    assert!(m.live.started("t2", 999, m.now).persist.is_empty());
+    assert!(m
+        .live
+        .started(&"t1".into(), m.issued[0].1, m.now)
+        .persist
+        .is_empty());
+    assert!(m.live.started(&"t2".into(), 999.into(), m.now).persist.is_empty());
     // t2's worker is lost before t2 started: handed back, not an attempt,
     // nothing written, and it is ready again at once
     let (t2, a2, w2) = m.issued[1].clone();
