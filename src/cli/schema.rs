@@ -22,7 +22,7 @@ pub const SCHEMA_PATH: &str = "schema/task_file.schema.json";
 /// (the validator reads the real files, listing every problem).
 #[derive(Deserialize, JsonSchema)]
 #[schemars(title = "Orquesta task file", description = file_description())]
-#[allow(dead_code, reason = "the fields are read by serde in the tests only; the schema is their use")]
+#[allow(dead_code, reason = "the schema is their use; serde reads them in tests only")]
 struct TaskFile {
     #[schemars(description = "Optional; every field is optional and kept as written.")]
     metadata: Option<Metadata>,
@@ -36,7 +36,7 @@ struct TaskFile {
 /// A file's `metadata`.
 #[derive(Deserialize, JsonSchema)]
 #[schemars(inline)]
-#[allow(dead_code, reason = "the fields are read by serde in the tests only; the schema is their use")]
+#[allow(dead_code, reason = "the schema is their use; serde reads them in tests only")]
 struct Metadata {
     #[schemars(example = &"2024-01-15")]
     creation_date: Option<String>,
@@ -50,7 +50,7 @@ struct Metadata {
 /// One task; fields other than these are kept and given back with it.
 #[derive(Deserialize, JsonSchema)]
 #[schemars(rename = "task")]
-#[allow(dead_code, reason = "the fields are read by serde in the tests only; the schema is their use")]
+#[allow(dead_code, reason = "the schema is their use; serde reads them in tests only")]
 struct TaskEntry {
     #[schemars(
         description = task_id_description(),
@@ -74,7 +74,7 @@ struct TaskEntry {
 /// A task's `parameters`: the simulation's, with the validator's limits.
 #[derive(Deserialize, JsonSchema)]
 #[schemars(rename = "parameters", transform = small_box_needs_more_particles)]
-#[allow(dead_code, reason = "the fields are read by serde in the tests only; the schema is their use")]
+#[allow(dead_code, reason = "the schema is their use; serde reads them in tests only")]
 struct Parameters {
     #[schemars(
         description = num_particles_description(),
