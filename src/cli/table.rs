@@ -11,7 +11,8 @@ pub fn print_text(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// A table: a header row and data rows, columns padded to the widest cell.
+/// A table: a header row and data rows, columns padded to the widest cell
+/// and parted by two spaces, no lines drawn (comfy-table lays it out).
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     header: Vec<String>,
@@ -38,7 +39,9 @@ impl Table {
         self
     }
 
-    pub fn row(&mut self, cells: Vec<String>) {
+    /// A data row; cells past the header's are dropped, missing ones blank.
+    pub fn row(&mut self, mut cells: Vec<String>) {
+        cells.truncate(self.header.len());
         self.rows.push(cells);
     }
 
@@ -49,34 +52,23 @@ impl Table {
     /// The table as lines joined by `\n`, each line indented by `indent`
     /// and without trailing spaces.
     pub fn render(&self, indent: &str) -> String {
-        let columns = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (c, cell) in row.iter().enumerate().take(columns) {
-                widths[c] = widths[c].max(cell.chars().count());
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::NOTHING);
+        table.set_header(self.header.clone());
+        table.add_rows(self.rows.iter().cloned());
+        for (c, column) in table.column_iter_mut().enumerate() {
+            // one space each side of a column, none before the first: two
+            // between columns and the table flush with the indent
+            column.set_padding((u16::from(c > 0), 1));
+            if self.right_aligned.get(c) == Some(&true) {
+                column.set_cell_alignment(comfy_table::CellAlignment::Right);
             }
         }
-        let line = |cells: &[String]| {
-            let mut out = String::from(indent);
-            for (c, width) in widths.iter().enumerate() {
-                let cell = cells.get(c).map(String::as_str).unwrap_or("");
-                let pad = width - cell.chars().count().min(*width);
-                if c > 0 {
-                    out.push_str("  ");
-                }
-                if self.right_aligned[c] {
-                    out.push_str(&" ".repeat(pad));
-                    out.push_str(cell);
-                } else {
-                    out.push_str(cell);
-                    out.push_str(&" ".repeat(pad));
-                }
-            }
-            out.trim_end().to_string()
-        };
-        let mut lines = vec![line(&self.header)];
-        lines.extend(self.rows.iter().map(|r| line(r)));
-        lines.join("\n")
+        table
+            .lines()
+            .map(|line| format!("{indent}{line}").trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -1,5 +1,6 @@
 //! The seed's task shape, once validated: what runs, with what priority.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -7,8 +8,11 @@ use super::id::TaskId;
 use crate::sim::{KernelName, SimParams};
 
 /// Task priority; `medium` when a task gives none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[schemars(inline)]
 pub enum Priority {
     High,
     #[default]

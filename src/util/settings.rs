@@ -296,6 +296,12 @@ pub(crate) fn read_tls(r: &mut EnvReader<'_>, env: &BTreeMap<String, String>) ->
     })
 }
 
+// Ours, not the `dotenvy` crate (tried for issue 18): dotenvy 0.15.7's line
+// reader takes `#` for a comment only after exactly one space; after several
+// (the seed's style: `WORKER_TIMEOUT=300    # the seed's value`) an
+// apostrophe in the comment opens a quote that swallows the rest of the
+// file (the config-check integration test caught it). Its errors carry no
+// line number either; the wrapper mending both was longer than this parser.
 /// Parses dotenv text: `KEY=VALUE` lines, optional `export `, `#` comments
 /// (also after an unquoted value, as in the seed's `.env`), single or double
 /// quotes around a value. Returns the pairs and a message for each line that
@@ -385,10 +391,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_env_example_reads_without_problems() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+        let (vars, problems) = parse_dotenv(&text);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(vars["TASK_DISTRIBUTION_INTERVAL"], "2.0");
+        assert_eq!(vars["TASK_TIMEOUT"], "none");
+        assert!(!vars.contains_key("WORKER_ID"), "commented out: {vars:?}");
+    }
+
+    #[test]
     fn reports_lines_it_cannot_read() {
         let (vars, problems) = parse_dotenv("GOOD=1\nno equals sign\nBAD KEY=2\nX=\"open\n");
         assert_eq!(vars.len(), 1);
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("line 2"));
+    }
+
+    #[test]
+    fn a_comment_after_spaces_may_hold_a_quote() {
+        // the seed's style, where dotenvy takes the apostrophe for a quote
+        let (vars, problems) = parse_dotenv("WORKER_TIMEOUT=300    # the seed's value\nMAX_TASK_RETRIES=3\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(vars["WORKER_TIMEOUT"], "300");
+        assert_eq!(vars["MAX_TASK_RETRIES"], "3");
     }
 }

@@ -1,7 +1,11 @@
 //! UTC timestamps in the two forms DESIGN.md fixes: ISO 8601 with `Z` in
-//! JSON, `YYYYMMDD_HHMMSS` in file names. No time-zone database needed.
+//! JSON, `YYYYMMDD_HHMMSS` in file names. The calendar is the `time`
+//! crate's (already built for actix-web); only the formats are ours.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Month, UtcDateTime};
 
 /// Calendar date and time of day in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,17 +29,21 @@ impl Utc {
         Self::from_unix(since.as_secs() as i64, since.subsec_millis())
     }
 
+    /// The calendar of `secs` since the epoch; instants past the years
+    /// ±9999 (no clock or stored time reaches them) stop at those bounds.
     pub fn from_unix(secs: i64, millis: u32) -> Self {
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400) as u32;
-        let (year, month, day) = civil_from_days(days);
+        let at = UtcDateTime::from_unix_timestamp(secs).unwrap_or(if secs < 0 {
+            UtcDateTime::MIN
+        } else {
+            UtcDateTime::MAX
+        });
         Self {
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            minute: rem % 3600 / 60,
-            second: rem % 60,
+            year: i64::from(at.year()),
+            month: u32::from(u8::from(at.month())),
+            day: u32::from(at.day()),
+            hour: u32::from(at.hour()),
+            minute: u32::from(at.minute()),
+            second: u32::from(at.second()),
             millis,
         }
     }
@@ -83,16 +91,14 @@ pub fn iso_at(t: f64) -> String {
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the form this
 /// crate writes.
 pub fn parse_iso(s: &str) -> Option<f64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let frac: f64 = format!("0.{frac}").parse().ok()?;
-    let days = days_from_civil(y, m as u32, day as u32);
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + frac)
+    s.ends_with('Z').then(|| rfc3339_seconds(s)).flatten()
+}
+
+/// Seconds since the epoch of an RFC 3339 time (any offset, any number of
+/// fraction digits).
+fn rfc3339_seconds(s: &str) -> Option<f64> {
+    let at = UtcDateTime::parse(s, &Rfc3339).ok()?;
+    Some(at.unix_timestamp() as f64 + f64::from(at.nanosecond()) / 1e9)
 }
 
 /// Seconds since the epoch of a date a person types: `YYYY-MM-DD` (its
@@ -106,92 +112,28 @@ pub fn parse_date_or_rfc3339(s: &str) -> Result<f64, String> {
         )
     };
     let s = s.trim();
-    let (date, time) = match s.split_once(['T', 't', ' ']) {
-        Some((d, t)) => (d, Some(t)),
-        None => (s, None),
-    };
-    let parts: Vec<&str> = date.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
-        return Err(bad());
-    };
+    // RFC 3339 lets any character part the date from the time; people
+    // write T or a space, and only those are taken for one
+    match s.as_bytes().get(10) {
+        None => midnight_of(s).ok_or_else(bad),
+        Some(b'T' | b't' | b' ') => rfc3339_seconds(s).ok_or_else(bad),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// Seconds since the epoch of the midnight (UTC) that starts `YYYY-MM-DD`.
+fn midnight_of(date: &str) -> Option<f64> {
+    let [y, m, d] = <[&str; 3]>::try_from(date.split('-').collect::<Vec<_>>()).ok()?;
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return Err(bad());
+        return None;
     }
-    let num = |p: &str| p.parse::<u32>().map_err(|_| bad());
-    let (y, m, d) = (num(y)? as i64, num(m)?, num(d)?);
-    let days_in_month = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if d == 0 || d > days_in_month {
-        return Err(bad());
-    }
-    let midnight = (days_from_civil(y, m, d) * 86_400) as f64;
-    let Some(time) = time else { return Ok(midnight) };
-    // the offset: Z, or ±HH:MM after the time
-    let (clock, offset) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
-        (c, 0i64)
-    } else {
-        let at = time.rfind(['+', '-']).ok_or_else(bad)?;
-        let (c, off) = time.split_at(at);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (hh, mm) = off[1..].split_once(':').ok_or_else(bad)?;
-        if hh.len() != 2 || mm.len() != 2 {
-            return Err(bad());
-        }
-        let (hh, mm) = (num(hh)? as i64, num(mm)? as i64);
-        if hh > 23 || mm > 59 {
-            return Err(bad());
-        }
-        (c, sign * (hh * 3600 + mm * 60))
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let fields: Vec<&str> = hms.split(':').collect();
-    let [hh, mm, ss] = fields.as_slice() else {
-        return Err(bad());
-    };
-    if [hh, mm, ss].iter().any(|f| f.len() != 2) || !frac.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let (hh, mm, ss) = (num(hh)?, num(mm)?, num(ss)?);
-    if hh > 23 || mm > 59 || ss > 60 {
-        return Err(bad());
-    }
-    let frac: f64 = if frac.is_empty() {
-        0.0
-    } else {
-        format!("0.{frac}").parse().map_err(|_| bad())?
-    };
-    Ok(midnight + f64::from(hh * 3600 + mm * 60 + ss) + frac - offset as f64)
-}
-
-/// (year, month, day) to days since 1970-01-01 (Hinnant's inverse).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
-/// public-domain algorithm for the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let (y, m, d) = (
+        y.parse::<i32>().ok()?,
+        m.parse::<u8>().ok()?,
+        d.parse::<u8>().ok()?,
+    );
+    let date = Date::from_calendar_date(y, Month::try_from(m).ok()?, d).ok()?;
+    Some(UtcDateTime::new(date, time::Time::MIDNIGHT).unix_timestamp() as f64)
 }
 
 #[cfg(test)]
@@ -234,6 +176,10 @@ mod tests {
             Ok(1_705_314_600.0)
         );
         assert_eq!(parse_date_or_rfc3339("2000-02-29"), Ok(951_782_400.0));
+        assert_eq!(
+            parse_date_or_rfc3339(" 2024-01-15 10:30:00z "),
+            Ok(1_705_314_600.0)
+        );
         for bad in [
             "",
             "yesterday",
@@ -244,6 +190,7 @@ mod tests {
             "2024-01-15T10:30:00",
             "2024-01-15T10:30Z",
             "2024-01-15T10:30:00+2",
+            "2024-01-15X10:30:00Z",
             "15/01/2024",
         ] {
             let e = parse_date_or_rfc3339(bad).unwrap_err();
