@@ -72,16 +72,23 @@ const BEARER: &str = "bearer";
 
 /// Completes a server's document with what every route shares, so that
 /// no route's answers are left out: the token (`401 unauthorized` when
-/// `ORQUESTA_TOKEN` is set), `503` (shutting down, the database busy),
+/// `ORQUESTA_TOKEN` is set, except on the open `GET /health`), `503` (shutting down, the database busy),
 /// for a route with a path parameter `404` (a value no route matches is
 /// `unknown_endpoint`), and for a route that reads a body `400`
 /// (malformed JSON), `408` (too slow) and `413` (too large); every
 /// error is an [`ErrorBody`].
 pub fn complete(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
+    // the shared types a route names by reference (a parameter's type is
+    // not collected by the derive)
     for (name, schema) in [
         ("ErrorBody", ErrorBody::schema()),
         ("ErrorCode", ErrorCode::schema()),
+        ("TaskId", TaskId::schema()),
+        ("WorkerId", WorkerId::schema()),
+        ("TaskStatus", TaskStatus::schema()),
+        ("Priority", Priority::schema()),
+        ("PageOffset", PageOffset::schema()),
     ] {
         components.schemas.entry(name.into()).or_insert(schema);
     }
@@ -97,7 +104,9 @@ pub fn complete(doc: &mut OpenApi) {
             .flatten()
         {
             let reads_body = op.request_body.is_some();
-            add_error(op, 401, "no token, or a wrong one (`unauthorized`)");
+            if !is_open(op) {
+                add_error(op, 401, "no token, or a wrong one (`unauthorized`)");
+            }
             add_error(
                 op,
                 503,
@@ -127,6 +136,15 @@ pub fn complete(doc: &mut OpenApi) {
     }
 }
 
+/// Whether the route answers without the token (`security(())` in its
+/// notes: one requirement that names no scheme).
+fn is_open(op: &Operation) -> bool {
+    op.security.as_ref().is_some_and(|all| {
+        all.iter()
+            .any(|r| serde_json::to_value(r).is_ok_and(|v| v == serde_json::json!({})))
+    })
+}
+
 /// An error answer of `status`, unless the route already documents one.
 fn add_error(op: &mut Operation, status: u16, description: &str) {
     op.responses
@@ -144,3 +162,21 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
                 .into()
         });
 }
+
+/// A page's `offset=`: any whole number a 64-bit machine counts (an
+/// offset past every row is an empty page), without the `int64` format a
+/// `u64` would get, which would call the upper half invalid.
+pub struct PageOffset;
+
+impl PartialSchema for PageOffset {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(u64::MAX as usize))
+            .description(Some("rows skipped; 0 when absent"))
+            .into()
+    }
+}
+
+impl ToSchema for PageOffset {}

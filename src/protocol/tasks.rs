@@ -111,3 +111,24 @@ pub struct KnownAnswer<Known = Value> {
     /// How many ids were asked about.
     pub asked: usize,
 }
+
+/// The body of `POST /tasks`: one task object, an array of them, or a
+/// task file (`{"tasks": [...]}`, an object too); the fields of a task are
+/// checked by the orchestrator (422 lists every problem), as in a dropped
+/// file.
+pub struct Submission;
+
+impl utoipa::PartialSchema for Submission {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Object))
+            .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)))
+            .description(Some(
+                "one task, an array of tasks, or a task file {\"tasks\": [...]}",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Submission {}

@@ -17,6 +17,7 @@ use crate::http::limits::{read_typed, whole_param, BodyLimit, LARGE_BODY_BYTES};
 use crate::model::TaskId;
 use crate::orchestrator::store::{read_report, FileState};
 use crate::protocol::files::{FileDetail, FilePage};
+use crate::protocol::schema::PageOffset;
 use crate::protocol::tasks::{KnownAnswer, KnownRequest};
 use crate::protocol::ErrorBody;
 
@@ -66,7 +67,7 @@ struct FilesQuery {
     params(
         ("state" = Option<String>, Query, description = "ingested or rejected", pattern = "^(ingested|rejected)$"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 100 when absent"),
-        ("offset" = Option<u64>, Query, minimum = 0, description = "files skipped"),
+        ("offset" = Option<PageOffset>, Query, description = "files skipped"),
     ),
     responses(
         (status = 200, description = "one page of files, newest first", body = FilePage),

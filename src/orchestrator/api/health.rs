@@ -64,7 +64,7 @@ async fn index() -> HttpResponse {
 /// `GET /health`. The database part is cheap (no scan): damage met by
 /// any query since start, else a one-row read; a database that fails
 /// makes the answer 503 `unhealthy` with `database: "error: …"`.
-#[utoipa::path(get, path = "/health", tag = "service",
+#[utoipa::path(get, path = "/health", tag = "service", security(()),
     responses(
         (status = 200, description = "healthy, or degraded (no worker up)", body = HealthReport),
         (status = 503, description = "unhealthy: the database fails", body = HealthReport),

@@ -105,7 +105,12 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let responses = op["responses"].as_object().unwrap();
-                assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+                let open = op["security"] == serde_json::json!([{}]);
+                assert_eq!(
+                    responses.contains_key("401"),
+                    !open,
+                    "{method} {path}: 401 iff the token is asked"
+                );
                 for (status, r) in responses {
                     if status.starts_with('4') || (status == "503" && !path.ends_with("health")) {
                         assert_eq!(
@@ -118,6 +123,10 @@ mod tests {
             }
         }
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            doc["paths"]["/health"]["get"]["security"],
+            serde_json::json!([{}])
+        );
     }
 
     /// Every operation of the document is a route of [`super::super::configure`]:

@@ -14,7 +14,8 @@ use crate::orchestrator::store::{CancelOutcome, RetryOutcome, TaskFilter, TaskOr
 use crate::orchestrator::task_queue::{
     CancelTask, RetryTask, SubmitBatch, SubmitError, Submitted, WhyWaiting,
 };
-use crate::protocol::tasks::{Cancelled, Queued, Retried, TaskDetail, TaskPage, Waits};
+use crate::protocol::schema::PageOffset;
+use crate::protocol::tasks::{Cancelled, Queued, Retried, Submission, TaskDetail, TaskPage, Waits};
 use crate::protocol::ErrorBody;
 
 /// The most task ids a `POST /tasks` answer lists.
@@ -89,7 +90,7 @@ struct ListQuery {
         ("sort" = Option<String>, Query, description = "created_at, -created_at or priority; arrival when absent",
             pattern = "^(created_at|-created_at|priority)$"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "page size, 100 when absent"),
-        ("offset" = Option<u64>, Query, minimum = 0, description = "tasks skipped"),
+        ("offset" = Option<PageOffset>, Query, description = "tasks skipped"),
     ),
     responses(
         (status = 200, description = "one page of tasks", body = TaskPage),
@@ -146,8 +147,7 @@ async fn list_tasks(
 /// (see `model::taskfile`); 400 when it is not acceptable JSON (a key
 /// given twice included), 422 when tasks break the rules.
 #[utoipa::path(post, path = "/tasks", tag = "tasks",
-    request_body(content = Object, description = "one task, an array of tasks, or a task file `{\"tasks\": [...]}`",
-        content_type = "application/json"),
+    request_body(content = Submission, content_type = "application/json"),
     responses(
         (status = 201, description = "every task was queued", body = Queued),
         (status = 400, description = "not JSON, or a key given twice (`malformed_json`, `empty_body`); `errors` lists the problems", body = ErrorBody),

@@ -344,7 +344,7 @@ async fn status(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
 }
 
 /// `GET /health`: 200 while the worker takes tasks, 503 while it drains.
-#[utoipa::path(get, path = "/health", tag = "node",
+#[utoipa::path(get, path = "/health", tag = "node", security(()),
     responses(
         (status = 200, description = "takes tasks", body = HealthAnswer),
         (status = 503, description = "draining: shutting down", body = HealthAnswer),
