@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn the_message_says_how_and_echoes_nothing() {
         let e = unauthorized(true);
-        assert_eq!(e.body.code, "unauthorized");
+        assert_eq!(e.body.code, crate::protocol::ErrorCode::Unauthorized);
         assert!(e.body.error.contains("ORQUESTA_TOKEN") && e.body.error.contains("Authorization: Bearer"));
     }
 }

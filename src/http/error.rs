@@ -6,117 +6,15 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse, ResponseError};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Map;
 
 use crate::model::FieldError;
 use crate::protocol::ErrorBody;
 
-/// What went wrong, for programs: each code has one HTTP status. docs/api.md
-/// "Errors" lists them; add a variant there too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The body is not JSON (the answer says where it breaks).
-    MalformedJson,
-    /// The body is empty where a JSON object is expected.
-    EmptyBody,
-    /// A path segment, query parameter or body field has the wrong shape.
-    BadRequest,
-    /// Tasks that break the rules; `errors` lists every problem with its path.
-    InvalidTask,
-    /// No token, or a wrong one (`ORQUESTA_TOKEN`); the answer carries
-    /// `WWW-Authenticate: Bearer`.
-    Unauthorized,
-    /// A server without a token was addressed by a name that is not
-    /// loopback (`Host`): a DNS-rebinding page, or a name to replace with
-    /// `localhost` ([`super::browser`]).
-    ForeignHost,
-    /// A request that changes state came from a page of another origin.
-    CrossOrigin,
-    /// A body that is not declared `Content-Type: application/json`.
-    UnsupportedMediaType,
-    /// The body is over the size limit (`limit_bytes`).
-    BodyTooLarge,
-    /// The body did not arrive within `REQUEST_BODY_TIMEOUT`.
-    BodyTimeout,
-    /// No such task, result or worker.
-    NotFound,
-    /// No endpoint with this path.
-    UnknownEndpoint,
-    /// The path exists, the method does not.
-    MethodNotAllowed,
-    /// Task ids the orchestrator already knows (`duplicates`).
-    DuplicateTaskIds,
-    /// The task has ended and cannot be cancelled.
-    AlreadyEnded,
-    /// The task is not failed or cancelled, so it cannot be retried.
-    NotRetryable,
-    /// The worker already runs this task (`attempt_id` names the run).
-    AlreadyRunning,
-    /// A join with the id of another live worker (`address` names it).
-    WorkerIdTaken,
-    /// The worker has no free slot; try again after `Retry-After`.
-    WorkerFull,
-    /// The process is draining or shutting down.
-    ShuttingDown,
-    /// The database or another internal part cannot answer now; retry.
-    Unavailable,
-    /// A bug: the process could not answer.
-    Internal,
-}
+pub use crate::protocol::ErrorCode;
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
-        ErrorCode::MalformedJson,
-        ErrorCode::EmptyBody,
-        ErrorCode::BadRequest,
-        ErrorCode::InvalidTask,
-        ErrorCode::Unauthorized,
-        ErrorCode::ForeignHost,
-        ErrorCode::CrossOrigin,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::BodyTooLarge,
-        ErrorCode::BodyTimeout,
-        ErrorCode::NotFound,
-        ErrorCode::UnknownEndpoint,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::DuplicateTaskIds,
-        ErrorCode::AlreadyEnded,
-        ErrorCode::NotRetryable,
-        ErrorCode::AlreadyRunning,
-        ErrorCode::WorkerIdTaken,
-        ErrorCode::WorkerFull,
-        ErrorCode::ShuttingDown,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::EmptyBody => "empty_body",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::InvalidTask => "invalid_task",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::ForeignHost => "foreign_host",
-            ErrorCode::CrossOrigin => "cross_origin",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::BodyTooLarge => "body_too_large",
-            ErrorCode::BodyTimeout => "body_timeout",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::UnknownEndpoint => "unknown_endpoint",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::DuplicateTaskIds => "duplicate_task_ids",
-            ErrorCode::AlreadyEnded => "already_ended",
-            ErrorCode::NotRetryable => "not_retryable",
-            ErrorCode::AlreadyRunning => "already_running",
-            ErrorCode::WorkerIdTaken => "worker_id_taken",
-            ErrorCode::WorkerFull => "worker_full",
-            ErrorCode::ShuttingDown => "shutting_down",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
     /// The one mapping from codes to HTTP statuses.
     pub fn status(self) -> StatusCode {
         match self {
@@ -158,15 +56,17 @@ impl ApiError {
             code,
             body: Box::new(ErrorBody {
                 error: message.into(),
-                code: code.as_str().into(),
+                code,
                 details: Map::new(),
             }),
             retry_after: None,
         }
     }
 
-    /// Adds a detail beside `error` and `code`.
-    pub fn with(mut self, key: &str, value: Value) -> Self {
+    /// Adds a detail beside `error` and `code` (a value that does not
+    /// serialize, which the types given here never are, reads as null).
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or_default();
         self.body.details.insert(key.into(), value);
         self
     }
@@ -186,7 +86,7 @@ impl ApiError {
 
     /// 422 listing every problem with its path.
     pub fn invalid(message: impl Into<String>, errors: &[FieldError]) -> Self {
-        Self::new(ErrorCode::InvalidTask, message).with("errors", json!(errors))
+        Self::new(ErrorCode::InvalidTask, message).with("errors", errors)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -277,7 +177,7 @@ mod tests {
     #[test]
     fn a_body_carries_the_text_and_the_code() {
         let e = ApiError::new(ErrorCode::WorkerFull, "full")
-            .with("capacity", serde_json::json!(2))
+            .with("capacity", 2)
             .retry_after(1);
         assert_eq!(e.code.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(

@@ -34,8 +34,7 @@ use crate::http::error::ApiError;
 use crate::http::limits::{self, BodyRules};
 use crate::model::{Validator, WorkerId};
 use crate::orchestrator::activity::Activity;
-use crate::orchestrator::api::dashboard::{self, Dashboard};
-use crate::orchestrator::api::prometheus;
+use crate::orchestrator::api::dashboard::Dashboard;
 use crate::orchestrator::api::{self as routes, OrchestratorApi};
 use crate::orchestrator::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::orchestrator::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
@@ -315,12 +314,8 @@ pub fn start(
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
-            .configure(crate::orchestrator::api::purge::configure)
-            .configure(crate::orchestrator::api::files::configure)
             .app_data(dash.clone())
-            .configure(dashboard::configure)
             .configure(routes::configure)
-            .configure(prometheus::configure)
     });
     let server = limits::apply(server, &settings.http, 2)
         .disable_signals()

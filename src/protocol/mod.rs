@@ -23,10 +23,21 @@
 //! | `POST /workers/join`     | [`JoinRequest`]       | [`JoinAnswer`]        |
 //! | `DELETE /workers/{id}`   |                       | (leaving, after draining) |
 
+pub mod admin;
+pub mod error;
+pub mod files;
+pub mod node;
+pub mod schema;
+pub mod service;
+pub mod stats;
+pub mod tasks;
+pub mod workers;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{AttemptId, TaskId, TaskResult, WorkerId};
+pub use error::ErrorCode;
 
 /// `POST /execute`: one task (the task file's object) plus the attempt id
 /// the orchestrator made unique per attempt (the fencing token), first. A
@@ -165,7 +176,7 @@ pub enum BatchEvent<R> {
 pub const BATCH_TICK_SECONDS: u64 = 1;
 
 /// What a worker node is doing, as `/status` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
     /// Nothing running.
@@ -197,7 +208,7 @@ impl NodeState {
 /// `GET /status`: the worker's own capacity and algorithms (the
 /// orchestrator uses the smaller capacity and the intersection of
 /// algorithms), its state and counts.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct StatusAnswer {
     pub worker_id: WorkerId,
@@ -220,7 +231,7 @@ pub struct StatusAnswer {
 }
 
 /// The `status` word of `/health`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     #[default]
@@ -231,7 +242,7 @@ pub enum Health {
 /// `GET /health`: 200 with `healthy` while the worker takes tasks, 503
 /// with `draining` while it shuts down. The orchestrator's heartbeat reads
 /// only the HTTP status.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct HealthAnswer {
     pub status: Health,
@@ -243,7 +254,7 @@ pub struct HealthAnswer {
 
 /// One entry of `GET /current`: a task running now, with its progress.
 /// Every field but the id has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurrentTask {
     pub task_id: TaskId,
     #[serde(default)]
@@ -272,7 +283,7 @@ pub struct CurrentTask {
 }
 
 /// `GET /current`: what runs now, oldest first.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CurrentAnswer {
     pub count: usize,
@@ -295,13 +306,13 @@ impl CurrentAnswer {
 
 /// `POST /results/ack`: results the orchestrator has committed; the
 /// worker may free them.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AckRequest {
     pub task_ids: Vec<TaskId>,
 }
 
 /// The answer to `POST /results/ack`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct AckAnswer {
     pub requested: usize,
@@ -310,7 +321,7 @@ pub struct AckAnswer {
 
 /// Where the orchestrator learned of a worker: `config_workers.json`, or
 /// the worker's own `--join`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberSource {
     #[default]
@@ -320,7 +331,7 @@ pub enum MemberSource {
 
 /// `POST /workers/join`: a worker registers itself, and repeats it every
 /// `rejoin_interval_seconds` (so it is back after an orchestrator restart).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct JoinRequest {
     /// The worker's id (`--worker-id`, `WORKER_ID`).
@@ -338,7 +349,7 @@ pub struct JoinRequest {
 }
 
 /// The answer to a join.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct JoinAnswer {
     pub id: String,
@@ -349,13 +360,13 @@ pub struct JoinAnswer {
 
 /// Every error answer's body, on both servers: `api::error::ApiError`
 /// writes it, the orchestrator reads a worker's refusals with it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ErrorBody {
     /// For people.
     pub error: String,
-    /// For programs: one of `api::error::ErrorCode`.
-    pub code: String,
+    /// For programs.
+    pub code: ErrorCode,
     /// What else the error says (`errors`, `duplicates`, `limit_bytes`, …).
     #[serde(flatten)]
     pub details: Map<String, Value>,

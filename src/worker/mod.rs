@@ -29,7 +29,6 @@ use crate::model::Validator;
 use crate::protocol::JoinRequest;
 use crate::util::lock::{InstanceLock, LockError};
 use crate::util::token::{insecure_warning, BindVerdict};
-use crate::worker::api::prometheus;
 use crate::worker::api::{self as routes, WorkerApi};
 use crate::worker::config::WorkerSettings;
 use crate::worker::executor::held_results::HeldResults;
@@ -177,7 +176,6 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
                 .app_data(json_errors_for_extractors())
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
                 .configure(routes::configure)
-                .configure(prometheus::configure)
         });
         let server = limits::apply(server, &config.http, config.http_workers)
             .disable_signals()

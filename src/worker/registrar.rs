@@ -123,7 +123,7 @@ pub fn read_answer(status: u16, body: &[u8]) -> JoinOutcome {
     } else {
         error.error.clone()
     };
-    if status == 409 && error.code == "worker_id_taken" {
+    if status == 409 && error.code == crate::protocol::ErrorCode::WorkerIdTaken {
         let address = error
             .details
             .get("address")

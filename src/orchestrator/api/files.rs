@@ -10,13 +10,16 @@ use std::sync::Arc;
 
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{blocking, OrchestratorApi};
 use crate::http::error::{resource, ApiError};
 use crate::http::limits::{read_typed, whole_param, BodyLimit, LARGE_BODY_BYTES};
 use crate::model::TaskId;
 use crate::orchestrator::store::{read_report, FileState};
+use crate::protocol::files::{FileDetail, FilePage};
+use crate::protocol::schema::PageOffset;
+use crate::protocol::tasks::{KnownAnswer, KnownRequest};
+use crate::protocol::ErrorBody;
 
 /// The most ids one `POST /tasks/known` may ask about (a client asks in
 /// batches: `orquesta validate --url` does).
@@ -30,6 +33,11 @@ const KNOWN_LIMIT: BodyLimit = BodyLimit {
     name: "the largest POST /tasks/known",
     hint: "ask about at most 5000 ids per request",
 };
+
+/// The part of the OpenAPI document these routes are.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_files, get_file, known_tasks))]
+pub struct Doc;
 
 /// Registers `GET /files`, `GET /files/{id}` and `POST /tasks/known`.
 /// Before the orchestrator's own routes: `/tasks/known` must be found
@@ -55,6 +63,16 @@ struct FilesQuery {
 
 /// `GET /files?state=ingested|rejected&limit=&offset=`:
 /// `{"files": [...], "total": N}`, newest first.
+#[utoipa::path(get, path = "/files", tag = "files",
+    params(
+        ("state" = Option<String>, Query, description = "ingested or rejected", pattern = "^(ingested|rejected)$"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 100 when absent"),
+        ("offset" = Option<PageOffset>, Query, description = "files skipped"),
+    ),
+    responses(
+        (status = 200, description = "one page of files, newest first", body = FilePage),
+        (status = 400, description = "a parameter out of its range (`bad_request`)", body = ErrorBody),
+    ))]
 async fn list_files(
     api: web::Data<OrchestratorApi>,
     q: web::Query<FilesQuery>,
@@ -74,17 +92,24 @@ async fn list_files(
     let offset = whole_param("offset", q.offset.as_deref())?.unwrap_or(0);
     let read = Arc::clone(&api.read);
     let (files, total) = blocking(move || read.files(state, limit, offset)).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "files": files,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    })))
+    Ok(HttpResponse::Ok().json(FilePage {
+        files,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// `GET /files/{id}`: one file, with `report`: its rejection report as
 /// written beside it (`null` for an ingested file, or a report deleted
 /// since).
+#[utoipa::path(get, path = "/files/{id}", tag = "files",
+    params(("id" = u64, Path, minimum = 1, description = "the file's number, as GET /files lists it")),
+    responses(
+        (status = 200, description = "the file and its rejection report", body = FileDetail),
+        (status = 400, description = "not a file number (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "no such file (`not_found`)", body = ErrorBody),
+    ))]
 async fn get_file(
     api: web::Data<OrchestratorApi>,
     path: web::Path<String>,
@@ -110,21 +135,18 @@ async fn get_file(
             "no file {id} (GET /files lists them)"
         )));
     };
-    let mut out = serde_json::to_value(&file).unwrap_or_default();
-    out["report"] = json!(report);
-    Ok(HttpResponse::Ok().json(out))
-}
-
-/// `POST /tasks/known`'s body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KnownRequest {
-    task_ids: Vec<String>,
+    Ok(HttpResponse::Ok().json(FileDetail { file, report }))
 }
 
 /// `POST /tasks/known` `{"task_ids": [...]}` (at most [`KNOWN_MAX_IDS`]):
 /// `{"known": [{"task_id", "status", "results_file"}], "asked": N}`, the
 /// ids the orchestrator knows, in the order asked.
+#[utoipa::path(post, path = "/tasks/known", tag = "tasks",
+    request_body = KnownRequest,
+    responses(
+        (status = 200, description = "the ids known, in the order asked", body = KnownAnswer),
+        (status = 400, description = "not `{\"task_ids\": [...]}`, an id that is not one, or over 5000 ids (`bad_request`)", body = ErrorBody),
+    ))]
 async fn known_tasks(
     api: web::Data<OrchestratorApi>,
     req: HttpRequest,
@@ -152,8 +174,8 @@ async fn known_tasks(
     {
         return Err(ApiError::bad_request(format!("task_ids[{i}]: {e}")));
     }
-    let count = ids.len();
+    let asked = ids.len();
     let read = Arc::clone(&api.read);
     let known = blocking(move || read.known(&ids)).await?;
-    Ok(HttpResponse::Ok().json(json!({"known": known, "asked": count})))
+    Ok(HttpResponse::Ok().json(KnownAnswer { known, asked }))
 }

@@ -12,11 +12,19 @@ use crate::http::error::{resource, ApiError};
 use crate::orchestrator::metrics::{ClusterView, OrchestratorMetrics};
 use crate::util::prometheus::CONTENT_TYPE;
 
+/// The part of the OpenAPI document this route is.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub struct Doc;
+
 /// Registers the route; the app must hold `web::Data<OrchestratorMetrics>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/metrics/prometheus").route(web::get().to(scrape)));
 }
 
+#[utoipa::path(get, path = "/metrics/prometheus", tag = "service",
+    responses((status = 200, description = "the Prometheus text exposition",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 async fn scrape(
     api: web::Data<OrchestratorApi>,
     metrics: web::Data<OrchestratorMetrics>,

@@ -5,13 +5,13 @@
 //! ([`crate::orchestrator::store::Store::purge`]). Behind the token like every route.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::OrchestratorApi;
 use crate::http::error::{resource, ApiError};
 use crate::http::limits::{read_typed, BodyLimit};
 use crate::orchestrator::store::{PurgeReport, Store};
+use crate::protocol::admin::{PurgeAnswer, PurgeRequest};
+use crate::protocol::ErrorBody;
 use crate::util::time::parse_date_or_rfc3339;
 
 /// What the purge route needs besides the shared API state.
@@ -30,19 +30,10 @@ const PURGE_LIMIT: BodyLimit = BodyLimit {
     hint: "a purge is {\"before\": \"YYYY-MM-DD\", \"dry_run\": true|false, \"vacuum\": true|false}",
 };
 
-/// `POST /admin/purge` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    /// `YYYY-MM-DD` (midnight UTC) or RFC 3339.
-    pub before: String,
-    /// Count only; remove nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Rebuild the file afterwards (`VACUUM`) so that it shrinks.
-    #[serde(default)]
-    pub vacuum: bool,
-}
+/// The part of the OpenAPI document this route is.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(purge))]
+pub struct Doc;
 
 /// Registers `POST /admin/purge`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,12 +41,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The answer: the report, and the word about ids.
-pub fn answer(report: &PurgeReport) -> serde_json::Value {
-    let mut out = serde_json::to_value(report).unwrap_or_default();
-    out["note"] = json!(IDS_FORGOTTEN);
-    out
+pub fn answer(report: PurgeReport) -> PurgeAnswer<PurgeReport> {
+    PurgeAnswer {
+        report,
+        note: IDS_FORGOTTEN.into(),
+    }
 }
 
+#[utoipa::path(post, path = "/admin/purge", tag = "admin",
+    request_body = PurgeRequest,
+    responses(
+        (status = 200, description = "what was removed (or would be, in a dry run)", body = PurgeAnswer),
+        (status = 400, description = "not a purge, or `before` is not a date (`bad_request`)", body = ErrorBody),
+    ))]
 async fn purge(
     api: web::Data<OrchestratorApi>,
     purge: web::Data<PurgeApi>,
@@ -78,5 +76,5 @@ async fn purge(
             files = report.files, kept_unwritten = report.kept_unwritten, vacuumed = report.vacuumed,
             "history purged");
     }
-    Ok(HttpResponse::Ok().json(answer(&report)))
+    Ok(HttpResponse::Ok().json(answer(report)))
 }

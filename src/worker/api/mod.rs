@@ -2,6 +2,7 @@
 //! DESIGN.md "Orchestrator ↔ worker protocol"). Every handler parses,
 //! sends one message to the [`Executor`], and renders the answer.
 
+pub mod openapi;
 pub mod prometheus;
 
 use std::sync::Arc;
@@ -10,15 +11,15 @@ use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::http::error::{mailbox, path_task_id, resource, unknown_route, ApiError, ErrorCode};
 use crate::http::limits::{read_json, read_typed, whole_param, BodyLimit, BodyRules};
 use crate::model::taskfile::{EXECUTE_ENVELOPE_BYTES, MAX_TASK_BYTES};
-use crate::model::Validator;
+use crate::model::{TaskId, Validator};
+use crate::protocol::node::{AckOneAnswer, CancelAnswer, HistoryAnswer};
 use crate::protocol::{
-    AckAnswer, AckRequest, BatchEvent, CurrentAnswer, ExecuteRequest, Health, HealthAnswer, NodeState,
-    BATCH_CONTENT_TYPE, BATCH_TICK_SECONDS, MAX_BATCH_TASKS,
+    AckAnswer, AckRequest, BatchEvent, BatchRequest, CurrentAnswer, ErrorBody, ExecuteRequest, Health,
+    HealthAnswer, NodeState, StatusAnswer, BATCH_CONTENT_TYPE, BATCH_TICK_SECONDS, MAX_BATCH_TASKS,
 };
 use crate::worker::executor::{
     AckResults, Cancel, Execute, ExecuteBatch, Executor, GetCurrent, GetHistory, GetMetrics, GetResult,
@@ -66,6 +67,23 @@ pub struct WorkerApi {
     pub bodies: BodyRules,
 }
 
+/// The part of the OpenAPI document these routes are.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    execute,
+    execute_batch,
+    cancel,
+    status,
+    health,
+    metrics,
+    history,
+    current,
+    get_result,
+    ack_one,
+    ack_many
+))]
+pub struct Doc;
+
 /// Registers every route of the worker node.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/execute").route(web::post().to(execute)))
@@ -82,6 +100,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_result))
                 .route(web::delete().to(ack_one)),
         )
+        .configure(prometheus::configure)
+        .configure(openapi::configure)
         .default_service(web::to(unknown_route));
 }
 
@@ -90,13 +110,13 @@ impl From<Refusal> for ApiError {
         let message = refusal.to_string();
         match refusal {
             Refusal::Full { running, capacity } => ApiError::new(ErrorCode::WorkerFull, message)
-                .with("running", json!(running))
-                .with("capacity", json!(capacity))
+                .with("running", running)
+                .with("capacity", capacity)
                 .retry_after(1),
             Refusal::AlreadyRunning { task_id, attempt_id } => {
                 ApiError::new(ErrorCode::AlreadyRunning, message)
-                    .with("task_id", json!(task_id))
-                    .with("attempt_id", json!(attempt_id))
+                    .with("task_id", task_id)
+                    .with("attempt_id", attempt_id)
             }
             Refusal::Draining => ApiError::new(ErrorCode::ShuttingDown, message).retry_after(5),
         }
@@ -104,6 +124,15 @@ impl From<Refusal> for ApiError {
 }
 
 /// `POST /execute`: runs one task and answers with its result when it ends.
+#[utoipa::path(post, path = "/execute", tag = "tasks",
+    request_body(content = Object, description = "a task, as in a task file, with the `attempt_id` of this run (optional)",
+        content_type = "application/json"),
+    responses(
+        (status = 200, description = "the task ended: its result (`result.status` completed, failed or cancelled)", body = Object),
+        (status = 409, description = "it runs here already (`already_running`, with `task_id` and `attempt_id`)", body = ErrorBody),
+        (status = 422, description = "the task breaks the rules (`invalid_task`); `errors` lists every problem", body = ErrorBody),
+        (status = 429, description = "every slot is busy (`worker_full`, with `running` and `capacity`); `Retry-After` says when to try again", body = ErrorBody),
+    ))]
 async fn execute(
     api: web::Data<WorkerApi>,
     req: HttpRequest,
@@ -153,6 +182,12 @@ fn read_task(
 /// or is refused, until every task of the batch has ended. A requester
 /// that goes away does not stop running tasks (their results are held);
 /// its waiting tasks are dropped.
+#[utoipa::path(post, path = "/execute/batch", tag = "tasks",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "one JSON event a line (`started`, `result`, `refused`, `tick`, `end`) until every task has ended",
+            content_type = "application/x-ndjson", body = String),
+    ))]
 async fn execute_batch(
     api: web::Data<WorkerApi>,
     req: HttpRequest,
@@ -278,6 +313,13 @@ fn write_line(out: &mut Vec<u8>, event: &BatchEvent<std::sync::Arc<crate::model:
 }
 
 /// `POST /cancel/{task_id}`.
+#[utoipa::path(post, path = "/cancel/{task_id}", tag = "tasks",
+    params(("task_id" = TaskId, Path)),
+    responses(
+        (status = 200, description = "told to stop", body = CancelAnswer),
+        (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "not running here (`not_found`)", body = ErrorBody),
+    ))]
 async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task_id = path_task_id(&path)?;
     let running = api
@@ -288,7 +330,10 @@ async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<Ht
         .await
         .map_err(mailbox)?;
     if running {
-        Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "cancelled": true})))
+        Ok(HttpResponse::Ok().json(CancelAnswer {
+            task_id,
+            cancelled: true,
+        }))
     } else {
         Err(ApiError::not_found(format!(
             "task {task_id} is not running on this worker"
@@ -297,12 +342,19 @@ async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<Ht
 }
 
 /// `GET /status`.
+#[utoipa::path(get, path = "/status", tag = "node",
+    responses((status = 200, description = "capacity, algorithms, state and counts", body = StatusAnswer)))]
 async fn status(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     let status = api.executor.send(GetStatus).await.map_err(mailbox)?;
     Ok(HttpResponse::Ok().json(status))
 }
 
 /// `GET /health`: 200 while the worker takes tasks, 503 while it drains.
+#[utoipa::path(get, path = "/health", tag = "node", security(()),
+    responses(
+        (status = 200, description = "takes tasks", body = HealthAnswer),
+        (status = 503, description = "draining: shutting down", body = HealthAnswer),
+    ))]
 async fn health(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     let s = api.executor.send(GetStatus).await.map_err(mailbox)?;
     let draining = s.state == NodeState::Draining;
@@ -326,6 +378,8 @@ async fn health(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "the seed's JSON metrics", body = Object)))]
 async fn metrics(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     let m = api.executor.send(GetMetrics).await.map_err(mailbox)?;
     Ok(HttpResponse::Ok().json(m))
@@ -338,6 +392,12 @@ struct HistoryQuery {
 }
 
 /// `GET /history[?limit=N]`: the latest results, newest first.
+#[utoipa::path(get, path = "/history", tag = "tasks",
+    params(("limit" = Option<u64>, Query, minimum = 0, description = "how many, the kept number when absent")),
+    responses(
+        (status = 200, description = "the latest results, newest first", body = HistoryAnswer),
+        (status = 400, description = "not a whole number (`bad_request`)", body = ErrorBody),
+    ))]
 async fn history(
     api: web::Data<WorkerApi>,
     query: web::Query<HistoryQuery>,
@@ -345,16 +405,28 @@ async fn history(
     let limit = whole_param("limit", query.limit.as_deref())?.unwrap_or(api.history_size);
     let results = api.executor.send(GetHistory { limit }).await.map_err(mailbox)?;
     let results: Vec<&crate::model::TaskResult> = results.iter().map(|r| &**r).collect();
-    Ok(HttpResponse::Ok().json(json!({"results": results, "count": results.len()})))
+    Ok(HttpResponse::Ok().json(HistoryAnswer {
+        count: results.len(),
+        results,
+    }))
 }
 
 /// `GET /current`: tasks running now.
+#[utoipa::path(get, path = "/current", tag = "tasks",
+    responses((status = 200, description = "the tasks running now, with their progress", body = CurrentAnswer)))]
 async fn current(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
     let tasks = api.executor.send(GetCurrent).await.map_err(mailbox)?;
     Ok(HttpResponse::Ok().json(CurrentAnswer::new(tasks)))
 }
 
 /// `GET /results/{task_id}`: the last finished result held for the task.
+#[utoipa::path(get, path = "/results/{task_id}", tag = "results",
+    params(("task_id" = TaskId, Path)),
+    responses(
+        (status = 200, description = "the result held for the task", body = Object),
+        (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "no result held (`not_found`)", body = ErrorBody),
+    ))]
 async fn get_result(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task_id = path_task_id(&path)?;
     match api
@@ -373,6 +445,13 @@ async fn get_result(api: web::Data<WorkerApi>, path: web::Path<String>) -> Resul
 }
 
 /// `DELETE /results/{task_id}`: acknowledges (frees) a held result.
+#[utoipa::path(delete, path = "/results/{task_id}", tag = "results",
+    params(("task_id" = TaskId, Path)),
+    responses(
+        (status = 200, description = "the result is freed", body = AckOneAnswer),
+        (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "no result held (`not_found`)", body = ErrorBody),
+    ))]
 async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task_id = path_task_id(&path)?;
     let freed = api
@@ -383,7 +462,10 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
         .await
         .map_err(mailbox)?;
     if freed == 1 {
-        Ok(HttpResponse::Ok().json(json!({"task_id": task_id, "acknowledged": true})))
+        Ok(HttpResponse::Ok().json(AckOneAnswer {
+            task_id,
+            acknowledged: true,
+        }))
     } else {
         Err(ApiError::not_found(format!("no result held for task {task_id}")))
     }
@@ -392,6 +474,9 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
 /// `POST /results/ack` with `{"task_ids": [...]}`: acknowledges many.
 /// The body is read straight into the id list (no `Value` tree), at most
 /// [`ACK_BODY_LIMIT`].
+#[utoipa::path(post, path = "/results/ack", tag = "results",
+    request_body = AckRequest,
+    responses((status = 200, description = "how many were freed", body = AckAnswer)))]
 async fn ack_many(
     api: web::Data<WorkerApi>,
     req: HttpRequest,

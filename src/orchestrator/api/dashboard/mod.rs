@@ -40,6 +40,8 @@ use crate::http::error::ApiError;
 use crate::orchestrator::activity::Activity;
 use crate::orchestrator::load_balancer::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
+use crate::protocol::stats::RecentFailures;
+use crate::protocol::ErrorBody;
 use crate::util::time::unix_now;
 
 /// Time between two snapshots of a stream: two a second at most.
@@ -74,6 +76,12 @@ impl Dashboard {
         self.stopping.store(true, Ordering::SeqCst);
     }
 }
+
+/// The part of the OpenAPI document these routes are (the page is the
+/// `text/html` answer of `GET /`, in `health`'s part).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events, failures))]
+pub struct Doc;
 
 /// Registers the page (before the JSON `GET /` of `api::orchestrator`,
 /// which answers when the guard does not match), the stream and the
@@ -115,9 +123,14 @@ async fn page() -> HttpResponse {
 
 /// `GET /activity/failures`: the last failed or lost attempts, newest
 /// first, with their reasons (in memory since start).
+#[utoipa::path(get, path = "/activity/failures", tag = "dashboard",
+    responses((status = 200, description = "the last failures, newest first", body = RecentFailures)))]
 async fn failures(dash: web::Data<Dashboard>) -> HttpResponse {
     let list = dash.activity.failures();
-    HttpResponse::Ok().json(json!({"failures": list, "returned": list.len()}))
+    HttpResponse::Ok().json(RecentFailures {
+        returned: list.len(),
+        failures: list,
+    })
 }
 
 /// Counts a stream as open until dropped (the client went away, or the
@@ -167,6 +180,12 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
 
 /// `GET /events`: a snapshot at once, then one every [`TICK`], until the
 /// client goes away.
+#[utoipa::path(get, path = "/events", tag = "dashboard",
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: snapshot` with the dashboard's JSON, every second, without end",
+            content_type = "text/event-stream", body = String),
+        (status = 503, description = "too many streams open (`unavailable`), or shutting down", body = ErrorBody),
+    ))]
 async fn events(
     api: web::Data<OrchestratorApi>,
     dash: web::Data<Dashboard>,

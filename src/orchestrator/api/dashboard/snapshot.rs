@@ -7,10 +7,10 @@
 use serde_json::{json, Value};
 
 use crate::orchestrator::activity::{Activity, ActivityView, Times};
-use crate::orchestrator::api::counts_json;
 use crate::orchestrator::load_balancer::WorkerInfo;
 use crate::orchestrator::progress_poller::RunningTask;
 use crate::orchestrator::store::{Counts, ReadPool, StoreError};
+use crate::protocol::stats::TaskCounts;
 use crate::util::time::parse_iso;
 
 /// Everything one snapshot is made of.
@@ -48,7 +48,7 @@ pub fn read_parts(
 /// The JSON the stream sends; `seq` counts this stream's snapshots.
 pub fn render(p: &Parts, seq: u64) -> Value {
     let (by_status, by_priority) = &p.counts;
-    let (total, status, priority) = counts_json(by_status, by_priority);
+    let tasks = TaskCounts::new(by_status, by_priority);
     let workers: Vec<Value> = p
         .workers
         .iter()
@@ -59,7 +59,7 @@ pub fn render(p: &Parts, seq: u64) -> Value {
         "now": p.now,
         "uptime_seconds": p.uptime_seconds,
         "version": env!("CARGO_PKG_VERSION"),
-        "tasks": {"total": total, "by_status": status, "by_priority": priority},
+        "tasks": tasks,
         "workers": workers,
         "activity": {
             "bin_seconds": p.activity.bin_seconds,

@@ -1,0 +1,241 @@
+//! `/workers`: the membership as the API sees it: list, look at, join,
+//! drain, resume and remove workers. Answers are
+//! [`crate::protocol::workers`] types around the LoadBalancer's rows.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::OrchestratorApi;
+use crate::http::error::{mailbox, resource, ApiError, ErrorCode};
+use crate::http::limits::{read_typed, BodyLimit};
+use crate::model::{TaskId, WorkerId};
+use crate::orchestrator::load_balancer::{
+    DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker, WorkerState,
+};
+use crate::orchestrator::worker_proxy::{InFlightAttempts, Retire};
+use crate::protocol::workers::{
+    BacklogTask, RunningTask, WorkerDetail, WorkerList, WorkerRemoved, WorkerStateChanged,
+};
+use crate::protocol::{ErrorBody, JoinAnswer, JoinRequest};
+
+/// Largest `POST /workers/join` body: a join is a few hundred bytes.
+pub const JOIN_BODY_LIMIT: usize = 64 << 10;
+
+const JOIN_LIMIT: BodyLimit = BodyLimit {
+    bytes: JOIN_BODY_LIMIT,
+    name: "the largest join",
+    hint: "a join is {\"id\", \"url\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
+};
+
+/// The part of the OpenAPI document these routes are.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_workers,
+    get_worker,
+    join_worker,
+    drain_worker,
+    resume_worker,
+    remove_worker
+))]
+pub struct Doc;
+
+/// Registers `/workers`, `/workers/join` and `/workers/{worker_id}…`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/workers").route(web::get().to(list_workers)))
+        .service(resource("/workers/join").route(web::post().to(join_worker)))
+        .service(
+            resource("/workers/{worker_id}")
+                .route(web::get().to(get_worker))
+                .route(web::delete().to(remove_worker)),
+        )
+        .service(resource("/workers/{worker_id}/drain").route(web::post().to(drain_worker)))
+        .service(resource("/workers/{worker_id}/resume").route(web::post().to(resume_worker)));
+}
+
+/// `GET /workers`: every worker, and whether the workers file is in force.
+#[utoipa::path(get, path = "/workers", tag = "workers",
+    responses((status = 200, description = "every worker", body = WorkerList)))]
+async fn list_workers(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
+    let workers = api.workers.list();
+    let config = api
+        .config
+        .read()
+        .map(|c| c.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    Ok(HttpResponse::Ok().json(WorkerList {
+        total: workers.len(),
+        up: workers.iter().filter(|w| w.up).count(),
+        workers,
+        config,
+    }))
+}
+
+fn no_worker(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no worker {id:?}: not in config_workers.json and not joined (GET /workers lists them)"
+    ))
+}
+
+/// `GET /workers/{id}`: one worker with the attempts it runs now and
+/// those sent ahead, waiting there for a slot.
+#[utoipa::path(get, path = "/workers/{worker_id}", tag = "workers",
+    params(("worker_id" = String, Path)),
+    responses(
+        (status = 200, description = "the worker and the attempts on it", body = WorkerDetail),
+        (status = 404, description = "no such worker (`not_found`)", body = ErrorBody),
+    ))]
+async fn get_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let Some(worker) = api.workers.get(&id) else {
+        return Err(no_worker(&id));
+    };
+    let proxies = api.lb.send(Proxies { id: Some(id) }).await.map_err(mailbox)?;
+    let here = match proxies.first() {
+        Some(p) => p.send(InFlightAttempts).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut running_tasks = Vec::new();
+    let mut backlog_tasks = Vec::new();
+    for a in here {
+        // ids in flight were checked when they arrived
+        let Ok(task_id) = TaskId::parse(a.task_id.as_str()) else {
+            continue;
+        };
+        match a.running_seconds {
+            Some(elapsed_seconds) => running_tasks.push(RunningTask {
+                task_id,
+                attempt_id: a.attempt_id,
+                elapsed_seconds,
+            }),
+            None => backlog_tasks.push(BacklogTask {
+                task_id,
+                attempt_id: a.attempt_id,
+                sent_seconds_ago: a.sent_seconds,
+            }),
+        }
+    }
+    Ok(HttpResponse::Ok().json(WorkerDetail {
+        worker,
+        running_tasks,
+        backlog_tasks,
+    }))
+}
+
+/// `POST /workers/join`: a worker registers itself (and again every
+/// `rejoin_interval_seconds`); 409 `worker_id_taken` when its id is
+/// another live worker's.
+#[utoipa::path(post, path = "/workers/join", tag = "workers",
+    request_body = JoinRequest,
+    responses(
+        (status = 200, description = "joined (or joined again)", body = JoinAnswer),
+        (status = 400, description = "not a join, or one that breaks the rules (`malformed_json`, `bad_request` with `errors`)", body = ErrorBody),
+        (status = 409, description = "the id is another live worker's (`worker_id_taken`, with `address`)", body = ErrorBody),
+    ))]
+async fn join_worker(
+    api: web::Data<OrchestratorApi>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let join: JoinRequest = read_typed(
+        &req,
+        body,
+        JOIN_LIMIT,
+        &api.bodies,
+        "{\"id\", \"url\": \"http://HOST:PORT\", \"capacity\", \"algorithms\", \"instance\", \"version\"}",
+    )
+    .await?;
+    let entry =
+        crate::orchestrator::config::member_entry(&join.id, &join.url, join.capacity, &join.algorithms)
+            .map_err(|problems| {
+                ApiError::bad_request(format!("invalid join: {}", problems.join("; ")))
+                    .with("errors", &problems)
+            })?;
+    let member = JoinedMember {
+        entry,
+        instance: join.instance,
+    };
+    match api.lb.send(Join { member }).await.map_err(mailbox)? {
+        Ok(source) => Ok(HttpResponse::Ok().json(JoinAnswer {
+            id: join.id,
+            source,
+            rejoin_interval_seconds: api.rejoin_interval.as_secs_f64(),
+        })),
+        Err(e @ JoinRefused::Taken { .. }) => {
+            let JoinRefused::Taken { address, .. } = &e;
+            Err(ApiError::new(ErrorCode::WorkerIdTaken, e.to_string()).with("address", address))
+        }
+    }
+}
+
+/// `POST /workers/{id}/drain`: no new tasks; running ones finish.
+#[utoipa::path(post, path = "/workers/{worker_id}/drain", tag = "workers",
+    params(("worker_id" = String, Path)),
+    responses(
+        (status = 200, description = "no new tasks; running ones finish: the new state", body = WorkerStateChanged),
+        (status = 404, description = "no such worker (`not_found`)", body = ErrorBody),
+    ))]
+async fn drain_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    new_state(&id, api.lb.send(DrainWorker { id: id.clone() }).await)
+}
+
+/// `POST /workers/{id}/resume`: undoes a drain.
+#[utoipa::path(post, path = "/workers/{worker_id}/resume", tag = "workers",
+    params(("worker_id" = String, Path)),
+    responses(
+        (status = 200, description = "takes tasks again: the new state", body = WorkerStateChanged),
+        (status = 404, description = "no such worker (`not_found`)", body = ErrorBody),
+    ))]
+async fn resume_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    new_state(&id, api.lb.send(ResumeWorker { id: id.clone() }).await)
+}
+
+/// The answer to a drain or a resume: the worker's new state, or 404.
+fn new_state(
+    id: &str,
+    answer: Result<Option<WorkerState>, actix::MailboxError>,
+) -> Result<HttpResponse, ApiError> {
+    let state = answer.map_err(mailbox)?.ok_or_else(|| no_worker(id))?;
+    Ok(HttpResponse::Ok().json(WorkerStateChanged {
+        id: WorkerId::from(id),
+        state,
+    }))
+}
+
+/// `DELETE /workers/{id}`: removed now; its running tasks go back to the
+/// queue (not counted as attempts) and are cancelled on the worker.
+#[utoipa::path(delete, path = "/workers/{worker_id}", tag = "workers",
+    params(("worker_id" = String, Path)),
+    responses(
+        (status = 200, description = "removed; its tasks are queued again", body = WorkerRemoved),
+        (status = 404, description = "no such worker (`not_found`)", body = ErrorBody),
+    ))]
+async fn remove_worker(
+    api: web::Data<OrchestratorApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let proxy = api
+        .lb
+        .send(RemoveWorker { id: id.clone() })
+        .await
+        .map_err(mailbox)?
+        .ok_or_else(|| no_worker(&id))?;
+    let requeued = match proxy {
+        Some(p) => p.send(Retire).await.unwrap_or(0),
+        None => 0,
+    };
+    Ok(HttpResponse::Ok().json(WorkerRemoved {
+        id: WorkerId::from(id.as_str()),
+        requeued,
+    }))
+}
