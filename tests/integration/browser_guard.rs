@@ -11,25 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::{http_with, sleep_task, wait_until, Cluster, WorkerSpec};
-use crate::dashboard::browser::{find_browser, Browser};
-
-/// Chromium, or the reason the test may not run: outside CI it skips saying
-/// so; under CI (or `ORQUESTA_REQUIRE_BROWSER=1`) a missing browser fails.
-fn chromium(test: &str) -> Option<std::path::PathBuf> {
-    let found = find_browser();
-    if found.is_none() {
-        let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-            || std::env::var("ORQUESTA_REQUIRE_BROWSER").as_deref() == Ok("1");
-        assert!(
-            !required,
-            "{test} needs chromium on the PATH (Debian: apt-get install chromium)"
-        );
-        eprintln!(
-            "\n########## SKIP {test}: no chromium on the PATH (apt-get install chromium) ##########\n"
-        );
-    }
-    found
-}
+use crate::dashboard::browser::{require_browser, Browser};
 
 /// Serves `page` to every request on a port of its own: the attacker's
 /// origin (`http://127.0.0.1:PORT`, another port is another origin).
@@ -56,8 +38,10 @@ fn serve_page(page: String) -> String {
 
 #[test]
 fn a_page_of_another_origin_cannot_drive_the_cluster() {
-    let test = "a_page_of_another_origin_cannot_drive_the_cluster";
-    let Some(browser) = chromium(test) else { return };
+    let Some(browser) = require_browser("browser_guard::a_page_of_another_origin_cannot_drive_the_cluster")
+    else {
+        return;
+    };
     let c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
     c.wait_workers_up();
     // a task running on w1, for the page to try to cancel on the worker
@@ -158,8 +142,9 @@ fn a_page_of_another_origin_cannot_drive_the_cluster() {
 
 #[test]
 fn a_rebinding_name_reads_nothing_but_health() {
-    let test = "a_rebinding_name_reads_nothing_but_health";
-    let Some(browser) = chromium(test) else { return };
+    let Some(browser) = require_browser("browser_guard::a_rebinding_name_reads_nothing_but_health") else {
+        return;
+    };
     let c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
     c.wait_workers_up();
     let port = c.orch().addr.rsplit(':').next().unwrap().to_string();

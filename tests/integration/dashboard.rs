@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::*;
-use browser::{find_browser, Browser};
+use browser::{require_browser, Browser};
 
 pub(crate) mod browser;
 
@@ -235,17 +235,7 @@ fn an_open_stream_ends_cleanly_when_the_orchestrator_stops() {
 
 #[test]
 fn a_browser_shows_the_cluster_working() {
-    let Some(browser) = find_browser() else {
-        // ORQUESTA_REQUIRE_BROWSER=1, the older switch, still requires it
-        assert!(
-            std::env::var("ORQUESTA_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "ORQUESTA_REQUIRE_BROWSER=1 but no chromium on the PATH: install it \
-             (Debian/Ubuntu: `sudo apt-get install chromium`)"
-        );
-        missing_tool(
-            "dashboard::a_browser_shows_the_cluster_working",
-            "chromium on the PATH (Debian/Ubuntu: apt-get install chromium)",
-        );
+    let Some(browser) = require_browser("dashboard::a_browser_shows_the_cluster_working") else {
         return;
     };
     let c = Cluster::start(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::wait_until;
+use crate::common::{missing_tool, wait_until};
 
 /// Debian's `chromium`, or another name of it on the PATH.
 pub fn find_browser() -> Option<PathBuf> {
@@ -29,6 +29,25 @@ pub fn find_browser() -> Option<PathBuf> {
     }
     None
 }
+/// Chromium for the browser test `test`, or `None` when it may skip: outside
+/// CI a missing browser is skipped, saying so ([`missing_tool`]); under CI,
+/// or with the older switch `ORQUESTA_REQUIRE_BROWSER=1`, it fails.
+pub fn require_browser(test: &str) -> Option<PathBuf> {
+    let found = find_browser();
+    if found.is_none() {
+        assert!(
+            std::env::var("ORQUESTA_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "ORQUESTA_REQUIRE_BROWSER=1 but no chromium on the PATH: install it \
+             (Debian/Ubuntu: `sudo apt-get install chromium`)"
+        );
+        missing_tool(
+            test,
+            "chromium on the PATH (Debian/Ubuntu: apt-get install chromium)",
+        );
+    }
+    found
+}
+
 /// Headless Chromium driven over the DevTools protocol on a pipe
 /// (`--remote-debugging-pipe`: requests on fd 3, answers on fd 4, each
 /// message JSON ended by a NUL byte), so the test can read the live page
