@@ -24,8 +24,6 @@
 //! Command-line clients (curl, the `orquesta` tools, workers) send no
 //! `Origin` and a loopback `Host` (or a token), so they pass unchanged.
 
-use std::net::IpAddr;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
@@ -33,6 +31,7 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 
 use super::error::{ApiError, ErrorCode};
+use crate::util::token::is_loopback_literal;
 
 /// What a server checks; made once from its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,17 +113,13 @@ fn verdict(guard: BrowserGuard, method: &Method, path: &str, headers: &HeaderMap
 }
 
 /// Whether an authority (`host[:port]`, IPv6 in brackets) names this
-/// machine's loopback without asking a resolver: `localhost`, a name under
-/// `.localhost`, or a loopback address literal.
+/// machine's loopback as written ([`is_loopback_literal`], never resolved).
 fn is_loopback_authority(authority: &str) -> bool {
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    is_loopback_literal(host)
 }
 
 /// Whether `Origin` (`scheme://authority`) is the server's own `Host`.

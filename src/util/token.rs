@@ -135,19 +135,33 @@ pub fn token_from_env(env: &BTreeMap<String, String>) -> Result<Option<Token>, S
     }
 }
 
-/// Whether binding `host` listens only on this machine: a loopback IP,
-/// `localhost`, or a name that resolves to loopback addresses only.
-/// `0.0.0.0`, `::` and every other address are reachable from outside.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim().trim_matches(|c| c == '[' || c == ']');
+/// Whether `host` names this machine's loopback as written, without
+/// asking a resolver: a loopback IP (brackets allowed), `localhost`, or a
+/// name under `.localhost` (RFC 6761). The browser guard uses only this:
+/// a resolver is what a DNS-rebinding attacker controls.
+pub fn is_loopback_literal(host: &str) -> bool {
+    let h = host
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_end_matches('.');
     if let Ok(ip) = h.parse::<IpAddr>() {
         return ip.is_loopback();
     }
-    if h.is_empty() {
-        return false;
-    }
-    if h.eq_ignore_ascii_case("localhost") {
+    let h = h.to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost")
+}
+
+/// Whether binding `host` listens only on this machine: a loopback
+/// literal ([`is_loopback_literal`]), or a name that resolves to loopback
+/// addresses only. `0.0.0.0`, `::` and every other address are reachable
+/// from outside.
+pub fn is_loopback_host(host: &str) -> bool {
+    if is_loopback_literal(host) {
         return true;
+    }
+    let h = host.trim().trim_matches(|c| c == '[' || c == ']');
+    if h.is_empty() || h.parse::<IpAddr>().is_ok() {
+        return false;
     }
     match (h, 0u16).to_socket_addrs() {
         Ok(addrs) => {
