@@ -358,6 +358,17 @@ impl Validator {
             cutoff: real("cutoff"),
         };
         if errors.len() > before {
+            // the ranges of the other parameters are still told in the same
+            // answer (a missing seed and `density: 5` are both reported);
+            // a field already reported is not reported again
+            if let Err(problems) = params.physics(&self.limits) {
+                for p in problems {
+                    let path = at(p.field);
+                    if !errors[before..].iter().any(|e| e.path == path) {
+                        errors.push(FieldError::new(path, p.message));
+                    }
+                }
+            }
             return None;
         }
         let checked = match kernel {

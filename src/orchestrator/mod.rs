@@ -53,8 +53,12 @@ use crate::util::token::{insecure_warning, BindVerdict};
 pub enum OrchestratorError {
     #[error("cannot listen on {addr}: {source}; is another orchestrator running? pick another port with --port (0 = any free port)")]
     Bind { addr: String, source: std::io::Error },
-    #[error("another orchestrator already uses {} ({holder}); stop it first, or give this one its own folder (DATABASE_PATH)", .db.display())]
-    Locked { db: std::path::PathBuf, holder: String },
+    /// Another orchestrator holds one of this one's folders (its database,
+    /// drop folder or results folder). Two would ingest the same files and
+    /// acknowledge each other's results, so there is no way around it but
+    /// stopping the other one.
+    #[error("another orchestrator already uses {} ({holder}); stop it first: one drop folder, results folder and database serve one orchestrator at a time", .path.display())]
+    Locked { path: std::path::PathBuf, holder: String },
     #[error("{0}")]
     Lock(LockError),
     /// A folder of the drop folder that files must not be moved into.
@@ -84,8 +88,9 @@ pub struct Started {
     pub local_addr: std::net::SocketAddr,
     /// `https` when the API serves TLS (`ORQUESTA_TLS_CERT`), else `http`.
     pub scheme: &'static str,
-    /// Held for the process's life: one orchestrator per database.
-    pub lock: InstanceLock,
+    /// Held for the process's life: one orchestrator per database, drop
+    /// folder and results folder.
+    pub lock: FolderLocks,
 }
 
 /// The lock beside the database: `data/orquesta.db` → `data/orquesta.db.lock`.
@@ -95,6 +100,55 @@ fn lock_path(db: &std::path::Path) -> std::path::PathBuf {
     name.into()
 }
 
+/// The lock file inside a folder the orchestrator consumes (hidden: the
+/// drop folder never reads a name starting with a dot).
+pub const FOLDER_LOCK: &str = ".orquesta.lock";
+
+/// The locks one orchestrator holds for its life: beside its database, and
+/// inside its drop folder (when watched) and its results folder. A second
+/// orchestrator sharing any of them is refused, whatever its
+/// `DATABASE_PATH`.
+#[derive(Debug)]
+pub struct FolderLocks(Vec<(std::path::PathBuf, InstanceLock)>);
+
+impl FolderLocks {
+    /// Takes every lock or none: `shown` is how the refusal names the
+    /// thing held (the database path, or a folder).
+    fn acquire(settings: &Settings, watch: bool) -> Result<Self, OrchestratorError> {
+        let mut wanted = vec![(settings.db_path.clone(), lock_path(&settings.db_path))];
+        let mut folders = vec![&settings.results_dir];
+        if watch {
+            folders.insert(0, &settings.task_queue_dir);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for dir in folders {
+            std::fs::create_dir_all(dir)?;
+            // one lock per real folder: two settings naming the same
+            // folder must not lock it twice against each other
+            if seen.insert(std::fs::canonicalize(dir)?) {
+                wanted.push((dir.clone(), dir.join(FOLDER_LOCK)));
+            }
+        }
+        let mut held = Vec::with_capacity(wanted.len());
+        for (shown, path) in wanted {
+            let lock = InstanceLock::acquire(&path).map_err(|e| match e {
+                LockError::Held { holder, .. } => OrchestratorError::Locked {
+                    path: shown.clone(),
+                    holder,
+                },
+                other => OrchestratorError::Lock(other),
+            })?;
+            held.push((shown, lock));
+        }
+        Ok(Self(held))
+    }
+
+    /// Names the holder (pid, address) in every lock file.
+    fn record(&mut self, holder: &str) -> std::io::Result<()> {
+        self.0.iter_mut().try_for_each(|(_, lock)| lock.record(holder))
+    }
+}
+
 /// Starts everything inside the current actix system. `watch`: whether
 /// the drop folder is watched (`orquesta run` submits its file directly).
 pub fn start(
@@ -102,15 +156,10 @@ pub fn start(
     workers: &[WorkerEntry],
     watch: bool,
 ) -> Result<(Started, actix_web::dev::Server), OrchestratorError> {
-    // before anything else: one orchestrator per database, or two would
-    // adopt each other's running tasks and record results twice
-    let mut lock = InstanceLock::acquire(&lock_path(&settings.db_path)).map_err(|e| match e {
-        LockError::Held { holder, .. } => OrchestratorError::Locked {
-            db: settings.db_path.clone(),
-            holder,
-        },
-        other => OrchestratorError::Lock(other),
-    })?;
+    // before anything else: one orchestrator per database and per folder
+    // it consumes, or two would ingest the same files, adopt each other's
+    // running tasks and record results twice
+    let mut lock = FolderLocks::acquire(settings, watch)?;
     if watch {
         crate::orchestrator::file_watcher::check_folders(&settings.task_queue_dir)
             .map_err(OrchestratorError::TaskFolder)?;
@@ -189,6 +238,7 @@ pub fn start(
         token: settings.token.clone(),
         tls: settings.tls.client.clone(),
         metrics: Arc::clone(&metrics),
+        max_result_bytes: settings.max_result_bytes,
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,

@@ -189,6 +189,25 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// A file or folder path; an empty one is a problem (it would mean the
+    /// current folder, where files would land unnoticed).
+    pub fn path(&mut self, key: &str) -> std::path::PathBuf {
+        let raw = self.get(key);
+        if raw.trim().is_empty() {
+            let name = self.name(key);
+            let default = self
+                .defaults
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .map_or("", |(_, d, _)| d);
+            self.problem(format!(
+                "{name}: expected a path, found an empty value; set one (the default is {default:?}) \
+                 or remove the line to use the default"
+            ));
+        }
+        std::path::PathBuf::from(raw)
+    }
+
     /// A whole number ≥ 0.
     pub fn whole(&mut self, key: &str) -> u64 {
         let raw = self.get(key);

@@ -231,6 +231,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         let name = r.name("WORKER_JOIN");
         r.problem(format!("{name}: {}", crate::util::tls::NEEDS_CA));
     }
+    let logs_dir = r.path("LOGS_DIR");
     r.finish()?;
     Ok(WorkerSettings {
         worker_id,
@@ -240,7 +241,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         algorithms,
         history_size,
         max_backlog,
-        logs_dir: PathBuf::from(r.get("LOGS_DIR")),
+        logs_dir,
         drain_timeout,
         limits: Limits {
             max_particles,

@@ -30,6 +30,7 @@ mod pipeline;
 mod probes;
 mod prometheus;
 mod records;
+mod safety;
 mod scheduling;
 mod sim_cli;
 mod sim_safety;

@@ -57,6 +57,10 @@ pub struct TaskBatch {
 }
 
 /// Why a batch was refused: every problem found.
+/// The most problems one `422` answer lists (`errors`); the rest are
+/// counted (`errors_not_listed`).
+pub const PROBLEMS_LISTED: usize = 100;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub problems: Vec<FieldError>,
@@ -88,6 +92,17 @@ impl Rejection {
     fn malformed(mut self) -> Self {
         self.malformed = true;
         self
+    }
+
+    /// The problems an answer lists: each once, in order, at most
+    /// [`PROBLEMS_LISTED`]; with how many more there are. A body of a
+    /// hundred thousand bad tasks gets a short answer, not one as large
+    /// as the body.
+    pub fn listed(&self) -> (Vec<&FieldError>, usize) {
+        let mut seen = std::collections::HashSet::new();
+        let mut unique = self.problems.iter().filter(|p| seen.insert((&p.path, &p.message)));
+        let listed: Vec<&FieldError> = unique.by_ref().take(PROBLEMS_LISTED).collect();
+        (listed, unique.count())
     }
 
     /// The report written beside a rejected file.

@@ -152,7 +152,7 @@ async fn list_tasks(
         (status = 201, description = "every task was queued", body = Queued),
         (status = 400, description = "not JSON, or a key given twice (`malformed_json`, `empty_body`); `errors` lists the problems", body = ErrorBody),
         (status = 409, description = "task ids the orchestrator already knows (`duplicate_task_ids`, with `duplicates` and `known`)", body = ErrorBody),
-        (status = 422, description = "tasks that break the rules (`invalid_task`); `errors` lists every problem with its path", body = ErrorBody),
+        (status = 422, description = "tasks that break the rules (`invalid_task`); `errors` lists each problem once with its path, the first 100, and `errors_not_listed` counts the rest", body = ErrorBody),
     ))]
 async fn create_tasks(
     api: web::Data<OrchestratorApi>,
@@ -189,7 +189,13 @@ async fn create_tasks(
         } else {
             format!("invalid tasks: {}", r.summary())
         };
-        ApiError::new(code, message).with("errors", &r.problems)
+        let (listed, not_listed) = r.listed();
+        let answer = ApiError::new(code, message).with("errors", &listed);
+        if not_listed > 0 {
+            answer.with("errors_not_listed", not_listed)
+        } else {
+            answer
+        }
     })?;
     let task_ids: Vec<TaskId> = batch
         .tasks

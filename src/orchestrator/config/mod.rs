@@ -75,6 +75,9 @@ pub struct Settings {
     pub max_file_bytes: u64,
     /// `MAX_REQUEST_BYTES`: the largest `POST /tasks` body.
     pub max_request_bytes: usize,
+    /// `MAX_RESULT_BYTES`: the largest result a worker may return (as
+    /// JSON); a larger one fails its attempt and is never stored.
+    pub max_result_bytes: usize,
     /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
     pub http: HttpLimits,
     /// `LOG_MAX_BYTES`, `LOG_FILES`, `LOG_FORMAT`.
@@ -200,6 +203,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "16777216",
         "largest HTTP request body (POST /tasks, 16 MiB); bigger batches go in a task file",
     ),
+    (
+        "MAX_RESULT_BYTES",
+        "16777216",
+        "largest result a worker may return, as JSON (16 MiB); a larger one fails its attempt, never stored",
+    ),
     MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW,
     LOG_ROWS[0],
@@ -263,6 +271,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
     let max_file_bytes = r.whole("TASK_FILE_MAX_BYTES");
     let max_request_bytes = r.count("MAX_REQUEST_BYTES");
+    let max_result_bytes = r.count("MAX_RESULT_BYTES");
     let http = r.http_limits();
     let log = r.log_options();
     let max_particles = r.whole("MAX_PARTICLES");
@@ -311,15 +320,20 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let host = r.get("ORCHESTRATOR_HOST");
     let (token, bind) = token_and_bind(&mut r, env, &host, "ORCHESTRATOR_HOST (--host)");
     let tls = read_tls(&mut r, env);
+    let workers_file = r.path("WORKERS_CONFIG");
+    let task_queue_dir = r.path("TASK_QUEUE_DIR");
+    let results_dir = r.path("RESULTS_STORAGE_PATH");
+    let logs_dir = r.path("LOGS_DIR");
+    let db_path = r.path("DATABASE_PATH");
     r.finish()?;
     Ok(Settings {
         host,
         port,
-        workers_file: PathBuf::from(r.get("WORKERS_CONFIG")),
-        task_queue_dir: PathBuf::from(r.get("TASK_QUEUE_DIR")),
-        results_dir: PathBuf::from(r.get("RESULTS_STORAGE_PATH")),
-        logs_dir: PathBuf::from(r.get("LOGS_DIR")),
-        db_path: PathBuf::from(r.get("DATABASE_PATH")),
+        workers_file,
+        task_queue_dir,
+        results_dir,
+        logs_dir,
+        db_path,
         distribution_interval,
         max_retries,
         history_size,
@@ -333,6 +347,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         rescan_interval,
         max_file_bytes,
         max_request_bytes,
+        max_result_bytes,
         http,
         log,
         retry_base,
@@ -433,5 +448,17 @@ mod tests {
         assert!(e.iter().any(|p| p.starts_with("LOAD_BALANCING_ALGORITHM")));
         assert!(e.iter().any(|p| p.starts_with("MAX_TASK_RETRIES")));
         assert!(e.iter().any(|p| p.starts_with("ORCHESTRATOR_PORT")));
+    }
+
+    #[test]
+    fn an_empty_path_is_refused_with_its_default() {
+        let e = settings_from_env(&env(&[("RESULTS_STORAGE_PATH", ""), ("TASK_QUEUE_DIR", " ")])).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("TASK_QUEUE_DIR: expected a path, found an empty value")
+                && e[1].starts_with("RESULTS_STORAGE_PATH: expected a path, found an empty value")
+                && e[1].contains("\"results/\""),
+            "{e:?}"
+        );
     }
 }

@@ -90,6 +90,7 @@ pub(super) async fn wire_to_sink(lb: &Addr<LoadBalancer>) {
             token: None,
             tls: None,
             metrics: Default::default(),
+            max_result_bytes: 16 << 20,
         },
         store: None,
     })

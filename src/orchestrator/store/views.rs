@@ -135,7 +135,11 @@ pub type Counts = (Vec<(TaskStatus, u64)>, Vec<(Priority, TaskStatus, u64)>);
 /// Attempts per worker and how they ended (`None`: still running).
 pub type ByWorker = Vec<(String, Option<AttemptEnd>, u64)>;
 
-const VIEW_COLUMNS: &str = "task_id, status, priority, algorithm, kernel, body, source, created_at, attempts,
+/// `attempt_count` is the number of attempts recorded (the list `GET
+/// /tasks/{id}` shows), not the `attempts` column: that one counts
+/// against `MAX_TASK_RETRIES` and starts again at 0 on a retry.
+const VIEW_COLUMNS: &str = "task_id, status, priority, algorithm, kernel, body, source, created_at,
+    (SELECT COUNT(*) FROM attempts WHERE attempts.task_id = tasks.task_id),
     worker_id, started_at, finished_at, next_attempt_at, error, result, results_file";
 
 fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskView> {

@@ -60,6 +60,7 @@ fn the_state_machine_without_workers() {
                 token: None,
                 tls: None,
                 metrics: Default::default(),
+                max_result_bytes: 16 << 20,
             },
             store: None,
         })

@@ -67,6 +67,38 @@ pub fn check_result(task_id: &str, attempt_id: AttemptId, v: Value) -> OutcomeKi
     OutcomeKind::Result(Box::new(result))
 }
 
+/// Fails an attempt whose result is larger, as JSON, than `max_bytes`
+/// (`MAX_RESULT_BYTES`): such a result is never stored, and the attempt's
+/// error says its size and the limit. Any other outcome passes as it is.
+pub fn bounded(kind: OutcomeKind, max_bytes: usize) -> OutcomeKind {
+    let OutcomeKind::Result(result) = &kind else {
+        return kind;
+    };
+    let mut counted = ByteCount(0);
+    if serde_json::to_writer(&mut counted, result).is_err() || counted.0 <= max_bytes {
+        return kind;
+    }
+    OutcomeKind::Failed(format!(
+        "the worker returned a result of {} bytes, more than MAX_RESULT_BYTES = {max_bytes}; \
+         it was not stored (a task whose output is this large needs a larger MAX_RESULT_BYTES)",
+        counted.0
+    ))
+}
+
+/// Counts the bytes written to it and keeps none.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What an `/execute` answer means for the attempt.
 #[derive(Debug)]
 pub enum ExecuteVerdict {
@@ -193,6 +225,30 @@ mod tests {
         assert!(
             matches!(check_result("a", AttemptId::new(1), json!({"hello": 1})), OutcomeKind::Failed(m) if m.contains("invalid result"))
         );
+    }
+
+    #[test]
+    fn a_result_over_the_size_limit_fails_the_attempt_and_says_so() {
+        let mut big = result("a", Some(1), "completed");
+        big["result"]["output"] = json!("x".repeat(5000));
+        let OutcomeKind::Result(_) = check_result("a", AttemptId::new(1), big.clone()) else {
+            panic!("a valid result")
+        };
+        match bounded(check_result("a", AttemptId::new(1), big.clone()), 4096) {
+            OutcomeKind::Failed(m) => assert!(
+                m.contains("more than MAX_RESULT_BYTES = 4096") && m.contains("not stored"),
+                "{m}"
+            ),
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        assert!(matches!(
+            bounded(check_result("a", AttemptId::new(1), big), 1 << 20),
+            OutcomeKind::Result(_)
+        ));
+        assert!(matches!(
+            bounded(OutcomeKind::Lost("gone".into()), 1),
+            OutcomeKind::Lost(_)
+        ));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct ProxySettings {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// `GET /metrics/prometheus` (heartbeat failures).
     pub metrics: Arc<OrchestratorMetrics>,
+    /// `MAX_RESULT_BYTES`: a larger result fails its attempt.
+    pub max_result_bytes: usize,
 }
 
 /// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
@@ -187,6 +189,7 @@ impl WorkerProxy {
 
     /// Tells TaskQueue how an attempt ended (and the log, see [`trace`]).
     fn report(&self, task_id: TaskId, attempt_id: AttemptId, kind: OutcomeKind) {
+        let kind = answers::bounded(kind, self.settings.max_result_bytes);
         if trace::enabled() {
             trace::note(
                 Stage::Ended,
