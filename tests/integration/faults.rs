@@ -167,8 +167,10 @@ fn a_frozen_worker_is_declared_down_and_its_task_runs_elsewhere_once() {
         .all(|w| w["up"] == true));
 }
 
-/// A fake worker that answers health and status, and lies on /execute.
-fn lying_worker(mode: &'static str) -> (String, Arc<AtomicBool>, Arc<AtomicUsize>) {
+/// A fake worker that answers health and status, and lies on /execute:
+/// `garbage` (not JSON), `bloated` (the right task, with 2 MB of output),
+/// or a result for another task.
+pub(crate) fn lying_worker(mode: &'static str) -> (String, Arc<AtomicBool>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,6 +212,10 @@ fn lying_worker(mode: &'static str) -> (String, Arc<AtomicBool>, Arc<AtomicUsize
                 let task: Value = serde_json::from_slice(&body).unwrap_or_default();
                 match mode {
                     "garbage" => "this is not json".to_string(),
+                    "bloated" => json!({"task_id": task["task_id"], "algorithm": task["algorithm"],
+                        "parameters": task["parameters"], "execution_time": 0.0, "attempt_id": task["attempt_id"],
+                        "result": {"status": "completed", "metrics": {}, "output": "x".repeat(2_000_000)}})
+                    .to_string(),
                     _ => json!({"task_id": "somebody_else", "algorithm": "__sleep", "parameters": {},
                         "execution_time": 0.0, "attempt_id": task["attempt_id"],
                         "result": {"status": "completed", "metrics": {}, "output": "lies"}})

@@ -33,6 +33,12 @@ struct Thrown {
     bad_files: AtomicU64,
     swaps: AtomicU64,
     poison: AtomicU64,
+    /// Bodies of thousands of bad tasks (issue 22: a 422 as large as
+    /// twice the body); each answer must stay small.
+    bad_batches: AtomicU64,
+    /// Second orchestrators started on the same drop folder with another
+    /// `DATABASE_PATH` (each must be refused).
+    rivals: AtomicU64,
 }
 
 /// Opens `n` connections that send headers promising 10 kB and then a
@@ -178,6 +184,20 @@ fn poison(orch: String, workers: Vec<String>, stop: Arc<AtomicBool>, thrown: Arc
         if fire(addr, path, task.as_bytes()) {
             thrown.poison.fetch_add(1, Ordering::Relaxed);
         }
+        if round.is_multiple_of(8) {
+            // 5,000 tasks, each without a seed and with a density out of
+            // range: the answer lists 100 problems and counts the rest
+            let bad: Vec<_> = (0..5000)
+                .map(|i| json!({"task_id": format!("bad-{round}-{i}"), "algorithm": "cython",
+                    "parameters": {"num_particles": 100, "num_steps": 10, "density": 5}}))
+                .collect();
+            let r = http("POST", &orch, "/tasks", Some(json!({ "tasks": bad }).to_string().as_bytes()));
+            if r.status == 422 {
+                assert!(r.body.len() < 64 << 10, "a 422 of {} bytes", r.body.len());
+                assert_eq!(r.json()["errors_not_listed"], 9900, "{}", r.json()["errors_not_listed"]);
+                thrown.bad_batches.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         round += 1;
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -247,7 +267,21 @@ fn hostile_neighbour(seconds: u64, tasks: usize) {
             std::thread::spawn(move || poison(o, w, s, t))
         },
     ];
-    std::thread::sleep(Duration::from_secs(seconds));
+    // a rival orchestrator on the same drop folder, with its own database:
+    // refused every time, while the abuse goes on
+    let abuse_ends = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() + Duration::from_secs(2) < abuse_ends && thrown.rivals.load(Ordering::Relaxed) < 3 {
+        let out = orquesta()
+            .args(["orchestrator", "--port", "0"])
+            .env("DATABASE_PATH", "data/rival.db")
+            .current_dir(c.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        thrown.rivals.fetch_add(1, Ordering::Relaxed);
+    }
+    std::thread::sleep(abuse_ends.saturating_duration_since(Instant::now()));
     // while the abuse is still on, the API answers
     assert_eq!(c.orch().get("/health").status, 200, "the API stalled under abuse");
     stop.store(true, Ordering::Relaxed);
@@ -328,13 +362,16 @@ fn hostile_neighbour(seconds: u64, tasks: usize) {
 fn check_and_print(f: &Figures, t: &Thrown) {
     let peaks: Vec<String> = f.peaks.iter().map(|(n, p)| format!("{n} {p} MiB")).collect();
     println!(
-        "HOSTILE RESULT: {} slow connections, {} huge bodies, {} bad files, {} FIFO/symlink swaps, {} poison tasks; \
+        "HOSTILE RESULT: {} slow connections, {} huge bodies, {} bad files, {} FIFO/symlink swaps, {} poison tasks, \
+         {} bodies of 5,000 bad tasks, {} rival orchestrators refused; \
          batch of {} tasks in {:.1} s: {} lost, {} duplicated; peak RSS {}",
         t.slow.load(Ordering::Relaxed),
         t.huge.load(Ordering::Relaxed),
         t.bad_files.load(Ordering::Relaxed),
         t.swaps.load(Ordering::Relaxed),
         t.poison.load(Ordering::Relaxed),
+        t.bad_batches.load(Ordering::Relaxed),
+        t.rivals.load(Ordering::Relaxed),
         f.tasks,
         f.seconds,
         f.lost,

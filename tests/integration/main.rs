@@ -11,6 +11,7 @@ mod common;
 mod console;
 mod dashboard;
 mod deploy;
+mod disk_full;
 mod docs;
 mod faults;
 mod files;

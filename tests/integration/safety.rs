@@ -1,7 +1,16 @@
 //! Issue 22's "records that tell the truth" and "one folder, one
 //! orchestrator": each test here failed before its fix.
 
-use crate::common::{orquesta, stderr, Cluster, WorkerSpec};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{orquesta, stderr, wait_until, worker_row, Cluster, Proc, WorkerSpec, FAST};
+use crate::probes::worker_checks;
+
+const LONG: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_second_orchestrator_on_the_same_drop_folder_is_refused_whatever_its_database() {
@@ -38,4 +47,124 @@ fn a_second_orchestrator_on_the_same_drop_folder_is_refused_whatever_its_databas
     assert!(said.contains("another orchestrator already uses results"), "{said}");
     // the first one was not disturbed
     assert_eq!(c.orch().get("/health").status, 200);
+}
+
+#[test]
+fn an_empty_path_setting_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = orquesta()
+        .args(["orchestrator", "--port", "0"])
+        .env("RESULTS_STORAGE_PATH", "")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("RESULTS_STORAGE_PATH: expected a path, found an empty value"),
+        "{said}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing was started");
+}
+
+#[test]
+fn a_422_lists_each_problem_once_at_most_a_hundred_and_every_problem_of_a_task() {
+    let c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[]);
+    // no seed and a density out of range: two problems a task
+    let tasks: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"task_id": format!("t{i}"), "algorithm": "python",
+                "parameters": {"num_particles": 10, "num_steps": 5, "density": 5}})
+        })
+        .collect();
+    let r = c.orch().post("/tasks", &json!({ "tasks": tasks }).to_string());
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = r.json();
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 100, "{body}");
+    assert_eq!(body["errors_not_listed"], 500, "{}", body["errors_not_listed"]);
+    let unique: HashSet<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(unique.len(), errors.len(), "a problem listed twice");
+    let paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(
+        paths.contains(&"tasks[0].parameters.seed") && paths.contains(&"tasks[0].parameters.density"),
+        "{paths:?}"
+    );
+    // the answer is small: not as large as the body
+    assert!(r.text().len() < 32 << 10, "{} bytes", r.text().len());
+}
+
+#[test]
+fn attempt_count_equals_the_attempts_listed_after_a_retry() {
+    let c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[("MAX_TASK_RETRIES", "0")]);
+    c.wait_workers_up();
+    let task = json!({"task_id": "p1", "algorithm": "__panic", "parameters": {}});
+    assert_eq!(c.orch().post("/tasks", &task.to_string()).status, 201);
+    c.wait_count("failed", 1, LONG);
+    let r = c.orch().post("/tasks/p1/retry", "");
+    assert!(r.status < 300, "{}", r.text());
+    wait_until(LONG, "the retried task failed again", || {
+        let t = c.task("p1");
+        t["status"] == "failed" && t["attempts"].as_array().unwrap().len() == 2
+    });
+    let t = c.task("p1");
+    assert_eq!(t["attempt_count"], 2, "{t}");
+    let listed = c.orch().get("/tasks?status=failed").json();
+    assert_eq!(listed["tasks"][0]["attempt_count"], 2, "{listed}");
+}
+
+#[test]
+fn a_result_over_max_result_bytes_fails_its_attempt_and_is_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bloated, stop, _) = crate::faults::lying_worker("bloated");
+    let port: u16 = bloated.rsplit(':').next().unwrap().parse().unwrap();
+    std::fs::write(
+        dir.path().join("config_workers.json"),
+        json!({"workers": [{"id": "liar", "host": "127.0.0.1", "port": port, "capacity": 4}]}).to_string(),
+    )
+    .unwrap();
+    let mut env: Vec<(&str, &str)> = FAST.to_vec();
+    env.extend([("MAX_TASK_RETRIES", "0"), ("MAX_RESULT_BYTES", "1000000")]);
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &env);
+    wait_until(LONG, "the worker up", || o.get("/workers").json()["up"] == 1);
+    let task = json!({"task_id": "big", "algorithm": "__sleep", "parameters": {"seconds": 0.01}});
+    assert_eq!(o.post("/tasks", &task.to_string()).status, 201);
+    wait_until(LONG, "the task failed", || {
+        o.get("/tasks/big").json()["status"] == "failed"
+    });
+    let t = o.get("/tasks/big").json();
+    let error = t["attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("more than MAX_RESULT_BYTES = 1000000") && error.contains("not stored"),
+        "{t}"
+    );
+    assert!(t["result"].is_null() || t["result"]["result"]["output"] != "x".repeat(2_000_000));
+    assert!(o.get("/tasks/big").text().len() < 100_000, "the 2 MB output was stored");
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_worker_entry_pointing_at_the_orchestrator_itself_is_refused_with_that_reason_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("config_workers.json"),
+        json!({"workers": [{"id": "me", "host": "127.0.0.1", "port": port, "capacity": 2}]}).to_string(),
+    )
+    .unwrap();
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", &port.to_string()], FAST);
+    wait_until(LONG, "the entry refused with its reason", || {
+        worker_row(&o, "me")["state_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("answers as an orchestrator"))
+    });
+    assert_eq!(worker_row(&o, "me")["up"], false);
+    // several heartbeats later, the log said it once
+    o.wait_for_passes(&worker_checks("me"), 4);
+    let said = o.log().matches("answers as an orchestrator").count();
+    assert_eq!(said, 1, "{}", o.log());
 }

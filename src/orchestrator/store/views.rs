@@ -330,6 +330,9 @@ impl ReadPool {
         if let Some(fault) = self.fault.get() {
             return Err(fault);
         }
+        if let Some(full) = self.fault.full() {
+            return Err(full);
+        }
         self.with(|db| {
             db.prepare_cached("SELECT value FROM meta WHERE key = 'orquesta'")?
                 .query_row([], |r| r.get::<_, i64>(0))

@@ -128,7 +128,18 @@ fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
     }
 }
 
+/// What a failed change is called: a full disk plainly, with the path
+/// (noted for `/health`); anything else as SQLite says it.
+fn failure(fault: &super::DbFault, e: &rusqlite::Error, path: &str) -> String {
+    if super::fault::is_full(e) {
+        fault.note_full(path)
+    } else {
+        e.to_string()
+    }
+}
+
 pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
+    let path = conn.path().filter(|p| !p.is_empty()).unwrap_or("(in memory)").to_string();
     let mut held: Option<Job> = None;
     loop {
         let first = match held.take() {
@@ -170,18 +181,28 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
                     }
                     Err(e) => {
                         let e = fault.note(e);
+                        if tx.is_autocommit() {
+                            // SQLite rolled the whole transaction back
+                            // itself (a full disk does): the group fails
+                            return Err(e);
+                        }
                         tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
-                        tracing::error!(error = %e, "a database change failed and was rolled back");
-                        replies.push(Err(StoreError::Failed(e.to_string())));
+                        let said = failure(&fault, &e, &path);
+                        tracing::error!(error = %said, "a database change failed and was rolled back");
+                        replies.push(Err(StoreError::Failed(said)));
                     }
                 }
             }
             tx.commit()
         })()
-        .map_err(|e| fault.note(e));
+        .map_err(|e| fault.note(e))
+        .map_err(|e| failure(&fault, &e, &path));
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "database commit failed");
-        } else if checkpoint {
+        } else if replies.iter().all(Result::is_ok) {
+            fault.room_again();
+        }
+        if outcome.is_ok() && checkpoint {
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
                 tracing::warn!(error = %fault.note(e), "cannot copy the write-ahead log into the database file");
             }
@@ -195,7 +216,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
             if let Some(tx) = job.reply {
                 let _ = tx.send(match &outcome {
                     Ok(()) => reply,
-                    Err(e) => Err(StoreError::Failed(e.to_string())),
+                    Err(e) => Err(StoreError::Failed(e.clone())),
                 });
             }
         }

@@ -6,6 +6,11 @@ use actix::prelude::*;
 
 use super::*;
 
+/// Why an address that answers `/health` but has no `GET /status` (404)
+/// gets no tasks: it is not a worker.
+pub(super) const NOT_A_WORKER: &str = "refused: this address answers as an orchestrator (perhaps this one), \
+    not a worker (GET /status answered 404); fix the entry's host and port in config_workers.json";
+
 impl WorkerProxy {
     /// A worker that has never answered: said once, then every
     /// [`NEVER_ANSWERED_EVERY`], with the command that starts it.
@@ -155,6 +160,7 @@ impl WorkerProxy {
                 401 => Err(None),
                 200 => serde_json::from_slice::<StatusAnswer>(&body)
                     .map_err(|e| Some(format!("cannot read the status: {e}"))),
+                404 => Err(Some(NOT_A_WORKER.to_string())),
                 code => Err(Some(format!("GET /status answered {code}"))),
             }
         }
@@ -167,6 +173,7 @@ impl WorkerProxy {
             match res {
                 Ok(status) => act.came_up(status, ctx),
                 Err(None) => act.unauthorized(),
+                Err(Some(e)) if e == NOT_A_WORKER => act.not_a_worker(),
                 Err(Some(e)) => {
                     tracing::warn!(worker = %act.id, error = %e, "cannot read the worker's status")
                 }
@@ -174,6 +181,26 @@ impl WorkerProxy {
             act.settings.metrics.worker_checked(&act.id);
         })
         .spawn(ctx);
+    }
+
+    /// The address answers, but not as a worker (an orchestrator, this
+    /// one perhaps, has no `GET /status`): down with that reason on its
+    /// row and one log line, not a warning at every heartbeat.
+    pub(super) fn not_a_worker(&mut self) {
+        if self.not_a_worker_told || self.retired {
+            return;
+        }
+        self.not_a_worker_told = true;
+        self.peers.updates.do_send(WorkerUpdate {
+            worker_id: self.id.clone(),
+            state: WorkerState::Down,
+            reason: Some(NOT_A_WORKER.into()),
+            capacity: self.entry.capacity,
+            backlog_limit: 0,
+            kernels: self.entry.kernels(),
+            heartbeat: None,
+        });
+        tracing::error!(worker = %self.id, address = %self.entry.address(), "{NOT_A_WORKER}");
     }
 
     /// The worker wants a token this orchestrator does not have (or has
@@ -217,6 +244,7 @@ impl WorkerProxy {
         self.capacity = capacity;
         self.judged_running = 0;
         self.unauthorized_told = false;
+        self.not_a_worker_told = false;
         self.kernels = kernels.clone();
         self.peers.updates.do_send(WorkerUpdate {
             worker_id: self.id.clone(),

@@ -126,6 +126,8 @@ pub struct WorkerProxy {
     refusal_told: bool,
     /// The worker answered 401 (another token): logged once.
     unauthorized_told: bool,
+    /// The address is not a worker (`GET /status` is 404): logged once.
+    not_a_worker_told: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// LoadBalancer (a successor may hold the same id) and refuses new
     /// attempts until it stops.
@@ -183,6 +185,7 @@ impl WorkerProxy {
             never_answered_logged: None,
             refusal_told: false,
             unauthorized_told: false,
+            not_a_worker_told: false,
             retired: false,
         }
     }
