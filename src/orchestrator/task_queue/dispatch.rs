@@ -15,6 +15,9 @@ use crate::util::time::unix_now;
 /// Most tasks handed to the LoadBalancer in one message.
 pub(super) const DISPATCH_BATCH: usize = 512;
 
+/// How long a page read that failed waits before it is made again.
+const PAGE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A page of queued tasks to read from the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRequest {
@@ -255,10 +258,18 @@ impl TaskQueue {
             .page(req.kernel, req.after, req.limit)
             .into_actor(self)
             .map(move |rows, act, ctx| {
-                let rows = rows.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot read queued tasks from the database");
-                    Vec::new()
-                });
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // not "no more queued tasks" (that would leave
+                        // them queued until a restart): read it again
+                        // shortly (a full disk fails every group's commit,
+                        // reads included, until space returns)
+                        tracing::error!(error = %e, "cannot read queued tasks from the database; trying again in 1 s");
+                        ctx.run_later(PAGE_RETRY, move |act, ctx| act.read_page(req, ctx));
+                        return;
+                    }
+                };
                 let fx = act.live.paged_in(&req, rows, unix_now());
                 act.apply(fx, ctx);
                 act.try_dispatch(ctx);

@@ -216,22 +216,36 @@ impl TaskQueue {
         }
         if let Some(c) = fx.completion {
             self.performance.completed();
-            let commit = self
+            let mut commit = self
                 .store
-                .record_result(&c.task_id, c.attempt_id, c.json, &c.worker, c.at);
+                .record_result(&c.task_id, c.attempt_id, c.json.clone(), &c.worker, c.at);
             let results = self.peers.results.clone();
             let drained = self.live.live_count() == 0;
             let ack = self.peers.proxies.get(&c.worker).map(|p| p.ack.clone());
-            let (task_id, result) = (c.task_id, c.result);
+            let store = self.store.clone();
+            let (task_id, result, attempt_id, json, worker, at) =
+                (c.task_id, c.result, c.attempt_id, c.json, c.worker, c.at);
             actix_rt::spawn(async move {
-                match commit.await {
-                    Ok(()) => {
-                        results.do_send(RecordResult { result, drained });
-                        if let Some(ack) = ack {
-                            ack.do_send(AckResult { task_id });
+                loop {
+                    match commit.await {
+                        Ok(()) => {
+                            results.do_send(RecordResult { result, drained });
+                            if let Some(ack) = ack {
+                                ack.do_send(AckResult { task_id });
+                            }
                         }
+                        // a full disk: the result is kept (the worker holds
+                        // it too, unacknowledged) and recorded once there
+                        // is room
+                        Err(e) if store.fault().full().is_some() => {
+                            tracing::warn!(task = %task_id, error = %e, "a result waits for disk space");
+                            actix_rt::time::sleep(Duration::from_secs(1)).await;
+                            commit = store.record_result(&task_id, attempt_id, json.clone(), &worker, at);
+                            continue;
+                        }
+                        Err(e) => tracing::error!(task = %task_id, error = %e, "cannot record a result"),
                     }
-                    Err(e) => tracing::error!(task = %task_id, error = %e, "cannot record a result"),
+                    break;
                 }
             });
         }
