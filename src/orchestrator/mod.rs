@@ -58,7 +58,10 @@ pub enum OrchestratorError {
     /// acknowledge each other's results, so there is no way around it but
     /// stopping the other one.
     #[error("another orchestrator already uses {} ({holder}); stop it first: one drop folder, results folder and database serve one orchestrator at a time", .path.display())]
-    Locked { path: std::path::PathBuf, holder: String },
+    Locked {
+        path: std::path::PathBuf,
+        holder: String,
+    },
     #[error("{0}")]
     Lock(LockError),
     /// A folder of the drop folder that files must not be moved into.

@@ -87,7 +87,9 @@ fn a_full_disk_is_named_intake_pauses_and_work_resumes_when_space_returns() {
     // answers say it plainly, with the path; the batch is refused whole
     let mut refused = None;
     for round in 0..50 {
-        let r = c.orch().post("/tasks", &tasks(&format!("full{round}_"), 200).to_string());
+        let r = c
+            .orch()
+            .post("/tasks", &tasks(&format!("full{round}_"), 200).to_string());
         if r.status != 201 {
             refused = Some(r);
             break;
@@ -104,22 +106,34 @@ fn a_full_disk_is_named_intake_pauses_and_work_resumes_when_space_returns() {
     let health = c.orch().get("/health");
     assert_ne!(health.json()["status"], "healthy", "{}", health.text());
     assert!(
-        health.json()["database"].as_str().unwrap().contains("no space left on device"),
+        health.json()["database"]
+            .as_str()
+            .unwrap()
+            .contains("no space left on device"),
         "{}",
         health.text()
     );
     assert!(c.orch().log().contains("no space left on device"));
     // a file dropped now stays where it is
-    let accepted_before = c.orch().get("/stats").json()["tasks"]["total"].as_u64().unwrap_or(0);
+    let accepted_before = c.orch().get("/stats").json()["tasks"]["total"]
+        .as_u64()
+        .unwrap_or(0);
     let file = c.path("task_queues/later.json");
     std::fs::write(&file, tasks("later", 10).to_string()).unwrap();
     c.orch().wait_for_passes(SCANS, 3);
-    assert!(file.exists(), "the file waits in the drop folder while the disk is full");
+    assert!(
+        file.exists(),
+        "the file waits in the drop folder while the disk is full"
+    );
 
     // space returns: the file is taken, every task runs, health is back
     std::fs::remove_file(filler).unwrap();
     wait_until(LONG, "the waiting file taken", || !file.exists());
-    let total = |c: &Cluster| c.orch().get("/stats").json()["tasks"]["total"].as_u64().unwrap_or(0);
+    let total = |c: &Cluster| {
+        c.orch().get("/stats").json()["tasks"]["total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     wait_until(LONG, "every accepted task completed", || {
         let s = c.orch().get("/stats").json();
         s["tasks"]["by_status"]["completed"] == json!(total(&c))

@@ -188,13 +188,25 @@ fn poison(orch: String, workers: Vec<String>, stop: Arc<AtomicBool>, thrown: Arc
             // 5,000 tasks, each without a seed and with a density out of
             // range: the answer lists 100 problems and counts the rest
             let bad: Vec<_> = (0..5000)
-                .map(|i| json!({"task_id": format!("bad-{round}-{i}"), "algorithm": "cython",
-                    "parameters": {"num_particles": 100, "num_steps": 10, "density": 5}}))
+                .map(|i| {
+                    json!({"task_id": format!("bad-{round}-{i}"), "algorithm": "cython",
+                    "parameters": {"num_particles": 100, "num_steps": 10, "density": 5}})
+                })
                 .collect();
-            let r = http("POST", &orch, "/tasks", Some(json!({ "tasks": bad }).to_string().as_bytes()));
+            let r = http(
+                "POST",
+                &orch,
+                "/tasks",
+                Some(json!({ "tasks": bad }).to_string().as_bytes()),
+            );
             if r.status == 422 {
                 assert!(r.body.len() < 64 << 10, "a 422 of {} bytes", r.body.len());
-                assert_eq!(r.json()["errors_not_listed"], 9900, "{}", r.json()["errors_not_listed"]);
+                assert_eq!(
+                    r.json()["errors_not_listed"],
+                    9900,
+                    "{}",
+                    r.json()["errors_not_listed"]
+                );
                 thrown.bad_batches.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -44,7 +44,10 @@ fn a_second_orchestrator_on_the_same_drop_folder_is_refused_whatever_its_databas
         .unwrap();
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(said.contains("another orchestrator already uses results"), "{said}");
+    assert!(
+        said.contains("another orchestrator already uses results"),
+        "{said}"
+    );
     // the first one was not disturbed
     assert_eq!(c.orch().get("/health").status, 200);
 }
@@ -139,7 +142,10 @@ fn a_result_over_max_result_bytes_fails_its_attempt_and_is_never_stored() {
         "{t}"
     );
     assert!(t["result"].is_null() || t["result"]["result"]["output"] != "x".repeat(2_000_000));
-    assert!(o.get("/tasks/big").text().len() < 100_000, "the 2 MB output was stored");
+    assert!(
+        o.get("/tasks/big").text().len() < 100_000,
+        "the 2 MB output was stored"
+    );
     stop.store(true, Ordering::Relaxed);
 }
 

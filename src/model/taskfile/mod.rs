@@ -100,7 +100,10 @@ impl Rejection {
     /// as the body.
     pub fn listed(&self) -> (Vec<&FieldError>, usize) {
         let mut seen = std::collections::HashSet::new();
-        let mut unique = self.problems.iter().filter(|p| seen.insert((&p.path, &p.message)));
+        let mut unique = self
+            .problems
+            .iter()
+            .filter(|p| seen.insert((&p.path, &p.message)));
         let listed: Vec<&FieldError> = unique.by_ref().take(PROBLEMS_LISTED).collect();
         (listed, unique.count())
     }

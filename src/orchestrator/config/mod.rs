@@ -452,7 +452,8 @@ mod tests {
 
     #[test]
     fn an_empty_path_is_refused_with_its_default() {
-        let e = settings_from_env(&env(&[("RESULTS_STORAGE_PATH", ""), ("TASK_QUEUE_DIR", " ")])).unwrap_err();
+        let e =
+            settings_from_env(&env(&[("RESULTS_STORAGE_PATH", ""), ("TASK_QUEUE_DIR", " ")])).unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(
             e[0].starts_with("TASK_QUEUE_DIR: expected a path, found an empty value")

@@ -74,8 +74,11 @@ impl DbFault {
         let said = no_space(path);
         let mut full = self.full.lock().unwrap_or_else(|p| p.into_inner());
         if full.is_none() {
-            tracing::error!(path, "no space left on device: the database cannot grow; intake pauses \
-                until there is room (free space on that disk)");
+            tracing::error!(
+                path,
+                "no space left on device: the database cannot grow; intake pauses \
+                until there is room (free space on that disk)"
+            );
         }
         *full = Some(said.clone());
         said
@@ -123,7 +126,10 @@ mod tests {
         );
         assert!(is_full(&full));
         let said = fault.note_full("data/orquesta.db");
-        assert!(said.starts_with("no space left on device: the database data/orquesta.db"), "{said}");
+        assert!(
+            said.starts_with("no space left on device: the database data/orquesta.db"),
+            "{said}"
+        );
         assert_eq!(fault.clone().full(), Some(said));
         assert_eq!(fault.get(), None, "a full disk is not damage");
         fault.room_again();

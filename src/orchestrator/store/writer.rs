@@ -139,7 +139,11 @@ fn failure(fault: &super::DbFault, e: &rusqlite::Error, path: &str) -> String {
 }
 
 pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
-    let path = conn.path().filter(|p| !p.is_empty()).unwrap_or("(in memory)").to_string();
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("(in memory)")
+        .to_string();
     let mut held: Option<Job> = None;
     loop {
         let first = match held.take() {

@@ -216,9 +216,9 @@ impl TaskQueue {
         }
         if let Some(c) = fx.completion {
             self.performance.completed();
-            let mut commit = self
-                .store
-                .record_result(&c.task_id, c.attempt_id, c.json.clone(), &c.worker, c.at);
+            let mut commit =
+                self.store
+                    .record_result(&c.task_id, c.attempt_id, c.json.clone(), &c.worker, c.at);
             let results = self.peers.results.clone();
             let drained = self.live.live_count() == 0;
             let ack = self.peers.proxies.get(&c.worker).map(|p| p.ack.clone());
