@@ -86,7 +86,7 @@ fn a_full_disk_is_named_intake_pauses_and_work_resumes_when_space_returns() {
     let filler = disk.fill();
     // answers say it plainly, with the path; the batch is refused whole
     let mut refused = None;
-    for round in 0..50 {
+    for round in 0..200 {
         let r = c
             .orch()
             .post("/tasks", &tasks(&format!("full{round}_"), 200).to_string());
@@ -113,7 +113,10 @@ fn a_full_disk_is_named_intake_pauses_and_work_resumes_when_space_returns() {
         "{}",
         health.text()
     );
-    assert!(c.orch().log().contains("no space left on device"));
+    let logged = || {
+        c.orch().log() + &std::fs::read_to_string(c.path("logs/elastic_orchestrator.log")).unwrap_or_default()
+    };
+    assert!(logged().contains("no space left on device"), "{}", logged());
     // a file dropped now stays where it is
     let accepted_before = c.orch().get("/stats").json()["tasks"]["total"]
         .as_u64()

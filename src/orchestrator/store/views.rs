@@ -135,11 +135,13 @@ pub type Counts = (Vec<(TaskStatus, u64)>, Vec<(Priority, TaskStatus, u64)>);
 /// Attempts per worker and how they ended (`None`: still running).
 pub type ByWorker = Vec<(String, Option<AttemptEnd>, u64)>;
 
-/// `attempt_count` is the number of attempts recorded (the list `GET
-/// /tasks/{id}` shows), not the `attempts` column: that one counts
-/// against `MAX_TASK_RETRIES` and starts again at 0 on a retry.
+/// `attempt_count` is the number of attempts in the list `GET
+/// /tasks/{id}` shows, but refusals (nothing ran there); not the
+/// `attempts` column: that one counts against `MAX_TASK_RETRIES` and
+/// starts again at 0 on a retry.
 const VIEW_COLUMNS: &str = "task_id, status, priority, algorithm, kernel, body, source, created_at,
-    (SELECT COUNT(*) FROM attempts WHERE attempts.task_id = tasks.task_id),
+    (SELECT COUNT(*) FROM attempts WHERE attempts.task_id = tasks.task_id
+        AND (outcome IS NULL OR outcome <> 'refused')),
     worker_id, started_at, finished_at, next_attempt_at, error, result, results_file";
 
 fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskView> {
