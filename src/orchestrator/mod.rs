@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod api;
+pub mod board;
 pub mod config;
 pub mod config_watcher;
 pub mod file_watcher;

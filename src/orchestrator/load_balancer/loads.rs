@@ -15,6 +15,7 @@ use super::placement::place_batch;
 use super::strategy::{Load, RoundRobin, Strategy};
 use super::{Explanation, WorkerReason};
 use crate::model::{KernelName, Priority, WorkerId};
+use crate::orchestrator::board::LoadRow;
 
 /// Seconds of work per slot kept waiting on a worker.
 const PREFETCH_SECONDS: f64 = 0.05;
@@ -80,19 +81,6 @@ impl ToPlace {
             steps: self.size.1,
         }
     }
-}
-
-/// The load half of a worker's `GET /workers` row.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LoadRow {
-    pub in_flight: usize,
-    pub running: usize,
-    pub backlog: usize,
-    pub prefetch: usize,
-    pub load: f64,
-    pub completed: u64,
-    pub failed: u64,
-    pub mean_execution_time: Option<f64>,
 }
 
 /// One worker as placement sees it.

@@ -15,7 +15,6 @@
 //! task takes on each worker, from speeds learned from results
 //! (`expected.rs`), and places each batch largest first within a priority.
 
-mod board;
 mod expected;
 mod loads;
 mod membership;
@@ -28,24 +27,22 @@ mod strategy;
 mod tests;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use serde::Serialize;
 
-pub use self::board::{MemberRow, WorkerBoard, WorkerInfo, WorkerState};
 pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
-pub use self::loads::{Ended, LoadRow, Loads, MemberView, Released, ToPlace};
+pub use self::loads::{Ended, Loads, MemberView, Released, ToPlace};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
 pub use self::placement::place_batch;
 use self::slot::{Drain, Slot};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
+pub use crate::orchestrator::board::{LoadRow, MemberRow, WorkerBoard, WorkerInfo, WorkerState};
 
-use super::task_queue::{AttemptOutcome, AttemptsStarted, Roster};
-use super::worker_proxy::{ProxySettings, WorkerProxy};
-use crate::model::KernelName;
+use super::worker_proxy::{AttemptOutcome, AttemptsStarted, ProxySettings, WorkerProxy};
+pub use super::worker_proxy::{Heartbeat, WorkerFull, WorkerUpdate};
 pub use crate::model::WorkerId;
 use crate::orchestrator::config::{Balancing, WorkerEntry};
 use crate::orchestrator::store::Store;
@@ -225,22 +222,6 @@ impl Handler<Wire> for LoadBalancer {
     }
 }
 
-/// Sent by a WorkerProxy when its worker comes up, goes down or reports
-/// its own capacity and algorithms.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WorkerUpdate {
-    pub worker_id: WorkerId,
-    pub state: WorkerState,
-    /// Why it is in that state (none when up).
-    pub reason: Option<String>,
-    pub capacity: usize,
-    /// The most tasks it keeps waiting for a slot (`/status` `max_backlog`).
-    pub backlog_limit: usize,
-    pub kernels: Vec<KernelName>,
-    pub heartbeat: Option<SystemTime>,
-}
-
 impl Handler<WorkerUpdate> for LoadBalancer {
     type Result = ();
     fn handle(&mut self, msg: WorkerUpdate, _: &mut Self::Context) {
@@ -286,14 +267,6 @@ impl Handler<WorkerUpdate> for LoadBalancer {
     }
 }
 
-/// Sent by WorkerProxy on each heartbeat: only the time.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Heartbeat {
-    pub worker_id: WorkerId,
-    pub at: SystemTime,
-}
-
 impl Handler<Heartbeat> for LoadBalancer {
     type Result = ();
     fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) {
@@ -306,13 +279,14 @@ impl Handler<Heartbeat> for LoadBalancer {
     }
 }
 
-/// Sent by a WorkerProxy when its worker answered 429: no more tasks to it
-/// for `retry_after`.
+/// Sent by membership (the LoadBalancer) whenever a worker came, went or
+/// changed in a way that matters to placement: every worker in order,
+/// and the proxies that carry their attempts.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct WorkerFull {
-    pub worker_id: WorkerId,
-    pub retry_after: Duration,
+pub struct Roster {
+    pub views: Vec<MemberView>,
+    pub proxies: Vec<(WorkerId, Addr<WorkerProxy>)>,
 }
 
 /// Sent by the core when a draining worker holds nothing any more: it

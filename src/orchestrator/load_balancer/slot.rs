@@ -6,9 +6,9 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 
-use super::board::{MemberRow, WorkerInfo, WorkerState};
 use super::loads::MemberView;
 use crate::model::{KernelName, WorkerId};
+use crate::orchestrator::board::{MemberRow, WorkerInfo, WorkerState};
 use crate::orchestrator::config::WorkerEntry;
 use crate::orchestrator::worker_proxy::WorkerProxy;
 use crate::protocol::MemberSource;

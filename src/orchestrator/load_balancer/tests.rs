@@ -1,5 +1,7 @@
 //! LoadBalancer unit tests: placement, strategies, membership changes.
 
+use std::time::Duration;
+
 use super::*;
 
 fn entry(id: &str, port: u16) -> WorkerEntry {

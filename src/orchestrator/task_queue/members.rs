@@ -5,20 +5,8 @@
 use actix::prelude::*;
 
 use super::{ProxyPeer, TaskQueue};
-use crate::model::WorkerId;
-use crate::orchestrator::load_balancer::{MemberView, WorkerFull};
-use crate::orchestrator::worker_proxy::WorkerProxy;
+use crate::orchestrator::load_balancer::{Roster, WorkerFull};
 use crate::util::time::unix_now;
-
-/// Sent by membership (the LoadBalancer) whenever a worker came, went or
-/// changed in a way that matters to placement: every worker in order,
-/// and the proxies that carry their attempts.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Roster {
-    pub views: Vec<MemberView>,
-    pub proxies: Vec<(WorkerId, Addr<WorkerProxy>)>,
-}
 
 impl Handler<Roster> for TaskQueue {
     type Result = ();

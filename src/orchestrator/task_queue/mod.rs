@@ -45,6 +45,7 @@ mod members;
 mod metrics_tests;
 mod outcome;
 mod queries;
+mod results;
 #[cfg(test)]
 mod size_tests;
 #[cfg(test)]
@@ -56,17 +57,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+pub use crate::orchestrator::worker_proxy::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 pub use dispatch::Dispatched;
 pub use live::{Effects, LiveTasks, Place, RetryPolicy};
-pub use members::Roster;
-pub use outcome::OutcomeKind;
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
+pub use results::{FailuresPending, RecordResult};
 
 use super::activity::Activity;
 use super::load_balancer::{Loads, WorkerBoard, WorkerIdle};
-use super::results_store::{FailuresPending, RecordResult};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
-use crate::model::{AttemptId, KernelName, Task, TaskId, TaskStatus, WorkerId};
+use crate::model::{KernelName, Task, TaskId, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{
     CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store,
@@ -462,16 +462,6 @@ impl Handler<SubmitStaged> for TaskQueue {
     }
 }
 
-/// Sent by a WorkerProxy for every attempt it was given (or adopted).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AttemptOutcome {
-    pub task_id: TaskId,
-    pub attempt_id: AttemptId,
-    pub worker_id: WorkerId,
-    pub kind: OutcomeKind,
-}
-
 impl Handler<AttemptOutcome> for TaskQueue {
     type Result = ();
 
@@ -484,15 +474,6 @@ impl Handler<AttemptOutcome> for TaskQueue {
         self.try_dispatch(ctx);
         self.live.metrics.attempt_reported();
     }
-}
-
-/// Sent by a WorkerProxy: these attempts took a slot on its worker (they
-/// were sent ahead and waited there until now, or were just sent).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AttemptsStarted {
-    pub worker_id: WorkerId,
-    pub attempts: Vec<(TaskId, AttemptId)>,
 }
 
 impl Handler<AttemptsStarted> for TaskQueue {

@@ -3,28 +3,11 @@
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
 use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
+use super::OutcomeKind;
 use crate::model::{AttemptEnd, AttemptId, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::activity::EndedAttempt;
 use crate::orchestrator::store::Change;
 use crate::util::time::iso_at;
-
-/// How an attempt ended, as a WorkerProxy saw it.
-#[derive(Debug)]
-pub enum OutcomeKind {
-    /// The worker's result (completed, failed or cancelled there).
-    Result(Box<TaskResult>),
-    /// The attempt failed without a usable result.
-    Failed(String),
-    /// The worker was lost while running it.
-    Lost(String),
-    /// Nothing ran (429, 503, no connection): not an attempt.
-    Refused(String),
-    TimedOut(String),
-    /// A result that is not for the attempt this orchestrator issued (no
-    /// attempt id, another one): a run somebody posted to the worker by
-    /// hand, or a stray. Never recorded; the attempt counts as lost.
-    Forged(String),
-}
 
 /// Why a worker's result is not for the stored task (another algorithm
 /// as written, other parameters), or `None` when it is. The task's body

@@ -1,6 +1,7 @@
-//! What `GET /workers` shows of each worker, and the [`WorkerBoard`] the
-//! LoadBalancer publishes it on: a concurrent map (dashmap) the API reads
-//! from any thread without a message to the actor.
+//! What `GET /workers` shows of each worker, and the [`WorkerBoard`] it is
+//! published on: a concurrent map (dashmap) that membership and the core
+//! write and the API and the metrics read from any thread without a
+//! message to an actor.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -8,7 +9,6 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use serde::Serialize;
 
-use super::loads::LoadRow;
 use crate::model::{KernelName, WorkerId};
 use crate::protocol::MemberSource;
 
@@ -85,6 +85,19 @@ pub struct WorkerInfo {
     pub last_heartbeat: Option<String>,
     pub tasks_completed: u64,
     pub tasks_failed: u64,
+    pub mean_execution_time: Option<f64>,
+}
+
+/// The load half of a worker's `GET /workers` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadRow {
+    pub in_flight: usize,
+    pub running: usize,
+    pub backlog: usize,
+    pub prefetch: usize,
+    pub load: f64,
+    pub completed: u64,
+    pub failed: u64,
     pub mean_execution_time: Option<f64>,
 }
 
