@@ -36,7 +36,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::model::{Priority, TaskStatus, WorkerId};
-use crate::orchestrator::load_balancer::{WorkerInfo, WorkerState};
+use crate::orchestrator::board::{WorkerInfo, WorkerState};
 use crate::util::prometheus::{
     duration_histogram, encode, KernelLabel, OutcomeLabels, StateLabel, StatusLabels, WorkerLabel,
 };

@@ -1,11 +1,13 @@
 //! The orchestrator (the seed's `elastic_orchestrator_v6.py`): opens the
 //! durable queue, reconciles what a crash left, wires the actor tree
-//! (FileWatcher → TaskQueue ↔ LoadBalancer → WorkerProxy per worker;
-//! ResultsStore) and the REST API. [`shutdown`] owns the stop order: stop
+//! (FileWatcher → TaskQueue, whose core places tasks itself → WorkerProxy
+//! per worker; LoadBalancer, the membership, which starts the proxies and
+//! tells TaskQueue of workers; ResultsStore) and the REST API. [`shutdown`] owns the stop order: stop
 //! intake, write results, acknowledge, commit.
 
 pub mod activity;
 pub mod api;
+pub mod board;
 pub mod config;
 pub mod config_watcher;
 pub mod file_watcher;
@@ -39,7 +41,9 @@ use crate::orchestrator::api::{self as routes, OrchestratorApi};
 use crate::orchestrator::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::orchestrator::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
 use crate::orchestrator::file_watcher::{FileWatcher, StopWatching, WatchSettings};
-use crate::orchestrator::load_balancer::{JoinedMember, LoadBalancer, Proxies, Wire, WorkerBoard};
+use crate::orchestrator::load_balancer::{
+    strategy, JoinedMember, LoadBalancer, Loads, Proxies, Wire, WorkerBoard,
+};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::progress_poller::ProgressPoller;
 use crate::orchestrator::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
@@ -224,6 +228,9 @@ pub fn start(
     let lb = LoadBalancer::with_members(workers, &joined, settings.balancing);
     let every_worker = lb.entries();
     let board = lb.board();
+    // the core knows every worker before it adopts their running tasks
+    let mut loads = Loads::new(strategy(settings.balancing));
+    loads.roster(lb.views());
     let lb = lb.start();
     let results = ResultsStore::new(
         store.clone(),
@@ -257,7 +264,7 @@ pub fn start(
         ProgressPoller::new(settings.token.as_ref(), settings.tls.client.clone()).start(),
     ));
     let queue = {
-        let (store, lb, results) = (store.clone(), lb.clone(), results.clone());
+        let (store, lb, results, board) = (store.clone(), lb.clone(), results.clone(), board.clone());
         let proxy_settings = proxy_settings.clone();
         let metrics = Arc::clone(&metrics);
         let workers = every_worker;
@@ -271,7 +278,7 @@ pub fn start(
                     started: me.clone().recipient(),
                     heartbeats: lb.clone().recipient(),
                     updates: lb.clone().recipient(),
-                    full: lb.clone().recipient(),
+                    full: me.clone().recipient(),
                 };
                 let proxy = WorkerProxy::new(w.clone(), proxy_settings.clone(), peers).start();
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
@@ -282,13 +289,16 @@ pub fn start(
                 Peers::new(&lb, &results, by_id),
                 queue_settings,
                 boot,
+                loads,
+                board,
                 metrics,
                 activity,
             )
         })
     };
     lb.do_send(Wire {
-        queue: queue.clone().recipient(),
+        core: queue.clone().recipient(),
+        full: queue.clone().recipient(),
         proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         outcomes: queue.clone().recipient(),
         started: queue.clone().recipient(),

@@ -33,8 +33,8 @@ impl LoadBalancer {
             outcomes: maker.outcomes.clone(),
             started: maker.started.clone(),
             heartbeats: me.clone().recipient(),
-            updates: me.clone().recipient(),
-            full: me.recipient(),
+            updates: me.recipient(),
+            full: maker.full.clone(),
         };
         let w = &mut self.workers[i];
         w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings.clone(), peers).start());
@@ -54,9 +54,10 @@ impl LoadBalancer {
     /// Removes worker `i` now; its proxy is returned (not yet retired).
     fn remove(&mut self, i: usize) -> Slot {
         let slot = self.workers.remove(i);
+        // the core forgets its load and speeds (a worker that comes back
+        // under this id may be another machine) on the roster this sends
         self.reindex();
-        // a worker that comes back under this id may be another machine
-        self.expected.forget(&slot.id);
+        self.tell_core();
         if slot.source == MemberSource::Joined {
             self.forget_member(&slot.id);
         }
@@ -85,12 +86,14 @@ impl LoadBalancer {
     }
 
     /// A draining worker that has become idle: drained (kept), removed, or
-    /// replaced by a proxy at its new address.
+    /// replaced by a proxy at its new address. Called when the core says
+    /// it holds nothing ([`super::WorkerIdle`]): after the core has seen
+    /// the drain, so nothing new is placed there meanwhile.
     pub(super) fn settle(&mut self, i: usize, me: Addr<Self>) {
-        let w = &self.workers[i];
-        if w.in_flight > 0 {
+        if self.in_flight(i) > 0 {
             return;
         }
+        let w = &self.workers[i];
         match w.drain.clone() {
             None => {}
             Some(Drain::Asked) => {
@@ -121,7 +124,6 @@ impl LoadBalancer {
                 w.kernels = w.entry.kernels();
                 w.state = WorkerState::Unknown;
                 w.state_reason = None;
-                w.cooldown_until = None;
                 w.drain = None;
                 self.start_proxy(i, me);
                 self.remember_member(i);
@@ -135,6 +137,7 @@ impl LoadBalancer {
     /// address once the worker is idle.
     fn update_entry(&mut self, i: usize, entry: WorkerEntry, me: Addr<Self>) {
         let w = &mut self.workers[i];
+        let was_draining = w.drain.is_some();
         if w.entry == entry {
             if matches!(w.drain, Some(Drain::Replace(_))) {
                 w.drain = None; // moved back before the move happened
@@ -159,9 +162,17 @@ impl LoadBalancer {
                 p.do_send(UpdateEntry { entry });
             }
         }
-        self.settle(i, me);
         self.changed(i);
-        self.notify_room();
+        self.settle_if_drained(i, was_draining, me);
+    }
+
+    /// Worker `i` was already draining (the core places nothing there) and
+    /// holds nothing: a new reason to drain settles it now, as the core
+    /// tells only of workers that have just become idle.
+    fn settle_if_drained(&mut self, i: usize, was_draining: bool, me: Addr<Self>) {
+        if was_draining && self.workers[i].drain.is_some() && self.in_flight(i) == 0 {
+            self.settle(i, me);
+        }
     }
 }
 
@@ -183,16 +194,16 @@ impl Handler<ApplyConfig> for LoadBalancer {
             let w = &mut self.workers[i];
             if w.source == MemberSource::Config && !ids.contains(&w.entry.id) {
                 tracing::info!(worker = %w.id, "removed from the workers file: draining");
+                let was_draining = w.drain.is_some();
                 w.drain = Some(Drain::Leave);
                 self.changed(i);
-                self.settle(i, me.clone());
+                self.settle_if_drained(i, was_draining, me.clone());
             }
         }
         for entry in msg.entries {
             match self.by_id.get(entry.id.as_str()).copied() {
                 None => {
                     self.add(Slot::new(entry, MemberSource::Config, None), me.clone());
-                    self.notify_room();
                 }
                 Some(i) => {
                     let w = &mut self.workers[i];
@@ -226,7 +237,7 @@ impl Handler<ApplyConfig> for LoadBalancer {
         order.extend(rest);
         self.workers = order;
         self.reindex();
-        self.notify_room();
+        self.tell_core();
     }
 }
 
@@ -313,19 +324,20 @@ pub struct DrainWorker {
 
 impl Handler<DrainWorker> for LoadBalancer {
     type Result = Option<WorkerState>;
-    fn handle(&mut self, msg: DrainWorker, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: DrainWorker, _: &mut Self::Context) -> Self::Result {
         let i = *self.by_id.get(msg.id.as_str())?;
+        let in_flight = self.in_flight(i);
         let w = &mut self.workers[i];
         if w.drain.is_none() {
-            tracing::info!(worker = %w.id, in_flight = w.in_flight, "draining on request");
+            tracing::info!(worker = %w.id, in_flight, "draining on request");
             w.drain = Some(match w.source {
                 MemberSource::Config => Drain::Asked,
                 MemberSource::Joined => Drain::Leave,
             });
         }
-        let state = w.visible_state();
+        let state = w.visible_state(in_flight);
+        // settled when the core, having seen the drain, says it is idle
         self.changed(i);
-        self.settle(i, ctx.address());
         Some(state)
     }
 }
@@ -342,14 +354,14 @@ impl Handler<ResumeWorker> for LoadBalancer {
     type Result = Option<WorkerState>;
     fn handle(&mut self, msg: ResumeWorker, _: &mut Self::Context) -> Self::Result {
         let i = *self.by_id.get(msg.id.as_str())?;
+        let in_flight = self.in_flight(i);
         let w = &mut self.workers[i];
         if matches!(w.drain, Some(Drain::Asked | Drain::Leave)) {
             tracing::info!(worker = %w.id, "resumed");
             w.drain = None;
         }
-        let state = w.visible_state();
+        let state = w.visible_state(in_flight);
         self.changed(i);
-        self.notify_room();
         Some(state)
     }
 }
@@ -373,7 +385,8 @@ impl Handler<RemoveWorker> for LoadBalancer {
         if self.workers[i].source == MemberSource::Config {
             tracing::warn!(worker = %msg.id, "a configured worker was removed; it comes back when the workers file is edited or the orchestrator restarts");
         }
-        Some(self.remove(i).proxy)
+        let proxy = self.remove(i).proxy;
+        Some(proxy)
     }
 }
 

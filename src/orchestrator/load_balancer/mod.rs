@@ -1,21 +1,22 @@
-//! LoadBalancer: knows every worker's state (from its WorkerProxy) and load
-//! (from TaskQueue's assignments and releases), and places tasks: only on a
-//! worker that is up, has a free slot and runs the task's kernel, chosen
-//! among those by the [`Strategy`] of `LOAD_BALANCING_ALGORITHM`. A task
-//! whose attempt failed on a worker avoids it while another capable
-//! worker exists ([`ToPlace::avoid`]). Workers come and go while running
-//! (config edits, joins, drains): see `membership.rs`.
+//! LoadBalancer: worker membership. It knows every worker (configured,
+//! joined), its state as its WorkerProxy reports it, and its drain; it
+//! starts and retires proxies (`membership.rs`). Placement is not here:
+//! the core (TaskQueue's `LiveTasks`) places tasks synchronously on the
+//! [`Loads`] it keeps, which this actor feeds with a [`Roster`] whenever
+//! a worker changes in a way that matters to placement. The core answers
+//! [`WorkerIdle`] when a draining worker holds nothing, and this actor
+//! settles it (drained, removed or moved).
 //!
 //! Every change to a worker's row is published to a [`WorkerBoard`], a
-//! concurrent map the API reads for `GET /workers` without a round trip
-//! through this actor's mailbox (busy with placements under load).
+//! concurrent map the API reads for `GET /workers` without a message; the
+//! core publishes the load half of each row there.
 //!
-//! For `shortest_expected_finish` it also predicts how long each task
-//! takes on each worker, from speeds learned from results
+//! For `shortest_expected_finish` the core also predicts how long each
+//! task takes on each worker, from speeds learned from results
 //! (`expected.rs`), and places each batch largest first within a priority.
 
-mod board;
 mod expected;
+mod loads;
 mod membership;
 mod placement;
 #[cfg(test)]
@@ -26,24 +27,23 @@ mod strategy;
 mod tests;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use serde::Serialize;
 
-pub use self::board::{WorkerBoard, WorkerInfo, WorkerState};
 pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
+pub use self::loads::{Ended, Loads, MemberView, Released, ToPlace};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
 pub use self::placement::place_batch;
 use self::slot::{Drain, Slot};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
+pub use crate::orchestrator::board::{LoadRow, MemberRow, WorkerBoard, WorkerInfo, WorkerState};
 
-use super::task_queue::{AttemptOutcome, AttemptsStarted, CapacityAvailable};
-use super::worker_proxy::{ProxySettings, WorkerProxy};
+use super::worker_proxy::{AttemptOutcome, AttemptsStarted, ProxySettings, WorkerProxy};
+pub use super::worker_proxy::{Heartbeat, WorkerFull, WorkerUpdate};
 pub use crate::model::WorkerId;
-use crate::model::{KernelName, Priority};
 use crate::orchestrator::config::{Balancing, WorkerEntry};
 use crate::orchestrator::store::Store;
 use crate::protocol::MemberSource;
@@ -54,6 +54,7 @@ struct ProxyMaker {
     settings: ProxySettings,
     outcomes: Recipient<AttemptOutcome>,
     started: Recipient<AttemptsStarted>,
+    full: Recipient<WorkerFull>,
 }
 
 pub struct LoadBalancer {
@@ -61,8 +62,9 @@ pub struct LoadBalancer {
     /// held within one message: a removal shifts them (`by_id` is rebuilt).
     workers: Vec<Slot>,
     by_id: HashMap<WorkerId, usize>,
-    strategy: Box<dyn Strategy>,
-    queue: Option<Recipient<CapacityAvailable>>,
+    balancing: Balancing,
+    /// The core: told of every change that matters to placement.
+    core: Option<Recipient<Roster>>,
     maker: Option<ProxyMaker>,
     /// Where joined members are kept across restarts.
     store: Option<Store>,
@@ -72,11 +74,6 @@ pub struct LoadBalancer {
     /// restarts.
     drained_members: HashMap<WorkerId, String>,
     board: WorkerBoard,
-    /// Learned speeds and what each worker holds, for strategies that
-    /// [`Strategy::uses_estimates`].
-    expected: Expected,
-    /// The clock of `expected`: seconds since this instant.
-    epoch: Instant,
 }
 
 impl LoadBalancer {
@@ -104,18 +101,16 @@ impl LoadBalancer {
         let mut lb = Self {
             workers,
             by_id: HashMap::new(),
-            strategy: strategy(balancing),
-            queue: None,
+            balancing,
+            core: None,
             maker: None,
             store: None,
             drained_members: HashMap::new(),
             board,
-            expected: Expected::new(),
-            epoch: Instant::now(),
         };
         lb.reindex();
-        for i in 0..lb.workers.len() {
-            lb.changed(i);
+        for w in &lb.workers {
+            lb.board.publish(&w.id, w.info());
         }
         lb
     }
@@ -131,6 +126,18 @@ impl LoadBalancer {
         self.board.clone()
     }
 
+    /// What placement needs of every worker, in order, as if each had a
+    /// proxy (for the core's first roster, before the proxies start).
+    pub fn views(&self) -> Vec<MemberView> {
+        self.workers
+            .iter()
+            .map(|w| MemberView {
+                reachable: true,
+                ..w.view()
+            })
+            .collect()
+    }
+
     /// Rebuilds `by_id` and the board's order after workers were added,
     /// removed or reordered.
     fn reindex(&mut self) {
@@ -144,76 +151,30 @@ impl LoadBalancer {
             .reorder(self.workers.iter().map(|w| w.id.clone()).collect());
     }
 
-    /// Publishes worker `i`'s row after a change.
+    /// Publishes worker `i`'s row after a change, and tells the core.
     fn changed(&self, i: usize) {
         let w = &self.workers[i];
         self.board.publish(&w.id, w.info());
+        self.tell_core();
     }
 
-    fn loads(&self) -> Vec<Load> {
-        self.workers
-            .iter()
-            .map(|w| Load {
-                in_flight: w.in_flight,
-                capacity: w.capacity.max(1),
-                expected_finish: 0.0,
-            })
-            .collect()
-    }
-
-    fn notify_room(&self) {
-        if let Some(q) = &self.queue {
-            q.do_send(CapacityAvailable);
-        }
-    }
-
-    /// Why a task of `kernel` cannot be placed now, and per worker why not.
-    fn explain(&self, kernel: &str) -> Explanation {
-        let now = Instant::now();
-        let mut per_worker = Vec::new();
-        let (mut capable, mut capable_up, mut room) = (0, 0, 0);
-        for w in &self.workers {
-            let why = if !w.kernels.iter().any(|k| *k == kernel) {
-                let runs: Vec<&str> = w.kernels.iter().map(|k| k.as_str()).collect();
-                format!("does not run {kernel} (runs {})", runs.join(", "))
-            } else {
-                capable += 1;
-                if !w.takes_tasks() {
-                    format!("is {}", w.state_text())
-                } else {
-                    capable_up += 1;
-                    if w.in_flight >= w.window() {
-                        format!(
-                            "is full ({}/{} tasks running, {} more sent ahead)",
-                            w.running(),
-                            w.capacity,
-                            w.in_flight - w.running()
-                        )
-                    } else if w.cooldown_until.is_some_and(|t| t > now) {
-                        "said it was full (429); waiting before sending more".to_string()
-                    } else {
-                        room += 1;
-                        format!("has room ({}/{} tasks running)", w.running(), w.capacity)
-                    }
-                }
-            };
-            per_worker.push(WorkerReason {
-                worker_id: w.id.clone(),
-                reason: why,
+    /// Sends the core the whole list: small, and changes are rare.
+    fn tell_core(&self) {
+        if let Some(core) = &self.core {
+            core.do_send(Roster {
+                views: self.workers.iter().map(Slot::view).collect(),
+                proxies: self
+                    .workers
+                    .iter()
+                    .filter_map(|w| w.proxy.clone().map(|p| (w.id.clone(), p)))
+                    .collect(),
             });
         }
-        let summary = if capable == 0 {
-            format!(
-                "no configured worker runs {kernel}; add it to a worker's algorithms in config_workers.json, or start one with --join"
-            )
-        } else if capable_up == 0 {
-            format!("every worker that runs {kernel} is down or draining")
-        } else if room == 0 {
-            format!("every worker that runs {kernel} is busy")
-        } else {
-            "a worker has room; the task is about to be dispatched".into()
-        };
-        Explanation { summary, per_worker }
+    }
+
+    /// Attempts in flight on worker `i`, as the core last published.
+    fn in_flight(&self, i: usize) -> usize {
+        self.board.in_flight(&self.workers[i].id)
     }
 }
 
@@ -221,12 +182,14 @@ impl Actor for LoadBalancer {
     type Context = Context<Self>;
 }
 
-/// Sent once at start-up: who to tell when room appears, each worker's
+/// Sent once at start-up: the core to tell of changes, each worker's
 /// proxy, and what a proxy started later needs.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wire {
-    pub queue: Recipient<CapacityAvailable>,
+    pub core: Recipient<Roster>,
+    /// Where a proxy reports 429s (the core).
+    pub full: Recipient<WorkerFull>,
     pub proxies: Vec<(String, Addr<WorkerProxy>)>,
     pub outcomes: Recipient<AttemptOutcome>,
     pub started: Recipient<AttemptsStarted>,
@@ -237,11 +200,12 @@ pub struct Wire {
 impl Handler<Wire> for LoadBalancer {
     type Result = ();
     fn handle(&mut self, msg: Wire, ctx: &mut Self::Context) {
-        self.queue = Some(msg.queue);
+        self.core = Some(msg.core);
         self.maker = Some(ProxyMaker {
             settings: msg.settings,
             outcomes: msg.outcomes,
             started: msg.started,
+            full: msg.full,
         });
         self.store = msg.store;
         for (id, proxy) in msg.proxies {
@@ -254,23 +218,8 @@ impl Handler<Wire> for LoadBalancer {
                 self.start_proxy(i, ctx.address());
             }
         }
+        self.tell_core();
     }
-}
-
-/// Sent by a WorkerProxy when its worker comes up, goes down or reports
-/// its own capacity and algorithms.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WorkerUpdate {
-    pub worker_id: WorkerId,
-    pub state: WorkerState,
-    /// Why it is in that state (none when up).
-    pub reason: Option<String>,
-    pub capacity: usize,
-    /// The most tasks it keeps waiting for a slot (`/status` `max_backlog`).
-    pub backlog_limit: usize,
-    pub kernels: Vec<KernelName>,
-    pub heartbeat: Option<SystemTime>,
 }
 
 impl Handler<WorkerUpdate> for LoadBalancer {
@@ -302,223 +251,57 @@ impl Handler<WorkerUpdate> for LoadBalancer {
         if msg.heartbeat.is_some() {
             w.last_heartbeat = msg.heartbeat;
         }
-        if !up {
-            // its attempts are reported lost by the proxy, one by one
-            w.cooldown_until = None;
-        }
+        // down: its attempts are reported lost by the proxy, one by one;
+        // up: the core dispatches on the roster this sends
         if up && !was_up && w.drain.is_none() {
             tracing::info!(worker = %w.id, capacity = w.capacity, kernels = ?w.kernels, "worker up");
-            self.notify_room();
         } else if !up && was_up {
             if msg.state == WorkerState::Draining {
                 tracing::info!(worker = %w.id, "worker shutting down: no new tasks; its running tasks finish");
             } else {
-                tracing::warn!(worker = %w.id, state = %w.state_text(), "worker down");
+                let state = w.state_text(self.board.in_flight(&w.id));
+                tracing::warn!(worker = %w.id, %state, "worker down");
             }
         }
         self.changed(i);
     }
-}
-
-/// Sent by WorkerProxy on each heartbeat: only the time.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Heartbeat {
-    pub worker_id: WorkerId,
-    pub at: SystemTime,
 }
 
 impl Handler<Heartbeat> for LoadBalancer {
     type Result = ();
     fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
-            self.workers[i].last_heartbeat = Some(msg.at);
-            self.changed(i);
+            let w = &mut self.workers[i];
+            w.last_heartbeat = Some(msg.at);
+            // nothing placement needs: the board only
+            self.board.publish(&w.id, w.info());
         }
     }
 }
 
-/// A placement: which worker, through which proxy.
-#[derive(Clone)]
-pub struct Placement {
-    pub worker_id: WorkerId,
-    pub proxy: Addr<WorkerProxy>,
-}
-
-/// One task to place: its kernel, and the workers its earlier attempts
-/// failed on (avoided while another capable worker exists); its priority
-/// rank and size (N, steps) for `shortest_expected_finish`.
-#[derive(Debug, Clone)]
-pub struct ToPlace {
-    pub kernel: KernelName,
-    pub avoid: Vec<WorkerId>,
-    pub priority: Priority,
-    pub size: (u64, u64),
-}
-
-impl ToPlace {
-    pub fn task_size(&self) -> TaskSize {
-        TaskSize {
-            kernel: self.kernel,
-            particles: self.size.0,
-            steps: self.size.1,
-        }
-    }
-}
-
-/// Sent by TaskQueue: place these tasks, in this order. Answers one entry
-/// per task; a placed task counts as in flight on its worker until
-/// [`Release`].
-#[derive(Message)]
-#[rtype(result = "Vec<Option<Placement>>")]
-pub struct Assign {
-    pub tasks: Vec<ToPlace>,
-}
-
-impl Handler<Assign> for LoadBalancer {
-    type Result = MessageResult<Assign>;
-    fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
-        let now = Instant::now();
-        let workers = &self.workers;
-        let capable = |k: usize, i: usize| {
-            let w = &workers[i];
-            w.proxy.is_some() && w.kernels.contains(&msg.tasks[k].kernel) && w.takes_tasks()
-        };
-        let avoided = |k: usize, i: usize| msg.tasks[k].avoid.contains(&workers[i].id);
-        let room = |i: usize, loads: &[Load]| {
-            loads[i].in_flight < workers[i].window() && workers[i].cooldown_until.is_none_or(|t| t <= now)
-        };
-        // another capable worker: wait for it rather than go back to one
-        // that failed the task; only when none exists, go back
-        let elsewhere: Vec<bool> = (0..msg.tasks.len())
-            .map(|k| (0..workers.len()).any(|i| capable(k, i) && !avoided(k, i)))
-            .collect();
-        let allowed = |k: usize, i: usize, loads: &[Load]| {
-            capable(k, i) && room(i, loads) && !(elsewhere[k] && avoided(k, i))
-        };
-        let ids: Vec<WorkerId> = workers.iter().map(|w| w.id.clone()).collect();
-        let tasks: Vec<(Priority, TaskSize)> =
-            msg.tasks.iter().map(|t| (t.priority, t.task_size())).collect();
-        let mut loads = self.loads();
-        let at = self.epoch.elapsed().as_secs_f64();
-        let picks = place_batch(
-            self.strategy.as_mut(),
-            &mut self.expected,
-            &ids,
-            &mut loads,
-            &tasks,
-            at,
-            &allowed,
-        );
-        let mut out = Vec::with_capacity(picks.len());
-        for pick in picks {
-            out.push(pick.map(|i| {
-                let w = &mut self.workers[i];
-                w.in_flight += 1;
-                let placement = Placement {
-                    worker_id: w.id.clone(),
-                    proxy: w.proxy.clone().expect("eligible workers have a proxy"),
-                };
-                self.changed(i);
-                placement
-            }));
-        }
-        MessageResult(out)
-    }
-}
-
-/// How an attempt ended, for the per-worker counts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Ended {
-    Completed {
-        seconds: f64,
-    },
-    Failed,
-    /// Not an attempt (refused, cancelled before it ran).
-    Nothing,
-}
-
-/// Sent by TaskQueue when an attempt placed on `worker_id` ends.
+/// Sent by membership (the LoadBalancer) whenever a worker came, went or
+/// changed in a way that matters to placement: every worker in order,
+/// and the proxies that carry their attempts.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Release {
-    pub worker_id: WorkerId,
-    pub ended: Ended,
-    /// The task's size, when known: what `expected.rs` learns speeds from.
-    pub size: Option<TaskSize>,
+pub struct Roster {
+    pub views: Vec<MemberView>,
+    pub proxies: Vec<(WorkerId, Addr<WorkerProxy>)>,
 }
 
-impl Handler<Release> for LoadBalancer {
-    type Result = ();
-    fn handle(&mut self, msg: Release, ctx: &mut Self::Context) {
-        let Some(&i) = self.by_id.get(&msg.worker_id) else {
-            return;
-        };
-        let w = &mut self.workers[i];
-        let now = Instant::now();
-        // TaskQueue hears of room once a worker's backlog is half spent,
-        // not at every release, so the tasks it sends travel together
-        let refill = (w.prefetch() / 2).max(1);
-        let free = |w: &Slot| w.window().saturating_sub(w.in_flight);
-        let was_short = !w.has_room(now) || free(w) < refill;
-        w.in_flight = w.in_flight.saturating_sub(1);
-        let seconds = match msg.ended {
-            Ended::Completed { seconds } => Some(seconds),
-            _ => None,
-        };
-        self.expected.released(&w.id, msg.size, seconds, w.in_flight == 0);
-        match msg.ended {
-            Ended::Completed { seconds } => {
-                w.completed += 1;
-                w.busy_secs += seconds;
-                w.learn(seconds);
-            }
-            Ended::Failed => w.failed += 1,
-            Ended::Nothing => {}
-        }
-        if was_short && w.has_room(now) && free(w) >= refill {
-            self.notify_room();
-        }
-        self.changed(i);
-        self.settle(i, ctx.address());
-    }
-}
-
-/// Sent by TaskQueue at start-up for attempts adopted from before a
-/// restart: they occupy a slot until released.
+/// Sent by the core when a draining worker holds nothing any more: it
+/// is settled (drained and kept, removed, or moved to its new address).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reserve {
+pub struct WorkerIdle {
     pub worker_id: WorkerId,
 }
 
-impl Handler<Reserve> for LoadBalancer {
+impl Handler<WorkerIdle> for LoadBalancer {
     type Result = ();
-    fn handle(&mut self, msg: Reserve, _: &mut Self::Context) {
+    fn handle(&mut self, msg: WorkerIdle, ctx: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
-            self.workers[i].in_flight += 1;
-            let at = self.epoch.elapsed().as_secs_f64();
-            self.expected.placed(&msg.worker_id, None, at);
-            self.changed(i);
-        }
-    }
-}
-
-/// Sent by a WorkerProxy when its worker answered 429: no more tasks to it
-/// for `retry_after`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WorkerFull {
-    pub worker_id: WorkerId,
-    pub retry_after: Duration,
-}
-
-impl Handler<WorkerFull> for LoadBalancer {
-    type Result = ();
-    fn handle(&mut self, msg: WorkerFull, ctx: &mut Self::Context) {
-        if let Some(&i) = self.by_id.get(&msg.worker_id) {
-            self.workers[i].cooldown_until = Some(Instant::now() + msg.retry_after);
-            ctx.run_later(msg.retry_after, |act, _| act.notify_room());
+            self.settle(i, ctx.address());
         }
     }
 }
@@ -536,20 +319,6 @@ pub struct WorkerReason {
     pub reason: String,
 }
 
-/// Sent by the API for a queued task: why is nothing running it?
-#[derive(Message)]
-#[rtype(result = "Explanation")]
-pub struct Explain {
-    pub kernel: String,
-}
-
-impl Handler<Explain> for LoadBalancer {
-    type Result = MessageResult<Explain>;
-    fn handle(&mut self, msg: Explain, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.explain(&msg.kernel))
-    }
-}
-
 /// Sent by the API, the stats writer and `orquesta status`.
 #[derive(Message)]
 #[rtype(result = "Vec<WorkerInfo>")]
@@ -558,7 +327,7 @@ pub struct Workers;
 impl Handler<Workers> for LoadBalancer {
     type Result = MessageResult<Workers>;
     fn handle(&mut self, _: Workers, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.workers.iter().map(Slot::info).collect())
+        MessageResult(self.board.list())
     }
 }
 
@@ -570,6 +339,6 @@ pub struct StrategyName;
 impl Handler<StrategyName> for LoadBalancer {
     type Result = MessageResult<StrategyName>;
     fn handle(&mut self, _: StrategyName, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.strategy.name())
+        MessageResult(strategy(self.balancing).name())
     }
 }

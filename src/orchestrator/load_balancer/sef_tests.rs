@@ -1,6 +1,7 @@
 //! LoadBalancer tests of `shortest_expected_finish`: largest first within
 //! a priority, and placement by speeds learned from releases.
 
+use super::tests::Cluster;
 use super::*;
 
 fn worker(id: &str, port: u16, capacity: usize) -> WorkerEntry {
@@ -14,14 +15,14 @@ fn worker(id: &str, port: u16, capacity: usize) -> WorkerEntry {
     }
 }
 
-/// A wired LoadBalancer with `shortest_expected_finish`, every worker up.
-async fn wired(entries: &[WorkerEntry]) -> Addr<LoadBalancer> {
-    let lb = LoadBalancer::new(entries, Balancing::ShortestExpectedFinish).start();
-    super::tests::wire_to_sink(&lb).await;
+/// A wired cluster with `shortest_expected_finish`, every worker up.
+async fn wired(entries: &[WorkerEntry]) -> Cluster {
+    let t = Cluster::wired(entries, Balancing::ShortestExpectedFinish).await;
     for e in entries {
-        super::tests::report_up(&lb, &e.id, e.capacity, vec!["optimized", "reference"]).await;
+        t.report_up(&e.id, e.capacity, vec!["optimized", "reference"])
+            .await;
     }
-    lb
+    t
 }
 
 fn task(kernel: &'static str, priority: u8, particles: u64, steps: u64, avoid: &[&str]) -> ToPlace {
@@ -34,21 +35,13 @@ fn task(kernel: &'static str, priority: u8, particles: u64, steps: u64, avoid: &
 }
 
 /// Where each task went, in the order given.
-async fn assign(lb: &Addr<LoadBalancer>, tasks: Vec<ToPlace>) -> Vec<Option<String>> {
-    let out = lb.send(Assign { tasks }).await.unwrap();
-    out.into_iter()
-        .map(|p| p.map(|p| p.worker_id.to_string()))
-        .collect()
+async fn assign(t: &Cluster, tasks: Vec<ToPlace>) -> Vec<Option<String>> {
+    t.assign(tasks).await
 }
 
-async fn completed(lb: &Addr<LoadBalancer>, worker: &str, t: &ToPlace, seconds: f64) {
-    lb.send(Release {
-        worker_id: WorkerId::new(worker),
-        ended: Ended::Completed { seconds },
-        size: Some(t.task_size()),
-    })
-    .await
-    .unwrap();
+async fn completed(t: &Cluster, worker: &str, task: &ToPlace, seconds: f64) {
+    t.release(worker, Ended::Completed { seconds }, Some(task.task_size()))
+        .await;
 }
 
 fn some(w: &str) -> Option<String> {

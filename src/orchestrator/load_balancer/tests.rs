@@ -1,5 +1,7 @@
 //! LoadBalancer unit tests: placement, strategies, membership changes.
 
+use std::time::Duration;
+
 use super::*;
 
 fn entry(id: &str, port: u16) -> WorkerEntry {
@@ -30,10 +32,8 @@ fn the_board_shows_every_worker_in_configuration_order() {
 #[test]
 fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
     actix_rt::System::new().block_on(async {
-        let lb = LoadBalancer::new(&[entry("w", 1)], Balancing::RoundRobin);
-        let board = lb.board();
-        let lb = lb.start();
-        lb.send(WorkerUpdate {
+        let t = Cluster::wired(&[entry("w", 1)], Balancing::RoundRobin).await;
+        t.lb.send(WorkerUpdate {
             worker_id: WorkerId::new("w"),
             state: WorkerState::Down,
             reason: Some("no answer for 30.0 s".into()),
@@ -44,107 +44,220 @@ fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
         })
         .await
         .unwrap();
-        let row = serde_json::to_value(board.get("w").unwrap()).unwrap();
+        let row = serde_json::to_value(t.board.get("w").unwrap()).unwrap();
         assert_eq!(row["state"], "down");
         assert_eq!(row["state_reason"], "no answer for 30.0 s");
-        let why = lb
-            .send(Explain {
-                kernel: "reference".into(),
-            })
-            .await
-            .unwrap();
+        let why = t.core.send(ExplainNow("reference")).await.unwrap();
         assert_eq!(why.per_worker[0].reason, "is down (no answer for 30.0 s)");
     });
 }
 
-/// Swallows the outcomes of proxies started in tests.
-struct Sink;
-impl Actor for Sink {
+/// The core's side as these tests need it: the [`Loads`] membership feeds
+/// with rosters, placed on and released by the tests, publishing loads
+/// and telling membership of idle workers as TaskQueue does.
+pub(super) struct TestCore {
+    loads: Loads,
+    board: WorkerBoard,
+    lb: Option<Addr<LoadBalancer>>,
+}
+
+impl Actor for TestCore {
     type Context = Context<Self>;
 }
-impl Handler<AttemptOutcome> for Sink {
+
+impl TestCore {
+    fn publish(&self, id: &WorkerId) {
+        if let Some(row) = self.loads.row(id) {
+            self.board.publish_load(id, row);
+        }
+    }
+
+    fn idle(&self, ids: Vec<WorkerId>) {
+        for worker_id in ids {
+            if let Some(lb) = &self.lb {
+                lb.do_send(WorkerIdle { worker_id });
+            }
+        }
+    }
+}
+
+impl Handler<Roster> for TestCore {
+    type Result = ();
+    fn handle(&mut self, msg: Roster, _: &mut Self::Context) {
+        let idle = self.loads.roster(msg.views);
+        let ids: Vec<WorkerId> = self.loads.ids().cloned().collect();
+        for id in &ids {
+            self.publish(id);
+        }
+        self.idle(idle);
+    }
+}
+
+impl Handler<WorkerFull> for TestCore {
+    type Result = ();
+    fn handle(&mut self, _: WorkerFull, _: &mut Self::Context) {}
+}
+
+impl Handler<AttemptOutcome> for TestCore {
     type Result = ();
     fn handle(&mut self, _: AttemptOutcome, _: &mut Self::Context) {}
 }
-impl Handler<crate::orchestrator::task_queue::AttemptsStarted> for Sink {
+
+impl Handler<crate::orchestrator::task_queue::AttemptsStarted> for TestCore {
     type Result = ();
     fn handle(&mut self, _: crate::orchestrator::task_queue::AttemptsStarted, _: &mut Self::Context) {}
 }
-impl Handler<CapacityAvailable> for Sink {
-    type Result = ();
-    fn handle(&mut self, _: CapacityAvailable, _: &mut Self::Context) {}
-}
 
-/// Wires `lb` to a sink that swallows what it and its proxies send.
-pub(super) async fn wire_to_sink(lb: &Addr<LoadBalancer>) {
-    let sink = Sink.start();
-    lb.send(Wire {
-        queue: sink.clone().recipient(),
-        proxies: Vec::new(),
-        outcomes: sink.clone().recipient(),
-        started: sink.recipient(),
-        settings: ProxySettings {
-            heartbeat_interval: Duration::from_secs(60),
-            worker_timeout: Duration::from_secs(60),
-            task_timeout: None,
-            token: None,
-            tls: None,
-            metrics: Default::default(),
-            max_result_bytes: 16 << 20,
-        },
-        store: None,
-    })
-    .await
-    .unwrap();
-}
+/// Place these tasks now.
+#[derive(Message)]
+#[rtype(result = "Vec<Option<WorkerId>>")]
+pub(super) struct PlaceNow(pub Vec<ToPlace>);
 
-/// Reports worker `id` up with `capacity` slots and `kernels`, taking no
-/// work ahead (placements fill slots only).
-pub(super) async fn report_up(
-    lb: &Addr<LoadBalancer>,
-    id: &str,
-    capacity: usize,
-    kernels: Vec<&'static str>,
-) {
-    lb.send(WorkerUpdate {
-        worker_id: WorkerId::new(id),
-        state: WorkerState::Up,
-        reason: None,
-        capacity,
-        backlog_limit: 0,
-        kernels: kernels.into_iter().map(Into::into).collect(),
-        heartbeat: None,
-    })
-    .await
-    .unwrap();
-}
-
-/// A wired LoadBalancer whose workers `up` are reported up.
-async fn wired(entries: &[WorkerEntry], up: &[&str]) -> (Addr<LoadBalancer>, WorkerBoard) {
-    let lb = LoadBalancer::new(entries, Balancing::LeastLoaded);
-    let board = lb.board();
-    let lb = lb.start();
-    wire_to_sink(&lb).await;
-    for id in up {
-        report_up(&lb, id, 1, vec!["reference"]).await;
+impl Handler<PlaceNow> for TestCore {
+    type Result = MessageResult<PlaceNow>;
+    fn handle(&mut self, msg: PlaceNow, _: &mut Self::Context) -> Self::Result {
+        let out = self.loads.place(&msg.0, crate::util::time::unix_now());
+        for w in out.iter().flatten() {
+            self.publish(w);
+        }
+        MessageResult(out)
     }
-    (lb, board)
 }
 
-async fn place(lb: &Addr<LoadBalancer>, avoid: &[&str]) -> Option<String> {
-    let avoid = avoid.iter().map(|a| WorkerId::new(a)).collect();
-    let mut out = lb
-        .send(Assign {
-            tasks: vec![ToPlace {
-                kernel: "reference".into(),
-                avoid,
-                priority: crate::model::Priority::Medium,
-                size: (100, 10),
-            }],
+/// An attempt on this worker ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct ReleaseNow(pub WorkerId, pub Ended, pub Option<TaskSize>);
+
+impl Handler<ReleaseNow> for TestCore {
+    type Result = ();
+    fn handle(&mut self, msg: ReleaseNow, _: &mut Self::Context) {
+        let r = self
+            .loads
+            .release(&msg.0, msg.1, msg.2, crate::util::time::unix_now());
+        self.publish(&msg.0);
+        if r.idle {
+            self.idle(vec![msg.0]);
+        }
+    }
+}
+
+/// Why a task of this kernel waits.
+#[derive(Message)]
+#[rtype(result = "Explanation")]
+pub(super) struct ExplainNow(pub &'static str);
+
+impl Handler<ExplainNow> for TestCore {
+    type Result = MessageResult<ExplainNow>;
+    fn handle(&mut self, msg: ExplainNow, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.loads.explain(msg.0, crate::util::time::unix_now()))
+    }
+}
+
+/// Membership and a core wired together, as the orchestrator wires them.
+pub(super) struct Cluster {
+    pub lb: Addr<LoadBalancer>,
+    pub core: Addr<TestCore>,
+    pub board: WorkerBoard,
+}
+
+impl Cluster {
+    pub(super) async fn wired(entries: &[WorkerEntry], balancing: Balancing) -> Self {
+        let lb = LoadBalancer::new(entries, balancing);
+        let board = lb.board();
+        let lb = lb.start();
+        let core = TestCore {
+            loads: Loads::new(strategy(balancing)),
+            board: board.clone(),
+            lb: Some(lb.clone()),
+        }
+        .start();
+        lb.send(Wire {
+            core: core.clone().recipient(),
+            full: core.clone().recipient(),
+            proxies: Vec::new(),
+            outcomes: core.clone().recipient(),
+            started: core.clone().recipient(),
+            settings: ProxySettings {
+                heartbeat_interval: Duration::from_secs(60),
+                worker_timeout: Duration::from_secs(60),
+                task_timeout: None,
+                token: None,
+                tls: None,
+                metrics: Default::default(),
+                max_result_bytes: 16 << 20,
+            },
+            store: None,
         })
         .await
         .unwrap();
-    out.pop().unwrap().map(|p| p.worker_id.to_string())
+        let t = Self { lb, core, board };
+        t.settle().await;
+        t
+    }
+
+    /// Until every message between membership and the core has been
+    /// handled (each mailbox is first in, first out).
+    pub(super) async fn settle(&self) {
+        for _ in 0..3 {
+            self.core.send(ExplainNow("reference")).await.unwrap();
+            self.lb.send(Workers).await.unwrap();
+        }
+    }
+
+    /// Reports worker `id` up with `capacity` slots and `kernels`, taking
+    /// no work ahead (placements fill slots only).
+    pub(super) async fn report_up(&self, id: &str, capacity: usize, kernels: Vec<&'static str>) {
+        self.lb
+            .send(WorkerUpdate {
+                worker_id: WorkerId::new(id),
+                state: WorkerState::Up,
+                reason: None,
+                capacity,
+                backlog_limit: 0,
+                kernels: kernels.into_iter().map(Into::into).collect(),
+                heartbeat: None,
+            })
+            .await
+            .unwrap();
+        self.settle().await;
+    }
+
+    pub(super) async fn assign(&self, tasks: Vec<ToPlace>) -> Vec<Option<String>> {
+        self.settle().await;
+        let out = self.core.send(PlaceNow(tasks)).await.unwrap();
+        out.into_iter().map(|w| w.map(|w| w.to_string())).collect()
+    }
+
+    pub(super) async fn release(&self, worker: &str, ended: Ended, size: Option<TaskSize>) {
+        self.core
+            .send(ReleaseNow(WorkerId::new(worker), ended, size))
+            .await
+            .unwrap();
+        self.settle().await;
+    }
+}
+
+/// A wired cluster whose workers `up` are reported up.
+async fn wired(entries: &[WorkerEntry], up: &[&str]) -> Cluster {
+    let t = Cluster::wired(entries, Balancing::LeastLoaded).await;
+    for id in up {
+        t.report_up(id, 1, vec!["reference"]).await;
+    }
+    t
+}
+
+async fn place(t: &Cluster, avoid: &[&str]) -> Option<String> {
+    let avoid = avoid.iter().map(|a| WorkerId::new(a)).collect();
+    let mut out = t
+        .assign(vec![ToPlace {
+            kernel: "reference".into(),
+            avoid,
+            priority: crate::model::Priority::Medium,
+            size: (100, 10),
+        }])
+        .await;
+    out.pop().unwrap()
 }
 
 fn one(id: &str, port: u16) -> WorkerEntry {
@@ -157,46 +270,36 @@ fn one(id: &str, port: u16) -> WorkerEntry {
 #[test]
 fn a_retry_avoids_the_worker_that_failed_it_while_another_can_take_it() {
     actix_rt::System::new().block_on(async {
-        let (lb, _) = wired(&[one("a", 1), one("b", 2)], &["a", "b"]).await;
+        let t = wired(&[one("a", 1), one("b", 2)], &["a", "b"]).await;
+        let lb = &t.lb;
         // least_loaded would pick a (first); a failed the task: b
-        assert_eq!(place(&lb, &["a"]).await.as_deref(), Some("b"));
+        assert_eq!(place(&t, &["a"]).await.as_deref(), Some("b"));
         // b is full now: wait for it rather than go back to a
-        assert_eq!(place(&lb, &["a"]).await, None);
-        assert_eq!(place(&lb, &[]).await.as_deref(), Some("a"));
+        assert_eq!(place(&t, &["a"]).await, None);
+        assert_eq!(place(&t, &[]).await.as_deref(), Some("a"));
         for w in ["a", "b"] {
-            lb.send(Release {
-                worker_id: WorkerId::new(w),
-                ended: Ended::Nothing,
-                size: None,
-            })
-            .await
-            .unwrap();
+            t.release(w, Ended::Nothing, None).await;
         }
         // b drained: a is the only capable worker, so back to a
         lb.send(DrainWorker { id: "b".into() }).await.unwrap();
-        assert_eq!(place(&lb, &["a"]).await.as_deref(), Some("a"));
+        assert_eq!(place(&t, &["a"]).await.as_deref(), Some("a"));
     });
 }
 
 #[test]
 fn a_drained_worker_takes_nothing_until_resumed() {
     actix_rt::System::new().block_on(async {
-        let (lb, board) = wired(&[one("a", 1)], &["a"]).await;
-        assert_eq!(place(&lb, &[]).await.as_deref(), Some("a"));
+        let t = wired(&[one("a", 1)], &["a"]).await;
+        let (lb, board) = (&t.lb, &t.board);
+        assert_eq!(place(&t, &[]).await.as_deref(), Some("a"));
         let state = lb.send(DrainWorker { id: "a".into() }).await.unwrap();
         assert_eq!(state, Some(WorkerState::Draining), "a task still runs");
-        lb.send(Release {
-            worker_id: WorkerId::new("a"),
-            ended: Ended::Nothing,
-            size: None,
-        })
-        .await
-        .unwrap();
+        t.release("a", Ended::Nothing, None).await;
         assert_eq!(board.get("a").unwrap().state, WorkerState::Drained);
-        assert_eq!(place(&lb, &[]).await, None);
+        assert_eq!(place(&t, &[]).await, None);
         let state = lb.send(ResumeWorker { id: "a".into() }).await.unwrap();
         assert_eq!(state, Some(WorkerState::Up));
-        assert_eq!(place(&lb, &[]).await.as_deref(), Some("a"));
+        assert_eq!(place(&t, &[]).await.as_deref(), Some("a"));
         assert_eq!(lb.send(DrainWorker { id: "zz".into() }).await.unwrap(), None);
     });
 }
@@ -204,8 +307,9 @@ fn a_drained_worker_takes_nothing_until_resumed() {
 #[test]
 fn a_config_edit_adds_changes_and_drains_out() {
     actix_rt::System::new().block_on(async {
-        let (lb, board) = wired(&[one("a", 1), one("b", 2)], &["a", "b"]).await;
-        assert_eq!(place(&lb, &["a"]).await.as_deref(), Some("b"));
+        let t = wired(&[one("a", 1), one("b", 2)], &["a", "b"]).await;
+        let (lb, board) = (&t.lb, &t.board);
+        assert_eq!(place(&t, &["a"]).await.as_deref(), Some("b"));
         let wider = WorkerEntry {
             capacity: 3,
             ..one("a", 1)
@@ -215,6 +319,7 @@ fn a_config_edit_adds_changes_and_drains_out() {
         })
         .await
         .unwrap();
+        t.settle().await;
         let ids: Vec<String> = board.list().into_iter().map(|w| w.id).collect();
         assert_eq!(ids, ["c", "a", "b"], "file order, the leaving worker after");
         let b = board.get("b").unwrap();
@@ -222,15 +327,9 @@ fn a_config_edit_adds_changes_and_drains_out() {
         assert_eq!(board.get("a").unwrap().configured_capacity, 3);
         assert_eq!(board.get("c").unwrap().state, WorkerState::Unknown);
         // b's task ends: b leaves; indexes stay right for the others
-        lb.send(Release {
-            worker_id: WorkerId::new("b"),
-            ended: Ended::Nothing,
-            size: None,
-        })
-        .await
-        .unwrap();
+        t.release("b", Ended::Nothing, None).await;
         assert!(board.get("b").is_none());
-        assert_eq!(place(&lb, &[]).await.as_deref(), Some("a"));
+        assert_eq!(place(&t, &[]).await.as_deref(), Some("a"));
         assert_eq!(board.get("a").unwrap().in_flight, 1);
         // a new address while busy: moves once idle
         let moved = WorkerEntry { port: 9, ..wider };
@@ -239,15 +338,10 @@ fn a_config_edit_adds_changes_and_drains_out() {
         })
         .await
         .unwrap();
+        t.settle().await;
         assert_eq!(board.get("a").unwrap().port, 1);
         assert_eq!(board.get("a").unwrap().state, WorkerState::Draining);
-        lb.send(Release {
-            worker_id: WorkerId::new("a"),
-            ended: Ended::Nothing,
-            size: None,
-        })
-        .await
-        .unwrap();
+        t.release("a", Ended::Nothing, None).await;
         let a = board.get("a").unwrap();
         assert_eq!((a.port, a.state), (9, WorkerState::Unknown));
     });
@@ -256,13 +350,14 @@ fn a_config_edit_adds_changes_and_drains_out() {
 #[test]
 fn a_join_is_refused_only_when_the_id_is_another_live_workers() {
     actix_rt::System::new().block_on(async {
-        let (lb, board) = wired(&[one("a", 1)], &[]).await;
+        let t = wired(&[one("a", 1)], &[]).await;
+        let (lb, board) = (&t.lb, &t.board);
         // x's address takes connections (and never answers): a holder
         // whose address refuses them is gone, not a clash
         let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let x = live.local_addr().unwrap().port();
         let join = |id: &str, port: u16, instance: &str| {
-            lb.send(Join {
+            t.lb.send(Join {
                 member: JoinedMember {
                     entry: one(id, port),
                     instance: instance.into(),
@@ -284,6 +379,7 @@ fn a_join_is_refused_only_when_the_id_is_another_live_workers() {
         assert!(join("a", 7, "j").await.unwrap().is_err());
         // drained on request: it leaves, and its re-joins stay drained
         lb.send(DrainWorker { id: "x".into() }).await.unwrap();
+        t.settle().await;
         assert!(board.get("x").is_none());
         assert_eq!(join("x", x, "i3").await.unwrap(), Ok(MemberSource::Joined));
         assert_eq!(board.get("x").unwrap().state, WorkerState::Drained);

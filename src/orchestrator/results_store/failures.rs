@@ -14,19 +14,9 @@
 use actix::prelude::*;
 use serde_json::Value;
 
-use super::ResultsStore;
+use super::{FailuresPending, ResultsStore};
 use crate::orchestrator::store::{StoreError, FAILURES_PER_FILE};
 use crate::util::fs::write_atomic;
-
-/// Sent by TaskQueue when a task has failed or been cancelled (its record
-/// is queued to the database before this message is sent).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FailuresPending {
-    /// No task of the queue is left to end: write the file now rather
-    /// than at the next `RESULTS_FLUSH_INTERVAL` tick.
-    pub drained: bool,
-}
 
 impl Handler<FailuresPending> for ResultsStore {
     type Result = ();

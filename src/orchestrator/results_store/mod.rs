@@ -20,13 +20,14 @@ use serde_json::{json, Value};
 
 use super::load_balancer::Workers;
 use super::task_queue::QueueStats;
+pub use super::task_queue::RecordResult;
 use crate::model::{TaskId, TaskResult};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;
 use crate::util::trace::{self, Stage};
 
-pub use failures::FailuresPending;
+pub use super::task_queue::FailuresPending;
 use failures::FailuresState;
 
 pub struct ResultsStore {
@@ -278,17 +279,6 @@ impl Actor for ResultsStore {
         });
         ctx.run_interval(Duration::from_secs(2), |act, ctx| act.write_stats(ctx));
     }
-}
-
-/// Sent by TaskQueue after a result is committed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecordResult {
-    pub result: TaskResult,
-    /// No task of the queue is left to end: write the file now rather than
-    /// at the next `RESULTS_FLUSH_INTERVAL` tick, so whoever waits on a
-    /// batch finds its results as soon as its last task ends.
-    pub drained: bool,
 }
 
 impl Handler<RecordResult> for ResultsStore {

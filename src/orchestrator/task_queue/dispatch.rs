@@ -1,18 +1,19 @@
-//! Dispatch: ready tasks, in priority order across kernels, to the
-//! LoadBalancer and from its placements to attempts; paging queued tasks
+//! Dispatch: ready tasks, in priority order across kernels, placed on
+//! workers by the core's own [`crate::orchestrator::load_balancer::Loads`]
+//! (a plain call, no message) and sent as attempts; paging queued tasks
 //! in from the database as a kernel's window runs low. The transitions
-//! are [`LiveTasks`] methods; the actor half sends and awaits.
+//! are [`LiveTasks`] methods; the actor half sends.
 
 use actix::prelude::*;
 
-use super::live::{body_size, Effects, Entry, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
-use super::{ProxyPeer, TaskQueue};
+use super::live::{body_size, Effects, Entry, Freed, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
+use super::TaskQueue;
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::load_balancer::{Assign, ToPlace};
+use crate::orchestrator::load_balancer::ToPlace;
 use crate::orchestrator::store::{Change, QueuedRow};
 use crate::util::time::unix_now;
 
-/// Most tasks handed to the LoadBalancer in one message.
+/// Most tasks placed in one batch.
 pub(super) const DISPATCH_BATCH: usize = 512;
 
 /// How long a page read that failed waits before it is made again.
@@ -26,10 +27,45 @@ pub struct PageRequest {
     pub limit: usize,
 }
 
+/// What one dispatch did.
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    pub fx: Effects,
+    /// Tasks offered to placement, and how many found a worker.
+    pub asked: usize,
+    pub placed: usize,
+}
+
 impl LiveTasks {
-    /// Event: dispatch. Moves up to `max` ready tasks, best first across
-    /// kernels that are not blocked, to placing; answers (id, what the
-    /// LoadBalancer needs to place it: kernel, workers to avoid).
+    /// Event: dispatch. Places up to `max` ready tasks, best first across
+    /// kernels that are not blocked; a placed task is sent, one that found
+    /// no room goes back and blocks its kernel until room appears.
+    pub fn dispatch(&mut self, max: usize, now: f64) -> Dispatched {
+        self.clock = self.clock.max(now);
+        let batch = self.take_batch(max);
+        let mut out = Dispatched {
+            asked: batch.len(),
+            ..Dispatched::default()
+        };
+        if batch.is_empty() {
+            return out;
+        }
+        let tasks: Vec<ToPlace> = batch.iter().map(|(_, t)| t.clone()).collect();
+        let picks = self.loads.place(&tasks, now);
+        for ((task_id, _), worker) in batch.into_iter().zip(picks) {
+            if let Some(w) = &worker {
+                out.placed += 1;
+                out.fx.loads_changed.push(w.clone());
+            }
+            let fx = self.placed(&task_id, worker);
+            out.fx.merge(fx);
+        }
+        out
+    }
+
+    /// Moves up to `max` ready tasks, best first across kernels that are
+    /// not blocked, to placing; answers (id, what placement needs: kernel,
+    /// workers to avoid, priority, size).
     pub fn take_batch(&mut self, max: usize) -> Vec<(TaskId, ToPlace)> {
         let mut batch = Vec::new();
         while batch.len() < max {
@@ -61,20 +97,16 @@ impl LiveTasks {
         batch
     }
 
-    /// Event: the LoadBalancer placed a task on `worker` (or found no
-    /// room: `None`). A placed task gets its attempt id and is sent; it
-    /// becomes an attempt of the task when the worker starts it.
+    /// Placement put a task on `worker` (or found no room: `None`). A
+    /// placed task gets its attempt id and is sent; it becomes an attempt
+    /// of the task when the worker starts it.
     pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>) -> Effects {
         let mut fx = Effects::default();
         let Some(mut entry) = self.placing.remove(task_id) else {
-            // cancelled or finished while being placed
+            // not taken for placement: give the slot back
             if let Some(worker) = worker {
-                fx.send.push(Outbound::Release {
-                    worker,
-                    freed: super::live::Freed::Nothing,
-                    // not known here: the LoadBalancer drops the newest
-                    size: None,
-                });
+                let now = self.clock;
+                self.release(&worker, Freed::Nothing, None, now, &mut fx);
             }
             return fx;
         };
@@ -200,57 +232,30 @@ impl LiveTasks {
 }
 
 impl TaskQueue {
-    /// Hands the next tasks to the LoadBalancer and starts those it
-    /// places; reads pages of kernels whose window runs low.
+    /// Places and sends the next tasks, batch after batch while they find
+    /// room; reads pages of kernels whose window runs low.
     pub(super) fn try_dispatch(&mut self, ctx: &mut Context<Self>) {
-        if self.dispatching {
-            self.dispatch_again = true;
-            return;
+        loop {
+            let d = self.live.dispatch(self.dispatch_size, unix_now());
+            for req in self.live.pages_wanted() {
+                self.read_page(req, ctx);
+            }
+            if d.asked == 0 {
+                return;
+            }
+            // all placed: there may be more room, offer more next time;
+            // some left: offer about what fitted
+            self.dispatch_size = if d.placed == d.asked {
+                (d.asked * 2).clamp(16, DISPATCH_BATCH)
+            } else {
+                (d.placed + 1).clamp(16, DISPATCH_BATCH)
+            };
+            let placed = d.placed;
+            self.apply(d.fx, ctx);
+            if placed == 0 {
+                return;
+            }
         }
-        let batch = self.live.take_batch(self.dispatch_size);
-        for req in self.live.pages_wanted() {
-            self.read_page(req, ctx);
-        }
-        if batch.is_empty() {
-            return;
-        }
-        self.dispatching = true;
-        let tasks = batch.iter().map(|(_, t)| t.clone()).collect();
-        self.peers
-            .assign
-            .send(Assign { tasks })
-            .into_actor(self)
-            .map(move |placements, act, ctx| {
-                act.dispatching = false;
-                let placements = placements.unwrap_or_default();
-                let asked = batch.len();
-                let placed = placements.iter().filter(|p| p.is_some()).count();
-                // all placed: there may be more room, offer more next
-                // time; some left: offer about what fitted
-                act.dispatch_size = if placed == asked {
-                    (asked * 2).clamp(16, DISPATCH_BATCH)
-                } else {
-                    (placed + 1).clamp(16, DISPATCH_BATCH)
-                };
-                let mut placed_any = false;
-                for (i, (task_id, _)) in batch.into_iter().enumerate() {
-                    let placement = placements.get(i).and_then(|p| p.as_ref());
-                    let worker = placement.map(|p| {
-                        let id = p.worker_id.clone();
-                        // always the placement's proxy: a worker that moved
-                        // to a new address has a new one under the same id
-                        act.peers.proxies.insert(id.clone(), ProxyPeer::of(&p.proxy));
-                        id
-                    });
-                    placed_any |= worker.is_some() && act.live.place_of(&task_id) == Some(Place::Placing);
-                    let fx = act.live.placed(&task_id, worker);
-                    act.apply(fx, ctx);
-                }
-                if placed_any || std::mem::take(&mut act.dispatch_again) {
-                    act.try_dispatch(ctx);
-                }
-            })
-            .spawn(ctx);
     }
 
     fn read_page(&mut self, req: PageRequest, ctx: &mut Context<Self>) {

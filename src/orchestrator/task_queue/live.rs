@@ -9,108 +9,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+pub use super::entry::{body_size, Entry};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, TaskResult, WorkerId};
 use crate::orchestrator::activity::Activity;
-use crate::orchestrator::load_balancer::TaskSize;
+pub use crate::orchestrator::load_balancer::Ended as Freed;
+use crate::orchestrator::load_balancer::{Loads, MemberView, TaskSize};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow, WasRunning};
 use crate::sim::rng::SplitMix64;
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.
 pub const WINDOW: usize = 20_000;
-
-/// A task in memory.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub seq: i64,
-    pub task_id: TaskId,
-    pub priority: Priority,
-    pub kernel: KernelName,
-    pub algorithm: String,
-    pub body: Arc<str>,
-    /// Attempts started so far.
-    pub attempts: u32,
-    pub created_at: f64,
-    pub last_error: Option<String>,
-    /// Workers an attempt of this task failed on or was lost with (in
-    /// memory only): its next attempt goes elsewhere when it can.
-    pub failed_on: Vec<WorkerId>,
-    /// (N, steps), read from `body` when first dispatched
-    /// ([`body_size`]): what `shortest_expected_finish` predicts from.
-    pub size: Option<(u64, u64)>,
-}
-
-impl Entry {
-    /// Its kernel and size once dispatched (`None` before).
-    pub fn task_size(&self) -> Option<TaskSize> {
-        self.size.map(|(particles, steps)| TaskSize {
-            kernel: self.kernel,
-            particles,
-            steps,
-        })
-    }
-
-    /// Queue order: priority, then arrival.
-    pub fn key(&self) -> (Priority, i64) {
-        (self.priority, self.seq)
-    }
-
-    /// A queued row of the database; `None` for a kernel no longer known.
-    pub fn from_row(row: QueuedRow) -> Option<Self> {
-        Some(Self {
-            seq: row.seq,
-            priority: row.priority,
-            kernel: row.kernel?,
-            algorithm: row.algorithm,
-            body: Arc::from(row.body),
-            attempts: row.attempts,
-            created_at: row.created_at,
-            task_id: row.task_id,
-            last_error: None,
-            failed_on: Vec::new(),
-            size: None,
-        })
-    }
-
-    /// A task just inserted with sequence number `seq`.
-    pub fn inserted(t: NewTask, seq: i64, now: f64) -> Option<Self> {
-        Some(Self {
-            seq,
-            kernel: t.kernel,
-            task_id: t.task_id,
-            priority: t.priority,
-            algorithm: t.algorithm,
-            body: Arc::from(t.body),
-            attempts: 0,
-            created_at: now,
-            last_error: None,
-            failed_on: Vec::new(),
-            size: None,
-        })
-    }
-}
-
-/// (N, steps) of a task from its JSON (`parameters.num_particles`,
-/// `parameters.num_steps`, validated before it was queued); (0, 0) for a
-/// test kernel, which has neither. Read once per dispatched task rather
-/// than kept from ingest: a million queued tasks never pay for it.
-pub fn body_size(body: &str) -> (u64, u64) {
-    #[derive(serde::Deserialize)]
-    struct Params {
-        #[serde(default)]
-        num_particles: f64,
-        #[serde(default)]
-        num_steps: f64,
-    }
-    #[derive(serde::Deserialize)]
-    struct Body {
-        parameters: Option<Params>,
-    }
-    match serde_json::from_str::<Body>(body) {
-        Ok(Body { parameters: Some(p) }) => (p.num_particles.max(0.0) as u64, p.num_steps.max(0.0) as u64),
-        _ => (0, 0),
-    }
-}
 
 /// Queued tasks of one kernel.
 #[derive(Debug, Default)]
@@ -145,7 +54,7 @@ pub enum Place {
     Ready,
     /// In backoff until this unix time.
     Delayed(f64),
-    /// Handed to the LoadBalancer, no answer yet.
+    /// Taken for placement within one dispatch (never between events).
     Placing,
     Running,
 }
@@ -156,17 +65,6 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     pub base_seconds: f64,
     pub max_seconds: f64,
-}
-
-/// How a worker's slot was freed, for its counts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Freed {
-    Completed {
-        seconds: f64,
-    },
-    Failed,
-    /// Not an attempt (refused, cancelled, placed too late).
-    Nothing,
 }
 
 /// A message the actor must send.
@@ -185,15 +83,6 @@ pub enum Outbound {
     Ack {
         worker: WorkerId,
         task_id: TaskId,
-    },
-    Release {
-        worker: WorkerId,
-        freed: Freed,
-        /// The task's size when known, for the LoadBalancer's speed model.
-        size: Option<TaskSize>,
-    },
-    Reserve {
-        worker: WorkerId,
     },
     Adopt {
         worker: WorkerId,
@@ -238,6 +127,29 @@ pub struct Effects {
     /// Times at which backoffs expire.
     pub wake_at: Vec<f64>,
     pub samples: Vec<Sample>,
+    /// Workers whose load changed: their rows to publish.
+    pub loads_changed: Vec<WorkerId>,
+    /// Slots this event freed (already applied to [`LiveTasks::loads`]):
+    /// on which worker, how the attempt ended, and its task's size.
+    pub released: Vec<(WorkerId, Freed, Option<TaskSize>)>,
+    /// Draining workers that have just become idle: membership settles them.
+    pub idle: Vec<WorkerId>,
+}
+
+impl Effects {
+    /// Another event's effects after these.
+    pub fn merge(&mut self, other: Effects) {
+        self.persist.extend(other.persist);
+        self.send.extend(other.send);
+        if other.completion.is_some() {
+            self.completion = other.completion;
+        }
+        self.wake_at.extend(other.wake_at);
+        self.samples.extend(other.samples);
+        self.loads_changed.extend(other.loads_changed);
+        self.released.extend(other.released);
+        self.idle.extend(other.idle);
+    }
 }
 
 /// Counts since start, for `/stats`.
@@ -271,6 +183,10 @@ pub struct LiveTasks {
     pub(super) cancelled_while_paging: HashSet<TaskId>,
     /// Kernels no worker had room for at the last placement.
     pub(super) blocked: HashSet<KernelName>,
+    /// Every worker's load and the strategy: placement happens here.
+    pub loads: Loads,
+    /// The latest `now` an event brought, for events that carry none.
+    pub(super) clock: f64,
     boot: u64,
     next_attempt: u64,
     jitter: SplitMix64,
@@ -295,6 +211,8 @@ impl LiveTasks {
             cancelling: HashMap::new(),
             cancelled_while_paging: HashSet::new(),
             blocked: HashSet::new(),
+            loads: Loads::default(),
+            clock: 0.0,
             boot,
             next_attempt: 0,
             jitter: SplitMix64::new(seed),
@@ -499,11 +417,8 @@ impl LiveTasks {
             let kernel = parked.as_ref().or(taken.as_ref().map(|t| &t.0)).map(|e| e.kernel);
             self.metrics.cancelled(kernel.map(KernelName::as_str));
             if let Some((_, Some(r))) = taken {
-                fx.send.push(Outbound::Release {
-                    worker: r.worker.clone(),
-                    freed: Freed::Nothing,
-                    size: r.entry.task_size(),
-                });
+                let now = self.clock;
+                self.release(&r.worker, Freed::Nothing, r.entry.task_size(), now, &mut fx);
                 fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,
                     task_id: task_id.clone(),
@@ -539,9 +454,9 @@ impl LiveTasks {
                         task_id: task_id.clone(),
                         attempt_id,
                     });
-                    fx.send.push(Outbound::Reserve {
-                        worker: worker.clone(),
-                    });
+                    let now = self.clock;
+                    self.loads.reserve(&worker, now);
+                    fx.loads_changed.push(worker.clone());
                     self.place.insert(task_id.clone(), Place::Running);
                     self.running.insert(
                         task_id,
@@ -570,6 +485,45 @@ impl LiveTasks {
             kq.frontier = None;
         }
         fx
+    }
+
+    /// An attempt on `worker` ended (or a task sent there was taken
+    /// back): its slot is free, its time learned.
+    pub(super) fn release(
+        &mut self,
+        worker: &WorkerId,
+        freed: Freed,
+        size: Option<TaskSize>,
+        now: f64,
+        fx: &mut Effects,
+    ) {
+        let r = self.loads.release(worker, freed, size, now);
+        fx.loads_changed.push(worker.clone());
+        fx.released.push((worker.clone(), freed, size));
+        if r.room {
+            self.blocked.clear();
+        }
+        if r.idle {
+            fx.idle.push(worker.clone());
+        }
+    }
+
+    /// Event: membership's list of workers changed (one came, went, came
+    /// up, went down, drains, changed capacity): every kernel may have
+    /// room again.
+    pub fn roster(&mut self, views: Vec<MemberView>) -> Effects {
+        let mut fx = Effects {
+            idle: self.loads.roster(views),
+            ..Effects::default()
+        };
+        fx.loads_changed = self.loads.ids().cloned().collect();
+        self.blocked.clear();
+        fx
+    }
+
+    /// Event: `worker` answered 429; nothing more to it until `until`.
+    pub fn worker_full(&mut self, worker: &WorkerId, until: f64) {
+        self.loads.full(worker, until);
     }
 
     /// Where a task is, if it is live in memory.

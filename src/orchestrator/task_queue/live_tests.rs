@@ -1,6 +1,10 @@
 //! LiveTasks driven event by event, by hand and by proptest, with a model
-//! of the LoadBalancer (worker capacities) and of the database's statuses
-//! around it: any sequence of events keeps the invariants.
+//! of membership (workers that drain, go down, change capacity, leave and
+//! come back) and of the database's statuses around it: any sequence of
+//! events keeps the invariants, placement's among them (no task on a
+//! worker that takes none or is full, a failed worker avoided while
+//! another can take the task, every slot accounted for, every draining
+//! worker told idle once it holds nothing).
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,6 +14,7 @@ use serde_json::json;
 use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample};
 use super::OutcomeKind;
 use crate::model::{AttemptId, Priority, ResultBody, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
+use crate::orchestrator::load_balancer::MemberView;
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow};
 
 const CAPACITY: [usize; 3] = [1, 2, 3];
@@ -53,14 +58,14 @@ enum Event {
         count: usize,
         priority: u8,
     },
-    /// Tasks handed to the LoadBalancer; its answer comes later.
-    Take {
-        max: usize,
-    },
-    /// The LoadBalancer answers what was taken, then a batch is taken and answered.
+    /// A batch is placed and sent.
     Dispatch {
         max: usize,
-        choice: usize,
+    },
+    /// Membership changes worker `worker` (see [`Model::member`]).
+    Member {
+        worker: usize,
+        change: u8,
     },
     /// The worker says an issued attempt took a slot.
     Started {
@@ -85,8 +90,8 @@ enum Event {
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         1 => (1usize..4, 0u8..3).prop_map(|(count, priority)| Event::Submit { count, priority }),
-        3 => (1usize..6, 0usize..16).prop_map(|(max, choice)| Event::Dispatch { max, choice }),
-        1 => (1usize..4).prop_map(|max| Event::Take { max }),
+        4 => (1usize..6).prop_map(|max| Event::Dispatch { max }),
+        2 => (0usize..3, 0u8..6).prop_map(|(worker, change)| Event::Member { worker, change }),
         3 => (0usize..64).prop_map(|pick| Event::Started { pick }),
         4 => (0usize..64, 0u8..8).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
         1 => (0usize..64).prop_map(|pick| Event::CancelAsk { pick }),
@@ -103,7 +108,10 @@ struct Model {
     tasks: Vec<(NewTask, i64)>,
     /// The database's status of each task.
     status: HashMap<TaskId, TaskStatus>,
-    in_flight: [usize; 3],
+    /// Each worker as membership lists it (`None`: left).
+    members: [Option<MemberView>; 3],
+    /// Draining workers the core said were idle since their drain began.
+    told_idle: HashSet<WorkerId>,
     /// Every attempt issued: (task, attempt id, worker).
     issued: Vec<(TaskId, AttemptId, WorkerId)>,
     /// The open attempt of each task.
@@ -111,8 +119,6 @@ struct Model {
     /// Attempts persisted as started (the worker took them into a slot).
     started: HashSet<AttemptId>,
     pending_cancels: Vec<TaskId>,
-    /// Taken for placement, not answered yet.
-    assigning: Vec<TaskId>,
     /// The workers an attempt of each task failed on or was lost with:
     /// what its placements must ask the LoadBalancer to avoid.
     failed_on: HashMap<TaskId, Vec<WorkerId>>,
@@ -125,35 +131,21 @@ impl Model {
             base_seconds: 0.01,
             max_seconds: 0.05,
         };
-        Self {
+        let mut m = Self {
             live: LiveTasks::new(policy, 1, 7),
             now: 1_000.0,
             tasks: Vec::new(),
             status: HashMap::new(),
-            in_flight: [0; 3],
+            members: [0, 1, 2].map(|i| Some(Self::view(i))),
+            told_idle: HashSet::new(),
             issued: Vec::new(),
             open: HashMap::new(),
             started: HashSet::new(),
             pending_cancels: Vec::new(),
-            assigning: Vec::new(),
             failed_on: HashMap::new(),
-        }
-    }
-
-    /// Takes a batch, checking each task's avoid list against the model.
-    fn take(&mut self, max: usize) -> Vec<TaskId> {
-        let batch = self.live.take_batch(max);
-        for (task_id, to_place) in &batch {
-            let mut asked = to_place.avoid.clone();
-            let mut expected = self.failed_on.get(task_id).cloned().unwrap_or_default();
-            asked.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-            expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-            assert_eq!(
-                asked, expected,
-                "{task_id}'s placement avoids the workers that failed it"
-            );
-        }
-        batch.into_iter().map(|(t, _)| t).collect()
+        };
+        m.roster();
+        m
     }
 
     fn task_id(&self, pick: usize) -> Option<TaskId> {
@@ -216,16 +208,19 @@ impl Model {
                     assert_eq!(prev, None, "two open attempts of {task_id}");
                     self.issued.push((task_id.clone(), *attempt_id, worker.clone()));
                 }
-                Outbound::Release { worker, .. } => {
-                    let i: usize = worker.as_str()[1..].parse().unwrap();
-                    assert!(self.in_flight[i] > 0, "released more than was placed on {worker}");
-                    self.in_flight[i] -= 1;
-                }
                 Outbound::CancelOnWorker { task_id, .. } => {
                     self.open.remove(task_id);
                 }
                 _ => {}
             }
+        }
+        for w in &fx.idle {
+            assert_eq!(
+                self.live.loads.in_flight(w),
+                0,
+                "{w} told idle while it holds attempts"
+            );
+            self.told_idle.insert(w.clone());
         }
         if let Some(c) = &fx.completion {
             assert!(!self.ended(&c.task_id), "a result recorded twice");
@@ -255,28 +250,8 @@ impl Model {
                 }
                 self.live.submitted(new, seqs, self.now);
             }
-            Event::Take { max } => {
-                if self.assigning.is_empty() {
-                    self.assigning = self.take(max);
-                }
-            }
-            Event::Dispatch { max, choice } => {
-                let mut batch = std::mem::take(&mut self.assigning);
-                if batch.is_empty() {
-                    batch = self.take(max);
-                }
-                for (n, task_id) in batch.into_iter().enumerate() {
-                    // the LoadBalancer: a worker with room, or none
-                    let w = (0..CAPACITY.len())
-                        .map(|k| (choice + n + k) % CAPACITY.len())
-                        .find(|&i| self.in_flight[i] < CAPACITY[i] && choice % 5 != 0);
-                    if let Some(i) = w {
-                        self.in_flight[i] += 1;
-                    }
-                    let fx = self.live.placed(&task_id, w.map(worker));
-                    self.effects(fx);
-                }
-            }
+            Event::Dispatch { max } => self.dispatch(max),
+            Event::Member { worker, change } => self.member(worker, change),
             Event::Started { pick } => {
                 if self.issued.is_empty() {
                     return;
@@ -435,11 +410,15 @@ impl Model {
             );
             assert_eq!(r.started, self.started.contains(&r.attempt_id));
         }
-        // at most `capacity` in flight per worker, and every slot accounted for
-        for (i, cap) in CAPACITY.iter().enumerate() {
-            let on = l.running.values().filter(|r| r.worker == worker(i)).count();
-            assert!(on <= *cap, "{on} running on w{i} of capacity {cap}");
-            assert_eq!(self.in_flight[i], on, "slots of w{i}");
+        // every slot accounted for: a listed worker holds exactly the
+        // attempts that run on it; a draining one that holds nothing was
+        // told idle (membership settles it)
+        for v in self.members.iter().flatten() {
+            let on = l.running.values().filter(|r| r.worker == v.id).count();
+            assert_eq!(l.loads.in_flight(&v.id), on, "slots of {}", v.id);
+            if v.draining() && on == 0 {
+                assert!(self.told_idle.contains(&v.id), "{} idle and never told", v.id);
+            }
         }
         // ended tasks are not in memory
         for (id, s) in &self.status {
@@ -458,14 +437,14 @@ fn a_task_runs_fails_retries_and_completes() {
         count: 1,
         priority: 1,
     });
-    m.step(Event::Dispatch { max: 4, choice: 1 });
+    m.step(Event::Dispatch { max: 4 });
     assert_eq!(m.live.place_of("t1"), Some(Place::Running));
     m.step(Event::Outcome { pick: 0, kind: 6 }); // timed out
     assert!(matches!(m.live.place_of("t1"), Some(Place::Delayed(_))));
     assert_eq!(m.live.counters.retried, 1);
     m.step(Event::Advance { ms: 100 });
     assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
-    m.step(Event::Dispatch { max: 4, choice: 1 });
+    m.step(Event::Dispatch { max: 4 });
     m.step(Event::Outcome { pick: 1, kind: 0 });
     assert_eq!(m.status["t1"], TaskStatus::Completed);
     assert_eq!(m.live.live_count(), 0);
@@ -482,7 +461,7 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
         count: 1,
         priority: 0,
     });
-    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Dispatch { max: 1 });
     // sent to a worker that takes one request per task: running at once
     m.step(Event::Started { pick: 0 });
     let fx = m.live.outcome(
@@ -500,17 +479,11 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
             ..
         }
     )));
-    assert!(fx.send.iter().any(|s| matches!(
-        s,
-        Outbound::Release {
-            freed: Freed::Nothing,
-            ..
-        }
-    )));
+    assert!(fx.released.iter().any(|(_, freed, _)| *freed == Freed::Nothing));
     m.effects(fx);
     assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
     for n in 1..=3 {
-        m.step(Event::Dispatch { max: 1, choice: 1 });
+        m.step(Event::Dispatch { max: 1 });
         m.step(Event::Started { pick: n });
         m.step(Event::Outcome { pick: n, kind: 2 });
         m.step(Event::Advance { ms: 100 });
@@ -560,7 +533,7 @@ fn a_result_for_other_parameters_or_another_algorithm_is_never_recorded() {
         count: 1,
         priority: 0,
     });
-    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Dispatch { max: 1 });
     let task_id = m.issued[0].0.clone();
     let (attempt_id, w) = (m.issued[0].1, m.issued[0].2.clone());
     let other_algorithm = TaskResult {
@@ -581,17 +554,18 @@ fn a_result_for_other_parameters_or_another_algorithm_is_never_recorded() {
     m.effects(fx);
     assert!(matches!(m.live.place_of(&task_id), Some(Place::Delayed(_))));
     m.step(Event::Advance { ms: 100_000 });
-    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Dispatch { max: 1 });
     m.step(Event::Outcome { pick: 1, kind: 7 }); // other parameters
     assert_eq!(m.live.counters.forged_results, 2);
     assert_eq!(m.live.counters.lost_attempts, 2);
     assert_ne!(m.status[&task_id], TaskStatus::Completed);
     // the real result still completes the task
     m.step(Event::Advance { ms: 100_000 });
-    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Dispatch { max: 1 });
     m.step(Event::Outcome { pick: 2, kind: 0 });
     assert_eq!(m.status[&task_id], TaskStatus::Completed);
     m.check();
 }
 
+mod placement;
 mod sent_ahead;

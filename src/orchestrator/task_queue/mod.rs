@@ -7,9 +7,9 @@
 //! # The states
 //! DESIGN.md "Task states". In memory a live task is in exactly one place:
 //! *ready* (in its kernel's window), *delayed* (backing off after a failed
-//! attempt), *placing* (handed to the LoadBalancer, no answer yet),
-//! *running* (an open attempt on a worker), or parked while the store
-//! decides a cancel. Ended tasks are only in the database: a result that
+//! attempt), *running* (an open attempt on a worker, perhaps sent ahead
+//! and waiting there for a slot), or parked while the store decides a
+//! cancel. Ended tasks are only in the database: a result that
 //! arrives for one is counted and acknowledged, never recorded twice.
 //!
 //! # The window
@@ -22,24 +22,30 @@
 //! # Dispatch
 //! Event-driven: new tasks, a finished attempt, a worker with room or an
 //! expired backoff dispatch at once; `TASK_DISTRIBUTION_INTERVAL` is only
-//! a safety sweep. One `Assign` at a time goes to the LoadBalancer with up
-//! to `DISPATCH_BATCH` tasks across kernels in priority order; a kernel
-//! that found no room is *blocked* until a worker reports room, so a
-//! queue of tasks nobody can run does not spin.
+//! a safety sweep. Placement is part of the core ([`LiveTasks::loads`]):
+//! batches of up to `DISPATCH_BATCH` tasks across kernels in priority
+//! order are placed by a plain call; a kernel that found no room is
+//! *blocked* until a worker has room, so a queue of tasks nobody can run
+//! does not spin. Membership (the LoadBalancer actor) tells the core of
+//! workers as a [`Roster`]; the core publishes each worker's load on the
+//! [`WorkerBoard`].
 //!
 //! Peers are held as recipients of the messages this actor sends
 //! ([`Peers`]), so it imports messages, not actors.
 
 mod dispatch;
+mod entry;
 #[cfg(test)]
 mod file_tests;
 mod live;
 #[cfg(test)]
 mod live_tests;
+mod members;
 #[cfg(test)]
 mod metrics_tests;
 mod outcome;
 mod queries;
+mod results;
 #[cfg(test)]
 mod size_tests;
 #[cfg(test)]
@@ -51,15 +57,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+pub use crate::orchestrator::worker_proxy::{AttemptOutcome, AttemptsStarted, OutcomeKind};
+pub use dispatch::Dispatched;
 pub use live::{Effects, LiveTasks, Place, RetryPolicy};
-pub use outcome::OutcomeKind;
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
+pub use results::{FailuresPending, RecordResult};
 
 use super::activity::Activity;
-use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
-use super::results_store::{FailuresPending, RecordResult};
+use super::load_balancer::{Loads, WorkerBoard, WorkerIdle};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
-use crate::model::{AttemptId, KernelName, Task, TaskId, TaskStatus, WorkerId};
+use crate::model::{KernelName, Task, TaskId, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{
     CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store,
@@ -67,7 +74,7 @@ use crate::orchestrator::store::{
 };
 use crate::util::time::unix_now;
 use crate::util::trace::{self, Stage};
-use live::{Freed, Outbound};
+use live::Outbound;
 
 /// Retry and window settings.
 #[derive(Debug, Clone, Copy)]
@@ -108,10 +115,8 @@ impl ProxyPeer {
 
 /// Everyone TaskQueue talks to, as the messages it sends them.
 pub struct Peers {
-    pub assign: Recipient<Assign>,
-    pub release: Recipient<Release>,
-    pub reserve: Recipient<Reserve>,
-    pub explain: Recipient<Explain>,
+    /// Membership: told when a draining worker holds nothing.
+    pub idle: Recipient<WorkerIdle>,
     pub results: Recipient<RecordResult>,
     /// Told when a task failed or was cancelled: its record waits for a
     /// `task_failures_*.json`.
@@ -120,21 +125,14 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The LoadBalancer's and the ResultsStore's recipients, and the proxies.
+    /// Membership's and the ResultsStore's recipients, and the proxies.
     pub fn new<L, R>(lb: &Addr<L>, results: &Addr<R>, proxies: HashMap<WorkerId, ProxyPeer>) -> Self
     where
-        L: Actor<Context = Context<L>>
-            + Handler<Assign>
-            + Handler<Release>
-            + Handler<Reserve>
-            + Handler<Explain>,
+        L: Actor<Context = Context<L>> + Handler<WorkerIdle>,
         R: Actor<Context = Context<R>> + Handler<RecordResult> + Handler<FailuresPending>,
     {
         Self {
-            assign: lb.clone().recipient(),
-            release: lb.clone().recipient(),
-            reserve: lb.clone().recipient(),
-            explain: lb.clone().recipient(),
+            idle: lb.clone().recipient(),
             results: results.clone().recipient(),
             failures: results.clone().recipient(),
             proxies,
@@ -147,12 +145,11 @@ pub struct TaskQueue {
     peers: Peers,
     settings: QueueSettings,
     live: LiveTasks,
-    /// An `Assign` is out; `dispatch_again`: another was asked for meanwhile.
-    dispatching: bool,
-    dispatch_again: bool,
-    /// How many tasks the next `Assign` offers: the room the last one
-    /// found, so that a full cluster is not offered hundreds of tasks to
-    /// take back one at a time.
+    /// Where each worker's load is published for `GET /workers`.
+    board: WorkerBoard,
+    /// How many tasks the next placement batch offers: the room the last
+    /// one found, so that a full cluster is not offered hundreds of tasks
+    /// to take back one at a time.
     dispatch_size: usize,
     performance: queries::Performance,
     started: Instant,
@@ -161,11 +158,16 @@ pub struct TaskQueue {
 impl TaskQueue {
     /// `metrics`: shared with the other actors and `GET /metrics/prometheus`.
     /// `activity`: where every ended attempt is also told, for the dashboard.
+    /// `loads`: the workers as membership first listed them, and the
+    /// strategy; `board`: where their loads are published.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         peers: Peers,
         settings: QueueSettings,
         boot: u64,
+        loads: Loads,
+        board: WorkerBoard,
         metrics: Arc<OrchestratorMetrics>,
         activity: Arc<Activity>,
     ) -> Self {
@@ -175,15 +177,20 @@ impl TaskQueue {
             max_seconds: settings.retry_max.as_secs_f64(),
         };
         let mut live = LiveTasks::new(policy, boot, seed());
+        live.loads = loads;
         live.metrics = metrics;
         live.activity = activity;
+        for id in live.loads.ids() {
+            if let Some(row) = live.loads.row(id) {
+                board.publish_load(id, row);
+            }
+        }
         Self {
             store,
             peers,
             settings,
             live,
-            dispatching: false,
-            dispatch_again: false,
+            board,
             dispatch_size: dispatch::DISPATCH_BATCH,
             performance: Default::default(),
             started: Instant::now(),
@@ -204,6 +211,14 @@ impl TaskQueue {
         }
         for s in fx.send {
             self.send(s);
+        }
+        for id in &fx.loads_changed {
+            if let Some(row) = self.live.loads.row(id) {
+                self.board.publish_load(id, row);
+            }
+        }
+        for worker_id in fx.idle {
+            self.peers.idle.do_send(WorkerIdle { worker_id });
         }
         for due in fx.wake_at {
             let wait = Duration::from_secs_f64((due - unix_now()).max(0.0));
@@ -300,16 +315,6 @@ impl TaskQueue {
                     p.adopt.do_send(Adopt { task_id, attempt_id });
                 }
             }
-            Outbound::Release { worker, freed, size } => self.peers.release.do_send(Release {
-                worker_id: worker,
-                size,
-                ended: match freed {
-                    Freed::Completed { seconds } => Ended::Completed { seconds },
-                    Freed::Failed => Ended::Failed,
-                    Freed::Nothing => Ended::Nothing,
-                },
-            }),
-            Outbound::Reserve { worker } => self.peers.reserve.do_send(Reserve { worker_id: worker }),
         }
     }
 
@@ -471,29 +476,6 @@ impl Handler<SubmitStaged> for TaskQueue {
     }
 }
 
-/// Sent by the LoadBalancer when a worker has room again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CapacityAvailable;
-
-impl Handler<CapacityAvailable> for TaskQueue {
-    type Result = ();
-    fn handle(&mut self, _: CapacityAvailable, ctx: &mut Self::Context) {
-        self.live.room();
-        self.try_dispatch(ctx);
-    }
-}
-
-/// Sent by a WorkerProxy for every attempt it was given (or adopted).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AttemptOutcome {
-    pub task_id: TaskId,
-    pub attempt_id: AttemptId,
-    pub worker_id: WorkerId,
-    pub kind: OutcomeKind,
-}
-
 impl Handler<AttemptOutcome> for TaskQueue {
     type Result = ();
 
@@ -506,15 +488,6 @@ impl Handler<AttemptOutcome> for TaskQueue {
         self.try_dispatch(ctx);
         self.live.metrics.attempt_reported();
     }
-}
-
-/// Sent by a WorkerProxy: these attempts took a slot on its worker (they
-/// were sent ahead and waited there until now, or were just sent).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AttemptsStarted {
-    pub worker_id: WorkerId,
-    pub attempts: Vec<(TaskId, AttemptId)>,
 }
 
 impl Handler<AttemptsStarted> for TaskQueue {
@@ -600,10 +573,16 @@ impl Handler<Recover> for TaskQueue {
     type Result = ();
 
     fn handle(&mut self, msg: Recover, ctx: &mut Self::Context) {
-        let proxies = &self.peers.proxies;
+        let known: std::collections::HashSet<WorkerId> = self
+            .live
+            .loads
+            .ids()
+            .filter(|w| self.peers.proxies.contains_key(*w))
+            .cloned()
+            .collect();
         let fx = self
             .live
-            .recovered(msg.running, |w| proxies.contains_key(w), &msg.queued_kernels);
+            .recovered(msg.running, |w| known.contains(w), &msg.queued_kernels);
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
     }

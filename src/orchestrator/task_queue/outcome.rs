@@ -3,28 +3,11 @@
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
 use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
+use super::OutcomeKind;
 use crate::model::{AttemptEnd, AttemptId, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::activity::EndedAttempt;
 use crate::orchestrator::store::Change;
 use crate::util::time::iso_at;
-
-/// How an attempt ended, as a WorkerProxy saw it.
-#[derive(Debug)]
-pub enum OutcomeKind {
-    /// The worker's result (completed, failed or cancelled there).
-    Result(Box<TaskResult>),
-    /// The attempt failed without a usable result.
-    Failed(String),
-    /// The worker was lost while running it.
-    Lost(String),
-    /// Nothing ran (429, 503, no connection): not an attempt.
-    Refused(String),
-    TimedOut(String),
-    /// A result that is not for the attempt this orchestrator issued (no
-    /// attempt id, another one): a run somebody posted to the worker by
-    /// hand, or a stray. Never recorded; the attempt counts as lost.
-    Forged(String),
-}
 
 /// Why a worker's result is not for the stored task (another algorithm
 /// as written, other parameters), or `None` when it is. The task's body
@@ -59,6 +42,7 @@ impl LiveTasks {
         kind: OutcomeKind,
         now: f64,
     ) -> Effects {
+        self.clock = self.clock.max(now);
         let mut fx = Effects::default();
         let cancelling = self.cancelling.contains_key(task_id);
         let is_current = !cancelling && self.running.get(task_id).map(|r| r.attempt_id) == Some(attempt_id);
@@ -72,11 +56,7 @@ impl LiveTasks {
             // of it reached the database, and nothing needs to
             let r = self.running.remove(task_id).expect("the current attempt runs");
             self.place.remove(task_id);
-            fx.send.push(Outbound::Release {
-                worker: r.worker.clone(),
-                freed: Freed::Nothing,
-                size: r.entry.task_size(),
-            });
+            self.release(&r.worker, Freed::Nothing, r.entry.task_size(), now, &mut fx);
             self.counters.refused_attempts += 1;
             self.metrics.refused();
             let mut entry = r.entry;
@@ -152,15 +132,12 @@ impl LiveTasks {
             r.entry.failed_on.push(r.worker.clone());
         }
         self.place.remove(task_id);
-        fx.send.push(Outbound::Release {
-            worker: r.worker.clone(),
-            freed: if end == AttemptEnd::Failed {
-                Freed::Failed
-            } else {
-                Freed::Nothing
-            },
-            size: r.entry.task_size(),
-        });
+        let freed = if end == AttemptEnd::Failed {
+            Freed::Failed
+        } else {
+            Freed::Nothing
+        };
+        self.release(&r.worker, freed, r.entry.task_size(), now, &mut fx);
         if end != AttemptEnd::Refused {
             self.failure_seen(task_id, &r.worker, r.entry.attempts, end, &error, now);
         }
@@ -290,11 +267,13 @@ impl LiveTasks {
         };
         let seconds = result.execution_time;
         if let Some(r) = running {
-            fx.send.push(Outbound::Release {
-                worker: r.worker.clone(),
-                freed: Freed::Completed { seconds },
-                size: r.entry.task_size(),
-            });
+            self.release(
+                &r.worker,
+                Freed::Completed { seconds },
+                r.entry.task_size(),
+                now,
+                fx,
+            );
             if r.attempt_id != attempt_id {
                 fx.send.push(Outbound::CancelOnWorker {
                     worker: r.worker,

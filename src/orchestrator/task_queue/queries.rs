@@ -11,9 +11,9 @@ use serde::Serialize;
 use super::live::{Counters, LiveTasks, Place, Sample};
 use super::TaskQueue;
 use crate::model::TaskId;
-use crate::orchestrator::load_balancer::{Explain, Explanation};
+use crate::orchestrator::load_balancer::Explanation;
 use crate::util::stats::{Samples, Summary};
-use crate::util::time::iso_at;
+use crate::util::time::{iso_at, unix_now};
 
 /// Recent figures kept for `/stats/performance`.
 const RECENT: usize = 2048;
@@ -214,7 +214,7 @@ impl Handler<WhyWaiting> for TaskQueue {
         let sent_to = self.live.sent_ahead_to(&msg.task_id);
         let last_error = self.live.last_error(&msg.task_id);
         let ahead = self.live.ahead_of(&msg.task_id);
-        let explain = self.peers.explain.clone();
+        let explanation = self.live.loads.explain(&msg.kernel, unix_now());
         Box::pin(
             async move {
                 match place {
@@ -240,7 +240,6 @@ impl Handler<WhyWaiting> for TaskQueue {
                         last_error: None,
                     }),
                     _ => {
-                        let explanation = explain.send(Explain { kernel: msg.kernel }).await.ok()?;
                         let reason = match (place, ahead) {
                             (Some(Place::Ready), Some(n)) if n > 0 => format!(
                                 "{}; {n} task{} ahead of it",

@@ -1,6 +1,6 @@
 //! A task's size travels with it: read from its JSON when dispatched,
-//! handed to the LoadBalancer with the task and back with its release
-//! (what `shortest_expected_finish` learns speeds from).
+//! handed to placement with the task and back with its release (what
+//! `shortest_expected_finish` learns speeds from).
 
 use serde_json::json;
 
@@ -52,12 +52,10 @@ fn run_on(live: &mut LiveTasks, w: &WorkerId) -> crate::model::AttemptId {
 }
 
 fn released(fx: &super::live::Effects) -> (Freed, Option<TaskSize>) {
-    fx.send
+    fx.released
         .iter()
-        .find_map(|s| match s {
-            Outbound::Release { freed, size, .. } => Some((*freed, *size)),
-            _ => None,
-        })
+        .map(|(_, freed, size)| (*freed, *size))
+        .next()
         .expect("the attempt's slot is released")
 }
 

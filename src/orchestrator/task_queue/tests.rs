@@ -37,7 +37,9 @@ fn the_state_machine_without_workers() {
     let dir = tempfile::tempdir().unwrap();
     actix_rt::System::new().block_on(async {
         let store = Store::start(store::open(&dir.path().join("q.db"), false).unwrap());
-        let lb = LoadBalancer::new(&[], Balancing::RoundRobin).start();
+        let lb = LoadBalancer::new(&[], Balancing::RoundRobin);
+        let board = lb.board();
+        let lb = lb.start();
         let results = ResultsStore::new(store.clone(), dir.path(), dir.path(), Duration::from_secs(60), "round_robin").start();
         let settings = QueueSettings {
             max_retries: 3,
@@ -47,9 +49,20 @@ fn the_state_machine_without_workers() {
             performance: true,
         };
         let peers = Peers::new(&lb, &results, HashMap::new());
-        let queue = TaskQueue::new(store, peers, settings, 1, Default::default(), Default::default()).start();
+        let queue = TaskQueue::new(
+            store,
+            peers,
+            settings,
+            1,
+            Loads::default(),
+            board,
+            Default::default(),
+            Default::default(),
+        )
+        .start();
         lb.send(Wire {
-            queue: queue.clone().recipient(),
+            core: queue.clone().recipient(),
+            full: queue.clone().recipient(),
             proxies: Vec::new(),
             outcomes: queue.clone().recipient(),
             started: queue.clone().recipient(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::super::task_queue::OutcomeKind;
+use super::OutcomeKind;
 use crate::model::{AttemptId, KernelName, RunStatus};
 use crate::orchestrator::config::WorkerEntry;
 use crate::protocol::{ErrorBody, ExecuteAnswer, StatusAnswer};

@@ -19,10 +19,9 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::answers::{check_result, never_connected, read_execute_answer, read_refusal, ExecuteVerdict};
+use super::{AttemptsStarted, OutcomeKind, WorkerFull};
 use super::{InFlight, RunAttempt, WorkerProxy, UNAUTHORIZED};
 use crate::model::{AttemptId, TaskId};
-use crate::orchestrator::load_balancer::WorkerFull;
-use crate::orchestrator::task_queue::{AttemptsStarted, OutcomeKind};
 use crate::protocol::{
     BatchEvent, BatchRequest, ExecuteRequest, StoredTask, BATCH_FILL_BYTES, MAX_BATCH_TASKS,
 };

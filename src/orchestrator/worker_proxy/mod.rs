@@ -14,6 +14,7 @@ mod answers;
 mod batch;
 mod health;
 mod http;
+mod reports;
 mod single;
 mod traced;
 
@@ -27,9 +28,9 @@ use serde_json::Value;
 
 use self::answers::{agree, check_result};
 use self::http::{fetch_json, FetchError};
+pub use self::reports::{AttemptOutcome, AttemptsStarted, Heartbeat, OutcomeKind, WorkerFull, WorkerUpdate};
 use self::traced::Reported;
-use super::load_balancer::{Heartbeat, WorkerFull, WorkerState, WorkerUpdate};
-use super::task_queue::{AttemptOutcome, AttemptsStarted, OutcomeKind};
+use super::board::WorkerState;
 use crate::model::{AttemptId, KernelName, TaskId, WorkerId};
 use crate::orchestrator::config::WorkerEntry;
 use crate::orchestrator::metrics::OrchestratorMetrics;

@@ -10,8 +10,8 @@ use awc::error::SendRequestError;
 
 use super::answers::{never_connected, read_execute_answer};
 use super::http::{self, RawAnswer};
+use super::OutcomeKind;
 use super::{RunAttempt, WorkerProxy};
-use crate::orchestrator::task_queue::OutcomeKind;
 use crate::protocol::{ExecuteRequest, StoredTask};
 use crate::util::logging::AttemptOf;
 use crate::util::trace::{self, Stage};

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use super::OutcomeKind;
 use crate::model::{AttemptId, TaskId};
-use crate::orchestrator::task_queue::OutcomeKind;
 use crate::util::logging::AttemptOf;
 
 /// How one attempt ended, as the proxy heard it (TaskQueue decides what

@@ -11,7 +11,7 @@ fn a_task_sent_ahead_is_queued_in_the_database_until_it_starts() {
         count: 2,
         priority: 1,
     });
-    m.step(Event::Dispatch { max: 2, choice: 1 });
+    m.step(Event::Dispatch { max: 2 });
     // both sent; neither took a slot yet
     assert_eq!(m.status["t1"], TaskStatus::Queued);
     assert!(m.live.sent_ahead_to("t1").is_some());
@@ -43,20 +43,14 @@ fn a_task_sent_ahead_is_queued_in_the_database_until_it_starts() {
         m.now,
     );
     assert!(fx.persist.is_empty());
-    assert!(fx.send.iter().any(|s| matches!(
-        s,
-        Outbound::Release {
-            freed: Freed::Nothing,
-            ..
-        }
-    )));
+    assert!(fx.released.iter().any(|(_, freed, _)| *freed == Freed::Nothing));
     m.open.remove(&t2);
     m.effects(fx);
     assert_eq!(m.live.place_of("t2"), Some(Place::Ready));
     assert_eq!(m.status["t2"], TaskStatus::Queued);
     // a result from a worker that never said it started (an older worker,
     // or the started line lost): the attempt is persisted, then recorded
-    m.step(Event::Dispatch { max: 1, choice: 1 });
+    m.step(Event::Dispatch { max: 1 });
     let (t2, a2, w2) = m.issued[2].clone();
     let fx = m.live.outcome(
         &t2,

@@ -1,6 +1,7 @@
-//! What `GET /workers` shows of each worker, and the [`WorkerBoard`] the
-//! LoadBalancer publishes it on: a concurrent map (dashmap) the API reads
-//! from any thread without a message to the actor.
+//! What `GET /workers` shows of each worker, and the [`WorkerBoard`] it is
+//! published on: a concurrent map (dashmap) that membership and the core
+//! write and the API and the metrics read from any thread without a
+//! message to an actor.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -87,23 +88,68 @@ pub struct WorkerInfo {
     pub mean_execution_time: Option<f64>,
 }
 
-/// Every worker's latest [`WorkerInfo`], written by the LoadBalancer when
-/// a row changes and read by the API from any thread without a message.
-/// Cheap to clone (shared).
+/// The load half of a worker's `GET /workers` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadRow {
+    pub in_flight: usize,
+    pub running: usize,
+    pub backlog: usize,
+    pub prefetch: usize,
+    pub load: f64,
+    pub completed: u64,
+    pub failed: u64,
+    pub mean_execution_time: Option<f64>,
+}
+
+/// Every worker's latest [`WorkerInfo`], in two halves: membership
+/// writes what it knows (address, state, heartbeat), the core writes the
+/// load (in flight, counts); a read joins them. Read by the API from any
+/// thread without a message. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct WorkerBoard {
-    rows: Arc<DashMap<WorkerId, WorkerInfo>>,
-    /// The LoadBalancer's order (configuration order, joined workers
-    /// after), the order of `GET /workers`.
+    rows: Arc<DashMap<WorkerId, MemberRow>>,
+    loads: Arc<DashMap<WorkerId, LoadRow>>,
+    /// Membership's order (configuration order, joined workers after),
+    /// the order of `GET /workers`.
     order: Arc<RwLock<Vec<WorkerId>>>,
 }
 
+/// Membership's half of a row: the row without its load, and whether a
+/// drain was asked here (then the load says drained or draining).
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub info: WorkerInfo,
+    pub drain: bool,
+}
+
 impl WorkerBoard {
-    pub(super) fn new(order: Vec<WorkerId>) -> Self {
+    pub fn new(order: Vec<WorkerId>) -> Self {
         Self {
             rows: Arc::new(DashMap::new()),
+            loads: Arc::new(DashMap::new()),
             order: Arc::new(RwLock::new(order)),
         }
+    }
+
+    fn joined(&self, id: &WorkerId, member: &MemberRow) -> WorkerInfo {
+        let mut info = member.info.clone();
+        let load = self.loads.get(id).map(|l| l.value().clone()).unwrap_or_default();
+        if member.drain {
+            info.state = if load.in_flight == 0 {
+                WorkerState::Drained
+            } else {
+                WorkerState::Draining
+            };
+        }
+        info.in_flight = load.in_flight;
+        info.running = load.running;
+        info.backlog = load.backlog;
+        info.prefetch = load.prefetch;
+        info.load = load.load;
+        info.tasks_completed = load.completed;
+        info.tasks_failed = load.failed;
+        info.mean_execution_time = load.mean_execution_time;
+        info
     }
 
     /// Every worker, in configuration order.
@@ -111,23 +157,36 @@ impl WorkerBoard {
         let order = self.order.read().unwrap_or_else(|e| e.into_inner());
         order
             .iter()
-            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
+            .filter_map(|id| self.rows.get(id).map(|r| self.joined(id, r.value())))
             .collect()
     }
 
     /// One worker by id.
     pub fn get(&self, id: &str) -> Option<WorkerInfo> {
-        self.rows.get(id).map(|r| r.value().clone())
+        self.rows.get(id).map(|r| self.joined(r.key(), r.value()))
     }
 
-    pub(super) fn publish(&self, id: &WorkerId, info: WorkerInfo) {
-        self.rows.insert(id.clone(), info);
+    /// Attempts in flight on a worker, as the core last published it.
+    pub fn in_flight(&self, id: &WorkerId) -> usize {
+        self.loads.get(id).map_or(0, |l| l.in_flight)
     }
 
-    /// The order of the rows after a worker was added or removed.
-    pub(super) fn reorder(&self, order: Vec<WorkerId>) {
+    /// Membership's half of a row.
+    pub fn publish(&self, id: &WorkerId, row: MemberRow) {
+        self.rows.insert(id.clone(), row);
+    }
+
+    /// The core's half of a row.
+    pub fn publish_load(&self, id: &WorkerId, row: LoadRow) {
+        self.loads.insert(id.clone(), row);
+    }
+
+    /// The order of the rows after a worker was added or removed; a
+    /// removed worker's load goes with it.
+    pub fn reorder(&self, order: Vec<WorkerId>) {
         let mut o = self.order.write().unwrap_or_else(|e| e.into_inner());
         self.rows.retain(|id, _| order.contains(id));
+        self.loads.retain(|id, _| order.contains(id));
         *o = order;
     }
 }

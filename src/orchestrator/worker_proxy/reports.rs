@@ -1,0 +1,82 @@
+//! What a WorkerProxy reports: to the core, how each attempt went
+//! ([`AttemptOutcome`], [`AttemptsStarted`]) and that its worker is full
+//! ([`WorkerFull`]); to membership, its worker's state ([`WorkerUpdate`],
+//! [`Heartbeat`]). Defined here, beside their sender, so that the proxy
+//! names no other actor.
+
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+
+use crate::model::{AttemptId, KernelName, TaskId, TaskResult, WorkerId};
+use crate::orchestrator::board::WorkerState;
+
+/// How an attempt ended, as a WorkerProxy saw it.
+#[derive(Debug)]
+pub enum OutcomeKind {
+    /// The worker's result (completed, failed or cancelled there).
+    Result(Box<TaskResult>),
+    /// The attempt failed without a usable result.
+    Failed(String),
+    /// The worker was lost while running it.
+    Lost(String),
+    /// Nothing ran (429, 503, no connection): not an attempt.
+    Refused(String),
+    TimedOut(String),
+    /// A result that is not for the attempt this orchestrator issued (no
+    /// attempt id, another one): a run somebody posted to the worker by
+    /// hand, or a stray. Never recorded; the attempt counts as lost.
+    Forged(String),
+}
+
+/// Sent by a WorkerProxy for every attempt it was given (or adopted).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptOutcome {
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
+    pub worker_id: WorkerId,
+    pub kind: OutcomeKind,
+}
+
+/// Sent by a WorkerProxy: these attempts took a slot on its worker (they
+/// were sent ahead and waited there until now, or were just sent).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AttemptsStarted {
+    pub worker_id: WorkerId,
+    pub attempts: Vec<(TaskId, AttemptId)>,
+}
+
+/// Sent by a WorkerProxy when its worker comes up, goes down or reports
+/// its own capacity and algorithms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerUpdate {
+    pub worker_id: WorkerId,
+    pub state: WorkerState,
+    /// Why it is in that state (none when up).
+    pub reason: Option<String>,
+    pub capacity: usize,
+    /// The most tasks it keeps waiting for a slot (`/status` `max_backlog`).
+    pub backlog_limit: usize,
+    pub kernels: Vec<KernelName>,
+    pub heartbeat: Option<SystemTime>,
+}
+
+/// Sent by WorkerProxy on each heartbeat: only the time.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat {
+    pub worker_id: WorkerId,
+    pub at: SystemTime,
+}
+
+/// Sent by a WorkerProxy when its worker answered 429: no more tasks to it
+/// for `retry_after`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerFull {
+    pub worker_id: WorkerId,
+    pub retry_after: Duration,
+}
