@@ -228,11 +228,11 @@ mod tests {
         let out = Background::start("test-log-writer-full", Box::new(kept.clone()));
         let line = vec![b'x'; 1 << 20];
         // more than MAX_PENDING in a burst: the later writes wait, none is lost
-        for _ in 0..(2 * MAX_PENDING >> 20) + 3 {
+        for _ in 0..((2 * MAX_PENDING) >> 20) + 3 {
             (&out).write_all(&line).unwrap();
         }
         flush_all();
         let written: usize = lock(&kept.0).iter().map(Vec::len).sum();
-        assert_eq!(written, ((2 * MAX_PENDING >> 20) + 3) << 20);
+        assert_eq!(written, (((2 * MAX_PENDING) >> 20) + 3) << 20);
     }
 }
