@@ -2,6 +2,10 @@
 # Orquesta beside Ray and Dask on issue 12's workloads (tiny tasks: tasks/s;
 # ~1.6 ms tasks: overhead per task), 2 workers x 1 slot each, all measured
 # in the same run; prints every ratio. Re-run it to compare again.
+# Orquesta runs the user's path (`bench cluster`: INFO logs, the file
+# renamed into task_queues/ and copied in, alternately; the wall time to the
+# last result on disk). ORQUESTA_BIN=path measures that build instead of
+# building this checkout.
 #
 #   bench/peers.sh                 # 3 runs of each case, medians compared
 #   bench/peers.sh --runs 5 --json # more runs, and every figure as JSON
@@ -31,7 +35,12 @@ if ! "$venv/bin/python" -c 'import ray, distributed, numpy' 2>/dev/null; then
     "$venv/bin/pip" install --quiet 'dask[distributed]' numpy
 fi
 
-echo "building the release binary" >&2
-(cd "$repo" && cargo build --release --quiet)
+# ORQUESTA_BIN: measure that build instead of building this checkout
+binary=${ORQUESTA_BIN:-}
+if [ -z "$binary" ]; then
+    echo "building the release binary" >&2
+    (cd "$repo" && cargo build --release --quiet)
+    binary=${CARGO_TARGET_DIR:-$repo/target}/release/orquesta
+fi
 
-exec "$venv/bin/python" "$repo/bench/peers.py" --orquesta "$repo/target/release/orquesta" "$@"
+exec "$venv/bin/python" "$repo/bench/peers.py" --orquesta "$binary" "$@"

@@ -279,7 +279,7 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    match cli.command {
+    let code = match cli.command {
         Command::Sim(args) => crate::cli::sim::run(&args),
         Command::Worker(args) => crate::cli::worker::run(&args),
         Command::Orchestrator(args) => crate::cli::orchestrator::run(&args),
@@ -303,7 +303,10 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => crate::cli::workers::act(crate::cli::workers::Action::Resume, &args),
         Command::Purge(args) => crate::cli::purge::run(&args),
         Command::Completions(args) => crate::cli::completions::run(&args),
-    }
+    };
+    // log lines still waiting for their writer thread
+    crate::util::log_writer::flush_all();
+    code
 }
 
 pub use crate::util::machine::available_threads;

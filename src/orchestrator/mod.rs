@@ -454,6 +454,9 @@ pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), Orches
 
 /// Prints the line scripts and tests wait for.
 pub fn announce(started: &Started) {
+    // the log lines logged before it (written by a thread of their own)
+    // come before it on stdout, as they were logged
+    crate::util::log_writer::flush_all();
     println!("listening on {}://{}", started.scheme, started.local_addr);
     let _ = std::io::stdout().flush();
 }

@@ -3,6 +3,9 @@
 //! text or JSON (`LOG_FORMAT`). `RUST_LOG` sets the level, e.g.
 //! `RUST_LOG=debug` or `RUST_LOG=info,orquesta=debug`.
 //!
+//! Lines are written by a thread of their own ([`super::log_writer`]),
+//! never dropped; `cli::main` writes the last ones as the process ends.
+//!
 //! A worker's lines carry `worker=<id>` (a `worker` key in JSON): local
 //! workers share one `worker_service.log`, and without it their lines
 //! cannot be told apart.
@@ -23,6 +26,7 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
 
+use super::log_writer::{Background, StdoutSink};
 use super::rotating::RotatingFile;
 
 /// `LOG_FORMAT`: how a line is written.
@@ -108,18 +112,21 @@ pub fn init_with(
         format: options.format,
         text: tracing_subscriber::fmt::format().with_target(false),
     };
-    let stdout_filter = match stdout {
-        Stdout::All => filter.clone(),
-        Stdout::Only(only) => only,
-    };
-    let mut layers: Vec<ExtraLayer> = vec![Box::new(
-        tracing_subscriber::fmt::layer()
-            .with_ansi(
-                std::io::IsTerminal::is_terminal(&std::io::stdout()) && options.format == LogFormat::Text,
-            )
-            .event_format(line.clone())
-            .with_filter(stdout_filter),
-    )];
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && options.format == LogFormat::Text;
+    let terminal = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .event_format(line.clone());
+    let mut layers: Vec<ExtraLayer> = vec![match stdout {
+        // a process's own output (a worker's, read by `up`): written off
+        // the logging thread, as the file is
+        Stdout::All => Box::new(
+            terminal
+                .with_writer(Arc::new(Background::start("log-stdout", Box::new(StdoutSink))))
+                .with_filter(filter.clone()),
+        ),
+        // a person's terminal, shared with the console's own lines: in order
+        Stdout::Only(only) => Box::new(terminal.with_filter(only)),
+    }];
     let mut warning = None;
     if let Some(path) = file {
         if let Some(dir) = path.parent() {
@@ -130,7 +137,7 @@ pub fn init_with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
                     .event_format(line)
-                    .with_writer(Arc::new(f))
+                    .with_writer(Arc::new(Background::start("log-file", Box::new(f))))
                     .with_filter(filter),
             )),
             Err(e) => warning = Some(format!("cannot open log file {}: {e}", path.display())),

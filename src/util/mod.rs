@@ -5,6 +5,7 @@
 
 pub mod fs;
 pub mod lock;
+pub mod log_writer;
 pub mod logging;
 pub mod machine;
 pub mod platform;

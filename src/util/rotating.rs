@@ -51,31 +51,70 @@ impl RotatingFile {
         rename_if_there(&self.path, &self.numbered(1))
     }
 
-    fn write_line(&self, line: &[u8]) -> io::Result<()> {
+    /// Appends whole lines (one or many), rotating before a line would
+    /// take the file past `max_bytes`: as many lines as fit go out in one
+    /// write, then the file is rotated and the rest follow.
+    fn write_lines(&self, lines: &[u8]) -> io::Result<()> {
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if self.max_bytes > 0 {
-            let size = match std::fs::metadata(&self.path) {
-                Ok(m) if same_file(&m, &file) => m.len(),
-                // renamed away (or replaced) by another process sharing it
-                _ => {
-                    *file = append(&self.path)?;
-                    file.metadata()?.len()
-                }
-            };
-            if size > 0 && size + line.len() as u64 > self.max_bytes {
+        if self.max_bytes == 0 {
+            return file.write_all(lines);
+        }
+        let mut size = match std::fs::metadata(&self.path) {
+            Ok(m) if same_file(&m, &file) => m.len(),
+            // renamed away (or replaced) by another process sharing it
+            _ => {
+                *file = append(&self.path)?;
+                file.metadata()?.len()
+            }
+        };
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let fit = fitting(rest, size, self.max_bytes);
+            if fit == 0 {
                 self.rotate()?;
                 *file = append(&self.path)?;
+                size = 0;
+                continue;
             }
+            file.write_all(&rest[..fit])?;
+            size += fit as u64;
+            rest = &rest[fit..];
         }
-        file.write_all(line)
+        Ok(())
     }
 }
 
-/// tracing's writer: each event arrives as one buffered line.
+/// How many bytes of whole lines at the start of `lines` go into a file
+/// of `size` bytes without taking it past `max` (a file's first line
+/// always goes, however long); 0: the file must be rotated first.
+fn fitting(lines: &[u8], size: u64, max: u64) -> usize {
+    let mut take = 0usize;
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let empty = size == 0 && take == 0;
+        if !empty && size + (take + line.len()) as u64 > max {
+            break;
+        }
+        take += line.len();
+    }
+    take
+}
+
+/// tracing's writer: each event arrives as one buffered line (or, through
+/// [`super::log_writer`], a batch of them).
 impl Write for &RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_line(buf)?;
+        self.write_lines(buf)?;
         Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -148,6 +187,24 @@ mod tests {
         for f in ["w.log", "w.log.1", "w.log.2"] {
             assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() <= 100);
         }
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_split_at_the_limit_between_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.log");
+        let f = RotatingFile::open(&path, 100, 2).unwrap();
+        // one batch of 15 lines of 10 bytes: 10 fill a file, 5 start the next
+        let batch: String = (0..15).map(|i| format!("line {i:04}\n")).collect();
+        (&f).write_all(batch.as_bytes()).unwrap();
+        let (current, one) = (lines_in(&path), lines_in(&dir.path().join("w.log.1")));
+        assert_eq!(one.len(), 10);
+        assert_eq!(current.first().map(String::as_str), Some("line 0010"));
+        assert_eq!(current.len(), 5);
+        // a line longer than the limit goes alone into a fresh file
+        assert_eq!(fitting(b"0123456789\n", 0, 5), 11);
+        assert_eq!(fitting(b"0123456789\n", 1, 5), 0);
+        assert_eq!(fitting(b"ab\ncd\nef\n", 0, 7), 6);
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             None => server.listen(listener)?,
         }
         .run();
+        // the log lines logged before it come before it on stdout
+        crate::util::log_writer::flush_all();
         println!("listening on {scheme}://{local}");
         let _ = std::io::stdout().flush();
         tracing::info!(worker = %worker_id, %local, capacity = config.capacity, threads_per_task, "worker node started");

@@ -203,9 +203,13 @@ fn one_task_is_followed_through_the_orchestrator_log_by_its_id() {
     std::fs::rename(cluster.path("traced.json"), queue.join("traced.json")).unwrap();
     cluster.wait_count("completed", 3, LONG);
     let log_path = cluster.path("logs/elastic_orchestrator.log");
+    // the line that records trace_b's result: every stage before it is in
+    // the log by then (the lines are written in order)
     wait_until(LONG, "the results recorded line", || {
-        std::fs::read_to_string(&log_path)
-            .is_ok_and(|l| l.contains("results recorded") && l.contains("trace_b"))
+        std::fs::read_to_string(&log_path).is_ok_and(|l| {
+            l.lines()
+                .any(|line| line.contains("results recorded") && line.contains("trace_b"))
+        })
     });
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("trace_b")).collect();

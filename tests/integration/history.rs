@@ -226,10 +226,16 @@ fn retention_forgets_ended_history_but_never_a_queued_task() {
         (0..3).all(|i| c.orch().get(&format!("/tasks/r{i}")).status == 404)
     });
     assert_eq!(c.status_of("stuck"), "queued");
-    let log = std::fs::read_to_string(c.path("logs/elastic_orchestrator.log")).unwrap_or_default()
-        + &c.orch().log();
+    let log = || {
+        std::fs::read_to_string(c.path("logs/elastic_orchestrator.log")).unwrap_or_default() + &c.orch().log()
+    };
+    // written by the log's own thread, a moment after the purge
+    wait_until(LONG, "the purge logged", || {
+        log().contains("HISTORY_RETENTION_DAYS")
+    });
     assert!(
-        log.contains("HISTORY_RETENTION_DAYS"),
-        "the purge is logged: {log}"
+        log().contains("HISTORY_RETENTION_DAYS"),
+        "the purge is logged: {}",
+        log()
     );
 }

@@ -106,19 +106,22 @@ fn huge_bodies(orch: String, workers: Vec<String>, stop: Arc<AtomicBool>, thrown
     }
 }
 
-/// A task file put in place by a rename (no close-write event: the
-/// watcher waits out the quiet period), left there briefly.
-fn placed(drop: &std::path::Path, name: &std::path::Path) {
-    let tmp = drop.join(".placing");
-    std::fs::write(
-        &tmp,
+/// A task file written in place and left open (no close-write event nor
+/// a rename: the watcher waits out the quiet period), left there briefly;
+/// closed when the returned handle is dropped.
+#[must_use = "dropping the handle closes the file, which makes it ready at once"]
+fn placed(name: &std::path::Path) -> std::fs::File {
+    use std::io::Write;
+    let mut file = std::fs::File::create(name).unwrap();
+    file.write_all(
         json!({"tasks": [{"task_id": "swapped", "algorithm": "python",
         "parameters": {"num_particles": 10, "num_steps": 1, "seed": 1}}]})
-        .to_string(),
+        .to_string()
+        .as_bytes(),
     )
     .unwrap();
-    std::fs::rename(&tmp, name).unwrap();
     std::thread::sleep(Duration::from_millis(40));
+    file
 }
 
 /// Drops malformed and half-written files, and swaps noticed files for a
@@ -133,19 +136,21 @@ fn bad_files(drop: PathBuf, stop: Arc<AtomicBool>, thrown: Arc<Thrown>) {
             2 => std::fs::write(&name, json!({"tasks": [{"task_id": 5}]}).to_string()).unwrap(),
             3 => {
                 // noticed as a regular file, then a FIFO renamed over it
-                placed(&drop, &name);
+                let open = placed(&name);
                 let fifo = drop.join(format!(".fifo_{round}"));
                 let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
                 // SAFETY: mkfifo reads a valid NUL-terminated path.
                 unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
                 let _ = std::fs::rename(&fifo, &name);
+                std::mem::drop(open);
                 thrown.swaps.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                placed(&drop, &name);
+                let open = placed(&name);
                 let link = drop.join(format!(".link_{round}"));
                 let _ = std::os::unix::fs::symlink("/dev/zero", &link);
                 let _ = std::fs::rename(&link, &name);
+                std::mem::drop(open);
                 thrown.swaps.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -16,13 +16,16 @@ use crate::common::*;
 /// can be swapped in between.
 const SLOW_QUIET: &[(&str, &str)] = &[("FILE_QUIET_PERIOD", "2")];
 
-/// Puts `bytes` at `dir/name` by renaming a hidden temporary: no
-/// close-after-write event on the final name, so the watcher waits the
-/// quiet period before reading it.
-fn place(dir: &Path, name: &str, bytes: &[u8]) {
-    let temp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, bytes).unwrap();
-    std::fs::rename(&temp, dir.join(name)).unwrap();
+/// Writes `bytes` at `dir/name` in place and keeps the file open: no
+/// close-after-write event (nor a rename, which the watcher takes at
+/// once), so the watcher waits the quiet period before reading it. The
+/// file is closed when the returned handle is dropped.
+#[must_use = "dropping the handle closes the file, which makes it ready at once"]
+fn place(dir: &Path, name: &str, bytes: &[u8]) -> std::fs::File {
+    use std::io::Write;
+    let mut file = std::fs::File::create(dir.join(name)).unwrap();
+    file.write_all(bytes).unwrap();
+    file
 }
 
 fn mkfifo(path: &Path) {
@@ -61,7 +64,7 @@ fn known(c: &Cluster, id: &str) -> bool {
 fn a_fifo_swapped_in_after_the_file_was_noticed_blocks_nothing() {
     let mut c = Cluster::start(&[], SLOW_QUIET);
     let queue = drop_folder(&c);
-    place(&queue, "x.json", &task_file("x1"));
+    let _still_open = place(&queue, "x.json", &task_file("x1"));
     // noticed as a regular file (a whole rescan saw it), then swapped for
     // a FIFO of the same name
     c.orch().wait_for_passes(SCANS, 2);
@@ -97,7 +100,7 @@ fn links_are_never_followed_and_nothing_outside_is_written() {
     let outside = tempfile::tempdir().unwrap();
 
     // a symbolic link to /dev/zero swapped in after the file was noticed
-    place(&queue, "z.json", &task_file("z1"));
+    let _still_open = place(&queue, "z.json", &task_file("z1"));
     // noticed as a regular file (a whole rescan saw it)
     c.orch().wait_for_passes(SCANS, 2);
     let link = queue.join(".z.link");

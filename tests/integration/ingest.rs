@@ -2,13 +2,15 @@
 //! chunk is queued whole and each task recorded exactly once; a file
 //! with one bad task at its end is refused whole, with nothing of it
 //! stored, after chunks of it were already staged; `/stats` and
-//! `GET /tasks` agree with the tasks stored.
+//! `GET /tasks` agree with the tasks stored. A file renamed into the
+//! folder is taken at once (issue 21); one still open for writing in place
+//! waits for its writer to close it or for the quiet period.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{wait_until, Cluster, WorkerSpec, FLUSH_TICKS};
+use crate::common::{wait_until, Cluster, WorkerSpec, FLUSH_TICKS, SCANS};
 
 const LONG: Duration = Duration::from_secs(180);
 
@@ -120,4 +122,31 @@ fn a_bad_task_after_the_first_chunks_refuses_the_whole_file() {
     let queued = c.orch().get("/tasks?status=queued&priority=high&limit=2").json();
     assert_eq!(queued["total"], MANY.div_ceil(3), "{queued}");
     assert_eq!(queued["tasks"][1]["task_id"], "t00003", "{queued}");
+}
+
+#[test]
+fn a_renamed_file_is_taken_at_once_and_one_still_being_written_waits() {
+    // an hour's quiet period: within the test, only an event saying that a
+    // file is complete (a rename into the folder, a close after writing)
+    // gets a file read
+    let c = Cluster::start(&[WorkerSpec::new("w1", 1)], &[("FILE_QUIET_PERIOD", "3600")]);
+    let dir = c.path("task_queues");
+    wait_until(LONG, "the drop folder made", || dir.join("processed").is_dir());
+    // written in place, whole JSON, and still open: its writer may go on
+    let mut open = std::fs::File::create(dir.join("open.json")).unwrap();
+    std::io::Write::write_all(&mut open, json!({ "tasks": [tiny(1)] }).to_string().as_bytes()).unwrap();
+    // seen by a whole scan
+    c.orch().wait_for_passes(SCANS, 2);
+    drop_file(&c, "renamed.json", vec![tiny(0)]);
+    c.wait_count("completed", 1, LONG);
+    assert_eq!(c.orch().get("/tasks/t00000").json()["status"], "completed");
+    // scans since have seen the open file; it waits, unread
+    c.orch().wait_for_passes(SCANS, 2);
+    assert_eq!(c.orch().get("/tasks/t00001").status, 404);
+    assert!(dir.join("open.json").is_file());
+    assert_eq!(names_in(&c, "task_queues/processed").len(), 1);
+    // closed by its writer: complete, taken at once
+    drop(open);
+    c.wait_count("completed", 2, LONG);
+    assert_eq!(names_in(&c, "task_queues/processed").len(), 2);
 }

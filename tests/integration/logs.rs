@@ -29,6 +29,10 @@ fn two_workers_in_one_folder_are_told_apart_and_attempts_print_plainly() {
         .post("/tasks", &json!({ "tasks": small_tasks("t", 8) }).to_string());
     assert_eq!(r.status, 201, "{}", r.text());
     c.wait_count("completed", 8, Duration::from_secs(60));
+    // lines reach the file from a writer thread of their own, a moment later
+    wait_until(Duration::from_secs(30), "8 task finished lines", || {
+        worker_log(c.dir.path()).matches("task finished").count() == 8
+    });
     let log = worker_log(c.dir.path());
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "the workers wrote nothing");
@@ -60,6 +64,9 @@ fn a_task_posted_by_hand_logs_attempt_none() {
     let w = worker_with(dir.path(), "wh", &[]);
     let r = w.post("/execute", &sleep_task("by-hand", 0.01));
     assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(Duration::from_secs(30), "the task finished line", || {
+        worker_log(dir.path()).contains("task finished")
+    });
     let log = worker_log(dir.path());
     assert!(log.contains("attempt=none"), "{log}");
     assert!(!log.contains("None"), "{log}");
@@ -79,6 +86,14 @@ fn log_files_rotate_by_size_keeping_log_files() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let logs = dir.path().join("logs");
+    // the newest task's lines are in the current file, whole (once the
+    // writer thread has written them)
+    wait_until(Duration::from_secs(30), "the last task's lines", || {
+        std::fs::read_to_string(logs.join("worker_service.log"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("rot199") && l.contains("task finished"))
+    });
     let mut names: Vec<String> = std::fs::read_dir(&logs)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -121,6 +136,9 @@ fn json_lines_carry_timestamp_level_message_and_worker() {
         .to_string(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(Duration::from_secs(30), "the task finished line", || {
+        worker_log(dir.path()).contains("task finished")
+    });
     let log = worker_log(dir.path());
     let lines: Vec<Value> = log
         .lines()

@@ -3,6 +3,15 @@
 //! (or, with `--json`, one JSON object per case, which
 //! `bench/peers.sh` reads to set Orquesta beside Ray and Dask).
 //!
+//! The user's path (issue 21): the children run with `orquesta up`'s
+//! defaults (INFO logs), the task file is put into `task_queues/` by a
+//! rename (written beside it first, as the README recommends) and by a
+//! plain copy, alternately (`--drop`), and the wall time ends when the
+//! last result is on disk in `results/` (the last results file's write);
+//! the last `completed_at` is given beside it. Each run also gives the
+//! time from the drop to the first task's start on a worker, and the
+//! orchestrator's CPU per task.
+//!
 //! - `trivial`: tiny tasks (`optimized`, N = 16, one step) in one dropped
 //!   file, until every result is recorded: tasks/s.
 //! - `ms`: ~1.6 ms tasks (`reference`, N = 100, 40 steps): the overhead
@@ -23,7 +32,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
-use super::local::{task_file, LocalCluster};
+use super::local::{task_file, DropBy, LocalCluster};
 use super::procfs::{self, CpuLine};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,9 +69,33 @@ pub struct ClusterBenchArgs {
     /// printed.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// How the task file is put into the drop folder; `both` alternates
+    /// rename and copy run by run (`--runs` of each).
+    #[arg(long, value_enum, default_value = "both")]
+    pub drop: DropChoice,
     /// One JSON object per case instead of the tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DropChoice {
+    /// Written beside the folder, then renamed into it (the README's way).
+    Rename,
+    /// Written in place, as `cp` does.
+    Copy,
+    /// Rename and copy, alternately; the rename's figures lead.
+    Both,
+}
+
+impl DropChoice {
+    fn ways(self) -> &'static [DropBy] {
+        match self {
+            DropChoice::Rename => &[DropBy::Rename],
+            DropChoice::Copy => &[DropBy::Copy],
+            DropChoice::Both => &[DropBy::Rename, DropBy::Copy],
+        }
+    }
 }
 
 /// A workload of identical tasks (but for the seed) in one file.
@@ -154,8 +187,14 @@ pub fn spread(values: &[f64]) -> Value {
 #[derive(Debug, Clone)]
 pub struct RunFigures {
     pub tasks: usize,
-    /// Drop to the last task ended, seconds.
+    pub drop: DropBy,
+    /// Drop to the last result on disk (the last results file written),
+    /// seconds.
     pub wall: f64,
+    /// Drop to the last `completed_at`, seconds.
+    pub last_completed: Option<f64>,
+    /// Drop to the first task's start on a worker, seconds.
+    pub first_start: Option<f64>,
     pub completed: u64,
     pub failed: u64,
     /// Distinct tasks in the results files, and results seen twice.
@@ -191,9 +230,21 @@ impl RunFigures {
         (self.wall - self.exec_seconds / self.slots_total as f64) / self.tasks as f64 * 1e6
     }
 
+    /// The orchestrator's CPU per task, µs.
+    pub fn orchestrator_us_per_task(&self) -> Option<f64> {
+        self.orchestrator_cpu.map(|c| c / self.tasks as f64 * 1e6)
+    }
+
+    pub fn first_start_ms(&self) -> Option<f64> {
+        self.first_start.map(|s| s * 1e3)
+    }
+
     fn to_json(&self) -> Value {
         json!({
-            "tasks": self.tasks, "wall_seconds": self.wall,
+            "tasks": self.tasks, "drop": self.drop, "wall_seconds": self.wall,
+            "last_completed_seconds": self.last_completed,
+            "first_start_ms": self.first_start_ms(),
+            "orchestrator_cpu_us_per_task": self.orchestrator_us_per_task(),
             "tasks_per_second": self.tasks_per_second(),
             "exec_ms_per_task": self.exec_ms_per_task(),
             "overhead_us_per_task": self.overhead_us_per_task(),
@@ -224,9 +275,15 @@ fn sample(cluster: &LocalCluster) -> [Option<f64>; 4] {
     ]
 }
 
-/// One run: a fresh cluster, one file of `tasks` tasks of `w`, until every
-/// task has ended and every result is in a results file.
-pub fn throughput_run(workers: usize, slots: usize, tasks: usize, w: Workload) -> Result<RunFigures, String> {
+/// One run: a fresh cluster, one file of `tasks` tasks of `w` put into
+/// the drop folder `by` a copy or a rename, until every result is on disk.
+pub fn throughput_run(
+    workers: usize,
+    slots: usize,
+    tasks: usize,
+    w: Workload,
+    by: DropBy,
+) -> Result<RunFigures, String> {
     let cluster = LocalCluster::start(workers, slots)?;
     let text = task_file("bulk", tasks, w.algorithm, w.particles, w.steps);
     let pid = cluster.orchestrator_pid();
@@ -235,30 +292,33 @@ pub fn throughput_run(workers: usize, slots: usize, tasks: usize, w: Workload) -
         procfs::threads(pid),
         procfs::context_switches(pid),
     );
-    let dropped_at = crate::util::time::unix_now();
-    let t0 = cluster.drop_file("bulk.json", &text)?;
+    let (t0, dropped_at) = cluster.drop_as("bulk.json", &text, by)?;
     // each poll of /stats costs the orchestrator a count of the tasks (a
-    // thread of its blocking pool, `tokio-rt-worker` in the thread list);
-    // every 50 ms, as `bench e2e` always did, bounds the end time's error
-    // to 50 ms
+    // thread of its blocking pool, `tokio-rt-worker` in the thread list):
+    // every 50 ms, as `bench e2e` always did
     let ended = cluster.wait_ended(tasks as u64, Duration::from_millis(50), Duration::from_secs(900))?;
-    let wall = t0.elapsed().as_secs_f64();
+    let recorded = cluster.wait_recorded(tasks, Duration::from_secs(60))?;
+    let seen = t0.elapsed().as_secs_f64();
     let (after, threads1, switches1) = (
         sample(&cluster),
         procfs::threads(pid),
         procfs::context_switches(pid),
     );
     let used = |i: usize| before[i].zip(after[i]).map(|(a, b)| b - a);
-    let recorded = cluster.wait_recorded(tasks, Duration::from_secs(30))?;
-    // the last task's end as its worker stamped it (to the millisecond),
-    // not the poll that saw it (up to 50 ms later: 100 µs a task over 500)
-    let wall = match recorded.last_end {
-        Some(end) if end > dropped_at && end - dropped_at <= wall => end - dropped_at,
-        _ => wall,
-    };
+    // the last results file's write (to the nanosecond), not the poll that
+    // read it (up to 20 ms later); the poll's time where the clock disagrees
+    let since_drop = |t: Option<f64>| t.map(|t| t - dropped_at).filter(|d| *d > 0.0 && *d <= seen);
+    let wall = since_drop(recorded.last_write).unwrap_or(seen);
+    // `completed_at` and the start are stamped to the millisecond: compare
+    // them with the drop truncated the same way
+    let dropped_ms = (dropped_at * 1e3).floor() / 1e3;
+    let since_ms = |t: Option<f64>| t.map(|t| t - dropped_ms).filter(|d| *d >= 0.0 && *d <= seen);
     Ok(RunFigures {
         tasks,
+        drop: by,
         wall,
+        last_completed: since_ms(recorded.last_end),
+        first_start: since_ms(recorded.first_start),
         completed: ended.completed,
         failed: ended.failed + ended.cancelled,
         recorded: recorded.tasks,
@@ -274,63 +334,107 @@ pub fn throughput_run(workers: usize, slots: usize, tasks: usize, w: Workload) -
     })
 }
 
+/// Median, min and max of each figure over some runs.
+fn summary_of(runs: &[RunFigures]) -> Value {
+    let pick = |f: &dyn Fn(&RunFigures) -> f64| spread(&runs.iter().map(f).collect::<Vec<_>>());
+    let nan = f64::NAN;
+    json!({
+        "tasks_per_second": pick(&RunFigures::tasks_per_second),
+        "overhead_us_per_task": pick(&RunFigures::overhead_us_per_task),
+        "exec_ms_per_task": pick(&RunFigures::exec_ms_per_task),
+        "wall_seconds": pick(&|r| r.wall),
+        "last_completed_seconds": pick(&|r| r.last_completed.unwrap_or(nan)),
+        "first_start_ms": pick(&|r| r.first_start_ms().unwrap_or(nan)),
+        "orchestrator_cpu_us_per_task": pick(&|r| r.orchestrator_us_per_task().unwrap_or(nan)),
+        "orchestrator_cpu_seconds": pick(&|r| r.orchestrator_cpu.unwrap_or(nan)),
+        "workers_cpu_seconds": pick(&|r| r.workers_cpu.unwrap_or(nan)),
+        "orchestrator_runqueue_wait_seconds": pick(&|r| r.orchestrator_runq_wait.unwrap_or(nan)),
+        "workers_runqueue_wait_seconds": pick(&|r| r.workers_runq_wait.unwrap_or(nan)),
+        "runs": runs.iter().map(RunFigures::to_json).collect::<Vec<_>>(),
+    })
+}
+
 fn throughput(args: &ClusterBenchArgs, w: Workload) -> Result<(), String> {
     let tasks = args.tasks.unwrap_or(w.default_tasks).max(1);
     let (workers, slots) = (args.workers.max(1), args.slots.max(1));
+    let ways = args.drop.ways();
     if !args.json {
         println!(
-            "cluster {}: {tasks} tasks ({}, N={}, {} step{}) in one dropped file, {workers} workers x {slots} slot{}, until every result is recorded",
+            "cluster {}: {tasks} tasks ({}, N={}, {} step{}) in one file put into task_queues/ by {}, {workers} workers x {slots} slot{}, INFO logs, until every result is on disk",
             w.case,
             w.algorithm,
             w.particles,
             w.steps,
             if w.steps == 1 { "" } else { "s" },
+            ways.iter().map(|d| d.name()).collect::<Vec<_>>().join(" and by "),
             if slots == 1 { "" } else { "s" },
         );
         println!(
-            "  {:>4} {:>8} {:>9} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11}  busiest orchestrator threads (cpu s)",
-            "run", "wall s", "tasks/s", "exec ms", "overhead µs", "orch cpu", "orch wait", "work cpu", "work wait", "recorded"
+            "  {:>4} {:>6} {:>8} {:>9} {:>8} {:>11} {:>9} {:>9} {:>10} {:>8} {:>8} {:>11}  busiest orchestrator threads (cpu s)",
+            "run", "drop", "wall s", "tasks/s", "exec ms", "overhead µs", "1st start", "last done", "orch µs/t", "orch cpu", "work cpu", "recorded"
+        );
+        println!(
+            "  {:>4} {:>6} {:>8} {:>9} {:>8} {:>11} {:>9} {:>9}",
+            "", "", "to disk", "", "per task", "per task", "ms", "s"
         );
     }
     let mut runs = Vec::new();
+    // alternated, so that a slow spell of a shared machine falls on both
     for i in 1..=args.runs.max(1) {
-        let r = throughput_run(workers, slots, tasks, w)?;
-        if !args.json {
-            print_run(i, &r);
+        for &by in ways {
+            let r = throughput_run(workers, slots, tasks, w, by)?;
+            if !args.json {
+                print_run(i, &r);
+            }
+            runs.push(r);
         }
-        runs.push(r);
     }
     let all_recorded = runs
         .iter()
         .all(|r| r.recorded == r.tasks && r.duplicates == 0 && r.failed == 0);
-    let pick = |f: fn(&RunFigures) -> f64| spread(&runs.iter().map(f).collect::<Vec<_>>());
-    let summary = json!({
-        "case": w.case, "algorithm": w.algorithm, "particles": w.particles, "steps": w.steps,
-        "workers": workers, "slots": slots, "tasks": tasks,
-        "tasks_per_second": pick(RunFigures::tasks_per_second),
-        "overhead_us_per_task": pick(RunFigures::overhead_us_per_task),
-        "exec_ms_per_task": pick(RunFigures::exec_ms_per_task),
-        "wall_seconds": pick(|r| r.wall),
-        "orchestrator_cpu_seconds": pick(|r| r.orchestrator_cpu.unwrap_or(f64::NAN)),
-        "workers_cpu_seconds": pick(|r| r.workers_cpu.unwrap_or(f64::NAN)),
-        "orchestrator_runqueue_wait_seconds": pick(|r| r.orchestrator_runq_wait.unwrap_or(f64::NAN)),
-        "workers_runqueue_wait_seconds": pick(|r| r.workers_runq_wait.unwrap_or(f64::NAN)),
-        "all_recorded_once": all_recorded,
-        "runs": runs.iter().map(RunFigures::to_json).collect::<Vec<_>>(),
-    });
+    let of = |by: DropBy| runs.iter().filter(|r| r.drop == by).cloned().collect::<Vec<_>>();
+    // the first way leads: its figures are the case's
+    let mut summary = summary_of(&of(ways[0]));
+    let by_drop: serde_json::Map<String, Value> = ways
+        .iter()
+        .map(|&by| (by.name().to_string(), summary_of(&of(by))))
+        .collect();
+    if let Value::Object(m) = &mut summary {
+        for (k, v) in [
+            ("case", json!(w.case)),
+            ("algorithm", json!(w.algorithm)),
+            ("particles", json!(w.particles)),
+            ("steps", json!(w.steps)),
+            ("workers", json!(workers)),
+            ("slots", json!(slots)),
+            ("tasks", json!(tasks)),
+            ("drop", json!(ways[0])),
+            ("all_recorded_once", json!(all_recorded)),
+            ("by_drop", Value::Object(by_drop.clone())),
+        ] {
+            m.insert(k.into(), v);
+        }
+    }
     if args.json {
         println!("{summary}");
     } else {
         if runs.len() > 1 {
-            for (label, key) in [("median", "median"), ("min", "min"), ("max", "max")] {
-                let f = |k: &str| summary[k][key].as_f64().unwrap_or(f64::NAN);
-                println!(
-                    "  {label:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1}",
-                    f("wall_seconds"),
-                    f("tasks_per_second"),
-                    f("exec_ms_per_task"),
-                    f("overhead_us_per_task")
-                );
+            for by in ways {
+                let one = &by_drop[by.name()];
+                for (label, key) in [("median", "median"), ("min", "min"), ("max", "max")] {
+                    let f = |k: &str| one[k][key].as_f64().unwrap_or(f64::NAN);
+                    println!(
+                        "  {label:>6} {:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1} {:>9.1} {:>9.3} {:>10.1}",
+                        by.name(),
+                        f("wall_seconds"),
+                        f("tasks_per_second"),
+                        f("exec_ms_per_task"),
+                        f("overhead_us_per_task"),
+                        f("first_start_ms"),
+                        f("last_completed_seconds"),
+                        f("orchestrator_cpu_us_per_task"),
+                    );
+                }
             }
         }
         println!(
@@ -347,7 +451,7 @@ fn throughput(args: &ClusterBenchArgs, w: Workload) -> Result<(), String> {
 }
 
 fn print_run(i: usize, r: &RunFigures) {
-    let cpu = |c: Option<f64>| c.map_or("-".to_string(), |s| format!("{s:.2}"));
+    let figure = |c: Option<f64>, digits: usize| c.map_or("-".to_string(), |s| format!("{s:.digits$}"));
     let threads: Vec<String> = r
         .orchestrator_threads
         .iter()
@@ -355,15 +459,17 @@ fn print_run(i: usize, r: &RunFigures) {
         .map(|t| format!("{} {:.2}", t.name, t.seconds))
         .collect();
     println!(
-        "  {i:>4} {:>8.3} {:>9.0} {:>8.3} {:>11.1} {:>9} {:>9} {:>9} {:>9} {:>11}  {}",
+        "  {i:>4} {:>6} {:>8.3} {:>9.0} {:>8.3} {:>11.1} {:>9} {:>9} {:>10} {:>8} {:>8} {:>11}  {}",
+        r.drop.name(),
         r.wall,
         r.tasks_per_second(),
         r.exec_ms_per_task(),
         r.overhead_us_per_task(),
-        cpu(r.orchestrator_cpu),
-        cpu(r.orchestrator_runq_wait),
-        cpu(r.workers_cpu),
-        cpu(r.workers_runq_wait),
+        figure(r.first_start_ms(), 1),
+        figure(r.last_completed, 3),
+        figure(r.orchestrator_us_per_task(), 1),
+        figure(r.orchestrator_cpu, 2),
+        figure(r.workers_cpu, 2),
         format!("{}/{}", r.recorded, r.tasks),
         threads.join(", ")
     );
@@ -396,14 +502,17 @@ mod tests {
     fn overhead_counts_every_slot_busy() {
         let r = RunFigures {
             tasks: 500,
+            drop: DropBy::Rename,
             wall: 0.5,
+            last_completed: Some(0.49),
+            first_start: Some(0.004),
             completed: 500,
             failed: 0,
             recorded: 500,
             duplicates: 0,
             exec_seconds: 0.8, // 1.6 ms each
             slots_total: 2,
-            orchestrator_cpu: None,
+            orchestrator_cpu: Some(0.05),
             workers_cpu: None,
             orchestrator_threads: Vec::new(),
             orchestrator_runq_wait: None,
@@ -414,5 +523,8 @@ mod tests {
         assert!((r.overhead_us_per_task() - 200.0).abs() < 1e-6);
         assert!((r.tasks_per_second() - 1000.0).abs() < 1e-9);
         assert!((r.exec_ms_per_task() - 1.6).abs() < 1e-9);
+        // 0.05 s of orchestrator CPU over 500 tasks = 100 µs each
+        assert!((r.orchestrator_us_per_task().unwrap() - 100.0).abs() < 1e-6);
+        assert!((r.first_start_ms().unwrap() - 4.0).abs() < 1e-9);
     }
 }

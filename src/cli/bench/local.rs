@@ -15,18 +15,36 @@ use tempfile::TempDir;
 use crate::cli::client::{self, Answer, Endpoint};
 use crate::cli::cluster::KillOnDrop;
 
-/// Starts `orquesta ARGS…` (this binary) quietly in `dir` and waits until
-/// it listens; the child and its address. It dies with the bench, also
-/// when the bench is killed (a dropped [`KillOnDrop`] covers only a bench
-/// that ends by itself).
+/// The environment variable naming another `orquesta` binary for the
+/// bench's cluster to run (a build of an earlier commit, say), so one
+/// bench measures two builds the same way; unset: this binary.
+pub const BINARY_ENV: &str = "ORQUESTA_BENCH_BINARY";
+
+/// Starts `orquesta ARGS…` (this binary, or [`BINARY_ENV`]'s) quietly in
+/// `dir` and waits until it listens; the child and its address. It dies
+/// with the bench, also when the bench is killed (a dropped
+/// [`KillOnDrop`] covers only a bench that ends by itself).
 ///
-/// The children log at `warn` unless `RUST_LOG` is set for the bench:
-/// `RUST_LOG=info` measures the cluster with the log lines a default
-/// `orquesta up` writes (the per-task trace lines included).
+/// The children log at INFO, as `orquesta up` runs them (the per-task
+/// lines included), unless `RUST_LOG` is set for the bench.
 pub fn start_self(id: &str, args: &[&str], dir: &Path) -> Result<(KillOnDrop, String), String> {
-    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let mut cmd =
         crate::cli::cluster::self_command(args, &[("RUST_LOG", &level)], dir).map_err(|e| e.to_string())?;
+    if let Some(other) = std::env::var_os(BINARY_ENV).filter(|b| !b.is_empty()) {
+        let mut again = std::process::Command::new(other);
+        again.args(cmd.get_args()).current_dir(dir);
+        again.stdin(std::process::Stdio::null());
+        again.stdout(std::process::Stdio::piped());
+        again.stderr(std::process::Stdio::piped());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                again.env(k, v);
+            }
+        }
+        crate::util::platform::make_stoppable(&mut again);
+        cmd = again;
+    }
     crate::cli::cluster::die_with_parent(&mut cmd);
     let (child, addr) = crate::cli::cluster::launch(id, cmd, crate::cli::cluster::Echo::Nothing)
         .map_err(|e| e.to_string())?;
@@ -71,6 +89,12 @@ pub struct Recorded {
     /// The latest `completed_at` (unix seconds, millisecond precision):
     /// when the last task ended, as its worker saw it.
     pub last_end: Option<f64>,
+    /// The earliest `completed_at − execution_time`: when the first task
+    /// started on its worker (to the millisecond).
+    pub first_start: Option<f64>,
+    /// When the last results file was written (its modification time, unix
+    /// seconds): the last result on disk.
+    pub last_write: Option<f64>,
 }
 
 /// Reads every `task_results_*.json` in `dir`: distinct ids, duplicates,
@@ -90,16 +114,31 @@ pub fn read_results(dir: &Path) -> Result<Recorded, String> {
         if !(name.starts_with("task_results_") && name.ends_with(".json")) {
             continue;
         }
+        let written = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64());
+        recorded.last_write = match (recorded.last_write, written) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let text = std::fs::read(entry.path()).map_err(|e| format!("{name}: {e}"))?;
         let results: Vec<Value> = serde_json::from_slice(&text).map_err(|e| format!("{name}: {e}"))?;
         for r in results {
             let id = r["task_id"].as_str().unwrap_or_default().to_string();
             if seen.insert(id) {
                 recorded.tasks += 1;
-                recorded.exec_seconds += r["execution_time"].as_f64().unwrap_or(0.0);
+                let exec = r["execution_time"].as_f64().unwrap_or(0.0);
+                recorded.exec_seconds += exec;
                 let end = r["completed_at"].as_str().and_then(crate::util::time::parse_iso);
                 recorded.last_end = match (recorded.last_end, end) {
                     (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                recorded.first_start = match (recorded.first_start, end.map(|e| e - exec)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
             } else {
@@ -134,6 +173,25 @@ pub fn task_file(prefix: &str, count: usize, algorithm: &str, particles: u64, st
     }
     text.push_str("]}");
     text
+}
+
+/// How a bench puts its task file into the drop folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropBy {
+    /// Written in place, as `cp` does (create, write, close).
+    Copy,
+    /// Written beside the folder, then renamed into it (the README's way).
+    Rename,
+}
+
+impl DropBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            DropBy::Copy => "copy",
+            DropBy::Rename => "rename",
+        }
+    }
 }
 
 /// The cluster: children first, so they are killed before the folder
@@ -217,15 +275,33 @@ impl LocalCluster {
     }
 
     /// Writes `text` into the drop folder as `cp` would (create, write,
-    /// close); the moment the write began. Not staged and renamed in: a
-    /// rename sends no close-after-write event, so the watcher would wait
-    /// its quiet period (`FILE_QUIET_PERIOD`) and every figure would carry
-    /// that fixed delay. The write itself (~0.1 s for 100 MB) is counted,
-    /// as it is when a user drops a file.
+    /// close); the moment the write began. The write itself (~0.1 s for
+    /// 100 MB) is counted, as it is when a user drops a file.
     pub fn drop_file(&self, name: &str, text: &str) -> Result<Instant, String> {
-        let t0 = Instant::now();
-        std::fs::write(self.queue_dir().join(name), text).map_err(|e| format!("dropping {name}: {e}"))?;
-        Ok(t0)
+        Ok(self.drop_as(name, text, DropBy::Copy)?.0)
+    }
+
+    /// Puts a task file into the drop folder `by` a plain copy or a rename
+    /// (written in full beside the folder, then renamed into it, as the
+    /// README recommends); the moment it appeared there (the copy's start,
+    /// or the rename), as an `Instant` and as unix seconds.
+    pub fn drop_as(&self, name: &str, text: &str, by: DropBy) -> Result<(Instant, f64), String> {
+        let fail = |e: std::io::Error| format!("dropping {name}: {e}");
+        let target = self.queue_dir().join(name);
+        match by {
+            DropBy::Copy => {
+                let at = (Instant::now(), crate::util::time::unix_now());
+                std::fs::write(&target, text).map_err(fail)?;
+                Ok(at)
+            }
+            DropBy::Rename => {
+                let aside = self.dir.path().join(format!("{name}.aside"));
+                std::fs::write(&aside, text).map_err(fail)?;
+                let at = (Instant::now(), crate::util::time::unix_now());
+                std::fs::rename(&aside, &target).map_err(fail)?;
+                Ok(at)
+            }
+        }
     }
 
     /// Waits until the file `name` dropped earlier has been accepted

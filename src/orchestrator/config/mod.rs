@@ -186,7 +186,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "FILE_QUIET_PERIOD",
         "0.5",
-        "seconds a dropped file must stay unchanged before it is read",
+        "seconds a file written in place must stay unchanged before it is read (one renamed in, or closed by its writer, is read at once)",
     ),
     (
         "RESCAN_INTERVAL",

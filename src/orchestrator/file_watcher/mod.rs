@@ -1,7 +1,8 @@
 //! FileWatcher: the drop folder `task_queues/`. A `notify` watch plus a
 //! full scan at start and a slow rescan (events can be missed) find
-//! `*.json` files; a file is read once its writer has closed it or it has
-//! stayed unchanged for the quiet period. It is validated all-or-nothing
+//! `*.json` files; a file is read at once when it was renamed into the
+//! folder (the way to drop a file whole) or its writer has closed it, and
+//! otherwise once it has stayed unchanged for the quiet period. It is validated all-or-nothing
 //! while its tasks are staged in the store chunk by chunk ([`read`]),
 //! handed to TaskQueue, and moved to `processed/<YYYYMMDD_HHMMSS>_<name>`
 //! only after TaskQueue has committed it whole; a bad file goes to `rejected/`
@@ -64,7 +65,8 @@ struct Candidate {
     modified: Option<SystemTime>,
     /// Last time its size or time changed.
     changed: Instant,
-    /// Its writer closed it (inotify): no need to wait the quiet period.
+    /// Complete as far as events tell: renamed into the folder, or closed
+    /// by its writer (inotify). No need to wait the quiet period.
     closed: bool,
     /// Read while incomplete (truncated JSON) this long ago.
     incomplete_since: Option<Instant>,
@@ -502,13 +504,10 @@ impl Actor for FileWatcher {
         let me = ctx.address();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
-                let closed = matches!(
-                    event.kind,
-                    EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
-                );
+                let complete = complete_paths(&event);
                 me.do_send(Touched {
                     paths: event.paths,
-                    closed,
+                    complete,
                 });
             }
         });
@@ -530,21 +529,41 @@ impl Actor for FileWatcher {
     }
 }
 
-/// Sent from notify's thread: something happened to these paths.
+/// Which of an event's paths the event says are complete files: the one
+/// its writer closed after writing, or the new name of a rename (a file
+/// renamed into the folder was written whole elsewhere first; `notify`
+/// reports the new name alone, or after the old one when both are in the
+/// folder). Any other event leaves a file to its quiet period.
+fn complete_paths(event: &notify::Event) -> Vec<bool> {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    let n = event.paths.len();
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => vec![true; n],
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => vec![true; n],
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => (0..n).map(|i| i + 1 == n).collect(),
+        _ => vec![false; n],
+    }
+}
+
+/// Sent from notify's thread: something happened to these paths; for
+/// each, whether the event says it is complete ([`complete_paths`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Touched {
     pub paths: Vec<PathBuf>,
-    pub closed: bool,
+    pub complete: Vec<bool>,
 }
 
 impl Handler<Touched> for FileWatcher {
     type Result = ();
     fn handle(&mut self, msg: Touched, ctx: &mut Self::Context) {
-        for p in msg.paths {
-            self.note(p, msg.closed);
+        let mut any_complete = false;
+        for (i, p) in msg.paths.into_iter().enumerate() {
+            let complete = msg.complete.get(i).copied().unwrap_or(false);
+            any_complete |= complete;
+            self.note(p, complete);
         }
-        if msg.closed {
+        if any_complete {
             self.check(ctx);
         }
     }
@@ -563,25 +582,4 @@ impl Handler<StopWatching> for FileWatcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_json_files_that_are_not_temporary() {
-        for good in ["a.json", "tareas.JSON", "x.y.json"] {
-            assert!(is_task_file(Path::new(good)), "{good}");
-        }
-        for bad in [".a.json", "a.json.part", "a.json.tmp", "a.txt", "json", "a.json~"] {
-            assert!(!is_task_file(Path::new(bad)), "{bad}");
-        }
-    }
-
-    #[test]
-    fn unique_names_do_not_overwrite() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = unique(dir.path(), "f.json");
-        fs::write(&a, "x").unwrap();
-        let b = unique(dir.path(), "f.json");
-        assert_eq!(b.file_name().unwrap(), "f_1.json");
-    }
-}
+mod tests;

@@ -113,6 +113,7 @@ pub fn hold_interrupts() -> InterruptsHeld {
 impl Drop for InterruptsHeld {
     fn drop(&mut self) {
         if HOLDING.fetch_sub(1, Ordering::SeqCst) == 1 && PENDING.swap(false, Ordering::SeqCst) {
+            crate::util::log_writer::flush_all();
             std::process::exit(STATUS_CONTROL_C_EXIT as i32);
         }
     }
