@@ -28,6 +28,8 @@ pub struct Entry {
     pub kernel: KernelName,
     pub algorithm: String,
     pub body: Arc<str>,
+    /// The file it came from (`api` for `POST /tasks`), for its result.
+    pub source: Arc<str>,
     /// Attempts started so far.
     pub attempts: u32,
     pub created_at: f64,
@@ -63,6 +65,7 @@ impl Entry {
             kernel: row.kernel?,
             algorithm: row.algorithm,
             body: Arc::from(row.body),
+            source: Arc::from(row.source),
             attempts: row.attempts,
             created_at: row.created_at,
             task_id: row.task_id,
@@ -72,8 +75,8 @@ impl Entry {
         })
     }
 
-    /// A task just inserted with sequence number `seq`.
-    pub fn inserted(t: NewTask, seq: i64, now: f64) -> Option<Self> {
+    /// A task just inserted from `source` with sequence number `seq`.
+    pub fn inserted(t: NewTask, seq: i64, source: &Arc<str>, now: f64) -> Option<Self> {
         Some(Self {
             seq,
             kernel: t.kernel,
@@ -81,6 +84,7 @@ impl Entry {
             priority: t.priority,
             algorithm: t.algorithm,
             body: Arc::from(t.body),
+            source: Arc::clone(source),
             attempts: 0,
             created_at: now,
             last_error: None,
@@ -396,13 +400,14 @@ impl LiveTasks {
         }
     }
 
-    /// Event: a batch was committed to the database with these sequence
-    /// numbers.
-    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, now: f64) {
+    /// Event: a batch from `source` was committed to the database with
+    /// these sequence numbers.
+    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, source: &str, now: f64) {
         self.counters.submitted += tasks.len() as u64;
         self.metrics.tasks_ingested(tasks.len());
+        let source: Arc<str> = Arc::from(source);
         for (t, seq) in tasks.into_iter().zip(seqs) {
-            if let Some(entry) = Entry::inserted(t, seq, now) {
+            if let Some(entry) = Entry::inserted(t, seq, &source, now) {
                 self.enqueue(entry);
             }
         }
