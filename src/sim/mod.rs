@@ -593,3 +593,5 @@ fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> 
 mod tests;
 #[cfg(test)]
 mod width_tests;
+#[cfg(test)]
+mod lammps_tests;
