@@ -345,7 +345,9 @@ impl Validator {
                     let e = e.replace("a whole number ≥ 0", "a whole number ≥ 1");
                     errors.push(FieldError::new(
                         at("thermo_every"),
-                        format!("{e}; thermo_every is the number of steps between two rows of metrics.thermo"),
+                        format!(
+                            "{e}; thermo_every is the number of steps between two rows of metrics.thermo"
+                        ),
                     ));
                     None
                 }

@@ -273,7 +273,8 @@ impl<'a> Run<'a> {
     pub fn with_thermo(mut self, every: Option<u64>) -> Self {
         self.thermo_every = every.filter(|e| *e > 0);
         if let Some(e) = self.thermo_every {
-            self.thermo.reserve((self.steps / e + 1).min(super::MAX_THERMO_ROWS) as usize);
+            self.thermo
+                .reserve((self.steps / e + 1).min(super::MAX_THERMO_ROWS) as usize);
         }
         self
     }

@@ -47,7 +47,10 @@ fn step_zero_energy_and_pressure_equal_lammps() {
                 },
             );
             let pe = m.potential_energy_initial.unwrap();
-            assert!((pe - f("potential_energy")).abs() < 1e-12, "{algorithm} N={n}: {pe}");
+            assert!(
+                (pe - f("potential_energy")).abs() < 1e-12,
+                "{algorithm} N={n}: {pe}"
+            );
             // the kinetic part depends on the velocities, which differ:
             // the virial part is the lattice's alone
             let t = system::temperature_of(m.kinetic_energy_initial.unwrap() * n as f64, n as usize);
@@ -60,7 +63,11 @@ fn step_zero_energy_and_pressure_equal_lammps() {
             // and at the same temperature normalisation (T0 = 1 both), the
             // whole pressure
             let p = m.pressure_initial.unwrap();
-            assert!((p - f("pressure")).abs() < 1e-12, "{algorithm} N={n}: {p} vs {}", f("pressure"));
+            assert!(
+                (p - f("pressure")).abs() < 1e-12,
+                "{algorithm} N={n}: {p} vs {}",
+                f("pressure")
+            );
         }
     }
 }

@@ -497,8 +497,8 @@ pub fn simulate(
         .validate(kernel, &options.limits)
         .map_err(SimError::InvalidParameters)?;
     let state = State::initial(&physics, params.seed);
-    let mut run =
-        kernel::Run::new(physics, params.num_steps, options.threads, control).with_thermo(params.thermo_every);
+    let mut run = kernel::Run::new(physics, params.num_steps, options.threads, control)
+        .with_thermo(params.thermo_every);
     let stepping = Instant::now();
     let state = kernel.run(state, &mut run);
     let stepping_secs = stepping.elapsed().as_secs_f64();
@@ -576,9 +576,7 @@ fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> 
         kernel: kernel.name(),
         threads: run.threads(),
         thermo: run.thermo_every().map(|_| run.thermo().to_vec()),
-        averages: run
-            .thermo_every()
-            .and_then(|_| Averages::of(run.thermo(), steps)),
+        averages: run.thermo_every().and_then(|_| Averages::of(run.thermo(), steps)),
     };
     SimReport {
         status,
@@ -590,8 +588,8 @@ fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> 
 }
 
 #[cfg(test)]
+mod lammps_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod width_tests;
-#[cfg(test)]
-mod lammps_tests;

@@ -13,7 +13,9 @@ use crate::probes::missing_tool;
 
 /// The first thermo row LAMMPS prints (step temp pe ke etotal press).
 fn first_row(screen: &str) -> Vec<f64> {
-    let mut lines = screen.lines().skip_while(|l| !l.trim_start().starts_with("Step Temp"));
+    let mut lines = screen
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("Step Temp"));
     lines.next();
     let row = lines.next().expect("a thermo row after the header");
     row.split_whitespace().map(|w| w.parse().unwrap()).collect()
@@ -36,7 +38,17 @@ fn lammps_still_gives_the_kept_step_zero_values_and_orquesta_agrees() {
         let side = kept["side"].as_u64().unwrap();
         let out = Command::new("lmp")
             .args(["-in", root.join("in.lj2d").to_str().unwrap()])
-            .args(["-var", "side", &side.to_string(), "-var", "seed", "87287", "-var", "steps", "0"])
+            .args([
+                "-var",
+                "side",
+                &side.to_string(),
+                "-var",
+                "seed",
+                "87287",
+                "-var",
+                "steps",
+                "0",
+            ])
             .args(["-log", "none"])
             .env("OMP_NUM_THREADS", "1")
             .current_dir(work.path())
@@ -44,7 +56,13 @@ fn lammps_still_gives_the_kept_step_zero_values_and_orquesta_agrees() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let row = first_row(&String::from_utf8_lossy(&out.stdout));
-        let names = ["temperature", "potential_energy", "kinetic_energy", "total_energy", "pressure"];
+        let names = [
+            "temperature",
+            "potential_energy",
+            "kinetic_energy",
+            "total_energy",
+            "pressure",
+        ];
         for (name, got) in names.iter().zip(&row[1..]) {
             let want = kept[name].as_f64().unwrap();
             assert!(
@@ -61,7 +79,10 @@ fn lammps_still_gives_the_kept_step_zero_values_and_orquesta_agrees() {
         let m = &v["result"]["metrics"];
         for (ours, theirs) in [("potential_energy_initial", row[2]), ("pressure_initial", row[5])] {
             let got = m[ours].as_f64().unwrap();
-            assert!((got - theirs).abs() < 1e-12, "side {side} {ours}: {got} vs LAMMPS {theirs}");
+            assert!(
+                (got - theirs).abs() < 1e-12,
+                "side {side} {ours}: {got} vs LAMMPS {theirs}"
+            );
         }
     }
 }

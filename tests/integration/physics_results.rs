@@ -120,21 +120,43 @@ fn worker_results_carry_the_bits_of_orquesta_sim_for_both_kernels() {
         let local = sim_of(task["algorithm"].as_str().unwrap(), &task["parameters"]);
         let want = physics(&local["result"]["metrics"]);
         assert!(want.len() > 12, "{id}: {want:?}");
-        assert_eq!(physics(&api["result"]["metrics"]), want, "{id}: the API's metrics");
-        assert_eq!(physics(&file["result"]["metrics"]), want, "{id}: results/'s metrics");
+        assert_eq!(
+            physics(&api["result"]["metrics"]),
+            want,
+            "{id}: the API's metrics"
+        );
+        assert_eq!(
+            physics(&file["result"]["metrics"]),
+            want,
+            "{id}: results/'s metrics"
+        );
         // the same effective parameters everywhere, defaults filled in
         let effective = &local["effective_parameters"];
-        for key in ["num_particles", "num_steps", "seed", "density", "temperature", "dt", "cutoff"] {
+        for key in [
+            "num_particles",
+            "num_steps",
+            "seed",
+            "density",
+            "temperature",
+            "dt",
+            "cutoff",
+        ] {
             assert!(effective[key].is_number(), "{id}: {key} in {effective}");
         }
-        assert_eq!(effective.get("thermo_every"), task["parameters"].get("thermo_every"));
+        assert_eq!(
+            effective.get("thermo_every"),
+            task["parameters"].get("thermo_every")
+        );
         for record in [&api, &file] {
             assert_eq!(&record["effective_parameters"], effective, "{id}");
             assert_eq!(record["source"], "physics.json", "{id}");
             assert_eq!(record.get("description"), task.get("description"), "{id}");
         }
         let m = &file["result"]["metrics"];
-        assert!(m["pressure_initial"].is_number() && m["pressure_final"].is_number(), "{m}");
+        assert!(
+            m["pressure_initial"].is_number() && m["pressure_final"].is_number(),
+            "{m}"
+        );
         match task["parameters"].get("thermo_every") {
             Some(every) => {
                 let every = every.as_u64().unwrap();
@@ -160,12 +182,27 @@ fn worker_results_carry_the_bits_of_orquesta_sim_for_both_kernels() {
 fn a_bad_thermo_every_is_refused_with_the_same_words_everywhere() {
     // orquesta sim, orquesta validate (the orchestrator's validator) and
     // the schema agree on what thermo_every may be
-    let out = run(&["sim", "-n", "100", "-s", "10", "--seed", "1", "--thermo-every", "0"]);
+    let out = run(&[
+        "sim",
+        "-n",
+        "100",
+        "-s",
+        "10",
+        "--seed",
+        "1",
+        "--thermo-every",
+        "0",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("--thermo-every") && err.contains("≥ 1"), "{err}");
     let dir = tempfile::tempdir().unwrap();
-    for (every, phrase) in [("0", "≥ 1"), ("-2", "≥ 1"), ("1.5", "whole number"), ("1", "rows")] {
+    for (every, phrase) in [
+        ("0", "≥ 1"),
+        ("-2", "≥ 1"),
+        ("1.5", "whole number"),
+        ("1", "rows"),
+    ] {
         let path = dir.path().join("t.json");
         let steps = if every == "1" { 20_000 } else { 10 };
         std::fs::write(
