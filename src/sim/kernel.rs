@@ -338,7 +338,7 @@ impl<'a> Run<'a> {
         log.last = (potential, kinetic, virial);
         if let Some(every) = self.thermo_every {
             let step = log.steps_recorded;
-            if step % every == 0 {
+            if step.is_multiple_of(every) {
                 let row = thermo_row(&self.physics, step, potential, kinetic, virial);
                 // a row of an exploding run that is not finite is left out:
                 // JSON has no NaN (the run stops here anyway)

@@ -78,6 +78,9 @@ fn mean_sem(values: &[f64]) -> (f64, f64) {
     (s.mean, s.sem.unwrap())
 }
 
+/// One observable of the averages, read off them.
+type Observable = fn(&Averages) -> f64;
+
 #[test]
 fn the_relaxed_state_matches_lammps_within_the_spread_over_seeds() {
     let relaxed = &reference()["relaxed"];
@@ -106,7 +109,7 @@ fn the_relaxed_state_matches_lammps_within_the_spread_over_seeds() {
         );
         ours.push(m.averages.unwrap());
     }
-    let observables: [(&str, fn(&Averages) -> f64); 4] = [
+    let observables: [(&str, Observable); 4] = [
         ("temperature", |a| a.temperature.mean),
         ("pressure", |a| a.pressure.mean),
         ("potential_energy", |a| a.potential_energy.mean),
