@@ -112,6 +112,18 @@ struct Parameters {
         range(min = system::CUTOFF_RANGE.min, max = system::CUTOFF_RANGE.max)
     )]
     cutoff: f64,
+    #[schemars(description = thermo_every_description(), range(min = 1))]
+    thermo_every: Option<u64>,
+}
+
+fn thermo_every_description() -> String {
+    format!(
+        "Optional: steps between two rows of metrics.thermo (temperature, energies per particle, \
+         pressure) from step 0, and their means and standard errors over the second half of the run in \
+         metrics.averages. At most {} rows: num_steps / thermo_every + 1 ≤ {}.",
+        crate::sim::MAX_THERMO_ROWS,
+        crate::sim::MAX_THERMO_ROWS
+    )
 }
 
 fn default_density() -> f64 {

@@ -41,6 +41,11 @@ pub struct SimArgs {
     /// Cut-off radius [default: 2.5].
     #[arg(long)]
     pub cutoff: Option<f64>,
+    /// Steps between two rows of `metrics.thermo` (T, energies, pressure),
+    /// with their second-half averages in `metrics.averages` [default: no
+    /// series].
+    #[arg(long, value_name = "STEPS")]
+    pub thermo_every: Option<u64>,
     /// Task id to put in the result.
     #[arg(long, default_value = "local", value_parser = |s: &str| crate::model::TaskId::parse(s))]
     pub task_id: crate::model::TaskId,
@@ -59,6 +64,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
         temperature: args.temperature,
         dt: args.dt,
         cutoff: args.cutoff,
+        thermo_every: args.thermo_every,
     };
     let options = RunOptions {
         threads: args.threads.unwrap_or_else(available_threads).max(1),
@@ -101,7 +107,7 @@ fn flag_of(field: &str) -> String {
     match field {
         "num_particles" => "--particles".into(),
         "num_steps" => "--steps".into(),
-        other => format!("--{other}"),
+        other => format!("--{}", other.replace('_', "-")),
     }
 }
 
@@ -120,6 +126,9 @@ fn parameters_json(p: &SimParams) -> Value {
         if let Some(v) = value {
             map.insert(name.into(), json!(v));
         }
+    }
+    if let Some(every) = p.thermo_every {
+        map.insert("thermo_every".into(), json!(every));
     }
     Value::Object(map)
 }

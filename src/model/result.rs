@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::id::{AttemptId, TaskId, WorkerId};
 use super::status::RunStatus;
-use super::task::{Priority, Task};
-use crate::sim::{self, SimReport};
+use super::task::{Priority, Task, Work};
+use crate::sim::{self, EffectiveParameters, SimReport};
 
 /// One task's result in the seed's shape (`task_id`, `algorithm`,
 /// `parameters`, `execution_time`, `result`), plus the fields the
@@ -17,6 +17,10 @@ pub struct TaskResult {
     pub task_id: TaskId,
     pub algorithm: String,
     pub parameters: Value,
+    /// Every parameter of the run, defaults filled in (simulations only):
+    /// what reproduces the result even if a default changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_parameters: Option<EffectiveParameters>,
     /// Seconds, as a float.
     pub execution_time: f64,
     pub result: ResultBody,
@@ -28,6 +32,15 @@ pub struct TaskResult {
     pub priority: Option<Priority>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<AttemptId>,
+    /// The task's `description`, if it has one; set by the orchestrator
+    /// from the stored task ([`TaskResult::echo_unknown_fields`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The task file the task came from (`api` for `POST /tasks`), as
+    /// `GET /tasks/{id}` and the failure records name it; set by the
+    /// orchestrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The task's fields the validator does not know, echoed at the top as
     /// the user gave them (docs/task-files-and-results.md: "unknown fields are kept and returned in
     /// results"); set by the orchestrator from the stored task
@@ -38,10 +51,13 @@ pub struct TaskResult {
 
 /// The names a result uses itself: an unknown task field of one of these
 /// names is not echoed (it stays in `GET /tasks/{id}`'s `extra`).
-const RESULT_FIELDS: [&str; 9] = [
+const RESULT_FIELDS: [&str; 12] = [
     "task_id",
     "algorithm",
     "parameters",
+    "effective_parameters",
+    "description",
+    "source",
     "execution_time",
     "result",
     "worker_id",
@@ -61,10 +77,15 @@ pub struct ResultBody {
 }
 
 impl TaskResult {
-    /// Replaces `extra` with the unknown fields of the task's stored body
-    /// (whatever a worker put there is dropped: the task is the truth).
+    /// Replaces `extra` with the unknown fields of the task's stored body,
+    /// and `description` with its description (whatever a worker put
+    /// there is dropped: the task is the truth).
     pub fn echo_unknown_fields(&mut self, body: &str) {
         let body: Value = serde_json::from_str(body).unwrap_or_default();
+        self.description = body
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         self.extra = super::task::unknown_fields(&body)
             .into_iter()
             .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
@@ -81,6 +102,7 @@ impl TaskResult {
             task_id: task_id.clone(),
             algorithm: algorithm.to_string(),
             parameters,
+            effective_parameters: Some(report.parameters),
             execution_time: report.elapsed,
             result: ResultBody {
                 status: match report.status {
@@ -96,6 +118,8 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            description: None,
+            source: None,
             extra: Map::new(),
         }
     }
@@ -113,6 +137,10 @@ impl TaskResult {
             task_id: task.task_id.clone(),
             algorithm: task.algorithm.clone(),
             parameters: task.parameters.clone(),
+            effective_parameters: match &task.work {
+                Work::Simulation { params, .. } => Some(params.effective()),
+                Work::Test(_) => None,
+            },
             execution_time,
             result: ResultBody {
                 status,
@@ -124,6 +152,8 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            description: None,
+            source: None,
             extra: Map::new(),
         }
     }

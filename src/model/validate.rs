@@ -335,6 +335,24 @@ impl Validator {
             "the random seed, a whole number from 0 to 18446744073709551615",
             0,
         );
+        // optional, a whole number; 0 and too many rows are refused by
+        // `SimParams::physics` (one rule for every process)
+        let thermo_every = match obj.get("thermo_every") {
+            None | Some(Value::Null) => None,
+            Some(v) => match whole_number(v) {
+                Ok(every) => Some(every),
+                Err(e) => {
+                    let e = e.replace("a whole number ≥ 0", "a whole number ≥ 1");
+                    errors.push(FieldError::new(
+                        at("thermo_every"),
+                        format!(
+                            "{e}; thermo_every is the number of steps between two rows of metrics.thermo"
+                        ),
+                    ));
+                    None
+                }
+            },
+        };
         let mut real = |field: &str| -> Option<f64> {
             match obj.get(field) {
                 None | Some(Value::Null) => None,
@@ -356,6 +374,7 @@ impl Validator {
             temperature: real("temperature"),
             dt: real("dt"),
             cutoff: real("cutoff"),
+            thermo_every,
         };
         if errors.len() > before {
             // the ranges of the other parameters are still told in the same

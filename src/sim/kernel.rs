@@ -22,8 +22,8 @@ pub trait Kernel: Send + Sync {
     /// Integrates `state` for `run.steps()` steps (fewer if the run says
     /// stop) and returns the final state in original particle order.
     ///
-    /// Must call [`Run::record`] once with the step-0 energies and then once
-    /// after every completed step.
+    /// Must call [`Run::record`] once with the step-0 energies and virial
+    /// and then once after every completed step.
     fn run(&self, state: State, run: &mut Run<'_>) -> State;
 }
 
@@ -223,18 +223,34 @@ pub struct Run<'a> {
     pub(crate) energies: EnergyLog,
     pub(crate) stop: Option<Stop>,
     pub(crate) memory_bytes: u64,
+    /// Record a [`ThermoRow`] every this many steps (None: no series).
+    thermo_every: Option<u64>,
+    pub(crate) thermo: Vec<ThermoRow>,
 }
 
-/// Energies seen so far: the initial and latest values and the largest
-/// deviation of the total from its initial value.
+/// Energies seen so far: the initial and latest values (potential,
+/// kinetic, virial) and the largest deviation of the total from its
+/// initial value.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct EnergyLog {
-    pub initial: Option<(f64, f64)>,
-    pub last: (f64, f64),
+    pub initial: Option<(f64, f64, f64)>,
+    pub last: (f64, f64, f64),
     pub max_drift: f64,
     pub steps_recorded: u64,
     /// [`drift_bound`] of the initial energies, per particle.
     pub drift_bound: f64,
+}
+
+/// One row of `metrics.thermo`: the state after `step` steps, energies per
+/// particle, LJ reduced units.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ThermoRow {
+    pub step: u64,
+    pub temperature: f64,
+    pub potential_energy: f64,
+    pub kinetic_energy: f64,
+    pub total_energy: f64,
+    pub pressure: f64,
 }
 
 impl<'a> Run<'a> {
@@ -247,7 +263,20 @@ impl<'a> Run<'a> {
             energies: EnergyLog::default(),
             stop: None,
             memory_bytes: 0,
+            thermo_every: None,
+            thermo: Vec::new(),
         }
+    }
+
+    /// Records a [`ThermoRow`] at every step that is a multiple of `every`
+    /// (step 0 included); `None` records none.
+    pub fn with_thermo(mut self, every: Option<u64>) -> Self {
+        self.thermo_every = every.filter(|e| *e > 0);
+        if let Some(e) = self.thermo_every {
+            self.thermo
+                .reserve((self.steps / e + 1).min(super::MAX_THERMO_ROWS) as usize);
+        }
+        self
     }
 
     pub fn physics(&self) -> &Physics {
@@ -279,22 +308,22 @@ impl<'a> Run<'a> {
         self.memory_bytes = self.memory_bytes.max(bytes);
     }
 
-    /// Records the total potential and kinetic energy after a step (the
-    /// first call is step 0). Returns false when the kernel must stop.
-    /// A run whose energy becomes non-finite or drifts beyond
-    /// [`drift_bound`] stops here as [`Stop::Unstable`]; the check is one
-    /// comparison of a drift computed anyway, so every kernel makes it at
-    /// every step.
-    pub fn record(&mut self, potential: f64, kinetic: f64) -> bool {
+    /// Records the total potential and kinetic energy and the pair virial
+    /// Σ rᵢⱼ·fᵢⱼ after a step (the first call is step 0). Returns false
+    /// when the kernel must stop. A run whose energy becomes non-finite or
+    /// drifts beyond [`drift_bound`] stops here as [`Stop::Unstable`]; the
+    /// check is one comparison of a drift computed anyway, so every kernel
+    /// makes it at every step.
+    pub fn record(&mut self, potential: f64, kinetic: f64, virial: f64) -> bool {
         let log = &mut self.energies;
         let n = self.physics.num_particles as f64;
         let (p0, k0) = match log.initial {
             None => {
-                log.initial = Some((potential, kinetic));
+                log.initial = Some((potential, kinetic, virial));
                 log.drift_bound = drift_bound(potential / n, kinetic / n);
                 (potential, kinetic)
             }
-            Some((p0, k0)) => {
+            Some((p0, k0, _)) => {
                 log.steps_recorded += 1;
                 self.control
                     .steps_done
@@ -306,7 +335,19 @@ impl<'a> Run<'a> {
                 (p0, k0)
             }
         };
-        log.last = (potential, kinetic);
+        log.last = (potential, kinetic, virial);
+        if let Some(every) = self.thermo_every {
+            let step = log.steps_recorded;
+            if step.is_multiple_of(every) {
+                let row = thermo_row(&self.physics, step, potential, kinetic, virial);
+                // a row of an exploding run that is not finite is left out:
+                // JSON has no NaN (the run stops here anyway)
+                if let Some(row) = row {
+                    self.thermo.push(row);
+                }
+            }
+        }
+        let log = &self.energies;
         let finite = potential.is_finite() && kinetic.is_finite();
         if !finite || log.max_drift > log.drift_bound {
             self.stop = Some(Stop::Unstable {
@@ -324,6 +365,16 @@ impl<'a> Run<'a> {
         true
     }
 
+    /// Steps between two rows of the series, if one is recorded.
+    pub fn thermo_every(&self) -> Option<u64> {
+        self.thermo_every
+    }
+
+    /// The series recorded so far (`metrics.thermo`).
+    pub fn thermo(&self) -> &[ThermoRow] {
+        &self.thermo
+    }
+
     /// Marks the run cancelled from inside a step (after [`Self::cancelled`]).
     pub fn stop_cancelled(&mut self) {
         self.stop = Some(Stop::Cancelled);
@@ -333,6 +384,29 @@ impl<'a> Run<'a> {
     pub fn stopped(&self) -> bool {
         self.stop.is_some()
     }
+}
+
+/// The row of `metrics.thermo` for totals after `step` steps, if every
+/// value is finite.
+fn thermo_row(physics: &Physics, step: u64, potential: f64, kinetic: f64, virial: f64) -> Option<ThermoRow> {
+    let n = physics.num_particles as f64;
+    let temperature = super::system::temperature_of(kinetic, physics.num_particles);
+    let row = ThermoRow {
+        step,
+        temperature,
+        potential_energy: potential / n,
+        kinetic_energy: kinetic / n,
+        total_energy: (potential + kinetic) / n,
+        pressure: super::system::pressure(physics, kinetic, virial),
+    };
+    let values = [
+        row.temperature,
+        row.potential_energy,
+        row.kinetic_energy,
+        row.total_energy,
+        row.pressure,
+    ];
+    values.iter().all(|v| v.is_finite()).then_some(row)
 }
 
 #[cfg(test)]

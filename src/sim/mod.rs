@@ -21,10 +21,11 @@ pub mod system;
 use std::fmt;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use kernel::{
-    algorithm_names, lookup, resolve_kernel, Control, Kernel, KernelName, Stop, KERNELS, TEST_KERNEL_NAMES,
+    algorithm_names, lookup, resolve_kernel, Control, Kernel, KernelName, Stop, ThermoRow, KERNELS,
+    TEST_KERNEL_NAMES,
 };
 pub use system::{Physics, State};
 
@@ -39,6 +40,31 @@ pub struct SimParams {
     pub temperature: Option<f64>,
     pub dt: Option<f64>,
     pub cutoff: Option<f64>,
+    /// Steps between two rows of `metrics.thermo` (None: no series).
+    pub thermo_every: Option<u64>,
+}
+
+/// The most rows `metrics.thermo` may hold (step 0 included): about 1.7 MB
+/// of JSON, well inside what a result may weigh on its way to the
+/// orchestrator. A longer series is a smaller `thermo_every` away from
+/// being refused, with the least one that fits in the message.
+pub const MAX_THERMO_ROWS: u64 = 10_000;
+
+/// Every parameter of a run with the defaults filled in: what a result
+/// records as `effective_parameters`, so that it can be reproduced even if
+/// a default changes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EffectiveParameters {
+    pub num_particles: u64,
+    pub num_steps: u64,
+    pub seed: u64,
+    pub density: f64,
+    pub temperature: f64,
+    pub dt: f64,
+    pub cutoff: f64,
+    /// Present when the task asked for a series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thermo_every: Option<u64>,
 }
 
 /// Bounds that keep one task from taking a worker's memory or time.
@@ -92,6 +118,20 @@ impl ParamError {
 }
 
 impl SimParams {
+    /// Every parameter, the defaults of the optional ones filled in.
+    pub fn effective(&self) -> EffectiveParameters {
+        EffectiveParameters {
+            num_particles: self.num_particles,
+            num_steps: self.num_steps,
+            seed: self.seed,
+            density: self.density.unwrap_or(system::DEFAULT_DENSITY),
+            temperature: self.temperature.unwrap_or(system::DEFAULT_TEMPERATURE),
+            dt: self.dt.unwrap_or(system::DEFAULT_DT),
+            cutoff: self.cutoff.unwrap_or(system::DEFAULT_CUTOFF),
+            thermo_every: self.thermo_every,
+        }
+    }
+
     /// Checks every parameter and the run's cost with `kernel` against
     /// `limits`; on failure lists every problem found, not just the first.
     pub fn validate(&self, kernel: &dyn Kernel, limits: &Limits) -> Result<Physics, Vec<ParamError>> {
@@ -173,6 +213,28 @@ impl SimParams {
             self.temperature,
             system::DEFAULT_TEMPERATURE,
         );
+
+        match self.thermo_every {
+            None => {}
+            Some(0) => errors.push(ParamError::new(
+                "thermo_every",
+                "expected a whole number of steps ≥ 1, found 0; leave thermo_every out for no series",
+            )),
+            Some(every) => {
+                let rows = self.num_steps / every + 1;
+                if rows > MAX_THERMO_ROWS {
+                    errors.push(ParamError::new(
+                        "thermo_every",
+                        format!(
+                            "a row every {every} steps of {} gives {rows} rows, more than the limit of \
+                             {MAX_THERMO_ROWS}; use thermo_every ≥ {}",
+                            self.num_steps,
+                            self.num_steps / MAX_THERMO_ROWS + 1
+                        ),
+                    ));
+                }
+            }
+        }
 
         let n = self.num_particles;
         if n < 2 {
@@ -288,15 +350,87 @@ pub struct Metrics {
     pub max_energy_drift: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position_checksum: Option<f64>,
+    /// LAMMPS's `press` at step 0 ([`system::pressure`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressure_initial: Option<f64>,
+    /// ... and after the last step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressure_final: Option<f64>,
     pub particle_steps_per_second: f64,
     pub kernel: &'static str,
     pub threads: usize,
+    /// With `thermo_every`: the series, every `thermo_every` steps from
+    /// step 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thermo: Option<Vec<ThermoRow>>,
+    /// With `thermo_every`: means and standard errors over the rows of the
+    /// second half of the run ([`Averages::of`]); absent when that half
+    /// holds no row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub averages: Option<Averages>,
+}
+
+/// `metrics.averages`: each observable's mean and standard error over the
+/// rows of `metrics.thermo` whose step is in the second half of the run
+/// (2·step ≥ steps completed).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Averages {
+    pub temperature: MeanSem,
+    pub pressure: MeanSem,
+    pub potential_energy: MeanSem,
+    pub total_energy: MeanSem,
+}
+
+/// A mean and its standard error: the sample standard deviation (n − 1 in
+/// the denominator) over √n. Rows of a time series are correlated, so this
+/// underestimates the true error unless rows are further apart than the
+/// correlation time; it is what a reader computes from the rows at hand.
+/// With one row there is no spread to measure: `sem` is absent (never NaN,
+/// never a misleading 0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MeanSem {
+    pub mean: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sem: Option<f64>,
+}
+
+impl MeanSem {
+    /// Of `values`, summed in order; `None` for no value.
+    pub fn of(values: impl Iterator<Item = f64> + Clone) -> Option<Self> {
+        let n = values.clone().count();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.clone().sum::<f64>() / n as f64;
+        let sem = (n >= 2).then(|| {
+            let squares: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
+            (squares / (n as f64 - 1.0)).sqrt() / (n as f64).sqrt()
+        });
+        Some(Self { mean, sem })
+    }
+}
+
+impl Averages {
+    /// Over the rows of `thermo` in the second half of a run of `steps`
+    /// steps; `None` when no row falls there.
+    pub fn of(thermo: &[ThermoRow], steps: u64) -> Option<Self> {
+        let half = thermo.iter().filter(|r| r.step.saturating_mul(2) >= steps);
+        let of = |f: fn(&ThermoRow) -> f64| MeanSem::of(half.clone().map(f));
+        Some(Self {
+            temperature: of(|r| r.temperature)?,
+            pressure: of(|r| r.pressure)?,
+            potential_energy: of(|r| r.potential_energy)?,
+            total_energy: of(|r| r.total_energy)?,
+        })
+    }
 }
 
 /// Everything a run produced.
 #[derive(Debug, Clone)]
 pub struct SimReport {
     pub status: SimStatus,
+    /// What ran: every parameter, defaults filled in.
+    pub parameters: EffectiveParameters,
     pub metrics: Metrics,
     /// Wall time of the whole run, set-up included, in seconds.
     pub elapsed: f64,
@@ -363,26 +497,40 @@ pub fn simulate(
         .validate(kernel, &options.limits)
         .map_err(SimError::InvalidParameters)?;
     let state = State::initial(&physics, params.seed);
-    let mut run = kernel::Run::new(physics, params.num_steps, options.threads, control);
+    let mut run = kernel::Run::new(physics, params.num_steps, options.threads, control)
+        .with_thermo(params.thermo_every);
     let stepping = Instant::now();
     let state = kernel.run(state, &mut run);
     let stepping_secs = stepping.elapsed().as_secs_f64();
-    let report = measure(kernel, &physics, &run, state, stepping_secs, started);
-    Ok(report)
+    let ran = Ran {
+        kernel,
+        physics: &physics,
+        parameters: params.effective(),
+        run: &run,
+    };
+    Ok(measure(ran, state, stepping_secs, started))
 }
 
-fn measure(
-    kernel: &dyn Kernel,
-    physics: &Physics,
-    run: &kernel::Run<'_>,
-    state: State,
-    stepping_secs: f64,
-    started: Instant,
-) -> SimReport {
+/// What [`measure`] reports on: the kernel, its physics and parameters,
+/// and the run it made.
+struct Ran<'a> {
+    kernel: &'a dyn Kernel,
+    physics: &'a Physics,
+    parameters: EffectiveParameters,
+    run: &'a kernel::Run<'a>,
+}
+
+fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> SimReport {
+    let Ran {
+        kernel,
+        physics,
+        parameters,
+        run,
+    } = ran;
     let n = physics.num_particles as f64;
     let log = run.energies;
-    let (p0, k0) = log.initial.unwrap_or((f64::NAN, f64::NAN));
-    let (p1, k1) = log.last;
+    let (p0, k0, w0) = log.initial.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    let (p1, k1, w1) = log.last;
     let steps = log.steps_recorded;
     let status = match run.stop {
         None => SimStatus::Completed,
@@ -415,9 +563,11 @@ fn measure(
         potential_energy_final: stable(p1 / n),
         kinetic_energy_final: stable(k1 / n),
         total_energy_final: stable((p1 + k1) / n),
-        temperature_final: stable(2.0 * k1 / (2.0 * n - 2.0)),
+        temperature_final: stable(system::temperature_of(k1, physics.num_particles)),
         max_energy_drift: if finite_final { stable(log.max_drift) } else { None },
         position_checksum: if finite_final { stable(checksum) } else { None },
+        pressure_initial: stable(system::pressure(physics, k0, w0)),
+        pressure_final: stable(system::pressure(physics, k1, w1)),
         particle_steps_per_second: if steps > 0 && stepping_secs > 0.0 {
             n * steps as f64 / stepping_secs
         } else {
@@ -425,15 +575,20 @@ fn measure(
         },
         kernel: kernel.name(),
         threads: run.threads(),
+        thermo: run.thermo_every().map(|_| run.thermo().to_vec()),
+        averages: run.thermo_every().and_then(|_| Averages::of(run.thermo(), steps)),
     };
     SimReport {
         status,
+        parameters,
         metrics,
         elapsed: started.elapsed().as_secs_f64(),
         state,
     }
 }
 
+#[cfg(test)]
+mod lammps_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -290,6 +290,8 @@ struct Strip {
     /// entries are.
     owner: Vec<u32>,
     potential: f64,
+    /// Σ rᵢⱼ·fᵢⱼ over the strip's pairs.
+    virial: f64,
     kinetic: f64,
     max_disp_sq: f64,
 }
@@ -765,7 +767,8 @@ impl<'c> Sim<'c> {
         }
     }
 
-    /// Pair forces of strip `k`'s list; potential energy of the strip.
+    /// Pair forces of strip `k`'s list; potential energy and virial of the
+    /// strip.
     unsafe fn forces(&self, k: usize) {
         #[cfg(target_arch = "x86_64")]
         match self.width {
@@ -803,6 +806,7 @@ impl<'c> Sim<'c> {
             loops[seg.crosses as usize](r, &consts, owner, list, &mut sums);
         }
         strip.potential = sums.total();
+        strip.virial = sums.virial();
     }
 
     fn max_displacement_sq(&self) -> f64 {
@@ -813,17 +817,20 @@ impl<'c> Sim<'c> {
             .fold(0.0, f64::max)
     }
 
-    /// Potential and kinetic energy, summed strip by strip in strip order.
-    fn energies(&self) -> (f64, f64) {
+    /// Potential and kinetic energy and the virial, summed strip by strip
+    /// in strip order.
+    fn energies(&self) -> (f64, f64, f64) {
         let mut potential = 0.0;
         let mut kinetic = 0.0;
+        let mut virial = 0.0;
         for s in &self.strips {
             // SAFETY: read by the driver between phases.
             let s = unsafe { &*s.get() };
             potential += s.potential;
             kinetic += s.kinetic;
+            virial += s.virial;
         }
-        (potential, kinetic)
+        (potential, kinetic, virial)
     }
 }
 
@@ -1084,15 +1091,20 @@ impl<V: Lanes> PairConsts<V> {
     }
 }
 
-/// A strip's potential energy over 4 as it is summed, pairs taken two at a
-/// time adding into two lanes.
+/// A strip's potential energy over 4 and virial over 48 as they are
+/// summed, pairs taken two at a time adding into two lanes each.
 struct PotentialSums<V> {
     lanes: V,
+    /// Σ s6·(s6 − 1/2) ([`pair_forces`]): the virial over 48.
+    virial_lanes: V,
 }
 
 impl<V: Lanes> PotentialSums<V> {
     fn new() -> Self {
-        Self { lanes: V::splat(0.0) }
+        Self {
+            lanes: V::splat(0.0),
+            virial_lanes: V::splat(0.0),
+        }
     }
 
     /// The potential energy: the sums times 4, exact (a power of two).
@@ -1100,13 +1112,20 @@ impl<V: Lanes> PotentialSums<V> {
         let [a, b] = self.lanes.to_array();
         4.0 * (a + b)
     }
+
+    /// The virial Σ rᵢⱼ·fᵢⱼ: the sums times 48.
+    fn virial(&self) -> f64 {
+        let [a, b] = self.virial_lanes.to_array();
+        48.0 * (a + b)
+    }
 }
 
 /// A pair loop: [`pair_forces`] at some width ([`wide`]).
 type PairLoop<V> = unsafe fn(Raw, &PairConsts<V>, &[u32], &[u32], &mut PotentialSums<V>);
 
 /// Forces of the pairs `(owner[k], list[2k])` and `(owner[k], list[2k +
-/// 1])` for every k, accumulated into `r.force`; pair energies into `sums`.
+/// 1])` for every k, accumulated into `r.force`; pair energies and virials
+/// into `sums`.
 ///
 /// The pairs go two at a time, one per lane, in one flat loop: each
 /// particle's list was padded to an even length, so the loop has no branch
@@ -1125,6 +1144,10 @@ type PairLoop<V> = unsafe fn(Raw, &PairConsts<V>, &[u32], &[u32], &mut Potential
 /// 24·s·s6·(2·s6 − 1) is computed as 48·s·s6·(s6 − 1/2). Scaling by a power
 /// of two is exact in binary floating point, so these give the same bits as
 /// the textbook forms (outside overflow, where the run fails either way).
+/// A pair's virial rᵢⱼ·fᵢⱼ = r²·factor = 48·s6·(s6 − 1/2) is summed as
+/// s6·(s6 − 1/2), a product the force factor computes anyway, and
+/// multiplied by 48 once per strip: one multiply and one add per two pairs
+/// on a chain of its own beside the energy's, in the energy's order.
 ///
 /// # Safety
 /// Every entry of `owner` and `list` is [`offset_of`] a slot of the
@@ -1139,6 +1162,7 @@ unsafe fn pair_forces<V: Lanes, const MIN_IMAGE: bool>(
     sums: &mut PotentialSums<V>,
 ) {
     let mut pot = sums.lanes;
+    let mut vir = sums.virial_lanes;
     for (&i, jj) in owner.iter().zip(list.chunks_exact(2)) {
         let (j1, j2) = (jj[0], jj[1]);
         let pi = V::load(at(r.pos, i));
@@ -1156,7 +1180,9 @@ unsafe fn pair_forces<V: Lanes, const MIN_IMAGE: bool>(
         let sr6 = sr2.mul(sr2).mul(sr2);
         let energy = sr6.mul(sr6.sub(c.one)).sub(c.quarter_shift.and(inside));
         pot = pot.add(energy);
-        let factor = c.forty_eight.mul(sr2).mul(sr6).mul(sr6.sub(c.half));
+        let attraction = sr6.sub(c.half);
+        vir = vir.add(sr6.mul(attraction));
+        let factor = c.forty_eight.mul(sr2).mul(sr6).mul(attraction);
         let f1 = d1.mul(factor.lows(factor));
         let f2 = d2.mul(factor.highs(factor));
         let fi = at(r.force, i);
@@ -1165,6 +1191,7 @@ unsafe fn pair_forces<V: Lanes, const MIN_IMAGE: bool>(
         V::load(at(r.force, j2)).sub(f2).store(at(r.force, j2));
     }
     sums.lanes = pot;
+    sums.virial_lanes = vir;
 }
 
 /// Offers the particles `run` as neighbours of the particle at `pi`, two
@@ -1291,8 +1318,8 @@ impl Driver<'_> {
         self.rebuild();
         self.forces();
         self.phase(Phase::Kinetic);
-        let (potential, kinetic) = self.sim.energies();
-        if !run.record(potential, kinetic) {
+        let (potential, kinetic, virial) = self.sim.energies();
+        if !run.record(potential, kinetic, virial) {
             return;
         }
         for _ in 0..run.steps() {
@@ -1306,8 +1333,8 @@ impl Driver<'_> {
                 return;
             }
             self.phase(Phase::Kick);
-            let (potential, kinetic) = self.sim.energies();
-            if !run.record(potential, kinetic) {
+            let (potential, kinetic, virial) = self.sim.energies();
+            if !run.record(potential, kinetic, virial) {
                 return;
             }
         }
@@ -1535,12 +1562,13 @@ mod tests {
         (pos, owner, list)
     }
 
-    /// Forces and potential energy of the listed pairs with lanes `V`.
+    /// Forces, potential energy and virial of the listed pairs with lanes
+    /// `V`.
     fn forces<V: Lanes, const MIN_IMAGE: bool>(
         pos: &mut [[f64; 2]],
         owner: &[u32],
         list: &[u32],
-    ) -> (Vec<[f64; 2]>, f64) {
+    ) -> (Vec<[f64; 2]>, [f64; 2]) {
         let mut force = vec![[0.0; 2]; pos.len()];
         let r = Raw {
             pos: pos.as_mut_ptr(),
@@ -1552,14 +1580,14 @@ mod tests {
         let mut sums = PotentialSums::<V>::new();
         // SAFETY: `setup` lists offsets of `pos`, distinct in each pair.
         unsafe { pair_forces::<V, MIN_IMAGE>(r, &consts, owner, list, &mut sums) };
-        (force, sums.total())
+        (force, [sums.total(), sums.virial()])
     }
 
-    fn bits(force: &[[f64; 2]], energy: f64) -> Vec<u64> {
+    fn bits(force: &[[f64; 2]], sums: [f64; 2]) -> Vec<u64> {
         force
             .iter()
             .flat_map(|f| [f[0].to_bits(), f[1].to_bits()])
-            .chain([energy.to_bits()])
+            .chain(sums.map(f64::to_bits))
             .collect()
     }
 
@@ -1568,7 +1596,7 @@ mod tests {
         let (mut pos, owner, list) = setup(2.8);
         assert!(list.len() > 1000 && list.len() % 2 == 0);
         let (f, e) = forces::<Portable, true>(&mut pos, &owner, &list);
-        assert!(e.is_finite() && e != 0.0);
+        assert!(e[0].is_finite() && e[0] != 0.0 && e[1].is_finite() && e[1] != 0.0);
         // Newton's third law: the forces sum to zero
         let total: f64 = f.iter().map(|f| f[0] + f[1]).sum();
         assert!(total.abs() < 1e-9, "{total}");
@@ -1600,7 +1628,14 @@ mod tests {
                 (0.0, 0.0)
             };
             // equal as numbers, so equal bits but for the sign of a zero
-            assert_eq!(e, energy, "r = {r}");
+            assert_eq!(e[0], energy, "r = {r}");
+            // the virial r·f, summed in another but exact-in-theory form
+            let virial = factor * r2;
+            assert!(
+                (e[1] - virial).abs() <= 1e-14 * virial.abs().max(1e-300),
+                "r = {r}: {} vs {virial}",
+                e[1]
+            );
             assert_eq!(f[0][0], factor * dx, "r = {r}");
             assert_eq!(f[1][0], -(factor * dx), "r = {r}");
         }

@@ -6,8 +6,9 @@ use super::system::{sum_v2, wrap, LennardJones, Physics, State};
 
 pub struct Reference;
 
-/// Forces on every particle and the total potential energy, from a direct
-/// sum over all pairs i < j with the minimum-image convention.
+/// Forces on every particle, the total potential energy and the pair
+/// virial Σ rᵢⱼ·fᵢⱼ, from a direct sum over all pairs i < j with the
+/// minimum-image convention.
 /// Returns None if `cancelled` said yes part-way (checked every 256 rows, so
 /// that a huge N still stops within milliseconds).
 fn forces(
@@ -16,9 +17,10 @@ fn forces(
     lj: &LennardJones,
     force: &mut [[f64; 2]],
     cancelled: &dyn Fn() -> bool,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     force.iter_mut().for_each(|f| *f = [0.0, 0.0]);
     let mut potential = 0.0;
+    let mut virial = 0.0;
     for i in 0..pos.len() {
         if i % 256 == 255 && cancelled() {
             return None;
@@ -32,6 +34,8 @@ fn forces(
             if r2 < lj.cutoff_sq {
                 let (energy, factor) = lj.pair(r2);
                 potential += energy;
+                // rᵢⱼ·fᵢⱼ = (dx, dy)·factor·(dx, dy)
+                virial += factor * r2;
                 force[i][0] += factor * dx;
                 force[i][1] += factor * dy;
                 force[j][0] -= factor * dx;
@@ -39,7 +43,7 @@ fn forces(
             }
         }
     }
-    Some(potential)
+    Some((potential, virial))
 }
 
 impl Kernel for Reference {
@@ -69,11 +73,11 @@ impl Kernel for Reference {
 
         let control = run.control();
         let cancelled = || control.is_cancelled();
-        let Some(potential) = forces(&state.pos, box_len, &lj, &mut force, &cancelled) else {
+        let Some((potential, virial)) = forces(&state.pos, box_len, &lj, &mut force, &cancelled) else {
             run.stop_cancelled();
             return state;
         };
-        if !run.record(potential, 0.5 * sum_v2(&state.vel)) {
+        if !run.record(potential, 0.5 * sum_v2(&state.vel), virial) {
             return state;
         }
         for _ in 0..run.steps() {
@@ -83,7 +87,7 @@ impl Kernel for Reference {
                     x[d] = wrap(x[d] + dt * v[d], box_len);
                 }
             }
-            let Some(potential) = forces(&state.pos, box_len, &lj, &mut force, &cancelled) else {
+            let Some((potential, virial)) = forces(&state.pos, box_len, &lj, &mut force, &cancelled) else {
                 run.stop_cancelled();
                 break;
             };
@@ -91,7 +95,7 @@ impl Kernel for Reference {
                 v[0] += 0.5 * dt * f[0];
                 v[1] += 0.5 * dt * f[1];
             }
-            if !run.record(potential, 0.5 * sum_v2(&state.vel)) {
+            if !run.record(potential, 0.5 * sum_v2(&state.vel), virial) {
                 break;
             }
         }

@@ -222,6 +222,25 @@ pub fn temperature(vel: &[[f64; 2]]) -> f64 {
     sum_v2(vel) / (2.0 * n as f64 - 2.0)
 }
 
+/// T = 2K / (2N − 2) from the total kinetic energy K: [`temperature`]'s
+/// definition, for kernels that report K (every reported temperature is
+/// this expression, so they agree to the bit).
+pub fn temperature_of(kinetic: f64, num_particles: usize) -> f64 {
+    let n = num_particles as f64;
+    2.0 * kinetic / (2.0 * n - 2.0)
+}
+
+/// LAMMPS's `press` in two dimensions, reduced units: P = (N_f·T + W) /
+/// (2A), with N_f = 2N − 2 degrees of freedom, T = [`temperature_of`],
+/// W = Σ_{i<j} rᵢⱼ·fᵢⱼ the pair virial and A = L² the box's area.
+pub fn pressure(physics: &Physics, kinetic: f64, virial: f64) -> f64 {
+    let n = physics.num_particles as f64;
+    let freedom = 2.0 * n - 2.0;
+    let box_len = physics.box_len();
+    let area = box_len * box_len;
+    (freedom * temperature_of(kinetic, physics.num_particles) + virial) / (2.0 * area)
+}
+
 /// Wraps a coordinate back into [0, L). Both kernels use this one function
 /// so that they agree exactly. The common case (moved by less than a box)
 /// costs two compares; a particle flung further, which only happens in a

@@ -154,8 +154,24 @@ fn kernels_agree() {
     }
 }
 
-/// The physics fields of a result, as bits.
+/// The physics fields of a result, as bits: every number of the metrics
+/// but timings and memory, the series and its averages included.
 pub(super) fn physics_bits(m: &Metrics) -> Vec<u64> {
+    let rows = m.thermo.iter().flatten().flat_map(|r| {
+        [
+            r.step as f64,
+            r.temperature,
+            r.potential_energy,
+            r.kinetic_energy,
+            r.total_energy,
+            r.pressure,
+        ]
+    });
+    let averages = m.averages.iter().flat_map(|a| {
+        [a.temperature, a.pressure, a.potential_energy, a.total_energy]
+            .into_iter()
+            .flat_map(|s| [s.mean, s.sem.unwrap_or(-1.0)])
+    });
     [
         m.potential_energy_initial,
         m.kinetic_energy_initial,
@@ -166,10 +182,17 @@ pub(super) fn physics_bits(m: &Metrics) -> Vec<u64> {
         m.temperature_final,
         m.max_energy_drift,
         m.position_checksum,
+        m.pressure_initial,
+        m.pressure_final,
     ]
     .iter()
     .map(|v| v.unwrap().to_bits())
-    .chain([m.particles_processed, m.steps_completed])
+    .chain(rows.chain(averages).map(f64::to_bits))
+    .chain([
+        m.particles_processed,
+        m.steps_completed,
+        m.thermo.as_ref().map_or(0, |t| t.len() as u64),
+    ])
     .collect()
 }
 
@@ -188,7 +211,10 @@ fn same_inputs_give_the_same_bits() {
 fn thread_count_never_changes_a_bit() {
     // large enough for the optimized kernel to use its threads and rebuild
     // its lists many times
-    let p = params(20_000, 60, 0);
+    let p = SimParams {
+        thermo_every: Some(10),
+        ..params(20_000, 60, 0)
+    };
     let one = run("optimized", &p, 1);
     let two = run("optimized", &p, 2);
     let three = run("optimized", &p, 3);

@@ -72,6 +72,8 @@ fn every_width_gives_the_baseline_bits_at_the_defaults() {
             num_particles: n,
             num_steps: steps,
             seed: n,
+            // the series and its averages are physics too
+            thermo_every: Some(25),
             ..SimParams::default()
         };
         assert_same_bits_everywhere(&format!("N={n}"), &p);
@@ -97,6 +99,7 @@ fn every_width_gives_the_baseline_bits_in_dilute_dense_and_hot_boxes() {
             temperature: Some(temperature),
             dt: Some(0.002),
             cutoff: Some(cutoff),
+            thermo_every: Some(7),
         };
         assert_same_bits_everywhere(what, &p);
     }

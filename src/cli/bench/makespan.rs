@@ -227,7 +227,7 @@ fn calibrate(kernel: &'static str) -> Option<f64> {
         };
         let mut here = Vec::new();
         for _ in 0..3 {
-            let (_, elapsed) = measure(kernel, particles, steps, 1)?;
+            let (_, elapsed) = measure(kernel, particles, steps, 1, None)?;
             here.push(size.work() / elapsed);
         }
         here.sort_by(f64::total_cmp);

@@ -49,6 +49,10 @@ pub struct SimBenchArgs {
     /// Print one JSON object per measurement instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Record `metrics.thermo` every this many steps, to measure what the
+    /// series costs [default: no series].
+    #[arg(long, value_name = "STEPS")]
+    pub thermo_every: Option<u64>,
 }
 
 /// One row of the table.
@@ -61,11 +65,18 @@ struct Measurement {
     rate: f64,
 }
 
-fn measure(kernel: &str, particles: u64, steps: u64, threads: usize) -> Option<(f64, f64)> {
+fn measure(
+    kernel: &str,
+    particles: u64,
+    steps: u64,
+    threads: usize,
+    thermo_every: Option<u64>,
+) -> Option<(f64, f64)> {
     let params = SimParams {
         num_particles: particles,
         num_steps: steps,
         seed: 2024,
+        thermo_every,
         ..SimParams::default()
     };
     let options = RunOptions {
@@ -145,12 +156,16 @@ pub fn sim(args: &SimBenchArgs) -> ExitCode {
                 }
                 // calibrate on a short run, then size the real one
                 let probe_steps = if kernel == "reference" { 2 } else { 20 };
-                let Some((rate, _)) = measure(kernel, n, probe_steps, threads) else {
+                let Some((rate, _)) = measure(kernel, n, probe_steps, threads, args.thermo_every) else {
                     eprintln!("error: {kernel} failed at N = {n}");
                     return ExitCode::FAILURE;
                 };
-                let steps = ((args.seconds * rate / n as f64) as u64).clamp(probe_steps, 1_000_000);
-                let Some((rate, seconds)) = measure(kernel, n, steps, threads) else {
+                let mut steps = ((args.seconds * rate / n as f64) as u64).clamp(probe_steps, 1_000_000);
+                if let Some(every) = args.thermo_every {
+                    // no more rows than a task may ask for
+                    steps = steps.min(every.saturating_mul(sim::MAX_THERMO_ROWS - 1));
+                }
+                let Some((rate, seconds)) = measure(kernel, n, steps, threads, args.thermo_every) else {
                     eprintln!("error: {kernel} failed at N = {n}");
                     return ExitCode::FAILURE;
                 };

@@ -414,6 +414,9 @@ mod tests {
             completed_at: Some("2024-01-15T10:30:00.000Z".into()),
             priority: Some(crate::model::Priority::High),
             attempt_id: None,
+            effective_parameters: None,
+            description: None,
+            source: None,
             extra: Default::default(),
         }
     }

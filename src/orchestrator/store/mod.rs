@@ -224,6 +224,8 @@ pub struct QueuedRow {
     pub attempts: u32,
     pub next_attempt_at: Option<f64>,
     pub created_at: f64,
+    /// The file the task came from (`api` for `POST /tasks`).
+    pub source: String,
 }
 
 /// A chunk given to [`Store::stage`]; [`StageTicket::wait`] blocks until

@@ -69,8 +69,8 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
         .query_map([], |r| {
             Ok(WasRunning {
                 row: queued_row(r)?,
-                attempt_id: r.get(9)?,
-                worker_id: r.get(10)?,
+                attempt_id: r.get(10)?,
+                worker_id: r.get(11)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -238,11 +238,12 @@ pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRow> {
         attempts: r.get::<_, i64>(6)? as u32,
         next_attempt_at: r.get(7)?,
         created_at: r.get(8)?,
+        source: r.get(9)?,
     })
 }
 
 pub(super) const QUEUED_COLUMNS: &str =
-    "seq, task_id, priority, kernel, algorithm, body, attempts, next_attempt_at, created_at";
+    "seq, task_id, priority, kernel, algorithm, body, attempts, next_attempt_at, created_at, source";
 
 fn apply_ops(db: &Connection, ops: Vec<Op>) -> rusqlite::Result<Vec<Reply>> {
     let mut replies = Vec::with_capacity(ops.len());

@@ -16,6 +16,8 @@ pub struct Entry {
     pub kernel: KernelName,
     pub algorithm: String,
     pub body: Arc<str>,
+    /// The file it came from (`api` for `POST /tasks`), for its result.
+    pub source: Arc<str>,
     /// Attempts started so far.
     pub attempts: u32,
     pub created_at: f64,
@@ -51,6 +53,7 @@ impl Entry {
             kernel: row.kernel?,
             algorithm: row.algorithm,
             body: Arc::from(row.body),
+            source: Arc::from(row.source),
             attempts: row.attempts,
             created_at: row.created_at,
             task_id: row.task_id,
@@ -60,8 +63,8 @@ impl Entry {
         })
     }
 
-    /// A task just inserted with sequence number `seq`.
-    pub fn inserted(t: NewTask, seq: i64, now: f64) -> Option<Self> {
+    /// A task just inserted from `source` with sequence number `seq`.
+    pub fn inserted(t: NewTask, seq: i64, source: &Arc<str>, now: f64) -> Option<Self> {
         Some(Self {
             seq,
             kernel: t.kernel,
@@ -69,6 +72,7 @@ impl Entry {
             priority: t.priority,
             algorithm: t.algorithm,
             body: Arc::from(t.body),
+            source: Arc::clone(source),
             attempts: 0,
             created_at: now,
             last_error: None,

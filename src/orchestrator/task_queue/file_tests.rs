@@ -26,6 +26,7 @@ fn row(seq: i64, priority: u8) -> QueuedRow {
         attempts: 0,
         next_attempt_at: None,
         created_at: 0.0,
+        source: "f.json".into(),
     }
 }
 

@@ -314,13 +314,14 @@ impl LiveTasks {
         }
     }
 
-    /// Event: a batch was committed to the database with these sequence
-    /// numbers.
-    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, now: f64) {
+    /// Event: a batch from `source` was committed to the database with
+    /// these sequence numbers.
+    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, source: &str, now: f64) {
         self.counters.submitted += tasks.len() as u64;
         self.metrics.tasks_ingested(tasks.len());
+        let source: Arc<str> = Arc::from(source);
         for (t, seq) in tasks.into_iter().zip(seqs) {
-            if let Some(entry) = Entry::inserted(t, seq, now) {
+            if let Some(entry) = Entry::inserted(t, seq, &source, now) {
                 self.enqueue(entry);
             }
         }

@@ -40,6 +40,9 @@ pub(super) fn result(task_id: &str, status: RunStatus) -> TaskResult {
         completed_at: None,
         priority: None,
         attempt_id: None,
+        effective_parameters: None,
+        description: None,
+        source: None,
         extra: Default::default(),
     }
 }
@@ -248,7 +251,7 @@ impl Model {
                     new.push(t);
                     seqs.push(seq);
                 }
-                self.live.submitted(new, seqs, self.now);
+                self.live.submitted(new, seqs, "api", self.now);
             }
             Event::Dispatch { max } => self.dispatch(max),
             Event::Member { worker, change } => self.member(worker, change),
@@ -334,6 +337,7 @@ impl Model {
                     attempts: 0,
                     next_attempt_at: None,
                     created_at: self.now,
+                    source: "api".into(),
                 });
             }
             Event::Advance { ms } => {

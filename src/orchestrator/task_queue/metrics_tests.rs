@@ -46,7 +46,12 @@ fn each_event_is_counted_once_where_it_happens() {
     let w = WorkerId::new("w1");
     let now = 1_000.0;
     let ids = ["t1", "t2", "t3", "t4"];
-    live.submitted(ids.iter().map(|id| task(id)).collect(), vec![1, 2, 3, 4], now);
+    live.submitted(
+        ids.iter().map(|id| task(id)).collect(),
+        vec![1, 2, 3, 4],
+        "api",
+        now,
+    );
     let attempt: Vec<AttemptId> = ids.iter().map(|id| place(&mut live, id, &w)).collect();
     for (id, a) in ids.iter().zip(&attempt).take(3) {
         live.started(&(*id).into(), *a, now + 2.0);

@@ -428,7 +428,7 @@ impl Handler<SubmitBatch> for TaskQueue {
                 InsertOutcome::Inserted { seqs } => {
                     let count = new.len();
                     trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
-                    act.live.submitted(new, seqs, unix_now());
+                    act.live.submitted(new, seqs, &source, unix_now());
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }

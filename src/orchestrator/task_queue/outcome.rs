@@ -286,6 +286,7 @@ impl LiveTasks {
         result.priority = Some(entry.priority);
         result.attempt_id = None;
         result.echo_unknown_fields(&entry.body);
+        result.source = Some(entry.source.to_string());
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
         self.metrics.completed(entry.kernel.as_str(), seconds);

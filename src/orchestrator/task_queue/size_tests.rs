@@ -31,6 +31,7 @@ fn live_with(id: &str, priority: u8) -> LiveTasks {
             body: body.to_string(),
         }],
         vec![1],
+        "api",
         0.0,
     );
     live

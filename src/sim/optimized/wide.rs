@@ -11,9 +11,9 @@
 //! of the 128-bit loop side by side; the unpack instructions work within
 //! each 128-bit half, so each half sees exactly what the 128-bit loop saw.
 //! Only the sums could change bits, so they are not widened: forces are
-//! added into memory, and pair energies into the two running lanes of
-//! [`PotentialSums`], one 128-bit half at a time in list order, as the
-//! 128-bit loop does. A last odd list step goes through the 128-bit loop
+//! added into memory, and pair energies and virials into the two running
+//! lanes each of [`PotentialSums`], one 128-bit half at a time in list
+//! order, as the 128-bit loop does. A last odd list step goes through the 128-bit loop
 //! itself, so no list needs more padding than it has.
 
 use std::arch::x86_64::*;
@@ -72,6 +72,7 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
     };
     let steps = owner.len() / 2 * 2;
     let mut pot = sums.lanes.0;
+    let mut vir = sums.virial_lanes.0;
     for k in (0..steps).step_by(2) {
         let (i1, i2) = (owner[k], owner[k + 1]);
         let jj = &list[2 * k..2 * k + 4];
@@ -95,10 +96,11 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
         );
         pot = _mm_add_pd(pot, _mm256_castpd256_pd128(energy));
         pot = _mm_add_pd(pot, _mm256_extractf128_pd::<1>(energy));
-        let factor = _mm256_mul_pd(
-            _mm256_mul_pd(_mm256_mul_pd(forty_eight, sr2), sr6),
-            _mm256_sub_pd(sr6, half),
-        );
+        let attraction = _mm256_sub_pd(sr6, half);
+        let virial = _mm256_mul_pd(sr6, attraction);
+        vir = _mm_add_pd(vir, _mm256_castpd256_pd128(virial));
+        vir = _mm_add_pd(vir, _mm256_extractf128_pd::<1>(virial));
+        let factor = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(forty_eight, sr2), sr6), attraction);
         let f1 = _mm256_mul_pd(d1, _mm256_unpacklo_pd(factor, factor));
         let f2 = _mm256_mul_pd(d2, _mm256_unpackhi_pd(factor, factor));
         let sum = _mm256_add_pd(f1, f2);
@@ -108,6 +110,7 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
         scatter(r.force, [i2, jj[2], jj[3]], high(sum), high(f1), high(f2));
     }
     sums.lanes = Sse2(pot);
+    sums.virial_lanes = Sse2(vir);
     pair_forces::<Sse2, MIN_IMAGE>(r, c, &owner[steps..], &list[2 * steps..], sums);
 }
 
@@ -193,7 +196,7 @@ mod tests {
             .iter()
             .flatten()
             .map(|f| f.to_bits())
-            .chain([sums.total().to_bits()])
+            .chain([sums.total().to_bits(), sums.virial().to_bits()])
             .collect()
     }
 

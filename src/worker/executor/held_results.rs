@@ -365,6 +365,9 @@ mod tests {
             completed_at: None,
             priority: None,
             attempt_id: attempt_id.map(Into::into),
+            effective_parameters: None,
+            description: None,
+            source: None,
             extra: Default::default(),
         })
     }
