@@ -2,7 +2,7 @@
 //! dispatch in [`main`]. Every subcommand is one file beside this one
 //! (`sim.rs`, `orchestrator.rs`, `up.rs`, `run.rs`, `config_check.rs`, …;
 //! benches under `bench/`); `serve.rs` holds what the serving ones share,
-//! and `client.rs`, `cluster.rs`, `table.rs`, `interactive.rs`, `place.rs`
+//! and `client.rs`, `cluster.rs` (with `local_workers.rs`), `table.rs`, `interactive.rs`, `place.rs`
 //! are helpers of several.
 
 pub mod bench;
@@ -14,6 +14,7 @@ pub mod config_docs;
 pub mod console;
 pub mod gen;
 pub mod interactive;
+mod local_workers;
 pub mod orchestrator;
 pub mod ping;
 pub mod place;
