@@ -12,7 +12,7 @@ use super::task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TASK_F
 use crate::sim::{self, Limits, SimParams};
 
 /// One problem in a task file or request: where, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldError {
     /// Path in the JSON, e.g. `tasks[7].parameters.num_particles`.
     pub path: String,

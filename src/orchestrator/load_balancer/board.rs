@@ -6,17 +6,18 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{KernelName, WorkerId};
 use crate::protocol::MemberSource;
 
 /// A worker's state as the orchestrator sees it; why it is so travels
 /// beside it (`state_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerState {
     /// Not heard from yet.
+    #[default]
     Unknown,
     /// Answers its heartbeat and takes tasks.
     Up,
@@ -52,7 +53,7 @@ impl fmt::Display for WorkerState {
 }
 
 /// A worker as `GET /workers` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkerInfo {
     pub id: String,
     /// `config_workers.json`, or the worker's own join.

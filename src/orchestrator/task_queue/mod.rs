@@ -53,7 +53,7 @@ use actix::prelude::*;
 
 pub use live::{Effects, LiveTasks, Place, RetryPolicy};
 pub use outcome::OutcomeKind;
-pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
+pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Throughput, Waiting, WhyWaiting};
 
 use super::activity::Activity;
 use super::load_balancer::{Assign, Ended, Explain, Release, Reserve};
