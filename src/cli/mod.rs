@@ -81,7 +81,7 @@ fn apply_token_flags(cli: &Cli) -> Result<(), String> {
         std::env::set_var(TOKEN_FILE_VAR, path);
     }
     let env = crate::util::settings::process_env();
-    client::use_token(token_from_env(&env)?);
+    client::use_token(token_from_env(&env).map_err(|e| e.to_string())?);
     // only what the command line trusts; a server's certificate and key
     // are checked (with every other setting) when it starts
     let mut ca_only = env;
