@@ -112,6 +112,18 @@ impl Validator {
         names
     }
 
+    /// The smallest particle count a task may ask for at the default
+    /// density and cut-off (13 at density 0.5, cut-off 2.5), probed.
+    pub fn min_particles(&self) -> u64 {
+        (2..=1_000_000u64)
+            .find(|&n| {
+                let probe = serde_json::json!({"task_id": "probe", "algorithm": "reference",
+                    "parameters": {"num_particles": n, "num_steps": 0, "seed": 0}});
+                self.task(&probe, "").is_ok()
+            })
+            .unwrap_or(2)
+    }
+
     /// Validates one task at `path` (e.g. `tasks[3]`, or "" for a request
     /// body), listing every problem.
     pub fn task(&self, v: &Value, path: &str) -> Result<Task, Vec<FieldError>> {
