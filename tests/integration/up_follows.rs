@@ -27,6 +27,12 @@ fn write_workers(dir: &Path, workers: &[(&str, u16, &[&str])]) {
     std::fs::rename(aside, dir.join("config_workers.json")).unwrap();
 }
 
+/// `orquesta up` in `dir` with these workers in its file, on port 0.
+fn up_with(dir: &Path, workers: &[(&str, u16, &[&str])]) -> Proc {
+    write_workers(dir, workers);
+    Proc::start(dir, &["up", "--port", "0"], FAST)
+}
+
 fn state(up: &Proc, id: &str) -> Value {
     worker_row(up, id)["state"].clone()
 }
@@ -59,8 +65,7 @@ fn stop(mut up: Proc) -> String {
 fn up_starts_a_local_worker_added_to_the_workers_file() {
     let dir = tempfile::tempdir().unwrap();
     let (p1, p2) = (config_port(), config_port());
-    write_workers(dir.path(), &[("a1", p1, &["python"])]);
-    let up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    let up = up_with(dir.path(), &[("a1", p1, &["python"])]);
     wait_until(LONG, "a1 up", || state(&up, "a1") == "up");
     write_workers(dir.path(), &[("a1", p1, &["python"]), ("a2", p2, &["cython"])]);
     wait_until(LONG, "a2 started by up", || state(&up, "a2") == "up");
@@ -88,8 +93,7 @@ fn up_starts_a_local_worker_added_to_the_workers_file() {
 fn up_drains_then_stops_a_local_worker_removed_from_the_workers_file() {
     let dir = tempfile::tempdir().unwrap();
     let (p1, p2) = (config_port(), config_port());
-    write_workers(dir.path(), &[("r2", p2, &["python"])]);
-    let up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    let up = up_with(dir.path(), &[("r2", p2, &["python"])]);
     wait_until(LONG, "r2 up", || state(&up, "r2") == "up");
     let r = up.post(
         "/tasks",
@@ -120,8 +124,7 @@ fn up_drains_then_stops_a_local_worker_removed_from_the_workers_file() {
 fn up_summary_counts_a_worker_removed_while_it_ran() {
     let dir = tempfile::tempdir().unwrap();
     let (p1, p2) = (config_port(), config_port());
-    write_workers(dir.path(), &[("s1", p1, &["python"]), ("s2", p2, &["cython"])]);
-    let up = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    let up = up_with(dir.path(), &[("s1", p1, &["python"]), ("s2", p2, &["cython"])]);
     wait_until(LONG, "both up", || up.get("/workers").json()["up"] == 2);
     // one task each: the kernel decides where
     let tasks = format!(
