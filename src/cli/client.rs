@@ -187,8 +187,9 @@ pub enum CallError {
     Status {
         status: u16,
         message: String,
-        /// The error body (empty when the server sent none).
-        body: ErrorBody,
+        /// The error body (empty when the server sent none); boxed, as
+        /// the rarer and larger case.
+        body: Box<ErrorBody>,
     },
     #[error("expected a JSON answer, found {0}")]
     NotJson(String),
@@ -325,7 +326,7 @@ pub fn call_json(
         return Err(CallError::Status {
             status: answer.status,
             message,
-            body,
+            body: Box::new(body),
         });
     }
     serde_json::from_str(&answer.body)
