@@ -53,7 +53,9 @@ impl fmt::Display for WorkerState {
 }
 
 /// A worker as `GET /workers` shows it.
+/// Read back (by the CLI) with defaults for what an answer leaves out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerInfo {
     pub id: String,
     /// `config_workers.json`, or the worker's own join.
