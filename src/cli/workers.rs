@@ -99,7 +99,7 @@ pub fn render(endpoint: &Endpoint, answer: &Workers) -> String {
         answer.up
     );
     let config = &answer.config;
-    if !config.valid {
+    if !config.valid && !config.path.is_empty() {
         out.push_str(&format!(
             "warning: {} is invalid, the last good configuration stays in force: {}\n",
             config.path,
