@@ -62,12 +62,11 @@ find_wine() {
 have_tools() {
   command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && find_wine >/dev/null && command -v jq >/dev/null 2>&1
 }
+# shellcheck source=.ci/apt.sh
+. .ci/apt.sh
 if ! have_tools && command -v apt-get >/dev/null 2>&1; then
   say "installing MinGW, Wine and jq from Debian's packages"
-  if ! (timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 \
-    apt-get install -y -qq gcc-mingw-w64-x86-64 wine64 jq) >/dev/null 2>&1; then
-    say "apt-get could not install them"
-  fi
+  apt_install gcc-mingw-w64-x86-64 wine64 jq || say "apt-get could not install them"
 fi
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing "MinGW (x86_64-w64-mingw32-gcc, Debian package gcc-mingw-w64-x86-64) is not installed"
 WINE=$(find_wine) || missing "Wine (Debian package wine64) is not installed"

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::protocol::ErrorBody;
 use crate::util::tls::{Tls, NEEDS_CA};
 use crate::util::token::Token;
 
@@ -186,10 +187,14 @@ pub enum CallError {
     Status {
         status: u16,
         message: String,
-        body: Value,
+        /// The error body (empty when the server sent none); boxed, as
+        /// the rarer and larger case.
+        body: Box<ErrorBody>,
     },
     #[error("expected a JSON answer, found {0}")]
     NotJson(String),
+    #[error("the answer is not the one expected ({0}); is this an Orquesta server of the same version?")]
+    Unexpected(String),
 }
 
 /// One request to `endpoint`; every address its name resolves to is tried
@@ -311,27 +316,53 @@ pub fn call_json(
     timeout: Duration,
 ) -> Result<(Value, Duration), CallError> {
     let answer = request(endpoint, method, path, body, timeout).map_err(CallError::Unreachable)?;
-    let json: Result<Value, _> = serde_json::from_str(&answer.body);
     if !(200..300).contains(&answer.status) {
-        let body = json.unwrap_or(Value::Null);
-        let message = body
-            .get("error")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .unwrap_or_else(|| short_text(&answer.body));
+        let body: ErrorBody = serde_json::from_str(&answer.body).unwrap_or_default();
+        let message = if body.error.is_empty() {
+            short_text(&answer.body)
+        } else {
+            body.error.clone()
+        };
         return Err(CallError::Status {
             status: answer.status,
             message,
-            body,
+            body: Box::new(body),
         });
     }
-    json.map(|v| (v, answer.elapsed))
+    serde_json::from_str(&answer.body)
+        .map(|v| (v, answer.elapsed))
         .map_err(|_| CallError::NotJson(short_text(&answer.body)))
 }
 
 /// `GET path` as JSON.
 pub fn get_json(endpoint: &Endpoint, path: &str, timeout: Duration) -> Result<Value, CallError> {
     call_json(endpoint, "GET", path, None, timeout).map(|(v, _)| v)
+}
+
+/// A JSON answer read as its type: one of the answer structs of
+/// [`crate::protocol`].
+pub fn answer<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, CallError> {
+    serde_json::from_value(value).map_err(|e| CallError::Unexpected(e.to_string()))
+}
+
+/// A request whose answer is read as `T` ([`answer`]).
+pub fn call<T: serde::de::DeserializeOwned>(
+    endpoint: &Endpoint,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<T, CallError> {
+    call_json(endpoint, method, path, body, timeout).and_then(|(v, _)| answer(v))
+}
+
+/// `GET path` read as `T` ([`answer`]).
+pub fn get<T: serde::de::DeserializeOwned>(
+    endpoint: &Endpoint,
+    path: &str,
+    timeout: Duration,
+) -> Result<T, CallError> {
+    call(endpoint, "GET", path, None, timeout)
 }
 
 /// The first 80 characters of a body, for messages.

@@ -14,7 +14,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +21,9 @@ use std::time::{Duration, Instant};
 use super::client::{self, Endpoint};
 use crate::orchestrator::config::WorkerEntry;
 use crate::protocol::StatusAnswer;
-use crate::util::platform::{self, stop_requests};
+use crate::util::platform;
+
+pub use super::local_workers::LocalWorkers;
 
 /// Who answers on a configured worker's port before `up` starts it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,13 +78,6 @@ fn probe_host(host: &str) -> String {
     }
 }
 
-/// Children that run the local workers.
-pub struct LocalWorkers {
-    /// (id, the child, its `HOST:PORT`)
-    children: Arc<Mutex<Vec<(String, Child, String)>>>,
-    stopping: Arc<AtomicBool>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot start worker {id}: {reason}")]
@@ -95,12 +89,17 @@ pub enum ClusterError {
 /// Threads per task for workers that share this machine: its cores over
 /// the task slots of all of them, so that they never oversubscribe it
 /// together.
-fn shared_threads(entries: &[WorkerEntry]) -> usize {
+pub(super) fn shared_threads(entries: &[WorkerEntry]) -> usize {
     let slots: usize = entries.iter().map(|e| e.capacity).sum();
     (crate::util::machine::available_threads() / slots.max(1)).max(1)
 }
 
-fn command(entry: &WorkerEntry, port: u16, logs_dir: &Path, threads: usize) -> std::io::Result<Command> {
+pub(super) fn command(
+    entry: &WorkerEntry,
+    port: u16,
+    logs_dir: &Path,
+    threads: usize,
+) -> std::io::Result<Command> {
     let host = if entry.host == "localhost" {
         "127.0.0.1".to_string()
     } else {
@@ -274,213 +273,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-impl LocalWorkers {
-    /// Starts a worker for each entry. With `free_ports`, each takes any
-    /// free port and the returned entries carry the real ports. `echo`:
-    /// which of their lines reach the terminal.
-    pub fn start(
-        entries: &[WorkerEntry],
-        logs_dir: &Path,
-        free_ports: bool,
-        echo: Echo,
-    ) -> Result<(LocalWorkers, Vec<WorkerEntry>), ClusterError> {
-        let children = Arc::new(Mutex::new(Vec::new()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut actual = Vec::new();
-        let workers = LocalWorkers {
-            children: Arc::clone(&children),
-            stopping: Arc::clone(&stopping),
-        };
-        let threads = shared_threads(entries);
-        for entry in entries {
-            if !free_ports {
-                match port_holder(&entry.host, entry.port, &entry.id) {
-                    PortHolder::Free => {}
-                    PortHolder::SameWorker => {
-                        eprintln!(
-                            "{} | already running at {}; using it (started elsewhere, so up will not stop it)",
-                            entry.id,
-                            entry.address()
-                        );
-                        let mut e = entry.clone();
-                        if e.host == "0.0.0.0" || e.host == "localhost" {
-                            e.host = "127.0.0.1".into();
-                        }
-                        actual.push(e);
-                        continue;
-                    }
-                    PortHolder::Other(what) => {
-                        return Err(ClusterError::PortHeld {
-                            id: entry.id.clone(),
-                            addr: entry.address(),
-                            what,
-                        })
-                    }
-                }
-            }
-            let port = if free_ports { 0 } else { entry.port };
-            let cmd = command(entry, port, logs_dir, threads).map_err(|e| ClusterError::Start {
-                id: entry.id.clone(),
-                reason: e.to_string(),
-            })?;
-            let (child, addr) = launch(&entry.id, cmd, echo)?;
-            let real_port = port_of(&addr).ok_or_else(|| ClusterError::Start {
-                id: entry.id.clone(),
-                reason: format!("it announced an address without a port: {addr}"),
-            })?;
-            children
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((entry.id.clone(), child, addr.clone()));
-            let mut e = entry.clone();
-            e.port = real_port;
-            if e.host == "0.0.0.0" || e.host == "localhost" {
-                e.host = "127.0.0.1".into();
-            }
-            actual.push(e);
-        }
-        // restart a worker that dies, with the same port
-        let supervised: Vec<WorkerEntry> = {
-            let list = children.lock().unwrap_or_else(|e| e.into_inner());
-            list.iter()
-                .map(|(id, _, _)| {
-                    actual
-                        .iter()
-                        .find(|e| &e.id == id)
-                        .cloned()
-                        .expect("started from an entry")
-                })
-                .collect()
-        };
-        let logs_dir = logs_dir.to_path_buf();
-        std::thread::spawn(move || {
-            let mut restarts: Vec<Vec<Instant>> = vec![Vec::new(); supervised.len()];
-            // a stop signal stops restarts at once: in a terminal, Ctrl-C
-            // reaches the children too, and they exit while `up` shuts down
-            let stop = || stopping.load(Ordering::Relaxed) || stop_requests() > 0;
-            while !stop() {
-                std::thread::sleep(Duration::from_millis(200));
-                let mut list = children.lock().unwrap_or_else(|e| e.into_inner());
-                for (i, (id, child, _)) in list.iter_mut().enumerate() {
-                    if stop() {
-                        break;
-                    }
-                    let Ok(Some(status)) = child.try_wait() else {
-                        continue;
-                    };
-                    restarts[i].retain(|t| t.elapsed() < Duration::from_secs(60));
-                    if restarts[i].len() >= 5 {
-                        continue; // gave up; reported once below
-                    }
-                    restarts[i].push(Instant::now());
-                    eprintln!("{id} | exited ({status}); restarting");
-                    let started = command(&supervised[i], supervised[i].port, &logs_dir, threads)
-                        .map_err(|e| e.to_string())
-                        .and_then(|cmd| launch(id, cmd, echo).map_err(|e| e.to_string()));
-                    match started {
-                        Ok((new_child, _)) => *child = new_child,
-                        Err(e) => {
-                            eprintln!("{id} | {e}");
-                            if restarts[i].len() >= 5 {
-                                eprintln!("{id} | restarted 5 times in a minute; giving up on it");
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        Ok((workers, actual))
-    }
-
-    /// Asks every child to stop, then waits for them (they drain first).
-    pub fn stop(&self, limit: Duration) {
-        self.stop_unless(limit, || false);
-    }
-
-    /// `up`'s stop after a first Ctrl-C or SIGTERM: says what it waits for,
-    /// and a second signal kills the children at once (their running
-    /// tasks stay `running` in the database and the next orchestrator start
-    /// queues them again).
-    pub fn stop_after_signal(&self, drain: Duration) {
-        self.stopping.store(true, Ordering::Relaxed);
-        let running: usize = {
-            let list = self.children.lock().unwrap_or_else(|e| e.into_inner());
-            list.iter().map(|(_, _, addr)| running_on(addr)).sum()
-        };
-        if running > 0 {
-            eprintln!(
-                "waiting for {running} running task{}, up to {} s; Ctrl-C again to stop now",
-                if running == 1 { "" } else { "s" },
-                drain.as_secs()
-            );
-        } else {
-            eprintln!("stopping the workers; Ctrl-C again to stop now");
-        }
-        self.stop_unless(drain + Duration::from_secs(10), || stop_requests() >= 2);
-    }
-
-    /// Asks every child to stop (SIGTERM, or Ctrl-Break on Windows), then
-    /// waits for them up to `limit`, or until `now` says to kill them at
-    /// once. A child that cannot be asked (Windows without a console) is
-    /// killed at once: its running tasks are queued again at the next start.
-    fn stop_unless(&self, limit: Duration, now: impl Fn() -> bool) {
-        self.stopping.store(true, Ordering::Relaxed);
-        let mut list = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, child, _) in list.iter_mut() {
-            if matches!(child.try_wait(), Ok(None)) {
-                if let Err(e) = platform::ask_to_stop(child) {
-                    eprintln!("{id} | cannot ask it to stop ({e}); stopping it now");
-                    let _ = child.kill();
-                }
-            }
-        }
-        let deadline = Instant::now() + limit;
-        for (id, child, _) in list.iter_mut() {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if now() => {
-                        eprintln!(
-                            "{id} | stopping now; its running tasks are queued again at the next start"
-                        );
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) if Instant::now() > deadline => {
-                        eprintln!("{id} | did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-}
-
-/// Tasks running on the worker at `addr` now (0 when it does not say).
-fn running_on(addr: &str) -> usize {
-    let endpoint = Endpoint::plain(addr);
-    client::request(&endpoint, "GET", "/status", None, Duration::from_secs(1))
-        .ok()
-        .filter(|a| a.status == 200)
-        .and_then(|a| serde_json::from_str::<StatusAnswer>(&a.body).ok())
-        .map_or(0, |s| s.running)
-}
-
-impl Drop for LocalWorkers {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        let mut list = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, child, _) in list.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -10,6 +10,10 @@ use super::client::{self, Endpoint};
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{env_with_flags, workers_file, WORKERS_EXAMPLE};
 use crate::orchestrator::config::{self, SETTINGS};
+use crate::orchestrator::config_watcher::ConfigStatus;
+use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::protocol::workers::WorkerList;
+use crate::protocol::{MemberSource, StatusAnswer};
 use crate::util::token::TOKEN_VAR;
 
 /// `orquesta config check`.
@@ -60,13 +64,13 @@ pub fn run(args: &OrchestratorArgs) -> ExitCode {
                 let answer = client::request(&endpoint, "GET", "/status", None, timeout);
                 let verdict = match &answer {
                     Ok(a) if a.status == 200 => {
-                        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();
+                        let s: StatusAnswer = serde_json::from_str(&a.body).unwrap_or_default();
                         format!(
                             "answers in {:.1} ms (id {}, capacity {}, {})",
                             a.elapsed.as_secs_f64() * 1e3,
-                            v["worker_id"].as_str().unwrap_or("?"),
-                            v["capacity"],
-                            v["state"].as_str().unwrap_or("?")
+                            s.worker_id,
+                            s.capacity,
+                            s.state.as_str()
                         )
                     }
                     Ok(a) => format!("answers {} (is it an orquesta worker?)", a.status),
@@ -113,14 +117,15 @@ fn joined_workers(settings: &config::Settings) {
     let Ok(endpoint) = Endpoint::parse(&format!("{scheme}://{host}:{}", settings.port)) else {
         return;
     };
-    let Ok(v) = client::get_json(&endpoint, "/workers", Duration::from_secs(2)) else {
+    let Ok(list) =
+        client::get::<WorkerList<WorkerInfo, ConfigStatus>>(&endpoint, "/workers", Duration::from_secs(2))
+    else {
         return;
     };
-    let rows: Vec<&serde_json::Value> = v["workers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|w| w["source"] == "joined")
+    let rows: Vec<&WorkerInfo> = list
+        .workers
+        .iter()
+        .filter(|w| w.source == MemberSource::Joined)
         .collect();
     println!("\nJoined workers (orchestrator at {}):", endpoint.url());
     if rows.is_empty() {
@@ -129,10 +134,7 @@ fn joined_workers(settings: &config::Settings) {
     for w in rows {
         println!(
             "  {:<12} {:<22} capacity {:<3} {}",
-            w["id"].as_str().unwrap_or("?"),
-            w["address"].as_str().unwrap_or("?"),
-            w["capacity"],
-            w["state"].as_str().unwrap_or("?")
+            w.id, w.address, w.capacity, w.state
         );
     }
 }

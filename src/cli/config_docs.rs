@@ -124,7 +124,8 @@ workers on this machine:
 The file is watched: an edit applies within 2 s without a restart, and an
 invalid edit is refused with one log line while the last good
 configuration stays (see [Adding workers](workers-and-deployment.md#adding-workers)).
-`orquesta up` starts a worker for every entry whose host is this machine.
+`orquesta up` starts a worker for every entry whose host is this machine, and
+starts, stops or restarts them as the file changes while it runs.
 
 ## Other variables
 

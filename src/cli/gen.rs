@@ -232,14 +232,6 @@ fn probe(validator: &Validator, algorithm: &str, n: u64, steps: u64) -> Result<(
     })
 }
 
-/// The smallest particle count the simulation accepts at its default
-/// density and cut-off (13 at density 0.5, cut-off 2.5).
-pub fn min_particles(validator: &Validator) -> u64 {
-    (2..=1_000_000u64)
-        .find(|&n| probe(validator, "reference", n, 0).is_ok())
-        .unwrap_or(2)
-}
-
 /// Both ends of a particle range must be simulations the workers accept.
 pub fn check_particles(validator: &Validator, algorithms: &[String], particles: Range) -> Result<(), String> {
     for algorithm in algorithms {
@@ -520,7 +512,7 @@ mod tests {
     #[test]
     fn the_particle_minimum_is_the_simulations() {
         let v = Validator::default();
-        assert_eq!(min_particles(&v), 13);
+        assert_eq!(v.min_particles(), 13);
         let e = check_particles(&v, &["python".into()], Range { min: 5, max: 100 }).unwrap_err();
         assert!(
             e.starts_with("5 particles: expected a whole number ≥ 13, found 5"),

@@ -104,7 +104,7 @@ pub fn guide<R: BufRead, W: Write>(
     default_path: &std::path::Path,
     queue_dir: &std::path::Path,
 ) -> Result<Answers, InputEnded> {
-    let min_n = gen::min_particles(validator);
+    let min_n = validator.min_particles();
     p.say(
         "orquesta gen: a new task file, step by step. Press Enter to take the default shown in [brackets].",
     );

@@ -2,7 +2,7 @@
 //! dispatch in [`main`]. Every subcommand is one file beside this one
 //! (`sim.rs`, `orchestrator.rs`, `up.rs`, `run.rs`, `config_check.rs`, …;
 //! benches under `bench/`); `serve.rs` holds what the serving ones share,
-//! and `client.rs`, `cluster.rs`, `table.rs`, `interactive.rs`, `place.rs`
+//! and `client.rs`, `cluster.rs` (with `local_workers.rs`), `table.rs`, `interactive.rs`, `place.rs`
 //! are helpers of several.
 
 pub mod bench;
@@ -14,6 +14,7 @@ pub mod config_docs;
 pub mod console;
 pub mod gen;
 pub mod interactive;
+mod local_workers;
 pub mod orchestrator;
 pub mod ping;
 pub mod place;
@@ -80,7 +81,7 @@ fn apply_token_flags(cli: &Cli) -> Result<(), String> {
         std::env::set_var(TOKEN_FILE_VAR, path);
     }
     let env = crate::util::settings::process_env();
-    client::use_token(token_from_env(&env)?);
+    client::use_token(token_from_env(&env).map_err(|e| e.to_string())?);
     // only what the command line trusts; a server's certificate and key
     // are checked (with every other setting) when it starts
     let mut ca_only = env;

@@ -11,10 +11,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::{self, Answer, Endpoint, NoAnswer};
 use super::table::Table;
+use crate::orchestrator::config_watcher::ConfigStatus;
+use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::protocol::service::{HealthReport, OrchestratorHealth};
+use crate::protocol::workers::WorkerList;
+use crate::protocol::{Health, HealthAnswer, StatusAnswer};
 
 #[derive(Args, Debug)]
 pub struct PingArgs {
@@ -40,9 +47,25 @@ pub struct Check {
     pub note: String,
 }
 
-/// Judges one answer: reachable, not refused for auth, JSON, and the same
-/// version as this binary.
-pub fn judge(result: Result<Answer, NoAnswer>, describe: impl Fn(&Value) -> String) -> Check {
+/// What any Orquesta answer says about itself, read loosely: a server of
+/// another version (whose answers may have another shape) is still named
+/// by its version, and a refusal by its reason.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct About {
+    version: Option<String>,
+    /// An error body's message.
+    error: Option<String>,
+    /// The word of a `/health` answer (`draining`, `unhealthy`, …).
+    status: Option<String>,
+}
+
+/// Judges one answer: reachable, not refused for auth, JSON, the same
+/// version as this binary, and read as `T` for `describe`.
+pub fn judge<T: DeserializeOwned>(
+    result: Result<Answer, NoAnswer>,
+    describe: impl Fn(&T) -> String,
+) -> Check {
     let answer = match result {
         Ok(a) => a,
         Err(e) => {
@@ -76,19 +99,21 @@ pub fn judge(result: Result<Answer, NoAnswer>, describe: impl Fn(&Value) -> Stri
             answer.status
         ));
     };
+    let about = About::deserialize(&body).unwrap_or_default();
     if !(200..300).contains(&answer.status) {
-        let why = body["error"]
-            .as_str()
-            .or_else(|| body["status"].as_str())
-            .unwrap_or("no reason given");
+        let why = about.error.or(about.status);
+        let why = why.as_deref().unwrap_or("no reason given");
         return fail(format!("HTTP {}: {why}", answer.status));
     }
     let expected = env!("CARGO_PKG_VERSION");
-    match body["version"].as_str() {
-        Some(v) if v == expected => Check {
-            ok: true,
-            rtt,
-            note: describe(&body),
+    match about.version.as_deref() {
+        Some(v) if v == expected => match T::deserialize(&body) {
+            Ok(typed) => Check {
+                ok: true,
+                rtt,
+                note: describe(&typed),
+            },
+            Err(e) => fail(format!("an answer of another shape: {e}")),
         },
         Some(v) => fail(format!("wrong version: {v}, expected {expected}")),
         None => fail(format!("wrong version: none reported, expected {expected}")),
@@ -105,21 +130,21 @@ struct Target {
     known_to: &'static str,
 }
 
-fn worker_health(body: &Value) -> String {
-    body["status"].as_str().unwrap_or("answered").to_string()
+fn worker_health(body: &HealthAnswer) -> String {
+    match body.status {
+        Health::Healthy => "healthy",
+        Health::Draining => "draining",
+    }
+    .to_string()
 }
 
-fn worker_status(body: &Value) -> String {
-    let algorithms: Vec<&str> = body["algorithms"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+fn worker_status(body: &StatusAnswer) -> String {
     format!(
         "{}, {} running of {}, {}",
-        body["state"].as_str().unwrap_or("?"),
-        body["running"].as_u64().unwrap_or(0),
-        body["capacity"].as_u64().unwrap_or(0),
-        algorithms.join(" ")
+        body.state.as_str(),
+        body.running,
+        body.capacity,
+        body.algorithms.join(" ")
     )
 }
 
@@ -157,13 +182,13 @@ pub fn run(args: &PingArgs) -> ExitCode {
 
     let health = client::request(&endpoint, "GET", "/health", None, timeout);
     let orchestrator_up = health.is_ok();
-    let check = judge(health, |b| {
-        format!(
-            "{}, {} of {} workers up",
-            b["status"].as_str().unwrap_or("?"),
-            b["workers_up"].as_u64().unwrap_or(0),
-            b["workers_total"].as_u64().unwrap_or(0)
-        )
+    let check = judge(health, |b: &HealthReport| {
+        let status = match b.status {
+            OrchestratorHealth::Healthy => "healthy",
+            OrchestratorHealth::Degraded => "degraded",
+            OrchestratorHealth::Unhealthy => "unhealthy",
+        };
+        format!("{status}, {} of {} workers up", b.workers_up, b.workers_total)
     });
     add(&mut table, "orchestrator", &endpoint.addr, "/health", check);
 
@@ -172,22 +197,19 @@ pub fn run(args: &PingArgs) -> ExitCode {
     // (id, address) of every worker the orchestrator knows, when it said
     let mut known: Option<Vec<(String, String)>> = None;
     if orchestrator_up {
-        match client::get_json(&endpoint, "/workers", timeout) {
-            Ok(v) => {
-                let rows = v["workers"].as_array().cloned().unwrap_or_default();
+        match client::get::<WorkerList<WorkerInfo, ConfigStatus>>(&endpoint, "/workers", timeout) {
+            Ok(list) => {
                 known = Some(
-                    rows.iter()
-                        .map(|w| {
-                            let id = w["id"].as_str().unwrap_or("?").to_string();
-                            (id, w["address"].as_str().unwrap_or("?").to_string())
-                        })
+                    list.workers
+                        .iter()
+                        .map(|w| (w.id.clone(), w.address.clone()))
                         .collect(),
                 );
-                for w in &rows {
+                for w in list.workers {
                     targets.push(Target {
-                        id: w["id"].as_str().unwrap_or("?").to_string(),
-                        addr: w["address"].as_str().unwrap_or("?").to_string(),
-                        tls: w["tls"] == true,
+                        id: w.id,
+                        addr: w.address,
+                        tls: w.tls,
                         known_to: "orchestrator",
                     });
                 }

@@ -10,10 +10,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::client::{self, Endpoint};
 use super::table::{print_text, thousands};
+use crate::orchestrator::store::PurgeReport;
+use crate::protocol::admin::PurgeAnswer;
 use crate::util::time::parse_date_or_rfc3339;
 
 #[derive(Args, Debug)]
@@ -42,66 +44,62 @@ pub struct PurgeArgs {
 /// A purge of a large history (or a vacuum of a large file) takes a while.
 const TIMEOUT: Duration = Duration::from_secs(3600);
 
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// `POST /admin/purge`'s answer read as its types.
+pub type Purged = PurgeAnswer<PurgeReport>;
+
 /// The answer of `POST /admin/purge` for people.
-pub fn render(a: &Value) -> String {
-    let dry = a["dry_run"] == json!(true);
+pub fn render(answer: &Purged) -> String {
+    let a = &answer.report;
     let plural = |k: u64, one: &str, many: &str| {
         format!("{} {}", thousands(k.into()), if k == 1 { one } else { many })
     };
     let what = format!(
         "{} before {} ({} completed, {} failed, {} cancelled), with {} and {}",
-        plural(n(&a["tasks"]), "ended task", "ended tasks"),
-        a["before"].as_str().unwrap_or("?"),
-        thousands(n(&a["completed"]).into()),
-        thousands(n(&a["failed"]).into()),
-        thousands(n(&a["cancelled"]).into()),
-        plural(n(&a["attempts"]), "attempt", "attempts"),
-        plural(n(&a["failure_records"]), "failure record", "failure records"),
+        plural(a.tasks, "ended task", "ended tasks"),
+        a.before,
+        thousands(a.completed.into()),
+        thousands(a.failed.into()),
+        thousands(a.cancelled.into()),
+        plural(a.attempts, "attempt", "attempts"),
+        plural(a.failure_records, "failure record", "failure records"),
     );
-    let files = n(&a["files"]);
-    let mut out = if dry {
+    let mut out = if a.dry_run {
         format!(
             "dry run: {what} would be removed; {} would be forgotten.\n",
-            plural(files, "file record", "file records")
+            plural(a.files, "file record", "file records")
         )
     } else {
         format!(
             "removed {what}; {} forgotten.\n",
-            plural(files, "file record", "file records")
+            plural(a.files, "file record", "file records")
         )
     };
-    let kept = n(&a["kept_unwritten"]);
-    if kept > 0 {
+    if a.kept_unwritten > 0 {
         out.push_str(&format!(
             "kept {}: ended before then but not yet in a results or failures file (a later purge takes them).\n",
-            plural(kept, "task", "tasks")
+            plural(a.kept_unwritten, "task", "tasks")
         ));
     }
-    let space = &a["space"];
-    if dry {
+    if a.dry_run {
         out.push_str("nothing was removed: run again without --dry-run to purge.\n");
-    } else if a["vacuumed"] == json!(true) {
+    } else if a.vacuumed {
         out.push_str(&format!(
             "database rebuilt (vacuum): now {}.\n",
-            megabytes(n(&space["file_bytes"]))
+            megabytes(a.space.file_bytes)
         ));
     } else {
         out.push_str(&format!(
             "database: {}, of which {} free, reused by new tasks (--vacuum shrinks the file).\n",
-            megabytes(n(&space["file_bytes"])),
-            megabytes(n(&space["free_bytes"]))
+            megabytes(a.space.file_bytes),
+            megabytes(a.space.free_bytes)
         ));
     }
-    if let Some(note) = a["note"].as_str() {
-        out.push_str(&format!("note: {note}.\n"));
+    if !answer.note.is_empty() {
+        out.push_str(&format!("note: {}.\n", answer.note));
     }
     out
 }
@@ -124,10 +122,16 @@ pub fn run(args: &PurgeArgs) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        Ok((answer, _)) => {
-            print_text(&render(&answer));
-            ExitCode::SUCCESS
-        }
+        Ok((answer, _)) => match client::answer::<Purged>(answer) {
+            Ok(typed) => {
+                print_text(&render(&typed));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot purge: {}", client::unreachable_hint(&endpoint, &e));
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("error: cannot purge: {}", client::unreachable_hint(&endpoint, &e));
             ExitCode::FAILURE
@@ -139,11 +143,14 @@ pub fn run(args: &PurgeArgs) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn answer(dry_run: bool, vacuumed: bool, kept: u64) -> Value {
-        json!({"dry_run": dry_run, "before": "2024-01-01T00:00:00.000Z", "tasks": 1204, "completed": 1200,
+    fn answer(dry_run: bool, vacuumed: bool, kept: u64) -> Purged {
+        client::answer(
+            json!({"dry_run": dry_run, "before": "2024-01-01T00:00:00.000Z", "tasks": 1204, "completed": 1200,
                "failed": 3, "cancelled": 1, "attempts": 1210, "failure_records": 4, "files": 1,
                "kept_unwritten": kept, "space": {"file_bytes": 12_500_000u64, "free_bytes": 3_000_000u64},
-               "vacuumed": vacuumed, "note": "the ids of purged tasks are no longer known"})
+               "vacuumed": vacuumed, "note": "the ids of purged tasks are no longer known"}),
+        )
+        .unwrap()
     }
 
     #[test]

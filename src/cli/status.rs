@@ -8,11 +8,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::client::{self, CallError, Endpoint};
 use super::table::{bar, duration, print_text, Table};
 use crate::model::{Priority, TaskStatus};
+use crate::orchestrator::config_watcher::ConfigStatus;
+use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::orchestrator::task_queue::Throughput;
+use crate::protocol::stats::Stats;
+use crate::protocol::workers::WorkerList;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -37,35 +43,31 @@ pub fn fetch(endpoint: &Endpoint) -> Result<Value, CallError> {
     Ok(json!({"workers": workers, "stats": stats}))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// The two answers read as their types, for the tables.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Snapshot {
+    pub workers: WorkerList<WorkerInfo, ConfigStatus>,
+    /// The queue's own figures stay `Value`s: the tables do not show them.
+    pub stats: Stats<Value, Value, Option<Throughput>>,
 }
 
 /// The tables for people.
-pub fn render(endpoint: &Endpoint, snapshot: &Value) -> String {
-    let stats = &snapshot["stats"];
-    let workers = snapshot["workers"]["workers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let up = workers.iter().filter(|w| w["up"] == json!(true)).count();
+pub fn render(endpoint: &Endpoint, snapshot: &Snapshot) -> String {
+    let stats = &snapshot.stats;
+    let workers = &snapshot.workers.workers;
+    let up = workers.iter().filter(|w| w.up).count();
     let mut out = format!(
         "orchestrator {}: version {}, up {}, {} balancing, {up} of {} workers up\n",
         endpoint.url(),
-        text(&stats["version"]),
-        duration(stats["uptime_seconds"].as_f64().unwrap_or(0.0)),
-        text(&stats["load_balancing_algorithm"]),
+        stats.version,
+        duration(stats.uptime_seconds),
+        stats.load_balancing_algorithm,
         workers.len()
     );
-    let throughput = &stats["throughput"];
-    if let Some(t) = throughput["tasks_per_second_60s"].as_f64() {
+    if let Some(t) = &stats.throughput {
         out.push_str(&format!(
-            "throughput: {t:.2} tasks/s over the last minute, {:.2} since start\n",
-            throughput["tasks_per_second_overall"].as_f64().unwrap_or(0.0)
+            "throughput: {:.2} tasks/s over the last minute, {:.2} since start\n",
+            t.tasks_per_second_60s, t.tasks_per_second_overall
         ));
     }
     out.push('\n');
@@ -80,19 +82,16 @@ pub fn render(endpoint: &Endpoint, snapshot: &Value) -> String {
         "address",
     ])
     .right(&[3, 4, 5, 6]);
-    for w in &workers {
-        let load = w["load"].as_f64().unwrap_or(0.0);
+    for w in workers {
         table.row(vec![
-            text(&w["id"]),
-            text(&w["state"]),
-            format!("{} {:>3.0}%", bar(load, 10), load * 100.0),
-            format!("{}/{}", text(&w["in_flight"]), text(&w["capacity"])),
-            text(&w["tasks_completed"]),
-            text(&w["tasks_failed"]),
-            w["mean_execution_time"]
-                .as_f64()
-                .map_or_else(|| "-".into(), duration),
-            text(&w["address"]),
+            w.id.clone(),
+            w.state.to_string(),
+            format!("{} {:>3.0}%", bar(w.load, 10), w.load * 100.0),
+            format!("{}/{}", w.in_flight, w.capacity),
+            w.tasks_completed.to_string(),
+            w.tasks_failed.to_string(),
+            w.mean_execution_time.map_or_else(|| "-".into(), duration),
+            w.address.clone(),
         ]);
     }
     if table.is_empty() {
@@ -106,25 +105,24 @@ pub fn render(endpoint: &Endpoint, snapshot: &Value) -> String {
     header.extend(TaskStatus::ALL.map(TaskStatus::as_str));
     header.push("total");
     let mut queue = Table::new(&header).right(&[1, 2, 3, 4, 5, 6]);
-    let by_priority = &stats["tasks"]["by_priority"];
-    for p in Priority::ALL.map(Priority::as_str) {
+    for p in Priority::ALL {
+        let of = stats.tasks.by_priority.get(&p);
         let counts: Vec<u64> = TaskStatus::ALL
             .iter()
-            .map(|s| by_priority[p][s.as_str()].as_u64().unwrap_or(0))
+            .map(|s| of.and_then(|c| c.get(s)).copied().unwrap_or(0))
             .collect();
-        let mut row = vec![p.to_string()];
+        let mut row = vec![p.as_str().to_string()];
         row.extend(counts.iter().map(u64::to_string));
         row.push(counts.iter().sum::<u64>().to_string());
         queue.row(row);
     }
-    let by_status = &stats["tasks"]["by_status"];
     let mut row = vec!["all".to_string()];
     row.extend(
         TaskStatus::ALL
             .iter()
-            .map(|s| by_status[s.as_str()].as_u64().unwrap_or(0).to_string()),
+            .map(|s| stats.tasks.by_status.get(s).copied().unwrap_or(0).to_string()),
     );
-    row.push(text(&stats["tasks"]["total"]));
+    row.push(stats.tasks.total.to_string());
     queue.row(row);
     out.push_str(&queue.render(""));
     out.push('\n');
@@ -160,7 +158,10 @@ pub fn run(args: &StatusArgs) -> ExitCode {
                 "{}\n",
                 serde_json::to_string_pretty(snapshot).unwrap_or_default()
             )),
-            Ok(snapshot) => print_text(&render(&endpoint, snapshot)),
+            Ok(snapshot) => match client::answer::<Snapshot>(snapshot.clone()) {
+                Ok(typed) => print_text(&render(&endpoint, &typed)),
+                Err(e) => eprintln!("error: {}", client::unreachable_hint(&endpoint, &e)),
+            },
             Err(e) => eprintln!("error: {}", client::unreachable_hint(&endpoint, e)),
         }
         match every {
@@ -179,20 +180,73 @@ pub fn run(args: &StatusArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orchestrator::load_balancer::WorkerState;
+    use crate::protocol::stats::{TaskCounts, WorkerSummary};
 
     #[test]
     fn tables_from_a_snapshot() {
-        let snapshot = json!({
-            "workers": {"workers": [
-                {"id": "worker1", "state": "up", "up": true, "load": 0.5, "in_flight": 1, "capacity": 2,
-                 "tasks_completed": 10, "tasks_failed": 0, "mean_execution_time": 0.125, "address": "127.0.0.1:5001"},
-                {"id": "w2", "state": "down", "up": false, "load": 0.0, "in_flight": 0, "capacity": 4,
-                 "tasks_completed": 0, "tasks_failed": 1, "mean_execution_time": null, "address": "10.0.0.2:5002"}
-            ]},
-            "stats": {"version": "0.1.0", "uptime_seconds": 125.0, "load_balancing_algorithm": "least_loaded",
-                "tasks": {"total": 12, "by_status": {"queued": 1, "running": 1, "completed": 10},
-                    "by_priority": {"high": {"completed": 10}, "low": {"queued": 1, "running": 1}}}}
-        });
+        let worker =
+            |id: &str, state, load, in_flight, capacity, done, failed, mean, address: &str| WorkerInfo {
+                id: id.into(),
+                state,
+                up: state == WorkerState::Up,
+                load,
+                in_flight,
+                capacity,
+                tasks_completed: done,
+                tasks_failed: failed,
+                mean_execution_time: mean,
+                address: address.into(),
+                ..WorkerInfo::default()
+            };
+        let workers = vec![
+            worker(
+                "worker1",
+                WorkerState::Up,
+                0.5,
+                1,
+                2,
+                10,
+                0,
+                Some(0.125),
+                "127.0.0.1:5001",
+            ),
+            worker("w2", WorkerState::Down, 0.0, 0, 4, 0, 1, None, "10.0.0.2:5002"),
+        ];
+        let tasks = TaskCounts::new(
+            &[
+                (TaskStatus::Queued, 1),
+                (TaskStatus::Running, 1),
+                (TaskStatus::Completed, 10),
+            ],
+            &[
+                (Priority::High, TaskStatus::Completed, 10),
+                (Priority::Low, TaskStatus::Queued, 1),
+                (Priority::Low, TaskStatus::Running, 1),
+            ],
+        );
+        let snapshot = Snapshot {
+            workers: WorkerList {
+                total: workers.len(),
+                up: 1,
+                workers,
+                config: ConfigStatus {
+                    path: "config_workers.json".into(),
+                    valid: true,
+                    error: None,
+                },
+            },
+            stats: Stats {
+                tasks,
+                workers: WorkerSummary::default(),
+                queue: Value::Null,
+                since_start: Value::Null,
+                throughput: None,
+                uptime_seconds: 125.0,
+                load_balancing_algorithm: "least_loaded".into(),
+                version: "0.1.0".into(),
+            },
+        };
         let ep = Endpoint::parse("127.0.0.1:5000").unwrap();
         let text = render(&ep, &snapshot);
         assert_eq!(

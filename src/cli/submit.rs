@@ -17,7 +17,9 @@ use super::client::{self, CallError, Endpoint};
 use super::gen::{is_in_dir, queue_dir};
 use super::table::{duration, Table};
 use super::validate::{check, local_validator, print_rejection, read_input, summary};
-use crate::model::TaskStatus;
+use crate::model::{FieldError, TaskStatus};
+use crate::orchestrator::store::TaskView;
+use crate::protocol::tasks::TaskPage;
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
@@ -104,24 +106,24 @@ impl Batch {
         let mut first: Option<usize> = None;
         let mut found = 0;
         loop {
-            let page = client::get_json(
+            let page: TaskPage<TaskView> = client::get(
                 endpoint,
                 &format!("/tasks?limit={PAGE}&offset={offset}"),
                 REQUEST_TIMEOUT,
             )?;
-            let tasks = page["tasks"].as_array().cloned().unwrap_or_default();
+            let tasks = page.tasks;
             for (k, t) in tasks.iter().enumerate() {
-                let Some(&i) = t["task_id"].as_str().and_then(|id| self.index.get(id)) else {
+                let Some(&i) = self.index.get(t.task_id.as_str()) else {
                     continue;
                 };
                 first.get_or_insert(offset + k);
                 found += 1;
                 self.seen[i] = Some(Seen {
-                    status: t["status"].as_str().and_then(|s| s.parse().ok()),
-                    algorithm: t["algorithm"].as_str().unwrap_or("").to_string(),
-                    worker: t["worker_id"].as_str().map(String::from),
-                    execution_time: t["execution_time"].as_f64(),
-                    error: t["error"].as_str().map(String::from),
+                    status: Some(t.status),
+                    algorithm: t.algorithm.clone(),
+                    worker: t.worker_id.as_ref().map(|w| w.as_str().to_string()),
+                    execution_time: t.execution_time,
+                    error: t.error.clone(),
                 });
             }
             if found == self.ids.len() || tasks.len() < PAGE {
@@ -156,8 +158,8 @@ impl Batch {
 
 /// Total tasks the orchestrator knows now: where a new batch will start.
 fn known_tasks(endpoint: &Endpoint) -> Result<usize, CallError> {
-    let page = client::get_json(endpoint, "/tasks?limit=1", REQUEST_TIMEOUT)?;
-    Ok(page["total"].as_u64().unwrap_or(0) as usize)
+    let page: TaskPage<TaskView> = client::get(endpoint, "/tasks?limit=1", REQUEST_TIMEOUT)?;
+    Ok(page.total as usize)
 }
 
 /// A report in `rejected/` for a file dropped as `name` since `since`.
@@ -186,15 +188,12 @@ fn post(endpoint: &Endpoint, bytes: &[u8]) -> Result<Value, String> {
             message,
             body,
         }) => {
-            let ids: Vec<String> = body["duplicates"]
-                .as_array()
-                .map(|d| {
-                    d.iter()
-                        .take(10)
-                        .map(|v| v.as_str().unwrap_or("?").to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ids: Vec<String> = body
+                .detail::<Vec<String>>("duplicates")
+                .unwrap_or_default()
+                .into_iter()
+                .take(10)
+                .collect();
             Err(format!(
                 "{message} (the orchestrator already has {}); give the tasks new ids, e.g. with `orquesta gen`",
                 ids.join(", ")
@@ -205,20 +204,12 @@ fn post(endpoint: &Endpoint, bytes: &[u8]) -> Result<Value, String> {
             message,
             body,
         }) => {
-            let problems: Vec<String> = body["errors"]
-                .as_array()
-                .map(|d| {
-                    d.iter()
-                        .map(|p| {
-                            format!(
-                                "  {}: {}",
-                                p["path"].as_str().unwrap_or(""),
-                                p["message"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let problems: Vec<String> = body
+                .detail::<Vec<FieldError>>("errors")
+                .unwrap_or_default()
+                .iter()
+                .map(|p| format!("  {}: {}", p.path, p.message))
+                .collect();
             Err(format!(
                 "the orchestrator refused the file: {message}\n{}",
                 problems.join("\n")

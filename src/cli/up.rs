@@ -1,5 +1,7 @@
 //! `orquesta up`: the orchestrator plus a worker process for every entry
 //! of the workers file on this machine, a local cluster in one command.
+//! The workers follow the file while `up` runs: one added is started, one
+//! removed is stopped once drained, one changed is started again.
 //! A worker already running on its port is adopted; the workers die with
 //! `up`, even a SIGKILLed one; Ctrl-C says what it waits for, and a
 //! second Ctrl-C stops at once.
@@ -24,7 +26,9 @@ use super::console::Console;
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{required_workers, served, settings};
 use crate::orchestrator::config::{Settings, WorkerEntry};
+use crate::orchestrator::load_balancer::WorkerBoard;
 use crate::orchestrator::{OrchestratorError, Started};
+use crate::protocol::MemberSource;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct UpArgs {
@@ -66,10 +70,16 @@ pub fn run(args: &UpArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = serve(&settings, &workers, rx);
     // the children inherit this environment, so they drain for this long
     let drain = crate::worker::config::worker_settings_from_env(&crate::util::settings::process_env())
         .map_or(Duration::from_secs(30), |s| s.drain_timeout);
+    let outcome = serve(
+        &settings,
+        &workers,
+        rx,
+        &children,
+        drain + Duration::from_secs(10),
+    );
     if crate::util::platform::stop_requests() > 0 {
         children.stop_after_signal(drain);
     } else {
@@ -93,12 +103,16 @@ fn init_logging(settings: &Settings, verbose: bool, tx: mpsc::Sender<ConsoleEven
     }
 }
 
-/// Serves until SIGTERM or Ctrl-C, the console live meanwhile; then the
-/// summary and the orchestrator's stop.
+/// Serves until SIGTERM or Ctrl-C, the console live meanwhile and the
+/// local workers following the workers file ([`LocalWorkers::follow`],
+/// `stop_limit`: how long a removed one may drain); then the summary and
+/// the orchestrator's stop.
 fn serve(
     settings: &Settings,
     workers: &[WorkerEntry],
     events: mpsc::Receiver<ConsoleEvent>,
+    children: &LocalWorkers,
+    stop_limit: Duration,
 ) -> Result<(), OrchestratorError> {
     actix_rt::System::new().block_on(async move {
         let (started, server) = crate::orchestrator::start(settings, workers, true)?;
@@ -106,8 +120,8 @@ fn serve(
         let server = actix_rt::spawn(server);
         let t0 = Instant::now();
         let read = std::sync::Arc::clone(&started.read);
-        let ids: Vec<String> = started.board.list().into_iter().map(|w| w.id).collect();
-        let before = actix_rt::task::spawn_blocking(move || snapshot_for(&read, &ids))
+        let board = started.board.clone();
+        let before = actix_rt::task::spawn_blocking(move || snapshot_for(&read, &board))
             .await
             .ok()
             .and_then(Result::ok);
@@ -133,6 +147,7 @@ fn serve(
             {
                 break;
             }
+            children.follow(&configured_local(&started.board), stop_limit);
             live.tick().await;
         }
         live.tick().await;
@@ -143,8 +158,8 @@ fn serve(
             .await;
         if let Some(before) = before {
             let read = std::sync::Arc::clone(&started.read);
-            let ids: Vec<String> = started.board.list().into_iter().map(|w| w.id).collect();
-            let after = actix_rt::task::spawn_blocking(move || snapshot_for(&read, &ids)).await;
+            let board = started.board.clone();
+            let after = actix_rt::task::spawn_blocking(move || snapshot_for(&read, &board)).await;
             if let Ok(Ok(after)) = after {
                 live.console
                     .line(&session(&before, &after, t0.elapsed().as_secs_f64()).to_string());
@@ -170,21 +185,53 @@ fn startup_lines(settings: &Settings, started: &Started) -> Vec<String> {
     ]
 }
 
+/// The local workers the orchestrator has from the workers file now,
+/// those `up` runs (a removed one stays, draining, until it is let go).
+fn configured_local(board: &WorkerBoard) -> Vec<WorkerEntry> {
+    board
+        .list()
+        .into_iter()
+        .filter(|w| w.source == MemberSource::Config)
+        .map(|w| WorkerEntry {
+            id: w.id,
+            host: w.host,
+            port: w.port,
+            capacity: w.configured_capacity,
+            algorithms: w.algorithms,
+            tls: w.tls,
+        })
+        .filter(WorkerEntry::is_local)
+        .collect()
+}
+
 /// Counts, results files and per-worker tasks at one moment.
 struct Snapshot {
     tally: live::Tally,
     files: Vec<String>,
     workers: Vec<summary::WorkerTasks>,
+    /// The workers on the board then.
+    listed: Vec<String>,
 }
 
+/// Per-worker counts for the workers on the board and for every worker
+/// that ever ran an attempt: one removed while `up` ran is gone from the
+/// board at the end but keeps its share of the session.
 fn snapshot_for(
     read: &crate::orchestrator::store::ReadPool,
-    ids: &[String],
+    board: &WorkerBoard,
 ) -> Result<Snapshot, crate::orchestrator::store::StoreError> {
+    let listed: Vec<String> = board.list().into_iter().map(|w| w.id).collect();
+    let mut ids = listed.clone();
+    for (worker, _, _) in read.by_worker()? {
+        if !ids.contains(&worker) {
+            ids.push(worker);
+        }
+    }
     Ok(Snapshot {
         tally: live::tally(read)?,
         files: read.results_files()?,
-        workers: summary::tasks_by_worker(read, ids)?,
+        workers: summary::tasks_by_worker(read, &ids)?,
+        listed,
     })
 }
 
@@ -199,6 +246,10 @@ fn session(before: &Snapshot, after: &Snapshot, wall_seconds: f64) -> SessionSum
             .filter(|f| !before.files.contains(f))
             .cloned()
             .collect(),
-        per_worker: summary::since(&after.workers, &before.workers),
+        // the workers there at the end, and every other that ended a task
+        per_worker: summary::since(&after.workers, &before.workers)
+            .into_iter()
+            .filter(|r| after.listed.contains(&r.worker) || r.completed + r.failed > 0)
+            .collect(),
     }
 }

@@ -15,15 +15,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::json;
 
 use super::client::{self, CallError, Endpoint};
 use super::table::thousands;
 use crate::model::taskfile::{self, Rejection, TaskBatch};
-use crate::model::{Priority, Task, TaskStatus, Validator};
+use crate::model::{Priority, Task, Validator};
 use crate::orchestrator::api::files::KNOWN_MAX_IDS;
 use crate::orchestrator::file_watcher::duplicates;
-use crate::orchestrator::store::Duplicates;
+use crate::orchestrator::store::{Duplicates, KnownTask};
+use crate::protocol::tasks::{KnownAnswer, KnownRequest};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -54,18 +54,14 @@ const KNOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn known_ids(endpoint: &Endpoint, ids: &[String]) -> Result<Duplicates, CallError> {
     let mut known = Duplicates::default();
     for batch in ids.chunks(KNOWN_MAX_IDS) {
-        let body = serde_json::to_vec(&json!({ "task_ids": batch })).unwrap_or_default();
-        let answer = client::call_json(endpoint, "POST", "/tasks/known", Some(&body), KNOWN_TIMEOUT)?.0;
-        for t in answer["known"].as_array().into_iter().flatten() {
-            let (Some(id), Some(status)) = (
-                t["task_id"]
-                    .as_str()
-                    .and_then(|id| crate::model::TaskId::parse(id).ok()),
-                t["status"].as_str().and_then(|s| s.parse::<TaskStatus>().ok()),
-            ) else {
-                continue;
-            };
-            known.push(id, status, t["results_file"].as_str().map(String::from));
+        let request = KnownRequest {
+            task_ids: batch.to_vec(),
+        };
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        let answer: KnownAnswer<KnownTask> =
+            client::call(endpoint, "POST", "/tasks/known", Some(&body), KNOWN_TIMEOUT)?;
+        for t in answer.known {
+            known.push(t.task_id, t.status, t.results_file);
         }
     }
     Ok(known)

@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
 
 use super::client::{self, Endpoint};
 use super::table::{duration, print_text, Table};
+use crate::orchestrator::config_watcher::ConfigStatus;
+use crate::orchestrator::load_balancer::{WorkerInfo, WorkerState};
+use crate::protocol::workers::{WorkerList, WorkerStateChanged};
 
 #[derive(Args, Debug)]
 pub struct WorkersArgs {
@@ -74,18 +76,13 @@ fn path_segment(id: &str) -> String {
     out
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
+/// `GET /workers` read as its types.
+pub type Workers = WorkerList<WorkerInfo, ConfigStatus>;
 
 /// `state`, or `state (reason)` when the orchestrator gives a reason.
-fn state_cell(w: &Value) -> String {
-    let state = text(&w["state"]);
-    match w["state_reason"].as_str().map(str::trim) {
+fn state_cell(w: &WorkerInfo) -> String {
+    let state = w.state.to_string();
+    match w.state_reason.as_deref().map(str::trim) {
         Some(reason) if !reason.is_empty() => format!("{state} ({reason})"),
         _ => state,
     }
@@ -93,22 +90,20 @@ fn state_cell(w: &Value) -> String {
 
 /// The `GET /workers` answer for people: one summary line, a line when the
 /// workers file is invalid, then the table.
-pub fn render(endpoint: &Endpoint, answer: &Value) -> String {
-    let workers = answer["workers"].as_array().cloned().unwrap_or_default();
-    let up = answer["up"]
-        .as_u64()
-        .unwrap_or_else(|| workers.iter().filter(|w| w["state"] == "up").count() as u64);
+pub fn render(endpoint: &Endpoint, answer: &Workers) -> String {
+    let workers = &answer.workers;
     let mut out = format!(
-        "orchestrator {}: {} workers, {up} up\n",
+        "orchestrator {}: {} workers, {} up\n",
         endpoint.url(),
-        workers.len()
+        workers.len(),
+        answer.up
     );
-    let config = &answer["config"];
-    if config["valid"] == Value::Bool(false) {
+    let config = &answer.config;
+    if !config.valid && !config.path.is_empty() {
         out.push_str(&format!(
             "warning: {} is invalid, the last good configuration stays in force: {}\n",
-            config["path"].as_str().unwrap_or("the workers file"),
-            config["error"].as_str().unwrap_or("no reason given")
+            config.path,
+            config.error.as_deref().unwrap_or("no reason given")
         ));
     }
     out.push('\n');
@@ -123,18 +118,16 @@ pub fn render(endpoint: &Endpoint, answer: &Value) -> String {
         "address",
     ])
     .right(&[3, 4, 5, 6]);
-    for w in &workers {
+    for w in workers {
         table.row(vec![
-            text(&w["id"]),
-            text(&w["source"]),
+            w.id.clone(),
+            w.source.as_str().to_string(),
             state_cell(w),
-            format!("{}/{}", text(&w["in_flight"]), text(&w["capacity"])),
-            text(&w["tasks_completed"]),
-            text(&w["tasks_failed"]),
-            w["mean_execution_time"]
-                .as_f64()
-                .map_or_else(|| "-".into(), duration),
-            text(&w["address"]),
+            format!("{}/{}", w.in_flight, w.capacity),
+            w.tasks_completed.to_string(),
+            w.tasks_failed.to_string(),
+            w.mean_execution_time.map_or_else(|| "-".into(), duration),
+            w.address.clone(),
         ]);
     }
     if table.is_empty() {
@@ -150,15 +143,14 @@ pub fn render(endpoint: &Endpoint, answer: &Value) -> String {
 }
 
 /// What `drain`/`resume` print from the orchestrator's `{"id", "state"}`.
-pub fn render_action(action: Action, id: &str, answer: &Value) -> String {
-    let state = answer["state"].as_str().unwrap_or("unknown");
-    let id = answer["id"].as_str().unwrap_or(id);
+pub fn render_action(action: Action, answer: &WorkerStateChanged<WorkerState>) -> String {
+    let (id, state) = (&answer.id, answer.state);
     let hint = match (action, state) {
-        (Action::Drain, "draining") => {
+        (Action::Drain, WorkerState::Draining) => {
             ": no new tasks; running ones finish, then it is drained \
              (`orquesta workers` shows it)"
         }
-        (Action::Drain, "drained") => ": nothing runs there; it can be stopped",
+        (Action::Drain, WorkerState::Drained) => ": nothing runs there; it can be stopped",
         _ => "",
     };
     format!("{id}: {state}{hint}\n")
@@ -181,10 +173,16 @@ pub fn run(args: &WorkersArgs) -> ExitCode {
             ));
             ExitCode::SUCCESS
         }
-        Ok(answer) => {
-            print_text(&render(&endpoint, &answer));
-            ExitCode::SUCCESS
-        }
+        Ok(answer) => match client::answer::<Workers>(answer) {
+            Ok(typed) => {
+                print_text(&render(&endpoint, &typed));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}", client::unreachable_hint(&endpoint, &e));
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("error: {}", client::unreachable_hint(&endpoint, &e));
             ExitCode::FAILURE
@@ -201,9 +199,15 @@ pub fn act(action: Action, args: &WorkerActionArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match client::call_json(&endpoint, "POST", &action.path(&args.id), None, TIMEOUT) {
-        Ok((answer, _)) => {
-            print_text(&render_action(action, &args.id, &answer));
+    match client::call::<WorkerStateChanged<WorkerState>>(
+        &endpoint,
+        "POST",
+        &action.path(&args.id),
+        None,
+        TIMEOUT,
+    ) {
+        Ok(answer) => {
+            print_text(&render_action(action, &answer));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -220,27 +224,92 @@ pub fn act(action: Action, args: &WorkerActionArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+    use crate::model::WorkerId;
+    use crate::protocol::MemberSource;
+
+    /// A row with what the tables show; the rest at its default.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        id: &str,
+        source: MemberSource,
+        state: WorkerState,
+        reason: Option<&str>,
+        address: &str,
+        capacity: usize,
+        in_flight: usize,
+        done: u64,
+        failed: u64,
+        mean: Option<f64>,
+    ) -> WorkerInfo {
+        WorkerInfo {
+            id: id.into(),
+            source,
+            state,
+            state_reason: reason.map(String::from),
+            address: address.into(),
+            capacity,
+            in_flight,
+            tasks_completed: done,
+            tasks_failed: failed,
+            mean_execution_time: mean,
+            up: state == WorkerState::Up,
+            ..WorkerInfo::default()
+        }
+    }
+
+    fn list(workers: Vec<WorkerInfo>, config: ConfigStatus) -> Workers {
+        WorkerList {
+            total: workers.len(),
+            up: workers.iter().filter(|w| w.up).count(),
+            workers,
+            config,
+        }
+    }
+
+    fn valid() -> ConfigStatus {
+        ConfigStatus {
+            path: "config_workers.json".into(),
+            valid: true,
+            error: None,
+        }
+    }
+
+    use MemberSource::{Config, Joined};
+    use WorkerState::{Down, Drained, Draining, Up};
 
     #[test]
     fn the_table_shows_source_state_reason_and_load() {
-        let answer = json!({
-            "workers": [
-                {"id": "worker1", "source": "config", "state": "up", "address": "127.0.0.1:5001",
-                 "capacity": 4, "in_flight": 3, "load": 0.75, "tasks_completed": 120, "tasks_failed": 2,
-                 "mean_execution_time": 0.125},
-                {"id": "node07", "source": "joined", "state": "draining", "state_reason": "drain requested",
-                 "address": "10.0.0.7:5001", "capacity": 16, "in_flight": 1, "load": 0.0625,
-                 "tasks_completed": 9, "tasks_failed": 0, "mean_execution_time": 75.0},
-                {"id": "w3", "source": "config", "state": "down", "state_reason": "  ",
-                 "address": "10.0.0.3:5001", "capacity": 1, "in_flight": 0, "load": 0.0,
-                 "tasks_completed": 0, "tasks_failed": 0, "mean_execution_time": null}
+        let answer = list(
+            vec![
+                row(
+                    "worker1",
+                    Config,
+                    Up,
+                    None,
+                    "127.0.0.1:5001",
+                    4,
+                    3,
+                    120,
+                    2,
+                    Some(0.125),
+                ),
+                row(
+                    "node07",
+                    Joined,
+                    Draining,
+                    Some("drain requested"),
+                    "10.0.0.7:5001",
+                    16,
+                    1,
+                    9,
+                    0,
+                    Some(75.0),
+                ),
+                row("w3", Config, Down, Some("  "), "10.0.0.3:5001", 1, 0, 0, 0, None),
             ],
-            "total": 3, "up": 1,
-            "config": {"path": "config_workers.json", "valid": true}
-        });
+            valid(),
+        );
         let ep = Endpoint::parse("127.0.0.1:5000").unwrap();
         assert_eq!(
             render(&ep, &answer),
@@ -254,9 +323,14 @@ mod tests {
 
     #[test]
     fn an_invalid_workers_file_and_no_workers_are_said() {
-        let answer = json!({"workers": [], "total": 0, "up": 0,
-            "config": {"path": "config_workers.json", "valid": false,
-                       "error": "line 3: duplicate id \"worker1\""}});
+        let answer = list(
+            vec![],
+            ConfigStatus {
+                path: "config_workers.json".into(),
+                valid: false,
+                error: Some("line 3: duplicate id \"worker1\"".into()),
+            },
+        );
         let ep = Endpoint::parse("10.0.0.5:5050").unwrap();
         let text = render(&ep, &answer);
         assert_eq!(
@@ -269,10 +343,19 @@ mod tests {
     }
 
     #[test]
-    fn up_is_counted_when_the_answer_lacks_it() {
-        let answer = json!({"workers": [{"id": "a", "state": "up"}, {"id": "b", "state": "drained"}]});
+    fn the_answer_read_from_the_wire_is_the_one_rendered() {
+        // what the orchestrator serializes, the CLI reads back whole
+        let answer = list(
+            vec![
+                row("a", Config, Up, None, "h:1", 1, 0, 0, 0, None),
+                row("b", Joined, Drained, None, "h:2", 1, 0, 0, 0, None),
+            ],
+            valid(),
+        );
+        let wire = serde_json::to_string(&answer).unwrap();
+        let read: Workers = client::answer(serde_json::from_str(&wire).unwrap()).unwrap();
         let ep = Endpoint::parse("127.0.0.1:5000").unwrap();
-        assert!(render(&ep, &answer).starts_with("orchestrator http://127.0.0.1:5000: 2 workers, 1 up\n"));
+        assert!(render(&ep, &read).starts_with("orchestrator http://127.0.0.1:5000: 2 workers, 1 up\n"));
     }
 
     /// The example in docs/workers-and-deployment.md ("Draining a machine
@@ -285,17 +368,47 @@ mod tests {
             .expect("docs/workers-and-deployment.md shows `orquesta workers`")
             + "$ orquesta workers\n".len();
         let shown = &page[start..start + page[start..].find("```").unwrap()];
-        let worker =
-            |id, source, state, reason: Option<&str>, address, cap, busy, done, failed, mean: Option<f64>| {
-                json!({"id": id, "source": source, "state": state, "state_reason": reason, "address": address,
-                   "capacity": cap, "in_flight": busy, "tasks_completed": done, "tasks_failed": failed,
-                   "mean_execution_time": mean})
-            };
-        let answer = json!({"workers": [
-            worker("worker1", "config", "up", None, "10.0.0.11:5001", 4, 3, 42, 1, Some(0.25)),
-            worker("slurm-node07", "joined", "draining", Some("drain requested"), "node07:5001", 16, 2, 7, 0, Some(1.2)),
-            worker("worker2", "config", "down", Some("connection refused"), "10.0.0.12:5001", 1, 0, 0, 0, None),
-        ], "total": 3, "up": 1, "config": {"path": "config_workers.json", "valid": true}});
+        let answer = list(
+            vec![
+                row(
+                    "worker1",
+                    Config,
+                    Up,
+                    None,
+                    "10.0.0.11:5001",
+                    4,
+                    3,
+                    42,
+                    1,
+                    Some(0.25),
+                ),
+                row(
+                    "slurm-node07",
+                    Joined,
+                    Draining,
+                    Some("drain requested"),
+                    "node07:5001",
+                    16,
+                    2,
+                    7,
+                    0,
+                    Some(1.2),
+                ),
+                row(
+                    "worker2",
+                    Config,
+                    Down,
+                    Some("connection refused"),
+                    "10.0.0.12:5001",
+                    1,
+                    0,
+                    0,
+                    0,
+                    None,
+                ),
+            ],
+            valid(),
+        );
         let ep = Endpoint::parse("127.0.0.1:5000").unwrap();
         assert_eq!(shown, render(&ep, &answer));
     }
@@ -305,17 +418,18 @@ mod tests {
         assert_eq!(Action::Drain.path("worker1"), "/workers/worker1/drain");
         assert_eq!(Action::Resume.path("node:07"), "/workers/node:07/resume");
         assert_eq!(Action::Drain.path("a b/../c"), "/workers/a%20b%2F..%2Fc/drain");
+        let changed = |state| WorkerStateChanged {
+            id: WorkerId::new("w1"),
+            state,
+        };
         assert_eq!(
-            render_action(Action::Drain, "w1", &json!({"id": "w1", "state": "draining"})),
+            render_action(Action::Drain, &changed(Draining)),
             "w1: draining: no new tasks; running ones finish, then it is drained (`orquesta workers` shows it)\n"
         );
         assert_eq!(
-            render_action(Action::Drain, "w1", &json!({"id": "w1", "state": "drained"})),
+            render_action(Action::Drain, &changed(Drained)),
             "w1: drained: nothing runs there; it can be stopped\n"
         );
-        assert_eq!(
-            render_action(Action::Resume, "w1", &json!({"id": "w1", "state": "up"})),
-            "w1: up\n"
-        );
+        assert_eq!(render_action(Action::Resume, &changed(Up)), "w1: up\n");
     }
 }

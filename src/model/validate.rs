@@ -12,7 +12,7 @@ use super::task::{test_kernels_enabled, Priority, Task, TestKernel, Work, TASK_F
 use crate::sim::{self, Limits, SimParams};
 
 /// One problem in a task file or request: where, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldError {
     /// Path in the JSON, e.g. `tasks[7].parameters.num_particles`.
     pub path: String,
@@ -110,6 +110,18 @@ impl Validator {
             names.extend(TEST_KERNEL_NAMES.iter().map(|s| s.to_string()));
         }
         names
+    }
+
+    /// The smallest particle count a task may ask for at the default
+    /// density and cut-off (13 at density 0.5, cut-off 2.5), probed.
+    pub fn min_particles(&self) -> u64 {
+        (2..=1_000_000u64)
+            .find(|&n| {
+                let probe = serde_json::json!({"task_id": "probe", "algorithm": "reference",
+                    "parameters": {"num_particles": n, "num_steps": 0, "seed": 0}});
+                self.task(&probe, "").is_ok()
+            })
+            .unwrap_or(2)
     }
 
     /// Validates one task at `path` (e.g. `tasks[3]`, or "" for a request

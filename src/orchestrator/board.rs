@@ -7,17 +7,18 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{KernelName, WorkerId};
 use crate::protocol::MemberSource;
 
 /// A worker's state as the orchestrator sees it; why it is so travels
 /// beside it (`state_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerState {
     /// Not heard from yet.
+    #[default]
     Unknown,
     /// Answers its heartbeat and takes tasks.
     Up,
@@ -53,7 +54,9 @@ impl fmt::Display for WorkerState {
 }
 
 /// A worker as `GET /workers` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// Read back (by the CLI) with defaults for what an answer leaves out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerInfo {
     pub id: String,
     /// `config_workers.json`, or the worker's own join.

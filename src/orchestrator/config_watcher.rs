@@ -26,7 +26,7 @@ const TICK: Duration = Duration::from_millis(50);
 const FALLBACK: Duration = Duration::from_secs(1);
 
 /// Whether the workers file on disk is in force, for `GET /workers`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ConfigStatus {
     pub path: String,
     pub valid: bool,

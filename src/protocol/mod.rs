@@ -329,6 +329,16 @@ pub enum MemberSource {
     Joined,
 }
 
+impl MemberSource {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberSource::Config => "config",
+            MemberSource::Joined => "joined",
+        }
+    }
+}
+
 /// `POST /workers/join`: a worker registers itself, and repeats it every
 /// `rejoin_interval_seconds` (so it is back after an orchestrator restart).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -370,6 +380,14 @@ pub struct ErrorBody {
     /// What else the error says (`errors`, `duplicates`, `limit_bytes`, …).
     #[serde(flatten)]
     pub details: Map<String, Value>,
+}
+
+impl ErrorBody {
+    /// The detail `key` read as `T` (`errors` as field errors,
+    /// `duplicates` as task ids, …); `None` when absent or of another shape.
+    pub fn detail<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.details.get(key).and_then(|v| T::deserialize(v).ok())
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,15 @@ pub struct WorkerList<Worker = Value, Config = Value> {
     /// Each as `GET /workers/{worker_id}` shows it, without the task lists.
     #[schema(value_type = Vec<Object>)]
     pub workers: Vec<Worker>,
+    /// (Defaults when read back: a client reads a reduced list too.)
+    #[serde(default)]
     pub total: usize,
     /// How many answer their heartbeat.
+    #[serde(default)]
     pub up: usize,
     /// `{"path", "valid", "error"?}`: the workers file and whether its
     /// last version was taken.
+    #[serde(default)]
     #[schema(value_type = Object)]
     pub config: Config,
 }

@@ -71,10 +71,20 @@ impl fmt::Display for Width {
     }
 }
 
+/// Why an `ORQUESTA_SIMD` value cannot be honoured; `runs`: the names
+/// that would work here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WidthRefused {
+    #[error("{SIMD_ENV}={value:?} is not a vector width: expected one of {runs}")]
+    Unknown { value: String, runs: String },
+    #[error("{SIMD_ENV}={value:?}: this CPU lacks {value}; it runs {runs}")]
+    Lacking { value: String, runs: String },
+}
+
 /// The width an `ORQUESTA_SIMD` value asks for on this CPU: `None` or
 /// `auto` is the widest supported; a width the CPU lacks, or an unknown
 /// name, is an error that says what would work.
-pub fn resolve(value: Option<&str>) -> Result<Width, String> {
+pub fn resolve(value: Option<&str>) -> Result<Width, WidthRefused> {
     let value = value.map(str::trim).unwrap_or("auto");
     if value.is_empty() || value.eq_ignore_ascii_case("auto") {
         return Ok(Width::widest());
@@ -91,16 +101,16 @@ pub fn resolve(value: Option<&str>) -> Result<Width, String> {
         .into_iter()
         .find(|w| w.name().eq_ignore_ascii_case(value))
     else {
-        return Err(format!(
-            "{SIMD_ENV}={value:?} is not a vector width: expected one of {}",
-            names()
-        ));
+        return Err(WidthRefused::Unknown {
+            value: value.into(),
+            runs: names(),
+        });
     };
     if !width.is_supported() {
-        return Err(format!(
-            "{SIMD_ENV}={value:?}: this CPU lacks {value}; it runs {}",
-            names()
-        ));
+        return Err(WidthRefused::Lacking {
+            value: value.into(),
+            runs: names(),
+        });
     }
     Ok(width)
 }
@@ -114,8 +124,8 @@ pub fn chosen() -> Width {
 }
 
 /// [`chosen`], with the error of an `ORQUESTA_SIMD` that was not honoured.
-pub fn choice() -> &'static (Width, Option<String>) {
-    static CHOICE: OnceLock<(Width, Option<String>)> = OnceLock::new();
+pub fn choice() -> &'static (Width, Option<WidthRefused>) {
+    static CHOICE: OnceLock<(Width, Option<WidthRefused>)> = OnceLock::new();
     CHOICE.get_or_init(|| {
         let value = std::env::var(SIMD_ENV).ok();
         match resolve(value.as_deref()) {
@@ -164,10 +174,10 @@ mod tests {
         for w in Width::supported() {
             assert_eq!(resolve(Some(w.name())), Ok(w));
         }
-        let e = resolve(Some("avx9")).unwrap_err();
+        let e = resolve(Some("avx9")).unwrap_err().to_string();
         assert!(e.contains("ORQUESTA_SIMD") && e.contains("auto"), "{e}");
         for w in Width::ALL.into_iter().filter(|w| !w.is_supported()) {
-            let e = resolve(Some(w.name())).unwrap_err();
+            let e = resolve(Some(w.name())).unwrap_err().to_string();
             assert!(e.contains("lacks"), "{e}");
         }
     }

@@ -299,7 +299,7 @@ pub(crate) fn token_and_bind(
             }
         },
         Err(problem) => {
-            r.problem(problem);
+            r.problem(problem.to_string());
             (None, BindVerdict::Safe)
         }
     }

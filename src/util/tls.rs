@@ -71,7 +71,7 @@ pub fn tls_from_env(env: &BTreeMap<String, String>) -> Result<Tls, Vec<String>> 
     match (get(CERT_VAR), get(KEY_VAR)) {
         (Some(cert), Some(key)) => match server_config(cert, key) {
             Ok(c) => tls.server = Some(Arc::new(c)),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         },
         (None, None) => {}
         (Some(_), None) => problems.push(format!(
@@ -87,7 +87,7 @@ pub fn tls_from_env(env: &BTreeMap<String, String>) -> Result<Tls, Vec<String>> 
                 tls.client = Some(Arc::new(config));
                 tls.ca = Arc::new(certs);
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     if problems.is_empty() {
@@ -97,52 +97,98 @@ pub fn tls_from_env(env: &BTreeMap<String, String>) -> Result<Tls, Vec<String>> 
     }
 }
 
+/// Why a TLS file named by a setting cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    #[error("{var}: cannot read {what} from {path}: {source}")]
+    Read {
+        var: &'static str,
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{var}: cannot read {what} from {path}: {source}")]
+    Pem {
+        var: &'static str,
+        what: &'static str,
+        path: String,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{var}: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate { var: &'static str, path: String },
+    #[error("{CA_VAR}: a certificate of {path} cannot be trusted: {source}")]
+    Untrusted { path: String, source: rustls::Error },
+    #[error("{CERT_VAR}/{KEY_VAR}: the certificate and key cannot be used together: {0}")]
+    Mismatch(rustls::Error),
+    #[error("TLS: {0}")]
+    Protocols(rustls::Error),
+}
+
 /// The bytes of a PEM file a setting names; a CA bundle of every public
 /// root is about 200 kB, so 16 MiB leaves room without letting
 /// `/dev/zero` in.
-fn pem_file(var: &str, path: &str, what: &str) -> Result<Vec<u8>, String> {
-    crate::util::fs::read_setting_file(std::path::Path::new(path), 16 << 20)
-        .map_err(|e| format!("{var}: cannot read {what} from {path}: {e}"))
+fn pem_file(var: &'static str, path: &str, what: &'static str) -> Result<Vec<u8>, TlsFileError> {
+    crate::util::fs::read_setting_file(std::path::Path::new(path), 16 << 20).map_err(|source| {
+        TlsFileError::Read {
+            var,
+            what,
+            path: path.into(),
+            source,
+        }
+    })
 }
 
 /// Every certificate of a PEM file; at least one.
-fn certificates(var: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = pem_file(var, path, "certificates")?;
+fn certificates(var: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+    let what = "certificates";
+    let pem = pem_file(var, path, what)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{var}: cannot read certificates from {path}: {e}"))?;
+        .map_err(|source| TlsFileError::Pem {
+            var,
+            what,
+            path: path.into(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{var}: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-        ));
+        return Err(TlsFileError::NoCertificate {
+            var,
+            path: path.into(),
+        });
     }
     Ok(certs)
 }
 
-fn server_config(cert: &str, key: &str) -> Result<ServerConfig, String> {
+fn server_config(cert: &str, key: &str) -> Result<ServerConfig, TlsFileError> {
     let certs = certificates(CERT_VAR, cert)?;
-    let pem = pem_file(KEY_VAR, key, "a private key")?;
-    let key = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| format!("{KEY_VAR}: cannot read a private key from {key}: {e}"))?;
+    let what = "a private key";
+    let pem = pem_file(KEY_VAR, key, what)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|source| TlsFileError::Pem {
+        var: KEY_VAR,
+        what,
+        path: key.into(),
+        source,
+    })?;
     ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(TlsFileError::Protocols)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{CERT_VAR}/{KEY_VAR}: the certificate and key cannot be used together: {e}"))
+        .map_err(TlsFileError::Mismatch)
 }
 
-fn client_config(ca: &str) -> Result<(ClientConfig, Vec<CertificateDer<'static>>), String> {
+fn client_config(ca: &str) -> Result<(ClientConfig, Vec<CertificateDer<'static>>), TlsFileError> {
     let certs = certificates(CA_VAR, ca)?;
     let mut roots = RootCertStore::empty();
     for c in &certs {
-        roots
-            .add(c.clone())
-            .map_err(|e| format!("{CA_VAR}: a certificate of {ca} cannot be trusted: {e}"))?;
+        roots.add(c.clone()).map_err(|source| TlsFileError::Untrusted {
+            path: ca.into(),
+            source,
+        })?;
     }
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(TlsFileError::Protocols)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok((config, certs))

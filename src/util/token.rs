@@ -98,38 +98,51 @@ impl std::fmt::Display for Token {
     }
 }
 
+/// Why the token settings cannot be used; no message holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "{TOKEN_VAR} and {TOKEN_FILE_VAR} are both set: keep one (the file keeps the secret out of the \
+         environment and of `ps`)"
+    )]
+    BothSet,
+    #[error("{TOKEN_VAR} is set but empty: give it a secret (e.g. `openssl rand -hex 32`), or unset it")]
+    EmptyVariable,
+    #[error("{TOKEN_FILE_VAR}: cannot read {path}: {source}; check the path and its permissions")]
+    Unreadable { path: String, source: std::io::Error },
+    #[error("{TOKEN_FILE_VAR}: {path} is not UTF-8 text; write the secret as text")]
+    NotText { path: String },
+    #[error(
+        "{TOKEN_FILE_VAR}: {path} is empty: write the secret into it (e.g. `openssl rand -hex 32 > {path}`)"
+    )]
+    EmptyFile { path: String },
+}
+
 /// The token an env map configures: `ORQUESTA_TOKEN`, or the content of
 /// `ORQUESTA_TOKEN_FILE` (one trailing newline dropped); `None` when
 /// neither is set. Both set, an empty token, or a file that cannot be read
 /// is a problem whose message never contains the secret.
-pub fn token_from_env(env: &BTreeMap<String, String>) -> Result<Option<Token>, String> {
+pub fn token_from_env(env: &BTreeMap<String, String>) -> Result<Option<Token>, TokenError> {
     let inline = env.get(TOKEN_VAR);
     let file = env.get(TOKEN_FILE_VAR).filter(|p| !p.trim().is_empty());
     match (inline, file) {
-        (Some(_), Some(_)) => Err(format!(
-            "{TOKEN_VAR} and {TOKEN_FILE_VAR} are both set: keep one (the file keeps the secret out of the \
-             environment and of `ps`)"
-        )),
-        (Some(secret), None) => Token::new(secret).map(Some).ok_or_else(|| {
-            format!(
-                "{TOKEN_VAR} is set but empty: give it a secret (e.g. `openssl rand -hex 32`), or unset it"
-            )
-        }),
+        (Some(_), Some(_)) => Err(TokenError::BothSet),
+        (Some(secret), None) => Token::new(secret).map(Some).ok_or(TokenError::EmptyVariable),
         (None, Some(path)) => {
             let path = path.trim();
             // a token is a line; 64 KiB refuses a FIFO, a device or a wrong file at once
-            let bytes =
-                crate::util::fs::read_setting_file(std::path::Path::new(path), 64 << 10).map_err(|e| {
-                    format!("{TOKEN_FILE_VAR}: cannot read {path}: {e}; check the path and its permissions")
-                })?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                format!("{TOKEN_FILE_VAR}: {path} is not UTF-8 text; write the secret as text")
-            })?;
+            let bytes = crate::util::fs::read_setting_file(std::path::Path::new(path), 64 << 10).map_err(
+                |source| TokenError::Unreadable {
+                    path: path.into(),
+                    source,
+                },
+            )?;
+            let text = String::from_utf8(bytes).map_err(|_| TokenError::NotText { path: path.into() })?;
             let secret = text.strip_suffix('\n').unwrap_or(&text);
             let secret = secret.strip_suffix('\r').unwrap_or(secret);
-            Token::new(secret).map(Some).ok_or_else(|| {
-                format!("{TOKEN_FILE_VAR}: {path} is empty: write the secret into it (e.g. `openssl rand -hex 32 > {path}`)")
-            })
+            Token::new(secret)
+                .map(Some)
+                .ok_or_else(|| TokenError::EmptyFile { path: path.into() })
         }
         (None, None) => Ok(None),
     }
@@ -256,16 +269,24 @@ mod tests {
 
     #[test]
     fn bad_token_settings_are_refused_without_echoing_the_secret() {
-        let e = token_from_env(&env(&[(TOKEN_VAR, "  ")])).unwrap_err();
+        let e = token_from_env(&env(&[(TOKEN_VAR, "  ")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = token_from_env(&env(&[(TOKEN_VAR, "hunter2"), (TOKEN_FILE_VAR, "/x")])).unwrap_err();
+        let e = token_from_env(&env(&[(TOKEN_VAR, "hunter2"), (TOKEN_FILE_VAR, "/x")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("both set") && !e.contains("hunter2"), "{e}");
-        let e = token_from_env(&env(&[(TOKEN_FILE_VAR, "/no/such/orquesta-token")])).unwrap_err();
+        let e = token_from_env(&env(&[(TOKEN_FILE_VAR, "/no/such/orquesta-token")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot read /no/such/orquesta-token"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty");
         std::fs::write(&path, "\n").unwrap();
-        let e = token_from_env(&env(&[(TOKEN_FILE_VAR, path.to_str().unwrap())])).unwrap_err();
+        let e = token_from_env(&env(&[(TOKEN_FILE_VAR, path.to_str().unwrap())]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is empty"), "{e}");
     }
 

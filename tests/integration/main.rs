@@ -42,5 +42,6 @@ mod tls;
 mod tools;
 mod tools_cluster;
 mod tools_terminal;
+mod up_follows;
 mod worker;
 mod workers_cli;

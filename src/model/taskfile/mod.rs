@@ -556,6 +556,7 @@ pub fn parse_value(value: &Value, validator: &Validator) -> Result<TaskBatch, Re
     finish(tasks, metadata, problems, false)
 }
 
+pub mod format;
 mod problems;
 mod stream;
 #[cfg(test)]

@@ -295,7 +295,7 @@ fn with_counts(db: &Connection, mut f: FileRecord) -> rusqlite::Result<FileRecor
 }
 
 /// A task id the orchestrator knows: its status and where its result is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct KnownTask {
     pub task_id: TaskId,
     pub status: TaskStatus,

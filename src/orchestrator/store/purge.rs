@@ -60,7 +60,7 @@ pub struct Window {
 }
 
 /// The size of the database file and the free room inside it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Space {
     pub file_bytes: u64,
     /// Pages freed by deletions, reused by new rows before the file grows.
@@ -68,7 +68,7 @@ pub struct Space {
 }
 
 /// What a purge did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct PurgeReport {
     pub dry_run: bool,
     /// Tasks ended before this instant were looked at (ISO 8601).

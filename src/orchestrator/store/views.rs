@@ -16,7 +16,7 @@ use crate::sim::resolve_kernel;
 use crate::util::time::iso_at;
 
 /// A task as the REST API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TaskView {
     pub task_id: TaskId,
     pub status: TaskStatus,
@@ -49,7 +49,7 @@ pub struct TaskView {
     /// The task's fields the validator does not know, as given. Under a
     /// name of their own, not at the top: a user's `status` or `error`
     /// must never be mistaken for (or clash with) the view's.
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -60,7 +60,7 @@ use actix::prelude::*;
 pub use crate::orchestrator::worker_proxy::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 pub use dispatch::Dispatched;
 pub use live::{Effects, LiveTasks, Place, RetryPolicy};
-pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Waiting, WhyWaiting};
+pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Throughput, Waiting, WhyWaiting};
 pub use results::{FailuresPending, RecordResult};
 
 use super::activity::Activity;

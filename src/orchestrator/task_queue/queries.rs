@@ -113,7 +113,7 @@ impl From<&Counters> for SinceStart {
 }
 
 /// Completed tasks per second.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Throughput {
     pub tasks_per_second_10s: f64,
     pub tasks_per_second_60s: f64,

@@ -32,7 +32,6 @@ use actix::Addr;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{guard, web, HttpResponse};
-use serde_json::json;
 
 use super::OrchestratorApi;
 use crate::http::auth::wants_html;
@@ -171,10 +170,17 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
         web::block(move || snapshot::read_parts(&read, &activity, workers, running, unix_now(), uptime))
             .await;
     let body = match parts {
-        Ok(Ok(p)) => snapshot::render(&p, seq).to_string(),
-        Ok(Err(e)) => json!({"seq": seq, "error": format!("database unavailable: {e}")}).to_string(),
-        Err(e) => json!({"seq": seq, "error": format!("busy: {e}")}).to_string(),
-    };
+        Ok(Ok(p)) => serde_json::to_string(&snapshot::render(&p, seq)),
+        Ok(Err(e)) => serde_json::to_string(&snapshot::Unavailable {
+            seq,
+            error: format!("database unavailable: {e}"),
+        }),
+        Err(e) => serde_json::to_string(&snapshot::Unavailable {
+            seq,
+            error: format!("busy: {e}"),
+        }),
+    }
+    .unwrap_or_default();
     Bytes::from(format!("event: snapshot\ndata: {body}\n\n"))
 }
 

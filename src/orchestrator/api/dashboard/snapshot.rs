@@ -4,13 +4,15 @@
 //! tasks' progress. Nothing here reads a task: the cost is the same with
 //! a million stored as with ten.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
+use crate::model::KernelName;
 use crate::orchestrator::activity::{Activity, ActivityView, Times};
-use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::orchestrator::load_balancer::{WorkerInfo, WorkerState};
 use crate::orchestrator::progress_poller::RunningTask;
 use crate::orchestrator::store::{Counts, ReadPool, StoreError};
 use crate::protocol::stats::TaskCounts;
+use crate::protocol::MemberSource;
 use crate::util::time::parse_iso;
 
 /// Everything one snapshot is made of.
@@ -45,69 +47,135 @@ pub fn read_parts(
     })
 }
 
-/// The JSON the stream sends; `seq` counts this stream's snapshots.
-pub fn render(p: &Parts, seq: u64) -> Value {
+/// What the stream sends on each tick.
+#[derive(Debug, Serialize)]
+pub struct Snapshot<'a> {
+    /// Counts this stream's snapshots.
+    pub seq: u64,
+    /// Unix seconds.
+    pub now: f64,
+    pub uptime_seconds: f64,
+    pub version: &'static str,
+    pub tasks: TaskCounts,
+    pub workers: Vec<WorkerRow<'a>>,
+    pub activity: Series<'a>,
+    pub running: &'a [RunningTask],
+}
+
+/// What the stream sends instead when a snapshot cannot be made.
+#[derive(Debug, Serialize)]
+pub struct Unavailable {
+    pub seq: u64,
+    pub error: String,
+}
+
+/// The activity's recent bins and rates (its per-worker times go into
+/// the worker rows instead).
+#[derive(Debug, Serialize)]
+pub struct Series<'a> {
+    pub bin_seconds: usize,
+    /// The unix second the last bin ends at (excluded).
+    pub until: u64,
+    pub completed: &'a [u32],
+    pub failed: &'a [u32],
+    pub particle_steps: &'a [u64],
+    pub completed_per_second: f64,
+    pub particle_steps_per_second: f64,
+    pub bucket_bounds_seconds: &'static [f64],
+    pub kernels: &'a [Times],
+    /// Failures recorded since start: the page fetches the list again
+    /// when this changes.
+    pub failures_total: u64,
+}
+
+/// One worker's row: the board's, with its heartbeat age and its times.
+#[derive(Debug, Serialize)]
+pub struct WorkerRow<'a> {
+    pub id: &'a str,
+    pub source: MemberSource,
+    pub address: &'a str,
+    pub state: WorkerState,
+    pub state_reason: Option<&'a str>,
+    pub capacity: usize,
+    pub configured_capacity: usize,
+    pub running: usize,
+    pub backlog: usize,
+    pub in_flight: usize,
+    pub heartbeat_age_seconds: Option<f64>,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    /// From this process's histogram, the board's mean else.
+    pub mean_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+    pub kernels: &'a [KernelName],
+}
+
+/// The snapshot of `p`; `seq` counts this stream's snapshots.
+pub fn render(p: &Parts, seq: u64) -> Snapshot<'_> {
     let (by_status, by_priority) = &p.counts;
-    let tasks = TaskCounts::new(by_status, by_priority);
-    let workers: Vec<Value> = p
-        .workers
-        .iter()
-        .map(|w| worker(w, &p.activity.workers, p.now))
-        .collect();
-    json!({
-        "seq": seq,
-        "now": p.now,
-        "uptime_seconds": p.uptime_seconds,
-        "version": env!("CARGO_PKG_VERSION"),
-        "tasks": tasks,
-        "workers": workers,
-        "activity": {
-            "bin_seconds": p.activity.bin_seconds,
-            "until": p.activity.until,
-            "completed": p.activity.completed,
-            "failed": p.activity.failed,
-            "particle_steps": p.activity.particle_steps,
-            "completed_per_second": p.activity.completed_per_second,
-            "particle_steps_per_second": p.activity.particle_steps_per_second,
-            "bucket_bounds_seconds": p.activity.bucket_bounds_seconds,
-            "kernels": p.activity.kernels,
-            "failures_total": p.activity.failures_total,
+    let a = &p.activity;
+    Snapshot {
+        seq,
+        now: p.now,
+        uptime_seconds: p.uptime_seconds,
+        version: env!("CARGO_PKG_VERSION"),
+        tasks: TaskCounts::new(by_status, by_priority),
+        workers: p.workers.iter().map(|w| worker(w, &a.workers, p.now)).collect(),
+        activity: Series {
+            bin_seconds: a.bin_seconds,
+            until: a.until,
+            completed: &a.completed,
+            failed: &a.failed,
+            particle_steps: &a.particle_steps,
+            completed_per_second: a.completed_per_second,
+            particle_steps_per_second: a.particle_steps_per_second,
+            bucket_bounds_seconds: a.bucket_bounds_seconds,
+            kernels: &a.kernels,
+            failures_total: a.failures_total,
         },
-        "running": p.running,
-    })
+        running: &p.running,
+    }
 }
 
 /// One worker's row: the board's, with its heartbeat age and its times
 /// (mean and p95 from this process's histogram, the board's mean else).
-fn worker(w: &WorkerInfo, times: &[Times], now: f64) -> Value {
+fn worker<'a>(w: &'a WorkerInfo, times: &[Times], now: f64) -> WorkerRow<'a> {
     let t = times.iter().find(|t| t.name == w.id);
-    json!({
-        "id": w.id,
-        "source": w.source,
-        "address": w.address,
-        "state": w.state,
-        "state_reason": w.state_reason,
-        "capacity": w.capacity,
-        "configured_capacity": w.configured_capacity,
-        "running": w.running,
-        "backlog": w.backlog,
-        "in_flight": w.in_flight,
-        "heartbeat_age_seconds": w.last_heartbeat.as_deref().and_then(parse_iso).map(|at| (now - at).max(0.0)),
-        "tasks_completed": w.tasks_completed,
-        "tasks_failed": w.tasks_failed,
-        "mean_seconds": t.and_then(|t| t.mean_seconds).or(w.mean_execution_time),
-        "p95_seconds": t.and_then(|t| t.p95_seconds),
-        "kernels": w.kernels,
-    })
+    WorkerRow {
+        id: &w.id,
+        source: w.source,
+        address: &w.address,
+        state: w.state,
+        state_reason: w.state_reason.as_deref(),
+        capacity: w.capacity,
+        configured_capacity: w.configured_capacity,
+        running: w.running,
+        backlog: w.backlog,
+        in_flight: w.in_flight,
+        heartbeat_age_seconds: w
+            .last_heartbeat
+            .as_deref()
+            .and_then(parse_iso)
+            .map(|at| (now - at).max(0.0)),
+        tasks_completed: w.tasks_completed,
+        tasks_failed: w.tasks_failed,
+        mean_seconds: t.and_then(|t| t.mean_seconds).or(w.mean_execution_time),
+        p95_seconds: t.and_then(|t| t.p95_seconds),
+        kernels: &w.kernels,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::model::WorkerId;
-    use crate::orchestrator::load_balancer::WorkerState;
-    use crate::protocol::MemberSource;
     use crate::util::time::iso_at;
+
+    fn json(v: impl Serialize) -> Value {
+        serde_json::to_value(v).unwrap()
+    }
 
     const NOW: f64 = 1_700_000_100.0;
 
@@ -165,7 +233,7 @@ mod tests {
         let activity = Activity::default();
         activity.completed(NOW - 2.0, "reference", &WorkerId::new("w1"), 0.3, Some((10, 20)));
         let parts = read_parts(&read, &activity, vec![row("w1")], Vec::new(), NOW, 5.0).unwrap();
-        let v = render(&parts, 3);
+        let v = json(render(&parts, 3));
         assert_eq!(v["tasks"]["total"], 3000);
         assert_eq!(v["tasks"]["by_status"]["queued"], 3000);
         assert_eq!(v["tasks"]["by_status"]["running"], 0, "every status is named");
@@ -182,7 +250,7 @@ mod tests {
             activity.completed(NOW - 1.0, "reference", &w1, s, None);
         }
         let view = activity.view(NOW);
-        let v = worker(&row("w1"), &view.workers, NOW);
+        let v = json(worker(&row("w1"), &view.workers, NOW));
         assert_eq!(v["state"], "draining");
         assert_eq!(v["source"], "joined");
         assert_eq!(
@@ -202,7 +270,7 @@ mod tests {
         );
         assert!(v["p95_seconds"].as_f64().unwrap() > 2.0);
         // a worker with no result yet: the board's mean, no p95
-        let v = worker(&row("w2"), &view.workers, NOW);
+        let v = json(worker(&row("w2"), &view.workers, NOW));
         assert_eq!(v["mean_seconds"], 9.0);
         assert!(v["p95_seconds"].is_null());
     }

@@ -1,0 +1,149 @@
+//! `orquesta up` follows the workers file while it runs: a local worker
+//! added is started, one removed is drained and its process stopped, and
+//! the exit summary counts every worker that ran a task meanwhile.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{sim_task, sleep_task, wait_until, worker_row, Proc, FAST};
+use crate::probes::config_port;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Writes `config_workers.json` in `dir`: each worker `(id, port,
+/// algorithms)` on 127.0.0.1 with one slot.
+fn write_workers(dir: &Path, workers: &[(&str, u16, &[&str])]) {
+    let list: Vec<Value> = workers
+        .iter()
+        .map(|(id, port, algorithms)| {
+            json!({"id": id, "host": "127.0.0.1", "port": port, "capacity": 1, "algorithms": algorithms})
+        })
+        .collect();
+    // written aside and renamed: the watcher never reads half a file
+    let aside = dir.join("config_workers.json.new");
+    std::fs::write(&aside, json!({ "workers": list }).to_string()).unwrap();
+    std::fs::rename(aside, dir.join("config_workers.json")).unwrap();
+}
+
+/// `orquesta up` in `dir` with these workers in its file, on port 0.
+fn up_with(dir: &Path, workers: &[(&str, u16, &[&str])]) -> Proc {
+    write_workers(dir, workers);
+    Proc::start(dir, &["up", "--port", "0"], FAST)
+}
+
+fn state(up: &Proc, id: &str) -> Value {
+    worker_row(up, id)["state"].clone()
+}
+
+fn serves(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// The row of `worker` in the exit summary's per-worker table: completed,
+/// failed; `None` when it has no row.
+fn summary_row(text: &str, worker: &str) -> Option<(u64, u64)> {
+    let summary = &text[text.find("summary: ")?..];
+    summary.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        match cols[..] {
+            [w, c, f] if w == worker => Some((c.parse().ok()?, f.parse().ok()?)),
+            _ => None,
+        }
+    })
+}
+
+/// Stops `up` with Ctrl-C and returns what it printed.
+fn stop(mut up: Proc) -> String {
+    up.signal(libc::SIGINT);
+    assert_eq!(up.wait_exit(LONG), Some(0), "{}", up.log());
+    up.log()
+}
+
+#[test]
+fn up_starts_a_local_worker_added_to_the_workers_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (config_port(), config_port());
+    let up = up_with(dir.path(), &[("a1", p1, &["python"])]);
+    wait_until(LONG, "a1 up", || state(&up, "a1") == "up");
+    write_workers(dir.path(), &[("a1", p1, &["python"]), ("a2", p2, &["cython"])]);
+    wait_until(LONG, "a2 started by up", || state(&up, "a2") == "up");
+    assert!(serves(p2), "a2 answers on the port the file names");
+    // only a2 runs the optimized kernel: it takes work
+    let r = up.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sim_task("opt1", "cython", 20, 5, 1)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "opt1 done", || {
+        up.get("/tasks/opt1").json()["status"] == "completed"
+    });
+    assert_eq!(up.get("/tasks/opt1").json()["worker_id"], "a2");
+    let said = stop(up);
+    assert!(
+        said.contains("a2 | added to the workers file: starting it"),
+        "{said}"
+    );
+    assert_eq!(summary_row(&said, "a2"), Some((1, 0)), "{said}");
+    assert!(!serves(p2), "a2 stopped with up");
+}
+
+#[test]
+fn up_drains_then_stops_a_local_worker_removed_from_the_workers_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (config_port(), config_port());
+    let up = up_with(dir.path(), &[("r2", p2, &["python"])]);
+    wait_until(LONG, "r2 up", || state(&up, "r2") == "up");
+    let r = up.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sleep_task("busy", 2.0)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "busy running on r2", || {
+        up.get("/tasks/busy").json()["status"] == "running"
+    });
+    // r2 out, r1 in
+    write_workers(dir.path(), &[("r1", p1, &["python"])]);
+    wait_until(LONG, "r2 draining", || state(&up, "r2") == "draining");
+    assert!(serves(p2), "r2 still runs its task");
+    wait_until(LONG, "r2 let go", || state(&up, "r2").is_null());
+    let busy = up.get("/tasks/busy").json();
+    assert_eq!(busy["status"], "completed", "the drain let the task end: {busy}");
+    assert_eq!(busy["worker_id"], "r2", "{busy}");
+    wait_until(LONG, "r2's process stopped", || !serves(p2));
+    wait_until(LONG, "r1 started by up", || state(&up, "r1") == "up");
+    let said = stop(up);
+    assert!(
+        said.contains("r2 | removed from the workers file and drained: stopping it"),
+        "{said}"
+    );
+}
+
+#[test]
+fn up_summary_counts_a_worker_removed_while_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (config_port(), config_port());
+    let up = up_with(dir.path(), &[("s1", p1, &["python"]), ("s2", p2, &["cython"])]);
+    wait_until(LONG, "both up", || up.get("/workers").json()["up"] == 2);
+    // one task each: the kernel decides where
+    let tasks = format!(
+        r#"{{"tasks": [{}, {}]}}"#,
+        sim_task("ref1", "python", 20, 5, 1),
+        sim_task("opt1", "cython", 20, 5, 2)
+    );
+    let r = up.post("/tasks", &tasks);
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "both done", || {
+        up.get("/stats").json()["tasks"]["by_status"]["completed"] == 2
+    });
+    write_workers(dir.path(), &[("s1", p1, &["python"])]);
+    wait_until(LONG, "s2 let go", || state(&up, "s2").is_null());
+    let said = stop(up);
+    assert_eq!(summary_row(&said, "s1"), Some((1, 0)), "{said}");
+    assert_eq!(
+        summary_row(&said, "s2"),
+        Some((1, 0)),
+        "the removed worker keeps its share: {said}"
+    );
+}
