@@ -18,6 +18,8 @@ pub struct LiveWorker {
     pub kernels: Vec<KernelName>,
     pub capacity: usize,
     pub in_flight: usize,
+    /// Tasks sent ahead to it, waiting there for a slot: work that waits.
+    pub backlog: usize,
     /// Up or not heard from yet (a worker that just joined).
     pub taking: bool,
 }
@@ -42,6 +44,7 @@ pub async fn read_demand(queue: &Addr<TaskQueue>, board: &WorkerBoard) -> Option
             kernels: w.kernels,
             capacity: w.capacity,
             in_flight: w.in_flight,
+            backlog: w.backlog,
         })
         .collect();
     Some(Demand {
@@ -57,7 +60,9 @@ pub async fn read_demand(queue: &Addr<TaskQueue>, board: &WorkerBoard) -> Option
 /// workers have not joined yet; `alive_jobs`: its jobs not ended. Only
 /// tasks its workers could run count, and only what the workers that take
 /// them (free slots) and the jobs already asked for (pending slots) will
-/// not absorb; never past `max_jobs`.
+/// not absorb; never past `max_jobs`. Tasks sent ahead to a worker and
+/// waiting there for a slot count as waiting work (pipelined dispatch may
+/// send a whole drop ahead to the first worker that joins).
 pub fn jobs_wanted(
     demand: &Demand,
     kernels: Option<&[KernelName]>,
@@ -73,12 +78,16 @@ pub fn jobs_wanted(
         .filter(|(k, _)| runs(k))
         .map(|(_, n)| n)
         .sum();
+    let ours = |w: &&LiveWorker| w.kernels.iter().any(|k| runs(k.as_str()));
+    let sent_ahead: usize = demand.workers.iter().filter(ours).map(|w| w.backlog).sum();
     let free: usize = demand
         .workers
         .iter()
-        .filter(|w| w.taking && w.kernels.iter().any(|k| runs(k.as_str())))
+        .filter(|w| w.taking)
+        .filter(ours)
         .map(|w| w.capacity.saturating_sub(w.in_flight))
         .sum();
+    let queued = queued + sent_ahead;
     let uncovered = queued.saturating_sub(free + pending_slots);
     let room = max_jobs.saturating_sub(alive_jobs);
     uncovered.div_ceil(slots_per_job.max(1)).min(room)
@@ -105,6 +114,7 @@ mod tests {
             kernels: kernels.iter().map(|k| kernel(k)).collect(),
             capacity,
             in_flight,
+            backlog: in_flight.saturating_sub(capacity),
             taking: true,
         }
     }
@@ -137,5 +147,13 @@ mod tests {
         // a worker that cannot run them does not absorb them either
         let busy = demand(&[("optimized", 2)], vec![worker(&["reference"], 8, 0)]);
         assert_eq!(jobs_wanted(&busy, None, 1, 0, 0, 5), 2);
+    }
+
+    #[test]
+    fn work_sent_ahead_to_a_busy_worker_still_asks_for_jobs() {
+        // a drop of 200 all sent ahead to the one worker of 2 slots
+        let d = demand(&[], vec![worker(&["reference"], 2, 200)]);
+        assert_eq!(jobs_wanted(&d, None, 4, 0, 1, 3), 2);
+        assert_eq!(jobs_wanted(&d, None, 4, 8, 3, 3), 0);
     }
 }

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::allocations::{AllocationKind, AllocationSpec};
 
+/// The variable `orquesta up` sets in the workers it starts (`cli::worker`
+/// checks it); a job inheriting it would see a parent that is not its own.
+const PARENT_PID_VAR: &str = "ORQUESTA_PARENT_PID";
+
 /// The longest a submit, status or cancel command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is kept of a failed command's output for `GET /allocations`.
@@ -101,6 +105,8 @@ impl Manager {
         // the job inherits the token through this environment; a token file
         // beside it would make the worker refuse both
         cmd.env_remove("ORQUESTA_TOKEN_FILE");
+        // and not a child of `orquesta up`: its workers would exit at birth
+        cmd.env_remove(PARENT_PID_VAR);
         for (k, v) in env {
             cmd.env(k, v);
         }

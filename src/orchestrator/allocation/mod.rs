@@ -34,8 +34,9 @@ use demand::{jobs_wanted, read_demand, Demand};
 use manager::{CommandError, JobStatus, ManagerState};
 use spec::{check_spec, job_script, worker_prefix, Plan};
 
-/// How often the allocator looks at the demand.
-const TICK: Duration = Duration::from_millis(500);
+/// How often the allocator looks at the demand (it reads TaskQueue's
+/// stats: once a second keeps that off the dispatch path).
+const TICK: Duration = Duration::from_secs(1);
 /// How often a queue asks its cluster manager about its jobs.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 /// A job the manager runs this long without any worker joining is given up.
@@ -506,6 +507,10 @@ impl Allocator {
                 j.failed = Some(why.to_string());
                 q.failed += 1;
                 q.back_off();
+                self.store.persist(vec![Change::Allocation(AllocationChange::JobGone {
+                    queue: name.to_string(),
+                    job_id: id.clone(),
+                })]);
             }
         }
         tracing::info!(queue = %name, job = %id, reason = why, "cancelling allocation job");
