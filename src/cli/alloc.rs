@@ -61,9 +61,11 @@ pub struct QueueFlags {
 pub enum AllocAction {
     /// Add a queue whose jobs Slurm runs (sbatch, squeue, scancel); what
     /// follows `--` goes to sbatch.
-    #[command(after_help = "Examples:\n  orquesta alloc add slurm --name cpu --max-jobs 4 --workers-per-job 2 \
+    #[command(
+        after_help = "Examples:\n  orquesta alloc add slurm --name cpu --max-jobs 4 --workers-per-job 2 \
                             --time-limit 2h --idle-timeout 5m -- --partition=short\n\n\
-                            Exit status: 0 when added, 1 otherwise.")]
+                            Exit status: 0 when added, 1 otherwise."
+    )]
     #[command(name = "add")]
     Add {
         #[command(subcommand)]
@@ -221,7 +223,10 @@ fn call(target: &Target, method: &str, path: &str, body: Option<Vec<u8>>, what: 
             return ExitCode::FAILURE;
         }
         Err(e) => {
-            eprintln!("error: cannot {what}: {}", client::unreachable_hint(&endpoint, &e));
+            eprintln!(
+                "error: cannot {what}: {}",
+                client::unreachable_hint(&endpoint, &e)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -254,12 +259,36 @@ pub fn run(args: &AllocArgs) -> ExitCode {
         AllocAction::Add { kind } => {
             let (spec, target) = spec_of(kind);
             let body = serde_json::to_vec(&spec).unwrap_or_default();
-            call(target, "POST", "/allocations", Some(body), "add the allocation queue")
+            call(
+                target,
+                "POST",
+                "/allocations",
+                Some(body),
+                "add the allocation queue",
+            )
         }
         AllocAction::List(target) => call(target, "GET", "/allocations", None, "list the allocation queues"),
-        AllocAction::Pause(n) => call(&n.target, "POST", &format!("/allocations/{}/pause", n.name), None, "pause it"),
-        AllocAction::Resume(n) => call(&n.target, "POST", &format!("/allocations/{}/resume", n.name), None, "resume it"),
-        AllocAction::Remove(n) => call(&n.target, "DELETE", &format!("/allocations/{}", n.name), None, "remove it"),
+        AllocAction::Pause(n) => call(
+            &n.target,
+            "POST",
+            &format!("/allocations/{}/pause", n.name),
+            None,
+            "pause it",
+        ),
+        AllocAction::Resume(n) => call(
+            &n.target,
+            "POST",
+            &format!("/allocations/{}/resume", n.name),
+            None,
+            "resume it",
+        ),
+        AllocAction::Remove(n) => call(
+            &n.target,
+            "DELETE",
+            &format!("/allocations/{}", n.name),
+            None,
+            "remove it",
+        ),
     }
 }
 
@@ -273,11 +302,25 @@ mod tests {
     #[test]
     fn add_slurm_passes_what_follows_the_dashes_to_sbatch() {
         let cli = Cli::try_parse_from([
-            "orquesta", "alloc", "add", "slurm", "--name", "cpu", "--max-jobs", "4", "--time-limit", "2h", "--",
-            "--partition=short", "--account=phys",
+            "orquesta",
+            "alloc",
+            "add",
+            "slurm",
+            "--name",
+            "cpu",
+            "--max-jobs",
+            "4",
+            "--time-limit",
+            "2h",
+            "--",
+            "--partition=short",
+            "--account=phys",
         ])
         .unwrap();
-        let crate::cli::Command::Alloc(AllocArgs { action: AllocAction::Add { kind } }) = cli.command else {
+        let crate::cli::Command::Alloc(AllocArgs {
+            action: AllocAction::Add { kind },
+        }) = cli.command
+        else {
             panic!("not alloc add");
         };
         let (spec, _) = spec_of(&kind);

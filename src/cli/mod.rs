@@ -5,6 +5,7 @@
 //! and `client.rs`, `cluster.rs`, `table.rs`, `interactive.rs`, `place.rs`
 //! are helpers of several.
 
+pub mod alloc;
 pub mod bench;
 pub mod client;
 pub mod cluster;
@@ -17,7 +18,6 @@ pub mod interactive;
 pub mod orchestrator;
 pub mod ping;
 pub mod place;
-pub mod alloc;
 pub mod purge;
 pub mod run;
 pub mod schema;

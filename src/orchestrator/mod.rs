@@ -381,7 +381,9 @@ fn allocator_settings(settings: &Settings, local: std::net::SocketAddr, scheme: 
         .split("://")
         .nth(1)
         .and_then(|rest| rest.rsplit_once(':'))
-        .is_some_and(|(host, _)| crate::util::token::is_loopback_literal(host.trim_matches(['[', ']'])) || host == "localhost");
+        .is_some_and(|(host, _)| {
+            crate::util::token::is_loopback_literal(host.trim_matches(['[', ']'])) || host == "localhost"
+        });
     let dir = settings
         .db_path
         .parent()

@@ -24,7 +24,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     };
     let value: f64 = number.trim().parse().map_err(|_| expected(raw))?;
     let seconds = value * scale;
-    if !seconds.is_finite() || seconds < 0.0 || seconds > LONGEST {
+    if !seconds.is_finite() || !(0.0..=LONGEST).contains(&seconds) {
         return Err(format!(
             "expected a duration between 0 and 366 days, found {raw:?}"
         ));
@@ -42,9 +42,9 @@ pub fn show_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     let whole = d.subsec_nanos() == 0;
     let s = d.as_secs();
-    if whole && s >= 3600 && s % 3600 == 0 {
+    if whole && s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if whole && s >= 60 && s % 60 == 0 {
+    } else if whole && s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else if whole {
         format!("{s}s")

@@ -293,7 +293,9 @@ fn optional_duration(r: &mut EnvReader, key: &str) -> Option<Duration> {
         Ok(d) if !d.is_zero() => Some(d),
         Ok(_) => {
             let name = r.name(key);
-            r.problem(format!("{name}: expected a duration above 0 (or nothing for never), found {raw:?}"));
+            r.problem(format!(
+                "{name}: expected a duration above 0 (or nothing for never), found {raw:?}"
+            ));
             None
         }
         Err(e) => {

@@ -418,8 +418,16 @@ fn the_keda_scaled_object_passes_kedas_schema_and_a_typo_does_not() {
     let manifest = std::fs::read_to_string(deploy_dir().join("kubernetes/keda.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (from, to, expected) in [
-        ("  minReplicaCount: 0", "  minReplicaCnt: 0", "minReplicaCnt: not a field of KEDA's ScaledObjectSpec"),
-        ("    name: orquesta-worker\n  #", "    name: orquesta-workers\n  #", "scaleTargetRef should be"),
+        (
+            "  minReplicaCount: 0",
+            "  minReplicaCnt: 0",
+            "minReplicaCnt: not a field of KEDA's ScaledObjectSpec",
+        ),
+        (
+            "    name: orquesta-worker\n  #",
+            "    name: orquesta-workers\n  #",
+            "scaleTargetRef should be",
+        ),
         ("  scaleTargetRef:", "  scaleTarget:", "KEDA's schema refuses it"),
     ] {
         assert!(manifest.contains(from), "{from}");
@@ -427,6 +435,10 @@ fn the_keda_scaled_object_passes_kedas_schema_and_a_typo_does_not() {
         std::fs::write(&path, manifest.replacen(from, to, 1)).unwrap();
         let out = check_sh(test, &["keda", path.to_str().unwrap()]).expect("checked a moment ago");
         assert_eq!(out.status.code(), Some(1), "{to}: {}", stdout(&out));
-        assert!(stdout(&out).contains(expected), "{expected}\n---\n{}", stdout(&out));
+        assert!(
+            stdout(&out).contains(expected),
+            "{expected}\n---\n{}",
+            stdout(&out)
+        );
     }
 }

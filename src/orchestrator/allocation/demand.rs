@@ -20,7 +20,8 @@ pub struct LiveWorker {
     pub in_flight: usize,
     /// Tasks sent ahead to it, waiting there for a slot: work that waits.
     pub backlog: usize,
-    /// Up or not heard from yet (a worker that just joined).
+    /// Up: takes tasks now (a worker not heard from yet may never be: its
+    /// room is not counted, or a stale row would hold work back forever).
     pub taking: bool,
 }
 
@@ -39,7 +40,7 @@ pub async fn read_demand(queue: &Addr<TaskQueue>, board: &WorkerBoard) -> Option
         .list()
         .into_iter()
         .map(|w| LiveWorker {
-            taking: matches!(w.state, WorkerState::Up | WorkerState::Unknown),
+            taking: w.state == WorkerState::Up,
             id: w.id,
             kernels: w.kernels,
             capacity: w.capacity,

@@ -121,7 +121,9 @@ impl Manager {
             .unwrap_or_default();
         let usable = !id.is_empty()
             && id.len() <= 128
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@[]".contains(c));
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:@[]".contains(c));
         if !usable {
             return Err(CommandError {
                 message: format!("the submit command printed no job id (expected one word, found {id:?})"),
@@ -137,7 +139,12 @@ impl Manager {
             Manager::Slurm { .. } => slurm_status(id),
             Manager::Command { status, .. } => {
                 let out = run(shell(status, id), "status")?;
-                let word = out.stdout.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+                let word = out
+                    .stdout
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 let state = match word.as_str() {
                     "pending" => ManagerState::Pending,
                     "running" => ManagerState::Running,
@@ -146,13 +153,16 @@ impl Manager {
                     _ => {
                         return Err(CommandError {
                             message: format!(
-                                "the status command printed {word:?}; expected pending, running, ended or failed"
-                            ),
+                            "the status command printed {word:?}; expected pending, running, ended or failed"
+                        ),
                             output: out.both(),
                         })
                     }
                 };
-                let reason = out.stdout.split_once(char::is_whitespace).map(|(_, r)| r.trim().to_string());
+                let reason = out
+                    .stdout
+                    .split_once(char::is_whitespace)
+                    .map(|(_, r)| r.trim().to_string());
                 Ok(JobStatus {
                     state,
                     reason: reason.filter(|r| !r.is_empty()),
@@ -179,7 +189,10 @@ impl Manager {
 /// written (words, quotes, pipes), with one argument appended safely.
 fn shell(command: &str, arg: &str) -> Command {
     let mut c = Command::new("sh");
-    c.arg("-c").arg(format!("{command} \"$1\"")).arg("orquesta-alloc").arg(arg);
+    c.arg("-c")
+        .arg(format!("{command} \"$1\""))
+        .arg("orquesta-alloc")
+        .arg(arg);
     c
 }
 
@@ -230,9 +243,8 @@ fn field(line: &str, key: &str) -> String {
 /// Slurm's job state words, as the allocator counts them.
 pub fn slurm_state(word: &str) -> ManagerState {
     match word {
-        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "SUSPENDED" => {
-            ManagerState::Pending
-        }
+        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD"
+        | "SUSPENDED" => ManagerState::Pending,
         "RUNNING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" | "RESIZING" => ManagerState::Running,
         "COMPLETED" | "CANCELLED" => ManagerState::Ended,
         _ => ManagerState::Failed,
@@ -267,7 +279,9 @@ fn shorten(text: &str) -> String {
 /// timeout is an error carrying what it printed.
 fn run(mut cmd: Command, what: &str) -> Result<Output, CommandError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| CommandError {
         message: format!("cannot run the {what} command {program}: {e}"),
         output: String::new(),
@@ -354,7 +368,10 @@ mod tests {
         assert_eq!(s.reason.as_deref(), Some("on node7"));
         let bad = commands("true", "echo maybe");
         let e = bad.status("42").unwrap_err();
-        assert!(e.message.contains("expected pending, running, ended or failed"), "{e:?}");
+        assert!(
+            e.message.contains("expected pending, running, ended or failed"),
+            "{e:?}"
+        );
         let failing = commands("echo no queue named batch >&2; exit 3", "true");
         let e = failing.submit(Path::new("/tmp/x.sh"), &[]).unwrap_err();
         assert!(e.message.contains("failed"), "{e:?}");
@@ -367,6 +384,9 @@ mod tests {
         assert_eq!(slurm_state("COMPLETING"), ManagerState::Running);
         assert_eq!(slurm_state("CANCELLED"), ManagerState::Ended);
         assert_eq!(slurm_state("TIMEOUT"), ManagerState::Failed);
-        assert_eq!(field("JobId=5 JobState=FAILED Reason=NonZeroExitCode Dep", "Reason"), "NonZeroExitCode");
+        assert_eq!(
+            field("JobId=5 JobState=FAILED Reason=NonZeroExitCode Dep", "Reason"),
+            "NonZeroExitCode"
+        );
     }
 }

@@ -192,7 +192,10 @@ impl Allocator {
             queues.insert(s.name, run);
         }
         if !queues.is_empty() {
-            tracing::info!(queues = queues.len(), "allocation queues restored from the database");
+            tracing::info!(
+                queues = queues.len(),
+                "allocation queues restored from the database"
+            );
         }
         Self {
             settings,
@@ -261,7 +264,10 @@ impl Allocator {
             jobs,
             jobs_submitted: q.submitted,
             jobs_failed: q.failed,
-            backoff_until: q.backoff_until.filter(|_| q.backing_off()).map(|(_, at)| iso_at(at)),
+            backoff_until: q
+                .backoff_until
+                .filter(|_| q.backing_off())
+                .map(|(_, at)| iso_at(at)),
             last_error: q.last_error.clone(),
         }
     }
@@ -271,7 +277,12 @@ impl Allocator {
         let joined: Vec<(String, u64)> = self
             .queues
             .iter()
-            .flat_map(|(name, q)| q.jobs.iter().filter(|j| j.alive() && !j.ever_joined).map(move |j| (name.clone(), j.seq)))
+            .flat_map(|(name, q)| {
+                q.jobs
+                    .iter()
+                    .filter(|j| j.alive() && !j.ever_joined)
+                    .map(move |j| (name.clone(), j.seq))
+            })
             .filter(|(name, seq)| !self.joined(name, *seq).is_empty())
             .collect();
         for (name, seq) in joined {
@@ -318,7 +329,11 @@ impl Allocator {
                 let why = format!(
                     "running for {}s but no worker joined; see {}",
                     JOIN_GRACE.as_secs(),
-                    self.settings.dir.join(&name).join(format!("job-{id}.out")).display()
+                    self.settings
+                        .dir
+                        .join(&name)
+                        .join(format!("job-{id}.out"))
+                        .display()
                 );
                 self.cancel(&name, id, &why, ctx);
                 continue;
@@ -344,10 +359,18 @@ impl Allocator {
     fn submit(&mut self, name: &str, ctx: &mut Context<Self>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let Some(q) = self.queues.get_mut(name) else { return };
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
         let dir = self.settings.dir.join(name);
         let script_path = dir.join(format!("job-{seq}.sh"));
-        let script = job_script(&q.plan, seq, &self.settings.join_url, &self.settings.binary, self.settings.loopback);
+        let script = job_script(
+            &q.plan,
+            seq,
+            &self.settings.join_url,
+            &self.settings.binary,
+            self.settings.loopback,
+        );
         let manager = q.plan.manager.clone();
         let mut env = Vec::new();
         if let Some(t) = &self.settings.token {
@@ -408,36 +431,48 @@ impl Allocator {
     }
 
     fn poll(&mut self, name: &str, ctx: &mut Context<Self>) {
-        let Some(q) = self.queues.get_mut(name) else { return };
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
         q.busy = true;
         q.last_poll = Some(Instant::now());
         let ids: Vec<String> = q.alive_jobs().map(|j| j.id.clone()).collect();
         let manager = q.plan.manager.clone();
         let work = move || -> Vec<(String, Result<JobStatus, CommandError>)> {
-            ids.into_iter().map(|id| {
-                let s = manager.status(&id);
-                (id, s)
-            }).collect()
+            ids.into_iter()
+                .map(|id| {
+                    let s = manager.status(&id);
+                    (id, s)
+                })
+                .collect()
         };
         let name = name.to_string();
-        ctx.spawn(
-            actix::fut::wrap_future(actix_rt::task::spawn_blocking(work)).map(move |res, act: &mut Self, _| {
+        ctx.spawn(actix::fut::wrap_future(actix_rt::task::spawn_blocking(work)).map(
+            move |res, act: &mut Self, _| {
                 let statuses = res.unwrap_or_default();
                 act.apply_statuses(&name, statuses);
-            }),
-        );
+            },
+        ));
     }
 
     fn apply_statuses(&mut self, name: &str, statuses: Vec<(String, Result<JobStatus, CommandError>)>) {
         let joined: Vec<(u64, bool)> = match self.queues.get(name) {
-            Some(q) => q.jobs.iter().map(|j| (j.seq, !self.joined(name, j.seq).is_empty())).collect(),
+            Some(q) => q
+                .jobs
+                .iter()
+                .map(|j| (j.seq, !self.joined(name, j.seq).is_empty()))
+                .collect(),
             None => return,
         };
-        let Some(q) = self.queues.get_mut(name) else { return };
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
         q.busy = false;
         let mut gone = Vec::new();
         for (id, status) in statuses {
-            let Some(j) = q.jobs.iter_mut().find(|j| j.id == id) else { continue };
+            let Some(j) = q.jobs.iter_mut().find(|j| j.id == id) else {
+                continue;
+            };
             let status = match status {
                 Ok(s) => s,
                 Err(e) => {
@@ -464,9 +499,17 @@ impl Allocator {
                 ManagerState::Ended | ManagerState::Failed => {
                     let why = format!(
                         "{} ({}); see {}",
-                        if j.ever_joined { "the job failed" } else { "the job ended without any worker joining" },
+                        if j.ever_joined {
+                            "the job failed"
+                        } else {
+                            "the job ended without any worker joining"
+                        },
                         j.reason.clone().unwrap_or_else(|| "no reason given".into()),
-                        self.settings.dir.join(name).join(format!("job-{id}.out")).display()
+                        self.settings
+                            .dir
+                            .join(name)
+                            .join(format!("job-{id}.out"))
+                            .display()
                     );
                     tracing::warn!(queue = %name, job = %id, reason = %why, "allocation job failed");
                     j.failed = Some(why.clone());
@@ -485,20 +528,36 @@ impl Allocator {
         }
         // ended jobs leave the list; failed ones stay a while to be seen
         q.jobs.retain(|j| !(j.failed.is_none() && gone.contains(&j.id)));
-        let failed: Vec<usize> = q.jobs.iter().enumerate().filter(|(_, j)| j.failed.is_some()).map(|(i, _)| i).collect();
+        let failed: Vec<usize> = q
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.failed.is_some())
+            .map(|(i, _)| i)
+            .collect();
         if failed.len() > FAILED_SHOWN {
-            let drop: Vec<String> = failed[..failed.len() - FAILED_SHOWN].iter().map(|&i| q.jobs[i].id.clone()).collect();
+            let drop: Vec<String> = failed[..failed.len() - FAILED_SHOWN]
+                .iter()
+                .map(|&i| q.jobs[i].id.clone())
+                .collect();
             q.jobs.retain(|j| !drop.contains(&j.id));
         }
         let changes = gone
             .into_iter()
-            .map(|job_id| Change::Allocation(AllocationChange::JobGone { queue: name.to_string(), job_id }))
+            .map(|job_id| {
+                Change::Allocation(AllocationChange::JobGone {
+                    queue: name.to_string(),
+                    job_id,
+                })
+            })
             .collect();
         self.store.persist(changes);
     }
 
     fn cancel(&mut self, name: &str, id: String, why: &str, ctx: &mut Context<Self>) {
-        let Some(q) = self.queues.get_mut(name) else { return };
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
         q.busy = true;
         if let Some(j) = q.jobs.iter_mut().find(|j| j.id == id) {
             j.cancelled = true;
@@ -507,10 +566,11 @@ impl Allocator {
                 j.failed = Some(why.to_string());
                 q.failed += 1;
                 q.back_off();
-                self.store.persist(vec![Change::Allocation(AllocationChange::JobGone {
-                    queue: name.to_string(),
-                    job_id: id.clone(),
-                })]);
+                self.store
+                    .persist(vec![Change::Allocation(AllocationChange::JobGone {
+                        queue: name.to_string(),
+                        job_id: id.clone(),
+                    })]);
             }
         }
         tracing::info!(queue = %name, job = %id, reason = why, "cancelling allocation job");
@@ -519,7 +579,9 @@ impl Allocator {
         ctx.spawn(
             actix::fut::wrap_future(actix_rt::task::spawn_blocking(move || manager.cancel(&id))).map(
                 move |res, act: &mut Self, _| {
-                    let Some(q) = act.queues.get_mut(&name) else { return };
+                    let Some(q) = act.queues.get_mut(&name) else {
+                        return;
+                    };
                     q.busy = false;
                     if let Ok(Err(e)) = res {
                         q.note_error(&e);
@@ -621,11 +683,13 @@ impl Handler<AddAllocation> for Allocator {
             return Box::pin(actix::fut::ready(Err(AllocationRefused::Exists(name))));
         }
         let spec_json = serde_json::to_string(&plan.spec).unwrap_or_default();
-        let saved = self.store.persist_now(vec![Change::Allocation(AllocationChange::Added {
-            name: name.clone(),
-            spec: spec_json,
-            at: unix_now(),
-        })]);
+        let saved = self
+            .store
+            .persist_now(vec![Change::Allocation(AllocationChange::Added {
+                name: name.clone(),
+                spec: spec_json,
+                at: unix_now(),
+            })]);
         Box::pin(actix::fut::wrap_future(saved).map(move |res, act: &mut Self, _| {
             res?;
             if act.queues.contains_key(&name) {
@@ -654,13 +718,18 @@ impl Handler<PauseAllocation> for Allocator {
         if self.queues.get(&name).is_none_or(|q| q.removing) {
             return Box::pin(actix::fut::ready(Err(AllocationRefused::Unknown(name))));
         }
-        let saved = self.store.persist_now(vec![Change::Allocation(AllocationChange::Paused {
-            name: name.clone(),
-            paused,
-        })]);
+        let saved = self
+            .store
+            .persist_now(vec![Change::Allocation(AllocationChange::Paused {
+                name: name.clone(),
+                paused,
+            })]);
         Box::pin(actix::fut::wrap_future(saved).map(move |res, act: &mut Self, _| {
             res?;
-            let q = act.queues.get_mut(&name).ok_or_else(|| AllocationRefused::Unknown(name.clone()))?;
+            let q = act
+                .queues
+                .get_mut(&name)
+                .ok_or_else(|| AllocationRefused::Unknown(name.clone()))?;
             q.paused = paused;
             if !paused {
                 // resuming is a person's word that the cause is fixed
@@ -687,7 +756,9 @@ impl Handler<RemoveAllocation> for Allocator {
         }
         let saved = self
             .store
-            .persist_now(vec![Change::Allocation(AllocationChange::Removed { name: name.clone() })]);
+            .persist_now(vec![Change::Allocation(AllocationChange::Removed {
+                name: name.clone(),
+            })]);
         Box::pin(actix::fut::wrap_future(saved).map(move |res, act: &mut Self, _| {
             res?;
             let q = act.queues.get_mut(&name).ok_or_else(|| AllocationRefused::Unknown(name.clone()))?;

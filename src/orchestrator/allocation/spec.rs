@@ -47,7 +47,10 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
     let mut problems = Vec::new();
     let name_ok = !spec.name.is_empty()
         && spec.name.len() <= 64
-        && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !name_ok {
         problems.push(format!(
             "name: expected 1 to 64 letters, digits, '-' or '_', found {:?}",
@@ -65,7 +68,10 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
     let mut duration = |field: &str, raw: &str, least: Duration| match parse_duration(raw) {
         Ok(d) if d >= least => d,
         Ok(_) => {
-            problems.push(format!("{field}: expected at least {}s, found {raw:?}", least.as_secs_f64()));
+            problems.push(format!(
+                "{field}: expected at least {}s, found {raw:?}",
+                least.as_secs_f64()
+            ));
             least
         }
         Err(e) => {
@@ -95,7 +101,11 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
     });
     match spec.kind {
         AllocationKind::Slurm => {
-            for (field, v) in [("submit", &spec.submit), ("status", &spec.status), ("cancel", &spec.cancel)] {
+            for (field, v) in [
+                ("submit", &spec.submit),
+                ("status", &spec.status),
+                ("cancel", &spec.cancel),
+            ] {
                 if v.is_some() {
                     problems.push(format!("{field}: only a command queue has one; a slurm queue runs sbatch, squeue and scancel"));
                 }
@@ -105,7 +115,11 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
             if cfg!(not(unix)) {
                 problems.push("kind: command queues need a Unix shell (sh)".into());
             }
-            for (field, v) in [("submit", &spec.submit), ("status", &spec.status), ("cancel", &spec.cancel)] {
+            for (field, v) in [
+                ("submit", &spec.submit),
+                ("status", &spec.status),
+                ("cancel", &spec.cancel),
+            ] {
                 if v.as_deref().is_none_or(|c| c.trim().is_empty()) {
                     problems.push(format!("{field}: a command queue needs its {field} command"));
                 }
@@ -147,7 +161,11 @@ pub fn job_script(plan: &Plan, seq: u64, join_url: &str, binary: &Path, loopback
     // running tasks get half the margin to end; then they are cancelled
     // and go back to the queue
     let drain_timeout = plan.margin().as_secs_f64() / 2.0;
-    let host = if loopback { "127.0.0.1".to_string() } else { "\"$(hostname)\"".to_string() };
+    let host = if loopback {
+        "127.0.0.1".to_string()
+    } else {
+        "\"$(hostname)\"".to_string()
+    };
     let algorithms = spec
         .algorithms
         .as_ref()
@@ -199,9 +217,14 @@ mod tests {
         );
         let problems = check_spec(&bad).unwrap_err();
         assert_eq!(problems.len(), 6, "{problems:#?}");
-        assert!(problems.iter().any(|p| p.starts_with("time_limit: expected at least 60s")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("time_limit: expected at least 60s")));
         let cmd = check_spec(&spec(r#"{"name": "pbs", "kind": "command", "submit": "qsub"}"#)).unwrap_err();
-        assert!(cmd.iter().any(|p| p.starts_with("status: a command queue needs")), "{cmd:?}");
+        assert!(
+            cmd.iter().any(|p| p.starts_with("status: a command queue needs")),
+            "{cmd:?}"
+        );
     }
 
     #[test]
@@ -211,12 +234,24 @@ mod tests {
                 "time_limit": "10m", "idle_timeout": "30s", "algorithms": ["python"]}"#,
         ))
         .unwrap();
-        let s = job_script(&plan, 7, "http://127.0.0.1:5000", Path::new("/opt/it's/orquesta"), true);
+        let s = job_script(
+            &plan,
+            7,
+            "http://127.0.0.1:5000",
+            Path::new("/opt/it's/orquesta"),
+            true,
+        );
         assert!(s.contains("while [ \"$i\" -le 3 ]"), "{s}");
-        assert!(s.contains("'/opt/it'\\''s/orquesta' worker --join 'http://127.0.0.1:5000'"), "{s}");
+        assert!(
+            s.contains("'/opt/it'\\''s/orquesta' worker --join 'http://127.0.0.1:5000'"),
+            "{s}"
+        );
         assert!(s.contains("--worker-id \"cpu-j7-$i\""), "{s}");
         // 10 min less a 60 s margin; half the margin to finish running tasks
-        assert!(s.contains("--drain-after 540s --idle-exit 30s --drain-timeout 30"), "{s}");
+        assert!(
+            s.contains("--drain-after 540s --idle-exit 30s --drain-timeout 30"),
+            "{s}"
+        );
         assert!(s.contains("--algorithms 'python'"), "{s}");
         assert!(!s.contains("ORQUESTA_TOKEN="), "{s}");
     }

@@ -29,7 +29,13 @@ const SPEC_LIMIT: BodyLimit = BodyLimit {
 
 /// The part of the OpenAPI document these routes are.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list_allocations, add_allocation, pause_allocation, resume_allocation, remove_allocation))]
+#[openapi(paths(
+    list_allocations,
+    add_allocation,
+    pause_allocation,
+    resume_allocation,
+    remove_allocation
+))]
 pub struct Doc;
 
 /// Registers the `/allocations` routes.
@@ -57,7 +63,9 @@ impl From<AllocationRefused> for ApiError {
     }
 }
 
-fn answered(answer: Result<Result<Allocation, AllocationRefused>, actix::MailboxError>) -> Result<Allocation, ApiError> {
+fn answered(
+    answer: Result<Result<Allocation, AllocationRefused>, actix::MailboxError>,
+) -> Result<Allocation, ApiError> {
     Ok(answer.map_err(mailbox)??)
 }
 
@@ -104,7 +112,10 @@ async fn add_allocation(
         (status = 404, description = "no such queue (`not_found`)", body = ErrorBody),
         (status = 503, description = "the database cannot take it now (`unavailable`)", body = ErrorBody),
     ))]
-async fn pause_allocation(alloc: web::Data<AllocationApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn pause_allocation(
+    alloc: web::Data<AllocationApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
     let q = answered(alloc.allocator.send(PauseAllocation { name, paused: true }).await)?;
     Ok(HttpResponse::Ok().json(q))
@@ -118,9 +129,17 @@ async fn pause_allocation(alloc: web::Data<AllocationApi>, path: web::Path<Strin
         (status = 404, description = "no such queue (`not_found`)", body = ErrorBody),
         (status = 503, description = "the database cannot take it now (`unavailable`)", body = ErrorBody),
     ))]
-async fn resume_allocation(alloc: web::Data<AllocationApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn resume_allocation(
+    alloc: web::Data<AllocationApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let q = answered(alloc.allocator.send(PauseAllocation { name, paused: false }).await)?;
+    let q = answered(
+        alloc
+            .allocator
+            .send(PauseAllocation { name, paused: false })
+            .await,
+    )?;
     Ok(HttpResponse::Ok().json(q))
 }
 
@@ -133,7 +152,10 @@ async fn resume_allocation(alloc: web::Data<AllocationApi>, path: web::Path<Stri
         (status = 404, description = "no such queue (`not_found`)", body = ErrorBody),
         (status = 503, description = "the database cannot take it now (`unavailable`)", body = ErrorBody),
     ))]
-async fn remove_allocation(alloc: web::Data<AllocationApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn remove_allocation(
+    alloc: web::Data<AllocationApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
     let q = answered(alloc.allocator.send(RemoveAllocation(name)).await)?;
     Ok(HttpResponse::Ok().json(q))

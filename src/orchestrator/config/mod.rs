@@ -327,8 +327,13 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let host = r.get("ORCHESTRATOR_HOST");
     let (token, bind) = token_and_bind(&mut r, env, &host, "ORCHESTRATOR_HOST (--host)");
     let tls = read_tls(&mut r, env);
-    let advertise_url = Some(r.get("ORQUESTA_ADVERTISE_URL").trim().trim_end_matches('/').to_string())
-        .filter(|u| !u.is_empty());
+    let advertise_url = Some(
+        r.get("ORQUESTA_ADVERTISE_URL")
+            .trim()
+            .trim_end_matches('/')
+            .to_string(),
+    )
+    .filter(|u| !u.is_empty());
     if let Some(url) = advertise_url.as_deref() {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) {
             r.problem(format!(

@@ -29,10 +29,19 @@ CREATE TABLE IF NOT EXISTS allocation_jobs (
 #[derive(Debug, Clone, PartialEq)]
 pub enum AllocationChange {
     /// A new queue (its spec's JSON).
-    Added { name: String, spec: String, at: f64 },
-    Paused { name: String, paused: bool },
+    Added {
+        name: String,
+        spec: String,
+        at: f64,
+    },
+    Paused {
+        name: String,
+        paused: bool,
+    },
     /// The queue and its jobs' rows go.
-    Removed { name: String },
+    Removed {
+        name: String,
+    },
     JobSubmitted {
         queue: String,
         job_id: String,
@@ -40,7 +49,10 @@ pub enum AllocationChange {
         at: f64,
     },
     /// The job has ended (or was given up on).
-    JobGone { queue: String, job_id: String },
+    JobGone {
+        queue: String,
+        job_id: String,
+    },
 }
 
 /// A queue as kept.
@@ -117,7 +129,8 @@ pub fn load_allocations(db: &Connection) -> Result<Vec<StoredAllocation>, StoreE
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut jobs = db.prepare("SELECT job_id, seq, submitted_at FROM allocation_jobs WHERE queue = ?1 ORDER BY seq")?;
+    let mut jobs =
+        db.prepare("SELECT job_id, seq, submitted_at FROM allocation_jobs WHERE queue = ?1 ORDER BY seq")?;
     for q in &mut queues {
         q.jobs = jobs
             .query_map(params![q.name], |r| {
@@ -174,7 +187,10 @@ mod tests {
         .unwrap();
         let kept = load_allocations(&db).unwrap();
         assert_eq!(kept.len(), 2);
-        assert_eq!(kept[0].jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), ["12"]);
+        assert_eq!(
+            kept[0].jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(),
+            ["12"]
+        );
         assert!(!kept[0].paused && kept[1].paused);
         apply(&db, AllocationChange::Removed { name: "a".into() }).unwrap();
         let kept = load_allocations(&db).unwrap();
