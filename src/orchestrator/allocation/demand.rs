@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(jobs_wanted(&d, Some(&[kernel("optimized")]), 1, 0, 0, 5), 5);
         // a worker that cannot run them does not absorb them either
         let busy = demand(&[("optimized", 2)], vec![worker(&["reference"], 8, 0)]);
-        assert_eq!(jobs_wanted(&busy, None, 1, 0, 0, 5), 2);
+        assert_eq!(jobs_wanted(&busy, Some(&[kernel("optimized")]), 1, 0, 0, 5), 2);
     }
 
     #[test]
