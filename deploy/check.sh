@@ -9,6 +9,11 @@
 #                                       default deploy/systemd), with ExecStart pointed
 #                                       at BIN (default: orquesta on the PATH); any
 #                                       warning about them fails
+#   deploy/check.sh keda [FILE]         the KEDA ScaledObject against KEDA's own
+#                                       schema (the PyPI package
+#                                       cloudcoil-models-keda, pinned in .ci/run):
+#                                       every field known, the required ones there,
+#                                       and the target and query Orquesta needs
 #   deploy/check.sh scripts             shellcheck of the Slurm script and this one
 #                                       (apt-get install shellcheck)
 #
@@ -179,6 +184,66 @@ systemd() {
   done
 }
 
+keda() {
+  local file=${1:-$here/kubernetes/keda.yaml}
+  command -v python3 >/dev/null 2>&1 || skip "python3 is not installed (needed to parse the YAML)"
+  python3 -c 'import yaml' 2>/dev/null || skip "python3 has no PyYAML module (pip install pyyaml)"
+  python3 -c 'import cloudcoil.models.keda.v1alpha1' 2>/dev/null ||
+    skip "KEDA's schema is not installed (pip install cloudcoil-models-keda==2.16.1.0)"
+  python3 - "$file" <<'PY' || exit 1
+import sys, yaml
+from pydantic import BaseModel, ValidationError
+from cloudcoil.models.keda import v1alpha1 as keda
+
+path = sys.argv[1]
+problems = []
+
+def strict(raw, model, where):
+    """Every key of raw must be a field of the model KEDA's schema made."""
+    if isinstance(model, BaseModel) and isinstance(raw, dict):
+        fields = {(f.alias or n): n for n, f in type(model).model_fields.items()}
+        fields.update({n: n for n in type(model).model_fields})
+        for key, value in raw.items():
+            if key not in fields:
+                problems.append(f"{where}.{key}: not a field of KEDA's {type(model).__name__}")
+            else:
+                strict(value, getattr(model, fields[key]), f"{where}.{key}")
+    elif isinstance(model, list) and isinstance(raw, list):
+        for i, (r, m) in enumerate(zip(raw, model)):
+            strict(r, m, f"{where}[{i}]")
+
+with open(path) as f:
+    docs = [d for d in yaml.safe_load_all(f) if d is not None]
+objects = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ScaledObject"]
+if len(objects) != 1:
+    problems.append(f"expected one ScaledObject, found {len(objects)}")
+for d in objects:
+    if d.get("apiVersion") != "keda.sh/v1alpha1":
+        problems.append(f"apiVersion: expected keda.sh/v1alpha1, found {d.get('apiVersion')!r}")
+    try:
+        so = keda.ScaledObject.model_validate(d)
+    except ValidationError as e:
+        problems.append(f"KEDA's schema refuses it: {e}")
+        continue
+    strict({k: v for k, v in d.items() if k not in ("apiVersion", "kind")}, so, "ScaledObject")
+    spec = d.get("spec", {})
+    target = spec.get("scaleTargetRef", {})
+    if target.get("name") != "orquesta-worker" or target.get("kind", "Deployment") != "Deployment":
+        problems.append("scaleTargetRef should be the Deployment orquesta-worker")
+    if spec.get("minReplicaCount") != 0:
+        problems.append("minReplicaCount should be 0 (no worker while nothing is queued)")
+    triggers = spec.get("triggers", [])
+    prom = [t for t in triggers if t.get("type") == "prometheus"]
+    if not prom or 'orquesta_tasks{status="queued"}' not in prom[0].get("metadata", {}).get("query", ""):
+        problems.append('the prometheus trigger should query orquesta_tasks{status="queued"}')
+if problems:
+    for p in problems:
+        print(f"FAIL: {path}: {p}")
+    sys.exit(1)
+print(f"{path}: ScaledObject ok (KEDA schema, strict)")
+PY
+}
+
 scripts() {
   command -v shellcheck >/dev/null 2>&1 || skip "shellcheck is not installed (apt-get install shellcheck)"
   shellcheck "$here/slurm/orquesta-workers.sbatch" "$here/check.sh" || exit 1
@@ -188,6 +253,7 @@ scripts() {
 case ${1:-} in
   kubernetes) shift; kubernetes "$@" ;;
   systemd) shift; systemd "$@" ;;
+  keda) shift; keda "$@" ;;
   scripts) scripts ;;
-  *) echo "usage: $0 kubernetes [FILE] | systemd [BIN [DIR]] | scripts" >&2; exit 2 ;;
+  *) echo "usage: $0 kubernetes [FILE] | keda [FILE] | systemd [BIN [DIR]] | scripts" >&2; exit 2 ;;
 esac

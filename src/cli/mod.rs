@@ -5,6 +5,7 @@
 //! and `client.rs`, `cluster.rs` (with `local_workers.rs`), `table.rs`, `interactive.rs`, `place.rs`
 //! are helpers of several.
 
+pub mod alloc;
 pub mod bench;
 pub mod client;
 pub mod cluster;
@@ -222,6 +223,14 @@ pub enum Command {
                             Exit status: 0 when the orchestrator purged (or counted), 1 otherwise, 2 for a bad --before."
     )]
     Purge(crate::cli::purge::PurgeArgs),
+    /// Allocation queues: workers from a cluster manager (Slurm, or your
+    /// own submit/status/cancel commands), through the running orchestrator.
+    #[command(
+        after_help = "Examples:\n  orquesta alloc add slurm --name cpu --max-jobs 4 --time-limit 2h --idle-timeout 5m\n  \
+                            orquesta alloc list\n  orquesta alloc pause cpu\n  orquesta alloc remove cpu\n\n\
+                            Exit status: 0 when the orchestrator accepted it, 1 otherwise, 2 for a bad --url."
+    )]
+    Alloc(crate::cli::alloc::AllocArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
@@ -303,6 +312,7 @@ pub fn main() -> ExitCode {
         Command::Drain(args) => crate::cli::workers::act(crate::cli::workers::Action::Drain, &args),
         Command::Resume(args) => crate::cli::workers::act(crate::cli::workers::Action::Resume, &args),
         Command::Purge(args) => crate::cli::purge::run(&args),
+        Command::Alloc(args) => crate::cli::alloc::run(&args),
         Command::Completions(args) => crate::cli::completions::run(&args),
     };
     // log lines still waiting for their writer thread

@@ -46,6 +46,14 @@ pub struct WorkerArgs {
     /// are cancelled [env WORKER_DRAIN_TIMEOUT, default 30].
     #[arg(long)]
     pub drain_timeout: Option<f64>,
+    /// Drain and stop this long after start: 90s, 15m, 2h (allocation jobs
+    /// set it a margin before their time limit) [env WORKER_DRAIN_AFTER, default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub drain_after: Option<String>,
+    /// Drain and stop after running nothing this long: 90s, 15m, 2h
+    /// [env WORKER_IDLE_EXIT, default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_exit: Option<String>,
     /// Largest num_particles accepted [env MAX_PARTICLES, default 2000000].
     #[arg(long)]
     pub max_particles: Option<u64>,
@@ -96,6 +104,8 @@ impl WorkerArgs {
             self.logs_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
         );
         set("WORKER_DRAIN_TIMEOUT", self.drain_timeout.map(|v| v.to_string()));
+        set("WORKER_DRAIN_AFTER", self.drain_after.clone());
+        set("WORKER_IDLE_EXIT", self.idle_exit.clone());
         set("MAX_PARTICLES", self.max_particles.map(|v| v.to_string()));
         set(
             "MAX_PARTICLE_STEPS",

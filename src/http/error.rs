@@ -33,7 +33,8 @@ impl ErrorCode {
             | ErrorCode::AlreadyEnded
             | ErrorCode::NotRetryable
             | ErrorCode::AlreadyRunning
-            | ErrorCode::WorkerIdTaken => StatusCode::CONFLICT,
+            | ErrorCode::WorkerIdTaken
+            | ErrorCode::AllocationExists => StatusCode::CONFLICT,
             ErrorCode::WorkerFull => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ShuttingDown | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

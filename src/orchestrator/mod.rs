@@ -6,6 +6,7 @@
 //! intake, write results, acknowledge, commit.
 
 pub mod activity;
+pub mod allocation;
 pub mod api;
 pub mod board;
 pub mod config;
@@ -36,6 +37,8 @@ use crate::http::error::ApiError;
 use crate::http::limits::{self, BodyRules};
 use crate::model::{Validator, WorkerId};
 use crate::orchestrator::activity::Activity;
+use crate::orchestrator::allocation::{Allocator, AllocatorSettings};
+use crate::orchestrator::api::allocations::AllocationApi;
 use crate::orchestrator::api::dashboard::Dashboard;
 use crate::orchestrator::api::{self as routes, OrchestratorApi};
 use crate::orchestrator::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
@@ -185,6 +188,7 @@ pub fn start(
 
     let conn = store::open(&settings.db_path, settings.sync_full)?;
     let boot = store::next_boot(&conn)?;
+    let allocations = store::load_allocations(&conn)?;
     let recovery = store::recover(&conn)?;
     if !recovery.counts.is_empty() {
         tracing::info!(counts = ?recovery.counts, running = recovery.running.len(),
@@ -357,6 +361,15 @@ pub fn start(
         bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
     });
+    let allocator = Allocator::new(
+        allocator_settings(settings, local_addr, scheme),
+        store.clone(),
+        queue.clone(),
+        board.clone(),
+        allocations,
+    )
+    .start();
+    let allocation_api = web::Data::new(AllocationApi { allocator });
     let metrics = web::Data::from(metrics);
     let purge_api = web::Data::new(crate::orchestrator::api::purge::PurgeApi { store: store.clone() });
     if let Some(keep) = settings.history_retention {
@@ -373,6 +386,7 @@ pub fn start(
             .app_data(api.clone())
             .app_data(metrics.clone())
             .app_data(purge_api.clone())
+            .app_data(allocation_api.clone())
             .app_data(limits::query_config())
             .app_data(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
@@ -409,6 +423,58 @@ pub fn start(
         },
         server,
     ))
+}
+
+/// Where allocation jobs join and what they run: `ORQUESTA_ADVERTISE_URL`,
+/// else the bound address (this host's name when bound to every
+/// interface); `ORQUESTA_WORKER_BINARY`, else this binary. Scripts and
+/// outputs go beside the database (`allocations/<queue>/`).
+fn allocator_settings(settings: &Settings, local: std::net::SocketAddr, scheme: &str) -> AllocatorSettings {
+    let join_url = settings.advertise_url.clone().unwrap_or_else(|| {
+        let host = if local.ip().is_unspecified() {
+            this_host_name().unwrap_or_else(|| "127.0.0.1".into())
+        } else if local.ip().is_ipv6() {
+            format!("[{}]", local.ip())
+        } else {
+            local.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}", local.port())
+    });
+    let loopback = join_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.rsplit_once(':'))
+        .is_some_and(|(host, _)| {
+            crate::util::token::is_loopback_literal(host.trim_matches(['[', ']'])) || host == "localhost"
+        });
+    let dir = settings
+        .db_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .join("allocations");
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    AllocatorSettings {
+        join_url,
+        loopback,
+        binary: settings
+            .worker_binary
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| "orquesta".into()),
+        dir,
+        token: settings.token.as_ref().map(|t| t.expose().to_string()),
+    }
+}
+
+/// This machine's name (Linux's kernel record, else the usual variables).
+fn this_host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// How often a joined worker joins again: five heartbeats, at least 2 s

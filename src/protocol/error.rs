@@ -49,6 +49,8 @@ pub enum ErrorCode {
     AlreadyRunning,
     /// A join with the id of another live worker (`address` names it).
     WorkerIdTaken,
+    /// An allocation queue with this name exists already.
+    AllocationExists,
     /// The worker has no free slot; try again after `Retry-After`.
     WorkerFull,
     /// The process is draining or shutting down.
@@ -63,7 +65,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
@@ -82,6 +84,7 @@ impl ErrorCode {
         ErrorCode::NotRetryable,
         ErrorCode::AlreadyRunning,
         ErrorCode::WorkerIdTaken,
+        ErrorCode::AllocationExists,
         ErrorCode::WorkerFull,
         ErrorCode::ShuttingDown,
         ErrorCode::Unavailable,
@@ -109,6 +112,7 @@ impl ErrorCode {
             ErrorCode::NotRetryable => "not_retryable",
             ErrorCode::AlreadyRunning => "already_running",
             ErrorCode::WorkerIdTaken => "worker_id_taken",
+            ErrorCode::AllocationExists => "allocation_exists",
             ErrorCode::WorkerFull => "worker_full",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Unavailable => "unavailable",

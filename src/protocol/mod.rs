@@ -24,6 +24,7 @@
 //! | `DELETE /workers/{id}`   |                       | (leaving, after draining) |
 
 pub mod admin;
+pub mod allocations;
 pub mod error;
 pub mod files;
 pub mod node;

@@ -3,6 +3,7 @@
 //! both processes share); what differs between Unix and Windows is all in
 //! `platform`.
 
+pub mod duration;
 pub mod fs;
 pub mod lock;
 pub mod log_writer;

@@ -35,6 +35,12 @@ pub struct WorkerSettings {
     pub max_backlog: usize,
     pub logs_dir: PathBuf,
     pub drain_timeout: Duration,
+    /// `WORKER_DRAIN_AFTER`: drain and stop this long after start (an
+    /// allocation job's time limit less a margin); None: never.
+    pub drain_after: Option<Duration>,
+    /// `WORKER_IDLE_EXIT`: drain and stop after running nothing this long;
+    /// None: never.
+    pub idle_exit: Option<Duration>,
     pub limits: Limits,
     pub test_kernels: bool,
     /// How long unacknowledged results are kept at least.
@@ -95,6 +101,16 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "WORKER_DRAIN_TIMEOUT",
         "30",
         "seconds running tasks may take to finish after SIGTERM",
+    ),
+    (
+        "WORKER_DRAIN_AFTER",
+        "",
+        "drain and stop this long after start (90s, 15m, 2h; default: never)",
+    ),
+    (
+        "WORKER_IDLE_EXIT",
+        "",
+        "drain and stop after running nothing this long (90s, 15m, 2h; default: never)",
     ),
     ("MAX_PARTICLES", "2000000", "largest num_particles accepted"),
     (
@@ -162,6 +178,8 @@ pub const WORKER_FLAGS: &[(&str, &str)] = &[
     ("WORKER_MAX_BACKLOG", "--max-backlog"),
     ("LOGS_DIR", "--logs-dir"),
     ("WORKER_DRAIN_TIMEOUT", "--drain-timeout"),
+    ("WORKER_DRAIN_AFTER", "--drain-after"),
+    ("WORKER_IDLE_EXIT", "--idle-exit"),
     ("MAX_PARTICLES", "--max-particles"),
     ("MAX_PARTICLE_STEPS", "--max-particle-steps"),
     ("RESULT_RETENTION", "--result-retention"),
@@ -194,6 +212,8 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
     let max_backlog = r.whole("WORKER_MAX_BACKLOG") as usize;
     let drain_timeout = r.seconds("WORKER_DRAIN_TIMEOUT", true);
+    let drain_after = optional_duration(&mut r, "WORKER_DRAIN_AFTER");
+    let idle_exit = optional_duration(&mut r, "WORKER_IDLE_EXIT");
     let max_particles = r.whole("MAX_PARTICLES");
     let max_particle_steps = r.positive("MAX_PARTICLE_STEPS", 1e11);
     let max_memory_bytes = match r.optional("WORKER_MEMORY_LIMIT") {
@@ -243,6 +263,8 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         max_backlog,
         logs_dir,
         drain_timeout,
+        drain_after,
+        idle_exit,
         limits: Limits {
             max_particles,
             max_particle_steps,
@@ -263,6 +285,26 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         bind,
         tls,
     })
+}
+
+/// A duration setting that may be left empty (never).
+fn optional_duration(r: &mut EnvReader, key: &str) -> Option<Duration> {
+    let raw = r.optional(key)?;
+    match crate::util::duration::parse_duration(&raw) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            let name = r.name(key);
+            r.problem(format!(
+                "{name}: expected a duration above 0 (or nothing for never), found {raw:?}"
+            ));
+            None
+        }
+        Err(e) => {
+            let name = r.name(key);
+            r.problem(format!("{name}: {e}"));
+            None
+        }
+    }
 }
 
 /// `WORKER_MEMORY_LIMIT` when it is not set: half of the machine's memory,

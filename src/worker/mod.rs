@@ -8,6 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod executor;
+pub mod lifetime;
 pub mod metrics;
 pub mod registrar;
 pub mod simulation;
@@ -198,8 +199,16 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         });
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;
+        let lifetime = lifetime::Lifetime {
+            drain_after: config.drain_after,
+            idle_exit: config.idle_exit,
+        };
         actix_rt::spawn(async move {
-            crate::util::signal::wait_for_signal().await;
+            let signal = std::pin::pin!(crate::util::signal::wait_for_signal());
+            let own = std::pin::pin!(lifetime.over(executor.clone()));
+            if let futures_util::future::Either::Right((why, _)) = futures_util::future::select(signal, own).await {
+                tracing::info!(reason = why.as_str(), "worker stopping by itself");
+            }
             shutdown(executor, registrar, drain_timeout).await;
             handle.stop(true).await;
         });

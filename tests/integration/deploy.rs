@@ -405,3 +405,40 @@ fn deploy_readme_names_every_file() {
         assert!(readme.contains(file), "deploy/README.md does not mention {file}");
     }
 }
+
+#[test]
+fn the_keda_scaled_object_passes_kedas_schema_and_a_typo_does_not() {
+    let test = "the_keda_scaled_object_passes_kedas_schema_and_a_typo_does_not";
+    let Some(out) = check_sh(test, &["keda"]) else {
+        return;
+    };
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("ScaledObject ok (KEDA schema, strict)"), "{text}");
+    let manifest = std::fs::read_to_string(deploy_dir().join("kubernetes/keda.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, expected) in [
+        (
+            "  minReplicaCount: 0",
+            "  minReplicaCnt: 0",
+            "minReplicaCnt: not a field of KEDA's ScaledObjectSpec",
+        ),
+        (
+            "    name: orquesta-worker\n  #",
+            "    name: orquesta-workers\n  #",
+            "scaleTargetRef should be",
+        ),
+        ("  scaleTargetRef:", "  scaleTarget:", "KEDA's schema refuses it"),
+    ] {
+        assert!(manifest.contains(from), "{from}");
+        let path = dir.path().join("broken.yaml");
+        std::fs::write(&path, manifest.replacen(from, to, 1)).unwrap();
+        let out = check_sh(test, &["keda", path.to_str().unwrap()]).expect("checked a moment ago");
+        assert_eq!(out.status.code(), Some(1), "{to}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(expected),
+            "{expected}\n---\n{}",
+            stdout(&out)
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: each module starts the real `orquesta` binary as a
 //! separate process. One test binary for all of them saves link time.
 
+mod allocation;
 mod auth;
 mod bad_input;
 mod bench_cluster;

@@ -6,6 +6,7 @@
 //! the read-only database pool, and answer with a type of
 //! [`crate::protocol`]; errors are JSON with the right status.
 
+pub mod allocations;
 pub mod dashboard;
 pub mod files;
 pub mod health;
@@ -54,6 +55,7 @@ pub struct OrchestratorApi {
 /// (for `Accept: text/html`) before the JSON one.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(purge::configure)
+        .configure(allocations::configure)
         .configure(files::configure)
         .configure(dashboard::configure)
         .configure(health::configure)

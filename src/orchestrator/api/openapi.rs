@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{dashboard, files, health, prometheus, purge, stats, tasks, workers};
+use super::{allocations, dashboard, files, health, prometheus, purge, stats, tasks, workers};
 use crate::http::error::resource;
 use crate::protocol::schema::complete;
 
@@ -39,6 +39,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         stats::Doc::openapi(),
         health::Doc::openapi(),
         purge::Doc::openapi(),
+        allocations::Doc::openapi(),
         prometheus::Doc::openapi(),
         dashboard::Doc::openapi(),
     ] {

@@ -98,6 +98,12 @@ pub struct Settings {
     pub bind: BindVerdict,
     /// HTTPS for the API, trust for `https://` workers (`ORQUESTA_TLS_*`).
     pub tls: Tls,
+    /// `ORQUESTA_ADVERTISE_URL`: the URL allocation jobs join (`None`: the
+    /// bind address, this machine's name when bound to every interface).
+    pub advertise_url: Option<String>,
+    /// `ORQUESTA_WORKER_BINARY`: what allocation jobs run (`None`: this
+    /// very binary).
+    pub worker_binary: Option<PathBuf>,
 }
 
 /// `MAX_REQUEST_BYTES` when not set: 16 MiB holds about 80,000 tasks.
@@ -249,6 +255,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "PEM certificates trusted for https:// workers (a self-signed cert itself)",
     ),
+    (
+        "ORQUESTA_ADVERTISE_URL",
+        "",
+        "URL allocation jobs' workers join (default: the bind address; this host's name if 0.0.0.0)",
+    ),
+    (
+        "ORQUESTA_WORKER_BINARY",
+        "",
+        "the orquesta binary allocation jobs run (default: the orchestrator's own)",
+    ),
 ];
 
 /// Reads settings from an environment map (the process environment with
@@ -325,6 +341,23 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let results_dir = r.path("RESULTS_STORAGE_PATH");
     let logs_dir = r.path("LOGS_DIR");
     let db_path = r.path("DATABASE_PATH");
+    let advertise_url = Some(
+        r.get("ORQUESTA_ADVERTISE_URL")
+            .trim()
+            .trim_end_matches('/')
+            .to_string(),
+    )
+    .filter(|u| !u.is_empty());
+    if let Some(url) = advertise_url.as_deref() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) {
+            r.problem(format!(
+                "ORQUESTA_ADVERTISE_URL: expected http://HOST:PORT or https://HOST:PORT, found {url:?}"
+            ));
+        }
+    }
+    let worker_binary = Some(r.get("ORQUESTA_WORKER_BINARY").trim().to_string())
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from);
     r.finish()?;
     Ok(Settings {
         host,
@@ -363,6 +396,8 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         token,
         bind,
         tls,
+        advertise_url,
+        worker_binary,
     })
 }
 

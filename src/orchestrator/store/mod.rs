@@ -11,6 +11,7 @@
 //! quick_check`), damage met at run time is noted for `/health`
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
+mod allocations;
 mod fault;
 mod files;
 mod history;
@@ -28,6 +29,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
+pub use allocations::{load_allocations, AllocationChange, StoredAllocation, StoredJob};
 pub use fault::DbFault;
 pub use files::{
     read_report, Duplicates, FileRecord, FileState, KnownTask, Rejected, StatusCounts, DUPLICATES_SHOWN,
@@ -177,6 +179,8 @@ pub enum Change {
     },
     /// A dropped file was refused and moved to `rejected/`.
     FileRejected(Rejected),
+    /// An allocation queue or one of its jobs changed.
+    Allocation(AllocationChange),
 }
 
 /// What became of a batch given to [`Store::insert_batch`].

@@ -569,6 +569,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
         }
         Change::Unstage { batch } => staging::unstage(db, &batch)?,
         Change::FileRejected(rejected) => super::files::record_rejected(db, &rejected)?,
+        Change::Allocation(change) => super::allocations::apply(db, change)?,
         Change::MemberLeft { id } => {
             db.prepare_cached("DELETE FROM members WHERE id = ?1")?
                 .execute(params![id.as_str()])?;

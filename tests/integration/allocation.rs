@@ -1,0 +1,350 @@
+//! Allocation queues on a real single-node Slurm (`.ci/slurm.sh` starts
+//! it; `.ci/run` calls it first): an orchestrator with no configured
+//! workers gets its workers from the jobs it submits, every task of a drop
+//! completes once, and the jobs end by themselves after the idle timeout;
+//! a job cancelled mid-task loses nothing; the `command` kind drives
+//! Slurm through the user's own wrappers. Prints the figures of a run.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{http_with, missing_tool, small_tasks, wait_until, write_batch, Proc, FAST};
+
+const TOKEN: &str = "alloc-test-secret-0123456789";
+const LONG: Duration = Duration::from_secs(240);
+
+/// Slurm answering on this machine: started by `.ci/slurm.sh` if needed.
+/// `false` (after saying so) when it cannot be had outside CI.
+fn slurm_ready(test: &str) -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/slurm.sh");
+    if Command::new("sbatch").arg("--version").output().is_err() {
+        missing_tool(test, "Slurm (apt-get install slurm-wlm munge; then .ci/slurm.sh)");
+        return false;
+    }
+    let out = Command::new("bash").arg(&script).output().expect("bash runs");
+    if !out.status.success() {
+        missing_tool(
+            test,
+            &format!(
+                "a running Slurm (.ci/slurm.sh failed: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+fn call(orch: &Proc, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    let r = http_with(
+        method,
+        &orch.addr,
+        path,
+        bytes.as_deref(),
+        &[("Authorization", &auth)],
+    );
+    let v = serde_json::from_str(&r.text()).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+fn orchestrator(dir: &Path) -> Proc {
+    std::fs::write(dir.join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let mut env = FAST.to_vec();
+    env.push(("ORQUESTA_TOKEN", TOKEN));
+    Proc::start(dir, &["orchestrator", "--port", "0"], &env)
+}
+
+fn count(orch: &Proc, status: &str) -> u64 {
+    call(orch, "GET", "/stats", None).1["tasks"]["by_status"][status]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Slurm's jobs of a queue (by their job name).
+fn squeue(name: &str) -> Vec<String> {
+    let out = Command::new("squeue")
+        .args(["--noheader", "--format=%i", &format!("--name=orquesta-{name}")])
+        .output()
+        .expect("squeue runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Task ids of every result record on disk.
+fn recorded(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(dir.join("results")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("task_results_") {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            ids.extend(
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["task_id"].as_str().unwrap().to_string()),
+            );
+        }
+    }
+    ids.sort();
+    ids
+}
+
+fn queue_view(orch: &Proc, name: &str) -> Value {
+    let (status, list) = call(orch, "GET", "/allocations", None);
+    assert_eq!(status, 200, "{list}");
+    list["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Fails on anything under `dir` that holds the token (scripts, outputs).
+fn assert_no_token_in_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            assert_no_token_in_files(&p);
+        } else if !p.to_string_lossy().contains(".db") {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
+            assert!(!text.contains(TOKEN), "the token is written in {}", p.display());
+        }
+    }
+}
+
+#[test]
+fn a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle() {
+    if !slurm_ready("a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let orch = orchestrator(home.path());
+    let name = format!("drop{}", std::process::id());
+    let spec = json!({"name": name, "kind": "slurm", "max_jobs": 2, "workers_per_job": 2, "capacity": 2,
+                      "time_limit": "10m", "idle_timeout": "3s", "extra_args": ["--cpus-per-task=1"]});
+    let (status, added) = call(&orch, "POST", "/allocations", Some(&spec));
+    assert_eq!(status, 201, "{added}");
+    let (status, again) = call(&orch, "POST", "/allocations", Some(&spec));
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["code"], "allocation_exists");
+    // nothing queued: nothing submitted
+    assert!(squeue(&name).is_empty());
+
+    let dropped = Instant::now();
+    let tasks = small_tasks("a", 200);
+    let staged = write_batch(home.path(), "drop.json.part", tasks);
+    std::fs::rename(staged, home.path().join("task_queues/drop.json")).unwrap();
+    let (mut submitted, mut joined, mut first_done) = (None, None, None);
+    let mut jobs_seen = std::collections::BTreeSet::new();
+    wait_until(LONG, "every task of the drop completed", || {
+        let q = queue_view(&orch, &name);
+        for j in q["jobs"].as_array().into_iter().flatten() {
+            jobs_seen.insert(j["id"].as_str().unwrap_or("").to_string());
+            submitted.get_or_insert_with(|| dropped.elapsed());
+            if j["workers_joined"].as_u64().unwrap_or(0) > 0 {
+                joined.get_or_insert_with(|| dropped.elapsed());
+            }
+        }
+        let done = count(&orch, "completed");
+        if done > 0 {
+            first_done.get_or_insert_with(|| dropped.elapsed());
+        }
+        assert!(
+            q["jobs"].as_array().map_or(0, |j| j.len()) <= 2,
+            "more jobs than --max-jobs: {q}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        done == 200
+    });
+    let queue_empty = Instant::now();
+    let all_done = dropped.elapsed();
+    // every task once, on the jobs' workers
+    wait_until(Duration::from_secs(30), "200 results on disk", || {
+        recorded(home.path()).len() >= 200
+    });
+    let ids = recorded(home.path());
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (200, 200), "each task recorded once");
+    let (_, one) = call(&orch, "GET", "/tasks/a7", None);
+    assert!(
+        one["worker_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{name}-j")),
+        "{one}"
+    );
+    // idle workers drain, the jobs end, and Slurm forgets them
+    wait_until(
+        Duration::from_secs(90),
+        "squeue empty after the idle timeout",
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            squeue(&name).is_empty()
+        },
+    );
+    let drained = queue_empty.elapsed();
+    wait_until(Duration::from_secs(30), "the queue shows no live job", || {
+        std::thread::sleep(Duration::from_millis(200));
+        queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .is_some_and(|j| j.is_empty())
+    });
+    assert_no_token_in_files(home.path());
+    eprintln!(
+        "figures (slurm, 200 tasks, max 2 jobs × 2 workers × 2 slots): first job submitted {:.2}s, \
+         first worker joined {:.2}s, first task done {:.2}s, all done {:.2}s after the drop; {} jobs used; \
+         queue empty → squeue empty {:.2}s",
+        submitted.unwrap().as_secs_f64(),
+        joined.unwrap().as_secs_f64(),
+        first_done.unwrap().as_secs_f64(),
+        all_done.as_secs_f64(),
+        jobs_seen.len(),
+        drained.as_secs_f64()
+    );
+    let (status, removed) = call(&orch, "DELETE", &format!("/allocations/{name}"), None);
+    assert_eq!(status, 200, "{removed}");
+    let (status, _) = call(&orch, "DELETE", &format!("/allocations/{name}"), None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_job_cancelled_mid_task_gives_its_tasks_back_without_loss_or_double_counting() {
+    if !slurm_ready("a_job_cancelled_mid_task_gives_its_tasks_back_without_loss_or_double_counting") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let orch = orchestrator(home.path());
+    let name = format!("cut{}", std::process::id());
+    let spec = json!({"name": name, "kind": "slurm", "max_jobs": 1, "workers_per_job": 1, "capacity": 2,
+                      "time_limit": "10m", "idle_timeout": "2s"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    let tasks: Vec<Value> = (0..4)
+        .map(|i| json!({"task_id": format!("s{i}"), "algorithm": "__sleep", "parameters": {"seconds": 8.0}}))
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    // a job runs two of them: cancel it under their feet (Slurm's SIGTERM:
+    // the worker drains, what it had not started goes back to the queue)
+    let (mut job, mut cancelled_worker) = (String::new(), String::new());
+    wait_until(LONG, "a task running on a job's worker", || {
+        std::thread::sleep(Duration::from_millis(50));
+        let q = queue_view(&orch, &name);
+        if let Some(j) = q["jobs"].as_array().and_then(|j| j.first()) {
+            job = j["id"].as_str().unwrap_or("").to_string();
+            cancelled_worker = j["workers"][0].as_str().unwrap_or("").to_string();
+        }
+        !cancelled_worker.is_empty() && count(&orch, "running") > 0
+    });
+    let out = Command::new("scancel").arg(&job).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // a new job takes over; every task completes once
+    wait_until(LONG, "all four tasks completed", || {
+        std::thread::sleep(Duration::from_millis(100));
+        count(&orch, "completed") == 4
+    });
+    let (_, stats) = call(&orch, "GET", "/stats", None);
+    assert_eq!(stats["tasks"]["by_status"]["completed"], 4, "{stats}");
+    wait_until(Duration::from_secs(30), "four results on disk", || {
+        recorded(home.path()).len() >= 4
+    });
+    assert_eq!(recorded(home.path()), ["s0", "s1", "s2", "s3"]);
+    let q = queue_view(&orch, &name);
+    assert!(q["jobs_submitted"].as_u64().unwrap() >= 2, "{q}");
+    // what the cancelled job had not finished ran on a later job's worker
+    let elsewhere = (0..4)
+        .map(|i| {
+            call(&orch, "GET", &format!("/tasks/s{i}"), None).1["worker_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .filter(|w| w != &cancelled_worker)
+        .count();
+    assert!(
+        elsewhere > 0,
+        "every task ran on the cancelled job's worker {cancelled_worker}"
+    );
+    wait_until(Duration::from_secs(90), "squeue empty", || {
+        std::thread::sleep(Duration::from_millis(200));
+        squeue(&name).is_empty()
+    });
+}
+
+#[test]
+fn a_command_queue_drives_slurm_through_the_users_wrappers() {
+    if !slurm_ready("a_command_queue_drives_slurm_through_the_users_wrappers") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("cmd{}", std::process::id());
+    let status_script = home.path().join("job-status.sh");
+    std::fs::write(
+        &status_script,
+        "#!/bin/sh\n# prints pending, running, ended or failed for a Slurm job id\n\
+         s=$(squeue --noheader --format=%T --jobs \"$1\" 2>/dev/null)\n\
+         case \"$s\" in\n  PENDING|CONFIGURING) echo pending ;;\n  RUNNING|COMPLETING) echo running ;;\n  \
+         '') echo ended ;;\n  *) echo failed \"$s\" ;;\nesac\n",
+    )
+    .unwrap();
+    let orch = orchestrator(home.path());
+    let spec = json!({"name": name, "kind": "command", "max_jobs": 1, "workers_per_job": 1, "capacity": 4,
+                      "time_limit": "5m", "idle_timeout": "2s",
+                      "submit": format!("sbatch --parsable --job-name=orquesta-{name} --time=5"),
+                      "status": format!("sh {}", status_script.display()),
+                      "cancel": "scancel"});
+    let (status, added) = call(&orch, "POST", "/allocations", Some(&spec));
+    assert_eq!(status, 201, "{added}");
+    let bad = json!({"name": "x", "kind": "command", "submit": "qsub"});
+    let (status, refused) = call(&orch, "POST", "/allocations", Some(&bad));
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("status: a command queue needs"),
+        "{refused}"
+    );
+
+    let (status, body) = call(
+        &orch,
+        "POST",
+        "/tasks",
+        Some(&json!({"tasks": small_tasks("c", 20)})),
+    );
+    assert_eq!(status, 201, "{body}");
+    wait_until(LONG, "every task completed", || {
+        std::thread::sleep(Duration::from_millis(100));
+        count(&orch, "completed") == 20
+    });
+    wait_until(
+        Duration::from_secs(90),
+        "squeue empty after the idle timeout",
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            squeue(&name).is_empty()
+        },
+    );
+    wait_until(Duration::from_secs(30), "the job gone from the queue", || {
+        std::thread::sleep(Duration::from_millis(200));
+        queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .is_some_and(|j| j.is_empty())
+    });
+    let q = queue_view(&orch, &name);
+    assert_eq!(q["jobs_failed"], 0, "{q}");
+    // pausing and resuming answer the queue's new state
+    let (_, paused) = call(&orch, "POST", &format!("/allocations/{name}/pause"), None);
+    assert_eq!(paused["state"], "paused", "{paused}");
+    let (_, resumed) = call(&orch, "POST", &format!("/allocations/{name}/resume"), None);
+    assert_eq!(resumed["state"], "active", "{resumed}");
+}
