@@ -2,7 +2,8 @@
 //! `manual_task_generator.py`). With flags it is a script's tool; in a
 //! terminal without task flags it hands over to [`super::interactive`].
 //! Both build a [`Plan`], check it against the same validator the
-//! orchestrator uses, and place the file atomically.
+//! orchestrator uses, and place the file atomically. A study (`--grid`,
+//! `--set`, `--replicas`, `--study`) is built by [`super::gen_study`].
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use super::gen_study::{self, Grid};
 use super::place;
 use super::validate::{local_validator, summary};
 use crate::model::{Priority, Validator};
@@ -31,6 +33,8 @@ pub const DEFAULT_DESCRIPTION: &str = "Particle simulation tasks";
 pub const CREATED_BY: &str = "orquesta gen";
 /// Most tasks one file may hold (far below the orchestrator's file limit).
 pub const MAX_COUNT: u64 = 1_000_000;
+/// The algorithm of a study's tasks when `--algorithm` is not given.
+pub const STUDY_ALGORITHM: &str = "optimized";
 /// `mix` means the seed's algorithm names.
 const MIX_ALGORITHMS: [&str; 2] = ["python", "cython"];
 
@@ -72,6 +76,23 @@ pub struct GenArgs {
     /// Replace --output if it exists.
     #[arg(long)]
     pub force: bool,
+    /// A swept parameter: PARAM=v1,v2,... or PARAM=start:stop:step (stop
+    /// included when the steps land on it); repeatable. The file holds one
+    /// task per grid point and replica. PARAM: num_particles, num_steps,
+    /// density, temperature, dt, cutoff, algorithm, priority.
+    #[arg(long, value_name = "PARAM=VALUES")]
+    pub grid: Vec<String>,
+    /// A fixed value of any task parameter, PARAM=VALUE; repeatable.
+    #[arg(long, value_name = "PARAM=VALUE")]
+    pub set: Vec<String>,
+    /// Tasks per grid point, each with its own seed derived from --seed
+    /// [default: 1].
+    #[arg(long, value_name = "R")]
+    pub replicas: Option<u64>,
+    /// The study name written into every task (letters, digits, '.', '_',
+    /// '-'); `results export --study NAME` selects them.
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
 }
 
 impl GenArgs {
@@ -86,6 +107,10 @@ impl GenArgs {
             || self.seed.is_some()
             || self.description.is_some()
             || self.prefix.is_some()
+            || !self.grid.is_empty()
+            || !self.set.is_empty()
+            || self.replicas.is_some()
+            || self.study.is_some()
     }
 }
 
@@ -117,6 +142,14 @@ pub struct Plan {
     pub seed: u64,
     pub description: String,
     pub prefix: String,
+    /// `--study`: written into every task.
+    pub study: Option<String>,
+    /// `--set`: fixed values, applied over whatever else gives them.
+    pub sets: Vec<(String, Value)>,
+    /// `--grid`/`--replicas`: one task per point and replica (then
+    /// `count` is their number, and the first algorithm and priority are
+    /// the base of every task).
+    pub grid: Option<Grid>,
 }
 
 /// Where the file goes.
@@ -318,11 +351,54 @@ pub fn default_stem(now: &Utc) -> String {
     format!("tasks_{}", now.compact())
 }
 
+/// What every task of a study starts from: algorithm, parameters with the
+/// sets applied, priority, study.
+pub fn study_base(plan: &Plan) -> Map<String, Value> {
+    let mut base = Map::new();
+    let first = plan.algorithms.first().map_or(STUDY_ALGORITHM, String::as_str);
+    base.insert("algorithm".into(), json!(first));
+    base.insert("parameters".into(), json!({}));
+    let priority = plan.priorities.first().copied().unwrap_or_default();
+    base.insert("priority".into(), json!(priority.as_str()));
+    for (name, value) in &plan.sets {
+        gen_study::apply(&mut base, name, value);
+    }
+    if let Some(study) = &plan.study {
+        base.insert("study".into(), json!(study));
+    }
+    base
+}
+
+/// The tasks of a plan.
+pub fn build_tasks(plan: &Plan) -> Vec<Value> {
+    if let Some(grid) = &plan.grid {
+        return gen_study::grid_tasks(grid, &study_base(plan), plan.seed, &plan.prefix);
+    }
+    random_tasks(plan)
+}
+
 /// The task file of a plan, in the seed's format and key order.
 pub fn build(plan: &Plan, creation_date: &str) -> Value {
+    file_of(plan, build_tasks(plan), creation_date)
+}
+
+fn file_of(plan: &Plan, tasks: Vec<Value>, creation_date: &str) -> Value {
+    json!({
+        "metadata": {
+            "creation_date": creation_date,
+            "description": plan.description,
+            "total_tasks": tasks.len(),
+            "created_by": CREATED_BY,
+        },
+        "tasks": tasks,
+    })
+}
+
+/// Tasks drawn at random within the plan's ranges, sets applied.
+fn random_tasks(plan: &Plan) -> Vec<Value> {
     let mut rng = SplitMix64::new(plan.seed);
     let width = plan.count.to_string().len().max(3);
-    let tasks: Vec<Value> = (1..=plan.count)
+    (1..=plan.count)
         .map(|i| {
             let algorithm = pick(&mut rng, &plan.algorithms).clone();
             let n = within(&mut rng, plan.particles);
@@ -337,28 +413,35 @@ pub fn build(plan: &Plan, creation_date: &str) -> Value {
                 json!({"num_particles": n, "num_steps": steps, "seed": seed}),
             );
             task.insert("priority".into(), json!(priority.as_str()));
-            task.insert(
-                "description".into(),
-                json!(format!("{algorithm} simulation, {n} particles, {steps} steps")),
+            for (name, value) in &plan.sets {
+                gen_study::apply(&mut task, name, value);
+            }
+            let p = &task["parameters"];
+            let described = format!(
+                "{} simulation, {} particles, {} steps",
+                task["algorithm"].as_str().unwrap_or_default(),
+                p["num_particles"],
+                p["num_steps"]
             );
+            task.insert("description".into(), json!(described));
+            if let Some(study) = &plan.study {
+                task.insert("study".into(), json!(study));
+            }
             Value::Object(task)
         })
-        .collect();
-    json!({
-        "metadata": {
-            "creation_date": creation_date,
-            "description": plan.description,
-            "total_tasks": plan.count,
-            "created_by": CREATED_BY,
-        },
-        "tasks": tasks,
-    })
+        .collect()
 }
 
 /// Checks the built file with the orchestrator's validator, places it, and
 /// prints where it went; the file's path on success.
 pub fn write(plan: &Plan, output: &Output, validator: &Validator) -> Result<Option<PathBuf>, String> {
-    let file = build(plan, &Utc::now().date());
+    let tasks = build_tasks(plan);
+    if plan.grid.is_some() || !plan.sets.is_empty() {
+        // what the user chose may be out of range: say so in their terms
+        let grid = plan.grid.clone().unwrap_or_default();
+        gen_study::check(validator, &grid, &plan.sets, &study_base(plan), &tasks)?;
+    }
+    let file = file_of(plan, tasks, &Utc::now().date());
     let batch = crate::model::taskfile::parse_value(&file, validator).map_err(|r| {
         format!(
             "the generated file does not pass validation, which is a bug in orquesta gen: {}",
@@ -396,6 +479,25 @@ pub fn write(plan: &Plan, output: &Output, validator: &Validator) -> Result<Opti
 
 /// The plan from flags, every omitted one at its default.
 pub fn plan_from_flags(args: &GenArgs, validator: &Validator) -> Result<Plan, String> {
+    let study = match &args.study {
+        Some(s) => Some(
+            crate::model::check_study(s.trim())
+                .map(|()| s.trim().to_string())
+                .map_err(|e| format!("--study: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut sets = Vec::new();
+    for s in &args.set {
+        let (name, value) = gen_study::parse_set(s).map_err(|e| format!("--set: {e}"))?;
+        if sets.iter().any(|(n, _)| *n == name) {
+            return Err(format!("--set: {name} is set twice"));
+        }
+        sets.push((name, value));
+    }
+    if !args.grid.is_empty() || args.replicas.is_some() {
+        return study_plan_from_flags(args, study, sets);
+    }
     let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
     let count = parse_count(&or(&args.count, DEFAULT_COUNT)).map_err(|e| format!("--count: {e}"))?;
     let algorithms =
@@ -421,7 +523,124 @@ pub fn plan_from_flags(args: &GenArgs, validator: &Validator) -> Result<Plan, St
         seed: args.seed.unwrap_or_else(random_seed),
         description: or(&args.description, DEFAULT_DESCRIPTION),
         prefix,
+        study,
+        sets,
+        grid: None,
     })
+}
+
+/// The plan of `--grid`/`--replicas`: `--particles`, `--steps`,
+/// `--algorithm` and `--priority` give one value each (or are swept).
+fn study_plan_from_flags(
+    args: &GenArgs,
+    study: Option<String>,
+    mut sets: Vec<(String, Value)>,
+) -> Result<Plan, String> {
+    let flag = if args.grid.is_empty() {
+        "--replicas"
+    } else {
+        "--grid"
+    };
+    if args.count.is_some() {
+        return Err(format!(
+            "--count cannot be used with {flag}: the file holds exactly one task per grid point and \
+             replica; leave --count out"
+        ));
+    }
+    let mut axes: Vec<gen_study::Axis> = Vec::new();
+    for g in &args.grid {
+        let axis = gen_study::parse_axis(g).map_err(|e| format!("--grid: {e}"))?;
+        if axes.iter().any(|a| a.name == axis.name) {
+            return Err(format!(
+                "--grid: {} is swept twice; give all its values in one --grid",
+                axis.name
+            ));
+        }
+        if sets.iter().any(|(n, _)| *n == axis.name) {
+            return Err(format!(
+                "{} is both swept (--grid) and fixed (--set); keep one",
+                axis.name
+            ));
+        }
+        axes.push(axis);
+    }
+    let replicas = args.replicas.unwrap_or(1);
+    if !(1..=gen_study::MAX_REPLICAS).contains(&replicas) {
+        return Err(format!(
+            "--replicas: expected a whole number from 1 to {}, found {replicas}",
+            gen_study::MAX_REPLICAS
+        ));
+    }
+    // -n N and -s N are fixed values, like --set
+    for (flag, name, given) in [
+        ("--particles", "num_particles", &args.particles),
+        ("--steps", "num_steps", &args.steps),
+    ] {
+        let Some(text) = given else { continue };
+        let r = parse_range(text).map_err(|e| format!("{flag}: {e}"))?;
+        if r.min != r.max {
+            return Err(format!(
+                "{flag}: with {flag_kind} it takes one value, found {r}; to sweep it use --grid {name}=a,b,...",
+                flag_kind = flag_of_study(args)
+            ));
+        }
+        let taken = sets.iter().any(|(n, _)| n == name) || axes.iter().any(|a| a.name == name);
+        if !taken {
+            sets.push((name.to_string(), json!(r.min)));
+        }
+    }
+    let single = |flag: &str, given: &Option<String>, default: &str| -> Result<String, String> {
+        let text = given.clone().unwrap_or_else(|| default.to_string());
+        if text.contains(',') || text.trim() == "mix" {
+            return Err(format!(
+                "{flag}: with {} it takes one value, found {text:?}; to sweep it use --grid",
+                flag_of_study(args)
+            ));
+        }
+        Ok(text.trim().to_string())
+    };
+    let algorithms = parse_algorithms(&single("--algorithm", &args.algorithm, STUDY_ALGORITHM)?)
+        .map_err(|e| format!("--algorithm: {e}"))?;
+    let priorities = parse_priorities(&single("--priority", &args.priority, Priority::Medium.as_str())?)
+        .map_err(|e| format!("--priority: {e}"))?;
+    let grid = Grid { axes, replicas };
+    let count = grid
+        .task_count()
+        .filter(|n| *n <= MAX_COUNT)
+        .ok_or_else(|| format!("{flag}: the grid has more than {MAX_COUNT} tasks; sweep fewer values"))?;
+    let prefix = match &args.prefix {
+        Some(p) => parse_prefix(p).map_err(|e| format!("--prefix: {e}"))?,
+        None => batch_prefix(&Utc::now()),
+    };
+    let plan = Plan {
+        count,
+        algorithms,
+        particles: Range { min: 0, max: 0 },
+        steps: Range { min: 0, max: 0 },
+        priorities,
+        seed: args.seed.unwrap_or_else(random_seed),
+        description: args.description.clone().unwrap_or_else(|| match &study {
+            Some(s) => format!("Study {s}"),
+            None => DEFAULT_DESCRIPTION.to_string(),
+        }),
+        prefix,
+        study,
+        sets,
+        grid: Some(grid),
+    };
+    if let Some(e) = gen_study::missing(&study_base(&plan), plan.grid.as_ref().expect("set above")) {
+        return Err(e);
+    }
+    Ok(plan)
+}
+
+/// The flag that made a plan a study, for messages.
+fn flag_of_study(args: &GenArgs) -> &'static str {
+    if args.grid.is_empty() {
+        "--replicas"
+    } else {
+        "--grid"
+    }
 }
 
 /// Where `--output` sends the file.
@@ -487,6 +706,9 @@ mod tests {
             seed,
             description: "d".into(),
             prefix: "t".into(),
+            study: None,
+            sets: Vec::new(),
+            grid: None,
         }
     }
 

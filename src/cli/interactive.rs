@@ -163,6 +163,9 @@ pub fn guide<R: BufRead, W: Write>(
         seed,
         description,
         prefix: gen::batch_prefix(&Utc::now()),
+        study: None,
+        sets: Vec::new(),
+        grid: None,
     };
     preview(p, &plan, &path);
     let confirmed = p.ask(

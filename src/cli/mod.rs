@@ -13,11 +13,14 @@ pub mod config_check;
 pub mod config_docs;
 pub mod console;
 pub mod gen;
+pub mod gen_study;
 pub mod interactive;
 pub mod orchestrator;
+pub mod parquet_out;
 pub mod ping;
 pub mod place;
 pub mod purge;
+pub mod results;
 pub mod run;
 pub mod schema;
 mod serve;
@@ -221,6 +224,10 @@ pub enum Command {
                             Exit status: 0 when the orchestrator purged (or counted), 1 otherwise, 2 for a bad --before."
     )]
     Purge(crate::cli::purge::PurgeArgs),
+    /// Results of the running orchestrator: `results export` writes one
+    /// flat row per task as CSV, JSON lines or Parquet.
+    #[command(subcommand)]
+    Results(crate::cli::results::ResultsCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
@@ -302,6 +309,7 @@ pub fn main() -> ExitCode {
         Command::Drain(args) => crate::cli::workers::act(crate::cli::workers::Action::Drain, &args),
         Command::Resume(args) => crate::cli::workers::act(crate::cli::workers::Action::Resume, &args),
         Command::Purge(args) => crate::cli::purge::run(&args),
+        Command::Results(command) => crate::cli::results::run(&command),
         Command::Completions(args) => crate::cli::completions::run(&args),
     }
 }

@@ -12,6 +12,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::model::study::{MAX_STUDY_LEN, STUDY_PATTERN, STUDY_RULE};
 use crate::model::{Priority, Validator, MAX_TASK_ID_LEN};
 use crate::sim::{system, Limits};
 
@@ -69,6 +70,13 @@ struct TaskEntry {
     )]
     priority: Priority,
     description: Option<String>,
+    #[schemars(
+        description = study_description(),
+        length(min = 1, max = MAX_STUDY_LEN),
+        regex(pattern = STUDY_PATTERN),
+        example = &"rho-sweep"
+    )]
+    study: Option<String>,
 }
 
 /// A task's `parameters`: the simulation's, with the validator's limits.
@@ -141,6 +149,13 @@ fn file_description() -> String {
 
 fn task_id_description() -> String {
     format!("1 to {MAX_TASK_ID_LEN} letters, digits, '.', '_', '-' or ':'; not \".\" or \"..\".")
+}
+
+fn study_description() -> String {
+    format!(
+        "The study this task belongs to ({STUDY_RULE}): kept with the task, returned by GET /tasks/{{id}}, \
+         written in its result, and the filter of `orquesta results export --study`."
+    )
 }
 
 fn task_id_pattern() -> String {
@@ -309,6 +324,9 @@ mod tests {
             seed: 7,
             description: "d".into(),
             prefix: "t".into(),
+            study: Some("rho-sweep".into()),
+            sets: vec![("density".into(), json!(0.6))],
+            grid: None,
         };
         let generated = serde_json::to_vec(&gen::build(&plan, "2024-01-15")).unwrap();
         let minimal = br#"{"tasks": [{"task_id": "a", "algorithm": "python",

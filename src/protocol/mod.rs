@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod node;
 pub mod schema;

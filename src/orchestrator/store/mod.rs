@@ -11,6 +11,7 @@
 //! quick_check`), damage met at run time is noted for `/health`
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
+mod export;
 mod fault;
 mod files;
 mod history;
@@ -28,6 +29,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
+pub use export::{ExportFilter, ExportPage};
 pub use fault::DbFault;
 pub use files::{
     read_report, Duplicates, FileRecord, FileState, KnownTask, Rejected, StatusCounts, DUPLICATES_SHOWN,
