@@ -337,6 +337,27 @@ pub fn grid_tasks(grid: &Grid, base: &Map<String, Value>, seed: u64, prefix: &st
     tasks
 }
 
+/// What the validator says about `name` = `value` itself (not about the
+/// other parameters, nor the combination), put into `base`.
+pub fn own_problems(
+    validator: &Validator,
+    base: &Map<String, Value>,
+    name: &str,
+    value: &Value,
+) -> Option<String> {
+    let mut task = base.clone();
+    task.insert("task_id".into(), Value::from("probe"));
+    apply(&mut task, name, value);
+    apply(&mut task, "seed", &Value::from(0u64));
+    let errors = validator.task(&Value::Object(task), "").err()?;
+    let own: Vec<String> = errors
+        .iter()
+        .filter(|e| e.path == name || e.path == format!("parameters.{name}"))
+        .map(|e| e.message.clone())
+        .collect();
+    (!own.is_empty()).then(|| own.join("; "))
+}
+
 /// Every value of every axis and set, each on its own against the
 /// validator's ranges (problems of that parameter only), then every task of
 /// the grid as a whole: `Err` names the flag and the value, or the grid
@@ -348,19 +369,7 @@ pub fn check(
     base: &Map<String, Value>,
     tasks: &[Value],
 ) -> Result<(), String> {
-    let own_problems = |name: &str, value: &Value| -> Option<String> {
-        let mut task = base.clone();
-        task.insert("task_id".into(), Value::from("probe"));
-        apply(&mut task, name, value);
-        apply(&mut task, "seed", &Value::from(0u64));
-        let errors = validator.task(&Value::Object(task), "").err()?;
-        let own: Vec<String> = errors
-            .iter()
-            .filter(|e| e.path == name || e.path == format!("parameters.{name}"))
-            .map(|e| e.message.clone())
-            .collect();
-        (!own.is_empty()).then(|| own.join("; "))
-    };
+    let own_problems = |name: &str, value: &Value| own_problems(validator, base, name, value);
     for (name, value) in sets {
         if let Some(e) = own_problems(name, value) {
             return Err(format!("--set {name}={value}: {e}"));

@@ -325,7 +325,7 @@ mod tests {
             description: "d".into(),
             prefix: "t".into(),
             study: Some("rho-sweep".into()),
-            sets: vec![("density".into(), json!(0.6))],
+            sets: vec![("dt".into(), json!(0.002))],
             grid: None,
         };
         let generated = serde_json::to_vec(&gen::build(&plan, "2024-01-15")).unwrap();
