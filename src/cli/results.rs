@@ -160,6 +160,18 @@ fn part_of(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Writes the whole export into `file`, flushed to disk; the number of rows.
+fn write_file(format: ExportFormat, body: impl Read, file: File) -> Result<u64, String> {
+    let mut out = BufWriter::new(file);
+    let n = match format {
+        ExportFormat::Parquet => write_parquet(body, &mut out)?,
+        _ => copy_text(body, &mut out, format == ExportFormat::Csv)?,
+    };
+    let file = out.into_inner().map_err(|e| format!("cannot write: {e}"))?;
+    file.sync_all().map_err(|e| format!("cannot write: {e}"))?;
+    Ok(n)
+}
+
 /// Writes the export into `path` (through `path.part`), or to standard output.
 fn export_to(format: ExportFormat, body: impl Read, output: Option<&Path>) -> Result<u64, String> {
     let Some(path) = output.filter(|p| p.as_os_str() != "-") else {
@@ -171,17 +183,7 @@ fn export_to(format: ExportFormat, body: impl Read, output: Option<&Path>) -> Re
     };
     let part = part_of(path);
     let file = File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
-    let written = (|| {
-        let mut out = BufWriter::new(file);
-        let n = match format {
-            ExportFormat::Parquet => write_parquet(body, &mut out)?,
-            _ => copy_text(body, &mut out, format == ExportFormat::Csv)?,
-        };
-        let file = out.into_inner().map_err(|e| format!("cannot write: {e}"))?;
-        file.sync_all().map_err(|e| format!("cannot write: {e}"))?;
-        Ok::<_, String>(n)
-    })();
-    match written {
+    match write_file(format, body, file) {
         Ok(n) => {
             std::fs::rename(&part, path)
                 .map_err(|e| format!("cannot rename into {}: {e}", path.display()))?;

@@ -157,7 +157,7 @@ impl Cell {
             (ColumnKind::Text, other) => Cell::Text(other.to_string()),
             (ColumnKind::Whole, Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
                 (Some(u), _) => Cell::Whole(u),
-                (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < 1.8446744073709552e19 => {
+                (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
                     Cell::Whole(f as u64)
                 }
                 _ => Cell::Empty,
@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(back["total_energy_final"].as_f64(), Some(-1.2345678901234567));
         assert_eq!(back["seed"].as_u64(), Some(u64::MAX));
         assert_eq!(back["pressure_final"], Value::Null);
-        for f in [0.1 + 0.2, 1e-300, 5e-324, 123456789.123456789, 1e21] {
+        for f in [0.1 + 0.2, 1e-300, 5e-324, 123_456_789.123_456_79, 1e21] {
             let mut s = String::new();
             csv_line(&[Cell::Real(f)], &mut s);
             assert_eq!(s.trim().parse::<f64>().unwrap().to_bits(), f.to_bits(), "{s}");
