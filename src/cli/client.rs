@@ -206,16 +206,35 @@ pub fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Answer, NoAnswer> {
+    each_address(endpoint, |base, sock| {
+        request_to(base, sock, method, path, body.unwrap_or_default(), timeout)
+    })
+}
+
+/// A `GET` whose answer is read as it arrives (`results export`): the
+/// status and the body's reader, with no size limit.
+pub fn get_stream(
+    endpoint: &Endpoint,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, ureq::BodyReader<'static>), NoAnswer> {
+    each_address(endpoint, |base, sock| {
+        let response = send(base, sock, "GET", path, &[], timeout)?;
+        let status = response.status().as_u16();
+        let reader = response.into_body().into_with_config().limit(u64::MAX).reader();
+        Ok((status, reader))
+    })
+}
+
+/// Calls `f` with the base URL of each address of `endpoint` until one
+/// accepts the connection.
+fn each_address<T>(
+    endpoint: &Endpoint,
+    mut f: impl FnMut(&str, Option<SocketAddr>) -> Result<T, NoAnswer>,
+) -> Result<T, NoAnswer> {
     if endpoint.tls {
         // by name: the certificate is checked against the host typed
-        return request_to(
-            &endpoint.url(),
-            None,
-            method,
-            path,
-            body.unwrap_or_default(),
-            timeout,
-        );
+        return f(&endpoint.url(), None);
     }
     let addrs: Vec<SocketAddr> = endpoint
         .addr
@@ -228,7 +247,7 @@ pub fn request(
     let mut last = NoAnswer::Refused(endpoint.addr.clone());
     for sock in addrs {
         let base = format!("http://{sock}");
-        match request_to(&base, Some(sock), method, path, body.unwrap_or_default(), timeout) {
+        match f(&base, Some(sock)) {
             Err(NoAnswer::Refused(_)) => last = NoAnswer::Refused(endpoint.addr.clone()),
             other => return other,
         }
@@ -248,7 +267,46 @@ fn request_to(
     timeout: Duration,
 ) -> Result<Answer, NoAnswer> {
     let started = Instant::now();
+    let mut response = send(base, sock, method, path, body, timeout)?;
+    let status = response.status().as_u16();
+    // no size limit: a page of /tasks may be large, and the server bounds it
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(|e| no_answer(e, sock, base, timeout))?;
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// What a failed request means, `sock` (else `base`) named in it.
+fn no_answer(e: ureq::Error, sock: Option<SocketAddr>, base: &str, timeout: Duration) -> NoAnswer {
     let shown = sock.map_or_else(|| base.to_string(), |s| s.to_string());
+    match e {
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused(shown),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => NoAnswer::Timeout(timeout),
+            _ => NoAnswer::Other(io.to_string()),
+        },
+        ureq::Error::Timeout(_) => NoAnswer::Timeout(timeout),
+        ureq::Error::HostNotFound => NoAnswer::Resolve(shown),
+        other => NoAnswer::Other(other.to_string()),
+    }
+}
+
+/// Sends one request and returns the answer's head (its body unread).
+fn send(
+    base: &str,
+    sock: Option<SocketAddr>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<ureq::http::Response<ureq::Body>, NoAnswer> {
     let tls = if base.starts_with("https://") {
         let Some(certs) = TRUST.get().cloned().flatten() else {
             return Err(NoAnswer::Other(NEEDS_CA.into()));
@@ -280,30 +338,7 @@ fn request_to(
         request = request.header("authorization", token.bearer());
     }
     let request = request.body(body).map_err(|e| NoAnswer::Other(e.to_string()))?;
-    let no_answer = |e: ureq::Error| match e {
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => NoAnswer::Refused(shown.clone()),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => NoAnswer::Timeout(timeout),
-            _ => NoAnswer::Other(io.to_string()),
-        },
-        ureq::Error::Timeout(_) => NoAnswer::Timeout(timeout),
-        ureq::Error::HostNotFound => NoAnswer::Resolve(shown.clone()),
-        other => NoAnswer::Other(other.to_string()),
-    };
-    let mut response = agent.run(request).map_err(no_answer)?;
-    let status = response.status().as_u16();
-    // no size limit: a page of /tasks may be large, and the server bounds it
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_vec()
-        .map_err(no_answer)?;
-    Ok(Answer {
-        status,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-        elapsed: started.elapsed(),
-    })
+    agent.run(request).map_err(|e| no_answer(e, sock, base, timeout))
 }
 
 /// A request whose answer must be JSON; a status outside 2xx is an error

@@ -2,7 +2,8 @@
 //! `manual_task_generator.py`). With flags it is a script's tool; in a
 //! terminal without task flags it hands over to [`super::interactive`].
 //! Both build a [`Plan`], check it against the same validator the
-//! orchestrator uses, and place the file atomically.
+//! orchestrator uses, and place the file atomically. A study (`--grid`,
+//! `--set`, `--replicas`, `--study`) is built by [`super::gen_study`].
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use super::gen_study::{self, Grid};
 use super::place;
 use super::validate::{local_validator, summary};
 use crate::model::{Priority, Validator};
@@ -31,6 +33,8 @@ pub const DEFAULT_DESCRIPTION: &str = "Particle simulation tasks";
 pub const CREATED_BY: &str = "orquesta gen";
 /// Most tasks one file may hold (far below the orchestrator's file limit).
 pub const MAX_COUNT: u64 = 1_000_000;
+/// The algorithm of a study's tasks when `--algorithm` is not given.
+pub const STUDY_ALGORITHM: &str = "optimized";
 /// `mix` means the seed's algorithm names.
 const MIX_ALGORITHMS: [&str; 2] = ["python", "cython"];
 
@@ -72,6 +76,23 @@ pub struct GenArgs {
     /// Replace --output if it exists.
     #[arg(long)]
     pub force: bool,
+    /// A swept parameter: PARAM=v1,v2,... or PARAM=start:stop:step (stop
+    /// included when the steps land on it); repeatable. The file holds one
+    /// task per grid point and replica. PARAM: num_particles, num_steps,
+    /// density, temperature, dt, cutoff, algorithm, priority.
+    #[arg(long, value_name = "PARAM=VALUES")]
+    pub grid: Vec<String>,
+    /// A fixed value of any task parameter, PARAM=VALUE; repeatable.
+    #[arg(long, value_name = "PARAM=VALUE")]
+    pub set: Vec<String>,
+    /// Tasks per grid point, each with its own seed derived from --seed
+    /// [default: 1].
+    #[arg(long, value_name = "R")]
+    pub replicas: Option<u64>,
+    /// The study name written into every task (letters, digits, '.', '_',
+    /// '-'); `results export --study NAME` selects them.
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
 }
 
 impl GenArgs {
@@ -86,6 +107,10 @@ impl GenArgs {
             || self.seed.is_some()
             || self.description.is_some()
             || self.prefix.is_some()
+            || !self.grid.is_empty()
+            || !self.set.is_empty()
+            || self.replicas.is_some()
+            || self.study.is_some()
     }
 }
 
@@ -117,6 +142,14 @@ pub struct Plan {
     pub seed: u64,
     pub description: String,
     pub prefix: String,
+    /// `--study`: written into every task.
+    pub study: Option<String>,
+    /// `--set`: fixed values, applied over whatever else gives them.
+    pub sets: Vec<(String, Value)>,
+    /// `--grid`/`--replicas`: one task per point and replica (then
+    /// `count` is their number, and the first algorithm and priority are
+    /// the base of every task).
+    pub grid: Option<Grid>,
 }
 
 /// Where the file goes.
@@ -310,11 +343,54 @@ pub fn default_stem(now: &Utc) -> String {
     format!("tasks_{}", now.compact())
 }
 
+/// What every task of a study starts from: algorithm, parameters with the
+/// sets applied, priority, study.
+pub fn study_base(plan: &Plan) -> Map<String, Value> {
+    let mut base = Map::new();
+    let first = plan.algorithms.first().map_or(STUDY_ALGORITHM, String::as_str);
+    base.insert("algorithm".into(), json!(first));
+    base.insert("parameters".into(), json!({}));
+    let priority = plan.priorities.first().copied().unwrap_or_default();
+    base.insert("priority".into(), json!(priority.as_str()));
+    for (name, value) in &plan.sets {
+        gen_study::apply(&mut base, name, value);
+    }
+    if let Some(study) = &plan.study {
+        base.insert("study".into(), json!(study));
+    }
+    base
+}
+
+/// The tasks of a plan.
+pub fn build_tasks(plan: &Plan) -> Vec<Value> {
+    if let Some(grid) = &plan.grid {
+        return gen_study::grid_tasks(grid, &study_base(plan), plan.seed, &plan.prefix);
+    }
+    random_tasks(plan)
+}
+
 /// The task file of a plan, in the seed's format and key order.
 pub fn build(plan: &Plan, creation_date: &str) -> Value {
+    file_of(plan, build_tasks(plan), creation_date)
+}
+
+fn file_of(plan: &Plan, tasks: Vec<Value>, creation_date: &str) -> Value {
+    json!({
+        "metadata": {
+            "creation_date": creation_date,
+            "description": plan.description,
+            "total_tasks": tasks.len(),
+            "created_by": CREATED_BY,
+        },
+        "tasks": tasks,
+    })
+}
+
+/// Tasks drawn at random within the plan's ranges, sets applied.
+fn random_tasks(plan: &Plan) -> Vec<Value> {
     let mut rng = SplitMix64::new(plan.seed);
     let width = plan.count.to_string().len().max(3);
-    let tasks: Vec<Value> = (1..=plan.count)
+    (1..=plan.count)
         .map(|i| {
             let algorithm = pick(&mut rng, &plan.algorithms).clone();
             let n = within(&mut rng, plan.particles);
@@ -329,28 +405,35 @@ pub fn build(plan: &Plan, creation_date: &str) -> Value {
                 json!({"num_particles": n, "num_steps": steps, "seed": seed}),
             );
             task.insert("priority".into(), json!(priority.as_str()));
-            task.insert(
-                "description".into(),
-                json!(format!("{algorithm} simulation, {n} particles, {steps} steps")),
+            for (name, value) in &plan.sets {
+                gen_study::apply(&mut task, name, value);
+            }
+            let p = &task["parameters"];
+            let described = format!(
+                "{} simulation, {} particles, {} steps",
+                task["algorithm"].as_str().unwrap_or_default(),
+                p["num_particles"],
+                p["num_steps"]
             );
+            task.insert("description".into(), json!(described));
+            if let Some(study) = &plan.study {
+                task.insert("study".into(), json!(study));
+            }
             Value::Object(task)
         })
-        .collect();
-    json!({
-        "metadata": {
-            "creation_date": creation_date,
-            "description": plan.description,
-            "total_tasks": plan.count,
-            "created_by": CREATED_BY,
-        },
-        "tasks": tasks,
-    })
+        .collect()
 }
 
 /// Checks the built file with the orchestrator's validator, places it, and
 /// prints where it went; the file's path on success.
 pub fn write(plan: &Plan, output: &Output, validator: &Validator) -> Result<Option<PathBuf>, String> {
-    let file = build(plan, &Utc::now().date());
+    let tasks = build_tasks(plan);
+    if plan.grid.is_some() || !plan.sets.is_empty() {
+        // what the user chose may be out of range: say so in their terms
+        let grid = plan.grid.clone().unwrap_or_default();
+        gen_study::check(validator, &grid, &plan.sets, &study_base(plan), &tasks)?;
+    }
+    let file = file_of(plan, tasks, &Utc::now().date());
     let batch = crate::model::taskfile::parse_value(&file, validator).map_err(|r| {
         format!(
             "the generated file does not pass validation, which is a bug in orquesta gen: {}",
@@ -388,6 +471,25 @@ pub fn write(plan: &Plan, output: &Output, validator: &Validator) -> Result<Opti
 
 /// The plan from flags, every omitted one at its default.
 pub fn plan_from_flags(args: &GenArgs, validator: &Validator) -> Result<Plan, String> {
+    let study = match &args.study {
+        Some(s) => Some(
+            crate::model::check_study(s.trim())
+                .map(|()| s.trim().to_string())
+                .map_err(|e| format!("--study: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut sets = Vec::new();
+    for s in &args.set {
+        let (name, value) = gen_study::parse_set(s).map_err(|e| format!("--set: {e}"))?;
+        if sets.iter().any(|(n, _)| *n == name) {
+            return Err(format!("--set: {name} is set twice"));
+        }
+        sets.push((name, value));
+    }
+    if !args.grid.is_empty() || args.replicas.is_some() {
+        return gen_study::plan_from_flags(args, study, sets);
+    }
     let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
     let count = parse_count(&or(&args.count, DEFAULT_COUNT)).map_err(|e| format!("--count: {e}"))?;
     let algorithms =
@@ -413,6 +515,9 @@ pub fn plan_from_flags(args: &GenArgs, validator: &Validator) -> Result<Plan, St
         seed: args.seed.unwrap_or_else(random_seed),
         description: or(&args.description, DEFAULT_DESCRIPTION),
         prefix,
+        study,
+        sets,
+        grid: None,
     })
 }
 
@@ -466,105 +571,5 @@ pub fn is_in_dir(path: &Path, dir: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(seed: u64) -> Plan {
-        Plan {
-            count: 200,
-            algorithms: parse_algorithms("mix").unwrap(),
-            particles: parse_range("13..40").unwrap(),
-            steps: parse_range("0..5").unwrap(),
-            priorities: parse_priorities("mix").unwrap(),
-            seed,
-            description: "d".into(),
-            prefix: "t".into(),
-        }
-    }
-
-    #[test]
-    fn answers_are_parsed_or_explained() {
-        assert_eq!(parse_range("100..1000"), Ok(Range { min: 100, max: 1000 }));
-        assert_eq!(parse_range(" 50 "), Ok(Range { min: 50, max: 50 }));
-        assert_eq!(parse_range("1..=3"), Ok(Range { min: 1, max: 3 }));
-        assert_eq!(parse_range("9..2").unwrap_err(), "expected MIN ≤ MAX, found 9..2");
-        assert!(parse_range("lots").unwrap_err().contains("such as 100..1000"));
-        assert_eq!(
-            parse_count("0").unwrap_err(),
-            "expected a whole number of tasks from 1 to 1000000, found \"0\""
-        );
-        assert_eq!(
-            parse_algorithms("reference, python").unwrap(),
-            ["reference", "python"]
-        );
-        assert!(parse_algorithms("fortran")
-            .unwrap_err()
-            .contains("found \"fortran\""));
-        assert_eq!(
-            parse_priorities("low,high,low").unwrap(),
-            [Priority::Low, Priority::High]
-        );
-        assert!(parse_priorities("urgent").is_err());
-        assert!(parse_prefix("my batch").is_err());
-        assert_eq!(parse_prefix("task").unwrap(), "task");
-    }
-
-    #[test]
-    fn the_particle_minimum_is_the_simulations() {
-        let v = Validator::default();
-        assert_eq!(v.min_particles(), 13);
-        let e = check_particles(&v, &["python".into()], Range { min: 5, max: 100 }).unwrap_err();
-        assert!(
-            e.starts_with("5 particles: expected a whole number ≥ 13, found 5"),
-            "{e}"
-        );
-        let e = check_steps(
-            &v,
-            &["python".into()],
-            Range {
-                min: 13,
-                max: 1_000_000,
-            },
-            Range {
-                min: 0,
-                max: 1_000_000,
-            },
-        )
-        .unwrap_err();
-        assert!(
-            e.starts_with("the largest task (python, 1000000 particles, 1000000 steps) is too big"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_file_and_ranges_hold() {
-        let a = build(&plan(7), "2024-01-15");
-        assert_eq!(a, build(&plan(7), "2024-01-15"));
-        assert_ne!(a["tasks"], build(&plan(8), "2024-01-15")["tasks"]);
-        let tasks = a["tasks"].as_array().unwrap();
-        assert_eq!(tasks.len(), 200);
-        assert_eq!(a["metadata"]["total_tasks"], 200);
-        assert_eq!(tasks[0]["task_id"], "t_001");
-        for t in tasks {
-            let n = t["parameters"]["num_particles"].as_u64().unwrap();
-            assert!((13..=40).contains(&n));
-            assert!(t["parameters"]["num_steps"].as_u64().unwrap() <= 5);
-        }
-        for p in ["high", "medium", "low"] {
-            assert!(tasks.iter().any(|t| t["priority"] == p), "{p}");
-        }
-        let keys: Vec<&String> = tasks[0].as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            ["task_id", "algorithm", "parameters", "priority", "description"]
-        );
-    }
-
-    #[test]
-    fn batch_prefixes_differ() {
-        let now = Utc::now();
-        assert_ne!(batch_prefix(&now), batch_prefix(&now));
-        assert!(parse_prefix(&batch_prefix(&now)).is_ok());
-    }
-}
+#[path = "gen_tests.rs"]
+mod tests;

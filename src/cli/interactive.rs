@@ -3,12 +3,16 @@
 //! on the spot and asked again with a clear message, a preview, and a
 //! confirmation that defaults to yes. Nothing touches the disk before the
 //! confirmation, so Ctrl-C (or Ctrl-D) at any question leaves nothing.
+//! Answering `grid` to the first question builds a parameter study
+//! instead ([`study_guide`]): the choices of `gen --grid/--set/--replicas
+//! /--study`, each checked as it is typed.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::gen::{self, GenArgs, Output, Plan, Range};
+use super::gen_study::{self, Grid};
 use super::table::{thousands, Table};
 use crate::model::Validator;
 use crate::util::time::Utc;
@@ -108,7 +112,14 @@ pub fn guide<R: BufRead, W: Write>(
     p.say(
         "orquesta gen: a new task file, step by step. Press Enter to take the default shown in [brackets].",
     );
-    let count = p.ask("How many tasks?", gen::DEFAULT_COUNT, gen::parse_count)?;
+    p.say("For a parameter study (swept values, replicas, a study name), answer grid to the first question.");
+    let count = p.ask("How many tasks?", gen::DEFAULT_COUNT, |s| match s.trim() {
+        "grid" => Ok(None),
+        s => gen::parse_count(s).map(Some),
+    })?;
+    let Some(count) = count else {
+        return study_guide(p, validator, default_path, queue_dir);
+    };
     let names = crate::sim::algorithm_names().join(", ");
     let algorithms = p.ask(
         &format!("Algorithm ({names}, or mix of python and cython)?"),
@@ -142,18 +153,7 @@ pub fn guide<R: BufRead, W: Write>(
     let description = p.ask("Description of the batch?", gen::DEFAULT_DESCRIPTION, |s| {
         Ok(s.trim().to_string())
     })?;
-    let default_name = if default_path.parent() == Some(queue_dir) {
-        default_path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    } else {
-        default_path.display().to_string()
-    };
-    let path = p.ask(
-        &format!("File name (a bare name goes into {}/)?", queue_dir.display()),
-        &default_name,
-        |s| parse_file_name(s, queue_dir),
-    )?;
+    let path = ask_path(p, default_path, queue_dir)?;
     let plan = Plan {
         count,
         algorithms,
@@ -163,10 +163,42 @@ pub fn guide<R: BufRead, W: Write>(
         seed,
         description,
         prefix: gen::batch_prefix(&Utc::now()),
+        study: None,
+        sets: Vec::new(),
+        grid: None,
     };
+    confirm(p, plan, path)
+}
+
+/// The file name question.
+fn ask_path<R: BufRead, W: Write>(
+    p: &mut Prompter<R, W>,
+    default_path: &std::path::Path,
+    queue_dir: &std::path::Path,
+) -> Result<PathBuf, InputEnded> {
+    let default_name = if default_path.parent() == Some(queue_dir) {
+        default_path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    } else {
+        default_path.display().to_string()
+    };
+    p.ask(
+        &format!("File name (a bare name goes into {}/)?", queue_dir.display()),
+        &default_name,
+        |s| parse_file_name(s, queue_dir),
+    )
+}
+
+/// The preview and the last question.
+fn confirm<R: BufRead, W: Write>(
+    p: &mut Prompter<R, W>,
+    plan: Plan,
+    path: PathBuf,
+) -> Result<Answers, InputEnded> {
     preview(p, &plan, &path);
     let confirmed = p.ask(
-        &format!("Write {} to {}? (y/n)", plural(count), path.display()),
+        &format!("Write {} to {}? (y/n)", plural(plan.count), path.display()),
         "Y",
         parse_yes_no,
     )?;
@@ -175,6 +207,143 @@ pub fn guide<R: BufRead, W: Write>(
         path,
         confirmed,
     })
+}
+
+/// Asks `PARAM=...` answers until `done`, each parsed by `parse` and
+/// checked by `check` on the spot.
+fn ask_until_done<R: BufRead, W: Write, T>(
+    p: &mut Prompter<R, W>,
+    question: &str,
+    mut parse: impl FnMut(&str) -> Result<T, String>,
+) -> Result<Vec<T>, InputEnded> {
+    let mut out = Vec::new();
+    loop {
+        let answer = p.ask(question, "done", |s| match s.trim() {
+            "done" => Ok(None),
+            s => parse(s).map(Some),
+        })?;
+        match answer {
+            Some(v) => out.push(v),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The parameter-study guide: algorithm, swept parameters, fixed values,
+/// the size of each run if neither gave it, replicas, the study's name,
+/// seed, description, file; the whole grid is checked before the preview
+/// (a refused combination sends the user back to the swept values).
+pub fn study_guide<R: BufRead, W: Write>(
+    p: &mut Prompter<R, W>,
+    validator: &Validator,
+    default_path: &std::path::Path,
+    queue_dir: &std::path::Path,
+) -> Result<Answers, InputEnded> {
+    let names = crate::sim::algorithm_names().join(", ");
+    let algorithm = p.ask(&format!("Algorithm ({names})?"), gen::STUDY_ALGORITHM, |s| {
+        gen_study::parse_value("algorithm", s)
+    })?;
+    let algorithm = algorithm.as_str().unwrap_or(gen::STUDY_ALGORITHM).to_string();
+    let settable = gen_study::settable_names();
+    loop {
+        let mut base = serde_json::Map::new();
+        base.insert("algorithm".into(), algorithm.clone().into());
+        base.insert("parameters".into(), serde_json::json!({}));
+        let mut axes: Vec<gen_study::Axis> = Vec::new();
+        let mut sets: Vec<(String, serde_json::Value)> = Vec::new();
+        let question = format!("Swept parameter, PARAM=v1,v2,... or PARAM=start:stop:step ({settable})?");
+        for axis in ask_until_done(p, &question, |s| {
+            let axis = gen_study::parse_axis(s)?;
+            for v in &axis.values {
+                if let Some(e) = gen_study::own_problems(validator, &base, &axis.name, v) {
+                    return Err(format!("the value {v}: {e}"));
+                }
+            }
+            Ok(axis)
+        })? {
+            axes.retain(|a| a.name != axis.name);
+            axes.push(axis);
+        }
+        for (name, value) in ask_until_done(p, "Fixed value, PARAM=VALUE?", |s| {
+            let (name, value) = gen_study::parse_set(s)?;
+            if axes.iter().any(|a| a.name == name) {
+                return Err(format!("{name} is swept already"));
+            }
+            match gen_study::own_problems(validator, &base, &name, &value) {
+                Some(e) => Err(e),
+                None => Ok((name, value)),
+            }
+        })? {
+            sets.retain(|(n, _)| *n != name);
+            sets.push((name, value));
+        }
+        for (name, question, default) in [
+            ("num_particles", "Particles per task?", "256"),
+            ("num_steps", "Time steps per task?", "1000"),
+        ] {
+            if axes.iter().any(|a| a.name == name) || sets.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let value = p.ask(question, default, |s| {
+                let v = gen_study::parse_value(name, s)?;
+                match gen_study::own_problems(validator, &base, name, &v) {
+                    Some(e) => Err(e),
+                    None => Ok(v),
+                }
+            })?;
+            sets.push((name.to_string(), value));
+        }
+        let replicas = p.ask("Replicas per grid point (each its own seed)?", "1", |s| {
+            match s.trim().parse::<u64>() {
+                Ok(r) if (1..=gen_study::MAX_REPLICAS).contains(&r) => Ok(r),
+                _ => Err(format!(
+                    "expected a whole number from 1 to {}, found {s:?}",
+                    gen_study::MAX_REPLICAS
+                )),
+            }
+        })?;
+        let study = p.ask(
+            "Study name (letters, digits, '.', '_', '-')?",
+            &format!("study_{}", Utc::now().compact()),
+            |s| crate::model::check_study(s.trim()).map(|()| s.trim().to_string()),
+        )?;
+        let grid = Grid { axes, replicas };
+        let Some(count) = grid.task_count().filter(|n| *n <= gen::MAX_COUNT) else {
+            p.say(&format!(
+                "  ! the grid has more than {} tasks; sweep fewer values",
+                gen::MAX_COUNT
+            ));
+            continue;
+        };
+        let seed = p.ask(
+            "Generator seed (the same seed gives the same tasks)?",
+            &gen::random_seed().to_string(),
+            gen::parse_seed,
+        )?;
+        let plan = Plan {
+            count,
+            algorithms: vec![algorithm.clone()],
+            particles: Range { min: 0, max: 0 },
+            steps: Range { min: 0, max: 0 },
+            priorities: vec![crate::model::Priority::Medium],
+            seed,
+            description: format!("Study {study}"),
+            prefix: gen::batch_prefix(&Utc::now()),
+            study: Some(study),
+            sets,
+            grid: Some(grid),
+        };
+        let tasks = gen::build_tasks(&plan);
+        let grid = plan.grid.clone().unwrap_or_default();
+        if let Err(e) = gen_study::check(validator, &grid, &plan.sets, &gen::study_base(&plan), &tasks) {
+            p.say(&format!(
+                "  ! {e}\n  please choose the swept and fixed values again"
+            ));
+            continue;
+        }
+        let path = ask_path(p, default_path, queue_dir)?;
+        return confirm(p, plan, path);
+    }
 }
 
 fn plural(count: u64) -> String {
@@ -210,12 +379,28 @@ fn preview<R: BufRead, W: Write>(p: &mut Prompter<R, W>, plan: &Plan, path: &std
         ]);
     }
     p.say("");
+    let shape = match &plan.grid {
+        Some(grid) => {
+            let mut swept: Vec<String> = grid
+                .axes
+                .iter()
+                .map(|a| format!("{} ({} values)", a.name, a.values.len()))
+                .collect();
+            if swept.is_empty() {
+                swept.push("nothing swept".into());
+            }
+            format!("{}, {} replicas", swept.join(" × "), grid.replicas)
+        }
+        None => format!(
+            "particles {}, steps {}",
+            describe_range(plan.particles),
+            describe_range(plan.steps)
+        ),
+    };
     p.say(&format!(
-        "Preview of {}: {}, particles {}, steps {}, {} particle-steps in all",
+        "Preview of {}: {}, {shape}, {} particle-steps in all",
         path.display(),
         plural(plan.count),
-        describe_range(plan.particles),
-        describe_range(plan.steps),
         thousands(work)
     ));
     p.say(&table.render("  "));
@@ -314,6 +499,33 @@ mod tests {
             "  ! 5 particles: expected a whole number ≥ 13, found 5",
             "  ! expected a file name ending in .json",
             "  ! expected y or n, found \"maybe\"",
+        ] {
+            assert!(text.contains(message), "{message}\n---\n{text}");
+        }
+    }
+
+    #[test]
+    fn grid_builds_a_study_with_the_same_choices_as_the_flags() {
+        let (answers, text) = session(
+            "grid\nreference\ndensity=0.5,9\ndensity=0.5,0.6\ntemperature=0.5:1.0:0.25\n\ndt=0.002\n\n\n\n3\nmy study\nrho\n7\n\n\n",
+        );
+        let a = answers.unwrap();
+        assert!(a.confirmed);
+        let grid = a.plan.grid.as_ref().unwrap();
+        assert_eq!(grid.axes.len(), 2);
+        assert_eq!(grid.replicas, 3);
+        assert_eq!(a.plan.count, 2 * 3 * 3);
+        assert_eq!(a.plan.study.as_deref(), Some("rho"));
+        assert_eq!(a.plan.seed, 7);
+        let tasks = gen::build_tasks(&a.plan);
+        assert_eq!(tasks.len(), 18);
+        assert_eq!(tasks[0]["parameters"]["dt"], 0.002);
+        assert_eq!(tasks[0]["parameters"]["num_particles"], 256);
+        assert_eq!(tasks[17]["parameters"]["temperature"], 1.0);
+        for message in [
+            "  ! the value 9.0: expected a number from 1e-6 to 1.2",
+            "  ! expected a study name of",
+            "density (2 values) × temperature (3 values), 3 replicas",
         ] {
             assert!(text.contains(message), "{message}\n---\n{text}");
         }

@@ -14,12 +14,15 @@ pub mod config_check;
 pub mod config_docs;
 pub mod console;
 pub mod gen;
+pub mod gen_study;
 pub mod interactive;
 mod local_workers;
 pub mod orchestrator;
+pub mod parquet_out;
 pub mod ping;
 pub mod place;
 pub mod purge;
+pub mod results;
 pub mod run;
 pub mod schema;
 mod serve;
@@ -231,6 +234,10 @@ pub enum Command {
                             Exit status: 0 when the orchestrator accepted it, 1 otherwise, 2 for a bad --url."
     )]
     Alloc(crate::cli::alloc::AllocArgs),
+    /// Results of the running orchestrator: `results export` writes one
+    /// flat row per task as CSV, JSON lines or Parquet.
+    #[command(subcommand)]
+    Results(crate::cli::results::ResultsCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
@@ -313,6 +320,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => crate::cli::workers::act(crate::cli::workers::Action::Resume, &args),
         Command::Purge(args) => crate::cli::purge::run(&args),
         Command::Alloc(args) => crate::cli::alloc::run(&args),
+        Command::Results(command) => crate::cli::results::run(&command),
         Command::Completions(args) => crate::cli::completions::run(&args),
     };
     // log lines still waiting for their writer thread

@@ -100,6 +100,9 @@ mod tests {
             seed: 7,
             description: "d".into(),
             prefix: "t".into(),
+            study: Some("rho-sweep".into()),
+            sets: vec![("dt".into(), json!(0.002))],
+            grid: None,
         };
         let generated = serde_json::to_vec(&gen::build(&plan, "2024-01-15")).unwrap();
         let minimal = br#"{"tasks": [{"task_id": "a", "algorithm": "python",

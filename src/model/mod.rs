@@ -5,6 +5,7 @@ pub mod id;
 pub mod result;
 pub mod status;
 pub mod strict_json;
+pub mod study;
 pub mod task;
 pub mod taskfile;
 pub mod validate;
@@ -13,5 +14,8 @@ pub use crate::sim::KernelName;
 pub use id::{AttemptId, IdError, TaskId, WorkerId, MAX_TASK_ID_LEN};
 pub use result::{ResultBody, TaskResult};
 pub use status::{AttemptEnd, RunStatus, TaskStatus};
-pub use task::{test_kernels_enabled, unknown_fields, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES};
+pub use study::{check_study, task_parameter, ParamKind, TaskParameter, TASK_PARAMETERS};
+pub use task::{
+    study_of, test_kernels_enabled, unknown_fields, Priority, Task, TestKernel, Work, TEST_KERNEL_NAMES,
+};
 pub use validate::{describe, FieldError, Validator};

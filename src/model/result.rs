@@ -77,9 +77,9 @@ pub struct ResultBody {
 }
 
 impl TaskResult {
-    /// Replaces `extra` with the unknown fields of the task's stored body,
-    /// and `description` with its description (whatever a worker put
-    /// there is dropped: the task is the truth).
+    /// Replaces `extra` with the unknown fields of the task's stored body
+    /// and its `study`, and `description` with its description (whatever a
+    /// worker put there is dropped: the task is the truth).
     pub fn echo_unknown_fields(&mut self, body: &str) {
         let body: Value = serde_json::from_str(body).unwrap_or_default();
         self.description = body
@@ -90,6 +90,9 @@ impl TaskResult {
             .into_iter()
             .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
             .collect();
+        if let Some(study) = super::task::study_of(&body) {
+            self.extra.insert("study".into(), Value::String(study.into()));
+        }
     }
 
     /// The result of a simulation that ran (to the end or not).
@@ -175,12 +178,13 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_echoed_from_the_task_not_from_the_worker() {
-        let mut r = result(json!({"injected": "by a worker"}));
+        let mut r = result(json!({"injected": "by a worker", "study": "forged"}));
         r.echo_unknown_fields(
             r#"{"task_id": "t", "algorithm": "python", "parameters": {}, "priority": "low",
-                "owner": "ana", "tags": ["x"], "result": "a user's own field"}"#,
+                "study": "rho-sweep", "owner": "ana", "tags": ["x"], "result": "a user's own field"}"#,
         );
         let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["study"], "rho-sweep");
         assert_eq!(v["owner"], "ana");
         assert_eq!(v["tags"], json!(["x"]));
         assert!(v.get("injected").is_none(), "{v}");

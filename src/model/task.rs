@@ -106,6 +106,8 @@ pub struct Task {
     pub parameters: Value,
     pub priority: Priority,
     pub description: Option<String>,
+    /// The study it belongs to ([`super::study::check_study`]).
+    pub study: Option<String>,
     pub extra: Map<String, Value>,
     pub work: Work,
 }
@@ -121,6 +123,9 @@ impl Task {
         if let Some(d) = &self.description {
             map.insert("description".into(), Value::String(d.clone()));
         }
+        if let Some(s) = &self.study {
+            map.insert("study".into(), Value::String(s.clone()));
+        }
         for (k, v) in &self.extra {
             map.insert(k.clone(), v.clone());
         }
@@ -128,8 +133,20 @@ impl Task {
     }
 }
 
+/// The `study` of a stored task body ([`Task::to_json`]).
+pub fn study_of(body: &Value) -> Option<&str> {
+    body.get("study").and_then(Value::as_str)
+}
+
 /// Fields of a task that the validator reads; everything else is kept.
-pub const TASK_FIELDS: [&str; 5] = ["task_id", "algorithm", "parameters", "priority", "description"];
+pub const TASK_FIELDS: [&str; 6] = [
+    "task_id",
+    "algorithm",
+    "parameters",
+    "priority",
+    "description",
+    "study",
+];
 
 /// The fields of a stored task body ([`Task::to_json`]) that the validator
 /// does not know, as the user gave them: what the API and the results give

@@ -187,6 +187,27 @@ impl Validator {
                 None
             }
         };
+        let study = match obj.get("study") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match super::study::check_study(s) {
+                Ok(()) => Some(s.clone()),
+                Err(e) => {
+                    errors.push(FieldError::new(join(path, "study"), e));
+                    None
+                }
+            },
+            Some(other) => {
+                errors.push(FieldError::new(
+                    join(path, "study"),
+                    format!(
+                        "expected a study name ({}), found {}",
+                        super::study::STUDY_RULE,
+                        describe(other)
+                    ),
+                ));
+                None
+            }
+        };
         let algorithm = match obj.get("algorithm") {
             None => {
                 errors.push(FieldError::new(
@@ -213,6 +234,7 @@ impl Validator {
                 parameters: parameters.cloned().unwrap_or(Value::Object(Map::new())),
                 priority,
                 description,
+                study,
                 extra: obj
                     .iter()
                     .filter(|(k, _)| !TASK_FIELDS.contains(&k.as_str()))

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod allocations;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod node;
 pub mod schema;

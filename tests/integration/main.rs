@@ -39,6 +39,7 @@ mod scheduling;
 mod sim_cli;
 mod sim_safety;
 mod simd_cli;
+mod studies;
 mod tls;
 mod tools;
 mod tools_cluster;

@@ -13,6 +13,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::model::study::{MAX_STUDY_LEN, STUDY_PATTERN, STUDY_RULE};
 use crate::model::{Priority, Validator, MAX_TASK_ID_LEN};
 use crate::sim::{system, Limits};
 
@@ -70,6 +71,13 @@ pub struct TaskEntry {
     )]
     priority: Priority,
     description: Option<String>,
+    #[schemars(
+        description = study_description(),
+        length(min = 1, max = MAX_STUDY_LEN),
+        regex(pattern = STUDY_PATTERN),
+        example = &"rho-sweep"
+    )]
+    study: Option<String>,
 }
 
 /// A task's `parameters`: the simulation's, with the validator's limits.
@@ -154,6 +162,13 @@ fn file_description() -> String {
 
 fn task_id_description() -> String {
     format!("1 to {MAX_TASK_ID_LEN} letters, digits, '.', '_', '-' or ':'; not \".\" or \"..\".")
+}
+
+fn study_description() -> String {
+    format!(
+        "The study this task belongs to ({STUDY_RULE}): kept with the task, returned by GET /tasks/{{id}}, \
+         written in its result, and the filter of `orquesta results export --study`."
+    )
 }
 
 fn task_id_pattern() -> String {

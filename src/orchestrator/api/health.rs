@@ -21,6 +21,7 @@ pub const ENDPOINTS: &[&str] = &[
     "GET /tasks/{task_id}",
     "DELETE /tasks/{task_id}",
     "POST /tasks/{task_id}/retry",
+    "GET /results/export?format=&study=&file=&status=",
     "GET /workers",
     "GET /workers/{worker_id}",
     "POST /workers/join",

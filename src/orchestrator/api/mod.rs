@@ -1,13 +1,14 @@
 //! The orchestrator's REST API (seed README "Endpoints API / Orchestrator",
 //! port 5000), one file per resource, each with its `configure`: `tasks`,
 //! `files` (and `POST /tasks/known`), `workers`, `stats`, `health` (and
-//! `GET /`), `purge` (`/admin/purge`), `prometheus`, `dashboard`, and
+//! `GET /`), `export` (`GET /results/export`), `purge` (`/admin/purge`), `prometheus`, `dashboard`, and
 //! `openapi` (the document of them all). Handlers parse, ask an actor or
 //! the read-only database pool, and answer with a type of
 //! [`crate::protocol`]; errors are JSON with the right status.
 
 pub mod allocations;
 pub mod dashboard;
+pub mod export;
 pub mod files;
 pub mod health;
 pub mod openapi;
@@ -60,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(dashboard::configure)
         .configure(health::configure)
         .configure(tasks::configure)
+        .configure(export::configure)
         .configure(workers::configure)
         .configure(stats::configure)
         .configure(prometheus::configure)

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{allocations, dashboard, files, health, prometheus, purge, stats, tasks, workers};
+use super::{allocations, dashboard, export, files, health, prometheus, purge, stats, tasks, workers};
 use crate::http::error::resource;
 use crate::protocol::schema::complete;
 
@@ -34,6 +34,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     for part in [
         tasks::Doc::openapi(),
+        export::Doc::openapi(),
         files::Doc::openapi(),
         workers::Doc::openapi(),
         stats::Doc::openapi(),

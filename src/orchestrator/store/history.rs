@@ -125,6 +125,9 @@ fn compose(db: &Connection, task_id: &str) -> rusqlite::Result<Option<FailureRec
     if let Some(d) = body.get("description") {
         extra.insert("description".into(), d.clone());
     }
+    if let Some(s) = body.get("study") {
+        extra.insert("study".into(), s.clone());
+    }
     Ok(Some(FailureRecord {
         task_id: TaskId::trusted(task_id),
         status,

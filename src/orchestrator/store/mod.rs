@@ -12,6 +12,7 @@
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
 mod allocations;
+mod export;
 mod fault;
 mod files;
 mod history;
@@ -30,6 +31,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use allocations::{load_allocations, AllocationChange, StoredAllocation, StoredJob};
+pub use export::{ExportFilter, ExportPage};
 pub use fault::DbFault;
 pub use files::{
     read_report, Duplicates, FileRecord, FileState, KnownTask, Rejected, StatusCounts, DUPLICATES_SHOWN,

@@ -25,6 +25,9 @@ pub struct TaskView {
     pub kernel: String,
     pub parameters: serde_json::Value,
     pub description: Option<String>,
+    /// The study it belongs to, when it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub study: Option<String>,
     pub source: String,
     pub created_at: String,
     /// How many attempts counted so far (`attempts` in `GET /tasks/{id}`
@@ -161,6 +164,7 @@ fn task_view(r: &rusqlite::Row<'_>, with_result: bool) -> rusqlite::Result<TaskV
         kernel: r.get(4)?,
         parameters: body.get("parameters").cloned().unwrap_or_default(),
         description: body.get("description").and_then(|d| d.as_str()).map(String::from),
+        study: crate::model::study_of(&body).map(String::from),
         source: r.get(6)?,
         created_at: iso_at(r.get(7)?),
         attempt_count: r.get::<_, i64>(8)? as u32,
