@@ -200,10 +200,7 @@ pub fn render(a: &Allocation) -> String {
 }
 
 fn endpoint(target: &Target) -> Result<Endpoint, ExitCode> {
-    Endpoint::from_flag(target.url.as_deref()).map_err(|e| {
-        eprintln!("error: --url: {e}");
-        ExitCode::from(2)
-    })
+    Endpoint::from_url_flag(target.url.as_deref())
 }
 
 fn call(target: &Target, method: &str, path: &str, body: Option<Vec<u8>>, what: &str) -> ExitCode {

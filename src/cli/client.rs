@@ -151,6 +151,15 @@ impl Endpoint {
         url.map_or_else(|| Ok(Self::local_orchestrator()), Self::parse)
     }
 
+    /// [`Endpoint::from_flag`] for a command: a bad `--url` is said on
+    /// stderr and ends the command with exit status 2.
+    pub fn from_url_flag(url: Option<&str>) -> Result<Self, std::process::ExitCode> {
+        Self::from_flag(url).map_err(|e| {
+            eprintln!("error: --url: {e}");
+            std::process::ExitCode::from(2)
+        })
+    }
+
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)

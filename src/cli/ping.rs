@@ -150,12 +150,9 @@ fn worker_status(body: &StatusAnswer) -> String {
 
 /// `orquesta ping`.
 pub fn run(args: &PingArgs) -> ExitCode {
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 3600.0) {
         eprintln!(

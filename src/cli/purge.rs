@@ -109,12 +109,9 @@ pub fn run(args: &PurgeArgs) -> ExitCode {
         eprintln!("error: --before: {e}");
         return ExitCode::from(2);
     }
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let body = json!({"before": args.before, "dry_run": args.dry_run, "vacuum": args.vacuum}).to_string();
     match client::call_json(&endpoint, "POST", "/admin/purge", Some(body.as_bytes()), TIMEOUT) {

@@ -205,12 +205,9 @@ pub fn run(command: &ResultsCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let started = Instant::now();
     let (status, mut body) = match client::get_stream(&endpoint, &path, TIMEOUT) {

@@ -131,12 +131,9 @@ pub fn render(endpoint: &Endpoint, snapshot: &Snapshot) -> String {
 
 /// `orquesta status`.
 pub fn run(args: &StatusArgs) -> ExitCode {
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let every = match args.watch {
         None => None,

@@ -259,12 +259,9 @@ pub fn run(args: &SubmitArgs) -> ExitCode {
     for w in &batch.warnings {
         eprintln!("warning: {w}");
     }
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let timeout = match args.timeout {
         Some(t) if !(t.is_finite() && t > 0.0) => {

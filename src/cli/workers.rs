@@ -158,12 +158,9 @@ pub fn render_action(action: Action, answer: &WorkerStateChanged<WorkerState>) -
 
 /// `orquesta workers`.
 pub fn run(args: &WorkersArgs) -> ExitCode {
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match client::get_json(&endpoint, "/workers", TIMEOUT) {
         Ok(answer) if args.json => {
@@ -192,12 +189,9 @@ pub fn run(args: &WorkersArgs) -> ExitCode {
 
 /// `orquesta drain ID` and `orquesta resume ID`.
 pub fn act(action: Action, args: &WorkerActionArgs) -> ExitCode {
-    let endpoint = match Endpoint::from_flag(args.url.as_deref()) {
+    let endpoint = match Endpoint::from_url_flag(args.url.as_deref()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: --url: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match client::call::<WorkerStateChanged<WorkerState>>(
         &endpoint,

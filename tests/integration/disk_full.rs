@@ -116,7 +116,10 @@ fn a_full_disk_is_named_intake_pauses_and_work_resumes_when_space_returns() {
     let logged = || {
         c.orch().log() + &std::fs::read_to_string(c.path("logs/elastic_orchestrator.log")).unwrap_or_default()
     };
-    assert!(logged().contains("no space left on device"), "{}", logged());
+    // log lines are written by a thread of their own, a few ms later
+    wait_until(LONG, "the log naming the full disk", || {
+        logged().contains("no space left on device")
+    });
     // a file dropped now stays where it is
     let accepted_before = c.orch().get("/stats").json()["tasks"]["total"]
         .as_u64()

@@ -178,15 +178,10 @@ impl Cluster {
             proxies: Vec::new(),
             outcomes: core.clone().recipient(),
             started: core.clone().recipient(),
-            settings: ProxySettings {
-                heartbeat_interval: Duration::from_secs(60),
-                worker_timeout: Duration::from_secs(60),
-                task_timeout: None,
-                token: None,
-                tls: None,
-                metrics: Default::default(),
-                max_result_bytes: 16 << 20,
-            },
+            settings: crate::orchestrator::worker_proxy::ProxySettings::for_tests(
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            ),
             store: None,
         })
         .await

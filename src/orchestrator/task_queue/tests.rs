@@ -66,15 +66,7 @@ fn the_state_machine_without_workers() {
             proxies: Vec::new(),
             outcomes: queue.clone().recipient(),
             started: queue.clone().recipient(),
-            settings: crate::orchestrator::worker_proxy::ProxySettings {
-                heartbeat_interval: Duration::from_secs(1),
-                worker_timeout: Duration::from_secs(5),
-                task_timeout: None,
-                token: None,
-                tls: None,
-                metrics: Default::default(),
-                max_result_bytes: 16 << 20,
-            },
+            settings: crate::orchestrator::worker_proxy::ProxySettings::for_tests(Duration::from_secs(1), Duration::from_secs(5)),
             store: None,
         })
         .await

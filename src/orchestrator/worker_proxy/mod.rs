@@ -54,6 +54,23 @@ pub struct ProxySettings {
     pub max_result_bytes: usize,
 }
 
+#[cfg(test)]
+impl ProxySettings {
+    /// Settings for unit tests: these timers, no token, no TLS, the
+    /// default result limit.
+    pub fn for_tests(heartbeat_interval: Duration, worker_timeout: Duration) -> Self {
+        Self {
+            heartbeat_interval,
+            worker_timeout,
+            task_timeout: None,
+            token: None,
+            tls: None,
+            metrics: Default::default(),
+            max_result_bytes: 16 << 20,
+        }
+    }
+}
+
 /// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
 /// (liveness, capacity, 429s).
 #[derive(Clone)]
