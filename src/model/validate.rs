@@ -295,10 +295,13 @@ impl Validator {
         }
         // None when missing or not a string (already reported) or unknown
         let kernel = algorithm.and_then(|algorithm| {
+            // a restricted worker runs kernels: `cython` in its list takes
+            // a task that names `optimized`, the kernel it stands for
+            let wanted = sim::resolve_kernel(algorithm);
             let allowed = self
                 .algorithms
                 .as_ref()
-                .is_none_or(|list| list.iter().any(|a| a == algorithm));
+                .is_none_or(|list| wanted.is_some() && list.iter().any(|a| sim::resolve_kernel(a) == wanted));
             let kernel = sim::lookup(algorithm).filter(|_| allowed);
             if kernel.is_none() {
                 errors.push(FieldError::new(

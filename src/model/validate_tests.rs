@@ -206,6 +206,29 @@ fn a_restricted_worker_refuses_other_algorithms() {
     );
 }
 
+/// The seed's workers list `python` and `cython`; a task that names the
+/// kernels they stand for (`reference`, `optimized`, what `gen` writes)
+/// runs there, as the orchestrator's placement already assumed.
+#[test]
+fn a_restricted_worker_takes_the_kernel_its_alias_stands_for() {
+    let v = Validator {
+        algorithms: Some(vec!["python".into(), "cython".into()]),
+        ..validator()
+    };
+    for algorithm in ["optimized", "reference", "python", "cython"] {
+        let task = json!({"task_id": "t", "algorithm": algorithm,
+            "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+        assert!(v.task(&task, "").is_ok(), "{algorithm}");
+    }
+    let only_python = Validator {
+        algorithms: Some(vec!["python".into()]),
+        ..validator()
+    };
+    let task = json!({"task_id": "t", "algorithm": "optimized",
+        "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+    assert!(only_python.task(&task, "").is_err());
+}
+
 #[test]
 fn whole_numbers() {
     assert_eq!(whole_number(&json!(1e3)), Ok(1000));
