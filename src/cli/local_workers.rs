@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client::{self, Endpoint};
@@ -29,6 +29,42 @@ pub struct LocalWorkers {
     stopping: Arc<AtomicBool>,
     logs_dir: PathBuf,
     echo: Echo,
+    launcher: Launcher,
+}
+
+/// Work for the launcher thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The one thread that starts the children [`LocalWorkers::follow`] adds,
+/// alive as long as `up`. On Linux a child is told to stop when the
+/// *thread* that forked it ends (`PR_SET_PDEATHSIG`, see
+/// [`platform::die_with_parent`]), so a worker started from a short-lived
+/// thread got SIGTERM moments after it came up.
+#[derive(Clone)]
+struct Launcher(mpsc::Sender<Job>);
+
+impl Launcher {
+    fn start() -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for job in queue {
+                job();
+            }
+        });
+        Launcher(jobs)
+    }
+
+    /// Runs `f` on the launcher thread and waits for what it returns;
+    /// `None` once `up` has let the launcher go.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (answer, answered) = mpsc::channel();
+        self.0
+            .send(Box::new(move || {
+                let _ = answer.send(f());
+            }))
+            .ok()?;
+        answered.recv().ok()
+    }
 }
 
 /// What the children are, shared with the supervisor and with the
@@ -186,6 +222,7 @@ impl LocalWorkers {
             stopping: Arc::new(AtomicBool::new(false)),
             logs_dir: logs_dir.to_path_buf(),
             echo,
+            launcher: Launcher::start(),
         };
         let threads = shared_threads(entries);
         let mut actual = Vec::new();
@@ -314,14 +351,18 @@ impl LocalWorkers {
     /// `entry`, and records what came of it.
     fn replace(&self, old: Option<Member>, entry: WorkerEntry, threads: usize, stop_limit: Duration) {
         let (children, stopping) = (Arc::clone(&self.children), Arc::clone(&self.stopping));
-        let (logs_dir, echo) = (self.logs_dir.clone(), self.echo);
+        let (logs_dir, echo, launcher) = (self.logs_dir.clone(), self.echo, self.launcher.clone());
         std::thread::spawn(move || {
             if let Some(old) = old {
                 stop_member(old, stop_limit);
             }
-            let started = start_one(&entry, false, threads, &logs_dir, echo);
+            let wanted = entry.clone();
+            let started = launcher.run(move || start_one(&wanted, false, threads, &logs_dir, echo));
             let mut c = children.lock().unwrap_or_else(|e| e.into_inner());
             c.starting.retain(|id| *id != entry.id);
+            let Some(started) = started else {
+                return; // `up` is gone
+            };
             match started {
                 Ok(Started::Child(mut m)) if stopping.load(Ordering::Relaxed) => {
                     // `up` is stopping: it never got a task

@@ -123,8 +123,10 @@ pub struct FolderLocks(Vec<(std::path::PathBuf, InstanceLock)>);
 
 impl FolderLocks {
     /// Takes every lock or none: `shown` is how the refusal names the
-    /// thing held (the database path, or a folder).
-    fn acquire(settings: &Settings, watch: bool) -> Result<Self, OrchestratorError> {
+    /// thing held (the database path, or a folder). `watch`: whether the
+    /// drop folder is consumed too. `up` takes them before it starts any
+    /// worker, so a second copy is refused before it touches one.
+    pub fn acquire(settings: &Settings, watch: bool) -> Result<Self, OrchestratorError> {
         let mut wanted = vec![(settings.db_path.clone(), lock_path(&settings.db_path))];
         let mut folders = vec![&settings.results_dir];
         if watch {
@@ -169,7 +171,18 @@ pub fn start(
     // before anything else: one orchestrator per database and per folder
     // it consumes, or two would ingest the same files, adopt each other's
     // running tasks and record results twice
-    let mut lock = FolderLocks::acquire(settings, watch)?;
+    let lock = FolderLocks::acquire(settings, watch)?;
+    start_locked(settings, workers, watch, lock)
+}
+
+/// [`start`] with the locks already taken ([`FolderLocks::acquire`] with
+/// the same `watch`).
+pub fn start_locked(
+    settings: &Settings,
+    workers: &[WorkerEntry],
+    watch: bool,
+    mut lock: FolderLocks,
+) -> Result<(Started, actix_web::dev::Server), OrchestratorError> {
     if watch {
         crate::orchestrator::file_watcher::check_folders(&settings.task_queue_dir)
             .map_err(OrchestratorError::TaskFolder)?;
