@@ -19,6 +19,9 @@ use crate::util::platform::{self, stop_requests};
 
 /// How often the supervisor looks for a child that died.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
+/// Every how many supervisor rounds an adopted worker is asked whether
+/// it still runs.
+const ADOPTED_EVERY: u32 = 5;
 /// Restarts allowed per child in [`RESTART_WINDOW`] before it is given up.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
@@ -73,7 +76,9 @@ impl Launcher {
 struct Children {
     running: Vec<Member>,
     /// Workers found already running at start (started elsewhere): never
-    /// restarted nor stopped, as the file names them.
+    /// stopped, as the file names them; once one is gone (a worker left
+    /// draining by an `up` that was killed exits when its tasks end), `up`
+    /// starts its own in its place.
     adopted: Vec<WorkerEntry>,
     /// Ids a thread is starting (or replacing) now.
     starting: Vec<String>,
@@ -207,6 +212,36 @@ fn stop_member(mut m: Member, limit: Duration) {
     wait_or_kill(&mut m, Instant::now() + limit, &|| false);
 }
 
+/// Starts `up`'s own worker for each adopted one whose port is free now
+/// (on the supervisor's thread, which lives as long as `up`).
+fn take_over_gone(c: &mut Children, logs_dir: &Path, echo: Echo) {
+    let all: Vec<WorkerEntry> = (c.running.iter().map(|m| m.configured.clone()))
+        .chain(c.adopted.iter().cloned())
+        .collect();
+    let threads = shared_threads(&all);
+    let mut i = 0;
+    while i < c.adopted.len() {
+        let entry = connectable(&c.adopted[i]);
+        if !matches!(port_holder(&entry.host, entry.port, &entry.id), PortHolder::Free) {
+            i += 1;
+            continue;
+        }
+        let entry = c.adopted.remove(i);
+        eprintln!(
+            "{} | the worker up found running is gone: starting its own",
+            entry.id
+        );
+        match start_one(&entry, false, threads, logs_dir, echo) {
+            Ok(Started::Child(m)) => c.running.push(m),
+            Ok(Started::Adopted(_)) => c.adopted.push(entry), // back already
+            Err(e) => {
+                eprintln!("error: {e}");
+                c.refused.push(entry);
+            }
+        }
+    }
+}
+
 impl LocalWorkers {
     /// Starts a worker for each entry. With `free_ports`, each takes any
     /// free port and the returned entries carry the real ports. `echo`:
@@ -250,7 +285,8 @@ impl LocalWorkers {
     }
 
     /// Restarts a child that dies, with the same port, at most
-    /// [`MAX_RESTARTS`] times a minute; never once a stop was asked.
+    /// [`MAX_RESTARTS`] times a minute, and replaces an adopted worker
+    /// once it is gone; never once a stop was asked.
     fn supervise(&self) {
         let (children, stopping) = (Arc::clone(&self.children), Arc::clone(&self.stopping));
         let (logs_dir, echo) = (self.logs_dir.clone(), self.echo);
@@ -258,9 +294,14 @@ impl LocalWorkers {
             // a stop signal stops restarts at once: in a terminal, Ctrl-C
             // reaches the children too, and they exit while `up` shuts down
             let stop = || stopping.load(Ordering::Relaxed) || stop_requests() > 0;
+            let mut rounds = 0u32;
             while !stop() {
                 std::thread::sleep(SUPERVISE_EVERY);
+                rounds = rounds.wrapping_add(1);
                 let mut c = children.lock().unwrap_or_else(|e| e.into_inner());
+                if rounds.is_multiple_of(ADOPTED_EVERY) {
+                    take_over_gone(&mut c, &logs_dir, echo);
+                }
                 for m in c.running.iter_mut() {
                     if stop() {
                         break;

@@ -171,3 +171,37 @@ fn a_second_up_in_the_same_folder_is_refused_before_it_touches_a_worker() {
     let said = stop(up);
     assert!(!said.contains("s1 | exited"), "{said}");
 }
+
+#[test]
+fn up_started_again_after_a_kill_replaces_the_workers_left_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = config_port();
+    let mut first = up_with(dir.path(), &[("k1", p1, &["python"])]);
+    wait_until(LONG, "k1 up", || state(&first, "k1") == "up");
+    let r = first.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sleep_task("long", 2.0)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "long running", || {
+        first.get("/tasks/long").json()["status"] == "running"
+    });
+    // its workers are told to stop when it dies: they drain and exit
+    first.signal(libc::SIGKILL);
+    first.wait_exit(LONG);
+    let second = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    let r = second.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sleep_task("after", 0.1)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "a task dropped after the restart completes", || {
+        second.get("/tasks/after").json()["status"] == "completed"
+    });
+    assert_eq!(second.get("/tasks/long").json()["status"], "completed");
+    let said = stop(second);
+    assert!(
+        said.contains("k1 | the worker up found running is gone: starting its own"),
+        "{said}"
+    );
+}
