@@ -66,6 +66,34 @@ const RESULT_FIELDS: [&str; 12] = [
     "attempt_id",
 ];
 
+/// What a result echoes of its task's body: the description, and the
+/// unknown fields and `study` (none of the result's own names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Echo {
+    pub description: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+impl Echo {
+    /// Read from a task's parsed body.
+    pub fn of(body: &Value) -> Self {
+        let mut extra: Map<String, Value> = super::task::unknown_fields(body)
+            .into_iter()
+            .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
+            .collect();
+        if let Some(study) = super::task::study_of(body) {
+            extra.insert("study".into(), Value::String(study.into()));
+        }
+        Self {
+            description: body
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            extra,
+        }
+    }
+}
+
 /// `result`: `status` is `completed`, `failed` or `cancelled`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultBody {
@@ -82,17 +110,14 @@ impl TaskResult {
     /// worker put there is dropped: the task is the truth).
     pub fn echo_unknown_fields(&mut self, body: &str) {
         let body: Value = serde_json::from_str(body).unwrap_or_default();
-        self.description = body
-            .get("description")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        self.extra = super::task::unknown_fields(&body)
-            .into_iter()
-            .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
-            .collect();
-        if let Some(study) = super::task::study_of(&body) {
-            self.extra.insert("study".into(), Value::String(study.into()));
-        }
+        self.echo(&Echo::of(&body));
+    }
+
+    /// Sets `description` and `extra` to what the task's body gave
+    /// ([`Echo::of`], read once when the task came into memory).
+    pub fn echo(&mut self, echo: &Echo) {
+        self.description.clone_from(&echo.description);
+        self.extra.clone_from(&echo.extra);
     }
 
     /// The result of a simulation that ran (to the end or not).
