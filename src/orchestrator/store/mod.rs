@@ -15,6 +15,8 @@ mod allocations;
 mod export;
 mod fault;
 mod files;
+mod fold;
+mod group;
 mod history;
 mod purge;
 mod recovery;
@@ -592,5 +594,7 @@ fn unexpected(reply: Reply) -> StoreError {
 
 #[cfg(test)]
 mod files_tests;
+#[cfg(test)]
+mod fold_tests;
 #[cfg(test)]
 mod tests;
