@@ -32,6 +32,10 @@ pub struct TaskResult {
     pub priority: Option<Priority>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<AttemptId>,
+    /// The step the attempt that produced it resumed from, when it
+    /// continued from a checkpoint (the attempts list shows each one's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_step: Option<u64>,
     /// The task's `description`, if it has one; set by the orchestrator
     /// from the stored task ([`TaskResult::echo_unknown_fields`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +55,7 @@ pub struct TaskResult {
 
 /// The names a result uses itself: an unknown task field of one of these
 /// names is not echoed (it stays in `GET /tasks/{id}`'s `extra`).
-const RESULT_FIELDS: [&str; 12] = [
+const RESULT_FIELDS: [&str; 13] = [
     "task_id",
     "algorithm",
     "parameters",
@@ -64,6 +68,7 @@ const RESULT_FIELDS: [&str; 12] = [
     "completed_at",
     "priority",
     "attempt_id",
+    "resumed_from_step",
 ];
 
 /// What a result echoes of its task's body: the description, and the
@@ -146,6 +151,7 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            resumed_from_step: report.resumed_from_step,
             description: None,
             source: None,
             extra: Map::new(),
@@ -180,6 +186,7 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            resumed_from_step: None,
             description: None,
             source: None,
             extra: Map::new(),

@@ -209,6 +209,15 @@ pub fn start_locked(
     }
     let store = Store::start(conn);
     let read = Arc::new(ReadPool::new(&settings.db_path).sharing_faults(store.fault()));
+    let checkpoints = Arc::new(
+        store::Checkpoints::open(
+            &settings.db_path,
+            !settings.checkpoint_interval.is_zero(),
+            settings.checkpoint_max_bytes,
+            settings.checkpoint_total_bytes,
+        )
+        .map_err(|e| StoreError::Failed(e.to_string()))?,
+    );
     let validator = Arc::new(Validator {
         limits: settings.limits,
         test_kernels: settings.test_kernels,
@@ -266,6 +275,7 @@ pub fn start_locked(
         tls: settings.tls.client.clone(),
         metrics: Arc::clone(&metrics),
         max_result_bytes: settings.max_result_bytes,
+        checkpoints: Some(Arc::clone(&checkpoints)),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -388,6 +398,8 @@ pub fn start_locked(
     if let Some(keep) = settings.history_retention {
         crate::orchestrator::retention::Retention::new(store.clone(), keep).start();
     }
+    routes::checkpoints::start_sweeping(Arc::clone(&checkpoints));
+    let checkpoints = web::Data::from(checkpoints);
     let token = settings.token.clone();
     let guard = BrowserGuard::new(token.is_some(), settings.bind == BindVerdict::Insecure);
     let dash = dashboard.clone();
@@ -405,6 +417,7 @@ pub fn start_locked(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
             .app_data(dash.clone())
+            .app_data(checkpoints.clone())
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)

@@ -12,6 +12,7 @@
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
 mod allocations;
+mod checkpoints;
 mod export;
 mod fault;
 mod files;
@@ -33,6 +34,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use allocations::{load_allocations, AllocationChange, StoredAllocation, StoredJob};
+pub use checkpoints::{CheckpointError, Checkpoints};
 pub use export::{ExportFilter, ExportPage};
 pub use fault::DbFault;
 pub use files::{

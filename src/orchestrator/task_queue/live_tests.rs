@@ -40,6 +40,7 @@ pub(super) fn result(task_id: &str, status: RunStatus) -> TaskResult {
         completed_at: None,
         priority: None,
         attempt_id: None,
+        resumed_from_step: None,
         effective_parameters: None,
         description: None,
         source: None,
