@@ -73,7 +73,7 @@ const RESULT_FIELDS: [&str; 13] = [
 
 /// What a result echoes of its task's body: the description, and the
 /// unknown fields and `study` (none of the result's own names).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Echo {
     pub description: Option<String>,
     pub extra: Map<String, Value>,

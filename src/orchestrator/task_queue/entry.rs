@@ -39,15 +39,17 @@ pub struct Entry {
     /// the parsed object: up to `WINDOW` queued tasks per kernel sit in
     /// memory, and a parsed object costs each about a kilobyte.
     pub parameters: Option<u64>,
-    /// What the task's result echoes of its body.
-    pub echo: Echo,
+    /// What the task's result echoes of its body ([`Entry::echo`]), as
+    /// JSON text, `None` when it echoes nothing: parsed, its maps cost a
+    /// queued task several hundred bytes.
+    pub echo_json: Option<Box<str>>,
 }
 
 /// What is read from a task's body, once.
 struct Read {
     size: (u64, u64),
     parameters: Option<u64>,
-    echo: Echo,
+    echo_json: Option<Box<str>>,
 }
 
 impl Read {
@@ -55,11 +57,14 @@ impl Read {
         let v: Value = serde_json::from_str(body).unwrap_or_default();
         let size = size_of(&v);
         let echo = Echo::of(&v);
+        let echo_json = (echo != Echo::default())
+            .then(|| serde_json::to_string(&echo).ok().map(String::into_boxed_str))
+            .flatten();
         let parameters = v.get("parameters").map(fingerprint);
         Self {
             size,
             parameters,
-            echo,
+            echo_json,
         }
     }
 }
@@ -72,6 +77,15 @@ impl Entry {
             particles: self.size.0,
             steps: self.size.1,
         }
+    }
+
+    /// What the task's result echoes of its body, read when it came into
+    /// memory.
+    pub fn echo(&self) -> Echo {
+        self.echo_json
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
     }
 
     /// Queue order: priority, then arrival.
@@ -96,7 +110,7 @@ impl Entry {
             failed_on: Vec::new(),
             size: read.size,
             parameters: read.parameters,
-            echo: read.echo,
+            echo_json: read.echo_json,
         })
     }
 
@@ -117,7 +131,7 @@ impl Entry {
             failed_on: Vec::new(),
             size: read.size,
             parameters: read.parameters,
-            echo: read.echo,
+            echo_json: read.echo_json,
         })
     }
 }

@@ -303,7 +303,7 @@ impl LiveTasks {
         result.completed_at.get_or_insert_with(|| iso_at(now));
         result.priority = Some(entry.priority);
         result.attempt_id = None;
-        result.echo(&entry.echo);
+        result.echo(&entry.echo());
         result.source = Some(entry.source.to_string());
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
