@@ -35,6 +35,9 @@ pub struct Entry {
     pub parameters: Option<Value>,
     /// What the task's result echoes of its body.
     pub echo: Echo,
+    /// Not asked back from a worker before this unix time (a take-back
+    /// found it not there: `takeback.rs`).
+    pub take_back_after: f64,
 }
 
 /// What is read from a task's body, once.
@@ -91,6 +94,7 @@ impl Entry {
             size: read.size,
             parameters: read.parameters,
             echo: read.echo,
+            take_back_after: 0.0,
         })
     }
 
@@ -112,6 +116,7 @@ impl Entry {
             size: read.size,
             parameters: read.parameters,
             echo: read.echo,
+            take_back_after: 0.0,
         })
     }
 }

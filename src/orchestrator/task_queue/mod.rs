@@ -54,6 +54,7 @@ mod queries;
 mod results;
 #[cfg(test)]
 mod size_tests;
+mod takeback;
 #[cfg(test)]
 mod tests;
 
@@ -71,7 +72,7 @@ pub use results::{FailuresPending, RecordResult};
 
 use super::activity::Activity;
 use super::load_balancer::{Loads, WorkerBoard, WorkerIdle};
-use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
+use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack};
 use crate::model::{KernelName, Task, TaskId, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{
@@ -99,6 +100,7 @@ pub struct ProxyPeer {
     pub cancel: Recipient<CancelOnWorker>,
     pub ack: Recipient<AckResult>,
     pub adopt: Recipient<Adopt>,
+    pub take_back: Recipient<TakeBack>,
 }
 
 impl ProxyPeer {
@@ -108,13 +110,15 @@ impl ProxyPeer {
             + Handler<RunAttempt>
             + Handler<CancelOnWorker>
             + Handler<AckResult>
-            + Handler<Adopt>,
+            + Handler<Adopt>
+            + Handler<TakeBack>,
     {
         Self {
             run: addr.clone().recipient(),
             cancel: addr.clone().recipient(),
             ack: addr.clone().recipient(),
             adopt: addr.clone().recipient(),
+            take_back: addr.clone().recipient(),
         }
     }
 }
@@ -329,6 +333,15 @@ impl TaskQueue {
                     p.adopt.do_send(Adopt { task_id, attempt_id });
                 }
             }
+            Outbound::TakeBack {
+                worker,
+                task_id,
+                attempt_id,
+            } => {
+                if let Some(p) = proxy(&worker) {
+                    p.take_back.do_send(TakeBack { task_id, attempt_id });
+                }
+            }
         }
     }
 
@@ -515,6 +528,18 @@ impl Handler<AttemptsStarted> for TaskQueue {
             let fx = self.live.started(&task_id, attempt_id, now);
             self.apply(fx, ctx);
         }
+    }
+}
+
+impl Handler<TakenBack> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: TakenBack, ctx: &mut Self::Context) {
+        let fx = self
+            .live
+            .took_back(&msg.task_id, msg.attempt_id, msg.outcome, unix_now());
+        self.apply(fx, ctx);
+        self.try_dispatch(ctx);
     }
 }
 
