@@ -42,8 +42,7 @@ impl Handler<TakeBack> for WorkerProxy {
         }
         let url = format!("{}/takeback/{task_id}?attempt_id={attempt_id}", self.base);
         let ask = fetch_json_post::<TakeBackAnswer>(&self.client, &url);
-        async move { ask.await }
-            .into_actor(self)
+        ask.into_actor(self)
             .map(move |answer, act, _| match answer.map(|a| a.outcome) {
                 Ok(TakeBackOutcome::Returned) => act.given_back(&task_id, attempt_id),
                 Ok(TakeBackOutcome::Started) => {
