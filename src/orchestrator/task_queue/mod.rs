@@ -228,7 +228,11 @@ impl TaskQueue {
             self.failures_pending();
         }
         for s in fx.send {
-            self.send(s);
+            if let Some(unasked) = self.send(s) {
+                // no proxy to ask: answered at once, so that the slot held
+                // for the task elsewhere is not held for ever
+                ctx.notify(unasked);
+            }
         }
         for id in &fx.loads_changed {
             if let Some(row) = self.live.loads.row(id) {
@@ -291,7 +295,9 @@ impl TaskQueue {
         });
     }
 
-    fn send(&self, s: Outbound) {
+    /// Sends one message; answers the take-back to tell the core
+    /// if its worker has no proxy to ask.
+    fn send(&self, s: Outbound) -> Option<TakenBack> {
         let proxy = |w: &WorkerId| {
             let p = self.peers.proxies.get(w);
             if p.is_none() {
@@ -337,12 +343,19 @@ impl TaskQueue {
                 worker,
                 task_id,
                 attempt_id,
-            } => {
-                if let Some(p) = proxy(&worker) {
-                    p.take_back.do_send(TakeBack { task_id, attempt_id });
+            } => match proxy(&worker) {
+                Some(p) => p.take_back.do_send(TakeBack { task_id, attempt_id }),
+                None => {
+                    return Some(TakenBack {
+                        worker_id: worker,
+                        task_id,
+                        attempt_id,
+                        outcome: crate::orchestrator::worker_proxy::TakeBackOutcome::NotHere,
+                    })
                 }
-            }
+            },
         }
+        None
     }
 
     /// Backoffs ended: their tasks are ready again.
