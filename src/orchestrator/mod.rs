@@ -303,6 +303,7 @@ pub fn start_locked(
                 let peers = ProxyPeers {
                     outcomes: me.clone().recipient(),
                     started: me.clone().recipient(),
+                    took_back: me.clone().recipient(),
                     heartbeats: lb.clone().recipient(),
                     updates: lb.clone().recipient(),
                     full: me.clone().recipient(),
@@ -329,6 +330,7 @@ pub fn start_locked(
         proxies: proxies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         outcomes: queue.clone().recipient(),
         started: queue.clone().recipient(),
+        took_back: queue.clone().recipient(),
         settings: proxy_settings,
         store: Some(store.clone()),
     });

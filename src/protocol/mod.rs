@@ -173,6 +173,15 @@ pub enum BatchEvent<R> {
         retry_after: Option<u64>,
         body: ErrorBody,
     },
+    /// The orchestrator took the task back (`POST /takeback/{task_id}`)
+    /// while it waited for a slot: it never ran here, and has no other
+    /// event.
+    #[serde(rename = "taken_back")]
+    TakenBack {
+        task_id: TaskId,
+        #[serde(default)]
+        attempt_id: Option<AttemptId>,
+    },
     /// Sent every [`BATCH_TICK_SECONDS`] while tasks wait or run, so the
     /// worker notices a requester that went away (the write fails).
     Tick,

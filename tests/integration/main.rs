@@ -41,6 +41,7 @@ mod sim_cli;
 mod sim_safety;
 mod simd_cli;
 mod studies;
+mod takeback;
 mod tls;
 mod tools;
 mod tools_cluster;

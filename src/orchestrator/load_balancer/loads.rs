@@ -83,6 +83,18 @@ impl ToPlace {
     }
 }
 
+/// What the core holds back on some workers while it places a batch
+/// (`task_queue/takeback.rs`): slots held for tasks being taken back to
+/// them, and the lowest priority each may still be sent ahead (queued in
+/// its backlog, no slot free): none below a task that waits in another
+/// worker's backlog and that it could run, so that its slot, when it
+/// frees, does not start a lower-priority task than one waiting elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct Claims {
+    pub incoming: HashMap<WorkerId, usize>,
+    pub floor: HashMap<WorkerId, Priority>,
+}
+
 /// One worker as placement sees it.
 #[derive(Debug, Clone)]
 struct WorkerLoad {
@@ -269,6 +281,13 @@ impl Loads {
     /// workers its attempts failed on while another capable one exists.
     /// Answers, per task in the order given, its worker (`None`: no room).
     pub fn place(&mut self, tasks: &[ToPlace], now: f64) -> Vec<Option<WorkerId>> {
+        self.place_with(tasks, now, &Claims::default())
+    }
+
+    /// [`Self::place`] with `claims`: a worker counts the slots held on
+    /// it as taken, and takes a task into its backlog (its slots all
+    /// taken) only at or above its floor.
+    pub fn place_with(&mut self, tasks: &[ToPlace], now: f64, claims: &Claims) -> Vec<Option<WorkerId>> {
         let workers = &self.workers;
         let capable = |k: usize, i: usize| {
             let w = &workers[i];
@@ -283,15 +302,22 @@ impl Loads {
         let elsewhere: Vec<bool> = (0..tasks.len())
             .map(|k| (0..workers.len()).any(|i| capable(k, i) && !avoided(k, i)))
             .collect();
+        let floors: Vec<Option<Priority>> = workers
+            .iter()
+            .map(|w| claims.floor.get(&w.view.id).copied())
+            .collect();
+        let queued_ok = |k: usize, i: usize, loads: &[Load]| {
+            loads[i].in_flight < workers[i].view.capacity || floors[i].is_none_or(|f| tasks[k].priority <= f)
+        };
         let allowed = |k: usize, i: usize, loads: &[Load]| {
-            capable(k, i) && room(i, loads) && !(elsewhere[k] && avoided(k, i))
+            capable(k, i) && room(i, loads) && !(elsewhere[k] && avoided(k, i)) && queued_ok(k, i, loads)
         };
         let ids: Vec<WorkerId> = workers.iter().map(|w| w.view.id.clone()).collect();
         let sized: Vec<(Priority, TaskSize)> = tasks.iter().map(|t| (t.priority, t.task_size())).collect();
         let mut loads: Vec<Load> = workers
             .iter()
             .map(|w| Load {
-                in_flight: w.in_flight,
+                in_flight: w.in_flight + claims.incoming.get(&w.view.id).copied().unwrap_or(0),
                 capacity: w.view.capacity.max(1),
                 expected_finish: 0.0,
             })
@@ -348,6 +374,41 @@ impl Loads {
             room: was_short && w.has_room(now) && free(w) >= refill,
             idle: w.view.draining() && w.in_flight == 0,
         }
+    }
+
+    /// Whether `id` takes a task of `kernel` now (listed, reachable, up,
+    /// not draining, runs it, not cooling down after a 429), whatever its
+    /// load.
+    pub fn accepts(&self, id: &WorkerId, kernel: KernelName, now: f64) -> bool {
+        self.by_id.get(id).is_some_and(|&i| {
+            let w = &self.workers[i];
+            w.view.reachable
+                && w.takes_tasks()
+                && w.view.kernels.contains(&kernel)
+                && w.cooldown_until.is_none_or(|t| t <= now)
+        })
+    }
+
+    /// Its capacity (slots), if listed.
+    pub fn capacity(&self, id: &WorkerId) -> Option<usize> {
+        self.by_id.get(id).map(|&i| self.workers[i].view.capacity)
+    }
+
+    /// A task taken back to `id` is placed there, on the slot held for
+    /// it, whatever its window.
+    pub fn assign(&mut self, id: &WorkerId, size: TaskSize, now: f64) {
+        if let Some(&i) = self.by_id.get(id) {
+            self.workers[i].in_flight += 1;
+            self.expected.placed(id, Some(size), now);
+        }
+    }
+
+    /// The listed workers that take tasks now, with their kernels.
+    pub fn taking(&self, now: f64) -> impl Iterator<Item = (&WorkerId, &[KernelName])> + '_ {
+        self.workers
+            .iter()
+            .filter(move |w| w.view.reachable && w.takes_tasks() && w.cooldown_until.is_none_or(|t| t <= now))
+            .map(|w| (&w.view.id, w.view.kernels.as_slice()))
     }
 
     /// An attempt adopted from before a restart occupies a slot on `id`

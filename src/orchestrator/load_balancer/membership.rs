@@ -32,6 +32,7 @@ impl LoadBalancer {
         let peers = ProxyPeers {
             outcomes: maker.outcomes.clone(),
             started: maker.started.clone(),
+            took_back: maker.took_back.clone(),
             heartbeats: me.clone().recipient(),
             updates: me.recipient(),
             full: maker.full.clone(),

@@ -32,7 +32,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
-pub use self::loads::{Ended, Loads, MemberView, Released, ToPlace};
+pub use self::loads::{Claims, Ended, Loads, MemberView, Released, ToPlace};
 pub use self::membership::{
     ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
@@ -41,7 +41,7 @@ use self::slot::{Drain, Slot};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
 pub use crate::orchestrator::board::{LoadRow, MemberRow, WorkerBoard, WorkerInfo, WorkerState};
 
-use super::worker_proxy::{AttemptOutcome, AttemptsStarted, ProxySettings, WorkerProxy};
+use super::worker_proxy::{AttemptOutcome, AttemptsStarted, ProxySettings, TakenBack, WorkerProxy};
 pub use super::worker_proxy::{Heartbeat, WorkerFull, WorkerUpdate};
 pub use crate::model::WorkerId;
 use crate::orchestrator::config::{Balancing, WorkerEntry};
@@ -54,6 +54,7 @@ struct ProxyMaker {
     settings: ProxySettings,
     outcomes: Recipient<AttemptOutcome>,
     started: Recipient<AttemptsStarted>,
+    took_back: Recipient<TakenBack>,
     full: Recipient<WorkerFull>,
 }
 
@@ -193,6 +194,7 @@ pub struct Wire {
     pub proxies: Vec<(String, Addr<WorkerProxy>)>,
     pub outcomes: Recipient<AttemptOutcome>,
     pub started: Recipient<AttemptsStarted>,
+    pub took_back: Recipient<TakenBack>,
     pub settings: ProxySettings,
     pub store: Option<Store>,
 }
@@ -205,6 +207,7 @@ impl Handler<Wire> for LoadBalancer {
             settings: msg.settings,
             outcomes: msg.outcomes,
             started: msg.started,
+            took_back: msg.took_back,
             full: msg.full,
         });
         self.store = msg.store;

@@ -108,6 +108,11 @@ impl Handler<crate::orchestrator::task_queue::AttemptsStarted> for TestCore {
     fn handle(&mut self, _: crate::orchestrator::task_queue::AttemptsStarted, _: &mut Self::Context) {}
 }
 
+impl Handler<crate::orchestrator::worker_proxy::TakenBack> for TestCore {
+    type Result = ();
+    fn handle(&mut self, _: crate::orchestrator::worker_proxy::TakenBack, _: &mut Self::Context) {}
+}
+
 /// Place these tasks now.
 #[derive(Message)]
 #[rtype(result = "Vec<Option<WorkerId>>")]
@@ -178,6 +183,7 @@ impl Cluster {
             proxies: Vec::new(),
             outcomes: core.clone().recipient(),
             started: core.clone().recipient(),
+            took_back: core.clone().recipient(),
             settings: crate::orchestrator::worker_proxy::ProxySettings::for_tests(
                 Duration::from_secs(60),
                 Duration::from_secs(60),

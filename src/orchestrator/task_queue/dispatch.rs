@@ -42,24 +42,37 @@ impl LiveTasks {
     /// no room goes back and blocks its kernel until room appears.
     pub fn dispatch(&mut self, max: usize, now: f64) -> Dispatched {
         self.clock = self.clock.max(now);
+        let mut out = Dispatched::default();
+        // tasks waiting behind busy slots that a free slot elsewhere can
+        // run are asked back first (`takeback.rs`)
+        self.take_back_to_free_slots(now, &mut out.fx);
         let batch = self.take_batch(max);
-        let mut out = Dispatched {
-            asked: batch.len(),
-            ..Dispatched::default()
-        };
-        if batch.is_empty() {
-            return out;
-        }
-        let tasks: Vec<ToPlace> = batch.iter().map(|(_, t)| t.clone()).collect();
-        let picks = self.loads.place(&tasks, now);
-        for ((task_id, _), worker) in batch.into_iter().zip(picks) {
-            if let Some(w) = &worker {
-                out.placed += 1;
-                out.fx.loads_changed.push(w.clone());
+        out.asked = batch.len();
+        // one priority at a time, so that what the better ones were sent
+        // ahead to counts for the worse ones (`Claims::floor`)
+        let mut rest = batch.as_slice();
+        while let Some((_, first)) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|(_, t)| t.priority == first.priority)
+                .count();
+            let (group, next) = rest.split_at(n);
+            rest = next;
+            let claims = self.claims(now, first.priority);
+            let tasks: Vec<ToPlace> = group.iter().map(|(_, t)| t.clone()).collect();
+            let picks = self.loads.place_with(&tasks, now, &claims);
+            for ((task_id, _), worker) in group.iter().zip(picks) {
+                if let Some(w) = &worker {
+                    out.placed += 1;
+                    out.fx.loads_changed.push(w.clone());
+                }
+                let fx = self.placed(task_id, worker);
+                out.fx.merge(fx);
             }
-            let fx = self.placed(&task_id, worker);
-            out.fx.merge(fx);
         }
+        // a better task now waits in a backlog: lower ones queued where it
+        // could run are asked back
+        self.take_back_below_floors(now, &mut out.fx);
         out
     }
 
@@ -142,7 +155,9 @@ impl LiveTasks {
     /// slot.
     pub fn sent_ahead_to(&self, task_id: &str) -> Option<WorkerId> {
         match self.state_of(task_id)? {
-            TaskState::SentAhead { worker, .. } => Some(worker.clone()),
+            TaskState::SentAhead { worker, .. } | TaskState::TakingBack { worker, .. } => {
+                Some(worker.clone())
+            }
             _ => None,
         }
     }
@@ -154,10 +169,16 @@ impl LiveTasks {
         let Some(t) = self.tasks.get(task_id) else {
             return fx;
         };
-        let TaskState::SentAhead {
+        // sent ahead, or being taken back: it started there after all
+        let (TaskState::SentAhead {
             worker,
             attempt_id: sent,
-        } = &t.state
+        }
+        | TaskState::TakingBack {
+            worker,
+            attempt_id: sent,
+            ..
+        }) = &t.state
         else {
             return fx;
         };
@@ -255,6 +276,8 @@ impl TaskQueue {
                 self.read_page(req, ctx);
             }
             if d.asked == 0 {
+                // nothing to place, but take-backs may have been asked
+                self.apply(d.fx, ctx);
                 return;
             }
             // all placed: there may be more room, offer more next time;

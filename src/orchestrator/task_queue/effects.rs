@@ -35,6 +35,13 @@ pub enum Outbound {
         task_id: TaskId,
         attempt_id: AttemptId,
     },
+    /// Ask `worker` to give back this attempt, sent ahead, if it has not
+    /// started (`takeback.rs`).
+    TakeBack {
+        worker: WorkerId,
+        task_id: TaskId,
+        attempt_id: AttemptId,
+    },
 }
 
 /// The first valid result of a task: committed, then handed to the

@@ -43,6 +43,9 @@ pub struct Entry {
     /// JSON text, `None` when it echoes nothing: parsed, its maps cost a
     /// queued task several hundred bytes.
     pub echo_json: Option<Box<str>>,
+    /// Not asked back from a worker before this unix time (a take-back
+    /// found it not there: `takeback.rs`).
+    pub take_back_after: f64,
 }
 
 /// What is read from a task's body, once.
@@ -111,6 +114,7 @@ impl Entry {
             size: read.size,
             parameters: read.parameters,
             echo_json: read.echo_json,
+            take_back_after: 0.0,
         })
     }
 
@@ -132,6 +136,7 @@ impl Entry {
             size: read.size,
             parameters: read.parameters,
             echo_json: read.echo_json,
+            take_back_after: 0.0,
         })
     }
 }

@@ -39,6 +39,15 @@ pub enum TaskState {
     /// The worker took attempt `attempt_id` into a slot; persisted as
     /// running.
     Running { worker: WorkerId, attempt_id: AttemptId },
+    /// Sent ahead, and asked back from `worker` (`takeback.rs`) to run
+    /// on `to` (which holds a slot for it meanwhile), or only to free its
+    /// place there (`None`). Until the worker answers it is still sent
+    /// ahead: the database says queued.
+    TakingBack {
+        worker: WorkerId,
+        attempt_id: AttemptId,
+        to: Option<WorkerId>,
+    },
     /// Taken out of the queue while the store decides a cancel asked for
     /// it when it was ready or backing off (so it cannot start meanwhile).
     Parked,
@@ -48,9 +57,11 @@ impl TaskState {
     /// The open attempt: its worker and id (sent ahead or running).
     pub fn attempt(&self) -> Option<(&WorkerId, AttemptId)> {
         match self {
-            TaskState::SentAhead { worker, attempt_id } | TaskState::Running { worker, attempt_id } => {
-                Some((worker, *attempt_id))
-            }
+            TaskState::SentAhead { worker, attempt_id }
+            | TaskState::Running { worker, attempt_id }
+            | TaskState::TakingBack {
+                worker, attempt_id, ..
+            } => Some((worker, *attempt_id)),
             _ => None,
         }
     }
@@ -80,6 +91,26 @@ pub(super) struct KernelQueue {
     pub after_page: Option<Option<(Priority, i64)>>,
 }
 
+/// What one worker holds of the task map: the attempts sent there, by
+/// state, and the slots held there for tasks being taken back elsewhere.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct OnWorker {
+    /// [`TaskState::Running`] here.
+    pub running: usize,
+    /// [`TaskState::SentAhead`] here, in queue order.
+    pub sent_ahead: BTreeMap<(Priority, i64), TaskId>,
+    /// [`TaskState::TakingBack`] from here, in queue order.
+    pub taking_back: BTreeMap<(Priority, i64), TaskId>,
+    /// [`TaskState::TakingBack`] to here: slots held for them.
+    pub incoming: usize,
+}
+
+impl OnWorker {
+    fn is_empty(&self) -> bool {
+        *self == OnWorker::default()
+    }
+}
+
 /// The indexes of the task map, each naming the tasks of one state.
 #[derive(Debug, Default)]
 pub(super) struct Indexes {
@@ -89,6 +120,12 @@ pub(super) struct Indexes {
     pub delayed: BTreeMap<(u64, i64), TaskId>,
     /// How many are [`TaskState::Parked`].
     pub parked: usize,
+    /// Sent ahead, running and being taken back, per worker.
+    pub workers: HashMap<WorkerId, OnWorker>,
+    /// How many are sent ahead or being taken back, by priority (high,
+    /// medium, low): with one priority only, nothing is held back for
+    /// priority (`takeback.rs`), at no cost.
+    pub ahead_by_priority: [usize; 3],
 }
 
 /// The backoff timetable's key of a task due at `until`.
@@ -107,7 +144,31 @@ impl Indexes {
                 self.delayed.insert(delayed_key(*until, entry.seq), id.clone());
             }
             TaskState::Parked => self.parked += 1,
-            _ => {}
+            TaskState::SentAhead { worker, .. } => {
+                let on = self.workers.entry(worker.clone()).or_default();
+                on.sent_ahead.insert(entry.key(), id.clone());
+                self.ahead_by_priority[entry.priority as usize] += 1;
+            }
+            TaskState::Running { worker, .. } => self.workers.entry(worker.clone()).or_default().running += 1,
+            TaskState::TakingBack { worker, to, .. } => {
+                let on = self.workers.entry(worker.clone()).or_default();
+                on.taking_back.insert(entry.key(), id.clone());
+                self.ahead_by_priority[entry.priority as usize] += 1;
+                if let Some(to) = to {
+                    self.workers.entry(to.clone()).or_default().incoming += 1;
+                }
+            }
+            TaskState::Placing => {}
+        }
+    }
+
+    /// Changes one worker's entry, dropping it once it holds nothing.
+    fn on_worker(&mut self, worker: &WorkerId, change: impl FnOnce(&mut OnWorker)) {
+        if let Some(on) = self.workers.get_mut(worker) {
+            change(on);
+            if on.is_empty() {
+                self.workers.remove(worker);
+            }
         }
     }
 
@@ -122,7 +183,23 @@ impl Indexes {
                 self.delayed.remove(&delayed_key(*until, entry.seq));
             }
             TaskState::Parked => self.parked -= 1,
-            _ => {}
+            TaskState::SentAhead { worker, .. } => {
+                self.ahead_by_priority[entry.priority as usize] -= 1;
+                self.on_worker(worker, |on| {
+                    on.sent_ahead.remove(&entry.key());
+                })
+            }
+            TaskState::Running { worker, .. } => self.on_worker(worker, |on| on.running -= 1),
+            TaskState::TakingBack { worker, to, .. } => {
+                self.ahead_by_priority[entry.priority as usize] -= 1;
+                self.on_worker(worker, |on| {
+                    on.taking_back.remove(&entry.key());
+                });
+                if let Some(to) = to {
+                    self.on_worker(to, |on| on.incoming -= 1);
+                }
+            }
+            TaskState::Placing => {}
         }
     }
 }
@@ -160,6 +237,9 @@ pub struct Counters {
     pub late_results_ignored: u64,
     /// Results dropped as forged or stray (see [`super::OutcomeKind::Forged`]).
     pub forged_results: u64,
+    /// Tasks sent ahead and given back by their worker before they
+    /// started (`takeback.rs`).
+    pub taken_back: u64,
 }
 
 /// Every task that has not ended and is in memory, wherever it is.
@@ -488,7 +568,9 @@ impl LiveTasks {
             TaskState::Ready => Some(Place::Ready),
             TaskState::Delayed { until } => Some(Place::Delayed(until)),
             TaskState::Placing => Some(Place::Placing),
-            TaskState::SentAhead { .. } | TaskState::Running { .. } => Some(Place::Running),
+            TaskState::SentAhead { .. } | TaskState::Running { .. } | TaskState::TakingBack { .. } => {
+                Some(Place::Running)
+            }
             TaskState::Parked => None,
         }
     }

@@ -89,6 +89,12 @@ enum Event {
     Advance {
         ms: u64,
     },
+    /// A worker answers a take-back: 0 given back, 1 it started after
+    /// all, 2 not there (one that started always answers started).
+    TakeBackAnswer {
+        pick: usize,
+        outcome: u8,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -102,6 +108,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::CancelAnswer),
         1 => (0usize..64).prop_map(|pick| Event::Retry { pick }),
         1 => (1u64..80).prop_map(|ms| Event::Advance { ms }),
+        3 => (0usize..64, 0u8..3).prop_map(|(pick, outcome)| Event::TakeBackAnswer { pick, outcome }),
     ]
 }
 
@@ -126,6 +133,8 @@ struct Model {
     /// The workers an attempt of each task failed on or was lost with:
     /// what its placements must ask the LoadBalancer to avoid.
     failed_on: HashMap<TaskId, Vec<WorkerId>>,
+    /// Take-backs asked and not answered yet: (task, attempt, worker).
+    asked_back: Vec<(TaskId, AttemptId, WorkerId)>,
 }
 
 impl Model {
@@ -147,6 +156,7 @@ impl Model {
             started: HashSet::new(),
             pending_cancels: Vec::new(),
             failed_on: HashMap::new(),
+            asked_back: Vec::new(),
         };
         m.roster();
         m
@@ -214,6 +224,26 @@ impl Model {
                 }
                 Outbound::CancelOnWorker { task_id, .. } => {
                     self.open.remove(task_id);
+                }
+                Outbound::TakeBack {
+                    worker,
+                    task_id,
+                    attempt_id,
+                } => {
+                    // only an attempt sent ahead that has not started is
+                    // asked back, from the worker it was sent to
+                    assert_eq!(self.open.get(task_id), Some(attempt_id), "{task_id} asked back");
+                    assert!(
+                        !self.started.contains(attempt_id),
+                        "{task_id} asked back after it started"
+                    );
+                    assert!(
+                        self.issued
+                            .contains(&(task_id.clone(), *attempt_id, worker.clone())),
+                        "{task_id} asked back from {worker}, where it was not sent"
+                    );
+                    self.asked_back
+                        .push((task_id.clone(), *attempt_id, worker.clone()));
                 }
                 _ => {}
             }
@@ -345,6 +375,7 @@ impl Model {
                 self.now += ms as f64 / 1000.0;
                 self.live.backoff_expired(self.now);
             }
+            Event::TakeBackAnswer { pick, outcome } => self.take_back_answer(pick, outcome),
         }
     }
 
@@ -379,7 +410,7 @@ impl Model {
                     assert!(listed.contains(id), "{id} is {:?} but not in its index", t.state)
                 }
                 TaskState::Placing => panic!("{id} is still being placed between events"),
-                TaskState::SentAhead { .. } | TaskState::Running { .. } => {
+                TaskState::SentAhead { .. } | TaskState::Running { .. } | TaskState::TakingBack { .. } => {
                     assert_eq!(l.place_of(id), Some(Place::Running))
                 }
                 TaskState::Parked => {
@@ -390,6 +421,43 @@ impl Model {
             }
         }
         assert_eq!(parked, l.index.parked, "parked tasks miscounted");
+        // the per-worker index agrees with the map
+        let mut on: HashMap<WorkerId, super::live::OnWorker> = HashMap::new();
+        for (id, t) in &l.tasks {
+            match &t.state {
+                TaskState::SentAhead { worker, .. } => {
+                    on.entry(worker.clone())
+                        .or_default()
+                        .sent_ahead
+                        .insert(t.entry.key(), id.clone());
+                }
+                TaskState::Running { worker, .. } => on.entry(worker.clone()).or_default().running += 1,
+                TaskState::TakingBack { worker, to, .. } => {
+                    on.entry(worker.clone())
+                        .or_default()
+                        .taking_back
+                        .insert(t.entry.key(), id.clone());
+                    if let Some(to) = to {
+                        on.entry(to.clone()).or_default().incoming += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(on, l.index.workers, "the per-worker index disagrees with the map");
+        let mut ahead = [0usize; 3];
+        for t in l.tasks.values() {
+            if matches!(
+                t.state,
+                TaskState::SentAhead { .. } | TaskState::TakingBack { .. }
+            ) {
+                ahead[t.entry.priority as usize] += 1;
+            }
+        }
+        assert_eq!(
+            ahead, l.index.ahead_by_priority,
+            "sent ahead miscounted by priority"
+        );
         let pending: HashSet<&TaskId> = self.pending_cancels.iter().collect();
         assert_eq!(l.cancelling.iter().collect::<HashSet<_>>(), pending);
         let in_db = l.index.queues.values().any(|q| q.more_in_db);
@@ -568,3 +636,4 @@ fn a_result_for_other_parameters_or_another_algorithm_is_never_recorded() {
 
 mod placement;
 mod sent_ahead;
+mod takeback;

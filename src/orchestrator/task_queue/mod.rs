@@ -54,6 +54,7 @@ mod queries;
 mod results;
 #[cfg(test)]
 mod size_tests;
+mod takeback;
 #[cfg(test)]
 mod tests;
 
@@ -71,7 +72,7 @@ pub use results::{FailuresPending, RecordResult};
 
 use super::activity::Activity;
 use super::load_balancer::{Loads, WorkerBoard, WorkerIdle};
-use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt};
+use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack};
 use crate::model::{KernelName, Task, TaskId, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{
@@ -99,6 +100,7 @@ pub struct ProxyPeer {
     pub cancel: Recipient<CancelOnWorker>,
     pub ack: Recipient<AckResult>,
     pub adopt: Recipient<Adopt>,
+    pub take_back: Recipient<TakeBack>,
 }
 
 impl ProxyPeer {
@@ -108,13 +110,15 @@ impl ProxyPeer {
             + Handler<RunAttempt>
             + Handler<CancelOnWorker>
             + Handler<AckResult>
-            + Handler<Adopt>,
+            + Handler<Adopt>
+            + Handler<TakeBack>,
     {
         Self {
             run: addr.clone().recipient(),
             cancel: addr.clone().recipient(),
             ack: addr.clone().recipient(),
             adopt: addr.clone().recipient(),
+            take_back: addr.clone().recipient(),
         }
     }
 }
@@ -224,7 +228,11 @@ impl TaskQueue {
             self.failures_pending();
         }
         for s in fx.send {
-            self.send(s);
+            if let Some(unasked) = self.send(s) {
+                // no proxy to ask: answered at once, so that the slot held
+                // for the task elsewhere is not held for ever
+                ctx.notify(unasked);
+            }
         }
         for id in &fx.loads_changed {
             if let Some(row) = self.live.loads.row(id) {
@@ -287,7 +295,9 @@ impl TaskQueue {
         });
     }
 
-    fn send(&self, s: Outbound) {
+    /// Sends one message; answers the take-back to tell the core
+    /// if its worker has no proxy to ask.
+    fn send(&self, s: Outbound) -> Option<TakenBack> {
         let proxy = |w: &WorkerId| {
             let p = self.peers.proxies.get(w);
             if p.is_none() {
@@ -329,7 +339,23 @@ impl TaskQueue {
                     p.adopt.do_send(Adopt { task_id, attempt_id });
                 }
             }
+            Outbound::TakeBack {
+                worker,
+                task_id,
+                attempt_id,
+            } => match proxy(&worker) {
+                Some(p) => p.take_back.do_send(TakeBack { task_id, attempt_id }),
+                None => {
+                    return Some(TakenBack {
+                        worker_id: worker,
+                        task_id,
+                        attempt_id,
+                        outcome: crate::orchestrator::worker_proxy::TakeBackOutcome::NotHere,
+                    })
+                }
+            },
         }
+        None
     }
 
     /// Backoffs ended: their tasks are ready again.
@@ -515,6 +541,18 @@ impl Handler<AttemptsStarted> for TaskQueue {
             let fx = self.live.started(&task_id, attempt_id, now);
             self.apply(fx, ctx);
         }
+    }
+}
+
+impl Handler<TakenBack> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: TakenBack, ctx: &mut Self::Context) {
+        let fx = self
+            .live
+            .took_back(&msg.task_id, msg.attempt_id, msg.outcome, unix_now());
+        self.apply(fx, ctx);
+        self.try_dispatch(ctx);
     }
 }
 

@@ -221,6 +221,14 @@ impl WorkerProxy {
                 let kind = check_result(&task_id, attempt_id, result);
                 self.settle(task_id, attempt_id, kind);
             }
+            BatchEvent::TakenBack { task_id, attempt_id } => {
+                let Some(&sent) = self.batches.get(&batch).and_then(|r| r.get(&task_id)) else {
+                    return;
+                };
+                if attempt_id.is_none_or(|a| a == sent) {
+                    self.given_back(&task_id, sent);
+                }
+            }
             BatchEvent::Tick => {}
             BatchEvent::End => {
                 self.ended_batches.insert(batch);

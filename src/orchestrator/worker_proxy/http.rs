@@ -58,6 +58,23 @@ pub fn execute(
     }
 }
 
+/// `POST` with no body and read a JSON answer (any failure is an error:
+/// the caller treats it as "no answer").
+pub fn fetch_json_post<T: DeserializeOwned + 'static>(
+    client: &awc::Client,
+    url: &str,
+) -> impl Future<Output = Result<T, FetchError>> + 'static {
+    let request = client.post(url).send();
+    async move {
+        let mut resp = request.await.map_err(|_| FetchError::Other)?;
+        if !resp.status().is_success() {
+            return Err(FetchError::Other);
+        }
+        let body = resp.body().limit(1 << 20).await.map_err(|_| FetchError::Other)?;
+        serde_json::from_slice(&body).map_err(|_| FetchError::Other)
+    }
+}
+
 /// Why a JSON fetch failed.
 pub enum FetchError {
     NotFound,

@@ -16,6 +16,7 @@ mod health;
 mod http;
 mod reports;
 mod single;
+mod takeback;
 mod traced;
 
 use std::collections::HashMap;
@@ -28,7 +29,10 @@ use serde_json::Value;
 
 use self::answers::{agree, check_result};
 use self::http::{fetch_json, FetchError};
-pub use self::reports::{AttemptOutcome, AttemptsStarted, Heartbeat, OutcomeKind, WorkerFull, WorkerUpdate};
+pub use self::reports::{
+    AttemptOutcome, AttemptsStarted, Heartbeat, OutcomeKind, TakeBackOutcome, TakenBack, WorkerFull,
+    WorkerUpdate,
+};
 use self::traced::Reported;
 use super::board::WorkerState;
 use crate::model::{AttemptId, KernelName, TaskId, WorkerId};
@@ -89,6 +93,8 @@ pub struct ProxyPeers {
     pub outcomes: Recipient<AttemptOutcome>,
     /// Attempts that took a slot on the worker.
     pub started: Recipient<AttemptsStarted>,
+    /// Answers to take-backs.
+    pub took_back: Recipient<TakenBack>,
     pub heartbeats: Recipient<Heartbeat>,
     pub updates: Recipient<WorkerUpdate>,
     pub full: Recipient<WorkerFull>,
@@ -365,6 +371,15 @@ impl Handler<CancelOnWorker> for WorkerProxy {
             let _ = request.await;
         });
     }
+}
+
+/// Sent by TaskQueue: give back this attempt, sent ahead, if the worker
+/// has not started it (answered with [`TakenBack`]; see `takeback.rs`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TakeBack {
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
 }
 
 /// Sent by TaskQueue once a result from this worker is committed: the

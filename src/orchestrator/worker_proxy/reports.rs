@@ -10,6 +10,7 @@ use actix::prelude::*;
 
 use crate::model::{AttemptId, KernelName, TaskId, TaskResult, WorkerId};
 use crate::orchestrator::board::WorkerState;
+pub use crate::protocol::node::TakeBackOutcome;
 
 /// How an attempt ended, as a WorkerProxy saw it.
 #[derive(Debug)]
@@ -46,6 +47,19 @@ pub struct AttemptOutcome {
 pub struct AttemptsStarted {
     pub worker_id: WorkerId,
     pub attempts: Vec<(TaskId, AttemptId)>,
+}
+
+/// Sent by a WorkerProxy with its worker's answer to a [`super::TakeBack`]:
+/// given back (it never ran there and will not), started there (it stays),
+/// or not there (not arrived yet, already answered, or the worker could
+/// not be asked: it stays where it was sent).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TakenBack {
+    pub worker_id: WorkerId,
+    pub task_id: TaskId,
+    pub attempt_id: AttemptId,
+    pub outcome: TakeBackOutcome,
 }
 
 /// Sent by a WorkerProxy when its worker comes up, goes down or reports

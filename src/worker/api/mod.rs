@@ -16,14 +16,14 @@ use crate::http::error::{mailbox, path_task_id, resource, unknown_route, ApiErro
 use crate::http::limits::{read_json, read_typed, whole_param, BodyLimit, BodyRules};
 use crate::model::taskfile::{EXECUTE_ENVELOPE_BYTES, MAX_TASK_BYTES};
 use crate::model::{TaskId, Validator};
-use crate::protocol::node::{AckOneAnswer, CancelAnswer, HistoryAnswer};
+use crate::protocol::node::{AckOneAnswer, CancelAnswer, HistoryAnswer, TakeBackAnswer};
 use crate::protocol::{
     AckAnswer, AckRequest, BatchEvent, BatchRequest, CurrentAnswer, ErrorBody, ExecuteRequest, Health,
     HealthAnswer, NodeState, StatusAnswer, BATCH_CONTENT_TYPE, BATCH_TICK_SECONDS, MAX_BATCH_TASKS,
 };
 use crate::worker::executor::{
     AckResults, Cancel, Execute, ExecuteBatch, Executor, GetCurrent, GetHistory, GetMetrics, GetResult,
-    GetStatus, Refusal,
+    GetStatus, Refusal, TakeBack,
 };
 
 /// Largest `/execute` body: one task of at most [`MAX_TASK_BYTES`] (the
@@ -73,6 +73,7 @@ pub struct WorkerApi {
     execute,
     execute_batch,
     cancel,
+    take_back,
     status,
     health,
     metrics,
@@ -89,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/execute").route(web::post().to(execute)))
         .service(resource("/execute/batch").route(web::post().to(execute_batch)))
         .service(resource("/cancel/{task_id}").route(web::post().to(cancel)))
+        .service(resource("/takeback/{task_id}").route(web::post().to(take_back)))
         .service(resource("/status").route(web::get().to(status)))
         .service(resource("/health").route(web::get().to(health)))
         .service(resource("/metrics").route(web::get().to(metrics)))
@@ -341,6 +343,42 @@ async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<Ht
             "task {task_id} is not running on this worker"
         )))
     }
+}
+
+/// `POST /takeback/{task_id}[?attempt_id=N]`.
+#[derive(Deserialize)]
+struct TakeBackQuery {
+    attempt_id: Option<String>,
+}
+
+/// `POST /takeback/{task_id}[?attempt_id=N]`: the orchestrator asks back a
+/// task it sent ahead. The worker gives it back only if it has not
+/// started (it leaves the backlog, and its batch answer says
+/// `taken_back`); one that started stays and runs once.
+#[utoipa::path(post, path = "/takeback/{task_id}", tag = "tasks",
+    params(("task_id" = TaskId, Path),
+        ("attempt_id" = Option<u64>, Query, description = "the attempt asked back; any attempt of the task when absent")),
+    responses(
+        (status = 200, description = "`outcome`: `returned` (it left the backlog and will not run here), `started` (it runs or ran here: it stays) or `not_here`", body = TakeBackAnswer),
+        (status = 400, description = "not a task id, or an attempt id that is not a whole number (`bad_request`)", body = ErrorBody),
+    ))]
+async fn take_back(
+    api: web::Data<WorkerApi>,
+    path: web::Path<String>,
+    query: web::Query<TakeBackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = path_task_id(&path)?;
+    let attempt_id = whole_param("attempt_id", query.attempt_id.as_deref())?
+        .map(|a| crate::model::AttemptId::new(a as u64));
+    let outcome = api
+        .executor
+        .send(TakeBack {
+            task_id: task_id.clone(),
+            attempt_id,
+        })
+        .await
+        .map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(TakeBackAnswer { task_id, outcome }))
 }
 
 /// `GET /status`.

@@ -58,7 +58,7 @@ mod tests {
     use crate::protocol::ErrorBody;
 
     /// Every route a worker registers, as `METHOD /path`.
-    const ROUTES: [(&str, &str); 13] = [
+    const ROUTES: [(&str, &str); 14] = [
         ("GET", "/current"),
         ("GET", "/health"),
         ("GET", "/history"),
@@ -72,6 +72,7 @@ mod tests {
         ("POST", "/execute"),
         ("POST", "/execute/batch"),
         ("POST", "/results/ack"),
+        ("POST", "/takeback/{task_id}"),
     ];
 
     fn operations() -> Vec<(String, String)> {

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Executor, Refusal};
 use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult};
+use crate::protocol::node::TakeBackOutcome;
 use crate::protocol::BatchEvent;
 
 /// Where a batch's events go, in order.
@@ -187,6 +188,42 @@ impl Executor {
         });
         self.state_dirty = true;
         true
+    }
+
+    /// `POST /takeback/{id}`: the orchestrator wants a task it sent ahead
+    /// back, to run it elsewhere. Decided here, in one step of the actor
+    /// that also fills slots, so the answer is exactly one of: it left the
+    /// backlog and will not run here (`Returned`, and its batch is told
+    /// `taken_back`), it took a slot here (`Started`: it stays, running or
+    /// with its result held), or nothing of that attempt is here.
+    pub(super) fn take_back(&mut self, task_id: &TaskId, attempt_id: Option<AttemptId>) -> TakeBackOutcome {
+        let same = |a: Option<AttemptId>| attempt_id.is_none() || a == attempt_id;
+        if let Some(r) = self.running.get(task_id) {
+            return if same(r.attempt_id) {
+                TakeBackOutcome::Started
+            } else {
+                TakeBackOutcome::NotHere
+            };
+        }
+        if let Some(at) = self
+            .backlog
+            .iter()
+            .position(|q| &q.task.task_id == task_id && same(q.attempt_id))
+        {
+            let q = self.backlog.remove(at).expect("the position was just found");
+            tracing::info!(task = %task_id, attempt = %crate::util::logging::AttemptField(q.attempt_id),
+                waited = q.since.elapsed().as_secs_f64(), "taken back by the orchestrator before it started");
+            let _ = q.events.send(BatchEvent::TakenBack {
+                task_id: task_id.clone(),
+                attempt_id: q.attempt_id,
+            });
+            self.state_dirty = true;
+            return TakeBackOutcome::Returned;
+        }
+        match self.held.get(task_id.as_str()) {
+            Some(r) if attempt_id.is_some() && r.attempt_id == attempt_id => TakeBackOutcome::Started,
+            _ => TakeBackOutcome::NotHere,
+        }
     }
 
     /// Hands every waiting task back (shutting down): refused, not run.

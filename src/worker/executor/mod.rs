@@ -498,6 +498,23 @@ impl Handler<Cancel> for Executor {
     }
 }
 
+/// Sent by `POST /takeback/{task_id}`: give back a task sent ahead if it
+/// has not started (see `Executor::take_back`).
+#[derive(Message)]
+#[rtype(result = "crate::protocol::node::TakeBackOutcome")]
+pub struct TakeBack {
+    pub task_id: TaskId,
+    /// The attempt asked back; `None`: whichever attempt is here.
+    pub attempt_id: Option<AttemptId>,
+}
+
+impl Handler<TakeBack> for Executor {
+    type Result = MessageResult<TakeBack>;
+    fn handle(&mut self, msg: TakeBack, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.take_back(&msg.task_id, msg.attempt_id))
+    }
+}
+
 /// Sent by `GET /results/{task_id}`.
 #[derive(Message)]
 #[rtype(result = "Option<Arc<TaskResult>>")]

@@ -14,7 +14,8 @@ impl Model {
             drain_reason: None,
             capacity: CAPACITY[i],
             kernels: vec!["reference".into()],
-            backlog_limit: 0,
+            // w0 takes no work ahead, w1 one task, w2 two
+            backlog_limit: i,
             state_text: "up".into(),
         }
     }
@@ -105,8 +106,8 @@ impl Model {
             let v = self.members[i].as_ref().expect("placed on a listed worker");
             assert!(v.up && !v.draining(), "placed on {w}, which takes no tasks");
             assert!(
-                self.live.loads.in_flight(w) <= v.capacity,
-                "{w} holds more than its capacity"
+                self.live.loads.in_flight(w) <= v.capacity + v.backlog_limit,
+                "{w} holds more than its capacity and backlog"
             );
             let failed = self.failed_on.get(task_id).cloned().unwrap_or_default();
             let elsewhere = self
@@ -120,5 +121,6 @@ impl Model {
             );
         }
         self.effects(d.fx);
+        self.check_floors();
     }
 }

@@ -1,0 +1,322 @@
+//! No task waits behind a busy worker: taking back tasks sent ahead. The
+//! transitions are [`LiveTasks`] methods, part of dispatch.
+//!
+//! A task sent ahead waits in its worker's backlog when that worker's
+//! slots are all busy. The core takes it back (asks its worker for it,
+//! [`Outbound::TakeBack`]) when:
+//! - **a free slot elsewhere**: another worker that runs it has a slot
+//!   that nothing holds, and no ready task that worker runs comes before
+//!   it in queue order: the slot is held for it ([`TaskState::TakingBack`]
+//!   `to`) until the worker answers, and it is sent there at once if
+//!   given back;
+//! - **priority across workers**: it has a lower priority than a task
+//!   waiting in another worker's backlog that its own worker could run
+//!   (when its worker's slot frees, it would start first). Placement
+//!   keeps this from happening in the first place ([`Claims::floor`]);
+//!   this undoes it when a better task came after it.
+//!
+//! Exactly once: only the worker knows whether the task started, so its
+//! answer decides ([`LiveTasks::took_back`]). Given back, the attempt ends
+//! uncounted (nothing of it was persisted: a task sent ahead is still
+//! queued in the database). Started, it stays and runs once, its attempt
+//! kept. Not there (on its way, already answered, or the worker could not
+//! be asked), it stays where it was sent and is not asked again for
+//! [`PAUSE`].
+
+use std::collections::HashMap;
+
+use super::live::{Effects, Freed, LiveTasks, Outbound, TaskState};
+use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
+use crate::orchestrator::load_balancer::Claims;
+use crate::orchestrator::worker_proxy::TakeBackOutcome;
+
+/// After a take-back found the task not there, how long before it may be
+/// asked back again (seconds).
+pub const PAUSE: f64 = 0.5;
+
+/// The most take-backs one dispatch asks for.
+const MOST_AT_ONCE: usize = 64;
+
+/// A task waiting in a worker's backlog, as the core sees it.
+#[derive(Debug, Clone)]
+struct Waiting {
+    key: (Priority, i64),
+    task_id: TaskId,
+    worker: WorkerId,
+    kernel: KernelName,
+}
+
+impl LiveTasks {
+    /// Tasks sent ahead to `worker` that wait behind its busy slots, best
+    /// first: all but the best `capacity − running` (those take the free
+    /// slots), and those being taken back from it.
+    pub(super) fn waiting_on<'a>(
+        &'a self,
+        worker: &'a WorkerId,
+    ) -> impl Iterator<Item = ((Priority, i64), &'a TaskId)> + 'a {
+        let on = self.index.workers.get(worker);
+        let free = on.map_or(0, |on| {
+            let capacity = self.loads.capacity(worker).unwrap_or(0);
+            capacity.saturating_sub(on.running)
+        });
+        let sent = on.into_iter().flat_map(|on| on.sent_ahead.iter()).skip(free);
+        let back = on.into_iter().flat_map(|on| on.taking_back.iter());
+        sent.chain(back).map(|(k, id)| (*k, id))
+    }
+
+    fn waiting(&self, worker: &WorkerId) -> Vec<Waiting> {
+        let mut out: Vec<Waiting> = self
+            .waiting_on(worker)
+            .filter_map(|(key, id)| {
+                Some(Waiting {
+                    key,
+                    task_id: id.clone(),
+                    worker: worker.clone(),
+                    kernel: self.tasks.get(id)?.entry.kernel,
+                })
+            })
+            .collect();
+        out.sort_by_key(|w| w.key);
+        out
+    }
+
+    /// What placement holds back now for tasks of priority `placing`
+    /// ([`Claims`]): slots held for tasks being taken back, and per worker
+    /// that takes tasks the best priority waiting in another worker's
+    /// backlog that it runs (only when a task better than `placing` is
+    /// sent ahead somewhere: otherwise no floor binds).
+    pub(super) fn claims(&self, now: f64, placing: Priority) -> Claims {
+        let mut claims = Claims::default();
+        for (w, on) in &self.index.workers {
+            if on.incoming > 0 {
+                claims.incoming.insert(w.clone(), on.incoming);
+            }
+        }
+        if self.index.ahead_by_priority[..placing as usize]
+            .iter()
+            .all(|n| *n == 0)
+        {
+            return claims;
+        }
+        // per worker holding a backlog: the best waiting priority per kernel
+        let best: Vec<(WorkerId, HashMap<KernelName, Priority>)> = self
+            .index
+            .workers
+            .keys()
+            .map(|w| {
+                let mut per_kernel: HashMap<KernelName, Priority> = HashMap::new();
+                for (key, id) in self.waiting_on(w) {
+                    if let Some(t) = self.tasks.get(id) {
+                        per_kernel
+                            .entry(t.entry.kernel)
+                            .and_modify(|p| *p = (*p).min(key.0))
+                            .or_insert(key.0);
+                    }
+                }
+                (w.clone(), per_kernel)
+            })
+            .filter(|(_, k)| !k.is_empty())
+            .collect();
+        if best.is_empty() {
+            return claims;
+        }
+        for (w, kernels) in self.loads.taking(now) {
+            let floor = best
+                .iter()
+                .filter(|(other, _)| other != w)
+                .flat_map(|(_, k)| k.iter())
+                .filter(|(kernel, _)| kernels.contains(kernel))
+                .map(|(_, p)| *p)
+                .min();
+            if let Some(floor) = floor {
+                claims.floor.insert(w.clone(), floor);
+            }
+        }
+        claims
+    }
+
+    /// Event (at the start of each dispatch): asks back the tasks that
+    /// wait behind busy slots while a free slot elsewhere could run them
+    /// (see the module doc).
+    pub(super) fn take_back_to_free_slots(&mut self, now: f64, fx: &mut Effects) {
+        if self.index.workers.is_empty() {
+            return;
+        }
+        let mut asked = 0;
+        // a free slot elsewhere: best waiting task first
+        let mut free: Vec<(WorkerId, usize)> = self
+            .loads
+            .taking(now)
+            .map(|(w, _)| w.clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|w| {
+                let held = self.loads.in_flight(&w) + self.index.workers.get(&w).map_or(0, |on| on.incoming);
+                let n = self.loads.capacity(&w)?.saturating_sub(held);
+                (n > 0).then_some((w, n))
+            })
+            .collect();
+        if !free.is_empty() {
+            let workers: Vec<WorkerId> = self.index.workers.keys().cloned().collect();
+            let mut waiting: Vec<Waiting> = workers.iter().flat_map(|w| self.waiting(w)).collect();
+            waiting.sort_by_key(|w| w.key);
+            for task in waiting {
+                if asked >= MOST_AT_ONCE || free.is_empty() {
+                    break;
+                }
+                if !self.may_ask(&task.task_id, now) {
+                    continue;
+                }
+                let avoid = &self.tasks[&task.task_id].entry.failed_on;
+                let slot = free.iter().position(|(w, _)| {
+                    *w != task.worker
+                        && !avoid.contains(w)
+                        && self.loads.accepts(w, task.kernel, now)
+                        && self.best_ready_for(w).is_none_or(|ready| task.key < ready)
+                });
+                let Some(at) = slot else { continue };
+                let to = free[at].0.clone();
+                free[at].1 -= 1;
+                if free[at].1 == 0 {
+                    free.remove(at);
+                }
+                self.ask_back(&task.task_id, Some(to), fx);
+                asked += 1;
+            }
+        }
+    }
+
+    /// Event (at the end of each dispatch): asks back the tasks queued
+    /// in a backlog below a task waiting in another one that their worker
+    /// could run (see the module doc).
+    pub(super) fn take_back_below_floors(&mut self, now: f64, fx: &mut Effects) {
+        if self.index.workers.is_empty() {
+            return;
+        }
+        // the worst priority sent ahead: with one priority only, no floor
+        let Some(worst) = (0..3).rev().find(|&p| self.index.ahead_by_priority[p] > 0) else {
+            return;
+        };
+        let mut asked = 0;
+        let claims = self.claims(now, Priority::ALL[worst]);
+        let mut lower: Vec<TaskId> = Vec::new();
+        for (w, floor) in &claims.floor {
+            for (key, id) in self.waiting_on(w) {
+                if key.0 > *floor
+                    && matches!(
+                        self.tasks.get(id).map(|t| &t.state),
+                        Some(TaskState::SentAhead { .. })
+                    )
+                {
+                    lower.push(id.clone());
+                }
+            }
+        }
+        for id in lower {
+            if asked >= MOST_AT_ONCE {
+                break;
+            }
+            if self.may_ask(&id, now) {
+                self.ask_back(&id, None, fx);
+                asked += 1;
+            }
+        }
+    }
+
+    /// The first ready task in queue order of a kernel that `worker`
+    /// runs, if any.
+    fn best_ready_for(&self, worker: &WorkerId) -> Option<(Priority, i64)> {
+        self.index
+            .queues
+            .iter()
+            .filter(|(kernel, _)| self.loads.accepts(worker, **kernel, f64::INFINITY))
+            .filter_map(|(_, q)| q.ready.first_key_value().map(|(k, _)| *k))
+            .min()
+    }
+
+    /// Sent ahead, and not asked back lately.
+    fn may_ask(&self, task_id: &TaskId, now: f64) -> bool {
+        self.tasks
+            .get(task_id)
+            .is_some_and(|t| matches!(t.state, TaskState::SentAhead { .. }) && t.entry.take_back_after <= now)
+    }
+
+    /// Asks the task's worker to give it back, to run on `to`.
+    fn ask_back(&mut self, task_id: &TaskId, to: Option<WorkerId>, fx: &mut Effects) {
+        let Some(TaskState::SentAhead { worker, attempt_id }) = self.state_of(task_id).cloned() else {
+            return;
+        };
+        tracing::info!(task = %task_id, from = %worker, to = ?to.as_ref().map(WorkerId::as_str),
+            "taking back a task that waits behind busy slots");
+        fx.send.push(Outbound::TakeBack {
+            worker: worker.clone(),
+            task_id: task_id.clone(),
+            attempt_id,
+        });
+        self.transition(
+            task_id,
+            TaskState::TakingBack {
+                worker,
+                attempt_id,
+                to,
+            },
+        );
+    }
+
+    /// Event: `worker` answered the take-back of attempt `attempt_id`.
+    pub fn took_back(
+        &mut self,
+        task_id: &TaskId,
+        attempt_id: AttemptId,
+        outcome: TakeBackOutcome,
+        now: f64,
+    ) -> Effects {
+        self.clock = self.clock.max(now);
+        let mut fx = Effects::default();
+        let Some(TaskState::TakingBack {
+            worker,
+            attempt_id: asked,
+            to,
+        }) = self.state_of(task_id).cloned()
+        else {
+            // it started, ended, was cancelled or handed back meanwhile
+            return fx;
+        };
+        if asked != attempt_id {
+            return fx;
+        }
+        match outcome {
+            TakeBackOutcome::Started => {
+                // it runs there: its attempt stays, once
+                fx = self.started(task_id, attempt_id, now);
+            }
+            TakeBackOutcome::NotHere => {
+                let t = self.tasks.get_mut(task_id).expect("being taken back");
+                t.entry.take_back_after = now + PAUSE;
+                self.transition(task_id, TaskState::SentAhead { worker, attempt_id });
+                fx.wake_at.push(now + PAUSE);
+            }
+            TakeBackOutcome::Returned => {
+                // nothing of this attempt was persisted: it is not counted
+                let entry = &mut self.tasks.get_mut(task_id).expect("being taken back").entry;
+                entry.attempts = entry.attempts.saturating_sub(1);
+                let (size, kernel) = (entry.task_size(), entry.kernel);
+                self.counters.taken_back += 1;
+                self.transition(task_id, TaskState::Placing);
+                self.release(&worker, Freed::Nothing, Some(size), now, &mut fx);
+                match to.filter(|w| self.loads.accepts(w, kernel, now)) {
+                    Some(to) => {
+                        self.loads.assign(&to, size, now);
+                        fx.loads_changed.push(to.clone());
+                        fx.merge(self.placed(task_id, Some(to)));
+                    }
+                    None => {
+                        self.transition(task_id, TaskState::Ready);
+                    }
+                }
+                self.room();
+            }
+        }
+        fx
+    }
+}
