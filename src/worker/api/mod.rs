@@ -23,7 +23,7 @@ use crate::protocol::{
 };
 use crate::worker::executor::{
     AckResults, Cancel, Execute, ExecuteBatch, Executor, GetCurrent, GetHistory, GetMetrics, GetResult,
-    GetStatus, Refusal,
+    GetStatus, Refusal, Serve,
 };
 
 /// Largest `/execute` body: one task of at most [`MAX_TASK_BYTES`] (the
@@ -123,13 +123,41 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// Refuses a request from an orchestrator other than the one whose work
+/// this worker has (409 `other_orchestrator`); `adopt`: the request
+/// brings work, so its orchestrator is served from now on if it may be.
+async fn check_orchestrator(api: &WorkerApi, req: &HttpRequest, adopt: bool) -> Result<(), ApiError> {
+    let Some(id) = req
+        .headers()
+        .get(crate::protocol::ORCHESTRATOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let serve = Serve {
+        orchestrator: id.to_string(),
+        adopt,
+    };
+    match api.executor.send(serve).await.map_err(mailbox)? {
+        Ok(()) => Ok(()),
+        Err(serving) => Err(ApiError::new(
+            ErrorCode::OtherOrchestrator,
+            format!(
+                "this worker has work from the orchestrator of another data folder (id {serving}); it takes \
+                 work from this one (id {id}) once that work is done: give each orchestrator its own workers"
+            ),
+        )
+        .with("serving", serving)),
+    }
+}
+
 /// `POST /execute`: runs one task and answers with its result when it ends.
 #[utoipa::path(post, path = "/execute", tag = "tasks",
     request_body(content = Object, description = "a task, as in a task file, with the `attempt_id` of this run (optional)",
         content_type = "application/json"),
     responses(
         (status = 200, description = "the task ended: its result (`result.status` completed, failed or cancelled)", body = Object),
-        (status = 409, description = "it runs here already (`already_running`, with `task_id` and `attempt_id`)", body = ErrorBody),
+        (status = 409, description = "it runs here already (`already_running`, with `task_id` and `attempt_id`), or this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
         (status = 422, description = "the task breaks the rules (`invalid_task`); `errors` lists every problem", body = ErrorBody),
         (status = 429, description = "every slot is busy (`worker_full`, with `running` and `capacity`); `Retry-After` says when to try again", body = ErrorBody),
     ))]
@@ -138,6 +166,7 @@ async fn execute(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, true).await?;
     let body = read_json(&req, payload, EXECUTE_LIMIT, &api.bodies).await?;
     let (task, attempt_id) = read_task(&api, body)?;
     let receiver = api
@@ -187,12 +216,14 @@ fn read_task(
     responses(
         (status = 200, description = "one JSON event a line (`started`, `result`, `refused`, `tick`, `end`) until every task has ended",
             content_type = "application/x-ndjson", body = String),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
 async fn execute_batch(
     api: web::Data<WorkerApi>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, true).await?;
     let body = read_json(&req, payload, BATCH_LIMIT, &api.bodies).await?;
     let (tasks, slots) = match body {
         serde_json::Value::Object(mut o) => match (o.remove("tasks"), o.remove("slots")) {
@@ -353,9 +384,11 @@ async fn status(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(get, path = "/health", tag = "node", security(()),
     responses(
         (status = 200, description = "takes tasks", body = HealthAnswer),
+        (status = 409, description = "asked by an orchestrator while this worker has another's work (`other_orchestrator`)", body = ErrorBody),
         (status = 503, description = "draining: shutting down", body = HealthAnswer),
     ))]
-async fn health(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
+async fn health(api: web::Data<WorkerApi>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let s = api.executor.send(GetStatus).await.map_err(mailbox)?;
     let draining = s.state == NodeState::Draining;
     let body = HealthAnswer {

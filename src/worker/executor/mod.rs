@@ -7,6 +7,7 @@
 mod batch;
 pub mod held_results;
 pub mod metrics;
+mod serving;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 
 use self::batch::Reply;
 pub use self::batch::{BatchEvents, ExecuteBatch, Queued};
+pub use self::serving::Serve;
 use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
 use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult, WorkerId};
@@ -69,6 +71,9 @@ pub struct Executor {
     draining: bool,
     started: Instant,
     state_dirty: bool,
+    /// The orchestrator (its data folder's id) whose work this worker has
+    /// ([`Serve`]).
+    served: Option<String>,
 }
 
 impl Executor {
@@ -92,6 +97,7 @@ impl Executor {
             draining: false,
             started: Instant::now(),
             state_dirty: true,
+            served: None,
         }
     }
 }

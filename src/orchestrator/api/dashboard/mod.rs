@@ -20,22 +20,26 @@
 //! dashmap), the activity recorder (one short lock) and the progress cache
 //! (a message; the workers are asked in the background, at most once a
 //! second, and only while a stream is open). No task is read. At most
-//! [`MAX_STREAMS`] streams are open at once.
+//! [`MAX_STREAMS`] streams are open at once, [`MAX_STREAMS_PER_CLIENT`]
+//! of them from one address, and a stream its client has stopped reading
+//! gives up its place after [`UNREAD_LIMIT`] (it ends if the client ever
+//! reads again), so one client cannot hold every stream.
 
 pub mod snapshot;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::web::Bytes;
-use actix_web::{guard, web, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 
 use super::OrchestratorApi;
 use crate::http::auth::wants_html;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::orchestrator::activity::Activity;
 use crate::orchestrator::load_balancer::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
@@ -49,12 +53,94 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// Streams open at once; one more is answered 503.
 pub const MAX_STREAMS: usize = 32;
 
+/// Streams open at once from one client address; one more is answered
+/// 429 (a browser with a few tabs stays well under it).
+pub const MAX_STREAMS_PER_CLIENT: usize = 4;
+
+/// A stream whose client has not taken an event for this long (its
+/// socket is full: nobody reads) no longer counts against the limits.
+pub const UNREAD_LIMIT: Duration = Duration::from_secs(15);
+
+/// One open stream as the limits see it.
+struct OpenStream {
+    id: u64,
+    client: Option<IpAddr>,
+    /// Milliseconds since [`Streams::epoch`] when the client last took an event.
+    last_read: Arc<AtomicU64>,
+    /// Set when it gave up its place: it ends at its next turn.
+    evicted: Arc<AtomicBool>,
+}
+
+/// The streams open now, shared by the handlers and each stream's slot.
+#[derive(Default)]
+struct Streams {
+    open: Mutex<Vec<OpenStream>>,
+    next_id: AtomicU64,
+    epoch: LazyInstant,
+}
+
+/// An `Instant` fixed at first use (a `Default` for [`Streams`]).
+#[derive(Default)]
+struct LazyInstant(std::sync::OnceLock<Instant>);
+
+impl LazyInstant {
+    fn millis(&self) -> u64 {
+        self.0.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+}
+
+/// Why a stream was not opened.
+enum NoRoom {
+    Everyone,
+    ThisClient,
+}
+
+impl Streams {
+    /// A place for a stream from `client`, after the unread streams gave
+    /// theirs up; the slot gives it back when dropped.
+    fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Result<StreamSlot, NoRoom> {
+        let now = self.epoch.millis();
+        let unread = UNREAD_LIMIT.as_millis() as u64;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|s| {
+            let stale = now.saturating_sub(s.last_read.load(Ordering::SeqCst)) > unread;
+            if stale {
+                tracing::info!(client = ?s.client, "a dashboard stream unread for {} s gave up its place",
+                    UNREAD_LIMIT.as_secs());
+                s.evicted.store(true, Ordering::SeqCst);
+            }
+            !stale
+        });
+        if open.len() >= MAX_STREAMS {
+            return Err(NoRoom::Everyone);
+        }
+        if client.is_some() && open.iter().filter(|s| s.client == client).count() >= MAX_STREAMS_PER_CLIENT {
+            return Err(NoRoom::ThisClient);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let last_read = Arc::new(AtomicU64::new(now));
+        let evicted = Arc::new(AtomicBool::new(false));
+        open.push(OpenStream {
+            id,
+            client,
+            last_read: Arc::clone(&last_read),
+            evicted: Arc::clone(&evicted),
+        });
+        Ok(StreamSlot {
+            streams: Arc::clone(self),
+            id,
+            last_read,
+            evicted,
+        })
+    }
+}
+
 /// What the dashboard's handlers share.
 pub struct Dashboard {
     pub activity: Arc<Activity>,
     pub progress: Addr<ProgressPoller>,
     /// Streams open now.
-    streams: Arc<AtomicUsize>,
+    streams: Arc<Streams>,
     /// Set when the server stops: open streams end at their next tick, so
     /// a watching browser does not hold the shutdown.
     stopping: Arc<AtomicBool>,
@@ -133,12 +219,29 @@ async fn failures(dash: web::Data<Dashboard>) -> HttpResponse {
 }
 
 /// Counts a stream as open until dropped (the client went away, or the
-/// server stops).
-struct StreamSlot(Arc<AtomicUsize>);
+/// server stops) or evicted (unread).
+struct StreamSlot {
+    streams: Arc<Streams>,
+    id: u64,
+    last_read: Arc<AtomicU64>,
+    evicted: Arc<AtomicBool>,
+}
+
+impl StreamSlot {
+    /// The client took an event: the stream is read.
+    fn read_now(&self) {
+        self.last_read.store(self.streams.epoch.millis(), Ordering::SeqCst);
+    }
+}
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let id = self.id;
+        self.streams
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.id != id);
     }
 }
 
@@ -190,25 +293,40 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
     responses(
         (status = 200, description = "Server-Sent Events: `event: snapshot` with the dashboard's JSON, every second, without end",
             content_type = "text/event-stream", body = String),
+        (status = 429, description = "this client has MAX_STREAMS_PER_CLIENT (4) streams open already (`too_many_streams`)", body = ErrorBody),
         (status = 503, description = "too many streams open (`unavailable`), or shutting down", body = ErrorBody),
     ))]
 async fn events(
     api: web::Data<OrchestratorApi>,
     dash: web::Data<Dashboard>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    if dash.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
-        dash.streams.fetch_sub(1, Ordering::SeqCst);
-        return Err(ApiError::unavailable(format!(
-            "{MAX_STREAMS} dashboard streams are open already; close one (a browser tab) and reload"
-        )));
-    }
-    let slot = StreamSlot(Arc::clone(&dash.streams));
+    let client = req.peer_addr().map(|a| a.ip());
+    let slot = match dash.streams.open(client) {
+        Ok(slot) => slot,
+        Err(NoRoom::Everyone) => {
+            return Err(ApiError::unavailable(format!(
+                "{MAX_STREAMS} dashboard streams are open already; close one (a browser tab) and reload"
+            )))
+        }
+        Err(NoRoom::ThisClient) => {
+            return Err(ApiError::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "this client has {MAX_STREAMS_PER_CLIENT} dashboard streams open already; close one \
+                     (a browser tab) and reload"
+                ),
+            ))
+        }
+    };
     let state = (api, dash, slot, 0u64);
     let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq)| async move {
+        // polled again: the client took the last event
+        slot.read_now();
         if seq > 0 {
             actix_rt::time::sleep(TICK).await;
         }
-        if dash.stopping.load(Ordering::SeqCst) {
+        if dash.stopping.load(Ordering::SeqCst) || slot.evicted.load(Ordering::SeqCst) {
             return None;
         }
         let event = next_event(&api, &dash, seq + 1).await;
