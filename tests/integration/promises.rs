@@ -81,7 +81,8 @@ fn serve(stream: TcpStream, lie: Lie, batches: &AtomicUsize) {
             };
             if lie != Lie::Silent {
                 for t in &tasks {
-                    let line = json!({"event": "started", "task_id": t["task_id"], "attempt_id": t["attempt_id"]});
+                    let line =
+                        json!({"event": "started", "task_id": t["task_id"], "attempt_id": t["attempt_id"]});
                     if chunk(&mut out, &format!("{line}\n")).is_err() {
                         return;
                     }
@@ -129,7 +130,15 @@ fn serve(stream: TcpStream, lie: Lie, batches: &AtomicUsize) {
 fn cluster(dir: &std::path::Path, liar_port: u16, extra: &[(&str, &str)]) -> (Proc, Proc) {
     let honest = Proc::start(
         dir,
-        &["worker", "--worker-id", "honest", "--port", "0", "--capacity", "2"],
+        &[
+            "worker",
+            "--worker-id",
+            "honest",
+            "--port",
+            "0",
+            "--capacity",
+            "2",
+        ],
         &[("ORQUESTA_TEST_KERNELS", "1")],
     );
     let honest_port: u16 = honest.addr.rsplit(':').next().unwrap().parse().unwrap();
@@ -169,7 +178,10 @@ fn all_completed_on_honest(orch: &Proc, n: usize) {
 }
 
 fn suspect_reason(orch: &Proc) -> String {
-    worker_row(orch, "liar")["suspect"].as_str().unwrap_or("").to_string()
+    worker_row(orch, "liar")["suspect"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
@@ -200,8 +212,12 @@ fn a_batch_answer_that_goes_silent_is_cut_and_its_tasks_go_back() {
     let (port, batches) = liar(Lie::Silent);
     let (orch, _honest) = cluster(dir.path(), port, &[("WORKER_TIMEOUT", "3")]);
     submit(&orch, 6);
-    wait_until(LONG, "the liar sent a batch", || batches.load(Ordering::SeqCst) > 0);
-    wait_until(LONG, "the liar suspect", || suspect_reason(&orch).contains("silent"));
+    wait_until(LONG, "the liar sent a batch", || {
+        batches.load(Ordering::SeqCst) > 0
+    });
+    wait_until(LONG, "the liar suspect", || {
+        suspect_reason(&orch).contains("silent")
+    });
     all_completed_on_honest(&orch, 6);
 }
 
@@ -211,7 +227,9 @@ fn a_task_that_stops_advancing_is_taken_back() {
     let (port, _) = liar(Lie::Stall);
     let (orch, _honest) = cluster(dir.path(), port, &[("STALL_TIMEOUT", "2")]);
     submit(&orch, 2);
-    wait_until(LONG, "the liar suspect", || suspect_reason(&orch).contains("stalled"));
+    wait_until(LONG, "the liar suspect", || {
+        suspect_reason(&orch).contains("stalled")
+    });
     all_completed_on_honest(&orch, 2);
     let stalled: Vec<Value> = (0..2)
         .map(|k| orch.get(&format!("/tasks/t{k}")).json())

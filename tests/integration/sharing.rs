@@ -33,7 +33,12 @@ fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> TcpStream {
         };
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         let local = sockaddr(from, 0);
-        assert_eq!(libc::bind(fd, (&raw const local).cast(), len), 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::bind(fd, (&raw const local).cast(), len),
+            0,
+            "bind: {}",
+            std::io::Error::last_os_error()
+        );
         let remote = sockaddr(*to.ip(), to.port());
         assert_eq!(
             libc::connect(fd, (&raw const remote).cast(), len),
@@ -81,7 +86,10 @@ fn one_client_holding_dashboard_streams_leaves_room_for_another() {
         held.push(s);
     }
     let granted = statuses.iter().filter(|s| **s == 200).count();
-    eprintln!("one client asked for 40 /events streams: {granted} granted, the rest {:?}", statuses.last());
+    eprintln!(
+        "one client asked for 40 /events streams: {granted} granted, the rest {:?}",
+        statuses.last()
+    );
     assert_eq!(granted, 4, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
     // from 127.0.0.1: another client, which gets its stream and its first event

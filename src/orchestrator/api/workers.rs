@@ -173,7 +173,7 @@ async fn join_worker(
                     ApiError::new(ErrorCode::WorkerIdTaken, message).with("address", &address)
                 }
                 JoinRefused::Full { max } => {
-                    ApiError::new(ErrorCode::TooManyWorkers, message).with("max_workers", &max)
+                    ApiError::new(ErrorCode::TooManyWorkers, message).with("max_workers", max)
                 }
             })
         }

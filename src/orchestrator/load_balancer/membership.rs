@@ -363,8 +363,11 @@ impl Handler<ApplyChunk> for LoadBalancer {
         if pending.entries.is_empty() {
             self.order_as_configured(&pending.order);
             if pending.total > CONFIG_CHUNK {
-                tracing::info!(workers = pending.total, seconds = pending.started.elapsed().as_secs_f64(),
-                    "workers file applied");
+                tracing::info!(
+                    workers = pending.total,
+                    seconds = pending.started.elapsed().as_secs_f64(),
+                    "workers file applied"
+                );
             }
         } else {
             if added > 0 {
@@ -477,7 +480,12 @@ impl Handler<Join> for LoadBalancer {
                         address: w.entry.address(),
                         state: w.state_text(in_flight),
                         expiry: expiry
-                            .map(|e| format!(" or has been unreachable for WORKER_EXPIRY = {} s", e.as_secs_f64()))
+                            .map(|e| {
+                                format!(
+                                    " or has been unreachable for WORKER_EXPIRY = {} s",
+                                    e.as_secs_f64()
+                                )
+                            })
                             .unwrap_or_default(),
                     });
                 }
@@ -489,8 +497,9 @@ impl Handler<Join> for LoadBalancer {
                 if !issued.is_empty() {
                     w.secret_sha256 = secret::digest(&issued);
                 }
-                let changed =
-                    w.instance.as_deref() != Some(instance.as_str()) || w.entry != entry || !issued.is_empty();
+                let changed = w.instance.as_deref() != Some(instance.as_str())
+                    || w.entry != entry
+                    || !issued.is_empty();
                 w.instance = Some(instance);
                 if changed {
                     let id = w.id.clone();

@@ -568,7 +568,15 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
                  ON CONFLICT(id) DO UPDATE SET url = ?2, capacity = ?3, algorithms = ?4, instance = ?5,
                  secret_sha256 = ?7",
             )?
-            .execute(params![id.as_str(), url, capacity as i64, algorithms, instance, at, secret_sha256])?;
+            .execute(params![
+                id.as_str(),
+                url,
+                capacity as i64,
+                algorithms,
+                instance,
+                at,
+                secret_sha256
+            ])?;
         }
         Change::Unstage { batch } => staging::unstage(db, &batch)?,
         Change::FileRejected(rejected) => super::files::record_rejected(db, &rejected)?,

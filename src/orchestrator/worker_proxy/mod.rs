@@ -340,7 +340,9 @@ impl Actor for WorkerProxy {
         self.heartbeat(ctx);
         ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.heartbeat(ctx));
         if let Some(stall) = self.settings.stall_timeout {
-            ctx.run_interval(promises::stall_check_every(stall), |act, ctx| act.check_stalls(ctx));
+            ctx.run_interval(promises::stall_check_every(stall), |act, ctx| {
+                act.check_stalls(ctx)
+            });
         }
     }
 }

@@ -56,7 +56,9 @@ pub fn batch_silence_limit(worker_timeout: Duration) -> Duration {
 pub fn stall_limit(floor: Duration, per_step: Option<f64>) -> Duration {
     let measured = per_step
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(Duration::ZERO, |s| Duration::from_secs_f64((STALL_STEPS * s).min(1e7)));
+        .map_or(Duration::ZERO, |s| {
+            Duration::from_secs_f64((STALL_STEPS * s).min(1e7))
+        });
     floor.max(measured)
 }
 
@@ -120,7 +122,9 @@ impl WorkerProxy {
             self.report(
                 task_id,
                 attempt_id,
-                OutcomeKind::Refused(format!("the worker started the task beyond its capacity ({capacity})")),
+                OutcomeKind::Refused(format!(
+                    "the worker started the task beyond its capacity ({capacity})"
+                )),
             );
         }
         self.suspect(why);
@@ -235,9 +239,21 @@ mod tests {
         assert_eq!(stall_limit(floor, Some(10.0)), Duration::from_secs(200));
         assert_eq!(stall_limit(floor, Some(f64::NAN)), floor);
         assert_eq!(stall_limit(floor, Some(f64::INFINITY)), floor);
-        assert_eq!(batch_silence_limit(Duration::from_secs(1)), Duration::from_secs(3));
-        assert_eq!(batch_silence_limit(Duration::from_secs(30)), Duration::from_secs(30));
-        assert_eq!(stall_check_every(Duration::from_secs(2)), Duration::from_millis(500));
-        assert_eq!(stall_check_every(Duration::from_secs(600)), Duration::from_secs(15));
+        assert_eq!(
+            batch_silence_limit(Duration::from_secs(1)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            batch_silence_limit(Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            stall_check_every(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            stall_check_every(Duration::from_secs(600)),
+            Duration::from_secs(15)
+        );
     }
 }

@@ -20,9 +20,9 @@ use tokio::sync::oneshot;
 
 use self::batch::Reply;
 pub use self::batch::{BatchEvents, ExecuteBatch, Queued};
-pub use self::serving::Serve;
 use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
+pub use self::serving::Serve;
 use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult, WorkerId};
 use crate::protocol::{CurrentTask, NodeState, StatusAnswer};
 use crate::sim::Control;

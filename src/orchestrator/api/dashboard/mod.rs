@@ -230,7 +230,8 @@ struct StreamSlot {
 impl StreamSlot {
     /// The client took an event: the stream is read.
     fn read_now(&self) {
-        self.last_read.store(self.streams.epoch.millis(), Ordering::SeqCst);
+        self.last_read
+            .store(self.streams.epoch.millis(), Ordering::SeqCst);
     }
 }
 
