@@ -9,7 +9,9 @@ use std::sync::LazyLock;
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{allocations, dashboard, export, files, health, prometheus, purge, stats, tasks, workers};
+use super::{
+    allocations, checkpoints, dashboard, export, files, health, prometheus, purge, stats, tasks, workers,
+};
 use crate::http::error::resource;
 use crate::protocol::schema::complete;
 
@@ -34,6 +36,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     for part in [
         tasks::Doc::openapi(),
+        checkpoints::Doc::openapi(),
         export::Doc::openapi(),
         files::Doc::openapi(),
         workers::Doc::openapi(),

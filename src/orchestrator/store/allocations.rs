@@ -78,7 +78,7 @@ pub(super) fn migrate(db: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(super) fn apply(db: &Connection, change: AllocationChange) -> rusqlite::Result<()> {
+pub(super) fn apply(db: &Connection, change: &AllocationChange) -> rusqlite::Result<()> {
     match change {
         AllocationChange::Added { name, spec, at } => {
             db.prepare_cached(
@@ -106,7 +106,7 @@ pub(super) fn apply(db: &Connection, change: AllocationChange) -> rusqlite::Resu
             db.prepare_cached(
                 "INSERT OR REPLACE INTO allocation_jobs(queue, job_id, seq, submitted_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![queue, job_id, seq as i64, at])?;
+            .execute(params![queue, job_id, *seq as i64, at])?;
         }
         AllocationChange::JobGone { queue, job_id } => {
             db.prepare_cached("DELETE FROM allocation_jobs WHERE queue = ?1 AND job_id = ?2")?

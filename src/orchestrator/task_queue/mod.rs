@@ -5,12 +5,16 @@
 //! [`Effects`] it carries out: changes to persist, messages to send.
 //!
 //! # The states
-//! DESIGN.md "Task states". In memory a live task is in exactly one place:
-//! *ready* (in its kernel's window), *delayed* (backing off after a failed
-//! attempt), *running* (an open attempt on a worker, perhaps sent ahead
-//! and waiting there for a slot), or parked while the store decides a
-//! cancel. Ended tasks are only in the database: a result that
-//! arrives for one is counted and acknowledged, never recorded twice.
+//! DESIGN.md "Task states". In memory every live task is one entry of one
+//! map, whose [`TaskState`] carries the state's data: *ready* (in its
+//! kernel's window), *delayed* (backing off after a failed attempt, until
+//! when), *sent ahead* (an attempt waiting in a worker's backlog for a
+//! slot), *running* (an attempt in a slot), or *parked* while the store
+//! decides a cancel. The ready queues and the backoff timetable are
+//! indexes of ids, changed only with a state. Ended tasks are only in the
+//! database: a result that arrives for one is counted and acknowledged,
+//! never recorded twice. What the Prometheus counters and the dashboard
+//! see is an effect too ([`Observed`]), told by this actor.
 //!
 //! # The window
 //! A million queued tasks do not live in memory: each kernel keeps at most
@@ -33,7 +37,9 @@
 //! Peers are held as recipients of the messages this actor sends
 //! ([`Peers`]), so it imports messages, not actors.
 
+mod cancel;
 mod dispatch;
+mod effects;
 mod entry;
 #[cfg(test)]
 mod file_tests;
@@ -59,7 +65,7 @@ use actix::prelude::*;
 
 pub use crate::orchestrator::worker_proxy::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 pub use dispatch::Dispatched;
-pub use live::{Effects, LiveTasks, Place, RetryPolicy};
+pub use live::{Effects, LiveTasks, Observed, Place, RetryPolicy, TaskState};
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Throughput, Waiting, WhyWaiting};
 pub use results::{FailuresPending, RecordResult};
 
@@ -153,6 +159,10 @@ pub struct TaskQueue {
     dispatch_size: usize,
     performance: queries::Performance,
     started: Instant,
+    /// `GET /metrics/prometheus`: told what each event observed.
+    metrics: Arc<OrchestratorMetrics>,
+    /// The dashboard's recent history, told of every ended attempt.
+    activity: Arc<Activity>,
 }
 
 impl TaskQueue {
@@ -178,8 +188,6 @@ impl TaskQueue {
         };
         let mut live = LiveTasks::new(policy, boot, seed());
         live.loads = loads;
-        live.metrics = metrics;
-        live.activity = activity;
         for id in live.loads.ids() {
             if let Some(row) = live.loads.row(id) {
                 board.publish_load(id, row);
@@ -194,12 +202,18 @@ impl TaskQueue {
             dispatch_size: dispatch::DISPATCH_BATCH,
             performance: Default::default(),
             started: Instant::now(),
+            metrics,
+            activity,
         }
     }
 
-    /// Carries out what an event asks: persist (one job), send, schedule
-    /// the end of backoffs, record a result after its commit.
+    /// Carries out what an event asks: persist (one job), send, tell the
+    /// observers, schedule the end of backoffs, record a result after its
+    /// commit.
     fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
+        for o in &fx.observed {
+            o.tell(&self.metrics, &self.activity);
+        }
         let failed = fx
             .persist
             .iter()
@@ -344,7 +358,7 @@ impl Actor for TaskQueue {
         ctx.run_interval(self.settings.sweep_interval, |act, ctx| {
             act.live.room();
             act.backoff_over(ctx);
-            act.live.metrics.dispatch_swept();
+            act.metrics.dispatch_swept();
         });
     }
 }
@@ -428,7 +442,8 @@ impl Handler<SubmitBatch> for TaskQueue {
                 InsertOutcome::Inserted { seqs } => {
                     let count = new.len();
                     trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
-                    act.live.submitted(new, seqs, &source, unix_now());
+                    let fx = act.live.submitted(new, seqs, &source, unix_now());
+                    act.apply(fx, ctx);
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }
@@ -465,7 +480,8 @@ impl Handler<SubmitStaged> for TaskQueue {
         Box::pin(commit.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
                 StagedOutcome::Queued { count, first, more } => {
-                    act.live.file_committed(first, &more, count);
+                    let fx = act.live.file_committed(first, &more, count);
+                    act.apply(fx, ctx);
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }
@@ -486,7 +502,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
-        self.live.metrics.attempt_reported();
+        self.metrics.attempt_reported();
     }
 }
 

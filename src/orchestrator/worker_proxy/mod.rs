@@ -61,6 +61,8 @@ pub struct ProxySettings {
     /// The id of this orchestrator's data folder, sent to workers in
     /// [`crate::protocol::ORCHESTRATOR_HEADER`].
     pub orchestrator_id: String,
+    /// Checkpoints held, so that a task's next attempt resumes from one.
+    pub checkpoints: Option<Arc<crate::orchestrator::store::Checkpoints>>,
 }
 
 #[cfg(test)]
@@ -78,7 +80,16 @@ impl ProxySettings {
             max_result_bytes: 16 << 20,
             stall_timeout: None,
             orchestrator_id: "tests".into(),
+            checkpoints: None,
         }
+    }
+}
+
+impl ProxySettings {
+    /// The step a new attempt of `task_id` resumes from, if a checkpoint
+    /// of it is held (recorded as the attempt's start).
+    fn checkpoint_step(&self, task_id: &TaskId, attempt_id: AttemptId) -> Option<u64> {
+        self.checkpoints.as_ref()?.resume_step(task_id, attempt_id)
     }
 }
 
