@@ -140,7 +140,7 @@ fn a_worker_serves_one_orchestrators_data_folder_at_a_time() {
     let w = standalone(wdir.path(), "w");
     let (adir, bdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = orchestrator_of(adir.path(), &w);
-    assert_eq!(a.post("/tasks", &sleep_task("a1", 3.0)).status, 201);
+    assert_eq!(a.post("/tasks", &sleep_task("a1", 8.0)).status, 201);
     wait_until(LONG, "a1 running", || status(&a, "a1") == "running");
 
     // a second orchestrator, its own folder, the same worker
@@ -165,18 +165,29 @@ fn a_worker_serves_one_orchestrators_data_folder_at_a_time() {
     assert_eq!(direct.json()["code"], "other_orchestrator");
     assert_eq!(direct.json()["serving"], a_id.trim());
 
-    // a's task ends where it ran, once; then w serves b
+    // a killed while a1 runs on w, and started again on its folder: the
+    // same id to w, so it is served and adopts a1 (one attempt, not re-run)
+    let mut a = a;
+    a.signal(libc::SIGKILL);
+    a.wait_exit(LONG);
+    let a = Proc::start(adir.path(), &["orchestrator", "--port", "0"], FAST);
+    let again = std::fs::read_to_string(adir.path().join("data/orquesta.db.id")).unwrap();
+    assert_eq!(again, a_id);
+    // (with a new id it would be refused until a1 ended)
+    wait_until(LONG, "w up for the restarted a while a1 still runs there", || {
+        worker_row(&a, "w")["state"] == "up" && w.get("/current").text().contains("\"a1\"")
+    });
     wait_until(LONG, "a1 completed", || status(&a, "a1") == "completed");
-    assert_eq!(a.get("/tasks/a1").json()["attempt_count"], 1);
+    let a1 = a.get("/tasks/a1").json();
+    assert_eq!(a1["attempt_count"], 1, "adopted, not run again: {a1}");
+    assert_eq!(a1["worker_id"], "w", "{a1}");
+
+    // then w serves b
     wait_until(LONG, "b1 completed", || status(&b, "b1") == "completed");
     let b1 = b.get("/tasks/b1").json();
     assert_eq!(b1["worker_id"], "w", "{b1}");
     assert_eq!(b1["attempt_count"], 1, "{b1}");
-
-    // a restarted orchestrator keeps its folder's id
-    drop(a);
-    let a = Proc::start(adir.path(), &["orchestrator", "--port", "0"], FAST);
-    let again = std::fs::read_to_string(adir.path().join("data/orquesta.db.id")).unwrap();
-    assert_eq!(again, a_id);
-    drop(a);
+    wait_until(LONG, "w says it serves b now", || {
+        w.log().contains("now serving the orchestrator of another data folder")
+    });
 }

@@ -78,6 +78,8 @@ pub struct Executor {
     /// The orchestrator (its data folder's id) whose work this worker has
     /// ([`Serve`]).
     served: Option<String>,
+    /// When the orchestrator served last asked something.
+    served_heard: Option<Instant>,
     /// Where checkpoints go (None: `--join` not given or
     /// `CHECKPOINT_INTERVAL` = 0).
     checkpointer: Option<Rc<Checkpointer>>,
@@ -105,6 +107,7 @@ impl Executor {
             started: Instant::now(),
             state_dirty: true,
             served: None,
+            served_heard: None,
             checkpointer: None,
         }
     }

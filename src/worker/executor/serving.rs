@@ -1,14 +1,24 @@
 //! Which orchestrator this worker serves: the one (named by its data
 //! folder's id, in `crate::protocol::ORCHESTRATOR_HEADER`) whose work it
 //! has. Another orchestrator is refused while any of that work runs or
-//! waits here, so two orchestrators never share the worker's slots nor
-//! acknowledge each other's results; once idle, the worker serves whoever
+//! waits here, and while results of it wait to be acknowledged by an
+//! orchestrator heard from in the last [`SERVED_GRACE`] (a restarted one
+//! of the same folder picks them up; one gone for good frees the worker
+//! after that). So two orchestrators never share the worker's slots nor
+//! acknowledge each other's results; once free, the worker serves whoever
 //! sends work next. Requests without the header (a curl user) are not
 //! concerned.
+
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::Executor;
+
+/// How long the orchestrator served keeps the worker for the results it
+/// has not yet acknowledged, after its last request (the orchestrator's
+/// default `WORKER_TIMEOUT`).
+pub const SERVED_GRACE: Duration = Duration::from_secs(30);
 
 /// Sent by the API before it admits work (`adopt`) and on `GET /health`
 /// (not `adopt`) for a request that names its orchestrator. Answers
@@ -26,9 +36,15 @@ impl Handler<Serve> for Executor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: Serve, _: &mut Self::Context) -> Self::Result {
-        let busy = !self.running.is_empty() || !self.backlog.is_empty();
+        let heard = self.served_heard.is_some_and(|t| t.elapsed() < SERVED_GRACE);
+        let busy = !self.running.is_empty()
+            || !self.backlog.is_empty()
+            || (heard && self.held.holds_attempts());
         match &self.served {
-            Some(served) if *served == msg.orchestrator => Ok(()),
+            Some(served) if *served == msg.orchestrator => {
+                self.served_heard = Some(Instant::now());
+                Ok(())
+            }
             Some(served) if busy => Err(served.clone()),
             _ if !msg.adopt => Ok(()),
             previous => {
@@ -37,6 +53,7 @@ impl Handler<Serve> for Executor {
                         "idle: now serving the orchestrator of another data folder");
                 }
                 self.served = Some(msg.orchestrator);
+                self.served_heard = Some(Instant::now());
                 Ok(())
             }
         }

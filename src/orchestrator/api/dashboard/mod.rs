@@ -21,16 +21,14 @@
 //! (a message; the workers are asked in the background, at most once a
 //! second, and only while a stream is open). No task is read. At most
 //! [`MAX_STREAMS`] streams are open at once, [`MAX_STREAMS_PER_CLIENT`]
-//! of them from one address, and a stream its client has stopped reading
-//! gives up its place after [`UNREAD_LIMIT`] (it ends if the client ever
-//! reads again), so one client cannot hold every stream.
+//! of them from one address, so one client cannot hold every stream.
 
 pub mod snapshot;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::header;
@@ -57,18 +55,10 @@ pub const MAX_STREAMS: usize = 32;
 /// 429 (a browser with a few tabs stays well under it).
 pub const MAX_STREAMS_PER_CLIENT: usize = 4;
 
-/// A stream whose client has not taken an event for this long (its
-/// socket is full: nobody reads) no longer counts against the limits.
-pub const UNREAD_LIMIT: Duration = Duration::from_secs(15);
-
 /// One open stream as the limits see it.
 struct OpenStream {
     id: u64,
     client: Option<IpAddr>,
-    /// Milliseconds since [`Streams::epoch`] when the client last took an event.
-    last_read: Arc<AtomicU64>,
-    /// Set when it gave up its place: it ends at its next turn.
-    evicted: Arc<AtomicBool>,
 }
 
 /// The streams open now, shared by the handlers and each stream's slot.
@@ -76,17 +66,6 @@ struct OpenStream {
 struct Streams {
     open: Mutex<Vec<OpenStream>>,
     next_id: AtomicU64,
-    epoch: LazyInstant,
-}
-
-/// An `Instant` fixed at first use (a `Default` for [`Streams`]).
-#[derive(Default)]
-struct LazyInstant(std::sync::OnceLock<Instant>);
-
-impl LazyInstant {
-    fn millis(&self) -> u64 {
-        self.0.get_or_init(Instant::now).elapsed().as_millis() as u64
-    }
 }
 
 /// Why a stream was not opened.
@@ -96,21 +75,10 @@ enum NoRoom {
 }
 
 impl Streams {
-    /// A place for a stream from `client`, after the unread streams gave
-    /// theirs up; the slot gives it back when dropped.
+    /// A place for a stream from `client`; the slot gives it back when
+    /// dropped.
     fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Result<StreamSlot, NoRoom> {
-        let now = self.epoch.millis();
-        let unread = UNREAD_LIMIT.as_millis() as u64;
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.retain(|s| {
-            let stale = now.saturating_sub(s.last_read.load(Ordering::SeqCst)) > unread;
-            if stale {
-                tracing::info!(client = ?s.client, "a dashboard stream unread for {} s gave up its place",
-                    UNREAD_LIMIT.as_secs());
-                s.evicted.store(true, Ordering::SeqCst);
-            }
-            !stale
-        });
         if open.len() >= MAX_STREAMS {
             return Err(NoRoom::Everyone);
         }
@@ -118,19 +86,10 @@ impl Streams {
             return Err(NoRoom::ThisClient);
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let last_read = Arc::new(AtomicU64::new(now));
-        let evicted = Arc::new(AtomicBool::new(false));
-        open.push(OpenStream {
-            id,
-            client,
-            last_read: Arc::clone(&last_read),
-            evicted: Arc::clone(&evicted),
-        });
+        open.push(OpenStream { id, client });
         Ok(StreamSlot {
             streams: Arc::clone(self),
             id,
-            last_read,
-            evicted,
         })
     }
 }
@@ -219,20 +178,10 @@ async fn failures(dash: web::Data<Dashboard>) -> HttpResponse {
 }
 
 /// Counts a stream as open until dropped (the client went away, or the
-/// server stops) or evicted (unread).
+/// server stops).
 struct StreamSlot {
     streams: Arc<Streams>,
     id: u64,
-    last_read: Arc<AtomicU64>,
-    evicted: Arc<AtomicBool>,
-}
-
-impl StreamSlot {
-    /// The client took an event: the stream is read.
-    fn read_now(&self) {
-        self.last_read
-            .store(self.streams.epoch.millis(), Ordering::SeqCst);
-    }
 }
 
 impl Drop for StreamSlot {
@@ -322,12 +271,10 @@ async fn events(
     };
     let state = (api, dash, slot, 0u64);
     let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq)| async move {
-        // polled again: the client took the last event
-        slot.read_now();
         if seq > 0 {
             actix_rt::time::sleep(TICK).await;
         }
-        if dash.stopping.load(Ordering::SeqCst) || slot.evicted.load(Ordering::SeqCst) {
+        if dash.stopping.load(Ordering::SeqCst) {
             return None;
         }
         let event = next_event(&api, &dash, seq + 1).await;
