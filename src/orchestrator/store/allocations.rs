@@ -158,11 +158,11 @@ mod tests {
             spec: format!("{{\"name\":\"{name}\"}}"),
             at: 1.0,
         };
-        apply(&db, add("a")).unwrap();
-        apply(&db, add("b")).unwrap();
+        apply(&db, &add("a")).unwrap();
+        apply(&db, &add("b")).unwrap();
         apply(
             &db,
-            AllocationChange::Paused {
+            &AllocationChange::Paused {
                 name: "b".into(),
                 paused: true,
             },
@@ -175,11 +175,11 @@ mod tests {
                 seq,
                 at: 2.0,
             };
-            apply(&db, job).unwrap();
+            apply(&db, &job).unwrap();
         }
         apply(
             &db,
-            AllocationChange::JobGone {
+            &AllocationChange::JobGone {
                 queue: "a".into(),
                 job_id: "11".into(),
             },
@@ -192,7 +192,7 @@ mod tests {
             ["12"]
         );
         assert!(!kept[0].paused && kept[1].paused);
-        apply(&db, AllocationChange::Removed { name: "a".into() }).unwrap();
+        apply(&db, &AllocationChange::Removed { name: "a".into() }).unwrap();
         let kept = load_allocations(&db).unwrap();
         assert_eq!(kept.len(), 1);
         let left: i64 = db
