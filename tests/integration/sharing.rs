@@ -188,6 +188,7 @@ fn a_worker_serves_one_orchestrators_data_folder_at_a_time() {
     assert_eq!(b1["worker_id"], "w", "{b1}");
     assert_eq!(b1["attempt_count"], 1, "{b1}");
     wait_until(LONG, "w says it serves b now", || {
-        w.log().contains("now serving the orchestrator of another data folder")
+        w.log()
+            .contains("now serving the orchestrator of another data folder")
     });
 }

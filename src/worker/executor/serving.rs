@@ -37,9 +37,8 @@ impl Handler<Serve> for Executor {
 
     fn handle(&mut self, msg: Serve, _: &mut Self::Context) -> Self::Result {
         let heard = self.served_heard.is_some_and(|t| t.elapsed() < SERVED_GRACE);
-        let busy = !self.running.is_empty()
-            || !self.backlog.is_empty()
-            || (heard && self.held.holds_attempts());
+        let busy =
+            !self.running.is_empty() || !self.backlog.is_empty() || (heard && self.held.holds_attempts());
         match &self.served {
             Some(served) if *served == msg.orchestrator => {
                 self.served_heard = Some(Instant::now());
