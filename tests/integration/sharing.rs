@@ -164,6 +164,18 @@ fn a_worker_serves_one_orchestrators_data_folder_at_a_time() {
     assert_eq!(direct.status, 409, "{}", direct.text());
     assert_eq!(direct.json()["code"], "other_orchestrator");
     assert_eq!(direct.json()["serving"], a_id.trim());
+    // nor may b stop a's task or free its results
+    let b_header = [("x-orquesta-orchestrator", b_id.trim())];
+    let cancel = http_with("POST", &w.addr, "/cancel/a1", None, &b_header);
+    assert_eq!(cancel.status, 409, "{}", cancel.text());
+    let ack = http_with(
+        "POST",
+        &w.addr,
+        "/results/ack",
+        Some(br#"{"task_ids": ["a1"]}"#),
+        &b_header,
+    );
+    assert_eq!(ack.status, 409, "{}", ack.text());
 
     // a killed while a1 runs on w, and started again on its folder: the
     // same id to w, so it is served and adopts a1 (one attempt, not re-run)

@@ -352,8 +352,14 @@ fn write_line(out: &mut Vec<u8>, event: &BatchEvent<std::sync::Arc<crate::model:
         (status = 200, description = "told to stop", body = CancelAnswer),
         (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "not running here (`not_found`)", body = ErrorBody),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
-async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn cancel(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let task_id = path_task_id(&path)?;
     let running = api
         .executor
@@ -486,8 +492,14 @@ async fn get_result(api: web::Data<WorkerApi>, path: web::Path<String>) -> Resul
         (status = 200, description = "the result is freed", body = AckOneAnswer),
         (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "no result held (`not_found`)", body = ErrorBody),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
-async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn ack_one(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let task_id = path_task_id(&path)?;
     let freed = api
         .executor
@@ -511,12 +523,16 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
 /// [`ACK_BODY_LIMIT`].
 #[utoipa::path(post, path = "/results/ack", tag = "results",
     request_body = AckRequest,
-    responses((status = 200, description = "how many were freed", body = AckAnswer)))]
+    responses(
+        (status = 200, description = "how many were freed", body = AckAnswer),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
+    ))]
 async fn ack_many(
     api: web::Data<WorkerApi>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let AckRequest { task_ids } = read_typed(
         &req,
         payload,
