@@ -150,12 +150,6 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if sync_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
-    // statement journals in memory: every UPDATE of a task (its triggers
-    // make it a multi-row write) journals the pages it changes, and once
-    // one statement of a transaction passed 64 KiB they all went to a
-    // temporary file, a write system call per page (most of the writer's
-    // time); the pages are dropped when each statement ends
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(SCHEMA)?;
     super::files::migrate(&conn)?;
     super::allocations::migrate(&conn)?;

@@ -1,8 +1,11 @@
 //! A task in memory ([`Entry`]) as the core keeps it wherever it is, and
 //! what is read from its JSON once, when it comes into memory: its size
-//! ([`body_size`]), its parameters and the fields its result echoes.
+//! ([`body_size`]), a fingerprint of its parameters and the fields its
+//! result echoes.
 
-use std::sync::Arc;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -31,8 +34,11 @@ pub struct Entry {
     /// (N, steps) ([`body_size`]): what `shortest_expected_finish`
     /// predicts from.
     pub size: (u64, u64),
-    /// The body's `parameters`: what a worker's result must echo.
-    pub parameters: Option<Value>,
+    /// The [`fingerprint`] of the body's `parameters`, which a worker's
+    /// result must echo (`None`: the body has none). A fingerprint, not
+    /// the parsed object: up to `WINDOW` queued tasks per kernel sit in
+    /// memory, and a parsed object costs each about a kilobyte.
+    pub parameters: Option<u64>,
     /// What the task's result echoes of its body.
     pub echo: Echo,
 }
@@ -40,16 +46,16 @@ pub struct Entry {
 /// What is read from a task's body, once.
 struct Read {
     size: (u64, u64),
-    parameters: Option<Value>,
+    parameters: Option<u64>,
     echo: Echo,
 }
 
 impl Read {
     fn of(body: &str) -> Self {
-        let mut v: Value = serde_json::from_str(body).unwrap_or_default();
+        let v: Value = serde_json::from_str(body).unwrap_or_default();
         let size = size_of(&v);
         let echo = Echo::of(&v);
-        let parameters = v.get_mut("parameters").map(Value::take);
+        let parameters = v.get("parameters").map(fingerprint);
         Self {
             size,
             parameters,
@@ -131,4 +137,38 @@ fn size_of(body: &Value) -> (u64, u64) {
     };
     let read = |name: &str| p.get(name).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
     (read("num_particles"), read("num_steps"))
+}
+
+/// A 64-bit fingerprint of a JSON value, equal for values that are equal
+/// as [`Value`]s: object keys in any order, `1` and `1.0` apart. Keyed once
+/// per process at random, so a worker cannot craft a result whose other
+/// parameters share the task's fingerprint.
+pub fn fingerprint(v: &Value) -> u64 {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    let mut h = KEYS.get_or_init(RandomState::new).build_hasher();
+    feed(v, &mut h);
+    h.finish()
+}
+
+fn feed(v: &Value, h: &mut impl Hasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        // the text tells an integer from a float, as Number's equality does
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            items.iter().for_each(|x| feed(x, h));
+        }
+        Value::Object(map) => {
+            (5u8, map.len()).hash(h);
+            let mut pairs: Vec<_> = map.iter().collect();
+            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (k, x) in pairs {
+                k.hash(h);
+                feed(x, h);
+            }
+        }
+    }
 }

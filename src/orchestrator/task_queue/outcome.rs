@@ -10,9 +10,9 @@ use crate::util::time::iso_at;
 
 /// Why a worker's result is not for the stored task (another algorithm
 /// as written, other parameters), or `None` when it is. The task's body
-/// is the JSON the worker was sent (its parameters read once, when the
-/// task came into memory); the worker echoes both fields as it received
-/// them.
+/// is the JSON the worker was sent (its parameters fingerprinted once,
+/// when the task came into memory); the worker echoes both fields as it
+/// received them.
 pub fn mismatch_with_task(entry: &Entry, result: &TaskResult) -> Option<String> {
     if result.algorithm != entry.algorithm {
         return Some(format!(
@@ -20,8 +20,8 @@ pub fn mismatch_with_task(entry: &Entry, result: &TaskResult) -> Option<String> 
             result.algorithm, entry.algorithm
         ));
     }
-    match &entry.parameters {
-        Some(p) if *p == result.parameters => None,
+    match entry.parameters {
+        Some(p) if p == super::entry::fingerprint(&result.parameters) => None,
         Some(_) => Some("the result is for other parameters than the task's".into()),
         None => Some("the stored task has no parameters to compare the result with".into()),
     }

@@ -118,9 +118,12 @@ fn size_parameters_and_echoed_fields_are_read_once_when_the_task_comes_into_memo
     let mut live = live_with("t1", 2);
     let entry = &live.tasks["t1"].entry;
     assert_eq!(entry.size, (1200, 300), "known before any dispatch");
+    // the same parameters in another key order share the fingerprint
     assert_eq!(
         entry.parameters,
-        Some(json!({"num_particles": 1200, "num_steps": 300, "seed": 1}))
+        Some(super::entry::fingerprint(
+            &json!({"seed": 1, "num_steps": 300, "num_particles": 1200})
+        ))
     );
     // what the result echoes comes from the entry, not from the body
     // parsed again: a body the entry no longer matches changes nothing
@@ -140,4 +143,29 @@ fn size_parameters_and_echoed_fields_are_read_once_when_the_task_comes_into_memo
         1.0,
     );
     assert!(fx.completion.is_some(), "its parameters were kept from ingest");
+}
+
+#[test]
+fn fingerprints_are_equal_exactly_when_the_values_are() {
+    use super::entry::fingerprint;
+    let same = [
+        (json!({"a": 1, "b": [1.5, "x"]}), json!({"b": [1.5, "x"], "a": 1})),
+        (json!(null), json!(null)),
+    ];
+    for (x, y) in same {
+        assert_eq!(x, y);
+        assert_eq!(fingerprint(&x), fingerprint(&y), "{x} {y}");
+    }
+    let other = [
+        (json!({"n": 1}), json!({"n": 1.0})),
+        (json!({"n": 1}), json!({"n": 2})),
+        (json!({"n": 1}), json!({"m": 1})),
+        (json!([1, 2]), json!([2, 1])),
+        (json!(["ab"]), json!(["a", "b"])),
+        (json!({"n": "1"}), json!({"n": 1})),
+    ];
+    for (x, y) in other {
+        assert_ne!(x, y);
+        assert_ne!(fingerprint(&x), fingerprint(&y), "{x} {y}");
+    }
 }
