@@ -34,8 +34,10 @@ impl ErrorCode {
             | ErrorCode::NotRetryable
             | ErrorCode::AlreadyRunning
             | ErrorCode::WorkerIdTaken
+            | ErrorCode::TooManyWorkers
+            | ErrorCode::OtherOrchestrator
             | ErrorCode::AllocationExists => StatusCode::CONFLICT,
-            ErrorCode::WorkerFull => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::WorkerFull | ErrorCode::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ShuttingDown | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -89,6 +89,10 @@ pub struct WorkerInfo {
     pub tasks_completed: u64,
     pub tasks_failed: u64,
     pub mean_execution_time: Option<f64>,
+    /// Why the worker is suspect (it broke a promise: ran more than its
+    /// capacity, left a batch silent, let a task stall); it gets no new
+    /// tasks until `POST /workers/{id}/resume`. Null when trusted.
+    pub suspect: Option<String>,
 }
 
 /// The load half of a worker's `GET /workers` row.
@@ -188,8 +192,10 @@ impl WorkerBoard {
     /// removed worker's load goes with it.
     pub fn reorder(&self, order: Vec<WorkerId>) {
         let mut o = self.order.write().unwrap_or_else(|e| e.into_inner());
-        self.rows.retain(|id, _| order.contains(id));
-        self.loads.retain(|id, _| order.contains(id));
+        // a set: thousands of workers would make `order.contains` quadratic
+        let kept: std::collections::HashSet<&WorkerId> = order.iter().collect();
+        self.rows.retain(|id, _| kept.contains(id));
+        self.loads.retain(|id, _| kept.contains(id));
         *o = order;
     }
 }

@@ -267,6 +267,17 @@ impl OrchestratorMetrics {
         self.worker_checks.get_or_create(&labels).inc();
     }
 
+    /// `worker` left the cluster (removed, expired): its series go too,
+    /// so the number of series follows the workers there are, not every
+    /// worker there ever was.
+    pub fn forget_worker(&self, worker: &WorkerId) {
+        let labels = WorkerLabel {
+            worker: worker.to_string(),
+        };
+        self.heartbeat_failures.remove(&labels);
+        self.worker_checks.remove(&labels);
+    }
+
     /// A full scan of the drop folder ended.
     pub fn drop_folder_scanned(&self) {
         self.drop_folder_scans.inc();

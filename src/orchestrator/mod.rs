@@ -74,6 +74,11 @@ pub enum OrchestratorError {
     /// A folder of the drop folder that files must not be moved into.
     #[error("cannot use the task folder: {0}")]
     TaskFolder(crate::orchestrator::file_watcher::FolderError),
+    #[error("cannot keep the data folder's id in {}: {source}; is the database folder writable?", .path.display())]
+    FolderId {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -101,6 +106,30 @@ pub struct Started {
     /// Held for the process's life: one orchestrator per database, drop
     /// folder and results folder.
     pub lock: FolderLocks,
+}
+
+/// The id of the data folder, kept beside the database
+/// (`data/orquesta.db` → `data/orquesta.db.id`) and made at the first
+/// start: workers serve one orchestrator id at a time, and a restarted
+/// orchestrator is the same one to them (it adopts its work).
+fn folder_id(db: &std::path::Path) -> Result<String, OrchestratorError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".id");
+    let path = std::path::PathBuf::from(name);
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept = kept.trim();
+    if kept.len() == 32 && kept.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(kept.to_string());
+    }
+    let mut id = crate::util::secret::new_secret().unwrap_or_else(|| format!("{:032x}", std::process::id()));
+    id.truncate(32);
+    crate::util::fs::write_atomic(&path, format!("{id}\n").as_bytes()).map_err(|source| {
+        OrchestratorError::FolderId {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(id)
 }
 
 /// The lock beside the database: `data/orquesta.db` → `data/orquesta.db.lock`.
@@ -200,6 +229,8 @@ pub fn start_locked(
     lock.record(&format!("pid {}, {scheme}://{local_addr}", std::process::id()))?;
 
     let conn = store::open(&settings.db_path, settings.sync_full)?;
+    let orchestrator_id = folder_id(&settings.db_path)?;
+    tracing::info!(orchestrator_id = %orchestrator_id, "this data folder's orchestrator id");
     let boot = store::next_boot(&conn)?;
     let allocations = store::load_allocations(&conn)?;
     let recovery = store::recover(&conn)?;
@@ -233,6 +264,7 @@ pub fn start_locked(
             Ok(entry) => Some(JoinedMember {
                 entry,
                 instance: m.instance.clone(),
+                secret_sha256: m.secret_sha256.clone(),
             }),
             Err(problems) => {
                 tracing::warn!(worker = %m.id, ?problems, "a remembered joined worker is unusable; forgotten");
@@ -275,6 +307,8 @@ pub fn start_locked(
         tls: settings.tls.client.clone(),
         metrics: Arc::clone(&metrics),
         max_result_bytes: settings.max_result_bytes,
+        stall_timeout: settings.stall_timeout,
+        orchestrator_id: orchestrator_id.clone(),
         checkpoints: Some(Arc::clone(&checkpoints)),
     };
     let queue_settings = QueueSettings {
@@ -307,6 +341,7 @@ pub fn start_locked(
                     heartbeats: lb.clone().recipient(),
                     updates: lb.clone().recipient(),
                     full: me.clone().recipient(),
+                    suspects: lb.clone().recipient(),
                 };
                 let proxy = WorkerProxy::new(w.clone(), proxy_settings.clone(), peers).start();
                 by_id.insert(WorkerId::new(&w.id), ProxyPeer::of(&proxy));
@@ -333,6 +368,10 @@ pub fn start_locked(
         took_back: queue.clone().recipient(),
         settings: proxy_settings,
         store: Some(store.clone()),
+        limits: crate::orchestrator::load_balancer::MembershipLimits {
+            max_workers: settings.max_workers,
+            expiry: settings.worker_expiry,
+        },
     });
     let (config_watcher, config_status): (Option<Addr<ConfigWatcher>>, SharedConfigStatus) = if watch {
         let initial = crate::orchestrator::config::read_workers_file(&settings.workers_file).ok();

@@ -47,12 +47,22 @@ pub enum ErrorCode {
     NotRetryable,
     /// The worker already runs this task (`attempt_id` names the run).
     AlreadyRunning,
-    /// A join with the id of another live worker (`address` names it).
+    /// A join with the id of another live worker, or of another process
+    /// that holds it and whose secret this join did not show (`address`
+    /// names it).
     WorkerIdTaken,
+    /// A worker asked for work by an orchestrator while it has work from
+    /// the orchestrator of another data folder (`serving` names it).
+    OtherOrchestrator,
+    /// A join refused because the cluster has `MAX_WORKERS` workers
+    /// (`max_workers`).
+    TooManyWorkers,
     /// An allocation queue with this name exists already.
     AllocationExists,
     /// The worker has no free slot; try again after `Retry-After`.
     WorkerFull,
+    /// This client has `MAX_STREAMS_PER_CLIENT` dashboard streams open.
+    TooManyStreams,
     /// The process is draining or shutting down.
     ShuttingDown,
     /// The database or another internal part cannot answer now; retry.
@@ -65,7 +75,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::MalformedJson,
         ErrorCode::EmptyBody,
         ErrorCode::BadRequest,
@@ -84,8 +94,11 @@ impl ErrorCode {
         ErrorCode::NotRetryable,
         ErrorCode::AlreadyRunning,
         ErrorCode::WorkerIdTaken,
+        ErrorCode::TooManyWorkers,
+        ErrorCode::OtherOrchestrator,
         ErrorCode::AllocationExists,
         ErrorCode::WorkerFull,
+        ErrorCode::TooManyStreams,
         ErrorCode::ShuttingDown,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
@@ -112,8 +125,11 @@ impl ErrorCode {
             ErrorCode::NotRetryable => "not_retryable",
             ErrorCode::AlreadyRunning => "already_running",
             ErrorCode::WorkerIdTaken => "worker_id_taken",
+            ErrorCode::TooManyWorkers => "too_many_workers",
+            ErrorCode::OtherOrchestrator => "other_orchestrator",
             ErrorCode::AllocationExists => "allocation_exists",
             ErrorCode::WorkerFull => "worker_full",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",

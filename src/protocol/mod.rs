@@ -65,6 +65,12 @@ pub struct ExecuteRequest<T = Map<String, Value>> {
 /// The field of the `/execute` body that carries the attempt id.
 pub const ATTEMPT_ID: &str = "attempt_id";
 
+/// The header of every orchestrator request to a worker that names the
+/// orchestrator's data folder (the id kept beside its database): a worker
+/// serves one at a time, and refuses another's work while it has the
+/// first's (409 `other_orchestrator`).
+pub const ORCHESTRATOR_HEADER: &str = "x-orquesta-orchestrator";
+
 /// An `/execute` body whose `attempt_id` is not a whole number ≥ 0.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("expected a whole number ≥ 0, found {found}")]
@@ -374,6 +380,10 @@ pub struct JoinRequest {
     /// again is told apart from another worker that claims its id.
     pub instance: String,
     pub version: String,
+    /// The secret the orchestrator gave this worker id at its first join
+    /// (kept in the worker's folder): a restarted worker shows it to take
+    /// its id back. Empty before the first join.
+    pub secret: String,
 }
 
 /// The answer to a join.
@@ -384,6 +394,11 @@ pub struct JoinAnswer {
     pub source: MemberSource,
     /// How often the worker should join again.
     pub rejoin_interval_seconds: f64,
+    /// A new secret for this id, when one is issued (the first join, or a
+    /// re-join of the same process that did not show the current one): the
+    /// worker keeps it and shows it in its next joins. Absent otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub secret: String,
 }
 
 /// Every error answer's body, on both servers: `api::error::ApiError`

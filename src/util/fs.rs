@@ -58,6 +58,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .map_err(|e| e.error)
 }
 
+/// [`write_atomic`] for a file only its owner may read (a secret): the
+/// temporary file keeps tempfile's own 0o600 mode on Unix.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".secret.")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map(drop).map_err(|e| e.error)
+}
+
 /// Why [`read_regular`] read nothing.
 #[derive(Debug)]
 pub enum NotRead {

@@ -12,6 +12,7 @@ pub mod machine;
 pub mod platform;
 pub mod prometheus;
 pub mod rotating;
+pub mod secret;
 pub mod settings;
 pub mod signal;
 pub mod stats;

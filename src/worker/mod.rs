@@ -138,8 +138,12 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         state_file: Some(config.logs_dir.join(format!("worker_{worker_id}_state.json"))),
     };
 
+    // the secret the orchestrator gave this id at its first join: shown
+    // again after a restart to take the id back
+    let secret_file = config.logs_dir.join(format!("worker_{worker_id}_join_secret"));
     let join = config.join.clone().map(|orchestrator| {
         let request = JoinRequest {
+            secret: registrar::read_secret(&secret_file),
             id: worker_id.clone(),
             url: format!("{scheme}://{advertised}"),
             capacity: config.capacity,
@@ -205,7 +209,9 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
         let token = config.token.clone();
         let tls = config.tls.client.clone();
         let registrar = join.map(|(orchestrator, request)| {
-            Registrar::new(orchestrator, request, token.as_ref(), tls).start()
+            Registrar::new(orchestrator, request, token.as_ref(), tls)
+                .keeping_secret_in(secret_file)
+                .start()
         });
         let handle = server.handle();
         let drain_timeout = config.drain_timeout;

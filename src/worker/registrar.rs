@@ -5,10 +5,16 @@
 //! the orchestrator is unreachable, and on [`Leave`] (sent by
 //! `worker::shutdown` after draining) sends `DELETE /workers/{id}`.
 //!
+//! The first join of an id is answered with a secret, kept in the worker's
+//! folder (`worker_<id>_join_secret`, readable by its owner only) and
+//! shown in every later join: after a restart it proves this is the same
+//! worker, so no other process can take its id while it is away.
+//!
 //! It never stops the worker: whatever the orchestrator answers, the worker
 //! keeps serving. Problems are logged when they change and then at most
 //! once a minute ([`Reporter`]), so a long outage is not a log flood.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -157,6 +163,15 @@ pub struct Registrar {
     /// The join in flight, cancelled by [`Leave`].
     in_flight: Option<SpawnHandle>,
     leaving: bool,
+    /// Where a secret the orchestrator issues is kept (none: in memory only).
+    secret_file: Option<PathBuf>,
+}
+
+/// The join secret kept in `path` (empty when there is none yet).
+pub fn read_secret(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 impl Registrar {
@@ -184,6 +199,28 @@ impl Registrar {
             reporter: Reporter::default(),
             in_flight: None,
             leaving: false,
+            secret_file: None,
+        }
+    }
+
+    /// Keeps a secret the orchestrator issues in `path`, for the next start.
+    pub fn keeping_secret_in(mut self, path: PathBuf) -> Self {
+        self.secret_file = Some(path);
+        self
+    }
+
+    /// A join answered with a new secret: shown from now on, and kept.
+    fn keep_secret(&mut self, secret: &str) {
+        if secret.is_empty() || secret == self.request.secret {
+            return;
+        }
+        self.request.secret = secret.to_string();
+        if let Some(path) = &self.secret_file {
+            if let Err(e) = crate::util::fs::write_private(path, secret.as_bytes()) {
+                tracing::warn!(worker = %self.request.id, path = %path.display(), error = %e,
+                    "cannot keep the join secret on disk: after a restart this worker waits until its old \
+                     entry is removed or expires before it joins again");
+            }
         }
     }
 
@@ -198,7 +235,8 @@ impl Registrar {
             JoinOutcome::IdTaken { address, message } => tracing::error!(worker = %id, %orchestrator,
                 other = %address, %message,
                 "the orchestrator refused this worker: another live worker has the id {id} (at {address}); \
-                 this worker keeps serving but gets no tasks; give it another --worker-id"),
+                 this worker keeps serving but gets no tasks until that one is removed or expires; \
+                 or give it another --worker-id"),
             JoinOutcome::Refused { status, message } => tracing::warn!(worker = %id, %orchestrator,
                 status, %message, "the orchestrator refused the join; trying again"),
             JoinOutcome::Unreachable(e) => tracing::warn!(worker = %id, %orchestrator, error = %e,
@@ -245,8 +283,11 @@ impl Handler<JoinTick> for Registrar {
             if act.leaving {
                 return;
             }
-            act.failures = match outcome {
-                JoinOutcome::Joined(_) => 0,
+            act.failures = match &outcome {
+                JoinOutcome::Joined(answer) => {
+                    act.keep_secret(&answer.secret);
+                    0
+                }
                 _ => act.failures.saturating_add(1),
             };
             act.log(&outcome);
@@ -304,6 +345,7 @@ mod tests {
             id: "w".into(),
             source: MemberSource::Joined,
             rejoin_interval_seconds: secs,
+            secret: String::new(),
         })
     }
 

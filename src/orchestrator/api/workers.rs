@@ -11,7 +11,7 @@ use crate::model::{TaskId, WorkerId};
 use crate::orchestrator::load_balancer::{
     DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker, WorkerState,
 };
-use crate::orchestrator::worker_proxy::{InFlightAttempts, Retire};
+use crate::orchestrator::worker_proxy::{InFlightAttempts, RetireRemoved};
 use crate::protocol::workers::{
     BacklogTask, RunningTask, WorkerDetail, WorkerList, WorkerRemoved, WorkerStateChanged,
 };
@@ -125,13 +125,14 @@ async fn get_worker(
 
 /// `POST /workers/join`: a worker registers itself (and again every
 /// `rejoin_interval_seconds`); 409 `worker_id_taken` when its id is
-/// another live worker's.
+/// another worker's (a configured one elsewhere, or a joined process whose
+/// secret this join did not show), 409 `too_many_workers` at `MAX_WORKERS`.
 #[utoipa::path(post, path = "/workers/join", tag = "workers",
     request_body = JoinRequest,
     responses(
-        (status = 200, description = "joined (or joined again)", body = JoinAnswer),
+        (status = 200, description = "joined (or joined again); `secret` when one is issued", body = JoinAnswer),
         (status = 400, description = "not a join, or one that breaks the rules (`malformed_json`, `bad_request` with `errors`)", body = ErrorBody),
-        (status = 409, description = "the id is another live worker's (`worker_id_taken`, with `address`)", body = ErrorBody),
+        (status = 409, description = "the id is another worker's and this join did not show its secret (`worker_id_taken`, with `address`), or the cluster has MAX_WORKERS workers (`too_many_workers`, with `max_workers`)", body = ErrorBody),
     ))]
 async fn join_worker(
     api: web::Data<OrchestratorApi>,
@@ -155,16 +156,26 @@ async fn join_worker(
     let member = JoinedMember {
         entry,
         instance: join.instance,
+        secret_sha256: String::new(),
     };
-    match api.lb.send(Join { member }).await.map_err(mailbox)? {
-        Ok(source) => Ok(HttpResponse::Ok().json(JoinAnswer {
+    let secret = join.secret;
+    match api.lb.send(Join { member, secret }).await.map_err(mailbox)? {
+        Ok(joined) => Ok(HttpResponse::Ok().json(JoinAnswer {
             id: join.id,
-            source,
+            source: joined.source,
             rejoin_interval_seconds: api.rejoin_interval.as_secs_f64(),
+            secret: joined.secret,
         })),
-        Err(e @ JoinRefused::Taken { .. }) => {
-            let JoinRefused::Taken { address, .. } = &e;
-            Err(ApiError::new(ErrorCode::WorkerIdTaken, e.to_string()).with("address", address))
+        Err(e) => {
+            let message = e.to_string();
+            Err(match e {
+                JoinRefused::Taken { address, .. } | JoinRefused::Held { address, .. } => {
+                    ApiError::new(ErrorCode::WorkerIdTaken, message).with("address", &address)
+                }
+                JoinRefused::Full { max } => {
+                    ApiError::new(ErrorCode::TooManyWorkers, message).with("max_workers", max)
+                }
+            })
         }
     }
 }
@@ -231,7 +242,7 @@ async fn remove_worker(
         .map_err(mailbox)?
         .ok_or_else(|| no_worker(&id))?;
     let requeued = match proxy {
-        Some(p) => p.send(Retire).await.unwrap_or(0),
+        Some(p) => p.send(RetireRemoved).await.unwrap_or(0),
         None => 0,
     };
     Ok(HttpResponse::Ok().json(WorkerRemoved {

@@ -78,6 +78,14 @@ pub struct Settings {
     /// `MAX_RESULT_BYTES`: the largest result a worker may return (as
     /// JSON); a larger one fails its attempt and is never stored.
     pub max_result_bytes: usize,
+    /// `STALL_TIMEOUT`: the least time without a step advance after which
+    /// a running task is taken back (`None`: off).
+    pub stall_timeout: Option<Duration>,
+    /// `MAX_WORKERS`: joins are refused once this many workers are members.
+    pub max_workers: usize,
+    /// `WORKER_EXPIRY`: a joined worker unreachable this long is removed
+    /// (`None`: kept until removed).
+    pub worker_expiry: Option<Duration>,
     /// `CHECKPOINT_INTERVAL`: zero turns checkpoints off (uploads refused,
     /// none resumed); workers save at their own interval.
     pub checkpoint_interval: Duration,
@@ -236,6 +244,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "16777216",
         "largest result a worker may return, as JSON (16 MiB); a larger one fails its attempt, never stored",
     ),
+    (
+        "STALL_TIMEOUT",
+        "60",
+        "seconds without a step advance before a running task is taken back and its worker marked suspect; the limit is the larger of this and 20 × the task's own time per step (none = off)",
+    ),
+    (
+        "MAX_WORKERS",
+        "1000",
+        "most workers (configured and joined); a join beyond it is refused (409 too_many_workers)",
+    ),
+    (
+        "WORKER_EXPIRY",
+        "3600",
+        "seconds a joined worker may stay unreachable before it is removed (none = kept until removed)",
+    ),
     MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW,
     LOG_ROWS[0],
@@ -310,6 +333,15 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let max_file_bytes = r.whole("TASK_FILE_MAX_BYTES");
     let max_request_bytes = r.count("MAX_REQUEST_BYTES");
     let max_result_bytes = r.count("MAX_RESULT_BYTES");
+    let max_workers = r.count("MAX_WORKERS");
+    let stall_timeout = match r.get("STALL_TIMEOUT").trim() {
+        "none" | "0" => None,
+        _ => Some(r.seconds("STALL_TIMEOUT", false)),
+    };
+    let worker_expiry = match r.get("WORKER_EXPIRY").trim() {
+        "none" | "0" => None,
+        _ => Some(r.seconds("WORKER_EXPIRY", false)),
+    };
     let checkpoint_interval = r.seconds("CHECKPOINT_INTERVAL", true);
     let checkpoint_max_bytes = r.whole("CHECKPOINT_MAX_BYTES");
     let checkpoint_total_bytes = r.whole("CHECKPOINT_TOTAL_BYTES");
@@ -406,6 +438,9 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         max_file_bytes,
         max_request_bytes,
         max_result_bytes,
+        max_workers,
+        worker_expiry,
+        stall_timeout,
         checkpoint_interval,
         checkpoint_max_bytes,
         checkpoint_total_bytes,

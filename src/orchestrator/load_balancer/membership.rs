@@ -7,21 +7,68 @@
 //! A changed address is drain-and-replace rather than an update in place:
 //! the old proxy holds the running attempts' connections, so it finishes
 //! them while a new proxy (same id) starts once the worker is idle.
+//!
+//! Bounds: at most `MAX_WORKERS` workers (a join beyond it is refused),
+//! a joined worker unreachable for `WORKER_EXPIRY` is removed, and a
+//! workers file is applied a chunk at a time ([`ApplyConfig`]).
+//!
+//! An id belongs to its worker: the first join of an id is given a secret
+//! (the worker keeps it in its folder), and another process may take the
+//! id back only by showing it; without it, it waits until the holder is
+//! removed or expires ([`JoinRefused::Held`]).
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::{Drain, LoadBalancer, Slot, WorkerState};
+use super::{Drain, LoadBalancer, Slot, WorkerState, WorkerSuspect};
 use crate::model::WorkerId;
 use crate::orchestrator::config::WorkerEntry;
 use crate::orchestrator::store::Change;
-use crate::orchestrator::worker_proxy::{ProxyPeers, Retire, UpdateEntry, WorkerProxy};
+use crate::orchestrator::worker_proxy::{ProxyPeers, Retire, RetireRemoved, UpdateEntry, WorkerProxy};
 use crate::protocol::MemberSource;
+use crate::util::secret;
 
 /// A joined worker (from a join, or from the store after a restart).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinedMember {
     pub entry: WorkerEntry,
     pub instance: String,
+    /// The digest of the secret it was given (from the store; empty in a join).
+    pub secret_sha256: String,
+}
+
+/// The bounds of the membership (`MAX_WORKERS`, `WORKER_EXPIRY`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MembershipLimits {
+    /// Joins are refused once this many workers (configured and joined)
+    /// are members.
+    pub max_workers: usize,
+    /// A joined worker unreachable this long is removed (none: kept).
+    pub expiry: Option<Duration>,
+}
+
+impl Default for MembershipLimits {
+    fn default() -> Self {
+        Self {
+            max_workers: usize::MAX,
+            expiry: None,
+        }
+    }
+}
+
+/// Workers-file entries applied this many per turn of the actor: the
+/// API's messages are answered between two chunks.
+const CONFIG_CHUNK: usize = 256;
+
+/// A workers file being applied ([`ApplyConfig`]).
+pub(super) struct PendingConfig {
+    /// Its ids in file order (the order of the list once applied).
+    order: Vec<WorkerId>,
+    entries: VecDeque<WorkerEntry>,
+    started: Instant,
+    total: usize,
 }
 
 impl LoadBalancer {
@@ -34,8 +81,9 @@ impl LoadBalancer {
             started: maker.started.clone(),
             took_back: maker.took_back.clone(),
             heartbeats: me.clone().recipient(),
-            updates: me.recipient(),
+            updates: me.clone().recipient(),
             full: maker.full.clone(),
+            suspects: me.recipient(),
         };
         let w = &mut self.workers[i];
         w.proxy = Some(WorkerProxy::new(w.entry.clone(), maker.settings.clone(), peers).start());
@@ -44,12 +92,59 @@ impl LoadBalancer {
     /// Adds a worker at the end and starts its proxy.
     fn add(&mut self, slot: Slot, me: Addr<Self>) -> usize {
         tracing::info!(worker = %slot.id, address = %slot.entry.address(), source = ?slot.source, "worker added");
-        self.workers.push(slot);
-        let i = self.workers.len() - 1;
+        let i = self.push(slot, me);
         self.reindex();
-        self.start_proxy(i, me);
         self.changed(i);
         i
+    }
+
+    /// Adds a worker at the end and starts its proxy; the caller reindexes
+    /// (for the board's order) and tells the core.
+    fn push(&mut self, slot: Slot, me: Addr<Self>) -> usize {
+        let id = slot.id.clone();
+        self.workers.push(slot);
+        let i = self.workers.len() - 1;
+        self.by_id.insert(id, i);
+        self.start_proxy(i, me);
+        let w = &self.workers[i];
+        self.board.publish(&w.id, w.info());
+        i
+    }
+
+    /// Removes the joined workers unreachable for `WORKER_EXPIRY` (their
+    /// proxies retired: anything they held goes back to the queue).
+    pub(super) fn expire(&mut self, _me: Addr<Self>) {
+        let Some(expiry) = self.limits.expiry else { return };
+        let expired: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|w| w.source == MemberSource::Joined)
+            .filter(|w| w.unreachable_since.is_some_and(|t| t.elapsed() >= expiry))
+            .map(|w| w.id.clone())
+            .collect();
+        for id in expired {
+            let Some(&i) = self.by_id.get(&id) else { continue };
+            tracing::info!(worker = %id, expiry_seconds = expiry.as_secs_f64(),
+                "joined worker unreachable for WORKER_EXPIRY: removed (it may join again)");
+            let slot = self.remove(i);
+            if let Some(p) = slot.proxy {
+                p.do_send(RetireRemoved);
+            }
+        }
+    }
+
+    /// Puts the configured workers in `order` first, joined and leaving
+    /// ones after as they were.
+    fn order_as_configured(&mut self, order: &[WorkerId]) {
+        let place: std::collections::HashMap<&WorkerId, usize> =
+            order.iter().enumerate().map(|(k, id)| (id, k)).collect();
+        let (mut configured, rest): (Vec<Slot>, Vec<Slot>) = std::mem::take(&mut self.workers)
+            .into_iter()
+            .partition(|w| w.source == MemberSource::Config && place.contains_key(&w.id));
+        configured.sort_by_key(|w| place[&w.id]);
+        configured.extend(rest);
+        self.workers = configured;
+        self.reindex();
     }
 
     /// Removes worker `i` now; its proxy is returned (not yet retired).
@@ -75,6 +170,7 @@ impl LoadBalancer {
                 capacity: w.entry.capacity,
                 algorithms: w.entry.algorithms.clone(),
                 instance: w.instance.clone().unwrap_or_default(),
+                secret_sha256: w.secret_sha256.clone(),
                 at: crate::util::time::unix_now(),
             }]);
         }
@@ -100,6 +196,9 @@ impl LoadBalancer {
             Some(Drain::Asked) => {
                 tracing::info!(worker = %w.id, "worker drained");
             }
+            Some(Drain::Suspect) => {
+                tracing::info!(worker = %w.id, "suspect worker drained; POST /workers/{}/resume to trust it again", w.id);
+            }
             Some(Drain::Leave) => {
                 let slot = self.remove(i);
                 if let (MemberSource::Joined, Some(instance)) = (slot.source, &slot.instance) {
@@ -108,7 +207,7 @@ impl LoadBalancer {
                     }
                 }
                 if let Some(p) = slot.proxy {
-                    p.do_send(Retire);
+                    p.do_send(RetireRemoved);
                 }
                 return;
             }
@@ -190,10 +289,11 @@ impl Handler<ApplyConfig> for LoadBalancer {
     type Result = ();
     fn handle(&mut self, msg: ApplyConfig, ctx: &mut Self::Context) {
         let me = ctx.address();
-        let ids: Vec<String> = msg.entries.iter().map(|e| e.id.clone()).collect();
+        let named: HashSet<&str> = msg.entries.iter().map(|e| e.id.as_str()).collect();
+        self.quiet_core = true;
         for i in (0..self.workers.len()).rev() {
             let w = &mut self.workers[i];
-            if w.source == MemberSource::Config && !ids.contains(&w.entry.id) {
+            if w.source == MemberSource::Config && !named.contains(w.entry.id.as_str()) {
                 tracing::info!(worker = %w.id, "removed from the workers file: draining");
                 let was_draining = w.drain.is_some();
                 w.drain = Some(Drain::Leave);
@@ -201,10 +301,44 @@ impl Handler<ApplyConfig> for LoadBalancer {
                 self.settle_if_drained(i, was_draining, me.clone());
             }
         }
-        for entry in msg.entries {
+        self.quiet_core = false;
+        let pending = PendingConfig {
+            order: msg.entries.iter().map(|e| WorkerId::new(&e.id)).collect(),
+            total: msg.entries.len(),
+            entries: msg.entries.into(),
+            started: Instant::now(),
+        };
+        // a newer file replaces one still being applied (its chunk is queued)
+        if self.pending_config.replace(pending).is_none() {
+            ctx.notify(ApplyChunk);
+        }
+        self.tell_core();
+    }
+}
+
+/// Timer-less turn of [`ApplyConfig`]: the next [`CONFIG_CHUNK`] entries
+/// of the workers file, then the rest in another turn (queued behind the
+/// messages that came meanwhile).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ApplyChunk;
+
+impl Handler<ApplyChunk> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, _: ApplyChunk, ctx: &mut Self::Context) {
+        let Some(mut pending) = self.pending_config.take() else {
+            return;
+        };
+        let me = ctx.address();
+        self.quiet_core = true;
+        let mut added = 0usize;
+        let n = CONFIG_CHUNK.min(pending.entries.len());
+        for entry in pending.entries.drain(..n) {
             match self.by_id.get(entry.id.as_str()).copied() {
                 None => {
-                    self.add(Slot::new(entry, MemberSource::Config, None), me.clone());
+                    tracing::debug!(worker = %entry.id, address = %entry.address(), "worker added from the workers file");
+                    self.push(Slot::new(entry, MemberSource::Config, None), me.clone());
+                    added += 1;
                 }
                 Some(i) => {
                     let w = &mut self.workers[i];
@@ -215,6 +349,8 @@ impl Handler<ApplyConfig> for LoadBalancer {
                         }
                         w.source = MemberSource::Config;
                         w.instance = None;
+                        w.secret_sha256.clear();
+                        w.unreachable_since = None;
                     }
                     if w.drain == Some(Drain::Leave) {
                         tracing::info!(worker = %w.id, "back in the workers file: no longer draining");
@@ -224,20 +360,23 @@ impl Handler<ApplyConfig> for LoadBalancer {
                 }
             }
         }
-        // configuration order first, then joined workers as they came
-        let mut order: Vec<Slot> = Vec::with_capacity(self.workers.len());
-        let mut rest = std::mem::take(&mut self.workers);
-        for id in &ids {
-            if let Some(k) = rest
-                .iter()
-                .position(|w| w.entry.id == *id && w.source == MemberSource::Config)
-            {
-                order.push(rest.remove(k));
+        self.quiet_core = false;
+        if pending.entries.is_empty() {
+            self.order_as_configured(&pending.order);
+            if pending.total > CONFIG_CHUNK {
+                tracing::info!(
+                    workers = pending.total,
+                    seconds = pending.started.elapsed().as_secs_f64(),
+                    "workers file applied"
+                );
             }
+        } else {
+            if added > 0 {
+                self.reindex();
+            }
+            self.pending_config = Some(pending);
+            ctx.notify(ApplyChunk);
         }
-        order.extend(rest);
-        self.workers = order;
-        self.reindex();
         self.tell_core();
     }
 }
@@ -249,57 +388,119 @@ pub enum JoinRefused {
         "worker id {id:?} belongs to another live worker at {address}; give this worker another --worker-id"
     )]
     Taken { id: String, address: String },
+    /// Another process holds the id and this one did not show its secret.
+    #[error(
+        "worker id {id:?} is held by another worker process (joined from {address}, now {state}) and this \
+         one did not show the secret that process was given at its first join; it may take the id once that \
+         one is removed (DELETE /workers/{id}){expiry}; or give this worker another --worker-id"
+    )]
+    Held {
+        id: String,
+        address: String,
+        state: String,
+        /// ` or has been unreachable for WORKER_EXPIRY = N s`, or empty.
+        expiry: String,
+    },
+    #[error(
+        "the orchestrator already has MAX_WORKERS = {max} workers; no worker joins until one leaves or expires \
+         (raise MAX_WORKERS to allow more)"
+    )]
+    Full { max: usize },
+}
+
+/// A join accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    pub source: MemberSource,
+    /// A new secret for the worker to keep (empty: keep the one it has).
+    pub secret: String,
 }
 
 /// Sent by `POST /workers/join` (validated): a worker registers itself,
 /// and again every few seconds. Answers where the orchestrator knows it
-/// from.
+/// from, and a secret when one is issued.
 #[derive(Message)]
-#[rtype(result = "Result<MemberSource, JoinRefused>")]
+#[rtype(result = "Result<Joined, JoinRefused>")]
 pub struct Join {
     pub member: JoinedMember,
+    /// The secret the worker shows (empty: none).
+    pub secret: String,
 }
 
 impl Handler<Join> for LoadBalancer {
-    type Result = Result<MemberSource, JoinRefused>;
+    type Result = Result<Joined, JoinRefused>;
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
-        let JoinedMember { entry, instance } = msg.member;
+        let JoinedMember { entry, instance, .. } = msg.member;
         let Some(&i) = self.by_id.get(entry.id.as_str()) else {
+            if self.workers.len() >= self.limits.max_workers {
+                return Err(JoinRefused::Full {
+                    max: self.limits.max_workers,
+                });
+            }
             let id = WorkerId::new(&entry.id);
             let drained = self.drained_members.remove(&id).is_some_and(|d| d == instance);
+            let issued = secret::new_secret().unwrap_or_default();
             let mut slot = Slot::new(entry, MemberSource::Joined, Some(instance));
+            slot.secret_sha256 = secret::digest(&issued);
             if drained {
                 // the process drained on request joins again: still drained
                 slot.drain = Some(Drain::Asked);
             }
             let i = self.add(slot, ctx.address());
             self.remember_member(i);
-            return Ok(MemberSource::Joined);
+            return Ok(Joined {
+                source: MemberSource::Joined,
+                secret: issued,
+            });
         };
+        let expiry = self.limits.expiry;
+        let in_flight = self.in_flight(i);
         let w = &mut self.workers[i];
-        let taken = || JoinRefused::Taken {
-            id: entry.id.clone(),
-            address: w.entry.address(),
-        };
         match w.source {
-            MemberSource::Config if w.entry.address() == entry.address() => Ok(MemberSource::Config),
-            MemberSource::Config => Err(taken()),
+            MemberSource::Config if w.entry.address() == entry.address() => Ok(Joined {
+                source: MemberSource::Config,
+                secret: String::new(),
+            }),
+            MemberSource::Config => Err(JoinRefused::Taken {
+                id: entry.id.clone(),
+                address: w.entry.address(),
+            }),
             MemberSource::Joined => {
-                // an empty instance (a hand-made join) proves nothing; a
-                // holder that is down, or has never answered and refuses
-                // connections (remembered from before a restart, its process
-                // gone), is not a live worker to protect: without the second,
-                // a worker restarted at a new port while the orchestrator was
-                // down was refused (409) for ever after the restart
+                // the same process (its instance), or another start of it
+                // (the secret it keeps in its folder); a member from a
+                // database older than secrets proves itself the old way
+                // once: its address, or a holder that is gone
+                let same_process = !instance.is_empty() && w.instance.as_deref() == Some(instance.as_str());
+                let shows_secret = secret::matches(&msg.secret, &w.secret_sha256);
                 let gone = w.state == WorkerState::Down
                     || (w.state == WorkerState::Unknown && w.state_reason.is_some());
-                let same = (!instance.is_empty() && w.instance.as_deref() == Some(instance.as_str()))
-                    || w.entry.address() == entry.address()
-                    || gone;
-                if !same {
-                    return Err(taken());
+                let legacy = w.secret_sha256.is_empty() && (w.entry.address() == entry.address() || gone);
+                if !(same_process || shows_secret || legacy) {
+                    return Err(JoinRefused::Held {
+                        id: entry.id.clone(),
+                        address: w.entry.address(),
+                        state: w.state_text(in_flight),
+                        expiry: expiry
+                            .map(|e| {
+                                format!(
+                                    " or has been unreachable for WORKER_EXPIRY = {} s",
+                                    e.as_secs_f64()
+                                )
+                            })
+                            .unwrap_or_default(),
+                    });
                 }
-                let changed = w.instance.as_deref() != Some(instance.as_str()) || w.entry != entry;
+                let issued = if shows_secret {
+                    String::new()
+                } else {
+                    secret::new_secret().unwrap_or_default()
+                };
+                if !issued.is_empty() {
+                    w.secret_sha256 = secret::digest(&issued);
+                }
+                let changed = w.instance.as_deref() != Some(instance.as_str())
+                    || w.entry != entry
+                    || !issued.is_empty();
                 w.instance = Some(instance);
                 if changed {
                     let id = w.id.clone();
@@ -308,7 +509,10 @@ impl Handler<Join> for LoadBalancer {
                         self.remember_member(i);
                     }
                 }
-                Ok(MemberSource::Joined)
+                Ok(Joined {
+                    source: MemberSource::Joined,
+                    secret: issued,
+                })
             }
         }
     }
@@ -343,7 +547,26 @@ impl Handler<DrainWorker> for LoadBalancer {
     }
 }
 
-/// Sent by `POST /workers/{id}/resume`: undoes a drain. Answers the
+impl Handler<WorkerSuspect> for LoadBalancer {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerSuspect, ctx: &mut Self::Context) {
+        let Some(&i) = self.by_id.get(&msg.worker_id) else {
+            return;
+        };
+        let w = &mut self.workers[i];
+        let was_draining = w.drain.is_some();
+        w.suspect = Some(msg.reason);
+        // leaving or moving already: that goes on; else kept, drained
+        if matches!(w.drain, None | Some(Drain::Asked)) {
+            w.drain = Some(Drain::Suspect);
+        }
+        self.changed(i);
+        self.settle_if_drained(i, was_draining, ctx.address());
+    }
+}
+
+/// Sent by `POST /workers/{id}/resume`: undoes a drain (a suspect worker
+/// is trusted again). Answers the
 /// state, or `None` for an unknown id.
 #[derive(Message)]
 #[rtype(result = "Option<WorkerState>")]
@@ -357,10 +580,11 @@ impl Handler<ResumeWorker> for LoadBalancer {
         let i = *self.by_id.get(msg.id.as_str())?;
         let in_flight = self.in_flight(i);
         let w = &mut self.workers[i];
-        if matches!(w.drain, Some(Drain::Asked | Drain::Leave)) {
+        if matches!(w.drain, Some(Drain::Asked | Drain::Leave | Drain::Suspect)) {
             tracing::info!(worker = %w.id, "resumed");
             w.drain = None;
         }
+        w.suspect = None;
         let state = w.visible_state(in_flight);
         self.changed(i);
         Some(state)

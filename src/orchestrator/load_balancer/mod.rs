@@ -27,6 +27,7 @@ mod strategy;
 mod tests;
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -34,7 +35,8 @@ use serde::Serialize;
 pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
 pub use self::loads::{Claims, Ended, Loads, MemberView, Released, ToPlace};
 pub use self::membership::{
-    ApplyConfig, DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
+    ApplyConfig, DrainWorker, Join, JoinRefused, Joined, JoinedMember, MembershipLimits, Proxies,
+    RemoveWorker, ResumeWorker,
 };
 pub use self::placement::place_batch;
 use self::slot::{Drain, Slot};
@@ -42,7 +44,7 @@ pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpect
 pub use crate::orchestrator::board::{LoadRow, MemberRow, WorkerBoard, WorkerInfo, WorkerState};
 
 use super::worker_proxy::{AttemptOutcome, AttemptsStarted, ProxySettings, TakenBack, WorkerProxy};
-pub use super::worker_proxy::{Heartbeat, WorkerFull, WorkerUpdate};
+pub use super::worker_proxy::{Heartbeat, WorkerFull, WorkerSuspect, WorkerUpdate};
 pub use crate::model::WorkerId;
 use crate::orchestrator::config::{Balancing, WorkerEntry};
 use crate::orchestrator::store::Store;
@@ -75,6 +77,14 @@ pub struct LoadBalancer {
     /// restarts.
     drained_members: HashMap<WorkerId, String>,
     board: WorkerBoard,
+    /// `MAX_WORKERS` and `WORKER_EXPIRY` (none until [`Wire`]).
+    limits: MembershipLimits,
+    /// Entries of a workers file still to apply ([`ApplyConfig`] applies
+    /// them a chunk per turn, so the API is answered in between).
+    pending_config: Option<membership::PendingConfig>,
+    /// Set while many workers change in one turn: the core is told once
+    /// at the end, not once per worker.
+    quiet_core: bool,
 }
 
 impl LoadBalancer {
@@ -91,11 +101,9 @@ impl LoadBalancer {
             .collect();
         for m in joined {
             if !workers.iter().any(|w| w.entry.id == m.entry.id) {
-                workers.push(Slot::new(
-                    m.entry.clone(),
-                    MemberSource::Joined,
-                    Some(m.instance.clone()),
-                ));
+                let mut slot = Slot::new(m.entry.clone(), MemberSource::Joined, Some(m.instance.clone()));
+                slot.secret_sha256 = m.secret_sha256.clone();
+                workers.push(slot);
             }
         }
         let board = WorkerBoard::new(workers.iter().map(|w| w.id.clone()).collect());
@@ -108,6 +116,9 @@ impl LoadBalancer {
             store: None,
             drained_members: HashMap::new(),
             board,
+            limits: MembershipLimits::default(),
+            pending_config: None,
+            quiet_core: false,
         };
         lb.reindex();
         for w in &lb.workers {
@@ -161,6 +172,9 @@ impl LoadBalancer {
 
     /// Sends the core the whole list: small, and changes are rare.
     fn tell_core(&self) {
+        if self.quiet_core {
+            return;
+        }
         if let Some(core) = &self.core {
             core.do_send(Roster {
                 views: self.workers.iter().map(Slot::view).collect(),
@@ -197,6 +211,7 @@ pub struct Wire {
     pub took_back: Recipient<TakenBack>,
     pub settings: ProxySettings,
     pub store: Option<Store>,
+    pub limits: MembershipLimits,
 }
 
 impl Handler<Wire> for LoadBalancer {
@@ -211,6 +226,16 @@ impl Handler<Wire> for LoadBalancer {
             full: msg.full,
         });
         self.store = msg.store;
+        self.limits = msg.limits;
+        if let Some(expiry) = self.limits.expiry {
+            // often enough that a member outlives its expiry by a small
+            // part of it, rarely enough to cost nothing
+            let every = (expiry / 4).clamp(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(10),
+            );
+            ctx.run_interval(every, |lb, ctx| lb.expire(ctx.address()));
+        }
         for (id, proxy) in msg.proxies {
             if let Some(&i) = self.by_id.get(id.as_str()) {
                 self.workers[i].proxy = Some(proxy);
@@ -236,10 +261,18 @@ impl Handler<WorkerUpdate> for LoadBalancer {
             // a worker that has never answered says why (connection
             // refused); it never overrides a state already known
             if w.state == WorkerState::Unknown {
+                if msg.reason.is_some() {
+                    w.unreachable_since.get_or_insert_with(Instant::now);
+                }
                 w.state_reason = msg.reason;
                 self.changed(i);
             }
             return;
+        }
+        if msg.state == WorkerState::Down {
+            w.unreachable_since.get_or_insert_with(Instant::now);
+        } else {
+            w.unreachable_since = None;
         }
         let was_up = w.up;
         let up = msg.state.is_up();

@@ -2,7 +2,7 @@
 //! view of it placement gets ([`MemberView`]) and its half of the row of
 //! `GET /workers` (the core publishes the load half).
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 
@@ -25,6 +25,9 @@ pub(super) enum Drain {
     /// Its address changed: once idle, a new proxy at the new address
     /// takes its place (running tasks finish where they run).
     Replace(WorkerEntry),
+    /// It broke a promise (`worker_proxy::promises`): kept, `drained`,
+    /// until resumed.
+    Suspect,
 }
 
 /// One worker as membership keeps it.
@@ -34,6 +37,12 @@ pub(super) struct Slot {
     pub(super) source: MemberSource,
     /// A joined worker's process instance (tells a re-join from a clash).
     pub(super) instance: Option<String>,
+    /// The SHA-256 of the secret a joined worker was given (empty: none,
+    /// a configured worker or a member from an older database).
+    pub(super) secret_sha256: String,
+    /// Since when it has been unreachable (down, or never answered and
+    /// refusing connections): a joined worker expires after `WORKER_EXPIRY`.
+    pub(super) unreachable_since: Option<Instant>,
     pub(super) proxy: Option<Addr<WorkerProxy>>,
     pub(super) up: bool,
     /// min(configured, reported by the worker)
@@ -48,6 +57,8 @@ pub(super) struct Slot {
     pub(super) state_reason: Option<String>,
     pub(super) drain: Option<Drain>,
     pub(super) last_heartbeat: Option<SystemTime>,
+    /// Why it is suspect (the last promise it broke); cleared on resume.
+    pub(super) suspect: Option<String>,
 }
 
 impl Slot {
@@ -59,6 +70,8 @@ impl Slot {
             entry,
             source,
             instance,
+            secret_sha256: String::new(),
+            unreachable_since: None,
             proxy: None,
             up: false,
             backlog_limit: 0,
@@ -66,6 +79,7 @@ impl Slot {
             state_reason: None,
             drain: None,
             last_heartbeat: None,
+            suspect: None,
         }
     }
 
@@ -101,6 +115,11 @@ impl Slot {
                 MemberSource::Joined => "leaving; removed once idle".into(),
             }),
             Some(Drain::Replace(e)) => Some(format!("moving to {} once idle", e.address())),
+            Some(Drain::Suspect) => Some(format!(
+                "suspect: {}; POST /workers/{}/resume to trust it again",
+                self.suspect.as_deref().unwrap_or("it broke a promise"),
+                self.id
+            )),
             None => self.state_reason.clone(),
         }
     }
@@ -132,6 +151,7 @@ impl Slot {
             tasks_completed: 0,
             tasks_failed: 0,
             mean_execution_time: None,
+            suspect: self.suspect.clone(),
         };
         MemberRow {
             info,

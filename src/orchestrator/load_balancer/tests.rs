@@ -189,6 +189,7 @@ impl Cluster {
                 Duration::from_secs(60),
             ),
             store: None,
+            limits: Default::default(),
         })
         .await
         .unwrap();
@@ -349,40 +350,53 @@ fn a_config_edit_adds_changes_and_drains_out() {
 }
 
 #[test]
-fn a_join_is_refused_only_when_the_id_is_another_live_workers() {
+fn an_id_is_taken_back_only_by_its_process_or_with_its_secret() {
     actix_rt::System::new().block_on(async {
         let t = wired(&[one("a", 1)], &[]).await;
         let (lb, board) = (&t.lb, &t.board);
-        // x's address takes connections (and never answers): a holder
-        // whose address refuses them is gone, not a clash
         let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let x = live.local_addr().unwrap().port();
-        let join = |id: &str, port: u16, instance: &str| {
+        let join = |id: &str, port: u16, instance: &str, secret: &str| {
             t.lb.send(Join {
                 member: JoinedMember {
                     entry: one(id, port),
                     instance: instance.into(),
+                    secret_sha256: String::new(),
                 },
+                secret: secret.into(),
             })
         };
-        assert_eq!(join("x", x, "i1").await.unwrap(), Ok(MemberSource::Joined));
+        let first = join("x", x, "i1", "").await.unwrap().unwrap();
+        assert_eq!(first.source, MemberSource::Joined);
+        assert_eq!(first.secret.len(), 64, "a secret is issued at the first join");
         assert_eq!(board.get("x").unwrap().source, MemberSource::Joined);
-        assert_eq!(join("x", x, "i1").await.unwrap(), Ok(MemberSource::Joined));
-        let clash = join("x", 6, "i2").await.unwrap();
-        assert!(
-            matches!(&clash, Err(JoinRefused::Taken { address, .. }) if *address == format!("127.0.0.1:{x}")),
-            "{clash:?}"
-        );
-        // the same address after a restart of the worker: fine
-        assert_eq!(join("x", x, "i3").await.unwrap(), Ok(MemberSource::Joined));
+        // the same process again, showing its secret: nothing new issued
+        let again = join("x", x, "i1", &first.secret).await.unwrap().unwrap();
+        assert_eq!(again.secret, "");
+        // another process, same address or not, without the secret: refused
+        for port in [x, 6] {
+            let clash = join("x", port, "i2", "").await.unwrap();
+            assert!(
+                matches!(&clash, Err(JoinRefused::Held { address, .. }) if *address == format!("127.0.0.1:{x}")),
+                "{clash:?}"
+            );
+            let wrong = join("x", port, "i2", "0123").await.unwrap();
+            assert!(matches!(wrong, Err(JoinRefused::Held { .. })), "{wrong:?}");
+        }
+        // the worker restarted (a new process) with the secret it kept: fine
+        let back = join("x", x, "i3", &first.secret).await.unwrap().unwrap();
+        assert_eq!(back.secret, "");
         // a configured id: only from its configured address
-        assert_eq!(join("a", 1, "j").await.unwrap(), Ok(MemberSource::Config));
-        assert!(join("a", 7, "j").await.unwrap().is_err());
+        assert_eq!(
+            join("a", 1, "j", "").await.unwrap().map(|j| j.source),
+            Ok(MemberSource::Config)
+        );
+        assert!(join("a", 7, "j", "").await.unwrap().is_err());
         // drained on request: it leaves, and its re-joins stay drained
         lb.send(DrainWorker { id: "x".into() }).await.unwrap();
         t.settle().await;
         assert!(board.get("x").is_none());
-        assert_eq!(join("x", x, "i3").await.unwrap(), Ok(MemberSource::Joined));
+        assert!(join("x", x, "i3", "").await.unwrap().is_ok());
         assert_eq!(board.get("x").unwrap().state, WorkerState::Drained);
         assert_eq!(board.list().len(), 2);
     });

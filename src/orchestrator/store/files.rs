@@ -63,12 +63,15 @@ END;
 
 /// The columns a database from before file records lacks: (table,
 /// column, its declaration).
-const ADDED: [(&str, &str, &str); 5] = [
+const ADDED: [(&str, &str, &str); 6] = [
     ("tasks", "ingest_id", "INTEGER"),
     ("ingests", "state", "TEXT NOT NULL DEFAULT 'ingested'"),
     ("ingests", "problems", "INTEGER NOT NULL DEFAULT 0"),
     ("ingests", "summary", "TEXT"),
     ("ingests", "report", "TEXT"),
+    // a joined worker's secret (its digest): a database from before it
+    // has none, and its members prove themselves the old way once
+    ("members", "secret_sha256", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 /// The longest report `GET /files/{id}` returns; for a longer one it

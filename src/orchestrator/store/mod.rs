@@ -172,6 +172,8 @@ pub enum Change {
         capacity: usize,
         algorithms: Vec<String>,
         instance: String,
+        /// The SHA-256 of the secret it was given (empty: none yet).
+        secret_sha256: String,
         at: f64,
     },
     /// A joined worker left (drained, or `DELETE /workers/{id}`).

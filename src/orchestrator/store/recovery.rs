@@ -53,6 +53,8 @@ pub struct StoredMember {
     pub algorithms: Vec<String>,
     pub instance: String,
     pub joined_at: f64,
+    /// The SHA-256 of the secret it was given (empty: none yet).
+    pub secret_sha256: String,
 }
 
 /// Reads what a restart must reconcile (on the writer's connection,
@@ -99,7 +101,7 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare(
-        "SELECT id, url, capacity, algorithms, instance, joined_at FROM members ORDER BY joined_at",
+        "SELECT id, url, capacity, algorithms, instance, joined_at, secret_sha256 FROM members ORDER BY joined_at",
     )?;
     rec.members = stmt
         .query_map([], |r| {
@@ -111,6 +113,7 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
                 algorithms: serde_json::from_str(&algorithms).unwrap_or_default(),
                 instance: r.get(4)?,
                 joined_at: r.get(5)?,
+                secret_sha256: r.get(6)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -115,7 +115,8 @@ CREATE TABLE IF NOT EXISTS members (
     capacity INTEGER NOT NULL,
     algorithms TEXT NOT NULL,
     instance TEXT NOT NULL,
-    joined_at REAL NOT NULL
+    joined_at REAL NOT NULL,
+    secret_sha256 TEXT NOT NULL DEFAULT ''
 );
 ";
 

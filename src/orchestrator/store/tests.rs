@@ -145,6 +145,7 @@ fn joined_members_survive_a_restart_until_they_leave() {
         capacity: 2,
         algorithms: vec!["python".into(), "__sleep".into()],
         instance: instance.into(),
+        secret_sha256: format!("digest of {instance}"),
         at: 1.0,
     };
     let store = Store::start(open(&path, false).unwrap());
@@ -169,6 +170,7 @@ fn joined_members_survive_a_restart_until_they_leave() {
             algorithms: vec!["python".into(), "__sleep".into()],
             instance: "i3".into(),
             joined_at: 1.0,
+            secret_sha256: "digest of i3".into(),
         }]
     );
 }

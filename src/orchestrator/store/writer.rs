@@ -530,14 +530,25 @@ fn apply_change(db: &Connection, change: &Change) -> rusqlite::Result<()> {
             capacity,
             algorithms,
             instance,
+            secret_sha256,
             at,
         } => {
             let algorithms = serde_json::to_string(algorithms).unwrap_or_else(|_| "[]".into());
             db.prepare_cached(
-                "INSERT INTO members(id, url, capacity, algorithms, instance, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(id) DO UPDATE SET url = ?2, capacity = ?3, algorithms = ?4, instance = ?5",
+                "INSERT INTO members(id, url, capacity, algorithms, instance, joined_at, secret_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET url = ?2, capacity = ?3, algorithms = ?4, instance = ?5,
+                 secret_sha256 = ?7",
             )?
-            .execute(params![id.as_str(), url, *capacity as i64, algorithms, instance, at])?;
+            .execute(params![
+                id.as_str(),
+                url,
+                *capacity as i64,
+                algorithms,
+                instance,
+                at,
+                secret_sha256
+            ])?;
         }
         Change::Unstage { batch } => staging::unstage(db, batch)?,
         Change::FileRejected(rejected) => super::files::record_rejected(db, rejected)?,

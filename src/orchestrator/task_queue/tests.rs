@@ -69,6 +69,7 @@ fn the_state_machine_without_workers() {
             took_back: queue.clone().recipient(),
             settings: crate::orchestrator::worker_proxy::ProxySettings::for_tests(Duration::from_secs(1), Duration::from_secs(5)),
             store: None,
+            limits: Default::default(),
         })
         .await
         .unwrap();

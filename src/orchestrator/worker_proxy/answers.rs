@@ -148,6 +148,10 @@ pub fn read_refusal(code: u16, retry_after: Option<u64>, body: &ErrorBody) -> Ex
                 retry_after: Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 60)),
             }
         }
+        // another orchestrator's work is there: nothing ran, not an attempt
+        409 if body.code == crate::protocol::ErrorCode::OtherOrchestrator => {
+            OutcomeKind::Refused(format!("the worker serves another orchestrator: {}", body.error))
+        }
         409 => return ExecuteVerdict::AlreadyRunning,
         401 => return ExecuteVerdict::Unauthorized,
         503 => OutcomeKind::Refused("the worker is shutting down (503)".into()),

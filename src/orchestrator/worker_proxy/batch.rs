@@ -134,6 +134,9 @@ impl WorkerProxy {
             .insert_header(("content-type", "application/json"))
             .send_body(body);
         let me = ctx.address();
+        // a worker sends a tick when it has nothing else to say: an answer
+        // silent for longer is cut, its tasks go back
+        let silence = super::promises::batch_silence_limit(self.settings.worker_timeout);
         actix_rt::spawn(async move {
             let end = match request.await {
                 Err(e) => BatchEnd::NotSent {
@@ -158,7 +161,10 @@ impl WorkerProxy {
                 Ok(mut resp) => {
                     let mut pending: Vec<u8> = Vec::new();
                     loop {
-                        match resp.next().await {
+                        let Ok(next) = actix_rt::time::timeout(silence, resp.next()).await else {
+                            break BatchEnd::Silent(silence);
+                        };
+                        match next {
                             // whether the worker said `end` is judged
                             // once every line has been read
                             None if pending.is_empty() => break BatchEnd::Done,
@@ -200,6 +206,7 @@ impl WorkerProxy {
                 }
                 let attempt_id = f.attempt_id;
                 self.mark_started(&task_id, attempt_id);
+                self.watch_capacity(ctx);
                 if let Some(limit) = self.settings.task_timeout {
                     ctx.run_later(limit, move |act, _| act.check_timeout(&task_id, attempt_id));
                 }
@@ -398,6 +405,14 @@ impl WorkerProxy {
                 self.cut_off(open, &format!("the connection to the worker broke: {error}"))
             }
             BatchEnd::Broken(e) => self.cut_off(open, &format!("the connection to the worker broke: {e}")),
+            BatchEnd::Silent(limit) => {
+                let why = format!(
+                    "the worker's batch answer was silent for {:.1} s (WORKER_TIMEOUT; not even its tick)",
+                    limit.as_secs_f64()
+                );
+                self.cut_off(open, &why);
+                self.suspect(why);
+            }
             BatchEnd::Done => {
                 // the worker closed the answer without a word on them: a
                 // worker that does so lies, so each counts as an attempt
@@ -482,6 +497,8 @@ pub(super) enum BatchEnd {
     NotSent { reached: bool, error: String },
     /// The answer broke off.
     Broken(String),
+    /// No line for this long: cut (the connection is dropped).
+    Silent(Duration),
 }
 
 /// Complete lines of a batch's answer, as they arrive.

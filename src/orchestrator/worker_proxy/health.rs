@@ -75,6 +75,12 @@ impl WorkerProxy {
                             act.mark_down(WorkerState::Draining, "shutting down".into());
                         }
                     }
+                    // 409: it has work from the orchestrator of another
+                    // data folder; alive, but not ours until that is done
+                    Ok(409) => {
+                        act.last_ok = Instant::now();
+                        act.serves_another();
+                    }
                     Ok(code) => {
                         act.last_ok = Instant::now();
                         if act.up {
@@ -226,6 +232,28 @@ impl WorkerProxy {
         }
     }
 
+    /// The worker serves another orchestrator (its `/health` answered 409
+    /// to this one's id): down, with that reason, until it answers 200.
+    fn serves_another(&mut self) {
+        if self.up {
+            self.mark_down(WorkerState::Down, SERVES_ANOTHER.into());
+        } else if !self.serves_another_told && !self.retired {
+            self.peers.updates.do_send(WorkerUpdate {
+                worker_id: self.id.clone(),
+                state: WorkerState::Down,
+                reason: Some(SERVES_ANOTHER.into()),
+                capacity: self.entry.capacity,
+                backlog_limit: 0,
+                kernels: self.entry.kernels(),
+                heartbeat: None,
+            });
+        }
+        if !self.serves_another_told {
+            self.serves_another_told = true;
+            tracing::warn!(worker = %self.id, address = %self.entry.address(), "{SERVES_ANOTHER}");
+        }
+    }
+
     pub(super) fn came_up(&mut self, status: StatusAnswer, ctx: &mut Context<Self>) {
         if self.retired {
             return;
@@ -244,6 +272,7 @@ impl WorkerProxy {
         self.capacity = capacity;
         self.judged_running = 0;
         self.unauthorized_told = false;
+        self.serves_another_told = false;
         self.not_a_worker_told = false;
         self.kernels = kernels.clone();
         self.peers.updates.do_send(WorkerUpdate {

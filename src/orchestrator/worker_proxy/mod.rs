@@ -14,6 +14,7 @@ mod answers;
 mod batch;
 mod health;
 mod http;
+mod promises;
 mod reports;
 mod single;
 mod takeback;
@@ -31,7 +32,7 @@ use self::answers::{agree, check_result};
 use self::http::{fetch_json, FetchError};
 pub use self::reports::{
     AttemptOutcome, AttemptsStarted, Heartbeat, OutcomeKind, TakeBackOutcome, TakenBack, WorkerFull,
-    WorkerUpdate,
+    WorkerSuspect, WorkerUpdate,
 };
 use self::traced::Reported;
 use super::board::WorkerState;
@@ -56,6 +57,12 @@ pub struct ProxySettings {
     pub metrics: Arc<OrchestratorMetrics>,
     /// `MAX_RESULT_BYTES`: a larger result fails its attempt.
     pub max_result_bytes: usize,
+    /// `STALL_TIMEOUT`: the least time without a step advance after which
+    /// a running task is taken back (none: never).
+    pub stall_timeout: Option<Duration>,
+    /// The id of this orchestrator's data folder, sent to workers in
+    /// [`crate::protocol::ORCHESTRATOR_HEADER`].
+    pub orchestrator_id: String,
     /// Checkpoints held, so that a task's next attempt resumes from one.
     pub checkpoints: Option<Arc<crate::orchestrator::store::Checkpoints>>,
 }
@@ -73,6 +80,8 @@ impl ProxySettings {
             tls: None,
             metrics: Default::default(),
             max_result_bytes: 16 << 20,
+            stall_timeout: None,
+            orchestrator_id: "tests".into(),
             checkpoints: None,
         }
     }
@@ -98,6 +107,8 @@ pub struct ProxyPeers {
     pub heartbeats: Recipient<Heartbeat>,
     pub updates: Recipient<WorkerUpdate>,
     pub full: Recipient<WorkerFull>,
+    /// Where a broken promise is told (membership).
+    pub suspects: Recipient<WorkerSuspect>,
 }
 
 /// An attempt sent to the worker and not yet answered.
@@ -161,8 +172,15 @@ pub struct WorkerProxy {
     refusal_told: bool,
     /// The worker answered 401 (another token): logged once.
     unauthorized_told: bool,
+    /// Whether "serves another orchestrator" was said since it was last up.
+    serves_another_told: bool,
     /// The address is not a worker (`GET /status` is 404): logged once.
     not_a_worker_told: bool,
+    /// How far each running attempt had got when last asked, for stall
+    /// detection (`promises.rs`).
+    progress: HashMap<TaskId, promises::Progress>,
+    /// A `GET /current` for stall detection is on its way.
+    current_pending: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// LoadBalancer (a successor may hold the same id) and refuses new
     /// attempts until it stops.
@@ -172,6 +190,10 @@ pub struct WorkerProxy {
 /// Why a worker that answers 401 gets no tasks.
 pub const UNAUTHORIZED: &str =
     "the worker refuses this orchestrator's token (401): give both the same ORQUESTA_TOKEN or ORQUESTA_TOKEN_FILE";
+
+/// Why a worker that has work from another orchestrator is down here.
+pub const SERVES_ANOTHER: &str = "the worker has work from the orchestrator of another data folder (409 \
+    other_orchestrator); it takes this one's once that work is done: give each orchestrator its own workers";
 
 /// How often a configured worker that has never answered is reported.
 pub const NEVER_ANSWERED_EVERY: Duration = Duration::from_secs(60);
@@ -189,6 +211,12 @@ impl WorkerProxy {
         if let Some(token) = &settings.token {
             // every call (heartbeat, execute, results, acks, cancel) carries it
             client = client.add_default_header((awc::http::header::AUTHORIZATION, token.bearer()));
+        }
+        if !settings.orchestrator_id.is_empty() {
+            client = client.add_default_header((
+                crate::protocol::ORCHESTRATOR_HEADER,
+                settings.orchestrator_id.as_str(),
+            ));
         }
         let client = client.finish();
         Self {
@@ -220,6 +248,9 @@ impl WorkerProxy {
             never_answered_logged: None,
             refusal_told: false,
             unauthorized_told: false,
+            serves_another_told: false,
+            progress: HashMap::new(),
+            current_pending: false,
             not_a_worker_told: false,
             retired: false,
         }
@@ -323,6 +354,11 @@ impl Actor for WorkerProxy {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.heartbeat(ctx);
         ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.heartbeat(ctx));
+        if let Some(stall) = self.settings.stall_timeout {
+            ctx.run_interval(promises::stall_check_every(stall), |act, ctx| {
+                act.check_stalls(ctx)
+            });
+        }
     }
 }
 
@@ -493,6 +529,23 @@ impl Handler<Retire> for WorkerProxy {
         self.flush_acks_now(ctx);
         ctx.run_later(self.settings.worker_timeout, |_, ctx| ctx.stop());
         back.len()
+    }
+}
+
+/// [`Retire`] for a worker that leaves the cluster for good (removed,
+/// drained and gone, expired), sent by the LoadBalancer and
+/// `DELETE /workers/{id}`: its per-worker Prometheus series go too, in the
+/// same turn that stops its checks, so none comes back.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RetireRemoved;
+
+impl Handler<RetireRemoved> for WorkerProxy {
+    type Result = usize;
+    fn handle(&mut self, _: RetireRemoved, ctx: &mut Self::Context) -> usize {
+        let back = <Self as Handler<Retire>>::handle(self, Retire, ctx);
+        self.settings.metrics.forget_worker(&self.id);
+        back
     }
 }
 

@@ -78,6 +78,17 @@ pub struct WorkerUpdate {
     pub heartbeat: Option<SystemTime>,
 }
 
+/// Sent by a WorkerProxy when its worker broke a promise (said it runs
+/// more than the capacity it agreed to, left a batch's answer silent, let
+/// a task stall): it is marked suspect and given no new tasks until
+/// `POST /workers/{id}/resume`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerSuspect {
+    pub worker_id: WorkerId,
+    pub reason: String,
+}
+
 /// Sent by WorkerProxy on each heartbeat: only the time.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -23,7 +23,7 @@ use crate::protocol::{
 };
 use crate::worker::executor::{
     AckResults, Cancel, Execute, ExecuteBatch, Executor, GetCurrent, GetHistory, GetMetrics, GetResult,
-    GetStatus, Refusal, TakeBack,
+    GetStatus, Refusal, Serve, TakeBack,
 };
 
 /// Largest `/execute` body: one task of at most [`MAX_TASK_BYTES`] (the
@@ -125,13 +125,41 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// Refuses a request from an orchestrator other than the one whose work
+/// this worker has (409 `other_orchestrator`); `adopt`: the request
+/// brings work, so its orchestrator is served from now on if it may be.
+async fn check_orchestrator(api: &WorkerApi, req: &HttpRequest, adopt: bool) -> Result<(), ApiError> {
+    let Some(id) = req
+        .headers()
+        .get(crate::protocol::ORCHESTRATOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let serve = Serve {
+        orchestrator: id.to_string(),
+        adopt,
+    };
+    match api.executor.send(serve).await.map_err(mailbox)? {
+        Ok(()) => Ok(()),
+        Err(serving) => Err(ApiError::new(
+            ErrorCode::OtherOrchestrator,
+            format!(
+                "this worker has work from the orchestrator of another data folder (id {serving}); it takes \
+                 work from this one (id {id}) once that work is done: give each orchestrator its own workers"
+            ),
+        )
+        .with("serving", serving)),
+    }
+}
+
 /// `POST /execute`: runs one task and answers with its result when it ends.
 #[utoipa::path(post, path = "/execute", tag = "tasks",
     request_body(content = Object, description = "a task, as in a task file, with the `attempt_id` of this run (optional)",
         content_type = "application/json"),
     responses(
         (status = 200, description = "the task ended: its result (`result.status` completed, failed or cancelled)", body = Object),
-        (status = 409, description = "it runs here already (`already_running`, with `task_id` and `attempt_id`)", body = ErrorBody),
+        (status = 409, description = "it runs here already (`already_running`, with `task_id` and `attempt_id`), or this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
         (status = 422, description = "the task breaks the rules (`invalid_task`); `errors` lists every problem", body = ErrorBody),
         (status = 429, description = "every slot is busy (`worker_full`, with `running` and `capacity`); `Retry-After` says when to try again", body = ErrorBody),
     ))]
@@ -140,6 +168,7 @@ async fn execute(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, true).await?;
     let body = read_json(&req, payload, EXECUTE_LIMIT, &api.bodies).await?;
     let (task, attempt_id) = read_task(&api, body)?;
     let receiver = api
@@ -191,12 +220,14 @@ fn read_task(
     responses(
         (status = 200, description = "one JSON event a line (`started`, `result`, `refused`, `tick`, `end`) until every task has ended",
             content_type = "application/x-ndjson", body = String),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
 async fn execute_batch(
     api: web::Data<WorkerApi>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, true).await?;
     let body = read_json(&req, payload, BATCH_LIMIT, &api.bodies).await?;
     let (tasks, slots) = match body {
         serde_json::Value::Object(mut o) => match (o.remove("tasks"), o.remove("slots")) {
@@ -323,8 +354,14 @@ fn write_line(out: &mut Vec<u8>, event: &BatchEvent<std::sync::Arc<crate::model:
         (status = 200, description = "told to stop", body = CancelAnswer),
         (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "not running here (`not_found`)", body = ErrorBody),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
-async fn cancel(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn cancel(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let task_id = path_task_id(&path)?;
     let running = api
         .executor
@@ -361,12 +398,16 @@ struct TakeBackQuery {
     responses(
         (status = 200, description = "`outcome`: `returned` (it left the backlog and will not run here), `started` (it runs or ran here: it stays) or `not_here`", body = TakeBackAnswer),
         (status = 400, description = "not a task id, or an attempt id that is not a whole number (`bad_request`)", body = ErrorBody),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
 async fn take_back(
     api: web::Data<WorkerApi>,
+    req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<TakeBackQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // another orchestrator may not pull this one's tasks out of the backlog
+    check_orchestrator(&api, &req, false).await?;
     let task_id = path_task_id(&path)?;
     let attempt_id = whole_param("attempt_id", query.attempt_id.as_deref())?
         .map(|a| crate::model::AttemptId::new(a as u64));
@@ -393,9 +434,11 @@ async fn status(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(get, path = "/health", tag = "node", security(()),
     responses(
         (status = 200, description = "takes tasks", body = HealthAnswer),
+        (status = 409, description = "asked by an orchestrator while this worker has another's work (`other_orchestrator`)", body = ErrorBody),
         (status = 503, description = "draining: shutting down", body = HealthAnswer),
     ))]
-async fn health(api: web::Data<WorkerApi>) -> Result<HttpResponse, ApiError> {
+async fn health(api: web::Data<WorkerApi>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let s = api.executor.send(GetStatus).await.map_err(mailbox)?;
     let draining = s.state == NodeState::Draining;
     let body = HealthAnswer {
@@ -491,8 +534,14 @@ async fn get_result(api: web::Data<WorkerApi>, path: web::Path<String>) -> Resul
         (status = 200, description = "the result is freed", body = AckOneAnswer),
         (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "no result held (`not_found`)", body = ErrorBody),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
     ))]
-async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn ack_one(
+    api: web::Data<WorkerApi>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let task_id = path_task_id(&path)?;
     let freed = api
         .executor
@@ -516,12 +565,16 @@ async fn ack_one(api: web::Data<WorkerApi>, path: web::Path<String>) -> Result<H
 /// [`ACK_BODY_LIMIT`].
 #[utoipa::path(post, path = "/results/ack", tag = "results",
     request_body = AckRequest,
-    responses((status = 200, description = "how many were freed", body = AckAnswer)))]
+    responses(
+        (status = 200, description = "how many were freed", body = AckAnswer),
+        (status = 409, description = "this worker has work from another orchestrator (`other_orchestrator`, with `serving`)", body = ErrorBody),
+    ))]
 async fn ack_many(
     api: web::Data<WorkerApi>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    check_orchestrator(&api, &req, false).await?;
     let AckRequest { task_ids } = read_typed(
         &req,
         payload,

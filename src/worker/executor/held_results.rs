@@ -236,6 +236,15 @@ impl HeldResults {
         held
     }
 
+    /// Whether a result of an orchestrator's attempt (one with an attempt
+    /// id) waits here to be acknowledged.
+    pub fn holds_attempts(&self) -> bool {
+        self.by_task
+            .values()
+            .flatten()
+            .any(|h| h.result.attempt_id.is_some())
+    }
+
     pub fn len(&self) -> usize {
         self.count
     }

@@ -7,6 +7,7 @@
 mod batch;
 pub mod held_results;
 pub mod metrics;
+mod serving;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use self::batch::Reply;
 pub use self::batch::{BatchEvents, ExecuteBatch, Queued};
 use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
+pub use self::serving::Serve;
 use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult, WorkerId};
 use crate::protocol::{CurrentTask, NodeState, StatusAnswer};
 use crate::sim::Control;
@@ -73,6 +75,11 @@ pub struct Executor {
     draining: bool,
     started: Instant,
     state_dirty: bool,
+    /// The orchestrator (its data folder's id) whose work this worker has
+    /// ([`Serve`]).
+    served: Option<String>,
+    /// When the orchestrator served last asked something.
+    served_heard: Option<Instant>,
     /// Where checkpoints go (None: `--join` not given or
     /// `CHECKPOINT_INTERVAL` = 0).
     checkpointer: Option<Rc<Checkpointer>>,
@@ -99,6 +106,8 @@ impl Executor {
             draining: false,
             started: Instant::now(),
             state_dirty: true,
+            served: None,
+            served_heard: None,
             checkpointer: None,
         }
     }

@@ -20,22 +20,24 @@
 //! dashmap), the activity recorder (one short lock) and the progress cache
 //! (a message; the workers are asked in the background, at most once a
 //! second, and only while a stream is open). No task is read. At most
-//! [`MAX_STREAMS`] streams are open at once.
+//! [`MAX_STREAMS`] streams are open at once, [`MAX_STREAMS_PER_CLIENT`]
+//! of them from one address, so one client cannot hold every stream.
 
 pub mod snapshot;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::web::Bytes;
-use actix_web::{guard, web, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 
 use super::OrchestratorApi;
 use crate::http::auth::wants_html;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::orchestrator::activity::Activity;
 use crate::orchestrator::load_balancer::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
@@ -49,12 +51,55 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// Streams open at once; one more is answered 503.
 pub const MAX_STREAMS: usize = 32;
 
+/// Streams open at once from one client address; one more is answered
+/// 429 (a browser with a few tabs stays well under it).
+pub const MAX_STREAMS_PER_CLIENT: usize = 4;
+
+/// One open stream as the limits see it.
+struct OpenStream {
+    id: u64,
+    client: Option<IpAddr>,
+}
+
+/// The streams open now, shared by the handlers and each stream's slot.
+#[derive(Default)]
+struct Streams {
+    open: Mutex<Vec<OpenStream>>,
+    next_id: AtomicU64,
+}
+
+/// Why a stream was not opened.
+enum NoRoom {
+    Everyone,
+    ThisClient,
+}
+
+impl Streams {
+    /// A place for a stream from `client`; the slot gives it back when
+    /// dropped.
+    fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Result<StreamSlot, NoRoom> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() >= MAX_STREAMS {
+            return Err(NoRoom::Everyone);
+        }
+        if client.is_some() && open.iter().filter(|s| s.client == client).count() >= MAX_STREAMS_PER_CLIENT {
+            return Err(NoRoom::ThisClient);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        open.push(OpenStream { id, client });
+        Ok(StreamSlot {
+            streams: Arc::clone(self),
+            id,
+        })
+    }
+}
+
 /// What the dashboard's handlers share.
 pub struct Dashboard {
     pub activity: Arc<Activity>,
     pub progress: Addr<ProgressPoller>,
     /// Streams open now.
-    streams: Arc<AtomicUsize>,
+    streams: Arc<Streams>,
     /// Set when the server stops: open streams end at their next tick, so
     /// a watching browser does not hold the shutdown.
     stopping: Arc<AtomicBool>,
@@ -134,11 +179,19 @@ async fn failures(dash: web::Data<Dashboard>) -> HttpResponse {
 
 /// Counts a stream as open until dropped (the client went away, or the
 /// server stops).
-struct StreamSlot(Arc<AtomicUsize>);
+struct StreamSlot {
+    streams: Arc<Streams>,
+    id: u64,
+}
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let id = self.id;
+        self.streams
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.id != id);
     }
 }
 
@@ -190,19 +243,32 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
     responses(
         (status = 200, description = "Server-Sent Events: `event: snapshot` with the dashboard's JSON, every second, without end",
             content_type = "text/event-stream", body = String),
+        (status = 429, description = "this client has MAX_STREAMS_PER_CLIENT (4) streams open already (`too_many_streams`)", body = ErrorBody),
         (status = 503, description = "too many streams open (`unavailable`), or shutting down", body = ErrorBody),
     ))]
 async fn events(
     api: web::Data<OrchestratorApi>,
     dash: web::Data<Dashboard>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    if dash.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
-        dash.streams.fetch_sub(1, Ordering::SeqCst);
-        return Err(ApiError::unavailable(format!(
-            "{MAX_STREAMS} dashboard streams are open already; close one (a browser tab) and reload"
-        )));
-    }
-    let slot = StreamSlot(Arc::clone(&dash.streams));
+    let client = req.peer_addr().map(|a| a.ip());
+    let slot = match dash.streams.open(client) {
+        Ok(slot) => slot,
+        Err(NoRoom::Everyone) => {
+            return Err(ApiError::unavailable(format!(
+                "{MAX_STREAMS} dashboard streams are open already; close one (a browser tab) and reload"
+            )))
+        }
+        Err(NoRoom::ThisClient) => {
+            return Err(ApiError::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "this client has {MAX_STREAMS_PER_CLIENT} dashboard streams open already; close one \
+                     (a browser tab) and reload"
+                ),
+            ))
+        }
+    };
     let state = (api, dash, slot, 0u64);
     let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq)| async move {
         if seq > 0 {

@@ -203,6 +203,7 @@ mod tests {
             tasks_completed: 7,
             tasks_failed: 1,
             mean_execution_time: Some(9.0),
+            suspect: None,
         }
     }
 
