@@ -22,6 +22,8 @@ pub const ENDPOINTS: &[&str] = &[
     "DELETE /tasks/{task_id}",
     "POST /tasks/{task_id}/retry",
     "GET /results/export?format=&study=&file=&status=",
+    "GET /studies",
+    "GET /studies/{name}/report?task=",
     "GET /workers",
     "GET /workers/{worker_id}",
     "POST /workers/join",

@@ -9,7 +9,9 @@ use std::sync::LazyLock;
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{allocations, dashboard, export, files, health, prometheus, purge, stats, tasks, workers};
+use super::{
+    allocations, dashboard, export, files, health, prometheus, purge, stats, studies, tasks, workers,
+};
 use crate::http::error::resource;
 use crate::protocol::schema::complete;
 
@@ -35,6 +37,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for part in [
         tasks::Doc::openapi(),
         export::Doc::openapi(),
+        studies::Doc::openapi(),
         files::Doc::openapi(),
         workers::Doc::openapi(),
         stats::Doc::openapi(),

@@ -21,6 +21,7 @@ mod recovery;
 mod schema;
 mod sql;
 mod staging;
+mod studies;
 mod views;
 mod writer;
 
