@@ -17,6 +17,11 @@ pub trait Kernel: Send + Sync {
     fn name(&self) -> &'static str;
     /// One line for `--help` and `/status`.
     fn summary(&self) -> &'static str;
+    /// The version of its physics: raise it with any change that can alter
+    /// a bit of a result's physics fields. A stored result is reused for a
+    /// new task only if it was computed by the same kernel at the same
+    /// version (docs/studies.md "Never the same run twice").
+    fn version(&self) -> u32;
     /// What a run would cost, checked against the limits before it starts.
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate;
     /// Integrates `state` for `run.steps()` steps (fewer if the run says
@@ -49,6 +54,12 @@ pub fn lookup(name: &str) -> Option<&'static dyn Kernel> {
         .find(|(alias, _)| *alias == name)
         .map_or(name, |(_, target)| target);
     KERNELS.iter().copied().find(|k| k.name() == resolved)
+}
+
+/// The physics version of a kernel (by name or alias); `None` for test
+/// kernels and unknown names, which are never reused.
+pub fn kernel_version(name: &str) -> Option<u32> {
+    lookup(name).map(|k| k.version())
 }
 
 /// Names reserved for the fault-test kernels a worker runs only with

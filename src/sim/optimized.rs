@@ -87,6 +87,10 @@ impl Kernel for Optimized {
         "cell-built Verlet lists, half stencil, O(N) per step, multi-threaded for large N"
     }
 
+    fn version(&self) -> u32 {
+        1
+    }
+
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate {
         let n = physics.num_particles as f64;
         let reach = physics.cutoff + SKIN;

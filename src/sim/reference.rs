@@ -55,6 +55,10 @@ impl Kernel for Reference {
         "direct sum over all pairs, O(N^2) per step, one thread"
     }
 
+    fn version(&self) -> u32 {
+        1
+    }
+
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate {
         let n = physics.num_particles as f64;
         Estimate {

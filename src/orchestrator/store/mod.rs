@@ -18,6 +18,7 @@ mod files;
 mod history;
 mod purge;
 mod recovery;
+mod reuse;
 mod schema;
 mod sql;
 mod staging;
@@ -190,7 +191,13 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq)]
 pub enum InsertOutcome {
     /// Every task queued; their sequence numbers, in order.
-    Inserted { seqs: Vec<i64> },
+    Inserted {
+        seqs: Vec<i64>,
+        /// The records of the tasks answered at once from an equal
+        /// completed task's stored result ([`reuse`]): already completed,
+        /// for `results/`; the others are queued.
+        reused: Vec<crate::model::TaskResult>,
+    },
     /// Nothing queued: these ids exist.
     Duplicates(Duplicates),
     /// The same file was ingested before a crash and never moved.
