@@ -155,12 +155,11 @@ pub fn parse_axis(s: &str) -> Result<Axis, String> {
     if values.is_empty() || rest.is_empty() {
         return Err(format!("{name}: expected at least one value, found {rest:?}"));
     }
-    let mut seen = Vec::new();
-    for v in &values {
-        if seen.contains(&v) {
-            return Err(format!("{name}: the value {v} is given twice"));
-        }
-        seen.push(v);
+    // by their JSON text: a range can hold a million values, and rounding
+    // to the decimals written can make two of them equal
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    if let Some(v) = values.iter().find(|v| !seen.insert(v.to_string())) {
+        return Err(format!("{name}: the value {v} is given twice"));
     }
     Ok(Axis {
         name: name.to_string(),

@@ -56,6 +56,10 @@ fn bad_axes_are_explained() {
     assert!(e("density=0.5,0.5").contains("given twice"));
     assert!(e("density=").contains("expected a number"));
     assert!(e("density=0:1e9:1e-3").contains("more than 1000000 values"));
+    // a duplicate among a million values is still found (the check once
+    // compared every value with every other one: a million values hung gen)
+    let many = values("num_particles=1:1000000:1");
+    assert_eq!((many.len(), many.last()), (1_000_000, Some(&json!(1_000_000))));
     assert_eq!(parse_set("dt=0.002").unwrap(), ("dt".into(), json!(0.002)));
     assert!(parse_set("dt=fast").is_err());
 }

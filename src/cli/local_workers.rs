@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client::{self, Endpoint};
@@ -19,6 +19,9 @@ use crate::util::platform::{self, stop_requests};
 
 /// How often the supervisor looks for a child that died.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
+/// Every how many supervisor rounds an adopted worker is asked whether
+/// it still runs.
+const ADOPTED_EVERY: u32 = 5;
 /// Restarts allowed per child in [`RESTART_WINDOW`] before it is given up.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
@@ -29,6 +32,42 @@ pub struct LocalWorkers {
     stopping: Arc<AtomicBool>,
     logs_dir: PathBuf,
     echo: Echo,
+    launcher: Launcher,
+}
+
+/// Work for the launcher thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The one thread that starts the children [`LocalWorkers::follow`] adds,
+/// alive as long as `up`. On Linux a child is told to stop when the
+/// *thread* that forked it ends (`PR_SET_PDEATHSIG`, see
+/// [`platform::die_with_parent`]), so a worker started from a short-lived
+/// thread got SIGTERM moments after it came up.
+#[derive(Clone)]
+struct Launcher(mpsc::Sender<Job>);
+
+impl Launcher {
+    fn start() -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for job in queue {
+                job();
+            }
+        });
+        Launcher(jobs)
+    }
+
+    /// Runs `f` on the launcher thread and waits for what it returns;
+    /// `None` once `up` has let the launcher go.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (answer, answered) = mpsc::channel();
+        self.0
+            .send(Box::new(move || {
+                let _ = answer.send(f());
+            }))
+            .ok()?;
+        answered.recv().ok()
+    }
 }
 
 /// What the children are, shared with the supervisor and with the
@@ -37,7 +76,9 @@ pub struct LocalWorkers {
 struct Children {
     running: Vec<Member>,
     /// Workers found already running at start (started elsewhere): never
-    /// restarted nor stopped, as the file names them.
+    /// stopped, as the file names them; once one is gone (a worker left
+    /// draining by an `up` that was killed exits when its tasks end), `up`
+    /// starts its own in its place.
     adopted: Vec<WorkerEntry>,
     /// Ids a thread is starting (or replacing) now.
     starting: Vec<String>,
@@ -171,6 +212,36 @@ fn stop_member(mut m: Member, limit: Duration) {
     wait_or_kill(&mut m, Instant::now() + limit, &|| false);
 }
 
+/// Starts `up`'s own worker for each adopted one whose port is free now
+/// (on the supervisor's thread, which lives as long as `up`).
+fn take_over_gone(c: &mut Children, logs_dir: &Path, echo: Echo) {
+    let all: Vec<WorkerEntry> = (c.running.iter().map(|m| m.configured.clone()))
+        .chain(c.adopted.iter().cloned())
+        .collect();
+    let threads = shared_threads(&all);
+    let mut i = 0;
+    while i < c.adopted.len() {
+        let entry = connectable(&c.adopted[i]);
+        if !matches!(port_holder(&entry.host, entry.port, &entry.id), PortHolder::Free) {
+            i += 1;
+            continue;
+        }
+        let entry = c.adopted.remove(i);
+        eprintln!(
+            "{} | the worker up found running is gone: starting its own",
+            entry.id
+        );
+        match start_one(&entry, false, threads, logs_dir, echo) {
+            Ok(Started::Child(m)) => c.running.push(m),
+            Ok(Started::Adopted(_)) => c.adopted.push(entry), // back already
+            Err(e) => {
+                eprintln!("error: {e}");
+                c.refused.push(entry);
+            }
+        }
+    }
+}
+
 impl LocalWorkers {
     /// Starts a worker for each entry. With `free_ports`, each takes any
     /// free port and the returned entries carry the real ports. `echo`:
@@ -186,6 +257,7 @@ impl LocalWorkers {
             stopping: Arc::new(AtomicBool::new(false)),
             logs_dir: logs_dir.to_path_buf(),
             echo,
+            launcher: Launcher::start(),
         };
         let threads = shared_threads(entries);
         let mut actual = Vec::new();
@@ -213,7 +285,8 @@ impl LocalWorkers {
     }
 
     /// Restarts a child that dies, with the same port, at most
-    /// [`MAX_RESTARTS`] times a minute; never once a stop was asked.
+    /// [`MAX_RESTARTS`] times a minute, and replaces an adopted worker
+    /// once it is gone; never once a stop was asked.
     fn supervise(&self) {
         let (children, stopping) = (Arc::clone(&self.children), Arc::clone(&self.stopping));
         let (logs_dir, echo) = (self.logs_dir.clone(), self.echo);
@@ -221,9 +294,14 @@ impl LocalWorkers {
             // a stop signal stops restarts at once: in a terminal, Ctrl-C
             // reaches the children too, and they exit while `up` shuts down
             let stop = || stopping.load(Ordering::Relaxed) || stop_requests() > 0;
+            let mut rounds = 0u32;
             while !stop() {
                 std::thread::sleep(SUPERVISE_EVERY);
+                rounds = rounds.wrapping_add(1);
                 let mut c = children.lock().unwrap_or_else(|e| e.into_inner());
+                if rounds.is_multiple_of(ADOPTED_EVERY) {
+                    take_over_gone(&mut c, &logs_dir, echo);
+                }
                 for m in c.running.iter_mut() {
                     if stop() {
                         break;
@@ -314,14 +392,18 @@ impl LocalWorkers {
     /// `entry`, and records what came of it.
     fn replace(&self, old: Option<Member>, entry: WorkerEntry, threads: usize, stop_limit: Duration) {
         let (children, stopping) = (Arc::clone(&self.children), Arc::clone(&self.stopping));
-        let (logs_dir, echo) = (self.logs_dir.clone(), self.echo);
+        let (logs_dir, echo, launcher) = (self.logs_dir.clone(), self.echo, self.launcher.clone());
         std::thread::spawn(move || {
             if let Some(old) = old {
                 stop_member(old, stop_limit);
             }
-            let started = start_one(&entry, false, threads, &logs_dir, echo);
+            let wanted = entry.clone();
+            let started = launcher.run(move || start_one(&wanted, false, threads, &logs_dir, echo));
             let mut c = children.lock().unwrap_or_else(|e| e.into_inner());
             c.starting.retain(|id| *id != entry.id);
+            let Some(started) = started else {
+                return; // `up` is gone
+            };
             match started {
                 Ok(Started::Child(mut m)) if stopping.load(Ordering::Relaxed) => {
                     // `up` is stopping: it never got a task

@@ -27,7 +27,7 @@ use super::orchestrator::OrchestratorArgs;
 use super::serve::{required_workers, served, settings};
 use crate::orchestrator::config::{Settings, WorkerEntry};
 use crate::orchestrator::load_balancer::WorkerBoard;
-use crate::orchestrator::{OrchestratorError, Started};
+use crate::orchestrator::{FolderLocks, OrchestratorError, Started};
 use crate::protocol::MemberSource;
 
 #[derive(Args, Debug, Clone, Default)]
@@ -62,6 +62,14 @@ pub fn run(args: &UpArgs) -> ExitCode {
             w.address()
         );
     }
+    // a second copy is refused here, before it adopts or starts a worker
+    let lock = match crate::orchestrator::FolderLocks::acquire(&settings, true) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let echo = if args.verbose { Echo::All } else { Echo::Warnings };
     let (children, _) = match LocalWorkers::start(&local, &settings.logs_dir, false, echo) {
         Ok(c) => c,
@@ -76,6 +84,7 @@ pub fn run(args: &UpArgs) -> ExitCode {
     let outcome = serve(
         &settings,
         &workers,
+        lock,
         rx,
         &children,
         drain + Duration::from_secs(10),
@@ -110,12 +119,13 @@ fn init_logging(settings: &Settings, verbose: bool, tx: mpsc::Sender<ConsoleEven
 fn serve(
     settings: &Settings,
     workers: &[WorkerEntry],
+    lock: FolderLocks,
     events: mpsc::Receiver<ConsoleEvent>,
     children: &LocalWorkers,
     stop_limit: Duration,
 ) -> Result<(), OrchestratorError> {
     actix_rt::System::new().block_on(async move {
-        let (started, server) = crate::orchestrator::start(settings, workers, true)?;
+        let (started, server) = crate::orchestrator::start_locked(settings, workers, true, lock)?;
         crate::orchestrator::announce(&started);
         let server = actix_rt::spawn(server);
         let t0 = Instant::now();

@@ -82,6 +82,11 @@ pub struct WorkerArgs {
     /// only on a network you trust) [env ORQUESTA_INSECURE].
     #[arg(long)]
     pub insecure: bool,
+    /// Drain and stop when the process that started this worker ends, even
+    /// by SIGKILL (a batch job's script killed by `scancel --signal=KILL
+    /// --full`); Linux and other Unixes, not Windows.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 impl WorkerArgs {
@@ -129,6 +134,13 @@ impl WorkerArgs {
 pub fn run(args: &WorkerArgs) -> ExitCode {
     if let Some(code) = orphaned_at_birth() {
         return code;
+    }
+    if args.exit_with_parent && !crate::util::platform::exit_with_parent() {
+        eprintln!("error: the process that started this worker is gone (--exit-with-parent); not starting");
+        return ExitCode::from(2);
+    }
+    if args.exit_with_parent && cfg!(windows) {
+        eprintln!("warning: --exit-with-parent has no effect on Windows");
     }
     let settings = match worker_settings_from_env(&args.over(process_env())) {
         Ok(s) => s,

@@ -13,7 +13,7 @@ pub mod validate;
 
 pub use crate::sim::KernelName;
 pub use id::{AttemptId, IdError, TaskId, WorkerId, MAX_TASK_ID_LEN};
-pub use result::{ResultBody, TaskResult};
+pub use result::{Echo, ResultBody, TaskResult};
 pub use status::{AttemptEnd, RunStatus, TaskStatus};
 pub use study::{check_study, task_parameter, ParamKind, TaskParameter, TASK_PARAMETERS};
 pub use task::{

@@ -32,6 +32,10 @@ pub struct TaskResult {
     pub priority: Option<Priority>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<AttemptId>,
+    /// The step the attempt that produced it resumed from, when it
+    /// continued from a checkpoint (the attempts list shows each one's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_step: Option<u64>,
     /// The task's `description`, if it has one; set by the orchestrator
     /// from the stored task ([`TaskResult::echo_unknown_fields`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +55,7 @@ pub struct TaskResult {
 
 /// The names a result uses itself: an unknown task field of one of these
 /// names is not echoed (it stays in `GET /tasks/{id}`'s `extra`).
-const RESULT_FIELDS: [&str; 13] = [
+const RESULT_FIELDS: [&str; 14] = [
     "task_id",
     "algorithm",
     "parameters",
@@ -64,8 +68,37 @@ const RESULT_FIELDS: [&str; 13] = [
     "completed_at",
     "priority",
     "attempt_id",
+    "resumed_from_step",
     "reused_from",
 ];
+
+/// What a result echoes of its task's body: the description, and the
+/// unknown fields and `study` (none of the result's own names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Echo {
+    pub description: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+impl Echo {
+    /// Read from a task's parsed body.
+    pub fn of(body: &Value) -> Self {
+        let mut extra: Map<String, Value> = super::task::unknown_fields(body)
+            .into_iter()
+            .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
+            .collect();
+        if let Some(study) = super::task::study_of(body) {
+            extra.insert("study".into(), Value::String(study.into()));
+        }
+        Self {
+            description: body
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            extra,
+        }
+    }
+}
 
 /// `result`: `status` is `completed`, `failed` or `cancelled`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,17 +131,14 @@ impl TaskResult {
     /// worker put there is dropped: the task is the truth).
     pub fn echo_unknown_fields(&mut self, body: &str) {
         let body: Value = serde_json::from_str(body).unwrap_or_default();
-        self.description = body
-            .get("description")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        self.extra = super::task::unknown_fields(&body)
-            .into_iter()
-            .filter(|(k, _)| !RESULT_FIELDS.contains(&k.as_str()))
-            .collect();
-        if let Some(study) = super::task::study_of(&body) {
-            self.extra.insert("study".into(), Value::String(study.into()));
-        }
+        self.echo(&Echo::of(&body));
+    }
+
+    /// Sets `description` and `extra` to what the task's body gave
+    /// ([`Echo::of`], read once when the task came into memory).
+    pub fn echo(&mut self, echo: &Echo) {
+        self.description.clone_from(&echo.description);
+        self.extra.clone_from(&echo.extra);
     }
 
     /// The result of a simulation that ran (to the end or not).
@@ -137,6 +167,7 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            resumed_from_step: report.resumed_from_step,
             description: None,
             source: None,
             extra: Map::new(),
@@ -171,6 +202,7 @@ impl TaskResult {
             completed_at: None,
             priority: None,
             attempt_id: None,
+            resumed_from_step: None,
             description: None,
             source: None,
             extra: Map::new(),

@@ -1,6 +1,7 @@
 //! When two tasks are the same run: the reuse key of a simulation task, its
-//! kernel (aliases resolved), that kernel's physics version
-//! ([`crate::sim::kernel::Kernel::version`]) and every effective parameter
+//! kernel (aliases resolved), that kernel's build as checkpoints name it
+//! ([`crate::sim::kernel::build_stamp`]: the release and the kernel's own
+//! build, raised with any change to its sums) and every effective parameter
 //! (defaults filled in, so a task that spells a default out and one that
 //! leaves it out share a key; numbers compared by value: `100` and `1e2`
 //! are one N), seed included. Runs are deterministic (DESIGN.md "The
@@ -11,7 +12,7 @@
 use serde_json::Value;
 
 use super::study::{ParamKind, TASK_PARAMETERS};
-use crate::sim::kernel::kernel_version;
+use crate::sim::kernel::{build_stamp, lookup};
 
 /// The reuse key of a task of `kernel` whose body (the task's JSON) is
 /// `body`; `None` when it must run: `"reuse": false`, a test kernel, or
@@ -20,9 +21,9 @@ pub fn reuse_key(kernel: &str, body: &Value) -> Option<String> {
     if body.get("reuse") == Some(&Value::Bool(false)) {
         return None;
     }
-    let version = kernel_version(kernel)?;
+    let kernel = lookup(kernel)?;
     let params = body.get("parameters")?.as_object()?;
-    let mut key = format!("{kernel}/{version}");
+    let mut key = format!("{}/{}", kernel.name(), build_stamp(kernel));
     for p in TASK_PARAMETERS {
         let given = params.get(p.name).filter(|v| !v.is_null());
         let part = match (p.kind, given, p.default) {
@@ -63,7 +64,9 @@ mod tests {
             key,
             "defaults spelled out"
         );
-        assert!(key.starts_with("reference/1 "), "{key}");
+        let stamp = build_stamp(lookup("reference").unwrap());
+        assert!(key.starts_with(&format!("reference/{stamp} ")), "{key}");
+        assert_eq!(reuse_key("python", &base).unwrap(), key, "an alias is its kernel");
         for other in [
             json!({"parameters": {"num_particles": 100, "num_steps": 10, "seed": 8}}),
             json!({"parameters": {"num_particles": 100, "num_steps": 11, "seed": 7}}),

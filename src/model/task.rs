@@ -110,6 +110,9 @@ pub struct Task {
     pub study: Option<String>,
     pub extra: Map<String, Value>,
     pub work: Work,
+    /// Set by a worker from its `/execute` body: the orchestrator holds a
+    /// checkpoint of this task at this step, to resume from.
+    pub checkpoint_step: Option<u64>,
 }
 
 impl Task {

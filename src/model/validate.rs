@@ -253,6 +253,7 @@ impl Validator {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 work,
+                checkpoint_step: None,
             }),
             _ => Err(errors),
         }

@@ -124,8 +124,10 @@ pub struct FolderLocks(Vec<(std::path::PathBuf, InstanceLock)>);
 
 impl FolderLocks {
     /// Takes every lock or none: `shown` is how the refusal names the
-    /// thing held (the database path, or a folder).
-    fn acquire(settings: &Settings, watch: bool) -> Result<Self, OrchestratorError> {
+    /// thing held (the database path, or a folder). `watch`: whether the
+    /// drop folder is consumed too. `up` takes them before it starts any
+    /// worker, so a second copy is refused before it touches one.
+    pub fn acquire(settings: &Settings, watch: bool) -> Result<Self, OrchestratorError> {
         let mut wanted = vec![(settings.db_path.clone(), lock_path(&settings.db_path))];
         let mut folders = vec![&settings.results_dir];
         if watch {
@@ -170,7 +172,18 @@ pub fn start(
     // before anything else: one orchestrator per database and per folder
     // it consumes, or two would ingest the same files, adopt each other's
     // running tasks and record results twice
-    let mut lock = FolderLocks::acquire(settings, watch)?;
+    let lock = FolderLocks::acquire(settings, watch)?;
+    start_locked(settings, workers, watch, lock)
+}
+
+/// [`start`] with the locks already taken ([`FolderLocks::acquire`] with
+/// the same `watch`).
+pub fn start_locked(
+    settings: &Settings,
+    workers: &[WorkerEntry],
+    watch: bool,
+    mut lock: FolderLocks,
+) -> Result<(Started, actix_web::dev::Server), OrchestratorError> {
     if watch {
         crate::orchestrator::file_watcher::check_folders(&settings.task_queue_dir)
             .map_err(OrchestratorError::TaskFolder)?;
@@ -197,6 +210,15 @@ pub fn start(
     }
     let store = Store::start(conn);
     let read = Arc::new(ReadPool::new(&settings.db_path).sharing_faults(store.fault()));
+    let checkpoints = Arc::new(
+        store::Checkpoints::open(
+            &settings.db_path,
+            !settings.checkpoint_interval.is_zero(),
+            settings.checkpoint_max_bytes,
+            settings.checkpoint_total_bytes,
+        )
+        .map_err(|e| StoreError::Failed(e.to_string()))?,
+    );
     let validator = Arc::new(Validator {
         limits: settings.limits,
         test_kernels: settings.test_kernels,
@@ -254,6 +276,7 @@ pub fn start(
         tls: settings.tls.client.clone(),
         metrics: Arc::clone(&metrics),
         max_result_bytes: settings.max_result_bytes,
+        checkpoints: Some(Arc::clone(&checkpoints)),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -376,6 +399,8 @@ pub fn start(
     if let Some(keep) = settings.history_retention {
         crate::orchestrator::retention::Retention::new(store.clone(), keep).start();
     }
+    routes::checkpoints::start_sweeping(Arc::clone(&checkpoints));
+    let checkpoints = web::Data::from(checkpoints);
     let token = settings.token.clone();
     let guard = BrowserGuard::new(token.is_some(), settings.bind == BindVerdict::Insecure);
     let dash = dashboard.clone();
@@ -393,6 +418,7 @@ pub fn start(
                 web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
             )
             .app_data(dash.clone())
+            .app_data(checkpoints.clone())
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)

@@ -22,9 +22,12 @@
 //! |--------------------------|-----------------------|-----------------------|
 //! | `POST /workers/join`     | [`JoinRequest`]       | [`JoinAnswer`]        |
 //! | `DELETE /workers/{id}`   |                       | (leaving, after draining) |
+//! | `POST /tasks/{id}/checkpoint` | checkpoint bytes | [`checkpoints::CheckpointSaved`] |
+//! | `GET /tasks/{id}/checkpoint`  |                  | checkpoint bytes      |
 
 pub mod admin;
 pub mod allocations;
+pub mod checkpoints;
 pub mod error;
 pub mod export;
 pub mod files;
@@ -51,6 +54,10 @@ pub use error::ErrorCode;
 pub struct ExecuteRequest<T = Map<String, Value>> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<AttemptId>,
+    /// The orchestrator holds a checkpoint of this task at this step: the
+    /// worker fetches it and resumes ([`checkpoints::CHECKPOINT_STEP`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_step: Option<u64>,
     /// The task's fields, validated by the worker as a task file's are.
     #[serde(flatten)]
     pub task: T,
@@ -402,6 +409,7 @@ mod tests {
     fn encode(task: &str, attempt_id: u64) -> String {
         serde_json::to_string(&ExecuteRequest {
             attempt_id: Some(AttemptId::new(attempt_id)),
+            checkpoint_step: None,
             task: StoredTask(task),
         })
         .unwrap()
@@ -430,6 +438,7 @@ mod tests {
             slots: Some(2),
             tasks: vec![ExecuteRequest {
                 attempt_id: Some(AttemptId::new(1)),
+                checkpoint_step: None,
                 task: StoredTask(r#"{"task_id":"a"}"#),
             }],
         };

@@ -52,6 +52,10 @@ pub struct TaskDetail<Task = Value, Attempt = Value, Waiting = Value> {
     #[serde(default, skip_serializing_if = "Waits::is_not_queued")]
     #[schema(value_type = Option<Object>, nullable)]
     pub waiting: Waits<Waiting>,
+    /// The latest checkpoint held for the task, while it is queued or
+    /// running (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<super::checkpoints::CheckpointInfo>,
 }
 
 /// Whether a task's answer says why it waits: absent unless queued, then

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::checkpoint::{Checkpoint, KernelState};
 use super::system::{Physics, State};
 use super::{optimized, reference};
 
@@ -17,18 +18,22 @@ pub trait Kernel: Send + Sync {
     fn name(&self) -> &'static str;
     /// One line for `--help` and `/status`.
     fn summary(&self) -> &'static str;
-    /// The version of its physics: raise it with any change that can alter
-    /// a bit of a result's physics fields. A stored result is reused for a
-    /// new task only if it was computed by the same kernel at the same
-    /// version (docs/studies.md "Never the same run twice").
-    fn version(&self) -> u32;
     /// What a run would cost, checked against the limits before it starts.
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate;
+    /// What a checkpoint names this kernel's build by: a checkpoint is
+    /// resumed only by the same build, since a change to the kernel's sums
+    /// would change the bits of what follows. Bump it with any such change.
+    /// A stored result is reused for a new task only under the same build
+    /// too ([`build_stamp`], docs/studies.md "Never the same run twice").
+    fn build(&self) -> &'static str;
     /// Integrates `state` for `run.steps()` steps (fewer if the run says
     /// stop) and returns the final state in original particle order.
     ///
     /// Must call [`Run::record`] once with the step-0 energies and virial
-    /// and then once after every completed step.
+    /// and then once after every completed step; after each, when
+    /// [`Run::checkpoint_due`] says so, hands its state to
+    /// [`Run::save_checkpoint`]. A run that [`Run::take_resume`] gives a
+    /// state continues from it instead, without recording its step again.
     fn run(&self, state: State, run: &mut Run<'_>) -> State;
 }
 
@@ -56,10 +61,12 @@ pub fn lookup(name: &str) -> Option<&'static dyn Kernel> {
     KERNELS.iter().copied().find(|k| k.name() == resolved)
 }
 
-/// The physics version of a kernel (by name or alias); `None` for test
-/// kernels and unknown names, which are never reused.
-pub fn kernel_version(name: &str) -> Option<u32> {
-    lookup(name).map(|k| k.version())
+/// The version of a kernel's physics as checkpoints and reuse compare it:
+/// the crate's version and the kernel's own [`Kernel::build`]. A new
+/// release may add fields to a result, so a result is reused, and a
+/// checkpoint resumed, only by the release that made it.
+pub fn build_stamp(kernel: &dyn Kernel) -> String {
+    format!("{}+{}", env!("CARGO_PKG_VERSION"), kernel.build())
 }
 
 /// Names reserved for the fault-test kernels a worker runs only with
@@ -168,6 +175,9 @@ impl From<&str> for KernelName {
 pub struct Control {
     cancel: AtomicBool,
     steps_done: AtomicU64,
+    /// Set by whoever wants a checkpoint; the kernel clears it when it
+    /// saves one after its next step.
+    checkpoint: AtomicBool,
 }
 
 impl Control {
@@ -188,7 +198,21 @@ impl Control {
     pub fn steps_done(&self) -> u64 {
         self.steps_done.load(Ordering::Relaxed)
     }
+
+    /// Asks the simulation for a checkpoint after its next step (it saves
+    /// one only if its run has somewhere to send it).
+    pub fn request_checkpoint(&self) {
+        self.checkpoint.store(true, Ordering::Relaxed);
+    }
+
+    /// True once, after [`Self::request_checkpoint`].
+    fn take_checkpoint_request(&self) -> bool {
+        self.checkpoint.load(Ordering::Relaxed) && self.checkpoint.swap(false, Ordering::Relaxed)
+    }
 }
+
+/// Where a run sends its checkpoints.
+pub type CheckpointSink<'a> = Box<dyn FnMut(Checkpoint) + Send + 'a>;
 
 /// Why a run stopped before its last step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,12 +261,22 @@ pub struct Run<'a> {
     /// Record a [`ThermoRow`] every this many steps (None: no series).
     thermo_every: Option<u64>,
     pub(crate) thermo: Vec<ThermoRow>,
+    /// Who receives checkpoints (None: no checkpoint is ever made).
+    sink: Option<CheckpointSink<'a>>,
+    /// Save a checkpoint after this step too (besides requests).
+    checkpoint_at: Option<u64>,
+    /// The state to continue from, until the kernel takes it.
+    resume: Option<KernelState>,
+    /// The step the run started from (0 unless resumed).
+    pub(crate) start_step: u64,
+    /// Identifies checkpoints: kernel name and build, parameters hash.
+    pub(crate) stamp: Option<super::checkpoint::Stamp>,
 }
 
 /// Energies seen so far: the initial and latest values (potential,
 /// kinetic, virial) and the largest deviation of the total from its
 /// initial value.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct EnergyLog {
     pub initial: Option<(f64, f64, f64)>,
     pub last: (f64, f64, f64),
@@ -276,7 +310,75 @@ impl<'a> Run<'a> {
             memory_bytes: 0,
             thermo_every: None,
             thermo: Vec::new(),
+            sink: None,
+            checkpoint_at: None,
+            resume: None,
+            start_step: 0,
+            stamp: None,
         }
+    }
+
+    /// Sends checkpoints stamped with `stamp` to `sink`: when the
+    /// [`Control`] asks for one, and after step `at` if given.
+    pub(crate) fn with_checkpoints(
+        mut self,
+        stamp: super::checkpoint::Stamp,
+        sink: CheckpointSink<'a>,
+        at: Option<u64>,
+    ) -> Self {
+        self.stamp = Some(stamp);
+        self.sink = Some(sink);
+        self.checkpoint_at = at;
+        self
+    }
+
+    /// Continues from `checkpoint` (already checked against this run's
+    /// kernel and parameters): its energies, series and step are this
+    /// run's, its state the kernel's to take.
+    pub(crate) fn resuming(mut self, checkpoint: Checkpoint) -> Self {
+        self.energies = checkpoint.energies;
+        self.thermo = checkpoint.thermo;
+        self.start_step = checkpoint.step;
+        self.control.steps_done.store(checkpoint.step, Ordering::Relaxed);
+        self.resume = Some(checkpoint.state);
+        self
+    }
+
+    /// The state to continue from, once (None: start at step 0).
+    pub fn take_resume(&mut self) -> Option<KernelState> {
+        self.resume.take()
+    }
+
+    /// Steps still to run: all of them, or those after the resumed step.
+    pub fn steps_left(&self) -> u64 {
+        self.steps.saturating_sub(self.energies.steps_recorded)
+    }
+
+    /// True when the kernel should hand its state to
+    /// [`Self::save_checkpoint`] now (after a recorded step, before the
+    /// next): asked for through the [`Control`] or at the chosen step, and
+    /// only when there is a sink and steps are left.
+    pub fn checkpoint_due(&self) -> bool {
+        if self.sink.is_none() || self.steps_left() == 0 || self.stop.is_some() {
+            return false;
+        }
+        let at = self.checkpoint_at == Some(self.energies.steps_recorded);
+        // both evaluated: a request is consumed even at the chosen step
+        self.control.take_checkpoint_request() | at
+    }
+
+    /// Saves a checkpoint of the run as it stands with the kernel's `state`.
+    pub fn save_checkpoint(&mut self, state: KernelState) {
+        let (Some(sink), Some(stamp)) = (self.sink.as_mut(), self.stamp.as_ref()) else {
+            return;
+        };
+        sink(Checkpoint {
+            stamp: stamp.clone(),
+            step: self.energies.steps_recorded,
+            energies: self.energies,
+            thermo: self.thermo.clone(),
+            state,
+        });
     }
 
     /// Records a [`ThermoRow`] at every step that is a multiple of `every`

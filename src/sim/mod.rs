@@ -6,11 +6,14 @@
 //! - [`kernel`]: the [`Kernel`] trait, the registry and aliases, the
 //!   [`Control`] block for cancellation and progress;
 //! - [`reference`] and [`optimized`]: the two kernels;
+//! - [`checkpoint`]: a running simulation's state saved after a step, and
+//!   resumed bit for bit;
 //! - [`simd`]: the vector width `optimized` runs at (the widest the CPU
 //!   has, or `ORQUESTA_SIMD`); every width gives the same bits;
 //! - this file: parameter validation against [`Limits`], and [`simulate`],
 //!   which runs a kernel and turns its energies into [`Metrics`].
 
+pub mod checkpoint;
 pub mod kernel;
 pub mod optimized;
 pub mod reference;
@@ -23,9 +26,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+pub use checkpoint::{Checkpoint, CheckpointRefused, Checkpointing};
 pub use kernel::{
-    algorithm_names, lookup, resolve_kernel, Control, Kernel, KernelName, Stop, ThermoRow, KERNELS,
-    TEST_KERNEL_NAMES,
+    algorithm_names, lookup, resolve_kernel, CheckpointSink, Control, Kernel, KernelName, Stop, ThermoRow,
+    KERNELS, TEST_KERNEL_NAMES,
 };
 pub use system::{Physics, State};
 
@@ -436,6 +440,10 @@ pub struct SimReport {
     pub elapsed: f64,
     /// The final state, in original particle order.
     pub state: State,
+    /// The step this run continued from, when it resumed a checkpoint.
+    pub resumed_from_step: Option<u64>,
+    /// Why the checkpoint it was given was not resumed (it started at 0).
+    pub resume_refused: Option<CheckpointRefused>,
 }
 
 impl SimReport {
@@ -489,6 +497,17 @@ pub fn simulate(
     options: &RunOptions,
     control: &Control,
 ) -> Result<SimReport, SimError> {
+    simulate_with(algorithm, params, options, control, Checkpointing::default())
+}
+
+/// [`simulate`], resuming and saving checkpoints as `checkpointing` says.
+pub fn simulate_with(
+    algorithm: &str,
+    params: &SimParams,
+    options: &RunOptions,
+    control: &Control,
+    checkpointing: Checkpointing<'_>,
+) -> Result<SimReport, SimError> {
     let started = Instant::now();
     let kernel = lookup(algorithm).ok_or_else(|| SimError::UnknownAlgorithm {
         name: algorithm.to_string(),
@@ -497,8 +516,9 @@ pub fn simulate(
         .validate(kernel, &options.limits)
         .map_err(SimError::InvalidParameters)?;
     let state = State::initial(&physics, params.seed);
-    let mut run = kernel::Run::new(physics, params.num_steps, options.threads, control)
+    let run = kernel::Run::new(physics, params.num_steps, options.threads, control)
         .with_thermo(params.thermo_every);
+    let (mut run, resumed_from_step, resume_refused) = checkpointing.apply(run, kernel, &params.effective());
     let stepping = Instant::now();
     let state = kernel.run(state, &mut run);
     let stepping_secs = stepping.elapsed().as_secs_f64();
@@ -508,7 +528,10 @@ pub fn simulate(
         parameters: params.effective(),
         run: &run,
     };
-    Ok(measure(ran, state, stepping_secs, started))
+    let mut report = measure(ran, state, stepping_secs, started);
+    report.resumed_from_step = resumed_from_step;
+    report.resume_refused = resume_refused;
+    Ok(report)
 }
 
 /// What [`measure`] reports on: the kernel, its physics and parameters,
@@ -532,6 +555,8 @@ fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> 
     let (p0, k0, w0) = log.initial.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
     let (p1, k1, w1) = log.last;
     let steps = log.steps_recorded;
+    // this run's own steps: a resumed run did not step the earlier ones
+    let stepped = steps - run.start_step.min(steps);
     let status = match run.stop {
         None => SimStatus::Completed,
         Some(Stop::Cancelled) => SimStatus::Cancelled,
@@ -568,8 +593,8 @@ fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> 
         position_checksum: if finite_final { stable(checksum) } else { None },
         pressure_initial: stable(system::pressure(physics, k0, w0)),
         pressure_final: stable(system::pressure(physics, k1, w1)),
-        particle_steps_per_second: if steps > 0 && stepping_secs > 0.0 {
-            n * steps as f64 / stepping_secs
+        particle_steps_per_second: if stepped > 0 && stepping_secs > 0.0 {
+            n * stepped as f64 / stepping_secs
         } else {
             0.0
         },
@@ -584,9 +609,13 @@ fn measure(ran: Ran<'_>, state: State, stepping_secs: f64, started: Instant) -> 
         metrics,
         elapsed: started.elapsed().as_secs_f64(),
         state,
+        resumed_from_step: None,
+        resume_refused: None,
     }
 }
 
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod lammps_tests;
 #[cfg(test)]

@@ -40,6 +40,7 @@ use std::cell::UnsafeCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use super::checkpoint::KernelState;
 use super::kernel::{Control, Estimate, Kernel, Run};
 use super::simd::{self, Width};
 use super::system::{wrap, LennardJones, Physics, State};
@@ -87,8 +88,8 @@ impl Kernel for Optimized {
         "cell-built Verlet lists, half stencil, O(N) per step, multi-threaded for large N"
     }
 
-    fn version(&self) -> u32 {
-        1
+    fn build(&self) -> &'static str {
+        "optimized-1"
     }
 
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate {
@@ -104,7 +105,31 @@ impl Kernel for Optimized {
     }
 
     fn run(&self, state: State, run: &mut Run<'_>) -> State {
-        let sim = Sim::new(state, run);
+        let (sim, resumed) = match run.take_resume() {
+            Some(KernelState::Sorted {
+                box_len,
+                pos,
+                vel,
+                force,
+                built_at,
+                orig,
+            }) => {
+                // the lists are built again from the build positions in the
+                // saved order: a stable sort of a sorted order moves nothing
+                let mut sim = Sim::new(
+                    State {
+                        box_len,
+                        pos: built_at,
+                        vel,
+                    },
+                    run,
+                );
+                sim.particles.get_mut().orig = orig;
+                (sim, Some((pos, force)))
+            }
+            Some(KernelState::Plain { .. }) => unreachable!("Checkpoint::check matches the state's kind"),
+            None => (Sim::new(state, run), None),
+        };
         run.note_memory(sim.memory_bytes());
         let helpers = if sim.n >= MIN_PARTICLES_FOR_THREADS {
             run.threads().min(sim.strips.len() / 2).saturating_sub(1)
@@ -121,7 +146,13 @@ impl Kernel for Optimized {
                 pool: &pool,
                 helpers,
             };
-            driver.integrate(run);
+            match resumed {
+                Some((pos, force)) => {
+                    driver.restore(pos, force);
+                    driver.steps(run);
+                }
+                None => driver.integrate(run),
+            }
             pool.shut_down();
         });
         sim.into_state()
@@ -1318,7 +1349,6 @@ impl Driver<'_> {
     }
 
     fn integrate(&self, run: &mut Run<'_>) {
-        let skin_half_sq = 0.25 * SKIN * SKIN;
         self.rebuild();
         self.forces();
         self.phase(Phase::Kinetic);
@@ -1326,7 +1356,40 @@ impl Driver<'_> {
         if !run.record(potential, kinetic, virial) {
             return;
         }
-        for _ in 0..run.steps() {
+        self.steps(run);
+    }
+
+    /// Rebuilds the lists a checkpoint's run had (its particles, in their
+    /// saved order, stand at their build positions), then puts back the
+    /// positions and forces of its last step.
+    fn restore(&self, pos: Vec<[f64; 2]>, force: Vec<[f64; 2]>) {
+        self.rebuild();
+        // SAFETY: no phase is open, so the driver is the only user.
+        let p = unsafe { &mut *self.sim.particles.get() };
+        let n = self.sim.n;
+        p.pos[..n].copy_from_slice(&pos);
+        p.force[..n].copy_from_slice(&force);
+    }
+
+    /// The state of the run now, for a checkpoint. No phase is open.
+    fn snapshot(&self) -> KernelState {
+        // SAFETY: no phase is open, so the driver is the only user.
+        let p = unsafe { &*self.sim.particles.get() };
+        let n = self.sim.n;
+        KernelState::Sorted {
+            box_len: self.sim.box_len,
+            pos: p.pos[..n].to_vec(),
+            vel: p.vel[..n].to_vec(),
+            force: p.force[..n].to_vec(),
+            built_at: p.built_at[..n].to_vec(),
+            orig: p.orig.clone(),
+        }
+    }
+
+    /// The steps left after the last recorded one.
+    fn steps(&self, run: &mut Run<'_>) {
+        let skin_half_sq = 0.25 * SKIN * SKIN;
+        for _ in 0..run.steps_left() {
             self.phase(Phase::KickDrift);
             if self.sim.max_displacement_sq() > skin_half_sq {
                 self.rebuild();
@@ -1340,6 +1403,9 @@ impl Driver<'_> {
             let (potential, kinetic, virial) = self.sim.energies();
             if !run.record(potential, kinetic, virial) {
                 return;
+            }
+            if run.checkpoint_due() {
+                run.save_checkpoint(self.snapshot());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `reference` (alias `python`): every pair, every step, written to be
 //! obviously right rather than fast. O(N²) per step.
 
+use super::checkpoint::KernelState;
 use super::kernel::{Estimate, Kernel, Run};
 use super::system::{sum_v2, wrap, LennardJones, Physics, State};
 
@@ -55,8 +56,8 @@ impl Kernel for Reference {
         "direct sum over all pairs, O(N^2) per step, one thread"
     }
 
-    fn version(&self) -> u32 {
-        1
+    fn build(&self) -> &'static str {
+        "reference-1"
     }
 
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate {
@@ -68,6 +69,15 @@ impl Kernel for Reference {
     }
 
     fn run(&self, mut state: State, run: &mut Run<'_>) -> State {
+        // a checkpoint's positions give its forces again, bit for bit
+        let resumed = match run.take_resume() {
+            Some(KernelState::Plain { box_len, pos, vel }) => {
+                state = State { box_len, pos, vel };
+                true
+            }
+            Some(KernelState::Sorted { .. }) => unreachable!("Checkpoint::check matches the state's kind"),
+            None => false,
+        };
         let physics = *run.physics();
         let lj = LennardJones::new(physics.cutoff);
         let (dt, box_len) = (physics.dt, state.box_len);
@@ -81,10 +91,10 @@ impl Kernel for Reference {
             run.stop_cancelled();
             return state;
         };
-        if !run.record(potential, 0.5 * sum_v2(&state.vel), virial) {
+        if !resumed && !run.record(potential, 0.5 * sum_v2(&state.vel), virial) {
             return state;
         }
-        for _ in 0..run.steps() {
+        for _ in 0..run.steps_left() {
             for ((v, x), f) in state.vel.iter_mut().zip(&mut state.pos).zip(&force) {
                 for d in 0..2 {
                     v[d] += 0.5 * dt * f[d];
@@ -101,6 +111,13 @@ impl Kernel for Reference {
             }
             if !run.record(potential, 0.5 * sum_v2(&state.vel), virial) {
                 break;
+            }
+            if run.checkpoint_due() {
+                run.save_checkpoint(KernelState::Plain {
+                    box_len,
+                    pos: state.pos.clone(),
+                    vel: state.vel.clone(),
+                });
             }
         }
         state

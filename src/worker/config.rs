@@ -35,6 +35,9 @@ pub struct WorkerSettings {
     pub max_backlog: usize,
     pub logs_dir: PathBuf,
     pub drain_timeout: Duration,
+    /// `CHECKPOINT_INTERVAL`: seconds of a task's run time between two
+    /// checkpoints sent to the `--join` orchestrator; zero: none.
+    pub checkpoint_interval: Duration,
     /// `WORKER_DRAIN_AFTER`: drain and stop this long after start (an
     /// allocation job's time limit less a margin); None: never.
     pub drain_after: Option<Duration>,
@@ -101,6 +104,11 @@ pub const WORKER_SETTINGS: &[SettingDoc] = &[
         "WORKER_DRAIN_TIMEOUT",
         "30",
         "seconds running tasks may take to finish after SIGTERM",
+    ),
+    (
+        "CHECKPOINT_INTERVAL",
+        "60",
+        "seconds of a task's run time between two checkpoints sent to the --join orchestrator, fractions allowed (0: none); also one at once on drain/SIGTERM",
     ),
     (
         "WORKER_DRAIN_AFTER",
@@ -212,6 +220,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
     let history_size = r.whole("TASK_HISTORY_SIZE") as usize;
     let max_backlog = r.whole("WORKER_MAX_BACKLOG") as usize;
     let drain_timeout = r.seconds("WORKER_DRAIN_TIMEOUT", true);
+    let checkpoint_interval = r.seconds("CHECKPOINT_INTERVAL", true);
     let drain_after = optional_duration(&mut r, "WORKER_DRAIN_AFTER");
     let idle_exit = optional_duration(&mut r, "WORKER_IDLE_EXIT");
     let max_particles = r.whole("MAX_PARTICLES");
@@ -263,6 +272,7 @@ pub fn worker_settings_from_env(env: &BTreeMap<String, String>) -> Result<Worker
         max_backlog,
         logs_dir,
         drain_timeout,
+        checkpoint_interval,
         drain_after,
         idle_exit,
         limits: Limits {

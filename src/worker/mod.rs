@@ -6,6 +6,7 @@
 //! `logs/worker_<id>.lock` (an OS lock, gone with the process).
 
 pub mod api;
+pub mod checkpoint;
 pub mod config;
 pub mod executor;
 pub mod lifetime;
@@ -157,7 +158,16 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             limits,
         });
         let prometheus = Arc::new(WorkerNodeMetrics::new(&worker_id));
-        let executor = Executor::new(settings, sims, held, Arc::clone(&prometheus)).start();
+        let checkpointer = checkpoint::Checkpointer::start(
+            config.join.as_deref(),
+            settings.worker_id.clone(),
+            config.checkpoint_interval,
+            config.token.as_ref(),
+            config.tls.client.clone(),
+        );
+        let executor = Executor::new(settings, sims, held, Arc::clone(&prometheus))
+            .with_checkpointer(checkpointer)
+            .start();
         let prometheus = web::Data::from(prometheus);
         let api = web::Data::new(WorkerApi {
             executor: executor.clone(),

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::model::{RunStatus, Task, TaskResult, TestKernel, Work};
-use crate::sim::{self, Control, Limits, RunOptions, SimError};
+use crate::model::{AttemptId, RunStatus, Task, TaskResult, TestKernel, Work};
+use crate::sim::{self, Checkpointing, Control, Limits, RunOptions, SimError};
+use crate::worker::checkpoint::{Upload, UploadSender};
 
 /// One simulation thread.
 pub struct SimulationActor {
@@ -31,6 +32,18 @@ impl Actor for SimulationActor {
 pub struct RunTask {
     pub task: Arc<Task>,
     pub control: Arc<Control>,
+    /// Checkpointing of this run: where its checkpoints go, and the one to
+    /// resume from.
+    pub checkpoints: RunCheckpoints,
+}
+
+/// Where a run's checkpoints go and the one it resumes from.
+#[derive(Default)]
+pub struct RunCheckpoints {
+    pub uploads: Option<UploadSender>,
+    pub attempt_id: Option<AttemptId>,
+    /// A checkpoint's bytes, as the orchestrator held them.
+    pub resume: Option<Vec<u8>>,
 }
 
 /// A finished task: its result, and what it computed for the metrics.
@@ -47,7 +60,7 @@ impl Handler<RunTask> for SimulationActor {
     fn handle(&mut self, msg: RunTask, _: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let task = &msg.task;
-        let run = panic::catch_unwind(AssertUnwindSafe(|| self.run(task, &msg.control)));
+        let run = panic::catch_unwind(AssertUnwindSafe(|| self.run(task, &msg.control, msg.checkpoints)));
         let outcome = run.unwrap_or_else(|payload| {
             let reason = panic_message(payload.as_ref());
             tracing::error!(task = %task.task_id, %reason, "kernel panicked");
@@ -68,7 +81,7 @@ impl Handler<RunTask> for SimulationActor {
 }
 
 impl SimulationActor {
-    fn run(&self, task: &Task, control: &Control) -> Outcome {
+    fn run(&self, task: &Task, control: &Control, checkpoints: RunCheckpoints) -> Outcome {
         let started = Instant::now();
         match &task.work {
             Work::Simulation { kernel, params } => {
@@ -76,8 +89,37 @@ impl SimulationActor {
                     threads: self.threads,
                     limits: self.limits,
                 };
-                match sim::simulate(kernel.as_str(), params, &options, control) {
+                let RunCheckpoints {
+                    uploads,
+                    attempt_id,
+                    resume,
+                } = checkpoints;
+                let task_id = task.task_id.clone();
+                let sink = match (uploads, attempt_id) {
+                    (Some(uploads), Some(attempt_id)) => Some(Box::new(move |c: sim::Checkpoint| {
+                        let _ = uploads.send(Upload {
+                            task_id: task_id.clone(),
+                            attempt_id,
+                            step: c.step,
+                            bytes: c.encode(),
+                        });
+                    })
+                        as sim::CheckpointSink<'_>),
+                    _ => None,
+                };
+                let checkpointing = Checkpointing {
+                    resume: resume.as_deref(),
+                    sink,
+                    at_step: None,
+                };
+                match sim::simulate_with(kernel.as_str(), params, &options, control, checkpointing) {
                     Ok(report) => {
+                        if let Some(why) = &report.resume_refused {
+                            tracing::warn!(task = %task.task_id, reason = %why,
+                                "checkpoint refused; the task started again from step 0");
+                        } else if let Some(step) = report.resumed_from_step {
+                            tracing::info!(task = %task.task_id, step, "resumed from a checkpoint");
+                        }
                         let steps = report.metrics.steps_completed as f64;
                         let n = report.metrics.particles_processed as f64;
                         let rate = report.metrics.particle_steps_per_second;

@@ -7,6 +7,7 @@ mod bad_input;
 mod bench_cluster;
 mod browser_guard;
 mod chaos;
+mod checkpoint;
 mod commands;
 mod common;
 mod console;

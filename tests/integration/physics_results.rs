@@ -40,14 +40,14 @@ fn numbers(v: &Value, path: String, out: &mut Vec<(String, String)>) {
     }
 }
 
-fn physics(metrics: &Value) -> Vec<(String, String)> {
+pub(crate) fn physics(metrics: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     numbers(metrics, "metrics".into(), &mut out);
     out
 }
 
 /// `orquesta sim` of the task's parameters with its algorithm.
-fn sim_of(algorithm: &str, p: &Value) -> Value {
+pub(crate) fn sim_of(algorithm: &str, p: &Value) -> Value {
     let arg = |k: &str| p[k].to_string();
     let mut args: Vec<String> = [
         "sim",

@@ -124,6 +124,20 @@ fn gen_writes_one_task_per_grid_point_and_replica_that_validate_accepts() {
             "num_particles is not given",
         ),
         (
+            // a million values on one axis: refused at once for the count
+            // (it once hung comparing every value with every other one)
+            vec![
+                "gen",
+                "--grid",
+                "num_particles=100:1000000:1",
+                "--replicas",
+                "1000",
+                "-o",
+                r,
+            ],
+            "--grid: the grid has more than 1000000 tasks",
+        ),
+        (
             vec!["gen", "--study", "my study", "-o", r],
             "--study: expected a study name of",
         ),

@@ -85,6 +85,8 @@ fn up_starts_a_local_worker_added_to_the_workers_file() {
         said.contains("a2 | added to the workers file: starting it"),
         "{said}"
     );
+    // started once: not stopped by its starting thread's end and restarted
+    assert!(!said.contains("a2 | exited"), "{said}");
     assert_eq!(summary_row(&said, "a2"), Some((1, 0)), "{said}");
     assert!(!serves(p2), "a2 stopped with up");
 }
@@ -118,6 +120,7 @@ fn up_drains_then_stops_a_local_worker_removed_from_the_workers_file() {
         said.contains("r2 | removed from the workers file and drained: stopping it"),
         "{said}"
     );
+    assert!(!said.contains("r1 | exited"), "{said}");
 }
 
 #[test]
@@ -145,5 +148,60 @@ fn up_summary_counts_a_worker_removed_while_it_ran() {
         summary_row(&said, "s2"),
         Some((1, 0)),
         "the removed worker keeps its share: {said}"
+    );
+}
+
+#[test]
+fn a_second_up_in_the_same_folder_is_refused_before_it_touches_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = config_port();
+    let up = up_with(dir.path(), &[("s1", p1, &["python"])]);
+    wait_until(LONG, "s1 up", || state(&up, "s1") == "up");
+    let out = crate::common::orquesta()
+        .args(["up", "--port", "0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("another orchestrator already uses"), "{said}");
+    // it neither adopted the first one's worker nor started one
+    assert!(!said.contains("s1 |"), "{said}");
+    assert_eq!(state(&up, "s1"), "up");
+    let said = stop(up);
+    assert!(!said.contains("s1 | exited"), "{said}");
+}
+
+#[test]
+fn up_started_again_after_a_kill_replaces_the_workers_left_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = config_port();
+    let mut first = up_with(dir.path(), &[("k1", p1, &["python"])]);
+    wait_until(LONG, "k1 up", || state(&first, "k1") == "up");
+    let r = first.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sleep_task("long", 2.0)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "long running", || {
+        first.get("/tasks/long").json()["status"] == "running"
+    });
+    // its workers are told to stop when it dies: they drain and exit
+    first.signal(libc::SIGKILL);
+    first.wait_exit(LONG);
+    let second = Proc::start(dir.path(), &["up", "--port", "0"], FAST);
+    let r = second.post(
+        "/tasks",
+        &format!(r#"{{"tasks": [{}]}}"#, sleep_task("after", 0.1)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(LONG, "a task dropped after the restart completes", || {
+        second.get("/tasks/after").json()["status"] == "completed"
+    });
+    assert_eq!(second.get("/tasks/long").json()["status"], "completed");
+    let said = stop(second);
+    assert!(
+        said.contains("k1 | the worker up found running is gone: starting its own"),
+        "{said}"
     );
 }

@@ -181,6 +181,7 @@ pub fn job_script(plan: &Plan, seq: u64, join_url: &str, binary: &Path, loopback
          while [ \"$i\" -le {k} ]; do\n  \
            {bin} worker --join {url} --worker-id \"{prefix}$i\" --host {host} --port 0 \\\n    \
            --capacity {c} --drain-after {drain}s --idle-exit {idle}s --drain-timeout {dt} \\\n    \
+           --exit-with-parent \\\n    \
            --logs-dir logs{algorithms} &\n  \
            i=$((i + 1))\n\
          done\n\

@@ -21,6 +21,8 @@ pub const ENDPOINTS: &[&str] = &[
     "GET /tasks/{task_id}",
     "DELETE /tasks/{task_id}",
     "POST /tasks/{task_id}/retry",
+    "POST /tasks/{task_id}/checkpoint?attempt_id=&worker_id=&step=",
+    "GET /tasks/{task_id}/checkpoint",
     "GET /results/export?format=&study=&file=&status=",
     "GET /studies",
     "GET /studies/{name}/report?task=",

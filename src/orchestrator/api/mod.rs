@@ -7,6 +7,7 @@
 //! [`crate::protocol`]; errors are JSON with the right status.
 
 pub mod allocations;
+pub mod checkpoints;
 pub mod dashboard;
 pub mod export;
 pub mod files;
@@ -62,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(dashboard::configure)
         .configure(health::configure)
         .configure(tasks::configure)
+        .configure(checkpoints::configure)
         .configure(export::configure)
         .configure(studies::configure)
         .configure(workers::configure)

@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
 use super::{
-    allocations, dashboard, export, files, health, prometheus, purge, stats, studies, tasks, workers,
+    allocations, checkpoints, dashboard, export, files, health, prometheus, purge, stats, studies, tasks, workers,
 };
 use crate::http::error::resource;
 use crate::protocol::schema::complete;
@@ -36,6 +36,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     for part in [
         tasks::Doc::openapi(),
+        checkpoints::Doc::openapi(),
         export::Doc::openapi(),
         studies::Doc::openapi(),
         files::Doc::openapi(),

@@ -10,7 +10,9 @@ use super::{blocking, OrchestratorApi};
 use crate::http::error::{mailbox, path_task_id, resource, ApiError, ErrorCode};
 use crate::http::limits::{read_body, whole_param, BodyLimit};
 use crate::model::{taskfile, Priority, TaskId, TaskStatus};
-use crate::orchestrator::store::{CancelOutcome, RetryOutcome, TaskFilter, TaskOrder};
+use crate::orchestrator::store::{
+    CancelOutcome, Checkpoints, RetryOutcome, StoreError, TaskFilter, TaskOrder,
+};
 use crate::orchestrator::task_queue::{
     CancelTask, RetryTask, SubmitBatch, SubmitError, Submitted, WhyWaiting,
 };
@@ -236,15 +238,27 @@ async fn create_tasks(
     ))]
 async fn get_task(
     api: web::Data<OrchestratorApi>,
+    checkpoints: web::Data<Checkpoints>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = path_task_id(&path)?;
     let read = Arc::clone(&api.read);
     let id = task_id.to_string();
     let found = blocking(move || read.task(&id)).await?;
-    let Some((task, attempts)) = found else {
+    let Some((task, mut attempts)) = found else {
         return Err(ApiError::not_found(format!("no task {task_id}")));
     };
+    let store = checkpoints.clone().into_inner();
+    let id = task_id.clone();
+    let starts = blocking(move || {
+        store
+            .start_steps(&id)
+            .map_err(|e| StoreError::Failed(e.to_string()))
+    })
+    .await?;
+    for attempt in &mut attempts {
+        attempt.start_step = Some(starts.get(&attempt.attempt_id).copied().unwrap_or(0));
+    }
     let waiting = if task.status == TaskStatus::Queued {
         let why = api
             .queue
@@ -259,6 +273,7 @@ async fn get_task(
         Waits::NotQueued
     };
     Ok(HttpResponse::Ok().json(TaskDetail {
+        checkpoint: checkpoints.info(&task_id),
         task,
         attempts,
         waiting,

@@ -78,6 +78,13 @@ pub struct Settings {
     /// `MAX_RESULT_BYTES`: the largest result a worker may return (as
     /// JSON); a larger one fails its attempt and is never stored.
     pub max_result_bytes: usize,
+    /// `CHECKPOINT_INTERVAL`: zero turns checkpoints off (uploads refused,
+    /// none resumed); workers save at their own interval.
+    pub checkpoint_interval: Duration,
+    /// `CHECKPOINT_MAX_BYTES`: the largest checkpoint of one task.
+    pub checkpoint_max_bytes: u64,
+    /// `CHECKPOINT_TOTAL_BYTES`: the most all checkpoints held may weigh.
+    pub checkpoint_total_bytes: u64,
     /// `MAX_CONNECTIONS`, `REQUEST_BODY_TIMEOUT`.
     pub http: HttpLimits,
     /// `LOG_MAX_BYTES`, `LOG_FILES`, `LOG_FORMAT`.
@@ -210,6 +217,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "largest HTTP request body (POST /tasks, 16 MiB); bigger batches go in a task file",
     ),
     (
+        "CHECKPOINT_INTERVAL",
+        "60",
+        "seconds of a task's run time between two checkpoints (the workers' own setting decides when they save; 0 here refuses checkpoints and resumes none)",
+    ),
+    (
+        "CHECKPOINT_MAX_BYTES",
+        "268435456",
+        "largest checkpoint of one task a worker may send, in bytes (a larger one is refused; the task is not resumed from it)",
+    ),
+    (
+        "CHECKPOINT_TOTAL_BYTES",
+        "2147483648",
+        "most bytes all checkpoints held may weigh together (one past it is refused until tasks end)",
+    ),
+    (
         "MAX_RESULT_BYTES",
         "16777216",
         "largest result a worker may return, as JSON (16 MiB); a larger one fails its attempt, never stored",
@@ -288,6 +310,9 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let max_file_bytes = r.whole("TASK_FILE_MAX_BYTES");
     let max_request_bytes = r.count("MAX_REQUEST_BYTES");
     let max_result_bytes = r.count("MAX_RESULT_BYTES");
+    let checkpoint_interval = r.seconds("CHECKPOINT_INTERVAL", true);
+    let checkpoint_max_bytes = r.whole("CHECKPOINT_MAX_BYTES");
+    let checkpoint_total_bytes = r.whole("CHECKPOINT_TOTAL_BYTES");
     let http = r.http_limits();
     let log = r.log_options();
     let max_particles = r.whole("MAX_PARTICLES");
@@ -381,6 +406,9 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         max_file_bytes,
         max_request_bytes,
         max_result_bytes,
+        checkpoint_interval,
+        checkpoint_max_bytes,
+        checkpoint_total_bytes,
         http,
         log,
         retry_base,

@@ -414,6 +414,7 @@ mod tests {
             completed_at: Some("2024-01-15T10:30:00.000Z".into()),
             priority: Some(crate::model::Priority::High),
             attempt_id: None,
+            resumed_from_step: None,
             effective_parameters: None,
             description: None,
             source: None,

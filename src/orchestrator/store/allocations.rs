@@ -78,7 +78,7 @@ pub(super) fn migrate(db: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(super) fn apply(db: &Connection, change: AllocationChange) -> rusqlite::Result<()> {
+pub(super) fn apply(db: &Connection, change: &AllocationChange) -> rusqlite::Result<()> {
     match change {
         AllocationChange::Added { name, spec, at } => {
             db.prepare_cached(
@@ -106,7 +106,7 @@ pub(super) fn apply(db: &Connection, change: AllocationChange) -> rusqlite::Resu
             db.prepare_cached(
                 "INSERT OR REPLACE INTO allocation_jobs(queue, job_id, seq, submitted_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![queue, job_id, seq as i64, at])?;
+            .execute(params![queue, job_id, *seq as i64, at])?;
         }
         AllocationChange::JobGone { queue, job_id } => {
             db.prepare_cached("DELETE FROM allocation_jobs WHERE queue = ?1 AND job_id = ?2")?
@@ -158,11 +158,11 @@ mod tests {
             spec: format!("{{\"name\":\"{name}\"}}"),
             at: 1.0,
         };
-        apply(&db, add("a")).unwrap();
-        apply(&db, add("b")).unwrap();
+        apply(&db, &add("a")).unwrap();
+        apply(&db, &add("b")).unwrap();
         apply(
             &db,
-            AllocationChange::Paused {
+            &AllocationChange::Paused {
                 name: "b".into(),
                 paused: true,
             },
@@ -175,11 +175,11 @@ mod tests {
                 seq,
                 at: 2.0,
             };
-            apply(&db, job).unwrap();
+            apply(&db, &job).unwrap();
         }
         apply(
             &db,
-            AllocationChange::JobGone {
+            &AllocationChange::JobGone {
                 queue: "a".into(),
                 job_id: "11".into(),
             },
@@ -192,7 +192,7 @@ mod tests {
             ["12"]
         );
         assert!(!kept[0].paused && kept[1].paused);
-        apply(&db, AllocationChange::Removed { name: "a".into() }).unwrap();
+        apply(&db, &AllocationChange::Removed { name: "a".into() }).unwrap();
         let kept = load_allocations(&db).unwrap();
         assert_eq!(kept.len(), 1);
         let left: i64 = db

@@ -85,6 +85,7 @@ pub(super) fn attempts_of(db: &Connection, task_id: &str) -> rusqlite::Result<Ve
             ended_at: r.get::<_, Option<f64>>(3)?.map(iso_at),
             outcome: r.get(4)?,
             error: r.get(5)?,
+            start_step: None,
         })
     })?
     .collect()

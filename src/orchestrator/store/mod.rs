@@ -12,9 +12,12 @@
 //! ([`DbFault`]), and a clean stop checkpoints the write-ahead log.
 
 mod allocations;
+mod checkpoints;
 mod export;
 mod fault;
 mod files;
+mod fold;
+mod group;
 mod history;
 mod purge;
 mod recovery;
@@ -33,6 +36,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use allocations::{load_allocations, AllocationChange, StoredAllocation, StoredJob};
+pub use checkpoints::{CheckpointError, Checkpoints};
 pub use export::{ExportFilter, ExportPage};
 pub use fault::DbFault;
 pub use files::{
@@ -600,5 +604,7 @@ fn unexpected(reply: Reply) -> StoreError {
 
 #[cfg(test)]
 mod files_tests;
+#[cfg(test)]
+mod fold_tests;
 #[cfg(test)]
 mod tests;

@@ -166,6 +166,7 @@ fn reused_record(
     record.priority = Some(priority);
     record.completed_at = Some(iso_at(now));
     record.attempt_id = None;
+    record.resumed_from_step = None;
     record.echo_unknown_fields(body);
     record.source = Some(source.to_string());
     record.set_reused_from(&ran);

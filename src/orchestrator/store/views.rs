@@ -66,6 +66,10 @@ pub struct AttemptView {
     /// `None` while it runs.
     pub outcome: Option<AttemptEnd>,
     pub error: Option<String>,
+    /// The step it started from: 0, or the step of the checkpoint it
+    /// resumed (filled by `GET /tasks/{id}`; failure records leave it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_step: Option<u64>,
 }
 
 /// Filters of `GET /tasks`, and the order of the page.

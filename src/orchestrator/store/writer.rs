@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::staging::{self, Commit, StagedOutcome};
-use super::{history, purge, StoreError};
+use super::{fold, group, history, purge, StoreError};
 use super::{CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
 use crate::model::{KernelName, Priority, TaskId, TaskStatus, WorkerId};
 use crate::util::time::unix_now;
@@ -128,16 +128,6 @@ fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
     }
 }
 
-/// What a failed change is called: a full disk plainly, with the path
-/// (noted for `/health`); anything else as SQLite says it.
-fn failure(fault: &super::DbFault, e: &rusqlite::Error, path: &str) -> String {
-    if super::fault::is_full(e) {
-        fault.note_full(path)
-    } else {
-        e.to_string()
-    }
-}
-
 pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
     let path = conn
         .path()
@@ -172,35 +162,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
         let checkpoint = jobs
             .iter()
             .any(|j| j.ops.iter().any(|op| matches!(op, Op::Checkpoint)));
-        let mut replies: Vec<Result<Vec<Reply>, StoreError>> = Vec::with_capacity(jobs.len());
-        let outcome = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for job in &mut jobs {
-                // each job all-or-nothing inside the group's transaction
-                tx.execute_batch("SAVEPOINT job")?;
-                match apply_ops(&tx, std::mem::take(&mut job.ops)) {
-                    Ok(r) => {
-                        tx.execute_batch("RELEASE job")?;
-                        replies.push(Ok(r));
-                    }
-                    Err(e) => {
-                        let e = fault.note(e);
-                        if tx.is_autocommit() {
-                            // SQLite rolled the whole transaction back
-                            // itself (a full disk does): the group fails
-                            return Err(e);
-                        }
-                        tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
-                        let said = failure(&fault, &e, &path);
-                        tracing::error!(error = %said, "a database change failed and was rolled back");
-                        replies.push(Err(StoreError::Failed(said)));
-                    }
-                }
-            }
-            tx.commit()
-        })()
-        .map_err(|e| fault.note(e))
-        .map_err(|e| failure(&fault, &e, &path));
+        let (outcome, replies) = group::commit(&mut conn, &jobs, &fault, &path);
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "database commit failed");
         } else if replies.iter().all(Result::is_ok) {
@@ -245,10 +207,16 @@ pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRow> {
 pub(super) const QUEUED_COLUMNS: &str =
     "seq, task_id, priority, kernel, algorithm, body, attempts, next_attempt_at, created_at, source";
 
-fn apply_ops(db: &Connection, ops: Vec<Op>) -> rusqlite::Result<Vec<Reply>> {
+/// Applies one job's ops in order; `folds`: what [`fold::plan`] found for
+/// this job (none on the path that replays a group job by job).
+pub(super) fn apply_ops(db: &Connection, ops: &[Op], folds: fold::Folds<'_, '_>) -> rusqlite::Result<Vec<Reply>> {
     let mut replies = Vec::with_capacity(ops.len());
-    for op in ops {
-        replies.push(apply_op(db, op)?);
+    for (i, op) in ops.iter().enumerate() {
+        let reply = match folds.of(i) {
+            Some(folded) => fold::apply(db, folded).map(|()| Reply::Done)?,
+            None => apply_op(db, op)?,
+        };
+        replies.push(reply);
         // a refused insert leaves the rest of the job undone
         if matches!(
             replies.last(),
@@ -262,7 +230,7 @@ fn apply_ops(db: &Connection, ops: Vec<Op>) -> rusqlite::Result<Vec<Reply>> {
     Ok(replies)
 }
 
-fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
+fn apply_op(db: &Connection, op: &Op) -> rusqlite::Result<Reply> {
     match op {
         // done by the loop after the commit (not possible inside one)
         Op::Checkpoint => Ok(Reply::Done),
@@ -270,8 +238,8 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
             tasks,
             ingest,
             source,
-        } => insert(db, tasks, ingest, source).map(Reply::Insert),
-        Op::Stage { batch, tasks } => staging::stage(db, &batch, &tasks).map(|()| Reply::Done),
+        } => insert(db, tasks, ingest.as_ref(), source).map(Reply::Insert),
+        Op::Stage { batch, tasks } => staging::stage(db, batch, tasks).map(|()| Reply::Done),
         Op::CommitStaged {
             batch,
             ingest,
@@ -281,30 +249,30 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
         } => staging::commit(
             db,
             Commit {
-                batch: &batch,
+                batch,
                 ingest: ingest.as_ref(),
-                source: &source,
-                kernels: &kernels,
-                window,
+                source,
+                kernels,
+                window: *window,
             },
         )
         .map(Reply::Staged),
         Op::Cancel { task_id } => cancel(db, task_id.as_str()).map(Reply::Cancel),
         Op::Retry { task_id } => retry(db, task_id.as_str()).map(Reply::Retry),
-        Op::Page { kernel, after, limit } => page(db, kernel, after, limit).map(Reply::Page),
+        Op::Page { kernel, after, limit } => page(db, *kernel, *after, *limit).map(Reply::Page),
         Op::Change(change) => apply_change(db, change).map(|()| Reply::Done),
-        Op::ClaimFailures { file, limit } => history::claim(db, &file, limit).map(Reply::Failures),
+        Op::ClaimFailures { file, limit } => history::claim(db, file, *limit).map(Reply::Failures),
         Op::PurgeWindow {
             before,
             after,
             limit,
             dry_run,
-        } => purge::window(db, before, after, limit, dry_run).map(Reply::Purged),
+        } => purge::window(db, *before, *after, *limit, *dry_run).map(Reply::Purged),
         Op::PurgeIngests {
             sources,
             scanned,
             dry_run,
-        } => purge::ingests(db, &sources, scanned, dry_run).map(Reply::Count),
+        } => purge::ingests(db, sources, *scanned, *dry_run).map(Reply::Count),
         // reached only inside a group by mistake: measured without a vacuum
         Op::Space { .. } => purge::space(db, false).map(Reply::Space),
     }
@@ -312,11 +280,11 @@ fn apply_op(db: &Connection, op: Op) -> rusqlite::Result<Reply> {
 
 fn insert(
     db: &Connection,
-    tasks: Vec<NewTask>,
-    ingest: Option<Ingest>,
-    source: String,
+    tasks: &[NewTask],
+    ingest: Option<&Ingest>,
+    source: &str,
 ) -> rusqlite::Result<InsertOutcome> {
-    if let Some(ing) = &ingest {
+    if let Some(ing) = ingest {
         if committed_unmoved(db, &ing.sha256, &ing.name)? {
             // committed before a crash, never moved: the same file
             return Ok(InsertOutcome::AlreadyIngested);
@@ -325,7 +293,7 @@ fn insert(
     let mut dups = Duplicates::default();
     {
         let mut exists = db.prepare_cached("SELECT status, results_file FROM tasks WHERE task_id = ?1")?;
-        for t in &tasks {
+        for t in tasks {
             if let Some((status, file)) = exists
                 .query_row(params![t.task_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
@@ -361,7 +329,7 @@ fn insert(
             "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id)
              VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
         )?;
-        for t in &tasks {
+        for t in tasks {
             insert.execute(params![
                 t.task_id,
                 t.priority,
@@ -468,7 +436,7 @@ fn page(
     }
 }
 
-fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
+fn apply_change(db: &Connection, change: &Change) -> rusqlite::Result<()> {
     match change {
         Change::AttemptStarted {
             task_id,
@@ -515,7 +483,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             .execute(params![task_id, status, result, error, worker_id, at])?;
             // a failed or cancelled end is recorded for task_failures_*.json,
             // as it stands now (its attempts are closed earlier in this job)
-            if status != TaskStatus::Completed {
+            if *status != TaskStatus::Completed {
                 history::record_failure(db, task_id.as_str())?;
             }
         }
@@ -531,7 +499,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
                  current_attempt = NULL
                  WHERE task_id = ?1 AND status IN ('queued', 'running')",
             )?
-            .execute(params![task_id, attempts as i64, next_at])?;
+            .execute(params![task_id, *attempts as i64, next_at])?;
         }
         Change::AssignResultsFile { task_ids, file } => {
             let mut stmt = db.prepare_cached("UPDATE tasks SET results_file = ?2 WHERE task_id = ?1")?;
@@ -543,7 +511,7 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             db.prepare_cached("UPDATE tasks SET written = 1 WHERE results_file = ?1 AND written = 0")?
                 .execute(params![file])?;
         }
-        Change::FailuresWritten { file } => history::mark_written(db, &file)?,
+        Change::FailuresWritten { file } => history::mark_written(db, file)?,
         Change::IngestMoved {
             sha256,
             name,
@@ -562,15 +530,15 @@ fn apply_change(db: &Connection, change: Change) -> rusqlite::Result<()> {
             instance,
             at,
         } => {
-            let algorithms = serde_json::to_string(&algorithms).unwrap_or_else(|_| "[]".into());
+            let algorithms = serde_json::to_string(algorithms).unwrap_or_else(|_| "[]".into());
             db.prepare_cached(
                 "INSERT INTO members(id, url, capacity, algorithms, instance, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET url = ?2, capacity = ?3, algorithms = ?4, instance = ?5",
             )?
-            .execute(params![id.as_str(), url, capacity as i64, algorithms, instance, at])?;
+            .execute(params![id.as_str(), url, *capacity as i64, algorithms, instance, at])?;
         }
-        Change::Unstage { batch } => staging::unstage(db, &batch)?,
-        Change::FileRejected(rejected) => super::files::record_rejected(db, &rejected)?,
+        Change::Unstage { batch } => staging::unstage(db, batch)?,
+        Change::FileRejected(rejected) => super::files::record_rejected(db, rejected)?,
         Change::Allocation(change) => super::allocations::apply(db, change)?,
         Change::MemberLeft { id } => {
             db.prepare_cached("DELETE FROM members WHERE id = ?1")?

@@ -6,7 +6,7 @@
 
 use actix::prelude::*;
 
-use super::live::{body_size, Effects, Entry, Freed, LiveTasks, Outbound, Place, Running, Sample, WINDOW};
+use super::live::{Effects, Entry, Freed, LiveTasks, Observed, Outbound, Sample, TaskState, WINDOW};
 use super::TaskQueue;
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::load_balancer::ToPlace;
@@ -70,29 +70,29 @@ impl LiveTasks {
         let mut batch = Vec::new();
         while batch.len() < max {
             let next = self
+                .index
                 .queues
-                .iter()
-                .filter(|(k, _)| !self.blocked.contains(*k))
-                .filter_map(|(k, q)| q.ready.first_key_value().map(|(key, _)| (*key, *k)))
-                .min();
-            let Some((key, kernel)) = next else { break };
-            let mut entry = self
-                .queues
-                .get_mut(&kernel)
-                .and_then(|q| q.ready.remove(&key))
-                .expect("the key was just seen");
-            self.place.insert(entry.task_id.clone(), Place::Placing);
-            let size = *entry.size.get_or_insert_with(|| body_size(&entry.body));
-            batch.push((
-                entry.task_id.clone(),
-                ToPlace {
-                    kernel,
-                    avoid: entry.failed_on.clone(),
-                    priority: entry.priority,
-                    size,
-                },
-            ));
-            self.placing.insert(entry.task_id.clone(), entry);
+                .values()
+                .filter(|q| !q.blocked)
+                .filter_map(|q| q.ready.first_key_value())
+                .min_by_key(|(key, _)| **key);
+            let Some((key, task_id)) = next else { break };
+            let (key, task_id) = (*key, task_id.clone());
+            if self.transition(&task_id, TaskState::Placing).is_none() {
+                // not live: never indexed
+                self.index.queues.values_mut().for_each(|q| {
+                    q.ready.remove(&key);
+                });
+                continue;
+            }
+            let entry = &self.tasks[&task_id].entry;
+            let to_place = ToPlace {
+                kernel: entry.kernel,
+                avoid: entry.failed_on.clone(),
+                priority: entry.priority,
+                size: entry.size,
+            };
+            batch.push((task_id, to_place));
         }
         batch
     }
@@ -102,7 +102,12 @@ impl LiveTasks {
     /// of the task when the worker starts it.
     pub fn placed(&mut self, task_id: &str, worker: Option<WorkerId>) -> Effects {
         let mut fx = Effects::default();
-        let Some(mut entry) = self.placing.remove(task_id) else {
+        let taken = self
+            .tasks
+            .get_key_value(task_id)
+            .filter(|(_, t)| t.state == TaskState::Placing)
+            .map(|(id, _)| id.clone());
+        let Some(task_id) = &taken else {
             // not taken for placement: give the slot back
             if let Some(worker) = worker {
                 let now = self.clock;
@@ -111,65 +116,71 @@ impl LiveTasks {
             return fx;
         };
         let Some(worker) = worker else {
-            self.blocked.insert(entry.kernel);
-            self.put_ready(entry);
+            let kernel = self.tasks[task_id].entry.kernel;
+            if let Some(kq) = self.index.queues.get_mut(&kernel) {
+                kq.blocked = true;
+            }
+            self.transition(task_id, TaskState::Ready);
             return fx;
         };
         // sent now; it is persisted as running when the worker says it
         // took a slot ([`Self::started`]): sent ahead, it may wait there
         let attempt_id = self.attempt_id();
+        let entry = &mut self.tasks.get_mut(task_id).expect("placing").entry;
         entry.attempts += 1;
         fx.send.push(Outbound::Run {
             worker: worker.clone(),
-            task_id: entry.task_id.clone(),
+            task_id: task_id.clone(),
             attempt_id,
             body: entry.body.clone(),
         });
-        self.place.insert(entry.task_id.clone(), Place::Running);
-        self.running.insert(
-            entry.task_id.clone(),
-            Running {
-                entry,
-                attempt_id,
-                worker,
-                started: false,
-            },
-        );
+        self.transition(task_id, TaskState::SentAhead { worker, attempt_id });
         fx
     }
 
     /// The worker a task was sent ahead to, while it waits there for a
     /// slot.
     pub fn sent_ahead_to(&self, task_id: &str) -> Option<WorkerId> {
-        self.running
-            .get(task_id)
-            .filter(|r| !r.started)
-            .map(|r| r.worker.clone())
+        match self.state_of(task_id)? {
+            TaskState::SentAhead { worker, .. } => Some(worker.clone()),
+            _ => None,
+        }
     }
 
     /// Event: the worker took attempt `attempt_id` of `task_id` into a
     /// slot. From now on the task is running, in the database too.
     pub fn started(&mut self, task_id: &TaskId, attempt_id: AttemptId, now: f64) -> Effects {
         let mut fx = Effects::default();
-        let Some(r) = self.running.get_mut(task_id) else {
+        let Some(t) = self.tasks.get(task_id) else {
             return fx;
         };
-        if r.attempt_id != attempt_id || r.started {
+        let TaskState::SentAhead {
+            worker,
+            attempt_id: sent,
+        } = &t.state
+        else {
+            return fx;
+        };
+        if *sent != attempt_id {
             return fx;
         }
-        r.started = true;
-        let waited = (now - r.entry.created_at).max(0.0);
-        self.metrics.queue_wait(r.entry.kernel.as_str(), waited);
+        let worker = worker.clone();
+        let waited = (now - t.entry.created_at).max(0.0);
+        fx.observed.push(Observed::QueueWait {
+            kernel: t.entry.kernel,
+            seconds: waited,
+        });
         fx.samples.push(Sample::QueueWait {
-            algorithm: r.entry.algorithm.clone(),
+            algorithm: t.entry.algorithm.clone(),
             seconds: waited,
         });
         fx.persist.push(Change::AttemptStarted {
             task_id: task_id.clone(),
             attempt_id,
-            worker_id: r.worker.clone(),
+            worker_id: worker.clone(),
             at: now,
         });
+        self.transition(task_id, TaskState::Running { worker, attempt_id });
         fx
     }
 
@@ -177,7 +188,7 @@ impl LiveTasks {
     /// page may be read now (marked as paging until [`Self::paged_in`]).
     pub fn pages_wanted(&mut self) -> Vec<PageRequest> {
         let mut out = Vec::new();
-        for (kernel, kq) in self.queues.iter_mut() {
+        for (kernel, kq) in self.index.queues.iter_mut() {
             if !kq.more_in_db || kq.paging || kq.ready.len() > WINDOW / 4 {
                 continue;
             }
@@ -198,8 +209,8 @@ impl LiveTasks {
         let last = rows.last().map(|r| (r.priority, r.seq));
         let skip = std::mem::take(&mut self.cancelled_while_paging);
         for row in rows {
-            if self.place.contains_key(&row.task_id)
-                || self.cancelling.contains_key(&row.task_id)
+            if self.tasks.contains_key(&row.task_id)
+                || self.cancelling.contains(&row.task_id)
                 || skip.contains(&row.task_id)
             {
                 continue;
@@ -209,11 +220,14 @@ impl LiveTasks {
                 continue;
             };
             match due {
-                Some(t) => self.delay_until(entry, t, &mut fx),
-                None => self.put_ready(entry),
+                Some(until) => {
+                    self.admit(entry, TaskState::Delayed { until });
+                    fx.wake_at.push(until);
+                }
+                None => self.admit(entry, TaskState::Ready),
             }
         }
-        if let Some(kq) = self.queues.get_mut(&req.kernel) {
+        if let Some(kq) = self.index.queues.get_mut(&req.kernel) {
             kq.paging = false;
             if last.is_some() {
                 kq.frontier = last.max(kq.frontier);

@@ -1,9 +1,12 @@
 //! A task in memory ([`Entry`]) as the core keeps it wherever it is, and
-//! how its size is read from its JSON ([`body_size`]).
+//! what is read from its JSON once, when it comes into memory: its size
+//! ([`body_size`]), its parameters and the fields its result echoes.
 
 use std::sync::Arc;
 
-use crate::model::{KernelName, Priority, TaskId, WorkerId};
+use serde_json::Value;
+
+use crate::model::{Echo, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::load_balancer::TaskSize;
 use crate::orchestrator::store::{NewTask, QueuedRow};
 
@@ -25,19 +28,44 @@ pub struct Entry {
     /// Workers an attempt of this task failed on or was lost with (in
     /// memory only): its next attempt goes elsewhere when it can.
     pub failed_on: Vec<WorkerId>,
-    /// (N, steps), read from `body` when first dispatched
-    /// ([`body_size`]): what `shortest_expected_finish` predicts from.
-    pub size: Option<(u64, u64)>,
+    /// (N, steps) ([`body_size`]): what `shortest_expected_finish`
+    /// predicts from.
+    pub size: (u64, u64),
+    /// The body's `parameters`: what a worker's result must echo.
+    pub parameters: Option<Value>,
+    /// What the task's result echoes of its body.
+    pub echo: Echo,
+}
+
+/// What is read from a task's body, once.
+struct Read {
+    size: (u64, u64),
+    parameters: Option<Value>,
+    echo: Echo,
+}
+
+impl Read {
+    fn of(body: &str) -> Self {
+        let mut v: Value = serde_json::from_str(body).unwrap_or_default();
+        let size = size_of(&v);
+        let echo = Echo::of(&v);
+        let parameters = v.get_mut("parameters").map(Value::take);
+        Self {
+            size,
+            parameters,
+            echo,
+        }
+    }
 }
 
 impl Entry {
-    /// Its kernel and size once dispatched (`None` before).
-    pub fn task_size(&self) -> Option<TaskSize> {
-        self.size.map(|(particles, steps)| TaskSize {
+    /// Its kernel and size.
+    pub fn task_size(&self) -> TaskSize {
+        TaskSize {
             kernel: self.kernel,
-            particles,
-            steps,
-        })
+            particles: self.size.0,
+            steps: self.size.1,
+        }
     }
 
     /// Queue order: priority, then arrival.
@@ -47,6 +75,7 @@ impl Entry {
 
     /// A queued row of the database; `None` for a kernel no longer known.
     pub fn from_row(row: QueuedRow) -> Option<Self> {
+        let read = Read::of(&row.body);
         Some(Self {
             seq: row.seq,
             priority: row.priority,
@@ -59,12 +88,15 @@ impl Entry {
             task_id: row.task_id,
             last_error: None,
             failed_on: Vec::new(),
-            size: None,
+            size: read.size,
+            parameters: read.parameters,
+            echo: read.echo,
         })
     }
 
     /// A task just inserted from `source` with sequence number `seq`.
     pub fn inserted(t: NewTask, seq: i64, source: &Arc<str>, now: f64) -> Option<Self> {
+        let read = Read::of(&t.body);
         Some(Self {
             seq,
             kernel: t.kernel,
@@ -77,29 +109,26 @@ impl Entry {
             created_at: now,
             last_error: None,
             failed_on: Vec::new(),
-            size: None,
+            size: read.size,
+            parameters: read.parameters,
+            echo: read.echo,
         })
     }
 }
 
 /// (N, steps) of a task from its JSON (`parameters.num_particles`,
 /// `parameters.num_steps`, validated before it was queued); (0, 0) for a
-/// test kernel, which has neither. Read once per dispatched task rather
-/// than kept from ingest: a million queued tasks never pay for it.
+/// test kernel, which has neither.
+#[cfg(test)]
 pub fn body_size(body: &str) -> (u64, u64) {
-    #[derive(serde::Deserialize)]
-    struct Params {
-        #[serde(default)]
-        num_particles: f64,
-        #[serde(default)]
-        num_steps: f64,
-    }
-    #[derive(serde::Deserialize)]
-    struct Body {
-        parameters: Option<Params>,
-    }
-    match serde_json::from_str::<Body>(body) {
-        Ok(Body { parameters: Some(p) }) => (p.num_particles.max(0.0) as u64, p.num_steps.max(0.0) as u64),
-        _ => (0, 0),
-    }
+    size_of(&serde_json::from_str(body).unwrap_or_default())
+}
+
+/// [`body_size`] of a parsed body.
+fn size_of(body: &Value) -> (u64, u64) {
+    let Some(p) = body.get("parameters").filter(|p| p.is_object()) else {
+        return (0, 0);
+    };
+    let read = |name: &str| p.get(name).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
+    (read("num_particles"), read("num_steps"))
 }

@@ -1,30 +1,74 @@
 //! LiveTasks: the in-memory half of TaskQueue, and every transition of
 //! DESIGN.md "Task states" that happens in memory. Pure: no actix, no
-//! clock (every event carries `now`), no I/O (its side effects are two
-//! observers it never reads back: the shared Prometheus counters and the
-//! dashboard's recent history). Each event method answers
-//! [`Effects`]: what the actor must persist and send. Dispatch lives in
-//! `dispatch.rs`, attempt outcomes in `outcome.rs`.
+//! clock (every event carries `now`), no I/O, no observer (what the
+//! Prometheus counters and the dashboard see is an effect too). Each event
+//! method answers [`Effects`]: what the actor must persist, send and tell.
+//!
+//! One map holds every live task ([`LiveTask`]: its entry and its
+//! [`TaskState`], which carries the state's data). The per-kernel ready
+//! queues and the backoff timetable are indexes of ids into it, changed
+//! only with a state ([`LiveTasks::transition`], [`LiveTasks::admit`],
+//! [`LiveTasks::remove`]). Dispatch lives in `dispatch.rs`, attempt
+//! outcomes in `outcome.rs`, cancels in `cancel.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-pub use super::entry::{body_size, Entry};
-use crate::model::{AttemptId, KernelName, Priority, TaskId, TaskResult, WorkerId};
-use crate::orchestrator::activity::Activity;
-pub use crate::orchestrator::load_balancer::Ended as Freed;
+pub use super::effects::{Completion, Effects, Freed, Observed, Outbound, Sample};
+pub use super::entry::Entry;
+use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::load_balancer::{Loads, MemberView, TaskSize};
-use crate::orchestrator::metrics::OrchestratorMetrics;
-use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow, WasRunning};
+use crate::orchestrator::store::{Change, NewTask, QueuedRow, WasRunning};
 use crate::sim::rng::SplitMix64;
 
 /// Queued tasks kept in memory per kernel; the rest wait in the database.
 pub const WINDOW: usize = 20_000;
 
-/// Queued tasks of one kernel.
+/// Where a live task is, with what that state needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskState {
+    /// In its kernel's ready queue.
+    Ready,
+    /// Backing off after a failed attempt until this unix time.
+    Delayed { until: f64 },
+    /// Taken for placement within one dispatch (never between events).
+    Placing,
+    /// Sent to `worker` as attempt `attempt_id`, waiting there for a slot:
+    /// the database still says queued.
+    SentAhead { worker: WorkerId, attempt_id: AttemptId },
+    /// The worker took attempt `attempt_id` into a slot; persisted as
+    /// running.
+    Running { worker: WorkerId, attempt_id: AttemptId },
+    /// Taken out of the queue while the store decides a cancel asked for
+    /// it when it was ready or backing off (so it cannot start meanwhile).
+    Parked,
+}
+
+impl TaskState {
+    /// The open attempt: its worker and id (sent ahead or running).
+    pub fn attempt(&self) -> Option<(&WorkerId, AttemptId)> {
+        match self {
+            TaskState::SentAhead { worker, attempt_id } | TaskState::Running { worker, attempt_id } => {
+                Some((worker, *attempt_id))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A task that has not ended, in memory.
+#[derive(Debug, Clone)]
+pub struct LiveTask {
+    pub entry: Entry,
+    pub state: TaskState,
+}
+
+/// Queued tasks of one kernel: an index of the ready ones, in queue order.
 #[derive(Debug, Default)]
 pub(super) struct KernelQueue {
-    pub ready: BTreeMap<(Priority, i64), Entry>,
+    pub ready: BTreeMap<(Priority, i64), TaskId>,
+    /// No worker had room for this kernel at the last placement.
+    pub blocked: bool,
     /// Largest key loaded from the database; queued tasks above it may
     /// wait there (when `more_in_db`).
     pub frontier: Option<(Priority, i64)>,
@@ -36,19 +80,54 @@ pub(super) struct KernelQueue {
     pub after_page: Option<Option<(Priority, i64)>>,
 }
 
-/// An attempt in flight.
-#[derive(Debug, Clone)]
-pub struct Running {
-    pub entry: Entry,
-    pub attempt_id: AttemptId,
-    pub worker: WorkerId,
-    /// The worker said it took a slot (and the attempt was persisted);
-    /// until then it was only sent ahead, and the database still says
-    /// queued.
-    pub started: bool,
+/// The indexes of the task map, each naming the tasks of one state.
+#[derive(Debug, Default)]
+pub(super) struct Indexes {
+    /// [`TaskState::Ready`], per kernel.
+    pub queues: HashMap<KernelName, KernelQueue>,
+    /// [`TaskState::Delayed`], by (due in ms, seq).
+    pub delayed: BTreeMap<(u64, i64), TaskId>,
+    /// How many are [`TaskState::Parked`].
+    pub parked: usize,
 }
 
-/// Where a live task is.
+/// The backoff timetable's key of a task due at `until`.
+pub(super) fn delayed_key(until: f64, seq: i64) -> (u64, i64) {
+    ((until * 1000.0) as u64, seq)
+}
+
+impl Indexes {
+    fn add(&mut self, id: &TaskId, entry: &Entry, state: &TaskState) {
+        match state {
+            TaskState::Ready => {
+                let kq = self.queues.entry(entry.kernel).or_default();
+                kq.ready.insert(entry.key(), id.clone());
+            }
+            TaskState::Delayed { until } => {
+                self.delayed.insert(delayed_key(*until, entry.seq), id.clone());
+            }
+            TaskState::Parked => self.parked += 1,
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, entry: &Entry, state: &TaskState) {
+        match state {
+            TaskState::Ready => {
+                if let Some(kq) = self.queues.get_mut(&entry.kernel) {
+                    kq.ready.remove(&entry.key());
+                }
+            }
+            TaskState::Delayed { until } => {
+                self.delayed.remove(&delayed_key(*until, entry.seq));
+            }
+            TaskState::Parked => self.parked -= 1,
+            _ => {}
+        }
+    }
+}
+
+/// Where a live task is, as `GET /tasks/{id}` explains it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Place {
     Ready,
@@ -56,6 +135,7 @@ pub enum Place {
     Delayed(f64),
     /// Taken for placement within one dispatch (never between events).
     Placing,
+    /// Sent ahead or running.
     Running,
 }
 
@@ -65,91 +145,6 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     pub base_seconds: f64,
     pub max_seconds: f64,
-}
-
-/// A message the actor must send.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    Run {
-        worker: WorkerId,
-        task_id: TaskId,
-        attempt_id: AttemptId,
-        body: Arc<str>,
-    },
-    CancelOnWorker {
-        worker: WorkerId,
-        task_id: TaskId,
-    },
-    Ack {
-        worker: WorkerId,
-        task_id: TaskId,
-    },
-    Adopt {
-        worker: WorkerId,
-        task_id: TaskId,
-        attempt_id: AttemptId,
-    },
-}
-
-/// The first valid result of a task: committed, then handed to the
-/// ResultsStore and acknowledged to `worker`.
-#[derive(Debug, Clone)]
-pub struct Completion {
-    pub task_id: TaskId,
-    pub attempt_id: AttemptId,
-    pub worker: WorkerId,
-    pub result: TaskResult,
-    pub json: String,
-    pub at: f64,
-}
-
-/// A figure for `/stats/performance`.
-#[derive(Debug, Clone)]
-pub enum Sample {
-    QueueWait {
-        algorithm: String,
-        seconds: f64,
-    },
-    Execution {
-        algorithm: String,
-        worker: WorkerId,
-        seconds: f64,
-    },
-}
-
-/// What one event asks of the actor.
-#[derive(Debug, Default)]
-pub struct Effects {
-    /// Changes to commit, as one job, without waiting.
-    pub persist: Vec<Change>,
-    pub send: Vec<Outbound>,
-    pub completion: Option<Completion>,
-    /// Times at which backoffs expire.
-    pub wake_at: Vec<f64>,
-    pub samples: Vec<Sample>,
-    /// Workers whose load changed: their rows to publish.
-    pub loads_changed: Vec<WorkerId>,
-    /// Slots this event freed (already applied to [`LiveTasks::loads`]):
-    /// on which worker, how the attempt ended, and its task's size.
-    pub released: Vec<(WorkerId, Freed, Option<TaskSize>)>,
-    /// Draining workers that have just become idle: membership settles them.
-    pub idle: Vec<WorkerId>,
-}
-
-impl Effects {
-    /// Another event's effects after these.
-    pub fn merge(&mut self, other: Effects) {
-        self.persist.extend(other.persist);
-        self.send.extend(other.send);
-        if other.completion.is_some() {
-            self.completion = other.completion;
-        }
-        self.wake_at.extend(other.wake_at);
-        self.samples.extend(other.samples);
-        self.loads_changed.extend(other.loads_changed);
-        self.released.extend(other.released);
-        self.idle.extend(other.idle);
-    }
 }
 
 /// Counts since start, for `/stats`.
@@ -171,18 +166,17 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct LiveTasks {
     pub(super) policy: RetryPolicy,
-    pub(super) queues: HashMap<KernelName, KernelQueue>,
-    pub(super) delayed: BTreeMap<(u64, i64), Entry>,
-    pub(super) placing: HashMap<TaskId, Entry>,
-    pub(super) running: HashMap<TaskId, Running>,
-    pub(super) place: HashMap<TaskId, Place>,
-    /// Cancels sent to the store and not answered yet, with the queued
-    /// entry taken out meanwhile (so it cannot start).
-    pub(super) cancelling: HashMap<TaskId, Option<Entry>>,
-    /// Ids cancelled while a page of their kernel was being read.
+    /// Every live task, by id: the one truth of where each is.
+    pub(super) tasks: HashMap<TaskId, LiveTask>,
+    /// Ids by state, in the orders dispatch and backoffs need.
+    pub(super) index: Indexes,
+    /// Cancels sent to the store and not answered yet (of tasks in memory
+    /// or only in the database): their attempts' reports no longer count,
+    /// and a page does not bring them back.
+    pub(super) cancelling: HashSet<TaskId>,
+    /// Ids cancelled while a page was being read: that page may still
+    /// hold them as queued.
     pub(super) cancelled_while_paging: HashSet<TaskId>,
-    /// Kernels no worker had room for at the last placement.
-    pub(super) blocked: HashSet<KernelName>,
     /// Every worker's load and the strategy: placement happens here.
     pub loads: Loads,
     /// The latest `now` an event brought, for events that carry none.
@@ -191,10 +185,6 @@ pub struct LiveTasks {
     next_attempt: u64,
     jitter: SplitMix64,
     pub counters: Counters,
-    /// `GET /metrics/prometheus`: counted where each event happens.
-    pub(super) metrics: Arc<OrchestratorMetrics>,
-    /// The dashboard's recent history, told of every ended attempt.
-    pub activity: Arc<Activity>,
 }
 
 impl LiveTasks {
@@ -203,22 +193,16 @@ impl LiveTasks {
     pub fn new(policy: RetryPolicy, boot: u64, seed: u64) -> Self {
         Self {
             policy,
-            queues: HashMap::new(),
-            delayed: BTreeMap::new(),
-            placing: HashMap::new(),
-            running: HashMap::new(),
-            place: HashMap::new(),
-            cancelling: HashMap::new(),
+            tasks: HashMap::new(),
+            index: Indexes::default(),
+            cancelling: HashSet::new(),
             cancelled_while_paging: HashSet::new(),
-            blocked: HashSet::new(),
             loads: Loads::default(),
             clock: 0.0,
             boot,
             next_attempt: 0,
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
-            metrics: Arc::default(),
-            activity: Arc::default(),
         }
     }
 
@@ -241,91 +225,109 @@ impl LiveTasks {
         exp.min(p.max_seconds) * (0.8 + 0.4 * self.next_jitter())
     }
 
-    /// The one way back into the ready queue of a task's kernel.
-    pub(super) fn put_ready(&mut self, entry: Entry) {
-        self.place.insert(entry.task_id.clone(), Place::Ready);
-        self.queues
-            .entry(entry.kernel)
-            .or_default()
-            .ready
-            .insert(entry.key(), entry);
+    /// A task comes into memory in `state` (replacing any live task of
+    /// the same id).
+    pub(super) fn admit(&mut self, entry: Entry, state: TaskState) {
+        let id = entry.task_id.clone();
+        self.remove(&id);
+        self.index.add(&id, &entry, &state);
+        self.tasks.insert(id, LiveTask { entry, state });
+    }
+
+    /// The one way a live task changes state: out of its old index, into
+    /// the new one. Answers the state it leaves (`None`: not live).
+    pub(super) fn transition(&mut self, task_id: &TaskId, to: TaskState) -> Option<TaskState> {
+        let t = self.tasks.get_mut(task_id)?;
+        self.index.remove(&t.entry, &t.state);
+        self.index.add(task_id, &t.entry, &to);
+        Some(std::mem::replace(&mut t.state, to))
+    }
+
+    /// A live task leaves memory (it ended, or waits in the database).
+    pub(super) fn remove(&mut self, task_id: &TaskId) -> Option<LiveTask> {
+        let t = self.tasks.remove(task_id)?;
+        self.index.remove(&t.entry, &t.state);
+        Some(t)
     }
 
     /// Into backoff until `due`.
-    pub(super) fn delay_until(&mut self, entry: Entry, due: f64, fx: &mut Effects) {
-        self.place.insert(entry.task_id.clone(), Place::Delayed(due));
-        self.delayed.insert(((due * 1000.0) as u64, entry.seq), entry);
+    pub(super) fn delay_until(&mut self, task_id: &TaskId, due: f64, fx: &mut Effects) {
+        self.transition(task_id, TaskState::Delayed { until: due });
         fx.wake_at.push(due);
     }
 
     /// A queued task into memory, or left to the database when it sorts
     /// after what is loaded; the window stays bounded.
     fn enqueue(&mut self, entry: Entry) {
-        let kq = self.queues.entry(entry.kernel).or_default();
+        let kq = self.index.queues.entry(entry.kernel).or_default();
         if kq.more_in_db && kq.frontier.is_none_or(|f| entry.key() > f) {
             return; // the next page brings it
         }
         let kernel = entry.kernel;
-        self.put_ready(entry);
-        let kq = self.queues.get_mut(&kernel).expect("just filled");
-        while kq.ready.len() > WINDOW {
-            if let Some((_, evicted)) = kq.ready.pop_last() {
-                self.place.remove(&evicted.task_id);
-                kq.more_in_db = true;
-                kq.frontier = kq.ready.last_key_value().map(|(k, _)| *k);
+        self.admit(entry, TaskState::Ready);
+        loop {
+            let kq = self.index.queues.get_mut(&kernel).expect("just filled");
+            if kq.ready.len() <= WINDOW {
+                break;
             }
+            let Some((_, evicted)) = kq.ready.last_key_value().map(|(k, id)| (*k, id.clone())) else {
+                break;
+            };
+            self.remove(&evicted);
+            let kq = self.index.queues.get_mut(&kernel).expect("just filled");
+            kq.more_in_db = true;
+            kq.frontier = kq.ready.last_key_value().map(|(k, _)| *k);
         }
     }
 
-    /// A live task, wherever it is in memory (not moved).
+    /// A live task, wherever it is in memory (a parked one is not).
     pub(super) fn entry(&self, task_id: &str) -> Option<&Entry> {
-        match self.place.get(task_id)? {
-            Place::Ready => self
-                .queues
-                .values()
-                .find_map(|kq| kq.ready.values().find(|e| e.task_id == task_id)),
-            Place::Delayed(_) => self.delayed.values().find(|e| e.task_id == task_id),
-            Place::Placing => self.placing.get(task_id),
-            Place::Running => self.running.get(task_id).map(|r| &r.entry),
-        }
+        self.tasks
+            .get(task_id)
+            .filter(|t| t.state != TaskState::Parked)
+            .map(|t| &t.entry)
     }
 
-    /// Removes a live task from wherever it is in memory.
-    pub(super) fn take(&mut self, task_id: &str) -> Option<(Entry, Option<Running>)> {
-        match self.place.remove(task_id)? {
-            Place::Ready => self.queues.values_mut().find_map(|kq| {
-                let key = kq
-                    .ready
-                    .iter()
-                    .find(|(_, e)| e.task_id == task_id)
-                    .map(|(k, _)| *k)?;
-                kq.ready.remove(&key).map(|e| (e, None))
-            }),
-            Place::Delayed(due) => {
-                let key = self
-                    .delayed
-                    .range(((due * 1000.0) as u64, i64::MIN)..)
-                    .find(|(_, e)| e.task_id == task_id)
-                    .map(|(k, _)| *k)?;
-                self.delayed.remove(&key).map(|e| (e, None))
-            }
-            Place::Placing => self.placing.remove(task_id).map(|e| (e, None)),
-            Place::Running => self.running.remove(task_id).map(|r| (r.entry.clone(), Some(r))),
-        }
+    /// A live task's state (parked ones too).
+    pub fn state_of(&self, task_id: &str) -> Option<&TaskState> {
+        self.tasks.get(task_id).map(|t| &t.state)
+    }
+
+    /// Every open attempt: (task, worker, attempt id, whether it started).
+    pub fn attempts(&self) -> impl Iterator<Item = (&TaskId, &WorkerId, AttemptId, bool)> + '_ {
+        self.tasks.iter().filter_map(|(id, t)| {
+            let started = matches!(t.state, TaskState::Running { .. });
+            t.state.attempt().map(|(w, a)| (id, w, a, started))
+        })
     }
 
     /// Event: a batch from `source` was committed to the database with
     /// these sequence numbers.
-    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, source: &str, now: f64) {
+    pub fn submitted(&mut self, tasks: Vec<NewTask>, seqs: Vec<i64>, source: &str, now: f64) -> Effects {
+        let mut fx = Effects::default();
         self.counters.submitted += tasks.len() as u64;
-        self.metrics.tasks_ingested(tasks.len());
+        fx.observed.push(Observed::Ingested(tasks.len()));
         let source: Arc<str> = Arc::from(source);
         for (t, seq) in tasks.into_iter().zip(seqs) {
             if let Some(entry) = Entry::inserted(t, seq, &source, now) {
                 self.enqueue(entry);
             }
         }
-        self.blocked.clear();
+        self.room();
+        fx
+    }
+
+    /// Event: `count` tasks of a commit were answered at once from equal
+    /// completed tasks' stored results (the store's reuse): accepted like
+    /// the others, completed already, never live.
+    pub fn answered(&mut self, count: usize) -> Effects {
+        let mut fx = Effects::default();
+        if count > 0 {
+            self.counters.submitted += count as u64;
+            fx.observed.push(Observed::Ingested(count));
+            fx.observed.push(Observed::Reused(count));
+        }
+        fx
     }
 
     /// Event: a dropped file of `count` tasks was committed; `rows` are
@@ -333,9 +335,10 @@ impl LiveTasks {
     /// kernels of which more of its tasks wait in the database. The file
     /// is never in memory whole: what sorts after the loaded rows is
     /// paged in like any queued task.
-    pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[KernelName], count: usize) {
+    pub fn file_committed(&mut self, rows: Vec<QueuedRow>, more: &[KernelName], count: usize) -> Effects {
+        let mut fx = Effects::default();
         self.counters.submitted += count as u64;
-        self.metrics.tasks_ingested(count);
+        fx.observed.push(Observed::Ingested(count));
         let mut last: HashMap<KernelName, (Priority, i64)> = HashMap::new();
         for row in rows {
             if let Some(entry) = Entry::from_row(row) {
@@ -348,7 +351,7 @@ impl LiveTasks {
         }
         for &kernel in more {
             let loaded = last.get(&kernel).copied();
-            let kq = self.queues.entry(kernel).or_default();
+            let kq = self.index.queues.entry(kernel).or_default();
             let frontier = match (kq.more_in_db, kq.frontier) {
                 // already paging from the start: it finds them
                 (true, None) => None,
@@ -366,71 +369,45 @@ impl LiveTasks {
                 });
             }
         }
-        self.blocked.clear();
+        self.room();
+        fx
     }
 
     /// Event: `POST /tasks/{id}/retry` committed; the task is queued again.
     pub fn retried(&mut self, row: QueuedRow) {
         if let Some(entry) = Entry::from_row(row) {
             self.enqueue(entry);
-            self.blocked.clear();
+            self.room();
         }
     }
 
     /// Event: backoffs that ended by `now` are over.
     pub fn backoff_expired(&mut self, now: f64) {
         let now_ms = (now * 1000.0) as u64;
-        while let Some(entry) = self.delayed.first_entry() {
-            if entry.key().0 > now_ms {
+        while let Some((key, id)) = self.index.delayed.first_key_value() {
+            if key.0 > now_ms {
                 break;
             }
-            let entry = entry.remove();
-            self.blocked.remove(&entry.kernel);
-            self.put_ready(entry);
+            let id = id.clone();
+            if self.transition(&id, TaskState::Ready).is_none() {
+                self.index.delayed.pop_first(); // not live: never indexed
+                continue;
+            }
+            if let Some(kq) = self
+                .tasks
+                .get(&id)
+                .and_then(|t| self.index.queues.get_mut(&t.entry.kernel))
+            {
+                kq.blocked = false;
+            }
         }
     }
 
     /// Event: a worker has room again (or the safety sweep): try every kernel.
     pub fn room(&mut self) {
-        self.blocked.clear();
-    }
-
-    /// Event: a cancel was asked for. A queued task leaves the queue at
-    /// once, so it can never start while the store decides.
-    pub fn cancel_asked(&mut self, task_id: &TaskId) {
-        let parked = match self.place.get(task_id) {
-            Some(Place::Ready) | Some(Place::Delayed(_)) => self.take(task_id).map(|(e, _)| e),
-            _ => None,
-        };
-        self.cancelling.insert(task_id.clone(), parked);
-        if self.queues.values().any(|q| q.paging) {
-            self.cancelled_while_paging.insert(task_id.clone());
+        for kq in self.index.queues.values_mut() {
+            kq.blocked = false;
         }
-    }
-
-    /// Event: the store answered a cancel (`None`: it could not).
-    pub fn cancel_answered(&mut self, task_id: &TaskId, outcome: Option<&CancelOutcome>) -> Effects {
-        let mut fx = Effects::default();
-        let parked = self.cancelling.remove(task_id).flatten();
-        if let Some(CancelOutcome::Cancelled { .. }) = outcome {
-            self.counters.cancelled += 1;
-            let taken = self.take(task_id);
-            let kernel = parked.as_ref().or(taken.as_ref().map(|t| &t.0)).map(|e| e.kernel);
-            self.metrics.cancelled(kernel.map(KernelName::as_str));
-            if let Some((_, Some(r))) = taken {
-                let now = self.clock;
-                self.release(&r.worker, Freed::Nothing, r.entry.task_size(), now, &mut fx);
-                fx.send.push(Outbound::CancelOnWorker {
-                    worker: r.worker,
-                    task_id: task_id.clone(),
-                });
-            }
-            tracing::info!(task = %task_id, "task cancelled");
-        } else if let Some(e) = parked {
-            // not cancellable: back where it was taken from
-            self.put_ready(e);
-        }
-        fx
     }
 
     /// Event: start-up found these tasks running before the restart. Those
@@ -458,16 +435,7 @@ impl LiveTasks {
                     let now = self.clock;
                     self.loads.reserve(&worker, now);
                     fx.loads_changed.push(worker.clone());
-                    self.place.insert(task_id.clone(), Place::Running);
-                    self.running.insert(
-                        task_id,
-                        Running {
-                            entry,
-                            attempt_id,
-                            worker,
-                            started: true,
-                        },
-                    );
+                    self.admit(entry, TaskState::Running { worker, attempt_id });
                 }
                 _ => {
                     tracing::warn!(task = %task_id, "running before the restart on an unknown worker: queued again");
@@ -476,12 +444,12 @@ impl LiveTasks {
                         attempts: entry.attempts,
                         next_at: None,
                     });
-                    self.put_ready(entry);
+                    self.admit(entry, TaskState::Ready);
                 }
             }
         }
         for &kernel in queued_kernels {
-            let kq = self.queues.entry(kernel).or_default();
+            let kq = self.index.queues.entry(kernel).or_default();
             kq.more_in_db = true;
             kq.frontier = None;
         }
@@ -502,7 +470,7 @@ impl LiveTasks {
         fx.loads_changed.push(worker.clone());
         fx.released.push((worker.clone(), freed, size));
         if r.room {
-            self.blocked.clear();
+            self.room();
         }
         if r.idle {
             fx.idle.push(worker.clone());
@@ -518,7 +486,7 @@ impl LiveTasks {
             ..Effects::default()
         };
         fx.loads_changed = self.loads.ids().cloned().collect();
-        self.blocked.clear();
+        self.room();
         fx
     }
 
@@ -527,32 +495,39 @@ impl LiveTasks {
         self.loads.full(worker, until);
     }
 
-    /// Where a task is, if it is live in memory.
+    /// Where a task is, if it is live in memory (a parked one is not).
     pub fn place_of(&self, task_id: &str) -> Option<Place> {
-        self.place.get(task_id).copied()
+        match self.tasks.get(task_id)?.state {
+            TaskState::Ready => Some(Place::Ready),
+            TaskState::Delayed { until } => Some(Place::Delayed(until)),
+            TaskState::Placing => Some(Place::Placing),
+            TaskState::SentAhead { .. } | TaskState::Running { .. } => Some(Place::Running),
+            TaskState::Parked => None,
+        }
     }
 
     /// How many ready tasks are ahead of this one (in its kernel's order,
     /// kernels one after another).
     pub fn ahead_of(&self, task_id: &str) -> Option<usize> {
-        self.queues
+        self.index
+            .queues
             .values()
             .flat_map(|q| q.ready.values())
-            .position(|e| e.task_id == task_id)
+            .position(|id| id.as_str() == task_id)
     }
 
     /// The last error of a task in backoff.
     pub fn last_error(&self, task_id: &str) -> Option<String> {
-        self.delayed
-            .values()
-            .find(|e| e.task_id == task_id)
-            .and_then(|e| e.last_error.clone())
+        self.tasks
+            .get(task_id)
+            .filter(|t| matches!(t.state, TaskState::Delayed { .. }))
+            .and_then(|t| t.entry.last_error.clone())
     }
 
-    /// Tasks that have not ended: in memory, plus one if more wait in the
-    /// database.
+    /// Tasks that have not ended: in memory (parked ones aside), plus one
+    /// if more wait in the database.
     pub fn live_count(&self) -> usize {
-        let in_db = self.queues.values().any(|q| q.more_in_db);
-        self.place.len() + usize::from(in_db)
+        let in_db = self.index.queues.values().any(|q| q.more_in_db);
+        self.tasks.len() - self.index.parked + usize::from(in_db)
     }
 }

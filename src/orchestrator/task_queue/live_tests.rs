@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::live::{Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample};
+use super::live::{delayed_key, Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample, TaskState};
 use super::OutcomeKind;
 use crate::model::{AttemptId, Priority, ResultBody, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::load_balancer::MemberView;
@@ -40,6 +40,7 @@ pub(super) fn result(task_id: &str, status: RunStatus) -> TaskResult {
         completed_at: None,
         priority: None,
         attempt_id: None,
+        resumed_from_step: None,
         effective_parameters: None,
         description: None,
         source: None,
@@ -349,76 +350,70 @@ impl Model {
 
     fn check(&self) {
         let l = &self.live;
-        // a task is in exactly one place, and `place` says which
-        let ready: Vec<&str> = l
-            .queues
-            .values()
-            .flat_map(|q| q.ready.values())
-            .map(|e| e.task_id.as_str())
-            .collect();
-        let delayed: Vec<&str> = l.delayed.values().map(|e| e.task_id.as_str()).collect();
-        let placing: Vec<&str> = l.placing.keys().map(TaskId::as_str).collect();
-        let running: Vec<&str> = l.running.keys().map(TaskId::as_str).collect();
-        let parked: Vec<&str> = l
-            .cancelling
-            .iter()
-            .filter(|(_, e)| e.is_some())
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let mut seen = HashSet::new();
-        for t in ready
-            .iter()
-            .chain(&delayed)
-            .chain(&placing)
-            .chain(&running)
-            .chain(&parked)
-        {
-            assert!(seen.insert(*t), "{t} is in two places");
+        // the indexes agree with the map: each id listed once, in the
+        // index of its state, under its own key
+        let mut listed: HashSet<&TaskId> = HashSet::new();
+        for (kernel, q) in &l.index.queues {
+            for (key, id) in &q.ready {
+                assert!(listed.insert(id), "{id} is in two places");
+                let t = &l.tasks[id];
+                assert_eq!(t.state, TaskState::Ready, "{id} queued while {:?}", t.state);
+                assert_eq!((t.entry.key(), t.entry.kernel), (*key, *kernel));
+                assert_eq!(l.place_of(id), Some(Place::Ready));
+            }
         }
-        for t in &ready {
-            assert_eq!(l.place_of(t), Some(Place::Ready));
+        for (key, id) in &l.index.delayed {
+            assert!(listed.insert(id), "{id} is in two places");
+            let t = &l.tasks[id];
+            let TaskState::Delayed { until } = t.state else {
+                panic!("{id} backing off while {:?}", t.state);
+            };
+            assert_eq!(delayed_key(until, t.entry.seq), *key);
+            assert_eq!(l.place_of(id), Some(Place::Delayed(until)));
         }
-        for t in &delayed {
-            assert!(matches!(l.place_of(t), Some(Place::Delayed(_))));
+        let mut parked = 0;
+        for (id, t) in &l.tasks {
+            assert_eq!(&t.entry.task_id, id);
+            match &t.state {
+                TaskState::Ready | TaskState::Delayed { .. } => {
+                    assert!(listed.contains(id), "{id} is {:?} but not in its index", t.state)
+                }
+                TaskState::Placing => panic!("{id} is still being placed between events"),
+                TaskState::SentAhead { .. } | TaskState::Running { .. } => {
+                    assert_eq!(l.place_of(id), Some(Place::Running))
+                }
+                TaskState::Parked => {
+                    parked += 1;
+                    assert!(l.cancelling.contains(id), "{id} parked with no cancel pending");
+                    assert_eq!(l.place_of(id), None, "it cannot start meanwhile");
+                }
+            }
         }
-        for t in &placing {
-            assert_eq!(l.place_of(t), Some(Place::Placing));
-        }
-        for t in &running {
-            assert_eq!(l.place_of(t), Some(Place::Running));
-        }
-        for t in &parked {
-            assert_eq!(l.place_of(t), None);
-        }
-        assert_eq!(
-            l.place.len(),
-            ready.len() + delayed.len() + placing.len() + running.len()
-        );
+        assert_eq!(parked, l.index.parked, "parked tasks miscounted");
+        let pending: HashSet<&TaskId> = self.pending_cancels.iter().collect();
+        assert_eq!(l.cancelling.iter().collect::<HashSet<_>>(), pending);
+        let in_db = l.index.queues.values().any(|q| q.more_in_db);
+        assert_eq!(l.live_count(), l.tasks.len() - parked + usize::from(in_db));
         // running ⇔ an open attempt, the same one
         let open: HashMap<&str, AttemptId> = self.open.iter().map(|(t, a)| (t.as_str(), *a)).collect();
-        let attempts: HashMap<&str, AttemptId> = l
-            .running
-            .iter()
-            .map(|(t, r)| (t.as_str(), r.attempt_id))
-            .collect();
+        let attempts: HashMap<&str, AttemptId> = l.attempts().map(|(t, _, a, _)| (t.as_str(), a)).collect();
         assert_eq!(open, attempts, "running and open attempts disagree");
         // the database says running exactly for attempts that started;
         // one only sent ahead is still queued there
-        for (t, r) in &l.running {
+        for (t, _, attempt_id, started) in l.attempts() {
             let db = self.status[t.as_str()];
             assert_eq!(
                 db == TaskStatus::Running,
-                r.started,
-                "{t}: database {db}, started {}",
-                r.started
+                started,
+                "{t}: database {db}, started {started}"
             );
-            assert_eq!(r.started, self.started.contains(&r.attempt_id));
+            assert_eq!(started, self.started.contains(&attempt_id));
         }
         // every slot accounted for: a listed worker holds exactly the
         // attempts that run on it; a draining one that holds nothing was
         // told idle (membership settles it)
         for v in self.members.iter().flatten() {
-            let on = l.running.values().filter(|r| r.worker == v.id).count();
+            let on = l.attempts().filter(|(_, w, _, _)| **w == v.id).count();
             assert_eq!(l.loads.in_flight(&v.id), on, "slots of {}", v.id);
             if v.draining() && on == 0 {
                 assert!(self.told_idle.contains(&v.id), "{} idle and never told", v.id);
@@ -428,7 +423,7 @@ impl Model {
         for (id, s) in &self.status {
             if s.has_ended() {
                 assert_eq!(l.place_of(id), None, "{id} ended ({s}) but is live");
-                assert!(!parked.contains(&id.as_str()));
+                assert!(l.state_of(id).is_none(), "{id} ended ({s}) but is in memory");
             }
         }
     }

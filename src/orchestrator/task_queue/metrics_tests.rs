@@ -1,13 +1,13 @@
-//! The Prometheus hooks of LiveTasks: each event counted once where it
+//! What LiveTasks tells the Prometheus counters ([`Observed`] effects,
+//! handed over as the actor does): each event counted once where it
 //! happens (ingested, queue wait, completed, late result, retried, failed,
 //! refused, cancelled with or without a known kernel).
 
-use std::sync::Arc;
-
-use super::live::{LiveTasks, Outbound, RetryPolicy};
+use super::live::{Effects, LiveTasks, Observed, Outbound, RetryPolicy};
 use super::live_tests::result;
 use super::OutcomeKind;
 use crate::model::{AttemptId, RunStatus, TaskStatus, WorkerId};
+use crate::orchestrator::activity::Activity;
 use crate::orchestrator::metrics::{ClusterView, OrchestratorMetrics};
 use crate::orchestrator::store::{CancelOutcome, NewTask};
 use crate::util::prometheus::sample_value;
@@ -32,7 +32,8 @@ fn place(live: &mut LiveTasks, task_id: &str, w: &WorkerId) -> AttemptId {
 
 #[test]
 fn each_event_is_counted_once_where_it_happens() {
-    let metrics = Arc::new(OrchestratorMetrics::new());
+    let metrics = OrchestratorMetrics::new();
+    let mut seen = Effects::default();
     let mut live = LiveTasks::new(
         RetryPolicy {
             max_retries: 1,
@@ -42,50 +43,49 @@ fn each_event_is_counted_once_where_it_happens() {
         1,
         7,
     );
-    live.metrics = Arc::clone(&metrics);
     let w = WorkerId::new("w1");
     let now = 1_000.0;
     let ids = ["t1", "t2", "t3", "t4"];
-    live.submitted(
+    seen.merge(live.submitted(
         ids.iter().map(|id| task(id)).collect(),
         vec![1, 2, 3, 4],
         "api",
         now,
-    );
+    ));
     let attempt: Vec<AttemptId> = ids.iter().map(|id| place(&mut live, id, &w)).collect();
     for (id, a) in ids.iter().zip(&attempt).take(3) {
-        live.started(&(*id).into(), *a, now + 2.0);
+        seen.merge(live.started(&(*id).into(), *a, now + 2.0));
     }
     // t1 completes; the same result again is late
     let done = || OutcomeKind::Result(Box::new(result("t1", RunStatus::Completed)));
-    live.outcome(&"t1".into(), attempt[0], &w, done(), now + 3.0);
-    live.outcome(&"t1".into(), attempt[0], &w, done(), now + 3.0);
+    seen.merge(live.outcome(&"t1".into(), attempt[0], &w, done(), now + 3.0));
+    seen.merge(live.outcome(&"t1".into(), attempt[0], &w, done(), now + 3.0));
     // t2 fails, is retried, fails again: failed for good
-    live.outcome(
+    seen.merge(live.outcome(
         &"t2".into(),
         attempt[1],
         &w,
         OutcomeKind::Failed("boom".into()),
         now + 3.0,
-    );
+    ));
     live.backoff_expired(now + 10.0);
     let again = place(&mut live, "t2", &w);
-    live.started(&"t2".into(), again, now + 11.0);
-    live.outcome(
+    seen.merge(live.started(&"t2".into(), again, now + 11.0));
+    seen.merge(live.outcome(
         &"t2".into(),
         again,
         &w,
         OutcomeKind::Failed("boom".into()),
         now + 12.0,
-    );
+    ));
     // t4, sent ahead, is handed back: a refusal
-    live.outcome(
+    seen.merge(live.outcome(
         &"t4".into(),
         attempt[3],
         &w,
         OutcomeKind::Refused("429".into()),
         now + 3.0,
-    );
+    ));
     // t3 (running) is cancelled, and so is a task only in the database
     let cancelled = CancelOutcome::Cancelled {
         was: TaskStatus::Running,
@@ -93,9 +93,15 @@ fn each_event_is_counted_once_where_it_happens() {
     };
     for id in ["t3", "on_disk"] {
         live.cancel_asked(&id.into());
-        live.cancel_answered(&id.into(), Some(&cancelled));
+        seen.merge(live.cancel_answered(&id.into(), Some(&cancelled)));
     }
 
+    // the actor hands them over
+    let activity = Activity::default();
+    for o in &seen.observed {
+        o.tell(&metrics, &activity);
+    }
+    assert!(seen.observed.contains(&Observed::Refused));
     let text = metrics
         .render(&ClusterView {
             tasks: &[],

@@ -5,12 +5,16 @@
 //! [`Effects`] it carries out: changes to persist, messages to send.
 //!
 //! # The states
-//! DESIGN.md "Task states". In memory a live task is in exactly one place:
-//! *ready* (in its kernel's window), *delayed* (backing off after a failed
-//! attempt), *running* (an open attempt on a worker, perhaps sent ahead
-//! and waiting there for a slot), or parked while the store decides a
-//! cancel. Ended tasks are only in the database: a result that
-//! arrives for one is counted and acknowledged, never recorded twice.
+//! DESIGN.md "Task states". In memory every live task is one entry of one
+//! map, whose [`TaskState`] carries the state's data: *ready* (in its
+//! kernel's window), *delayed* (backing off after a failed attempt, until
+//! when), *sent ahead* (an attempt waiting in a worker's backlog for a
+//! slot), *running* (an attempt in a slot), or *parked* while the store
+//! decides a cancel. The ready queues and the backoff timetable are
+//! indexes of ids, changed only with a state. Ended tasks are only in the
+//! database: a result that arrives for one is counted and acknowledged,
+//! never recorded twice. What the Prometheus counters and the dashboard
+//! see is an effect too ([`Observed`]), told by this actor.
 //!
 //! # The window
 //! A million queued tasks do not live in memory: each kernel keeps at most
@@ -33,7 +37,9 @@
 //! Peers are held as recipients of the messages this actor sends
 //! ([`Peers`]), so it imports messages, not actors.
 
+mod cancel;
 mod dispatch;
+mod effects;
 mod entry;
 #[cfg(test)]
 mod file_tests;
@@ -59,7 +65,7 @@ use actix::prelude::*;
 
 pub use crate::orchestrator::worker_proxy::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 pub use dispatch::Dispatched;
-pub use live::{Effects, LiveTasks, Place, RetryPolicy};
+pub use live::{Effects, LiveTasks, Observed, Place, RetryPolicy, TaskState};
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Throughput, Waiting, WhyWaiting};
 pub use results::{FailuresPending, RecordResult};
 
@@ -153,6 +159,10 @@ pub struct TaskQueue {
     dispatch_size: usize,
     performance: queries::Performance,
     started: Instant,
+    /// `GET /metrics/prometheus`: told what each event observed.
+    metrics: Arc<OrchestratorMetrics>,
+    /// The dashboard's recent history, told of every ended attempt.
+    activity: Arc<Activity>,
 }
 
 impl TaskQueue {
@@ -178,8 +188,6 @@ impl TaskQueue {
         };
         let mut live = LiveTasks::new(policy, boot, seed());
         live.loads = loads;
-        live.metrics = metrics;
-        live.activity = activity;
         for id in live.loads.ids() {
             if let Some(row) = live.loads.row(id) {
                 board.publish_load(id, row);
@@ -194,12 +202,18 @@ impl TaskQueue {
             dispatch_size: dispatch::DISPATCH_BATCH,
             performance: Default::default(),
             started: Instant::now(),
+            metrics,
+            activity,
         }
     }
 
-    /// Carries out what an event asks: persist (one job), send, schedule
-    /// the end of backoffs, record a result after its commit.
+    /// Carries out what an event asks: persist (one job), send, tell the
+    /// observers, schedule the end of backoffs, record a result after its
+    /// commit.
     fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
+        for o in &fx.observed {
+            o.tell(&self.metrics, &self.activity);
+        }
         let failed = fx
             .persist
             .iter()
@@ -267,13 +281,12 @@ impl TaskQueue {
     }
 
     /// Tasks the store answered at their commit from equal completed
-    /// tasks' stored results: counted, and their records sent to
-    /// `results/` like any result (they are committed already).
+    /// tasks' stored results (counted by [`LiveTasks::answered`]): their
+    /// records go to `results/` like any result (they are committed).
     fn reused(&self, reused: Vec<TaskResult>) {
         if reused.is_empty() {
             return;
         }
-        self.live.metrics.tasks_reused(reused.len());
         let drained = self.live.live_count() == 0;
         for result in reused {
             self.peers.results.do_send(RecordResult { result, drained });
@@ -358,7 +371,7 @@ impl Actor for TaskQueue {
         ctx.run_interval(self.settings.sweep_interval, |act, ctx| {
             act.live.room();
             act.backoff_over(ctx);
-            act.live.metrics.dispatch_swept();
+            act.metrics.dispatch_swept();
         });
     }
 }
@@ -442,7 +455,7 @@ impl Handler<SubmitBatch> for TaskQueue {
                 InsertOutcome::Inserted { seqs, reused } => {
                     let count = new.len();
                     trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
-                    // answered at the commit (the store's reuse): not queued
+                    // answered at the commit (the store's reuse): never live
                     let answered: std::collections::HashSet<TaskId> =
                         reused.iter().map(|r| r.task_id.clone()).collect();
                     let (new, seqs): (Vec<NewTask>, Vec<i64>) = new
@@ -450,10 +463,11 @@ impl Handler<SubmitBatch> for TaskQueue {
                         .zip(seqs)
                         .filter(|(t, _)| !answered.contains(&t.task_id))
                         .unzip();
-                    // counted as accepted like the others
-                    act.live.metrics.tasks_ingested(reused.len());
+                    let fx = act.live.answered(reused.len());
+                    act.apply(fx, ctx);
+                    let fx = act.live.submitted(new, seqs, &source, unix_now());
+                    act.apply(fx, ctx);
                     act.reused(reused);
-                    act.live.submitted(new, seqs, &source, unix_now());
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }
@@ -495,8 +509,12 @@ impl Handler<SubmitStaged> for TaskQueue {
                     more,
                     reused,
                 } => {
+                    // answered at the commit (the store's reuse): never live
+                    let fx = act.live.answered(reused.len());
+                    act.apply(fx, ctx);
+                    let fx = act.live.file_committed(first, &more, count - reused.len());
+                    act.apply(fx, ctx);
                     act.reused(reused);
-                    act.live.file_committed(first, &more, count);
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }
@@ -517,7 +535,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
-        self.live.metrics.attempt_reported();
+        self.metrics.attempt_reported();
     }
 }
 

@@ -2,17 +2,17 @@
 //! retried after a backoff, failed for good, or queued again without
 //! counting (refused). The transitions are [`LiveTasks`] methods.
 
-use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Outbound, Sample};
+use super::live::{Completion, Effects, Entry, Freed, LiveTasks, Observed, Outbound, Sample, TaskState};
 use super::OutcomeKind;
 use crate::model::{AttemptEnd, AttemptId, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
-use crate::orchestrator::activity::EndedAttempt;
 use crate::orchestrator::store::Change;
 use crate::util::time::iso_at;
 
 /// Why a worker's result is not for the stored task (another algorithm
 /// as written, other parameters), or `None` when it is. The task's body
-/// is the JSON the worker was sent; the worker echoes both fields as it
-/// received them.
+/// is the JSON the worker was sent (its parameters read once, when the
+/// task came into memory); the worker echoes both fields as it received
+/// them.
 pub fn mismatch_with_task(entry: &Entry, result: &TaskResult) -> Option<String> {
     if result.algorithm != entry.algorithm {
         return Some(format!(
@@ -20,11 +20,8 @@ pub fn mismatch_with_task(entry: &Entry, result: &TaskResult) -> Option<String> 
             result.algorithm, entry.algorithm
         ));
     }
-    let stored: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&entry.body)
-        .ok()
-        .and_then(|mut v| v.get_mut("parameters").map(serde_json::Value::take));
-    match stored {
-        Some(p) if p == result.parameters => None,
+    match &entry.parameters {
+        Some(p) if *p == result.parameters => None,
         Some(_) => Some("the result is for other parameters than the task's".into()),
         None => Some("the stored task has no parameters to compare the result with".into()),
     }
@@ -44,9 +41,13 @@ impl LiveTasks {
     ) -> Effects {
         self.clock = self.clock.max(now);
         let mut fx = Effects::default();
-        let cancelling = self.cancelling.contains_key(task_id);
-        let is_current = !cancelling && self.running.get(task_id).map(|r| r.attempt_id) == Some(attempt_id);
-        let started = self.running.get(task_id).is_some_and(|r| r.started);
+        let cancelling = self.cancelling.contains(task_id);
+        let attempt = self
+            .state_of(task_id)
+            .and_then(TaskState::attempt)
+            .map(|(w, a)| (w.clone(), a));
+        let is_current = !cancelling && attempt.as_ref().map(|(_, a)| *a) == Some(attempt_id);
+        let started = matches!(self.state_of(task_id), Some(TaskState::Running { .. }));
         if is_current && !started && !matches!(kind, OutcomeKind::Refused(_)) {
             // it ran after all (a result, a failure, a loss): it is an
             // attempt, persisted as one before it ends
@@ -54,14 +55,7 @@ impl LiveTasks {
         } else if is_current && !started {
             // sent ahead and handed back before it took a slot: nothing
             // of it reached the database, and nothing needs to
-            let r = self.running.remove(task_id).expect("the current attempt runs");
-            self.place.remove(task_id);
-            self.release(&r.worker, Freed::Nothing, r.entry.task_size(), now, &mut fx);
-            self.counters.refused_attempts += 1;
-            self.metrics.refused();
-            let mut entry = r.entry;
-            entry.attempts = entry.attempts.saturating_sub(1);
-            self.put_ready(entry);
+            self.hand_back(task_id, now, &mut fx);
             return fx;
         }
         let kind = match kind {
@@ -89,14 +83,14 @@ impl LiveTasks {
             OutcomeKind::Result(result) => {
                 let run = result.result.status;
                 if run == RunStatus::Completed {
-                    if self.place.contains_key(task_id) && !cancelling {
+                    if self.place_of(task_id).is_some() && !cancelling {
                         if !is_current {
                             tracing::info!(task = %task_id, %attempt_id, "result of an earlier attempt accepted");
                         }
                         self.complete(task_id, attempt_id, worker, *result, now, &mut fx);
                     } else {
                         self.counters.late_results_ignored += 1;
-                        self.metrics.late_result();
+                        fx.observed.push(Observed::LateResult);
                         tracing::info!(task = %task_id, %attempt_id, %worker,
                             "result for a task that already ended: ignored");
                         fx.send.push(Outbound::Ack {
@@ -126,34 +120,63 @@ impl LiveTasks {
             OutcomeKind::Failed(error) | OutcomeKind::TimedOut(error) => (AttemptEnd::Failed, error),
             OutcomeKind::Lost(error) => (AttemptEnd::Lost, error),
         };
-        let mut r = self.running.remove(task_id).expect("the current attempt runs");
-        if matches!(end, AttemptEnd::Failed | AttemptEnd::Lost) && !r.entry.failed_on.contains(&r.worker) {
+        let worker = attempt.map(|(w, _)| w).expect("the current attempt runs");
+        let entry = &mut self
+            .tasks
+            .get_mut(task_id)
+            .expect("the current attempt runs")
+            .entry;
+        if matches!(end, AttemptEnd::Failed | AttemptEnd::Lost) && !entry.failed_on.contains(&worker) {
             // redistribution: the next attempt prefers another worker
-            r.entry.failed_on.push(r.worker.clone());
+            entry.failed_on.push(worker.clone());
         }
-        self.place.remove(task_id);
+        let (size, attempts) = (entry.task_size(), entry.attempts);
         let freed = if end == AttemptEnd::Failed {
             Freed::Failed
         } else {
             Freed::Nothing
         };
-        self.release(&r.worker, freed, r.entry.task_size(), now, &mut fx);
+        self.release(&worker, freed, Some(size), now, &mut fx);
         if end != AttemptEnd::Refused {
-            self.failure_seen(task_id, &r.worker, r.entry.attempts, end, &error, now);
+            fx.observed.push(Observed::AttemptFailed {
+                task_id: task_id.clone(),
+                worker,
+                attempt: attempts,
+                end,
+                for_good: self.fails_for_good(attempts),
+                reason: error.clone(),
+                at: now,
+            });
         }
         match end {
             AttemptEnd::Refused => {
                 self.counters.refused_attempts += 1;
-                self.metrics.refused();
-                self.refused(r.entry, attempt_id, error, now, &mut fx);
+                fx.observed.push(Observed::Refused);
+                self.refused(task_id, attempt_id, error, now, &mut fx);
             }
             AttemptEnd::Lost => {
                 self.counters.lost_attempts += 1;
-                self.retry_or_fail(r.entry, attempt_id, end, error, now, &mut fx);
+                self.retry_or_fail(task_id, attempt_id, end, error, now, &mut fx);
             }
-            _ => self.retry_or_fail(r.entry, attempt_id, end, error, now, &mut fx),
+            _ => self.retry_or_fail(task_id, attempt_id, end, error, now, &mut fx),
         }
         fx
+    }
+
+    /// A task sent ahead comes back before it took a slot: its slot is
+    /// free, the attempt is not counted, and it is ready again at once.
+    pub(super) fn hand_back(&mut self, task_id: &TaskId, now: f64, fx: &mut Effects) {
+        let Some((worker, _)) = self.state_of(task_id).and_then(TaskState::attempt) else {
+            return;
+        };
+        let worker = worker.clone();
+        let entry = &mut self.tasks.get_mut(task_id).expect("it was sent").entry;
+        entry.attempts = entry.attempts.saturating_sub(1);
+        let size = entry.task_size();
+        self.transition(task_id, TaskState::Ready);
+        self.release(&worker, Freed::Nothing, Some(size), now, fx);
+        self.counters.refused_attempts += 1;
+        fx.observed.push(Observed::Refused);
     }
 
     /// Whether a task whose attempt number `attempts` failed has no retry left.
@@ -161,30 +184,13 @@ impl LiveTasks {
         attempts > self.policy.max_retries
     }
 
-    /// Tells the dashboard's recent history of a failed or lost attempt.
-    fn failure_seen(
-        &self,
-        task_id: &TaskId,
-        worker: &WorkerId,
-        attempt: u32,
-        end: AttemptEnd,
-        reason: &str,
-        now: f64,
-    ) {
-        let for_good = self.fails_for_good(attempt);
-        let ended = EndedAttempt {
-            task_id,
-            worker,
-            attempt,
-            end,
-            for_good,
-            reason,
-        };
-        self.activity.failed(now, ended);
-    }
-
     /// Nothing ran: back to the ready queue at once, the attempt not counted.
-    fn refused(&mut self, mut entry: Entry, attempt_id: AttemptId, why: String, now: f64, fx: &mut Effects) {
+    fn refused(&mut self, task_id: &TaskId, attempt_id: AttemptId, why: String, now: f64, fx: &mut Effects) {
+        let entry = &mut self
+            .tasks
+            .get_mut(task_id)
+            .expect("the current attempt runs")
+            .entry;
         entry.attempts = entry.attempts.saturating_sub(1);
         fx.persist.push(Change::AttemptEnded {
             attempt_id,
@@ -193,18 +199,18 @@ impl LiveTasks {
             at: now,
         });
         fx.persist.push(Change::Requeue {
-            task_id: entry.task_id.clone(),
+            task_id: task_id.clone(),
             attempts: entry.attempts,
             next_at: None,
         });
-        self.put_ready(entry);
+        self.transition(task_id, TaskState::Ready);
     }
 
     /// An attempt failed or was lost: back to the queue after a backoff, or
     /// failed for good once the retries are used up.
     fn retry_or_fail(
         &mut self,
-        mut entry: Entry,
+        task_id: &TaskId,
         attempt_id: AttemptId,
         end: AttemptEnd,
         error: String,
@@ -217,32 +223,43 @@ impl LiveTasks {
             error: Some(error.clone()),
             at: now,
         });
+        let entry = &mut self
+            .tasks
+            .get_mut(task_id)
+            .expect("the current attempt runs")
+            .entry;
         entry.last_error = Some(error.clone());
-        if !self.fails_for_good(entry.attempts) {
-            let delay = self.backoff(entry.attempts);
+        let attempts = entry.attempts;
+        if !self.fails_for_good(attempts) {
+            let delay = self.backoff(attempts);
             let due = now + delay;
-            tracing::warn!(task = %entry.task_id, attempt = entry.attempts, outcome = %end, %error,
+            tracing::warn!(task = %task_id, attempt = attempts, outcome = %end, %error,
                 retry_in = delay, "attempt failed; will retry");
             self.counters.retried += 1;
-            self.metrics.retried();
+            fx.observed.push(Observed::Retried);
             fx.persist.push(Change::Requeue {
-                task_id: entry.task_id.clone(),
-                attempts: entry.attempts,
+                task_id: task_id.clone(),
+                attempts,
                 next_at: Some(due),
             });
-            self.delay_until(entry, due, fx);
+            self.delay_until(task_id, due, fx);
         } else {
-            tracing::error!(task = %entry.task_id, attempts = entry.attempts, %error, "task failed");
+            tracing::error!(task = %task_id, attempts, %error, "task failed");
+            let kernel = self
+                .remove(task_id)
+                .expect("the current attempt runs")
+                .entry
+                .kernel;
             self.counters.failed += 1;
-            self.metrics.failed(entry.kernel.as_str());
+            fx.observed.push(Observed::Failed { kernel });
             fx.persist.push(Change::Ended {
-                task_id: entry.task_id.clone(),
+                task_id: task_id.clone(),
                 status: TaskStatus::Failed,
                 result: None,
                 error: Some(format!(
                     "failed after {} attempt{}; last: {end}: {error}",
-                    entry.attempts,
-                    if entry.attempts == 1 { "" } else { "s" }
+                    attempts,
+                    if attempts == 1 { "" } else { "s" }
                 )),
                 worker_id: None,
                 at: now,
@@ -262,21 +279,22 @@ impl LiveTasks {
         now: f64,
         fx: &mut Effects,
     ) {
-        let Some((entry, running)) = self.take(task_id) else {
+        let Some(taken) = self.remove(task_id) else {
             return;
         };
+        let entry = taken.entry;
         let seconds = result.execution_time;
-        if let Some(r) = running {
+        if let Some((worker, running)) = taken.state.attempt() {
             self.release(
-                &r.worker,
+                worker,
                 Freed::Completed { seconds },
-                r.entry.task_size(),
+                Some(entry.task_size()),
                 now,
                 fx,
             );
-            if r.attempt_id != attempt_id {
+            if running != attempt_id {
                 fx.send.push(Outbound::CancelOnWorker {
-                    worker: r.worker,
+                    worker: worker.clone(),
                     task_id: task_id.clone(),
                 });
             }
@@ -285,13 +303,17 @@ impl LiveTasks {
         result.completed_at.get_or_insert_with(|| iso_at(now));
         result.priority = Some(entry.priority);
         result.attempt_id = None;
-        result.echo_unknown_fields(&entry.body);
+        result.echo(&entry.echo);
         result.source = Some(entry.source.to_string());
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
-        self.metrics.completed(entry.kernel.as_str(), seconds);
-        self.activity
-            .completed(now, entry.kernel.as_str(), from, seconds, entry.size);
+        fx.observed.push(Observed::Completed {
+            kernel: entry.kernel,
+            worker: from.clone(),
+            seconds,
+            size: entry.size,
+            at: now,
+        });
         fx.samples.push(Sample::Execution {
             algorithm: entry.algorithm,
             worker: from.clone(),

@@ -137,19 +137,23 @@ impl LiveTasks {
     pub fn counts(&self) -> QueueCounts {
         let mut by_kernel = BTreeMap::new();
         let mut by_priority = [0usize; 3];
-        for (k, q) in &self.queues {
+        let queues = &self.index.queues;
+        for (k, q) in queues {
             by_kernel.insert(k.to_string(), q.ready.len());
             for (p, _) in q.ready.keys() {
                 by_priority[(*p as usize).min(2)] += 1;
             }
         }
+        let ready: usize = queues.values().map(|q| q.ready.len()).sum();
+        let backing_off = self.index.delayed.len();
         QueueCounts {
-            ready_in_memory: self.queues.values().map(|q| q.ready.len()).sum(),
+            ready_in_memory: ready,
             ready_by_kernel: by_kernel,
             ready_by_priority: by_priority,
-            backing_off: self.delayed.len(),
-            running: self.running.len() + self.placing.len(),
-            more_in_database: self.queues.values().any(|q| q.more_in_db),
+            backing_off,
+            // placing, sent ahead or running
+            running: self.tasks.len() - ready - backing_off - self.index.parked,
+            more_in_database: queues.values().any(|q| q.more_in_db),
         }
     }
 }

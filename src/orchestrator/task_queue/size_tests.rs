@@ -1,10 +1,12 @@
-//! A task's size travels with it: read from its JSON when dispatched,
+//! A task's size travels with it: read from its JSON once, when it comes
+//! into memory (with its parameters and the fields its result echoes),
 //! handed to placement with the task and back with its release (what
 //! `shortest_expected_finish` learns speeds from).
 
 use serde_json::json;
 
-use super::live::{body_size, Freed, LiveTasks, Outbound, RetryPolicy};
+use super::entry::body_size;
+use super::live::{Freed, LiveTasks, Outbound, RetryPolicy};
 use super::OutcomeKind;
 use crate::model::{RunStatus, TaskResult, WorkerId};
 use crate::orchestrator::load_balancer::TaskSize;
@@ -109,4 +111,33 @@ fn a_completed_attempt_releases_its_slot_with_its_time_and_the_tasks_size() {
         1.0,
     );
     assert_eq!(released(&fx), (Freed::Completed { seconds: 0.75 }, Some(size())));
+}
+
+#[test]
+fn size_parameters_and_echoed_fields_are_read_once_when_the_task_comes_into_memory() {
+    let mut live = live_with("t1", 2);
+    let entry = &live.tasks["t1"].entry;
+    assert_eq!(entry.size, (1200, 300), "known before any dispatch");
+    assert_eq!(
+        entry.parameters,
+        Some(json!({"num_particles": 1200, "num_steps": 300, "seed": 1}))
+    );
+    // what the result echoes comes from the entry, not from the body
+    // parsed again: a body the entry no longer matches changes nothing
+    live.tasks.get_mut("t1").unwrap().entry.body = "not json".into();
+    let w = WorkerId::new("w1");
+    let attempt = run_on(&mut live, &w);
+    let result = TaskResult {
+        algorithm: "cython".into(),
+        parameters: json!({"num_particles": 1200, "num_steps": 300, "seed": 1}),
+        ..super::live_tests::result("t1", RunStatus::Completed)
+    };
+    let fx = live.outcome(
+        &"t1".into(),
+        attempt,
+        &w,
+        OutcomeKind::Result(Box::new(result)),
+        1.0,
+    );
+    assert!(fx.completion.is_some(), "its parameters were kept from ingest");
 }

@@ -113,6 +113,7 @@ impl WorkerProxy {
                 .iter()
                 .map(|t| ExecuteRequest {
                     attempt_id: Some(t.attempt_id),
+                    checkpoint_step: self.settings.checkpoint_step(&t.task_id, t.attempt_id),
                     task: StoredTask(&t.body),
                 })
                 .collect(),

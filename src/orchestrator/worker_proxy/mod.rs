@@ -52,6 +52,8 @@ pub struct ProxySettings {
     pub metrics: Arc<OrchestratorMetrics>,
     /// `MAX_RESULT_BYTES`: a larger result fails its attempt.
     pub max_result_bytes: usize,
+    /// Checkpoints held, so that a task's next attempt resumes from one.
+    pub checkpoints: Option<Arc<crate::orchestrator::store::Checkpoints>>,
 }
 
 #[cfg(test)]
@@ -67,7 +69,16 @@ impl ProxySettings {
             tls: None,
             metrics: Default::default(),
             max_result_bytes: 16 << 20,
+            checkpoints: None,
         }
+    }
+}
+
+impl ProxySettings {
+    /// The step a new attempt of `task_id` resumes from, if a checkpoint
+    /// of it is held (recorded as the attempt's start).
+    fn checkpoint_step(&self, task_id: &TaskId, attempt_id: AttemptId) -> Option<u64> {
+        self.checkpoints.as_ref()?.resume_step(task_id, attempt_id)
     }
 }
 

@@ -33,6 +33,7 @@ impl WorkerProxy {
         self.flush_started();
         let payload = serde_json::to_string(&ExecuteRequest {
             attempt_id: Some(attempt_id),
+            checkpoint_step: self.settings.checkpoint_step(&task_id, attempt_id),
             task: StoredTask(&body),
         })
         .unwrap_or_else(|e| {

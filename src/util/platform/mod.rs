@@ -28,8 +28,8 @@ mod windows;
 use windows as imp;
 
 pub use imp::{
-    ask_to_stop, die_with_parent, hold_interrupts, make_stoppable, open_untrusted, parent_pid,
-    peak_resident_bytes, raise_open_files, resident_bytes, total_memory_bytes, InterruptsHeld,
+    ask_to_stop, die_with_parent, exit_with_parent, hold_interrupts, make_stoppable, open_untrusted,
+    parent_pid, peak_resident_bytes, raise_open_files, resident_bytes, total_memory_bytes, InterruptsHeld,
 };
 
 /// Stop requests received since [`count_stop_requests`].

@@ -100,6 +100,38 @@ pub fn ask_to_stop(child: &Child) -> io::Result<()> {
     Ok(())
 }
 
+/// This process gets SIGTERM (and so drains and stops) when the process
+/// that started it ends, even by SIGKILL: on Linux through
+/// `PR_SET_PDEATHSIG` on itself, elsewhere by a thread that watches its
+/// parent's pid once a second. Returns false when the parent is already
+/// gone (it died before the watch was set).
+pub fn exit_with_parent() -> bool {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() };
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_PDEATHSIG touches no memory.
+    let watched = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } == 0;
+    #[cfg(not(target_os = "linux"))]
+    let watched = false;
+    // SAFETY: as above.
+    if unsafe { libc::getppid() } != parent {
+        return false;
+    }
+    if !watched {
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            // SAFETY: getppid, getpid and kill have no memory preconditions.
+            unsafe {
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                    return;
+                }
+            }
+        });
+    }
+    true
+}
+
 /// This process's parent.
 pub fn parent_pid() -> Option<u32> {
     // SAFETY: getppid has no preconditions and cannot fail.

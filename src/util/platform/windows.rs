@@ -178,6 +178,13 @@ pub fn ask_to_stop(child: &Child) -> io::Result<()> {
     Ok(())
 }
 
+/// Not available on Windows: a worker started by another program there is
+/// tied to it through a Job Object by that program, if at all; answers
+/// true (nothing is known to be gone).
+pub fn exit_with_parent() -> bool {
+    true
+}
+
 /// Not needed on Windows: a child started in the job cannot outlive a
 /// parent that died before it started (see [`die_with_parent`]).
 pub fn parent_pid() -> Option<u32> {

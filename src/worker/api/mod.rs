@@ -157,7 +157,7 @@ fn read_task(
     api: &WorkerApi,
     body: serde_json::Value,
 ) -> Result<(crate::model::Task, Option<crate::model::AttemptId>), ApiError> {
-    let (attempt_id, body) = ExecuteRequest::split(body).map_err(|bad| {
+    let (attempt_id, mut body) = ExecuteRequest::split(body).map_err(|bad| {
         ApiError::invalid(
             "invalid attempt_id",
             &[crate::model::FieldError::new(
@@ -166,7 +166,8 @@ fn read_task(
             )],
         )
     })?;
-    let task = api.validator.task(&body, "").map_err(|errors| {
+    let checkpoint_step = crate::protocol::checkpoints::take_checkpoint_step(&mut body);
+    let mut task = api.validator.task(&body, "").map_err(|errors| {
         let summary = errors
             .iter()
             .map(|e| e.to_string())
@@ -174,6 +175,7 @@ fn read_task(
             .join("; ");
         ApiError::invalid(format!("invalid task: {summary}"), &errors)
     })?;
+    task.checkpoint_step = checkpoint_step;
     Ok((task, attempt_id))
 }
 

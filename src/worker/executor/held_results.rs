@@ -365,6 +365,7 @@ mod tests {
             completed_at: None,
             priority: None,
             attempt_id: attempt_id.map(Into::into),
+            resumed_from_step: None,
             effective_parameters: None,
             description: None,
             source: None,

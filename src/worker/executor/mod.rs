@@ -10,6 +10,7 @@ pub mod metrics;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,9 @@ use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
 use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult, WorkerId};
 use crate::protocol::{CurrentTask, NodeState, StatusAnswer};
 use crate::sim::Control;
+use crate::worker::checkpoint::Checkpointer;
 use crate::worker::metrics::WorkerNodeMetrics;
-use crate::worker::simulation::{Outcome, RunTask, SimulationActor};
+use crate::worker::simulation::{Outcome, RunCheckpoints, RunTask, SimulationActor};
 
 /// What the Executor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ struct Running {
     started_at: String,
     /// Who hears of its end.
     reply: Reply,
+    /// When its next checkpoint is due (with checkpoints on).
+    next_checkpoint: Instant,
 }
 
 pub struct Executor {
@@ -69,6 +73,9 @@ pub struct Executor {
     draining: bool,
     started: Instant,
     state_dirty: bool,
+    /// Where checkpoints go (None: `--join` not given or
+    /// `CHECKPOINT_INTERVAL` = 0).
+    checkpointer: Option<Rc<Checkpointer>>,
 }
 
 impl Executor {
@@ -92,6 +99,28 @@ impl Executor {
             draining: false,
             started: Instant::now(),
             state_dirty: true,
+            checkpointer: None,
+        }
+    }
+
+    /// Saves checkpoints of running simulations through `checkpointer`.
+    pub fn with_checkpointer(mut self, checkpointer: Option<Rc<Checkpointer>>) -> Self {
+        self.checkpointer = checkpointer;
+        self
+    }
+
+    /// Asks every simulation whose checkpoint is due for one (`now` for
+    /// all of them when `all`).
+    fn request_checkpoints(&mut self, all: bool) {
+        let Some(interval) = self.checkpointer.as_ref().map(|c| c.interval) else {
+            return;
+        };
+        let now = Instant::now();
+        for r in self.running.values_mut() {
+            if all || now >= r.next_checkpoint {
+                r.control.request_checkpoint();
+                r.next_checkpoint = now + interval;
+            }
         }
     }
 }
@@ -102,6 +131,10 @@ impl Actor for Executor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(Duration::from_millis(500), |act, ctx| act.write_state(ctx));
         ctx.run_interval(Duration::from_secs(60), |act, _| act.held.expire());
+        if let Some(c) = &self.checkpointer {
+            let tick = (c.interval / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+            ctx.run_interval(tick, |act, _| act.request_checkpoints(false));
+        }
     }
 }
 
@@ -179,6 +212,7 @@ impl Executor {
     ) {
         let control = Arc::new(Control::new());
         let task_id = task.task_id.clone();
+        let interval = self.checkpointer.as_ref().map_or(Duration::ZERO, |c| c.interval);
         tracing::info!(task = %task_id, attempt = %crate::util::logging::AttemptField(attempt_id), algorithm = %task.algorithm, "task started");
         reply.started(&task_id, attempt_id);
         self.running.insert(
@@ -190,12 +224,43 @@ impl Executor {
                 started: Instant::now(),
                 started_at: crate::util::time::now_iso(),
                 reply,
+                next_checkpoint: Instant::now() + interval,
             },
         );
         self.state_dirty = true;
-        self.sims
-            .send(RunTask { task, control })
-            .into_actor(self)
+        let checkpointer = self.checkpointer.clone();
+        let sims = self.sims.clone();
+        let run = async move {
+            let resume = match (&checkpointer, task.checkpoint_step) {
+                (Some(c), Some(step)) => match c.fetch(&task.task_id).await {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        tracing::warn!(task = %task.task_id, step, error = %e,
+                            "cannot fetch the checkpoint to resume from; the task starts from step 0");
+                        None
+                    }
+                },
+                (None, Some(step)) => {
+                    tracing::warn!(task = %task.task_id, step,
+                        "the orchestrator holds a checkpoint of this task, but this worker has no --join \
+                         orchestrator to fetch it from (or CHECKPOINT_INTERVAL = 0); starting from step 0");
+                    None
+                }
+                _ => None,
+            };
+            let checkpoints = RunCheckpoints {
+                uploads: checkpointer.map(|c| c.sender()),
+                attempt_id,
+                resume,
+            };
+            sims.send(RunTask {
+                task,
+                control,
+                checkpoints,
+            })
+            .await
+        };
+        run.into_actor(self)
             .map(move |outcome, act, ctx| {
                 act.finished(task_id, outcome);
                 act.start_next(ctx);
@@ -483,6 +548,8 @@ impl Handler<Drain> for Executor {
         }
         self.draining = true;
         self.state_dirty = true;
+        // what runs may be cut short: a checkpoint of each, at once
+        self.request_checkpoints(true);
         // waiting tasks never ran: handed back, to run elsewhere
         self.refuse_backlog(Refusal::Draining);
         self.running.len()

@@ -49,9 +49,8 @@ impl Model {
                 // removes no worker while one of its tasks is mid-cancel
                 let cancelling = self
                     .live
-                    .running
-                    .iter()
-                    .any(|(t, r)| r.worker == worker(i) && self.pending_cancels.contains(t));
+                    .attempts()
+                    .any(|(t, w, _, _)| *w == worker(i) && self.pending_cancels.contains(t));
                 if cancelling {
                     return;
                 }
@@ -59,10 +58,9 @@ impl Model {
                 self.roster();
                 let lost: Vec<(TaskId, AttemptId)> = self
                     .live
-                    .running
-                    .iter()
-                    .filter(|(_, r)| r.worker == worker(i))
-                    .map(|(t, r)| (t.clone(), r.attempt_id))
+                    .attempts()
+                    .filter(|(_, w, _, _)| **w == worker(i))
+                    .map(|(t, _, a, _)| (t.clone(), a))
                     .collect();
                 for (task_id, attempt_id) in lost {
                     if !self.pending_cancels.contains(&task_id) {
@@ -93,7 +91,7 @@ impl Model {
     pub(super) fn dispatch(&mut self, max: usize) {
         let d = self.live.dispatch(max, self.now);
         assert!(
-            self.live.placing.is_empty(),
+            !self.live.tasks.values().any(|t| t.state == TaskState::Placing),
             "nothing stays taken after a dispatch"
         );
         for s in &d.fx.send {
