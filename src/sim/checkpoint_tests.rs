@@ -179,7 +179,14 @@ fn foreign_and_damaged_checkpoints_are_refused_and_the_run_starts_over() {
     flipped[middle] ^= 1;
     let encoded = good.encode();
 
-    let cases: Vec<(&str, Vec<u8>, fn(&CheckpointRefused) -> bool, &str)> = vec![
+    // (what is wrong, the bytes, the refusal expected, a word of its message)
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        fn(&CheckpointRefused) -> bool,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "a flipped bit",
             flipped,

@@ -10,7 +10,8 @@ use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
 use super::{
-    allocations, checkpoints, dashboard, export, files, health, prometheus, purge, stats, studies, tasks, workers,
+    allocations, checkpoints, dashboard, export, files, health, prometheus, purge, stats, studies, tasks,
+    workers,
 };
 use crate::http::error::resource;
 use crate::protocol::schema::complete;

@@ -199,7 +199,11 @@ pub(super) fn plan(jobs: &[Job]) -> Plan<'_> {
 }
 
 /// A start that will be written as it comes.
-fn forget<'a>(open: &mut HashMap<&'a TaskId, Open<'a>>, by_attempt: &mut HashMap<AttemptId, &'a TaskId>, task_id: &TaskId) {
+fn forget<'a>(
+    open: &mut HashMap<&'a TaskId, Open<'a>>,
+    by_attempt: &mut HashMap<AttemptId, &'a TaskId>,
+    task_id: &TaskId,
+) {
     if let Some(o) = open.remove(task_id) {
         by_attempt.remove(&o.started.attempt_id);
     }

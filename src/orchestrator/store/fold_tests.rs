@@ -96,19 +96,28 @@ fn workload() -> Vec<Vec<Change>> {
             attempts: 1,
             next_at: Some(20.0),
         }],
-        vec![attempt_ended(1, E::Completed, 12.0), ended("a", S::Completed, 12.0)],
+        vec![
+            attempt_ended(1, E::Completed, 12.0),
+            ended("a", S::Completed, 12.0),
+        ],
         // b fails for good
         vec![attempt_ended(2, E::Failed, 13.0), ended("b", S::Failed, 13.0)],
         // c again, completed
         vec![started("c", 4, 21.0)],
-        vec![attempt_ended(4, E::Completed, 22.0), ended("c", S::Completed, 22.0)],
+        vec![
+            attempt_ended(4, E::Completed, 22.0),
+            ended("c", S::Completed, 22.0),
+        ],
         // d: started, then a results file named between its start and end
         vec![started("d", 5, 23.0)],
         vec![Change::AssignResultsFile {
             task_ids: vec!["a".into()],
             file: "results_1.json".into(),
         }],
-        vec![attempt_ended(5, E::Completed, 24.0), ended("d", S::Completed, 24.0)],
+        vec![
+            attempt_ended(5, E::Completed, 24.0),
+            ended("d", S::Completed, 24.0),
+        ],
     ]
 }
 
@@ -124,7 +133,8 @@ fn a_folded_group_commits_what_its_changes_one_by_one_commit() {
         3,
         "a, b and the second attempt of c fold; d does not (a results file came between)"
     );
-    let (outcome, replies) = super::group::commit(&mut folded, &jobs_folded, &DbFault::default(), "folded.db");
+    let (outcome, replies) =
+        super::group::commit(&mut folded, &jobs_folded, &DbFault::default(), "folded.db");
     assert!(outcome.is_ok() && replies.iter().all(Result::is_ok));
     // each job in a group of its own: nothing folds
     let mut plain = conn(&dir, "plain.db");
@@ -146,9 +156,7 @@ fn a_page_read_or_a_cancel_between_start_and_end_stops_the_fold() {
             after: None,
             limit: 10,
         },
-        Op::Cancel {
-            task_id: "b".into(),
-        },
+        Op::Cancel { task_id: "b".into() },
     ] {
         let jobs = vec![
             job(vec![started("a", 1, 1.0)]),
@@ -174,7 +182,9 @@ fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits() {
     let jobs = vec![
         job(vec![started("a", 1, 1.0)]),
         Job {
-            ops: vec![Op::Change(Change::MemberLeft { id: WorkerId::new("w1") })],
+            ops: vec![Op::Change(Change::MemberLeft {
+                id: WorkerId::new("w1"),
+            })],
             reply: None,
         },
         job(vec![
@@ -187,13 +197,17 @@ fn a_failing_job_is_undone_alone_and_the_rest_of_its_group_commits() {
     assert!(replies[0].is_ok() && replies[2].is_ok());
     assert!(replies[1].is_err(), "the failing job is said");
     let (status, attempts): (String, i64) = db
-        .query_row("SELECT status, attempts FROM tasks WHERE task_id = 'a'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT status, attempts FROM tasks WHERE task_id = 'a'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((status.as_str(), attempts), ("completed", 1));
     let outcome: String = db
-        .query_row("SELECT outcome FROM attempts WHERE attempt_id = 1", [], |r| r.get(0))
+        .query_row("SELECT outcome FROM attempts WHERE attempt_id = 1", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(outcome, "completed");
 }

@@ -59,7 +59,12 @@ fn straight(conn: &mut Connection, jobs: &[Job], plan: &fold::Plan<'_>) -> rusql
 }
 
 /// The group job by job, each in its own savepoint, nothing folded.
-fn one_by_one(conn: &mut Connection, jobs: &[Job], fault: &DbFault, path: &str) -> (Result<(), String>, Replies) {
+fn one_by_one(
+    conn: &mut Connection,
+    jobs: &[Job],
+    fault: &DbFault,
+    path: &str,
+) -> (Result<(), String>, Replies) {
     let mut replies: Replies = Vec::with_capacity(jobs.len());
     let outcome = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;

@@ -209,7 +209,11 @@ pub(super) const QUEUED_COLUMNS: &str =
 
 /// Applies one job's ops in order; `folds`: what [`fold::plan`] found for
 /// this job (none on the path that replays a group job by job).
-pub(super) fn apply_ops(db: &Connection, ops: &[Op], folds: fold::Folds<'_, '_>) -> rusqlite::Result<Vec<Reply>> {
+pub(super) fn apply_ops(
+    db: &Connection,
+    ops: &[Op],
+    folds: fold::Folds<'_, '_>,
+) -> rusqlite::Result<Vec<Reply>> {
     let mut replies = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let reply = match folds.of(i) {
