@@ -17,9 +17,11 @@
 //!   dashboard's buttons are same-origin and pass). No CORS header is ever
 //!   answered, so no preflighted request from another origin gets through
 //!   either.
-//! - **Bodies are JSON.** A request that changes state and carries a body
-//!   must say `Content-Type: application/json`: the one content type a page
-//!   cannot send to another origin without a preflight.
+//! - **Bodies are typed.** A request that changes state and carries a body
+//!   must say `Content-Type: application/json` (or, for the bytes of a
+//!   checkpoint, `application/octet-stream`): types a page cannot send to
+//!   another origin without a preflight, unlike the `text/plain`, form and
+//!   multipart bodies a simple request may carry.
 //!
 //! Command-line clients (curl, the `orquesta` tools, workers) send no
 //! `Origin` and a loopback `Host` (or a token), so they pass unchanged.
@@ -96,7 +98,7 @@ fn verdict(guard: BrowserGuard, method: &Method, path: &str, headers: &HeaderMap
             ));
         }
     }
-    if has_body(headers) && !is_json(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+    if has_body(headers) && !needs_preflight(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
         let sent = headers
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -139,11 +141,15 @@ fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|n| n.trim() != "0")
 }
 
-/// `application/json` or `application/<something>+json`, parameters allowed.
-fn is_json(content_type: Option<&str>) -> bool {
+/// `application/json`, `application/<something>+json` or
+/// `application/octet-stream` (checkpoints), parameters allowed: none is
+/// a type a cross-origin page may send without a preflight.
+fn needs_preflight(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        essence == "application/json"
+            || essence == "application/octet-stream"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
     })
 }
 
@@ -293,6 +299,20 @@ mod tests {
         assert_eq!(
             code(OPEN, Method::POST, "/tasks", &with("application/problem+json")),
             None
+        );
+        // a worker's checkpoint: bytes, which no page sends without a preflight
+        assert_eq!(
+            code(
+                OPEN,
+                Method::POST,
+                "/tasks/t1/checkpoint",
+                &with("application/octet-stream")
+            ),
+            None
+        );
+        assert_eq!(
+            code(OPEN, Method::POST, "/tasks/t1/checkpoint", &with("multipart/form-data")),
+            Some("unsupported_media_type")
         );
         // no body: nothing to describe (POST /workers/{id}/drain, /tasks/{id}/retry)
         assert_eq!(

@@ -42,9 +42,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks(status, kernel, priority, seq);
 CREATE INDEX IF NOT EXISTS tasks_unwritten ON tasks(written, status) WHERE written = 0;
--- `tasks_queue` leads with the status and serves every lookup by status;
--- a second index on it only cost each task's changes one more B-tree write
-DROP INDEX IF EXISTS tasks_status;
+-- by status in arrival order (seq is the rowid every index ends with):
+-- `GET /tasks?status=queued` reads a page of it instead of sorting every
+-- queued task (`tasks_queue` has kernel and priority before seq)
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
 CREATE INDEX IF NOT EXISTS tasks_priority ON tasks(priority);
 CREATE INDEX IF NOT EXISTS tasks_algorithm ON tasks(algorithm);
 CREATE INDEX IF NOT EXISTS tasks_kernel ON tasks(kernel);
