@@ -98,7 +98,8 @@ fn verdict(guard: BrowserGuard, method: &Method, path: &str, headers: &HeaderMap
             ));
         }
     }
-    if has_body(headers) && !needs_preflight(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+    if has_body(headers) && !needs_preflight(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))
+    {
         let sent = headers
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -311,7 +312,12 @@ mod tests {
             None
         );
         assert_eq!(
-            code(OPEN, Method::POST, "/tasks/t1/checkpoint", &with("multipart/form-data")),
+            code(
+                OPEN,
+                Method::POST,
+                "/tasks/t1/checkpoint",
+                &with("multipart/form-data")
+            ),
             Some("unsupported_media_type")
         );
         // no body: nothing to describe (POST /workers/{id}/drain, /tasks/{id}/retry)
