@@ -22,6 +22,7 @@ pub mod parquet_out;
 pub mod ping;
 pub mod place;
 pub mod purge;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod schema;
@@ -238,6 +239,14 @@ pub enum Command {
     /// flat row per task as CSV, JSON lines or Parquet.
     #[command(subcommand)]
     Results(crate::cli::results::ResultsCommand),
+    /// A study's report: one self-contained HTML page of plots (each
+    /// observable against each swept parameter with error bars over
+    /// replicas, a thermo series, execution time against N), from the
+    /// running orchestrator.
+    #[command(after_help = "Examples:\n  orquesta report --study rho-sweep\n  \
+                            orquesta report --url http://10.0.0.5:5000 --study rho-sweep --task rho-sweep_007 -o rho.html\n\n\
+                            Exit status: 0 when the page was written, 1 otherwise, 2 for a bad flag.")]
+    Report(crate::cli::report::ReportArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  orquesta completions bash > ~/.local/share/bash-completion/completions/orquesta\n  \
@@ -321,6 +330,7 @@ pub fn main() -> ExitCode {
         Command::Purge(args) => crate::cli::purge::run(&args),
         Command::Alloc(args) => crate::cli::alloc::run(&args),
         Command::Results(command) => crate::cli::results::run(&command),
+        Command::Report(args) => crate::cli::report::run(&args),
         Command::Completions(args) => crate::cli::completions::run(&args),
     };
     // log lines still waiting for their writer thread

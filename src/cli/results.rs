@@ -62,7 +62,7 @@ pub struct ExportArgs {
 const TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// `%XX` for every byte but the unreserved ones (RFC 3986).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
@@ -154,7 +154,7 @@ fn write_parquet(body: impl Read, out: impl Write + Send) -> Result<u64, String>
 }
 
 /// `FILE.part` beside `FILE`.
-fn part_of(path: &Path) -> PathBuf {
+pub(crate) fn part_of(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".part");
     path.with_file_name(name)

@@ -62,7 +62,11 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(fields, TASK_FIELDS);
+        // and `reuse`, checked by it but kept with the unknown fields (the
+        // store reads it from the task's body)
+        let mut expected = TASK_FIELDS.to_vec();
+        expected.push("reuse");
+        assert_eq!(fields, expected);
         assert_eq!(task["required"], json!(["task_id", "algorithm", "parameters"]));
         assert_eq!(
             s["definitions"]["parameters"]["required"],

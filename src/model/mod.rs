@@ -3,6 +3,7 @@
 
 pub mod id;
 pub mod result;
+pub mod reuse;
 pub mod status;
 pub mod strict_json;
 pub mod study;

@@ -55,7 +55,7 @@ pub struct TaskResult {
 
 /// The names a result uses itself: an unknown task field of one of these
 /// names is not echoed (it stays in `GET /tasks/{id}`'s `extra`).
-const RESULT_FIELDS: [&str; 13] = [
+const RESULT_FIELDS: [&str; 14] = [
     "task_id",
     "algorithm",
     "parameters",
@@ -69,6 +69,7 @@ const RESULT_FIELDS: [&str; 13] = [
     "priority",
     "attempt_id",
     "resumed_from_step",
+    "reused_from",
 ];
 
 /// What a result echoes of its task's body: the description, and the
@@ -110,6 +111,21 @@ pub struct ResultBody {
 }
 
 impl TaskResult {
+    /// Marks the record as answered from the stored result of `task_id`
+    /// (an equal completed task, [`crate::model::reuse`]): `reused_from`
+    /// at the top level. Kept in `extra`, where a task's own field of that
+    /// name never goes (it is one of the result's names), and set after
+    /// [`Self::echo_unknown_fields`].
+    pub fn set_reused_from(&mut self, task_id: &str) {
+        self.extra
+            .insert("reused_from".into(), Value::String(task_id.to_string()));
+    }
+
+    /// The task whose stored result this record is, if it was reused.
+    pub fn reused_from(&self) -> Option<&str> {
+        self.extra.get("reused_from").and_then(Value::as_str)
+    }
+
     /// Replaces `extra` with the unknown fields of the task's stored body
     /// and its `study`, and `description` with its description (whatever a
     /// worker put there is dropped: the task is the truth).

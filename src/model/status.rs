@@ -66,15 +66,19 @@ pub enum AttemptEnd {
     Refused,
     /// The task was cancelled while this attempt ran.
     Cancelled,
+    /// Nothing ran: the task was answered from the stored result of an
+    /// equal completed task (its `reused_from`).
+    Reused,
 }
 
 impl AttemptEnd {
-    pub const ALL: [AttemptEnd; 5] = [
+    pub const ALL: [AttemptEnd; 6] = [
         AttemptEnd::Completed,
         AttemptEnd::Failed,
         AttemptEnd::Lost,
         AttemptEnd::Refused,
         AttemptEnd::Cancelled,
+        AttemptEnd::Reused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +88,7 @@ impl AttemptEnd {
             AttemptEnd::Lost => "lost",
             AttemptEnd::Refused => "refused",
             AttemptEnd::Cancelled => "cancelled",
+            AttemptEnd::Reused => "reused",
         }
     }
 }

@@ -208,6 +208,18 @@ impl Validator {
                 None
             }
         };
+        // `"reuse": false`: run it even when an equal completed task's
+        // result is stored (crate::model::reuse); kept with the task's body
+        match obj.get("reuse") {
+            None | Some(Value::Null | Value::Bool(_)) => {}
+            Some(other) => errors.push(FieldError::new(
+                join(path, "reuse"),
+                format!(
+                    "expected true or false (false: run it even if an equal completed task's result is stored), found {}",
+                    describe(other)
+                ),
+            )),
+        }
         let algorithm = match obj.get("algorithm") {
             None => {
                 errors.push(FieldError::new(

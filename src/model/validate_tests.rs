@@ -237,3 +237,18 @@ fn whole_numbers() {
     assert!(whole_number(&json!(null)).is_err());
     assert!(whole_number(&json!(true)).is_err());
 }
+
+#[test]
+fn reuse_is_true_or_false_and_kept_in_the_body() {
+    let v = json!({"task_id": "r", "algorithm": "python", "reuse": false,
+        "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}});
+    let task = validator().task(&v, "").unwrap();
+    assert_eq!(task.to_json()["reuse"], false, "the store reads it from the body");
+    let e = errors(json!({"task_id": "r", "algorithm": "python", "reuse": "no",
+        "parameters": {"num_particles": 100, "num_steps": 5, "seed": 0}}));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("tasks[0].reuse: expected true or false"),
+        "{e:?}"
+    );
+}

@@ -69,6 +69,7 @@ pub struct OrchestratorMetrics {
     files_ingested: Counter,
     files_rejected: Counter,
     tasks_ingested: Counter,
+    tasks_reused: Counter,
     heartbeat_failures: Family<WorkerLabel, Counter>,
     worker_checks: Family<WorkerLabel, Counter>,
     drop_folder_scans: Counter,
@@ -97,6 +98,7 @@ impl OrchestratorMetrics {
             files_ingested: Counter::default(),
             files_rejected: Counter::default(),
             tasks_ingested: Counter::default(),
+            tasks_reused: Counter::default(),
             heartbeat_failures: Family::default(),
             worker_checks: Family::default(),
             drop_folder_scans: Counter::default(),
@@ -143,6 +145,11 @@ impl OrchestratorMetrics {
             "orquesta_tasks_ingested",
             "Tasks accepted (from dropped files and POST /tasks), counted at their commit",
             m.tasks_ingested.clone(),
+        );
+        r.register(
+            "orquesta_tasks_reused",
+            "Tasks answered at their commit from the stored result of an equal completed task (nothing ran)",
+            m.tasks_reused.clone(),
         );
         r.register(
             "orquesta_heartbeat_failures",
@@ -248,6 +255,11 @@ impl OrchestratorMetrics {
     /// `count` tasks were committed to the queue.
     pub fn tasks_ingested(&self, count: usize) {
         self.tasks_ingested.inc_by(count as u64);
+    }
+
+    /// `count` tasks were answered from stored results at their commit.
+    pub fn tasks_reused(&self, count: usize) {
+        self.tasks_reused.inc_by(count as u64);
     }
 
     /// A heartbeat to `worker` failed.

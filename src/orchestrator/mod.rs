@@ -15,6 +15,7 @@ pub mod file_watcher;
 pub mod load_balancer;
 pub mod metrics;
 pub mod progress_poller;
+pub mod report;
 pub mod results_store;
 pub mod retention;
 pub mod store;

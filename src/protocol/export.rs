@@ -67,6 +67,8 @@ enum Source {
     Parameter,
     /// `result.metrics.<name>`.
     Metric,
+    /// `result.metrics.averages.<observable>.<mean|sem>`.
+    Average(&'static str, &'static str),
     WorkerId,
     Kernel,
     ExecutionTime,
@@ -105,8 +107,27 @@ pub const METRIC_COLUMNS: &[(&str, ColumnKind)] = &[
     ("threads", ColumnKind::Whole),
 ];
 
+/// The second-half averages of a run with `thermo_every`
+/// (`result.metrics.averages`), flattened: the column's name, then the
+/// observable and the field (`mean` or `sem`) it reads. `<observable>_mean`
+/// and `<observable>_sem` for each observable the simulation averages, in
+/// its order; energies per particle. A run without `thermo_every` (or whose
+/// second half holds no row) has none: empty cells; a `sem` is also empty
+/// when a single row was averaged (no spread to measure).
+pub const AVERAGE_COLUMNS: &[(&str, &str, &str)] = &[
+    ("temperature_mean", "temperature", "mean"),
+    ("temperature_sem", "temperature", "sem"),
+    ("pressure_mean", "pressure", "mean"),
+    ("pressure_sem", "pressure", "sem"),
+    ("potential_energy_mean", "potential_energy", "mean"),
+    ("potential_energy_sem", "potential_energy", "sem"),
+    ("total_energy_mean", "total_energy", "mean"),
+    ("total_energy_sem", "total_energy", "sem"),
+];
+
 /// Every column, in order: ids, study, file, status, algorithm, every
-/// effective parameter, every metric, then worker, kernel, timings.
+/// effective parameter, every metric, every average, then worker, kernel,
+/// timings.
 pub fn columns() -> Vec<Column> {
     let c = |name, kind, source| Column { name, kind, source };
     let mut out = vec![
@@ -127,6 +148,11 @@ pub fn columns() -> Vec<Column> {
         METRIC_COLUMNS
             .iter()
             .map(|(name, kind)| c(name, *kind, Source::Metric)),
+    );
+    out.extend(
+        AVERAGE_COLUMNS
+            .iter()
+            .map(|(name, observable, field)| c(name, ColumnKind::Real, Source::Average(observable, field))),
     );
     out.extend([
         c("worker_id", ColumnKind::Text, Source::WorkerId),
@@ -215,6 +241,13 @@ pub fn flat_row(columns: &[Column], task: &StoredTask) -> Vec<Cell> {
                 }
             }
             Source::Metric => Cell::of_json(metrics.and_then(|m| m.get(col.name)), col.kind),
+            Source::Average(observable, field) => Cell::of_json(
+                metrics
+                    .and_then(|m| m.get("averages"))
+                    .and_then(|a| a.get(observable))
+                    .and_then(|o| o.get(field)),
+                col.kind,
+            ),
             Source::WorkerId => match (&task.worker_id, result.and_then(|r| r.get("worker_id"))) {
                 (_, Some(Value::String(w))) => Cell::Text(w.clone()),
                 (Some(w), _) => Cell::Text(w.clone()),
@@ -294,7 +327,9 @@ mod tests {
             result: Some(json!({"execution_time": 0.25, "worker_id": "w1",
                 "completed_at": "2026-01-01T00:00:00Z",
                 "result": {"metrics": {"total_energy_final": -1.2345678901234567, "steps_completed": 10,
-                                       "memory_used": "1.0 MB"}}})),
+                                       "memory_used": "1.0 MB",
+                                       "averages": {"pressure": {"mean": 0.75, "sem": 0.125},
+                                                    "temperature": {"mean": 1.5}}}}})),
             worker_id: None,
         }
     }
@@ -314,6 +349,11 @@ mod tests {
         );
         assert_eq!(cell("total_energy_final"), Cell::Real(-1.2345678901234567));
         assert_eq!(cell("pressure_final"), Cell::Empty);
+        assert_eq!(cell("pressure_mean"), Cell::Real(0.75));
+        assert_eq!(cell("pressure_sem"), Cell::Real(0.125));
+        assert_eq!(cell("temperature_mean"), Cell::Real(1.5));
+        assert_eq!(cell("temperature_sem"), Cell::Empty, "one row: no sem");
+        assert_eq!(cell("total_energy_mean"), Cell::Empty);
         assert_eq!(cell("worker_id"), Cell::Text("w1".into()));
         assert_eq!(cell("execution_time"), Cell::Real(0.25));
         assert!(!cols.iter().any(|c| c.name == "memory_used"));
@@ -362,6 +402,16 @@ mod tests {
         let report =
             crate::sim::simulate("reference", &params, &options, &crate::sim::Control::new()).unwrap();
         let metrics = serde_json::to_value(&report.metrics).unwrap();
+        for (observable, fields) in metrics["averages"].as_object().unwrap() {
+            for field in fields.as_object().unwrap().keys() {
+                assert!(
+                    AVERAGE_COLUMNS
+                        .iter()
+                        .any(|(_, o, f)| o == observable && f == field),
+                    "result.metrics.averages.{observable}.{field} has no export column: add it to AVERAGE_COLUMNS"
+                );
+            }
+        }
         for (name, v) in metrics.as_object().unwrap() {
             if v.is_number() {
                 assert!(

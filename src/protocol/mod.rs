@@ -35,6 +35,7 @@ pub mod node;
 pub mod schema;
 pub mod service;
 pub mod stats;
+pub mod studies;
 pub mod tasks;
 pub mod workers;
 

@@ -21,6 +21,11 @@ pub struct TaskCounts {
     /// priority → status → count, the counts that are not zero.
     #[schema(value_type = BTreeMap<String, BTreeMap<String, u64>>)]
     pub by_priority: BTreeMap<Priority, BTreeMap<TaskStatus, u64>>,
+    /// Tasks answered at once from the stored result of an equal completed
+    /// task (nothing ran; their result names it in `reused_from`), since
+    /// the database was made; counted among `completed` too.
+    #[serde(default)]
+    pub reused: u64,
 }
 
 impl TaskCounts {

@@ -29,7 +29,8 @@ pub struct TaskPage<Task = Value> {
 /// `POST /tasks` → 201: every task was queued.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Queued {
-    /// How many tasks were queued.
+    /// How many tasks were accepted (those answered at once from a stored
+    /// result, `reused_from`, included).
     pub queued: usize,
     /// Their ids, the first 1000.
     pub task_ids: Vec<TaskId>,
@@ -45,7 +46,8 @@ pub struct TaskDetail<Task = Value, Attempt = Value, Waiting = Value> {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub task: Task,
-    /// Every attempt, oldest first (their number is `attempt_count`).
+    /// Every attempt, oldest first (their number is `attempt_count`); the
+    /// outcome `reused` when the task was answered from a stored result.
     #[schema(value_type = Vec<Object>)]
     pub attempts: Vec<Attempt>,
     /// Only for a queued task: null when nothing holds it back.
@@ -129,7 +131,9 @@ impl utoipa::PartialSchema for Submission {
             .item(ObjectBuilder::new().schema_type(Type::Object))
             .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)))
             .description(Some(
-                "one task, an array of tasks, or a task file {\"tasks\": [...]}",
+                "one task, an array of tasks, or a task file {\"tasks\": [...]}; a task may say \"reuse\": false \
+                 to run even when an equal completed task's result is stored (by default it is answered from it, \
+                 its result naming that task in reused_from)",
             ))
             .into()
     }

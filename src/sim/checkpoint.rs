@@ -82,7 +82,7 @@ impl Stamp {
     pub fn of(kernel: &dyn Kernel, params: &EffectiveParameters) -> Self {
         Self {
             kernel: kernel.name().to_string(),
-            build: format!("{}+{}", env!("CARGO_PKG_VERSION"), kernel.build()),
+            build: super::kernel::build_stamp(kernel),
             params_hash: params_hash(params),
         }
     }

@@ -23,6 +23,8 @@ pub trait Kernel: Send + Sync {
     /// What a checkpoint names this kernel's build by: a checkpoint is
     /// resumed only by the same build, since a change to the kernel's sums
     /// would change the bits of what follows. Bump it with any such change.
+    /// A stored result is reused for a new task only under the same build
+    /// too ([`build_stamp`], docs/studies.md "Never the same run twice").
     fn build(&self) -> &'static str;
     /// Integrates `state` for `run.steps()` steps (fewer if the run says
     /// stop) and returns the final state in original particle order.
@@ -57,6 +59,14 @@ pub fn lookup(name: &str) -> Option<&'static dyn Kernel> {
         .find(|(alias, _)| *alias == name)
         .map_or(name, |(_, target)| target);
     KERNELS.iter().copied().find(|k| k.name() == resolved)
+}
+
+/// The version of a kernel's physics as checkpoints and reuse compare it:
+/// the crate's version and the kernel's own [`Kernel::build`]. A new
+/// release may add fields to a result, so a result is reused, and a
+/// checkpoint resumed, only by the release that made it.
+pub fn build_stamp(kernel: &dyn Kernel) -> String {
+    format!("{}+{}", env!("CARGO_PKG_VERSION"), kernel.build())
 }
 
 /// Names reserved for the fault-test kernels a worker runs only with

@@ -38,6 +38,8 @@ const ORCHESTRATOR_ENDPOINTS: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/workers/nope/resume", None),
     ("GET", "/stats", None),
     ("GET", "/stats/performance", None),
+    ("GET", "/studies", None),
+    ("GET", "/studies/nope/report", None),
     ("POST", "/health", None),
     ("GET", "/no-such-endpoint", None),
 ];

@@ -199,6 +199,8 @@ fn an_export_read_back_by_pyarrow_has_the_bits_of_get_tasks() {
         "num_particles=30",
         "--set",
         "num_steps=20",
+        "--set",
+        "thermo_every=5",
         "--replicas",
         "2",
         "--study",
@@ -297,6 +299,21 @@ fn an_export_read_back_by_pyarrow_has_the_bits_of_get_tasks() {
             }
         }
         assert!(compared >= 9, "{kind} {id}: {compared} metrics");
+        // metrics.averages, flattened into <observable>_mean and _sem
+        let averages = metrics["averages"]
+            .as_object()
+            .expect("thermo_every gives averages");
+        for (observable, fields) in averages {
+            for field in ["mean", "sem"] {
+                let column = format!("{observable}_{field}");
+                let want = fields[field].as_f64().unwrap();
+                let got = row[column.as_str()]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{kind} {id}: no {column}"));
+                assert_eq!(got.to_bits(), want.to_bits(), "{kind} {id} {column}");
+            }
+        }
+        assert_eq!(averages.len(), 4, "{kind} {id}");
         let time = t["result"]["execution_time"].as_f64().unwrap();
         assert_eq!(row["execution_time"].as_f64().unwrap().to_bits(), time.to_bits());
         rows += 1;

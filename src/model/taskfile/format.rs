@@ -78,6 +78,13 @@ pub struct TaskEntry {
         example = &"rho-sweep"
     )]
     study: Option<String>,
+    #[schemars(
+        description = "false: run this task even when a completed task of the same kernel (and kernel version), \
+                       effective parameters and seed has its result stored; by default such a task is answered from \
+                       that result at once, with `reused_from` naming it.",
+        example = &false
+    )]
+    reuse: Option<bool>,
 }
 
 /// A task's `parameters`: the simulation's, with the validator's limits.

@@ -24,6 +24,8 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /tasks/{task_id}/checkpoint?attempt_id=&worker_id=&step=",
     "GET /tasks/{task_id}/checkpoint",
     "GET /results/export?format=&study=&file=&status=",
+    "GET /studies",
+    "GET /studies/{name}/report?task=",
     "GET /workers",
     "GET /workers/{worker_id}",
     "POST /workers/join",

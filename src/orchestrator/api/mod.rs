@@ -1,7 +1,7 @@
 //! The orchestrator's REST API (seed README "Endpoints API / Orchestrator",
 //! port 5000), one file per resource, each with its `configure`: `tasks`,
 //! `files` (and `POST /tasks/known`), `workers`, `stats`, `health` (and
-//! `GET /`), `export` (`GET /results/export`), `purge` (`/admin/purge`), `prometheus`, `dashboard`, and
+//! `GET /`), `export` (`GET /results/export`), `studies` (`GET /studies`, a study's report), `purge` (`/admin/purge`), `prometheus`, `dashboard`, and
 //! `openapi` (the document of them all). Handlers parse, ask an actor or
 //! the read-only database pool, and answer with a type of
 //! [`crate::protocol`]; errors are JSON with the right status.
@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod prometheus;
 pub mod purge;
 pub mod stats;
+pub mod studies;
 pub mod tasks;
 pub mod workers;
 
@@ -64,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(tasks::configure)
         .configure(checkpoints::configure)
         .configure(export::configure)
+        .configure(studies::configure)
         .configure(workers::configure)
         .configure(stats::configure)
         .configure(prometheus::configure)

@@ -10,7 +10,8 @@ use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
 use super::{
-    allocations, checkpoints, dashboard, export, files, health, prometheus, purge, stats, tasks, workers,
+    allocations, checkpoints, dashboard, export, files, health, prometheus, purge, stats, studies, tasks,
+    workers,
 };
 use crate::http::error::resource;
 use crate::protocol::schema::complete;
@@ -38,6 +39,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         tasks::Doc::openapi(),
         checkpoints::Doc::openapi(),
         export::Doc::openapi(),
+        studies::Doc::openapi(),
         files::Doc::openapi(),
         workers::Doc::openapi(),
         stats::Doc::openapi(),

@@ -45,12 +45,16 @@ pub(super) fn worker_summary(workers: &[WorkerInfo]) -> WorkerSummary {
     responses((status = 200, description = "the orchestrator at a glance", body = Stats)))]
 async fn stats(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
     let read = Arc::clone(&api.read);
-    let (by_status, by_priority) = blocking(move || read.counts()).await?;
+    let ((by_status, by_priority), reused) =
+        blocking(move || Ok((read.counts()?, read.reused_count()?))).await?;
     let live = api.queue.send(QueueStats).await.map_err(mailbox)?;
     let workers = api.workers.list();
     let load_balancing_algorithm = api.lb.send(StrategyName).await.map_err(mailbox)?;
     Ok(HttpResponse::Ok().json(Stats {
-        tasks: TaskCounts::new(&by_status, &by_priority),
+        tasks: TaskCounts {
+            reused,
+            ..TaskCounts::new(&by_status, &by_priority)
+        },
         workers: worker_summary(&workers),
         queue: live.queue,
         since_start: live.since_start,

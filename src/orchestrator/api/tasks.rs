@@ -151,7 +151,7 @@ async fn list_tasks(
 #[utoipa::path(post, path = "/tasks", tag = "tasks",
     request_body(content = Submission, content_type = "application/json"),
     responses(
-        (status = 201, description = "every task was queued", body = Queued),
+        (status = 201, description = "every task was accepted: queued, or, when a completed task of the same kernel, kernel build, effective parameters and seed has its result stored and the task does not say `\"reuse\": false`, completed at once from that result (its result's `reused_from` names that task)", body = Queued),
         (status = 400, description = "not JSON, or a key given twice (`malformed_json`, `empty_body`); `errors` lists the problems", body = ErrorBody),
         (status = 409, description = "task ids the orchestrator already knows (`duplicate_task_ids`, with `duplicates` and `known`)", body = ErrorBody),
         (status = 422, description = "tasks that break the rules (`invalid_task`); `errors` lists each problem once with its path, the first 100, and `errors_not_listed` counts the rest", body = ErrorBody),
@@ -232,7 +232,7 @@ async fn create_tasks(
 #[utoipa::path(get, path = "/tasks/{task_id}", tag = "tasks",
     params(("task_id" = TaskId, Path)),
     responses(
-        (status = 200, description = "the task, its attempts, and why it waits when queued", body = TaskDetail),
+        (status = 200, description = "the task, its attempts, and why it waits when queued; a task answered from a stored result has one attempt with the outcome `reused` and `reused_from` at the top of its `result`", body = TaskDetail),
         (status = 400, description = "not a task id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "no such task (`not_found`)", body = ErrorBody),
     ))]

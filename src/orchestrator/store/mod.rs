@@ -21,9 +21,11 @@ mod group;
 mod history;
 mod purge;
 mod recovery;
+mod reuse;
 mod schema;
 mod sql;
 mod staging;
+mod studies;
 mod views;
 mod writer;
 
@@ -195,7 +197,13 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq)]
 pub enum InsertOutcome {
     /// Every task queued; their sequence numbers, in order.
-    Inserted { seqs: Vec<i64> },
+    Inserted {
+        seqs: Vec<i64>,
+        /// The records of the tasks answered at once from an equal
+        /// completed task's stored result ([`reuse`]): already completed,
+        /// for `results/`; the others are queued.
+        reused: Vec<crate::model::TaskResult>,
+    },
     /// Nothing queued: these ids exist.
     Duplicates(Duplicates),
     /// The same file was ingested before a crash and never moved.

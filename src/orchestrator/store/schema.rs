@@ -152,6 +152,7 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.execute_batch(SCHEMA)?;
     super::files::migrate(&conn)?;
+    super::reuse::migrate(&conn)?;
     super::allocations::migrate(&conn)?;
     start_afresh(&conn)?;
     Ok(conn)

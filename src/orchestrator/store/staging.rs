@@ -37,6 +37,10 @@ pub enum StagedOutcome {
         first: Vec<QueuedRow>,
         /// Kernels with more of the file's tasks than `first` holds.
         more: Vec<KernelName>,
+        /// The records of the file's tasks answered at once from an equal
+        /// completed task's stored result (`super::reuse`): completed, not
+        /// queued, for `results/`.
+        reused: Vec<crate::model::TaskResult>,
     },
     /// Nothing queued: these ids exist already.
     Duplicates(Duplicates),
@@ -151,8 +155,15 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
         }
     };
     unstage(db, c.batch)?;
+    // before the first rows are read: a reused task is not queued
+    let reused = super::reuse::answer_from_stored(db, before)?;
     let (first, more) = first_rows(db, before, c.kernels, c.window)?;
-    Ok(StagedOutcome::Queued { count, first, more })
+    Ok(StagedOutcome::Queued {
+        count,
+        first,
+        more,
+        reused,
+    })
 }
 
 /// Up to `window` queued rows per kernel with `seq > after`, in queue

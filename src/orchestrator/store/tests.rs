@@ -23,7 +23,7 @@ fn inserts_are_all_or_nothing_and_duplicates_are_named() {
     let path = dir.path().join("q.db");
     let store = Store::start(open(&path, false).unwrap());
     let r = block(store.insert_batch(vec![task("a", 1), task("b", 0)], None, "api".into())).unwrap();
-    assert!(matches!(&r, InsertOutcome::Inserted { seqs } if seqs.len() == 2));
+    assert!(matches!(&r, InsertOutcome::Inserted { seqs, .. } if seqs.len() == 2));
     let r = block(store.insert_batch(vec![task("c", 1), task("b", 0)], None, "api".into())).unwrap();
     assert!(matches!(&r, InsertOutcome::Duplicates(d) if d.ids == ["b"]));
     let pool = ReadPool::new(&path);
@@ -237,7 +237,10 @@ fn a_staged_file_is_invisible_until_committed_whole() {
         5,
     ))
     .unwrap();
-    let StagedOutcome::Queued { count, first, more } = out else {
+    let StagedOutcome::Queued {
+        count, first, more, ..
+    } = out
+    else {
         panic!("{out:?}")
     };
     assert_eq!(count, 10);

@@ -350,7 +350,9 @@ fn insert(
     if let Some(id) = ingest_id {
         super::files::file_queued(db, id, tasks.len())?;
     }
-    Ok(InsertOutcome::Inserted { seqs })
+    // after the counts: a reused task moves from queued to completed
+    let reused = super::reuse::answer_from_stored(db, seqs.first().map_or(i64::MAX, |s| s - 1))?;
+    Ok(InsertOutcome::Inserted { seqs, reused })
 }
 
 fn cancel(db: &Connection, task_id: &str) -> rusqlite::Result<CancelOutcome> {

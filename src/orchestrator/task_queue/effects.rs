@@ -77,6 +77,8 @@ pub enum Sample {
 pub enum Observed {
     /// Tasks committed to the queue.
     Ingested(usize),
+    /// Tasks answered at their commit from stored results (nothing ran).
+    Reused(usize),
     /// An attempt started, this long after its task was created.
     QueueWait { kernel: KernelName, seconds: f64 },
     /// A task completed after running `seconds` on `worker`.
@@ -117,6 +119,7 @@ impl Observed {
     pub fn tell(&self, metrics: &OrchestratorMetrics, activity: &Activity) {
         match self {
             Observed::Ingested(count) => metrics.tasks_ingested(*count),
+            Observed::Reused(count) => metrics.tasks_reused(*count),
             Observed::QueueWait { kernel, seconds } => metrics.queue_wait(kernel.as_str(), *seconds),
             Observed::Completed {
                 kernel,

@@ -397,6 +397,19 @@ impl LiveTasks {
         fx
     }
 
+    /// Event: `count` tasks of a commit were answered at once from equal
+    /// completed tasks' stored results (the store's reuse): accepted like
+    /// the others, completed already, never live.
+    pub fn answered(&mut self, count: usize) -> Effects {
+        let mut fx = Effects::default();
+        if count > 0 {
+            self.counters.submitted += count as u64;
+            fx.observed.push(Observed::Ingested(count));
+            fx.observed.push(Observed::Reused(count));
+        }
+        fx
+    }
+
     /// Event: a dropped file of `count` tasks was committed; `rows` are
     /// its first queued tasks per kernel in queue order, and `more` the
     /// kernels of which more of its tasks wait in the database. The file

@@ -73,7 +73,7 @@ pub use results::{FailuresPending, RecordResult};
 use super::activity::Activity;
 use super::load_balancer::{Loads, WorkerBoard, WorkerIdle};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack};
-use crate::model::{KernelName, Task, TaskId, TaskStatus, WorkerId};
+use crate::model::{KernelName, Task, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{
     CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, RetryOutcome, StagedOutcome, Store,
@@ -288,6 +288,19 @@ impl TaskQueue {
         }
     }
 
+    /// Tasks the store answered at their commit from equal completed
+    /// tasks' stored results (counted by [`LiveTasks::answered`]): their
+    /// records go to `results/` like any result (they are committed).
+    fn reused(&self, reused: Vec<TaskResult>) {
+        if reused.is_empty() {
+            return;
+        }
+        let drained = self.live.live_count() == 0;
+        for result in reused {
+            self.peers.results.do_send(RecordResult { result, drained });
+        }
+    }
+
     /// A task failed or was cancelled: ResultsStore writes its record.
     fn failures_pending(&self) {
         self.peers.failures.do_send(FailuresPending {
@@ -465,11 +478,22 @@ impl Handler<SubmitBatch> for TaskQueue {
         let insert = self.store.insert_batch(new.clone(), msg.ingest, msg.source);
         Box::pin(insert.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
-                InsertOutcome::Inserted { seqs } => {
+                InsertOutcome::Inserted { seqs, reused } => {
                     let count = new.len();
                     trace::note(Stage::Queued, &source, new.iter().map(|t| &t.task_id));
+                    // answered at the commit (the store's reuse): never live
+                    let answered: std::collections::HashSet<TaskId> =
+                        reused.iter().map(|r| r.task_id.clone()).collect();
+                    let (new, seqs): (Vec<NewTask>, Vec<i64>) = new
+                        .into_iter()
+                        .zip(seqs)
+                        .filter(|(t, _)| !answered.contains(&t.task_id))
+                        .unzip();
+                    let fx = act.live.answered(reused.len());
+                    act.apply(fx, ctx);
                     let fx = act.live.submitted(new, seqs, &source, unix_now());
                     act.apply(fx, ctx);
+                    act.reused(reused);
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }
@@ -505,9 +529,18 @@ impl Handler<SubmitStaged> for TaskQueue {
             .commit_staged(&msg.batch, msg.ingest, msg.source, msg.kernels, live::WINDOW);
         Box::pin(commit.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
-                StagedOutcome::Queued { count, first, more } => {
-                    let fx = act.live.file_committed(first, &more, count);
+                StagedOutcome::Queued {
+                    count,
+                    first,
+                    more,
+                    reused,
+                } => {
+                    // answered at the commit (the store's reuse): never live
+                    let fx = act.live.answered(reused.len());
                     act.apply(fx, ctx);
+                    let fx = act.live.file_committed(first, &more, count - reused.len());
+                    act.apply(fx, ctx);
+                    act.reused(reused);
                     act.try_dispatch(ctx);
                     Ok(Submitted::Queued { count })
                 }

@@ -66,6 +66,7 @@ $("token-form").addEventListener("submit", (ev) => {
   $("token-form").hidden = true;
   connect();
   refreshFiles();
+  refreshStudies();
 });
 
 // ---- formatting ----
@@ -318,6 +319,47 @@ async function refreshFiles() {
 
 $("files-refresh").addEventListener("click", refreshFiles);
 
+// ---- studies (GET /studies), each with a link to its report ----
+async function refreshStudies() {
+  let r;
+  try {
+    r = await api("/studies");
+  } catch (e) {
+    $("studies").innerHTML = "<p class=\"error-text\">" + esc(e.message) + "</p>";
+    return;
+  }
+  const rows = r.studies.map((s) => {
+    const c = s.by_status || {};
+    const ended = (c.completed || 0) + (c.failed || 0) + (c.cancelled || 0);
+    const href = "/studies/" + encodeURIComponent(s.name) + "/report";
+    return "<tr><td>" + esc(s.name) + "</td><td class=\"num\">" + num(ended) + " / " + num(s.tasks) +
+      "</td><td>" + esc(s.swept.join(", ")) + "</td><td><a href=\"" + esc(href) + "\" data-study-report=\"" +
+      esc(s.name) + "\" target=\"_blank\" rel=\"noopener\">report</a></td></tr>";
+  });
+  $("studies").innerHTML = rows.length
+    ? "<div class=\"scroll\"><table><thead><tr><th>study</th><th class=\"num\">ended</th><th>swept</th><th></th></tr></thead><tbody>" +
+      rows.join("") + "</tbody></table></div>"
+    : "<p class=\"note\">no study yet: tasks join one with a <code>study</code> field (<code>orquesta gen --study NAME</code>)</p>";
+}
+
+$("studies-refresh").addEventListener("click", refreshStudies);
+
+// With a token the report is fetched with it (a plain link cannot send
+// it) and opened from memory; without one the link opens it directly.
+document.addEventListener("click", async (ev) => {
+  const a = ev.target.closest("a[data-study-report]");
+  if (!a || !token) return;
+  ev.preventDefault();
+  try {
+    const resp = await fetch(a.getAttribute("href"), { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    const url = URL.createObjectURL(await resp.blob());
+    window.open(url, "_blank", "noopener");
+  } catch (e) {
+    $("studies").insertAdjacentHTML("beforeend", "<p class=\"error-text\">" + esc(e.message) + "</p>");
+  }
+});
+
 document.addEventListener("click", async (ev) => {
   const a = ev.target.closest("a[data-report], a[data-batch], a[data-find]");
   if (!a) return;
@@ -377,4 +419,5 @@ $("search-form").addEventListener("submit", (ev) => {
 takeToken();
 connect();
 refreshFiles();
-filesTimer = setInterval(() => { if (!document.hidden) refreshFiles(); }, 15000);
+refreshStudies();
+filesTimer = setInterval(() => { if (!document.hidden) { refreshFiles(); refreshStudies(); } }, 15000);
