@@ -146,9 +146,19 @@ impl StudyAccumulator {
         }
     }
 
-    /// Adds one completed task.
+    /// Adds one completed task. A result reused from an equal run
+    /// (`reused_from`) is that run again, bit for bit: counted as
+    /// completed, but neither a replica more (it would shrink the error
+    /// bars) nor a timing (it did not run).
     pub fn add(&mut self, task: &StoredTask) {
         self.completed += 1;
+        if task
+            .result
+            .as_ref()
+            .is_some_and(|r| r.get("reused_from").is_some())
+        {
+            return;
+        }
         let row = flat_row(&self.columns, task);
         let key: GridKey = self
             .parameter_at
@@ -360,6 +370,31 @@ mod tests {
         assert_eq!(report.thermo.as_ref().unwrap().task_id, "t0");
         assert_eq!(report.scaling.len(), 1);
         assert_eq!(report.scaling[0].points[0].n, 6);
+    }
+
+    #[test]
+    fn a_reused_result_is_neither_a_replica_nor_a_timing() {
+        let mut acc = StudyAccumulator::new("s", None);
+        acc.add(&task("t0", 0.5, 1.0, 1.0, "w1"));
+        acc.add(&task("t1", 0.5, 1.0, 3.0, "w1"));
+        let mut again = task("t2", 0.5, 1.0, 3.0, "w1");
+        if let Some(Value::Object(r)) = &mut again.result {
+            r.insert("reused_from".into(), json!("t1"));
+        }
+        acc.add(&again);
+        let pressure = OBSERVABLES
+            .iter()
+            .position(|(o, _)| *o == "pressure_final")
+            .unwrap();
+        let group = acc.groups.values().next().unwrap();
+        assert_eq!(
+            (group[pressure].mean, group[pressure].n),
+            (2.0, 2),
+            "t2 is t1 again"
+        );
+        let report = acc.finish(3);
+        assert_eq!(report.completed, 3);
+        assert_eq!(report.scaling[0].points[0].n, 2);
     }
 
     #[test]
