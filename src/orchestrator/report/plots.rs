@@ -34,6 +34,30 @@ fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Height in pixels of the plotting area (the chart less its caption,
+/// margins and x-axis labels).
+const PLOT_PX: f64 = (HEIGHT - 16 - 2 * 12 - 42) as f64;
+
+/// The share of the plotting area's height the legend box takes at the
+/// top for `lines` lines (12 px labels), at most 0.6.
+fn legend_share(lines: usize) -> f64 {
+    ((14.0 * lines as f64 + 14.0) / PLOT_PX).min(0.6)
+}
+
+/// The y axis: every point with its error bar, and with a legend, room
+/// above the highest for the legend box, so that it hides no point.
+fn y_range(series: &[Series<'_>], legend: bool) -> (f64, f64) {
+    let (y0, y1) = span(series.iter().flat_map(|s| s.points.iter()).flat_map(|p| {
+        let e = p.2.unwrap_or(0.0);
+        [p.1 - e, p.1 + e]
+    }));
+    if !legend {
+        return (y0, y1);
+    }
+    let share = legend_share(series.len());
+    (y0, y1 + (y1 - y0) * share / (1.0 - share))
+}
+
 /// The chart as an `<svg>` element.
 pub fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> Result<String, String> {
     let mut svg = String::new();
@@ -52,10 +76,8 @@ fn draw(
     root.fill(&WHITE).map_err(text)?;
     let all = || series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = span(all().map(|p| p.0));
-    let (y0, y1) = span(all().flat_map(|p| {
-        let e = p.2.unwrap_or(0.0);
-        [p.1 - e, p.1 + e]
-    }));
+    let legend = series.len() > 1 || series.first().is_some_and(|s| !s.label.is_empty());
+    let (y0, y1) = y_range(series, legend);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 16))
         .margin(12)
@@ -97,7 +119,7 @@ fn draw(
                 .map_err(text)?;
         }
     }
-    if series.len() > 1 || series.first().is_some_and(|s| !s.label.is_empty()) {
+    if legend {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
@@ -118,6 +140,23 @@ fn text(e: impl std::fmt::Display) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_has_room_above_every_point() {
+        let line = |label, top| Series {
+            label,
+            points: vec![(0.0, 1.0, None), (1.0, top, Some(0.5))],
+        };
+        let s = [line("a", 4.0), line("b", 2.0), line("c", 3.0)];
+        let (y0, y1) = y_range(&s, true);
+        // the highest error bar's top (4.5) sits below the legend's box
+        let box_bottom = y1 - (y1 - y0) * legend_share(3);
+        assert!(
+            4.5 < box_bottom && box_bottom < 4.5 + (y1 - y0) * 0.1,
+            "{y0} {y1} {box_bottom}"
+        );
+        assert_eq!(y_range(&s[..1], false), span([1.0, 1.0, 3.5, 4.5].into_iter()));
+    }
 
     #[test]
     fn a_chart_is_svg_with_its_labels_escaped() {
