@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::model::{TaskStatus, Validator};
+use crate::model::{Task, TaskStatus, Validator};
 use crate::orchestrator::config::Balancing;
 use crate::orchestrator::load_balancer::{LoadBalancer, Wire};
 use crate::orchestrator::results_store::ResultsStore;
