@@ -235,6 +235,35 @@ pub fn get_stream(
     })
 }
 
+/// [`get_stream`] for a command that needs a 200 (`results export`,
+/// `report`): an unreachable orchestrator or a refusal is said on stderr,
+/// with the `error` of the answer's body, as `cannot get the {what}` or
+/// `the orchestrator refused the {what}`.
+pub fn get_stream_ok(
+    endpoint: &Endpoint,
+    path: &str,
+    timeout: Duration,
+    what: &str,
+) -> Result<ureq::BodyReader<'static>, std::process::ExitCode> {
+    use std::io::Read;
+    let (status, mut body) = get_stream(endpoint, path, timeout).map_err(|e| {
+        let e = CallError::Unreachable(e);
+        eprintln!("error: cannot get the {what}: {}", unreachable_hint(endpoint, &e));
+        std::process::ExitCode::FAILURE
+    })?;
+    if status != 200 {
+        let mut text = String::new();
+        let _ = body.by_ref().take(64 << 10).read_to_string(&mut text);
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or(text);
+        eprintln!("error: the orchestrator refused the {what} (HTTP {status}): {message}");
+        return Err(std::process::ExitCode::FAILURE);
+    }
+    Ok(body)
+}
+
 /// Calls `f` with the base URL of each address of `endpoint` until one
 /// accepts the connection.
 fn each_address<T>(

@@ -71,29 +71,13 @@ pub fn run(args: &ReportArgs) -> ExitCode {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let (status, mut body) = match client::get_stream(&endpoint, &path, TIMEOUT) {
-        Ok(answer) => answer,
-        Err(e) => {
-            let e = client::CallError::Unreachable(e);
-            eprintln!(
-                "error: cannot get the report: {}",
-                client::unreachable_hint(&endpoint, &e)
-            );
-            return ExitCode::FAILURE;
-        }
+    let mut body = match client::get_stream_ok(&endpoint, &path, TIMEOUT, "report") {
+        Ok(body) => body,
+        Err(code) => return code,
     };
     let mut page = Vec::new();
     if let Err(e) = body.read_to_end(&mut page) {
         eprintln!("error: the report was cut short ({e}); nothing was written, run it again");
-        return ExitCode::FAILURE;
-    }
-    if status != 200 {
-        let text = String::from_utf8_lossy(&page);
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or_else(|| text.into_owned());
-        eprintln!("error: the orchestrator refused the report (HTTP {status}): {message}");
         return ExitCode::FAILURE;
     }
     let output = args

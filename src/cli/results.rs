@@ -210,27 +210,10 @@ pub fn run(command: &ResultsCommand) -> ExitCode {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let (status, mut body) = match client::get_stream(&endpoint, &path, TIMEOUT) {
-        Ok(answer) => answer,
-        Err(e) => {
-            let e = client::CallError::Unreachable(e);
-            eprintln!(
-                "error: cannot export: {}",
-                client::unreachable_hint(&endpoint, &e)
-            );
-            return ExitCode::FAILURE;
-        }
+    let body = match client::get_stream_ok(&endpoint, &path, TIMEOUT, "export") {
+        Ok(body) => body,
+        Err(code) => return code,
     };
-    if status != 200 {
-        let mut text = String::new();
-        let _ = body.by_ref().take(64 << 10).read_to_string(&mut text);
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or(text);
-        eprintln!("error: the orchestrator refused the export (HTTP {status}): {message}");
-        return ExitCode::FAILURE;
-    }
     match export_to(format, body, args.output.as_deref()) {
         Ok(rows) => {
             let to = args
