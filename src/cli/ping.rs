@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::client::{self, Answer, Endpoint, NoAnswer};
 use super::table::Table;
+use crate::orchestrator::board::WorkerInfo;
 use crate::orchestrator::config_watcher::ConfigStatus;
-use crate::orchestrator::load_balancer::WorkerInfo;
 use crate::protocol::service::{HealthReport, OrchestratorHealth};
 use crate::protocol::workers::WorkerList;
 use crate::protocol::{Health, HealthAnswer, StatusAnswer};

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use super::client::{self, CallError, Endpoint};
 use super::table::{bar, duration, print_text, Table};
 use crate::model::{Priority, TaskStatus};
+use crate::orchestrator::board::WorkerInfo;
 use crate::orchestrator::config_watcher::ConfigStatus;
-use crate::orchestrator::load_balancer::WorkerInfo;
 use crate::orchestrator::task_queue::Throughput;
 use crate::protocol::stats::Stats;
 use crate::protocol::workers::WorkerList;
@@ -177,7 +177,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::load_balancer::WorkerState;
+    use crate::orchestrator::board::WorkerState;
     use crate::protocol::stats::{TaskCounts, WorkerSummary};
 
     #[test]

@@ -25,8 +25,8 @@ use super::console::summary::{self, SessionSummary};
 use super::console::Console;
 use super::orchestrator::OrchestratorArgs;
 use super::serve::{required_workers, served, settings};
+use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::config::{Settings, WorkerEntry};
-use crate::orchestrator::load_balancer::WorkerBoard;
 use crate::orchestrator::{FolderLocks, OrchestratorError, Started};
 use crate::protocol::MemberSource;
 

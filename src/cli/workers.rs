@@ -12,8 +12,8 @@ use clap::Args;
 
 use super::client::{self, Endpoint};
 use super::table::{duration, print_text, Table};
+use crate::orchestrator::board::{WorkerInfo, WorkerState};
 use crate::orchestrator::config_watcher::ConfigStatus;
-use crate::orchestrator::load_balancer::{WorkerInfo, WorkerState};
 use crate::protocol::workers::{WorkerList, WorkerStateChanged};
 
 #[derive(Args, Debug)]

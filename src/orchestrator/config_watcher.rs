@@ -2,7 +2,7 @@
 //! `notify` watch on its folder (filtered by the file's name, so editors
 //! that write by rename — vim, `sed -i` — and in-place writes both count),
 //! a short debounce, and a slow re-read as a fallback (events can be
-//! missed). A valid file goes to the LoadBalancer ([`ApplyConfig`]); an
+//! missed). A valid file goes to the Membership ([`ApplyConfig`]); an
 //! invalid one is refused with one log line, the last good configuration
 //! stays, and [`ConfigStatus`] (shown by `GET /workers`) says why.
 
@@ -14,8 +14,8 @@ use actix::prelude::*;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
-use super::load_balancer::ApplyConfig;
 use crate::orchestrator::config::parse_workers;
+use crate::orchestrator::membership::ApplyConfig;
 
 /// Quiet time after the last event before the file is read: an editor's
 /// write is complete by then.

@@ -573,7 +573,7 @@ mod tests {
     #[test]
     fn worker_gauges_are_the_board_rows() {
         use crate::orchestrator::config::{Balancing, WorkerEntry};
-        use crate::orchestrator::load_balancer::LoadBalancer;
+        use crate::orchestrator::membership::Membership;
         let entry = |id: &str, port| WorkerEntry {
             id: id.into(),
             host: "127.0.0.1".into(),
@@ -582,7 +582,7 @@ mod tests {
             algorithms: vec!["python".into()],
             tls: false,
         };
-        let mut rows = LoadBalancer::new(&[entry("a", 1), entry("b", 2)], Balancing::RoundRobin)
+        let mut rows = Membership::new(&[entry("a", 1), entry("b", 2)], Balancing::RoundRobin)
             .board()
             .list();
         rows[0].state = WorkerState::Up;

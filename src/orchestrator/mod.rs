@@ -1,7 +1,7 @@
 //! The orchestrator (the seed's `elastic_orchestrator_v6.py`): opens the
 //! durable queue, reconciles what a crash left, wires the actor tree
 //! (FileWatcher → TaskQueue, whose core places tasks itself → WorkerProxy
-//! per worker; LoadBalancer, the membership, which starts the proxies and
+//! per worker; Membership, the membership, which starts the proxies and
 //! tells TaskQueue of workers; ResultsStore) and the REST API. [`shutdown`] owns the stop order: stop
 //! intake, write results, acknowledge, commit.
 
@@ -12,8 +12,9 @@ pub mod board;
 pub mod config;
 pub mod config_watcher;
 pub mod file_watcher;
-pub mod load_balancer;
+pub mod membership;
 pub mod metrics;
+pub mod placement;
 pub mod progress_poller;
 pub mod report;
 pub mod results_store;
@@ -42,13 +43,13 @@ use crate::orchestrator::allocation::{Allocator, AllocatorSettings};
 use crate::orchestrator::api::allocations::AllocationApi;
 use crate::orchestrator::api::dashboard::Dashboard;
 use crate::orchestrator::api::{self as routes, OrchestratorApi};
+use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::config::{member_entry, Settings, WorkerEntry, NO_WORKERS_CONFIGURED};
 use crate::orchestrator::config_watcher::{ConfigStatus, ConfigWatcher, SharedConfigStatus};
 use crate::orchestrator::file_watcher::{FileWatcher, StopWatching, WatchSettings};
-use crate::orchestrator::load_balancer::{
-    strategy, JoinedMember, LoadBalancer, Loads, Proxies, Wire, WorkerBoard,
-};
+use crate::orchestrator::membership::{JoinedMember, Membership, Proxies, Wire};
 use crate::orchestrator::metrics::OrchestratorMetrics;
+use crate::orchestrator::placement::{strategy, Loads};
 use crate::orchestrator::progress_poller::ProgressPoller;
 use crate::orchestrator::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::orchestrator::store::{ReadPool, Store, StoreError};
@@ -89,7 +90,7 @@ pub enum OrchestratorError {
 /// A running orchestrator's handles.
 pub struct Started {
     pub queue: Addr<TaskQueue>,
-    pub lb: Addr<LoadBalancer>,
+    pub lb: Addr<Membership>,
     /// Every worker's live row (`GET /workers`), readable without a message.
     pub board: WorkerBoard,
     pub results: Addr<ResultsStore>,
@@ -284,7 +285,7 @@ pub fn start_locked(
     }
     // one set of counters for every actor and `GET /metrics/prometheus`
     let metrics = Arc::new(OrchestratorMetrics::new());
-    let lb = LoadBalancer::with_members(workers, &joined, settings.balancing);
+    let lb = Membership::with_members(workers, &joined, settings.balancing);
     let every_worker = lb.entries();
     let board = lb.board();
     // the core knows every worker before it adopts their running tasks
@@ -369,7 +370,7 @@ pub fn start_locked(
         took_back: queue.clone().recipient(),
         settings: proxy_settings,
         store: Some(store.clone()),
-        limits: crate::orchestrator::load_balancer::MembershipLimits {
+        limits: crate::orchestrator::membership::MembershipLimits {
             max_workers: settings.max_workers,
             expiry: settings.worker_expiry,
         },

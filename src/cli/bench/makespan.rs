@@ -7,7 +7,7 @@
 //! workers with the given capacities and speeds, driven by the real
 //! placement code ([`place_batch`], the real [`Strategy`] implementations
 //! and the real speed model [`Expected`]) the way TaskQueue drives the
-//! LoadBalancer (up to [`DISPATCH_BATCH`] ready tasks per batch, again at
+//! Membership (up to [`DISPATCH_BATCH`] ready tasks per batch, again at
 //! every completion). Task times come from the work model calibrated by
 //! timing real runs of [`crate::sim::simulate`] on this machine, so the
 //! figures are in real seconds of one thread; each task's time is then
@@ -21,7 +21,7 @@ use clap::Args;
 use super::measure;
 use crate::model::{KernelName, Priority, WorkerId};
 use crate::orchestrator::config::Balancing;
-use crate::orchestrator::load_balancer::{
+use crate::orchestrator::placement::{
     place_batch, prior_speed, strategy, Expected, Load, Strategy, TaskSize, SAMPLES,
 };
 use crate::sim::rng::SplitMix64;

@@ -11,7 +11,7 @@ use super::events::ConsoleEvent;
 pub use super::progress::Tally;
 use super::{Console, WorkerSeen};
 use crate::model::TaskStatus;
-use crate::orchestrator::load_balancer::WorkerBoard;
+use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::store::{ReadPool, StoreError};
 
 /// How often `up` and `run` look at the workers and the queue.

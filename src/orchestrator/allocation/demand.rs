@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use actix::Addr;
 
 use crate::model::KernelName;
-use crate::orchestrator::load_balancer::{WorkerBoard, WorkerState};
+use crate::orchestrator::board::{WorkerBoard, WorkerState};
 use crate::orchestrator::task_queue::{QueueStats, TaskQueue};
 
 /// A worker that takes (or will soon take) tasks.

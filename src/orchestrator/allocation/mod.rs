@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::orchestrator::load_balancer::WorkerBoard;
+use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::store::{AllocationChange, Change, Store, StoredAllocation};
 use crate::orchestrator::task_queue::TaskQueue;
 use crate::protocol::allocations::{

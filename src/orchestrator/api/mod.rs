@@ -29,16 +29,17 @@ use actix_web::web;
 use crate::http::error::{unknown_route, ApiError};
 use crate::http::limits::BodyRules;
 use crate::model::Validator;
+use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::config_watcher::SharedConfigStatus;
-use crate::orchestrator::load_balancer::{LoadBalancer, WorkerBoard};
+use crate::orchestrator::membership::Membership;
 use crate::orchestrator::store::{ReadPool, StoreError};
 use crate::orchestrator::task_queue::{QueueError, TaskQueue};
 
 /// What the handlers share.
 pub struct OrchestratorApi {
     pub queue: Addr<TaskQueue>,
-    pub lb: Addr<LoadBalancer>,
-    /// Every worker's row, read without a round trip to the LoadBalancer.
+    pub lb: Addr<Membership>,
+    /// Every worker's row, read without a round trip to the Membership.
     pub workers: WorkerBoard,
     /// Whether `config_workers.json` on disk is in force.
     pub config: SharedConfigStatus,

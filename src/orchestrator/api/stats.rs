@@ -8,7 +8,8 @@ use actix_web::{web, HttpResponse};
 use super::{blocking, OrchestratorApi};
 use crate::http::error::{mailbox, resource, ApiError};
 use crate::model::WorkerId;
-use crate::orchestrator::load_balancer::{StrategyName, WorkerInfo};
+use crate::orchestrator::board::WorkerInfo;
+use crate::orchestrator::membership::StrategyName;
 use crate::orchestrator::task_queue::QueueStats;
 use crate::protocol::stats::{Performance, Stats, TaskCounts, WorkerPerformance, WorkerSummary};
 

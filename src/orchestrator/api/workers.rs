@@ -1,6 +1,6 @@
 //! `/workers`: the membership as the API sees it: list, look at, join,
 //! drain, resume and remove workers. Answers are
-//! [`crate::protocol::workers`] types around the LoadBalancer's rows.
+//! [`crate::protocol::workers`] types around the Membership's rows.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -8,8 +8,9 @@ use super::OrchestratorApi;
 use crate::http::error::{mailbox, resource, ApiError, ErrorCode};
 use crate::http::limits::{read_typed, BodyLimit};
 use crate::model::{TaskId, WorkerId};
-use crate::orchestrator::load_balancer::{
-    DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker, WorkerState,
+use crate::orchestrator::board::WorkerState;
+use crate::orchestrator::membership::{
+    DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
 use crate::orchestrator::worker_proxy::{InFlightAttempts, RetireRemoved};
 use crate::protocol::workers::{

@@ -19,7 +19,7 @@ use crate::util::settings::{
 use crate::util::tls::Tls;
 use crate::util::token::{BindVerdict, Token};
 
-/// How the LoadBalancer picks among eligible workers
+/// How the Membership picks among eligible workers
 /// (`LOAD_BALANCING_ALGORITHM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balancing {
@@ -30,7 +30,7 @@ pub enum Balancing {
 
 impl Balancing {
     /// Every strategy, for parsing and messages. Adding one: a variant, its
-    /// name below, and its line in `actors::load_balancer::strategy`.
+    /// name below, and its line in `crate::orchestrator::placement::strategy`.
     pub const ALL: [Balancing; 3] = [
         Balancing::RoundRobin,
         Balancing::LeastLoaded,

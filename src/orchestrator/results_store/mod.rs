@@ -18,10 +18,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::{json, Value};
 
-use super::load_balancer::Workers;
 use super::task_queue::QueueStats;
 pub use super::task_queue::RecordResult;
 use crate::model::{TaskId, TaskResult};
+use crate::orchestrator::membership::Workers;
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{ReadPool, Store, Unwritten};
 use crate::util::fs::write_atomic;

@@ -1,5 +1,5 @@
 //! Dispatch: ready tasks, in priority order across kernels, placed on
-//! workers by the core's own [`crate::orchestrator::load_balancer::Loads`]
+//! workers by the core's own [`crate::orchestrator::placement::Loads`]
 //! (a plain call, no message) and sent as attempts; paging queued tasks
 //! in from the database as a kernel's window runs low. The transitions
 //! are [`LiveTasks`] methods; the actor half sends.
@@ -9,7 +9,7 @@ use actix::prelude::*;
 use super::live::{Effects, Entry, Freed, LiveTasks, Observed, Outbound, Sample, TaskState, WINDOW};
 use super::TaskQueue;
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::load_balancer::ToPlace;
+use crate::orchestrator::placement::ToPlace;
 use crate::orchestrator::store::{Change, QueuedRow};
 use crate::util::time::unix_now;
 

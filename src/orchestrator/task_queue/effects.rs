@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::model::{AttemptEnd, AttemptId, KernelName, TaskId, TaskResult, WorkerId};
 use crate::orchestrator::activity::{Activity, EndedAttempt};
-pub use crate::orchestrator::load_balancer::Ended as Freed;
-use crate::orchestrator::load_balancer::TaskSize;
 use crate::orchestrator::metrics::OrchestratorMetrics;
+pub use crate::orchestrator::placement::Ended as Freed;
+use crate::orchestrator::placement::TaskSize;
 use crate::orchestrator::store::Change;
 
 /// A message the actor must send.

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use crate::model::{Echo, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::load_balancer::TaskSize;
+use crate::orchestrator::placement::TaskSize;
 use crate::orchestrator::store::{NewTask, QueuedRow};
 
 /// A task in memory.

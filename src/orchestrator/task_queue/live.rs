@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use super::effects::{Completion, Effects, Freed, Observed, Outbound, Sample};
 pub use super::entry::Entry;
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::load_balancer::{Loads, MemberView, TaskSize};
+use crate::orchestrator::placement::{Loads, MemberView, TaskSize};
 use crate::orchestrator::store::{Change, NewTask, QueuedRow, WasRunning};
 use crate::sim::rng::SplitMix64;
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::live::{delayed_key, Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample, TaskState};
 use super::OutcomeKind;
 use crate::model::{AttemptId, Priority, ResultBody, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
-use crate::orchestrator::load_balancer::MemberView;
+use crate::orchestrator::placement::MemberView;
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow};
 
 const CAPACITY: [usize; 3] = [1, 2, 3];
@@ -131,7 +131,7 @@ struct Model {
     started: HashSet<AttemptId>,
     pending_cancels: Vec<TaskId>,
     /// The workers an attempt of each task failed on or was lost with:
-    /// what its placements must ask the LoadBalancer to avoid.
+    /// what its placements must ask the Membership to avoid.
     failed_on: HashMap<TaskId, Vec<WorkerId>>,
     /// Take-backs asked and not answered yet: (task, attempt, worker).
     asked_back: Vec<(TaskId, AttemptId, WorkerId)>,

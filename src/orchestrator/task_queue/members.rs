@@ -5,7 +5,7 @@
 use actix::prelude::*;
 
 use super::{ProxyPeer, TaskQueue};
-use crate::orchestrator::load_balancer::{Roster, WorkerFull};
+use crate::orchestrator::membership::{Roster, WorkerFull};
 use crate::util::time::unix_now;
 
 impl Handler<Roster> for TaskQueue {

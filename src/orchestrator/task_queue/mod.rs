@@ -30,7 +30,7 @@
 //! batches of up to `DISPATCH_BATCH` tasks across kernels in priority
 //! order are placed by a plain call; a kernel that found no room is
 //! *blocked* until a worker has room, so a queue of tasks nobody can run
-//! does not spin. Membership (the LoadBalancer actor) tells the core of
+//! does not spin. Membership (the Membership actor) tells the core of
 //! workers as a [`Roster`]; the core publishes each worker's load on the
 //! [`WorkerBoard`].
 //!
@@ -73,10 +73,12 @@ pub use results::{FailuresPending, RecordResult};
 pub use submit::{SubmitBatch, SubmitError, SubmitStaged, Submitted};
 
 use super::activity::Activity;
-use super::load_balancer::{Loads, WorkerBoard, WorkerIdle};
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack};
 use crate::model::{KernelName, TaskId, TaskStatus, WorkerId};
+use crate::orchestrator::board::WorkerBoard;
+use crate::orchestrator::membership::WorkerIdle;
 use crate::orchestrator::metrics::OrchestratorMetrics;
+use crate::orchestrator::placement::Loads;
 use crate::orchestrator::store::{CancelOutcome, Change, RetryOutcome, Store, StoreError, WasRunning};
 use crate::util::time::unix_now;
 use live::Outbound;

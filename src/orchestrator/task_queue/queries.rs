@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::live::{Counters, LiveTasks, Place, Sample};
 use super::TaskQueue;
 use crate::model::TaskId;
-use crate::orchestrator::load_balancer::Explanation;
+use crate::orchestrator::placement::Explanation;
 use crate::util::stats::{Samples, Summary};
 use crate::util::time::{iso_at, unix_now};
 

@@ -9,7 +9,7 @@ use super::entry::body_size;
 use super::live::{Freed, LiveTasks, Outbound, RetryPolicy};
 use super::OutcomeKind;
 use crate::model::{RunStatus, TaskResult, WorkerId};
-use crate::orchestrator::load_balancer::TaskSize;
+use crate::orchestrator::placement::TaskSize;
 use crate::orchestrator::store::NewTask;
 
 fn live_with(id: &str, priority: u8) -> LiveTasks {

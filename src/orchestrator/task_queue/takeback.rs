@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use super::live::{Effects, Freed, LiveTasks, Outbound, TaskState};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::load_balancer::Claims;
+use crate::orchestrator::placement::Claims;
 use crate::orchestrator::worker_proxy::TakeBackOutcome;
 
 /// After a take-back found the task not there, how long before it may be

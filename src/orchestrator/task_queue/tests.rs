@@ -8,7 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::model::{Task, TaskStatus, Validator};
 use crate::orchestrator::config::Balancing;
-use crate::orchestrator::load_balancer::{LoadBalancer, Wire};
+use crate::orchestrator::membership::{Membership, Wire};
 use crate::orchestrator::results_store::ResultsStore;
 use crate::orchestrator::store;
 
@@ -37,7 +37,7 @@ fn the_state_machine_without_workers() {
     let dir = tempfile::tempdir().unwrap();
     actix_rt::System::new().block_on(async {
         let store = Store::start(store::open(&dir.path().join("q.db"), false).unwrap());
-        let lb = LoadBalancer::new(&[], Balancing::RoundRobin);
+        let lb = Membership::new(&[], Balancing::RoundRobin);
         let board = lb.board();
         let lb = lb.start();
         let results = ResultsStore::new(store.clone(), dir.path(), dir.path(), Duration::from_secs(60), "round_robin").start();

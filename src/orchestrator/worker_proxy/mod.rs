@@ -1,6 +1,6 @@
 //! WorkerProxy: the orchestrator's side of one worker (DESIGN.md
 //! "Orchestrator ↔ worker protocol"). It heartbeats the worker, tells the
-//! LoadBalancer when it is up or down and what it can run, sends it
+//! Membership when it is up or down and what it can run, sends it
 //! attempts over a pooled `awc` client, enforces `TASK_TIMEOUT`, and reports
 //! every outcome to TaskQueue. Results are acknowledged to the worker only
 //! after TaskQueue has committed them.
@@ -95,7 +95,7 @@ impl ProxySettings {
     }
 }
 
-/// Who a proxy reports to: TaskQueue (outcomes) and the LoadBalancer
+/// Who a proxy reports to: TaskQueue (outcomes) and the Membership
 /// (liveness, capacity, 429s).
 #[derive(Clone)]
 pub struct ProxyPeers {
@@ -167,7 +167,7 @@ pub struct WorkerProxy {
     /// at start and every [`NEVER_ANSWERED_EVERY`] (is it started?).
     ever_answered: bool,
     never_answered_logged: Option<Instant>,
-    /// The LoadBalancer was told that this never-answered worker refuses
+    /// The Membership was told that this never-answered worker refuses
     /// connections (once).
     refusal_told: bool,
     /// The worker answered 401 (another token): logged once.
@@ -182,7 +182,7 @@ pub struct WorkerProxy {
     /// A `GET /current` for stall detection is on its way.
     current_pending: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
-    /// LoadBalancer (a successor may hold the same id) and refuses new
+    /// Membership (a successor may hold the same id) and refuses new
     /// attempts until it stops.
     retired: bool,
 }
@@ -499,7 +499,7 @@ impl Handler<InFlightAttempts> for WorkerProxy {
     }
 }
 
-/// Sent by the LoadBalancer when this worker leaves the cluster (removed
+/// Sent by the Membership when this worker leaves the cluster (removed
 /// now, drained, or replaced at a new address). Its running attempts go
 /// back to the queue at once as refused (not counted as attempts) and are
 /// cancelled on the worker if it still answers; an attempt that reaches
@@ -533,7 +533,7 @@ impl Handler<Retire> for WorkerProxy {
 }
 
 /// [`Retire`] for a worker that leaves the cluster for good (removed,
-/// drained and gone, expired), sent by the LoadBalancer and
+/// drained and gone, expired), sent by the Membership and
 /// `DELETE /workers/{id}`: its per-worker Prometheus series go too, in the
 /// same turn that stops its checks, so none comes back.
 #[derive(Message)]
@@ -549,7 +549,7 @@ impl Handler<RetireRemoved> for WorkerProxy {
     }
 }
 
-/// Sent by the LoadBalancer when the worker's configured capacity or
+/// Sent by the Membership when the worker's configured capacity or
 /// algorithms changed (same address): agreed again with the worker.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -39,7 +39,7 @@ use super::OrchestratorApi;
 use crate::http::auth::wants_html;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::orchestrator::activity::Activity;
-use crate::orchestrator::load_balancer::WorkerInfo;
+use crate::orchestrator::board::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
 use crate::protocol::stats::RecentFailures;
 use crate::protocol::ErrorBody;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::model::KernelName;
 use crate::orchestrator::activity::{Activity, ActivityView, Times};
-use crate::orchestrator::load_balancer::{WorkerInfo, WorkerState};
+use crate::orchestrator::board::{WorkerInfo, WorkerState};
 use crate::orchestrator::progress_poller::RunningTask;
 use crate::orchestrator::store::{Counts, ReadPool, StoreError};
 use crate::protocol::stats::TaskCounts;

@@ -1,4 +1,4 @@
-//! LoadBalancer tests of `shortest_expected_finish`: largest first within
+//! Membership tests of `shortest_expected_finish`: largest first within
 //! a priority, and placement by speeds learned from releases.
 
 use super::tests::Cluster;

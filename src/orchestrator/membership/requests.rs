@@ -1,5 +1,5 @@
 //! Membership: workers added, changed and removed while the cluster runs
-//! (a config edit, a join, a drain, a `DELETE`). The LoadBalancer owns
+//! (a config edit, a join, a drain, a `DELETE`). The Membership owns
 //! the list; a worker that leaves is *settled* once idle (drained and
 //! kept, removed, or moved to its new address), so no running task is
 //! disturbed, and its proxy is retired ([`Retire`]).
@@ -17,18 +17,16 @@
 //! id back only by showing it; without it, it waits until the holder is
 //! removed or expires ([`JoinRefused::Held`]).
 
-use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::{Drain, LoadBalancer, Slot, WorkerState, WorkerSuspect};
+use super::{Drain, Membership, Slot, WorkerState, WorkerSuspect};
 use crate::model::WorkerId;
 use crate::orchestrator::config::WorkerEntry;
 use crate::orchestrator::store::Change;
 use crate::orchestrator::worker_proxy::{ProxyPeers, Retire, RetireRemoved, UpdateEntry, WorkerProxy};
 use crate::protocol::MemberSource;
-use crate::util::secret;
 
 /// A joined worker (from a join, or from the store after a restart).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,20 +56,7 @@ impl Default for MembershipLimits {
     }
 }
 
-/// Workers-file entries applied this many per turn of the actor: the
-/// API's messages are answered between two chunks.
-const CONFIG_CHUNK: usize = 256;
-
-/// A workers file being applied ([`ApplyConfig`]).
-pub(super) struct PendingConfig {
-    /// Its ids in file order (the order of the list once applied).
-    order: Vec<WorkerId>,
-    entries: VecDeque<WorkerEntry>,
-    started: Instant,
-    total: usize,
-}
-
-impl LoadBalancer {
+impl Membership {
     /// Starts a proxy for worker `i` (when wired; before that, the
     /// orchestrator starts them and hands them over in [`Wire`]).
     pub(super) fn start_proxy(&mut self, i: usize, me: Addr<Self>) {
@@ -90,7 +75,7 @@ impl LoadBalancer {
     }
 
     /// Adds a worker at the end and starts its proxy.
-    fn add(&mut self, slot: Slot, me: Addr<Self>) -> usize {
+    pub(super) fn add(&mut self, slot: Slot, me: Addr<Self>) -> usize {
         tracing::info!(worker = %slot.id, address = %slot.entry.address(), source = ?slot.source, "worker added");
         let i = self.push(slot, me);
         self.reindex();
@@ -100,7 +85,7 @@ impl LoadBalancer {
 
     /// Adds a worker at the end and starts its proxy; the caller reindexes
     /// (for the board's order) and tells the core.
-    fn push(&mut self, slot: Slot, me: Addr<Self>) -> usize {
+    pub(super) fn push(&mut self, slot: Slot, me: Addr<Self>) -> usize {
         let id = slot.id.clone();
         self.workers.push(slot);
         let i = self.workers.len() - 1;
@@ -135,7 +120,7 @@ impl LoadBalancer {
 
     /// Puts the configured workers in `order` first, joined and leaving
     /// ones after as they were.
-    fn order_as_configured(&mut self, order: &[WorkerId]) {
+    pub(super) fn order_as_configured(&mut self, order: &[WorkerId]) {
         let place: std::collections::HashMap<&WorkerId, usize> =
             order.iter().enumerate().map(|(k, id)| (id, k)).collect();
         let (mut configured, rest): (Vec<Slot>, Vec<Slot>) = std::mem::take(&mut self.workers)
@@ -161,7 +146,7 @@ impl LoadBalancer {
         slot
     }
 
-    fn remember_member(&self, i: usize) {
+    pub(super) fn remember_member(&self, i: usize) {
         let w = &self.workers[i];
         if let (Some(store), MemberSource::Joined) = (&self.store, w.source) {
             store.persist(vec![Change::MemberJoined {
@@ -235,7 +220,7 @@ impl LoadBalancer {
     /// A new entry for worker `i` (config edit, re-join): capacity and
     /// algorithms apply at once (the proxy asks the worker again); a new
     /// address once the worker is idle.
-    fn update_entry(&mut self, i: usize, entry: WorkerEntry, me: Addr<Self>) {
+    pub(super) fn update_entry(&mut self, i: usize, entry: WorkerEntry, me: Addr<Self>) {
         let w = &mut self.workers[i];
         let was_draining = w.drain.is_some();
         if w.entry == entry {
@@ -269,251 +254,9 @@ impl LoadBalancer {
     /// Worker `i` was already draining (the core places nothing there) and
     /// holds nothing: a new reason to drain settles it now, as the core
     /// tells only of workers that have just become idle.
-    fn settle_if_drained(&mut self, i: usize, was_draining: bool, me: Addr<Self>) {
+    pub(super) fn settle_if_drained(&mut self, i: usize, was_draining: bool, me: Addr<Self>) {
         if was_draining && self.workers[i].drain.is_some() && self.in_flight(i) == 0 {
             self.settle(i, me);
-        }
-    }
-}
-
-/// Sent by the ConfigWatcher with a valid `config_workers.json`: workers
-/// added start at once, removed ones drain and leave, changed ones change
-/// (a new address once idle). Running tasks are never disturbed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ApplyConfig {
-    pub entries: Vec<WorkerEntry>,
-}
-
-impl Handler<ApplyConfig> for LoadBalancer {
-    type Result = ();
-    fn handle(&mut self, msg: ApplyConfig, ctx: &mut Self::Context) {
-        let me = ctx.address();
-        let named: HashSet<&str> = msg.entries.iter().map(|e| e.id.as_str()).collect();
-        self.quiet_core = true;
-        for i in (0..self.workers.len()).rev() {
-            let w = &mut self.workers[i];
-            if w.source == MemberSource::Config && !named.contains(w.entry.id.as_str()) {
-                tracing::info!(worker = %w.id, "removed from the workers file: draining");
-                let was_draining = w.drain.is_some();
-                w.drain = Some(Drain::Leave);
-                self.changed(i);
-                self.settle_if_drained(i, was_draining, me.clone());
-            }
-        }
-        self.quiet_core = false;
-        let pending = PendingConfig {
-            order: msg.entries.iter().map(|e| WorkerId::new(&e.id)).collect(),
-            total: msg.entries.len(),
-            entries: msg.entries.into(),
-            started: Instant::now(),
-        };
-        // a newer file replaces one still being applied (its chunk is queued)
-        if self.pending_config.replace(pending).is_none() {
-            ctx.notify(ApplyChunk);
-        }
-        self.tell_core();
-    }
-}
-
-/// Timer-less turn of [`ApplyConfig`]: the next [`CONFIG_CHUNK`] entries
-/// of the workers file, then the rest in another turn (queued behind the
-/// messages that came meanwhile).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct ApplyChunk;
-
-impl Handler<ApplyChunk> for LoadBalancer {
-    type Result = ();
-    fn handle(&mut self, _: ApplyChunk, ctx: &mut Self::Context) {
-        let Some(mut pending) = self.pending_config.take() else {
-            return;
-        };
-        let me = ctx.address();
-        self.quiet_core = true;
-        let mut added = 0usize;
-        let n = CONFIG_CHUNK.min(pending.entries.len());
-        for entry in pending.entries.drain(..n) {
-            match self.by_id.get(entry.id.as_str()).copied() {
-                None => {
-                    tracing::debug!(worker = %entry.id, address = %entry.address(), "worker added from the workers file");
-                    self.push(Slot::new(entry, MemberSource::Config, None), me.clone());
-                    added += 1;
-                }
-                Some(i) => {
-                    let w = &mut self.workers[i];
-                    if w.source == MemberSource::Joined {
-                        // the file now names it: the file governs it
-                        if let Some(store) = &self.store {
-                            store.persist(vec![Change::MemberLeft { id: w.id.clone() }]);
-                        }
-                        w.source = MemberSource::Config;
-                        w.instance = None;
-                        w.secret_sha256.clear();
-                        w.unreachable_since = None;
-                    }
-                    if w.drain == Some(Drain::Leave) {
-                        tracing::info!(worker = %w.id, "back in the workers file: no longer draining");
-                        w.drain = None;
-                    }
-                    self.update_entry(i, entry, me.clone());
-                }
-            }
-        }
-        self.quiet_core = false;
-        if pending.entries.is_empty() {
-            self.order_as_configured(&pending.order);
-            if pending.total > CONFIG_CHUNK {
-                tracing::info!(
-                    workers = pending.total,
-                    seconds = pending.started.elapsed().as_secs_f64(),
-                    "workers file applied"
-                );
-            }
-        } else {
-            if added > 0 {
-                self.reindex();
-            }
-            self.pending_config = Some(pending);
-            ctx.notify(ApplyChunk);
-        }
-        self.tell_core();
-    }
-}
-
-/// Why a join was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum JoinRefused {
-    #[error(
-        "worker id {id:?} belongs to another live worker at {address}; give this worker another --worker-id"
-    )]
-    Taken { id: String, address: String },
-    /// Another process holds the id and this one did not show its secret.
-    #[error(
-        "worker id {id:?} is held by another worker process (joined from {address}, now {state}) and this \
-         one did not show the secret that process was given at its first join; it may take the id once that \
-         one is removed (DELETE /workers/{id}){expiry}; or give this worker another --worker-id"
-    )]
-    Held {
-        id: String,
-        address: String,
-        state: String,
-        /// ` or has been unreachable for WORKER_EXPIRY = N s`, or empty.
-        expiry: String,
-    },
-    #[error(
-        "the orchestrator already has MAX_WORKERS = {max} workers; no worker joins until one leaves or expires \
-         (raise MAX_WORKERS to allow more)"
-    )]
-    Full { max: usize },
-}
-
-/// A join accepted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Joined {
-    pub source: MemberSource,
-    /// A new secret for the worker to keep (empty: keep the one it has).
-    pub secret: String,
-}
-
-/// Sent by `POST /workers/join` (validated): a worker registers itself,
-/// and again every few seconds. Answers where the orchestrator knows it
-/// from, and a secret when one is issued.
-#[derive(Message)]
-#[rtype(result = "Result<Joined, JoinRefused>")]
-pub struct Join {
-    pub member: JoinedMember,
-    /// The secret the worker shows (empty: none).
-    pub secret: String,
-}
-
-impl Handler<Join> for LoadBalancer {
-    type Result = Result<Joined, JoinRefused>;
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
-        let JoinedMember { entry, instance, .. } = msg.member;
-        let Some(&i) = self.by_id.get(entry.id.as_str()) else {
-            if self.workers.len() >= self.limits.max_workers {
-                return Err(JoinRefused::Full {
-                    max: self.limits.max_workers,
-                });
-            }
-            let id = WorkerId::new(&entry.id);
-            let drained = self.drained_members.remove(&id).is_some_and(|d| d == instance);
-            let issued = secret::new_secret().unwrap_or_default();
-            let mut slot = Slot::new(entry, MemberSource::Joined, Some(instance));
-            slot.secret_sha256 = secret::digest(&issued);
-            if drained {
-                // the process drained on request joins again: still drained
-                slot.drain = Some(Drain::Asked);
-            }
-            let i = self.add(slot, ctx.address());
-            self.remember_member(i);
-            return Ok(Joined {
-                source: MemberSource::Joined,
-                secret: issued,
-            });
-        };
-        let expiry = self.limits.expiry;
-        let in_flight = self.in_flight(i);
-        let w = &mut self.workers[i];
-        match w.source {
-            MemberSource::Config if w.entry.address() == entry.address() => Ok(Joined {
-                source: MemberSource::Config,
-                secret: String::new(),
-            }),
-            MemberSource::Config => Err(JoinRefused::Taken {
-                id: entry.id.clone(),
-                address: w.entry.address(),
-            }),
-            MemberSource::Joined => {
-                // the same process (its instance), or another start of it
-                // (the secret it keeps in its folder); a member from a
-                // database older than secrets proves itself the old way
-                // once: its address, or a holder that is gone
-                let same_process = !instance.is_empty() && w.instance.as_deref() == Some(instance.as_str());
-                let shows_secret = secret::matches(&msg.secret, &w.secret_sha256);
-                let gone = w.state == WorkerState::Down
-                    || (w.state == WorkerState::Unknown && w.state_reason.is_some());
-                let legacy = w.secret_sha256.is_empty() && (w.entry.address() == entry.address() || gone);
-                if !(same_process || shows_secret || legacy) {
-                    return Err(JoinRefused::Held {
-                        id: entry.id.clone(),
-                        address: w.entry.address(),
-                        state: w.state_text(in_flight),
-                        expiry: expiry
-                            .map(|e| {
-                                format!(
-                                    " or has been unreachable for WORKER_EXPIRY = {} s",
-                                    e.as_secs_f64()
-                                )
-                            })
-                            .unwrap_or_default(),
-                    });
-                }
-                let issued = if shows_secret {
-                    String::new()
-                } else {
-                    secret::new_secret().unwrap_or_default()
-                };
-                if !issued.is_empty() {
-                    w.secret_sha256 = secret::digest(&issued);
-                }
-                let changed = w.instance.as_deref() != Some(instance.as_str())
-                    || w.entry != entry
-                    || !issued.is_empty();
-                w.instance = Some(instance);
-                if changed {
-                    let id = w.id.clone();
-                    self.update_entry(i, entry, ctx.address());
-                    if let Some(&i) = self.by_id.get(&id) {
-                        self.remember_member(i);
-                    }
-                }
-                Ok(Joined {
-                    source: MemberSource::Joined,
-                    secret: issued,
-                })
-            }
         }
     }
 }
@@ -527,7 +270,7 @@ pub struct DrainWorker {
     pub id: String,
 }
 
-impl Handler<DrainWorker> for LoadBalancer {
+impl Handler<DrainWorker> for Membership {
     type Result = Option<WorkerState>;
     fn handle(&mut self, msg: DrainWorker, _: &mut Self::Context) -> Self::Result {
         let i = *self.by_id.get(msg.id.as_str())?;
@@ -547,7 +290,7 @@ impl Handler<DrainWorker> for LoadBalancer {
     }
 }
 
-impl Handler<WorkerSuspect> for LoadBalancer {
+impl Handler<WorkerSuspect> for Membership {
     type Result = ();
     fn handle(&mut self, msg: WorkerSuspect, ctx: &mut Self::Context) {
         let Some(&i) = self.by_id.get(&msg.worker_id) else {
@@ -574,7 +317,7 @@ pub struct ResumeWorker {
     pub id: String,
 }
 
-impl Handler<ResumeWorker> for LoadBalancer {
+impl Handler<ResumeWorker> for Membership {
     type Result = Option<WorkerState>;
     fn handle(&mut self, msg: ResumeWorker, _: &mut Self::Context) -> Self::Result {
         let i = *self.by_id.get(msg.id.as_str())?;
@@ -600,7 +343,7 @@ pub struct RemoveWorker {
     pub id: String,
 }
 
-impl Handler<RemoveWorker> for LoadBalancer {
+impl Handler<RemoveWorker> for Membership {
     type Result = Option<Option<Addr<WorkerProxy>>>;
     fn handle(&mut self, msg: RemoveWorker, _: &mut Self::Context) -> Self::Result {
         let Some(&i) = self.by_id.get(msg.id.as_str()) else {
@@ -623,7 +366,7 @@ pub struct Proxies {
     pub id: Option<String>,
 }
 
-impl Handler<Proxies> for LoadBalancer {
+impl Handler<Proxies> for Membership {
     type Result = MessageResult<Proxies>;
     fn handle(&mut self, msg: Proxies, _: &mut Self::Context) -> Self::Result {
         MessageResult(

@@ -1,4 +1,4 @@
-//! LoadBalancer unit tests: placement, strategies, membership changes.
+//! Membership unit tests: placement, strategies, membership changes.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ fn entry(id: &str, port: u16) -> WorkerEntry {
 
 #[test]
 fn the_board_shows_every_worker_in_configuration_order() {
-    let lb = LoadBalancer::new(&[entry("b", 2), entry("a", 1)], Balancing::RoundRobin);
+    let lb = Membership::new(&[entry("b", 2), entry("a", 1)], Balancing::RoundRobin);
     let board = lb.board();
     let ids: Vec<String> = board.list().into_iter().map(|w| w.id).collect();
     assert_eq!(ids, ["b", "a"]);
@@ -58,7 +58,7 @@ fn state_and_reason_are_apart_on_the_wire_and_together_in_explanations() {
 pub(super) struct TestCore {
     loads: Loads,
     board: WorkerBoard,
-    lb: Option<Addr<LoadBalancer>>,
+    lb: Option<Addr<Membership>>,
 }
 
 impl Actor for TestCore {
@@ -161,14 +161,14 @@ impl Handler<ExplainNow> for TestCore {
 
 /// Membership and a core wired together, as the orchestrator wires them.
 pub(super) struct Cluster {
-    pub lb: Addr<LoadBalancer>,
+    pub lb: Addr<Membership>,
     pub core: Addr<TestCore>,
     pub board: WorkerBoard,
 }
 
 impl Cluster {
     pub(super) async fn wired(entries: &[WorkerEntry], balancing: Balancing) -> Self {
-        let lb = LoadBalancer::new(entries, balancing);
+        let lb = Membership::new(entries, balancing);
         let board = lb.board();
         let lb = lb.start();
         let core = TestCore {

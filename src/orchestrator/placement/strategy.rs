@@ -1,4 +1,4 @@
-//! How the LoadBalancer picks among eligible workers
+//! How the Membership picks among eligible workers
 //! (`LOAD_BALANCING_ALGORITHM`). Adding a strategy: implement [`Strategy`]
 //! and add a line to [`strategy`].
 
@@ -23,7 +23,7 @@ pub trait Strategy: Send {
     /// (in `config_workers.json` order) may take the task.
     fn pick(&mut self, loads: &[Load], eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
     /// True when it needs [`Load::expected_finish`] and wants each batch
-    /// largest first (within a priority): the LoadBalancer then predicts
+    /// largest first (within a priority): the Membership then predicts
     /// every task's time, which the others do not pay for.
     fn uses_estimates(&self) -> bool {
         false
@@ -75,7 +75,7 @@ impl Strategy for LeastLoaded {
 
 /// The eligible worker that would finish the task first
 /// ([`Load::expected_finish`]); ties (as with no history, when every
-/// worker is predicted alike) go as with [`LeastLoaded`]. The LoadBalancer
+/// worker is predicted alike) go as with [`LeastLoaded`]. The Membership
 /// hands it each batch largest first within a priority, so together they
 /// are "largest task first, onto the worker that finishes it first".
 pub struct ShortestExpectedFinish;

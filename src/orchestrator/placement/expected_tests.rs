@@ -115,7 +115,7 @@ fn expected_finish_waits_for_the_slot_that_frees_first() {
     assert!((e.finish_in(&a, 2, &task, 0.1) - 0.4).abs() < 1e-9);
     // released: the 0.3 s one ended; the backlog task took its slot and
     // counts as running since it was placed (the model's approximation:
-    // the LoadBalancer does not see when a backlog task starts)
+    // the Membership does not see when a backlog task starts)
     e.released(&a, Some(opt(1000, 3000)), Some(0.3), false);
     assert!((e.finish_in(&a, 2, &task, 0.3) - 0.1).abs() < 1e-9);
     assert!((e.finish_in(&a, 1, &task, 0.3) - 0.4).abs() < 1e-9);

@@ -1,4 +1,4 @@
-//! LoadBalancer: worker membership. It knows every worker (configured,
+//! Membership: worker membership. It knows every worker (configured,
 //! joined), its state as its WorkerProxy reports it, and its drain; it
 //! starts and retires proxies (`membership.rs`). Placement is not here:
 //! the core (TaskQueue's `LiveTasks`) places tasks synchronously on the
@@ -15,14 +15,12 @@
 //! task takes on each worker, from speeds learned from results
 //! (`expected.rs`), and places each batch largest first within a priority.
 
-mod expected;
-mod loads;
-mod membership;
-mod placement;
+mod apply;
+mod join;
+mod requests;
 #[cfg(test)]
 mod sef_tests;
 mod slot;
-mod strategy;
 #[cfg(test)]
 mod tests;
 
@@ -30,18 +28,15 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use actix::prelude::*;
-use serde::Serialize;
 
-pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
-pub use self::loads::{Claims, Ended, Loads, MemberView, Released, ToPlace};
-pub use self::membership::{
-    ApplyConfig, DrainWorker, Join, JoinRefused, Joined, JoinedMember, MembershipLimits, Proxies,
-    RemoveWorker, ResumeWorker,
-};
-pub use self::placement::place_batch;
+pub use self::apply::ApplyConfig;
+pub use self::join::{Join, JoinRefused, Joined};
+pub use self::requests::{DrainWorker, JoinedMember, MembershipLimits, Proxies, RemoveWorker, ResumeWorker};
 use self::slot::{Drain, Slot};
-pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
 pub use crate::orchestrator::board::{LoadRow, MemberRow, WorkerBoard, WorkerInfo, WorkerState};
+#[cfg(test)]
+use crate::orchestrator::placement::*;
+use crate::orchestrator::placement::{strategy, MemberView};
 
 use super::worker_proxy::{AttemptOutcome, AttemptsStarted, ProxySettings, TakenBack, WorkerProxy};
 pub use super::worker_proxy::{Heartbeat, WorkerFull, WorkerSuspect, WorkerUpdate};
@@ -50,7 +45,7 @@ use crate::orchestrator::config::{Balancing, WorkerEntry};
 use crate::orchestrator::store::Store;
 use crate::protocol::MemberSource;
 
-/// What the LoadBalancer needs to start a proxy for a worker that appears
+/// What the Membership needs to start a proxy for a worker that appears
 /// while running (a config edit, a join); given by [`Wire`].
 struct ProxyMaker {
     settings: ProxySettings,
@@ -60,7 +55,7 @@ struct ProxyMaker {
     full: Recipient<WorkerFull>,
 }
 
-pub struct LoadBalancer {
+pub struct Membership {
     /// Configuration order, joined workers after. Indexes into it are only
     /// held within one message: a removal shifts them (`by_id` is rebuilt).
     workers: Vec<Slot>,
@@ -81,13 +76,13 @@ pub struct LoadBalancer {
     limits: MembershipLimits,
     /// Entries of a workers file still to apply ([`ApplyConfig`] applies
     /// them a chunk per turn, so the API is answered in between).
-    pending_config: Option<membership::PendingConfig>,
+    pending_config: Option<apply::PendingConfig>,
     /// Set while many workers change in one turn: the core is told once
     /// at the end, not once per worker.
     quiet_core: bool,
 }
 
-impl LoadBalancer {
+impl Membership {
     pub fn new(entries: &[WorkerEntry], balancing: Balancing) -> Self {
         Self::with_members(entries, &[], balancing)
     }
@@ -193,7 +188,7 @@ impl LoadBalancer {
     }
 }
 
-impl Actor for LoadBalancer {
+impl Actor for Membership {
     type Context = Context<Self>;
 }
 
@@ -214,7 +209,7 @@ pub struct Wire {
     pub limits: MembershipLimits,
 }
 
-impl Handler<Wire> for LoadBalancer {
+impl Handler<Wire> for Membership {
     type Result = ();
     fn handle(&mut self, msg: Wire, ctx: &mut Self::Context) {
         self.core = Some(msg.core);
@@ -250,7 +245,7 @@ impl Handler<Wire> for LoadBalancer {
     }
 }
 
-impl Handler<WorkerUpdate> for LoadBalancer {
+impl Handler<WorkerUpdate> for Membership {
     type Result = ();
     fn handle(&mut self, msg: WorkerUpdate, _: &mut Self::Context) {
         let Some(&i) = self.by_id.get(&msg.worker_id) else {
@@ -303,7 +298,7 @@ impl Handler<WorkerUpdate> for LoadBalancer {
     }
 }
 
-impl Handler<Heartbeat> for LoadBalancer {
+impl Handler<Heartbeat> for Membership {
     type Result = ();
     fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
@@ -315,7 +310,7 @@ impl Handler<Heartbeat> for LoadBalancer {
     }
 }
 
-/// Sent by membership (the LoadBalancer) whenever a worker came, went or
+/// Sent by membership (the Membership) whenever a worker came, went or
 /// changed in a way that matters to placement: every worker in order,
 /// and the proxies that carry their attempts.
 #[derive(Message)]
@@ -333,7 +328,7 @@ pub struct WorkerIdle {
     pub worker_id: WorkerId,
 }
 
-impl Handler<WorkerIdle> for LoadBalancer {
+impl Handler<WorkerIdle> for Membership {
     type Result = ();
     fn handle(&mut self, msg: WorkerIdle, ctx: &mut Self::Context) {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
@@ -342,25 +337,12 @@ impl Handler<WorkerIdle> for LoadBalancer {
     }
 }
 
-/// Why a queued task waits.
-#[derive(Debug, Clone, Serialize)]
-pub struct Explanation {
-    pub summary: String,
-    pub per_worker: Vec<WorkerReason>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerReason {
-    pub worker_id: WorkerId,
-    pub reason: String,
-}
-
 /// Sent by the API, the stats writer and `orquesta status`.
 #[derive(Message)]
 #[rtype(result = "Vec<WorkerInfo>")]
 pub struct Workers;
 
-impl Handler<Workers> for LoadBalancer {
+impl Handler<Workers> for Membership {
     type Result = MessageResult<Workers>;
     fn handle(&mut self, _: Workers, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.board.list())
@@ -372,7 +354,7 @@ impl Handler<Workers> for LoadBalancer {
 #[rtype(result = "&'static str")]
 pub struct StrategyName;
 
-impl Handler<StrategyName> for LoadBalancer {
+impl Handler<StrategyName> for Membership {
     type Result = MessageResult<StrategyName>;
     fn handle(&mut self, _: StrategyName, _: &mut Self::Context) -> Self::Result {
         MessageResult(strategy(self.balancing).name())

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::batch::place_batch;
 use super::expected::{Expected, TaskSize};
-use super::placement::place_batch;
 use super::strategy::{Load, RoundRobin, Strategy};
 use super::{Explanation, WorkerReason};
 use crate::model::{KernelName, Priority, WorkerId};

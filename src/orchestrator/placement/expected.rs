@@ -28,7 +28,7 @@
 //!   this worker's speed. With no backlog and a free slot this is just the
 //!   task's predicted time there: the fastest free worker wins.
 //!
-//! The LoadBalancer keeps one [`Expected`] for all workers: a placement
+//! The Membership keeps one [`Expected`] for all workers: a placement
 //! adds the task to its worker's holdings ([`Expected::placed`]), a
 //! release removes it and learns from its time ([`Expected::released`]).
 //! Pure: every call takes `now` (seconds on any clock that only goes

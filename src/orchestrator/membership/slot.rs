@@ -6,10 +6,10 @@ use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 
-use super::loads::MemberView;
 use crate::model::{KernelName, WorkerId};
 use crate::orchestrator::board::{MemberRow, WorkerInfo, WorkerState};
 use crate::orchestrator::config::WorkerEntry;
+use crate::orchestrator::placement::MemberView;
 use crate::orchestrator::worker_proxy::WorkerProxy;
 use crate::protocol::MemberSource;
 
