@@ -11,6 +11,8 @@
 //! as refused (it does not count).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -160,10 +162,22 @@ impl WorkerProxy {
                 }
                 Ok(mut resp) => {
                     let mut pending: Vec<u8> = Vec::new();
+                    // one deadline, pushed back at each chunk: a timer per
+                    // chunk cost a registration and a cancel per task
+                    let deadline = actix_rt::time::sleep(silence);
+                    futures_util::pin_mut!(deadline);
                     loop {
-                        let Ok(next) = actix_rt::time::timeout(silence, resp.next()).await else {
+                        let next = std::future::poll_fn(|cx| {
+                            if let Poll::Ready(next) = resp.poll_next_unpin(cx) {
+                                return Poll::Ready(Some(next));
+                            }
+                            deadline.as_mut().poll(cx).map(|()| None)
+                        })
+                        .await;
+                        let Some(next) = next else {
                             break BatchEnd::Silent(silence);
                         };
+                        deadline.as_mut().reset(actix_rt::time::Instant::now() + silence);
                         match next {
                             // whether the worker said `end` is judged
                             // once every line has been read
@@ -207,8 +221,10 @@ impl WorkerProxy {
                 let attempt_id = f.attempt_id;
                 self.mark_started(&task_id, attempt_id);
                 self.watch_capacity(ctx);
-                if let Some(limit) = self.settings.task_timeout {
-                    ctx.run_later(limit, move |act, _| act.check_timeout(&task_id, attempt_id));
+                if !self.timeout_armed {
+                    if let Some(limit) = self.settings.task_timeout {
+                        self.arm_timeouts(limit, ctx);
+                    }
                 }
             }
             BatchEvent::Result { result } => {
@@ -331,15 +347,44 @@ impl WorkerProxy {
         self.settle(task_id, attempt_id, kind);
     }
 
-    /// `TASK_TIMEOUT` after the attempt started: if it still runs, it is
-    /// cancelled on the worker and reported timed out.
-    fn check_timeout(&mut self, task_id: &TaskId, attempt_id: AttemptId) {
-        let Some(f) = self.in_flight.get(task_id) else {
+    /// One timer for `TASK_TIMEOUT`, at the earliest deadline of the
+    /// attempts running in batches: a timer per attempt would stay in the
+    /// actor's context for the whole limit (an hour, say) after the task
+    /// ended, and actix polls every pending one at each message.
+    fn arm_timeouts(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        self.timeout_armed = true;
+        ctx.run_later(after, |act, ctx| {
+            act.timeout_armed = false;
+            act.check_timeouts(Instant::now(), ctx);
+        });
+    }
+
+    /// Attempts that have run `TASK_TIMEOUT` are cancelled on the worker
+    /// and reported timed out; the timer is armed again for the next.
+    fn check_timeouts(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let Some(limit) = self.settings.task_timeout else {
             return;
         };
-        if f.attempt_id != attempt_id {
-            return;
+        let running = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.batch != 0)
+            .filter_map(|(id, f)| Some((f.started?, id, f.attempt_id)));
+        let (over, within): (Vec<_>, Vec<_>) =
+            running.partition(|(s, ..)| now.saturating_duration_since(*s) >= limit);
+        let next = within.iter().map(|(s, ..)| *s).min();
+        let over: Vec<(TaskId, AttemptId)> = over.into_iter().map(|(_, id, a)| (id.clone(), a)).collect();
+        for (task_id, attempt_id) in over {
+            self.time_out(&task_id, attempt_id);
         }
+        if let Some(started) = next {
+            self.arm_timeouts(limit.saturating_sub(now - started), ctx);
+        }
+    }
+
+    /// The attempt ran longer than `TASK_TIMEOUT`: it is cancelled on the
+    /// worker and reported timed out.
+    fn time_out(&mut self, task_id: &TaskId, attempt_id: AttemptId) {
         self.in_flight.remove(task_id);
         let cancel = self.client.post(format!("{}/cancel/{task_id}", self.base)).send();
         actix_rt::spawn(async move {

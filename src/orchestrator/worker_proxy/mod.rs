@@ -181,6 +181,10 @@ pub struct WorkerProxy {
     progress: HashMap<TaskId, promises::Progress>,
     /// A `GET /current` for stall detection is on its way.
     current_pending: bool,
+    /// A check of starts over capacity is armed (`promises.rs`).
+    capacity_check_armed: bool,
+    /// The `TASK_TIMEOUT` check is armed (`batch.rs`).
+    timeout_armed: bool,
     /// Removed from the cluster ([`Retire`]): sends nothing more to the
     /// Membership (a successor may hold the same id) and refuses new
     /// attempts until it stops.
@@ -251,6 +255,8 @@ impl WorkerProxy {
             serves_another_told: false,
             progress: HashMap::new(),
             current_pending: false,
+            capacity_check_armed: false,
+            timeout_armed: false,
             not_a_worker_told: false,
             retired: false,
         }

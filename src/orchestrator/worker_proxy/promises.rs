@@ -85,21 +85,33 @@ impl WorkerProxy {
         });
     }
 
-    /// After a `started`: if the worker then runs more than it agreed to,
-    /// checks again after [`OVERSTART_GRACE`].
+    /// After a `started`: if the worker now runs more than it agreed to,
+    /// checks again after [`OVERSTART_GRACE`]. One check is armed at a
+    /// time: a timer per start would pile up thousands in the actor's
+    /// context when results and starts cross on their streams, and actix
+    /// polls every pending one at each message.
     pub(super) fn watch_capacity(&mut self, ctx: &mut Context<Self>) {
-        if self.running_here() > self.capacity.max(1) {
-            ctx.run_later(OVERSTART_GRACE, |act, _| act.check_capacity());
+        if !self.capacity_check_armed && self.running_here() > self.capacity.max(1) {
+            self.arm_capacity_check(OVERSTART_GRACE, ctx);
         }
+    }
+
+    fn arm_capacity_check(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        self.capacity_check_armed = true;
+        ctx.run_later(after, |act, ctx| {
+            act.capacity_check_armed = false;
+            act.check_capacity(Instant::now(), ctx);
+        });
     }
 
     fn running_here(&self) -> usize {
         self.in_flight.values().filter(|f| f.started.is_some()).count()
     }
 
-    /// Still more running than the agreed capacity: the latest starts
-    /// over it go back to the queue, and the worker is suspect.
-    fn check_capacity(&mut self) {
+    /// Still more running than the agreed capacity: the latest starts over
+    /// it that are [`OVERSTART_GRACE`] old go back to the queue, and the
+    /// worker is suspect; younger ones are looked at again when they are.
+    fn check_capacity(&mut self, now: Instant, ctx: &mut Context<Self>) {
         let capacity = self.capacity.max(1);
         let running = self.running_here();
         if running <= capacity || self.retired {
@@ -111,7 +123,16 @@ impl WorkerProxy {
             .filter_map(|(id, f)| Some((f.started?, f.seq, id.clone(), f.attempt_id)))
             .collect();
         started.sort_unstable_by_key(|s| (s.0, s.1));
-        let over = started.split_off(capacity);
+        let (over, young): (Vec<_>, Vec<_>) = started
+            .split_off(capacity)
+            .into_iter()
+            .partition(|s| now.saturating_duration_since(s.0) >= OVERSTART_GRACE);
+        if let Some(first) = young.first() {
+            self.arm_capacity_check(OVERSTART_GRACE.saturating_sub(now - first.0), ctx);
+        }
+        if over.is_empty() {
+            return;
+        }
         let why = format!(
             "the worker said it runs {running} tasks, more than the {capacity} slots it agreed to; \
              the {} over them went back to the queue",
