@@ -454,6 +454,7 @@ mod tests {
                     algorithm: "python".into(),
                     kernel: "reference".into(),
                     body: "{}".into(),
+                    reuse_key: None,
                 })
                 .collect();
             store.insert_batch(new, None, "test".into()).await.unwrap();

@@ -255,6 +255,7 @@ mod tests {
             algorithm: "python".into(),
             kernel: "reference".into(),
             body: body.into(),
+            reuse_key: None,
         }
     }
 

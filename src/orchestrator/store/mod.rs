@@ -80,6 +80,9 @@ pub struct NewTask {
     pub kernel: KernelName,
     /// The task's JSON as the worker will receive it.
     pub body: String,
+    /// Its reuse key ([`crate::model::reuse`]), computed where the task
+    /// was parsed so that the store never reads the body back to find it.
+    pub reuse_key: Option<String>,
 }
 
 impl NewTask {
@@ -93,17 +96,21 @@ impl NewTask {
             algorithm: "python".into(),
             kernel: KernelName::resolve("reference").expect("a kernel"),
             body: body.into(),
+            reuse_key: None,
         }
     }
 
     /// A validated task as it is stored and sent.
     pub fn of(t: &Task) -> Self {
+        let kernel = t.work.kernel();
+        let json = t.to_json();
         Self {
             task_id: t.task_id.clone(),
             priority: t.priority,
             algorithm: t.algorithm.clone(),
-            kernel: t.work.kernel(),
-            body: t.to_json().to_string(),
+            reuse_key: crate::model::reuse::reuse_key(kernel.as_str(), &json),
+            kernel,
+            body: json.to_string(),
         }
     }
 }

@@ -15,7 +15,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::StoreError;
-use crate::model::reuse::reuse_key;
 use crate::model::{Priority, TaskResult};
 use crate::util::time::{iso_at, unix_now};
 
@@ -28,14 +27,16 @@ CREATE INDEX IF NOT EXISTS tasks_reuse ON tasks(reuse_key)
 
 /// Adds `reuse_key` to a database made before it; a no-op on a current one.
 pub(super) fn migrate(db: &Connection) -> Result<(), StoreError> {
-    let has = db
-        .prepare("PRAGMA table_info(tasks)")?
-        .query_map([], |r| r.get::<_, String>(1))?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .iter()
-        .any(|c| c == "reuse_key");
-    if !has {
-        db.execute_batch("ALTER TABLE tasks ADD COLUMN reuse_key TEXT")?;
+    for table in ["tasks", "ingest_staging"] {
+        let has = db
+            .prepare(&format!("PRAGMA table_info({table})"))?
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .iter()
+            .any(|c| c == "reuse_key");
+        if !has {
+            db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN reuse_key TEXT"))?;
+        }
     }
     db.execute_batch(REUSE_SCHEMA)?;
     Ok(())
@@ -48,37 +49,38 @@ fn reused_attempt_id(seq: i64) -> i64 {
     seq
 }
 
-/// Gives every task inserted after `after` (a `seq`) its reuse key, and
-/// answers those whose key a completed task (inserted before them) has.
-/// Returns the records of the answered tasks, for `results/`. Reads the
-/// new rows one at a time: a large file is never held whole.
+/// Answers every task inserted after `after` (a `seq`) whose reuse key
+/// (written with the row, computed where the task was parsed) a completed
+/// task inserted before them has. Returns the records of the answered
+/// tasks, for `results/`. The new rows are walked in the database, one
+/// index probe each; only the answered ones are read into memory.
 pub(super) fn answer_from_stored(db: &Connection, after: i64) -> rusqlite::Result<Vec<TaskResult>> {
     let mut answered = Vec::new();
-    let mut new_rows = db.prepare_cached(
-        "SELECT seq, task_id, kernel, body, source, priority FROM tasks WHERE seq > ?1 AND status = 'queued' ORDER BY seq",
+    let mut matches = db.prepare_cached(
+        "SELECT seq, task_id, body, source, priority, from_id FROM (
+             SELECT n.seq, n.task_id, n.body, n.source, n.priority,
+                    (SELECT c.task_id FROM tasks c
+                     WHERE c.reuse_key = n.reuse_key AND c.status = 'completed'
+                       AND c.reuse_key IS NOT NULL AND c.seq <= ?1 LIMIT 1) AS from_id
+             FROM tasks n
+             WHERE n.seq > ?1 AND n.status = 'queued' AND n.reuse_key IS NOT NULL)
+         WHERE from_id IS NOT NULL ORDER BY seq",
     )?;
-    let mut set_key = db.prepare_cached("UPDATE tasks SET reuse_key = ?2 WHERE seq = ?1")?;
-    let mut stored = db.prepare_cached(
-        "SELECT task_id, result FROM tasks
-         WHERE reuse_key = ?1 AND status = 'completed' AND reuse_key IS NOT NULL AND seq <= ?2 LIMIT 1",
-    )?;
-    let mut rows = new_rows.query(params![after])?;
+    let mut stored = db.prepare_cached("SELECT result FROM tasks WHERE task_id = ?1")?;
+    let mut rows = matches.query(params![after])?;
     let now = unix_now();
     while let Some(r) = rows.next()? {
-        let (seq, task_id, kernel, body, source): (i64, String, String, String, String) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-        let priority = Priority::from_rank(u8::try_from(r.get::<_, i64>(5)?).unwrap_or(u8::MAX));
+        let (seq, task_id, body, source, from_id): (i64, String, String, String, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(5)?);
+        let priority = Priority::from_rank(u8::try_from(r.get::<_, i64>(4)?).unwrap_or(u8::MAX));
+        let Some(from_result) = stored
+            .query_row(params![from_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten()
+        else {
+            continue;
+        };
         let body_json: Value = serde_json::from_str(&body).unwrap_or_default();
-        let Some(key) = reuse_key(&kernel, &body_json) else {
-            continue;
-        };
-        set_key.execute(params![seq, key])?;
-        let found: Option<(String, Option<String>)> = stored
-            .query_row(params![key, after], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((from_id, Some(from_result))) = found else {
-            continue;
-        };
         let record = match reused_record(
             &from_id,
             &from_result,
@@ -179,12 +181,15 @@ mod tests {
     use crate::orchestrator::store::{open, NewTask, ReadPool, Store};
 
     fn task(id: &str, params: &str, extra: &str) -> NewTask {
+        let body = format!(r#"{{"task_id":"{id}","algorithm":"python","parameters":{params}{extra}}}"#);
+        let json: Value = serde_json::from_str(&body).unwrap();
         NewTask {
             task_id: id.into(),
             priority: Priority::Medium,
             algorithm: "python".into(),
             kernel: "reference".into(),
-            body: format!(r#"{{"task_id":"{id}","algorithm":"python","parameters":{params}{extra}}}"#),
+            reuse_key: crate::model::reuse::reuse_key("reference", &json),
+            body,
         }
     }
 

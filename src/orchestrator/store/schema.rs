@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS ingest_staging (
     priority INTEGER NOT NULL,
     algorithm TEXT NOT NULL,
     kernel TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    reuse_key TEXT
 );
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id INTEGER PRIMARY KEY,

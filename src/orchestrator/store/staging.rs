@@ -51,8 +51,8 @@ pub enum StagedOutcome {
 /// Writes one chunk of a file's tasks, in file order.
 pub(super) fn stage(db: &Connection, batch: &str, tasks: &[NewTask]) -> rusqlite::Result<()> {
     let mut insert = db.prepare_cached(
-        "INSERT INTO ingest_staging(batch, task_id, priority, algorithm, kernel, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO ingest_staging(batch, task_id, priority, algorithm, kernel, body, reuse_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for t in tasks {
         insert.execute(params![
@@ -61,7 +61,8 @@ pub(super) fn stage(db: &Connection, batch: &str, tasks: &[NewTask]) -> rusqlite
             t.priority,
             t.algorithm,
             t.kernel,
-            t.body
+            t.body,
+            t.reuse_key
         ])?;
     }
     Ok(())
@@ -113,8 +114,8 @@ pub(super) fn commit(db: &Connection, c: Commit<'_>) -> rusqlite::Result<StagedO
     };
     let moved = db
         .prepare_cached(
-            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id)
-             SELECT task_id, priority, algorithm, kernel, 'queued', body, ?2, ?3, ?4
+            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id, reuse_key)
+             SELECT task_id, priority, algorithm, kernel, 'queued', body, ?2, ?3, ?4, reuse_key
              FROM ingest_staging WHERE batch = ?1 ORDER BY ord",
         )?
         .execute(params![c.batch, c.source, at, ingest_id]);

@@ -134,6 +134,7 @@ mod tests {
             algorithm: "python".into(),
             kernel: "reference".into(),
             body: format!(r#"{{"task_id":"{id}",{rest}}}"#),
+            reuse_key: None,
         });
         actix_rt::System::new()
             .block_on(store.insert_batch(tasks.to_vec(), None, "api".into()))

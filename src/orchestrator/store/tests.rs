@@ -10,6 +10,7 @@ fn task(id: &str, priority: u8) -> NewTask {
         algorithm: "python".into(),
         kernel: "reference".into(),
         body: format!(r#"{{"task_id": "{id}", "parameters": {{"num_particles": 100}}}}"#),
+        reuse_key: None,
     }
 }
 

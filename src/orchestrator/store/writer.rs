@@ -330,8 +330,8 @@ fn insert(
     let mut seqs = Vec::with_capacity(tasks.len());
     {
         let mut insert = db.prepare_cached(
-            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+            "INSERT INTO tasks(task_id, priority, algorithm, kernel, status, body, source, created_at, ingest_id, reuse_key)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9)",
         )?;
         for t in tasks {
             insert.execute(params![
@@ -342,7 +342,8 @@ fn insert(
                 t.body,
                 source,
                 at,
-                ingest_id
+                ingest_id,
+                t.reuse_key
             ])?;
             seqs.push(db.last_insert_rowid());
         }

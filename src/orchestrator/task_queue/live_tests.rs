@@ -276,6 +276,7 @@ impl Model {
                         algorithm: "python".into(),
                         kernel: "reference".into(),
                         body: r#"{"parameters":{}}"#.into(),
+                        reuse_key: None,
                     };
                     self.status.insert(t.task_id.clone(), TaskStatus::Queued);
                     self.tasks.push((t.clone(), seq));

@@ -31,6 +31,7 @@ fn live_with(id: &str, priority: u8) -> LiveTasks {
             algorithm: "cython".into(),
             kernel: "optimized".into(),
             body: body.to_string(),
+            reuse_key: None,
         }],
         vec![1],
         "api",
