@@ -38,6 +38,13 @@ pub fn check_result(task_id: &str, attempt_id: AttemptId, v: Value) -> OutcomeKi
             };
         }
     };
+    judge_result(task_id, attempt_id, result)
+}
+
+/// The checks of [`check_result`] on a result already read into its type
+/// (the batch path reads each result line straight into it, with no
+/// `Value` between).
+pub fn judge_result(task_id: &str, attempt_id: AttemptId, result: ExecuteAnswer) -> OutcomeKind {
     if result.task_id != task_id {
         return OutcomeKind::Failed(format!(
             "the worker returned a result for task {:?} instead of {task_id:?}",

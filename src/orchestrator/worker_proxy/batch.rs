@@ -20,12 +20,14 @@ use awc::error::SendRequestError;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::answers::{check_result, never_connected, read_execute_answer, read_refusal, ExecuteVerdict};
+use super::answers::{
+    check_result, judge_result, never_connected, read_execute_answer, read_refusal, ExecuteVerdict,
+};
 use super::{AttemptsStarted, OutcomeKind, WorkerFull};
 use super::{InFlight, RunAttempt, WorkerProxy, UNAUTHORIZED};
 use crate::model::{AttemptId, TaskId};
 use crate::protocol::{
-    BatchEvent, BatchRequest, ExecuteRequest, StoredTask, BATCH_FILL_BYTES, MAX_BATCH_TASKS,
+    BatchEvent, BatchRequest, ExecuteAnswer, ExecuteRequest, StoredTask, BATCH_FILL_BYTES, MAX_BATCH_TASKS,
 };
 use crate::util::logging::AttemptOf;
 use crate::util::trace::{self, Stage};
@@ -208,6 +210,30 @@ impl WorkerProxy {
         });
     }
 
+    /// The task and attempt of a result the worker reported for `batch`;
+    /// none (said in the log) when the batch did not carry it.
+    fn in_batch(&self, batch: u64, reported: &str) -> Option<(TaskId, AttemptId)> {
+        let found = self
+            .batches
+            .get(&batch)
+            .and_then(|r| r.get_key_value(reported))
+            .map(|(id, attempt)| (id.clone(), *attempt));
+        if found.is_none() {
+            tracing::warn!(worker = %self.id, task = %reported,
+                "the worker sent a result for a task that was not in the batch; ignored");
+        }
+        found
+    }
+
+    /// A result line read into its type.
+    fn batch_result(&mut self, batch: u64, result: ExecuteAnswer) {
+        let Some((task_id, attempt_id)) = self.in_batch(batch, result.task_id.as_str()) else {
+            return;
+        };
+        let kind = judge_result(&task_id, attempt_id, result);
+        self.settle(task_id, attempt_id, kind);
+    }
+
     /// One event of a batch's answer.
     fn batch_event(&mut self, batch: u64, event: BatchEvent<Value>, ctx: &mut Context<Self>) {
         match event {
@@ -232,13 +258,7 @@ impl WorkerProxy {
                     tracing::warn!(worker = %self.id, "the worker sent a result without a task_id; ignored");
                     return;
                 };
-                let roster = self.batches.get(&batch);
-                let Some((task_id, attempt_id)) = roster
-                    .and_then(|r| r.get_key_value(reported))
-                    .map(|(id, attempt)| (id.clone(), *attempt))
-                else {
-                    tracing::warn!(worker = %self.id, task = %reported,
-                        "the worker sent a result for a task that was not in the batch; ignored");
+                let Some((task_id, attempt_id)) = self.in_batch(batch, reported) else {
                     return;
                 };
                 let kind = check_result(&task_id, attempt_id, result);
@@ -558,6 +578,13 @@ impl Handler<BatchLines> for WorkerProxy {
     type Result = ();
     fn handle(&mut self, msg: BatchLines, ctx: &mut Self::Context) {
         for line in msg.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            // a result (one per task) is read straight into its type; a
+            // line that does not read so is read again below, whose
+            // checks word what is wrong with it
+            if let Some(result) = result_line(line).and_then(|r| serde_json::from_str(r.get()).ok()) {
+                self.batch_result(msg.batch, result);
+                continue;
+            }
             match serde_json::from_slice::<BatchEvent<Value>>(line) {
                 Ok(event) => self.batch_event(msg.batch, event, ctx),
                 Err(e) => {
@@ -566,6 +593,22 @@ impl Handler<BatchLines> for WorkerProxy {
             }
         }
         self.flush_started();
+    }
+}
+
+/// A `result` line's result, still as text; none for another event.
+fn result_line(line: &[u8]) -> Option<&serde_json::value::RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        event: &'a str,
+        #[serde(borrow)]
+        result: Option<&'a serde_json::value::RawValue>,
+    }
+    let line: Line<'_> = serde_json::from_slice(line).ok()?;
+    if line.event == "result" {
+        line.result
+    } else {
+        None
     }
 }
 
@@ -581,5 +624,24 @@ impl Handler<BatchEnded> for WorkerProxy {
     type Result = ();
     fn handle(&mut self, msg: BatchEnded, ctx: &mut Self::Context) {
         self.batch_ended(msg.batch, msg.end, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::result_line;
+
+    #[test]
+    fn only_a_result_line_gives_its_result_text() {
+        let line = br#"{"event":"result","result":{"task_id":"a","x":[1,2]}}"#;
+        assert_eq!(
+            result_line(line).map(|r| r.get()),
+            Some(r#"{"task_id":"a","x":[1,2]}"#)
+        );
+        assert!(result_line(br#"{"event":"started","task_id":"a","attempt_id":1}"#).is_none());
+        assert!(result_line(br#"{"event":"result"}"#).is_none());
+        assert!(result_line(b"not json").is_none());
+        // an escaped event name is left to the full reading (which words it)
+        assert!(result_line(br#"{"event":"res\u0075lt","result":{}}"#).is_none());
     }
 }
