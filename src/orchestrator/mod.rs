@@ -245,6 +245,7 @@ pub fn start_locked(
     let checkpoints = Arc::new(
         store::Checkpoints::open(
             &settings.db_path,
+            store.clone(),
             !settings.checkpoint_interval.is_zero(),
             settings.checkpoint_max_bytes,
             settings.checkpoint_total_bytes,
