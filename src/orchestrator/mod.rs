@@ -427,6 +427,7 @@ pub fn start_locked(
         max_request_bytes: settings.max_request_bytes,
         bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
+        own_addr: local_addr,
     });
     let allocator = Allocator::new(
         allocator_settings(settings, local_addr, scheme),

@@ -174,3 +174,31 @@ fn a_worker_entry_pointing_at_the_orchestrator_itself_is_refused_with_that_reaso
     let said = o.log().matches("answers as an orchestrator").count();
     assert_eq!(said, 1, "{}", o.log());
 }
+
+#[test]
+fn a_join_naming_the_orchestrators_own_address_is_refused_with_that_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
+    let port = o.addr.rsplit(':').next().unwrap();
+    for url in [format!("http://{}", o.addr), format!("http://localhost:{port}")] {
+        let join = json!({"id": "me", "url": url, "capacity": 1, "algorithms": ["python"],
+            "instance": "i1", "version": "test"});
+        let r = o.post("/workers/join", &join.to_string());
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        let body = r.json();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("this orchestrator's own address, not a worker's"),
+            "{body}"
+        );
+        assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+    }
+    assert!(
+        o.get("/workers").json()["workers"].as_array().unwrap().is_empty(),
+        "nothing was added"
+    );
+}
+
