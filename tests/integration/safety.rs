@@ -202,3 +202,42 @@ fn a_join_naming_the_orchestrators_own_address_is_refused_with_that_reason() {
     );
 }
 
+/// The resident memory of process `pid`, in MB.
+fn resident_mb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+#[test]
+fn memory_returns_after_large_bodies_of_bad_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
+    // issue 22: a 14.5 MB body of 140,000 bad tasks, sent again and again,
+    // took the orchestrator from 22 to 620 MB, never given back
+    let tasks: Vec<Value> = (0..140_000)
+        .map(|i| {
+            json!({"task_id": format!("t{i}"), "algorithm": "python",
+                "parameters": {"num_particles": 10, "num_steps": 5, "density": 5}})
+        })
+        .collect();
+    let body = json!({ "tasks": tasks }).to_string();
+    drop(tasks);
+    let before = resident_mb(o.pid());
+    for _ in 0..10 {
+        let r = o.post("/tasks", &body);
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().len() < 32 << 10, "{} bytes", r.text().len());
+    }
+    let after = resident_mb(o.pid());
+    eprintln!(
+        "10 bodies of {} MB, 140,000 bad tasks each: resident {before} MB before, {after} MB after",
+        body.len() >> 20
+    );
+    assert!(after < before + 100, "{before} MB before, {after} MB after");
+}
