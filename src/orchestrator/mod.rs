@@ -466,6 +466,9 @@ pub fn start_locked(
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)
+        // the socket under a request: an /events stream its client does not
+        // read ends its connection itself
+        .on_connect(crate::http::socket::remember)
         .disable_signals()
         .shutdown_timeout(5);
     let server = match &settings.tls.server {
