@@ -241,3 +241,31 @@ fn memory_returns_after_large_bodies_of_bad_tasks() {
     );
     assert!(after < before + 100, "{before} MB before, {after} MB after");
 }
+
+#[test]
+fn a_task_whose_thermo_series_could_not_fit_max_result_bytes_is_refused_at_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let mut env: Vec<(&str, &str)> = FAST.to_vec();
+    env.push(("MAX_RESULT_BYTES", "100000"));
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &env);
+    let task = |id: &str, every: u64| {
+        json!({"task_id": id, "algorithm": "python",
+            "parameters": {"num_particles": 16, "num_steps": 5000, "seed": 1, "thermo_every": every}})
+        .to_string()
+    };
+    // 5,001 rows of metrics.thermo weigh far more than 100 kB
+    let r = o.post("/tasks", &task("long_series", 1));
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = r.json();
+    let error = &body["errors"][0];
+    assert_eq!(error["path"], "parameters.thermo_every", "{body}");
+    let said = error["message"].as_str().unwrap();
+    assert!(
+        said.contains("MAX_RESULT_BYTES = 100000") && said.contains("could never be recorded"),
+        "{said}"
+    );
+    assert_eq!(o.get("/tasks/long_series").status, 404, "nothing was queued");
+    // a coarser series fits: accepted
+    assert_eq!(o.post("/tasks", &task("short_series", 500)).status, 201);
+}
