@@ -245,6 +245,7 @@ pub fn start_locked(
     let checkpoints = Arc::new(
         store::Checkpoints::open(
             &settings.db_path,
+            store.clone(),
             !settings.checkpoint_interval.is_zero(),
             settings.checkpoint_max_bytes,
             settings.checkpoint_total_bytes,
@@ -426,6 +427,7 @@ pub fn start_locked(
         max_request_bytes: settings.max_request_bytes,
         bodies: BodyRules::new(settings.http.body_timeout),
         started: Instant::now(),
+        own_addr: local_addr,
     });
     let allocator = Allocator::new(
         allocator_settings(settings, local_addr, scheme),
@@ -464,6 +466,9 @@ pub fn start_locked(
             .configure(routes::configure)
     });
     let server = limits::apply(server, &settings.http, 2)
+        // the socket under a request: an /events stream its client does not
+        // read ends its connection itself
+        .on_connect(crate::http::socket::remember)
         .disable_signals()
         .shutdown_timeout(5);
     let server = match &settings.tls.server {

@@ -54,6 +54,24 @@ pub struct SimParams {
 /// being refused, with the least one that fits in the message.
 pub const MAX_THERMO_ROWS: u64 = 10_000;
 
+/// The fewest bytes `rows` rows of `metrics.thermo` can weigh as JSON:
+/// each row at least as long as step 0's with every number `0.0` (the
+/// shortest a float is written), plus the comma between rows. A real row
+/// is longer (about 170 bytes), so a series this bound refuses could never
+/// fit.
+pub fn thermo_least_bytes(rows: u64) -> u64 {
+    let row = kernel::ThermoRow {
+        step: 0,
+        temperature: 0.0,
+        potential_energy: 0.0,
+        kinetic_energy: 0.0,
+        total_energy: 0.0,
+        pressure: 0.0,
+    };
+    let one = serde_json::to_string(&row).map_or(0, |s| s.len() as u64) + 1;
+    rows.saturating_mul(one)
+}
+
 /// Every parameter of a run with the defaults filled in: what a result
 /// records as `effective_parameters`, so that it can be reproduced even if
 /// a default changes.
@@ -84,6 +102,10 @@ pub struct Limits {
     /// The setting that sets `max_memory_bytes` here, named in the refusal
     /// ("" when it is the built-in default).
     pub memory_setting: &'static str,
+    /// `MAX_RESULT_BYTES` of the orchestrator: a task whose own
+    /// `metrics.thermo` series would weigh more can never be recorded, so it
+    /// is refused before it runs (None: no such limit here, e.g. on a worker).
+    pub max_result_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -94,6 +116,7 @@ impl Default for Limits {
             max_pair_evaluations: 2e12,
             max_memory_bytes: 4e9,
             memory_setting: "",
+            max_result_bytes: None,
         }
     }
 }
@@ -226,6 +249,7 @@ impl SimParams {
             )),
             Some(every) => {
                 let rows = self.num_steps / every + 1;
+                let least = thermo_least_bytes(rows);
                 if rows > MAX_THERMO_ROWS {
                     errors.push(ParamError::new(
                         "thermo_every",
@@ -234,6 +258,25 @@ impl SimParams {
                              {MAX_THERMO_ROWS}; use thermo_every ≥ {}",
                             self.num_steps,
                             self.num_steps / MAX_THERMO_ROWS + 1
+                        ),
+                    ));
+                } else if let Some(limit) = limits.max_result_bytes.filter(|l| least > *l) {
+                    let fits = limit / thermo_least_bytes(1);
+                    let fix = if fits >= 2 {
+                        format!(
+                            "use thermo_every ≥ {}, or raise MAX_RESULT_BYTES on the orchestrator",
+                            self.num_steps / (fits - 1) + 1
+                        )
+                    } else {
+                        "raise MAX_RESULT_BYTES on the orchestrator".to_string()
+                    };
+                    errors.push(ParamError::new(
+                        "thermo_every",
+                        format!(
+                            "a row every {every} steps of {} gives {rows} rows of metrics.thermo, at least \
+                             {least} bytes of result, more than MAX_RESULT_BYTES = {limit}: its result could \
+                             never be recorded; {fix}",
+                            self.num_steps
                         ),
                     ));
                 }

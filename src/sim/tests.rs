@@ -593,3 +593,53 @@ fn unknown_algorithms_are_refused_with_the_known_ones() {
         "{text}"
     );
 }
+
+#[test]
+fn a_thermo_series_that_could_never_fit_max_result_bytes_is_refused_with_the_fix() {
+    let tight = Limits {
+        max_result_bytes: Some(100_000),
+        ..Limits::default()
+    };
+    let series = |every: u64| SimParams {
+        thermo_every: Some(every),
+        ..params(100, 5_000, 1)
+    };
+    // 5,001 rows are at least 5,001 × ~95 bytes: more than 100 kB
+    let errors = errors_of(&series(1), "optimized", &tight);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let said = &errors[0];
+    assert_eq!(said.field, "thermo_every");
+    assert!(
+        said.message.contains("5001 rows") && said.message.contains("MAX_RESULT_BYTES = 100000"),
+        "{said}"
+    );
+    // the least thermo_every it names is accepted, the one below is not
+    let least: u64 = said
+        .message
+        .split("thermo_every ≥ ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fix named: {said}"));
+    assert!(series(least)
+        .validate(lookup("optimized").unwrap(), &tight)
+        .is_ok());
+    assert!(series(least - 1)
+        .validate(lookup("optimized").unwrap(), &tight)
+        .is_err());
+    // the bound is a floor: a real series is longer than it
+    let mut p = series(1);
+    p.num_steps = 20;
+    let report = run("optimized", &p, 1);
+    let real = serde_json::to_string(&report.metrics.thermo).unwrap().len() as u64;
+    assert!(real > crate::sim::thermo_least_bytes(21), "{real}");
+    // no limit (a worker), or the default 16 MiB: the series is not refused
+    assert!(series(1)
+        .validate(lookup("optimized").unwrap(), &Limits::default())
+        .is_ok());
+    let default = Limits {
+        max_result_bytes: Some(16 << 20),
+        ..Limits::default()
+    };
+    assert!(series(1).validate(lookup("optimized").unwrap(), &default).is_ok());
+}

@@ -370,3 +370,59 @@ fn a_browser_shows_the_cluster_working() {
         "the token never reaches the server's log"
     );
 }
+
+#[test]
+fn the_files_and_studies_panels_follow_the_stream_without_a_reload() {
+    let Some(browser) =
+        require_browser("dashboard::the_files_and_studies_panels_follow_the_stream_without_a_reload")
+    else {
+        return;
+    };
+    let c = Cluster::start(&[WorkerSpec::new("w1", 2)], &[]);
+    c.wait_workers_up();
+    let profile = tempfile::tempdir().unwrap();
+    let mut b = Browser::open(&browser, profile.path(), &format!("http://{}/", c.orch().addr));
+    wait_until(Duration::from_secs(60), "the page live, no file yet", || {
+        let (data, html) = b.state();
+        data["state"] == "live" && html.contains("no file taken yet")
+    });
+    // the page's refresh timer (if any) stops here: what follows must come
+    // from the stream (the panels were read every 15 s, and showed 9/40
+    // done while 35 were)
+    b.eval("if (typeof filesTimer !== 'undefined') clearInterval(filesTimer); 1");
+    let tasks: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({"task_id": format!("live{i}"), "algorithm": "python", "study": "livestudy",
+                "parameters": {"num_particles": 16, "num_steps": 10, "seed": i}})
+        })
+        .collect();
+    std::fs::write(
+        c.path("task_queues/live_batch.json"),
+        json!({ "tasks": tasks }).to_string(),
+    )
+    .unwrap();
+    c.wait_count("completed", 6, Duration::from_secs(60));
+    wait_until(
+        Duration::from_secs(60),
+        "both panels showing the file and study done",
+        || {
+            let files = b.eval("document.getElementById('files').innerText");
+            let studies = b.eval("document.getElementById('studies').innerText");
+            let (files, studies) = (
+                files.as_str().unwrap_or_default(),
+                studies.as_str().unwrap_or_default(),
+            );
+            files.contains("live_batch.json")
+                && files.contains("6 / 6")
+                && studies.contains("livestudy")
+                && studies.contains("6 / 6")
+        },
+    );
+    // a rejected file changes no count: the panel shows it all the same
+    std::fs::write(c.path("task_queues/broken.json"), "{\"tasks\": [{}]}").unwrap();
+    wait_until(Duration::from_secs(60), "the rejected file in the panel", || {
+        let files = b.eval("document.getElementById('files').innerText");
+        let files = files.as_str().unwrap_or_default();
+        files.contains("broken.json") && files.contains("rejected")
+    });
+}

@@ -174,3 +174,98 @@ fn a_worker_entry_pointing_at_the_orchestrator_itself_is_refused_with_that_reaso
     let said = o.log().matches("answers as an orchestrator").count();
     assert_eq!(said, 1, "{}", o.log());
 }
+
+#[test]
+fn a_join_naming_the_orchestrators_own_address_is_refused_with_that_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
+    let port = o.addr.rsplit(':').next().unwrap();
+    for url in [format!("http://{}", o.addr), format!("http://localhost:{port}")] {
+        let join = json!({"id": "me", "url": url, "capacity": 1, "algorithms": ["python"],
+            "instance": "i1", "version": "test"});
+        let r = o.post("/workers/join", &join.to_string());
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        let body = r.json();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("this orchestrator's own address, not a worker's"),
+            "{body}"
+        );
+        assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+    }
+    assert!(
+        o.get("/workers").json()["workers"].as_array().unwrap().is_empty(),
+        "nothing was added"
+    );
+}
+
+/// The resident memory of process `pid`, in MB.
+fn resident_mb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+#[test]
+fn memory_returns_after_large_bodies_of_bad_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
+    // issue 22: a 14.5 MB body of 140,000 bad tasks, sent again and again,
+    // took the orchestrator from 22 to 620 MB, never given back
+    let tasks: Vec<Value> = (0..140_000)
+        .map(|i| {
+            json!({"task_id": format!("t{i}"), "algorithm": "python",
+                "parameters": {"num_particles": 10, "num_steps": 5, "density": 5}})
+        })
+        .collect();
+    let body = json!({ "tasks": tasks }).to_string();
+    drop(tasks);
+    let before = resident_mb(o.pid());
+    for _ in 0..10 {
+        let r = o.post("/tasks", &body);
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().len() < 32 << 10, "{} bytes", r.text().len());
+    }
+    let after = resident_mb(o.pid());
+    eprintln!(
+        "10 bodies of {} MB, 140,000 bad tasks each: resident {before} MB before, {after} MB after",
+        body.len() >> 20
+    );
+    assert!(after < before + 100, "{before} MB before, {after} MB after");
+}
+
+#[test]
+fn a_task_whose_thermo_series_could_not_fit_max_result_bytes_is_refused_at_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let mut env: Vec<(&str, &str)> = FAST.to_vec();
+    env.push(("MAX_RESULT_BYTES", "100000"));
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &env);
+    let task = |id: &str, every: u64| {
+        json!({"task_id": id, "algorithm": "python",
+            "parameters": {"num_particles": 16, "num_steps": 5000, "seed": 1, "thermo_every": every}})
+        .to_string()
+    };
+    // 5,001 rows of metrics.thermo weigh far more than 100 kB
+    let r = o.post("/tasks", &task("long_series", 1));
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = r.json();
+    let error = &body["errors"][0];
+    assert_eq!(error["path"], "parameters.thermo_every", "{body}");
+    let said = error["message"].as_str().unwrap();
+    assert!(
+        said.contains("MAX_RESULT_BYTES = 100000") && said.contains("could never be recorded"),
+        "{said}"
+    );
+    assert_eq!(o.get("/tasks/long_series").status, 404, "nothing was queued");
+    // a coarser series fits: accepted
+    assert_eq!(o.post("/tasks", &task("short_series", 500)).status, 201);
+}

@@ -1,6 +1,6 @@
 //! What one client or one orchestrator may take of what others share: a
 //! client holds at most a few `/events` streams, so another still gets
-//! one; a worker serves the orchestrator of one data folder at a time.
+//! one, and a stream it does not read is closed; a worker serves the orchestrator of one data folder at a time.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,6 +16,12 @@ const LONG: Duration = Duration::from_secs(60);
 /// A TCP connection to `addr` from the loopback address `from` (another
 /// client as the server sees it).
 fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> TcpStream {
+    connect_with(from, addr, None)
+}
+
+/// [`connect_from`], with a receive buffer of `receive_buffer` bytes when
+/// given (a client that reads nothing then fills up in seconds).
+fn connect_with(from: std::net::Ipv4Addr, addr: &str, receive_buffer: Option<libc::c_int>) -> TcpStream {
     use std::os::fd::FromRawFd;
     let to: std::net::SocketAddrV4 = addr.parse().unwrap();
     // SAFETY: plain socket calls on a descriptor this function owns, with
@@ -31,6 +37,16 @@ fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> TcpStream {
             a.sin_port = port.to_be();
             a
         };
+        if let Some(size) = receive_buffer {
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        }
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         let local = sockaddr(from, 0);
         assert_eq!(
@@ -109,6 +125,57 @@ fn one_client_holding_dashboard_streams_leaves_room_for_another() {
     let _ = fifth.read_to_string(&mut rest);
     assert!(rest.contains("too_many_streams"), "{rest}");
     drop(held);
+}
+
+#[test]
+fn a_stream_its_client_does_not_read_is_closed_and_its_place_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], FAST);
+    let port = o.addr.rsplit(':').next().unwrap();
+    let host = format!("localhost:{port}");
+    // one client takes its four streams and reads nothing more of them
+    let rogue = std::net::Ipv4Addr::new(127, 0, 0, 3);
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let (status, s) = open_events(connect_with(rogue, &o.addr, Some(1024)), &host);
+            assert_eq!(status, 200);
+            s
+        })
+        .collect();
+    let (status, _) = open_events(connect_from(rogue, &o.addr), &host);
+    assert_eq!(status, 429, "the four are held");
+    // the server ends them: the client gets a stream again
+    wait_until(
+        Duration::from_secs(120),
+        "an unread stream closed and its place given",
+        || {
+            let (status, mut s) = open_events(connect_from(rogue, &o.addr), &host);
+            if status == 429 {
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+            status == 200
+        },
+    );
+    // every held stream was closed by the server (what it had sent is
+    // cut short, not delivered slowly)
+    for mut s in held {
+        s.set_read_timeout(Some(LONG)).unwrap();
+        let mut buf = [0u8; 8192];
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break "closed",
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+                Err(e) => panic!("the unread stream is still open: {e}"),
+            }
+        };
+        eprintln!("an unread stream: {end}");
+    }
+    wait_until(LONG, "the log says why", || {
+        o.log()
+            .contains("a dashboard stream its client did not read for 10 s was ended")
+    });
 }
 
 fn standalone(dir: &Path, id: &str) -> Proc {

@@ -52,6 +52,8 @@ pub struct OrchestratorApi {
     /// The body deadline and large-body turns of this server.
     pub bodies: BodyRules,
     pub started: Instant,
+    /// The address this server listens on: a join naming it is refused.
+    pub own_addr: std::net::SocketAddr,
 }
 
 /// Registers every route of the orchestrator, in the order that matters:

@@ -172,33 +172,19 @@ async fn create_tasks(
     // parsing a large batch takes a while: off the HTTP thread; the body
     // (and its large-body turn) is held until it is done
     let parsed = web::block(move || {
-        let batch = taskfile::parse_request(&body, &validator);
+        let large = body.len() >= GIVE_BACK_AFTER_BYTES;
+        let batch = taskfile::parse_request(&body, &validator).map_err(|r| refusal(&r));
         drop(body);
+        // the body and every problem found are freed by now: a burst of
+        // large bodies must not leave the process hundreds of MB larger
+        if large {
+            crate::util::platform::give_back_memory();
+        }
         batch
     })
     .await
     .map_err(|e| ApiError::unavailable(format!("busy: {e}")))?;
-    let batch = parsed.map_err(|r| {
-        let code = if r.malformed {
-            ErrorCode::MalformedJson
-        } else {
-            ErrorCode::InvalidTask
-        };
-        let message = if r.malformed && r.summary().starts_with("malformed JSON") {
-            r.summary()
-        } else if r.malformed {
-            format!("malformed JSON: {}", r.summary())
-        } else {
-            format!("invalid tasks: {}", r.summary())
-        };
-        let (listed, not_listed) = r.listed();
-        let answer = ApiError::new(code, message).with("errors", &listed);
-        if not_listed > 0 {
-            answer.with("errors_not_listed", not_listed)
-        } else {
-            answer
-        }
-    })?;
+    let batch = parsed?;
     let task_ids: Vec<TaskId> = batch
         .tasks
         .iter()
@@ -224,6 +210,35 @@ async fn create_tasks(
             }))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A body at least this large has the memory its reading used given back
+/// to the OS once it is answered.
+const GIVE_BACK_AFTER_BYTES: usize = 1 << 20;
+
+/// The `400`/`422` answer of a refused body: its first problems, each
+/// once, and how many more (the rejection itself, which may hold a
+/// problem for every task, is dropped before the answer is sent).
+fn refusal(r: &taskfile::Rejection) -> ApiError {
+    let code = if r.malformed {
+        ErrorCode::MalformedJson
+    } else {
+        ErrorCode::InvalidTask
+    };
+    let message = if r.malformed && r.summary().starts_with("malformed JSON") {
+        r.summary()
+    } else if r.malformed {
+        format!("malformed JSON: {}", r.summary())
+    } else {
+        format!("invalid tasks: {}", r.summary())
+    };
+    let (listed, not_listed) = r.listed();
+    let answer = ApiError::new(code, message).with("errors", &listed);
+    if not_listed > 0 {
+        answer.with("errors_not_listed", not_listed)
+    } else {
+        answer
     }
 }
 

@@ -127,12 +127,13 @@ async fn get_worker(
 /// `POST /workers/join`: a worker registers itself (and again every
 /// `rejoin_interval_seconds`); 409 `worker_id_taken` when its id is
 /// another worker's (a configured one elsewhere, or a joined process whose
-/// secret this join did not show), 409 `too_many_workers` at `MAX_WORKERS`.
+/// secret this join did not show), 409 `too_many_workers` at `MAX_WORKERS`;
+/// 400 when its URL is this orchestrator's own address.
 #[utoipa::path(post, path = "/workers/join", tag = "workers",
     request_body = JoinRequest,
     responses(
         (status = 200, description = "joined (or joined again); `secret` when one is issued", body = JoinAnswer),
-        (status = 400, description = "not a join, or one that breaks the rules (`malformed_json`, `bad_request` with `errors`)", body = ErrorBody),
+        (status = 400, description = "not a join, or one that breaks the rules, such as a URL that is this orchestrator's own address (`malformed_json`, `bad_request` with `errors`)", body = ErrorBody),
         (status = 409, description = "the id is another worker's and this join did not show its secret (`worker_id_taken`, with `address`), or the cluster has MAX_WORKERS workers (`too_many_workers`, with `max_workers`)", body = ErrorBody),
     ))]
 async fn join_worker(
@@ -154,6 +155,15 @@ async fn join_worker(
                 ApiError::bad_request(format!("invalid join: {}", problems.join("; ")))
                     .with("errors", &problems)
             })?;
+    if entry.is_address_of(api.own_addr) {
+        let problem = format!(
+            "url: {} is this orchestrator's own address, not a worker's; a worker joins with the address it \
+             serves on (orquesta worker --port P --join URL, and --advertise http://HOST:P when the \
+             orchestrator must reach it by another name)",
+            join.url
+        );
+        return Err(ApiError::bad_request(format!("invalid join: {problem}")).with("errors", [&problem]));
+    }
     let member = JoinedMember {
         entry,
         instance: join.instance,

@@ -242,7 +242,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "MAX_RESULT_BYTES",
         "16777216",
-        "largest result a worker may return, as JSON (16 MiB); a larger one fails its attempt, never stored",
+        "largest result a worker may return, as JSON (16 MiB); a larger one fails its attempt, never stored; a task whose thermo series alone cannot fit is refused at submission",
     ),
     (
         "STALL_TIMEOUT",
@@ -453,6 +453,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         limits: Limits {
             max_particles,
             max_particle_steps,
+            max_result_bytes: Some(max_result_bytes as u64),
             ..Limits::default()
         },
         test_kernels: r.get("ORQUESTA_TEST_KERNELS") == "1",

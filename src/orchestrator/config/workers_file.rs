@@ -54,6 +54,22 @@ impl WorkerEntry {
             || h == "0.0.0.0"
             || h.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
     }
+
+    /// True if this entry's address is the orchestrator's own, bound at
+    /// `own`: the same port, and a host that reaches it (its bound
+    /// address, or a loopback name when it listens on loopback or on every
+    /// address). A host elsewhere on the same port is another machine.
+    pub fn is_address_of(&self, own: std::net::SocketAddr) -> bool {
+        if self.port != own.port() {
+            return false;
+        }
+        let h = self.host.trim_matches(|c| c == '[' || c == ']');
+        let ip = own.ip();
+        match h.parse::<std::net::IpAddr>() {
+            Ok(host) => host == ip || (ip.is_unspecified() && host.is_loopback()),
+            Err(_) => h.eq_ignore_ascii_case("localhost") && (ip.is_loopback() || ip.is_unspecified()),
+        }
+    }
 }
 
 /// The message an orchestrator logs when the workers file lists nobody.
@@ -283,6 +299,33 @@ pub fn read_workers_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_orchestrators_own_address_is_recognised_and_only_it() {
+        let entry = |host: &str, port: u16| WorkerEntry {
+            id: "w".into(),
+            host: host.into(),
+            port,
+            capacity: 1,
+            algorithms: vec!["python".into()],
+            tls: false,
+        };
+        let loopback: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let every: std::net::SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let lan: std::net::SocketAddr = "10.0.0.5:5000".parse().unwrap();
+        for host in ["127.0.0.1", "localhost", "LOCALHOST"] {
+            assert!(entry(host, 5000).is_address_of(loopback), "{host}");
+            assert!(entry(host, 5000).is_address_of(every), "{host}");
+        }
+        assert!(entry("10.0.0.5", 5000).is_address_of(lan));
+        assert!(entry("[::1]", 5000).is_address_of(every));
+        // another port, another machine, another loopback address
+        assert!(!entry("127.0.0.1", 5001).is_address_of(loopback));
+        assert!(!entry("10.0.0.6", 5000).is_address_of(every));
+        assert!(!entry("node-2.lab", 5000).is_address_of(every));
+        assert!(!entry("127.0.0.2", 5000).is_address_of(loopback));
+        assert!(!entry("localhost", 5000).is_address_of(lan));
+    }
 
     #[test]
     fn the_seeds_workers_file_parses() {

@@ -6,6 +6,11 @@
 //! resume?") without a read. A checkpoint is taken only from the worker
 //! its task's live attempt runs on, is bounded per task and in total, and
 //! is removed once its task is neither queued nor running ([`Checkpoints::sweep`]).
+//!
+//! The step an attempt resumes from (`attempt_start_steps`) is a small
+//! row written with the task's other changes, by the store's writer
+//! ([`Change::AttemptResumes`]): the proxy that dispatches never waits on
+//! the database's lock.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +19,7 @@ use std::sync::Mutex;
 use dashmap::DashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::{Change, Store};
 use crate::model::{AttemptId, TaskId, WorkerId};
 use crate::protocol::checkpoints::CheckpointInfo;
 
@@ -26,12 +32,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     saved_at REAL NOT NULL,
     bytes BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS attempt_start_steps (
-    attempt_id INTEGER PRIMARY KEY,
-    task_id TEXT NOT NULL,
-    step INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempt_start_steps_task ON attempt_start_steps(task_id);
 ";
 
 /// Why an upload is not stored.
@@ -73,6 +73,8 @@ struct Held {
 pub struct Checkpoints {
     conn: Mutex<Connection>,
     index: DashMap<TaskId, Held>,
+    /// The writer, for the start steps of resumed attempts.
+    store: Store,
     /// `CHECKPOINT_INTERVAL` > 0.
     enabled: bool,
     max_task_bytes: u64,
@@ -81,9 +83,11 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Opens the table in the database at `path` (already opened by the
-    /// store, so it exists) and reads its index.
+    /// store, so it exists) and reads its index; `store` writes the start
+    /// steps.
     pub fn open(
         path: &Path,
+        store: Store,
         enabled: bool,
         max_task_bytes: u64,
         max_total_bytes: u64,
@@ -114,6 +118,7 @@ impl Checkpoints {
         Ok(Self {
             conn: Mutex::new(conn),
             index,
+            store,
             enabled,
             max_task_bytes,
             max_total_bytes,
@@ -228,19 +233,18 @@ impl Checkpoints {
     }
 
     /// At dispatch: the step of the checkpoint `attempt_id` resumes from,
-    /// if one is held, recorded as the attempt's start step.
+    /// if one is held, recorded as the attempt's start step by the
+    /// store's writer (queued, never waited for: the caller is an actor).
     pub fn resume_step(&self, task_id: &TaskId, attempt_id: AttemptId) -> Option<u64> {
         if !self.enabled {
             return None;
         }
         let step = self.index.get(task_id)?.step;
-        let noted = self.conn().execute(
-            "INSERT OR REPLACE INTO attempt_start_steps (attempt_id, task_id, step) VALUES (?1, ?2, ?3)",
-            params![attempt_id.get() as i64, task_id.as_str(), step as i64],
-        );
-        if let Err(e) = noted {
-            tracing::warn!(task = %task_id, error = %e, "cannot record the step an attempt resumes from");
-        }
+        self.store.persist(vec![Change::AttemptResumes {
+            task_id: task_id.clone(),
+            attempt_id,
+            step,
+        }]);
         Some(step)
     }
 
@@ -301,5 +305,51 @@ impl std::fmt::Debug for Checkpoints {
             .field("held", &self.index.len())
             .field("enabled", &self.enabled)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::orchestrator::store::open;
+
+    #[test]
+    fn a_resumed_attempts_start_step_is_written_by_the_writer_even_while_another_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::start(open(&path, false).unwrap());
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS checkpoints (task_id TEXT PRIMARY KEY, attempt_id INTEGER NOT NULL,
+                 worker_id TEXT NOT NULL, step INTEGER NOT NULL, saved_at REAL NOT NULL, bytes BLOB NOT NULL);
+                 INSERT INTO checkpoints VALUES ('t1', 1, 'w1', 40, 0, x'00')",
+            )
+            .unwrap();
+        let cp = Checkpoints::open(&path, store, true, 1 << 20, 1 << 20).unwrap();
+        let task = TaskId::parse("t1").unwrap();
+        // another connection holds the write lock: the dispatching actor
+        // must not wait on it (it did, up to busy_timeout, and then the
+        // row was lost)
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(cp.resume_step(&task, AttemptId::new(2)), Some(40));
+        other.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let steps = cp.start_steps(&task).unwrap();
+            if steps.get(&AttemptId::new(2)) == Some(&40) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the start step was never written: {steps:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // no checkpoint held for a task: nothing to resume, nothing written
+        let none = TaskId::parse("t2").unwrap();
+        assert_eq!(cp.resume_step(&none, AttemptId::new(3)), None);
     }
 }

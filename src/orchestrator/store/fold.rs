@@ -187,7 +187,8 @@ pub(super) fn plan(jobs: &[Job]) -> Plan<'_> {
                 | Change::FileRejected(_)
                 | Change::Allocation(_)
                 | Change::FailuresWritten { .. }
-                | Change::Unstage { .. } => {}
+                | Change::Unstage { .. }
+                | Change::AttemptResumes { .. } => {}
                 Change::AssignResultsFile { .. } | Change::MarkWritten { .. } => {
                     open.clear();
                     by_attempt.clear();

@@ -185,6 +185,13 @@ pub enum Change {
         secret_sha256: String,
         at: f64,
     },
+    /// An attempt resumes its task from the checkpoint held at `step`
+    /// (shown as the attempt's `start_step`).
+    AttemptResumes {
+        task_id: TaskId,
+        attempt_id: AttemptId,
+        step: u64,
+    },
     /// A joined worker left (drained, or `DELETE /workers/{id}`).
     MemberLeft {
         id: WorkerId,

@@ -119,6 +119,12 @@ CREATE TABLE IF NOT EXISTS members (
     joined_at REAL NOT NULL,
     secret_sha256 TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS attempt_start_steps (
+    attempt_id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    step INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempt_start_steps_task ON attempt_start_steps(task_id);
 ";
 
 /// The marker row's key in `meta`.

@@ -466,4 +466,13 @@ impl ReadPool {
             Ok((by_status, by_priority))
         })
     }
+
+    /// The newest file record's id (0: none): it changes whenever a file
+    /// is taken or rejected, so the dashboard knows to read the list again.
+    pub fn last_file_id(&self) -> Result<i64, StoreError> {
+        self.with(|db| {
+            db.prepare_cached("SELECT coalesce(max(id), 0) FROM ingests")?
+                .query_row([], |r| r.get(0))
+        })
+    }
 }

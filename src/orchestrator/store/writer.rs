@@ -554,6 +554,16 @@ fn apply_change(db: &Connection, change: &Change) -> rusqlite::Result<()> {
             ])?;
         }
         Change::Unstage { batch } => staging::unstage(db, batch)?,
+        Change::AttemptResumes {
+            task_id,
+            attempt_id,
+            step,
+        } => {
+            db.prepare_cached(
+                "INSERT OR REPLACE INTO attempt_start_steps (attempt_id, task_id, step) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![attempt_id, task_id, *step as i64])?;
+        }
         Change::FileRejected(rejected) => super::files::record_rejected(db, rejected)?,
         Change::Allocation(change) => super::allocations::apply(db, change)?,
         Change::MemberLeft { id } => {

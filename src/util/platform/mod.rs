@@ -13,6 +13,8 @@
 //! | memory figures                | `sysconf`, `/proc`, `getrusage` | `GlobalMemoryStatusEx`, working set     |
 //! | open-files limit              | `RLIMIT_NOFILE` raised        | none: handles have no such limit          |
 //! | reading an untrusted file     | `O_NOFOLLOW`, `O_NONBLOCK`    | reparse point not followed; a file held by its writer is "busy" |
+//! | ending an unread `/events` stream | `SO_SNDBUF`, `SO_LINGER`, `shutdown` | not done: it stays until its client goes |
+//! | freed memory given back       | `malloc_trim` (glibc)         | the heap does it by itself                |
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,8 +30,9 @@ mod windows;
 use windows as imp;
 
 pub use imp::{
-    ask_to_stop, die_with_parent, exit_with_parent, hold_interrupts, make_stoppable, open_untrusted,
-    parent_pid, peak_resident_bytes, raise_open_files, resident_bytes, total_memory_bytes, InterruptsHeld,
+    ask_to_stop, die_with_parent, end_connection, exit_with_parent, give_back_memory, hold_interrupts,
+    limit_send_buffer, make_stoppable, open_untrusted, parent_pid, peak_resident_bytes, raise_open_files,
+    raw_socket, resident_bytes, total_memory_bytes, InterruptsHeld, RawSocket,
 };
 
 /// Stop requests received since [`count_stop_requests`].

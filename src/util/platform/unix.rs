@@ -260,6 +260,64 @@ pub fn open_refused(e: &io::Error) -> Option<OpenRefused> {
     }
 }
 
+/// A connection's socket as the OS names it.
+pub type RawSocket = std::os::fd::RawFd;
+
+/// The socket under a TCP stream.
+pub fn raw_socket(stream: &impl std::os::fd::AsRawFd) -> RawSocket {
+    stream.as_raw_fd()
+}
+
+/// Caps what the kernel holds unsent on `socket` at about `bytes` (Linux
+/// doubles it and has a floor of its own).
+pub fn limit_send_buffer(socket: RawSocket, bytes: usize) {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads a c_int of the size given; an fd that is
+    // not a socket only makes it fail.
+    unsafe {
+        libc::setsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Ends the connection on `socket`: shut down both ways (which wakes
+/// whoever waits on it), and reset rather than linger when it is closed,
+/// so what it held unsent is dropped.
+pub fn end_connection(socket: RawSocket) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads a `linger` of the size given; shutdown
+    // touches no memory.
+    unsafe {
+        libc::setsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+        libc::shutdown(socket, libc::SHUT_RDWR);
+    }
+}
+
+/// Gives the memory freed since to the OS: glibc keeps freed heap in each
+/// thread's arena, so a burst of large requests handled on several
+/// threads would otherwise stay resident for ever.
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

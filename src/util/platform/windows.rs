@@ -257,3 +257,21 @@ pub fn open_refused(e: &io::Error) -> Option<OpenRefused> {
         _ => None,
     }
 }
+
+/// A connection's socket as the OS names it.
+pub type RawSocket = std::os::windows::io::RawSocket;
+
+/// The socket under a TCP stream.
+pub fn raw_socket(stream: &impl std::os::windows::io::AsRawSocket) -> RawSocket {
+    stream.as_raw_socket()
+}
+
+/// Not done on Windows: the send buffer keeps its size (docs/windows.md).
+pub fn limit_send_buffer(_: RawSocket, _: usize) {}
+
+/// Not done on Windows: an `/events` stream nobody reads stays open until
+/// its client disconnects (docs/windows.md).
+pub fn end_connection(_: RawSocket) {}
+
+/// The Windows heap gives freed memory back by itself.
+pub fn give_back_memory() {}

@@ -22,22 +22,34 @@
 //! second, and only while a stream is open). No task is read. At most
 //! [`MAX_STREAMS`] streams are open at once, [`MAX_STREAMS_PER_CLIENT`]
 //! of them from one address, so one client cannot hold every stream.
+//!
+//! # A stream nobody reads
+//! A client may open its streams and never read them. Each stream's socket
+//! holds little unsent ([`STREAM_SEND_BUFFER`]); once it is full actix no
+//! longer asks the stream for events, and a stream not asked for
+//! [`UNREAD_LIMIT`] (while not itself busy reading a snapshot) is ended:
+//! a watch beside it shuts its socket down ([`crate::http::socket`]), the
+//! connection closes and its place is free again.
 
 pub mod snapshot;
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
+use futures_util::Stream;
 
 use super::OrchestratorApi;
 use crate::http::auth::wants_html;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::socket::ConnSocket;
 use crate::orchestrator::activity::Activity;
 use crate::orchestrator::board::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
@@ -54,6 +66,14 @@ pub const MAX_STREAMS: usize = 32;
 /// Streams open at once from one client address; one more is answered
 /// 429 (a browser with a few tabs stays well under it).
 pub const MAX_STREAMS_PER_CLIENT: usize = 4;
+
+/// A stream actix has not asked for an event for this long (its socket
+/// is full: the client does not read) is ended.
+pub const UNREAD_LIMIT: Duration = Duration::from_secs(10);
+
+/// What the kernel may hold unsent for one stream (about ten snapshots):
+/// a client that stops reading fills it within seconds.
+pub const STREAM_SEND_BUFFER: usize = 16 << 10;
 
 /// One open stream as the limits see it.
 struct OpenStream {
@@ -241,7 +261,7 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
 /// client goes away.
 #[utoipa::path(get, path = "/events", tag = "dashboard",
     responses(
-        (status = 200, description = "Server-Sent Events: `event: snapshot` with the dashboard's JSON, every second, without end",
+        (status = 200, description = "Server-Sent Events: `event: snapshot` with the dashboard's JSON, twice a second, until the client goes away; a stream its client does not read for 10 s is closed",
             content_type = "text/event-stream", body = String),
         (status = 429, description = "this client has MAX_STREAMS_PER_CLIENT (4) streams open already (`too_many_streams`)", body = ErrorBody),
         (status = 503, description = "too many streams open (`unavailable`), or shutting down", body = ErrorBody),
@@ -269,23 +289,106 @@ async fn events(
             ))
         }
     };
-    let state = (api, dash, slot, 0u64);
-    let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq)| async move {
+    let watch = Arc::new(Reading::new());
+    let state = (api, dash, slot, 0u64, Arc::clone(&watch));
+    let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq, watch)| async move {
         if seq > 0 {
             actix_rt::time::sleep(TICK).await;
         }
         if dash.stopping.load(Ordering::SeqCst) {
             return None;
         }
+        watch.preparing.store(true, Ordering::SeqCst);
         let event = next_event(&api, &dash, seq + 1).await;
-        Some((Ok::<_, actix_web::Error>(event), (api, dash, slot, seq + 1)))
+        watch.preparing.store(false, Ordering::SeqCst);
+        Some((
+            Ok::<_, actix_web::Error>(event),
+            (api, dash, slot, seq + 1, watch),
+        ))
     });
+    if let Some(socket) = req.conn_data::<ConnSocket>().copied() {
+        socket.limit_send_buffer(STREAM_SEND_BUFFER);
+        end_when_unread(Arc::downgrade(&watch), socket, client);
+    }
+    let stream = Watched {
+        inner: Box::pin(stream),
+        watch,
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // a reverse proxy must pass each event on at once
         .insert_header(("x-accel-buffering", "no"))
         .streaming(stream))
+}
+
+/// When actix last asked a stream for an event, and whether the stream is
+/// busy reading a snapshot (then the wait is the server's, not the client's).
+struct Reading {
+    since: Instant,
+    /// Milliseconds after `since` of the last ask.
+    asked_ms: AtomicU64,
+    preparing: AtomicBool,
+}
+
+impl Reading {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            asked_ms: AtomicU64::new(0),
+            preparing: AtomicBool::new(false),
+        }
+    }
+
+    fn asked(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.asked_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How long actix has not asked while the stream had an event ready.
+    fn unread_for(&self) -> Duration {
+        if self.preparing.load(Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
+        let asked = Duration::from_millis(self.asked_ms.load(Ordering::SeqCst));
+        self.since.elapsed().saturating_sub(asked)
+    }
+}
+
+/// A stream that notes every time actix asks it for an event.
+struct Watched<S> {
+    inner: Pin<Box<S>>,
+    watch: Arc<Reading>,
+}
+
+impl<S: Stream> Stream for Watched<S> {
+    type Item = S::Item;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.watch.asked();
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Watches a stream from beside it (on the same HTTP thread) and shuts its
+/// socket down once it has gone [`UNREAD_LIMIT`] unread; stops when the
+/// stream is gone (then actix may have given its descriptor to another
+/// connection, so the socket is never touched after that).
+fn end_when_unread(watch: Weak<Reading>, socket: ConnSocket, client: Option<IpAddr>) {
+    actix_rt::spawn(async move {
+        let mut every = actix_rt::time::interval(UNREAD_LIMIT / 10);
+        loop {
+            every.tick().await;
+            let Some(reading) = watch.upgrade() else {
+                return;
+            };
+            if reading.unread_for() >= UNREAD_LIMIT {
+                tracing::info!(client = ?client, "a dashboard stream its client did not read for {} s was ended",
+                    UNREAD_LIMIT.as_secs());
+                socket.end();
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

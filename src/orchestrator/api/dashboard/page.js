@@ -1,6 +1,7 @@
 // The dashboard's script: reads GET /events (Server-Sent Events) with
 // fetch() so that it can send the cluster token, draws each snapshot, and
-// fetches the heavy things (files, a task, failures) only when needed.
+// fetches the heavy things (files, studies, a task, failures) only when a
+// snapshot says they changed, or when asked.
 // No library, nothing from another server.
 "use strict";
 
@@ -10,7 +11,8 @@ let token = null;
 let updates = 0;
 let lastFailuresTotal = -1;
 let failuresAsked = 0;
-let filesTimer = null;
+let lastFilesKey = null;
+let filesAsked = 0;
 
 // The token: from the address's fragment (#token=…, never sent to a
 // server), kept in this tab's sessionStorage; the fragment is then
@@ -154,6 +156,16 @@ function render(s) {
     lastFailuresTotal = s.activity.failures_total;
     failuresAsked = Date.now();
     refreshFailures();
+  }
+  // a file taken or rejected, or tasks ended: the Files and Studies lists
+  // are read again (at most every 2 s)
+  const c = s.tasks.by_status;
+  const filesKey = [s.last_file_id, s.tasks.total, c.completed || 0, c.failed || 0, c.cancelled || 0].join("/");
+  if (filesKey !== lastFilesKey && Date.now() - filesAsked > 2000) {
+    lastFilesKey = filesKey;
+    filesAsked = Date.now();
+    refreshFiles();
+    refreshStudies();
   }
 }
 
@@ -420,4 +432,3 @@ takeToken();
 connect();
 refreshFiles();
 refreshStudies();
-filesTimer = setInterval(() => { if (!document.hidden) { refreshFiles(); refreshStudies(); } }, 15000);

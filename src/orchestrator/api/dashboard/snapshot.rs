@@ -1,5 +1,6 @@
 //! The snapshot the dashboard's stream sends on each tick: kept counts by
-//! status and priority (`task_counts`, a few rows), every worker's board
+//! status and priority (`task_counts`, a few rows), the newest file
+//! record's id (one index lookup), every worker's board
 //! row with its execution times, the recent activity, and the running
 //! tasks' progress. Nothing here reads a task: the cost is the same with
 //! a million stored as with ten.
@@ -21,6 +22,8 @@ pub struct Parts {
     pub now: f64,
     pub uptime_seconds: f64,
     pub counts: Counts,
+    /// The newest file record's id ([`ReadPool::last_file_id`]).
+    pub last_file_id: i64,
     pub workers: Vec<WorkerInfo>,
     pub activity: ActivityView,
     pub running: Vec<RunningTask>,
@@ -41,6 +44,7 @@ pub fn read_parts(
         now,
         uptime_seconds,
         counts: read.counts()?,
+        last_file_id: read.last_file_id()?,
         workers,
         activity: activity.view(now),
         running,
@@ -57,6 +61,9 @@ pub struct Snapshot<'a> {
     pub uptime_seconds: f64,
     pub version: &'static str,
     pub tasks: TaskCounts,
+    /// Changes when a file is taken or rejected: with the counts, what
+    /// tells the page to read its Files and Studies lists again.
+    pub last_file_id: i64,
     pub workers: Vec<WorkerRow<'a>>,
     pub activity: Series<'a>,
     pub running: &'a [RunningTask],
@@ -120,6 +127,7 @@ pub fn render(p: &Parts, seq: u64) -> Snapshot<'_> {
         uptime_seconds: p.uptime_seconds,
         version: env!("CARGO_PKG_VERSION"),
         tasks: TaskCounts::new(by_status, by_priority),
+        last_file_id: p.last_file_id,
         workers: p.workers.iter().map(|w| worker(w, &a.workers, p.now)).collect(),
         activity: Series {
             bin_seconds: a.bin_seconds,
