@@ -55,7 +55,7 @@ pub struct TaskResult {
 
 /// The names a result uses itself: an unknown task field of one of these
 /// names is not echoed (it stays in `GET /tasks/{id}`'s `extra`).
-const RESULT_FIELDS: [&str; 14] = [
+const RESULT_FIELDS: [&str; 15] = [
     "task_id",
     "algorithm",
     "parameters",
@@ -70,6 +70,7 @@ const RESULT_FIELDS: [&str; 14] = [
     "attempt_id",
     "resumed_from_step",
     "reused_from",
+    "corrected_from",
 ];
 
 /// What a result echoes of its task's body: the description, and the
@@ -119,6 +120,14 @@ impl TaskResult {
     pub fn set_reused_from(&mut self, task_id: &str) {
         self.extra
             .insert("reused_from".into(), Value::String(task_id.to_string()));
+    }
+
+    /// Marks the record as the run that replaced `worker`'s result, which
+    /// a verification found wrong (`corrected_from` at the top level; kept
+    /// in `extra` like `reused_from`).
+    pub fn set_corrected_from(&mut self, worker: &str) {
+        self.extra
+            .insert("corrected_from".into(), Value::String(worker.to_string()));
     }
 
     /// The task whose stored result this record is, if it was reused.

@@ -320,6 +320,7 @@ pub fn start_locked(
         retry_max: settings.retry_max,
         sweep_interval: settings.distribution_interval,
         performance: settings.performance_monitoring,
+        verify_fraction: settings.verify_fraction,
     };
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
     let activity = Arc::new(Activity::default());

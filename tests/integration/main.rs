@@ -52,5 +52,6 @@ mod tools;
 mod tools_cluster;
 mod tools_terminal;
 mod up_follows;
+mod verify;
 mod worker;
 mod workers_cli;

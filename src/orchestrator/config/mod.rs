@@ -83,6 +83,9 @@ pub struct Settings {
     pub stall_timeout: Option<Duration>,
     /// `MAX_WORKERS`: joins are refused once this many workers are members.
     pub max_workers: usize,
+    /// `VERIFY_FRACTION`: the share of completed simulations run again on
+    /// another worker and compared bit for bit (0: none).
+    pub verify_fraction: f64,
     /// `WORKER_EXPIRY`: a joined worker unreachable this long is removed
     /// (`None`: kept until removed).
     pub worker_expiry: Option<Duration>,
@@ -250,6 +253,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "seconds without a step advance before a running task is taken back and its worker marked suspect; the limit is the larger of this and 20 × the task's own time per step (none = off)",
     ),
     (
+        "VERIFY_FRACTION",
+        "0.01",
+        "share of completed simulations run again on another capable worker, only on a slot no queued task could use, and compared bit for bit; a worker that disagrees with the majority is quarantined (0 = off, 1 = every one)",
+    ),
+    (
         "MAX_WORKERS",
         "1000",
         "most workers (configured and joined); a join beyond it is refused (409 too_many_workers)",
@@ -334,6 +342,19 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let max_request_bytes = r.count("MAX_REQUEST_BYTES");
     let max_result_bytes = r.count("MAX_RESULT_BYTES");
     let max_workers = r.count("MAX_WORKERS");
+    let verify_fraction = {
+        let raw = r.get("VERIFY_FRACTION");
+        match raw.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => v,
+            _ => {
+                let name = r.name("VERIFY_FRACTION");
+                r.problem(format!(
+                    "{name}: expected a number from 0 (off) to 1 (every completed simulation), found {raw:?}"
+                ));
+                0.0
+            }
+        }
+    };
     let stall_timeout = match r.get("STALL_TIMEOUT").trim() {
         "none" | "0" => None,
         _ => Some(r.seconds("STALL_TIMEOUT", false)),
@@ -439,6 +460,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         max_request_bytes,
         max_result_bytes,
         max_workers,
+        verify_fraction,
         worker_expiry,
         stall_timeout,
         checkpoint_interval,

@@ -73,6 +73,8 @@ impl LiveTasks {
         // a better task now waits in a backlog: lower ones queued where it
         // could run are asked back
         self.take_back_below_floors(now, &mut out.fx);
+        // slots nothing queued could use: verification runs (`verify.rs`)
+        self.start_verifications(now, &mut out.fx);
         out
     }
 

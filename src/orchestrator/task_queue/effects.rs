@@ -178,6 +178,12 @@ pub struct Effects {
     pub released: Vec<(WorkerId, Freed, Option<TaskSize>)>,
     /// Draining workers that have just become idle: membership settles them.
     pub idle: Vec<WorkerId>,
+    /// Workers a verification found wrong, and why: membership marks them
+    /// suspect (`verify.rs`).
+    pub quarantine: Vec<(WorkerId, String)>,
+    /// Recorded results replaced by the majority's run, persisted in this
+    /// event's `persist`: the ResultsStore writes them again.
+    pub corrected: Vec<TaskResult>,
 }
 
 impl Effects {
@@ -194,5 +200,7 @@ impl Effects {
         self.loads_changed.extend(other.loads_changed);
         self.released.extend(other.released);
         self.idle.extend(other.idle);
+        self.quarantine.extend(other.quarantine);
+        self.corrected.extend(other.corrected);
     }
 }

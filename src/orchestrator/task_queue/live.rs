@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub use super::effects::{Completion, Effects, Freed, Observed, Outbound, Sample};
 pub use super::entry::Entry;
+pub use super::verify::{Verifier, VerifyCounters};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::placement::{Loads, MemberView, TaskSize};
 use crate::orchestrator::store::{Change, NewTask, QueuedRow, WasRunning};
@@ -265,6 +266,8 @@ pub struct LiveTasks {
     next_attempt: u64,
     jitter: SplitMix64,
     pub counters: Counters,
+    /// Replication: completed results run again elsewhere (`verify.rs`).
+    pub verify: Verifier,
 }
 
 impl LiveTasks {
@@ -283,6 +286,7 @@ impl LiveTasks {
             next_attempt: 0,
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
+            verify: Verifier::default(),
         }
     }
 

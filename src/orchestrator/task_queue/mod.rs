@@ -58,6 +58,9 @@ mod submit;
 mod takeback;
 #[cfg(test)]
 mod tests;
+mod verify;
+#[cfg(test)]
+mod verify_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,7 +76,7 @@ pub use results::{FailuresPending, RecordResult};
 pub use submit::{SubmitBatch, SubmitError, SubmitStaged, Submitted};
 
 use super::activity::Activity;
-use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack};
+use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack, WorkerSuspect};
 use crate::model::{KernelName, TaskId, TaskStatus, WorkerId};
 use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::membership::WorkerIdle;
@@ -91,6 +94,8 @@ pub struct QueueSettings {
     pub retry_max: Duration,
     pub sweep_interval: Duration,
     pub performance: bool,
+    /// `VERIFY_FRACTION` (`verify.rs`).
+    pub verify_fraction: f64,
 }
 
 /// One worker's proxy, as the messages TaskQueue sends it.
@@ -131,6 +136,8 @@ pub struct Peers {
     /// Told when a task failed or was cancelled: its record waits for a
     /// `task_failures_*.json`.
     pub failures: Recipient<FailuresPending>,
+    /// Membership: told of a worker a verification found wrong.
+    pub suspects: Recipient<WorkerSuspect>,
     pub proxies: HashMap<WorkerId, ProxyPeer>,
 }
 
@@ -138,13 +145,14 @@ impl Peers {
     /// Membership's and the ResultsStore's recipients, and the proxies.
     pub fn new<L, R>(lb: &Addr<L>, results: &Addr<R>, proxies: HashMap<WorkerId, ProxyPeer>) -> Self
     where
-        L: Actor<Context = Context<L>> + Handler<WorkerIdle>,
+        L: Actor<Context = Context<L>> + Handler<WorkerIdle> + Handler<WorkerSuspect>,
         R: Actor<Context = Context<R>> + Handler<RecordResult> + Handler<FailuresPending>,
     {
         Self {
             idle: lb.clone().recipient(),
             results: results.clone().recipient(),
             failures: results.clone().recipient(),
+            suspects: lb.clone().recipient(),
             proxies,
         }
     }
@@ -192,6 +200,7 @@ impl TaskQueue {
         };
         let mut live = LiveTasks::new(policy, boot, seed());
         live.loads = loads;
+        live.verify = live::Verifier::new(settings.verify_fraction);
         for id in live.loads.ids() {
             if let Some(row) = live.loads.row(id) {
                 board.publish_load(id, row);
@@ -241,6 +250,14 @@ impl TaskQueue {
         }
         for worker_id in fx.idle {
             self.peers.idle.do_send(WorkerIdle { worker_id });
+        }
+        for (worker_id, reason) in fx.quarantine {
+            self.peers.suspects.do_send(WorkerSuspect { worker_id, reason });
+        }
+        for result in fx.corrected {
+            // after the persist above: the corrected record is committed first
+            let drained = self.live.live_count() == 0;
+            self.peers.results.do_send(RecordResult { result, drained });
         }
         for due in fx.wake_at {
             let wait = Duration::from_secs_f64((due - unix_now()).max(0.0));

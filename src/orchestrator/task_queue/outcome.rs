@@ -40,6 +40,11 @@ impl LiveTasks {
         now: f64,
     ) -> Effects {
         self.clock = self.clock.max(now);
+        if self.is_verification(task_id, attempt_id) {
+            // a run of a completed task on another worker: compared, never
+            // an attempt (`verify.rs`)
+            return self.verification_outcome(task_id, kind, now);
+        }
         let mut fx = Effects::default();
         let cancelling = self.cancelling.contains(task_id);
         let attempt = self
@@ -305,6 +310,7 @@ impl LiveTasks {
         result.attempt_id = None;
         result.echo(&entry.echo());
         result.source = Some(entry.source.to_string());
+        self.verify_completed(&entry, from, &result);
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
         fx.observed.push(Observed::Completed {

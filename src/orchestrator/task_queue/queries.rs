@@ -94,6 +94,9 @@ pub struct SinceStart {
     pub refused_attempts: u64,
     pub late_results_ignored: u64,
     pub forged_results_dropped: u64,
+    /// Replication (`VERIFY_FRACTION`): runs, agreements, mismatches,
+    /// corrected results, quarantined workers.
+    pub verification: super::live::VerifyCounters,
 }
 
 impl From<&Counters> for SinceStart {
@@ -108,6 +111,7 @@ impl From<&Counters> for SinceStart {
             refused_attempts: c.refused_attempts,
             late_results_ignored: c.late_results_ignored,
             forged_results_dropped: c.forged_results,
+            verification: Default::default(),
         }
     }
 }
@@ -173,7 +177,10 @@ impl Handler<QueueStats> for TaskQueue {
         let uptime = self.started.elapsed().as_secs_f64();
         MessageResult(QueueSnapshot {
             uptime_seconds: uptime,
-            since_start: SinceStart::from(&self.live.counters),
+            since_start: SinceStart {
+                verification: self.live.verify.counters,
+                ..SinceStart::from(&self.live.counters)
+            },
             queue: self.live.counts(),
             throughput: Throughput {
                 tasks_per_second_10s: perf.throughput(Duration::from_secs(10), self.started),

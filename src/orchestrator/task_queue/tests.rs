@@ -47,6 +47,7 @@ fn the_state_machine_without_workers() {
             retry_max: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(60),
             performance: true,
+            verify_fraction: 0.0,
         };
         let peers = Peers::new(&lb, &results, HashMap::new());
         let queue = TaskQueue::new(

@@ -263,8 +263,15 @@ impl WorkerProxy {
     }
 
     /// Tells TaskQueue how an attempt ended (and the log, see [`trace`]).
+    /// A result over `MAX_RESULT_BYTES` or with impossible physics fails
+    /// the attempt here; impossible physics is a lie, so the worker is
+    /// also suspect.
     fn report(&self, task_id: TaskId, attempt_id: AttemptId, kind: OutcomeKind) {
         let kind = answers::bounded(kind, self.settings.max_result_bytes);
+        let (kind, lie) = answers::plausible(kind);
+        if let Some(why) = lie {
+            self.suspect(format!("task {task_id}: {why}"));
+        }
         if trace::enabled() {
             trace::note(
                 Stage::Ended,

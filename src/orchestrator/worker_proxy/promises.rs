@@ -64,7 +64,7 @@ pub fn stall_limit(floor: Duration, per_step: Option<f64>) -> Duration {
 
 impl WorkerProxy {
     /// Tells membership that the worker broke a promise.
-    pub(super) fn suspect(&mut self, reason: String) {
+    pub(super) fn suspect(&self, reason: String) {
         if self.retired {
             return;
         }

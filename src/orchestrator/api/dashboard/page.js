@@ -183,7 +183,9 @@ function drawWorkers(s) {
     const action = drain ? "resume" : "drain";
     return "<tr data-worker=\"" + esc(w.id) + "\">" +
       "<td><b>" + esc(w.id) + "</b> <span class=\"muted\">" + esc(w.source) + " · " + esc(w.address) + "</span></td>" +
-      "<td><span class=\"badge state-" + esc(w.state) + "\" title=\"" + esc(w.state_reason || "") + "\">" + esc(w.state) + "</span></td>" +
+      "<td><span class=\"badge state-" + esc(w.state) + "\" title=\"" + esc(w.state_reason || "") + "\">" + esc(w.state) + "</span>" +
+      // a suspect or quarantined worker says why, not only in a tooltip
+      (/^suspect: /.test(w.state_reason || "") ? "<div class=\"muted\">" + esc(w.state_reason) + "</div>" : "") + "</td>" +
       "<td><span class=\"load\"><span class=\"run\" style=\"width:" + run.toFixed(1) + "%\"></span>" +
       "<span class=\"back\" style=\"left:" + mark.toFixed(1) + "%;width:" + back.toFixed(1) + "%\"></span>" +
       "<span class=\"cap\" style=\"left:" + mark.toFixed(1) + "%\"></span></span>" +
