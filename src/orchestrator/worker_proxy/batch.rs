@@ -367,57 +367,6 @@ impl WorkerProxy {
         self.settle(task_id, attempt_id, kind);
     }
 
-    /// One timer for `TASK_TIMEOUT`, at the earliest deadline of the
-    /// attempts running in batches: a timer per attempt would stay in the
-    /// actor's context for the whole limit (an hour, say) after the task
-    /// ended, and actix polls every pending one at each message.
-    fn arm_timeouts(&mut self, after: Duration, ctx: &mut Context<Self>) {
-        self.timeout_armed = true;
-        ctx.run_later(after, |act, ctx| {
-            act.timeout_armed = false;
-            act.check_timeouts(Instant::now(), ctx);
-        });
-    }
-
-    /// Attempts that have run `TASK_TIMEOUT` are cancelled on the worker
-    /// and reported timed out; the timer is armed again for the next.
-    fn check_timeouts(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        let Some(limit) = self.settings.task_timeout else {
-            return;
-        };
-        let running = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.batch != 0)
-            .filter_map(|(id, f)| Some((f.started?, id, f.attempt_id)));
-        let (over, within): (Vec<_>, Vec<_>) =
-            running.partition(|(s, ..)| now.saturating_duration_since(*s) >= limit);
-        let next = within.iter().map(|(s, ..)| *s).min();
-        let over: Vec<(TaskId, AttemptId)> = over.into_iter().map(|(_, id, a)| (id.clone(), a)).collect();
-        for (task_id, attempt_id) in over {
-            self.time_out(&task_id, attempt_id);
-        }
-        if let Some(started) = next {
-            self.arm_timeouts(limit.saturating_sub(now - started), ctx);
-        }
-    }
-
-    /// The attempt ran longer than `TASK_TIMEOUT`: it is cancelled on the
-    /// worker and reported timed out.
-    fn time_out(&mut self, task_id: &TaskId, attempt_id: AttemptId) {
-        self.in_flight.remove(task_id);
-        let cancel = self.client.post(format!("{}/cancel/{task_id}", self.base)).send();
-        actix_rt::spawn(async move {
-            let _ = cancel.await;
-        });
-        let limit = self.settings.task_timeout.map_or(0.0, |d| d.as_secs_f64());
-        self.report(
-            task_id.clone(),
-            attempt_id,
-            OutcomeKind::TimedOut(format!("the attempt ran longer than TASK_TIMEOUT = {limit} s")),
-        );
-    }
-
     /// A batch's answer is over: its attempts without an outcome yet are
     /// settled by how it ended.
     fn batch_ended(&mut self, batch: u64, end: BatchEnd, ctx: &mut Context<Self>) {

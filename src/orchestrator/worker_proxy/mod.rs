@@ -14,6 +14,7 @@ mod answers;
 mod batch;
 mod health;
 mod http;
+mod plausible;
 mod promises;
 mod reports;
 mod single;
@@ -268,7 +269,7 @@ impl WorkerProxy {
     /// also suspect.
     fn report(&self, task_id: TaskId, attempt_id: AttemptId, kind: OutcomeKind) {
         let kind = answers::bounded(kind, self.settings.max_result_bytes);
-        let (kind, lie) = answers::plausible(kind);
+        let (kind, lie) = plausible::plausible(kind);
         if let Some(why) = lie {
             self.suspect(format!("task {task_id}: {why}"));
         }
