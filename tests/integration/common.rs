@@ -595,3 +595,68 @@ impl Cluster {
         self.dir.path().join(rel)
     }
 }
+
+/// A fake worker in this process: answers `GET /health` healthy, `GET
+/// /status` with `status`, and each `POST /execute` with `execute(task)`
+/// (the task as sent); anything else is refused. Answers its address, a
+/// flag that stops it, and how many tasks it was sent.
+pub fn fake_worker(
+    status: Value,
+    execute: impl Fn(&Value) -> String + Send + 'static,
+) -> (
+    String,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let executes = Arc::new(AtomicUsize::new(0));
+    let (stop2, executes2) = (Arc::clone(&stop), Arc::clone(&executes));
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let answer = if line.starts_with("GET /health") {
+                serde_json::json!({"status": "healthy"}).to_string()
+            } else if line.starts_with("GET /status") {
+                status.to_string()
+            } else if line.starts_with("POST /execute") {
+                executes2.fetch_add(1, Ordering::Relaxed);
+                execute(&serde_json::from_slice(&body).unwrap_or_default())
+            } else {
+                serde_json::json!({"error": "no"}).to_string()
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (addr, stop, executes)
+}

@@ -3,8 +3,7 @@
 //! time and in count.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -171,67 +170,18 @@ fn a_frozen_worker_is_declared_down_and_its_task_runs_elsewhere_once() {
 /// `garbage` (not JSON), `bloated` (the right task, with 2 MB of output),
 /// or a result for another task.
 pub(crate) fn lying_worker(mode: &'static str) -> (String, Arc<AtomicBool>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let executes = Arc::new(AtomicUsize::new(0));
-    let (stop2, executes2) = (Arc::clone(&stop), Arc::clone(&executes));
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            let Ok((mut s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            s.set_nonblocking(false).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut reader = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let answer = if line.starts_with("GET /health") {
-                json!({"status": "healthy"}).to_string()
-            } else if line.starts_with("GET /status") {
-                json!({"worker_id": "liar", "capacity": 4, "algorithms": ["__sleep"], "state": "idle"})
-                    .to_string()
-            } else if line.starts_with("POST /execute") {
-                executes2.fetch_add(1, Ordering::Relaxed);
-                let task: Value = serde_json::from_slice(&body).unwrap_or_default();
-                match mode {
-                    "garbage" => "this is not json".to_string(),
-                    "bloated" => json!({"task_id": task["task_id"], "algorithm": task["algorithm"],
-                        "parameters": task["parameters"], "execution_time": 0.0, "attempt_id": task["attempt_id"],
-                        "result": {"status": "completed", "metrics": {}, "output": "x".repeat(2_000_000)}})
-                    .to_string(),
-                    _ => json!({"task_id": "somebody_else", "algorithm": "__sleep", "parameters": {},
-                        "execution_time": 0.0, "attempt_id": task["attempt_id"],
-                        "result": {"status": "completed", "metrics": {}, "output": "lies"}})
-                    .to_string(),
-                }
-            } else {
-                json!({"error": "no"}).to_string()
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-        }
-    });
-    (addr, stop, executes)
+    let status = json!({"worker_id": "liar", "capacity": 4, "algorithms": ["__sleep"], "state": "idle"});
+    crate::common::fake_worker(status, move |task| match mode {
+        "garbage" => "this is not json".to_string(),
+        "bloated" => json!({"task_id": task["task_id"], "algorithm": task["algorithm"],
+            "parameters": task["parameters"], "execution_time": 0.0, "attempt_id": task["attempt_id"],
+            "result": {"status": "completed", "metrics": {}, "output": "x".repeat(2_000_000)}})
+        .to_string(),
+        _ => json!({"task_id": "somebody_else", "algorithm": "__sleep", "parameters": {},
+            "execution_time": 0.0, "attempt_id": task["attempt_id"],
+            "result": {"status": "completed", "metrics": {}, "output": "lies"}})
+        .to_string(),
+    })
 }
 
 #[test]
