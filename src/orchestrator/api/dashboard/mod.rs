@@ -3,7 +3,8 @@
 //! binary (`page.html`, `page.css`, `page.js`: nothing fetched from
 //! elsewhere, clusters are often offline); API clients keep the JSON list
 //! of endpoints. `GET /events` is the page's live feed: Server-Sent
-//! Events, one [`snapshot`] every [`TICK`] while the page is open.
+//! Events, one [`snapshot`] every [`TICK`] while the page is open (with
+//! the allocation queues and their jobs, as `GET /allocations` has them).
 //! `GET /activity/failures` lists the last failures on demand.
 //!
 //! # The token
@@ -19,7 +20,8 @@
 //! A snapshot reads the kept counts (a few rows), the worker board (a
 //! dashmap), the activity recorder (one short lock) and the progress cache
 //! (a message; the workers are asked in the background, at most once a
-//! second, and only while a stream is open). No task is read. At most
+//! second, and only while a stream is open) and the allocator's queues (a
+//! message answered from memory: no cluster-manager command runs for it). No task is read. At most
 //! [`MAX_STREAMS`] streams are open at once, [`MAX_STREAMS_PER_CLIENT`]
 //! of them from one address, so one client cannot hold every stream.
 
@@ -35,10 +37,12 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 
+use super::allocations::AllocationApi;
 use super::OrchestratorApi;
 use crate::http::auth::wants_html;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::orchestrator::activity::Activity;
+use crate::orchestrator::allocation::ListAllocations;
 use crate::orchestrator::board::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
 use crate::protocol::stats::RecentFailures;
@@ -208,8 +212,20 @@ fn busy_workers(workers: &[WorkerInfo]) -> Vec<(String, String)> {
 }
 
 /// One snapshot as an SSE event.
-async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard>, seq: u64) -> Bytes {
+async fn next_event(
+    api: &web::Data<OrchestratorApi>,
+    dash: &web::Data<Dashboard>,
+    alloc: &web::Data<AllocationApi>,
+    seq: u64,
+) -> Bytes {
     let workers = api.workers.list();
+    // a queue list that cannot be had (the allocator stopping) shows none
+    let allocations = alloc
+        .allocator
+        .send(ListAllocations)
+        .await
+        .map(|l| l.allocations)
+        .unwrap_or_default();
     let running = dash
         .progress
         .send(RunningNow {
@@ -220,8 +236,10 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
     let (read, activity) = (Arc::clone(&api.read), Arc::clone(&dash.activity));
     let uptime = api.started.elapsed().as_secs_f64();
     let parts =
-        web::block(move || snapshot::read_parts(&read, &activity, workers, running, unix_now(), uptime))
-            .await;
+        web::block(move || {
+        snapshot::read_parts(&read, &activity, workers, running, allocations, unix_now(), uptime)
+    })
+    .await;
     let body = match parts {
         Ok(Ok(p)) => serde_json::to_string(&snapshot::render(&p, seq)),
         Ok(Err(e)) => serde_json::to_string(&snapshot::Unavailable {
@@ -249,6 +267,7 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
 async fn events(
     api: web::Data<OrchestratorApi>,
     dash: web::Data<Dashboard>,
+    alloc: web::Data<AllocationApi>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let client = req.peer_addr().map(|a| a.ip());
@@ -269,16 +288,16 @@ async fn events(
             ))
         }
     };
-    let state = (api, dash, slot, 0u64);
-    let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq)| async move {
+    let state = (api, dash, alloc, slot, 0u64);
+    let stream = futures_util::stream::unfold(state, |(api, dash, alloc, slot, seq)| async move {
         if seq > 0 {
             actix_rt::time::sleep(TICK).await;
         }
         if dash.stopping.load(Ordering::SeqCst) {
             return None;
         }
-        let event = next_event(&api, &dash, seq + 1).await;
-        Some((Ok::<_, actix_web::Error>(event), (api, dash, slot, seq + 1)))
+        let event = next_event(&api, &dash, &alloc, seq + 1).await;
+        Some((Ok::<_, actix_web::Error>(event), (api, dash, alloc, slot, seq + 1)))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
