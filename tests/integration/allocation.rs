@@ -353,7 +353,10 @@ fn the_dashboard_shows_each_allocation_queue_with_its_jobs() {
     let mut job = String::new();
     wait_until(LONG, "the job shown running with its worker joined", || {
         std::thread::sleep(Duration::from_millis(100));
-        if let Some(j) = queue_view(&orch, &name)["jobs"].as_array().and_then(|j| j.first()) {
+        if let Some(j) = queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .and_then(|j| j.first())
+        {
             job = j["id"].as_str().unwrap_or("").to_string();
         }
         html = panel(&mut b);
@@ -362,12 +365,19 @@ fn the_dashboard_shows_each_allocation_queue_with_its_jobs() {
                 "data-job=\"{job}\" data-job-state=\"running\" data-joined=\"1\""
             ))
     });
-    assert!(html.contains(&format!("{name}-j")), "the job's worker is named: {html}");
+    assert!(
+        html.contains(&format!("{name}-j")),
+        "the job's worker is named: {html}"
+    );
     // the queue that cannot submit shows why, with what its command printed
-    wait_until(Duration::from_secs(60), "the refused submit's error shown", || {
-        html = panel(&mut b);
-        html.contains("data-alloc-error=\"nowhere\"")
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the refused submit's error shown",
+        || {
+            html = panel(&mut b);
+            html.contains("data-alloc-error=\"nowhere\"")
+        },
+    );
     assert!(html.contains("invalid partition specified: nowhere"), "{html}");
     let png = b.screenshot();
     std::fs::write(home.path().join("allocations.png"), &png).unwrap();

@@ -189,7 +189,7 @@ fn a_backlog_task_starts_when_the_tasks_before_it_are_laid_on_the_slots() {
     let mut e = Expected::new();
     let a = w("a");
     run(&mut e, &a, opt(1000, 1000), 0.1); // 10⁷ units/s
-    // two slots running 0.3 s and 0.5 s tasks, two tasks waiting
+                                           // two slots running 0.3 s and 0.5 s tasks, two tasks waiting
     e.placed(&a, Some(opt(1000, 3000)), 0.0);
     e.placed(&a, Some(opt(1000, 5000)), 0.0);
     e.placed(&a, Some(opt(1000, 4000)), 0.0);

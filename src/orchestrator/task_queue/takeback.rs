@@ -242,7 +242,9 @@ impl LiveTasks {
             if on.sent_ahead.is_empty() || moves.len() >= MOST_AT_ONCE || targets.is_empty() {
                 continue;
             }
-            let Some(capacity) = self.loads.capacity(w) else { continue };
+            let Some(capacity) = self.loads.capacity(w) else {
+                continue;
+            };
             let mut slots = expected.slots_after(w, capacity, on.running, now);
             let mut backlog: Vec<(&(Priority, i64), &TaskId)> =
                 on.sent_ahead.iter().chain(on.taking_back.iter()).collect();

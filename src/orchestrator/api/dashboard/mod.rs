@@ -235,9 +235,16 @@ async fn next_event(
         .unwrap_or_default();
     let (read, activity) = (Arc::clone(&api.read), Arc::clone(&dash.activity));
     let uptime = api.started.elapsed().as_secs_f64();
-    let parts =
-        web::block(move || {
-        snapshot::read_parts(&read, &activity, workers, running, allocations, unix_now(), uptime)
+    let parts = web::block(move || {
+        snapshot::read_parts(
+            &read,
+            &activity,
+            workers,
+            running,
+            allocations,
+            unix_now(),
+            uptime,
+        )
     })
     .await;
     let body = match parts {
@@ -297,7 +304,10 @@ async fn events(
             return None;
         }
         let event = next_event(&api, &dash, &alloc, seq + 1).await;
-        Some((Ok::<_, actix_web::Error>(event), (api, dash, alloc, slot, seq + 1)))
+        Some((
+            Ok::<_, actix_web::Error>(event),
+            (api, dash, alloc, slot, seq + 1),
+        ))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

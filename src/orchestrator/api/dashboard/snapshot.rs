@@ -242,7 +242,16 @@ mod tests {
         );
         let activity = Activity::default();
         activity.completed(NOW - 2.0, "reference", &WorkerId::new("w1"), 0.3, Some((10, 20)));
-        let parts = read_parts(&read, &activity, vec![row("w1")], Vec::new(), Vec::new(), NOW, 5.0).unwrap();
+        let parts = read_parts(
+            &read,
+            &activity,
+            vec![row("w1")],
+            Vec::new(),
+            Vec::new(),
+            NOW,
+            5.0,
+        )
+        .unwrap();
         let v = json(render(&parts, 3));
         assert_eq!(v["tasks"]["total"], 3000);
         assert_eq!(v["tasks"]["by_status"]["queued"], 3000);
@@ -250,7 +259,11 @@ mod tests {
         assert_eq!(v["tasks"]["by_priority"]["high"]["queued"], 1000);
         assert_eq!(v["seq"], 3);
         assert_eq!(v["activity"]["completed"].as_array().unwrap().len(), 60);
-        assert_eq!(v["allocations"], serde_json::json!([]), "no queue: an empty list, not a missing key");
+        assert_eq!(
+            v["allocations"],
+            serde_json::json!([]),
+            "no queue: an empty list, not a missing key"
+        );
     }
 
     #[test]

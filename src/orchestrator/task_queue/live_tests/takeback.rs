@@ -290,8 +290,15 @@ fn behind_a_blocker(m: &mut Model, blocker_seconds: u64, other_seconds: u64) -> 
     start(m, &other);
     let small = submit_sized(m, 100, 40);
     m.step(Event::Dispatch { max: 8 });
-    assert_eq!(worker_of(m, &small), Some(worker(1)), "sent ahead behind the blocker");
-    assert!(matches!(m.live.state_of(&small), Some(TaskState::SentAhead { .. })));
+    assert_eq!(
+        worker_of(m, &small),
+        Some(worker(1)),
+        "sent ahead behind the blocker"
+    );
+    assert!(matches!(
+        m.live.state_of(&small),
+        Some(TaskState::SentAhead { .. })
+    ));
     small
 }
 
@@ -316,9 +323,20 @@ fn a_task_that_would_start_much_sooner_elsewhere_is_taken_back_there() {
     let attempts = m.live.tasks[small.as_str()].entry.attempts;
     m.step(Event::TakeBackAnswer { pick: 0, outcome: 0 });
     assert_eq!(worker_of(&m, &small), Some(worker(2)), "sent there at once");
-    assert!(matches!(m.live.state_of(&small), Some(TaskState::SentAhead { .. })));
-    assert_eq!(m.live.tasks[small.as_str()].entry.attempts, attempts, "not counted");
-    assert_eq!(m.status[small.as_str()], TaskStatus::Queued, "nothing was written of it");
+    assert!(matches!(
+        m.live.state_of(&small),
+        Some(TaskState::SentAhead { .. })
+    ));
+    assert_eq!(
+        m.live.tasks[small.as_str()].entry.attempts,
+        attempts,
+        "not counted"
+    );
+    assert_eq!(
+        m.status[small.as_str()],
+        TaskStatus::Queued,
+        "nothing was written of it"
+    );
     assert_eq!(m.live.counters.taken_back, 1);
     // settled: not moved this way again for a while, even when asked
     assert_eq!(
