@@ -183,9 +183,25 @@ impl Expected {
         let capacity = capacity.max(1);
         let mut slots = vec![0.0_f64; capacity];
         if let Some(m) = self.workers.get(worker) {
+            // each kernel's speed looked up once (a median), and tasks of
+            // no work (the test kernels) cost nothing: this runs at every
+            // dispatch, over backlogs of hundreds of tiny tasks
+            let mut speeds: Vec<(KernelName, f64)> = Vec::new();
             for (k, h) in m.held.iter().take(count).enumerate() {
                 let Some(size) = &h.size else { continue };
-                let mut left = self.predict(worker, size);
+                let work = size.work();
+                if work <= 0.0 {
+                    continue;
+                }
+                let speed = match speeds.iter().find(|(kernel, _)| *kernel == size.kernel) {
+                    Some((_, s)) => *s,
+                    None => {
+                        let s = self.speed(worker, size.kernel.as_str());
+                        speeds.push((size.kernel, s));
+                        s
+                    }
+                };
+                let mut left = work / speed;
                 if k < capacity {
                     // running since it was placed (about): what remains
                     left = (left - (now - h.placed_at)).max(0.0);

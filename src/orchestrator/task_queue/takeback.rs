@@ -38,7 +38,7 @@ use std::collections::HashMap;
 
 use super::live::{Effects, Freed, LiveTasks, Outbound, TaskState};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::placement::{lay, Claims};
+use crate::orchestrator::placement::{first_free, lay, Claims};
 use crate::orchestrator::worker_proxy::TakeBackOutcome;
 
 /// After a take-back found the task not there, how long before it may be
@@ -215,6 +215,22 @@ impl LiveTasks {
             return;
         }
         let expected = self.loads.expected();
+        // workers whose backlog may wait long enough to gain: all they
+        // hold laid end to end comes to at least the least gain (a cheap
+        // bound, nothing for tasks of no work: most dispatches stop here)
+        let waiting_long: Vec<&WorkerId> = self
+            .index
+            .workers
+            .iter()
+            .filter(|(w, on)| {
+                !on.sent_ahead.is_empty()
+                    && first_free(&expected.slots_after(w, 1, usize::MAX, now)) >= SOONER_BY
+            })
+            .map(|(w, _)| w)
+            .collect();
+        if waiting_long.is_empty() {
+            return;
+        }
         // where a task could go: workers that take tasks, have room, and
         // have no task on its way to them; when they could start one more
         let mut targets: Vec<(WorkerId, f64)> = self
@@ -236,11 +252,15 @@ impl LiveTasks {
         }
         // per worker holding a backlog: its tasks in the order it starts
         // them, each with when it would start there
-        let mut moves: Vec<(TaskId, WorkerId)> = Vec::new();
-        let claims = self.claims(now, Priority::Low);
-        for (w, on) in &self.index.workers {
-            if on.sent_ahead.is_empty() || moves.len() >= MOST_AT_ONCE || targets.is_empty() {
+        let mut moves: Vec<(TaskId, WorkerId, f64, f64)> = Vec::new();
+        // the floors cost a walk of every backlog: only once a task may move
+        let mut claims: Option<Claims> = None;
+        for w in waiting_long {
+            let Some(on) = self.index.workers.get(w) else {
                 continue;
+            };
+            if moves.len() >= MOST_AT_ONCE || targets.is_empty() {
+                break;
             }
             let Some(capacity) = self.loads.capacity(w) else {
                 continue;
@@ -249,19 +269,35 @@ impl LiveTasks {
             let mut backlog: Vec<(&(Priority, i64), &TaskId)> =
                 on.sent_ahead.iter().chain(on.taking_back.iter()).collect();
             backlog.sort_by_key(|(k, _)| **k);
+            // this worker's speed per kernel, looked up once (a median)
+            let mut speeds: Vec<(KernelName, f64)> = Vec::new();
             for (key, id) in backlog {
                 let Some(t) = self.tasks.get(id) else { continue };
                 let size = t.entry.task_size();
-                let here_run = expected.predict(w, &size);
+                let work = size.work();
+                let here_run = if work > 0.0 {
+                    let speed = match speeds.iter().find(|(k, _)| *k == size.kernel) {
+                        Some((_, s)) => *s,
+                        None => {
+                            let s = expected.speed(w, size.kernel.as_str());
+                            speeds.push((size.kernel, s));
+                            s
+                        }
+                    };
+                    work / speed
+                } else {
+                    0.0
+                };
                 let here = lay(&mut slots, here_run);
                 if moves.len() >= MOST_AT_ONCE
                     || here < SOONER_BY
+                    || work <= 0.0
                     || t.entry.settled_after > now
                     || !self.may_ask(id, now)
-                    || size.work() <= 0.0
                 {
                     continue;
                 }
+                let claims = claims.get_or_insert_with(|| self.claims(now, Priority::Low));
                 let best = targets
                     .iter()
                     .enumerate()
@@ -277,17 +313,18 @@ impl LiveTasks {
                         here - start >= SOONER_BY.max(SOONER_FRACTION * here) && *finish < here + here_run
                     })
                     .min_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((i, _, _)) = best {
+                if let Some((i, there, _)) = best {
                     let (to, _) = targets.remove(i);
-                    moves.push((id.clone(), to));
+                    moves.push((id.clone(), to, here, there));
                     if targets.is_empty() {
                         break;
                     }
                 }
             }
         }
-        for (id, to) in moves {
-            tracing::info!(task = %id, to = %to, "it would start sooner on another worker");
+        for (id, to, here, there) in moves {
+            tracing::info!(task = %id, to = %to, start_here_s = format!("{here:.1}"),
+                start_there_s = format!("{there:.1}"), "it would start sooner on another worker");
             self.ask_back(&id, Some(to), fx);
         }
     }
