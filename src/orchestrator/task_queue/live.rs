@@ -265,6 +265,9 @@ pub struct LiveTasks {
     next_attempt: u64,
     jitter: SplitMix64,
     pub counters: Counters,
+    /// Not looked for sooner starts elsewhere again before this time
+    /// (`takeback.rs`: at most every [`super::takeback::SOONER_EVERY`]).
+    pub(super) sooner_after: f64,
 }
 
 impl LiveTasks {
@@ -283,6 +286,7 @@ impl LiveTasks {
             next_attempt: 0,
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
+            sooner_after: 0.0,
         }
     }
 

@@ -55,6 +55,11 @@ pub const SOONER_FRACTION: f64 = 0.5;
 /// many seconds have passed.
 pub const SETTLE: f64 = 10.0;
 
+/// Sooner starts are looked for at most this often (seconds): a walk of
+/// the backlogs, not worth making at every dispatch of tiny tasks, and a
+/// wait of seconds does not change in a fifth of one.
+pub const SOONER_EVERY: f64 = 0.2;
+
 /// The most take-backs one dispatch asks for.
 const MOST_AT_ONCE: usize = 64;
 
@@ -211,9 +216,10 @@ impl LiveTasks {
     /// back the tasks that would start much sooner on another worker (see
     /// the module doc).
     pub(super) fn take_back_to_sooner_starts(&mut self, now: f64, fx: &mut Effects) {
-        if self.index.workers.is_empty() {
+        if self.index.workers.is_empty() || now < self.sooner_after {
             return;
         }
+        self.sooner_after = now + SOONER_EVERY;
         let expected = self.loads.expected();
         // workers whose backlog may wait long enough to gain: all they
         // hold laid end to end comes to at least the least gain (a cheap

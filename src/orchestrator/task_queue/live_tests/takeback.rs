@@ -318,6 +318,7 @@ fn a_task_that_would_start_much_sooner_elsewhere_is_taken_back_there() {
         m.live.state_of(&small)
     );
     // asked once: another dispatch does not ask again meanwhile
+    m.now += 0.5;
     m.step(Event::Dispatch { max: 8 });
     assert_eq!(m.asked_back.len(), 1);
     let attempts = m.live.tasks[small.as_str()].entry.attempts;
@@ -343,6 +344,7 @@ fn a_task_that_would_start_much_sooner_elsewhere_is_taken_back_there() {
         m.live.tasks[small.as_str()].entry.settled_after,
         m.now + crate::orchestrator::task_queue::takeback::SETTLE
     );
+    m.now += 0.5;
     m.step(Event::Dispatch { max: 8 });
     assert!(m.asked_back.is_empty(), "it bounced");
     m.check();
