@@ -255,3 +255,33 @@ fn foreign_and_damaged_checkpoints_are_refused_and_the_run_starts_over() {
     assert_eq!(err, CheckpointRefused::Parameters);
     assert!(matches!(good.state, KernelState::Sorted { .. }));
 }
+
+/// The figures of docs/performance.md "Checkpoints": what saving one costs
+/// at N = 10,000 and 100,000 (`optimized`, the kernel for large N): the
+/// copy of the state the kernel hands over plus its encoding, and its
+/// size. Run by hand (`cargo test --release --lib checkpoint_cost --
+/// --ignored --nocapture`); it checks the checkpoint, never the time.
+#[test]
+#[ignore = "prints figures; run by hand with --ignored --nocapture"]
+fn checkpoint_cost_at_ten_and_a_hundred_thousand_particles() {
+    for n in [10_000u64, 100_000] {
+        let p = params(n, 3, 11);
+        let (_, saved) = run("optimized", &p, Width::Base, 1, None, Some(1));
+        assert_eq!(saved.len(), 1);
+        let mut best = f64::INFINITY;
+        let mut size = 0;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let copy = saved[0].clone();
+            let bytes = copy.encode();
+            best = best.min(t.elapsed().as_secs_f64());
+            size = bytes.len();
+            assert_eq!(Checkpoint::decode(&bytes).as_ref(), Ok(&saved[0]));
+        }
+        eprintln!(
+            "checkpoint at N = {n}: {:.2} ms to copy and encode (best of 5), {size} bytes ({:.1} bytes a particle)",
+            best * 1e3,
+            size as f64 / n as f64
+        );
+    }
+}

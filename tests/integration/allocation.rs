@@ -3,7 +3,10 @@
 //! workers gets its workers from the jobs it submits, every task of a drop
 //! completes once, and the jobs end by themselves after the idle timeout;
 //! a job cancelled mid-task loses nothing; the `command` kind drives
-//! Slurm through the user's own wrappers. Prints the figures of a run.
+//! Slurm through the user's own wrappers, and the dashboard (a real
+//! headless Chromium) shows such a queue with its job, its state and its
+//! workers, and a queue whose submit fails with its last error. Prints the
+//! figures of a run.
 
 use std::path::Path;
 use std::process::Command;
@@ -280,14 +283,10 @@ fn a_job_cancelled_mid_task_gives_its_tasks_back_without_loss_or_double_counting
     });
 }
 
-#[test]
-fn a_command_queue_drives_slurm_through_the_users_wrappers() {
-    if !slurm_ready("a_command_queue_drives_slurm_through_the_users_wrappers") {
-        return;
-    }
-    let home = tempfile::tempdir().unwrap();
-    let name = format!("cmd{}", std::process::id());
-    let status_script = home.path().join("job-status.sh");
+/// The status wrapper of a `command` queue over Slurm: prints pending,
+/// running, ended or failed for a job id.
+fn status_wrapper(dir: &Path) -> std::path::PathBuf {
+    let status_script = dir.join("job-status.sh");
     std::fs::write(
         &status_script,
         "#!/bin/sh\n# prints pending, running, ended or failed for a Slurm job id\n\
@@ -296,6 +295,111 @@ fn a_command_queue_drives_slurm_through_the_users_wrappers() {
          '') echo ended ;;\n  *) echo failed \"$s\" ;;\nesac\n",
     )
     .unwrap();
+    status_script
+}
+
+#[test]
+fn the_dashboard_shows_each_allocation_queue_with_its_jobs() {
+    let test = "allocation::the_dashboard_shows_each_allocation_queue_with_its_jobs";
+    let Some(browser) = crate::dashboard::browser::require_browser(test) else {
+        return;
+    };
+    if !slurm_ready(test) {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("dash{}", std::process::id());
+    let status_script = status_wrapper(home.path());
+    // a submit command that fails as a misconfigured cluster's would
+    let refusing = home.path().join("refusing-submit.sh");
+    std::fs::write(
+        &refusing,
+        "#!/bin/sh\necho \"sbatch: error: invalid partition specified: nowhere\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    let orch = orchestrator(home.path());
+    let spec = json!({"name": name, "kind": "command", "max_jobs": 1, "workers_per_job": 1, "capacity": 2,
+                      "time_limit": "5m", "idle_timeout": "2s",
+                      "submit": format!("sbatch --parsable --job-name=orquesta-{name} --time=5"),
+                      "status": format!("sh {}", status_script.display()),
+                      "cancel": "scancel"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    let broken = json!({"name": "nowhere", "kind": "command", "max_jobs": 1,
+                        "submit": format!("sh {}", refusing.display()), "status": "true", "cancel": "true"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&broken)).0, 201);
+
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/#token={TOKEN}", orch.addr);
+    let mut b = crate::dashboard::browser::Browser::open(&browser, profile.path(), &url);
+    // the panel as drawn (the page's script names the same attributes)
+    let panel = |b: &mut crate::dashboard::browser::Browser| {
+        let v = b.eval("document.getElementById('allocations').innerHTML");
+        v.as_str().unwrap_or_default().to_string()
+    };
+    let mut html = String::new();
+    wait_until(Duration::from_secs(60), "both queues shown, no job yet", || {
+        html = panel(&mut b);
+        html.contains(&format!("data-alloc=\"{name}\"")) && html.contains("data-alloc=\"nowhere\"")
+    });
+    assert!(html.contains("no job now"), "{html}");
+    assert!(!html.contains("data-job="), "{html}");
+
+    // tasks long enough to watch the job run them
+    let tasks: Vec<Value> = (0..4)
+        .map(|i| json!({"task_id": format!("d{i}"), "algorithm": "__sleep", "parameters": {"seconds": 3.0}}))
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    let mut job = String::new();
+    wait_until(LONG, "the job shown running with its worker joined", || {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(j) = queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .and_then(|j| j.first())
+        {
+            job = j["id"].as_str().unwrap_or("").to_string();
+        }
+        html = panel(&mut b);
+        !job.is_empty()
+            && html.contains(&format!(
+                "data-job=\"{job}\" data-job-state=\"running\" data-joined=\"1\""
+            ))
+    });
+    assert!(
+        html.contains(&format!("{name}-j")),
+        "the job's worker is named: {html}"
+    );
+    // the queue that cannot submit shows why, with what its command printed
+    wait_until(
+        Duration::from_secs(60),
+        "the refused submit's error shown",
+        || {
+            html = panel(&mut b);
+            html.contains("data-alloc-error=\"nowhere\"")
+        },
+    );
+    assert!(html.contains("invalid partition specified: nowhere"), "{html}");
+    let png = b.screenshot();
+    std::fs::write(home.path().join("allocations.png"), &png).unwrap();
+    drop(b);
+    // the job is Slurm's: cancel it with its queue, and leave Slurm empty
+    let (status, removed) = call(&orch, "DELETE", &format!("/allocations/{name}"), None);
+    assert_eq!(status, 200, "{removed}");
+    wait_until(Duration::from_secs(90), "squeue empty", || {
+        std::thread::sleep(Duration::from_millis(200));
+        squeue(&name).is_empty()
+    });
+    assert!(!orch.log().contains(TOKEN), "the token never reaches the log");
+}
+
+#[test]
+fn a_command_queue_drives_slurm_through_the_users_wrappers() {
+    if !slurm_ready("a_command_queue_drives_slurm_through_the_users_wrappers") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("cmd{}", std::process::id());
+    let status_script = status_wrapper(home.path());
     let orch = orchestrator(home.path());
     let spec = json!({"name": name, "kind": "command", "max_jobs": 1, "workers_per_job": 1, "capacity": 4,
                       "time_limit": "5m", "idle_timeout": "2s",

@@ -140,6 +140,13 @@ fn a_long_task_survives_two_sigkills_and_ends_with_the_bits_of_orquesta_sim() {
         );
         ran.push(done - start);
         start = checkpoint_step(&orch, "long");
+        // the figures of docs/performance.md "Preemption": what this lost
+        // attempt makes the next one run again
+        eprintln!(
+            "figures (preemption, {steps} steps, checkpoint every 0.5 s): {victim} killed at step {done}; \
+             steps re-run: {} with the checkpoint (resumes at {start}), {done} without (from step 0)",
+            done.saturating_sub(start)
+        );
     }
     wait_until(LONG, "long completed", || {
         task(&orch, "long")["status"] == "completed"

@@ -1,12 +1,13 @@
 //! No task waits behind a busy worker (issue 19, part 3): a task sent
 //! ahead to a worker whose slots are all busy is taken back and run on
-//! another worker that has room, and priority order holds across workers.
+//! another worker that has room, or one where it would start much sooner,
+//! and priority order holds across workers.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{unix_seconds, wait_until, Cluster, WorkerSpec};
+use crate::common::{run, stderr, stdout, unix_seconds, wait_until, Cluster, WorkerSpec};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -115,4 +116,81 @@ fn a_high_task_sent_ahead_to_a_busy_worker_is_taken_back_and_runs_before_low_one
     assert_eq!(stats["tasks"]["by_status"]["cancelled"], 1, "{stats}");
     assert_eq!(stats["tasks"]["by_status"]["queued"], 0, "{stats}");
     assert_eq!(stats["tasks"]["by_status"]["running"], 0, "{stats}");
+}
+
+/// An `optimized` task of N = 1,600 that runs about `seconds` on this
+/// machine now (its rate measured with a short `orquesta sim` first).
+fn timed(id: &str, seconds: f64) -> Value {
+    let out = run(&[
+        "sim",
+        "--compact",
+        "--algorithm",
+        "optimized",
+        "--particles",
+        "1600",
+        "--steps",
+        "400",
+        "--seed",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let probe: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rate = probe["result"]["metrics"]["particle_steps_per_second"]
+        .as_f64()
+        .unwrap();
+    let steps = ((seconds * rate / 1600.0) as u64).clamp(2000, 2_000_000);
+    json!({"task_id": id, "algorithm": "optimized",
+           "parameters": {"num_particles": 1600, "num_steps": steps, "seed": 5}})
+}
+
+/// Part 3's "or when it would start sooner there": no slot is free
+/// anywhere, a small task is sent ahead (round robin) behind a long
+/// blocker on `w1` while `w2` runs a task several times shorter. It is
+/// taken back and sent to `w2`'s backlog while `w2`'s task still runs
+/// (not when a slot frees: that is the other rule), runs there once, and
+/// ends while the blocker still runs.
+#[test]
+fn a_task_that_would_start_much_sooner_on_another_worker_moves_there() {
+    let c = Cluster::start(
+        &[WorkerSpec::new("w1", 1), WorkerSpec::new("w2", 1)],
+        &[("LOAD_BALANCING_ALGORITHM", "round_robin")],
+    );
+    c.wait_workers_up();
+    let post = |t: Value| {
+        let r = c.orch().post("/tasks", &json!({ "tasks": [t] }).to_string());
+        assert_eq!(r.status, 201, "{}", r.text());
+    };
+    let running_on = |id: &str, w: &str| {
+        let t = c.task(id);
+        t["status"] == "running" && t["worker_id"] == w
+    };
+    post(timed("blocker", 60.0));
+    wait_until(LONG, "the blocker running on w1", || running_on("blocker", "w1"));
+    post(timed("medium", 10.0));
+    wait_until(LONG, "the medium task running on w2", || {
+        running_on("medium", "w2")
+    });
+    post(json!({"task_id": "small", "algorithm": "optimized",
+                "parameters": {"num_particles": 100, "num_steps": 50, "seed": 1}}));
+    wait_until(LONG, "small moved for a sooner start", || {
+        c.orch().log().contains("it would start sooner on another worker")
+    });
+    assert_eq!(
+        c.task("medium")["status"],
+        "running",
+        "small moved only once w2's slot freed: the free-slot rule, not this one"
+    );
+    wait_until(LONG, "small completed", || {
+        c.task("small")["status"] == "completed"
+    });
+    let small = c.task("small");
+    assert_eq!(small["worker_id"], "w2", "{small}");
+    let attempts = small["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "given back uncounted, run once: {small}");
+    let blocker = c.task("blocker");
+    assert_eq!(
+        blocker["status"], "running",
+        "small did not wait for the blocker: {blocker}"
+    );
+    assert_eq!(c.orch().delete("/tasks/blocker").status, 200);
 }

@@ -160,25 +160,56 @@ impl Expected {
     /// Seconds from `now` until `worker`, with `capacity` slots, would
     /// finish `task` if given it now (see the module doc).
     pub fn finish_in(&self, worker: &WorkerId, capacity: usize, task: &TaskSize, now: f64) -> f64 {
+        self.start_in(worker, capacity, now) + self.predict(worker, task)
+    }
+
+    /// Seconds from `now` until `worker`, with `capacity` slots, would
+    /// start one more task: a slot free after everything it holds (see
+    /// the module doc).
+    pub fn start_in(&self, worker: &WorkerId, capacity: usize, now: f64) -> f64 {
+        let held = self.workers.get(worker).map_or(0, |m| m.held.len());
+        let slots = self.slots_after(worker, capacity, held, now);
+        first_free(&slots)
+    }
+
+    /// When each of `worker`'s `capacity` slots is free, in seconds from
+    /// `now`, counting only the first `count` tasks it holds (in
+    /// placement order): the first `capacity` of them running since they
+    /// were placed (what remains of their predicted time), the rest whole,
+    /// each on the slot free first. With `count` its running tasks, this
+    /// is where the tasks waiting in its backlog are laid, in the order it
+    /// will start them ([`lay`]), to tell when each would start there.
+    pub fn slots_after(&self, worker: &WorkerId, capacity: usize, count: usize, now: f64) -> Vec<f64> {
         let capacity = capacity.max(1);
         let mut slots = vec![0.0_f64; capacity];
         if let Some(m) = self.workers.get(worker) {
-            for (k, h) in m.held.iter().enumerate() {
+            // each kernel's speed looked up once (a median), and tasks of
+            // no work (the test kernels) cost nothing: this runs at every
+            // dispatch, over backlogs of hundreds of tiny tasks
+            let mut speeds: Vec<(KernelName, f64)> = Vec::new();
+            for (k, h) in m.held.iter().take(count).enumerate() {
                 let Some(size) = &h.size else { continue };
-                let mut left = self.predict(worker, size);
+                let work = size.work();
+                if work <= 0.0 {
+                    continue;
+                }
+                let speed = match speeds.iter().find(|(kernel, _)| *kernel == size.kernel) {
+                    Some((_, s)) => *s,
+                    None => {
+                        let s = self.speed(worker, size.kernel.as_str());
+                        speeds.push((size.kernel, s));
+                        s
+                    }
+                };
+                let mut left = work / speed;
                 if k < capacity {
                     // running since it was placed (about): what remains
                     left = (left - (now - h.placed_at)).max(0.0);
                 }
-                let first = slots
-                    .iter_mut()
-                    .min_by(|a, b| a.total_cmp(b))
-                    .expect("capacity ≥ 1");
-                *first += left;
+                lay(&mut slots, left);
             }
         }
-        let start = slots.iter().copied().fold(f64::INFINITY, f64::min);
-        start + self.predict(worker, task)
+        slots
     }
 
     /// `task` was placed on `worker` at `now` (`None`: an adopted attempt
@@ -226,6 +257,22 @@ impl Expected {
     pub fn forget(&mut self, worker: &WorkerId) {
         self.workers.remove(worker);
     }
+}
+
+/// When the first of `slots` (their free times) is free.
+pub fn first_free(slots: &[f64]) -> f64 {
+    slots.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Lays a task of `seconds` on the slot free first; answers when it
+/// starts there.
+pub fn lay(slots: &mut [f64], seconds: f64) -> f64 {
+    let Some(first) = slots.iter_mut().min_by(|a, b| a.total_cmp(b)) else {
+        return 0.0;
+    };
+    let start = *first;
+    *first += seconds;
+    start
 }
 
 /// The order to place a batch in, largest first: within each run of equal

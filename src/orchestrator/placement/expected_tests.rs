@@ -183,3 +183,26 @@ fn a_forgotten_worker_starts_afresh() {
     assert_eq!(e.speed(&a, "optimized"), 2.5e6);
     assert!((e.finish_in(&a, 1, &opt(1000, 100), 0.0) - 0.04).abs() < 1e-9);
 }
+
+#[test]
+fn a_backlog_task_starts_when_the_tasks_before_it_are_laid_on_the_slots() {
+    let mut e = Expected::new();
+    let a = w("a");
+    run(&mut e, &a, opt(1000, 1000), 0.1); // 10⁷ units/s
+                                           // two slots running 0.3 s and 0.5 s tasks, two tasks waiting
+    e.placed(&a, Some(opt(1000, 3000)), 0.0);
+    e.placed(&a, Some(opt(1000, 5000)), 0.0);
+    e.placed(&a, Some(opt(1000, 4000)), 0.0);
+    e.placed(&a, Some(opt(1000, 1000)), 0.0);
+    // the running two only, 0.1 s on: free at 0.2 and 0.4
+    let mut slots = e.slots_after(&a, 2, 2, 0.1);
+    assert!((first_free(&slots) - 0.2).abs() < 1e-9);
+    // the first waiting one (0.4 s) starts at 0.2, the next at 0.4
+    assert!((lay(&mut slots, 0.4) - 0.2).abs() < 1e-9);
+    assert!((lay(&mut slots, 0.1) - 0.4).abs() < 1e-9);
+    // one more after all four: 0.5 (the 0.1 s one ends at 0.5, the 0.4 s at 0.6)
+    assert!((e.start_in(&a, 2, 0.1) - 0.5).abs() < 1e-9);
+    assert!((e.finish_in(&a, 2, &opt(1000, 1000), 0.1) - 0.6).abs() < 1e-9);
+    // no slot: nothing to lay on
+    assert_eq!(lay(&mut [], 1.0), 0.0);
+}

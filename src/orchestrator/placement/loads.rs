@@ -389,6 +389,15 @@ impl Loads {
         })
     }
 
+    /// Whether `id` has room for one more task now (a free slot or room
+    /// in the backlog it is sent ahead), `extra` more counted as held.
+    pub fn has_room(&self, id: &WorkerId, extra: usize, now: f64) -> bool {
+        self.by_id.get(id).is_some_and(|&i| {
+            let w = &self.workers[i];
+            w.view.reachable && w.has_room(now) && w.in_flight + extra < w.window()
+        })
+    }
+
     /// Its capacity (slots), if listed.
     pub fn capacity(&self, id: &WorkerId) -> Option<usize> {
         self.by_id.get(id).map(|&i| self.workers[i].view.capacity)

@@ -14,7 +14,7 @@ mod strategy;
 use serde::Serialize;
 
 pub use self::batch::place_batch;
-pub use self::expected::{largest_first, prior_speed, Expected, TaskSize, SAMPLES};
+pub use self::expected::{first_free, largest_first, lay, prior_speed, Expected, TaskSize, SAMPLES};
 pub use self::loads::{Claims, Ended, Loads, MemberView, Released, ToPlace};
 pub use self::strategy::{strategy, LeastLoaded, Load, RoundRobin, ShortestExpectedFinish, Strategy};
 use crate::model::WorkerId;

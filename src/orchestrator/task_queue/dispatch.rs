@@ -44,8 +44,10 @@ impl LiveTasks {
         self.clock = self.clock.max(now);
         let mut out = Dispatched::default();
         // tasks waiting behind busy slots that a free slot elsewhere can
-        // run are asked back first (`takeback.rs`)
+        // run are asked back first, then those that would start much
+        // sooner elsewhere (`takeback.rs`)
         self.take_back_to_free_slots(now, &mut out.fx);
+        self.take_back_to_sooner_starts(now, &mut out.fx);
         let batch = self.take_batch(max);
         out.asked = batch.len();
         // one priority at a time, so that what the better ones were sent

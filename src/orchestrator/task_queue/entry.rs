@@ -46,6 +46,9 @@ pub struct Entry {
     /// Not asked back from a worker before this unix time (a take-back
     /// found it not there: `takeback.rs`).
     pub take_back_after: f64,
+    /// Not moved to a worker where it would start sooner before this unix
+    /// time (it was just moved: `takeback.rs`, so it does not bounce).
+    pub settled_after: f64,
 }
 
 /// What is read from a task's body, once.
@@ -115,6 +118,7 @@ impl Entry {
             parameters: read.parameters,
             echo_json: read.echo_json,
             take_back_after: 0.0,
+            settled_after: 0.0,
         })
     }
 
@@ -137,6 +141,7 @@ impl Entry {
             parameters: read.parameters,
             echo_json: read.echo_json,
             take_back_after: 0.0,
+            settled_after: 0.0,
         })
     }
 }

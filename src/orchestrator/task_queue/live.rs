@@ -268,6 +268,9 @@ pub struct LiveTasks {
     pub counters: Counters,
     /// Replication: completed results run again elsewhere (`verify.rs`).
     pub verify: Verifier,
+    /// Not looked for sooner starts elsewhere again before this time
+    /// (`takeback.rs`: at most every [`super::takeback::SOONER_EVERY`]).
+    pub(super) sooner_after: f64,
 }
 
 impl LiveTasks {
@@ -287,6 +290,7 @@ impl LiveTasks {
             jitter: SplitMix64::new(seed),
             counters: Counters::default(),
             verify: Verifier::default(),
+            sooner_after: 0.0,
         }
     }
 

@@ -9,6 +9,17 @@
 //!   it in queue order: the slot is held for it ([`TaskState::TakingBack`]
 //!   `to`) until the worker answers, and it is sent there at once if
 //!   given back;
+//! - **a sooner start elsewhere**: the speed model
+//!   (`placement/expected.rs`) predicts that it would start much sooner
+//!   on another worker that runs it and has room (in a slot or in its
+//!   backlog) than where it waits, and finish sooner there too. With a
+//!   margin, so that tasks do not bounce on the noise of predictions: the
+//!   start there must come at least [`SOONER_BY`] seconds and
+//!   [`SOONER_FRACTION`] of the wait earlier, and a task moved is not
+//!   moved this way again for [`SETTLE`] seconds. One such move at a time
+//!   goes to a worker (it is predicted without the task until it arrives);
+//!   nothing goes where a better ready task would wait behind it, or below
+//!   that worker's floor (below);
 //! - **priority across workers**: it has a lower priority than a task
 //!   waiting in another worker's backlog that its own worker could run
 //!   (when its worker's slot frees, it would start first). Placement
@@ -27,12 +38,27 @@ use std::collections::HashMap;
 
 use super::live::{Effects, Freed, LiveTasks, Outbound, TaskState};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
-use crate::orchestrator::placement::Claims;
+use crate::orchestrator::placement::{first_free, lay, Claims};
 use crate::orchestrator::worker_proxy::TakeBackOutcome;
 
 /// After a take-back found the task not there, how long before it may be
 /// asked back again (seconds).
 pub const PAUSE: f64 = 0.5;
+
+/// A sooner start elsewhere must gain at least this many seconds...
+pub const SOONER_BY: f64 = 1.0;
+
+/// ...and at least this fraction of the wait where it is.
+pub const SOONER_FRACTION: f64 = 0.5;
+
+/// A task given back is not moved for a sooner start again before this
+/// many seconds have passed.
+pub const SETTLE: f64 = 10.0;
+
+/// Sooner starts are looked for at most this often (seconds): a walk of
+/// the backlogs, not worth making at every dispatch of tiny tasks, and a
+/// wait of seconds does not change in a fifth of one.
+pub const SOONER_EVERY: f64 = 0.2;
 
 /// The most take-backs one dispatch asks for.
 const MOST_AT_ONCE: usize = 64;
@@ -186,6 +212,129 @@ impl LiveTasks {
         }
     }
 
+    /// Event (at the start of each dispatch, after the free slots): asks
+    /// back the tasks that would start much sooner on another worker (see
+    /// the module doc).
+    pub(super) fn take_back_to_sooner_starts(&mut self, now: f64, fx: &mut Effects) {
+        if self.index.workers.is_empty() || now < self.sooner_after {
+            return;
+        }
+        self.sooner_after = now + SOONER_EVERY;
+        let expected = self.loads.expected();
+        // workers whose backlog may wait long enough to gain: all they
+        // hold laid end to end comes to at least the least gain (a cheap
+        // bound, nothing for tasks of no work: most dispatches stop here)
+        let waiting_long: Vec<&WorkerId> = self
+            .index
+            .workers
+            .iter()
+            .filter(|(w, on)| {
+                !on.sent_ahead.is_empty()
+                    && first_free(&expected.slots_after(w, 1, usize::MAX, now)) >= SOONER_BY
+            })
+            .map(|(w, _)| w)
+            .collect();
+        if waiting_long.is_empty() {
+            return;
+        }
+        // where a task could go: workers that take tasks, have room, and
+        // have no task on its way to them; when they could start one more
+        let mut targets: Vec<(WorkerId, f64)> = self
+            .loads
+            .taking(now)
+            .map(|(w, _)| w.clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|w| self.index.workers.get(w).is_none_or(|on| on.incoming == 0))
+            .filter(|w| self.loads.has_room(w, 0, now))
+            .filter_map(|w| {
+                let capacity = self.loads.capacity(&w)?;
+                let start = expected.start_in(&w, capacity, now);
+                Some((w, start))
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        // per worker holding a backlog: its tasks in the order it starts
+        // them, each with when it would start there
+        let mut moves: Vec<(TaskId, WorkerId, f64, f64)> = Vec::new();
+        // the floors cost a walk of every backlog: only once a task may move
+        let mut claims: Option<Claims> = None;
+        for w in waiting_long {
+            let Some(on) = self.index.workers.get(w) else {
+                continue;
+            };
+            if moves.len() >= MOST_AT_ONCE || targets.is_empty() {
+                break;
+            }
+            let Some(capacity) = self.loads.capacity(w) else {
+                continue;
+            };
+            let mut slots = expected.slots_after(w, capacity, on.running, now);
+            let mut backlog: Vec<(&(Priority, i64), &TaskId)> =
+                on.sent_ahead.iter().chain(on.taking_back.iter()).collect();
+            backlog.sort_by_key(|(k, _)| **k);
+            // this worker's speed per kernel, looked up once (a median)
+            let mut speeds: Vec<(KernelName, f64)> = Vec::new();
+            for (key, id) in backlog {
+                let Some(t) = self.tasks.get(id) else { continue };
+                let size = t.entry.task_size();
+                let work = size.work();
+                let here_run = if work > 0.0 {
+                    let speed = match speeds.iter().find(|(k, _)| *k == size.kernel) {
+                        Some((_, s)) => *s,
+                        None => {
+                            let s = expected.speed(w, size.kernel.as_str());
+                            speeds.push((size.kernel, s));
+                            s
+                        }
+                    };
+                    work / speed
+                } else {
+                    0.0
+                };
+                let here = lay(&mut slots, here_run);
+                if moves.len() >= MOST_AT_ONCE
+                    || here < SOONER_BY
+                    || work <= 0.0
+                    || t.entry.settled_after > now
+                    || !self.may_ask(id, now)
+                {
+                    continue;
+                }
+                let claims = claims.get_or_insert_with(|| self.claims(now, Priority::Low));
+                let best = targets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (to, _))| {
+                        to != w
+                            && !t.entry.failed_on.contains(to)
+                            && self.loads.accepts(to, size.kernel, now)
+                            && self.best_ready_for(to).is_none_or(|ready| *key < ready)
+                            && claims.floor.get(to).is_none_or(|floor| key.0 <= *floor)
+                    })
+                    .map(|(i, (to, start))| (i, *start, *start + expected.predict(to, &size)))
+                    .filter(|(_, start, finish)| {
+                        here - start >= SOONER_BY.max(SOONER_FRACTION * here) && *finish < here + here_run
+                    })
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some((i, there, _)) = best {
+                    let (to, _) = targets.remove(i);
+                    moves.push((id.clone(), to, here, there));
+                    if targets.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        for (id, to, here, there) in moves {
+            tracing::info!(task = %id, to = %to, start_here_s = format!("{here:.1}"),
+                start_there_s = format!("{there:.1}"), "it would start sooner on another worker");
+            self.ask_back(&id, Some(to), fx);
+        }
+    }
+
     /// Event (at the end of each dispatch): asks back the tasks queued
     /// in a backlog below a task waiting in another one that their worker
     /// could run (see the module doc).
@@ -300,6 +449,7 @@ impl LiveTasks {
                 // nothing of this attempt was persisted: it is not counted
                 let entry = &mut self.tasks.get_mut(task_id).expect("being taken back").entry;
                 entry.attempts = entry.attempts.saturating_sub(1);
+                entry.settled_after = now + SETTLE;
                 let (size, kernel) = (entry.task_size(), entry.kernel);
                 self.counters.taken_back += 1;
                 self.transition(task_id, TaskState::Placing);

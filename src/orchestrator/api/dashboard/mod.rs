@@ -3,7 +3,8 @@
 //! binary (`page.html`, `page.css`, `page.js`: nothing fetched from
 //! elsewhere, clusters are often offline); API clients keep the JSON list
 //! of endpoints. `GET /events` is the page's live feed: Server-Sent
-//! Events, one [`snapshot`] every [`TICK`] while the page is open.
+//! Events, one [`snapshot`] every [`TICK`] while the page is open (with
+//! the allocation queues and their jobs, as `GET /allocations` has them).
 //! `GET /activity/failures` lists the last failures on demand.
 //!
 //! # The token
@@ -19,7 +20,8 @@
 //! A snapshot reads the kept counts (a few rows), the worker board (a
 //! dashmap), the activity recorder (one short lock) and the progress cache
 //! (a message; the workers are asked in the background, at most once a
-//! second, and only while a stream is open). No task is read. At most
+//! second, and only while a stream is open) and the allocator's queues (a
+//! message answered from memory: no cluster-manager command runs for it). No task is read. At most
 //! [`MAX_STREAMS`] streams are open at once, [`MAX_STREAMS_PER_CLIENT`]
 //! of them from one address, so one client cannot hold every stream.
 //!
@@ -46,11 +48,13 @@ use actix_web::web::Bytes;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 use futures_util::Stream;
 
+use super::allocations::AllocationApi;
 use super::OrchestratorApi;
 use crate::http::auth::wants_html;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::socket::ConnSocket;
 use crate::orchestrator::activity::Activity;
+use crate::orchestrator::allocation::ListAllocations;
 use crate::orchestrator::board::WorkerInfo;
 use crate::orchestrator::progress_poller::{ProgressPoller, RunningNow};
 use crate::protocol::stats::RecentFailures;
@@ -228,8 +232,20 @@ fn busy_workers(workers: &[WorkerInfo]) -> Vec<(String, String)> {
 }
 
 /// One snapshot as an SSE event.
-async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard>, seq: u64) -> Bytes {
+async fn next_event(
+    api: &web::Data<OrchestratorApi>,
+    dash: &web::Data<Dashboard>,
+    alloc: &web::Data<AllocationApi>,
+    seq: u64,
+) -> Bytes {
     let workers = api.workers.list();
+    // a queue list that cannot be had (the allocator stopping) shows none
+    let allocations = alloc
+        .allocator
+        .send(ListAllocations)
+        .await
+        .map(|l| l.allocations)
+        .unwrap_or_default();
     let running = dash
         .progress
         .send(RunningNow {
@@ -239,9 +255,18 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
         .unwrap_or_default();
     let (read, activity) = (Arc::clone(&api.read), Arc::clone(&dash.activity));
     let uptime = api.started.elapsed().as_secs_f64();
-    let parts =
-        web::block(move || snapshot::read_parts(&read, &activity, workers, running, unix_now(), uptime))
-            .await;
+    let parts = web::block(move || {
+        snapshot::read_parts(
+            &read,
+            &activity,
+            workers,
+            running,
+            allocations,
+            unix_now(),
+            uptime,
+        )
+    })
+    .await;
     let body = match parts {
         Ok(Ok(p)) => serde_json::to_string(&snapshot::render(&p, seq)),
         Ok(Err(e)) => serde_json::to_string(&snapshot::Unavailable {
@@ -269,6 +294,7 @@ async fn next_event(api: &web::Data<OrchestratorApi>, dash: &web::Data<Dashboard
 async fn events(
     api: web::Data<OrchestratorApi>,
     dash: web::Data<Dashboard>,
+    alloc: web::Data<AllocationApi>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let client = req.peer_addr().map(|a| a.ip());
@@ -290,8 +316,8 @@ async fn events(
         }
     };
     let watch = Arc::new(Reading::new());
-    let state = (api, dash, slot, 0u64, Arc::clone(&watch));
-    let stream = futures_util::stream::unfold(state, |(api, dash, slot, seq, watch)| async move {
+    let state = (api, dash, alloc, slot, 0u64, Arc::clone(&watch));
+    let stream = futures_util::stream::unfold(state, |(api, dash, alloc, slot, seq, watch)| async move {
         if seq > 0 {
             actix_rt::time::sleep(TICK).await;
         }
@@ -299,11 +325,11 @@ async fn events(
             return None;
         }
         watch.preparing.store(true, Ordering::SeqCst);
-        let event = next_event(&api, &dash, seq + 1).await;
+        let event = next_event(&api, &dash, &alloc, seq + 1).await;
         watch.preparing.store(false, Ordering::SeqCst);
         Some((
             Ok::<_, actix_web::Error>(event),
-            (api, dash, slot, seq + 1, watch),
+            (api, dash, alloc, slot, seq + 1, watch),
         ))
     });
     if let Some(socket) = req.conn_data::<ConnSocket>().copied() {

@@ -148,6 +148,7 @@ function render(s) {
   $("summary").textContent = "v" + s.version + " · up " + secs(s.uptime_seconds) + " · " + up + "/" +
     s.workers.length + " workers up · " + num(s.tasks.total) + " tasks stored";
   drawWorkers(s);
+  drawAllocations(s.allocations || []);
   drawQueue(s.tasks);
   drawChart(s.activity);
   drawRunning(s.running);
@@ -217,6 +218,36 @@ $("workers").addEventListener("click", async (ev) => {
     $("worker-action").textContent = act + " " + id + ": " + e.message;
   }
 });
+
+// Each allocation queue (orquesta alloc) with its jobs: id, state,
+// workers joined, age, and why it waits or failed; the queue's last
+// failed command under it.
+function drawAllocations(list) {
+  $("alloc-count").textContent = list.length ? String(list.length) : "";
+  if (!list.length) {
+    $("allocations").innerHTML = "<p class=\"note\">no allocation queue: workers come from the configuration and " +
+      "<code>--join</code> only (<code>orquesta alloc add</code> lets the cluster manager add them)</p>";
+    return;
+  }
+  $("allocations").innerHTML = list.map((q) => {
+    const jobs = q.jobs.map((j) =>
+      "<tr data-job=\"" + esc(j.id) + "\" data-job-state=\"" + esc(j.state) + "\" data-joined=\"" + j.workers_joined + "\">" +
+      "<td>" + esc(j.id) + "</td><td><span class=\"badge state-" + esc(j.state) + "\">" + esc(j.state) + "</span></td>" +
+      "<td class=\"num\">" + j.workers_joined + " / " + q.spec.workers_per_job + "</td>" +
+      "<td class=\"num\">" + secs(j.age_seconds) + "</td>" +
+      "<td class=\"wrap\">" + esc((j.workers || []).join(", ")) + (j.reason ? " <span class=\"muted\">" + esc(j.reason) + "</span>" : "") + "</td></tr>").join("");
+    const err = q.last_error
+      ? "<p class=\"error-text\" data-alloc-error=\"" + esc(q.name) + "\">last error (" + esc(q.last_error.at) + "): " +
+        esc(q.last_error.message) + (q.last_error.output ? "<br><code>" + esc(q.last_error.output) + "</code>" : "") + "</p>"
+      : "";
+    return "<div data-alloc=\"" + esc(q.name) + "\"><h3>" + esc(q.name) + " <span class=\"muted\">" + esc(q.kind) +
+      " · max " + q.spec.max_jobs + " jobs × " + q.spec.workers_per_job + " workers × " + q.spec.capacity + " slots · " +
+      q.jobs_submitted + " submitted, " + q.jobs_failed + " failed</span> <span class=\"badge state-" + esc(q.state) + "\">" +
+      esc(q.state) + "</span>" + (q.backoff_until ? " <span class=\"muted\">until " + esc(q.backoff_until) + "</span>" : "") + "</h3>" +
+      "<table><thead><tr><th>job</th><th>state</th><th class=\"num\">workers joined</th><th class=\"num\">age</th><th>workers · reason</th></tr></thead><tbody>" +
+      (jobs || "<tr><td colspan=\"5\" class=\"note\">no job now</td></tr>") + "</tbody></table>" + err + "</div>";
+  }).join("");
+}
 
 const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
 function drawQueue(t) {

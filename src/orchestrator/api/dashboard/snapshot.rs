@@ -2,8 +2,9 @@
 //! status and priority (`task_counts`, a few rows), the newest file
 //! record's id (one index lookup), every worker's board
 //! row with its execution times, the recent activity, and the running
-//! tasks' progress. Nothing here reads a task: the cost is the same with
-//! a million stored as with ten.
+//! tasks' progress, and the allocation queues with their jobs. Nothing
+//! here reads a task: the cost is the same with a million stored as with
+//! ten.
 
 use serde::Serialize;
 
@@ -12,6 +13,7 @@ use crate::orchestrator::activity::{Activity, ActivityView, Times};
 use crate::orchestrator::board::{WorkerInfo, WorkerState};
 use crate::orchestrator::progress_poller::RunningTask;
 use crate::orchestrator::store::{Counts, ReadPool, StoreError};
+use crate::protocol::allocations::Allocation;
 use crate::protocol::stats::TaskCounts;
 use crate::protocol::MemberSource;
 use crate::util::time::parse_iso;
@@ -27,6 +29,9 @@ pub struct Parts {
     pub workers: Vec<WorkerInfo>,
     pub activity: ActivityView,
     pub running: Vec<RunningTask>,
+    /// The allocation queues as `GET /allocations` shows them (their
+    /// jobs with id, state, workers joined, age; the last error).
+    pub allocations: Vec<Allocation>,
 }
 
 /// Reads the parts that come from this process: the kept counts (the
@@ -37,6 +42,7 @@ pub fn read_parts(
     activity: &Activity,
     workers: Vec<WorkerInfo>,
     running: Vec<RunningTask>,
+    allocations: Vec<Allocation>,
     now: f64,
     uptime_seconds: f64,
 ) -> Result<Parts, StoreError> {
@@ -48,6 +54,7 @@ pub fn read_parts(
         workers,
         activity: activity.view(now),
         running,
+        allocations,
     })
 }
 
@@ -67,6 +74,7 @@ pub struct Snapshot<'a> {
     pub workers: Vec<WorkerRow<'a>>,
     pub activity: Series<'a>,
     pub running: &'a [RunningTask],
+    pub allocations: &'a [Allocation],
 }
 
 /// What the stream sends instead when a snapshot cannot be made.
@@ -142,6 +150,7 @@ pub fn render(p: &Parts, seq: u64) -> Snapshot<'_> {
             failures_total: a.failures_total,
         },
         running: &p.running,
+        allocations: &p.allocations,
     }
 }
 
@@ -241,7 +250,16 @@ mod tests {
         );
         let activity = Activity::default();
         activity.completed(NOW - 2.0, "reference", &WorkerId::new("w1"), 0.3, Some((10, 20)));
-        let parts = read_parts(&read, &activity, vec![row("w1")], Vec::new(), NOW, 5.0).unwrap();
+        let parts = read_parts(
+            &read,
+            &activity,
+            vec![row("w1")],
+            Vec::new(),
+            Vec::new(),
+            NOW,
+            5.0,
+        )
+        .unwrap();
         let v = json(render(&parts, 3));
         assert_eq!(v["tasks"]["total"], 3000);
         assert_eq!(v["tasks"]["by_status"]["queued"], 3000);
@@ -249,6 +267,11 @@ mod tests {
         assert_eq!(v["tasks"]["by_priority"]["high"]["queued"], 1000);
         assert_eq!(v["seq"], 3);
         assert_eq!(v["activity"]["completed"].as_array().unwrap().len(), 60);
+        assert_eq!(
+            v["allocations"],
+            serde_json::json!([]),
+            "no queue: an empty list, not a missing key"
+        );
     }
 
     #[test]

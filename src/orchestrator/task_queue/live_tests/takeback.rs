@@ -256,3 +256,132 @@ fn a_task_started_anyway_stays_and_one_not_there_is_asked_again_later() {
     assert_eq!(m.live.counters.taken_back, 0);
     m.check();
 }
+
+/// Submits one `reference` task of `particles` × `steps` (the speed
+/// model's prior predicts it: 4·10⁸ pair-steps a second) as the next `tN`.
+fn submit_sized(m: &mut Model, particles: u64, steps: u64) -> String {
+    let seq = m.tasks.len() as i64 + 1;
+    let t = NewTask {
+        task_id: format!("t{seq}").into(),
+        priority: Priority::Medium,
+        algorithm: "python".into(),
+        kernel: "reference".into(),
+        body: json!({"parameters": {"num_particles": particles, "num_steps": steps}}).to_string(),
+        reuse_key: None,
+    };
+    m.status.insert(t.task_id.clone(), TaskStatus::Queued);
+    m.tasks.push((t.clone(), seq));
+    m.live.submitted(vec![t], vec![seq], "api", m.now);
+    format!("t{seq}")
+}
+
+/// A blocker predicted `blocker_seconds` runs on w1, a task predicted
+/// `other_seconds` on w2 (round robin: w1, then w2), and a small task is
+/// sent ahead behind the blocker (round robin again: w1). Answers the
+/// small task's id.
+fn behind_a_blocker(m: &mut Model, blocker_seconds: u64, other_seconds: u64) -> String {
+    // N = 1,000: 10⁶ pair-steps a step, 400 steps a second by the prior
+    let blocker = submit_sized(m, 1000, blocker_seconds * 400);
+    m.step(Event::Dispatch { max: 8 });
+    assert_eq!(worker_of(m, &blocker), Some(worker(1)));
+    start(m, &blocker);
+    let other = submit_sized(m, 1000, other_seconds * 400);
+    m.step(Event::Dispatch { max: 8 });
+    assert_eq!(worker_of(m, &other), Some(worker(2)));
+    start(m, &other);
+    let small = submit_sized(m, 100, 40);
+    m.step(Event::Dispatch { max: 8 });
+    assert_eq!(
+        worker_of(m, &small),
+        Some(worker(1)),
+        "sent ahead behind the blocker"
+    );
+    assert!(matches!(
+        m.live.state_of(&small),
+        Some(TaskState::SentAhead { .. })
+    ));
+    small
+}
+
+/// Part 3's "or when it would start sooner there": no slot is free
+/// anywhere, but the task sent ahead behind a 1,000-second blocker would
+/// start in 10 seconds on the other worker (behind a shorter task): it is
+/// taken back there, exactly once, uncounted, and not moved again at once.
+#[test]
+fn a_task_that_would_start_much_sooner_elsewhere_is_taken_back_there() {
+    let mut m = two_workers();
+    let small = behind_a_blocker(&mut m, 1000, 10);
+    m.now += 1.0;
+    m.step(Event::Dispatch { max: 8 });
+    assert!(
+        matches!(m.live.state_of(&small), Some(TaskState::TakingBack { to: Some(w), .. }) if *w == worker(2)),
+        "{:?}",
+        m.live.state_of(&small)
+    );
+    // asked once: another dispatch does not ask again meanwhile
+    m.now += 0.5;
+    m.step(Event::Dispatch { max: 8 });
+    assert_eq!(m.asked_back.len(), 1);
+    let attempts = m.live.tasks[small.as_str()].entry.attempts;
+    m.step(Event::TakeBackAnswer { pick: 0, outcome: 0 });
+    assert_eq!(worker_of(&m, &small), Some(worker(2)), "sent there at once");
+    assert!(matches!(
+        m.live.state_of(&small),
+        Some(TaskState::SentAhead { .. })
+    ));
+    assert_eq!(
+        m.live.tasks[small.as_str()].entry.attempts,
+        attempts,
+        "not counted"
+    );
+    assert_eq!(
+        m.status[small.as_str()],
+        TaskStatus::Queued,
+        "nothing was written of it"
+    );
+    assert_eq!(m.live.counters.taken_back, 1);
+    // settled: not moved this way again for a while, even when asked
+    assert_eq!(
+        m.live.tasks[small.as_str()].entry.settled_after,
+        m.now + crate::orchestrator::task_queue::takeback::SETTLE
+    );
+    m.now += 0.5;
+    m.step(Event::Dispatch { max: 8 });
+    assert!(m.asked_back.is_empty(), "it bounced");
+    m.check();
+}
+
+/// The margin: a task that would start only a little sooner elsewhere
+/// (here 12 s against 8 s: less than half the wait saved) stays, so that
+/// the noise of predictions does not move tasks back and forth.
+#[test]
+fn a_small_gain_does_not_move_a_task() {
+    let mut m = two_workers();
+    let small = behind_a_blocker(&mut m, 12, 8);
+    for _ in 0..3 {
+        m.now += 0.5;
+        m.step(Event::Dispatch { max: 8 });
+    }
+    assert!(m.asked_back.is_empty(), "{:?}", m.live.state_of(&small));
+    assert_eq!(worker_of(&m, &small), Some(worker(1)));
+    m.check();
+}
+
+/// A task started anyway when asked back for a sooner start runs where it
+/// is, once.
+#[test]
+fn a_task_asked_back_for_a_sooner_start_that_started_stays() {
+    let mut m = two_workers();
+    let small = behind_a_blocker(&mut m, 1000, 10);
+    m.now += 1.0;
+    m.step(Event::Dispatch { max: 8 });
+    assert_eq!(m.asked_back.len(), 1);
+    m.step(Event::TakeBackAnswer { pick: 0, outcome: 1 });
+    assert!(
+        matches!(m.live.state_of(&small), Some(TaskState::Running { worker: w, .. }) if *w == worker(1)),
+        "{:?}",
+        m.live.state_of(&small)
+    );
+    assert_eq!(m.live.counters.taken_back, 0);
+    m.check();
+}
