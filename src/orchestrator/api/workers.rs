@@ -12,6 +12,7 @@ use crate::orchestrator::board::WorkerState;
 use crate::orchestrator::membership::{
     DrainWorker, Join, JoinRefused, JoinedMember, Proxies, RemoveWorker, ResumeWorker,
 };
+use crate::orchestrator::task_queue::LiftQuarantine;
 use crate::orchestrator::worker_proxy::{InFlightAttempts, RetireRemoved};
 use crate::protocol::workers::{
     BacklogTask, RunningTask, WorkerDetail, WorkerList, WorkerRemoved, WorkerStateChanged,
@@ -218,7 +219,13 @@ async fn resume_worker(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    new_state(&id, api.lb.send(ResumeWorker { id: id.clone() }).await)
+    let answer = api.lb.send(ResumeWorker { id: id.clone() }).await;
+    if let Ok(Some(_)) = &answer {
+        api.queue.do_send(LiftQuarantine {
+            worker_id: WorkerId::new(&id),
+        });
+    }
+    new_state(&id, answer)
 }
 
 /// The answer to a drain or a resume: the worker's new state, or 404.

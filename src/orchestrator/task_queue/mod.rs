@@ -542,3 +542,22 @@ impl Handler<Recover> for TaskQueue {
         self.try_dispatch(ctx);
     }
 }
+
+/// Sent by `POST /workers/{id}/resume` after membership took the worker
+/// back: a quarantine (replication, `verify.rs`) is lifted in the core too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LiftQuarantine {
+    pub worker_id: WorkerId,
+}
+
+impl Handler<LiftQuarantine> for TaskQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: LiftQuarantine, ctx: &mut Self::Context) {
+        if self.live.verify.lift(&msg.worker_id) {
+            tracing::info!(worker = %msg.worker_id, "quarantine lifted by a resume");
+            self.try_dispatch(ctx);
+        }
+    }
+}

@@ -134,6 +134,13 @@ impl Verifier {
         self.quarantined.get(worker).map(String::as_str)
     }
 
+    /// A person resumed `worker` (`POST /workers/{id}/resume`): its
+    /// quarantine is lifted here too, so its results are sampled and it
+    /// verifies others again. Answers whether it was quarantined.
+    pub fn lift(&mut self, worker: &WorkerId) -> bool {
+        self.quarantined.remove(worker).is_some()
+    }
+
     /// Checks waiting for a worker.
     pub fn waiting(&self) -> usize {
         self.waiting.len()

@@ -314,4 +314,8 @@ fn a_liar_is_quarantined_by_the_majority_and_its_results_corrected() {
     w.submit(&["after"]);
     w.settle();
     assert!(w.completions[before..].iter().all(|(_, by)| *by != liar));
+    // a resume lifts it in the core too; only once
+    assert!(w.live.verify.lift(&liar));
+    assert_eq!(w.live.verify.quarantined(&liar), None);
+    assert!(!w.live.verify.lift(&liar));
 }
