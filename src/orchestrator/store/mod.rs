@@ -19,6 +19,7 @@ mod files;
 mod fold;
 mod group;
 mod history;
+mod journals;
 mod purge;
 mod recovery;
 mod reuse;

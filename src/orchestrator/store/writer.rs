@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::journals::{journals_much, Journals};
 use super::staging::{self, Commit, StagedOutcome};
 use super::{fold, group, history, purge, StoreError};
 use super::{CancelOutcome, Change, Duplicates, Ingest, InsertOutcome, NewTask, QueuedRow, RetryOutcome};
@@ -135,6 +136,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
         .unwrap_or("(in memory)")
         .to_string();
     let mut held: Option<Job> = None;
+    let mut journals = Journals::default();
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -144,6 +146,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
             },
         };
         if runs_alone(&first) {
+            journals.on_disk(&conn, true);
             run_alone(&conn, first, &fault);
             continue;
         }
@@ -162,6 +165,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
         let checkpoint = jobs
             .iter()
             .any(|j| j.ops.iter().any(|op| matches!(op, Op::Checkpoint)));
+        journals.on_disk(&conn, jobs.iter().any(journals_much));
         let (outcome, replies) = group::commit(&mut conn, &jobs, &fault, &path);
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "database commit failed");
