@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::model::{ParamKind, TASK_PARAMETERS};
+use crate::model::{ParamKind, TaskId, TaskStatus, WorkerId, TASK_PARAMETERS};
 
 /// The formats of the export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -205,17 +205,19 @@ impl Cell {
 }
 
 /// A stored task as the export reads it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoredTask {
-    pub task_id: String,
-    pub status: String,
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    /// As stored: a kernel this build does not know (a database written
+    /// by another version) is still exported.
     pub kernel: String,
     pub source: String,
     /// The task's body ([`crate::model::Task::to_json`]).
     pub body: Value,
     /// The result record, when it has one.
     pub result: Option<Value>,
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
 }
 
 /// The row of one task, a cell per [`columns`] entry.
@@ -226,10 +228,10 @@ pub fn flat_row(columns: &[Column], task: &StoredTask) -> Vec<Cell> {
     columns
         .iter()
         .map(|col| match col.source {
-            Source::TaskId => Cell::Text(task.task_id.clone()),
+            Source::TaskId => Cell::Text(task.task_id.to_string()),
             Source::Study => Cell::of_json(task.body.get("study"), col.kind),
             Source::File => Cell::Text(task.source.clone()),
-            Source::Status => Cell::Text(task.status.clone()),
+            Source::Status => Cell::Text(task.status.as_str().to_string()),
             Source::Algorithm => Cell::of_json(task.body.get("algorithm"), col.kind),
             Source::Parameter => {
                 let given = params.and_then(|p| p.get(col.name)).filter(|v| !v.is_null());
@@ -250,7 +252,7 @@ pub fn flat_row(columns: &[Column], task: &StoredTask) -> Vec<Cell> {
             ),
             Source::WorkerId => match (&task.worker_id, result.and_then(|r| r.get("worker_id"))) {
                 (_, Some(Value::String(w))) => Cell::Text(w.clone()),
-                (Some(w), _) => Cell::Text(w.clone()),
+                (Some(w), _) => Cell::Text(w.to_string()),
                 _ => Cell::Empty,
             },
             Source::Kernel => Cell::Text(task.kernel.clone()),
@@ -318,7 +320,7 @@ mod tests {
     fn stored() -> StoredTask {
         StoredTask {
             task_id: "t1".into(),
-            status: "completed".into(),
+            status: crate::model::TaskStatus::Completed,
             kernel: "reference".into(),
             source: "my, file.json".into(),
             body: json!({"task_id": "t1", "algorithm": "python", "study": "s1",

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::model::{TaskId, WorkerId};
+
 /// `GET /studies`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StudyList {
@@ -79,7 +81,7 @@ pub struct ThermoPoint {
 /// The series of one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ThermoSeries {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub rows: Vec<ThermoPoint>,
 }
 
@@ -87,7 +89,7 @@ pub struct ThermoSeries {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScalingLine {
     pub kernel: String,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// x: num_particles; mean and sem: seconds.
     pub points: Vec<PlotPoint>,
 }

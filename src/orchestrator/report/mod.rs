@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::model::TASK_PARAMETERS;
+use crate::model::{WorkerId, TASK_PARAMETERS};
 use crate::protocol::export::{columns, flat_row, Cell, Column, StoredTask};
 use crate::protocol::studies::{
     ObservablePlot, PlotLine, PlotPoint, ScalingLine, StudyReport, ThermoPoint, ThermoSeries,
@@ -185,7 +185,7 @@ impl StudyAccumulator {
                 .add(t);
         }
         let wanted = match &self.thermo_of {
-            Some(id) => *id == task.task_id,
+            Some(id) => id.as_str() == task.task_id.as_str(),
             None => self.thermo.is_none(),
         };
         if wanted {
@@ -297,7 +297,7 @@ impl StudyAccumulator {
                 .into_iter()
                 .map(|((kernel, worker_id), points)| ScalingLine {
                     kernel,
-                    worker_id,
+                    worker_id: WorkerId::new(&worker_id),
                     points,
                 })
                 .collect(),
@@ -321,7 +321,7 @@ mod tests {
     fn task(id: &str, density: f64, temperature: f64, pressure: f64, worker: &str) -> StoredTask {
         StoredTask {
             task_id: id.into(),
-            status: "completed".into(),
+            status: crate::model::TaskStatus::Completed,
             kernel: "optimized".into(),
             source: "s.json".into(),
             body: json!({"task_id": id, "algorithm": "optimized", "study": "s",
