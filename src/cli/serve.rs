@@ -71,7 +71,9 @@ pub(super) fn required_workers(settings: &Settings) -> Result<Vec<WorkerEntry>, 
         Some(w) => Ok(w),
         None => {
             eprintln!(
-                "error: {} not found. Create it (or pass --config FILE), for example:\n{WORKERS_EXAMPLE}",
+                "error: {} not found. Create it (or pass --config FILE), for example:\n{WORKERS_EXAMPLE}\n\
+                 or, when every worker joins by itself (orquesta worker --join, an allocation queue: \
+                 orquesta alloc add), with no worker listed: {{\"workers\": []}}",
                 settings.workers_file.display()
             );
             Err(ExitCode::from(2))

@@ -216,6 +216,9 @@ fn a_missing_or_broken_workers_file_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let said = refused_start(dir.path());
     assert!(said.contains("config_workers.json not found"), "{said}");
+    // a cluster whose workers all join (--join, an allocation queue) is told
+    // how to say so
+    assert!(said.contains(r#"{"workers": []}"#), "{said}");
     std::fs::write(
         dir.path().join("config_workers.json"),
         r#"{"workers": [{"id": "w", "host": "127.0.0.1", "port": 99999}]}"#,
