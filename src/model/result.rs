@@ -217,6 +217,33 @@ impl TaskResult {
             extra: Map::new(),
         }
     }
+
+    /// A `python` result for the orchestrator's tests: `status` with
+    /// `metrics`, every other field empty (callers set what they test).
+    #[cfg(test)]
+    pub fn for_test(task_id: &TaskId, parameters: Value, status: RunStatus, metrics: Value) -> Self {
+        Self {
+            task_id: task_id.clone(),
+            algorithm: "python".into(),
+            parameters,
+            effective_parameters: None,
+            execution_time: 0.25,
+            result: ResultBody {
+                status,
+                metrics,
+                output: "ok".into(),
+                error: None,
+            },
+            worker_id: None,
+            completed_at: None,
+            priority: None,
+            attempt_id: None,
+            resumed_from_step: None,
+            description: None,
+            source: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 #[cfg(test)]

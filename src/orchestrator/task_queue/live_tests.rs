@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::live::{delayed_key, Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample, TaskState};
 use super::OutcomeKind;
-use crate::model::{AttemptId, Priority, ResultBody, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
+use crate::model::{AttemptId, Priority, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::placement::MemberView;
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow};
 
@@ -25,27 +25,9 @@ fn worker(i: usize) -> WorkerId {
 
 /// A worker's result for `task_id` (a python task with no parameters).
 pub(super) fn result(task_id: &str, status: RunStatus) -> TaskResult {
-    TaskResult {
-        task_id: task_id.into(),
-        algorithm: "python".into(),
-        parameters: json!({}),
-        execution_time: 0.25,
-        result: ResultBody {
-            status,
-            metrics: json!({}),
-            output: "out".into(),
-            error: None,
-        },
-        worker_id: None,
-        completed_at: None,
-        priority: None,
-        attempt_id: None,
-        resumed_from_step: None,
-        effective_parameters: None,
-        description: None,
-        source: None,
-        extra: Default::default(),
-    }
+    let mut r = TaskResult::for_test(&task_id.into(), json!({}), status, json!({}));
+    r.result.output = "out".into();
+    r
 }
 
 /// A completed result for other parameters than the task's.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::live::{Effects, LiveTasks, Outbound, RetryPolicy, Verifier};
 use super::OutcomeKind;
-use crate::model::{AttemptId, KernelName, ResultBody, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
+use crate::model::{AttemptId, KernelName, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::placement::MemberView;
 use crate::orchestrator::store::{Change, NewTask};
 
@@ -39,29 +39,18 @@ fn task(id: &str) -> NewTask {
 
 /// `worker`'s result: the physics says `energy`, the timing is its own.
 fn result(task_id: &TaskId, energy: f64, worker: &WorkerId, run: u64) -> TaskResult {
-    TaskResult {
-        task_id: task_id.clone(),
-        algorithm: "python".into(),
-        parameters: serde_json::from_str(PARAMETERS).unwrap(),
-        execution_time: 0.1 + run as f64,
-        result: ResultBody {
-            status: RunStatus::Completed,
-            metrics: json!({"particles_processed": 16, "steps_completed": 5,
-                "total_energy_final": energy, "particle_steps_per_second": 1000.0 + run as f64,
-                "threads": worker.as_str().len()}),
-            output: "done".into(),
-            error: None,
-        },
-        worker_id: None,
-        completed_at: None,
-        priority: None,
-        attempt_id: None,
-        resumed_from_step: None,
-        effective_parameters: None,
-        description: None,
-        source: None,
-        extra: Default::default(),
-    }
+    let metrics = json!({"particles_processed": 16, "steps_completed": 5,
+        "total_energy_final": energy, "particle_steps_per_second": 1000.0 + run as f64,
+        "threads": worker.as_str().len()});
+    let mut r = TaskResult::for_test(
+        task_id,
+        serde_json::from_str(PARAMETERS).unwrap(),
+        RunStatus::Completed,
+        metrics,
+    );
+    r.execution_time = 0.1 + run as f64;
+    r.result.output = "done".into();
+    r
 }
 
 /// The core and the workers around it.
