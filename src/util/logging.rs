@@ -121,7 +121,10 @@ pub fn init_with(
         // the logging thread, as the file is
         Stdout::All => Box::new(
             terminal
-                .with_writer(Arc::new(Background::start("log-stdout", Box::new(StdoutSink))))
+                .with_writer(Arc::new(Background::start_echo(
+                    "log-stdout",
+                    Box::new(StdoutSink),
+                )))
                 .with_filter(filter.clone()),
         ),
         // a person's terminal, shared with the console's own lines: in order

@@ -189,3 +189,71 @@ fn an_unknown_log_format_is_refused_at_start() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("LOG_FORMAT") && err.contains("text, json"), "{err}");
 }
+
+/// An orchestrator whose standard output nobody reads (a pipe left
+/// undrained, a terminal paused with Ctrl-S) keeps working and still
+/// stops when told to: its lines there are a copy of the log file's.
+#[cfg(unix)]
+#[test]
+fn an_orchestrator_whose_output_nobody_reads_keeps_answering_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let mut child = orquesta()
+        .args(["orchestrator"])
+        .current_dir(dir.path())
+        .env("ORCHESTRATOR_PORT", "0")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // read up to the address, then never again (the pipe stays open)
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the orchestrator exited");
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.trim().to_string();
+        }
+    };
+    // far more log than a pipe holds (64 KiB): every batch lists its ids
+    let log = dir.path().join("logs/elastic_orchestrator.log");
+    let log_len = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let mut batch = 0;
+    while log_len() < 1 << 20 {
+        let tasks: Vec<Value> = small_tasks(&format!("b{batch}_with_a_long_name_"), 1_000);
+        let r = http(
+            "POST",
+            &addr,
+            "/tasks",
+            Some(json!({ "tasks": tasks }).to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 201, "batch {batch}: {}", r.text());
+        batch += 1;
+        assert!(batch < 400, "the log did not grow: {} bytes", log_len());
+    }
+    // still answering
+    assert_eq!(http("GET", &addr, "/health", None).status, 200);
+    // and it stops
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.is_some(),
+        "the orchestrator did not exit on SIGTERM with its output unread"
+    );
+    drop(out);
+}

@@ -371,6 +371,7 @@ impl FileWatcher {
         self.queue
             .send(SubmitStaged {
                 batch: staged.batch,
+                tasks: count,
                 ingest: Some(ingest),
                 source: name.clone(),
                 kernels: staged.kernels,

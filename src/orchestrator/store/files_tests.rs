@@ -33,6 +33,7 @@ fn drop_staged(store: &Store, name: &str, sha: &str, prefix: &str, n: usize) -> 
     store.stage_blocking(sha, ids(prefix, n)).unwrap();
     block(store.commit_staged(
         sha,
+        n,
         Some(ingest(name, sha)),
         name.into(),
         vec!["reference".into()],

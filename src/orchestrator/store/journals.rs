@@ -33,12 +33,21 @@ impl Journals {
     }
 }
 
+/// Tasks a staged file may have for its move into the queue to keep its
+/// statement journal in memory: at most a few pages per task (the
+/// index pages it touches), so a few MiB; the move's journal is most of
+/// the time from a drop to its first dispatch, and on disk it is a write
+/// system call per page.
+pub(super) const SMALL_FILE: usize = 20_000;
+
 /// A job with a statement that may change a large part of the database:
-/// a file's tasks moved into the queue at once, a purge window.
+/// a large file's tasks moved into the queue at once, a purge window.
 pub(super) fn journals_much(job: &Job) -> bool {
-    job.ops
-        .iter()
-        .any(|op| matches!(op, Op::CommitStaged { .. } | Op::PurgeWindow { .. }))
+    job.ops.iter().any(|op| match op {
+        Op::CommitStaged { tasks, .. } => *tasks > SMALL_FILE,
+        Op::PurgeWindow { .. } => true,
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -59,5 +68,30 @@ mod tests {
         j.on_disk(&conn, true);
         assert_eq!(temp_store(&conn), default);
         assert_ne!(default, 2, "SQLite's default keeps them on disk");
+    }
+
+    fn commit_of(tasks: usize) -> Job {
+        Job {
+            ops: vec![Op::CommitStaged {
+                batch: "b".into(),
+                tasks,
+                ingest: None,
+                source: "f.json".into(),
+                kernels: vec![],
+                window: 1,
+            }],
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn only_a_large_files_move_journals_on_disk() {
+        assert!(
+            !journals_much(&commit_of(500)),
+            "a small file's move stays in memory"
+        );
+        assert!(!journals_much(&commit_of(SMALL_FILE)));
+        assert!(journals_much(&commit_of(SMALL_FILE + 1)));
+        assert!(journals_much(&commit_of(1_000_000)));
     }
 }

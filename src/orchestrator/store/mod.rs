@@ -358,6 +358,7 @@ impl Store {
     pub fn commit_staged(
         &self,
         batch: &str,
+        tasks: usize,
         ingest: Option<Ingest>,
         source: String,
         kernels: Vec<KernelName>,
@@ -365,6 +366,7 @@ impl Store {
     ) -> impl Future<Output = Result<StagedOutcome, StoreError>> + 'static {
         let reply = self.ask(Op::CommitStaged {
             batch: batch.to_string(),
+            tasks,
             ingest,
             source,
             kernels,

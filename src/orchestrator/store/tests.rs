@@ -232,6 +232,7 @@ fn a_staged_file_is_invisible_until_committed_whole() {
     };
     let out = block(store.commit_staged(
         "f1",
+        10,
         Some(ingest.clone()),
         "f.json".into(),
         vec!["reference".into()],
@@ -255,7 +256,7 @@ fn a_staged_file_is_invisible_until_committed_whole() {
     assert_eq!(staged_rows(&path), 0);
     // the same file again before it was moved: recognised, nothing staged left
     store.stage_blocking("f2", ids(0..6, "low", 2)).unwrap();
-    let again = block(store.commit_staged("f2", Some(ingest), "f.json".into(), vec![], 5)).unwrap();
+    let again = block(store.commit_staged("f2", 6, Some(ingest), "f.json".into(), vec![], 5)).unwrap();
     assert_eq!(again, StagedOutcome::AlreadyIngested);
     assert_eq!(staged_rows(&path), 0);
 }
@@ -268,7 +269,8 @@ fn a_staged_file_with_a_stored_id_is_refused_whole() {
     block(store.insert_batch(vec![task("t002", 1)], None, "api".into())).unwrap();
     store.stage_blocking("f", ids(0..3, "t", 1)).unwrap();
     store.stage_blocking("f", ids(3..5, "t", 1)).unwrap();
-    let out = block(store.commit_staged("f", None, "f.json".into(), vec!["reference".into()], 100)).unwrap();
+    let out =
+        block(store.commit_staged("f", 5, None, "f.json".into(), vec!["reference".into()], 100)).unwrap();
     let StagedOutcome::Duplicates(d) = out else {
         panic!("{out:?}")
     };
@@ -337,7 +339,7 @@ fn kept_counts_equal_a_full_count_after_a_mixed_workload() {
     };
     block(store.insert_batch(ids(0..10, "api", 1), None, "api".into())).unwrap();
     store.stage_blocking("f", ids(0..20, "file", 0)).unwrap();
-    block(store.commit_staged("f", None, "f.json".into(), vec!["reference".into()], 5)).unwrap();
+    block(store.commit_staged("f", 20, None, "f.json".into(), vec!["reference".into()], 5)).unwrap();
     check("ingest");
     let w = WorkerId::new("w1");
     for (i, id) in ["api000", "api001", "api002", "file000"].iter().enumerate() {
@@ -356,7 +358,7 @@ fn kept_counts_equal_a_full_count_after_a_mixed_workload() {
     check("retry");
     // a refused file changes nothing
     store.stage_blocking("g", ids(0..3, "api", 1)).unwrap();
-    block(store.commit_staged("g", None, "g.json".into(), vec![], 5)).unwrap();
+    block(store.commit_staged("g", 3, None, "g.json".into(), vec![], 5)).unwrap();
     check("a refused file");
     store.sync();
     drop(store);

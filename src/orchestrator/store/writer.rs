@@ -30,6 +30,8 @@ pub(super) enum Op {
     /// A staged file into the queue, all or nothing.
     CommitStaged {
         batch: String,
+        /// How many tasks were staged: where its statement journal goes.
+        tasks: usize,
         ingest: Option<Ingest>,
         source: String,
         kernels: Vec<KernelName>,
@@ -250,6 +252,7 @@ fn apply_op(db: &Connection, op: &Op) -> rusqlite::Result<Reply> {
         Op::Stage { batch, tasks } => staging::stage(db, batch, tasks).map(|()| Reply::Done),
         Op::CommitStaged {
             batch,
+            tasks: _,
             ingest,
             source,
             kernels,

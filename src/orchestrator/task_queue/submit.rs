@@ -123,6 +123,8 @@ impl Handler<SubmitBatch> for TaskQueue {
 pub struct SubmitStaged {
     /// The key its chunks were staged under.
     pub batch: String,
+    /// How many tasks were staged.
+    pub tasks: usize,
     pub ingest: Option<Ingest>,
     /// File name.
     pub source: String,
@@ -134,9 +136,14 @@ impl Handler<SubmitStaged> for TaskQueue {
     type Result = ResponseActFuture<Self, Result<Submitted, SubmitError>>;
 
     fn handle(&mut self, msg: SubmitStaged, _: &mut Self::Context) -> Self::Result {
-        let commit = self
-            .store
-            .commit_staged(&msg.batch, msg.ingest, msg.source, msg.kernels, live::WINDOW);
+        let commit = self.store.commit_staged(
+            &msg.batch,
+            msg.tasks,
+            msg.ingest,
+            msg.source,
+            msg.kernels,
+            live::WINDOW,
+        );
         Box::pin(commit.into_actor(self).map(move |reply, act, ctx| {
             match reply.map_err(|e| SubmitError::Store(e.to_string()))? {
                 StagedOutcome::Queued {
