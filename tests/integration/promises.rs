@@ -18,7 +18,7 @@ const LONG: Duration = Duration::from_secs(90);
 
 /// How the fake worker lies in its batch answers.
 #[derive(Clone, Copy, PartialEq)]
-enum Lie {
+pub(crate) enum Lie {
     /// `started` for every task it is sent, then ticks for ever.
     Overstart,
     /// 200, then not a byte.
@@ -31,20 +31,32 @@ enum Lie {
 /// A fake worker of capacity 2 and a backlog of 8 that tells `lie`.
 /// Answers its address and how many batches it was sent.
 fn liar(lie: Lie) -> (u16, Arc<AtomicUsize>) {
+    liar_with(
+        lie,
+        json!({"worker_id": "liar", "state": "idle", "capacity": 2, "max_backlog": 8,
+            "algorithms": ["__sleep"]}),
+    )
+}
+
+/// A fake worker that tells `lie` and answers `GET /status` with `status`
+/// (its id, capacity, backlog and algorithms). Answers its port and how
+/// many batches it was sent.
+pub(crate) fn liar_with(lie: Lie, status: Value) -> (u16, Arc<AtomicUsize>) {
+    let status = Arc::new(status);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let batches = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&batches);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let counted = Arc::clone(&counted);
-            std::thread::spawn(move || serve(stream, lie, &counted));
+            let (counted, status) = (Arc::clone(&counted), Arc::clone(&status));
+            std::thread::spawn(move || serve(stream, lie, &counted, &status));
         }
     });
     (port, batches)
 }
 
-fn serve(stream: TcpStream, lie: Lie, batches: &AtomicUsize) {
+fn serve(stream: TcpStream, lie: Lie, batches: &AtomicUsize, status: &Value) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request = String::new();
@@ -111,9 +123,8 @@ fn serve(stream: TcpStream, lie: Lie, batches: &AtomicUsize) {
             }
         }
         let answer = match path.as_str() {
-            "/health" => json!({"status": "healthy", "worker_id": "liar"}),
-            "/status" => json!({"worker_id": "liar", "state": "idle", "capacity": 2, "max_backlog": 8,
-                "algorithms": ["__sleep"]}),
+            "/health" => json!({"status": "healthy", "worker_id": status["worker_id"]}),
+            "/status" => status.clone(),
             "/current" => json!({"count": 0, "tasks": []}),
             _ => json!({}),
         }
