@@ -660,3 +660,55 @@ pub fn fake_worker(
     });
     (addr, stop, executes)
 }
+
+/// One request written to a socket as given: `headers` are all the
+/// request's headers but `Connection: close` and `Content-Length` (so a
+/// test chooses `Host`, `Origin` and `Content-Type`, or leaves them
+/// out). Answers the status and the body (as far as `Content-Length`
+/// says, else to the close; 30 s limit), or None when the connection
+/// failed or no status came back.
+pub fn raw_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(30))).ok()?;
+    // a server may answer (a refusal) before the body is all sent
+    let _ = s.write_all(head.as_bytes()).and_then(|()| s.write_all(body));
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // a server that refused before reading the body need not close at
+    // once: stop at the answer's own length
+    let complete = |answer: &[u8]| {
+        let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("content-length:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        let no_body = method == "HEAD";
+        (no_body || answer.len() >= end + 4 + length).then_some(())
+    };
+    while complete(&answer).is_none() {
+        match s.read(&mut chunk) {
+            Ok(n) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Some((status, body))
+}

@@ -21,6 +21,7 @@ mod fuzz;
 mod history;
 mod hostile;
 mod hostile_files;
+mod hostile_round_two;
 mod hygiene;
 mod ingest;
 mod join;

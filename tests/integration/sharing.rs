@@ -15,13 +15,17 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// A TCP connection to `addr` from the loopback address `from` (another
 /// client as the server sees it).
-fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> TcpStream {
+pub(crate) fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> TcpStream {
     connect_with(from, addr, None)
 }
 
 /// [`connect_from`], with a receive buffer of `receive_buffer` bytes when
 /// given (a client that reads nothing then fills up in seconds).
-fn connect_with(from: std::net::Ipv4Addr, addr: &str, receive_buffer: Option<libc::c_int>) -> TcpStream {
+pub(crate) fn connect_with(
+    from: std::net::Ipv4Addr,
+    addr: &str,
+    receive_buffer: Option<libc::c_int>,
+) -> TcpStream {
     use std::os::fd::FromRawFd;
     let to: std::net::SocketAddrV4 = addr.parse().unwrap();
     // SAFETY: plain socket calls on a descriptor this function owns, with
@@ -67,7 +71,7 @@ fn connect_with(from: std::net::Ipv4Addr, addr: &str, receive_buffer: Option<lib
 }
 
 /// Opens `GET /events` on `stream` and reads only the status line.
-fn open_events(mut stream: TcpStream, host: &str) -> (u16, TcpStream) {
+pub(crate) fn open_events(mut stream: TcpStream, host: &str) -> (u16, TcpStream) {
     write!(
         stream,
         "GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
