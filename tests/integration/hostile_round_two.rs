@@ -319,14 +319,15 @@ fn join_when_room(orch: &str, body: &serde_json::Value, stop: &AtomicBool) -> bo
 /// itself, to complete on an honest worker; then it is removed and the
 /// next one joins.
 ///
-/// The next liar joins once the tasks the last one held have completed
-/// elsewhere, unless `HOSTILE_LIAR_RELAY=1`: back to back, each new liar
-/// (all its slots free) takes the tasks its predecessor gave back, and an
-/// attempt lost to a liar counts against the task's `MAX_TASK_RETRIES`,
-/// so four liars in a row fail an honest task (issue 22's soak found it;
+/// Liars join back to back: each new one (all its slots free) takes the
+/// tasks its predecessor gave back. An attempt lost to a worker caught
+/// lying does not count against the task's `MAX_TASK_RETRIES` (before,
+/// four liars in a row failed an honest task: issue 22's soak found it;
 /// `promises::attempts_lost_to_workers_caught_lying_do_not_use_up_a_tasks_retries`).
+/// `HOSTILE_LIAR_RELAY=0` waits instead for the tasks the last liar held
+/// to complete elsewhere before the next joins.
 pub(crate) fn lying_workers(orch: String, stop: Arc<AtomicBool>, thrown: Arc<Thrown>) {
-    let relay = std::env::var("HOSTILE_LIAR_RELAY").is_ok_and(|v| v == "1");
+    let relay = std::env::var("HOSTILE_LIAR_RELAY").map_or(true, |v| v != "0");
     let mut k = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let id = format!("liar-{k}");

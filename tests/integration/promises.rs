@@ -256,8 +256,6 @@ fn a_task_that_stops_advancing_is_taken_back() {
 }
 
 #[test]
-#[ignore = "fails today (found by the hostile soak, issue 22): an attempt lost to a worker caught \
-            lying counts against MAX_TASK_RETRIES, so liars in a row fail an honest task"]
 fn attempts_lost_to_workers_caught_lying_do_not_use_up_a_tasks_retries() {
     let dir = tempfile::tempdir().unwrap();
     let status = |id: &str| {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::live::{delayed_key, Effects, Freed, LiveTasks, Outbound, Place, RetryPolicy, Sample, TaskState};
 use super::OutcomeKind;
-use crate::model::{AttemptId, Priority, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
+use crate::model::{AttemptEnd, AttemptId, Priority, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::placement::MemberView;
 use crate::orchestrator::store::{CancelOutcome, Change, NewTask, QueuedRow};
 
@@ -85,7 +85,7 @@ fn event() -> impl Strategy<Value = Event> {
         4 => (1usize..6).prop_map(|max| Event::Dispatch { max }),
         2 => (0usize..3, 0u8..6).prop_map(|(worker, change)| Event::Member { worker, change }),
         3 => (0usize..64).prop_map(|pick| Event::Started { pick }),
-        4 => (0usize..64, 0u8..8).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
+        4 => (0usize..64, 0u8..9).prop_map(|(pick, kind)| Event::Outcome { pick, kind }),
         1 => (0usize..64).prop_map(|pick| Event::CancelAsk { pick }),
         1 => Just(Event::CancelAnswer),
         1 => (0usize..64).prop_map(|pick| Event::Retry { pick }),
@@ -285,7 +285,7 @@ impl Model {
                 let current =
                     self.open.get(&task_id) == Some(&attempt_id) && !self.pending_cancels.contains(&task_id);
                 let sent_ahead = current && !self.started.contains(&attempt_id);
-                if current && matches!(kind, 2 | 3 | 4 | 6 | 7) {
+                if current && matches!(kind, 2 | 3 | 4 | 6 | 7 | 8) {
                     let seen = self.failed_on.entry(task_id.clone()).or_default();
                     if !seen.contains(&w) {
                         seen.push(w.clone());
@@ -298,7 +298,8 @@ impl Model {
                     4 => OutcomeKind::Lost("gone".into()),
                     5 => OutcomeKind::Refused("full".into()),
                     6 => OutcomeKind::TimedOut("slow".into()),
-                    _ => OutcomeKind::Result(Box::new(forged(&task_id))),
+                    7 => OutcomeKind::Result(Box::new(forged(&task_id))),
+                    _ => OutcomeKind::Broken("silent".into()),
                 };
                 let refused = matches!(kind, OutcomeKind::Refused(_));
                 let fx = self.live.outcome(&task_id, attempt_id, &w, kind, self.now);
@@ -544,6 +545,60 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
         "2 retries after the first attempt"
     );
     assert_eq!(m.live.counters.failed, 1);
+    m.check();
+}
+
+#[test]
+fn attempts_lost_to_a_worker_that_broke_its_promise_never_use_up_the_retries() {
+    let mut m = Model::new();
+    m.step(Event::Submit {
+        count: 1,
+        priority: 0,
+    });
+    // many liars in a row, each cut off while it "ran" the task
+    for n in 0..6 {
+        m.step(Event::Dispatch { max: 1 });
+        m.step(Event::Started { pick: n });
+        let (task_id, attempt_id, worker) = m.issued[n].clone();
+        let fx = m.live.outcome(
+            &task_id,
+            attempt_id,
+            &worker,
+            OutcomeKind::Broken("the batch answer was silent".into()),
+            m.now,
+        );
+        assert!(fx.persist.iter().any(|c| matches!(
+            c,
+            Change::AttemptEnded { end: AttemptEnd::Lost, error: Some(e), .. } if e.contains("not counted")
+        )));
+        assert!(
+            fx.persist.iter().any(|c| matches!(
+                c,
+                Change::Requeue {
+                    attempts: 0,
+                    next_at: None,
+                    ..
+                }
+            )),
+            "back at once, no attempt counted: {:?}",
+            fx.persist
+        );
+        m.effects(fx);
+        assert_eq!(m.live.place_of("t1"), Some(Place::Ready), "after liar {n}");
+    }
+    assert_eq!(m.live.counters.lost_attempts, 6);
+    // an ordinary loss still counts (the task itself may be what hangs)
+    for n in 6..9 {
+        m.step(Event::Dispatch { max: 1 });
+        m.step(Event::Started { pick: n });
+        m.step(Event::Outcome { pick: n, kind: 4 });
+        m.step(Event::Advance { ms: 100 });
+    }
+    assert_eq!(
+        m.status["t1"],
+        TaskStatus::Failed,
+        "2 retries after the first counted attempt"
+    );
     m.check();
 }
 

@@ -72,6 +72,7 @@ impl LiveTasks {
             }
             other => other,
         };
+        let broken = matches!(kind, OutcomeKind::Broken(_));
         let (end, error) = match kind {
             OutcomeKind::Forged(why) => {
                 self.counters.forged_results += 1;
@@ -123,7 +124,7 @@ impl LiveTasks {
             _ if !is_current => return fx,
             OutcomeKind::Refused(why) => (AttemptEnd::Refused, why),
             OutcomeKind::Failed(error) | OutcomeKind::TimedOut(error) => (AttemptEnd::Failed, error),
-            OutcomeKind::Lost(error) => (AttemptEnd::Lost, error),
+            OutcomeKind::Lost(error) | OutcomeKind::Broken(error) => (AttemptEnd::Lost, error),
         };
         let worker = attempt.map(|(w, _)| w).expect("the current attempt runs");
         let entry = &mut self
@@ -148,16 +149,20 @@ impl LiveTasks {
                 worker,
                 attempt: attempts,
                 end,
-                for_good: self.fails_for_good(attempts),
+                for_good: !broken && self.fails_for_good(attempts),
                 reason: error.clone(),
                 at: now,
             });
         }
         match end {
+            AttemptEnd::Lost if broken => {
+                self.counters.lost_attempts += 1;
+                self.not_counted(task_id, attempt_id, AttemptEnd::Lost, error, now, &mut fx);
+            }
             AttemptEnd::Refused => {
                 self.counters.refused_attempts += 1;
                 fx.observed.push(Observed::Refused);
-                self.refused(task_id, attempt_id, error, now, &mut fx);
+                self.not_counted(task_id, attempt_id, AttemptEnd::Refused, error, now, &mut fx);
             }
             AttemptEnd::Lost => {
                 self.counters.lost_attempts += 1;
@@ -189,8 +194,18 @@ impl LiveTasks {
         attempts > self.policy.max_retries
     }
 
-    /// Nothing ran: back to the ready queue at once, the attempt not counted.
-    fn refused(&mut self, task_id: &TaskId, attempt_id: AttemptId, why: String, now: f64, fx: &mut Effects) {
+    /// Nothing ran (`Refused`), or the worker broke its promise while it
+    /// ran (`Lost`, [`OutcomeKind::Broken`]): back to the ready queue at
+    /// once, the attempt not counted.
+    fn not_counted(
+        &mut self,
+        task_id: &TaskId,
+        attempt_id: AttemptId,
+        end: AttemptEnd,
+        why: String,
+        now: f64,
+        fx: &mut Effects,
+    ) {
         let entry = &mut self
             .tasks
             .get_mut(task_id)
@@ -199,7 +214,7 @@ impl LiveTasks {
         entry.attempts = entry.attempts.saturating_sub(1);
         fx.persist.push(Change::AttemptEnded {
             attempt_id,
-            end: AttemptEnd::Refused,
+            end,
             error: Some(format!("{why} (not counted as an attempt)")),
             at: now,
         });

@@ -424,7 +424,14 @@ impl WorkerProxy {
                     "the worker's batch answer was silent for {:.1} s (WORKER_TIMEOUT; not even its tick)",
                     limit.as_secs_f64()
                 );
-                self.cut_off(open, &why);
+                let ids: Vec<TaskId> = open.into_iter().map(|(task_id, _, _)| task_id).collect();
+                for (task_id, attempt_id, kind) in self.judge_cut_off(&ids, &why) {
+                    let kind = match kind {
+                        OutcomeKind::Lost(why) => OutcomeKind::Broken(why),
+                        other => other,
+                    };
+                    self.settle(task_id, attempt_id, kind);
+                }
                 self.suspect(why);
             }
             BatchEnd::Done => {

@@ -283,6 +283,12 @@ impl WorkerProxy {
         let in_flight = &self.in_flight;
         self.progress
             .retain(|id, p| in_flight.get(id).is_some_and(|f| f.attempt_id == p.attempt_id));
+        // every task it runs stopped at once: the worker stopped, not a
+        // task, so the attempts do not count against the tasks' retries
+        // (liars one after another cannot use them up); one task stalled
+        // alone may be what hangs, and counts
+        let running = self.in_flight.values().filter(|f| f.started.is_some()).count();
+        let worker_stopped = stalled.len() >= 2 && stalled.len() == running;
         for (task_id, attempt_id, steps, limit) in &stalled {
             self.take_back(task_id);
             let why = format!(
@@ -290,7 +296,12 @@ impl WorkerProxy {
                  time per step); taken back",
                 limit.as_secs_f64()
             );
-            self.report(task_id.clone(), *attempt_id, OutcomeKind::Lost(why));
+            let kind = if worker_stopped {
+                OutcomeKind::Broken(format!("{why} with every other task of the worker"))
+            } else {
+                OutcomeKind::Lost(why)
+            };
+            self.report(task_id.clone(), *attempt_id, kind);
         }
         if let Some((task_id, _, steps, limit)) = stalled.first() {
             self.suspect(format!(

@@ -21,6 +21,13 @@ pub enum OutcomeKind {
     Failed(String),
     /// The worker was lost while running it.
     Lost(String),
+    /// Lost because the worker broke a promise while it ran (its batch's
+    /// answer went silent, or every task it ran stalled at once): the
+    /// worker is suspect, and the attempt does not count against the
+    /// task's retries, so liars one after another cannot use them up. A
+    /// task that stalls alone stays [`OutcomeKind::Lost`]: the task itself
+    /// may be what hangs.
+    Broken(String),
     /// Nothing ran (429, 503, no connection): not an attempt.
     Refused(String),
     TimedOut(String),

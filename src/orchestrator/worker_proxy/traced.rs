@@ -23,7 +23,7 @@ impl Reported {
         let (outcome, seconds) = match kind {
             OutcomeKind::Result(r) => (r.result.status.as_str(), Some(r.execution_time)),
             OutcomeKind::Failed(_) => ("failed", None),
-            OutcomeKind::Lost(_) => ("lost", None),
+            OutcomeKind::Lost(_) | OutcomeKind::Broken(_) => ("lost", None),
             OutcomeKind::Refused(_) => ("refused", None),
             OutcomeKind::TimedOut(_) => ("timed_out", None),
             OutcomeKind::Forged(_) => ("forged", None),
