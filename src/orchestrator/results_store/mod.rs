@@ -11,6 +11,7 @@
 //! whose file does not is written again.
 
 mod failures;
+mod trim;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct ResultsStore {
     balancing: &'static str,
     /// Counts the flush ticks that found nothing left to write.
     metrics: Option<std::sync::Arc<OrchestratorMetrics>>,
+    /// When a drain gives freed memory back.
+    trim: trim::DrainTrim,
 }
 
 impl ResultsStore {
@@ -79,6 +82,7 @@ impl ResultsStore {
             },
             balancing,
             metrics: None,
+            trim: trim::DrainTrim::default(),
         }
     }
 
@@ -184,6 +188,9 @@ impl ResultsStore {
                     act.files_written += 1;
                     trace::note(Stage::Recorded, &name, &recorded);
                     tracing::info!(file = %name, results = count, "results written");
+                    if act.buffer.is_empty() && act.trim.take_due() {
+                        trim::give_back();
+                    }
                 }
                 Err((e, results)) => {
                     tracing::error!(error = %e, "cannot write a results file; will retry");
@@ -289,6 +296,7 @@ impl Handler<RecordResult> for ResultsStore {
         if msg.drained || self.buffer.len() >= 100_000 {
             self.flush(ctx);
         }
+        self.trim.recorded(msg.drained);
     }
 }
 
