@@ -321,6 +321,7 @@ pub fn start_locked(
         sweep_interval: settings.distribution_interval,
         performance: settings.performance_monitoring,
         verify_fraction: settings.verify_fraction,
+        sooner_starts: settings.sooner_starts,
     };
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
     let activity = Arc::new(Activity::default());
