@@ -124,6 +124,9 @@ fn assert_no_token_in_files(dir: &Path) {
     }
 }
 
+/// The drop is more than one job can absorb (200 tasks of 0.2 s on a
+/// job's 2 × 2 slots: 10 s of work, while a second job starts in about
+/// two), so the queue reaches its `max_jobs` of 2, and never more.
 #[test]
 fn a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle() {
     if !slurm_ready("a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle") {
@@ -143,31 +146,49 @@ fn a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle() {
     assert!(squeue(&name).is_empty());
 
     let dropped = Instant::now();
-    let tasks = small_tasks("a", 200);
+    // sleeps: no CPU taken from the two cores the jobs share with the test
+    let tasks: Vec<Value> = (0..200)
+        .map(|i| json!({"task_id": format!("a{i}"), "algorithm": "__sleep", "parameters": {"seconds": 0.2}}))
+        .collect();
     let staged = write_batch(home.path(), "drop.json.part", tasks);
     std::fs::rename(staged, home.path().join("task_queues/drop.json")).unwrap();
     let (mut submitted, mut joined, mut first_done) = (None, None, None);
     let mut jobs_seen = std::collections::BTreeSet::new();
+    let mut jobs_joined = std::collections::BTreeSet::new();
+    let mut most_at_once = 0;
     wait_until(LONG, "every task of the drop completed", || {
         let q = queue_view(&orch, &name);
+        let mut alive = 0;
         for j in q["jobs"].as_array().into_iter().flatten() {
-            jobs_seen.insert(j["id"].as_str().unwrap_or("").to_string());
+            let id = j["id"].as_str().unwrap_or("").to_string();
+            jobs_seen.insert(id.clone());
             submitted.get_or_insert_with(|| dropped.elapsed());
             if j["workers_joined"].as_u64().unwrap_or(0) > 0 {
                 joined.get_or_insert_with(|| dropped.elapsed());
+                jobs_joined.insert(id);
+            }
+            if j["state"] != "failed" {
+                alive += 1;
             }
         }
+        most_at_once = most_at_once.max(alive).max(squeue(&name).len());
+        assert!(most_at_once <= 2, "more jobs than --max-jobs at once: {q}");
         let done = count(&orch, "completed");
         if done > 0 {
             first_done.get_or_insert_with(|| dropped.elapsed());
         }
-        assert!(
-            q["jobs"].as_array().map_or(0, |j| j.len()) <= 2,
-            "more jobs than --max-jobs: {q}"
-        );
         std::thread::sleep(Duration::from_millis(100));
         done == 200
     });
+    let q = queue_view(&orch, &name);
+    assert_eq!(q["jobs_submitted"], 2, "one job could not absorb the drop: {q}");
+    assert_eq!(q["jobs_failed"], 0, "{q}");
+    assert_eq!(most_at_once, 2, "{q}");
+    assert_eq!(
+        jobs_joined.len(),
+        2,
+        "both jobs' workers joined: {jobs_joined:?} of {jobs_seen:?}"
+    );
     let queue_empty = Instant::now();
     let all_done = dropped.elapsed();
     // every task once, on the jobs' workers
