@@ -540,6 +540,7 @@ fn allocator_settings(settings: &Settings, local: std::net::SocketAddr, scheme: 
             .unwrap_or_else(|| "orquesta".into()),
         dir,
         token: settings.token.as_ref().map(|t| t.expose().to_string()),
+        command_timeout: settings.allocation_command_timeout,
     }
 }
 

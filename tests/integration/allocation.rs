@@ -473,3 +473,72 @@ fn a_command_queue_drives_slurm_through_the_users_wrappers() {
     let (_, resumed) = call(&orch, "POST", &format!("/allocations/{name}/resume"), None);
     assert_eq!(resumed["state"], "active", "{resumed}");
 }
+
+/// A submit command that hangs (an `sbatch` whose controller never
+/// answers, here a `sleep`) is killed at `ALLOCATION_COMMAND_TIMEOUT`
+/// with what it started, while the API answers and tasks run on the
+/// workers there are; the queue shows the error and backs off, and it can
+/// be removed. No Slurm needed.
+#[cfg(unix)]
+#[test]
+fn a_hanging_submit_is_killed_at_its_timeout_and_holds_nothing_up() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let mut env = FAST.to_vec();
+    env.push(("ORQUESTA_TOKEN", TOKEN));
+    env.push(("ALLOCATION_COMMAND_TIMEOUT", "2"));
+    let orch = Proc::start(home.path(), &["orchestrator", "--port", "0"], &env);
+    let _worker = crate::common::joined_worker_with(
+        home.path(),
+        "w1",
+        1,
+        &format!("http://{}", orch.addr),
+        &[("ORQUESTA_TEST_KERNELS", "1"), ("ORQUESTA_TOKEN", TOKEN)],
+    );
+    let pid_file = home.path().join("submit.pid");
+    let spec = json!({"name": "hang", "kind": "command", "max_jobs": 1,
+                      "submit": format!("sleep 300 & echo $! > {}; wait; true", pid_file.display()),
+                      "status": "echo running; true", "cancel": "true"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    // more than the one slot takes: the queue submits, and the submit hangs
+    let tasks: Vec<Value> = (0..6)
+        .map(|i| json!({"task_id": format!("h{i}"), "algorithm": "__sleep", "parameters": {"seconds": 0.5}}))
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    wait_until(Duration::from_secs(30), "the submit command started", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let sleeper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // while it hangs: the API answers, and the worker there is runs the tasks
+    let (status, list) = call(&orch, "GET", "/allocations", None);
+    assert_eq!(status, 200, "{list}");
+    wait_until(Duration::from_secs(60), "every task completed on w1", || {
+        std::thread::sleep(Duration::from_millis(50));
+        count(&orch, "completed") == 6
+    });
+    wait_until(Duration::from_secs(30), "the submit timed out", || {
+        std::thread::sleep(Duration::from_millis(50));
+        queue_view(&orch, "hang")["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not finish within 2s"))
+    });
+    let q = queue_view(&orch, "hang");
+    assert_eq!(q["jobs_submitted"], 0, "{q}");
+    assert_eq!(q["jobs_failed"], 1, "{q}");
+    assert!(q["backoff_until"].is_string(), "{q}");
+    wait_until(Duration::from_secs(10), "the submit's sleep killed", || {
+        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.contains(") Z ")
+    });
+    let (status, removed) = call(&orch, "DELETE", "/allocations/hang", None);
+    assert_eq!(status, 200, "{removed}");
+    wait_until(Duration::from_secs(30), "the queue gone", || {
+        std::thread::sleep(Duration::from_millis(50));
+        queue_view(&orch, "hang").is_null()
+    });
+}

@@ -63,6 +63,9 @@ pub struct AllocatorSettings {
     pub dir: PathBuf,
     /// Passed to each job in its environment.
     pub token: Option<String>,
+    /// `ALLOCATION_COMMAND_TIMEOUT`: the longest a submit, status or
+    /// cancel command may take before it is killed.
+    pub command_timeout: Duration,
 }
 
 pub struct Allocator {
@@ -300,12 +303,13 @@ impl Allocator {
             env.push(("ORQUESTA_TOKEN".to_string(), t.clone()));
         }
         q.busy = true;
+        let timeout = self.settings.command_timeout;
         let work = move || -> Result<String, CommandError> {
             write_script(&dir, &script_path, &script).map_err(|e| CommandError {
                 message: format!("cannot write the job script {}: {e}", script_path.display()),
                 output: String::new(),
             })?;
-            manager.submit(&script_path, &env)
+            manager.submit(&script_path, &env, timeout)
         };
         let name = name.to_string();
         let started = Instant::now();
@@ -361,10 +365,11 @@ impl Allocator {
         q.last_poll = Some(Instant::now());
         let ids: Vec<String> = q.alive_jobs().map(|j| j.id.clone()).collect();
         let manager = q.plan.manager.clone();
+        let timeout = self.settings.command_timeout;
         let work = move || -> Vec<(String, Result<JobStatus, CommandError>)> {
             ids.into_iter()
                 .map(|id| {
-                    let s = manager.status(&id);
+                    let s = manager.status(&id, timeout);
                     (id, s)
                 })
                 .collect()
@@ -499,18 +504,20 @@ impl Allocator {
         tracing::info!(queue = %name, job = %id, reason = why, "cancelling allocation job");
         let manager = q.plan.manager.clone();
         let name = name.to_string();
+        let timeout = self.settings.command_timeout;
         ctx.spawn(
-            actix::fut::wrap_future(actix_rt::task::spawn_blocking(move || manager.cancel(&id))).map(
-                move |res, act: &mut Self, _| {
-                    let Some(q) = act.queues.get_mut(&name) else {
-                        return;
-                    };
-                    q.busy = false;
-                    if let Ok(Err(e)) = res {
-                        q.note_error(&e);
-                    }
-                },
-            ),
+            actix::fut::wrap_future(actix_rt::task::spawn_blocking(move || {
+                manager.cancel(&id, timeout)
+            }))
+            .map(move |res, act: &mut Self, _| {
+                let Some(q) = act.queues.get_mut(&name) else {
+                    return;
+                };
+                q.busy = false;
+                if let Ok(Err(e)) = res {
+                    q.note_error(&e);
+                }
+            }),
         );
     }
 }

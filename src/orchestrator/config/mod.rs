@@ -127,6 +127,9 @@ pub struct Settings {
     /// when a task sent ahead is moved to a worker where it would start
     /// sooner (`None`: never).
     pub sooner_starts: Option<SoonerStarts>,
+    /// `ALLOCATION_COMMAND_TIMEOUT`: the longest an allocation queue's
+    /// submit, status or cancel command may take.
+    pub allocation_command_timeout: Duration,
 }
 
 /// `MAX_REQUEST_BYTES` when not set: 16 MiB holds about 80,000 tasks.
@@ -338,6 +341,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "the orquesta binary allocation jobs run (default: the orchestrator's own)",
     ),
+    (
+        "ALLOCATION_COMMAND_TIMEOUT",
+        "30",
+        "seconds an allocation queue's submit, status or cancel command (sbatch, squeue, scancel, or your own) may take; past it, it and what it started are killed and the failure counts against the queue's backoff",
+    ),
 ];
 
 /// Reads settings from an environment map (the process environment with
@@ -454,6 +462,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             ));
         }
     }
+    let allocation_command_timeout = r.seconds("ALLOCATION_COMMAND_TIMEOUT", false);
     let worker_binary = Some(r.get("ORQUESTA_WORKER_BINARY").trim().to_string())
         .filter(|b| !b.is_empty())
         .map(PathBuf::from);
@@ -506,6 +515,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         advertise_url,
         worker_binary,
         sooner_starts,
+        allocation_command_timeout,
     })
 }
 
