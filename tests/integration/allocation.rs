@@ -474,6 +474,104 @@ fn a_command_queue_drives_slurm_through_the_users_wrappers() {
     assert_eq!(resumed["state"], "active", "{resumed}");
 }
 
+/// The orchestrator of `dir` again, on `port` (after a SIGKILL), so that
+/// the jobs' workers find it at the URL they joined; retries the bind for
+/// a few seconds in case the port is not free yet.
+fn restart_on(dir: &Path, port: &str, extra: &[(&str, &str)]) -> Proc {
+    let mut env = FAST.to_vec();
+    env.push(("ORQUESTA_TOKEN", TOKEN));
+    env.extend_from_slice(extra);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = std::panic::catch_unwind(|| Proc::start(dir, &["orchestrator", "--port", port], &env));
+        match attempt {
+            Ok(p) => return p,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+}
+
+/// An operator's kill -9 of the orchestrator while a job runs tasks: the
+/// restarted orchestrator finds its queue and job in the database, the
+/// job's worker joins it again, every task completes once, and no second
+/// job is submitted past `max_jobs` meanwhile. Killed again while the job
+/// sits idle, the job ends by itself (its worker's idle timeout) while
+/// nobody watches; the orchestrator started after that sees it ended, not
+/// failed: no failure counted, no backoff. Nothing is left in `squeue`.
+#[test]
+fn jobs_outlive_a_killed_orchestrator_and_are_adopted_or_forgotten_when_it_returns() {
+    let test = "jobs_outlive_a_killed_orchestrator_and_are_adopted_or_forgotten_when_it_returns";
+    if !slurm_ready(test) {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut orch = orchestrator(home.path());
+    let port = orch.addr.rsplit(':').next().unwrap().to_string();
+    let name = format!("kill{}", std::process::id());
+    let spec = json!({"name": name, "kind": "slurm", "max_jobs": 1, "workers_per_job": 1, "capacity": 2,
+                      "time_limit": "10m", "idle_timeout": "3s"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    let tasks: Vec<Value> = (0..4)
+        .map(|i| json!({"task_id": format!("k{i}"), "algorithm": "__sleep", "parameters": {"seconds": 3.0}}))
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    let mut job = String::new();
+    wait_until(LONG, "a task running on the job's worker", || {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(j) = queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .and_then(|j| j.first())
+        {
+            if j["workers_joined"].as_u64().unwrap_or(0) > 0 {
+                job = j["id"].as_str().unwrap_or("").to_string();
+            }
+        }
+        !job.is_empty() && count(&orch, "running") > 0
+    });
+    orch.signal(libc::SIGKILL);
+    orch.wait_exit(Duration::from_secs(10));
+    assert_eq!(squeue(&name), [job.clone()], "the job outlives its orchestrator");
+    let orch = restart_on(home.path(), &port, &[]);
+    let mut most = 0;
+    wait_until(LONG, "all four tasks completed after the restart", || {
+        std::thread::sleep(Duration::from_millis(100));
+        most = most.max(squeue(&name).len());
+        count(&orch, "completed") == 4
+    });
+    assert_eq!(most, 1, "a second job while the first one lived");
+    let q = queue_view(&orch, &name);
+    assert_eq!(q["jobs"][0]["id"], job.as_str(), "the job adopted: {q}");
+    assert_eq!(q["jobs_failed"], 0, "{q}");
+    wait_until(Duration::from_secs(30), "four results on disk", || {
+        recorded(home.path()).len() >= 4
+    });
+    assert_eq!(recorded(home.path()), ["k0", "k1", "k2", "k3"]);
+
+    // killed again; the job goes idle and ends with nobody watching
+    let mut orch = orch;
+    orch.signal(libc::SIGKILL);
+    orch.wait_exit(Duration::from_secs(10));
+    wait_until(Duration::from_secs(90), "the idle job ended by itself", || {
+        std::thread::sleep(Duration::from_millis(200));
+        squeue(&name).is_empty()
+    });
+    let orch = restart_on(home.path(), &port, &[]);
+    wait_until(Duration::from_secs(30), "the ended job forgotten", || {
+        std::thread::sleep(Duration::from_millis(200));
+        queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .is_some_and(|j| j.is_empty())
+    });
+    let q = queue_view(&orch, &name);
+    assert_eq!(
+        (&q["jobs_failed"], &q["state"], &q["last_error"]),
+        (&json!(0), &json!("active"), &Value::Null),
+        "a job that ended while the orchestrator was away is no failure: {q}"
+    );
+}
+
 /// A submit command that hangs (an `sbatch` whose controller never
 /// answers, here a `sleep`) is killed at `ALLOCATION_COMMAND_TIMEOUT`
 /// with what it started, while the API answers and tasks run on the

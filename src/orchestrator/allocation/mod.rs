@@ -111,6 +111,7 @@ impl Allocator {
                     reason: Some("known from before a restart".into()),
                     running_since: None,
                     ever_joined: false,
+                    adopted: true,
                     cancelled: false,
                     failed: None,
                 });
@@ -336,6 +337,7 @@ impl Allocator {
                             reason: None,
                             running_since: None,
                             ever_joined: false,
+                            adopted: false,
                             cancelled: false,
                             failed: None,
                         });
@@ -420,14 +422,14 @@ impl Allocator {
             let has_workers = joined.iter().any(|(s, w)| *s == j.seq && *w);
             match status.state {
                 ManagerState::Pending | ManagerState::Running => {}
-                ManagerState::Ended if j.ever_joined || j.cancelled || has_workers => {
+                ManagerState::Ended if j.ever_joined || j.cancelled || has_workers || j.adopted => {
                     tracing::info!(queue = %name, job = %id, "allocation job ended");
                     gone.push(id.clone());
                 }
                 ManagerState::Ended | ManagerState::Failed => {
                     let why = format!(
                         "{} ({}); see {}",
-                        if j.ever_joined {
+                        if j.ever_joined || j.adopted {
                             "the job failed"
                         } else {
                             "the job ended without any worker joining"
