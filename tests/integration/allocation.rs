@@ -640,3 +640,54 @@ fn a_hanging_submit_is_killed_at_its_timeout_and_holds_nothing_up() {
         queue_view(&orch, "hang").is_null()
     });
 }
+
+/// `alloc remove` of a queue whose job runs tasks: the queue goes at once,
+/// its job is cancelled and leaves `squeue`, and the job's tasks (the one
+/// running and those waiting in its worker's backlog) go back to the
+/// queue: none completed by a job that no longer counts, none failed,
+/// none lost.
+#[test]
+fn removing_a_queue_ends_its_running_job_and_gives_its_tasks_back() {
+    if !slurm_ready("removing_a_queue_ends_its_running_job_and_gives_its_tasks_back") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let orch = orchestrator(home.path());
+    let name = format!("rm{}", std::process::id());
+    let spec = json!({"name": name, "kind": "slurm", "max_jobs": 1, "workers_per_job": 1, "capacity": 1,
+                      "time_limit": "10m", "idle_timeout": "30s"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    let tasks: Vec<Value> = (0..3)
+        .map(
+            |i| json!({"task_id": format!("r{i}"), "algorithm": "__sleep", "parameters": {"seconds": 120.0}}),
+        )
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    wait_until(LONG, "a task running on the job's worker", || {
+        std::thread::sleep(Duration::from_millis(50));
+        count(&orch, "running") > 0
+    });
+    let (status, removed) = call(&orch, "DELETE", &format!("/allocations/{name}"), None);
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["state"], "removing", "{removed}");
+    wait_until(Duration::from_secs(90), "the job gone from squeue", || {
+        std::thread::sleep(Duration::from_millis(200));
+        squeue(&name).is_empty()
+    });
+    wait_until(Duration::from_secs(30), "the queue gone", || {
+        std::thread::sleep(Duration::from_millis(100));
+        queue_view(&orch, &name).is_null()
+    });
+    wait_until(Duration::from_secs(60), "the three tasks queued again", || {
+        std::thread::sleep(Duration::from_millis(100));
+        count(&orch, "queued") == 3
+    });
+    let (_, stats) = call(&orch, "GET", "/stats", None);
+    let by = |s: &str| stats["tasks"]["by_status"][s].as_u64().unwrap_or(0);
+    assert_eq!(
+        (by("completed"), by("failed"), by("running")),
+        (0, 0, 0),
+        "{stats}"
+    );
+}
