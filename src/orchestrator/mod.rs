@@ -321,6 +321,7 @@ pub fn start_locked(
         sweep_interval: settings.distribution_interval,
         performance: settings.performance_monitoring,
         verify_fraction: settings.verify_fraction,
+        sooner_starts: settings.sooner_starts,
     };
     let mut proxies: HashMap<String, Addr<WorkerProxy>> = HashMap::new();
     let activity = Arc::new(Activity::default());
@@ -539,6 +540,7 @@ fn allocator_settings(settings: &Settings, local: std::net::SocketAddr, scheme: 
             .unwrap_or_else(|| "orquesta".into()),
         dir,
         token: settings.token.as_ref().map(|t| t.expose().to_string()),
+        command_timeout: settings.allocation_command_timeout,
     }
 }
 

@@ -124,6 +124,9 @@ fn assert_no_token_in_files(dir: &Path) {
     }
 }
 
+/// The drop is more than one job can absorb (200 tasks of 0.2 s on a
+/// job's 2 × 2 slots: 10 s of work, while a second job starts in about
+/// two), so the queue reaches its `max_jobs` of 2, and never more.
 #[test]
 fn a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle() {
     if !slurm_ready("a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle") {
@@ -143,31 +146,49 @@ fn a_slurm_queue_brings_workers_for_a_drop_and_its_jobs_end_when_idle() {
     assert!(squeue(&name).is_empty());
 
     let dropped = Instant::now();
-    let tasks = small_tasks("a", 200);
+    // sleeps: no CPU taken from the two cores the jobs share with the test
+    let tasks: Vec<Value> = (0..200)
+        .map(|i| json!({"task_id": format!("a{i}"), "algorithm": "__sleep", "parameters": {"seconds": 0.2}}))
+        .collect();
     let staged = write_batch(home.path(), "drop.json.part", tasks);
     std::fs::rename(staged, home.path().join("task_queues/drop.json")).unwrap();
     let (mut submitted, mut joined, mut first_done) = (None, None, None);
     let mut jobs_seen = std::collections::BTreeSet::new();
+    let mut jobs_joined = std::collections::BTreeSet::new();
+    let mut most_at_once = 0;
     wait_until(LONG, "every task of the drop completed", || {
         let q = queue_view(&orch, &name);
+        let mut alive = 0;
         for j in q["jobs"].as_array().into_iter().flatten() {
-            jobs_seen.insert(j["id"].as_str().unwrap_or("").to_string());
+            let id = j["id"].as_str().unwrap_or("").to_string();
+            jobs_seen.insert(id.clone());
             submitted.get_or_insert_with(|| dropped.elapsed());
             if j["workers_joined"].as_u64().unwrap_or(0) > 0 {
                 joined.get_or_insert_with(|| dropped.elapsed());
+                jobs_joined.insert(id);
+            }
+            if j["state"] != "failed" {
+                alive += 1;
             }
         }
+        most_at_once = most_at_once.max(alive).max(squeue(&name).len());
+        assert!(most_at_once <= 2, "more jobs than --max-jobs at once: {q}");
         let done = count(&orch, "completed");
         if done > 0 {
             first_done.get_or_insert_with(|| dropped.elapsed());
         }
-        assert!(
-            q["jobs"].as_array().map_or(0, |j| j.len()) <= 2,
-            "more jobs than --max-jobs: {q}"
-        );
         std::thread::sleep(Duration::from_millis(100));
         done == 200
     });
+    let q = queue_view(&orch, &name);
+    assert_eq!(q["jobs_submitted"], 2, "one job could not absorb the drop: {q}");
+    assert_eq!(q["jobs_failed"], 0, "{q}");
+    assert_eq!(most_at_once, 2, "{q}");
+    assert_eq!(
+        jobs_joined.len(),
+        2,
+        "both jobs' workers joined: {jobs_joined:?} of {jobs_seen:?}"
+    );
     let queue_empty = Instant::now();
     let all_done = dropped.elapsed();
     // every task once, on the jobs' workers
@@ -451,4 +472,222 @@ fn a_command_queue_drives_slurm_through_the_users_wrappers() {
     assert_eq!(paused["state"], "paused", "{paused}");
     let (_, resumed) = call(&orch, "POST", &format!("/allocations/{name}/resume"), None);
     assert_eq!(resumed["state"], "active", "{resumed}");
+}
+
+/// The orchestrator of `dir` again, on `port` (after a SIGKILL), so that
+/// the jobs' workers find it at the URL they joined; retries the bind for
+/// a few seconds in case the port is not free yet.
+fn restart_on(dir: &Path, port: &str, extra: &[(&str, &str)]) -> Proc {
+    let mut env = FAST.to_vec();
+    env.push(("ORQUESTA_TOKEN", TOKEN));
+    env.extend_from_slice(extra);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = std::panic::catch_unwind(|| Proc::start(dir, &["orchestrator", "--port", port], &env));
+        match attempt {
+            Ok(p) => return p,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+}
+
+/// An operator's kill -9 of the orchestrator while a job runs tasks: the
+/// restarted orchestrator finds its queue and job in the database, the
+/// job's worker joins it again, every task completes once, and no second
+/// job is submitted past `max_jobs` meanwhile. Killed again while the job
+/// sits idle, the job ends by itself (its worker's idle timeout) while
+/// nobody watches; the orchestrator started after that sees it ended, not
+/// failed: no failure counted, no backoff. Nothing is left in `squeue`.
+#[test]
+fn jobs_outlive_a_killed_orchestrator_and_are_adopted_or_forgotten_when_it_returns() {
+    let test = "jobs_outlive_a_killed_orchestrator_and_are_adopted_or_forgotten_when_it_returns";
+    if !slurm_ready(test) {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut orch = orchestrator(home.path());
+    let port = orch.addr.rsplit(':').next().unwrap().to_string();
+    let name = format!("kill{}", std::process::id());
+    let spec = json!({"name": name, "kind": "slurm", "max_jobs": 1, "workers_per_job": 1, "capacity": 2,
+                      "time_limit": "10m", "idle_timeout": "3s"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    let tasks: Vec<Value> = (0..4)
+        .map(|i| json!({"task_id": format!("k{i}"), "algorithm": "__sleep", "parameters": {"seconds": 3.0}}))
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    let mut job = String::new();
+    wait_until(LONG, "a task running on the job's worker", || {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(j) = queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .and_then(|j| j.first())
+        {
+            if j["workers_joined"].as_u64().unwrap_or(0) > 0 {
+                job = j["id"].as_str().unwrap_or("").to_string();
+            }
+        }
+        !job.is_empty() && count(&orch, "running") > 0
+    });
+    orch.signal(libc::SIGKILL);
+    orch.wait_exit(Duration::from_secs(10));
+    assert_eq!(squeue(&name), [job.clone()], "the job outlives its orchestrator");
+    let orch = restart_on(home.path(), &port, &[]);
+    let mut most = 0;
+    wait_until(LONG, "all four tasks completed after the restart", || {
+        std::thread::sleep(Duration::from_millis(100));
+        most = most.max(squeue(&name).len());
+        count(&orch, "completed") == 4
+    });
+    assert_eq!(most, 1, "a second job while the first one lived");
+    let q = queue_view(&orch, &name);
+    assert_eq!(q["jobs"][0]["id"], job.as_str(), "the job adopted: {q}");
+    assert_eq!(q["jobs_failed"], 0, "{q}");
+    wait_until(Duration::from_secs(30), "four results on disk", || {
+        recorded(home.path()).len() >= 4
+    });
+    assert_eq!(recorded(home.path()), ["k0", "k1", "k2", "k3"]);
+
+    // killed again; the job goes idle and ends with nobody watching
+    let mut orch = orch;
+    orch.signal(libc::SIGKILL);
+    orch.wait_exit(Duration::from_secs(10));
+    wait_until(Duration::from_secs(90), "the idle job ended by itself", || {
+        std::thread::sleep(Duration::from_millis(200));
+        squeue(&name).is_empty()
+    });
+    let orch = restart_on(home.path(), &port, &[]);
+    wait_until(Duration::from_secs(30), "the ended job forgotten", || {
+        std::thread::sleep(Duration::from_millis(200));
+        queue_view(&orch, &name)["jobs"]
+            .as_array()
+            .is_some_and(|j| j.is_empty())
+    });
+    let q = queue_view(&orch, &name);
+    assert_eq!(
+        (&q["jobs_failed"], &q["state"], &q["last_error"]),
+        (&json!(0), &json!("active"), &Value::Null),
+        "a job that ended while the orchestrator was away is no failure: {q}"
+    );
+}
+
+/// A submit command that hangs (an `sbatch` whose controller never
+/// answers, here a `sleep`) is killed at `ALLOCATION_COMMAND_TIMEOUT`
+/// with what it started, while the API answers and tasks run on the
+/// workers there are; the queue shows the error and backs off, and it can
+/// be removed. No Slurm needed.
+#[cfg(unix)]
+#[test]
+fn a_hanging_submit_is_killed_at_its_timeout_and_holds_nothing_up() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+    let mut env = FAST.to_vec();
+    env.push(("ORQUESTA_TOKEN", TOKEN));
+    env.push(("ALLOCATION_COMMAND_TIMEOUT", "2"));
+    let orch = Proc::start(home.path(), &["orchestrator", "--port", "0"], &env);
+    let _worker = crate::common::joined_worker_with(
+        home.path(),
+        "w1",
+        1,
+        &format!("http://{}", orch.addr),
+        &[("ORQUESTA_TEST_KERNELS", "1"), ("ORQUESTA_TOKEN", TOKEN)],
+    );
+    let pid_file = home.path().join("submit.pid");
+    let spec = json!({"name": "hang", "kind": "command", "max_jobs": 1,
+                      "submit": format!("sleep 300 & echo $! > {}; wait; true", pid_file.display()),
+                      "status": "echo running; true", "cancel": "true"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    // more than the one slot takes: the queue submits, and the submit hangs
+    let tasks: Vec<Value> = (0..6)
+        .map(|i| json!({"task_id": format!("h{i}"), "algorithm": "__sleep", "parameters": {"seconds": 0.5}}))
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    wait_until(Duration::from_secs(30), "the submit command started", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let sleeper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // while it hangs: the API answers, and the worker there is runs the tasks
+    let (status, list) = call(&orch, "GET", "/allocations", None);
+    assert_eq!(status, 200, "{list}");
+    wait_until(Duration::from_secs(60), "every task completed on w1", || {
+        std::thread::sleep(Duration::from_millis(50));
+        count(&orch, "completed") == 6
+    });
+    wait_until(Duration::from_secs(30), "the submit timed out", || {
+        std::thread::sleep(Duration::from_millis(50));
+        queue_view(&orch, "hang")["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not finish within 2s"))
+    });
+    let q = queue_view(&orch, "hang");
+    assert_eq!(q["jobs_submitted"], 0, "{q}");
+    assert_eq!(q["jobs_failed"], 1, "{q}");
+    assert!(q["backoff_until"].is_string(), "{q}");
+    wait_until(Duration::from_secs(10), "the submit's sleep killed", || {
+        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.contains(") Z ")
+    });
+    let (status, removed) = call(&orch, "DELETE", "/allocations/hang", None);
+    assert_eq!(status, 200, "{removed}");
+    wait_until(Duration::from_secs(30), "the queue gone", || {
+        std::thread::sleep(Duration::from_millis(50));
+        queue_view(&orch, "hang").is_null()
+    });
+}
+
+/// `alloc remove` of a queue whose job runs tasks: the queue goes at once,
+/// its job is cancelled and leaves `squeue`, and the job's tasks (the one
+/// running and those waiting in its worker's backlog) go back to the
+/// queue: none completed by a job that no longer counts, none failed,
+/// none lost.
+#[test]
+fn removing_a_queue_ends_its_running_job_and_gives_its_tasks_back() {
+    if !slurm_ready("removing_a_queue_ends_its_running_job_and_gives_its_tasks_back") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let orch = orchestrator(home.path());
+    let name = format!("rm{}", std::process::id());
+    let spec = json!({"name": name, "kind": "slurm", "max_jobs": 1, "workers_per_job": 1, "capacity": 1,
+                      "time_limit": "10m", "idle_timeout": "30s"});
+    assert_eq!(call(&orch, "POST", "/allocations", Some(&spec)).0, 201);
+    let tasks: Vec<Value> = (0..3)
+        .map(
+            |i| json!({"task_id": format!("r{i}"), "algorithm": "__sleep", "parameters": {"seconds": 120.0}}),
+        )
+        .collect();
+    let (status, body) = call(&orch, "POST", "/tasks", Some(&json!({"tasks": tasks})));
+    assert_eq!(status, 201, "{body}");
+    wait_until(LONG, "a task running on the job's worker", || {
+        std::thread::sleep(Duration::from_millis(50));
+        count(&orch, "running") > 0
+    });
+    let (status, removed) = call(&orch, "DELETE", &format!("/allocations/{name}"), None);
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["state"], "removing", "{removed}");
+    wait_until(Duration::from_secs(90), "the job gone from squeue", || {
+        std::thread::sleep(Duration::from_millis(200));
+        squeue(&name).is_empty()
+    });
+    wait_until(Duration::from_secs(30), "the queue gone", || {
+        std::thread::sleep(Duration::from_millis(100));
+        queue_view(&orch, &name).is_null()
+    });
+    wait_until(Duration::from_secs(60), "the three tasks queued again", || {
+        std::thread::sleep(Duration::from_millis(100));
+        count(&orch, "queued") == 3
+    });
+    let (_, stats) = call(&orch, "GET", "/stats", None);
+    let by = |s: &str| stats["tasks"]["by_status"][s].as_u64().unwrap_or(0);
+    assert_eq!(
+        (by("completed"), by("failed"), by("running")),
+        (0, 0, 0),
+        "{stats}"
+    );
 }

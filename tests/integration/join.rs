@@ -77,6 +77,48 @@ fn a_joined_worker_takes_tasks_comes_back_after_a_restart_and_leaves_after_drain
     });
 }
 
+/// Found killing the orchestrator of an allocation job: tasks sent ahead
+/// to a joined worker, waiting in its backlog behind busy slots when the
+/// orchestrator is SIGKILLed, are sent again by the restarted one under
+/// new attempts. The worker used to refuse those (`already_running`, for
+/// the old attempts still waiting there), the orchestrator found them
+/// neither running nor held, and each such task failed after its four
+/// attempts in under a second. Now the newer attempt replaces the older
+/// one waiting unstarted: every task completes, none fails, none runs twice.
+#[test]
+fn tasks_waiting_in_a_joined_workers_backlog_survive_a_kill_of_the_orchestrator() {
+    let home = tempfile::tempdir().unwrap();
+    let mut orch = orchestrator(home.path(), 0);
+    let port = port_of(&orch);
+    let own = tempfile::tempdir().unwrap();
+    let _worker = joined_worker(own.path(), "b1", 2, &format!("http://127.0.0.1:{port}"));
+    wait_until(Duration::from_secs(10), "b1 joined and up", || {
+        worker_row(&orch, "b1")["state"] == "up"
+    });
+    for i in 0..4 {
+        post_sleep(&orch, &format!("b{i}"), 2.0);
+    }
+    // two run, two wait in b1's backlog
+    wait_until(LONG, "two running", || {
+        (0..4)
+            .filter(|i| status(&orch, &format!("b{i}")) == "running")
+            .count()
+            == 2
+    });
+    orch.signal(libc::SIGKILL);
+    orch.wait_exit(Duration::from_secs(10));
+    let orch = orchestrator(home.path(), port);
+    wait_until(LONG, "every task ended", || {
+        (0..4).all(|i| matches!(status(&orch, &format!("b{i}")).as_str(), "completed" | "failed"))
+    });
+    for i in 0..4 {
+        let t = orch.get(&format!("/tasks/b{i}")).json();
+        assert_eq!(t["status"], "completed", "{t}");
+    }
+    let stats = orch.get("/stats").json();
+    assert_eq!(stats["tasks"]["by_status"]["failed"], 0, "{stats}");
+}
+
 #[test]
 fn the_slurm_scripts_worker_joins_a_local_orchestrator_and_drains_on_sigterm() {
     let home = tempfile::tempdir().unwrap();

@@ -3,7 +3,8 @@
 //! own submit/status/cancel commands, run through `sh -c` with the script
 //! path or the job id as their argument). Every call blocks: the
 //! allocator runs them on the blocking pool, never on an actor's thread,
-//! each under [`COMMAND_TIMEOUT`].
+//! each under a timeout (`ALLOCATION_COMMAND_TIMEOUT`): past it, the
+//! command and everything it started (its process group) are killed.
 
 use std::io::Read;
 use std::path::Path;
@@ -16,8 +17,10 @@ use crate::protocol::allocations::{AllocationKind, AllocationSpec};
 /// checks it); a job inheriting it would see a parent that is not its own.
 const PARENT_PID_VAR: &str = "ORQUESTA_PARENT_PID";
 
-/// The longest a submit, status or cancel command may take.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a command ended or was killed, how long what it printed may
+/// take to arrive: a process it left behind (a daemon of its own
+/// session) may hold its pipes open for ever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// What is kept of a failed command's output for `GET /allocations`.
 const OUTPUT_KEPT: usize = 2000;
 
@@ -81,7 +84,12 @@ impl Manager {
 
     /// Submits `script` (run in its folder, `env` added to the command's
     /// environment: the job inherits it); answers the job's id.
-    pub fn submit(&self, script: &Path, env: &[(String, String)]) -> Result<String, CommandError> {
+    pub fn submit(
+        &self,
+        script: &Path,
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<String, CommandError> {
         let dir = script.parent().unwrap_or(Path::new("."));
         let mut cmd = match self {
             Manager::Slurm {
@@ -110,7 +118,7 @@ impl Manager {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = run(cmd, "submit")?;
+        let out = run(cmd, "submit", timeout)?;
         // sbatch --parsable prints `id` or `id;cluster`; a user command its id
         let id = out
             .stdout
@@ -134,11 +142,11 @@ impl Manager {
     }
 
     /// The job's state.
-    pub fn status(&self, id: &str) -> Result<JobStatus, CommandError> {
+    pub fn status(&self, id: &str, timeout: Duration) -> Result<JobStatus, CommandError> {
         match self {
-            Manager::Slurm { .. } => slurm_status(id),
+            Manager::Slurm { .. } => slurm_status(id, timeout),
             Manager::Command { status, .. } => {
-                let out = run(shell(status, id), "status")?;
+                let out = run(shell(status, id), "status", timeout)?;
                 let word = out
                     .stdout
                     .split_whitespace()
@@ -172,7 +180,7 @@ impl Manager {
     }
 
     /// Cancels the job (one that has ended already is not an error for Slurm).
-    pub fn cancel(&self, id: &str) -> Result<(), CommandError> {
+    pub fn cancel(&self, id: &str, timeout: Duration) -> Result<(), CommandError> {
         let cmd = match self {
             Manager::Slurm { .. } => {
                 let mut c = Command::new("scancel");
@@ -181,7 +189,7 @@ impl Manager {
             }
             Manager::Command { cancel, .. } => shell(cancel, id),
         };
-        run(cmd, "cancel").map(|_| ())
+        run(cmd, "cancel", timeout).map(|_| ())
     }
 }
 
@@ -198,10 +206,10 @@ fn shell(command: &str, arg: &str) -> Command {
 
 /// `squeue` while Slurm lists the job; `scontrol show job` for its final
 /// state afterwards (kept for `MinJobAge`); a job neither knows has ended.
-fn slurm_status(id: &str) -> Result<JobStatus, CommandError> {
+fn slurm_status(id: &str, timeout: Duration) -> Result<JobStatus, CommandError> {
     let mut q = Command::new("squeue");
     q.args(["--noheader", "--format=%T|%r", "--jobs", id]);
-    let listed = run(q, "status").ok().and_then(|o| {
+    let listed = run(q, "status", timeout).ok().and_then(|o| {
         o.stdout
             .lines()
             .find(|l| !l.trim().is_empty())
@@ -215,7 +223,7 @@ fn slurm_status(id: &str) -> Result<JobStatus, CommandError> {
         None => {
             let mut c = Command::new("scontrol");
             c.args(["show", "job", "--oneliner", id]);
-            match run(c, "status") {
+            match run(c, "status", timeout) {
                 Ok(o) => (field(&o.stdout, "JobState"), field(&o.stdout, "Reason")),
                 // an id Slurm no longer knows: ended long enough ago
                 Err(e) if e.output.contains("Invalid job id") => ("COMPLETED".into(), String::new()),
@@ -275,36 +283,55 @@ fn shorten(text: &str) -> String {
     format!("{}…", &text[..cut])
 }
 
-/// Runs `cmd` under [`COMMAND_TIMEOUT`]; a non-zero exit, a signal or a
-/// timeout is an error carrying what it printed.
-fn run(mut cmd: Command, what: &str) -> Result<Output, CommandError> {
+/// Runs `cmd` under `timeout`; a non-zero exit, a signal or a timeout is
+/// an error carrying what it printed. The command leads a process group
+/// of its own: on timeout the whole group is killed (a `sh -c` whose
+/// `sleep` or `sbatch` hangs leaves nothing behind), and what it printed
+/// is waited for at most [`OUTPUT_GRACE`] more, so that a process that
+/// left the group and holds the pipes cannot hold the caller.
+fn run(mut cmd: Command, what: &str, timeout: Duration) -> Result<Output, CommandError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    crate::util::platform::own_group(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| CommandError {
         message: format!("cannot run the {what} command {program}: {e}"),
         output: String::new(),
     })?;
+    // each pipe read on a thread of its own into a shared buffer, and an
+    // end-of-file told through a channel
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (into, done) = (std::sync::Arc::clone(&buffer), done_tx.clone());
         std::thread::spawn(move || {
-            let mut text = String::new();
             if let Some(mut p) = pipe {
-                let mut bytes = Vec::new();
-                let _ = p.read_to_end(&mut bytes);
-                text = String::from_utf8_lossy(&bytes).into_owned();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = p.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut b = into.lock().unwrap_or_else(|e| e.into_inner());
+                    // what is kept is shortened anyway: a flood is not held
+                    if b.len() < 4 * OUTPUT_KEPT {
+                        b.extend_from_slice(&chunk[..n]);
+                    }
+                }
             }
-            text
-        })
+            let _ = done.send(());
+        });
+        buffer
     };
     let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    drop(done_tx);
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
+                crate::util::platform::kill_group(&mut child);
                 let _ = child.wait();
                 break None;
             }
@@ -312,9 +339,21 @@ fn run(mut cmd: Command, what: &str) -> Result<Output, CommandError> {
             Err(_) => break None,
         }
     };
+    let grace = Instant::now() + OUTPUT_GRACE;
+    for _ in 0..2 {
+        if done_rx
+            .recv_timeout(grace.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let text = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    };
     let output = Output {
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: text(&out),
+        stderr: text(&err),
     };
     match status {
         Some(s) if s.success() => Ok(output),
@@ -324,8 +363,9 @@ fn run(mut cmd: Command, what: &str) -> Result<Output, CommandError> {
         }),
         None => Err(CommandError {
             message: format!(
-                "the {what} command {program} did not finish within {}s; killed",
-                COMMAND_TIMEOUT.as_secs()
+                "the {what} command {program} did not finish within {}s; it and what it started were killed \
+                 (ALLOCATION_COMMAND_TIMEOUT)",
+                timeout.as_secs_f64()
             ),
             output: output.both(),
         }),
@@ -335,6 +375,8 @@ fn run(mut cmd: Command, what: &str) -> Result<Output, CommandError> {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+
+    const T: Duration = Duration::from_secs(30);
 
     fn commands(submit: &str, status: &str) -> Manager {
         Manager::Command {
@@ -351,31 +393,83 @@ mod tests {
         std::fs::write(&script, "hello").unwrap();
         // the script's path arrives whole (a space in it) as the last argument
         let m = commands("echo queued; wc -c <", "true");
-        assert_eq!(m.submit(&script, &[]).unwrap(), "5");
+        assert_eq!(m.submit(&script, &[], T).unwrap(), "5");
         let env = [("ORQUESTA_TOKEN".to_string(), "s3cret".to_string())];
         let m = commands("echo \"$ORQUESTA_TOKEN\"; true", "true");
-        assert_eq!(m.submit(&script, &env).unwrap(), "s3cret");
+        assert_eq!(m.submit(&script, &env, T).unwrap(), "s3cret");
         let silent = commands("true", "true");
-        let e = silent.submit(&script, &[]).unwrap_err();
+        let e = silent.submit(&script, &[], T).unwrap_err();
         assert!(e.message.contains("printed no job id"), "{e:?}");
     }
 
     #[test]
     fn status_words_and_failures_are_told_apart() {
         let m = commands("true", "echo running on node7; true");
-        let s = m.status("42").unwrap();
+        let s = m.status("42", T).unwrap();
         assert_eq!(s.state, ManagerState::Running);
         assert_eq!(s.reason.as_deref(), Some("on node7"));
         let bad = commands("true", "echo maybe");
-        let e = bad.status("42").unwrap_err();
+        let e = bad.status("42", T).unwrap_err();
         assert!(
             e.message.contains("expected pending, running, ended or failed"),
             "{e:?}"
         );
         let failing = commands("echo no queue named batch >&2; exit 3", "true");
-        let e = failing.submit(Path::new("/tmp/x.sh"), &[]).unwrap_err();
+        let e = failing.submit(Path::new("/tmp/x.sh"), &[], T).unwrap_err();
         assert!(e.message.contains("failed"), "{e:?}");
         assert_eq!(e.output, "no queue named batch");
+    }
+
+    /// A submit that hangs is killed at the timeout with what it started
+    /// (the shell's `sleep`, which holds the pipes), and the call returns
+    /// at once after, saying why; one that left a process of its own
+    /// session holding the pipes returns too, within the grace.
+    #[test]
+    fn a_hanging_command_is_killed_with_its_children_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sleep.pid");
+        let m = commands(
+            &format!(
+                "echo starting; sleep 300 & echo $! > {}; wait; true",
+                pid_file.display()
+            ),
+            "true",
+        );
+        let t0 = Instant::now();
+        let e = m
+            .submit(&dir.path().join("job.sh"), &[], Duration::from_millis(500))
+            .unwrap_err();
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        assert!(
+            e.message
+                .contains("did not finish within 0.5s; it and what it started were killed"),
+            "{e:?}"
+        );
+        assert_eq!(e.output, "starting");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..100).any(|_| {
+            // SAFETY: signal 0 only checks that the process exists
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+            if alive {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            !alive
+        });
+        assert!(gone, "the command's sleep {pid} outlived it");
+        // a process that left the group keeps the pipes: the call does not wait for it
+        let escaped = commands("setsid sleep 5 & echo 7; true", "true");
+        let t0 = Instant::now();
+        let id = escaped
+            .submit(&dir.path().join("job.sh"), &[], Duration::from_secs(10))
+            .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(4), "took {:?}", t0.elapsed());
+        assert_eq!(id, "7");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct AllocatorSettings {
     pub dir: PathBuf,
     /// Passed to each job in its environment.
     pub token: Option<String>,
+    /// `ALLOCATION_COMMAND_TIMEOUT`: the longest a submit, status or
+    /// cancel command may take before it is killed.
+    pub command_timeout: Duration,
 }
 
 pub struct Allocator {
@@ -108,6 +111,7 @@ impl Allocator {
                     reason: Some("known from before a restart".into()),
                     running_since: None,
                     ever_joined: false,
+                    adopted: true,
                     cancelled: false,
                     failed: None,
                 });
@@ -300,12 +304,13 @@ impl Allocator {
             env.push(("ORQUESTA_TOKEN".to_string(), t.clone()));
         }
         q.busy = true;
+        let timeout = self.settings.command_timeout;
         let work = move || -> Result<String, CommandError> {
             write_script(&dir, &script_path, &script).map_err(|e| CommandError {
                 message: format!("cannot write the job script {}: {e}", script_path.display()),
                 output: String::new(),
             })?;
-            manager.submit(&script_path, &env)
+            manager.submit(&script_path, &env, timeout)
         };
         let name = name.to_string();
         let started = Instant::now();
@@ -332,6 +337,7 @@ impl Allocator {
                             reason: None,
                             running_since: None,
                             ever_joined: false,
+                            adopted: false,
                             cancelled: false,
                             failed: None,
                         });
@@ -361,10 +367,11 @@ impl Allocator {
         q.last_poll = Some(Instant::now());
         let ids: Vec<String> = q.alive_jobs().map(|j| j.id.clone()).collect();
         let manager = q.plan.manager.clone();
+        let timeout = self.settings.command_timeout;
         let work = move || -> Vec<(String, Result<JobStatus, CommandError>)> {
             ids.into_iter()
                 .map(|id| {
-                    let s = manager.status(&id);
+                    let s = manager.status(&id, timeout);
                     (id, s)
                 })
                 .collect()
@@ -415,14 +422,14 @@ impl Allocator {
             let has_workers = joined.iter().any(|(s, w)| *s == j.seq && *w);
             match status.state {
                 ManagerState::Pending | ManagerState::Running => {}
-                ManagerState::Ended if j.ever_joined || j.cancelled || has_workers => {
+                ManagerState::Ended if j.ever_joined || j.cancelled || has_workers || j.adopted => {
                     tracing::info!(queue = %name, job = %id, "allocation job ended");
                     gone.push(id.clone());
                 }
                 ManagerState::Ended | ManagerState::Failed => {
                     let why = format!(
                         "{} ({}); see {}",
-                        if j.ever_joined {
+                        if j.ever_joined || j.adopted {
                             "the job failed"
                         } else {
                             "the job ended without any worker joining"
@@ -499,18 +506,20 @@ impl Allocator {
         tracing::info!(queue = %name, job = %id, reason = why, "cancelling allocation job");
         let manager = q.plan.manager.clone();
         let name = name.to_string();
+        let timeout = self.settings.command_timeout;
         ctx.spawn(
-            actix::fut::wrap_future(actix_rt::task::spawn_blocking(move || manager.cancel(&id))).map(
-                move |res, act: &mut Self, _| {
-                    let Some(q) = act.queues.get_mut(&name) else {
-                        return;
-                    };
-                    q.busy = false;
-                    if let Ok(Err(e)) = res {
-                        q.note_error(&e);
-                    }
-                },
-            ),
+            actix::fut::wrap_future(actix_rt::task::spawn_blocking(move || {
+                manager.cancel(&id, timeout)
+            }))
+            .map(move |res, act: &mut Self, _| {
+                let Some(q) = act.queues.get_mut(&name) else {
+                    return;
+                };
+                q.busy = false;
+                if let Ok(Err(e)) = res {
+                    q.note_error(&e);
+                }
+            }),
         );
     }
 }

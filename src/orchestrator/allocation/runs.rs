@@ -20,6 +20,10 @@ pub(super) struct JobRun {
     /// When the manager first said running.
     pub(super) running_since: Option<Instant>,
     pub(super) ever_joined: bool,
+    /// Known from the database at start: submitted by an orchestrator
+    /// that stopped or was killed. Its workers may have joined and the job
+    /// ended while nobody watched; an end is then no failure.
+    pub(super) adopted: bool,
     pub(super) cancelled: bool,
     /// Ended badly: why.
     pub(super) failed: Option<String>,

@@ -53,8 +53,8 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !name_ok {
         problems.push(format!(
-            "name: expected 1 to 64 letters, digits, '-' or '_', found {:?}",
-            spec.name
+            "name: expected 1 to 64 letters, digits, '-' or '_', found {}",
+            shown(&spec.name)
         ));
     }
     let mut bounded = |field: &str, v: u32, max: u32| {
@@ -71,6 +71,13 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
             problems.push(format!(
                 "{field}: expected at least {}s, found {raw:?}",
                 least.as_secs_f64()
+            ));
+            least
+        }
+        Err(_) if raw.len() > 64 => {
+            problems.push(format!(
+                "{field}: expected a duration such as 90s, 15m or 2h, found {}",
+                shown(raw)
             ));
             least
         }
@@ -139,6 +146,18 @@ pub fn check_spec(spec: &AllocationSpec) -> Result<Plan, Vec<String>> {
         kernels,
         manager: Manager::of(spec, time_limit),
     })
+}
+
+/// A value as an error shows it: quoted, and cut with its length told
+/// when long (a 10 KB name must not come back whole in the answer, the
+/// log and every later listing).
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 40;
+    if value.chars().count() <= SHOWN {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(SHOWN).collect();
+    format!("{head:?}… ({} bytes)", value.len())
 }
 
 /// Quotes a word for `sh` (single quotes, `'` closed and escaped).
@@ -226,6 +245,60 @@ mod tests {
             cmd.iter().any(|p| p.starts_with("status: a command queue needs")),
             "{cmd:?}"
         );
+    }
+
+    /// What an operator or an adversary might try: each is refused with
+    /// the field named and what was expected, and nothing is echoed back
+    /// whole when it is long.
+    #[test]
+    fn absurd_queues_are_refused_with_what_is_wrong() {
+        let refused = |json: &str| check_spec(&spec(json)).unwrap_err();
+        for (max_jobs, found) in [(0u64, "found 0"), (1_000_000_000, "found 1000000000")] {
+            let p = refused(&format!(
+                r#"{{"name": "q", "kind": "slurm", "max_jobs": {max_jobs}}}"#
+            ));
+            assert!(
+                p.len() == 1 && p[0] == format!("max_jobs: expected 1 to 10000, {found}"),
+                "{p:?}"
+            );
+        }
+        for limit in ["0", "59s", "0.5m"] {
+            let p = refused(&format!(
+                r#"{{"name": "q", "kind": "slurm", "time_limit": "{limit}"}}"#
+            ));
+            assert_eq!(p, [format!("time_limit: expected at least 60s, found {limit:?}")]);
+        }
+        for bad in ["-5m", "soon", "1e400", "5 parsecs", "NaN", "inf"] {
+            let p = refused(&format!(
+                r#"{{"name": "q", "kind": "slurm", "idle_timeout": "{bad}"}}"#
+            ));
+            assert!(
+                p.len() == 1 && p[0].starts_with("idle_timeout: expected a duration"),
+                "{bad}: {p:?}"
+            );
+        }
+        let p = refused(r#"{"name": "q", "kind": "slurm", "idle_timeout": "0"}"#);
+        assert_eq!(p, ["idle_timeout: expected at least 1s, found \"0\""]);
+        for name in ["a/b", "../etc", "", "a b", "ü"] {
+            let p = refused(&format!(r#"{{"name": "{name}", "kind": "slurm"}}"#));
+            assert!(
+                p.len() == 1 && p[0].starts_with("name: expected 1 to 64 letters"),
+                "{name}: {p:?}"
+            );
+        }
+        let long = "x".repeat(10_000);
+        let p = refused(&format!(
+            r#"{{"name": "{long}", "kind": "slurm", "time_limit": "{long}"}}"#
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p.iter().all(|m| m.len() < 200 && m.contains("… (10000 bytes)")),
+            "{p:?}"
+        );
+        // a whole time limit just at the least leaves its workers the least margin
+        let plan = check_spec(&spec(r#"{"name": "q", "kind": "slurm", "time_limit": "60s"}"#)).unwrap();
+        assert_eq!(plan.margin(), Duration::from_secs(15));
+        assert!(plan.time_limit > plan.margin());
     }
 
     #[test]

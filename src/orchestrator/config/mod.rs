@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::orchestrator::task_queue::SoonerStarts;
 use crate::sim::Limits;
 use crate::util::settings::{
     read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, LOG_ROWS, MAX_CONNECTIONS_ROW,
@@ -122,6 +123,13 @@ pub struct Settings {
     /// `ORQUESTA_WORKER_BINARY`: what allocation jobs run (`None`: this
     /// very binary).
     pub worker_binary: Option<PathBuf>,
+    /// `SOONER_START_GAIN`, `SOONER_START_FRACTION`, `SOONER_START_SETTLE`:
+    /// when a task sent ahead is moved to a worker where it would start
+    /// sooner (`None`: never).
+    pub sooner_starts: Option<SoonerStarts>,
+    /// `ALLOCATION_COMMAND_TIMEOUT`: the longest an allocation queue's
+    /// submit, status or cancel command may take.
+    pub allocation_command_timeout: Duration,
 }
 
 /// `MAX_REQUEST_BYTES` when not set: 16 MiB holds about 80,000 tasks.
@@ -258,6 +266,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "share of completed simulations run again on another capable worker, only on a slot no queued task could use, and compared bit for bit; a worker that disagrees with the majority is quarantined (0 = off, 1 = every one)",
     ),
     (
+        "SOONER_START_GAIN",
+        "1.0",
+        "seconds sooner a task sent ahead to a busy worker must be predicted to start on another to be taken back and sent there (none = never moved for a sooner start; a free slot elsewhere or a higher priority still takes it back)",
+    ),
+    (
+        "SOONER_START_FRACTION",
+        "0.5",
+        "...and the least share of its predicted wait that must be saved, from 0 (any) to below 1",
+    ),
+    (
+        "SOONER_START_SETTLE",
+        "10",
+        "seconds a task moved for a sooner start stays before it may be moved that way again (0 = at once)",
+    ),
+    (
         "MAX_WORKERS",
         "1000",
         "most workers (configured and joined); a join beyond it is refused (409 too_many_workers)",
@@ -318,6 +341,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "the orquesta binary allocation jobs run (default: the orchestrator's own)",
     ),
+    (
+        "ALLOCATION_COMMAND_TIMEOUT",
+        "30",
+        "seconds an allocation queue's submit, status or cancel command (sbatch, squeue, scancel, or your own) may take; past it, it and what it started are killed and the failure counts against the queue's backoff",
+    ),
 ];
 
 /// Reads settings from an environment map (the process environment with
@@ -363,6 +391,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         "none" | "0" => None,
         _ => Some(r.seconds("WORKER_EXPIRY", false)),
     };
+    let sooner_starts = sooner_starts(&mut r);
     let checkpoint_interval = r.seconds("CHECKPOINT_INTERVAL", true);
     let checkpoint_max_bytes = r.whole("CHECKPOINT_MAX_BYTES");
     let checkpoint_total_bytes = r.whole("CHECKPOINT_TOTAL_BYTES");
@@ -433,6 +462,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
             ));
         }
     }
+    let allocation_command_timeout = r.seconds("ALLOCATION_COMMAND_TIMEOUT", false);
     let worker_binary = Some(r.get("ORQUESTA_WORKER_BINARY").trim().to_string())
         .filter(|b| !b.is_empty())
         .map(PathBuf::from);
@@ -484,6 +514,44 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         tls,
         advertise_url,
         worker_binary,
+        sooner_starts,
+        allocation_command_timeout,
+    })
+}
+
+/// `SOONER_START_GAIN` (`none` or `off`: the move is off, and the other
+/// two are still checked), `SOONER_START_FRACTION`, `SOONER_START_SETTLE`.
+fn sooner_starts(r: &mut EnvReader<'_>) -> Option<SoonerStarts> {
+    let raw = r.get("SOONER_START_GAIN");
+    let min_gain = match raw.trim() {
+        "none" | "off" => None,
+        v => match v.parse::<f64>() {
+            Ok(g) if g.is_finite() && g > 0.0 && g < 1e9 => Some(g),
+            _ => {
+                let name = r.name("SOONER_START_GAIN");
+                r.problem(format!(
+                    "{name}: expected a number of seconds > 0, or none to never move a task for a sooner                      start, found {raw:?}"
+                ));
+                None
+            }
+        },
+    };
+    let raw = r.get("SOONER_START_FRACTION");
+    let min_fraction = match raw.trim().parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => f,
+        _ => {
+            let name = r.name("SOONER_START_FRACTION");
+            r.problem(format!(
+                "{name}: expected a share of the wait from 0 (any gain) to below 1 (e.g. 0.5: half the wait                  saved), found {raw:?}"
+            ));
+            0.5
+        }
+    };
+    let settle = r.seconds("SOONER_START_SETTLE", true).as_secs_f64();
+    min_gain.map(|min_gain| SoonerStarts {
+        min_gain,
+        min_fraction,
+        settle,
     })
 }
 
@@ -569,6 +637,57 @@ mod tests {
         assert!(e.iter().any(|p| p.starts_with("LOAD_BALANCING_ALGORITHM")));
         assert!(e.iter().any(|p| p.starts_with("MAX_TASK_RETRIES")));
         assert!(e.iter().any(|p| p.starts_with("ORCHESTRATOR_PORT")));
+    }
+
+    #[test]
+    fn sooner_start_margins_are_read_checked_and_may_be_turned_off() {
+        let s = settings_from_env(&env(&[])).unwrap();
+        assert_eq!(s.sooner_starts, Some(SoonerStarts::default()));
+        let s = settings_from_env(&env(&[
+            ("SOONER_START_GAIN", "30"),
+            ("SOONER_START_FRACTION", "0"),
+            ("SOONER_START_SETTLE", "0.5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.sooner_starts,
+            Some(SoonerStarts {
+                min_gain: 30.0,
+                min_fraction: 0.0,
+                settle: 0.5
+            })
+        );
+        for off in ["none", "off", " none "] {
+            let s = settings_from_env(&env(&[("SOONER_START_GAIN", off)])).unwrap();
+            assert_eq!(s.sooner_starts, None, "{off:?}");
+        }
+        let e = settings_from_env(&env(&[
+            ("SOONER_START_GAIN", "0"),
+            ("SOONER_START_FRACTION", "1"),
+            ("SOONER_START_SETTLE", "-2"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("SOONER_START_GAIN: expected a number of seconds > 0, or none")
+                && e[0].contains("found \"0\""),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("SOONER_START_FRACTION: expected a share of the wait from 0")
+                && e[1].contains("found \"1\""),
+            "{e:?}"
+        );
+        assert!(
+            e[2].starts_with("SOONER_START_SETTLE: expected a number of seconds ≥ 0"),
+            "{e:?}"
+        );
+        let e = settings_from_env(&env(&[
+            ("SOONER_START_GAIN", "soon"),
+            ("SOONER_START_FRACTION", "half"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub use super::effects::{Completion, Effects, Freed, Observed, Outbound, Sample};
 pub use super::entry::Entry;
+pub use super::takeback::SoonerStarts;
 pub use super::verify::{Verifier, VerifyCounters};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::placement::{Loads, MemberView, TaskSize};
@@ -271,6 +272,10 @@ pub struct LiveTasks {
     /// Not looked for sooner starts elsewhere again before this time
     /// (`takeback.rs`: at most every [`super::takeback::SOONER_EVERY`]).
     pub(super) sooner_after: f64,
+    /// The margins of a move to a sooner start elsewhere (`takeback.rs`);
+    /// `None`: tasks sent ahead are never moved for a sooner start (free
+    /// slots and priority still take them back).
+    pub sooner: Option<SoonerStarts>,
 }
 
 impl LiveTasks {
@@ -291,6 +296,7 @@ impl LiveTasks {
             counters: Counters::default(),
             verify: Verifier::default(),
             sooner_after: 0.0,
+            sooner: Some(SoonerStarts::default()),
         }
     }
 

@@ -70,7 +70,7 @@ use actix::prelude::*;
 
 pub use crate::orchestrator::worker_proxy::{AttemptOutcome, AttemptsStarted, OutcomeKind};
 pub use dispatch::Dispatched;
-pub use live::{Effects, LiveTasks, Observed, Place, RetryPolicy, TaskState};
+pub use live::{Effects, LiveTasks, Observed, Place, RetryPolicy, SoonerStarts, TaskState};
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Throughput, Waiting, WhyWaiting};
 pub use results::{FailuresPending, RecordResult};
 pub use submit::{SubmitBatch, SubmitError, SubmitStaged, Submitted};
@@ -96,6 +96,8 @@ pub struct QueueSettings {
     pub performance: bool,
     /// `VERIFY_FRACTION` (`verify.rs`).
     pub verify_fraction: f64,
+    /// `SOONER_START_*` (`takeback.rs`; `None`: no move to a sooner start).
+    pub sooner_starts: Option<SoonerStarts>,
 }
 
 /// One worker's proxy, as the messages TaskQueue sends it.
@@ -201,6 +203,7 @@ impl TaskQueue {
         let mut live = LiveTasks::new(policy, boot, seed());
         live.loads = loads;
         live.verify = live::Verifier::new(settings.verify_fraction);
+        live.sooner = settings.sooner_starts;
         for id in live.loads.ids() {
             if let Some(row) = live.loads.row(id) {
                 board.publish_load(id, row);

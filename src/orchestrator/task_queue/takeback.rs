@@ -14,9 +14,11 @@
 //!   on another worker that runs it and has room (in a slot or in its
 //!   backlog) than where it waits, and finish sooner there too. With a
 //!   margin, so that tasks do not bounce on the noise of predictions: the
-//!   start there must come at least [`SOONER_BY`] seconds and
-//!   [`SOONER_FRACTION`] of the wait earlier, and a task moved is not
-//!   moved this way again for [`SETTLE`] seconds. One such move at a time
+//!   start there must come at least [`SoonerStarts::min_gain`] seconds and
+//!   [`SoonerStarts::min_fraction`] of the wait earlier, and a task moved
+//!   is not moved this way again for [`SoonerStarts::settle`] seconds
+//!   (settings `SOONER_START_*`; [`LiveTasks::sooner`] `None` turns this
+//!   move off). One such move at a time
 //!   goes to a worker (it is predicted without the task until it arrives);
 //!   nothing goes where a better ready task would wait behind it, or below
 //!   that worker's floor (below);
@@ -45,15 +47,33 @@ use crate::orchestrator::worker_proxy::TakeBackOutcome;
 /// asked back again (seconds).
 pub const PAUSE: f64 = 0.5;
 
-/// A sooner start elsewhere must gain at least this many seconds...
-pub const SOONER_BY: f64 = 1.0;
+/// The margins of a move to a sooner start (see the module doc), from the
+/// settings `SOONER_START_GAIN`, `SOONER_START_FRACTION` and
+/// `SOONER_START_SETTLE`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoonerStarts {
+    /// A sooner start elsewhere must gain at least this many seconds...
+    pub min_gain: f64,
+    /// ...and at least this fraction of the wait where it is.
+    pub min_fraction: f64,
+    /// A task given back is not moved for a sooner start again before
+    /// this many seconds have passed.
+    pub settle: f64,
+}
 
-/// ...and at least this fraction of the wait where it is.
-pub const SOONER_FRACTION: f64 = 0.5;
-
-/// A task given back is not moved for a sooner start again before this
-/// many seconds have passed.
-pub const SETTLE: f64 = 10.0;
+impl Default for SoonerStarts {
+    /// 1 s and half the wait: predictions are off by tens of percent,
+    /// and a task that would gain less is not worth a round trip; 10 s
+    /// before a second move, so that a task does not bounce between two
+    /// workers whose predictions swap.
+    fn default() -> Self {
+        Self {
+            min_gain: 1.0,
+            min_fraction: 0.5,
+            settle: 10.0,
+        }
+    }
+}
 
 /// Sooner starts are looked for at most this often (seconds): a walk of
 /// the backlogs, not worth making at every dispatch of tiny tasks, and a
@@ -216,6 +236,7 @@ impl LiveTasks {
     /// back the tasks that would start much sooner on another worker (see
     /// the module doc).
     pub(super) fn take_back_to_sooner_starts(&mut self, now: f64, fx: &mut Effects) {
+        let Some(margins) = self.sooner else { return };
         if self.index.workers.is_empty() || now < self.sooner_after {
             return;
         }
@@ -230,7 +251,7 @@ impl LiveTasks {
             .iter()
             .filter(|(w, on)| {
                 !on.sent_ahead.is_empty()
-                    && first_free(&expected.slots_after(w, 1, usize::MAX, now)) >= SOONER_BY
+                    && first_free(&expected.slots_after(w, 1, usize::MAX, now)) >= margins.min_gain
             })
             .map(|(w, _)| w)
             .collect();
@@ -296,7 +317,7 @@ impl LiveTasks {
                 };
                 let here = lay(&mut slots, here_run);
                 if moves.len() >= MOST_AT_ONCE
-                    || here < SOONER_BY
+                    || here < margins.min_gain
                     || work <= 0.0
                     || t.entry.settled_after > now
                     || !self.may_ask(id, now)
@@ -316,7 +337,8 @@ impl LiveTasks {
                     })
                     .map(|(i, (to, start))| (i, *start, *start + expected.predict(to, &size)))
                     .filter(|(_, start, finish)| {
-                        here - start >= SOONER_BY.max(SOONER_FRACTION * here) && *finish < here + here_run
+                        here - start >= margins.min_gain.max(margins.min_fraction * here)
+                            && *finish < here + here_run
                     })
                     .min_by(|a, b| a.1.total_cmp(&b.1));
                 if let Some((i, there, _)) = best {
@@ -449,7 +471,7 @@ impl LiveTasks {
                 // nothing of this attempt was persisted: it is not counted
                 let entry = &mut self.tasks.get_mut(task_id).expect("being taken back").entry;
                 entry.attempts = entry.attempts.saturating_sub(1);
-                entry.settled_after = now + SETTLE;
+                entry.settled_after = now + self.sooner.unwrap_or_default().settle;
                 let (size, kernel) = (entry.task_size(), entry.kernel);
                 self.counters.taken_back += 1;
                 self.transition(task_id, TaskState::Placing);

@@ -48,6 +48,7 @@ fn the_state_machine_without_workers() {
             sweep_interval: Duration::from_secs(60),
             performance: true,
             verify_fraction: 0.0,
+            sooner_starts: Some(Default::default()),
         };
         let peers = Peers::new(&lb, &results, HashMap::new());
         let queue = TaskQueue::new(

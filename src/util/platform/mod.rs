@@ -9,6 +9,7 @@
 //! | Ctrl-C held during a write    | signal mask of the thread     | a console handler that defers it          |
 //! | a child dies with its parent  | `PR_SET_PDEATHSIG` (Linux)    | a kill-on-close Job Object                |
 //! | asking a child to stop        | SIGTERM                       | Ctrl-Break to its own process group       |
+//! | ending a command and what it started | SIGKILL to its process group | the child only                     |
 //! | the parent's pid              | `getppid`                     | not needed (the job covers the race)      |
 //! | memory figures                | `sysconf`, `/proc`, `getrusage` | `GlobalMemoryStatusEx`, working set     |
 //! | open-files limit              | `RLIMIT_NOFILE` raised        | none: handles have no such limit          |
@@ -31,8 +32,9 @@ use windows as imp;
 
 pub use imp::{
     ask_to_stop, die_with_parent, end_connection, exit_with_parent, give_back_memory, hold_interrupts,
-    limit_send_buffer, make_stoppable, open_untrusted, parent_pid, peak_resident_bytes, raise_open_files,
-    raw_socket, resident_bytes, total_memory_bytes, InterruptsHeld, RawSocket,
+    kill_group, limit_send_buffer, make_stoppable, open_untrusted, own_group, parent_pid,
+    peak_resident_bytes, raise_open_files, raw_socket, resident_bytes, total_memory_bytes, InterruptsHeld,
+    RawSocket,
 };
 
 /// Stop requests received since [`count_stop_requests`].

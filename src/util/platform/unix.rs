@@ -100,6 +100,26 @@ pub fn ask_to_stop(child: &Child) -> io::Result<()> {
     Ok(())
 }
 
+/// The child leads a process group of its own, so that [`kill_group`]
+/// ends it and everything it started (a shell's `sleep`, a CLI's helper),
+/// not only the shell.
+pub fn own_group(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+}
+
+/// SIGKILL to the process group the child leads (see [`own_group`]).
+pub fn kill_group(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid
+        // names the group.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+}
+
 /// This process gets SIGTERM (and so drains and stops) when the process
 /// that started it ends, even by SIGKILL: on Linux through
 /// `PR_SET_PDEATHSIG` on itself, elsewhere by a thread that watches its

@@ -178,6 +178,14 @@ pub fn ask_to_stop(child: &Child) -> io::Result<()> {
     Ok(())
 }
 
+/// Nothing more on Windows: [`kill_group`] ends the child itself.
+pub fn own_group(_: &mut Command) {}
+
+/// Ends the child (its own children are not followed on Windows).
+pub fn kill_group(child: &mut Child) {
+    let _ = child.kill();
+}
+
 /// Not available on Windows: a worker started by another program there is
 /// tied to it through a Job Object by that program, if at all; answers
 /// true (nothing is known to be gone).

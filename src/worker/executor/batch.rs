@@ -81,7 +81,7 @@ impl Handler<ExecuteBatch> for Executor {
         for (index, task, attempt_id) in msg.tasks {
             let refusal = if self.draining {
                 Some(Refusal::Draining)
-            } else if let Some(r) = self.already_here(&task.task_id) {
+            } else if let Some(r) = self.already_here(&task.task_id, attempt_id) {
                 Some(r)
             } else if self.running.len() >= self.batch_slots
                 && self.backlog.len() >= self.settings.max_backlog

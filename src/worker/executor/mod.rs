@@ -25,7 +25,7 @@ use self::held_results::HeldResults;
 use self::metrics::{Finished, NodeFigures, Stats, WorkerMetrics};
 pub use self::serving::Serve;
 use crate::model::{AttemptId, RunStatus, Task, TaskId, TaskResult, WorkerId};
-use crate::protocol::{CurrentTask, NodeState, StatusAnswer};
+use crate::protocol::{BatchEvent, CurrentTask, NodeState, StatusAnswer};
 use crate::sim::Control;
 use crate::worker::checkpoint::Checkpointer;
 use crate::worker::metrics::WorkerNodeMetrics;
@@ -177,7 +177,7 @@ impl Handler<Execute> for Executor {
         if self.draining {
             return Err(Refusal::Draining);
         }
-        if let Some(refusal) = self.already_here(&msg.task.task_id) {
+        if let Some(refusal) = self.already_here(&msg.task.task_id, msg.attempt_id) {
             return Err(refusal);
         }
         if self.running.len() >= self.settings.capacity {
@@ -194,21 +194,39 @@ impl Handler<Execute> for Executor {
 }
 
 impl Executor {
-    /// A refusal if `task_id` runs here or waits in the backlog.
-    fn already_here(&self, task_id: &TaskId) -> Option<Refusal> {
-        let attempt_id = match self.running.get(task_id) {
-            Some(r) => r.attempt_id,
-            None => {
-                self.backlog
-                    .iter()
-                    .find(|q| &q.task.task_id == task_id)?
-                    .attempt_id
-            }
-        };
-        Some(Refusal::AlreadyRunning {
+    /// A refusal if `task_id` runs here or waits in the backlog, unless
+    /// `attempt_id` is newer than the attempt waiting there: its
+    /// orchestrator has given the older one up (it restarted while the
+    /// older one waited here behind busy slots, or counted it lost), so
+    /// the older one leaves the backlog unstarted, as if taken back (its
+    /// batch is told `taken_back`), and the newer one is admitted. A
+    /// running one is never replaced: its result is the task's.
+    fn already_here(&mut self, task_id: &TaskId, attempt_id: Option<AttemptId>) -> Option<Refusal> {
+        if let Some(r) = self.running.get(task_id) {
+            return Some(Refusal::AlreadyRunning {
+                task_id: task_id.clone(),
+                attempt_id: r.attempt_id,
+            });
+        }
+        let at = self.backlog.iter().position(|q| &q.task.task_id == task_id)?;
+        let waiting = self.backlog[at].attempt_id;
+        let newer = matches!((waiting, attempt_id), (Some(old), Some(new)) if new.get() > old.get());
+        if !newer {
+            return Some(Refusal::AlreadyRunning {
+                task_id: task_id.clone(),
+                attempt_id: waiting,
+            });
+        }
+        let q = self.backlog.remove(at).expect("the position was just found");
+        tracing::info!(task = %task_id, replaced = %crate::util::logging::AttemptField(waiting),
+            by = %crate::util::logging::AttemptField(attempt_id),
+            "a newer attempt replaces the one waiting in the backlog, which will not run");
+        let _ = q.events.send(BatchEvent::TakenBack {
             task_id: task_id.clone(),
-            attempt_id,
-        })
+            attempt_id: waiting,
+        });
+        self.state_dirty = true;
+        None
     }
 
     /// Gives a task a slot: it runs from now on.

@@ -4,6 +4,7 @@
 //! [`Model`](super::Model) as the others).
 
 use super::*;
+use crate::orchestrator::task_queue::SoonerStarts;
 use crate::orchestrator::worker_proxy::TakeBackOutcome;
 
 impl Model {
@@ -343,7 +344,7 @@ fn a_task_that_would_start_much_sooner_elsewhere_is_taken_back_there() {
     // settled: not moved this way again for a while, even when asked
     assert_eq!(
         m.live.tasks[small.as_str()].entry.settled_after,
-        m.now + crate::orchestrator::task_queue::takeback::SETTLE
+        m.now + SoonerStarts::default().settle
     );
     m.now += 0.5;
     m.step(Event::Dispatch { max: 8 });
@@ -365,6 +366,43 @@ fn a_small_gain_does_not_move_a_task() {
     assert!(m.asked_back.is_empty(), "{:?}", m.live.state_of(&small));
     assert_eq!(worker_of(&m, &small), Some(worker(1)));
     m.check();
+}
+
+/// The margins are settings: the same 12 s against 8 s moves the task
+/// once the least share of the wait saved is a quarter, not a half; with
+/// the move turned off, not even a 1,000 s blocker against 10 s moves it;
+/// and the settle time is the one set.
+#[test]
+fn the_sooner_start_margins_come_from_the_settings() {
+    let mut m = two_workers();
+    m.live.sooner = Some(SoonerStarts {
+        min_fraction: 0.25,
+        settle: 3.0,
+        ..SoonerStarts::default()
+    });
+    let small = behind_a_blocker(&mut m, 12, 8);
+    m.now += 0.5;
+    m.step(Event::Dispatch { max: 8 });
+    assert!(
+        matches!(m.live.state_of(&small), Some(TaskState::TakingBack { to: Some(w), .. }) if *w == worker(2)),
+        "{:?}",
+        m.live.state_of(&small)
+    );
+    m.step(Event::TakeBackAnswer { pick: 0, outcome: 0 });
+    assert_eq!(worker_of(&m, &small), Some(worker(2)), "sent there at once");
+    assert_eq!(m.live.tasks[small.as_str()].entry.settled_after, m.now + 3.0);
+    m.check();
+
+    let mut off = two_workers();
+    off.live.sooner = None;
+    let small = behind_a_blocker(&mut off, 1000, 10);
+    for _ in 0..3 {
+        off.now += 1.0;
+        off.step(Event::Dispatch { max: 8 });
+    }
+    assert!(off.asked_back.is_empty(), "{:?}", off.live.state_of(&small));
+    assert_eq!(worker_of(&off, &small), Some(worker(1)));
+    off.check();
 }
 
 /// A task started anyway when asked back for a sooner start runs where it
