@@ -9,7 +9,14 @@
 //!   kernel's. At most [`MAX_CHECKS`] wait.
 //! - **Run** only on a free slot of a worker no queued task could use (no
 //!   ready, delayed or paged-out task of a kernel it runs), never on a
-//!   worker that already gave its answer. A verification run is an
+//!   worker that already gave its answer.
+//! - **Withdrawn** as soon as work could use its slot: a task that found
+//!   no room at a placement (ready after it, in a kernel the worker runs)
+//!   or that waits in that worker's backlog behind it. The run is
+//!   cancelled on the worker, its slot freed at once, and the check waits
+//!   again at the head of the line; a withdrawal is not one of its
+//!   [`MAX_TRIES`]. So a verification run never delays work. A
+//!   verification run is an
 //!   ordinary run on the wire with a fresh attempt id, but it is never an
 //!   attempt of the task: nothing is persisted when it starts, its result
 //!   is compared and acknowledged, never recorded, and its slot is
@@ -106,6 +113,8 @@ pub struct VerifyCounters {
     pub corrected: u64,
     /// Workers quarantined.
     pub quarantined: u64,
+    /// Verification runs cancelled because work could use their slot.
+    pub withdrawn: u64,
 }
 
 /// The replication state of the core.
@@ -250,6 +259,85 @@ impl LiveTasks {
                 );
             }
         }
+    }
+
+    /// Event (in each dispatch, after placement): verification runs whose
+    /// slot work could use are withdrawn (see the module doc). Answers how
+    /// many, so that the actor places again on the slots freed.
+    pub(super) fn withdraw_verifications(&mut self, now: f64, fx: &mut Effects) -> usize {
+        if self.verify.out.is_empty() {
+            return 0;
+        }
+        // ready tasks left by placement, per kernel (paged out: unbounded)
+        let mut left: HashMap<crate::model::KernelName, usize> = self
+            .index
+            .queues
+            .iter()
+            .map(|(k, q)| (*k, if q.more_in_db { usize::MAX } else { q.ready.len() }))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        // per worker: its verification runs, and the core's own tasks
+        // there beyond the slots those runs leave (they wait behind them)
+        let mut runs: Vec<(TaskId, WorkerId)> = self
+            .verify
+            .out
+            .iter()
+            .map(|(t, o)| (t.clone(), o.worker.clone()))
+            .collect();
+        runs.sort();
+        let mut behind: HashMap<WorkerId, usize> = HashMap::new();
+        for (_, w) in &runs {
+            if behind.contains_key(w) {
+                continue;
+            }
+            let ours = self
+                .index
+                .workers
+                .get(w)
+                .map_or(0, |on| on.running + on.sent_ahead.len());
+            let verifying = runs.iter().filter(|(_, v)| v == w).count();
+            let capacity = self.loads.capacity(w).unwrap_or(0);
+            behind.insert(w.clone(), (ours + verifying).saturating_sub(capacity));
+        }
+        let mut withdrawn = 0;
+        for (task_id, worker) in runs {
+            let waits_here = behind.get_mut(&worker).filter(|n| **n > 0);
+            let wanted = match waits_here {
+                Some(n) => {
+                    *n -= 1;
+                    true
+                }
+                None => {
+                    let kernel = left
+                        .iter_mut()
+                        .find(|(k, n)| **n > 0 && self.loads.accepts(&worker, **k, now))
+                        .map(|(_, n)| n);
+                    match kernel {
+                        Some(n) => {
+                            *n = n.saturating_sub(1);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+            };
+            if !wanted {
+                continue;
+            }
+            let out = self.verify.out.remove(&task_id).expect("listed above");
+            tracing::info!(task = %task_id, %worker, attempt_id = %out.attempt_id,
+                "verification run withdrawn: work can use its slot");
+            fx.send.push(Outbound::CancelOnWorker {
+                worker: worker.clone(),
+                task_id: task_id.clone(),
+            });
+            self.release(&worker, Freed::Nothing, None, now, fx);
+            self.verify.counters.withdrawn += 1;
+            // not a failed try: it waits again, first in line
+            self.verify.queue(out.check, true);
+            withdrawn += 1;
+        }
+        withdrawn
     }
 
     /// Whether this attempt is a verification run (its outcome goes to
