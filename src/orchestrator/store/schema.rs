@@ -170,7 +170,8 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
 /// existed, or changed by hand, is counted right from here on; the
 /// triggers keep them in the same transaction as every change after), and
 /// chunks staged for a file that was never committed are dropped (the
-/// file is still in the drop folder and is read again).
+/// file is still in the drop folder and is read again). Start steps left
+/// by attempts an older build purged go.
 fn start_afresh(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "BEGIN IMMEDIATE;
@@ -178,6 +179,7 @@ fn start_afresh(conn: &Connection) -> Result<(), StoreError> {
          INSERT INTO task_counts(priority, status, n)
              SELECT priority, status, COUNT(*) FROM tasks GROUP BY priority, status;
          DELETE FROM ingest_staging;
+         DELETE FROM attempt_start_steps WHERE task_id NOT IN (SELECT task_id FROM tasks);
          COMMIT;",
     )?;
     Ok(())
