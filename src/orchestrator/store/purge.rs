@@ -163,8 +163,11 @@ pub(super) fn window(
             w.attempts += db
                 .prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?
                 .execute(params![task_id])? as u64;
-            // the step each attempt resumed from goes with its attempts
+            // the step each attempt resumed from goes with its attempts,
+            // and a verification still waiting with its task
             db.prepare_cached("DELETE FROM attempt_start_steps WHERE task_id = ?1")?
+                .execute(params![task_id])?;
+            db.prepare_cached("DELETE FROM verify_checks WHERE task_id = ?1")?
                 .execute(params![task_id])?;
             w.failure_records += db
                 .prepare_cached("DELETE FROM failure_records WHERE task_id = ?1")?

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::model::{AttemptEnd, TaskId, WorkerId};
-use crate::orchestrator::store::{self, Change, Ingest, InsertOutcome, NewTask, ReadPool};
+use crate::orchestrator::store::{self, Change, CheckChange, Ingest, InsertOutcome, NewTask, ReadPool};
 
 fn task(id: &str) -> NewTask {
     NewTask::python(id, "{}")
@@ -67,6 +67,12 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
                 attempt_id: 7.into(),
                 step: 40,
             },
+            // and a verification waited for it (as if it had completed)
+            Change::Check(CheckChange::Waiting {
+                task_id: "f1".into(),
+                votes: vec![(WorkerId::new("w1"), 7)],
+                tries: 0,
+            }),
             Change::AttemptEnded {
                 attempt_id: 7.into(),
                 end: AttemptEnd::Failed,
@@ -206,6 +212,10 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(steps, ["r1"], "no orphan start step is left");
+        let checks: i64 = conn
+            .query_row("SELECT COUNT(*) FROM verify_checks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(checks, 0, "a purged task's waiting check goes with it");
     });
 }
 

@@ -12,7 +12,7 @@ use super::live::{Effects, LiveTasks, Outbound, RetryPolicy, Verifier};
 use super::OutcomeKind;
 use crate::model::{AttemptId, KernelName, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::placement::MemberView;
-use crate::orchestrator::store::{Change, NewTask};
+use crate::orchestrator::store::{Change, CheckChange, NewTask};
 
 fn view(id: &WorkerId, drained: bool) -> MemberView {
     MemberView {
@@ -67,6 +67,9 @@ struct World {
     answered: u64,
     /// Runs cancelled on their worker (worker, task).
     cancelled: Vec<(WorkerId, TaskId)>,
+    /// The checks the database holds as waiting, as the core persisted
+    /// them (task, answers, tries).
+    stored: std::collections::BTreeMap<TaskId, (usize, u32)>,
 }
 
 impl World {
@@ -92,6 +95,7 @@ impl World {
             persisted_ends: Vec::new(),
             answered: 0,
             cancelled: Vec::new(),
+            stored: Default::default(),
         }
     }
 
@@ -116,6 +120,20 @@ impl World {
             self.completions.push((c.task_id, c.worker));
         }
         for c in fx.persist {
+            if let Change::Check(check) = &c {
+                match check {
+                    CheckChange::Waiting {
+                        task_id,
+                        votes,
+                        tries,
+                    } => {
+                        self.stored.insert(task_id.clone(), (votes.len(), *tries));
+                    }
+                    CheckChange::Done { task_id } => {
+                        assert!(self.stored.remove(task_id).is_some(), "{task_id} was stored");
+                    }
+                }
+            }
             if let Change::Ended {
                 task_id,
                 status: TaskStatus::Completed,
@@ -204,6 +222,8 @@ fn honest_workers_agree_and_nothing_is_recorded_twice_or_counted_as_an_attempt()
     // completions, which the actor commits itself
     assert!(w.persisted_ends.is_empty(), "{:?}", w.persisted_ends);
     assert!(w.corrected.is_empty() && w.quarantined.is_empty());
+    // each check was persisted while it waited, and forgotten once decided
+    assert!(w.stored.is_empty(), "{:?}", w.stored);
     // every slot given back
     for id in &w.workers {
         assert_eq!(w.live.loads.in_flight(id), 0);
@@ -244,6 +264,10 @@ fn with_one_capable_worker_nothing_is_verified() {
     assert_eq!(w.completions.len(), 2);
     assert_eq!(w.live.verify.counters.runs, 0);
     assert_eq!(w.live.verify.waiting(), 2, "they wait for another worker");
+    // persisted: a restart finds them waiting
+    let stored: Vec<&str> = w.stored.keys().map(TaskId::as_str).collect();
+    assert_eq!(stored, ["a", "b"]);
+    assert_eq!(w.live.verify.stats().waiting, 2);
 }
 
 #[test]
@@ -371,6 +395,7 @@ fn a_verification_run_gives_its_slot_up_as_soon_as_work_could_use_it() {
     let c = w.live.verify.counters;
     assert_eq!(w.completions.len(), 9, "each task recorded once");
     assert_eq!(c.agreed, 9, "first too, after four withdrawals: {c:?}");
+    assert!(w.stored.is_empty(), "{:?}", w.stored);
     assert_eq!(w.live.counters.retried + w.live.counters.refused_attempts, 0);
     for id in &w.workers {
         assert_eq!(w.live.loads.in_flight(id), 0);
