@@ -32,7 +32,8 @@
 //!   verification (at most [`RECENT_PER_WORKER`]) are checked again
 //!   elsewhere; a recorded result the majority contradicts is replaced by
 //!   the majority's run (`corrected_from` names the quarantined worker),
-//!   persisted and written to `results/` again.
+//!   persisted, and put in the wrong record's place in `results/`
+//!   (`results_store/corrections.rs`).
 
 use std::collections::{HashMap, VecDeque};
 
