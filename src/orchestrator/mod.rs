@@ -401,6 +401,7 @@ pub fn start_locked(
     queue.do_send(Recover {
         running: recovery.running,
         queued_kernels: recovery.queued_kernels,
+        checks: recovery.checks,
     });
     let watcher = watch.then(|| {
         FileWatcher::new(

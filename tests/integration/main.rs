@@ -54,5 +54,6 @@ mod tools_cluster;
 mod tools_terminal;
 mod up_follows;
 mod verify;
+mod verify_lifecycle;
 mod worker;
 mod workers_cli;

@@ -130,6 +130,23 @@ fn python_tasks(prefix: &str, n: u64) -> Vec<Value> {
         .collect()
 }
 
+/// Every record in `dir/results/task_results_*.json`.
+fn results_in(dir: &std::path::Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join("results"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("task_results_") && name.ends_with(".json") {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            out.extend(v.as_array().unwrap().iter().cloned());
+        }
+    }
+    out
+}
+
 fn verification(o: &Proc) -> Value {
     o.get("/stats").json()["since_start"]["verification"].clone()
 }
@@ -199,6 +216,24 @@ fn a_worker_that_lies_consistently_is_quarantined_and_its_results_run_again() {
         }
     }
     assert!(corrected > 0, "round robin gave the liar a task");
+    // results/ holds each task once, and never the contradicted numbers:
+    // the file that had a wrong record has the corrected one in its place
+    wait_until(LONG, "results/ corrected", || {
+        let records = results_in(dir.path());
+        let mut ids: Vec<&str> = records.iter().filter_map(|r| r["task_id"].as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        records.len() == 6
+            && ids.len() == 6
+            && records
+                .iter()
+                .all(|r| r["worker_id"] != "liar" && r["result"]["metrics"]["position_checksum"] != 42.0)
+    });
+    let fixed = results_in(dir.path())
+        .into_iter()
+        .filter(|r| r["corrected_from"] == "liar")
+        .count();
+    assert_eq!(fixed, corrected);
     let v = verification(&o);
     assert_eq!(v["quarantined"], 1, "{v}");
     assert_eq!(v["corrected"], corrected, "{v}");

@@ -263,7 +263,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "VERIFY_FRACTION",
         "0.01",
-        "share of completed simulations run again on another capable worker, only on a slot no queued task could use, and compared bit for bit; a worker that disagrees with the majority is quarantined (0 = off, 1 = every one)",
+        "share of completed simulations run again on another capable worker, only on a slot no queued task could use (given up as soon as work could use it), and compared bit for bit; a worker that disagrees with the majority is quarantined (0 = off, 1 = every one)",
     ),
     (
         "SOONER_START_GAIN",

@@ -8,8 +8,10 @@
 //! Exactly once, across crashes: a file's name is committed with its task
 //! ids before the file is written (temp file + rename), and marked written
 //! after. On restart a result whose file exists is marked written; one
-//! whose file does not is written again.
+//! whose file does not is written again. A corrected result replaces the
+//! wrong record in its file ([`corrections`]).
 
+mod corrections;
 mod failures;
 mod trim;
 
@@ -37,6 +39,9 @@ pub struct ResultsStore {
     logs_dir: PathBuf,
     flush_interval: Duration,
     buffer: Vec<TaskResult>,
+    /// Corrected results waiting to take the place of the wrong records
+    /// (`corrections.rs`).
+    corrections: Vec<TaskResult>,
     flushing: bool,
     /// `FlushNow` callers waiting for the buffer to reach disk.
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -70,6 +75,7 @@ impl ResultsStore {
             logs_dir: logs_dir.to_path_buf(),
             flush_interval,
             buffer: Vec::new(),
+            corrections: Vec::new(),
             flushing: false,
             waiters: Vec::new(),
             sources: None,
@@ -107,7 +113,11 @@ impl ResultsStore {
 
     /// Nothing buffered or being written, no failure record waiting.
     fn idle(&self) -> bool {
-        self.buffer.is_empty() && !self.flushing && !self.failures.flushing && !self.failures.pending
+        self.buffer.is_empty()
+            && self.corrections.is_empty()
+            && !self.flushing
+            && !self.failures.flushing
+            && !self.failures.pending
     }
 
     /// Where its flush ticks are counted (`GET /metrics/prometheus`).
@@ -274,6 +284,7 @@ impl Actor for ResultsStore {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.flush_interval, |act, ctx| {
+            act.apply_corrections(ctx);
             act.flush(ctx);
             act.flush_failures(ctx);
             // nothing left to write: everything received before this tick
@@ -291,6 +302,10 @@ impl Actor for ResultsStore {
 impl Handler<RecordResult> for ResultsStore {
     type Result = ();
     fn handle(&mut self, msg: RecordResult, ctx: &mut Self::Context) {
+        if corrections::is_correction(&msg.result) {
+            self.corrections.push(msg.result);
+            return;
+        }
         self.buffer.push(msg.result);
         // a very large backlog is written at once rather than per window
         if msg.drained || self.buffer.len() >= 100_000 {
@@ -336,8 +351,16 @@ impl Handler<RecoverResults> for ResultsStore {
         } in msg.unwritten
         {
             match file {
-                // the rename happened: the file holds it
+                // the rename happened: the file holds it (a correction
+                // committed before a crash takes the wrong record's place)
                 Some(f) if Path::new(&f).exists() => {
+                    if let Ok(r) = serde_json::from_str::<TaskResult>(&json) {
+                        if corrections::is_correction(&r) {
+                            if let Err(e) = corrections::rewrite_record(Path::new(&f), &r) {
+                                tracing::error!(task = %task_id, error = %e, "cannot rewrite a results file with a corrected result");
+                            }
+                        }
+                    }
                     written_files.insert(f);
                 }
                 _ => match serde_json::from_str::<TaskResult>(&json) {
@@ -372,6 +395,7 @@ impl Handler<FlushNow> for ResultsStore {
     fn handle(&mut self, _: FlushNow, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.waiters.push(tx);
+        self.apply_corrections(ctx);
         self.flush_failures(ctx);
         self.flush(ctx);
         self.write_stats(ctx);

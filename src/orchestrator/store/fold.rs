@@ -188,7 +188,8 @@ pub(super) fn plan(jobs: &[Job]) -> Plan<'_> {
                 | Change::Allocation(_)
                 | Change::FailuresWritten { .. }
                 | Change::Unstage { .. }
-                | Change::AttemptResumes { .. } => {}
+                | Change::AttemptResumes { .. }
+                | Change::Check(_) => {}
                 Change::AssignResultsFile { .. } | Change::MarkWritten { .. } => {
                     open.clear();
                     by_attempt.clear();

@@ -13,6 +13,7 @@
 
 mod allocations;
 mod checkpoints;
+mod checks;
 mod export;
 mod fault;
 mod files;
@@ -38,6 +39,7 @@ use tokio::sync::oneshot;
 
 pub use allocations::{load_allocations, AllocationChange, StoredAllocation, StoredJob};
 pub use checkpoints::{CheckpointError, Checkpoints};
+pub use checks::{CheckChange, StoredCheck};
 pub use export::{ExportFilter, ExportPage};
 pub use fault::DbFault;
 pub use files::{
@@ -193,6 +195,8 @@ pub enum Change {
         attempt_id: AttemptId,
         step: u64,
     },
+    /// Replication's waiting checks (`checks.rs`).
+    Check(CheckChange),
     /// A joined worker left (drained, or `DELETE /workers/{id}`).
     MemberLeft {
         id: WorkerId,

@@ -1,6 +1,7 @@
 //! Purging old history (`orquesta purge --before DATE`, `POST
 //! /admin/purge`, `HISTORY_RETENTION_DAYS`): ended tasks whose end is
-//! before a date go, with their attempts and failure records, and so do
+//! before a date go, with their attempts (and the steps they resumed
+//! from) and failure records, and so do
 //! the `ingests` rows of files none of whose tasks are left.
 //!
 //! # What is never purged
@@ -162,6 +163,12 @@ pub(super) fn window(
             w.attempts += db
                 .prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?
                 .execute(params![task_id])? as u64;
+            // the step each attempt resumed from goes with its attempts,
+            // and a verification still waiting with its task
+            db.prepare_cached("DELETE FROM attempt_start_steps WHERE task_id = ?1")?
+                .execute(params![task_id])?;
+            db.prepare_cached("DELETE FROM verify_checks WHERE task_id = ?1")?
+                .execute(params![task_id])?;
             w.failure_records += db
                 .prepare_cached("DELETE FROM failure_records WHERE task_id = ?1")?
                 .execute(params![task_id])? as u64;

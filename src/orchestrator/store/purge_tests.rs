@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::model::{AttemptEnd, TaskId, WorkerId};
-use crate::orchestrator::store::{self, Change, Ingest, InsertOutcome, NewTask, ReadPool};
+use crate::orchestrator::store::{self, Change, CheckChange, Ingest, InsertOutcome, NewTask, ReadPool};
 
 fn task(id: &str) -> NewTask {
     NewTask::python(id, "{}")
@@ -60,6 +60,19 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
                 worker_id: w.clone(),
                 at: 900.0,
             },
+            // f1's attempt resumed from a checkpoint: its start step is
+            // a row that must go with it
+            Change::AttemptResumes {
+                task_id: "f1".into(),
+                attempt_id: 7.into(),
+                step: 40,
+            },
+            // and a verification waited for it (as if it had completed)
+            Change::Check(CheckChange::Waiting {
+                task_id: "f1".into(),
+                votes: vec![(WorkerId::new("w1"), 7)],
+                tries: 0,
+            }),
             Change::AttemptEnded {
                 attempt_id: 7.into(),
                 end: AttemptEnd::Failed,
@@ -89,6 +102,11 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
                 attempt_id: 8.into(),
                 worker_id: w,
                 at: 900.0,
+            },
+            Change::AttemptResumes {
+                task_id: "r1".into(),
+                attempt_id: 8.into(),
+                step: 10,
             },
         ])
         .await
@@ -185,6 +203,19 @@ fn only_old_ended_written_tasks_go_and_counts_stay_right() {
             })
             .unwrap();
         assert_eq!(attempts, 0);
+        // the start steps of purged attempts go with them; a kept task's stay
+        let steps: Vec<String> = conn
+            .prepare("SELECT task_id FROM attempt_start_steps ORDER BY task_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(steps, ["r1"], "no orphan start step is left");
+        let checks: i64 = conn
+            .query_row("SELECT COUNT(*) FROM verify_checks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(checks, 0, "a purged task's waiting check goes with it");
     });
 }
 

@@ -1,13 +1,13 @@
 //! What a restarted orchestrator finds in its database: the attempts that
 //! were running, the results not yet in a results file, the kernels with
-//! queued tasks. Read once, before the writer thread starts (which is
+//! queued tasks, the verifications still waiting. Read once, before the writer thread starts (which is
 //! also when failure records named for a file are settled:
 //! [`super::history::settle_failure_files`]).
 
 use rusqlite::Connection;
 
 use super::writer::{queued_row, QUEUED_COLUMNS};
-use super::{QueuedRow, StoreError};
+use super::{QueuedRow, StoreError, StoredCheck};
 use crate::model::{AttemptId, KernelName, TaskId, TaskStatus, WorkerId};
 
 /// A task that was running when the orchestrator stopped.
@@ -41,6 +41,8 @@ pub struct Recovery {
     /// Failure records not yet in a `task_failures_*.json` (ResultsStore
     /// writes them at its first tick).
     pub failures_pending: u64,
+    /// Replication's checks that were waiting (`checks.rs`).
+    pub checks: Vec<StoredCheck>,
 }
 
 /// A joined worker as the `members` table keeps it.
@@ -117,5 +119,6 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    rec.checks = super::checks::load(conn, crate::orchestrator::task_queue::MAX_CHECKS)?;
     Ok(rec)
 }

@@ -125,6 +125,11 @@ CREATE TABLE IF NOT EXISTS attempt_start_steps (
     step INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempt_start_steps_task ON attempt_start_steps(task_id);
+CREATE TABLE IF NOT EXISTS verify_checks (
+    task_id TEXT PRIMARY KEY,
+    votes TEXT NOT NULL,
+    tries INTEGER NOT NULL
+);
 ";
 
 /// The marker row's key in `meta`.
@@ -170,7 +175,9 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
 /// existed, or changed by hand, is counted right from here on; the
 /// triggers keep them in the same transaction as every change after), and
 /// chunks staged for a file that was never committed are dropped (the
-/// file is still in the drop folder and is read again).
+/// file is still in the drop folder and is read again). Rows left by
+/// tasks an older build purged go: start steps of attempts no longer
+/// stored, checks of tasks no longer completed.
 fn start_afresh(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "BEGIN IMMEDIATE;
@@ -178,6 +185,9 @@ fn start_afresh(conn: &Connection) -> Result<(), StoreError> {
          INSERT INTO task_counts(priority, status, n)
              SELECT priority, status, COUNT(*) FROM tasks GROUP BY priority, status;
          DELETE FROM ingest_staging;
+         DELETE FROM attempt_start_steps WHERE task_id NOT IN (SELECT task_id FROM tasks);
+         DELETE FROM verify_checks
+             WHERE task_id NOT IN (SELECT task_id FROM tasks WHERE status = 'completed');
          COMMIT;",
     )?;
     Ok(())

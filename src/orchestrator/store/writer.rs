@@ -561,6 +561,7 @@ fn apply_change(db: &Connection, change: &Change) -> rusqlite::Result<()> {
             ])?;
         }
         Change::Unstage { batch } => staging::unstage(db, batch)?,
+        Change::Check(change) => super::checks::apply(db, change)?,
         Change::AttemptResumes {
             task_id,
             attempt_id,

@@ -34,6 +34,8 @@ pub struct Dispatched {
     /// Tasks offered to placement, and how many found a worker.
     pub asked: usize,
     pub placed: usize,
+    /// Verification runs withdrawn for work: their slots are free.
+    pub withdrawn: usize,
 }
 
 impl LiveTasks {
@@ -75,6 +77,9 @@ impl LiveTasks {
         // a better task now waits in a backlog: lower ones queued where it
         // could run are asked back
         self.take_back_below_floors(now, &mut out.fx);
+        // work left over, or waiting in a backlog behind a verification
+        // run: the run gives its slot up (`verify.rs`)
+        out.withdrawn = self.withdraw_verifications(now, &mut out.fx);
         // slots nothing queued could use: verification runs (`verify.rs`)
         self.start_verifications(now, &mut out.fx);
         out
@@ -281,6 +286,7 @@ impl TaskQueue {
             }
             if d.asked == 0 {
                 // nothing to place, but take-backs may have been asked
+                // (and a verification run withdrawn for a task sent ahead)
                 self.apply(d.fx, ctx);
                 return;
             }
@@ -291,9 +297,9 @@ impl TaskQueue {
             } else {
                 (d.placed + 1).clamp(16, DISPATCH_BATCH)
             };
-            let placed = d.placed;
+            let (placed, withdrawn) = (d.placed, d.withdrawn);
             self.apply(d.fx, ctx);
-            if placed == 0 {
+            if placed == 0 && withdrawn == 0 {
                 return;
             }
         }

@@ -74,6 +74,7 @@ pub use live::{Effects, LiveTasks, Observed, Place, RetryPolicy, SoonerStarts, T
 pub use queries::{LiveCount, QueueCounts, QueueSnapshot, QueueStats, Throughput, Waiting, WhyWaiting};
 pub use results::{FailuresPending, RecordResult};
 pub use submit::{SubmitBatch, SubmitError, SubmitStaged, Submitted};
+pub use verify::MAX_CHECKS;
 
 use super::activity::Activity;
 use super::worker_proxy::{AckResult, Adopt, CancelOnWorker, RunAttempt, TakeBack, TakenBack, WorkerSuspect};
@@ -82,7 +83,9 @@ use crate::orchestrator::board::WorkerBoard;
 use crate::orchestrator::membership::WorkerIdle;
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::placement::Loads;
-use crate::orchestrator::store::{CancelOutcome, Change, RetryOutcome, Store, StoreError, WasRunning};
+use crate::orchestrator::store::{
+    CancelOutcome, Change, RetryOutcome, Store, StoreError, StoredCheck, WasRunning,
+};
 use crate::util::time::unix_now;
 use live::Outbound;
 
@@ -525,6 +528,8 @@ impl Handler<RetryTask> for TaskQueue {
 pub struct Recover {
     pub running: Vec<WasRunning>,
     pub queued_kernels: Vec<KernelName>,
+    /// Verifications that were waiting (`verify.rs`).
+    pub checks: Vec<StoredCheck>,
 }
 
 impl Handler<Recover> for TaskQueue {
@@ -541,6 +546,7 @@ impl Handler<Recover> for TaskQueue {
         let fx = self
             .live
             .recovered(msg.running, |w| known.contains(w), &msg.queued_kernels);
+        self.live.checks_recovered(msg.checks);
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
     }

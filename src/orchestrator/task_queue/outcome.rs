@@ -325,7 +325,7 @@ impl LiveTasks {
         result.attempt_id = None;
         result.echo(&entry.echo());
         result.source = Some(entry.source.to_string());
-        self.verify_completed(&entry, from, &result);
+        self.verify_completed(&entry, from, &result, fx);
         let json = serde_json::to_string(&result).unwrap_or_default();
         self.counters.completed += 1;
         fx.observed.push(Observed::Completed {

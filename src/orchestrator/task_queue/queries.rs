@@ -178,7 +178,7 @@ impl Handler<QueueStats> for TaskQueue {
         MessageResult(QueueSnapshot {
             uptime_seconds: uptime,
             since_start: SinceStart {
-                verification: self.live.verify.counters,
+                verification: self.live.verify.stats(),
                 ..SinceStart::from(&self.live.counters)
             },
             queue: self.live.counts(),

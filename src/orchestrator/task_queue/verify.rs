@@ -6,10 +6,19 @@
 //!
 //! - **Sampled** when a task completes: every 1/`VERIFY_FRACTION`-th
 //!   completed simulation (a running credit, no randomness), never a test
-//!   kernel's. At most [`MAX_CHECKS`] wait.
+//!   kernel's. At most [`MAX_CHECKS`] wait. A waiting check is persisted
+//!   (an effect: [`CheckChange`]) from its sampling until it is decided
+//!   or given up, so a restart rebuilds it ([`LiveTasks::checks_recovered`]).
 //! - **Run** only on a free slot of a worker no queued task could use (no
 //!   ready, delayed or paged-out task of a kernel it runs), never on a
-//!   worker that already gave its answer. A verification run is an
+//!   worker that already gave its answer.
+//! - **Withdrawn** as soon as work could use its slot: a task that found
+//!   no room at a placement (ready after it, in a kernel the worker runs)
+//!   or that waits in that worker's backlog behind it. The run is
+//!   cancelled on the worker, its slot freed at once, and the check waits
+//!   again at the head of the line; a withdrawal is not one of its
+//!   [`MAX_TRIES`]. So a verification run never delays work. A
+//!   verification run is an
 //!   ordinary run on the wire with a fresh attempt id, but it is never an
 //!   attempt of the task: nothing is persisted when it starts, its result
 //!   is compared and acknowledged, never recorded, and its slot is
@@ -23,10 +32,10 @@
 //!   verification (at most [`RECENT_PER_WORKER`]) are checked again
 //!   elsewhere; a recorded result the majority contradicts is replaced by
 //!   the majority's run (`corrected_from` names the quarantined worker),
-//!   persisted and written to `results/` again.
+//!   persisted, and put in the wrong record's place in `results/`
+//!   (`results_store/corrections.rs`).
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde_json::Value;
 
@@ -34,7 +43,7 @@ use super::live::{Effects, Entry, Freed, LiveTasks, Outbound};
 use super::outcome::mismatch_with_task;
 use super::OutcomeKind;
 use crate::model::{AttemptId, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
-use crate::orchestrator::store::Change;
+use crate::orchestrator::store::{Change, CheckChange, StoredCheck};
 use crate::util::time::iso_at;
 
 /// Most checks waiting for a worker; a sampled task beyond it is not
@@ -61,7 +70,8 @@ const NOT_PHYSICS: [&str; 5] = [
 /// The physics of a result as one number: its status, effective
 /// parameters and every metric but [`NOT_PHYSICS`], hashed from their
 /// JSON text (numbers written shortest-exact, so equal text is equal bits,
-/// and -0.0 is not 0.0).
+/// and -0.0 is not 0.0) by 64-bit FNV-1a: the same number in every build,
+/// so a digest persisted before a restart (or an upgrade) still compares.
 pub fn physics_digest(result: &TaskResult) -> u64 {
     let mut metrics = result.result.metrics.clone();
     if let Value::Object(m) = &mut metrics {
@@ -71,9 +81,25 @@ pub fn physics_digest(result: &TaskResult) -> u64 {
     }
     let text = serde_json::to_string(&(result.result.status, &result.effective_parameters, &metrics))
         .unwrap_or_default();
-    let mut h = DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The change that persists `check` as waiting.
+fn waiting(check: &Check) -> Change {
+    Change::Check(CheckChange::Waiting {
+        task_id: check.entry.task_id.clone(),
+        votes: check.votes.clone(),
+        tries: check.tries,
+    })
+}
+
+/// The change that forgets the check of `task_id`.
+fn done(task_id: &TaskId) -> Change {
+    Change::Check(CheckChange::Done {
+        task_id: task_id.clone(),
+    })
 }
 
 /// A completed task to verify, and the answers so far (the recorded one
@@ -106,6 +132,10 @@ pub struct VerifyCounters {
     pub corrected: u64,
     /// Workers quarantined.
     pub quarantined: u64,
+    /// Verification runs cancelled because work could use their slot.
+    pub withdrawn: u64,
+    /// Checks waiting for a worker now (filled in by [`Verifier::stats`]).
+    pub waiting: u64,
 }
 
 /// The replication state of the core.
@@ -146,24 +176,45 @@ impl Verifier {
         self.waiting.len()
     }
 
-    fn queue(&mut self, check: Check, first: bool) {
+    /// `check` waits (first in line, or last), persisted as it now is;
+    /// one beyond [`MAX_CHECKS`] is forgotten.
+    fn queue(&mut self, check: Check, first: bool, fx: &mut Effects) {
         let task = &check.entry.task_id;
         if self.out.contains_key(task) || self.waiting.iter().any(|c| &c.entry.task_id == task) {
             return;
         }
+        fx.persist.push(waiting(&check));
         if first {
             self.waiting.push_front(check);
         } else {
             self.waiting.push_back(check);
         }
-        self.waiting.truncate(MAX_CHECKS);
+        while self.waiting.len() > MAX_CHECKS {
+            if let Some(dropped) = self.waiting.pop_back() {
+                fx.persist.push(done(&dropped.entry.task_id));
+            }
+        }
+    }
+
+    /// Counts since start, and the checks waiting now.
+    pub fn stats(&self) -> VerifyCounters {
+        VerifyCounters {
+            waiting: self.waiting.len() as u64,
+            ..self.counters
+        }
     }
 }
 
 impl LiveTasks {
     /// A task completed on `worker` with `result` (called by `complete`):
     /// remembered as that worker's recent result, and sampled.
-    pub(super) fn verify_completed(&mut self, entry: &Entry, worker: &WorkerId, result: &TaskResult) {
+    pub(super) fn verify_completed(
+        &mut self,
+        entry: &Entry,
+        worker: &WorkerId,
+        result: &TaskResult,
+        fx: &mut Effects,
+    ) {
         let v = &mut self.verify;
         if v.fraction <= 0.0
             || result.result.status != RunStatus::Completed
@@ -188,6 +239,39 @@ impl LiveTasks {
                     tries: 0,
                 },
                 false,
+                fx,
+            );
+        }
+    }
+
+    /// Event (at start-up): the checks that were waiting before the
+    /// restart wait again (already persisted).
+    pub fn checks_recovered(&mut self, checks: Vec<StoredCheck>) {
+        for c in checks {
+            let Some(entry) = super::entry::Entry::from_row(c.row) else {
+                continue;
+            };
+            if self.verify.waiting.len() >= MAX_CHECKS {
+                break;
+            }
+            if self
+                .verify
+                .waiting
+                .iter()
+                .any(|w| w.entry.task_id == entry.task_id)
+            {
+                continue;
+            }
+            self.verify.waiting.push_back(Check {
+                entry,
+                votes: c.votes,
+                tries: c.tries,
+            });
+        }
+        if !self.verify.waiting.is_empty() {
+            tracing::info!(
+                checks = self.verify.waiting.len(),
+                "verifications waiting before the restart wait again"
             );
         }
     }
@@ -252,6 +336,85 @@ impl LiveTasks {
         }
     }
 
+    /// Event (in each dispatch, after placement): verification runs whose
+    /// slot work could use are withdrawn (see the module doc). Answers how
+    /// many, so that the actor places again on the slots freed.
+    pub(super) fn withdraw_verifications(&mut self, now: f64, fx: &mut Effects) -> usize {
+        if self.verify.out.is_empty() {
+            return 0;
+        }
+        // ready tasks left by placement, per kernel (paged out: unbounded)
+        let mut left: HashMap<crate::model::KernelName, usize> = self
+            .index
+            .queues
+            .iter()
+            .map(|(k, q)| (*k, if q.more_in_db { usize::MAX } else { q.ready.len() }))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        // per worker: its verification runs, and the core's own tasks
+        // there beyond the slots those runs leave (they wait behind them)
+        let mut runs: Vec<(TaskId, WorkerId)> = self
+            .verify
+            .out
+            .iter()
+            .map(|(t, o)| (t.clone(), o.worker.clone()))
+            .collect();
+        runs.sort();
+        let mut behind: HashMap<WorkerId, usize> = HashMap::new();
+        for (_, w) in &runs {
+            if behind.contains_key(w) {
+                continue;
+            }
+            let ours = self
+                .index
+                .workers
+                .get(w)
+                .map_or(0, |on| on.running + on.sent_ahead.len());
+            let verifying = runs.iter().filter(|(_, v)| v == w).count();
+            let capacity = self.loads.capacity(w).unwrap_or(0);
+            behind.insert(w.clone(), (ours + verifying).saturating_sub(capacity));
+        }
+        let mut withdrawn = 0;
+        for (task_id, worker) in runs {
+            let waits_here = behind.get_mut(&worker).filter(|n| **n > 0);
+            let wanted = match waits_here {
+                Some(n) => {
+                    *n -= 1;
+                    true
+                }
+                None => {
+                    let kernel = left
+                        .iter_mut()
+                        .find(|(k, n)| **n > 0 && self.loads.accepts(&worker, **k, now))
+                        .map(|(_, n)| n);
+                    match kernel {
+                        Some(n) => {
+                            *n = n.saturating_sub(1);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+            };
+            if !wanted {
+                continue;
+            }
+            let out = self.verify.out.remove(&task_id).expect("listed above");
+            tracing::info!(task = %task_id, %worker, attempt_id = %out.attempt_id,
+                "verification run withdrawn: work can use its slot");
+            fx.send.push(Outbound::CancelOnWorker {
+                worker: worker.clone(),
+                task_id: task_id.clone(),
+            });
+            self.release(&worker, Freed::Nothing, None, now, fx);
+            self.verify.counters.withdrawn += 1;
+            // not a failed try: it waits again, first in line
+            self.verify.queue(out.check, true, fx);
+            withdrawn += 1;
+        }
+        withdrawn
+    }
+
     /// Whether this attempt is a verification run (its outcome goes to
     /// [`Self::verification_outcome`]).
     pub(super) fn is_verification(&self, task_id: &TaskId, attempt_id: AttemptId) -> bool {
@@ -289,7 +452,9 @@ impl LiveTasks {
             None => {
                 check.tries += 1;
                 if check.tries < MAX_TRIES {
-                    self.verify.queue(check, true);
+                    self.verify.queue(check, true, &mut fx);
+                } else {
+                    fx.persist.push(done(task_id));
                 }
             }
         }
@@ -310,6 +475,7 @@ impl LiveTasks {
         }
         let count = |d: u64| check.votes.iter().filter(|(_, v)| *v == d).count();
         if check.votes.iter().all(|(_, d)| *d == digest) {
+            fx.persist.push(done(&task_id));
             self.verify.counters.agreed += 1;
             tracing::info!(task = %task_id, %worker, "verification agreed");
             for (w, _) in &check.votes {
@@ -329,12 +495,14 @@ impl LiveTasks {
             if check.votes.len() < 3 {
                 tracing::warn!(task = %task_id, recorded_by = %check.votes[0].0, %worker,
                     "verification: two workers disagree; a third decides");
-                self.verify.queue(check, true);
+                self.verify.queue(check, true, fx);
             } else {
                 tracing::warn!(task = %task_id, "verification: three workers disagree; nobody can be told wrong");
+                fx.persist.push(done(&task_id));
             }
             return;
         };
+        fx.persist.push(done(&task_id));
         self.verify.counters.mismatches += 1;
         let agreeing: Vec<String> = check
             .votes
@@ -380,6 +548,7 @@ impl LiveTasks {
                     tries: 0,
                 },
                 true,
+                fx,
             );
         }
     }

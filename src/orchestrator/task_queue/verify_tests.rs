@@ -12,7 +12,7 @@ use super::live::{Effects, LiveTasks, Outbound, RetryPolicy, Verifier};
 use super::OutcomeKind;
 use crate::model::{AttemptId, KernelName, RunStatus, TaskId, TaskResult, TaskStatus, WorkerId};
 use crate::orchestrator::placement::MemberView;
-use crate::orchestrator::store::{Change, NewTask};
+use crate::orchestrator::store::{Change, CheckChange, NewTask};
 
 fn view(id: &WorkerId, drained: bool) -> MemberView {
     MemberView {
@@ -65,6 +65,11 @@ struct World {
     corrected: Vec<TaskResult>,
     persisted_ends: Vec<(TaskId, Option<WorkerId>)>,
     answered: u64,
+    /// Runs cancelled on their worker (worker, task).
+    cancelled: Vec<(WorkerId, TaskId)>,
+    /// The checks the database holds as waiting, as the core persisted
+    /// them (task, answers, tries).
+    stored: std::collections::BTreeMap<TaskId, (usize, u32)>,
 }
 
 impl World {
@@ -89,25 +94,46 @@ impl World {
             corrected: Vec::new(),
             persisted_ends: Vec::new(),
             answered: 0,
+            cancelled: Vec::new(),
+            stored: Default::default(),
         }
     }
 
     fn absorb(&mut self, fx: Effects) {
         for s in fx.send {
-            if let Outbound::Run {
-                worker,
-                task_id,
-                attempt_id,
-                ..
-            } = s
-            {
-                self.runs.push_back((worker, task_id, attempt_id));
+            match s {
+                Outbound::Run {
+                    worker,
+                    task_id,
+                    attempt_id,
+                    ..
+                } => self.runs.push_back((worker, task_id, attempt_id)),
+                Outbound::CancelOnWorker { worker, task_id } => {
+                    // the worker stops it: no answer comes
+                    self.runs.retain(|(w, t, _)| !(*w == worker && *t == task_id));
+                    self.cancelled.push((worker, task_id));
+                }
+                _ => {}
             }
         }
         if let Some(c) = fx.completion {
             self.completions.push((c.task_id, c.worker));
         }
         for c in fx.persist {
+            if let Change::Check(check) = &c {
+                match check {
+                    CheckChange::Waiting {
+                        task_id,
+                        votes,
+                        tries,
+                    } => {
+                        self.stored.insert(task_id.clone(), (votes.len(), *tries));
+                    }
+                    CheckChange::Done { task_id } => {
+                        assert!(self.stored.remove(task_id).is_some(), "{task_id} was stored");
+                    }
+                }
+            }
             if let Change::Ended {
                 task_id,
                 status: TaskStatus::Completed,
@@ -196,6 +222,8 @@ fn honest_workers_agree_and_nothing_is_recorded_twice_or_counted_as_an_attempt()
     // completions, which the actor commits itself
     assert!(w.persisted_ends.is_empty(), "{:?}", w.persisted_ends);
     assert!(w.corrected.is_empty() && w.quarantined.is_empty());
+    // each check was persisted while it waited, and forgotten once decided
+    assert!(w.stored.is_empty(), "{:?}", w.stored);
     // every slot given back
     for id in &w.workers {
         assert_eq!(w.live.loads.in_flight(id), 0);
@@ -236,6 +264,10 @@ fn with_one_capable_worker_nothing_is_verified() {
     assert_eq!(w.completions.len(), 2);
     assert_eq!(w.live.verify.counters.runs, 0);
     assert_eq!(w.live.verify.waiting(), 2, "they wait for another worker");
+    // persisted: a restart finds them waiting
+    let stored: Vec<&str> = w.stored.keys().map(TaskId::as_str).collect();
+    assert_eq!(stored, ["a", "b"]);
+    assert_eq!(w.live.verify.stats().waiting, 2);
 }
 
 #[test]
@@ -307,4 +339,100 @@ fn a_liar_is_quarantined_by_the_majority_and_its_results_corrected() {
     assert!(w.live.verify.lift(&liar));
     assert_eq!(w.live.verify.quarantined(&liar), None);
     assert!(!w.live.verify.lift(&liar));
+}
+
+#[test]
+fn a_verification_run_gives_its_slot_up_as_soon_as_work_could_use_it() {
+    let mut w = World::new(1.0, 2, None);
+    let first = TaskId::trusted("first");
+    w.submit(&["first"]);
+    w.dispatch();
+    w.answer_one(); // completed on one worker: sampled
+    w.dispatch();
+    assert_eq!(
+        w.live.verify.counters.runs, 1,
+        "verified on the other, idle worker"
+    );
+    // more work than slots arrives, again and again while it is verified:
+    // each time the run is cancelled there, its slot is freed for the
+    // work, and the check waits again without losing one of its tries
+    for round in 0..4 {
+        let verifier = w
+            .runs
+            .iter()
+            .find(|(_, t, _)| *t == first)
+            .map(|(on, _, _)| on.clone())
+            .unwrap_or_else(|| panic!("round {round}: first is verified: {:?}", w.runs));
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        w.submit(&[&a, &b]);
+        w.dispatch();
+        assert!(
+            w.cancelled.contains(&(verifier.clone(), first.clone())),
+            "round {round}: the verification run is withdrawn: {:?}",
+            w.cancelled
+        );
+        assert!(w.runs.iter().all(|(_, t, _)| *t != first));
+        assert!(w.live.verify.counters.withdrawn > round);
+        // the actor dispatches again on the slots freed: the work takes them
+        w.dispatch();
+        let sent: Vec<&str> = w.runs.iter().map(|(_, t, _)| t.as_str()).collect();
+        assert!(
+            sent.contains(&a.as_str()) && sent.contains(&b.as_str()),
+            "round {round}: {sent:?}"
+        );
+        w.cancelled.clear();
+        // everything else answered: the slots free up and the check of
+        // first runs again
+        while w.runs.iter().any(|(_, t, _)| *t != first) {
+            let at = w.runs.iter().position(|(_, t, _)| *t != first).unwrap();
+            let other = w.runs.remove(at).unwrap();
+            w.runs.push_front(other);
+            w.answer_one();
+            w.dispatch();
+        }
+    }
+    w.settle();
+    let c = w.live.verify.counters;
+    assert_eq!(w.completions.len(), 9, "each task recorded once");
+    assert_eq!(c.agreed, 9, "first too, after four withdrawals: {c:?}");
+    assert!(w.stored.is_empty(), "{:?}", w.stored);
+    assert_eq!(w.live.counters.retried + w.live.counters.refused_attempts, 0);
+    for id in &w.workers {
+        assert_eq!(w.live.loads.in_flight(id), 0);
+    }
+}
+
+#[test]
+fn a_task_sent_ahead_behind_a_verification_run_has_it_withdrawn() {
+    let mut w = World::new(1.0, 2, None);
+    w.submit(&["first"]);
+    w.dispatch();
+    w.answer_one();
+    w.dispatch();
+    let (verifier, _, _) = w.runs.front().expect("the verification run").clone();
+    // the other worker fails: its tasks can only go to the verifier
+    let views = w
+        .workers
+        .iter()
+        .map(|id| {
+            let mut v = view(id, false);
+            v.reachable = *id == verifier;
+            v.backlog_limit = 4;
+            v
+        })
+        .collect();
+    let fx = w.live.roster(views);
+    w.absorb(fx);
+    w.submit(&["next"]);
+    w.dispatch();
+    assert!(
+        w.cancelled
+            .contains(&(verifier.clone(), TaskId::trusted("first"))),
+        "{:?}",
+        w.cancelled
+    );
+    assert!(w
+        .runs
+        .iter()
+        .any(|(on, t, _)| *on == verifier && t.as_str() == "next"));
 }
