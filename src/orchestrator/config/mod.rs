@@ -11,13 +11,40 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::orchestrator::task_queue::SoonerStarts;
 use crate::sim::Limits;
 use crate::util::settings::{
     read_tls, token_and_bind, EnvReader, HttpLimits, INSECURE_ROW, LOG_ROWS, MAX_CONNECTIONS_ROW,
     REQUEST_BODY_TIMEOUT_ROW, TLS_CERT_ROW, TLS_KEY_ROW, TOKEN_FILE_ROW,
 };
 use crate::util::tls::Tls;
+
+/// The margins of a move to a sooner start (`task_queue/takeback.rs`), from the
+/// settings `SOONER_START_GAIN`, `SOONER_START_FRACTION` and
+/// `SOONER_START_SETTLE`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoonerStarts {
+    /// A sooner start elsewhere must gain at least this many seconds...
+    pub min_gain: f64,
+    /// ...and at least this fraction of the wait where it is.
+    pub min_fraction: f64,
+    /// A task given back is not moved for a sooner start again before
+    /// this many seconds have passed.
+    pub settle: f64,
+}
+
+impl Default for SoonerStarts {
+    /// 1 s and half the wait: predictions are off by tens of percent,
+    /// and a task that would gain less is not worth a round trip; 10 s
+    /// before a second move, so that a task does not bounce between two
+    /// workers whose predictions swap.
+    fn default() -> Self {
+        Self {
+            min_gain: 1.0,
+            min_fraction: 0.5,
+            settle: 10.0,
+        }
+    }
+}
 use crate::util::token::{BindVerdict, Token};
 
 /// How the Membership picks among eligible workers

@@ -43,37 +43,11 @@ use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
 use crate::orchestrator::placement::{first_free, lay, Claims};
 use crate::orchestrator::worker_proxy::TakeBackOutcome;
 
+pub use crate::orchestrator::config::SoonerStarts;
+
 /// After a take-back found the task not there, how long before it may be
 /// asked back again (seconds).
 pub const PAUSE: f64 = 0.5;
-
-/// The margins of a move to a sooner start (see the module doc), from the
-/// settings `SOONER_START_GAIN`, `SOONER_START_FRACTION` and
-/// `SOONER_START_SETTLE`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SoonerStarts {
-    /// A sooner start elsewhere must gain at least this many seconds...
-    pub min_gain: f64,
-    /// ...and at least this fraction of the wait where it is.
-    pub min_fraction: f64,
-    /// A task given back is not moved for a sooner start again before
-    /// this many seconds have passed.
-    pub settle: f64,
-}
-
-impl Default for SoonerStarts {
-    /// 1 s and half the wait: predictions are off by tens of percent,
-    /// and a task that would gain less is not worth a round trip; 10 s
-    /// before a second move, so that a task does not bounce between two
-    /// workers whose predictions swap.
-    fn default() -> Self {
-        Self {
-            min_gain: 1.0,
-            min_fraction: 0.5,
-            settle: 10.0,
-        }
-    }
-}
 
 /// Sooner starts are looked for at most this often (seconds): a walk of
 /// the backlogs, not worth making at every dispatch of tiny tasks, and a
