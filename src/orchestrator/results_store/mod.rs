@@ -59,6 +59,9 @@ pub struct ResultsStore {
     metrics: Option<std::sync::Arc<OrchestratorMetrics>>,
     /// When a drain gives freed memory back.
     trim: trim::DrainTrim,
+    /// The queue drained while a file was being written: write what came
+    /// since as soon as that write ends, not at the next tick.
+    drained_meanwhile: bool,
 }
 
 impl ResultsStore {
@@ -89,6 +92,7 @@ impl ResultsStore {
             balancing,
             metrics: None,
             trim: trim::DrainTrim::default(),
+            drained_meanwhile: false,
         }
     }
 
@@ -147,6 +151,7 @@ impl ResultsStore {
             return;
         }
         self.flushing = true;
+        self.drained_meanwhile = false;
         let results = std::mem::take(&mut self.buffer);
         let path = self.next_file("task_results", self.last_file.as_deref());
         let name = path
@@ -207,7 +212,7 @@ impl ResultsStore {
                     act.buffer.extend(results);
                 }
             }
-            if !act.waiters.is_empty() {
+            if !act.waiters.is_empty() || act.drained_meanwhile {
                 act.flush(ctx);
             }
         })
@@ -307,7 +312,10 @@ impl Handler<RecordResult> for ResultsStore {
             return;
         }
         self.buffer.push(msg.result);
-        // a very large backlog is written at once rather than per window
+        // the last results of a drain are written at once, even when a
+        // write is under way (then right after it); a very large backlog
+        // is written at once rather than per window
+        self.drained_meanwhile |= msg.drained && self.flushing;
         if msg.drained || self.buffer.len() >= 100_000 {
             self.flush(ctx);
         }
@@ -577,6 +585,63 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(read.results_files().unwrap().len(), 2);
+        });
+    }
+
+    #[test]
+    fn a_drain_during_a_write_is_written_right_after_it_not_at_the_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("q.db");
+        let results_dir = dir.path().join("results");
+        actix_rt::System::new().block_on(async {
+            let store = Store::start(store::open(&db, false).unwrap());
+            std::fs::create_dir_all(&results_dir).unwrap();
+            let new = ["a", "b"]
+                .iter()
+                .map(|id| NewTask {
+                    task_id: (*id).into(),
+                    priority: crate::model::Priority::High,
+                    algorithm: "python".into(),
+                    kernel: "reference".into(),
+                    body: "{}".into(),
+                    reuse_key: None,
+                })
+                .collect();
+            store.insert_batch(new, None, "test".into()).await.unwrap();
+            // a tick that never comes in this test
+            let rs = ResultsStore::new(
+                store.clone(),
+                &results_dir,
+                dir.path(),
+                Duration::from_secs(3600),
+                "round_robin",
+            )
+            .start();
+            // the queue drains twice in a row: the first starts a write,
+            // the second arrives while it runs
+            rs.do_send(RecordResult {
+                result: result("a"),
+                drained: true,
+            });
+            rs.do_send(RecordResult {
+                result: result("b"),
+                drained: true,
+            });
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let written = loop {
+                let ids: Vec<String> = files(&results_dir)
+                    .iter()
+                    .filter_map(|f| std::fs::read(f).ok())
+                    .filter_map(|b| serde_json::from_slice::<Vec<TaskResult>>(&b).ok())
+                    .flatten()
+                    .map(|r| r.task_id.to_string())
+                    .collect();
+                if ids.len() == 2 || std::time::Instant::now() > deadline {
+                    break ids;
+                }
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            };
+            assert_eq!(written, ["a", "b"], "b waited for the next tick");
         });
     }
 }
