@@ -27,7 +27,7 @@ use crate::model::{TaskId, TaskResult};
 use crate::orchestrator::membership::Workers;
 use crate::orchestrator::metrics::OrchestratorMetrics;
 use crate::orchestrator::store::{ReadPool, Store, Unwritten};
-use crate::util::fs::write_atomic;
+use crate::util::fs::{temp_beside, write_atomic};
 use crate::util::trace::{self, Stage};
 
 pub use super::task_queue::FailuresPending;
@@ -167,29 +167,48 @@ impl ResultsStore {
         let store = self.store.clone();
         let file_key = path.to_string_lossy().into_owned();
         async move {
-            if let Err(e) = store.assign_results_file(ids, &file_key).await {
-                return Err((e.to_string(), results));
-            }
+            let start = std::time::Instant::now();
             let count = results.len();
+            // the file is written beside its name while the store records
+            // which results go in it, and takes its name only once that is
+            // committed: a crash before leaves the results unwritten (a
+            // restart writes them), never in a file the store does not know
             let write_path = path.clone();
-            let written = actix_rt::task::spawn_blocking(move || {
+            let write = actix_rt::task::spawn_blocking(move || {
                 let text = match serde_json::to_vec_pretty(&results) {
                     Ok(t) => t,
-                    Err(e) => return Err((e.to_string(), results)),
+                    Err(e) => return (results, Err(e.to_string())),
                 };
-                match write_atomic(&write_path, &text) {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err((format!("{}: {e}", write_path.display()), results)),
-                }
+                let temp = temp_beside(&write_path, &text).map_err(|e| format!("{}: {e}", write_path.display()));
+                (results, temp)
+            });
+            let (assigned, write) =
+                futures_util::future::join(store.assign_results_file(ids, &file_key), write).await;
+            let (results, temp) = match write {
+                Ok(done) => done,
+                Err(e) => return Err((e.to_string(), Vec::new())),
+            };
+            if let Err(e) = assigned {
+                return Err((e.to_string(), results));
+            }
+            let temp = match temp {
+                Ok(t) => t,
+                Err(e) => return Err((e, results)),
+            };
+            let named = path.clone();
+            let written = actix_rt::task::spawn_blocking(move || match temp.persist(&named) {
+                Ok(_) => Ok(()),
+                Err(e) => Err((format!("{}: {}", named.display(), e.error), results)),
             })
             .await;
             match written {
                 Ok(Ok(())) => {
+                    let on_disk = start.elapsed();
                     // committed before anyone waiting on FlushNow hears back
                     if let Err(e) = store.mark_written(&file_key).await {
                         tracing::error!(error = %e, "cannot mark a results file written; a restart checks the file");
                     }
-                    Ok(count)
+                    Ok((count, [on_disk, start.elapsed() - on_disk]))
                 }
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err((e.to_string(), Vec::new())),
@@ -199,10 +218,13 @@ impl ResultsStore {
         .map(move |res, act, ctx| {
             act.flushing = false;
             match res {
-                Ok(count) => {
+                Ok((count, [write, mark])) => {
                     act.files_written += 1;
                     trace::note(Stage::Recorded, &name, &recorded);
-                    tracing::info!(file = %name, results = count, "results written");
+                    // on a slow disk or a busy database, where the time went
+                    let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+                    tracing::info!(file = %name, results = count, write_ms = ms(write), mark_ms = ms(mark),
+                        "results written");
                     if act.buffer.is_empty() && act.trim.take_due() {
                         trim::give_back();
                     }
