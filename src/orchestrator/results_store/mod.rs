@@ -484,6 +484,22 @@ mod tests {
         }
     }
 
+    /// Queues tasks `ids` in the store, as a submission would.
+    async fn queue(store: &Store, ids: &[&str]) {
+        let new = ids
+            .iter()
+            .map(|id| NewTask {
+                task_id: (*id).into(),
+                priority: crate::model::Priority::High,
+                algorithm: "python".into(),
+                kernel: "reference".into(),
+                body: "{}".into(),
+                reuse_key: None,
+            })
+            .collect();
+        store.insert_batch(new, None, "test".into()).await.unwrap();
+    }
+
     fn files(dir: &Path) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
@@ -508,18 +524,7 @@ mod tests {
         actix_rt::System::new().block_on(async {
             let store = Store::start(store::open(&db, false).unwrap());
             let ids = ["a", "b", "c"];
-            let new = ids
-                .iter()
-                .map(|id| NewTask {
-                    task_id: (*id).into(),
-                    priority: crate::model::Priority::High,
-                    algorithm: "python".into(),
-                    kernel: "reference".into(),
-                    body: "{}".into(),
-                    reuse_key: None,
-                })
-                .collect();
-            store.insert_batch(new, None, "test".into()).await.unwrap();
+            queue(&store, &ids).await;
             for id in ids {
                 store
                     .persist_now(vec![Change::Ended {
@@ -618,18 +623,7 @@ mod tests {
         actix_rt::System::new().block_on(async {
             let store = Store::start(store::open(&db, false).unwrap());
             std::fs::create_dir_all(&results_dir).unwrap();
-            let new = ["a", "b"]
-                .iter()
-                .map(|id| NewTask {
-                    task_id: (*id).into(),
-                    priority: crate::model::Priority::High,
-                    algorithm: "python".into(),
-                    kernel: "reference".into(),
-                    body: "{}".into(),
-                    reuse_key: None,
-                })
-                .collect();
-            store.insert_batch(new, None, "test".into()).await.unwrap();
+            queue(&store, &["a", "b"]).await;
             // a tick that never comes in this test
             let rs = ResultsStore::new(
                 store.clone(),
