@@ -141,6 +141,24 @@ impl WorkerLoad {
         self.view.capacity + self.prefetch()
     }
 
+    /// How far its backlog must have run down before it is sent more:
+    /// half of what it is sent ahead. A release that crosses this asks for
+    /// a dispatch ([`Loads::release`]).
+    fn refill(&self) -> usize {
+        (self.prefetch() / 2).max(1)
+    }
+
+    /// Worth sending tasks to in a batch placed now, holding `in_flight`
+    /// attempts: its backlog has run down to half (always so when a slot
+    /// is free: the room is then more than all it is sent ahead). One
+    /// that is merely a few tasks short waits for its refill, so that what
+    /// it is sent travels together: topped up by a task or two at every
+    /// dispatch, a worker among hundreds was sent a request per task or
+    /// two.
+    fn hungry(&self, in_flight: usize) -> bool {
+        self.window().saturating_sub(in_flight) >= self.refill()
+    }
+
     fn learn(&mut self, secs: f64) {
         if !secs.is_finite() || secs < 0.0 {
             return;
@@ -294,8 +312,15 @@ impl Loads {
             w.view.reachable && w.view.kernels.contains(&tasks[k].kernel) && w.takes_tasks()
         };
         let avoided = |k: usize, i: usize| tasks[k].avoid.contains(&workers[i].view.id);
+        // who takes tasks in this batch is decided before it is placed
+        let hungry: Vec<bool> = workers
+            .iter()
+            .map(|w| w.hungry(w.in_flight + claims.incoming.get(&w.view.id).copied().unwrap_or(0)))
+            .collect();
         let room = |i: usize, loads: &[Load]| {
-            loads[i].in_flight < workers[i].window() && workers[i].cooldown_until.is_none_or(|t| t <= now)
+            hungry[i]
+                && loads[i].in_flight < workers[i].window()
+                && workers[i].cooldown_until.is_none_or(|t| t <= now)
         };
         // another capable worker: wait for it rather than go back to one
         // that failed the task; only when none exists, go back
@@ -351,7 +376,7 @@ impl Loads {
         let w = &mut self.workers[i];
         // dispatch is worth it once a worker's backlog is half spent, not
         // at every release, so the tasks it is sent travel together
-        let refill = (w.prefetch() / 2).max(1);
+        let refill = w.refill();
         let free = |w: &WorkerLoad| w.window().saturating_sub(w.in_flight);
         let was_short = !w.has_room(now) || free(w) < refill;
         w.in_flight = w.in_flight.saturating_sub(1);
@@ -503,3 +528,7 @@ impl Loads {
         Explanation { summary, per_worker }
     }
 }
+
+#[cfg(test)]
+#[path = "loads_tests.rs"]
+mod tests;

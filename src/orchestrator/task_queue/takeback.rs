@@ -5,10 +5,12 @@
 //! slots are all busy. The core takes it back (asks its worker for it,
 //! [`Outbound::TakeBack`]) when:
 //! - **a free slot elsewhere**: another worker that runs it has a slot
-//!   that nothing holds, and no ready task that worker runs comes before
-//!   it in queue order: the slot is held for it ([`TaskState::TakingBack`]
-//!   `to`) until the worker answers, and it is sent there at once if
-//!   given back;
+//!   that nothing holds, and no ready task that worker runs has its
+//!   priority or a better one (such a task takes the slot at once, with no
+//!   round trip to the other worker; the tasks of one priority each start
+//!   in a slot that frees, not necessarily in arrival order): the slot is
+//!   held for it ([`TaskState::TakingBack`] `to`) until the worker
+//!   answers, and it is sent there at once if given back;
 //! - **a sooner start elsewhere**: the speed model
 //!   (`placement/expected.rs`) predicts that it would start much sooner
 //!   on another worker that runs it and has room (in a slot or in its
@@ -36,7 +38,8 @@
 //! be asked), it stays where it was sent and is not asked again for
 //! [`PAUSE`].
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use super::live::{Effects, Freed, LiveTasks, Outbound, TaskState};
 use crate::model::{AttemptId, KernelName, Priority, TaskId, WorkerId};
@@ -57,15 +60,6 @@ pub const SOONER_EVERY: f64 = 0.2;
 /// The most take-backs one dispatch asks for.
 const MOST_AT_ONCE: usize = 64;
 
-/// A task waiting in a worker's backlog, as the core sees it.
-#[derive(Debug, Clone)]
-struct Waiting {
-    key: (Priority, i64),
-    task_id: TaskId,
-    worker: WorkerId,
-    kernel: KernelName,
-}
-
 impl LiveTasks {
     /// Tasks sent ahead to `worker` that wait behind its busy slots, best
     /// first: all but the best `capacity − running` (those take the free
@@ -74,30 +68,30 @@ impl LiveTasks {
         &'a self,
         worker: &'a WorkerId,
     ) -> impl Iterator<Item = ((Priority, i64), &'a TaskId)> + 'a {
+        let back = self
+            .index
+            .workers
+            .get(worker)
+            .into_iter()
+            .flat_map(|on| on.taking_back.iter());
+        self.sent_waiting(worker).chain(back.map(|(k, id)| (*k, id)))
+    }
+
+    /// The tasks of [`Self::waiting_on`] still sent ahead (none being
+    /// taken back), in queue order.
+    fn sent_waiting<'a>(
+        &'a self,
+        worker: &'a WorkerId,
+    ) -> impl Iterator<Item = ((Priority, i64), &'a TaskId)> + 'a {
         let on = self.index.workers.get(worker);
         let free = on.map_or(0, |on| {
             let capacity = self.loads.capacity(worker).unwrap_or(0);
             capacity.saturating_sub(on.running)
         });
-        let sent = on.into_iter().flat_map(|on| on.sent_ahead.iter()).skip(free);
-        let back = on.into_iter().flat_map(|on| on.taking_back.iter());
-        sent.chain(back).map(|(k, id)| (*k, id))
-    }
-
-    fn waiting(&self, worker: &WorkerId) -> Vec<Waiting> {
-        let mut out: Vec<Waiting> = self
-            .waiting_on(worker)
-            .filter_map(|(key, id)| {
-                Some(Waiting {
-                    key,
-                    task_id: id.clone(),
-                    worker: worker.clone(),
-                    kernel: self.tasks.get(id)?.entry.kernel,
-                })
-            })
-            .collect();
-        out.sort_by_key(|w| w.key);
-        out
+        on.into_iter()
+            .flat_map(|on| on.sent_ahead.iter())
+            .skip(free)
+            .map(|(k, id)| (*k, id))
     }
 
     /// What placement holds back now for tasks of priority `placing`
@@ -162,9 +156,11 @@ impl LiveTasks {
         if self.index.workers.is_empty() {
             return;
         }
-        let mut asked = 0;
-        // a free slot elsewhere: best waiting task first
-        let mut free: Vec<(WorkerId, usize)> = self
+        // a free slot elsewhere, and the priority a task must beat to be
+        // taken back to it: that of the best ready task it runs (a ready
+        // task of the same priority takes the slot at once, with no
+        // round trip; none ready: any task waiting in a backlog)
+        let mut free: Vec<(WorkerId, usize, usize)> = self
             .loads
             .taking(now)
             .map(|(w, _)| w.clone())
@@ -173,36 +169,65 @@ impl LiveTasks {
             .filter_map(|w| {
                 let held = self.loads.in_flight(&w) + self.index.workers.get(&w).map_or(0, |on| on.incoming);
                 let n = self.loads.capacity(&w)?.saturating_sub(held);
-                (n > 0).then_some((w, n))
+                let bar = self
+                    .best_ready_for(&w)
+                    .map_or(Priority::ALL.len(), |(p, _)| p as usize);
+                (n > 0).then_some((w, n, bar))
             })
             .collect();
-        if !free.is_empty() {
-            let workers: Vec<WorkerId> = self.index.workers.keys().cloned().collect();
-            let mut waiting: Vec<Waiting> = workers.iter().flat_map(|w| self.waiting(w)).collect();
-            waiting.sort_by_key(|w| w.key);
-            for task in waiting {
-                if asked >= MOST_AT_ONCE || free.is_empty() {
-                    break;
-                }
-                if !self.may_ask(&task.task_id, now) {
-                    continue;
-                }
-                let avoid = &self.tasks[&task.task_id].entry.failed_on;
-                let slot = free.iter().position(|(w, _)| {
-                    *w != task.worker
-                        && !avoid.contains(w)
-                        && self.loads.accepts(w, task.kernel, now)
-                        && self.best_ready_for(w).is_none_or(|ready| task.key < ready)
-                });
-                let Some(at) = slot else { continue };
-                let to = free[at].0.clone();
-                free[at].1 -= 1;
-                if free[at].1 == 0 {
-                    free.remove(at);
-                }
-                self.ask_back(&task.task_id, Some(to), fx);
-                asked += 1;
+        // nothing sent ahead beats the best bar: a walk of the backlogs
+        // would find nothing (the common case: tiny tasks of one priority)
+        let Some(bar) = free.iter().map(|(_, _, bar)| *bar).max() else {
+            return;
+        };
+        if self.index.ahead_by_priority[..bar].iter().all(|n| *n == 0) {
+            return;
+        }
+        // the backlogs (tasks still sent ahead: only those may be asked)
+        // merged best first, read only as far as needed
+        let mut backlogs: Vec<_> = self
+            .index
+            .workers
+            .keys()
+            .map(|w| (w, self.sent_waiting(w).peekable()))
+            .collect();
+        let mut heads: BinaryHeap<Reverse<((Priority, i64), usize)>> = backlogs
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, (_, it))| it.peek().map(|(key, _)| Reverse((*key, i))))
+            .collect();
+        let mut chosen: Vec<(TaskId, WorkerId)> = Vec::new();
+        while let Some(Reverse((key, i))) = heads.pop() {
+            if chosen.len() >= MOST_AT_ONCE || free.is_empty() {
+                break;
             }
+            let (from, it) = &mut backlogs[i];
+            let Some((_, task_id)) = it.next() else { continue };
+            if let Some((next, _)) = it.peek() {
+                heads.push(Reverse((*next, i)));
+            }
+            if !self.may_ask(task_id, now) {
+                continue;
+            }
+            let Some(t) = self.tasks.get(task_id) else {
+                continue;
+            };
+            let slot = free.iter().position(|(w, _, bar)| {
+                w != *from
+                    && (key.0 as usize) < *bar
+                    && !t.entry.failed_on.contains(w)
+                    && self.loads.accepts(w, t.entry.kernel, now)
+            });
+            let Some(at) = slot else { continue };
+            chosen.push((task_id.clone(), free[at].0.clone()));
+            free[at].1 -= 1;
+            if free[at].1 == 0 {
+                free.remove(at);
+            }
+        }
+        drop(backlogs);
+        for (task_id, to) in chosen {
+            self.ask_back(&task_id, Some(to), fx);
         }
     }
 

@@ -423,3 +423,86 @@ fn a_task_asked_back_for_a_sooner_start_that_started_stays() {
     assert_eq!(m.live.counters.taken_back, 0);
     m.check();
 }
+
+/// Tasks of one priority: a slot that frees takes the next ready task at
+/// once; the task waiting in the other worker's backlog stays there (a
+/// take-back would cost a round trip for no better task).
+#[test]
+fn a_free_slot_takes_a_ready_task_of_the_same_priority_rather_than_ask_one_back() {
+    let mut m = two_workers();
+    submit(&mut m, 6, 1); // t1..t6, medium
+    m.step(Event::Dispatch { max: 8 });
+    // each worker runs one and holds one ahead; t5, t6 ready
+    let running: Vec<String> = (1..=4)
+        .map(|i| format!("t{i}"))
+        .filter(|t| worker_of(&m, t).is_some())
+        .collect();
+    assert_eq!(running.len(), 4);
+    for t in &running {
+        start(&mut m, t);
+    }
+    let on_w1: Vec<&String> = running
+        .iter()
+        .filter(|t| worker_of(&m, t) == Some(worker(1)))
+        .collect();
+    // w1's running task ends: its slot is free; w2 holds a task ahead
+    let ran = on_w1
+        .iter()
+        .find(|t| matches!(m.live.state_of(t), Some(TaskState::Running { .. })))
+        .map(|t| t.to_string())
+        .unwrap();
+    complete(&mut m, &ran);
+    m.step(Event::Dispatch { max: 8 });
+    assert_eq!(m.live.counters.taken_back, 0);
+    for i in 1..=6 {
+        assert!(
+            !matches!(
+                m.live.state_of(&format!("t{i}")),
+                Some(TaskState::TakingBack { .. })
+            ),
+            "t{i} was asked back while a ready task of its priority could take the slot"
+        );
+    }
+    assert_eq!(
+        worker_of(&m, "t5"),
+        Some(worker(1)),
+        "the ready task went to the free slot"
+    );
+}
+
+/// The end of a batch: nothing ready, one worker idle, a task waiting
+/// behind the other's busy slot: it is asked back to the idle one.
+#[test]
+fn at_the_end_of_a_batch_a_task_waiting_in_a_backlog_is_taken_back_to_an_idle_worker() {
+    let mut m = two_workers();
+    submit(&mut m, 4, 1); // t1..t4, medium: all placed, none ready
+    m.step(Event::Dispatch { max: 8 });
+    let mine = |m: &Model, w: usize| -> Vec<String> {
+        (1..=4)
+            .map(|i| format!("t{i}"))
+            .filter(|t| worker_of(m, t) == Some(worker(w)))
+            .collect()
+    };
+    // each worker starts one task; one waits behind it
+    for w in [1, 2] {
+        let first = mine(&m, w)[0].clone();
+        start(&mut m, &first);
+    }
+    // w1 runs both of its tasks to the end; w2's first still runs
+    for t in mine(&m, 1) {
+        if !matches!(m.live.state_of(&t), Some(TaskState::Running { .. })) {
+            start(&mut m, &t);
+        }
+        complete(&mut m, &t);
+    }
+    m.step(Event::Dispatch { max: 8 });
+    let behind: Vec<String> = mine(&m, 2)
+        .into_iter()
+        .filter(|t| matches!(m.live.state_of(t), Some(TaskState::TakingBack { .. })))
+        .collect();
+    assert_eq!(
+        behind.len(),
+        1,
+        "the task waiting behind w2's slot is asked back to w1"
+    );
+}
