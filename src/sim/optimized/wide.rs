@@ -156,8 +156,9 @@ pub(super) unsafe fn offer_run_avx2(
 
 #[cfg(test)]
 mod tests {
+    use super::super::forces::PairLoop;
     use super::super::tests::{setup, BOX};
-    use super::super::{LennardJones, PairLoop, Portable};
+    use super::super::{LennardJones, Portable};
     use super::*;
     use crate::sim::simd::Width;
 
