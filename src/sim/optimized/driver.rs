@@ -16,6 +16,10 @@ impl Driver<'_> {
             .run(self.sim, phase, self.sim.units(phase), self.helpers);
     }
 
+    /// Sorts by cell and builds the lists. Only ever called while every
+    /// force is zero (a new run, a restore before its forces are put back,
+    /// or a step after [`Sim::kick_drift`] cleared them), so the sort need
+    /// not move the forces ([`PERMUTED_ARRAYS`]).
     pub(super) fn rebuild(&self) {
         if self.sim.sort_by_cell() {
             self.phase(Phase::Permute);

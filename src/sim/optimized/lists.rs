@@ -185,6 +185,27 @@ impl<'v> CandidateWriter<'v> {
         self.len += near as usize;
     }
 
+    /// Where the next near candidate goes, for writers that store several
+    /// candidates at once ([`wide`]); [`Self::advance`] then keeps the near
+    /// ones.
+    ///
+    /// # Safety
+    /// At most as many entries are written from here as candidates are
+    /// offered with them (what `new` reserved room for).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) unsafe fn tail(&mut self) -> *mut u32 {
+        self.ptr.add(self.len)
+    }
+
+    /// Keeps `near` entries written at [`Self::tail`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn advance(&mut self, near: usize) {
+        self.len += near;
+        debug_assert!(self.len <= self.list.capacity());
+    }
+
     /// Keeps the near candidates of particle `i`, padded to an even count
     /// with `sentinel` (`new` reserved room for that too), and records `i`
     /// as the owner of each pair of them.

@@ -84,9 +84,11 @@ const PARTICLES_PER_STRIP: usize = 1024;
 const MAX_PARTICLES: usize = (u32::MAX as usize) / 32;
 /// Slots between two strips' sentinels: 128 bytes.
 const SENTINEL_SPACING: usize = 8;
-/// Arrays moved by the sort, one Permute unit each: positions,
-/// velocities, forces, original indices.
-const PERMUTED_ARRAYS: usize = 4;
+/// Arrays moved by the sort, one Permute unit each: positions (and the
+/// build positions with them), velocities, original indices. Not the
+/// forces: the lists are rebuilt only before the forces are summed, when
+/// every force is zero, so there is nothing to move.
+const PERMUTED_ARRAYS: usize = 3;
 /// Below this many particles a second thread costs more than it saves.
 const MIN_PARTICLES_FOR_THREADS: usize = 4096;
 /// At most this many cells per particle. A cell list needs cells at least
@@ -188,9 +190,9 @@ fn peak_bytes(n: f64, cells: f64, strips: f64, listed: f64) -> f64 {
     const VEC2: f64 = std::mem::size_of::<[f64; 2]>() as f64;
     const INDEX: f64 = std::mem::size_of::<u32>() as f64;
     let slots = n + SENTINEL_SPACING as f64 * strips;
-    // pos, vel, force, built_at and three sort scratch arrays; orig,
+    // pos, vel, force, built_at and two sort scratch arrays; orig,
     // scratch_cell, scratch_orig, scratch_idx
-    let particles = 7.0 * VEC2 * slots + 4.0 * INDEX * n;
+    let particles = 6.0 * VEC2 * slots + 4.0 * INDEX * n;
     // cell_start (one more than the cells) and scratch_next
     let grid = INDEX * (2.0 * cells * cells + 1.0);
     // each particle: its neighbours padded to an even count, an owner per
@@ -257,7 +259,6 @@ struct Particles {
     scratch_cell: Vec<u32>,
     scratch_vec: Vec<[f64; 2]>,
     scratch_vel: Vec<[f64; 2]>,
-    scratch_force: Vec<[f64; 2]>,
     scratch_orig: Vec<u32>,
     scratch_idx: Vec<u32>,
     scratch_next: Vec<u32>,

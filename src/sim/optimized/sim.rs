@@ -35,7 +35,6 @@ impl<'c> Sim<'c> {
             scratch_cell: vec![0; n],
             scratch_vec: vec![[0.0; 2]; slots],
             scratch_vel: vec![[0.0; 2]; slots],
-            scratch_force: vec![[0.0; 2]; slots],
             scratch_orig: vec![0; n],
             scratch_idx: vec![0; n],
             scratch_next: vec![0; ncells],

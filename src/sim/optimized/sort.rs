@@ -51,7 +51,8 @@ impl Sim<'_> {
     }
 
     /// Moves one array to its sorted order (a unit of [`Phase::Permute`]):
-    /// positions, velocities, forces or original indices. Pure data
+    /// positions, velocities or original indices (the forces are all zero
+    /// when the lists are rebuilt: [`PERMUTED_ARRAYS`]). Pure data
     /// movement, so who does it never changes a bit.
     ///
     /// # Safety
@@ -73,22 +74,21 @@ impl Sim<'_> {
         };
         match unit {
             0 => {
-                move_vec(
-                    std::ptr::addr_of_mut!((*p).pos),
-                    std::ptr::addr_of_mut!((*p).scratch_vec),
-                    Particles::SENTINEL,
-                );
+                // the build positions are the sorted positions: written in
+                // the same pass, not copied after it
+                let pos = &mut *std::ptr::addr_of_mut!((*p).pos);
+                let sorted = &mut *std::ptr::addr_of_mut!((*p).scratch_vec);
                 let built_at = &mut *std::ptr::addr_of_mut!((*p).built_at);
-                built_at.copy_from_slice(&*std::ptr::addr_of!((*p).pos));
+                for (&t, &value) in to.iter().zip(pos.iter()) {
+                    sorted[t as usize] = value;
+                    built_at[t as usize] = value;
+                }
+                std::mem::swap(pos, sorted);
+                pos[n..].fill(Particles::SENTINEL);
             }
             1 => move_vec(
                 std::ptr::addr_of_mut!((*p).vel),
                 std::ptr::addr_of_mut!((*p).scratch_vel),
-                [0.0; 2],
-            ),
-            2 => move_vec(
-                std::ptr::addr_of_mut!((*p).force),
-                std::ptr::addr_of_mut!((*p).scratch_force),
                 [0.0; 2],
             ),
             _ => {

@@ -43,7 +43,7 @@ fn the_estimate_counts_what_a_run_allocates() {
         let grid = Grid::new(physics.box_len(), 2.8, n);
         let cells = grid.cell_count();
         let slots = n + SENTINEL_SPACING * grid.strip_rows.len();
-        let arrays = (2 * cells + 1) * 4 + 7 * 16 * slots + 4 * 4 * n;
+        let arrays = (2 * cells + 1) * 4 + 6 * 16 * slots + 4 * 4 * n;
         let estimate = Optimized.estimate(&physics, 1).memory_bytes;
         assert!(
             estimate >= arrays as f64,

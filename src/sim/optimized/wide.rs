@@ -20,7 +20,9 @@ use std::arch::x86_64::*;
 
 use std::ops::Range;
 
-use super::{at, offer_run, pair_forces, CandidateWriter, Lanes, PairConsts, PotentialSums, Raw, Sse2};
+use super::{
+    at, offer_run, offset_of, pair_forces, CandidateWriter, Lanes, PairConsts, PotentialSums, Raw, Sse2,
+};
 
 /// Two particles' `[f64; 2]` side by side: `a` low, `b` high.
 #[inline]
@@ -133,6 +135,7 @@ pub(super) unsafe fn offer_run_avx2(
 ) {
     let twice = |v: [f64; 2]| _mm256_setr_pd(v[0], v[1], v[0], v[1]);
     let (pi4, shift4, cut4) = (twice(pi), twice(shift), _mm256_set1_pd(cut_sq));
+    let step = _mm_setr_epi32(0, 16, 32, 48);
     let candidates = &pos[run.clone()];
     let mut quads = candidates.chunks_exact(4);
     let mut j = run.start;
@@ -143,15 +146,51 @@ pub(super) unsafe fn offer_run_avx2(
         let (s01, s23) = (_mm256_mul_pd(d01, d01), _mm256_mul_pd(d23, d23));
         // [x² + y²] of candidates 0, 2, 1, 3
         let r2 = _mm256_add_pd(_mm256_unpacklo_pd(s01, s23), _mm256_unpackhi_pd(s01, s23));
-        let near = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OS>(r2, cut4));
-        cand.offer(j, near & 1 != 0);
-        cand.offer(j + 1, near & 4 != 0);
-        cand.offer(j + 2, near & 2 != 0);
-        cand.offer(j + 3, near & 8 != 0);
+        let near = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OS>(r2, cut4)) as usize;
+        // the four candidates' offsets, the near ones packed to the front
+        // in candidate order by one shuffle, stored at once: the list's
+        // length moves once per four candidates instead of once each
+        let offsets = _mm_add_epi32(_mm_set1_epi32(offset_of(j) as i32), step);
+        let (shuffle, count) = &PACK[near];
+        let packed = _mm_shuffle_epi8(offsets, _mm_loadu_si128(shuffle.as_ptr().cast()));
+        // SAFETY: four candidates are offered here, so four entries fit
+        _mm_storeu_si128(cand.tail().cast(), packed);
+        cand.advance(*count as usize);
         j += 4;
     }
     let rest = j..run.end;
     offer_run(cand, pos, Sse2::load(&pi), rest, shift, Sse2::splat(cut_sq));
+}
+
+/// For each comparison mask of four candidates (bit 0: candidate 0, bit
+/// 2: candidate 1, bit 1: candidate 2, bit 3: candidate 3, the order the
+/// unpacks leave them in), the byte shuffle that moves the near
+/// candidates' u32 offsets to the front in candidate order, and how many
+/// are near.
+static PACK: [([u8; 16], u8); 16] = pack_table();
+
+const fn pack_table() -> [([u8; 16], u8); 16] {
+    const BIT_OF_CANDIDATE: [usize; 4] = [0, 2, 1, 3];
+    let mut table = [([0x80u8; 16], 0u8); 16];
+    let mut mask = 0;
+    while mask < 16 {
+        let mut near = 0;
+        let mut c = 0;
+        while c < 4 {
+            if (mask >> BIT_OF_CANDIDATE[c]) & 1 != 0 {
+                let mut b = 0;
+                while b < 4 {
+                    table[mask].0[4 * near + b] = (4 * c + b) as u8;
+                    b += 1;
+                }
+                near += 1;
+            }
+            c += 1;
+        }
+        table[mask].1 = near as u8;
+        mask += 1;
+    }
+    table
 }
 
 #[cfg(test)]
