@@ -167,10 +167,16 @@ pub(super) struct CandidateWriter<'v> {
     len: usize,
 }
 
+/// Entries a writer may write past its last offered candidate: four at a
+/// time, at least one of them offered.
+const SPARE: usize = 3;
+
 impl<'v> CandidateWriter<'v> {
-    /// Makes room for `max` more entries (the padding included).
+    /// Makes room for `max` more entries (the padding included), and for
+    /// [`SPARE`] more that a writer of four at a time may write past its
+    /// last candidate (never kept).
     pub(super) fn new(list: &'v mut Vec<u32>, max: usize) -> Self {
-        list.reserve(max);
+        list.reserve(max + SPARE);
         let len = list.len();
         let ptr = list.as_mut_ptr();
         Self { list, ptr, len }
@@ -191,7 +197,7 @@ impl<'v> CandidateWriter<'v> {
     ///
     /// # Safety
     /// At most as many entries are written from here as candidates are
-    /// offered with them (what `new` reserved room for).
+    /// offered with them, plus [`SPARE`] (what `new` reserved room for).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) unsafe fn tail(&mut self) -> *mut u32 {
