@@ -21,7 +21,16 @@
 //! - Where the CPU has AVX2 ([`super::simd`] decides at run time), the pair
 //!   loop takes four neighbours at a time and the list build tests four
 //!   candidates at a time ([`wide`]): the same operations lane by lane, the
-//!   sums in the 128-bit order, so the same bits again (tested).
+//!   sums in the 128-bit order, so the same bits again (tested). The build
+//!   packs each four candidates' near ones with one shuffle and one store,
+//!   so the list's length moves once per four, not once per candidate.
+//! - The cell sort moves positions, velocities and original indices, not
+//!   the forces: they are all zero whenever the lists are rebuilt.
+//! - The code by concern: `grid` (cells and strips), `sort` (the counting
+//!   sort), `lists` (neighbour lists), `forces` (the pair loop),
+//!   `integrate` (the Verlet passes), `sim` (set-up, dispatch, sums),
+//!   `driver` (phases and the thread pool), `lanes` and `wide` (SSE2 and
+//!   portable lanes, AVX2).
 //! - Each strip's list is one flat run of pairs of pairs, every particle's
 //!   neighbours padded to an even count with a far-away sentinel, so the
 //!   pair loop has no data-dependent branch at all.
