@@ -5,6 +5,15 @@
 #
 #   bench/lammps_vs_orquesta.sh [N:STEPS ...]     default: 10000:2000 100000:200
 #   ORQUESTA=path/to/orquesta bench/lammps_vs_orquesta.sh ...   (no build)
+#   ROUNDS=5 ORQUESTA_BASE=/tmp/old-orquesta bench/lammps_vs_orquesta.sh 10000:5000
+#
+# One-thread figures are particle-steps per CPU second (user + system time
+# of the whole process, from /usr/bin/time), so that a machine shared with
+# other work still compares the two fairly; the all-threads figure is
+# orquesta's own wall-clock rate (CPU time cannot show a parallel speed-up).
+# With ROUNDS=R each case runs R times, LAMMPS and orquesta alternated
+# (and ORQUESTA_BASE, another binary, e.g. a build before a change, in the
+# same rounds), and the medians are printed.
 #
 # Both run the same physics at density 0.5 (LJ cut at 2.5, shifted, dt 0.005,
 # skin 0.3 in LAMMPS). LAMMPS' `lattice sq` region is a × b sites: a perfect
@@ -77,22 +86,49 @@ timestep 0.005
 thermo $steps
 run $steps
 LMP
-  (cd "$work" && OMP_NUM_THREADS=1 lmp -in in.lj2d -log none -screen "$work/out.txt" >/dev/null)
-  # "Loop time of 1.234 on 1 procs for 2000 steps with 10000 atoms"
-  awk '/^Loop time of/ {printf "%.0f\n", $(NF-1) * $(NF-4) / $4}' "$work/out.txt"
+  (cd "$work" && OMP_NUM_THREADS=1 /usr/bin/time -f "%U %S" -o "$work/cpu.txt" \
+    lmp -in in.lj2d -log none -screen "$work/out.txt" >/dev/null)
+  per_cpu_second "$n" "$steps"
 }
 
-orquesta_rate() { # N STEPS THREADS -> particle-steps/s
+per_cpu_second() { # N STEPS -> particle-steps per CPU second of the last timed run
+  awk -v n="$1" -v s="$2" 'END {printf "%.0f\n", n * s / ($1 + $2)}' "$work/cpu.txt"
+}
+
+orquesta_rate() { # BINARY N STEPS -> particle-steps per CPU second, one thread
+  /usr/bin/time -f "%U %S" -o "$work/cpu.txt" \
+    "$1" sim --particles "$2" --steps "$3" --seed 87287 --algorithm optimized --threads 1 --compact >/dev/null
+  per_cpu_second "$2" "$3"
+}
+
+orquesta_wall_rate() { # N STEPS THREADS -> particle-steps/s, wall clock
   "$ORQ" sim --particles "$1" --steps "$2" --seed 87287 --algorithm optimized --threads "$3" --compact \
     | python3 -c "import json,sys; print(round(json.load(sys.stdin)['result']['metrics']['particle_steps_per_second']))"
 }
 
-printf '%-9s %-6s %16s %16s %9s %16s %9s\n' N steps "LAMMPS ps/s" "orquesta 1 thr" ratio "orquesta ${ALL} thr" ratio
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+ROUNDS=${ROUNDS:-1}
+BASE=${ORQUESTA_BASE:-}
+printf '%-9s %-6s %16s %16s %9s %16s %9s' N steps "LAMMPS ps/CPU-s" "orquesta 1 thr" ratio "orquesta ${ALL} thr" ratio
+[ -z "$BASE" ] || printf ' %16s %9s' "base 1 thr" ratio
+printf '\n'
 for c in "${cases[@]}"; do
   n=${c%%:*}; steps=${c##*:}
-  l=$(lammps_rate "$n" "$steps")
-  o1=$(orquesta_rate "$n" "$steps" 1)
-  oa=$(orquesta_rate "$n" "$steps" "$ALL")
-  printf '%-9s %-6s %16s %16s %8.2fx %16s %8.2fx\n' "$n" "$steps" "$l" "$o1" \
-    "$(python3 -c "print($o1/$l)")" "$oa" "$(python3 -c "print($oa/$l)")"
+  ls=(); os=(); bs=()
+  for _ in $(seq "$ROUNDS"); do
+    ls+=("$(lammps_rate "$n" "$steps")")
+    os+=("$(orquesta_rate "$ORQ" "$n" "$steps")")
+    [ -z "$BASE" ] || bs+=("$(orquesta_rate "$BASE" "$n" "$steps")")
+  done
+  l=$(median "${ls[@]}"); o1=$(median "${os[@]}")
+  oa=$(orquesta_wall_rate "$n" "$steps" "$ALL")
+  printf '%-9s %-6s %16s %16s %8.2fx %16s %8s' "$n" "$steps" "$l" "$o1" \
+    "$(python3 -c "print($o1/$l)")" "$oa" "(wall)"
+  if [ -n "$BASE" ]; then
+    b=$(median "${bs[@]}")
+    printf ' %16s %8.2fx' "$b" "$(python3 -c "print($b/$l)")"
+  fi
+  printf '\n'
+  [ "$ROUNDS" -eq 1 ] || echo "  rounds: LAMMPS ${ls[*]}; orquesta ${os[*]}${BASE:+; base ${bs[*]}}"
 done

@@ -20,7 +20,9 @@ use std::arch::x86_64::*;
 
 use std::ops::Range;
 
-use super::{at, offer_run, pair_forces, CandidateWriter, Lanes, PairConsts, PotentialSums, Raw, Sse2};
+use super::{
+    at, offer_run, offset_of, pair_forces, CandidateWriter, Lanes, PairConsts, PotentialSums, Raw, Sse2,
+};
 
 /// Two particles' `[f64; 2]` side by side: `a` low, `b` high.
 #[inline]
@@ -116,8 +118,10 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
 
 /// [`offer_run`] four candidates at a time in AVX2 registers: the same
 /// operations lane by lane on each candidate (`|pi − (pj + shift)|²`,
-/// x² + y² in that order, `<` the cut), so the same lists; the last
-/// candidates that do not fill a register go through [`offer_run`].
+/// x² + y² in that order, `<` the cut), so the same lists. The last one
+/// to three candidates of a run go in a register of their own too (the
+/// lanes after them read the particles that follow, and are not offered),
+/// or through [`offer_run`] at the very end of the array.
 ///
 /// # Safety
 /// The CPU has AVX2.
@@ -133,31 +137,96 @@ pub(super) unsafe fn offer_run_avx2(
 ) {
     let twice = |v: [f64; 2]| _mm256_setr_pd(v[0], v[1], v[0], v[1]);
     let (pi4, shift4, cut4) = (twice(pi), twice(shift), _mm256_set1_pd(cut_sq));
-    let candidates = &pos[run.clone()];
-    let mut quads = candidates.chunks_exact(4);
     let mut j = run.start;
-    for q in &mut quads {
-        // candidates 0 and 1, 2 and 3
-        let d01 = _mm256_sub_pd(pi4, _mm256_add_pd(_mm256_loadu_pd(q[0].as_ptr()), shift4));
-        let d23 = _mm256_sub_pd(pi4, _mm256_add_pd(_mm256_loadu_pd(q[2].as_ptr()), shift4));
-        let (s01, s23) = (_mm256_mul_pd(d01, d01), _mm256_mul_pd(d23, d23));
-        // [x² + y²] of candidates 0, 2, 1, 3
-        let r2 = _mm256_add_pd(_mm256_unpacklo_pd(s01, s23), _mm256_unpackhi_pd(s01, s23));
-        let near = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OS>(r2, cut4));
-        cand.offer(j, near & 1 != 0);
-        cand.offer(j + 1, near & 4 != 0);
-        cand.offer(j + 2, near & 2 != 0);
-        cand.offer(j + 3, near & 8 != 0);
+    while j + 4 <= run.end {
+        offer_quad(cand, &pos[j..j + 4], j, [pi4, shift4, cut4], ALL_FOUR);
         j += 4;
     }
-    let rest = j..run.end;
-    offer_run(cand, pos, Sse2::load(&pi), rest, shift, Sse2::splat(cut_sq));
+    let rest = run.end - j;
+    if rest > 0 && j + 4 <= pos.len() {
+        // the last one to three candidates in a full register too: the
+        // lanes past the run are computed but never offered
+        offer_quad(cand, &pos[j..j + 4], j, [pi4, shift4, cut4], FIRST[rest]);
+    } else {
+        offer_run(cand, pos, Sse2::load(&pi), j..run.end, shift, Sse2::splat(cut_sq));
+    }
+}
+
+/// Comparison-mask bits of all four candidates of a quad, and of its first
+/// one, two and three ([`PACK`] says which bit is which candidate).
+const ALL_FOUR: usize = 0b1111;
+const FIRST: [usize; 4] = [0, 0b0001, 0b0101, 0b0111];
+
+/// Offers the candidates of `quad` (at `j`) that `valid` keeps, near
+/// when `|pi − (pj + shift)|² < cut_sq`, lanes `[pi, shift, cut_sq]`
+/// twice over: writes four entries, keeps the near ones.
+///
+/// # Safety
+/// The CPU has AVX2; `cand` has room for four entries more than it has
+/// been offered ([`CandidateWriter::new`] reserves them).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn offer_quad(
+    cand: &mut CandidateWriter<'_>,
+    quad: &[[f64; 2]],
+    j: usize,
+    lanes: [__m256d; 3],
+    valid: usize,
+) {
+    let [pi4, shift4, cut4] = lanes;
+    // candidates 0 and 1, 2 and 3
+    let d01 = _mm256_sub_pd(pi4, _mm256_add_pd(_mm256_loadu_pd(quad[0].as_ptr()), shift4));
+    let d23 = _mm256_sub_pd(pi4, _mm256_add_pd(_mm256_loadu_pd(quad[2].as_ptr()), shift4));
+    let (s01, s23) = (_mm256_mul_pd(d01, d01), _mm256_mul_pd(d23, d23));
+    // [x² + y²] of candidates 0, 2, 1, 3
+    let r2 = _mm256_add_pd(_mm256_unpacklo_pd(s01, s23), _mm256_unpackhi_pd(s01, s23));
+    let near = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OS>(r2, cut4)) as usize & valid;
+    // the four candidates' offsets, the near ones packed to the front in
+    // candidate order by one shuffle, stored at once: the list's length
+    // moves once per four candidates instead of once each
+    let offsets = _mm_add_epi32(_mm_set1_epi32(offset_of(j) as i32), _mm_setr_epi32(0, 16, 32, 48));
+    let (shuffle, count) = &PACK[near];
+    let packed = _mm_shuffle_epi8(offsets, _mm_loadu_si128(shuffle.as_ptr().cast()));
+    _mm_storeu_si128(cand.tail().cast(), packed);
+    cand.advance(*count as usize);
+}
+
+/// For each comparison mask of four candidates (bit 0: candidate 0, bit
+/// 2: candidate 1, bit 1: candidate 2, bit 3: candidate 3, the order the
+/// unpacks leave them in), the byte shuffle that moves the near
+/// candidates' u32 offsets to the front in candidate order, and how many
+/// are near.
+static PACK: [([u8; 16], u8); 16] = pack_table();
+
+const fn pack_table() -> [([u8; 16], u8); 16] {
+    const BIT_OF_CANDIDATE: [usize; 4] = [0, 2, 1, 3];
+    let mut table = [([0x80u8; 16], 0u8); 16];
+    let mut mask = 0;
+    while mask < 16 {
+        let mut near = 0;
+        let mut c = 0;
+        while c < 4 {
+            if (mask >> BIT_OF_CANDIDATE[c]) & 1 != 0 {
+                let mut b = 0;
+                while b < 4 {
+                    table[mask].0[4 * near + b] = (4 * c + b) as u8;
+                    b += 1;
+                }
+                near += 1;
+            }
+            c += 1;
+        }
+        table[mask].1 = near as u8;
+        mask += 1;
+    }
+    table
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::forces::PairLoop;
     use super::super::tests::{setup, BOX};
-    use super::super::{LennardJones, PairLoop, Portable};
+    use super::super::{LennardJones, Portable};
     use super::*;
     use crate::sim::simd::Width;
 
