@@ -226,6 +226,8 @@ mod tests {
             workers: WorkerList {
                 total: workers.len(),
                 up: 1,
+                by_state: Default::default(),
+                offset: 0,
                 workers,
                 config: ConfigStatus {
                     path: "config_workers.json".into(),

@@ -256,6 +256,8 @@ mod tests {
         WorkerList {
             total: workers.len(),
             up: workers.iter().filter(|w| w.up).count(),
+            by_state: Default::default(),
+            offset: 0,
             workers,
             config,
         }

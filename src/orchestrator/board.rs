@@ -95,6 +95,18 @@ pub struct WorkerInfo {
     pub suspect: Option<String>,
 }
 
+/// Counts over every worker, beside a page of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BoardCounts {
+    pub total: usize,
+    /// How many answer their heartbeat.
+    pub up: usize,
+    /// How many joined (the rest are configured).
+    pub joined: usize,
+    /// By state (`up`, `down`, …); states nobody is in are absent.
+    pub by_state: std::collections::BTreeMap<&'static str, usize>,
+}
+
 /// The load half of a worker's `GET /workers` row.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadRow {
@@ -168,9 +180,57 @@ impl WorkerBoard {
             .collect()
     }
 
+    /// Rows `offset..offset + limit` in configuration order (only those
+    /// are built), and counts over every worker: O(page) rows plus one
+    /// pass over the states.
+    pub fn page(&self, offset: usize, limit: usize) -> (Vec<WorkerInfo>, BoardCounts) {
+        let ids: Vec<WorkerId> = {
+            let order = self.order.read().unwrap_or_else(|e| e.into_inner());
+            order.iter().skip(offset).take(limit).cloned().collect()
+        };
+        let rows = ids
+            .iter()
+            .filter_map(|id| self.rows.get(id).map(|r| self.joined(id, r.value())))
+            .collect();
+        (rows, self.counts())
+    }
+
+    /// How many workers there are, and in each state (as `GET /workers`
+    /// shows the state: a drain asked here is drained or draining).
+    pub fn counts(&self) -> BoardCounts {
+        let mut c = BoardCounts::default();
+        for r in self.rows.iter() {
+            let state = if r.drain {
+                if self.in_flight(r.key()) == 0 {
+                    WorkerState::Drained
+                } else {
+                    WorkerState::Draining
+                }
+            } else {
+                r.info.state
+            };
+            c.total += 1;
+            c.up += usize::from(r.info.up);
+            c.joined += usize::from(r.info.source == MemberSource::Joined);
+            *c.by_state.entry(state.as_str()).or_default() += 1;
+        }
+        c
+    }
+
     /// One worker by id.
     pub fn get(&self, id: &str) -> Option<WorkerInfo> {
         self.rows.get(id).map(|r| self.joined(r.key(), r.value()))
+    }
+
+    /// The first `limit` workers, in order, that run something now.
+    pub fn busy(&self, limit: usize) -> Vec<WorkerInfo> {
+        let order = self.order.read().unwrap_or_else(|e| e.into_inner());
+        order
+            .iter()
+            .filter(|id| self.loads.get(*id).is_some_and(|l| l.running > 0))
+            .take(limit)
+            .filter_map(|id| self.get(id.as_str()))
+            .collect()
     }
 
     /// Attempts in flight on a worker, as the core last published it.
@@ -181,6 +241,20 @@ impl WorkerBoard {
     /// Membership's half of a row.
     pub fn publish(&self, id: &WorkerId, row: MemberRow) {
         self.rows.insert(id.clone(), row);
+    }
+
+    /// A heartbeat answered: only its time changes (no row rebuilt).
+    pub fn heartbeat(&self, id: &WorkerId, at: std::time::SystemTime) {
+        if let Some(mut r) = self.rows.get_mut(id) {
+            r.info.last_heartbeat = Some(crate::util::time::Utc::from_system(at).iso());
+        }
+    }
+
+    /// A worker added at the end of the order (a join): O(1), where
+    /// [`Self::reorder`] is O(N).
+    pub fn append(&self, id: &WorkerId) {
+        let mut o = self.order.write().unwrap_or_else(|e| e.into_inner());
+        o.push(id.clone());
     }
 
     /// The core's half of a row.

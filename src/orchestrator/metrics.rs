@@ -325,7 +325,9 @@ impl OrchestratorMetrics {
     /// The whole exposition: the counters and histograms, then the gauges
     /// of `view`.
     pub fn render(&self, view: &ClusterView<'_>) -> Result<String, fmt::Error> {
-        encode(&[&self.registry, &view.gauges()])
+        let mut text = encode(&[&self.registry, &view.gauges()])?;
+        view.per_worker(&mut text)?;
+        Ok(text)
     }
 }
 
@@ -376,6 +378,15 @@ impl ClusterView<'_> {
         }
         r.register("orquesta_workers", "Workers by state", workers);
 
+        r
+    }
+
+    /// Each worker's load, four gauges a worker, written straight as
+    /// text: at thousands of workers a registry of labelled families
+    /// (a map entry and a label string per series) would cost most of the
+    /// scrape.
+    fn per_worker(&self, out: &mut String) -> fmt::Result {
+        use std::fmt::Write;
         type Field = fn(&WorkerInfo) -> usize;
         let per_worker: [(&str, &str, Field); 4] = [
             (
@@ -399,16 +410,22 @@ impl ClusterView<'_> {
                 |w| w.capacity,
             ),
         ];
+        let labels: Vec<String> = self.workers.iter().map(|w| label_value(&w.id)).collect();
         for (name, help, field) in per_worker {
-            let family = Family::<WorkerLabel, Gauge>::default();
-            for w in self.workers {
-                let labels = WorkerLabel { worker: w.id.clone() };
-                family.get_or_create(&labels).set(gauge_value(field(w)));
+            writeln!(out, "# HELP {name} {help}.")?;
+            writeln!(out, "# TYPE {name} gauge")?;
+            for (w, label) in self.workers.iter().zip(&labels) {
+                writeln!(out, "{name}{{worker=\"{label}\"}} {}", gauge_value(field(w)))?;
             }
-            r.register(name, help, family);
         }
-        r
+        Ok(())
     }
+}
+
+/// A label value escaped as the text format wants (backslash, quote,
+/// line feed).
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn gauge_value(n: usize) -> i64 {
@@ -614,5 +631,11 @@ mod tests {
             })
             .unwrap();
         assert!(!text.contains(r#"worker="a""#), "{text}");
+    }
+
+    #[test]
+    fn a_label_value_is_escaped_as_the_text_format_wants() {
+        assert_eq!(label_value("node-07"), "node-07");
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -54,7 +54,7 @@ use crate::orchestrator::progress_poller::ProgressPoller;
 use crate::orchestrator::results_store::{FlushNow, RecoverResults, ResultsStore, WireStats};
 use crate::orchestrator::store::{ReadPool, Store, StoreError};
 use crate::orchestrator::task_queue::{Peers, ProxyPeer, QueueSettings, Recover, TaskQueue};
-use crate::orchestrator::worker_proxy::{FlushAcks, ProxyPeers, ProxySettings, WorkerProxy};
+use crate::orchestrator::worker_proxy::{FlushAcks, HeartbeatPace, ProxyPeers, ProxySettings, WorkerProxy};
 use crate::util::lock::{InstanceLock, LockError};
 use crate::util::token::{insecure_warning, BindVerdict};
 
@@ -287,6 +287,7 @@ pub fn start_locked(
     // one set of counters for every actor and `GET /metrics/prometheus`
     let metrics = Arc::new(OrchestratorMetrics::new());
     let lb = Membership::with_members(workers, &joined, settings.balancing);
+    let lb_workers = lb.entries().len();
     let every_worker = lb.entries();
     let board = lb.board();
     // the core knows every worker before it adopts their running tasks
@@ -302,8 +303,13 @@ pub fn start_locked(
     )
     .with_metrics(Arc::clone(&metrics))
     .start();
+    let pace = HeartbeatPace::new(
+        settings.heartbeat_interval,
+        settings.worker_timeout,
+        settings.heartbeat_rate,
+        lb_workers,
+    );
     let proxy_settings = ProxySettings {
-        heartbeat_interval: settings.heartbeat_interval,
         worker_timeout: settings.worker_timeout,
         task_timeout: settings.task_timeout,
         token: settings.token.clone(),
@@ -313,6 +319,7 @@ pub fn start_locked(
         stall_timeout: settings.stall_timeout,
         orchestrator_id: orchestrator_id.clone(),
         checkpoints: Some(Arc::clone(&checkpoints)),
+        pace: pace.clone(),
     };
     let queue_settings = QueueSettings {
         max_retries: settings.max_retries,
@@ -424,7 +431,7 @@ pub fn start_locked(
         lb: lb.clone(),
         workers: board.clone(),
         config: config_status,
-        rejoin_interval: rejoin_interval(settings),
+        pace,
         read: Arc::clone(&read),
         validator,
         max_request_bytes: settings.max_request_bytes,
@@ -555,11 +562,12 @@ fn this_host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// How often a joined worker joins again: five heartbeats, at least 2 s
-/// (it is idempotent and cheap, and brings the worker back after a
-/// restart of the orchestrator).
-pub fn rejoin_interval(settings: &Settings) -> std::time::Duration {
-    (settings.heartbeat_interval * 5).max(std::time::Duration::from_secs(2))
+/// How often a joined worker joins again: five heartbeats at the pace in
+/// force (spaced as the cluster grows), at least 2 s (it is idempotent
+/// and cheap, and brings the worker back after a restart of the
+/// orchestrator).
+pub fn rejoin_interval(pace: &HeartbeatPace) -> std::time::Duration {
+    (pace.interval() * 5).max(std::time::Duration::from_secs(2))
 }
 
 /// The stop order: no new files, no new requests, results on disk,

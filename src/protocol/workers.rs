@@ -9,8 +9,9 @@ use utoipa::ToSchema;
 
 use crate::model::{AttemptId, TaskId, WorkerId};
 
-/// `GET /workers`: every worker, in configuration order (joined ones
-/// after), and whether `config_workers.json` is in force.
+/// `GET /workers`: every worker (or the page `offset`/`limit` asked
+/// for), in configuration order (joined ones after), counts over all of
+/// them, and whether `config_workers.json` is in force.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(bound = "")]
 pub struct WorkerList<Worker = Value, Config = Value> {
@@ -23,6 +24,13 @@ pub struct WorkerList<Worker = Value, Config = Value> {
     /// How many answer their heartbeat.
     #[serde(default)]
     pub up: usize,
+    /// Every worker counted by state (`up`, `down`, `unknown`, `draining`,
+    /// `drained`); a state nobody is in is absent.
+    #[serde(default)]
+    pub by_state: std::collections::BTreeMap<String, usize>,
+    /// The rows skipped before `workers` (0 unless asked).
+    #[serde(default)]
+    pub offset: usize,
     /// `{"path", "valid", "error"?}`: the workers file and whether its
     /// last version was taken.
     #[serde(default)]

@@ -150,6 +150,17 @@ fn the_page_is_open_self_contained_and_the_data_keeps_the_token() {
         (Some("w1"), Some("up"), Some(2))
     );
     assert!(w["heartbeat_age_seconds"].is_number(), "{w}");
+    // counts over every worker beside the bounded list of rows
+    let counts = &s["worker_counts"];
+    assert_eq!(
+        (
+            counts["total"].as_u64(),
+            counts["up"].as_u64(),
+            counts["by_state"]["up"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{counts}"
+    );
     assert_eq!(s["activity"]["completed"].as_array().map(Vec::len), Some(60));
     assert!(s["activity"]["particle_steps_per_second"].is_number());
     assert!(s["running"].is_array());

@@ -40,6 +40,7 @@ mod promises;
 mod records;
 mod reuse;
 mod safety;
+mod scale;
 mod scheduling;
 mod sharing;
 mod sim_cli;

@@ -19,6 +19,7 @@
 //!   workers measured around each simulation.
 //! - `ingest` ([`super::ingest`]): a million-task file dropped → accepted,
 //!   the orchestrator's memory, and the read endpoints with it stored.
+//! - `workers SIZES` ([`super::workers`]): the costs by cluster size.
 //!
 //! Each run starts a fresh cluster (`--runs` repeats; runs vary, so the
 //! median, min and max are printed). For `trivial` and `ms` the CPU
@@ -47,7 +48,12 @@ pub enum Case {
     /// strategy against the lower bound (`bench makespan` with its
     /// defaults; `--tasks` sets the batch size).
     Makespan,
-    /// Every case above, in that order.
+    /// How the costs grow with the number of workers (`SIZES`, e.g.
+    /// 8,256,4000): joins, idle heartbeats, `/workers`, Prometheus, the
+    /// dashboard, and tasks/s on real worker processes
+    /// ([`super::workers`]; not part of `all`).
+    Workers,
+    /// Every case above but `workers`, in that order.
     All,
 }
 
@@ -56,6 +62,14 @@ pub struct ClusterBenchArgs {
     /// Which workload.
     #[arg(value_enum, default_value = "all")]
     pub case: Case,
+    /// For `workers`: the cluster sizes, one row each.
+    #[arg(value_delimiter = ',', default_value = "8,256,4000")]
+    pub sizes: Vec<usize>,
+    /// For `workers`: sizes up to this are real worker processes joined
+    /// with --join (and run the tasks); larger ones are ids served by the
+    /// bench itself, one port each (membership only).
+    #[arg(long, default_value_t = 256)]
+    pub max_processes: usize,
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -131,6 +145,7 @@ pub fn run(args: &ClusterBenchArgs) -> ExitCode {
         Case::Ms => &[Case::Ms],
         Case::Ingest => &[Case::Ingest],
         Case::Makespan => &[Case::Makespan],
+        Case::Workers => &[Case::Workers],
     };
     for case in cases {
         let outcome = match case {
@@ -138,6 +153,7 @@ pub fn run(args: &ClusterBenchArgs) -> ExitCode {
             Case::Ms => throughput(args, MS),
             Case::Ingest => super::ingest::run(args),
             Case::Makespan => makespan(args),
+            Case::Workers => super::workers::run(args),
             Case::All => unreachable!("expanded above"),
         };
         if let Err(e) = outcome {

@@ -258,6 +258,87 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// An orchestrator alone, with no configured worker and these lines
+    /// in its `.env` (e.g. `MAX_WORKERS`): workers join it afterwards
+    /// ([`Self::join_workers`], or ids served by the bench itself).
+    pub fn orchestrator_only(env: &[(&str, String)]) -> Result<LocalCluster, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("orquesta-bench-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let write =
+            |name: &str, text: String| std::fs::write(dir.path().join(name), text).map_err(|e| e.to_string());
+        write(
+            "config_workers.json",
+            serde_json::json!({ "workers": [] }).to_string(),
+        )?;
+        write(".env", env.iter().map(|(k, v)| format!("{k}={v}\n")).collect())?;
+        let (orchestrator, addr) = start_self("orchestrator", &["orchestrator", "--port", "0"], dir.path())?;
+        std::fs::create_dir_all(dir.path().join("task_queues")).map_err(|e| e.to_string())?;
+        Ok(LocalCluster {
+            orchestrator,
+            workers: Vec::new(),
+            addr,
+            dir,
+        })
+    }
+
+    /// Starts `count` worker processes of `slots` slots that join with
+    /// `--join` (as a user starts them), named `w{first}…`; does not wait
+    /// for them to be up.
+    pub fn join_workers(&mut self, first: usize, count: usize, slots: usize) -> Result<(), String> {
+        let capacity = slots.max(1).to_string();
+        let join = format!("http://{}", self.addr);
+        for i in first..first + count {
+            let id = format!("w{i}");
+            let logs = self.dir.path().join("logs").to_string_lossy().into_owned();
+            let args = [
+                "worker",
+                "--worker-id",
+                &id,
+                "--port",
+                "0",
+                "--capacity",
+                &capacity,
+                "--threads-per-task",
+                "1",
+                "--join",
+                &join,
+                "--logs-dir",
+                &logs,
+            ];
+            let (child, _) = start_self(&id, &args, self.dir.path())?;
+            self.workers.push(child);
+        }
+        Ok(())
+    }
+
+    /// Polls `/stats` until `count` workers are up; the time it took.
+    pub fn wait_up(&self, count: usize, limit: Duration) -> Result<Duration, String> {
+        let t0 = Instant::now();
+        loop {
+            // a /stats that cannot answer in time (an orchestrator busy
+            // with a storm of joins) is asked again, within the limit
+            let up = match http_get(&self.addr, "/stats", Duration::from_secs(5)) {
+                Ok(a) => serde_json::from_str::<Value>(&a.body)
+                    .ok()
+                    .and_then(|v| v["workers"]["up"].as_u64()),
+                Err(_) => None,
+            }
+            .unwrap_or(0);
+            if up >= count as u64 {
+                return Ok(t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                return Err(format!(
+                    "only {up} of {count} workers up within {} s",
+                    limit.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn orchestrator_pid(&self) -> u32 {
         self.orchestrator.0.id()
     }

@@ -3,15 +3,18 @@
 //!
 //! Here: `bench sim` (the kernels alone) and `bench worker` (one worker's
 //! `/execute`). Beside it: `e2e.rs` (`bench e2e`), `cluster.rs` and
-//! `ingest.rs` (`bench cluster`, issue 12's workloads), `local.rs` (the
+//! `ingest.rs` (`bench cluster`, issue 12's workloads), `workers.rs` and
+//! `fleet.rs` (`bench cluster workers`, costs by cluster size), `local.rs` (the
 //! throw-away local cluster they all start) and `procfs.rs` (CPU and
 //! memory of its processes).
 
 mod cluster;
 mod e2e;
+mod fleet;
 mod ingest;
 mod local;
 mod procfs;
+mod workers;
 
 pub use cluster::{run as cluster, ClusterBenchArgs};
 pub use e2e::{e2e, E2eBenchArgs};

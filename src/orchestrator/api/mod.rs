@@ -43,8 +43,9 @@ pub struct OrchestratorApi {
     pub workers: WorkerBoard,
     /// Whether `config_workers.json` on disk is in force.
     pub config: SharedConfigStatus,
-    /// What a join answers: how often to join again.
-    pub rejoin_interval: std::time::Duration,
+    /// The heartbeat pace in force: a join answers how often to join
+    /// again from it (`orchestrator::rejoin_interval`).
+    pub pace: crate::orchestrator::worker_proxy::HeartbeatPace,
     pub read: Arc<ReadPool>,
     pub validator: Arc<Validator>,
     /// `MAX_REQUEST_BYTES`: the largest `POST /tasks` body.

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::OrchestratorApi;
 use crate::http::error::{mailbox, resource, ApiError, ErrorCode};
-use crate::http::limits::{read_typed, BodyLimit};
+use crate::http::limits::{read_typed, whole_param, BodyLimit};
 use crate::model::{TaskId, WorkerId};
 use crate::orchestrator::board::WorkerState;
 use crate::orchestrator::membership::{
@@ -14,6 +14,7 @@ use crate::orchestrator::membership::{
 };
 use crate::orchestrator::task_queue::LiftQuarantine;
 use crate::orchestrator::worker_proxy::{InFlightAttempts, RetireRemoved};
+use crate::protocol::schema::PageOffset;
 use crate::protocol::workers::{
     BacklogTask, RunningTask, WorkerDetail, WorkerList, WorkerRemoved, WorkerStateChanged,
 };
@@ -53,19 +54,47 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/workers/{worker_id}/resume").route(web::post().to(resume_worker)));
 }
 
-/// `GET /workers`: every worker, and whether the workers file is in force.
+/// `GET /workers` query: a page of the list (every worker when absent).
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// `GET /workers`: every worker (or a page: `?offset=&limit=`), counts
+/// over all of them, and whether the workers file is in force. Only the
+/// rows of the page are built, so a page costs the same at 10 workers as
+/// at 10,000.
 #[utoipa::path(get, path = "/workers", tag = "workers",
-    responses((status = 200, description = "every worker", body = WorkerList)))]
-async fn list_workers(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, ApiError> {
-    let workers = api.workers.list();
+    params(
+        ("limit" = Option<u32>, Query, minimum = 0, description = "at most this many rows (0: counts only); every worker when absent"),
+        ("offset" = Option<PageOffset>, Query, description = "rows skipped, in configuration order"),
+    ),
+    responses(
+        (status = 200, description = "every worker, or the page asked for, with counts over all", body = WorkerList),
+        (status = 400, description = "limit or offset not a whole number (`bad_request`)", body = ErrorBody),
+    ))]
+async fn list_workers(
+    api: web::Data<OrchestratorApi>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = whole_param("limit", q.limit.as_deref())?.unwrap_or(usize::MAX);
+    let offset = whole_param("offset", q.offset.as_deref())?.unwrap_or(0);
+    let (workers, counts) = api.workers.page(offset, limit);
     let config = api
         .config
         .read()
         .map(|c| c.clone())
         .unwrap_or_else(|e| e.into_inner().clone());
     Ok(HttpResponse::Ok().json(WorkerList {
-        total: workers.len(),
-        up: workers.iter().filter(|w| w.up).count(),
+        total: counts.total,
+        up: counts.up,
+        by_state: counts
+            .by_state
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        offset,
         workers,
         config,
     }))
@@ -175,7 +204,7 @@ async fn join_worker(
         Ok(joined) => Ok(HttpResponse::Ok().json(JoinAnswer {
             id: join.id,
             source: joined.source,
-            rejoin_interval_seconds: api.rejoin_interval.as_secs_f64(),
+            rejoin_interval_seconds: crate::orchestrator::rejoin_interval(&api.pace).as_secs_f64(),
             secret: joined.secret,
         })),
         Err(e) => {

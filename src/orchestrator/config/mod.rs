@@ -93,6 +93,9 @@ pub struct Settings {
     /// `WORKER_TIMEOUT`: no answer for this long marks a worker down.
     pub worker_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// `HEARTBEAT_RATE`: beats per second in all before the interval is
+    /// spaced (0: never; `worker_proxy::pace`).
+    pub heartbeat_rate: u64,
     /// `TASK_TIMEOUT`: the longest one attempt may run.
     pub task_timeout: Option<Duration>,
     pub balancing: Balancing,
@@ -215,7 +218,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "HEARTBEAT_INTERVAL",
         "1.0",
-        "seconds between health checks of each worker",
+        "seconds between health checks of each worker, while the workers are at most HEARTBEAT_RATE × HEARTBEAT_INTERVAL",
+    ),
+    (
+        "HEARTBEAT_RATE",
+        "500",
+        "most health checks per second across all workers (0 = no limit): past it the interval grows to workers / HEARTBEAT_RATE and WORKER_TIMEOUT in the same proportion, so a worker is declared down after the same number of silent checks",
     ),
     (
         "TASK_TIMEOUT",
@@ -382,6 +390,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
     let distribution_interval = r.seconds("TASK_DISTRIBUTION_INTERVAL", false);
     let worker_timeout = r.seconds("WORKER_TIMEOUT", false);
     let heartbeat_interval = r.seconds("HEARTBEAT_INTERVAL", false);
+    let heartbeat_rate = r.whole("HEARTBEAT_RATE");
     let flush_interval = r.seconds("RESULTS_FLUSH_INTERVAL", false);
     let file_quiet = r.seconds("FILE_QUIET_PERIOD", true);
     let rescan_interval = r.seconds("RESCAN_INTERVAL", false);
@@ -507,6 +516,7 @@ pub fn settings_from_env(env: &BTreeMap<String, String>) -> Result<Settings, Vec
         history_size,
         worker_timeout,
         heartbeat_interval,
+        heartbeat_rate,
         task_timeout,
         balancing,
         performance_monitoring,

@@ -80,6 +80,33 @@ pub struct Membership {
     /// Set while many workers change in one turn: the core is told once
     /// at the end, not once per worker.
     quiet_core: bool,
+    /// What the core has not been told yet ([`Self::tell_core`]).
+    due: RosterDue,
+}
+
+/// The changes the core is still to be told of: the workers whose view
+/// changed, or the whole list after a removal or a new order. A join or
+/// a change of state sends the core one view, not the whole list: at
+/// thousands of workers a storm of joins would otherwise cost O(N²).
+#[derive(Default)]
+struct RosterDue {
+    full: bool,
+    changed: Vec<WorkerId>,
+    seen: std::collections::HashSet<WorkerId>,
+}
+
+impl RosterDue {
+    fn mark(&mut self, id: &WorkerId) {
+        if !self.full && self.seen.insert(id.clone()) {
+            self.changed.push(id.clone());
+        }
+    }
+
+    fn all(&mut self) {
+        self.full = true;
+        self.changed.clear();
+        self.seen.clear();
+    }
 }
 
 impl Membership {
@@ -114,6 +141,10 @@ impl Membership {
             limits: MembershipLimits::default(),
             pending_config: None,
             quiet_core: false,
+            due: RosterDue {
+                full: true,
+                ..RosterDue::default()
+            },
         };
         lb.reindex();
         for w in &lb.workers {
@@ -156,30 +187,53 @@ impl Membership {
             .collect();
         self.board
             .reorder(self.workers.iter().map(|w| w.id.clone()).collect());
+        self.due.all();
     }
 
     /// Publishes worker `i`'s row after a change, and tells the core.
-    fn changed(&self, i: usize) {
+    fn changed(&mut self, i: usize) {
         let w = &self.workers[i];
         self.board.publish(&w.id, w.info());
+        self.due.mark(&w.id);
         self.tell_core();
     }
 
-    /// Sends the core the whole list: small, and changes are rare.
-    fn tell_core(&self) {
+    /// Tells every proxy's heartbeat pace how many workers there are.
+    fn count_workers(&self) {
+        if let Some(maker) = &self.maker {
+            maker.settings.pace.set_workers(self.workers.len());
+        }
+    }
+
+    /// Tells the core what changed since it was last told: the views of
+    /// the workers that changed (O(1) for one join or one change of
+    /// state), or the whole list after a removal or a new order.
+    fn tell_core(&mut self) {
         if self.quiet_core {
             return;
         }
-        if let Some(core) = &self.core {
-            core.do_send(Roster {
-                views: self.workers.iter().map(Slot::view).collect(),
-                proxies: self
-                    .workers
-                    .iter()
-                    .filter_map(|w| w.proxy.clone().map(|p| (w.id.clone(), p)))
-                    .collect(),
-            });
+        self.count_workers();
+        let Some(core) = &self.core else { return };
+        let due = std::mem::take(&mut self.due);
+        let slots: Vec<&Slot> = if due.full {
+            self.workers.iter().collect()
+        } else {
+            due.changed
+                .iter()
+                .filter_map(|id| self.by_id.get(id).map(|&i| &self.workers[i]))
+                .collect()
+        };
+        if !due.full && slots.is_empty() {
+            return;
         }
+        core.do_send(Roster {
+            views: slots.iter().map(|w| w.view()).collect(),
+            proxies: slots
+                .iter()
+                .filter_map(|w| w.proxy.clone().map(|p| (w.id.clone(), p)))
+                .collect(),
+            full: due.full,
+        });
     }
 
     /// Attempts in flight on worker `i`, as the core last published.
@@ -241,6 +295,7 @@ impl Handler<Wire> for Membership {
                 self.start_proxy(i, ctx.address());
             }
         }
+        self.due.all();
         self.tell_core();
     }
 }
@@ -304,20 +359,24 @@ impl Handler<Heartbeat> for Membership {
         if let Some(&i) = self.by_id.get(&msg.worker_id) {
             let w = &mut self.workers[i];
             w.last_heartbeat = Some(msg.at);
-            // nothing placement needs: the board only
-            self.board.publish(&w.id, w.info());
+            // nothing placement needs: the board's heartbeat only
+            self.board.heartbeat(&w.id, msg.at);
         }
     }
 }
 
 /// Sent by membership (the Membership) whenever a worker came, went or
-/// changed in a way that matters to placement: every worker in order,
-/// and the proxies that carry their attempts.
+/// changed in a way that matters to placement: the workers that changed
+/// (a new one goes at the end), or, when `full`, every worker in order
+/// (after a removal or a new order); and the proxies that carry their
+/// attempts.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Roster {
     pub views: Vec<MemberView>,
     pub proxies: Vec<(WorkerId, Addr<WorkerProxy>)>,
+    /// The whole list (workers not in it are gone), else only changes.
+    pub full: bool,
 }
 
 /// Sent by the core when a draining worker holds nothing any more: it

@@ -77,8 +77,9 @@ impl Membership {
     /// Adds a worker at the end and starts its proxy.
     pub(super) fn add(&mut self, slot: Slot, me: Addr<Self>) -> usize {
         tracing::info!(worker = %slot.id, address = %slot.entry.address(), source = ?slot.source, "worker added");
+        // at the end: the order and the index grow by one, no rebuild
         let i = self.push(slot, me);
-        self.reindex();
+        self.board.append(&self.workers[i].id);
         self.changed(i);
         i
     }
@@ -93,6 +94,7 @@ impl Membership {
         self.start_proxy(i, me);
         let w = &self.workers[i];
         self.board.publish(&w.id, w.info());
+        self.due.mark(&w.id.clone());
         i
     }
 

@@ -59,6 +59,20 @@ pub(super) struct TestCore {
     loads: Loads,
     board: WorkerBoard,
     lb: Option<Addr<Membership>>,
+    /// Each roster told: whether it was the whole list, and its views.
+    told: Vec<(bool, usize)>,
+}
+
+/// The rosters the core was told so far.
+#[derive(Message)]
+#[rtype(result = "Vec<(bool, usize)>")]
+pub(super) struct RostersTold;
+
+impl Handler<RostersTold> for TestCore {
+    type Result = MessageResult<RostersTold>;
+    fn handle(&mut self, _: RostersTold, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.told.clone())
+    }
 }
 
 impl Actor for TestCore {
@@ -84,8 +98,13 @@ impl TestCore {
 impl Handler<Roster> for TestCore {
     type Result = ();
     fn handle(&mut self, msg: Roster, _: &mut Self::Context) {
-        let idle = self.loads.roster(msg.views);
-        let ids: Vec<WorkerId> = self.loads.ids().cloned().collect();
+        self.told.push((msg.full, msg.views.len()));
+        let ids: Vec<WorkerId> = msg.views.iter().map(|v| v.id.clone()).collect();
+        let idle = if msg.full {
+            self.loads.roster(msg.views)
+        } else {
+            self.loads.changes(msg.views)
+        };
         for id in &ids {
             self.publish(id);
         }
@@ -175,6 +194,7 @@ impl Cluster {
             loads: Loads::new(strategy(balancing)),
             board: board.clone(),
             lb: Some(lb.clone()),
+            told: Vec::new(),
         }
         .start();
         lb.send(Wire {
@@ -399,5 +419,35 @@ fn an_id_is_taken_back_only_by_its_process_or_with_its_secret() {
         assert!(join("x", x, "i3", "").await.unwrap().is_ok());
         assert_eq!(board.get("x").unwrap().state, WorkerState::Drained);
         assert_eq!(board.list().len(), 2);
+    });
+}
+
+#[test]
+fn a_join_tells_the_core_one_view_not_the_whole_list() {
+    actix_rt::System::new().block_on(async {
+        let entries: Vec<WorkerEntry> = (1..=50).map(|i| one(&format!("c{i}"), i)).collect();
+        let t = wired(&entries, &[]).await;
+        let before = t.core.send(RostersTold).await.unwrap().len();
+        let joined =
+            t.lb.send(Join {
+                member: JoinedMember {
+                    entry: one("j", 999),
+                    instance: "i".into(),
+                    secret_sha256: String::new(),
+                },
+                secret: String::new(),
+            })
+            .await
+            .unwrap();
+        assert!(joined.is_ok(), "{joined:?}");
+        t.settle().await;
+        let told = t.core.send(RostersTold).await.unwrap();
+        assert!(told.len() > before, "the core was told of the join");
+        assert!(
+            told[before..].iter().all(|&(full, views)| !full && views == 1),
+            "one view per change, never the whole list of 51: {told:?}"
+        );
+        let ids: Vec<String> = t.board.list().into_iter().map(|w| w.id).collect();
+        assert_eq!((ids.len(), ids.last().map(String::as_str)), (51, Some("j")));
     });
 }

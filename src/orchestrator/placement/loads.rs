@@ -113,6 +113,27 @@ struct WorkerLoad {
 }
 
 impl WorkerLoad {
+    /// A worker listed for the first time (or again after it was removed).
+    fn fresh(view: MemberView) -> Self {
+        WorkerLoad {
+            view,
+            in_flight: 0,
+            recent_secs: None,
+            cooldown_until: None,
+            completed: 0,
+            failed: 0,
+            busy_secs: 0.0,
+        }
+    }
+
+    /// Membership's new view of it; a worker gone down forgets its 429.
+    fn renew(&mut self, view: MemberView) {
+        if !view.up {
+            self.cooldown_until = None;
+        }
+        self.view = view;
+    }
+
     fn takes_tasks(&self) -> bool {
         self.view.up && !self.view.draining()
     }
@@ -250,21 +271,10 @@ impl Loads {
                 .is_some_and(|w| w.view.draining() && w.in_flight == 0);
             let w = match old.remove(&view.id) {
                 Some(mut w) => {
-                    if !view.up {
-                        w.cooldown_until = None;
-                    }
-                    w.view = view;
+                    w.renew(view);
                     w
                 }
-                None => WorkerLoad {
-                    view,
-                    in_flight: 0,
-                    recent_secs: None,
-                    cooldown_until: None,
-                    completed: 0,
-                    failed: 0,
-                    busy_secs: 0.0,
-                },
+                None => WorkerLoad::fresh(view),
             };
             if w.view.draining() && w.in_flight == 0 && !was_idle {
                 idle.push(w.view.id.clone());
@@ -280,6 +290,34 @@ impl Loads {
             .enumerate()
             .map(|(i, w)| (w.view.id.clone(), i))
             .collect();
+        idle
+    }
+
+    /// Event: these workers changed (one not listed yet is added at the
+    /// end); the others are as they were. Answers, as [`Self::roster`],
+    /// the workers that have just become draining and idle.
+    pub fn changes(&mut self, views: Vec<MemberView>) -> Vec<WorkerId> {
+        let mut idle = Vec::new();
+        for view in views {
+            match self.by_id.get(&view.id) {
+                Some(&i) => {
+                    let w = &mut self.workers[i];
+                    let was_idle = w.view.draining() && w.in_flight == 0;
+                    w.renew(view);
+                    if w.view.draining() && w.in_flight == 0 && !was_idle {
+                        idle.push(w.view.id.clone());
+                    }
+                }
+                None => {
+                    let w = WorkerLoad::fresh(view);
+                    if w.view.draining() {
+                        idle.push(w.view.id.clone());
+                    }
+                    self.by_id.insert(w.view.id.clone(), self.workers.len());
+                    self.workers.push(w);
+                }
+            }
+        }
         idle
     }
 

@@ -584,6 +584,19 @@ impl LiveTasks {
         fx
     }
 
+    /// Event: these workers changed (a new one is added at the end); the
+    /// others are as they were. O(changes), where [`Self::roster`] is O(N).
+    pub fn roster_changes(&mut self, views: Vec<MemberView>) -> Effects {
+        let loads_changed = views.iter().map(|v| v.id.clone()).collect();
+        let mut fx = Effects {
+            idle: self.loads.changes(views),
+            ..Effects::default()
+        };
+        fx.loads_changed = loads_changed;
+        self.room();
+        fx
+    }
+
     /// Event: `worker` answered 429; nothing more to it until `until`.
     pub fn worker_full(&mut self, worker: &WorkerId, until: f64) {
         self.loads.full(worker, until);

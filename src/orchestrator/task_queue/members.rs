@@ -13,12 +13,14 @@ impl Handler<Roster> for TaskQueue {
     fn handle(&mut self, msg: Roster, ctx: &mut Self::Context) {
         // a worker that moved to a new address has a new proxy under the
         // same id
-        self.peers.proxies = msg
-            .proxies
-            .iter()
-            .map(|(id, p)| (id.clone(), ProxyPeer::of(p)))
-            .collect();
-        let fx = self.live.roster(msg.views);
+        let proxies = msg.proxies.iter().map(|(id, p)| (id.clone(), ProxyPeer::of(p)));
+        let fx = if msg.full {
+            self.peers.proxies = proxies.collect();
+            self.live.roster(msg.views)
+        } else {
+            self.peers.proxies.extend(proxies);
+            self.live.roster_changes(msg.views)
+        };
         self.apply(fx, ctx);
         self.try_dispatch(ctx);
     }

@@ -28,17 +28,27 @@ impl WorkerProxy {
             self.id, self.entry.address(), self.id, self.entry.port);
     }
 
+    /// The next heartbeat, after the interval in force then (it grows
+    /// with the cluster: [`super::pace`]).
+    pub(super) fn next_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.settings.pace.interval(), |act, ctx| {
+            act.heartbeat(ctx);
+            act.next_heartbeat(ctx);
+        });
+    }
+
     /// One heartbeat: `GET /health`, at most one in flight.
     pub(super) fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.retired {
             return;
         }
-        if !self.ever_answered && self.last_ok.elapsed() > self.settings.worker_timeout {
-            let secs = self.settings.worker_timeout.as_secs_f64();
+        let timeout = self.settings.pace.timeout();
+        if !self.ever_answered && self.last_ok.elapsed() > timeout {
+            let secs = timeout.as_secs_f64();
             self.report_never_answered(&format!("no answer for {secs:.1} s"));
         }
-        if self.last_ok.elapsed() > self.settings.worker_timeout {
-            let secs = self.settings.worker_timeout.as_secs_f64();
+        if self.last_ok.elapsed() > timeout {
+            let secs = timeout.as_secs_f64();
             if self.up {
                 self.mark_down(WorkerState::Down, format!("no answer for {secs:.1} s"));
             } else if !self.adopted.is_empty() {
@@ -53,7 +63,7 @@ impl WorkerProxy {
             return;
         }
         self.heartbeat_pending = true;
-        http::health(&self.client, &self.base, self.settings.worker_timeout)
+        http::health(&self.client, &self.base, timeout)
             .into_actor(self)
             .map(|res, act, ctx| {
                 act.heartbeat_pending = false;

@@ -14,6 +14,7 @@ mod answers;
 mod batch;
 mod health;
 mod http;
+mod pace;
 mod plausible;
 mod promises;
 mod reports;
@@ -31,6 +32,7 @@ use serde_json::Value;
 
 use self::answers::{agree, check_result};
 use self::http::{fetch_json, FetchError};
+pub use self::pace::{spaced, HeartbeatPace};
 pub use self::reports::{
     AttemptOutcome, AttemptsStarted, Heartbeat, OutcomeKind, TakeBackOutcome, TakenBack, WorkerFull,
     WorkerSuspect, WorkerUpdate,
@@ -48,7 +50,8 @@ use crate::util::trace::{self, Stage};
 /// and the token every request to the worker carries.
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
-    pub heartbeat_interval: Duration,
+    /// `WORKER_TIMEOUT` as configured (the heartbeat's own, spaced with
+    /// the cluster, is [`Self::pace`]'s).
     pub worker_timeout: Duration,
     pub task_timeout: Option<Duration>,
     pub token: Option<Token>,
@@ -66,6 +69,9 @@ pub struct ProxySettings {
     pub orchestrator_id: String,
     /// Checkpoints held, so that a task's next attempt resumes from one.
     pub checkpoints: Option<Arc<crate::orchestrator::store::Checkpoints>>,
+    /// The heartbeat interval and timeout in force, spaced as the cluster
+    /// grows (`HEARTBEAT_RATE`, [`pace`]).
+    pub pace: HeartbeatPace,
 }
 
 #[cfg(test)]
@@ -74,7 +80,6 @@ impl ProxySettings {
     /// default result limit.
     pub fn for_tests(heartbeat_interval: Duration, worker_timeout: Duration) -> Self {
         Self {
-            heartbeat_interval,
             worker_timeout,
             task_timeout: None,
             token: None,
@@ -84,6 +89,7 @@ impl ProxySettings {
             stall_timeout: None,
             orchestrator_id: "tests".into(),
             checkpoints: None,
+            pace: HeartbeatPace::new(heartbeat_interval, worker_timeout, 0, 0),
         }
     }
 }
@@ -367,7 +373,7 @@ impl Actor for WorkerProxy {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.heartbeat(ctx);
-        ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| act.heartbeat(ctx));
+        self.next_heartbeat(ctx);
         if let Some(stall) = self.settings.stall_timeout {
             ctx.run_interval(promises::stall_check_every(stall), |act, ctx| {
                 act.check_stalls(ctx)

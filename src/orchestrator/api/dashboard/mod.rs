@@ -64,6 +64,11 @@ use crate::util::time::unix_now;
 /// Time between two snapshots of a stream: two a second at most.
 pub const TICK: Duration = Duration::from_millis(500);
 
+/// Worker rows a snapshot carries (the first ones in configuration
+/// order; counts cover every worker): at thousands of workers a snapshot
+/// stays a few tens of KB.
+pub const WORKER_ROWS: usize = 200;
+
 /// Streams open at once; one more is answered 503.
 pub const MAX_STREAMS: usize = 32;
 
@@ -127,6 +132,11 @@ pub struct Dashboard {
     /// Set when the server stops: open streams end at their next tick, so
     /// a watching browser does not hold the shutdown.
     stopping: Arc<AtomicBool>,
+    /// The last snapshot built and when: every stream that ticks within
+    /// [`TICK`] of it sends it (with its own `seq`), so a snapshot is
+    /// built about once per tick however many streams are open. The lock
+    /// is held while one is built, so streams never build it twice.
+    latest: tokio::sync::Mutex<Option<(Instant, Arc<str>)>>,
 }
 
 impl Dashboard {
@@ -136,6 +146,7 @@ impl Dashboard {
             progress,
             streams: Arc::default(),
             stopping: Arc::default(),
+            latest: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -231,14 +242,41 @@ fn busy_workers(workers: &[WorkerInfo]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One snapshot as an SSE event.
+/// One snapshot as an SSE event: the shared one when it is younger than
+/// a tick, else a new one (then shared).
 async fn next_event(
     api: &web::Data<OrchestratorApi>,
     dash: &web::Data<Dashboard>,
     alloc: &web::Data<AllocationApi>,
     seq: u64,
 ) -> Bytes {
-    let workers = api.workers.list();
+    let mut latest = dash.latest.lock().await;
+    let body = match &*latest {
+        Some((at, body)) if at.elapsed() < TICK => Ok(Arc::clone(body)),
+        _ => match build_snapshot(api, dash, alloc).await {
+            Ok(body) => {
+                let body: Arc<str> = Arc::from(body);
+                *latest = Some((Instant::now(), Arc::clone(&body)));
+                Ok(body)
+            }
+            Err(e) => Err(e),
+        },
+    };
+    drop(latest);
+    let body = match body {
+        Ok(json) => snapshot::with_seq(&json, seq),
+        Err(error) => serde_json::to_string(&snapshot::Unavailable { seq, error }).unwrap_or_default(),
+    };
+    Bytes::from(format!("event: snapshot\ndata: {body}\n\n"))
+}
+
+/// A new snapshot's JSON (without `seq`), or why none can be made.
+async fn build_snapshot(
+    api: &web::Data<OrchestratorApi>,
+    dash: &web::Data<Dashboard>,
+    alloc: &web::Data<AllocationApi>,
+) -> Result<String, String> {
+    let workers = api.workers.page(0, WORKER_ROWS);
     // a queue list that cannot be had (the allocator stopping) shows none
     let allocations = alloc
         .allocator
@@ -249,7 +287,7 @@ async fn next_event(
     let running = dash
         .progress
         .send(RunningNow {
-            workers: busy_workers(&workers),
+            workers: busy_workers(&api.workers.busy(WORKER_ROWS)),
         })
         .await
         .unwrap_or_default();
@@ -267,19 +305,11 @@ async fn next_event(
         )
     })
     .await;
-    let body = match parts {
-        Ok(Ok(p)) => serde_json::to_string(&snapshot::render(&p, seq)),
-        Ok(Err(e)) => serde_json::to_string(&snapshot::Unavailable {
-            seq,
-            error: format!("database unavailable: {e}"),
-        }),
-        Err(e) => serde_json::to_string(&snapshot::Unavailable {
-            seq,
-            error: format!("busy: {e}"),
-        }),
+    match parts {
+        Ok(Ok(p)) => serde_json::to_string(&snapshot::render(&p)).map_err(|e| format!("snapshot: {e}")),
+        Ok(Err(e)) => Err(format!("database unavailable: {e}")),
+        Err(e) => Err(format!("busy: {e}")),
     }
-    .unwrap_or_default();
-    Bytes::from(format!("event: snapshot\ndata: {body}\n\n"))
 }
 
 /// `GET /events`: a snapshot at once, then one every [`TICK`], until the

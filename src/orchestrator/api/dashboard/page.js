@@ -144,9 +144,9 @@ function render(s) {
   b.dataset.updates = String(updates);
   b.dataset.tasksDone = String(s.tasks.by_status.completed || 0);
   b.dataset.running = String(s.running.length);
-  const up = s.workers.filter((w) => w.state === "up").length;
-  $("summary").textContent = "v" + s.version + " · up " + secs(s.uptime_seconds) + " · " + up + "/" +
-    s.workers.length + " workers up · " + num(s.tasks.total) + " tasks stored";
+  const wc = s.worker_counts;
+  $("summary").textContent = "v" + s.version + " · up " + secs(s.uptime_seconds) + " · " + num(wc.up) + "/" +
+    num(wc.total) + " workers up · " + num(s.tasks.total) + " tasks stored";
   drawWorkers(s);
   drawAllocations(s.allocations || []);
   drawQueue(s.tasks);
@@ -199,8 +199,12 @@ function drawWorkers(s) {
   });
   $("workers").tBodies[0].innerHTML = rows.join("") ||
     "<tr><td colspan=\"10\" class=\"note\">no worker configured or joined</td></tr>";
-  const joined = s.workers.filter((w) => w.source === "joined").length;
-  $("workers-count").textContent = s.workers.length + " (" + (s.workers.length - joined) + " configured, " + joined + " joined)";
+  // the snapshot carries the first rows only; the counts cover every worker
+  const wc = s.worker_counts;
+  const states = Object.keys(wc.by_state).map((k) => num(wc.by_state[k]) + " " + k).join(", ");
+  $("workers-count").textContent = num(wc.total) + " (" + num(wc.total - wc.joined) + " configured, " + num(wc.joined) + " joined" +
+    (states ? "; " + states : "") + ")" +
+    (wc.total > s.workers.length ? " · the first " + s.workers.length + " shown; GET /workers?offset=" + s.workers.length + "&limit=… lists the rest" : "");
 }
 
 $("workers").addEventListener("click", async (ev) => {

@@ -6,11 +6,13 @@
 //! here reads a task: the cost is the same with a million stored as with
 //! ten.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::model::KernelName;
 use crate::orchestrator::activity::{Activity, ActivityView, Times};
-use crate::orchestrator::board::{WorkerInfo, WorkerState};
+use crate::orchestrator::board::{BoardCounts, WorkerInfo, WorkerState};
 use crate::orchestrator::progress_poller::RunningTask;
 use crate::orchestrator::store::{Counts, ReadPool, StoreError};
 use crate::protocol::allocations::Allocation;
@@ -26,7 +28,10 @@ pub struct Parts {
     pub counts: Counts,
     /// The newest file record's id ([`ReadPool::last_file_id`]).
     pub last_file_id: i64,
+    /// The first [`super::WORKER_ROWS`] workers.
     pub workers: Vec<WorkerInfo>,
+    /// Counts over every worker.
+    pub worker_counts: BoardCounts,
     pub activity: ActivityView,
     pub running: Vec<RunningTask>,
     /// The allocation queues as `GET /allocations` shows them (their
@@ -40,7 +45,7 @@ pub struct Parts {
 pub fn read_parts(
     read: &ReadPool,
     activity: &Activity,
-    workers: Vec<WorkerInfo>,
+    (workers, worker_counts): (Vec<WorkerInfo>, BoardCounts),
     running: Vec<RunningTask>,
     allocations: Vec<Allocation>,
     now: f64,
@@ -52,17 +57,18 @@ pub fn read_parts(
         counts: read.counts()?,
         last_file_id: read.last_file_id()?,
         workers,
+        worker_counts,
         activity: activity.view(now),
         running,
         allocations,
     })
 }
 
-/// What the stream sends on each tick.
+/// What the stream sends on each tick (built once per tick and shared by
+/// every open stream; each stream puts its own `seq` in front:
+/// [`with_seq`]).
 #[derive(Debug, Serialize)]
 pub struct Snapshot<'a> {
-    /// Counts this stream's snapshots.
-    pub seq: u64,
     /// Unix seconds.
     pub now: f64,
     pub uptime_seconds: f64,
@@ -71,10 +77,30 @@ pub struct Snapshot<'a> {
     /// Changes when a file is taken or rejected: with the counts, what
     /// tells the page to read its Files and Studies lists again.
     pub last_file_id: i64,
+    /// The first [`super::WORKER_ROWS`] workers in configuration order
+    /// (`GET /workers?offset=` pages through the rest).
     pub workers: Vec<WorkerRow<'a>>,
+    /// Every worker counted.
+    pub worker_counts: WorkerCounts<'a>,
     pub activity: Series<'a>,
     pub running: &'a [RunningTask],
     pub allocations: &'a [Allocation],
+}
+
+/// Counts over every worker, beside the bounded list of rows.
+#[derive(Debug, Serialize)]
+pub struct WorkerCounts<'a> {
+    pub total: usize,
+    pub up: usize,
+    pub joined: usize,
+    pub by_state: &'a std::collections::BTreeMap<&'static str, usize>,
+}
+
+/// A snapshot's JSON (an object) with this stream's `seq` put first.
+pub fn with_seq(json: &str, seq: u64) -> String {
+    let rest = json.strip_prefix('{').unwrap_or(json);
+    let sep = if rest.starts_with('}') { "" } else { "," };
+    format!("{{\"seq\":{seq}{sep}{rest}")
 }
 
 /// What the stream sends instead when a snapshot cannot be made.
@@ -125,18 +151,25 @@ pub struct WorkerRow<'a> {
     pub kernels: &'a [KernelName],
 }
 
-/// The snapshot of `p`; `seq` counts this stream's snapshots.
-pub fn render(p: &Parts, seq: u64) -> Snapshot<'_> {
+/// The snapshot of `p`.
+pub fn render(p: &Parts) -> Snapshot<'_> {
     let (by_status, by_priority) = &p.counts;
     let a = &p.activity;
+    // each row finds its times by name: a map, not a scan per row
+    let times: HashMap<&str, &Times> = a.workers.iter().map(|t| (t.name.as_str(), t)).collect();
     Snapshot {
-        seq,
         now: p.now,
         uptime_seconds: p.uptime_seconds,
         version: env!("CARGO_PKG_VERSION"),
         tasks: TaskCounts::new(by_status, by_priority),
         last_file_id: p.last_file_id,
-        workers: p.workers.iter().map(|w| worker(w, &a.workers, p.now)).collect(),
+        workers: p.workers.iter().map(|w| worker(w, &times, p.now)).collect(),
+        worker_counts: WorkerCounts {
+            total: p.worker_counts.total,
+            up: p.worker_counts.up,
+            joined: p.worker_counts.joined,
+            by_state: &p.worker_counts.by_state,
+        },
         activity: Series {
             bin_seconds: a.bin_seconds,
             until: a.until,
@@ -156,8 +189,8 @@ pub fn render(p: &Parts, seq: u64) -> Snapshot<'_> {
 
 /// One worker's row: the board's, with its heartbeat age and its times
 /// (mean and p95 from this process's histogram, the board's mean else).
-fn worker<'a>(w: &'a WorkerInfo, times: &[Times], now: f64) -> WorkerRow<'a> {
-    let t = times.iter().find(|t| t.name == w.id);
+fn worker<'a>(w: &'a WorkerInfo, times: &HashMap<&str, &Times>, now: f64) -> WorkerRow<'a> {
+    let t = times.get(w.id.as_str());
     WorkerRow {
         id: &w.id,
         source: w.source,
@@ -253,14 +286,15 @@ mod tests {
         let parts = read_parts(
             &read,
             &activity,
-            vec![row("w1")],
+            (vec![row("w1")], BoardCounts::default()),
             Vec::new(),
             Vec::new(),
             NOW,
             5.0,
         )
         .unwrap();
-        let v = json(render(&parts, 3));
+        let v: Value =
+            serde_json::from_str(&with_seq(&serde_json::to_string(&render(&parts)).unwrap(), 3)).unwrap();
         assert_eq!(v["tasks"]["total"], 3000);
         assert_eq!(v["tasks"]["by_status"]["queued"], 3000);
         assert_eq!(v["tasks"]["by_status"]["running"], 0, "every status is named");
@@ -282,7 +316,8 @@ mod tests {
             activity.completed(NOW - 1.0, "reference", &w1, s, None);
         }
         let view = activity.view(NOW);
-        let v = json(worker(&row("w1"), &view.workers, NOW));
+        let times: HashMap<&str, &Times> = view.workers.iter().map(|t| (t.name.as_str(), t)).collect();
+        let v = json(worker(&row("w1"), &times, NOW));
         assert_eq!(v["state"], "draining");
         assert_eq!(v["source"], "joined");
         assert_eq!(
@@ -302,7 +337,7 @@ mod tests {
         );
         assert!(v["p95_seconds"].as_f64().unwrap() > 2.0);
         // a worker with no result yet: the board's mean, no p95
-        let v = json(worker(&row("w2"), &view.workers, NOW));
+        let v = json(worker(&row("w2"), &times, NOW));
         assert_eq!(v["mean_seconds"], 9.0);
         assert!(v["p95_seconds"].is_null());
     }
