@@ -132,6 +132,10 @@ CREATE TABLE IF NOT EXISTS verify_checks (
 );
 ";
 
+/// Bytes the write-ahead log is cut back to when a checkpoint restarts it
+/// (`PRAGMA journal_size_limit`): some seconds of ordinary commits.
+pub const WAL_SIZE_LIMIT: i64 = 16 << 20;
+
 /// The marker row's key in `meta`.
 const MARKER: &str = "orquesta";
 
@@ -162,6 +166,11 @@ pub fn open(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if sync_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
+    // the log is cut back to this size whenever a checkpoint restarts it:
+    // a large file's move into the queue is one transaction, which makes
+    // it hundreds of MB that SQLite would otherwise keep (`writer.rs`
+    // also empties it once the writer is idle after such a file)
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.execute_batch(SCHEMA)?;
     super::files::migrate(&conn)?;
     super::reuse::migrate(&conn)?;

@@ -507,3 +507,34 @@ fn every_filter_of_get_tasks_reads_an_index() {
     );
     assert!(attempts.contains("attempts_task"), "{attempts}");
 }
+
+/// A large file's move into the queue wrote its pages to the log in one
+/// transaction; once the writer is idle the log is emptied, not kept at
+/// that size for ever.
+#[test]
+fn the_write_ahead_log_is_emptied_after_a_large_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = Store::start(open(&path, false).unwrap());
+    let n = 30_000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let tasks = chunk.iter().map(|i| task(&format!("t{i:06}"), 1)).collect();
+        store.stage_blocking("big", tasks).unwrap();
+    }
+    let out =
+        block(store.commit_staged("big", n, None, "big.json".into(), vec!["reference".into()], 5)).unwrap();
+    assert!(matches!(out, StagedOutcome::Queued { count, .. } if count == n));
+    let wal = || std::fs::metadata(dir.path().join("q.db-wal")).map_or(0, |m| m.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while wal() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log still holds {} bytes",
+            wal()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // the tasks are all in the database file itself
+    let read = ReadPool::new(&path);
+    assert_eq!(read.tasks(&TaskFilter::default(), 1, 0).unwrap().1, n as u64);
+}

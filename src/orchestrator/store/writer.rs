@@ -131,6 +131,27 @@ fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
     }
 }
 
+/// Tasks a file may have before its move into the queue is followed by a
+/// checkpoint that empties the write-ahead log ([`trim_wal`]): that one
+/// transaction wrote at least as many pages to the log (593 MB for a
+/// million tasks), which SQLite never gives back by itself.
+const LARGE_FILE: usize = 20_000;
+
+/// Copies the write-ahead log into the database file and empties it, once
+/// the writer is idle after a large file. A reader still on an old
+/// snapshot is waited for (the busy timeout); if one is still there, the
+/// next automatic checkpoint cuts the log to
+/// [`super::schema::WAL_SIZE_LIMIT`].
+fn trim_wal(conn: &Connection, fault: &super::DbFault) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => tracing::debug!("write-ahead log copied into the database and emptied"),
+        Ok(_) => tracing::debug!("write-ahead log left for the next checkpoint: a reader still used it"),
+        Err(e) => {
+            tracing::warn!(error = %fault.note(e), "cannot copy the write-ahead log into the database file")
+        }
+    }
+}
+
 pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: super::DbFault) {
     let path = conn
         .path()
@@ -139,9 +160,20 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
         .to_string();
     let mut held: Option<Job> = None;
     let mut journals = Journals::default();
+    // a large file was moved into the queue: empty the log when idle
+    let mut wal_to_trim = false;
     loop {
         let first = match held.take() {
             Some(job) => job,
+            None if wal_to_trim => match rx.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Empty) => {
+                    wal_to_trim = false;
+                    trim_wal(&conn, &fault);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            },
             None => match rx.recv() {
                 Ok(job) => job,
                 Err(_) => break,
@@ -169,6 +201,11 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
             .any(|j| j.ops.iter().any(|op| matches!(op, Op::Checkpoint)));
         journals.on_disk(&conn, jobs.iter().any(journals_much));
         let (outcome, replies) = group::commit(&mut conn, &jobs, &fault, &path);
+        wal_to_trim |= outcome.is_ok()
+            && jobs
+                .iter()
+                .flat_map(|j| &j.ops)
+                .any(|op| matches!(op, Op::CommitStaged { tasks, .. } if *tasks > LARGE_FILE));
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "database commit failed");
         } else if replies.iter().all(Result::is_ok) {
