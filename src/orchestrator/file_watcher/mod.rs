@@ -14,7 +14,7 @@
 //! else between the moment it is noticed and the moment it is read. So a
 //! file is read by [`read_regular`](crate::util::fs::read_regular) (no link followed, no blocking open,
 //! `fstat` must say regular file, at most `TASK_FILE_MAX_BYTES + 1`
-//! bytes), on a thread of its own with a deadline ([`READ_DEADLINE`]): the
+//! bytes), on a thread of its own with a deadline on progress ([`READ_DEADLINE`]): the
 //! actor never waits on a read, and a read that hangs (a stuck network
 //! disk) is given up. A `*.json` that is a symbolic link is never followed,
 //! even to a regular file: it is moved to `rejected/` with a report that
@@ -45,10 +45,35 @@ use read::{read_file, Read, Staged};
 pub mod duplicates;
 mod read;
 
-/// How long one file may take to read before it is given up (until it
-/// changes). A file of the default size limit reads in well under a second
-/// from any working disk; this only catches a read that hangs.
+/// How long the read of one file may go without progress before it is
+/// given up (until it changes): its bytes read, then each chunk of its
+/// tasks checked and staged. A file of the default size limit reads in
+/// well under a second from any working disk; this only catches a read
+/// that hangs. A deadline on the whole read gave up on a million-task file
+/// that a loaded machine took more than a minute to check and stage.
 pub const READ_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits for a read's answer on `rx`, giving up (`Err`) only once
+/// `progress` has not moved for `deadline`.
+async fn wait_while_progressing<T>(
+    mut rx: tokio::sync::oneshot::Receiver<T>,
+    progress: Arc<std::sync::atomic::AtomicU64>,
+    deadline: Duration,
+) -> Result<Result<T, tokio::sync::oneshot::error::RecvError>, ()> {
+    let mut seen = progress.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        match actix_rt::time::timeout(deadline, &mut rx).await {
+            Ok(answer) => return Ok(answer),
+            Err(_) => {
+                let now = progress.load(std::sync::atomic::Ordering::Relaxed);
+                if now == seen {
+                    return Err(());
+                }
+                seen = now;
+            }
+        }
+    }
+}
 
 /// Folder and timing settings.
 #[derive(Debug, Clone)]
@@ -269,10 +294,12 @@ impl FileWatcher {
         // a thread of its own, not the blocking pool: a read that never
         // returns must not hold up the runtime's shutdown either
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let reported = Arc::clone(&progress);
         let spawned = std::thread::Builder::new()
             .name("task-file-read".into())
             .spawn(move || {
-                let read = read_file(&read_path, &validator, max_bytes, &store);
+                let read = read_file(&read_path, &validator, max_bytes, &store, &reported);
                 if let Err(Read::Good(staged, _)) = tx.send(read) {
                     // given up on (READ_DEADLINE): nobody will queue it
                     store.unstage(&staged.batch);
@@ -283,7 +310,7 @@ impl FileWatcher {
             self.busy = false;
             return;
         }
-        actix_rt::time::timeout(READ_DEADLINE, rx)
+        wait_while_progressing(rx, progress, READ_DEADLINE)
             .into_actor(self)
             .map(move |read, act, ctx| {
                 let read = match read {
@@ -292,7 +319,7 @@ impl FileWatcher {
                     Err(_) => {
                         let c = act.candidates.remove(&path);
                         tracing::error!(file = %shown(&path), seconds = READ_DEADLINE.as_secs(),
-                            "reading a task file did not finish in time; skipped until it changes");
+                            "reading a task file made no progress in time; skipped until it changes");
                         act.stuck
                             .insert(path.clone(), c.map_or((0, None), |c| (c.len, c.modified)));
                         act.busy = false;

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::taskfile::{sha256_hex, stream_bytes, Rejection, StreamError};
 use crate::model::{KernelName, Validator};
@@ -47,8 +48,19 @@ pub(super) struct Staged {
     pub kernels: Vec<KernelName>,
 }
 
-/// Reads, validates and stages one file. Blocks: for the read thread only.
-pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, store: &Store) -> Read {
+/// Reads, validates and stages one file, adding one to `progress` once
+/// its bytes are read and after each chunk staged. Blocks: for the read
+/// thread only.
+pub(super) fn read_file(
+    path: &Path,
+    validator: &Validator,
+    max_bytes: u64,
+    store: &Store,
+    progress: &AtomicU64,
+) -> Read {
+    let step = || {
+        progress.fetch_add(1, Ordering::Relaxed);
+    };
     let bytes = match read_regular(path, max_bytes) {
         Ok(bytes) => bytes,
         Err(NotRead::Gone) => return Read::Gone,
@@ -82,6 +94,7 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string();
+    step();
     let ingest = Ingest {
         name,
         size: bytes.len() as u64,
@@ -105,10 +118,12 @@ pub(super) fn read_file(path: &Path, validator: &Validator, max_bytes: u64, stor
             }
         }
         staged_any = true;
-        match in_flight.replace(store.stage(&batch, chunk)) {
+        let staged = match in_flight.replace(store.stage(&batch, chunk)) {
             Some(earlier) => earlier.wait(),
             None => Ok(()),
-        }
+        };
+        step();
+        staged
     });
     // the last chunk committed (or failed) before the file is handed on
     let last = in_flight.map_or(Ok(()), StageTicket::wait);

@@ -53,3 +53,36 @@ fn unique_names_do_not_overwrite() {
     let b = unique(dir.path(), "f.json");
     assert_eq!(b.file_name().unwrap(), "f_1.json");
 }
+
+/// A read that keeps making progress is waited for past the deadline; one
+/// that stops is given up one deadline after its last step.
+#[test]
+fn a_read_is_given_up_only_when_it_stops_making_progress() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let deadline = Duration::from_millis(400);
+    actix_rt::System::new().block_on(async move {
+        // steps every 10 ms for 1.4 s (three and a half deadlines), then
+        // answers
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let progress = Arc::new(AtomicU64::new(0));
+        let stepping = Arc::clone(&progress);
+        std::thread::spawn(move || {
+            for _ in 0..140 {
+                std::thread::sleep(Duration::from_millis(10));
+                stepping.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = tx.send(7);
+        });
+        let answer = wait_while_progressing(rx, progress, deadline).await;
+        assert!(matches!(answer, Ok(Ok(7))), "a read still stepping was given up");
+
+        // one step, then nothing: given up, well before it would answer
+        let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+        let progress = Arc::new(AtomicU64::new(1));
+        let started = std::time::Instant::now();
+        let answer = wait_while_progressing(rx, progress, deadline).await;
+        assert!(answer.is_err(), "a read that made no progress was waited for");
+        assert!(started.elapsed() >= deadline);
+        drop(tx);
+    });
+}
