@@ -204,6 +204,22 @@ pub struct LocalCluster {
     pub dir: TempDir,
 }
 
+/// The arguments of a bench worker process: one slot per `capacity`,
+/// one thread per task, any free port.
+fn worker_args<'a>(id: &'a str, capacity: &'a str) -> Vec<&'a str> {
+    vec![
+        "worker",
+        "--worker-id",
+        id,
+        "--port",
+        "0",
+        "--capacity",
+        capacity,
+        "--threads-per-task",
+        "1",
+    ]
+}
+
 impl LocalCluster {
     /// `workers` workers of `slots` slots each (one thread per task, so
     /// the slots never fight over the cores), then the orchestrator, and
@@ -219,18 +235,7 @@ impl LocalCluster {
         let capacity = slots.max(1).to_string();
         for i in 1..=workers {
             let id = format!("w{i}");
-            let args = [
-                "worker",
-                "--worker-id",
-                &id,
-                "--port",
-                "0",
-                "--capacity",
-                &capacity,
-                "--threads-per-task",
-                "1",
-            ];
-            let (child, addr) = start_self(&id, &args, dir.path())?;
+            let (child, addr) = start_self(&id, &worker_args(&id, &capacity), dir.path())?;
             entries.push(serde_json::json!({"id": id, "host": "127.0.0.1",
                 "port": crate::cli::cluster::port_of(&addr).unwrap_or(0), "capacity": slots.max(1)}));
             children.push(child);
@@ -292,21 +297,8 @@ impl LocalCluster {
         for i in first..first + count {
             let id = format!("w{i}");
             let logs = self.dir.path().join("logs").to_string_lossy().into_owned();
-            let args = [
-                "worker",
-                "--worker-id",
-                &id,
-                "--port",
-                "0",
-                "--capacity",
-                &capacity,
-                "--threads-per-task",
-                "1",
-                "--join",
-                &join,
-                "--logs-dir",
-                &logs,
-            ];
+            let mut args = worker_args(&id, &capacity);
+            args.extend(["--join", &join, "--logs-dir", &logs]);
             let (child, _) = start_self(&id, &args, self.dir.path())?;
             self.workers.push(child);
         }
