@@ -238,3 +238,20 @@ impl PartialSchema for PageOffset {
 }
 
 impl ToSchema for PageOffset {}
+
+/// `GET /workers`' `limit=`: as [`PageOffset`], any whole number (a limit
+/// past every row is every row).
+pub struct WorkersLimit;
+
+impl PartialSchema for WorkersLimit {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(u64::MAX as usize))
+            .description(Some("at most this many rows; every one when absent"))
+            .into()
+    }
+}
+
+impl ToSchema for WorkersLimit {}

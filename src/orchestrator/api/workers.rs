@@ -14,7 +14,7 @@ use crate::orchestrator::membership::{
 };
 use crate::orchestrator::task_queue::LiftQuarantine;
 use crate::orchestrator::worker_proxy::{InFlightAttempts, RetireRemoved};
-use crate::protocol::schema::PageOffset;
+use crate::protocol::schema::{PageOffset, WorkersLimit};
 use crate::protocol::workers::{
     BacklogTask, RunningTask, WorkerDetail, WorkerList, WorkerRemoved, WorkerStateChanged,
 };
@@ -67,7 +67,7 @@ struct ListQuery {
 /// at 10,000.
 #[utoipa::path(get, path = "/workers", tag = "workers",
     params(
-        ("limit" = Option<u32>, Query, minimum = 0, description = "at most this many rows (0: counts only); every worker when absent"),
+        ("limit" = Option<WorkersLimit>, Query, description = "at most this many rows (0: counts only); every worker when absent"),
         ("offset" = Option<PageOffset>, Query, description = "rows skipped, in configuration order"),
     ),
     responses(
