@@ -226,14 +226,19 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
 /// `u64` would get, which would call the upper half invalid.
 pub struct PageOffset;
 
+/// Any whole number a 64-bit machine counts, described by `description`.
+fn whole_number(description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(u64::MAX as usize))
+        .description(Some(description))
+        .into()
+}
+
 impl PartialSchema for PageOffset {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(0))
-            .maximum(Some(u64::MAX as usize))
-            .description(Some("rows skipped; 0 when absent"))
-            .into()
+        whole_number("rows skipped; 0 when absent")
     }
 }
 
@@ -245,12 +250,7 @@ pub struct WorkersLimit;
 
 impl PartialSchema for WorkersLimit {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(0))
-            .maximum(Some(u64::MAX as usize))
-            .description(Some("at most this many rows; every one when absent"))
-            .into()
+        whole_number("at most this many rows; every one when absent")
     }
 }
 

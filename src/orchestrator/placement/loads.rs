@@ -350,10 +350,19 @@ impl Loads {
             w.view.reachable && w.view.kernels.contains(&tasks[k].kernel) && w.takes_tasks()
         };
         let avoided = |k: usize, i: usize| tasks[k].avoid.contains(&workers[i].view.id);
+        let mut loads: Vec<Load> = workers
+            .iter()
+            .map(|w| Load {
+                in_flight: w.in_flight + claims.incoming.get(&w.view.id).copied().unwrap_or(0),
+                capacity: w.view.capacity.max(1),
+                expected_finish: 0.0,
+            })
+            .collect();
         // who takes tasks in this batch is decided before it is placed
         let hungry: Vec<bool> = workers
             .iter()
-            .map(|w| w.hungry(w.in_flight + claims.incoming.get(&w.view.id).copied().unwrap_or(0)))
+            .zip(&loads)
+            .map(|(w, load)| w.hungry(load.in_flight))
             .collect();
         let room = |i: usize, loads: &[Load]| {
             hungry[i]
@@ -377,14 +386,6 @@ impl Loads {
         };
         let ids: Vec<WorkerId> = workers.iter().map(|w| w.view.id.clone()).collect();
         let sized: Vec<(Priority, TaskSize)> = tasks.iter().map(|t| (t.priority, t.task_size())).collect();
-        let mut loads: Vec<Load> = workers
-            .iter()
-            .map(|w| Load {
-                in_flight: w.in_flight + claims.incoming.get(&w.view.id).copied().unwrap_or(0),
-                capacity: w.view.capacity.max(1),
-                expected_finish: 0.0,
-            })
-            .collect();
         let picks = place_batch(
             self.strategy.as_mut(),
             &mut self.expected,

@@ -137,8 +137,9 @@ fn run_alone(conn: &Connection, job: Job, fault: &super::DbFault) {
 /// million tasks), which SQLite never gives back by itself.
 const LARGE_FILE: usize = 20_000;
 
-/// Copies the write-ahead log into the database file and empties it, once
-/// the writer is idle after a large file. A reader still on an old
+/// Copies the write-ahead log into the database file and empties it: when
+/// asked ([`Op::Checkpoint`], at shutdown), and once the writer is idle
+/// after a large file. A reader still on an old
 /// snapshot is waited for (the busy timeout); if one is still there, the
 /// next automatic checkpoint cuts the log to
 /// [`super::schema::WAL_SIZE_LIMIT`].
@@ -212,9 +213,7 @@ pub(super) fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, fault: 
             fault.room_again();
         }
         if outcome.is_ok() && checkpoint {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::warn!(error = %fault.note(e), "cannot copy the write-ahead log into the database file");
-            }
+            trim_wal(&conn, &fault);
         }
         for (job, reply) in jobs
             .into_iter()

@@ -5,6 +5,17 @@
 
 use super::*;
 
+/// Attempts `picks` (in the order issued) are dispatched, start and end
+/// with outcome `kind` of the model, each followed by 100 ms.
+fn run_attempts(m: &mut Model, picks: std::ops::RangeInclusive<usize>, kind: u8) {
+    for n in picks {
+        m.step(Event::Dispatch { max: 1 });
+        m.step(Event::Started { pick: n });
+        m.step(Event::Outcome { pick: n, kind });
+        m.step(Event::Advance { ms: 100 });
+    }
+}
+
 #[test]
 fn a_refused_attempt_is_not_counted_and_retries_run_out() {
     let mut m = Model::new();
@@ -33,12 +44,7 @@ fn a_refused_attempt_is_not_counted_and_retries_run_out() {
     assert!(fx.released.iter().any(|(_, freed, _)| *freed == Freed::Nothing));
     m.effects(fx);
     assert_eq!(m.live.place_of("t1"), Some(Place::Ready));
-    for n in 1..=3 {
-        m.step(Event::Dispatch { max: 1 });
-        m.step(Event::Started { pick: n });
-        m.step(Event::Outcome { pick: n, kind: 2 });
-        m.step(Event::Advance { ms: 100 });
-    }
+    run_attempts(&mut m, 1..=3, 2);
     assert_eq!(
         m.status["t1"],
         TaskStatus::Failed,
@@ -88,12 +94,7 @@ fn attempts_lost_to_a_worker_that_broke_its_promise_never_use_up_the_retries() {
     }
     assert_eq!(m.live.counters.lost_attempts, 6);
     // an ordinary loss still counts (the task itself may be what hangs)
-    for n in 6..9 {
-        m.step(Event::Dispatch { max: 1 });
-        m.step(Event::Started { pick: n });
-        m.step(Event::Outcome { pick: n, kind: 4 });
-        m.step(Event::Advance { ms: 100 });
-    }
+    run_attempts(&mut m, 6..=8, 4);
     assert_eq!(
         m.status["t1"],
         TaskStatus::Failed,
