@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -161,12 +161,26 @@ fn a_stream_its_client_does_not_read_is_closed_and_its_place_freed() {
             status == 200
         },
     );
+    // the four end one by one; reading one before the server has ended
+    // it would make it a read stream again, so wait until the log says
+    // all four were ended
+    wait_until(LONG, "the log says why, four times", || {
+        o.log()
+            .matches("a dashboard stream its client did not read for 10 s was ended")
+            .count()
+            >= 4
+    });
     // every held stream was closed by the server (what it had sent is
     // cut short, not delivered slowly)
     for mut s in held {
         s.set_read_timeout(Some(LONG)).unwrap();
         let mut buf = [0u8; 8192];
+        let reading = Instant::now();
         let end = loop {
+            assert!(
+                reading.elapsed() < LONG,
+                "an unread stream still sends after it was ended"
+            );
             match s.read(&mut buf) {
                 Ok(0) => break "closed",
                 Ok(_) => continue,
@@ -176,10 +190,6 @@ fn a_stream_its_client_does_not_read_is_closed_and_its_place_freed() {
         };
         eprintln!("an unread stream: {end}");
     }
-    wait_until(LONG, "the log says why", || {
-        o.log()
-            .contains("a dashboard stream its client did not read for 10 s was ended")
-    });
 }
 
 fn standalone(dir: &Path, id: &str) -> Proc {
