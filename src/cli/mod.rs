@@ -144,7 +144,12 @@ pub enum Command {
     /// Write a task file: step by step in a terminal, or from flags in
     /// scripts (the seed's manual_task_generator.py).
     #[command(
-        long_about = "Write a task file in the seed's format. Run in a terminal without task flags, it asks                       one question per setting (Enter takes the default shown), checks every answer, shows                       a preview and asks for confirmation. With any task flag it asks nothing: omitted flags                       take their defaults. Task ids get a batch prefix made of the time and random bits                       (or --prefix), so files of different runs can always be dropped together. The file                       is written to a temporary name and renamed, so the orchestrator never sees half of it.",
+        long_about = "Write a task file in the seed's format. Run in a terminal without task flags, it asks \
+                       one question per setting (Enter takes the default shown), checks every answer, shows \
+                       a preview and asks for confirmation. With any task flag it asks nothing: omitted flags \
+                       take their defaults. Task ids get a batch prefix made of the time and random bits \
+                       (or --prefix), so files of different runs can always be dropped together. The file \
+                       is written to a temporary name and renamed, so the orchestrator never sees half of it.",
         after_help = "Examples:\n  orquesta gen                                    # step by step, in a terminal\n  \
                       orquesta gen --count 50 --algorithm mix --particles 100..2000 --steps 500 --priority mix\n  \
                       orquesta gen -c 10 -a cython -n 1000 -s 100..300 -p high --seed 42 --prefix run1 -o run1.json\n  \

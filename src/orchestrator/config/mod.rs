@@ -567,7 +567,8 @@ fn sooner_starts(r: &mut EnvReader<'_>) -> Option<SoonerStarts> {
             _ => {
                 let name = r.name("SOONER_START_GAIN");
                 r.problem(format!(
-                    "{name}: expected a number of seconds > 0, or none to never move a task for a sooner                      start, found {raw:?}"
+                    "{name}: expected a number of seconds > 0, or none to never move a task for a sooner \
+                     start, found {raw:?}"
                 ));
                 None
             }
@@ -579,7 +580,8 @@ fn sooner_starts(r: &mut EnvReader<'_>) -> Option<SoonerStarts> {
         _ => {
             let name = r.name("SOONER_START_FRACTION");
             r.problem(format!(
-                "{name}: expected a share of the wait from 0 (any gain) to below 1 (e.g. 0.5: half the wait                  saved), found {raw:?}"
+                "{name}: expected a share of the wait from 0 (any gain) to below 1 (e.g. 0.5: half the wait \
+                 saved), found {raw:?}"
             ));
             0.5
         }

@@ -108,6 +108,7 @@ fn sooner_start_margins_are_read_checked_and_may_be_turned_off() {
     ]))
     .unwrap_err();
     assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e.iter().all(|m| !m.contains("  ")), "a run of spaces: {e:?}");
     assert!(
         e[0].starts_with("SOONER_START_GAIN: expected a number of seconds > 0, or none")
             && e[0].contains("found \"0\""),
