@@ -53,9 +53,14 @@ pub struct WorkerSummary {
     pub up: usize,
     /// The slots of the workers that are up.
     pub capacity_up: usize,
-    /// Attempts sent and not ended, on every worker.
+    /// Attempts sent and not ended, on every worker (running, plus those
+    /// sent ahead and waiting on the worker for a slot).
     pub in_flight: usize,
-    /// in_flight / capacity_up; 0 without capacity.
+    /// Tasks running now on the workers that are up.
+    #[serde(default)]
+    pub running: usize,
+    /// The share of the up workers' slots that run a task now: running /
+    /// capacity_up, from 0 to 1; 0 without capacity.
     pub utilisation: f64,
 }
 

@@ -28,13 +28,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub(super) fn worker_summary(workers: &[WorkerInfo]) -> WorkerSummary {
     let capacity_up: usize = workers.iter().filter(|w| w.up).map(|w| w.capacity).sum();
     let in_flight: usize = workers.iter().map(|w| w.in_flight).sum();
+    let running: usize = workers.iter().filter(|w| w.up).map(|w| w.running).sum();
     WorkerSummary {
         total: workers.len(),
         up: workers.iter().filter(|w| w.up).count(),
         capacity_up,
         in_flight,
+        running,
+        // slots busy, not attempts in flight: the tasks sent ahead to a
+        // worker wait there for a slot and would count it busy many times
         utilisation: if capacity_up > 0 {
-            in_flight as f64 / capacity_up as f64
+            (running as f64 / capacity_up as f64).min(1.0)
         } else {
             0.0
         },
@@ -107,4 +111,33 @@ async fn performance(api: web::Data<OrchestratorApi>) -> Result<HttpResponse, Ap
                 .collect(),
         ),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(up: bool, capacity: usize, running: usize, backlog: usize) -> WorkerInfo {
+        WorkerInfo {
+            up,
+            capacity,
+            running,
+            backlog,
+            in_flight: running + backlog,
+            ..WorkerInfo::default()
+        }
+    }
+
+    #[test]
+    fn utilisation_is_the_share_of_busy_slots_not_of_tasks_sent_ahead() {
+        // two slots, both busy, thirteen tasks waiting there: fully used,
+        // not 750% (what in_flight / capacity said)
+        let s = worker_summary(&[worker(true, 2, 2, 13), worker(false, 4, 0, 0)]);
+        assert_eq!((s.total, s.up, s.capacity_up), (2, 1, 2));
+        assert_eq!((s.running, s.in_flight), (2, 15));
+        assert_eq!(s.utilisation, 1.0);
+        let s = worker_summary(&[worker(true, 4, 1, 3), worker(true, 4, 0, 0)]);
+        assert_eq!(s.utilisation, 1.0 / 8.0);
+        assert_eq!(worker_summary(&[worker(false, 2, 0, 0)]).utilisation, 0.0);
+    }
 }
