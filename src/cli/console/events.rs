@@ -33,6 +33,12 @@ pub enum ConsoleEvent {
         /// Where the full report was written.
         report: Option<String>,
     },
+    /// An entry of the task folder that is never read (a FIFO, a
+    /// directory, a socket): it stays there, so it is said once.
+    EntryIgnored {
+        name: String,
+        why: String,
+    },
     /// A task ended `failed` (its retries, if any, used up).
     TaskFailed {
         task: String,
@@ -52,6 +58,7 @@ struct Fields {
     task: Option<String>,
     attempts: Option<u64>,
     error: Option<String>,
+    why: Option<String>,
 }
 
 impl Visit for Fields {
@@ -68,6 +75,7 @@ impl Visit for Fields {
             "summary" => &mut self.summary,
             "report" => &mut self.report,
             "task" => &mut self.task,
+            "why" => &mut self.why,
             "error" => &mut self.error,
             _ => return,
         };
@@ -97,6 +105,10 @@ impl Fields {
                 name: self.file?,
                 summary: self.summary.unwrap_or_default(),
                 report: self.report,
+            }),
+            "an entry of the task folder will never be read" => Some(ConsoleEvent::EntryIgnored {
+                name: self.file?,
+                why: self.why.unwrap_or_default(),
             }),
             "task failed" => Some(ConsoleEvent::TaskFailed {
                 task: self.task?,
@@ -159,7 +171,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_three_log_lines_become_events_and_others_do_not() {
+    fn the_file_watchers_lines_and_failed_tasks_become_events_and_others_do_not() {
         let (tx, rx) = std::sync::mpsc::channel();
         let subscriber = tracing_subscriber::registry().with(vec![layer(tx)]);
         tracing::subscriber::with_default(subscriber, || {
@@ -178,6 +190,10 @@ mod tests {
                     summary: "tasks[0].algorithm: unknown".into(),
                     report: Some("task_queues/rejected/b.json.error.txt".into()),
                 },
+                ConsoleEvent::EntryIgnored {
+                    name: "p.json".into(),
+                    why: "it is a FIFO (named pipe), not a regular file".into(),
+                },
             ]
         );
     }
@@ -190,6 +206,8 @@ mod tests {
         tracing::warn!(target: "orquesta::orchestrator::file_watcher", file = %"b.json", problems = 1,
             summary = %"tasks[0].algorithm: unknown", report = %"task_queues/rejected/b.json.error.txt",
             "task file rejected");
+        tracing::warn!(target: "orquesta::orchestrator::file_watcher", file = %"p.json",
+            why = "it is a FIFO (named pipe), not a regular file", "an entry of the task folder will never be read");
         // another module, and another line of the same module: ignored
         tracing::info!(target: "orquesta::worker::executor", file = %"c.json", tasks = 1, "task file queued");
         tracing::info!(target: "orquesta::orchestrator::file_watcher", file = %"d.json", "file was queued before a restart");

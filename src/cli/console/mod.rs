@@ -96,6 +96,9 @@ impl<W: Write> Console<W> {
                 let report = report.map_or(String::new(), |r| format!("; report: {r}"));
                 self.line(&format!("file rejected: {name}: {summary}{report}"));
             }
+            ConsoleEvent::EntryIgnored { name, why } => self.line(&format!(
+                "never read: {name}: {why}; put regular files in the folder"
+            )),
             ConsoleEvent::TaskFailed {
                 task,
                 attempts,

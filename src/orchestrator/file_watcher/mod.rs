@@ -247,7 +247,7 @@ impl FileWatcher {
     /// Logs, once per entry, why an entry of the folder is never read.
     fn never_read(&mut self, path: &Path, why: &str) {
         if self.unreadable.insert(path.to_path_buf()) {
-            tracing::warn!(file = %shown(path), "an entry of the task folder will never be read: {why}");
+            tracing::warn!(file = %shown(path), why, "an entry of the task folder will never be read");
         }
     }
 
