@@ -595,9 +595,11 @@ pub async fn shutdown(started: &Started) {
 pub fn serve(settings: Settings, workers: Vec<WorkerEntry>) -> Result<(), OrchestratorError> {
     actix_rt::System::new().block_on(async move {
         let (started, server) = start(&settings, &workers, true)?;
+        // a stop asked for once it says it listens shuts down in order
+        let stop = crate::util::signal::StopSignals::install();
         announce(&started);
         let server = actix_rt::spawn(server);
-        crate::util::signal::wait_for_signal().await;
+        stop.recv().await;
         shutdown(&started).await;
         let _ = server.await;
         Ok(())

@@ -200,6 +200,8 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             None => server.listen(listener)?,
         }
         .run();
+        // a stop asked for once it says it listens is drained, not fatal
+        let stop = crate::util::signal::StopSignals::install();
         // the log lines logged before it come before it on stdout
         crate::util::log_writer::flush_all();
         println!("listening on {scheme}://{local}");
@@ -220,7 +222,7 @@ pub fn run(config: WorkerSettings) -> Result<(), WorkerError> {
             idle_exit: config.idle_exit,
         };
         actix_rt::spawn(async move {
-            let signal = std::pin::pin!(crate::util::signal::wait_for_signal());
+            let signal = std::pin::pin!(stop.recv());
             let own = std::pin::pin!(lifetime.over(executor.clone()));
             if let futures_util::future::Either::Right((why, _)) = futures_util::future::select(signal, own).await {
                 tracing::info!(reason = why.as_str(), "worker stopping by itself");

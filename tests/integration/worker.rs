@@ -405,6 +405,36 @@ fn sigterm_drains_running_tasks_then_exits_zero() {
 }
 
 #[test]
+fn a_stop_asked_for_as_soon_as_it_listens_is_an_orderly_stop() {
+    // the handlers used to be installed by a task spawned after "listening
+    // on" was printed: a SIGTERM in between (a Slurm job cancelled at
+    // start, the parent of --exit-with-parent gone) ended the process by
+    // the signal's default action, with no drain and no last lines
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = worker(dir.path(), &[]);
+        w.signal(libc::SIGTERM);
+        assert_eq!(
+            w.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "worker, round {round}: {}",
+            w.log()
+        );
+        assert!(w.log().contains("shutdown requested"), "{}", w.log());
+        std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
+        let mut o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &[]);
+        o.signal(libc::SIGTERM);
+        assert_eq!(
+            o.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "orchestrator, round {round}: {}",
+            o.log()
+        );
+        assert!(o.log().contains("orchestrator stopped"), "{}", o.log());
+    }
+}
+
+#[test]
 fn sigterm_cancels_what_outlives_the_drain_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = worker(dir.path(), &["--drain-timeout", "0.3"]);
