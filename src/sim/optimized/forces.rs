@@ -84,31 +84,40 @@ impl<V: Lanes> PairConsts<V> {
 }
 
 /// A strip's potential energy over 4 and virial over 48 as they are
-/// summed, pairs taken two at a time adding into two lanes each.
+/// summed: each in two lane pairs, `[0]` taking the even list steps of a
+/// segment and `[1]` the odd ones, each step's two pairs adding into the
+/// two lanes of its pair. So the 256-bit loop ([`wide`]), which holds two
+/// list steps side by side, adds a whole register at once, and the 128-bit
+/// loop adds the same values into the same lanes in the same order.
 pub(super) struct PotentialSums<V> {
-    pub(super) lanes: V,
+    pub(super) lanes: [V; 2],
     /// Σ s6·(s6 − 1/2) ([`pair_forces`]): the virial over 48.
-    pub(super) virial_lanes: V,
+    pub(super) virial_lanes: [V; 2],
 }
 
 impl<V: Lanes> PotentialSums<V> {
     pub(super) fn new() -> Self {
         Self {
-            lanes: V::splat(0.0),
-            virial_lanes: V::splat(0.0),
+            lanes: [V::splat(0.0); 2],
+            virial_lanes: [V::splat(0.0); 2],
         }
     }
 
     /// The potential energy: the sums times 4, exact (a power of two).
     pub(super) fn total(&self) -> f64 {
-        let [a, b] = self.lanes.to_array();
-        4.0 * (a + b)
+        4.0 * Self::fold(&self.lanes)
     }
 
     /// The virial Σ rᵢⱼ·fᵢⱼ: the sums times 48.
     pub(super) fn virial(&self) -> f64 {
-        let [a, b] = self.virial_lanes.to_array();
-        48.0 * (a + b)
+        48.0 * Self::fold(&self.virial_lanes)
+    }
+
+    /// The four lanes in one fixed order: even steps' lanes, then odd
+    /// steps' lanes.
+    fn fold(lanes: &[V; 2]) -> f64 {
+        let ([a, b], [c, d]) = (lanes[0].to_array(), lanes[1].to_array());
+        (a + b) + (c + d)
     }
 }
 
@@ -155,33 +164,63 @@ pub(super) unsafe fn pair_forces<V: Lanes, const MIN_IMAGE: bool>(
 ) {
     let mut pot = sums.lanes;
     let mut vir = sums.virial_lanes;
-    for (&i, jj) in owner.iter().zip(list.chunks_exact(2)) {
-        let (j1, j2) = (jj[0], jj[1]);
-        let pi = V::load(at(r.pos, i));
-        let mut d1 = pi.sub(V::load(at(r.pos, j1)));
-        let mut d2 = pi.sub(V::load(at(r.pos, j2)));
-        if MIN_IMAGE {
-            d1 = c.min_image(d1);
-            d2 = c.min_image(d2);
-        }
-        let (s1, s2) = (d1.mul(d1), d2.mul(d2));
-        // [dx1² + dy1², dx2² + dy2²]
-        let r2 = s1.lows(s2).add(s1.highs(s2));
-        let inside = r2.lt(c.cutoff_sq);
-        let sr2 = c.one.div(r2).and(inside);
-        let sr6 = sr2.mul(sr2).mul(sr2);
-        let energy = sr6.mul(sr6.sub(c.one)).sub(c.quarter_shift.and(inside));
-        pot = pot.add(energy);
-        let attraction = sr6.sub(c.half);
-        vir = vir.add(sr6.mul(attraction));
-        let factor = c.forty_eight.mul(sr2).mul(sr6).mul(attraction);
-        let f1 = d1.mul(factor.lows(factor));
-        let f2 = d2.mul(factor.highs(factor));
-        let fi = at(r.force, i);
-        V::load(fi).add(f1.add(f2)).store(fi);
-        V::load(at(r.force, j1)).sub(f1).store(at(r.force, j1));
-        V::load(at(r.force, j2)).sub(f2).store(at(r.force, j2));
+    // steps two at a time: the even one's sums into `[0]`, the odd one's
+    // into `[1]` ([`PotentialSums`]); a last even step alone
+    let pairs = owner.chunks_exact(2).zip(list.chunks_exact(4));
+    let last = owner.len() / 2 * 2;
+    for (i, jj) in pairs {
+        let (e, v) = pair_step::<V, MIN_IMAGE>(r, c, i[0], [jj[0], jj[1]]);
+        pot[0] = pot[0].add(e);
+        vir[0] = vir[0].add(v);
+        let (e, v) = pair_step::<V, MIN_IMAGE>(r, c, i[1], [jj[2], jj[3]]);
+        pot[1] = pot[1].add(e);
+        vir[1] = vir[1].add(v);
+    }
+    if let (Some(&i), Some(jj)) = (owner.get(last), list.get(2 * last..2 * last + 2)) {
+        let (e, v) = pair_step::<V, MIN_IMAGE>(r, c, i, [jj[0], jj[1]]);
+        pot[0] = pot[0].add(e);
+        vir[0] = vir[0].add(v);
     }
     sums.lanes = pot;
     sums.virial_lanes = vir;
+}
+
+/// One list step of [`pair_forces`]: the pairs `(i, j1)` and `(i, j2)`,
+/// forces added into `r.force`; returns their energies (over 4, shift
+/// included) and virials (over 48), one pair per lane.
+///
+/// # Safety
+/// That of [`pair_forces`].
+#[inline(always)]
+unsafe fn pair_step<V: Lanes, const MIN_IMAGE: bool>(
+    r: Raw,
+    c: &PairConsts<V>,
+    i: u32,
+    jj: [u32; 2],
+) -> (V, V) {
+    let [j1, j2] = jj;
+    let pi = V::load(at(r.pos, i));
+    let mut d1 = pi.sub(V::load(at(r.pos, j1)));
+    let mut d2 = pi.sub(V::load(at(r.pos, j2)));
+    if MIN_IMAGE {
+        d1 = c.min_image(d1);
+        d2 = c.min_image(d2);
+    }
+    let (s1, s2) = (d1.mul(d1), d2.mul(d2));
+    // [dx1² + dy1², dx2² + dy2²]
+    let r2 = s1.lows(s2).add(s1.highs(s2));
+    let inside = r2.lt(c.cutoff_sq);
+    let sr2 = c.one.div(r2).and(inside);
+    let sr6 = sr2.mul(sr2).mul(sr2);
+    let energy = sr6.mul(sr6.sub(c.one)).sub(c.quarter_shift.and(inside));
+    let attraction = sr6.sub(c.half);
+    let virial = sr6.mul(attraction);
+    let factor = c.forty_eight.mul(sr2).mul(sr6).mul(attraction);
+    let f1 = d1.mul(factor.lows(factor));
+    let f2 = d2.mul(factor.highs(factor));
+    let fi = at(r.force, i);
+    V::load(fi).add(f1.add(f2)).store(fi);
+    V::load(at(r.force, j1)).sub(f1).store(at(r.force, j1));
+    V::load(at(r.force, j2)).sub(f2).store(at(r.force, j2));
+    (energy, virial)
 }

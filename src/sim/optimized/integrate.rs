@@ -61,12 +61,10 @@ impl Sim<'_> {
     pub(super) unsafe fn kinetic(&self, k: usize) {
         let strip = &mut *self.strips[k].get();
         let r = *self.raw.get();
-        let mut sum_v2 = 0.0;
-        for i in strip.range.clone() {
+        strip.kinetic = kinetic_sum(strip.range.clone(), |i| {
             let v = *r.vel.add(i);
-            sum_v2 += v[0] * v[0] + v[1] * v[1];
-        }
-        strip.kinetic = 0.5 * sum_v2;
+            v[0] * v[0] + v[1] * v[1]
+        });
     }
 
     /// Second half kick; kinetic energy of the strip.
@@ -75,14 +73,34 @@ impl Sim<'_> {
     pub(super) unsafe fn kick(&self, k: usize, half_dt: f64) {
         let strip = &mut *self.strips[k].get();
         let r = *self.raw.get();
-        let mut sum_v2 = 0.0;
-        for i in strip.range.clone() {
+        strip.kinetic = kinetic_sum(strip.range.clone(), |i| {
             let f = *r.force.add(i);
             let v = &mut *r.vel.add(i);
             v[0] += half_dt * f[0];
             v[1] += half_dt * f[1];
-            sum_v2 += v[0] * v[0] + v[1] * v[1];
-        }
-        strip.kinetic = 0.5 * sum_v2;
+            v[0] * v[0] + v[1] * v[1]
+        });
     }
+}
+
+/// Half the sum of `v2(i)` (a particle's |v|², after whatever it does to
+/// the particle) over `range`, in four running sums: particle `start + m`
+/// adds into sum `m mod 4`, and the sums are added pairwise at the end. One
+/// running sum was a chain of additions, one per particle, that bounded
+/// the kick; four are independent. The order is fixed by the strip alone,
+/// so the bits are the same on any thread and at any width.
+#[inline(always)]
+fn kinetic_sum(range: std::ops::Range<usize>, mut v2: impl FnMut(usize) -> f64) -> f64 {
+    let mut sums = [0.0f64; 4];
+    let mut i = range.start;
+    while i + 4 <= range.end {
+        for (m, sum) in sums.iter_mut().enumerate() {
+            *sum += v2(i + m);
+        }
+        i += 4;
+    }
+    for (m, sum) in sums.iter_mut().enumerate().take(range.end - i) {
+        *sum += v2(i + m);
+    }
+    0.5 * ((sums[0] + sums[1]) + (sums[2] + sums[3]))
 }

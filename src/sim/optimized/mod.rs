@@ -20,8 +20,10 @@
 //!   is no FMA anywhere.
 //! - Where the CPU has AVX2 ([`super::simd`] decides at run time), the pair
 //!   loop takes four neighbours at a time and the list build tests four
-//!   candidates at a time ([`wide`]): the same operations lane by lane, the
-//!   sums in the 128-bit order, so the same bits again (tested). The build
+//!   candidates at a time ([`wide`]): the same operations lane by lane, and
+//!   sums laid out so that a 256-bit register adds into them at once and
+//!   the 128-bit loop adds the same values in the same order
+//!   ([`forces::PotentialSums`]), so the same bits again (tested). The build
 //!   packs each four candidates' near ones with one shuffle and one store,
 //!   so the list's length moves once per four, not once per candidate.
 //! - The cell sort moves positions, velocities and original indices, not
@@ -120,7 +122,10 @@ impl Kernel for Optimized {
     }
 
     fn build(&self) -> &'static str {
-        "optimized-1"
+        // 2: the potential energy, virial and kinetic energy summed in
+        // four running sums (issue 21): the same trajectories, other last
+        // bits in the energies and pressure
+        "optimized-2"
     }
 
     fn estimate(&self, physics: &Physics, num_steps: u64) -> Estimate {

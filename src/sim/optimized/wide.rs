@@ -10,11 +10,15 @@
 //! 256-bit register holds the 128-bit registers of two consecutive steps
 //! of the 128-bit loop side by side; the unpack instructions work within
 //! each 128-bit half, so each half sees exactly what the 128-bit loop saw.
-//! Only the sums could change bits, so they are not widened: forces are
-//! added into memory, and pair energies and virials into the two running
-//! lanes each of [`PotentialSums`], one 128-bit half at a time in list
-//! order, as the 128-bit loop does. A last odd list step goes through the 128-bit loop
-//! itself, so no list needs more padding than it has.
+//! Only the sums could change bits. Forces are added into memory in list
+//! order, one 128-bit half at a time, as the 128-bit loop does. Pair
+//! energies and virials go into [`PotentialSums`], whose lanes are laid
+//! out for this loop: even list steps in one pair of lanes, odd ones in
+//! another, so a 256-bit register (step k low, step k + 1 high) adds into
+//! both at once, and the 128-bit loop adds the same values into the same
+//! lanes in the same order. A last odd list step (an even-numbered one
+//! left alone) goes through the 128-bit loop itself, so no list needs more
+//! padding than it has.
 
 use std::arch::x86_64::*;
 
@@ -73,11 +77,12 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
         )
     };
     let steps = owner.len() / 2 * 2;
-    let mut pot = sums.lanes.0;
-    let mut vir = sums.virial_lanes.0;
-    for k in (0..steps).step_by(2) {
-        let (i1, i2) = (owner[k], owner[k + 1]);
-        let jj = &list[2 * k..2 * k + 4];
+    // [even steps' lanes | odd steps' lanes] ([`PotentialSums`])
+    let join = |v: [Sse2; 2]| _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(v[0].0), v[1].0);
+    let mut pot = join(sums.lanes);
+    let mut vir = join(sums.virial_lanes);
+    for (i, jj) in owner.chunks_exact(2).zip(list.chunks_exact(4)) {
+        let (i1, i2) = (i[0], i[1]);
         let pi = load2(r.pos, i1, i2);
         // [pair 1 | pair 3] and [pair 2 | pair 4]: the 128-bit loop's d1
         // and d2 of step k in the low half, of step k + 1 in the high half
@@ -96,12 +101,11 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
             _mm256_mul_pd(sr6, _mm256_sub_pd(sr6, one)),
             _mm256_and_pd(quarter_shift, inside),
         );
-        pot = _mm_add_pd(pot, _mm256_castpd256_pd128(energy));
-        pot = _mm_add_pd(pot, _mm256_extractf128_pd::<1>(energy));
+        // step k's energies into the even steps' lanes, step k + 1's into
+        // the odd steps': one add for both
+        pot = _mm256_add_pd(pot, energy);
         let attraction = _mm256_sub_pd(sr6, half);
-        let virial = _mm256_mul_pd(sr6, attraction);
-        vir = _mm_add_pd(vir, _mm256_castpd256_pd128(virial));
-        vir = _mm_add_pd(vir, _mm256_extractf128_pd::<1>(virial));
+        vir = _mm256_add_pd(vir, _mm256_mul_pd(sr6, attraction));
         let factor = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(forty_eight, sr2), sr6), attraction);
         let f1 = _mm256_mul_pd(d1, _mm256_unpacklo_pd(factor, factor));
         let f2 = _mm256_mul_pd(d2, _mm256_unpackhi_pd(factor, factor));
@@ -111,8 +115,15 @@ pub(super) unsafe fn pair_forces_avx2<const MIN_IMAGE: bool>(
         let high = _mm256_extractf128_pd::<1>;
         scatter(r.force, [i2, jj[2], jj[3]], high(sum), high(f1), high(f2));
     }
-    sums.lanes = Sse2(pot);
-    sums.virial_lanes = Sse2(vir);
+    let split = |v: __m256d| {
+        [
+            Sse2(_mm256_castpd256_pd128(v)),
+            Sse2(_mm256_extractf128_pd::<1>(v)),
+        ]
+    };
+    sums.lanes = split(pot);
+    sums.virial_lanes = split(vir);
+    // a last even step: the 128-bit loop adds it into the even steps' lanes
     pair_forces::<Sse2, MIN_IMAGE>(r, c, &owner[steps..], &list[2 * steps..], sums);
 }
 
@@ -233,7 +244,8 @@ mod tests {
     /// Forces and energy of `setup`'s list through `pair_loop`, the list
     /// cut into runs of `cuts` list steps (as strips cut theirs into
     /// segments): each run has its own tail for the 128-bit loop, and the
-    /// energy lanes carry over from run to run.
+    /// energy lanes carry over from run to run, each run's steps adding
+    /// into them by their parity in the run.
     fn forces(pair_loop: PairLoop<Sse2>, cuts: &[usize]) -> Vec<u64> {
         let (mut pos, owner, list) = setup(2.8);
         let mut force = vec![[0.0; 2]; pos.len()];
@@ -286,6 +298,9 @@ mod tests {
             for image in [false, true] {
                 let want = forces(base[image as usize], &[]);
                 assert_eq!(want, forces(loops[image as usize], &[]), "{width}");
+                // the energy lanes take a run's steps by their parity in
+                // the run, so the base loop is cut the same way
+                let want = forces(base[image as usize], &cuts);
                 assert_eq!(want, forces(loops[image as usize], &cuts), "{width}");
             }
         }
