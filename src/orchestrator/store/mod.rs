@@ -23,6 +23,7 @@ mod history;
 mod journals;
 mod purge;
 mod recovery;
+mod results_files;
 mod reuse;
 mod schema;
 mod sql;

@@ -549,16 +549,8 @@ fn apply_change(db: &Connection, change: &Change) -> rusqlite::Result<()> {
             )?
             .execute(params![task_id, *attempts as i64, next_at])?;
         }
-        Change::AssignResultsFile { task_ids, file } => {
-            let mut stmt = db.prepare_cached("UPDATE tasks SET results_file = ?2 WHERE task_id = ?1")?;
-            for id in task_ids {
-                stmt.execute(params![id, file])?;
-            }
-        }
-        Change::MarkWritten { file } => {
-            db.prepare_cached("UPDATE tasks SET written = 1 WHERE results_file = ?1 AND written = 0")?
-                .execute(params![file])?;
-        }
+        Change::AssignResultsFile { task_ids, file } => super::results_files::assign(db, task_ids, file)?,
+        Change::MarkWritten { file } => super::results_files::written(db, file)?,
         Change::FailuresWritten { file } => history::mark_written(db, file)?,
         Change::IngestMoved {
             sha256,
