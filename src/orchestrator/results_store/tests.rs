@@ -191,3 +191,104 @@ fn a_drain_during_a_write_is_written_right_after_it_not_at_the_next_tick() {
         assert_eq!(written, ["a", "b"], "b waited for the next tick");
     });
 }
+
+/// A SIGKILL between the steps of a results file: named (the tasks'
+/// rows say their file and written, the file pending), then on disk, then
+/// no longer pending. A restart finds every result in exactly one file.
+#[test]
+fn a_crash_between_naming_a_results_file_and_its_end_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let results_dir = dir.path().join("results");
+    std::fs::create_dir_all(&results_dir).unwrap();
+    let on_disk = results_dir.join("task_results_1.json");
+    let never = results_dir.join("task_results_2.json");
+    actix_rt::System::new().block_on(async {
+        let store = Store::start(store::open(&db, false).unwrap());
+        let ids = ["a", "b", "c", "d"];
+        queue(&store, &ids).await;
+        for id in ids {
+            store
+                .persist_now(vec![Change::Ended {
+                    task_id: id.into(),
+                    status: TaskStatus::Completed,
+                    result: Some(serde_json::to_string(&result(id)).unwrap()),
+                    error: None,
+                    worker_id: Some(WorkerId::new("w1")),
+                    at: unix_now(),
+                }])
+                .await
+                .unwrap();
+        }
+        // a and b: named, renamed into place, killed before the mark;
+        // c and d: named, killed before the rename
+        let (on_disk_key, never_key) = (
+            on_disk.to_string_lossy().into_owned(),
+            never.to_string_lossy().into_owned(),
+        );
+        store
+            .assign_results_file(vec!["a".into(), "b".into()], &on_disk_key)
+            .await
+            .unwrap();
+        std::fs::write(
+            &on_disk,
+            serde_json::to_vec_pretty(&[result("a"), result("b")]).unwrap(),
+        )
+        .unwrap();
+        store
+            .assign_results_file(vec!["c".into(), "d".into()], &never_key)
+            .await
+            .unwrap();
+        // meanwhile neither file is listed as written, and a purge keeps
+        // all four
+        let read = ReadPool::new(&db);
+        assert!(read.results_files().unwrap().is_empty());
+        let purged = store.purge(unix_now() + 3600.0, false, false).await.unwrap();
+        assert_eq!(purged.kept_unwritten, 4, "{purged:?}");
+    });
+    // the restart: a and b are in their file, c and d are written again
+    let conn = store::open(&db, false).unwrap();
+    let rec = store::recover(&conn).unwrap();
+    let again: Vec<(&str, Option<&str>)> = rec
+        .unwritten
+        .iter()
+        .map(|u| (u.task_id.as_str(), u.file.as_deref()))
+        .collect();
+    let never_key = never.to_string_lossy().into_owned();
+    assert_eq!(
+        again,
+        [("c", Some(never_key.as_str())), ("d", Some(never_key.as_str()))]
+    );
+    let pending: i64 = conn
+        .query_row("SELECT COUNT(*) FROM pending_results_files", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0, "settled at start-up");
+    drop(conn);
+    actix_rt::System::new().block_on(async {
+        let store = Store::start(store::open(&db, false).unwrap());
+        let rs = results_store(&store, &results_dir, dir.path());
+        rs.send(RecoverResults {
+            unwritten: rec.unwritten,
+        })
+        .await
+        .unwrap();
+        rs.send(FlushNow).await.unwrap();
+        let store2 = store.clone();
+        actix_rt::task::spawn_blocking(move || store2.sync())
+            .await
+            .unwrap();
+        let mut seen: Vec<String> = Vec::new();
+        for f in files(&results_dir) {
+            let records: Vec<TaskResult> = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            seen.extend(records.into_iter().map(|r| r.task_id.as_str().to_string()));
+        }
+        seen.sort();
+        assert_eq!(seen, ["a", "b", "c", "d"], "each result in exactly one file");
+        let read = ReadPool::new(&db);
+        assert_eq!(read.results_files().unwrap().len(), 2);
+        // and nothing is left to write after one more restart
+        drop(rs);
+    });
+    let conn = store::open(&db, false).unwrap();
+    assert!(store::recover(&conn).unwrap().unwritten.is_empty());
+}

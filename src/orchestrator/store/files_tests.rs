@@ -82,7 +82,7 @@ fn ingested_and_rejected_files_are_listed_newest_first_with_their_counts() {
     store.ingest_moved("sa", "a.json", "task_queues/processed/x_a.json");
     let w = WorkerId::new("w");
     store.attempt_started(&"a000".into(), 1.into(), &w, 1.0);
-    block(store.record_result(&"a000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    block(store.record_result(&"a000".into(), 1.into(), "{}".into(), &w, 2.0, false)).unwrap();
     store.attempt_started(&"a001".into(), 2.into(), &w, 1.0);
     block(store.cancel(&"a002".into())).unwrap();
     store.sync();
@@ -192,7 +192,7 @@ fn duplicates_say_where_the_results_are() {
     block(store.insert_batch(ids("t", 3), None, "api".into())).unwrap();
     let w = WorkerId::new("w");
     store.attempt_started(&"t000".into(), 1.into(), &w, 1.0);
-    block(store.record_result(&"t000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    block(store.record_result(&"t000".into(), 1.into(), "{}".into(), &w, 2.0, false)).unwrap();
     block(store.assign_results_file(vec!["t000".into()], "results/task_results_1.json")).unwrap();
     store.ended(&"t001".into(), TaskStatus::Failed, Some("boom".into()), 2.0);
     let out = drop_staged(&store, "copy.json", "sc", "t", 3);
@@ -250,7 +250,7 @@ fn kept_file_counts_equal_a_full_count_after_a_mixed_workload() {
         store.attempt_started(&(*id).into(), (i as u64 + 1).into(), &w, 1.0);
     }
     check("starts");
-    block(store.record_result(&"f000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    block(store.record_result(&"f000".into(), 1.into(), "{}".into(), &w, 2.0, false)).unwrap();
     store.ended(&"f001".into(), TaskStatus::Failed, Some("boom".into()), 2.0);
     store.requeue(&"f002".into(), 1, Some(5.0));
     store.requeue(&"g000".into(), 1, None);
@@ -263,7 +263,7 @@ fn kept_file_counts_equal_a_full_count_after_a_mixed_workload() {
     block(store.retry(&"g001".into())).unwrap();
     check("retry");
     store.attempt_started(&"f001".into(), 9.into(), &w, 3.0);
-    block(store.record_result(&"f001".into(), 9.into(), "{}".into(), &w, 4.0)).unwrap();
+    block(store.record_result(&"f001".into(), 9.into(), "{}".into(), &w, 4.0, false)).unwrap();
     // a refused file changes nothing
     drop_staged(&store, "h.json", "s3", "g", 3);
     check("a refused file");

@@ -106,6 +106,9 @@ pub(super) fn plan(jobs: &[Job]) -> Plan<'_> {
     let mut by_attempt: HashMap<AttemptId, &TaskId> = HashMap::new();
     for (j, job) in jobs.iter().enumerate() {
         for (i, op) in job.ops.iter().enumerate() {
+            if matches!(op, Op::Now) {
+                continue;
+            }
             let Op::Change(change) = op else {
                 open.clear();
                 by_attempt.clear();

@@ -23,6 +23,7 @@ mod history;
 mod journals;
 mod purge;
 mod recovery;
+mod results_files;
 mod reuse;
 mod schema;
 mod sql;
@@ -496,7 +497,9 @@ impl Store {
     }
 
     /// A completed task's result (JSON) from `worker_id`, with the end of
-    /// the attempt that produced it; answers after the commit.
+    /// the attempt that produced it; answers after the commit. `last`: no
+    /// task of the queue is left to end, so the commit does not wait for
+    /// others to join it ([`writer::PACE`]).
     pub fn record_result(
         &self,
         task_id: &TaskId,
@@ -504,8 +507,9 @@ impl Store {
         result: String,
         worker_id: &WorkerId,
         at: f64,
+        last: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + 'static {
-        self.persist_now(vec![
+        let mut ops: Vec<Op> = [
             Change::AttemptEnded {
                 attempt_id,
                 end: AttemptEnd::Completed,
@@ -520,7 +524,15 @@ impl Store {
                 worker_id: Some(worker_id.clone()),
                 at,
             },
-        ])
+        ]
+        .into_iter()
+        .map(Op::Change)
+        .collect();
+        if last {
+            ops.push(Op::Now);
+        }
+        let reply = self.send(ops);
+        async move { reply.await.map(|_| ()) }
     }
 
     /// Names the results file these tasks go to, before it is written.

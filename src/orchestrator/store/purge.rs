@@ -115,7 +115,8 @@ pub(super) fn window(
     type Row = (i64, String, TaskStatus, String, Option<f64>, bool, bool);
     let rows: Vec<Row> = db
         .prepare_cached(
-            "SELECT seq, task_id, status, source, finished_at, written,
+            "SELECT seq, task_id, status, source, finished_at,
+                    written AND NOT EXISTS(SELECT 1 FROM pending_results_files p WHERE p.file = t.results_file),
                     EXISTS(SELECT 1 FROM failure_records f WHERE f.task_id = t.task_id AND f.written = 0)
              FROM tasks t WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?

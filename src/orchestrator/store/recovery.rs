@@ -78,6 +78,7 @@ pub fn recover(conn: &Connection) -> Result<Recovery, StoreError> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    super::results_files::settle(conn)?;
     let mut stmt = conn.prepare(
         "SELECT task_id, result, results_file FROM tasks WHERE written = 0 AND status = 'completed' ORDER BY seq",
     )?;

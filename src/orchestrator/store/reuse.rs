@@ -213,6 +213,7 @@ mod tests {
                 result.into(),
                 &"w1".into(),
                 1.0,
+                false,
             ))
             .unwrap();
         // the same run with a default spelled out; one opting out; another seed

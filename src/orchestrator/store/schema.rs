@@ -51,6 +51,8 @@ CREATE INDEX IF NOT EXISTS tasks_algorithm ON tasks(algorithm);
 CREATE INDEX IF NOT EXISTS tasks_kernel ON tasks(kernel);
 CREATE INDEX IF NOT EXISTS tasks_worker ON tasks(worker_id) WHERE worker_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_results_file ON tasks(results_file) WHERE results_file IS NOT NULL;
+-- results files named but not yet on disk (`results_files.rs`)
+CREATE TABLE IF NOT EXISTS pending_results_files (file TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS task_counts (
     priority INTEGER NOT NULL,
     status TEXT NOT NULL,

@@ -346,7 +346,7 @@ fn kept_counts_equal_a_full_count_after_a_mixed_workload() {
         store.attempt_started(&(*id).into(), (i as u64 + 1).into(), &w, 1.0);
     }
     check("starts");
-    block(store.record_result(&"api000".into(), 1.into(), "{}".into(), &w, 2.0)).unwrap();
+    block(store.record_result(&"api000".into(), 1.into(), "{}".into(), &w, 2.0, false)).unwrap();
     store.ended(&"api001".into(), TaskStatus::Failed, Some("boom".into()), 2.0);
     store.requeue(&"api002".into(), 1, Some(5.0));
     check("complete, fail, requeue");

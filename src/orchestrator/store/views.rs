@@ -436,6 +436,7 @@ impl ReadPool {
         self.with(|db| {
             db.prepare_cached(
                 "SELECT results_file FROM tasks WHERE results_file IS NOT NULL AND written = 1
+                   AND results_file NOT IN (SELECT file FROM pending_results_files)
                  UNION SELECT file FROM failure_records WHERE file IS NOT NULL AND written = 1
                  ORDER BY 1",
             )?

@@ -276,11 +276,11 @@ impl TaskQueue {
         }
         if let Some(c) = fx.completion {
             self.performance.completed();
+            let drained = self.live.live_count() == 0;
             let mut commit =
                 self.store
-                    .record_result(&c.task_id, c.attempt_id, c.json.clone(), &c.worker, c.at);
+                    .record_result(&c.task_id, c.attempt_id, c.json.clone(), &c.worker, c.at, drained);
             let results = self.peers.results.clone();
-            let drained = self.live.live_count() == 0;
             let ack = self.peers.proxies.get(&c.worker).map(|p| p.ack.clone());
             let store = self.store.clone();
             let (task_id, result, attempt_id, json, worker, at) =
@@ -300,7 +300,8 @@ impl TaskQueue {
                         Err(e) if store.fault().full().is_some() => {
                             tracing::warn!(task = %task_id, error = %e, "a result waits for disk space");
                             actix_rt::time::sleep(Duration::from_secs(1)).await;
-                            commit = store.record_result(&task_id, attempt_id, json.clone(), &worker, at);
+                            commit =
+                                store.record_result(&task_id, attempt_id, json.clone(), &worker, at, drained);
                             continue;
                         }
                         Err(e) => tracing::error!(task = %task_id, error = %e, "cannot record a result"),
