@@ -51,6 +51,10 @@ impl Terminal {
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // as a shell starts a foreground job: Ctrl-C takes its
+                // default action even when the tests run in a background
+                // job, which inherits SIGINT ignored
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
                 Ok(())
             });
         }
