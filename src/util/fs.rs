@@ -30,6 +30,13 @@ fn parent_dir(path: &Path) -> &Path {
 /// into `task_queues/` is never picked up half-written. The folder is made
 /// if missing.
 pub fn temp_beside(path: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
+    let file = unflushed_beside(path, bytes)?;
+    file.as_file().sync_all()?;
+    Ok(file)
+}
+
+/// [`temp_beside`] without the flush to disk.
+fn unflushed_beside(path: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -45,7 +52,6 @@ pub fn temp_beside(path: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
     }
     let mut file = builder.tempfile_in(dir)?;
     file.write_all(bytes)?;
-    file.as_file().sync_all()?;
     Ok(file)
 }
 
@@ -53,6 +59,21 @@ pub fn temp_beside(path: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
 /// flushed to disk, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     temp_beside(path, bytes)?
+        .persist(path)
+        .map(drop)
+        .map_err(|e| e.error)
+}
+
+/// Replaces `path` with `bytes` through a temporary file in the same
+/// folder, as [`write_atomic`] does, but without flushing it to disk
+/// first: for a status snapshot rewritten every fraction of a second
+/// (`worker_<id>_state.json`), whose readers must see the old file or
+/// the new one, never half of one, but which no one needs to survive a
+/// power cut (the next write replaces it). A flush per write costs a
+/// disk sync twice a second per busy worker: hundreds of workers on one
+/// machine queued behind each other's syncs.
+pub fn replace_snapshot(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    unflushed_beside(path, bytes)?
         .persist(path)
         .map(drop)
         .map_err(|e| e.error)
@@ -263,6 +284,10 @@ mod tests {
         write_atomic(&path, b"first version, longer").unwrap();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
+        // a snapshot replaces it the same way, unflushed
+        replace_snapshot(&path, b"third, the longest of them all").unwrap();
+        replace_snapshot(&path, b"fourth").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"fourth");
         let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1);
     }

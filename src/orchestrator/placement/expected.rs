@@ -28,6 +28,15 @@
 //!   this worker's speed. With no backlog and a free slot this is just the
 //!   task's predicted time there: the fastest free worker wins.
 //!
+//! # Cost
+//! Every question is answered in time independent of the number of
+//! workers: a worker's estimate is kept beside its samples (recomputed
+//! when one is learned), and the typical speed of a kernel is cached
+//! until a worker's estimate for it changes. Take-backs ask for speeds
+//! per worker per task sent ahead; the median over every worker, taken
+//! afresh at each question, made a dispatch among 256 workers cost
+//! their square.
+//!
 //! The Membership keeps one [`Expected`] for all workers: a placement
 //! adds the task to its worker's holdings ([`Expected::placed`]), a
 //! release removes it and learns from its time ([`Expected::released`]).
@@ -35,6 +44,7 @@
 //! forward), so `orquesta bench makespan` drives the same code in
 //! simulated time.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
 use crate::model::{KernelName, WorkerId};
@@ -84,11 +94,20 @@ struct Held {
     placed_at: f64,
 }
 
+/// The recent speeds of one worker on one kernel and their median.
+#[derive(Debug)]
+struct Samples {
+    /// Oldest first, at most [`SAMPLES`].
+    recent: VecDeque<f64>,
+    /// The median of `recent` (the estimate).
+    median: f64,
+}
+
 /// What the model knows of one worker.
 #[derive(Debug, Default)]
 struct WorkerModel {
-    /// Recent speeds per kernel, oldest first.
-    speeds: HashMap<&'static str, VecDeque<f64>>,
+    /// Recent speeds per kernel.
+    speeds: HashMap<&'static str, Samples>,
     /// In placement order.
     held: Vec<Held>,
 }
@@ -97,6 +116,9 @@ struct WorkerModel {
 #[derive(Debug, Default)]
 pub struct Expected {
     workers: HashMap<WorkerId, WorkerModel>,
+    /// [`Expected::typical_speed`] per kernel, as last computed; a kernel
+    /// is dropped from it when a worker's estimate for it changes.
+    typical: RefCell<HashMap<String, Option<f64>>>,
 }
 
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -121,8 +143,7 @@ impl Expected {
     /// The speed learned for `worker` on `kernel`, if it has reported any
     /// result long enough to learn from.
     pub fn learned_speed(&self, worker: &WorkerId, kernel: &str) -> Option<f64> {
-        let samples = self.workers.get(worker)?.speeds.get(kernel)?;
-        median(samples.iter().copied())
+        Some(self.workers.get(worker)?.speeds.get(kernel)?.median)
     }
 
     /// The speed used for `worker` on `kernel`: learned, else the median of
@@ -133,14 +154,20 @@ impl Expected {
             .unwrap_or_else(|| prior_speed(kernel))
     }
 
-    /// The median of every worker's learned speed on `kernel`.
+    /// The median of every worker's learned speed on `kernel` (cached
+    /// until one of them changes).
     fn typical_speed(&self, kernel: &str) -> Option<f64> {
-        median(
+        if let Some(known) = self.typical.borrow().get(kernel) {
+            return *known;
+        }
+        let typical = median(
             self.workers
                 .values()
                 .filter_map(|m| m.speeds.get(kernel))
-                .filter_map(|s| median(s.iter().copied())),
-        )
+                .map(|s| s.median),
+        );
+        self.typical.borrow_mut().insert(kernel.to_string(), typical);
+        typical
     }
 
     /// Predicted seconds of `task` on `worker`.
@@ -244,18 +271,26 @@ impl Expected {
         if let (Some(t), Some(s)) = (task, seconds) {
             let work = t.work();
             if s.is_finite() && s >= MIN_SAMPLE_SECONDS && work > 0.0 {
-                let samples = m.speeds.entry(t.kernel.as_str()).or_default();
-                if samples.len() == SAMPLES {
-                    samples.pop_front();
+                let kernel = t.kernel.as_str();
+                let samples = m.speeds.entry(kernel).or_insert_with(|| Samples {
+                    recent: VecDeque::with_capacity(SAMPLES),
+                    median: 0.0,
+                });
+                if samples.recent.len() == SAMPLES {
+                    samples.recent.pop_front();
                 }
-                samples.push_back(work / s);
+                samples.recent.push_back(work / s);
+                samples.median = median(samples.recent.iter().copied()).unwrap_or(0.0);
+                self.typical.get_mut().remove(kernel);
             }
         }
     }
 
     /// Forgets a worker that left (a new one under its id starts afresh).
     pub fn forget(&mut self, worker: &WorkerId) {
-        self.workers.remove(worker);
+        if self.workers.remove(worker).is_some_and(|m| !m.speeds.is_empty()) {
+            self.typical.get_mut().clear();
+        }
     }
 }
 

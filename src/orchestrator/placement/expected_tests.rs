@@ -206,3 +206,29 @@ fn a_backlog_task_starts_when_the_tasks_before_it_are_laid_on_the_slots() {
     // no slot: nothing to lay on
     assert_eq!(lay(&mut [], 1.0), 0.0);
 }
+
+#[test]
+fn the_typical_speed_follows_what_is_learned_and_who_leaves() {
+    let mut e = Expected::new();
+    let (a, b, c) = (w("a"), w("b"), w("c"));
+    // asked before anything is learned: the prior, and asked again after
+    // a first result (the cached answer is dropped when a speed changes)
+    assert_eq!(e.speed(&c, "optimized"), prior_speed("optimized"));
+    run(&mut e, &a, opt(1000, 100), 0.01); // 10⁷ units/s
+    assert_eq!(e.speed(&c, "optimized"), 1e7);
+    run(&mut e, &b, opt(1000, 100), 0.0025); // 4·10⁷
+    assert_eq!(e.speed(&c, "optimized"), 2.5e7);
+    for _ in 0..SAMPLES {
+        run(&mut e, &a, opt(1000, 100), 0.0025);
+    }
+    assert_eq!(e.speed(&c, "optimized"), 4e7);
+    // a worker that leaves no longer counts
+    run(&mut e, &a, opt(1000, 100), 0.01);
+    e.forget(&b);
+    assert_eq!(
+        e.speed(&c, "optimized"),
+        e.learned_speed(&a, "optimized").unwrap()
+    );
+    e.forget(&a);
+    assert_eq!(e.speed(&c, "optimized"), prior_speed("optimized"));
+}

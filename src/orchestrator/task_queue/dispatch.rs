@@ -276,6 +276,24 @@ impl LiveTasks {
 }
 
 impl TaskQueue {
+    /// Dispatches once the messages already waiting in the mailbox have
+    /// been read (actix reads the whole mailbox before the futures an
+    /// actor spawned): the outcomes that many workers reported while this
+    /// actor was busy cost one dispatch, not one each. A dispatch walks
+    /// every worker (free slots, floors, take-backs), so with hundreds of
+    /// workers one per outcome was the orchestrator's largest cost per
+    /// task; with one outcome waiting it runs in the same turn as before.
+    pub(super) fn dispatch_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.dispatch_due {
+            return;
+        }
+        self.dispatch_due = true;
+        ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, ctx| {
+            act.dispatch_due = false;
+            act.try_dispatch(ctx);
+        }));
+    }
+
     /// Places and sends the next tasks, batch after batch while they find
     /// room; reads pages of kernels whose window runs low.
     pub(super) fn try_dispatch(&mut self, ctx: &mut Context<Self>) {

@@ -174,6 +174,9 @@ pub struct TaskQueue {
     /// one found, so that a full cluster is not offered hundreds of tasks
     /// to take back one at a time.
     dispatch_size: usize,
+    /// A dispatch is due once the messages already in the mailbox have
+    /// been read ([`Self::dispatch_soon`]).
+    dispatch_due: bool,
     performance: queries::Performance,
     started: Instant,
     /// `GET /metrics/prometheus`: told what each event observed.
@@ -219,6 +222,7 @@ impl TaskQueue {
             live,
             board,
             dispatch_size: dispatch::DISPATCH_BATCH,
+            dispatch_due: false,
             performance: Default::default(),
             started: Instant::now(),
             metrics,
@@ -435,7 +439,7 @@ impl Handler<AttemptOutcome> for TaskQueue {
             .live
             .outcome(&msg.task_id, msg.attempt_id, &worker, msg.kind, unix_now());
         self.apply(fx, ctx);
-        self.try_dispatch(ctx);
+        self.dispatch_soon(ctx);
         self.metrics.attempt_reported();
     }
 }
@@ -460,7 +464,7 @@ impl Handler<TakenBack> for TaskQueue {
             .live
             .took_back(&msg.task_id, msg.attempt_id, msg.outcome, unix_now());
         self.apply(fx, ctx);
-        self.try_dispatch(ctx);
+        self.dispatch_soon(ctx);
     }
 }
 

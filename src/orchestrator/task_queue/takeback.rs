@@ -160,21 +160,22 @@ impl LiveTasks {
         // taken back to it: that of the best ready task it runs (a ready
         // task of the same priority takes the slot at once, with no
         // round trip; none ready: any task waiting in a backlog)
-        let mut free: Vec<(WorkerId, usize, usize)> = self
-            .loads
-            .taking(now)
-            .map(|(w, _)| w.clone())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter_map(|w| {
-                let held = self.loads.in_flight(&w) + self.index.workers.get(&w).map_or(0, |on| on.incoming);
-                let n = self.loads.capacity(&w)?.saturating_sub(held);
+        if self.index.ahead_by_priority.iter().all(|n| *n == 0) {
+            return;
+        }
+        // the bar is asked only of workers with a free slot (few, when
+        // many workers hold a backlog each)
+        let mut free: Vec<(WorkerId, usize, usize)> = Vec::new();
+        for (w, _) in self.loads.taking(now) {
+            let held = self.loads.in_flight(w) + self.index.workers.get(w).map_or(0, |on| on.incoming);
+            let n = self.loads.capacity(w).unwrap_or(0).saturating_sub(held);
+            if n > 0 {
                 let bar = self
-                    .best_ready_for(&w)
+                    .best_ready_for(w)
                     .map_or(Priority::ALL.len(), |(p, _)| p as usize);
-                (n > 0).then_some((w, n, bar))
-            })
-            .collect();
+                free.push((w.clone(), n, bar));
+            }
+        }
         // nothing sent ahead beats the best bar: a walk of the backlogs
         // would find nothing (the common case: tiny tasks of one priority)
         let Some(bar) = free.iter().map(|(_, _, bar)| *bar).max() else {
@@ -276,6 +277,12 @@ impl LiveTasks {
         if targets.is_empty() {
             return;
         }
+        // soonest start first: a task takes the first target that passes
+        // (the soonest of those that do), and the walk stops at the first
+        // that starts too late to gain, so a task costs a look or two, not
+        // one per worker (with hundreds of workers holding backlogs of
+        // tasks that all wait long, that walk was the whole dispatch)
+        targets.sort_by(|a, b| a.1.total_cmp(&b.1));
         // per worker holding a backlog: its tasks in the order it starts
         // them, each with when it would start there
         let mut moves: Vec<(TaskId, WorkerId, f64, f64)> = Vec::new();
@@ -324,23 +331,23 @@ impl LiveTasks {
                     continue;
                 }
                 let claims = claims.get_or_insert_with(|| self.claims(now, Priority::Low));
-                let best = targets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (to, _))| {
-                        to != w
-                            && !t.entry.failed_on.contains(to)
-                            && self.loads.accepts(to, size.kernel, now)
-                            && self.best_ready_for(to).is_none_or(|ready| *key < ready)
-                            && claims.floor.get(to).is_none_or(|floor| key.0 <= *floor)
-                    })
-                    .map(|(i, (to, start))| (i, *start, *start + expected.predict(to, &size)))
-                    .filter(|(_, start, finish)| {
-                        here - start >= margins.min_gain.max(margins.min_fraction * here)
-                            && *finish < here + here_run
-                    })
-                    .min_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((i, there, _)) = best {
+                let gain = margins.min_gain.max(margins.min_fraction * here);
+                let mut best = None;
+                for (i, (to, start)) in targets.iter().enumerate() {
+                    if here - start < gain {
+                        break;
+                    }
+                    let may = to != w
+                        && !t.entry.failed_on.contains(to)
+                        && self.loads.accepts(to, size.kernel, now)
+                        && self.best_ready_for(to).is_none_or(|ready| *key < ready)
+                        && claims.floor.get(to).is_none_or(|floor| key.0 <= *floor);
+                    if may && start + expected.predict(to, &size) < here + here_run {
+                        best = Some((i, *start));
+                        break;
+                    }
+                }
+                if let Some((i, there)) = best {
                     let (to, _) = targets.remove(i);
                     moves.push((id.clone(), to, here, there));
                     if targets.is_empty() {

@@ -360,19 +360,20 @@ impl LiveTasks {
             .map(|(t, o)| (t.clone(), o.worker.clone()))
             .collect();
         runs.sort();
+        // counted in one pass: a count per run was the square of the runs
+        // (hundreds at the end of a batch on hundreds of workers)
         let mut behind: HashMap<WorkerId, usize> = HashMap::new();
         for (_, w) in &runs {
-            if behind.contains_key(w) {
-                continue;
-            }
+            *behind.entry(w.clone()).or_default() += 1;
+        }
+        for (w, n) in behind.iter_mut() {
             let ours = self
                 .index
                 .workers
                 .get(w)
                 .map_or(0, |on| on.running + on.sent_ahead.len());
-            let verifying = runs.iter().filter(|(_, v)| v == w).count();
             let capacity = self.loads.capacity(w).unwrap_or(0);
-            behind.insert(w.clone(), (ours + verifying).saturating_sub(capacity));
+            *n = (ours + *n).saturating_sub(capacity);
         }
         let mut withdrawn = 0;
         for (task_id, worker) in runs {

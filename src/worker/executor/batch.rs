@@ -115,7 +115,7 @@ impl Handler<ExecuteBatch> for Executor {
                         since: Instant::now(),
                     },
                 );
-                self.state_dirty = true;
+                self.touch_state();
             }
         }
     }
@@ -148,7 +148,7 @@ impl Executor {
             let Some(q) = self.backlog.pop_front() else {
                 return;
             };
-            self.state_dirty = true;
+            self.touch_state();
             if q.events.is_closed() {
                 tracing::info!(task = %q.task.task_id, attempt = %crate::util::logging::AttemptField(q.attempt_id),
                     "dropped from the backlog: the orchestrator that sent it went away (it queues it again)");
@@ -186,7 +186,7 @@ impl Executor {
         let _ = q.events.send(BatchEvent::Result {
             result: Arc::new(result),
         });
-        self.state_dirty = true;
+        self.touch_state();
         true
     }
 
@@ -217,7 +217,7 @@ impl Executor {
                 task_id: task_id.clone(),
                 attempt_id: q.attempt_id,
             });
-            self.state_dirty = true;
+            self.touch_state();
             return TakeBackOutcome::Returned;
         }
         match self.held.get(task_id.as_str()) {
@@ -237,6 +237,6 @@ impl Executor {
                 refusal.clone(),
             );
         }
-        self.state_dirty = true;
+        self.touch_state();
     }
 }

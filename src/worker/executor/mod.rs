@@ -74,7 +74,12 @@ pub struct Executor {
     prometheus: Arc<WorkerNodeMetrics>,
     draining: bool,
     started: Instant,
+    /// `worker_<id>_state.json` is behind the worker.
     state_dirty: bool,
+    /// A write of it is already due ([`Executor::touch_state`]).
+    state_write_due: bool,
+    /// This actor, to schedule that write from code without its context.
+    me: Option<Addr<Executor>>,
     /// The orchestrator (its data folder's id) whose work this worker has
     /// ([`Serve`]).
     served: Option<String>,
@@ -106,6 +111,8 @@ impl Executor {
             draining: false,
             started: Instant::now(),
             state_dirty: true,
+            state_write_due: false,
+            me: None,
             served: None,
             served_heard: None,
             checkpointer: None,
@@ -138,7 +145,8 @@ impl Actor for Executor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.write_state(ctx));
+        self.me = Some(ctx.address());
+        self.touch_state();
         ctx.run_interval(Duration::from_secs(60), |act, _| act.held.expire());
         if let Some(c) = &self.checkpointer {
             let tick = (c.interval / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
@@ -225,7 +233,7 @@ impl Executor {
             task_id: task_id.clone(),
             attempt_id: waiting,
         });
-        self.state_dirty = true;
+        self.touch_state();
         None
     }
 
@@ -254,7 +262,7 @@ impl Executor {
                 next_checkpoint: Instant::now() + interval,
             },
         );
-        self.state_dirty = true;
+        self.touch_state();
         let checkpointer = self.checkpointer.clone();
         let sims = self.sims.clone();
         let run = async move {
@@ -340,7 +348,7 @@ impl Executor {
         if !running.reply.finished(result) {
             tracing::info!(task = %task_id, "the requester left; result held for pickup");
         }
-        self.state_dirty = true;
+        self.touch_state();
     }
 
     fn current(&self) -> Vec<CurrentTask> {
@@ -426,8 +434,28 @@ impl Executor {
         }
     }
 
-    /// Writes `worker_<id>_state.json` off the actor's thread.
-    fn write_state(&mut self, _ctx: &mut Context<Self>) {
+    /// The worker's state changed: `worker_<id>_state.json` is written
+    /// [`STATE_EVERY`] later, with every change made by then. A timer that
+    /// looked twice a second woke every idle worker for nothing, and
+    /// each busy one wrote a new file twice a second: 256 one-slot
+    /// workers on one machine spent about a quarter of their CPU on it.
+    pub(super) fn touch_state(&mut self) {
+        self.state_dirty = true;
+        if self.state_write_due {
+            return;
+        }
+        let Some(me) = self.me.clone() else { return };
+        self.state_write_due = true;
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(STATE_EVERY).await;
+            me.do_send(WriteState);
+        });
+    }
+
+    /// Writes `worker_<id>_state.json` off the actor's thread (not flushed
+    /// to disk: a snapshot; the last one, at shutdown, is).
+    fn write_state(&mut self) {
+        self.state_write_due = false;
         if !self.state_dirty {
             return;
         }
@@ -438,10 +466,27 @@ impl Executor {
         let snapshot = self.snapshot();
         actix_rt::task::spawn_blocking(move || {
             let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
-            if let Err(e) = crate::util::fs::write_atomic(&path, &text) {
+            if let Err(e) = crate::util::fs::replace_snapshot(&path, &text) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the worker state file");
             }
         });
+    }
+}
+
+/// How long after a change `worker_<id>_state.json` is written (every
+/// change made meanwhile goes in the same write).
+pub const STATE_EVERY: Duration = Duration::from_secs(2);
+
+/// Sent by the Executor to itself [`STATE_EVERY`] after a change: write
+/// the state file.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteState;
+
+impl Handler<WriteState> for Executor {
+    type Result = ();
+    fn handle(&mut self, _: WriteState, _: &mut Self::Context) {
+        self.write_state();
     }
 }
 
@@ -573,7 +618,7 @@ impl Handler<AckResults> for Executor {
             .filter(|id| self.held.ack(id.as_str()))
             .count();
         if freed > 0 {
-            self.state_dirty = true;
+            self.touch_state();
         }
         freed
     }
@@ -591,7 +636,7 @@ impl Handler<Drain> for Executor {
             tracing::info!(running = self.running.len(), "draining: no new tasks accepted");
         }
         self.draining = true;
-        self.state_dirty = true;
+        self.touch_state();
         // what runs may be cut short: a checkpoint of each, at once
         self.request_checkpoints(true);
         // waiting tasks never ran: handed back, to run elsewhere
