@@ -410,27 +410,17 @@ fn a_stop_asked_for_as_soon_as_it_listens_is_an_orderly_stop() {
     // on" was printed: a SIGTERM in between (a Slurm job cancelled at
     // start, the parent of --exit-with-parent gone) ended the process by
     // the signal's default action, with no drain and no last lines
-    for round in 0..3 {
+    let stops_in_order = |mut p: Proc, last_words: &str| {
+        p.signal(libc::SIGTERM);
+        assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(0), "{}", p.log());
+        assert!(p.log().contains(last_words), "{}", p.log());
+    };
+    for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = worker(dir.path(), &[]);
-        w.signal(libc::SIGTERM);
-        assert_eq!(
-            w.wait_exit(Duration::from_secs(20)),
-            Some(0),
-            "worker, round {round}: {}",
-            w.log()
-        );
-        assert!(w.log().contains("shutdown requested"), "{}", w.log());
+        stops_in_order(worker(dir.path(), &[]), "shutdown requested");
         std::fs::write(dir.path().join("config_workers.json"), r#"{"workers": []}"#).unwrap();
-        let mut o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &[]);
-        o.signal(libc::SIGTERM);
-        assert_eq!(
-            o.wait_exit(Duration::from_secs(20)),
-            Some(0),
-            "orchestrator, round {round}: {}",
-            o.log()
-        );
-        assert!(o.log().contains("orchestrator stopped"), "{}", o.log());
+        let o = Proc::start(dir.path(), &["orchestrator", "--port", "0"], &[]);
+        stops_in_order(o, "orchestrator stopped");
     }
 }
 

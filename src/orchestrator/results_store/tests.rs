@@ -47,6 +47,23 @@ async fn queue(store: &Store, ids: &[&str]) {
     store.insert_batch(new, None, "test".into()).await.unwrap();
 }
 
+/// Records tasks `ids` completed on w1, each committed on its own.
+async fn complete(store: &Store, ids: &[&str]) {
+    for id in ids {
+        store
+            .persist_now(vec![Change::Ended {
+                task_id: (*id).into(),
+                status: TaskStatus::Completed,
+                result: Some(serde_json::to_string(&result(id)).unwrap()),
+                error: None,
+                worker_id: Some(WorkerId::new("w1")),
+                at: unix_now(),
+            }])
+            .await
+            .unwrap();
+    }
+}
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -72,19 +89,7 @@ fn results_are_written_once_and_recovered_after_a_crash() {
         let store = Store::start(store::open(&db, false).unwrap());
         let ids = ["a", "b", "c"];
         queue(&store, &ids).await;
-        for id in ids {
-            store
-                .persist_now(vec![Change::Ended {
-                    task_id: id.into(),
-                    status: TaskStatus::Completed,
-                    result: Some(serde_json::to_string(&result(id)).unwrap()),
-                    error: None,
-                    worker_id: Some(WorkerId::new("w1")),
-                    at: unix_now(),
-                }])
-                .await
-                .unwrap();
-        }
+        complete(&store, &ids).await;
         let rs = results_store(&store, &results_dir, dir.path());
         rs.send(RecordResult {
             result: result("a"),
@@ -207,19 +212,7 @@ fn a_crash_between_naming_a_results_file_and_its_end_loses_and_repeats_nothing()
         let store = Store::start(store::open(&db, false).unwrap());
         let ids = ["a", "b", "c", "d"];
         queue(&store, &ids).await;
-        for id in ids {
-            store
-                .persist_now(vec![Change::Ended {
-                    task_id: id.into(),
-                    status: TaskStatus::Completed,
-                    result: Some(serde_json::to_string(&result(id)).unwrap()),
-                    error: None,
-                    worker_id: Some(WorkerId::new("w1")),
-                    at: unix_now(),
-                }])
-                .await
-                .unwrap();
-        }
+        complete(&store, &ids).await;
         // a and b: named, renamed into place, killed before the mark;
         // c and d: named, killed before the rename
         let (on_disk_key, never_key) = (
