@@ -21,6 +21,7 @@ mod fold;
 mod group;
 mod history;
 mod journals;
+mod pace;
 mod purge;
 mod recovery;
 mod results_files;
