@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix::WeakAddr;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -78,8 +79,9 @@ pub struct Executor {
     state_dirty: bool,
     /// A write of it is already due ([`Executor::touch_state`]).
     state_write_due: bool,
-    /// This actor, to schedule that write from code without its context.
-    me: Option<Addr<Executor>>,
+    /// This actor, to schedule that write from code without its context
+    /// (weak: the actor must not keep its own mailbox open).
+    me: Option<WeakAddr<Executor>>,
     /// The orchestrator (its data folder's id) whose work this worker has
     /// ([`Serve`]).
     served: Option<String>,
@@ -145,7 +147,7 @@ impl Actor for Executor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.me = Some(ctx.address());
+        self.me = Some(ctx.address().downgrade());
         self.touch_state();
         ctx.run_interval(Duration::from_secs(60), |act, _| act.held.expire());
         if let Some(c) = &self.checkpointer {
@@ -444,7 +446,9 @@ impl Executor {
         if self.state_write_due {
             return;
         }
-        let Some(me) = self.me.clone() else { return };
+        let Some(me) = self.me.as_ref().and_then(WeakAddr::upgrade) else {
+            return;
+        };
         self.state_write_due = true;
         actix_rt::spawn(async move {
             actix_rt::time::sleep(STATE_EVERY).await;
