@@ -58,25 +58,24 @@ fn unflushed_beside(path: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
 /// Writes `bytes` to `path` through a temporary file in the same folder,
 /// flushed to disk, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    temp_beside(path, bytes)?
-        .persist(path)
-        .map(drop)
-        .map_err(|e| e.error)
+    rename_over(temp_beside(path, bytes)?, path)
+}
+
+/// Renames a temporary file written beside `path` over it.
+fn rename_over(file: NamedTempFile, path: &Path) -> io::Result<()> {
+    file.persist(path).map(drop).map_err(|e| e.error)
 }
 
 /// Replaces `path` with `bytes` through a temporary file in the same
 /// folder, as [`write_atomic`] does, but without flushing it to disk
-/// first: for a status snapshot rewritten every fraction of a second
+/// first: for a status snapshot rewritten every few seconds
 /// (`worker_<id>_state.json`), whose readers must see the old file or
 /// the new one, never half of one, but which no one needs to survive a
-/// power cut (the next write replaces it). A flush per write costs a
-/// disk sync twice a second per busy worker: hundreds of workers on one
-/// machine queued behind each other's syncs.
+/// power cut (the next write replaces it). A flush per write cost a disk
+/// sync per write per busy worker: hundreds of workers on one machine
+/// queued behind each other's syncs.
 pub fn replace_snapshot(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    unflushed_beside(path, bytes)?
-        .persist(path)
-        .map(drop)
-        .map_err(|e| e.error)
+    rename_over(unflushed_beside(path, bytes)?, path)
 }
 
 /// [`write_atomic`] for a file only its owner may read (a secret): the
@@ -90,7 +89,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .tempfile_in(dir)?;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
-    file.persist(path).map(drop).map_err(|e| e.error)
+    rename_over(file, path)
 }
 
 /// Why [`read_regular`] read nothing.
