@@ -500,7 +500,7 @@ impl Store {
     /// A completed task's result (JSON) from `worker_id`, with the end of
     /// the attempt that produced it; answers after the commit. `last`: no
     /// task of the queue is left to end, so the commit does not wait for
-    /// others to join it ([`writer::PACE`]).
+    /// others to join it ([`pace::PACE`]).
     pub fn record_result(
         &self,
         task_id: &TaskId,
